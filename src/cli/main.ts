@@ -1,0 +1,58 @@
+/**
+ * `ponder` command line. Exit codes: 0 ok, 1 internal fault or failed check, 2 bad usage or input.
+ * Errors print one line `error[CODE]: message` (and a hint line) to stderr, never a stack trace.
+ */
+import { fileURLToPath } from 'node:url';
+import { PonderError } from '../errors.js';
+import { conformCommand } from './conform.js';
+import { inspectCommand } from './inspect.js';
+import { benchCommand } from './bench.js';
+
+export interface CliIO {
+  out(text: string): void;
+  err(text: string): void;
+  readonly bundledGoldenDir: string;
+}
+
+const HELP = `ponder — run and check recursive language models (MoR, Huginn, Ouro) on WebAssembly SIMD
+
+Usage: ponder <command> [options]   (ponder <command> --help for each)
+
+Commands:
+  conform [DIR]      run golden conformance cases (default: the bundled spec/golden)
+  inspect FILE|DIR   list the tensors of a safetensors file or model directory, and its config
+  bench kernels      kernel benchmarks against XNNPACK (tfjs-backend-wasm) and onnxruntime-web
+
+Exit codes: 0 ok, 1 internal fault or failed check, 2 bad usage or input.
+`;
+
+const COMMANDS: Record<string, (argv: string[], io: CliIO) => Promise<number>> = {
+  conform: conformCommand,
+  inspect: inspectCommand,
+  bench: benchCommand,
+};
+
+export async function main(argv: string[], io: CliIO): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') { io.out(HELP); return 0; }
+  const run = COMMANDS[command];
+  try {
+    if (!run) throw new PonderError('ARG_UNKNOWN_COMMAND', `unknown command ${JSON.stringify(command)}`, { hint: `commands: ${Object.keys(COMMANDS).join(', ')}; see \`ponder --help\`` });
+    return await run(rest, io);
+  } catch (e) {
+    if (e instanceof PonderError) {
+      io.err(`error[${e.code}]: ${e.message}\n`);
+      if (e.hint) io.err(`  hint: ${e.hint}\n`);
+      return 2;
+    }
+    io.err(`error[INTERNAL]: ${(e as Error).message ?? String(e)}\n  hint: this is a bug in ponder; please report it with the command you ran\n`);
+    if (process.env.PONDER_DEBUG) io.err(`${(e as Error).stack}\n`);
+    return 1;
+  }
+}
+
+export const nodeIO: CliIO = {
+  out: (t) => void process.stdout.write(t),
+  err: (t) => void process.stderr.write(t),
+  bundledGoldenDir: fileURLToPath(new URL('../../../spec/golden', import.meta.url)),
+};

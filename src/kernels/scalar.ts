@@ -1,0 +1,178 @@
+/**
+ * Plain TypeScript twins of every WASM kernel: the executable reference the SIMD kernels are
+ * property-tested against. Written for clarity, not speed; reductions accumulate in f64 and round
+ * once, so they are at least as accurate as the f32 SIMD kernels.
+ */
+import type { Kernels, LinearSource, LinearWeight, RopeLayout } from './kernels.js';
+
+interface ScalarLinearWeight extends LinearWeight {
+  readonly w: Float32Array; // [N, K] row-major, widened to f32
+}
+
+export function bf16BitsToF32(bits: number): number {
+  scratchU32[0] = (bits & 0xffff) << 16;
+  return scratchF32[0];
+}
+const scratchF32 = new Float32Array(1);
+const scratchU32 = new Uint32Array(scratchF32.buffer);
+
+export function f16BitsToF32(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exp = (bits >> 10) & 0x1f;
+  const frac = bits & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24; // ±0 and subnormals
+  if (exp === 31) return frac === 0 ? sign * Infinity : NaN;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+const fround = Math.fround;
+
+export const scalarKernels: Kernels = {
+  name: 'scalar',
+
+  bindLinear(src: LinearSource, N: number, K: number): ScalarLinearWeight {
+    const w = new Float32Array(N * K);
+    if (src.dtype === 'f32') w.set(src.data.subarray(0, N * K));
+    else for (let i = 0; i < N * K; i++) w[i] = bf16BitsToF32(src.data[i]);
+    return { N, K, dtype: src.dtype, bytes: w.byteLength, w };
+  },
+
+  linear(y, x, weight, M, bias) {
+    const { N, K, w } = weight as ScalarLinearWeight;
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) {
+        let acc = 0;
+        const wo = n * K, xo = m * K;
+        for (let k = 0; k < K; k++) acc += x[xo + k] * w[wo + k];
+        if (bias) acc += bias[n];
+        y[m * N + n] = acc;
+      }
+    }
+  },
+
+  rmsnorm(y, x, weight, rows, dim, eps) {
+    for (let r = 0; r < rows; r++) {
+      const o = r * dim;
+      let ss = 0;
+      for (let i = 0; i < dim; i++) ss += x[o + i] * x[o + i];
+      const inv = fround(1 / Math.sqrt(fround(fround(ss / dim) + eps)));
+      for (let i = 0; i < dim; i++) {
+        const normed = fround(x[o + i] * inv);
+        y[o + i] = weight ? normed * weight[i] : normed;
+      }
+    }
+  },
+
+  rope(x, rows, nHeads, headDim, rowStride, cos, sin, positions, layout: RopeLayout) {
+    const half = headDim >> 1;
+    for (let r = 0; r < rows; r++) {
+      const table = positions[r] * half;
+      for (let h = 0; h < nHeads; h++) {
+        const o = r * rowStride + h * headDim;
+        for (let i = 0; i < half; i++) {
+          const c = cos[table + i], s = sin[table + i];
+          const ia = layout === 'half' ? o + i : o + 2 * i;
+          const ib = layout === 'half' ? o + i + half : o + 2 * i + 1;
+          const a = x[ia], b = x[ib];
+          x[ia] = fround(a * c) - fround(b * s);
+          x[ib] = fround(b * c) + fround(a * s);
+        }
+      }
+    }
+  },
+
+  attention(out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed) {
+    const group = nHeads / nKvHeads;
+    const qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
+    const scores = new Float64Array(Tk);
+    for (let i = 0; i < Tq; i++) {
+      for (let h = 0; h < nHeads; h++) {
+        const kvh = Math.floor(h / group);
+        const qo = i * qDim + h * headDim;
+        let max = -Infinity;
+        for (let j = 0; j < Tk; j++) {
+          const visible = (qPos === null || kPos === null || kPos[j] <= qPos[i]) && (allowed === null || allowed[i * Tk + j] !== 0);
+          if (!visible) { scores[j] = -Infinity; continue; }
+          let dot = 0;
+          const ko = j * kvDim + kvh * headDim;
+          for (let d = 0; d < headDim; d++) dot += q[qo + d] * k[ko + d];
+          scores[j] = dot * scale;
+          if (scores[j] > max) max = scores[j];
+        }
+        const oo = i * qDim + h * headDim;
+        if (max === -Infinity) { // no visible key: zeros by contract
+          for (let d = 0; d < headDim; d++) out[oo + d] = 0;
+          continue;
+        }
+        let sum = 0;
+        for (let j = 0; j < Tk; j++) { scores[j] = Math.exp(scores[j] - max); sum += scores[j]; }
+        for (let d = 0; d < headDim; d++) {
+          let acc = 0;
+          for (let j = 0; j < Tk; j++) if (scores[j] !== 0) acc += scores[j] * v[j * kvDim + kvh * headDim + d];
+          out[oo + d] = acc / sum;
+        }
+      }
+    }
+  },
+
+  softmax(y, x, rows, n) {
+    for (let r = 0; r < rows; r++) {
+      const o = r * n;
+      let max = -Infinity;
+      for (let i = 0; i < n; i++) if (x[o + i] > max) max = x[o + i]; // NaN never wins; it propagates through exp below
+      if (max === -Infinity) { for (let i = 0; i < n; i++) y[o + i] = 0; continue; }
+      let sum = 0;
+      for (let i = 0; i < n; i++) sum += Math.exp(x[o + i] - max);
+      for (let i = 0; i < n; i++) y[o + i] = Math.exp(x[o + i] - max) / sum;
+    }
+  },
+
+  logSoftmax(y, x, rows, n) {
+    for (let r = 0; r < rows; r++) {
+      const o = r * n;
+      let max = -Infinity;
+      for (let i = 0; i < n; i++) if (x[o + i] > max) max = x[o + i]; // NaN never wins; it propagates through exp below
+      if (max === -Infinity) { for (let i = 0; i < n; i++) y[o + i] = -Infinity; continue; }
+      let sum = 0;
+      for (let i = 0; i < n; i++) sum += Math.exp(x[o + i] - max);
+      const lse = max + Math.log(sum);
+      for (let i = 0; i < n; i++) y[o + i] = x[o + i] - lse;
+    }
+  },
+
+  siluMul(y, gate, up, n) {
+    for (let i = 0; i < n; i++) { const g = gate[i]; y[i] = fround(g / (1 + Math.exp(-g))) * up[i]; }
+  },
+  silu(y, x, n) {
+    for (let i = 0; i < n; i++) { const g = x[i]; y[i] = g / (1 + Math.exp(-g)); }
+  },
+  sigmoid(y, x, n) {
+    for (let i = 0; i < n; i++) y[i] = 1 / (1 + Math.exp(-x[i]));
+  },
+  add(y, a, b, n) {
+    for (let i = 0; i < n; i++) y[i] = a[i] + b[i];
+  },
+  axpy(y, alpha, x, n) {
+    for (let i = 0; i < n; i++) y[i] += fround(alpha) * x[i];
+  },
+  scale(y, alpha, x, n) {
+    for (let i = 0; i < n; i++) y[i] = fround(alpha) * x[i];
+  },
+
+  argmax(x, n) {
+    if (n === 0) return -1;
+    let best = 0;
+    for (let i = 0; i < n; i++) {
+      if (Number.isNaN(x[i])) return -1;
+      if (x[i] > x[best]) best = i;
+    }
+    return best;
+  },
+
+  bf16ToF32(y, x, n) {
+    for (let i = 0; i < n; i++) y[i] = bf16BitsToF32(x[i]);
+  },
+  f16ToF32(y, x, n) {
+    for (let i = 0; i < n; i++) y[i] = f16BitsToF32(x[i]);
+  },
+};
