@@ -1,0 +1,144 @@
+/**
+ * Weight binding: the one interface between "where tensors come from" (a golden case, a safetensors
+ * file, a sharded checkpoint, later several WASM instances) and the model families.
+ *
+ * A family declares every tensor it needs with its expected shape; `WeightBinder.finish()` then
+ * throws one BIND_MISMATCH error listing every missing, extra and mis-shaped tensor, before any
+ * compute. Tensors are read only after the whole declaration checked out.
+ */
+import { PonderError } from '../errors.js';
+import { readTensor, type DType, type SafetensorsFile, type TensorArray } from '../format/safetensors.js';
+import { bf16BitsToF32, f16BitsToF32 } from '../kernels/scalar.js';
+import type { LinearWeight } from '../kernels/kernels.js';
+import type { Runtime } from '../runtime/runtime.js';
+
+export interface WeightInfo {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+}
+
+/** Named tensors from somewhere. Names are exactly the upstream state_dict names. */
+export interface WeightSource {
+  /** Where the weights come from, for error messages (a path or a case name). */
+  readonly label: string;
+  names(): string[];
+  info(name: string): WeightInfo | undefined;
+  /** The tensor's data (BF16/F16 as raw u16 bits). */
+  read(name: string): TensorArray;
+}
+
+/** Tensors of one or more safetensors files, optionally under a name prefix that is stripped (golden cases use 'weights.'). */
+export function safetensorsWeights(files: readonly SafetensorsFile[], prefix = '', label = files.map((f) => f.path).join(', ')): WeightSource {
+  const owner = new Map<string, SafetensorsFile>();
+  for (const f of files) {
+    for (const full of f.tensors.keys()) {
+      if (!full.startsWith(prefix)) continue;
+      const name = full.slice(prefix.length);
+      if (owner.has(name)) throw new PonderError('SHARD_DUPLICATE_TENSOR', `tensor ${name} appears in both ${owner.get(name)!.path} and ${f.path}`, { tensor: name, path: f.path, hint: 'each tensor must live in exactly one shard' });
+      owner.set(name, f);
+    }
+  }
+  return {
+    label,
+    names: () => [...owner.keys()],
+    info: (name) => {
+      const f = owner.get(name);
+      return f ? f.tensors.get(prefix + name) : undefined;
+    },
+    read: (name) => {
+      const f = owner.get(name);
+      if (!f) throw new PonderError('BIND_MISMATCH', `${label}: no tensor ${name}`, { tensor: name, hint: 'declare tensors through WeightBinder before reading them' });
+      return readTensor(f, prefix + name);
+    },
+  };
+}
+
+type Shape = readonly number[];
+
+/**
+ * Collects a family's tensor declarations against a source, reports every mismatch at once, then
+ * hands out bound weights. `optional` tensors may be absent; `alias` tensors (e.g. a tied lm_head
+ * stored under both names, or MoR's shared-layer aliases) are accepted when present but not bound.
+ */
+export class WeightBinder {
+  private readonly declared = new Map<string, { shape: Shape; optional: boolean }>();
+  private readonly problems: string[] = [];
+  private checked = false;
+
+  constructor(readonly source: WeightSource, readonly runtime: Runtime) {}
+
+  /** Declares a tensor; returns whether it is present (with the right shape). */
+  need(name: string, shape: Shape, opts: { optional?: boolean } = {}): boolean {
+    this.declared.set(name, { shape, optional: opts.optional ?? false });
+    const info = this.source.info(name);
+    if (!info) {
+      if (!opts.optional) this.problems.push(`missing ${name} ${fmtShape(shape)}`);
+      return false;
+    }
+    if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
+      this.problems.push(`mis-shaped ${name}: ${fmtShape(info.shape)} in the file, ${fmtShape(shape)} expected`);
+      return false;
+    }
+    if (!['F32', 'BF16', 'F16'].includes(info.dtype)) {
+      this.problems.push(`wrong dtype ${name}: ${info.dtype} (weights must be F32, BF16 or F16)`);
+      return false;
+    }
+    return true;
+  }
+
+  /** Marks names that may be present but are not bound (aliases, buffers recomputed by the model). */
+  allow(name: string): void {
+    if (!this.declared.has(name)) this.declared.set(name, { shape: [], optional: true });
+  }
+
+  /** Throws BIND_MISMATCH listing all missing, extra and mis-shaped tensors. */
+  finish(): void {
+    const extra = this.source.names().filter((n) => !this.declared.has(n));
+    const problems = [...this.problems, ...extra.map((n) => `unexpected ${n} ${fmtShape(this.source.info(n)!.shape)}`)];
+    if (problems.length > 0) {
+      throw new PonderError('BIND_MISMATCH', `${this.source.label}: the weights do not match the config (${problems.length} problem${problems.length > 1 ? 's' : ''}):\n  ${problems.join('\n  ')}`,
+        { path: this.source.label, hint: 'check that config.json belongs to these weights (layer counts, sizes, sharing strategy)' });
+    }
+    this.checked = true;
+  }
+
+  private assertChecked(name: string): void {
+    if (!this.checked) throw new Error(`WeightBinder: ${name} read before finish()`);
+  }
+
+  /** A float tensor widened to f32, in an arena buffer. */
+  f32(name: string): Float32Array {
+    this.assertChecked(name);
+    const info = this.source.info(name)!;
+    const raw = this.source.read(name);
+    const out = this.runtime.arena.f32(raw.length);
+    if (info.dtype === 'F32') out.set(raw as Float32Array);
+    else {
+      const widen = info.dtype === 'BF16' ? bf16BitsToF32 : f16BitsToF32;
+      const bits = raw as Uint16Array;
+      for (let i = 0; i < bits.length; i++) out[i] = widen(bits[i]);
+    }
+    return out;
+  }
+
+  /** A Linear weight [N,K], bound in the backend's streaming layout (BF16 kept as BF16). */
+  linear(name: string): LinearWeight {
+    this.assertChecked(name);
+    const info = this.source.info(name)!;
+    const [N, K] = info.shape;
+    const raw = this.source.read(name);
+    if (info.dtype === 'BF16') return this.runtime.kernels.bindLinear({ dtype: 'bf16', data: raw as Uint16Array }, N, K);
+    const data = info.dtype === 'F32' ? (raw as Float32Array) : Float32Array.from(raw as Uint16Array, f16BitsToF32);
+    return this.runtime.kernels.bindLinear({ dtype: 'f32', data }, N, K);
+  }
+
+  /** Raw tensor data (for non-weight buffers such as Huginn's freqs_cis when it is used). */
+  raw(name: string): TensorArray {
+    this.assertChecked(name);
+    return this.source.read(name);
+  }
+}
+
+function fmtShape(shape: Shape): string {
+  return `[${shape.join(', ')}]`;
+}
