@@ -1,0 +1,654 @@
+/**
+ * Ouro / LoopLM (ByteDance 2025): a Qwen2-style decoder stack with sandwich RMSNorms, looped
+ * `total_ut_steps` times with shared weights, plus a learned exit gate after every loop.
+ * Semantics: research/ouro.md (upstream `modeling_ouro.py`); our own choices: spec/ouro.md.
+ *
+ * Two ways to run:
+ *  - exitMode 'select' (default, = upstream): every token runs all T loops, every (loop, layer) KV
+ *    slot is filled, and the exit rule only picks which loop's hidden state goes to lm_head.
+ *  - exitMode 'skip': a token stops looping as soon as its exit rule has decided (the CDF rule
+ *    depends only on loops ≤ t). Later tokens then find no KV of that token in the loops it skipped;
+ *    `missingKv` says what they attend to instead (spec/ouro.md §"Real early exit").
+ *
+ * Batches are rows run one at a time (no padding upstream, so rows are independent, ouro.md §11.12).
+ */
+import { PonderError } from '../errors.js';
+import type { Kernels, LinearWeight } from '../kernels/kernels.js';
+import { bf16BitsToF32, f16BitsToF32 } from '../kernels/scalar.js';
+import type { Runtime } from '../runtime/runtime.js';
+import { ropeTables } from './common.js';
+import { ExitAccumulator, gateLambda, reachesThreshold, resolveReadout, type ReadoutRule } from './ouro-exit.js';
+import { WeightBinder, type WeightSource } from './weights.js';
+
+const f32 = Math.fround;
+
+// ------------------------------------------------------------------------------------------------
+// Config
+
+export interface OuroConfig {
+  readonly vocabSize: number;
+  readonly hiddenSize: number; // H
+  readonly intermediateSize: number; // I
+  readonly numLayers: number; // L, layers per loop
+  readonly numHeads: number;
+  readonly numKvHeads: number;
+  readonly headDim: number;
+  readonly ropeTheta: number;
+  readonly rmsNormEps: number;
+  readonly maxPositionEmbeddings: number;
+  readonly totalUtSteps: number; // T, loops
+  readonly earlyExitThreshold: number | null; // config default of exit_threshold (1.0 in every checkpoint)
+  readonly earlyExitStep: number | null; // config default of exit_at_step (absent in every checkpoint)
+  readonly tieWordEmbeddings: boolean;
+}
+
+/** Reads an upstream config.json object (field names as upstream spells them), with upstream's defaults. */
+export function ouroConfigFromJson(json: Record<string, unknown>, label = 'config.json'): OuroConfig {
+  const bad = (field: string, why: string, hint: string): never => {
+    throw new PonderError('CONFIG_INVALID', `${label}: ${field} ${why}`, { path: label, field, hint });
+  };
+  const int = (field: string, dflt?: number): number => {
+    const v = json[field] ?? dflt;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) bad(field, `must be a positive integer, got ${JSON.stringify(v)}`, 'check config.json against the checkpoint');
+    return v as number;
+  };
+  const num = (field: string, dflt: number): number => {
+    const v = json[field] ?? dflt;
+    if (typeof v !== 'number' || !Number.isFinite(v)) bad(field, `must be a finite number, got ${JSON.stringify(v)}`, 'check config.json against the checkpoint');
+    return v as number;
+  };
+  const hiddenSize = int('hidden_size', 4096);
+  const numHeads = int('num_attention_heads', 32);
+  const numKvHeads = json.num_key_value_heads === null ? numHeads : int('num_key_value_heads', 32);
+  // head_dim is an extra kwarg upstream: absent → H / heads (OuroAttention.__init__).
+  const headDim = json.head_dim === undefined || json.head_dim === null ? Math.floor(hiddenSize / numHeads) : int('head_dim');
+  if (numHeads % numKvHeads !== 0) bad('num_key_value_heads', `(${numKvHeads}) must divide num_attention_heads (${numHeads})`, 'grouped-query attention needs whole groups');
+  if (headDim % 2 !== 0) bad('head_dim', `(${headDim}) must be even for rotary embeddings`, 'check config.json');
+  const act = json.hidden_act ?? 'silu';
+  if (act !== 'silu') bad('hidden_act', `is ${JSON.stringify(act)}; only "silu" is supported (every Ouro checkpoint)`, 'use a checkpoint with hidden_act "silu"');
+  const scaling = json.rope_scaling;
+  if (scaling !== undefined && scaling !== null) {
+    const type = (scaling as Record<string, unknown>).rope_type ?? (scaling as Record<string, unknown>).type;
+    if (type !== 'default') bad('rope_scaling', `is ${JSON.stringify(scaling)}; only the default RoPE is supported`, 'set rope_scaling to null');
+  }
+  if (json.use_sliding_window === true) bad('use_sliding_window', 'is true; sliding-window attention is not supported (no Ouro checkpoint uses it)', 'set use_sliding_window to false');
+  const threshold = json.early_exit_threshold === undefined ? null : json.early_exit_threshold;
+  if (threshold !== null && (typeof threshold !== 'number' || Number.isNaN(threshold))) bad('early_exit_threshold', `must be a number or null, got ${JSON.stringify(threshold)}`, 'use 1.0 (the checkpoints\' value) or null');
+  const step = json.early_exit_step === undefined ? null : json.early_exit_step;
+  if (step !== null && (typeof step !== 'number' || !Number.isInteger(step))) bad('early_exit_step', `must be an integer or null, got ${JSON.stringify(step)}`, 'remove it to use the threshold rule');
+  const tie = json.tie_word_embeddings ?? false;
+  if (typeof tie !== 'boolean') bad('tie_word_embeddings', `must be a boolean, got ${JSON.stringify(tie)}`, 'Ouro checkpoints use false');
+  return {
+    vocabSize: int('vocab_size', 151936),
+    hiddenSize,
+    intermediateSize: int('intermediate_size', 22016),
+    numLayers: int('num_hidden_layers', 32),
+    numHeads,
+    numKvHeads,
+    headDim,
+    ropeTheta: num('rope_theta', 10000),
+    rmsNormEps: num('rms_norm_eps', 1e-6),
+    maxPositionEmbeddings: int('max_position_embeddings', 32768),
+    totalUtSteps: int('total_ut_steps', 4),
+    earlyExitThreshold: threshold as number | null,
+    earlyExitStep: step as number | null,
+    tieWordEmbeddings: tie as boolean,
+  };
+}
+
+// ------------------------------------------------------------------------------------------------
+// Weights
+
+interface OuroLayerWeights {
+  inputNorm: Float32Array; // [H] pre-attention
+  inputNorm2: Float32Array; // [H] on the attention output
+  postAttnNorm: Float32Array; // [H] pre-MLP
+  postAttnNorm2: Float32Array; // [H] on the MLP output
+  wq: LinearWeight; // [heads*hd, H]
+  wk: LinearWeight; // [kvHeads*hd, H]
+  wv: LinearWeight; // [kvHeads*hd, H]
+  wo: LinearWeight; // [H, heads*hd]
+  wGate: LinearWeight; // [I, H]
+  wUp: LinearWeight; // [I, H]
+  wDown: LinearWeight; // [H, I]
+}
+
+/** Declares every upstream state_dict tensor with its shape (ouro.md §2). */
+function declareWeights(binder: WeightBinder, c: OuroConfig): void {
+  const H = c.hiddenSize, qDim = c.numHeads * c.headDim, kvDim = c.numKvHeads * c.headDim;
+  binder.need('model.embed_tokens.weight', [c.vocabSize, H]);
+  for (let l = 0; l < c.numLayers; l++) {
+    const p = `model.layers.${l}.`;
+    binder.need(p + 'self_attn.q_proj.weight', [qDim, H]);
+    binder.need(p + 'self_attn.k_proj.weight', [kvDim, H]);
+    binder.need(p + 'self_attn.v_proj.weight', [kvDim, H]);
+    binder.need(p + 'self_attn.o_proj.weight', [H, qDim]);
+    binder.need(p + 'mlp.gate_proj.weight', [c.intermediateSize, H]);
+    binder.need(p + 'mlp.up_proj.weight', [c.intermediateSize, H]);
+    binder.need(p + 'mlp.down_proj.weight', [H, c.intermediateSize]);
+    for (const norm of ['input_layernorm', 'input_layernorm_2', 'post_attention_layernorm', 'post_attention_layernorm_2']) binder.need(p + norm + '.weight', [H]);
+  }
+  binder.need('model.norm.weight', [H]);
+  binder.need('model.early_exit_gate.weight', [1, H]);
+  binder.need('model.early_exit_gate.bias', [1]);
+  if (c.tieWordEmbeddings) binder.allow('lm_head.weight');
+  else binder.need('lm_head.weight', [c.vocabSize, H]);
+  binder.allow('model.rotary_emb.inv_freq'); // a non-persistent buffer, recomputed; tolerated if a converter saved it
+}
+
+/**
+ * Checks that `source` holds exactly the tensors `config` needs, without reading any data.
+ * Throws one BIND_MISMATCH listing every problem.
+ */
+export function checkOuroWeights(source: WeightSource, config: OuroConfig, runtime: Runtime): void {
+  const binder = new WeightBinder(source, runtime);
+  declareWeights(binder, config);
+  binder.finish();
+}
+
+// ------------------------------------------------------------------------------------------------
+// KV cache: one slot per (loop t, layer l), index t·L + l, exactly upstream's UniversalTransformerCache.
+
+export class OuroCache {
+  /** keys[t*L + l]: [capacity, kvHeads*hd] post-RoPE keys, row = position */
+  readonly keys: Float32Array[] = [];
+  /** values[t*L + l]: [capacity, kvHeads*hd] */
+  readonly values: Float32Array[] = [];
+  /** loopsRun[p]: how many loops the token at position p ran (T unless it exited early in skip mode) */
+  readonly loopsRun: Int32Array;
+  /** tokens stored; every slot holds this many rows (upstream: get_seq_length() = length of slot 0) */
+  length = 0;
+
+  constructor(runtime: Runtime, readonly slots: number, readonly capacity: number, readonly kvDim: number) {
+    for (let s = 0; s < slots; s++) {
+      this.keys.push(runtime.arena.f32(capacity * kvDim));
+      this.values.push(runtime.arena.f32(capacity * kvDim));
+    }
+    this.loopsRun = new Int32Array(capacity);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Forward options and results
+
+export type ExitMode = 'select' | 'skip';
+/** What later tokens attend to in a loop an early-exited token skipped (spec/ouro.md). */
+export type MissingKvPolicy = 'copy-forward' | 'exclude';
+
+export interface OuroForwardOptions {
+  /** Append to this cache (use_cache=True with past_key_values); none = a call-local cache (use_cache=False). */
+  cache?: OuroCache | null;
+  exitAtStep?: number | null;
+  /** null/undefined falls back to the model's earlyExitThreshold, as upstream. */
+  exitThreshold?: number | null;
+  useWeightedExit?: boolean;
+  /** Keep logits of the last k positions only (0 = all), upstream's int logits_to_keep. */
+  logitsToKeep?: number;
+  /** Also keep every layer's output and the pre-norm state of every loop (for conformance). */
+  record?: boolean;
+  /** 'select' (default): upstream, all loops computed. 'skip': tokens stop looping at their exit. */
+  exitMode?: ExitMode;
+  /** Only for exitMode 'skip'. Default 'copy-forward'. */
+  missingKv?: MissingKvPolicy;
+}
+
+/** One token's depth trace: a plain object so it can plug into the shared depth-policy API. */
+export interface OuroTokenTrace {
+  /** loops actually run for this token */
+  steps: number;
+  /** the loop whose hidden state was read out (T−1 for the weighted and last-loop read-outs) */
+  exitStep: number;
+  /** λ_t for every loop run */
+  gates: number[];
+  /** floating-point operations counted from what ran for this token (multiply-add = 2) */
+  flops: number;
+}
+
+export interface OuroForwardResult {
+  readonly seqLen: number; // S
+  /** [keep, V] */
+  readonly logits: Float32Array;
+  readonly keep: number;
+  readonly readout: ReadoutRule;
+  /** [S] exit step per token (threshold/skip/exit-at-step rules); null for weighted and last-loop read-outs */
+  readonly exitSteps: Int32Array | null;
+  /** [S] positions of the tokens */
+  readonly positions: Int32Array;
+  /** [S, H] embedding rows = input of loop 0 */
+  readonly embed: Float32Array;
+  /** hidden[t]: [S, H] post-norm h_t (zeros for tokens that skipped loop t) */
+  readonly hidden: Float32Array[];
+  /** gateLogits[t]: [S] (NaN where skipped) */
+  readonly gateLogits: Float32Array[];
+  /** lambda[t]: [S] */
+  readonly lambda: Float32Array[];
+  /** [S, T] exit pdf and cdf (NaN for loops a token skipped) */
+  readonly pdf: Float32Array;
+  readonly cdf: Float32Array;
+  /** [S, H] the read-out hidden state per token (threshold rule) */
+  readonly selectedHidden: Float32Array | null;
+  /** weighted read-out: stepLogits[t] = lm_head(h_t) of the kept positions, [keep, V] */
+  readonly stepLogits: Float32Array[] | null;
+  /** with `record`: prenorm[t] [S,H] = input of model.norm after loop t; layerOut[t][l] [S,H] */
+  readonly prenorm: Float32Array[] | null;
+  readonly layerOut: Float32Array[][] | null;
+  readonly trace: OuroTokenTrace[];
+}
+
+// ------------------------------------------------------------------------------------------------
+// Work buffers, grown on demand (the WASM arena is a bump allocator: growth is geometric and rare).
+
+class Scratch {
+  rows = 0;
+  x!: Float32Array; // [R, H] residual stream of the rows still looping
+  xn!: Float32Array; // [R, H] normalized input of a sub-layer
+  q!: Float32Array; // [R, qDim]
+  k!: Float32Array; // [R, kvDim]
+  v!: Float32Array; // [R, kvDim]
+  att!: Float32Array; // [R, qDim]
+  o!: Float32Array; // [R, H]
+  gate!: Float32Array; // [R, I]
+  up!: Float32Array; // [R, I]
+  gateLogit!: Float32Array; // [R, 1]
+  positions!: Int32Array; // [R]
+  logits!: Float32Array; // [R, V]
+  readoutIn!: Float32Array; // [R, H]
+  allowed!: Uint8Array; // [R, kvLen] (exclude policy)
+  allowedCols = 0;
+
+  constructor(private readonly runtime: Runtime, private readonly c: OuroConfig) {}
+
+  ensure(rows: number): void {
+    if (rows <= this.rows) return;
+    const R = Math.max(rows, 2 * this.rows);
+    const { hiddenSize: H, intermediateSize: I, vocabSize: V } = this.c;
+    const qDim = this.c.numHeads * this.c.headDim, kvDim = this.c.numKvHeads * this.c.headDim;
+    const a = this.runtime.arena;
+    this.x = a.f32(R * H); this.xn = a.f32(R * H); this.q = a.f32(R * qDim); this.k = a.f32(R * kvDim); this.v = a.f32(R * kvDim);
+    this.att = a.f32(R * qDim); this.o = a.f32(R * H); this.gate = a.f32(R * I); this.up = a.f32(R * I);
+    this.gateLogit = a.f32(R); this.positions = a.i32(R); this.logits = a.f32(R * V); this.readoutIn = a.f32(R * H);
+    this.rows = R;
+    this.allowedCols = 0;
+  }
+
+  ensureAllowed(rows: number, cols: number): Uint8Array {
+    this.ensure(rows);
+    if (cols > this.allowedCols) {
+      this.allowedCols = Math.max(cols, 2 * this.allowedCols);
+      this.allowed = this.runtime.arena.u8(this.rows * this.allowedCols);
+    }
+    return this.allowed.subarray(0, rows * cols);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// The model
+
+export class OuroModel {
+  readonly kernels: Kernels;
+  /** Model attribute like upstream's `model.early_exit_threshold` (read from the config once). */
+  earlyExitThreshold: number | null;
+  earlyExitStep: number | null;
+  /** cos/sin [maxPos, hd/2] in f32 as torch builds them */
+  readonly ropeCos: Float32Array;
+  readonly ropeSin: Float32Array;
+  /** work counted where it happens: rows run through a decoder layer, rows read out by lm_head */
+  readonly counters = { layerRows: 0, readoutRows: 0 };
+
+  private readonly scratch: Scratch;
+  private readonly kvPositions: Int32Array; // [maxPos] 0, 1, 2, … the key positions of cache rows
+  private localCache: OuroCache | null = null;
+
+  private constructor(
+    readonly runtime: Runtime,
+    readonly config: OuroConfig,
+    private readonly embedTable: Float32Array | Uint16Array, // [V, H] f32 or raw bf16/f16 bits
+    private readonly embedDtype: 'F32' | 'BF16' | 'F16',
+    private readonly layers: OuroLayerWeights[],
+    private readonly finalNorm: Float32Array, // [H]
+    private readonly exitGate: LinearWeight, // [1, H]
+    private readonly exitGateBias: Float32Array, // [1]
+    private readonly lmHead: LinearWeight, // [V, H]
+  ) {
+    this.kernels = runtime.kernels;
+    this.earlyExitThreshold = config.earlyExitThreshold;
+    this.earlyExitStep = config.earlyExitStep;
+    const tables = ropeTables(runtime, config.headDim, config.maxPositionEmbeddings, config.ropeTheta);
+    this.ropeCos = tables.cos;
+    this.ropeSin = tables.sin;
+    this.kvPositions = runtime.arena.i32(config.maxPositionEmbeddings);
+    for (let p = 0; p < config.maxPositionEmbeddings; p++) this.kvPositions[p] = p;
+    this.scratch = new Scratch(runtime, config);
+  }
+
+  /** Loads by upstream state_dict names; every mismatch is reported at once before any data is read. */
+  static load(runtime: Runtime, config: OuroConfig, source: WeightSource): OuroModel {
+    const binder = new WeightBinder(source, runtime);
+    declareWeights(binder, config);
+    binder.finish();
+    const embedInfo = source.info('model.embed_tokens.weight')!;
+    // The embedding stays in its stored dtype outside the arena: only S rows are widened per call
+    // (a widened 1.4B table would cost 400 MB of wasm32 memory).
+    const embedTable = binder.raw('model.embed_tokens.weight') as Float32Array | Uint16Array;
+    const layers: OuroLayerWeights[] = [];
+    for (let l = 0; l < config.numLayers; l++) {
+      const p = `model.layers.${l}.`;
+      layers.push({
+        inputNorm: binder.f32(p + 'input_layernorm.weight'),
+        inputNorm2: binder.f32(p + 'input_layernorm_2.weight'),
+        postAttnNorm: binder.f32(p + 'post_attention_layernorm.weight'),
+        postAttnNorm2: binder.f32(p + 'post_attention_layernorm_2.weight'),
+        wq: binder.linear(p + 'self_attn.q_proj.weight'),
+        wk: binder.linear(p + 'self_attn.k_proj.weight'),
+        wv: binder.linear(p + 'self_attn.v_proj.weight'),
+        wo: binder.linear(p + 'self_attn.o_proj.weight'),
+        wGate: binder.linear(p + 'mlp.gate_proj.weight'),
+        wUp: binder.linear(p + 'mlp.up_proj.weight'),
+        wDown: binder.linear(p + 'mlp.down_proj.weight'),
+      });
+    }
+    const lmHead = binder.linear(config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
+    return new OuroModel(runtime, config, embedTable, embedInfo.dtype as 'F32' | 'BF16' | 'F16', layers,
+      binder.f32('model.norm.weight'), binder.linear('model.early_exit_gate.weight'), binder.f32('model.early_exit_gate.bias'), lmHead);
+  }
+
+  get totalSteps(): number { return this.config.totalUtSteps; }
+  get kvDim(): number { return this.config.numKvHeads * this.config.headDim; }
+
+  /** A KV cache with T·L slots for up to `capacity` tokens. */
+  newCache(capacity: number): OuroCache {
+    if (!Number.isInteger(capacity) || capacity <= 0) throw new PonderError('ARG_INVALID', `cache capacity must be a positive integer, got ${capacity}`, { field: 'capacity', hint: 'pass prompt length + tokens to generate' });
+    if (capacity > this.config.maxPositionEmbeddings) throw new PonderError('CONTEXT_TOO_LONG', `cache capacity ${capacity} exceeds max_position_embeddings ${this.config.maxPositionEmbeddings}`, { field: 'capacity', hint: 'use a shorter context' });
+    return new OuroCache(this.runtime, this.config.totalUtSteps * this.config.numLayers, capacity, this.kvDim);
+  }
+
+  /** Flops of the per-token linear work of one layer (projections + MLP), multiply-add = 2. */
+  private layerLinearFlops(): number {
+    const c = this.config, H = c.hiddenSize, qDim = c.numHeads * c.headDim;
+    return 2 * (H * qDim + 2 * H * this.kvDim + qDim * H + 3 * H * c.intermediateSize);
+  }
+
+  /**
+   * One call of OuroForCausalLM.forward on one sequence (no labels): ids [S] appended at position
+   * cache.length (0 without a cache).
+   */
+  forward(ids: ArrayLike<number>, opts: OuroForwardOptions = {}): OuroForwardResult {
+    const c = this.config, k = this.kernels;
+    const S = ids.length, H = c.hiddenSize, T = c.totalUtSteps, L = c.numLayers, V = c.vocabSize;
+    const mode = opts.exitMode ?? 'select';
+    const missingKv = opts.missingKv ?? 'copy-forward';
+    if (mode !== 'select' && mode !== 'skip') throw new PonderError('ARG_INVALID', `exitMode must be "select" or "skip", got ${JSON.stringify(mode)}`, { field: 'exitMode', hint: 'use "select" for upstream results' });
+    if (missingKv !== 'copy-forward' && missingKv !== 'exclude') throw new PonderError('ARG_INVALID', `missingKv must be "copy-forward" or "exclude", got ${JSON.stringify(missingKv)}`, { field: 'missingKv', hint: 'see spec/ouro.md' });
+    if (S === 0) throw new PonderError('INPUT_EMPTY', 'forward needs at least one token', { field: 'ids', hint: 'pass a non-empty prompt' });
+    for (let i = 0; i < S; i++) {
+      const id = ids[i];
+      if (!Number.isInteger(id) || id < 0 || id >= V) throw new PonderError('INPUT_TOKEN_RANGE', `token id ${id} at index ${i} is outside [0, ${V})`, { field: 'ids', hint: 'the tokenizer does not match this model\'s vocab_size' });
+    }
+    if (opts.exitThreshold !== undefined && opts.exitThreshold !== null && Number.isNaN(opts.exitThreshold)) throw new PonderError('ARG_INVALID', 'exitThreshold is NaN', { field: 'exitThreshold', hint: 'pass a number (1.0 = the checkpoints\' default) or null' });
+    const logitsToKeep = opts.logitsToKeep ?? 0;
+    if (!Number.isInteger(logitsToKeep) || logitsToKeep < 0) throw new PonderError('ARG_INVALID', `logitsToKeep must be a non-negative integer, got ${logitsToKeep}`, { field: 'logitsToKeep', hint: '0 keeps all positions' });
+    const keep = logitsToKeep === 0 ? S : Math.min(logitsToKeep, S);
+    const readout = resolveReadout(T, opts, { earlyExitStep: this.earlyExitStep, earlyExitThreshold: this.earlyExitThreshold });
+
+    // use_cache=False still needs somewhere for the call's own keys: a call-local cache, reused.
+    let cache = opts.cache ?? null;
+    if (cache === null) {
+      if (!this.localCache || this.localCache.capacity < S) this.localCache = this.newCache(Math.max(S, 2 * (this.localCache?.capacity ?? 0)));
+      cache = this.localCache;
+      cache.length = 0;
+    }
+    if (cache.slots !== T * L || cache.kvDim !== this.kvDim) throw new PonderError('CACHE_MISMATCH', `the cache has ${cache.slots} slots of width ${cache.kvDim}, this model needs ${T * L} of width ${this.kvDim}`, { hint: 'create the cache with this model\'s newCache()' });
+    const past = cache.length;
+    if (past + S > cache.capacity) throw new PonderError('CACHE_FULL', `the cache holds ${past} of ${cache.capacity} tokens; ${S} more do not fit`, { hint: 'create a larger cache with newCache(capacity)' });
+    const kvLen = past + S;
+
+    // In skip mode a token stops after the loop its rule decides on; the rule is the read-out rule.
+    // exit-at-step k → every token runs loops 0..k (exact: nothing in loop t depends on later loops);
+    // threshold → the CDF rule, decided loop by loop; weighted/last need every loop.
+    const skipping = mode === 'skip';
+    const skipAfter = skipping && readout.kind === 'exit-at-step' ? readout.step : T - 1;
+    const skipThreshold = skipping && readout.kind === 'threshold' ? readout.threshold : null;
+
+    this.scratch.ensure(S);
+    const sc = this.scratch;
+    const record = opts.record ?? false;
+
+    // Result arrays (plain JS memory).
+    const positions = new Int32Array(S);
+    for (let i = 0; i < S; i++) positions[i] = past + i;
+    const embed = new Float32Array(S * H);
+    const hidden = Array.from({ length: T }, () => new Float32Array(S * H));
+    const gateLogits = Array.from({ length: T }, () => new Float32Array(S).fill(NaN));
+    const lambda = Array.from({ length: T }, () => new Float32Array(S).fill(NaN));
+    const pdf = new Float32Array(S * T).fill(NaN);
+    const cdf = new Float32Array(S * T).fill(NaN);
+    const prenorm = record ? Array.from({ length: T }, () => new Float32Array(S * H)) : null;
+    const layerOut = record ? Array.from({ length: T }, () => Array.from({ length: L }, () => new Float32Array(S * H))) : null;
+    const trace: OuroTokenTrace[] = Array.from({ length: S }, () => ({ steps: 0, exitStep: -1, gates: [], flops: 0 }));
+    const accumulators = Array.from({ length: S }, () => new ExitAccumulator(T));
+    const skipExit = new Int32Array(S).fill(-1);
+
+    // Embedding: input of loop 0 (no scaling).
+    for (let i = 0; i < S; i++) this.embedRow(embed, i * H, ids[i]);
+    sc.x.set(embed);
+    if (positions[S - 1] >= c.maxPositionEmbeddings) throw new PonderError('CONTEXT_TOO_LONG', `position ${positions[S - 1]} is beyond max_position_embeddings ${c.maxPositionEmbeddings}`, { hint: 'use a shorter context' });
+
+    // active[a] = index (in this call) of the token in row a of sc.x; rows stay in position order.
+    let active: number[] = Array.from({ length: S }, (_, i) => i);
+    const linearFlops = this.layerLinearFlops();
+    const attnFlopsPerKey = 4 * c.numHeads * c.headDim; // q·k and p·v, per visible key
+    for (let t = 0; t < T && active.length > 0; t++) {
+      const A = active.length;
+      for (let a = 0; a < A; a++) sc.positions[a] = positions[active[a]];
+      const allowed = skipping && missingKv === 'exclude' ? this.excludeMask(cache, t, A, kvLen, skipExit, sc) : null;
+      for (let l = 0; l < L; l++) {
+        this.layerForward(l, t, A, cache, kvLen, allowed);
+        if (layerOut) for (let a = 0; a < A; a++) layerOut[t][l].set(sc.x.subarray(a * H, (a + 1) * H), active[a] * H);
+      }
+      // Flops from what ran: every active row went through L layers, seeing its visible keys.
+      for (let a = 0; a < A; a++) {
+        const pos = sc.positions[a];
+        let visible = pos + 1;
+        if (allowed) { visible = 0; for (let j = 0; j <= pos; j++) visible += allowed[a * kvLen + j]; }
+        trace[active[a]].flops += L * (linearFlops + attnFlopsPerKey * visible) + 2 * H;
+        trace[active[a]].steps++;
+      }
+      if (prenorm) for (let a = 0; a < A; a++) prenorm[t].set(sc.x.subarray(a * H, (a + 1) * H), active[a] * H);
+      // model.norm at the end of EVERY loop; the normalized state is the next loop's input.
+      k.rmsnorm(sc.x, sc.x, this.finalNorm, A, H, c.rmsNormEps);
+      k.linear(sc.gateLogit, sc.x, this.exitGate, A, this.exitGateBias);
+      const stillLooping: number[] = [];
+      let keptRows = 0;
+      for (let a = 0; a < A; a++) {
+        const i = active[a];
+        hidden[t].set(sc.x.subarray(a * H, (a + 1) * H), i * H);
+        const g = sc.gateLogit[a];
+        const lam = gateLambda(g);
+        gateLogits[t][i] = g;
+        lambda[t][i] = lam;
+        trace[i].gates.push(lam);
+        const { p, cdf: cum } = accumulators[i].push(lam);
+        pdf[i * T + t] = p;
+        cdf[i * T + t] = cum;
+        let exits = false;
+        if (skipping && t < T - 1) exits = t >= skipAfter || (skipThreshold !== null && reachesThreshold(cum, skipThreshold));
+        if (exits) {
+          skipExit[i] = t;
+          this.tokenExited(cache, positions[i], t, missingKv);
+        } else {
+          if (keptRows !== a) sc.x.copyWithin(keptRows * H, a * H, (a + 1) * H); // compact the rows still looping
+          keptRows++;
+          stillLooping.push(i);
+        }
+      }
+      active = stillLooping;
+    }
+    for (let i = 0; i < S; i++) cache.loopsRun[past + i] = trace[i].steps;
+    cache.length = kvLen;
+
+    // Read-out (OuroForCausalLM.forward).
+    const first = S - keep; // logits_to_keep: the last `keep` positions
+    let exitSteps: Int32Array | null = null;
+    let selectedHidden: Float32Array | null = null;
+    let stepLogits: Float32Array[] | null = null;
+    let logits: Float32Array;
+    if (skipping) {
+      // Each token reads out the last loop it ran (its exit step, or T−1).
+      if (readout.kind === 'weighted') {
+        // weighted needs every loop, which every token ran: the same arithmetic as select mode
+        stepLogits = [];
+        logits = this.weightedReadout(hidden, pdf, first, keep, stepLogits);
+      } else {
+        // each token reads out the last loop it ran: its exit step, or T−1
+        exitSteps = new Int32Array(S);
+        for (let i = 0; i < S; i++) exitSteps[i] = trace[i].steps - 1;
+        selectedHidden = this.gatherSelected(hidden, exitSteps);
+        logits = this.readoutRows(hidden, exitSteps, first, keep);
+      }
+    } else if (readout.kind === 'exit-at-step') {
+      exitSteps = new Int32Array(S).fill(readout.step);
+      logits = this.readoutRows(hidden, exitSteps, first, keep);
+    } else if (readout.kind === 'threshold') {
+      exitSteps = new Int32Array(S);
+      const tau = readout.threshold;
+      for (let i = 0; i < S; i++) {
+        let e = T - 1;
+        for (let t = 0; t < T; t++) if (reachesThreshold(cdf[i * T + t], tau)) { e = t; break; }
+        exitSteps[i] = e;
+      }
+      selectedHidden = this.gatherSelected(hidden, exitSteps);
+      logits = this.readoutRows(hidden, exitSteps, first, keep);
+    } else if (readout.kind === 'weighted') {
+      stepLogits = [];
+      logits = this.weightedReadout(hidden, pdf, first, keep, stepLogits);
+    } else {
+      logits = this.readoutRows(hidden, new Int32Array(S).fill(T - 1), first, keep);
+    }
+    const readoutFlops = 2 * H * V;
+    for (let i = 0; i < S; i++) {
+      trace[i].exitStep = exitSteps ? exitSteps[i] : T - 1;
+      if (i >= first) trace[i].flops += readoutFlops * (stepLogits ? T : 1);
+    }
+    return { seqLen: S, logits, keep, readout, exitSteps, positions, embed, hidden, gateLogits, lambda, pdf, cdf, selectedHidden, stepLogits, prenorm, layerOut, trace };
+  }
+
+  /** out[o..o+H) = embedding row of token id, widened to f32. */
+  private embedRow(out: Float32Array, o: number, id: number): void {
+    const H = this.config.hiddenSize, base = id * H;
+    if (this.embedDtype === 'F32') { out.set((this.embedTable as Float32Array).subarray(base, base + H), o); return; }
+    const bits = this.embedTable as Uint16Array, widen = this.embedDtype === 'BF16' ? bf16BitsToF32 : f16BitsToF32;
+    for (let j = 0; j < H; j++) out[o + j] = widen(bits[base + j]);
+  }
+
+  /**
+   * Decoder layer l during loop t on the A rows of scratch.x (positions in scratch.positions), in place.
+   * Sandwich norm (ouro.md §3.1): x1 = x + norm2(attn(norm1(x))); x2 = x1 + norm4(mlp(norm3(x1))).
+   */
+  private layerForward(l: number, t: number, A: number, cache: OuroCache, kvLen: number, allowed: Uint8Array | null): void {
+    const c = this.config, k = this.kernels, w = this.layers[l], sc = this.scratch;
+    const H = c.hiddenSize, hd = c.headDim, kvDim = this.kvDim, eps = c.rmsNormEps;
+    const qDim = c.numHeads * hd;
+    this.counters.layerRows += A;
+
+    k.rmsnorm(sc.xn, sc.x, w.inputNorm, A, H, eps);
+    k.linear(sc.q, sc.xn, w.wq, A);
+    k.linear(sc.k, sc.xn, w.wk, A);
+    k.linear(sc.v, sc.xn, w.wv, A);
+    k.rope(sc.q, A, c.numHeads, hd, qDim, this.ropeCos, this.ropeSin, sc.positions, 'half');
+    k.rope(sc.k, A, c.numKvHeads, hd, kvDim, this.ropeCos, this.ropeSin, sc.positions, 'half');
+    // cache.update(k, v, t·L + l): rows go to their positions in slot (t, l).
+    const slot = t * c.numLayers + l;
+    const keys = cache.keys[slot], values = cache.values[slot];
+    for (let a = 0; a < A; a++) {
+      const p = sc.positions[a];
+      keys.set(sc.k.subarray(a * kvDim, (a + 1) * kvDim), p * kvDim);
+      values.set(sc.v.subarray(a * kvDim, (a + 1) * kvDim), p * kvDim);
+    }
+    // Causal over positions: a row sees cache rows 0..its position (the standard mask; ouro.md §5.3).
+    k.attention(sc.att, sc.q, keys, values, A, kvLen, c.numHeads, c.numKvHeads, hd, f32(hd ** -0.5),
+      sc.positions, this.kvPositions, allowed);
+    k.linear(sc.o, sc.att, w.wo, A);
+    k.rmsnorm(sc.o, sc.o, w.inputNorm2, A, H, eps);
+    k.add(sc.x, sc.x, sc.o, A * H);
+
+    k.rmsnorm(sc.xn, sc.x, w.postAttnNorm, A, H, eps);
+    k.linear(sc.gate, sc.xn, w.wGate, A);
+    k.linear(sc.up, sc.xn, w.wUp, A);
+    k.siluMul(sc.gate, sc.gate, sc.up, A * c.intermediateSize);
+    k.linear(sc.o, sc.gate, w.wDown, A);
+    k.rmsnorm(sc.o, sc.o, w.postAttnNorm2, A, H, eps);
+    k.add(sc.x, sc.x, sc.o, A * H);
+  }
+
+  /**
+   * Skip mode: the token at `position` ran loops 0..lastLoop only. With copy-forward its KV rows in
+   * every later loop's slot become copies of its loop-`lastLoop` rows (same layer), so every slot
+   * keeps one row per token; with exclude they stay unused and are masked out.
+   */
+  private tokenExited(cache: OuroCache, position: number, lastLoop: number, policy: MissingKvPolicy): void {
+    if (policy !== 'copy-forward') return;
+    const L = this.config.numLayers, kvDim = this.kvDim, T = this.config.totalUtSteps;
+    const from = position * kvDim, to = from + kvDim;
+    for (let l = 0; l < L; l++) {
+      const src = lastLoop * L + l;
+      for (let t = lastLoop + 1; t < T; t++) {
+        cache.keys[t * L + l].set(cache.keys[src].subarray(from, to), from);
+        cache.values[t * L + l].set(cache.values[src].subarray(from, to), from);
+      }
+    }
+  }
+
+  /**
+   * Exclude policy: allowed[a, j] = 1 where key j ran loop t. Earlier calls' tokens: the cache's
+   * loop counts; this call's tokens: still looping, or exited at a loop ≥ t.
+   */
+  private excludeMask(cache: OuroCache, t: number, A: number, kvLen: number, callExit: Int32Array, sc: Scratch): Uint8Array {
+    const allowed = sc.ensureAllowed(A, kvLen);
+    const past = cache.length;
+    for (let j = 0; j < kvLen; j++) {
+      const ran = j < past ? cache.loopsRun[j] > t : (callExit[j - past] === -1 || callExit[j - past] >= t);
+      for (let a = 0; a < A; a++) allowed[a * kvLen + j] = ran ? 1 : 0;
+    }
+    return allowed;
+  }
+
+  /** [S, H]: row i = hidden[step[i]] row i (upstream's final_hidden_states gather). */
+  private gatherSelected(hidden: Float32Array[], step: Int32Array): Float32Array {
+    const H = this.config.hiddenSize, out = new Float32Array(step.length * H);
+    for (let i = 0; i < step.length; i++) out.set(hidden[step[i]].subarray(i * H, (i + 1) * H), i * H);
+    return out;
+  }
+
+  /** lm_head of hidden[step[i]] row i for the kept positions; [keep, V] in JS memory. */
+  private readoutRows(hidden: Float32Array[], step: Int32Array, first: number, keep: number): Float32Array {
+    const H = this.config.hiddenSize, V = this.config.vocabSize, sc = this.scratch;
+    for (let r = 0; r < keep; r++) {
+      const i = first + r;
+      sc.readoutIn.set(hidden[step[i]].subarray(i * H, (i + 1) * H), r * H);
+    }
+    this.kernels.linear(sc.logits, sc.readoutIn, this.lmHead, keep);
+    this.counters.readoutRows += keep;
+    return sc.logits.slice(0, keep * V);
+  }
+
+  /**
+   * compute_expected_logits: Σ_t p_t · lm_head(h_t) over the kept positions, accumulated in f32 in
+   * upstream's order ((l0·p0 + l1·p1) + l2·p2) …
+   */
+  private weightedReadout(hidden: Float32Array[], pdf: Float32Array, first: number, keep: number, stepLogits: Float32Array[]): Float32Array {
+    const T = this.config.totalUtSteps, V = this.config.vocabSize;
+    const out = new Float32Array(keep * V);
+    for (let t = 0; t < T; t++) {
+      const logitsT = this.readoutRows(hidden, new Int32Array(first + keep).fill(t), first, keep);
+      stepLogits.push(logitsT);
+      for (let r = 0; r < keep; r++) {
+        const weight = pdf[(first + r) * T + t];
+        for (let v = 0; v < V; v++) {
+          const term = f32(logitsT[r * V + v] * weight);
+          out[r * V + v] = t === 0 ? term : f32(out[r * V + v] + term);
+        }
+      }
+    }
+    return out;
+  }
+}
