@@ -1,6 +1,173 @@
+/**
+ * `ponder inspect FILE|DIR`: what a checkpoint holds, read from headers only (no tensor data is
+ * loaded, so it is instant on multi-GB files), after every format/shard rule has been checked.
+ */
+import { basename } from 'node:path';
 import { PonderError } from '../errors.js';
+import type { ConfigObject } from '../format/config.js';
+import { numel } from '../format/safetensors.js';
+import { openModelDir, type ModelDir } from '../node/model-dir.js';
+import { parseFlags } from './args.js';
 import type { CliIO } from './main.js';
 
-export async function inspectCommand(_argv: string[], _io: CliIO): Promise<number> {
-  throw new PonderError('CLI_UNSUPPORTED', 'inspect is not implemented yet', { hint: 'see the foundation issue' });
+export const INSPECT_HELP = `ponder inspect FILE|DIR [--json] [--config]
+
+Checks a safetensors file, a sharded index (model.safetensors.index.json) or a Hugging Face model
+directory (config.json + model.safetensors or shards) against every format rule, then lists each
+tensor (name, dtype, shape, bytes), the model config (model_type, family, key sizes) and totals.
+Only headers are read. Exit 0 when the input is valid, 2 with one "error[CODE]: ..." line when
+it is not (codes in spec/errors.md).
+
+  --json      print one JSON object (tensors, full config, totals) instead of text
+  --config    also print config.json and generation_config.json in full
+
+Examples:
+  ponder inspect ~/models/Ouro-1.4B
+  ponder inspect spec/golden/ouro/decode_cached.safetensors --json
+`;
+
+/** Config keys worth showing in the one-line summary, in this order, when present. */
+const SUMMARY_KEYS = [
+  'vocab_size', 'hidden_size', 'n_embd', 'intermediate_size', 'num_hidden_layers', 'n_layers',
+  'n_layers_in_prelude', 'n_layers_in_recurrent_block', 'n_layers_in_coda', 'mean_recurrence',
+  'total_ut_steps', 'num_recursion', 'num_attention_heads', 'n_heads', 'num_key_value_heads', 'head_dim',
+  'max_position_embeddings', 'block_size', 'tie_word_embeddings', 'tie_embeddings', 'torch_dtype',
+];
+
+/** Which ponder family a config belongs to, from model_type and tell-tale fields. */
+function familyOf(config: ConfigObject | undefined): string | undefined {
+  if (!config) return undefined;
+  const v = config.values;
+  const type = typeof v.model_type === 'string' ? v.model_type : '';
+  if (type === 'huginn_raven' || 'mean_recurrence' in v) return 'huginn';
+  if (type === 'ouro' || 'total_ut_steps' in v) return 'ouro';
+  if ('mor' in v || 'num_recursion' in v || 'recursive' in v) return 'mor';
+  return undefined;
+}
+
+/** A tensor name made safe for one terminal line (names are arbitrary strings from the file). */
+function showName(name: string): string {
+  return /^[^\x00-\x1f\x7f]+$/.test(name) ? name : JSON.stringify(name);
+}
+
+interface Row {
+  name: string;
+  dtype: string;
+  shape: readonly number[];
+  params: number;
+  bytes: number;
+  file: string;
+}
+
+function rowsOf(model: ModelDir): Row[] {
+  const rows: Row[] = [];
+  for (const f of model.files) {
+    for (const t of f.tensors.values()) {
+      rows.push({ name: t.name, dtype: t.dtype, shape: t.shape, params: numel(t.shape), bytes: t.end - t.begin, file: f.path });
+    }
+  }
+  return rows;
+}
+
+function group(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
+function humanBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) { v /= 1024; u++; }
+  return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+function totalsOf(rows: Row[]): { tensors: number; params: number; bytes: number; byDtype: Record<string, { tensors: number; params: number; bytes: number }> } {
+  const byDtype: Record<string, { tensors: number; params: number; bytes: number }> = {};
+  let params = 0;
+  let bytes = 0;
+  for (const r of rows) {
+    params += r.params;
+    bytes += r.bytes;
+    const d = (byDtype[r.dtype] ??= { tensors: 0, params: 0, bytes: 0 });
+    d.tensors++;
+    d.params += r.params;
+    d.bytes += r.bytes;
+  }
+  return { tensors: rows.length, params, bytes, byDtype };
+}
+
+function configSummary(config: ConfigObject): string {
+  const v = config.values;
+  const parts = SUMMARY_KEYS.filter((k) => Object.hasOwn(v, k) && (typeof v[k] === 'number' || typeof v[k] === 'boolean' || typeof v[k] === 'string')).map((k) => `${k} ${v[k]}`);
+  return parts.join(', ');
+}
+
+function textReport(model: ModelDir, rows: Row[], showConfig: boolean): string {
+  const lines: string[] = [];
+  const totals = totalsOf(rows);
+  const layout = model.layout === 'sharded' ? `sharded checkpoint, ${model.files.length} shard${model.files.length > 1 ? 's' : ''}`
+    : model.layout === 'single' ? 'model directory, 1 weights file' : 'safetensors file';
+  lines.push(`${model.path}: ${layout}, ${totals.tensors} tensors`);
+
+  if (model.config) {
+    const type = typeof model.config.values.model_type === 'string' ? model.config.values.model_type : '(none)';
+    const family = familyOf(model.config);
+    lines.push(`config: ${model.config.path}`);
+    lines.push(`  model_type ${type}, family ${family ?? 'unknown (ponder runs mor, huginn, ouro)'}`);
+    const summary = configSummary(model.config);
+    if (summary) lines.push(`  ${summary}`);
+    if (showConfig) lines.push(...JSON.stringify(model.config.values, null, 2).split('\n').map((l) => `  ${l}`));
+  } else if (model.layout !== 'file') {
+    lines.push('config: none (no config.json)');
+  }
+  if (model.generationConfig) {
+    lines.push(`generation config: ${model.generationConfig.path}`);
+    if (showConfig) lines.push(...JSON.stringify(model.generationConfig.values, null, 2).split('\n').map((l) => `  ${l}`));
+  }
+  for (const f of model.files) {
+    const meta = Object.entries(f.metadata);
+    if (meta.length > 0) lines.push(`metadata${model.files.length > 1 ? ` (${basename(f.path)})` : ''}: ${meta.map(([k, v]) => `${showName(k)}=${showName(v)}`).join(', ')}`);
+  }
+
+  lines.push('');
+  const sharded = model.layout === 'sharded';
+  const table = rows.map((r) => [showName(r.name), r.dtype, `[${r.shape.join(', ')}]`, group(r.bytes), ...(sharded ? [basename(r.file)] : [])]);
+  const head = ['name', 'dtype', 'shape', 'bytes', ...(sharded ? ['file'] : [])];
+  const widths = head.map((h, c) => Math.max(h.length, ...table.map((row) => row[c].length)));
+  const fmt = (row: string[]): string => row.map((cell, c) => (c === 3 ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join('  ').trimEnd();
+  lines.push(fmt(head));
+  for (const row of table) lines.push(fmt(row));
+
+  lines.push('');
+  const perDtype = Object.entries(totals.byDtype).map(([d, t]) => `${d} ${group(t.params)}`).join(', ');
+  lines.push(`total: ${group(totals.params)} params (${perDtype || 'none'}), ${group(totals.bytes)} bytes (${humanBytes(totals.bytes)}) in ${totals.tensors} tensors`);
+  return lines.join('\n') + '\n';
+}
+
+function jsonReport(model: ModelDir, rows: Row[]): string {
+  const totals = totalsOf(rows);
+  const report = {
+    path: model.path,
+    layout: model.layout,
+    family: familyOf(model.config) ?? null,
+    config: model.config ? { path: model.config.path, values: model.config.values } : null,
+    generation_config: model.generationConfig ? { path: model.generationConfig.path, values: model.generationConfig.values } : null,
+    index: model.index ? { path: model.index.path, metadata: model.index.metadata } : null,
+    files: model.files.map((f) => ({ path: f.path, header_bytes: f.headerLength, data_bytes: f.dataLength, metadata: f.metadata, tensors: f.tensors.size })),
+    tensors: rows.map((r) => ({ name: r.name, dtype: r.dtype, shape: r.shape, params: r.params, bytes: r.bytes, ...(model.layout === 'sharded' ? { file: r.file } : {}) })),
+    totals: { tensors: totals.tensors, params: totals.params, bytes: totals.bytes, by_dtype: totals.byDtype },
+  };
+  return JSON.stringify(report, null, 2) + '\n';
+}
+
+export async function inspectCommand(argv: string[], io: CliIO): Promise<number> {
+  const { values, positionals } = parseFlags('inspect', argv, { json: { type: 'boolean' }, config: { type: 'boolean' } });
+  if (values.help) { io.out(INSPECT_HELP); return 0; }
+  if (positionals.length === 0) throw new PonderError('ARG_MISSING_PATH', 'inspect needs a FILE or DIR to inspect', { hint: 'usage: ponder inspect FILE|DIR [--json] [--config]; see `ponder inspect --help`' });
+  if (positionals.length > 1) throw new PonderError('ARG_INVALID', `inspect takes one FILE or DIR, got ${positionals.length}`, { hint: 'usage: ponder inspect FILE|DIR [--json] [--config]' });
+  const model = openModelDir(positionals[0]);
+  const rows = rowsOf(model);
+  // the whole report is built before anything is printed: stdout never holds half a result
+  io.out(values.json ? jsonReport(model, rows) : textReport(model, rows, Boolean(values.config)));
+  return 0;
 }

@@ -79,7 +79,7 @@ export function sniffNonSafetensors(bytes: Uint8Array): string | undefined {
   if (ascii.startsWith('PK\x03\x04')) return 'a zip archive (a PyTorch .bin/.pt checkpoint?)';
   if (head[0] === 0x80 && head.length > 1 && head[1] >= 2 && head[1] <= 5) return 'a Python pickle (a PyTorch .bin/.pt checkpoint?)';
   if (ascii.startsWith('\x93NUMPY')) return 'a NumPy .npy file';
-  if (text.startsWith('{') || text.startsWith('[')) return 'a JSON document, not a safetensors file';
+  if (text.startsWith('{') || text.startsWith('[')) return 'a JSON document';
   return undefined;
 }
 

@@ -1,0 +1,303 @@
+/**
+ * Opening a Hugging Face model directory (config.json + model.safetensors, or shards listed in
+ * model.safetensors.index.json) or a single .safetensors file.
+ *
+ * Only headers are read up front: every format, shard and index rule is checked before any tensor
+ * byte is touched. Tensor data is read from disk when a family asks for it (WeightSource.read),
+ * one tensor at a time, so a multi-GB checkpoint is never held in memory twice (and files over
+ * Node's 2 GiB readFileSync limit work).
+ */
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, normalize, sep } from 'node:path';
+import { PonderError } from '../errors.js';
+import { parseConfigJson, type ConfigObject } from '../format/config.js';
+import { describeJson, findDuplicateKey, firstInvalidUtf8, JsonSyntaxError, parseJsonStrict, type JsonNode } from '../format/json.js';
+import { parseSafetensorsHeader, readHeaderLength, tensorFromBytes, type SafetensorsHeader, type TensorArray, type TensorInfo } from '../format/safetensors.js';
+import type { WeightSource } from '../models/weights.js';
+
+export const SINGLE_WEIGHTS = 'model.safetensors';
+export const SHARD_INDEX = 'model.safetensors.index.json';
+
+export interface ShardIndex {
+  readonly path: string;
+  /** the index's `metadata` object (e.g. total_size), as written */
+  readonly metadata: Readonly<Record<string, unknown>>;
+  /** tensor name → shard file name (relative to the index's directory), in index order */
+  readonly weightMap: ReadonlyMap<string, string>;
+}
+
+export interface ModelDir {
+  /** the path that was opened */
+  readonly path: string;
+  readonly layout: 'file' | 'single' | 'sharded';
+  /** config.json, when the path is a directory that has one */
+  readonly config?: ConfigObject;
+  readonly generationConfig?: ConfigObject;
+  readonly index?: ShardIndex;
+  /** the header of each weights file, in shard order */
+  readonly files: readonly SafetensorsHeader[];
+  /** every tensor of every file, read lazily from disk */
+  readonly weights: WeightSource;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+
+function ioError(path: string, e: unknown): PonderError {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return new PonderError('IO_NOT_FOUND', `${path}: no such file or directory`, { path, hint: 'check the path' });
+  if (code === 'EISDIR') return new PonderError('IO_IS_DIRECTORY', `${path} is a directory, not a file`, { path, hint: 'pass a file inside it' });
+  return new PonderError('IO_READ', `${path}: cannot read (${code ?? (e as Error).message})`, { path, hint: code === 'EACCES' || code === 'EPERM' ? 'check the file permissions' : 'check the file and the disk' });
+}
+
+/** Reads exactly `length` bytes at `position` of an open file, or throws IO_READ (the file shrank). */
+function readExactly(fd: number, path: string, length: number, position: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let done = 0;
+  while (done < length) {
+    let got: number;
+    try {
+      got = readSync(fd, out, done, Math.min(length - done, 1 << 30), position + done);
+    } catch (e) {
+      throw ioError(path, e);
+    }
+    if (got === 0) throw new PonderError('IO_READ', `${path}: the file ended after ${position + done} bytes while reading ${length} bytes at ${position} (did it change while open?)`, { path, hint: 'do not modify model files while ponder reads them' });
+    done += got;
+  }
+  return out;
+}
+
+function withFile<T>(path: string, body: (fd: number, size: number) => T): T {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    throw ioError(path, e);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw ioError(path, Object.assign(new Error('is a directory'), { code: 'EISDIR' }));
+    return body(fd, st.size);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Reads and validates a safetensors file's header (not its data). Allocates at most 8 + N bytes, N ≤ 100 MB and ≤ the file size. */
+export function readSafetensorsHeaderFile(path: string): SafetensorsHeader {
+  return withFile(path, (fd, size) => {
+    const first = readExactly(fd, path, Math.min(size, 64), 0);
+    const headerLength = readHeaderLength(first, size, path);
+    const headerBytes = readExactly(fd, path, 8 + headerLength, 0);
+    return parseSafetensorsHeader(headerBytes, size, path);
+  });
+}
+
+/** One tensor's data, read from the file of a validated header. */
+export function readTensorFromFile(header: SafetensorsHeader, info: TensorInfo): TensorArray {
+  return withFile(header.path, (fd) => tensorFromBytes(info, readExactly(fd, header.path, info.end - info.begin, header.dataStart + info.begin)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shard index
+
+function indexError(path: string, what: string): PonderError {
+  return new PonderError('SHARD_INDEX', `${path}: ${what}`, { path, hint: 'the index must be {"metadata": {...}, "weight_map": {"tensor name": "shard file name", ...}} as transformers writes it' });
+}
+
+/** Parses model.safetensors.index.json text. Shard names must be relative paths inside the directory. */
+export function parseShardIndex(bytes: Uint8Array, path: string): ShardIndex {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    throw indexError(path, `is not valid UTF-8 (at byte ${firstInvalidUtf8(bytes)})`);
+  }
+  const start = text.trimStart().slice(0, 32).toLowerCase();
+  if (start.startsWith('<!doctype') || start.startsWith('<html')) throw indexError(path, 'is an HTML page, not JSON (an error page saved instead of the file?)');
+  if (start.startsWith('version https://git-lfs')) throw indexError(path, 'is a git-LFS pointer, not JSON (run `git lfs pull`)');
+  let root: JsonNode;
+  try {
+    root = parseJsonStrict(text);
+  } catch (e) {
+    if (!(e instanceof JsonSyntaxError)) throw e;
+    throw indexError(path, `is not valid JSON: ${e.reason} (line ${text.slice(0, e.pos).split('\n').length})`);
+  }
+  if (root.kind !== 'object') throw indexError(path, `is ${describeJson(root)}, not a JSON object`);
+  const topDup = findDuplicateKey(root);
+  if (topDup) throw indexError(path, `has the key ${JSON.stringify(topDup.key)} twice`);
+  const mapNode = root.entries.find((e) => e.key === 'weight_map')?.value;
+  if (mapNode === undefined) throw indexError(path, 'has no "weight_map"');
+  if (mapNode.kind !== 'object') throw indexError(path, `"weight_map" is ${describeJson(mapNode)}, not an object`);
+  if (mapNode.entries.length === 0) throw indexError(path, '"weight_map" is empty');
+  const dup = findDuplicateKey(mapNode);
+  if (dup) {
+    throw new PonderError('SHARD_DUPLICATE_TENSOR', `${path}: tensor ${dup.key} is listed twice in "weight_map"`, { path, tensor: dup.key, hint: 'each tensor must live in exactly one shard; regenerate the index' });
+  }
+  const weightMap = new Map<string, string>();
+  for (const { key, value } of mapNode.entries) {
+    if (value.kind !== 'string') throw indexError(path, `"weight_map" maps ${key} to ${describeJson(value)}, not a shard file name`);
+    const shard = value.value;
+    const parts = shard.split(/[\\/]/);
+    if (shard === '' || isAbsolute(shard) || parts.includes('..') || shard.includes('\0')) {
+      throw indexError(path, `"weight_map" maps ${key} to ${JSON.stringify(shard)}, which is not a file name inside the model directory`);
+    }
+    weightMap.set(key, shard);
+  }
+  const metaNode = root.entries.find((e) => e.key === 'metadata')?.value;
+  let metadata: Record<string, unknown> = {};
+  if (metaNode !== undefined && metaNode.kind !== 'null') {
+    if (metaNode.kind !== 'object') throw indexError(path, `"metadata" is ${describeJson(metaNode)}, not an object`);
+    metadata = Object.fromEntries(metaNode.entries.map((e) => [e.key, e.value.kind === 'number' ? Number(e.value.text) : e.value.kind === 'string' || e.value.kind === 'bool' ? e.value.value : describeJson(e.value)]));
+  }
+  return { path, metadata, weightMap };
+}
+
+/**
+ * Checks the shards against the index: every shard exists and is valid safetensors, every index
+ * entry is in the shard it names, no tensor is in two shards, no shard holds a tensor the index
+ * does not list.
+ */
+function openShards(index: ShardIndex): SafetensorsHeader[] {
+  const dir = dirname(index.path);
+  const shardNames = [...new Set(index.weightMap.values())];
+  const headers = new Map<string, SafetensorsHeader>();
+  for (const shard of shardNames) {
+    const shardPath = join(dir, normalize(shard).split(/[\\/]/).join(sep));
+    if (!existsSync(shardPath)) {
+      const listed = [...index.weightMap].filter(([, s]) => s === shard).map(([t]) => t);
+      throw new PonderError('SHARD_MISSING_FILE', `${index.path} lists shard ${shard} (for ${listed.length} tensor${listed.length > 1 ? 's' : ''}, e.g. ${listed[0]}) but ${shardPath} does not exist`,
+        { path: shardPath, tensor: listed[0], hint: 'download the missing shard, or regenerate the index' });
+    }
+    headers.set(shard, readSafetensorsHeaderFile(shardPath));
+  }
+
+  const owner = new Map<string, string>(); // tensor → shard that holds it
+  for (const [shard, header] of headers) {
+    for (const name of header.tensors.keys()) {
+      const other = owner.get(name);
+      if (other !== undefined) {
+        throw new PonderError('SHARD_DUPLICATE_TENSOR', `tensor ${name} is in two shards: ${join(dir, other)} and ${header.path}`,
+          { path: header.path, tensor: name, hint: 'each tensor must live in exactly one shard; the checkpoint is inconsistent' });
+      }
+      owner.set(name, shard);
+    }
+  }
+  for (const [name, shard] of index.weightMap) {
+    if (!headers.get(shard)!.tensors.has(name)) {
+      const actual = owner.get(name);
+      throw new PonderError('SHARD_MISSING_TENSOR', `${index.path} maps tensor ${name} to ${shard}, but ${headers.get(shard)!.path} does not hold it${actual ? ` (it is in ${actual})` : ''}`,
+        { path: headers.get(shard)!.path, tensor: name, hint: 'the index and the shards do not belong together; download both again' });
+    }
+  }
+  for (const [name, shard] of owner) {
+    if (!index.weightMap.has(name)) {
+      throw indexError(index.path, `does not list tensor ${name}, which is in shard ${shard}`);
+    }
+  }
+  return shardNames.map((s) => headers.get(s)!);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model directories
+
+/** A WeightSource over validated headers whose tensors are read from disk on demand. */
+export function fileWeights(files: readonly SafetensorsHeader[], label = files.map((f) => f.path).join(', ')): WeightSource {
+  const owner = new Map<string, SafetensorsHeader>();
+  for (const f of files) {
+    for (const name of f.tensors.keys()) {
+      const other = owner.get(name);
+      if (other) throw new PonderError('SHARD_DUPLICATE_TENSOR', `tensor ${name} appears in both ${other.path} and ${f.path}`, { path: f.path, tensor: name, hint: 'each tensor must live in exactly one shard' });
+      owner.set(name, f);
+    }
+  }
+  return {
+    label,
+    names: () => [...owner.keys()],
+    info: (name) => owner.get(name)?.tensors.get(name),
+    read: (name) => {
+      const f = owner.get(name);
+      if (!f) throw new PonderError('BIND_MISMATCH', `${label}: no tensor ${name}`, { tensor: name, hint: 'declare tensors through WeightBinder before reading them' });
+      return readTensorFromFile(f, f.tensors.get(name)!);
+    },
+  };
+}
+
+function readOptionalConfig(path: string): ConfigObject | undefined {
+  if (!existsSync(path)) return undefined;
+  const bytes = readJsonFileBytes(path, 'CFG_JSON');
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new PonderError('CFG_JSON', `${path}: is not valid UTF-8 (at byte ${firstInvalidUtf8(bytes)})`, { path, hint: 'config files must be UTF-8 JSON' });
+  }
+  return parseConfigJson(text, path);
+}
+
+/**
+ * Opens `path`: a directory (config.json and generation_config.json when present; weights from
+ * model.safetensors, else model.safetensors.index.json, else a lone *.safetensors), an index
+ * file, or one .safetensors file.
+ */
+export function openModelDir(path: string): ModelDir {
+  let st;
+  try {
+    st = statSync(path);
+  } catch (e) {
+    throw ioError(path, e);
+  }
+  if (!st.isDirectory()) {
+    if (basename(path).endsWith('.index.json')) {
+      const index = parseShardIndex(readJsonFileBytes(path, 'SHARD_INDEX'), path);
+      const files = openShards(index);
+      return { path, layout: 'sharded', index, files, weights: fileWeights(files, path) };
+    }
+    const header = readSafetensorsHeaderFile(path);
+    return { path, layout: 'file', files: [header], weights: fileWeights([header], path) };
+  }
+
+  const config = readOptionalConfig(join(path, 'config.json'));
+  const generationConfig = readOptionalConfig(join(path, 'generation_config.json'));
+  const single = join(path, SINGLE_WEIGHTS);
+  const indexPath = join(path, SHARD_INDEX);
+  if (existsSync(single)) {
+    const header = readSafetensorsHeaderFile(single);
+    return { path, layout: 'single', config, generationConfig, files: [header], weights: fileWeights([header], path) };
+  }
+  if (existsSync(indexPath)) {
+    const index = parseShardIndex(readJsonFileBytes(indexPath, 'SHARD_INDEX'), indexPath);
+    const files = openShards(index);
+    return { path, layout: 'sharded', config, generationConfig, index, files, weights: fileWeights(files, path) };
+  }
+  let entries: string[];
+  try {
+    entries = readdirSync(path).sort();
+  } catch (e) {
+    throw ioError(path, e);
+  }
+  const safetensors = entries.filter((e) => e.endsWith('.safetensors'));
+  if (safetensors.length === 1) {
+    const header = readSafetensorsHeaderFile(join(path, safetensors[0]));
+    return { path, layout: 'single', config, generationConfig, files: [header], weights: fileWeights([header], path) };
+  }
+  const others = entries.filter((e) => /\.(bin|pt|pth|ckpt|gguf|h5|msgpack|onnx)$/.test(e));
+  const found = safetensors.length > 1
+    ? `${safetensors.length} .safetensors files but no ${SHARD_INDEX} saying how they fit together`
+    : others.length > 0 ? `no safetensors weights (only ${others.slice(0, 3).join(', ')})` : `no ${SINGLE_WEIGHTS} or ${SHARD_INDEX}`;
+  throw new PonderError('MODEL_NO_WEIGHTS', `${path}: ${found}`, {
+    path, hint: others.length > 0 && safetensors.length === 0
+      ? 'ponder reads only safetensors; convert the checkpoint (e.g. load it in transformers and save_pretrained(..., safe_serialization=True))'
+      : `a model directory needs ${SINGLE_WEIGHTS}, or shards with ${SHARD_INDEX}`,
+  });
+}
+
+/** Config and index files are small (kilobytes); a huge one is the wrong file, not a reason to allocate gigabytes. */
+export const MAX_JSON_FILE_BYTES = 100_000_000;
+
+function readJsonFileBytes(path: string, code: 'CFG_JSON' | 'SHARD_INDEX'): Uint8Array {
+  return withFile(path, (fd, size) => {
+    if (size > MAX_JSON_FILE_BYTES) throw new PonderError(code, `${path}: ${size} bytes is too large for a JSON ${code === 'CFG_JSON' ? 'config' : 'index'} (limit ${MAX_JSON_FILE_BYTES})`, { path, hint: 'this is not the right file' });
+    return readExactly(fd, path, size, 0);
+  });
+}
