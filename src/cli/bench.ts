@@ -1,6 +1,108 @@
+import os from 'node:os';
 import { PonderError } from '../errors.js';
+import { FULL_PLAN, QUICK_PLAN, runKernelBench, type BenchPlan, type BenchRow } from '../../bench/suite.js';
+import { parseFlags } from './args.js';
+import { createRuntime, RUNTIME_FLAGS } from './runtime-flags.js';
 import type { CliIO } from './main.js';
 
-export async function benchCommand(_argv: string[], _io: CliIO): Promise<number> {
-  throw new PonderError('CLI_UNSUPPORTED', 'bench is not implemented yet', { hint: 'use `npm run bench`' });
+export const BENCH_HELP = `ponder bench kernels [--json] [--quick] [--no-peers] [--kernels wasm|scalar]
+
+Times ponder's kernels next to @tensorflow/tfjs-backend-wasm (XNNPACK) and onnxruntime-web (wasm,
+1 thread) in the same run, and prints GFLOP/s (GB/s for decode) with the ratio to each peer:
+  linear   (M,K,N) = (1,768,768), (1,4096,4096)  decode, cold: weight copies rotated so every
+                                                  call reads DRAM, next to a same-run stream read
+           (64,768,768), (256,1024,1024), (512,2048,2048)  prefill; also 2 threads vs 1 when the
+                                                  kernels have threads
+           each with f32 and bf16 weights (the peers always run f32)
+  attention one query over 128 / 1024 / 4096 cached positions, 8 heads (no GQA), head dim 64
+Then each acceptance bar of issue 2 with PASS or FAIL. Figures are tinybench medians after a
+>=150 ms warm-up, samples batched to >=5 ms. The full run takes a few minutes.
+
+  --json              print one JSON array of {kernel, shape, dtype, gflops, peers, ...}
+  --quick             shorter sampling and a 64 MiB (not 256 MiB) cold rotation
+  --no-peers          skip tfjs and onnxruntime-web (they are devDependencies)
+  --kernels NAME      wasm (default) or scalar (the TypeScript twins; slow)
+
+Results are noisy on a shared machine: read the same-run ratios, and pin the process
+(taskset -c 1) when you can.
+
+Example:
+  ponder bench kernels --quick
+`;
+
+const NOISE_NOTE = 'note: figures are medians from one run on a possibly shared machine (2 cores here); compare the same-run ratios, not absolute numbers across runs';
+
+/** `ponder bench kernels`. `plan` replaces the shape list (tests use a tiny one). */
+export async function benchCommand(argv: string[], io: CliIO, plan?: BenchPlan): Promise<number> {
+  const { values, positionals } = parseFlags('bench', argv, {
+    json: { type: 'boolean' }, quick: { type: 'boolean' }, 'no-peers': { type: 'boolean' }, ...RUNTIME_FLAGS,
+  });
+  if (values.help) { io.out(BENCH_HELP); return 0; }
+  if (positionals.length !== 1 || positionals[0] !== 'kernels') {
+    const got = positionals.length === 0 ? 'nothing' : JSON.stringify(positionals.join(' '));
+    throw new PonderError('ARG_INVALID', `bench: expected the suite name \`kernels\`, got ${got}`, { hint: 'run `ponder bench kernels`; see `ponder bench --help`' });
+  }
+  await createRuntime(values); // validates --kernels before minutes of set-up
+  const json = Boolean(values.json);
+  const chosen = plan ?? (values.quick ? QUICK_PLAN : FULL_PLAN);
+
+  if (!json) {
+    io.out(`${machineLine()}\n${NOISE_NOTE}\n\n`);
+    io.out(tableHeader());
+  }
+  const result = await runKernelBench(chosen, {
+    createRuntime: () => createRuntime(values),
+    createThreadedRuntime: values.kernels === 'scalar' ? undefined : createThreadedWasmRuntime,
+    peers: !values['no-peers'],
+    onRow: json ? undefined : (row) => io.out(tableLine(row)),
+    onNote: (text) => io.err(`${text}\n`),
+  });
+
+  if (json) {
+    io.out(JSON.stringify(result.rows, null, 2) + '\n');
+    io.err(`${NOISE_NOTE}\n`);
+  } else {
+    io.out(`\n${barSummary(result.rows)}`);
+  }
+  return 0;
+}
+
+/** A 2-thread WASM runtime when src/kernels/wasm.ts offers one, else null. */
+async function createThreadedWasmRuntime(threads: number) {
+  const wasm = await import('../kernels/wasm.js') as { createWasmRuntime: (options?: { threads?: number }) => Promise<import('../runtime/runtime.js').Runtime> };
+  if (wasm.createWasmRuntime.length === 0) return null; // no options parameter: single-thread kernels
+  return wasm.createWasmRuntime({ threads });
+}
+
+export function machineLine(): string {
+  const cpus = os.cpus();
+  const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  return `${new Date().toISOString()}  ${cpus[0]?.model ?? 'unknown CPU'} × ${cpus.length}  Node ${process.version}  load ${load}`;
+}
+
+function tableHeader(): string {
+  return `${'kernel'.padEnd(10)}${'shape'.padEnd(16)}${'dtype'.padEnd(6)}${'thr'.padStart(3)}${'ms'.padStart(10)}${'GFLOP/s'.padStart(9)}`
+    + `${'GB/s'.padStart(7)}${'%stream'.padStart(8)}  peers (GFLOP/s, ponder ratio)\n`;
+}
+
+function tableLine(row: BenchRow): string {
+  const peers = row.peers.map((p) => `${p.name} ${p.gflops.toFixed(1)} (${(row.gflops / p.gflops).toFixed(2)}×)`).join(', ');
+  const extra = row.speedupVsOneThread !== undefined ? `; ${row.speedupVsOneThread.toFixed(2)}× one thread` : '';
+  return `${row.kernel.padEnd(10)}${(row.shape + (row.cold ? ' cold' : '')).padEnd(16)}${row.dtype.padEnd(6)}${String(row.threads).padStart(3)}`
+    + `${row.ms.toFixed(3).padStart(10)}${row.gflops.toFixed(1).padStart(9)}${(row.gbps?.toFixed(1) ?? '').padStart(7)}`
+    + `${(row.pctOfStream !== undefined ? row.pctOfStream.toFixed(0) + '%' : '').padStart(8)}  ${peers}${extra}\n`;
+}
+
+function barSummary(rows: BenchRow[]): string {
+  const lines: string[] = [];
+  for (const row of rows) {
+    for (const b of row.bars ?? []) {
+      const where = `${row.kernel} ${row.shape} ${row.dtype}${row.threads > 1 ? ` ${row.threads} threads` : ''}`;
+      const actual = b.unit === '%' ? `${b.actual.toFixed(0)}%` : `${b.actual.toFixed(2)}×`;
+      lines.push(`${b.pass ? 'PASS' : 'FAIL'} ${b.bar}: ${where}: ${actual}`);
+    }
+  }
+  if (lines.length === 0) return 'no acceptance bar applies to these rows\n';
+  const failed = lines.filter((l) => l.startsWith('FAIL')).length;
+  return `acceptance bars (issue 2):\n${lines.map((l) => `  ${l}\n`).join('')}${lines.length - failed} met, ${failed} missed\n`;
 }

@@ -1,0 +1,290 @@
+/**
+ * The kernel benchmark suite behind `npm run bench` and `ponder bench kernels`: ponder's linear and
+ * attention kernels next to tfjs-backend-wasm (XNNPACK) and onnxruntime-web in the same process,
+ * each figure a tinybench median (timing.ts), plus a same-run memory-stream baseline for decode
+ * and, when the runtime has threads, 2 threads against 1 on the prefill shapes.
+ *
+ * Every shape is timed for ponder and for both peers back to back, so ratios compare figures taken
+ * seconds apart: on the shared 2-core machine absolute numbers drift, same-run ratios much less.
+ */
+import type { LinearWeight, WeightDType } from '../src/kernels/kernels.js';
+import type { Runtime } from '../src/runtime/runtime.js';
+import { loadPeers, type Peer, type PeerCase } from './peers.js';
+import { StreamBaseline } from './stream-baseline.js';
+import { FULL_TIMING, QUICK_TIMING, timeAsync, timeSync, type Timing, type TimingOptions } from './timing.js';
+
+export interface LinearShape { M: number; K: number; N: number }
+
+export interface BenchPlan {
+  /** Each shape runs with f32 and with bf16 weights. M = 1 shapes are decode: timed cold. */
+  linear: LinearShape[];
+  /** Attention for one query over each number of cached positions. */
+  attentionPositions: number[];
+  heads: number; // query heads = KV heads (no GQA), so every head streams its own K and V
+  headDim: number;
+  /** Cold decode rotates weight copies totalling at least this many bytes, so each call reads DRAM. */
+  coldBytes: number;
+  timing: TimingOptions;
+}
+
+const MiB = 1024 * 1024;
+
+export const FULL_PLAN: BenchPlan = {
+  linear: [
+    { M: 1, K: 768, N: 768 }, { M: 1, K: 4096, N: 4096 },
+    { M: 64, K: 768, N: 768 }, { M: 256, K: 1024, N: 1024 }, { M: 512, K: 2048, N: 2048 },
+  ],
+  attentionPositions: [128, 1024, 4096],
+  heads: 8,
+  headDim: 64,
+  coldBytes: 256 * MiB,
+  timing: FULL_TIMING,
+};
+
+/** Same shapes, shorter sampling and a 64 MiB cold rotation (still past the L3 of this machine). */
+export const QUICK_PLAN: BenchPlan = { ...FULL_PLAN, coldBytes: 64 * MiB, timing: QUICK_TIMING };
+
+export interface PeerFigure { name: string; gflops: number; ms: number }
+
+export interface BarCheck {
+  bar: string; // what is required, in words
+  actual: number;
+  target: number; // actual ≥ target passes
+  unit: '×' | '%';
+  pass: boolean;
+}
+
+export interface BenchRow {
+  kernel: 'linear' | 'attention';
+  shape: string; // linear "MxKxN"; attention "1xTxD": one query, T cached positions, head dim D
+  dtype: WeightDType; // weight dtype (attention: f32 everything)
+  gflops: number;
+  ms: number; // median milliseconds per call
+  threads: number;
+  peers: PeerFigure[]; // always f32 weights, single thread
+  cold?: boolean; // weight copies rotated so every call streams from DRAM
+  gbps?: number; // weight bytes read per second (decode rows)
+  streamGbps?: number; // the same-run stream read over the same bytes
+  pctOfStream?: number;
+  heads?: number;
+  speedupVsOneThread?: number;
+  bars?: BarCheck[];
+}
+
+export interface BenchDeps {
+  /** A fresh single-thread runtime; each case gets its own, so its memory is dropped afterwards. */
+  createRuntime(): Promise<Runtime>;
+  /** A fresh runtime with this many threads, or null when the kernels have no threads. */
+  createThreadedRuntime?(threads: number): Promise<Runtime | null>;
+  /** false skips the peers (e.g. an installed ponder without the devDependencies). */
+  peers: boolean;
+  /** Called with each row as it is finished, and with progress notes. */
+  onRow?(row: BenchRow): void;
+  onNote?(text: string): void;
+}
+
+export interface BenchResult {
+  rows: BenchRow[];
+  notes: string[]; // peers that could not load, threads unavailable, …
+}
+
+export async function runKernelBench(plan: BenchPlan, deps: BenchDeps): Promise<BenchResult> {
+  const notes: string[] = [];
+  const note = (text: string): void => { notes.push(text); deps.onNote?.(text); };
+  const emit = (row: BenchRow): BenchRow => { deps.onRow?.(row); return row; };
+  const rows: BenchRow[] = [];
+
+  let peers: Peer[] = [];
+  if (deps.peers) {
+    const loaded = await loadPeers();
+    peers = loaded.peers;
+    for (const u of loaded.unavailable) note(`peer unavailable: ${u}`);
+  }
+  const stream = plan.linear.some((s) => s.M === 1) ? await StreamBaseline.create(plan.coldBytes) : null;
+  let threaded = true;
+
+  for (const shape of plan.linear) {
+    const { M, K, N } = shape;
+    const cold = M === 1;
+    const data = linearData(M, K, N);
+    const flops = 2 * M * K * N;
+
+    const peerFigures: PeerFigure[] = [];
+    const peerCopies = cold ? copiesFor(plan.coldBytes, K * N * 4) : 1;
+    if (peers.length > 0) {
+      const weightKN = transpose(data.weightNK, N, K);
+      const copiesKN = new Array<Float32Array>(peerCopies).fill(weightKN); // each peer copies into its own heap
+      for (const peer of peers) {
+        const c = await peer.linear(M, K, N, data.x, copiesKN);
+        const t = await timePeer(c, plan.timing);
+        await c.dispose();
+        peerFigures.push({ name: peer.name, gflops: flops / t.seconds / 1e9, ms: t.seconds * 1e3 });
+      }
+    }
+
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const weightBytes = K * N * (dtype === 'f32' ? 4 : 2);
+      const copies = cold ? copiesFor(plan.coldBytes, weightBytes) : 1;
+      // Stream first, kernel right after: the two see the same minute of DRAM bandwidth.
+      const streamGbps = cold && stream ? await stream.gbps(weightBytes, plan.timing) : undefined;
+      const t = await timeLinear(await deps.createRuntime(), data, dtype, M, K, N, copies, plan.timing);
+      const row: BenchRow = {
+        kernel: 'linear', shape: `${M}x${K}x${N}`, dtype, gflops: flops / t.seconds / 1e9, ms: t.seconds * 1e3, threads: 1,
+        peers: peerFigures,
+      };
+      if (cold) {
+        row.cold = true;
+        row.gbps = weightBytes / t.seconds / 1e9;
+        if (streamGbps !== undefined) { row.streamGbps = streamGbps; row.pctOfStream = (100 * row.gbps) / streamGbps; }
+      }
+      row.bars = linearBars(row, M, K, N);
+      rows.push(emit(row));
+
+      if (M >= 64 && threaded && deps.createThreadedRuntime) {
+        const runtime = await deps.createThreadedRuntime(2);
+        if (runtime === null) { threaded = false; note('the kernels have no threads: 2-thread rows skipped'); continue; }
+        const t2 = await timeLinear(runtime, data, dtype, M, K, N, 1, plan.timing);
+        const speedup = t.seconds / t2.seconds;
+        rows.push(emit({
+          kernel: 'linear', shape: row.shape, dtype, gflops: flops / t2.seconds / 1e9, ms: t2.seconds * 1e3, threads: 2,
+          peers: peerFigures, speedupVsOneThread: speedup,
+          bars: [{ bar: '2 threads ≥ 1.8× one thread (prefill)', actual: speedup, target: 1.8, unit: '×', pass: speedup >= 1.8 }],
+        }));
+      }
+    }
+  }
+
+  for (const T of plan.attentionPositions) {
+    const { heads: H, headDim: D } = plan;
+    const flops = 4 * H * T * D; // q·k and p·v over every position and head; exp not counted
+    const scale = 1 / Math.sqrt(D);
+    const data = attentionData(H, T, D);
+    const t = await timeAttention(await deps.createRuntime(), data, H, T, D, scale, plan.timing);
+    const peerFigures: PeerFigure[] = [];
+    for (const peer of peers) {
+      const c = await peer.attention(H, T, D, scale, data.qHeads, data.kTHeads, data.vHeads);
+      const tp = await timePeer(c, plan.timing);
+      await c.dispose();
+      peerFigures.push({ name: peer.name, gflops: flops / tp.seconds / 1e9, ms: tp.seconds * 1e3 });
+    }
+    rows.push(emit({
+      kernel: 'attention', shape: `1x${T}x${D}`, dtype: 'f32', gflops: flops / t.seconds / 1e9, ms: t.seconds * 1e3,
+      threads: 1, heads: H, peers: peerFigures,
+    }));
+  }
+  return { rows, notes };
+}
+
+/** The acceptance bars that apply to a single-thread linear row (issue 2). */
+function linearBars(row: BenchRow, M: number, K: number, N: number): BarCheck[] {
+  const bars: BarCheck[] = [];
+  if (M >= 64) {
+    for (const p of row.peers) {
+      const ratio = row.gflops / p.gflops;
+      bars.push({ bar: `prefill ≥ 1.5× ${p.name} (f32)`, actual: ratio, target: 1.5, unit: '×', pass: ratio >= 1.5 });
+    }
+  }
+  if (M === 1 && K === 4096 && N === 4096 && row.dtype === 'bf16') {
+    for (const p of row.peers) {
+      const ratio = p.ms / row.ms; // ≤ 1/1.8 of the peer's time ⇔ peer time / ours ≥ 1.8
+      bars.push({ bar: `decode bf16 ≥ 1.8× faster than ${p.name} f32`, actual: ratio, target: 1.8, unit: '×', pass: ratio >= 1.8 });
+    }
+    if (row.pctOfStream !== undefined) {
+      bars.push({ bar: 'decode bf16 ≥ 85% of same-run stream read', actual: row.pctOfStream, target: 85, unit: '%', pass: row.pctOfStream >= 85 });
+    }
+  }
+  return bars;
+}
+
+function copiesFor(totalBytes: number, bytesPerCopy: number): number {
+  return Math.max(1, Math.ceil(totalBytes / bytesPerCopy));
+}
+
+async function timePeer(c: PeerCase, timing: TimingOptions): Promise<Timing> {
+  return c.async ? timeAsync(async () => { await c.call(); }, timing) : timeSync(() => { c.call(); }, timing);
+}
+
+interface LinearData {
+  x: Float32Array; // [M, K]
+  weightNK: Float32Array; // [N, K] (PyTorch layout)
+  weightBf16NK: Uint16Array; // [N, K] the same weights rounded to bf16
+}
+
+function linearData(M: number, K: number, N: number): LinearData {
+  const random = lcg(M * 1_000_003 + K * 1009 + N);
+  const amplitude = 1 / Math.sqrt(K); // keeps outputs O(1): no overflow, no subnormals
+  const x = new Float32Array(M * K).map(() => random() * 2 - 1);
+  const weightNK = new Float32Array(N * K).map(() => (random() * 2 - 1) * amplitude);
+  const bits = new Uint32Array(weightNK.buffer);
+  const weightBf16NK = new Uint16Array(N * K).map((_, i) => bits[i] >>> 16);
+  return { x, weightNK, weightBf16NK };
+}
+
+async function timeLinear(runtime: Runtime, data: LinearData, dtype: WeightDType, M: number, K: number, N: number,
+                          copies: number, timing: TimingOptions): Promise<Timing> {
+  const { kernels, arena } = runtime;
+  const source = dtype === 'f32' ? { dtype, data: data.weightNK } as const : { dtype, data: data.weightBf16NK } as const;
+  const weights: LinearWeight[] = [];
+  for (let c = 0; c < copies; c++) weights.push(kernels.bindLinear(source, N, K));
+  const x = arena.f32(M * K); // [M, K]
+  x.set(data.x);
+  const y = arena.f32(M * N); // [M, N]
+  let next = 0;
+  return timeSync(() => {
+    kernels.linear(y, x, weights[next], M, null);
+    next = (next + 1) % copies;
+  }, timing);
+}
+
+interface AttentionData {
+  q: Float32Array; // [1, H*D] token-major, as ponder's cache holds it
+  k: Float32Array; // [T, H*D]
+  v: Float32Array; // [T, H*D]
+  qHeads: Float32Array; // [H, 1, D]  (same numbers as q)
+  kTHeads: Float32Array; // [H, D, T]  K transposed per head, the peers' layout
+  vHeads: Float32Array; // [H, T, D]
+}
+
+function attentionData(H: number, T: number, D: number): AttentionData {
+  const random = lcg(H * 7919 + T * 31 + D);
+  const width = H * D;
+  const q = new Float32Array(width).map(() => random() * 2 - 1);
+  const k = new Float32Array(T * width).map(() => random() * 2 - 1);
+  const v = new Float32Array(T * width).map(() => random() * 2 - 1);
+  const kTHeads = new Float32Array(H * D * T);
+  const vHeads = new Float32Array(H * T * D);
+  for (let t = 0; t < T; t++) {
+    for (let h = 0; h < H; h++) {
+      for (let d = 0; d < D; d++) {
+        kTHeads[(h * D + d) * T + t] = k[t * width + h * D + d];
+        vHeads[(h * T + t) * D + d] = v[t * width + h * D + d];
+      }
+    }
+  }
+  return { q, k, v, qHeads: q.slice(), kTHeads, vHeads };
+}
+
+async function timeAttention(runtime: Runtime, data: AttentionData, H: number, T: number, D: number, scale: number,
+                             timing: TimingOptions): Promise<Timing> {
+  const { kernels, arena } = runtime;
+  const q = arena.f32(H * D); q.set(data.q);
+  const k = arena.f32(T * H * D); k.set(data.k);
+  const v = arena.f32(T * H * D); v.set(data.v);
+  const out = arena.f32(H * D);
+  return timeSync(() => kernels.attention(out, q, k, v, 1, T, H, H, D, scale, null, null, null), timing);
+}
+
+function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = a[r * cols + c];
+  return t;
+}
+
+/** A small deterministic generator in [0, 1): the inputs only need to be ordinary floats. */
+function lcg(seed: number): () => number {
+  let s = (seed >>> 0) || 1;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 4294967296;
+  };
+}

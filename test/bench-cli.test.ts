@@ -1,0 +1,97 @@
+/**
+ * `ponder bench kernels`: the output's shape and the flag errors. No timing is asserted (speed is
+ * measured by running the benchmark, never by unit tests); a tiny plan keeps this to seconds.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { main, type CliIO } from '../src/cli/main.js';
+import { benchCommand } from '../src/cli/bench.js';
+import type { BenchPlan } from '../bench/suite.js';
+
+function fakeIO(): CliIO & { stdout: string; stderr: string } {
+  const io = {
+    stdout: '',
+    stderr: '',
+    out(t: string) { io.stdout += t; },
+    err(t: string) { io.stderr += t; },
+    bundledGoldenDir: '/nonexistent',
+  };
+  return io;
+}
+
+// One decode shape (cold, so the stream baseline runs), one prefill shape (M ≥ 64, so its bars
+// apply), one attention length; a 1 MiB rotation and a few milliseconds per measurement.
+const TINY_PLAN: BenchPlan = {
+  linear: [{ M: 1, K: 32, N: 48 }, { M: 64, K: 16, N: 32 }],
+  attentionPositions: [8],
+  heads: 2,
+  headDim: 16,
+  coldBytes: 1 << 20,
+  timing: { warmupMs: 5, timeMs: 5, minSampleMs: 1, minSamples: 2 },
+};
+
+const isPositiveFinite = (x: unknown): boolean => typeof x === 'number' && Number.isFinite(x) && x > 0;
+
+test('bench kernels --json prints one array of rows with kernel, MxKxN shape, dtype, gflops and both peers', async () => {
+  const io = fakeIO();
+  const code = await benchCommand(['kernels', '--json', '--kernels', 'scalar'], io, TINY_PLAN);
+  assert.equal(code, 0, io.stderr);
+  const rows = JSON.parse(io.stdout) as Array<Record<string, unknown>>;
+  assert.ok(Array.isArray(rows));
+  // 2 linear shapes × {f32, bf16} + 1 attention length; the scalar kernels have no thread rows.
+  assert.equal(rows.length, 5);
+  for (const row of rows) {
+    assert.ok(row.kernel === 'linear' || row.kernel === 'attention', `kernel ${String(row.kernel)}`);
+    assert.match(String(row.shape), /^\d+x\d+x\d+$/);
+    assert.ok(row.dtype === 'f32' || row.dtype === 'bf16');
+    assert.ok(isPositiveFinite(row.gflops), `gflops ${String(row.gflops)}`);
+    const peers = row.peers as Array<Record<string, unknown>>;
+    assert.deepEqual(peers.map((p) => p.name), ['tfjs-wasm', 'ort-web']);
+    for (const p of peers) assert.ok(isPositiveFinite(p.gflops), `${String(p.name)} gflops ${String(p.gflops)}`);
+  }
+  const shapes = rows.map((r) => `${String(r.kernel)} ${String(r.shape)} ${String(r.dtype)}`);
+  assert.deepEqual(shapes, ['linear 1x32x48 f32', 'linear 1x32x48 bf16', 'linear 64x16x32 f32', 'linear 64x16x32 bf16', 'attention 1x8x16 f32']);
+});
+
+test('decode rows carry GB/s and their share of the same-run stream read; --no-peers leaves peers empty', async () => {
+  const io = fakeIO();
+  assert.equal(await benchCommand(['kernels', '--json', '--no-peers', '--kernels', 'scalar'], io, TINY_PLAN), 0, io.stderr);
+  const rows = JSON.parse(io.stdout) as Array<Record<string, unknown>>;
+  for (const row of rows.filter((r) => String(r.shape).startsWith('1x32x'))) {
+    assert.equal(row.cold, true);
+    assert.ok(isPositiveFinite(row.gbps) && isPositiveFinite(row.streamGbps) && isPositiveFinite(row.pctOfStream));
+    // gbps and pctOfStream are two views of one measurement.
+    assert.ok(Math.abs((row.pctOfStream as number) - (100 * (row.gbps as number)) / (row.streamGbps as number)) < 1e-9);
+  }
+  for (const row of rows.filter((r) => r.kernel === 'linear')) assert.deepEqual(row.peers, []);
+});
+
+test('bench kernels text output names the machine, the noise caveat and the acceptance bars', async () => {
+  const io = fakeIO();
+  assert.equal(await benchCommand(['kernels', '--kernels', 'scalar'], io, TINY_PLAN), 0, io.stderr);
+  assert.match(io.stdout, /Node v\d+/);
+  assert.match(io.stdout, /shared machine/);
+  assert.match(io.stdout, /(PASS|FAIL) prefill ≥ 1\.5× tfjs-wasm/);
+  assert.match(io.stdout, /(PASS|FAIL) prefill ≥ 1\.5× ort-web/);
+});
+
+for (const argv of [
+  ['bench', 'kernels', '--bogus'],
+  ['bench'],
+  ['bench', 'matmul'],
+  ['bench', 'kernels', '--kernels', 'gpu'],
+  ['bench', 'kernels', '--kernels'],
+]) {
+  test(`bad usage \`ponder ${argv.join(' ')}\` exits 2 with an error[ARG_*] line`, async () => {
+    const io = fakeIO();
+    assert.equal(await main(argv, io), 2);
+    assert.match(io.stderr, /^error\[ARG_[A-Z_]+\]: /);
+    assert.equal(io.stdout, '');
+  });
+}
+
+test('bench --help shows an example and exits 0', async () => {
+  const io = fakeIO();
+  assert.equal(await main(['bench', '--help'], io), 0);
+  assert.match(io.stdout, /Example:\n {2}ponder bench kernels/);
+});
