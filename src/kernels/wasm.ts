@@ -1,6 +1,347 @@
+/**
+ * The WebAssembly SIMD runtime: the kernels in assembly/ (embedded as base64 by
+ * scripts/embed-wasm.mjs, so loading needs no file or network access) over one shared
+ * WebAssembly.Memory, with a bump-allocating arena (src/runtime/wasm-arena.ts).
+ *
+ * Every Float32Array/Uint16Array/... passed to these kernels must come from this runtime's arena:
+ * the kernels receive `view.byteOffset` as a pointer. A foreign view (a plain typed array, or one
+ * from another runtime) is refused with KERNEL_FOREIGN_BUFFER, and sizes that would read or write
+ * past a view are refused with KERNEL_BAD_ARGS, instead of computing on the wrong bytes.
+ *
+ * Options:
+ *   relaxed: use the relaxed-SIMD build (fused multiply-add in linear). Faster, not bit-identical
+ *            to the plain build, never the default and never used for conformance. Node 20 needs
+ *            `--experimental-wasm-relaxed-simd` (see src/node/wasm-flags.ts).
+ *   threads: total threads for linear and attention (main thread + threads−1 workers on the same
+ *            memory). Results are bit-identical to one thread. Needs a worker factory: in Node,
+ *            src/node/pool-worker.ts provides it (createWasmRuntime from the node entry passes it).
+ */
 import { PonderError } from '../errors.js';
 import type { Runtime } from '../runtime/runtime.js';
+import { WasmArena, WASM_PAGE_BYTES, WASM_MAX_PAGES } from '../runtime/wasm-arena.js';
+import type { Kernels, LinearSource, LinearWeight, RopeLayout } from './kernels.js';
+import { KERNELS_RELAXED_WASM, KERNELS_WASM } from './wasm-binary.js';
+import { type WorkerFactory, ThreadPool } from '../runtime/pool.js';
 
-export async function createWasmRuntime(): Promise<Runtime> {
-  throw new PonderError('RUNTIME_UNSUPPORTED', 'the WASM kernels are not wired up yet', { hint: 'use --kernels scalar' });
+/** The raw exports of assembly/index.ts. Pointers are byte offsets into the shared memory. */
+export interface WasmKernelExports {
+  heap_base(): number;
+  add_f32(y: number, a: number, b: number, n: number): void;
+  axpy_f32(y: number, alpha: number, x: number, n: number): void;
+  scale_f32(y: number, alpha: number, x: number, n: number): void;
+  sigmoid_f32(y: number, x: number, n: number): void;
+  silu_f32(y: number, x: number, n: number): void;
+  silu_mul_f32(y: number, gate: number, up: number, n: number): void;
+  rmsnorm_f32(y: number, x: number, weight: number, rows: number, dim: number, eps: number): void;
+  rope_f32(x: number, rows: number, nHeads: number, headDim: number, rowStride: number, cos: number, sin: number, positions: number, interleaved: number): void;
+  softmax_f32(y: number, x: number, rows: number, n: number): void;
+  log_softmax_f32(y: number, x: number, rows: number, n: number): void;
+  argmax_f32(x: number, n: number): number;
+  bf16_to_f32(y: number, x: number, n: number): void;
+  f16_to_f32(y: number, x: number, n: number): void;
+  linear_f32(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, scratch: number): void;
+  linear_bf16(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, scratch: number): void;
+  attention(out: number, q: number, k: number, v: number, Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
+            qPos: number, kPos: number, allowed: number, scores: number, u0: number, u1: number): void;
+}
+
+/** Bytes of per-thread scratch for linear_bf16: one widened k-block, [KC=256][16] f32. */
+export const LINEAR_SCRATCH_BYTES = 256 * 16 * 4;
+
+export interface WasmRuntimeOptions {
+  /** Use the relaxed-SIMD build (not bit-identical to the default build). Default false. */
+  relaxed?: boolean;
+  /** Total threads (main thread included). Default 1. */
+  threads?: number;
+  /** Starts a worker running src/node/pool-worker.ts (or a browser equivalent); needed when threads > 1. */
+  workerFactory?: WorkerFactory;
+}
+
+export interface WasmRuntime extends Runtime {
+  readonly kernels: Kernels;
+  readonly arena: WasmArena;
+  readonly relaxed: boolean;
+  readonly threads: number;
+  /** Stops the pool's workers (no-op with one thread). */
+  dispose(): Promise<void>;
+}
+
+/** A Linear weight bound into the runtime's memory in the packed panel layout (assembly/linear.ts). */
+interface WasmLinearWeight extends LinearWeight {
+  readonly packed: Uint8Array; // [ceil(N/16)][K][16] f32, or bf16 in widening order
+  readonly owner: object;      // the runtime that packed it
+}
+
+const compiled = new Map<boolean, Promise<WebAssembly.Module>>();
+
+function decodeBase64(text: string): Uint8Array<ArrayBuffer> {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+/** The compiled kernel module (cached per variant). */
+export function kernelModule(relaxed: boolean): Promise<WebAssembly.Module> {
+  let module = compiled.get(relaxed);
+  if (!module) {
+    const bytes = decodeBase64(relaxed ? KERNELS_RELAXED_WASM : KERNELS_WASM);
+    if (!WebAssembly.validate(bytes)) {
+      const err = relaxed
+        ? new PonderError('RUNTIME_UNSUPPORTED', 'this JavaScript engine cannot run the relaxed-SIMD kernels', { hint: 'on Node 20 start node with --experimental-wasm-relaxed-simd (or call enableRelaxedSimd() from ponder/node before creating the runtime), or drop the relaxed option' })
+        : new PonderError('RUNTIME_UNSUPPORTED', 'this JavaScript engine cannot run the WebAssembly SIMD kernels (needs SIMD, threads and shared memory)', { hint: 'use --kernels scalar, or a runtime with WebAssembly SIMD (Node ≥ 16.4)' });
+      return Promise.reject(err);
+    }
+    module = WebAssembly.compile(bytes);
+    compiled.set(relaxed, module);
+  }
+  return module;
+}
+
+/** Instantiates the kernels on `memory` (used by the main thread and by every pool worker). */
+export async function instantiateKernels(module: WebAssembly.Module, memory: WebAssembly.Memory): Promise<WasmKernelExports> {
+  const instance = await WebAssembly.instantiate(module, {
+    env: {
+      memory,
+      abort(): never { throw new PonderError('KERNEL_ABORT', 'a WASM kernel aborted', { hint: 'this is a bug in ponder; please report it' }); },
+    },
+  });
+  return instance.exports as unknown as WasmKernelExports;
+}
+
+function badArgs(kernel: string, message: string): PonderError {
+  return new PonderError('KERNEL_BAD_ARGS', `${kernel}: ${message}`, { hint: 'the buffer sizes do not match the shape arguments; this is a bug in the calling model code' });
+}
+
+function checkCount(kernel: string, name: string, n: number): void {
+  if (!Number.isInteger(n) || n < 0 || n > 0x7fffffff) throw badArgs(kernel, `${name} must be a non-negative integer, got ${n}`);
+}
+
+export async function createWasmRuntime(options: WasmRuntimeOptions = {}): Promise<WasmRuntime> {
+  const relaxed = options.relaxed === true;
+  const threads = options.threads ?? 1;
+  if (!Number.isInteger(threads) || threads < 1 || threads > 64) {
+    throw new PonderError('ARG_INVALID', `threads must be an integer from 1 to 64, got ${threads}`, { field: 'threads', hint: 'use 1 (default) or the number of cores' });
+  }
+  if (threads > 1 && !options.workerFactory) {
+    throw new PonderError('RUNTIME_UNSUPPORTED', `threads: ${threads} needs a worker factory`, { field: 'threads', hint: 'in Node use createNodeWasmRuntime from ponder/node (src/node/pool-worker.ts), or pass workerFactory' });
+  }
+  const module = await kernelModule(relaxed);
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: WASM_MAX_PAGES, shared: true });
+  const wasm = await instantiateKernels(module, memory);
+  const arena = new WasmArena(memory, wasm.heap_base());
+  const pool = threads > 1 ? await ThreadPool.start(module, memory, arena, threads, options.workerFactory!, wasm, LINEAR_SCRATCH_BYTES) : null;
+  const kernels = new WasmKernels(wasm, arena, pool, relaxed);
+  return {
+    kernels, arena, relaxed, threads,
+    async dispose() { if (pool) await pool.close(); },
+  };
+}
+
+/** Per-thread scratch areas, grown on demand from the arena. */
+class Scratch {
+  linear = 0;          // LINEAR_SCRATCH_BYTES
+  scores = 0;          // attention scores, `scoresCap` f32
+  scoresCap = 0;
+}
+
+class WasmKernels implements Kernels {
+  readonly name: string;
+  private readonly wasm: WasmKernelExports;
+  private readonly arena: WasmArena;
+  private readonly pool: ThreadPool | null;
+  private readonly scratch: Scratch;
+
+  constructor(wasm: WasmKernelExports, arena: WasmArena, pool: ThreadPool | null, relaxed: boolean) {
+    this.name = `wasm-simd${relaxed ? '-relaxed' : ''}${pool ? `-x${pool.threads}` : ''}`;
+    this.wasm = wasm;
+    this.arena = arena;
+    this.pool = pool;
+    this.scratch = new Scratch();
+    this.scratch.linear = arena.allocBytes(LINEAR_SCRATCH_BYTES);
+  }
+
+  /** The pointer of `view`, after checking it is this runtime's memory and holds ≥ `need` elements. */
+  private ptr(kernel: string, name: string, view: ArrayBufferView & { length: number }, need: number): number {
+    if (!this.arena.owns(view)) {
+      throw new PonderError('KERNEL_FOREIGN_BUFFER',
+        `${kernel}: ${name} is not a view into this WASM runtime's memory`,
+        { hint: 'allocate every buffer passed to WASM kernels from runtime.arena (f32/u16/i32/u8), not with new Float32Array(...)' });
+    }
+    if (view.length < need) throw badArgs(kernel, `${name} has ${view.length} elements, needs ${need}`);
+    return view.byteOffset;
+  }
+
+  bindLinear(src: LinearSource, N: number, K: number): WasmLinearWeight {
+    checkCount('bindLinear', 'N', N);
+    checkCount('bindLinear', 'K', K);
+    if (N === 0) throw badArgs('bindLinear', 'N must be at least 1');
+    if (src.data.length < N * K) throw badArgs('bindLinear', `source has ${src.data.length} elements, needs N*K = ${N * K}`);
+    const panels = Math.ceil(N / 16);
+    if (src.dtype === 'f32') {
+      // [panel][k][16]: W[n, k] → panel n>>4, column n&15.
+      const packed = this.arena.f32(panels * K * 16);
+      packed.fill(0);
+      const w = src.data;
+      for (let n = 0; n < N; n++) {
+        const base = (n >> 4) * K * 16 + (n & 15);
+        const row = n * K;
+        for (let k = 0; k < K; k++) packed[base + k * 16] = w[row + k];
+      }
+      return { N, K, dtype: 'f32', bytes: packed.byteLength, packed: new Uint8Array(packed.buffer, packed.byteOffset, packed.byteLength), owner: this };
+    }
+    if (src.dtype === 'bf16') {
+      // [panel][k][2 groups][8]: columns 0-7 then 8-15, each group in lane order [c0,c4,c1,c5,c2,c6,c3,c7]
+      // so the kernel widens a group with one shl and one and (assembly/linear.ts).
+      const packed = this.arena.u16(panels * K * 16);
+      packed.fill(0);
+      const w = src.data;
+      for (let n = 0; n < N; n++) {
+        const c = n & 15, inGroup = c & 7;
+        const slot = (c >> 3) * 8 + (inGroup < 4 ? 2 * inGroup : 2 * (inGroup - 4) + 1);
+        const base = (n >> 4) * K * 16 + slot;
+        const row = n * K;
+        for (let k = 0; k < K; k++) packed[base + k * 16] = w[row + k];
+      }
+      return { N, K, dtype: 'bf16', bytes: packed.byteLength, packed: new Uint8Array(packed.buffer, packed.byteOffset, packed.byteLength), owner: this };
+    }
+    throw new PonderError('BIND_MISMATCH', `bindLinear: unsupported weight dtype ${(src as { dtype: string }).dtype}`, { hint: 'Linear weights must be f32 or bf16' });
+  }
+
+  linear(y: Float32Array, x: Float32Array, weight: LinearWeight, M: number, bias?: Float32Array | null): void {
+    const w = weight as WasmLinearWeight;
+    if (w.owner !== this) {
+      throw new PonderError('KERNEL_FOREIGN_BUFFER', 'linear: the weight was not bound by this WASM runtime', { hint: 'bind weights with runtime.kernels.bindLinear of the runtime that runs them' });
+    }
+    checkCount('linear', 'M', M);
+    const { N, K } = w;
+    const yp = this.ptr('linear', 'y', y, M * N);
+    const xp = this.ptr('linear', 'x', x, M * K);
+    const bp = bias ? this.ptr('linear', 'bias', bias, N) : 0;
+    if (M === 0) return;
+    if (yp < xp + 4 * M * K && xp < yp + 4 * M * N) throw badArgs('linear', 'y must not overlap x');
+    const fn = w.dtype === 'bf16' ? 1 : 0;
+    const panels = Math.ceil(N / 16);
+    if (this.pool && this.pool.worthSplitting(M * N * K, panels)) {
+      this.pool.linear(fn, yp, xp, w.packed.byteOffset, bp, M, N, K, panels);
+      return;
+    }
+    if (fn === 1) this.wasm.linear_bf16(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, this.scratch.linear);
+    else this.wasm.linear_f32(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, this.scratch.linear);
+  }
+
+  rmsnorm(y: Float32Array, x: Float32Array, weight: Float32Array | null, rows: number, dim: number, eps: number): void {
+    checkCount('rmsnorm', 'rows', rows); checkCount('rmsnorm', 'dim', dim);
+    const yp = this.ptr('rmsnorm', 'y', y, rows * dim);
+    const xp = this.ptr('rmsnorm', 'x', x, rows * dim);
+    const wp = weight ? this.ptr('rmsnorm', 'weight', weight, dim) : 0;
+    this.wasm.rmsnorm_f32(yp, xp, wp, rows, dim, eps);
+  }
+
+  rope(x: Float32Array, rows: number, nHeads: number, headDim: number, rowStride: number,
+       cos: Float32Array, sin: Float32Array, positions: Int32Array, layout: RopeLayout): void {
+    for (const [name, v] of [['rows', rows], ['nHeads', nHeads], ['headDim', headDim], ['rowStride', rowStride]] as const) checkCount('rope', name, v);
+    if (headDim % 2 !== 0) throw badArgs('rope', `headDim must be even, got ${headDim}`);
+    if (rowStride < nHeads * headDim) throw badArgs('rope', `rowStride ${rowStride} < nHeads*headDim ${nHeads * headDim}`);
+    if (layout !== 'half' && layout !== 'interleaved') throw badArgs('rope', `layout must be 'half' or 'interleaved', got ${String(layout)}`);
+    if (rows === 0) return;
+    const half = headDim / 2;
+    const xp = this.ptr('rope', 'x', x, (rows - 1) * rowStride + nHeads * headDim);
+    const pp = this.ptr('rope', 'positions', positions, rows);
+    const tableRows = half === 0 ? Infinity : Math.min(cos.length, sin.length) / half;
+    for (let r = 0; r < rows; r++) {
+      const p = positions[r];
+      if (p < 0 || p + 1 > tableRows) throw badArgs('rope', `positions[${r}] = ${p} is outside the cos/sin tables (${Math.floor(tableRows)} positions)`);
+    }
+    const cp = this.ptr('rope', 'cos', cos, 0), sp = this.ptr('rope', 'sin', sin, 0);
+    this.wasm.rope_f32(xp, rows, nHeads, headDim, rowStride, cp, sp, pp, layout === 'interleaved' ? 1 : 0);
+  }
+
+  attention(out: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array,
+            Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
+            qPos: Int32Array | null, kPos: Int32Array | null, allowed: Uint8Array | null): void {
+    for (const [name, n] of [['Tq', Tq], ['Tk', Tk], ['nHeads', nHeads], ['nKvHeads', nKvHeads], ['headDim', headDim]] as const) checkCount('attention', name, n);
+    if (nKvHeads === 0 || nHeads % nKvHeads !== 0) throw badArgs('attention', `nHeads (${nHeads}) must be a multiple of nKvHeads (${nKvHeads})`);
+    const qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
+    const op = this.ptr('attention', 'out', out, Tq * qDim);
+    const qp = this.ptr('attention', 'q', q, Tq * qDim);
+    const kp = this.ptr('attention', 'k', k, Tk * kvDim);
+    const vp = this.ptr('attention', 'v', v, Tk * kvDim);
+    const usePos = qPos !== null && kPos !== null;
+    const qpp = usePos ? this.ptr('attention', 'qPos', qPos, Tq) : 0;
+    const kpp = usePos ? this.ptr('attention', 'kPos', kPos, Tk) : 0;
+    const ap = allowed ? this.ptr('attention', 'allowed', allowed, Tq * Tk) : 0;
+    if (Tq === 0 || nHeads === 0) return;
+    const units = Tq * nHeads;
+    if (this.pool && this.pool.worthSplitting(units * Tk * headDim, units)) {
+      this.pool.attention(op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, units);
+      return;
+    }
+    this.wasm.attention(op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, this.scoresScratch(Tk), 0, units);
+  }
+
+  /** The main thread's attention score scratch, grown (by doubling) to hold Tk f32. */
+  private scoresScratch(Tk: number): number {
+    if (Tk > this.scratch.scoresCap) {
+      const cap = Math.max(1024, 2 ** Math.ceil(Math.log2(Tk)));
+      this.scratch.scores = this.arena.allocBytes(4 * cap);
+      this.scratch.scoresCap = cap;
+    }
+    return this.scratch.scores;
+  }
+
+  softmax(y: Float32Array, x: Float32Array, rows: number, n: number): void {
+    checkCount('softmax', 'rows', rows); checkCount('softmax', 'n', n);
+    this.wasm.softmax_f32(this.ptr('softmax', 'y', y, rows * n), this.ptr('softmax', 'x', x, rows * n), rows, n);
+  }
+
+  logSoftmax(y: Float32Array, x: Float32Array, rows: number, n: number): void {
+    checkCount('logSoftmax', 'rows', rows); checkCount('logSoftmax', 'n', n);
+    this.wasm.log_softmax_f32(this.ptr('logSoftmax', 'y', y, rows * n), this.ptr('logSoftmax', 'x', x, rows * n), rows, n);
+  }
+
+  siluMul(y: Float32Array, gate: Float32Array, up: Float32Array, n: number): void {
+    checkCount('siluMul', 'n', n);
+    this.wasm.silu_mul_f32(this.ptr('siluMul', 'y', y, n), this.ptr('siluMul', 'gate', gate, n), this.ptr('siluMul', 'up', up, n), n);
+  }
+
+  silu(y: Float32Array, x: Float32Array, n: number): void {
+    checkCount('silu', 'n', n);
+    this.wasm.silu_f32(this.ptr('silu', 'y', y, n), this.ptr('silu', 'x', x, n), n);
+  }
+
+  sigmoid(y: Float32Array, x: Float32Array, n: number): void {
+    checkCount('sigmoid', 'n', n);
+    this.wasm.sigmoid_f32(this.ptr('sigmoid', 'y', y, n), this.ptr('sigmoid', 'x', x, n), n);
+  }
+
+  add(y: Float32Array, a: Float32Array, b: Float32Array, n: number): void {
+    checkCount('add', 'n', n);
+    this.wasm.add_f32(this.ptr('add', 'y', y, n), this.ptr('add', 'a', a, n), this.ptr('add', 'b', b, n), n);
+  }
+
+  axpy(y: Float32Array, alpha: number, x: Float32Array, n: number): void {
+    checkCount('axpy', 'n', n);
+    this.wasm.axpy_f32(this.ptr('axpy', 'y', y, n), alpha, this.ptr('axpy', 'x', x, n), n);
+  }
+
+  scale(y: Float32Array, alpha: number, x: Float32Array, n: number): void {
+    checkCount('scale', 'n', n);
+    this.wasm.scale_f32(this.ptr('scale', 'y', y, n), alpha, this.ptr('scale', 'x', x, n), n);
+  }
+
+  argmax(x: Float32Array, n: number): number {
+    checkCount('argmax', 'n', n);
+    return this.wasm.argmax_f32(this.ptr('argmax', 'x', x, n), n);
+  }
+
+  bf16ToF32(y: Float32Array, x: Uint16Array, n: number): void {
+    checkCount('bf16ToF32', 'n', n);
+    this.wasm.bf16_to_f32(this.ptr('bf16ToF32', 'y', y, n), this.ptr('bf16ToF32', 'x', x, n), n);
+  }
+
+  f16ToF32(y: Float32Array, x: Uint16Array, n: number): void {
+    checkCount('f16ToF32', 'n', n);
+    this.wasm.f16_to_f32(this.ptr('f16ToF32', 'y', y, n), this.ptr('f16ToF32', 'x', x, n), n);
+  }
 }

@@ -11,6 +11,8 @@ export interface Arena {
   u8(n: number): Uint8Array;
   /** Bytes handed out so far. */
   readonly bytesUsed: number;
+  /** Optional: make room for `bytes` more up front (the WASM arena grows its memory once). */
+  reserve?(bytes: number): void;
 }
 
 /** The scalar runtime's arena: plain typed arrays, counted. */

@@ -1,0 +1,179 @@
+// y[M,N] = x[M,K] · W[N,K]^T (+ bias[N]) over prepacked weights (perf.md §3, §8, §9).
+//
+// Packed layout, written once by bindLinear (src/kernels/wasm.ts): ceil(N/16) panels of 16 output
+// columns, each K-contiguous: panel p holds W[p*16 + c, k] at [p][k][c]; the last panel is
+// zero-padded. f32 panels are K*64 bytes. bf16 panels are K*32 bytes: per k, two 16-byte groups
+// (columns 0-7, 8-15), each holding 8 bf16 in lane order [c0,c4,c1,c5,c2,c6,c3,c7] so that
+// i32x4.shl(v,16) widens columns 0-3 and v128.and(v,0xffff0000) widens columns 4-7.
+//
+// Every output accumulates in f32, in k order, starting from +0, with the bias added last. The M=1
+// path, the M>1 path and any split of the panels across threads therefore give bit-identical rows.
+//
+// M = 1 (decode): a 1x16 tile streams each panel once over the whole of K (KC = K): the matrix is
+// read as one sequential stream. M > 1 (prefill): 2x16 register tile (8 accumulators, the most
+// TurboFan keeps in registers), k-blocked by KC = 256, loop order k-block → panel → row pairs;
+// partial sums live in y between k-blocks. bf16 panels are widened one k-block at a time into
+// `scratch` ([KC][16] f32, 16 KiB) and then run through the f32 tile.
+// Panels [p0, p1) are computed: a thread pool splits the work by panel.
+import { fma, loadPartial, storePartial, lanesIn } from './simd';
+
+const KC: i32 = 256;
+const BF16_HIGH_MASK: u32 = 0xffff0000;
+
+// Adds bias (if any) and stores one 16-column row of results, clipping to the valid columns.
+// @ts-ignore: decorator
+@inline function storeRow(yp: usize, c0: v128, c1: v128, c2: v128, c3: v128, biasp: usize, cols: i32): void {
+  if (cols == 16) {
+    if (biasp != 0) {
+      c0 = f32x4.add(c0, v128.load(biasp)); c1 = f32x4.add(c1, v128.load(biasp, 16));
+      c2 = f32x4.add(c2, v128.load(biasp, 32)); c3 = f32x4.add(c3, v128.load(biasp, 48));
+    }
+    v128.store(yp, c0); v128.store(yp, c1, 16); v128.store(yp, c2, 32); v128.store(yp, c3, 48);
+  } else {
+    if (biasp != 0) {
+      c0 = f32x4.add(c0, loadPartial(biasp, lanesIn(cols, 0))); c1 = f32x4.add(c1, loadPartial(biasp + 16, lanesIn(cols, 1)));
+      c2 = f32x4.add(c2, loadPartial(biasp + 32, lanesIn(cols, 2))); c3 = f32x4.add(c3, loadPartial(biasp + 48, lanesIn(cols, 3)));
+    }
+    storePartial(yp, c0, lanesIn(cols, 0)); storePartial(yp + 16, c1, lanesIn(cols, 1));
+    storePartial(yp + 32, c2, lanesIn(cols, 2)); storePartial(yp + 48, c3, lanesIn(cols, 3));
+  }
+}
+
+// @ts-ignore: decorator
+@inline function loadRow(yp: usize, q: i32, cols: i32): v128 {
+  return cols == 16 ? v128.load(yp + (<usize>q << 4)) : loadPartial(yp + (<usize>q << 4), lanesIn(cols, q));
+}
+
+// Decode, f32 weights: y[0, panel columns] over the whole of K.
+function gemvPanelF32(yp: usize, x: usize, bp: usize, K: i32, biasp: usize, cols: i32): void {
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
+  let a = x;
+  for (let k = 0; k < K; k++) {
+    const av = v128.load32_splat(a);
+    c0 = fma(av, v128.load(bp), c0);
+    c1 = fma(av, v128.load(bp, 16), c1);
+    c2 = fma(av, v128.load(bp, 32), c2);
+    c3 = fma(av, v128.load(bp, 48), c3);
+    a += 4; bp += 64;
+  }
+  storeRow(yp, c0, c1, c2, c3, biasp, cols);
+}
+
+// Decode, bf16 weights: widen 16 columns with 2 ops per 8 weights (see the layout note above).
+function gemvPanelBF16(yp: usize, x: usize, bp: usize, K: i32, biasp: usize, cols: i32): void {
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
+  const high = i32x4.splat(BF16_HIGH_MASK);
+  let a = x;
+  for (let k = 0; k < K; k++) {
+    const av = v128.load32_splat(a);
+    const g0 = v128.load(bp), g1 = v128.load(bp, 16);
+    c0 = fma(av, i32x4.shl(g0, 16), c0);
+    c1 = fma(av, v128.and(g0, high), c1);
+    c2 = fma(av, i32x4.shl(g1, 16), c2);
+    c3 = fma(av, v128.and(g1, high), c3);
+    a += 4; bp += 32;
+  }
+  storeRow(yp, c0, c1, c2, c3, biasp, cols);
+}
+
+// Prefill tile: rows m, m+1 × 16 columns over one k-block of kc steps. bp walks an f32 panel block
+// [kc][16]. `first`: start from 0, else continue the partial sums stored in y. `biasp` != 0 only on
+// the last k-block.
+function tile2x16(y0: usize, y1: usize, a0: usize, a1: usize, bp: usize, kc: i32, first: bool, biasp: usize, cols: i32): void {
+  let c00: v128, c01: v128, c02: v128, c03: v128, c10: v128, c11: v128, c12: v128, c13: v128;
+  if (first) {
+    c00 = f32x4.splat(0); c01 = c00; c02 = c00; c03 = c00; c10 = c00; c11 = c00; c12 = c00; c13 = c00;
+  } else {
+    c00 = loadRow(y0, 0, cols); c01 = loadRow(y0, 1, cols); c02 = loadRow(y0, 2, cols); c03 = loadRow(y0, 3, cols);
+    c10 = loadRow(y1, 0, cols); c11 = loadRow(y1, 1, cols); c12 = loadRow(y1, 2, cols); c13 = loadRow(y1, 3, cols);
+  }
+  for (let k = 0; k < kc; k++) {
+    const b0 = v128.load(bp), b1 = v128.load(bp, 16), b2 = v128.load(bp, 32), b3 = v128.load(bp, 48);
+    const av0 = v128.load32_splat(a0);
+    c00 = fma(av0, b0, c00); c01 = fma(av0, b1, c01); c02 = fma(av0, b2, c02); c03 = fma(av0, b3, c03);
+    const av1 = v128.load32_splat(a1);
+    c10 = fma(av1, b0, c10); c11 = fma(av1, b1, c11); c12 = fma(av1, b2, c12); c13 = fma(av1, b3, c13);
+    bp += 64; a0 += 4; a1 += 4;
+  }
+  storeRow(y0, c00, c01, c02, c03, biasp, cols);
+  storeRow(y1, c10, c11, c12, c13, biasp, cols);
+}
+
+// The odd last row of a prefill: same as tile2x16 with one row.
+function tile1x16(y0: usize, a0: usize, bp: usize, kc: i32, first: bool, biasp: usize, cols: i32): void {
+  let c0: v128, c1: v128, c2: v128, c3: v128;
+  if (first) {
+    c0 = f32x4.splat(0); c1 = c0; c2 = c0; c3 = c0;
+  } else {
+    c0 = loadRow(y0, 0, cols); c1 = loadRow(y0, 1, cols); c2 = loadRow(y0, 2, cols); c3 = loadRow(y0, 3, cols);
+  }
+  for (let k = 0; k < kc; k++) {
+    const av = v128.load32_splat(a0);
+    c0 = fma(av, v128.load(bp), c0); c1 = fma(av, v128.load(bp, 16), c1);
+    c2 = fma(av, v128.load(bp, 32), c2); c3 = fma(av, v128.load(bp, 48), c3);
+    bp += 64; a0 += 4;
+  }
+  storeRow(y0, c0, c1, c2, c3, biasp, cols);
+}
+
+// Widens a bf16 panel block [kc][16] (packed order) to f32 [kc][16] in natural column order.
+function widenBlockBF16(dst: usize, src: usize, kc: i32): void {
+  const high = i32x4.splat(BF16_HIGH_MASK);
+  for (let k = 0; k < kc; k++) {
+    const g0 = v128.load(src), g1 = v128.load(src, 16);
+    v128.store(dst, i32x4.shl(g0, 16));
+    v128.store(dst, v128.and(g0, high), 16);
+    v128.store(dst, i32x4.shl(g1, 16), 32);
+    v128.store(dst, v128.and(g1, high), 48);
+    src += 32; dst += 64;
+  }
+}
+
+function linearImpl(isBF16: bool, y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, p0: i32, p1: i32, scratch: usize): void {
+  const rowBytesX = <usize>K << 2, rowBytesY = <usize>N << 2;
+  const panelBytes: usize = isBF16 ? <usize>K << 5 : <usize>K << 6;
+  if (M == 1) {
+    for (let p = p0; p < p1; p++) {
+      const cols = min(16, N - p * 16);
+      const biasp = bias != 0 ? bias + (<usize>p << 6) : 0;
+      const bp = w + <usize>p * panelBytes;
+      if (isBF16) gemvPanelBF16(y + (<usize>p << 6), x, bp, K, biasp, cols);
+      else gemvPanelF32(y + (<usize>p << 6), x, bp, K, biasp, cols);
+    }
+    return;
+  }
+  let kb = 0;
+  do { // runs once even for K = 0, so y still gets 0 + bias
+    const kc = min(KC, K - kb);
+    const first = kb == 0, last = kb + kc >= K;
+    for (let p = p0; p < p1; p++) {
+      const cols = min(16, N - p * 16);
+      const biasp = last && bias != 0 ? bias + (<usize>p << 6) : 0;
+      let bp: usize;
+      if (isBF16) {
+        widenBlockBF16(scratch, w + <usize>p * panelBytes + (<usize>kb << 5), kc);
+        bp = scratch;
+      } else {
+        bp = w + <usize>p * panelBytes + (<usize>kb << 6);
+      }
+      const yp = y + (<usize>p << 6), xp = x + (<usize>kb << 2);
+      let m = 0;
+      for (; m + 2 <= M; m += 2) {
+        const y0 = yp + <usize>m * rowBytesY, a0 = xp + <usize>m * rowBytesX;
+        tile2x16(y0, y0 + rowBytesY, a0, a0 + rowBytesX, bp, kc, first, biasp, cols);
+      }
+      if (m < M) tile1x16(yp + <usize>m * rowBytesY, xp + <usize>m * rowBytesX, bp, kc, first, biasp, cols);
+    }
+    kb += kc;
+  } while (kb < K);
+}
+
+// f32 panels. bias = 0 means none. scratch unused (kept for a uniform signature).
+export function linear_f32(y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, p0: i32, p1: i32, scratch: usize): void {
+  linearImpl(false, y, x, w, bias, M, N, K, p0, p1, scratch);
+}
+
+// bf16 panels. scratch: KC*16 f32 (16 KiB), private to the calling thread.
+export function linear_bf16(y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, p0: i32, p1: i32, scratch: usize): void {
+  linearImpl(true, y, x, w, bias, M, N, K, p0, p1, scratch);
+}

@@ -1,0 +1,46 @@
+/**
+ * Node glue for the WASM kernel thread pool (src/runtime/pool.ts): a WorkerFactory on
+ * worker_threads, and createNodeWasmRuntime, which passes it to createWasmRuntime.
+ */
+import { Worker } from 'node:worker_threads';
+import { setFlagsFromString } from 'node:v8';
+import { availableParallelism } from 'node:os';
+import type { PoolWorkerHandle, PoolWorkerInit, WorkerFactory } from '../runtime/pool.js';
+import { createWasmRuntime, type WasmRuntime, type WasmRuntimeOptions } from '../kernels/wasm.js';
+
+// Under tsx the sources run as .ts; the built package runs .js. The worker entry sits next to this file.
+const entryExt = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+const workerEntry = new URL(`./pool-worker-main${entryExt}`, import.meta.url);
+
+export const nodeWorkerFactory: WorkerFactory = (init: PoolWorkerInit): PoolWorkerHandle => {
+  const worker = new Worker(workerEntry, { workerData: init });
+  worker.unref(); // an idle pool must not keep the process alive
+  const ready = new Promise<void>((resolve, reject) => {
+    worker.once('message', (m) => (m === 'ready' ? resolve() : reject(new Error(String(m)))));
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`kernel worker exited with code ${code} before it was ready`)));
+  });
+  return {
+    ready,
+    async terminate() { await worker.terminate(); },
+  };
+};
+
+/** Cores this process may use (the default for `threads: 'auto'`-style callers). */
+export function defaultThreadCount(): number {
+  return availableParallelism();
+}
+
+/**
+ * Lets Node 20 run the relaxed-SIMD build (Node 22+ needs nothing). Must be called before the
+ * first relaxed runtime is created; NODE_OPTIONS cannot carry this flag.
+ */
+export function enableRelaxedSimd(): void {
+  setFlagsFromString('--experimental-wasm-relaxed-simd');
+}
+
+/** createWasmRuntime with the worker_threads factory, so `threads > 1` works in Node. */
+export function createNodeWasmRuntime(options: WasmRuntimeOptions = {}): Promise<WasmRuntime> {
+  if (options.relaxed) enableRelaxedSimd();
+  return createWasmRuntime({ workerFactory: nodeWorkerFactory, ...options });
+}

@@ -1,0 +1,224 @@
+/**
+ * A thread pool for the WASM kernels: the main thread plus (threads − 1) workers, each running its
+ * own instance of the same kernel module on the one shared memory (perf.md §5, §9.6). Nothing is
+ * allocated in the workers: every buffer, including each worker's scratch, comes from the main
+ * thread's arena, and jobs are pointers.
+ *
+ * Work is split so that every output element is computed by exactly one thread with exactly the
+ * code a single thread would run on it: linear by 16-column panels, attention by (query row, head)
+ * units. Results are therefore bit-identical to one thread.
+ *
+ * Dispatch is spin-then-wait through Atomics on a control block in shared memory: a worker spins on
+ * its job counter for about a millisecond after each job (a wake-up from Atomics.wait costs about
+ * 0.2 ms, longer than most kernels), then sleeps in Atomics.wait. The main thread takes the first
+ * share of the work itself and then spins until every worker reports done.
+ *
+ * The core does not know how to start a worker: a WorkerFactory does (src/node/pool-worker.ts for
+ * Node's worker_threads). The worker side runs `runPoolWorker` below.
+ */
+import { PonderError } from '../errors.js';
+import type { WasmKernelExports } from '../kernels/wasm.js';
+import type { WasmArena } from './wasm-arena.js';
+
+/** What a worker needs to join the pool. Structured-cloneable (Module and Memory are shareable). */
+export interface PoolWorkerInit {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  control: number;    // byte offset of the control block
+  index: number;      // worker index, 0-based (the main thread is not counted)
+}
+
+export interface PoolWorkerHandle {
+  /** Resolves once the worker has instantiated the kernels and is polling its slot. */
+  readonly ready: Promise<void>;
+  terminate(): Promise<void>;
+}
+
+/** Starts one worker that calls runPoolWorker(init, ...) (see src/node/pool-worker.ts). */
+export type WorkerFactory = (init: PoolWorkerInit) => PoolWorkerHandle;
+
+// Control block: one slot of SLOT_INTS i32 per worker (128 bytes, so slots never share a cache line).
+const SLOT_INTS = 32;
+const GEN = 0;       // job counter, bumped by the main thread to start a job
+const DONE = 1;      // last job counter the worker finished
+const STATUS = 2;    // 0 ok, 1 the job threw (message is not transported; the main thread reports)
+const OP = 3;
+const ARGS = 4;      // up to 16 arguments
+const OP_LINEAR_F32 = 1, OP_LINEAR_BF16 = 2, OP_ATTENTION = 3, OP_STOP = 99;
+
+const WORKER_SPIN_MS = 1;
+// Below this many multiply-adds a job is not split: the dispatch round trip would cost more.
+const MIN_SPLIT_WORK = 1 << 16;
+
+export class ThreadPool {
+  readonly threads: number;
+  private readonly wasm: WasmKernelExports;
+  private readonly arena: WasmArena;
+  private readonly control: Int32Array;
+  private readonly controlF32: Float32Array;
+  private readonly handles: PoolWorkerHandle[];
+  private readonly linearScratch: number[]; // per worker
+  private readonly scores: { ptr: number; cap: number }[]; // per worker
+  private mainScores = { ptr: 0, cap: 0 };
+  private readonly mainLinearScratch: number;
+  private generation = 0;
+  private closed = false;
+
+  private constructor(wasm: WasmKernelExports, arena: WasmArena, threads: number, control: Int32Array, handles: PoolWorkerHandle[], linearScratchBytes: number) {
+    this.wasm = wasm;
+    this.arena = arena;
+    this.threads = threads;
+    this.control = control;
+    this.controlF32 = new Float32Array(control.buffer, control.byteOffset, control.length);
+    this.handles = handles;
+    this.linearScratch = handles.map(() => arena.allocBytes(linearScratchBytes));
+    this.mainLinearScratch = arena.allocBytes(linearScratchBytes);
+    this.scores = handles.map(() => ({ ptr: 0, cap: 0 }));
+  }
+
+  static async start(module: WebAssembly.Module, memory: WebAssembly.Memory, arena: WasmArena, threads: number,
+                     factory: WorkerFactory, wasm: WasmKernelExports, linearScratchBytes: number): Promise<ThreadPool> {
+    const workers = threads - 1;
+    const control = arena.i32(workers * SLOT_INTS);
+    control.fill(0);
+    const handles: PoolWorkerHandle[] = [];
+    try {
+      for (let i = 0; i < workers; i++) handles.push(factory({ module, memory, control: control.byteOffset, index: i }));
+      await Promise.all(handles.map((h) => h.ready));
+    } catch (e) {
+      await Promise.all(handles.map((h) => h.terminate().catch(() => undefined)));
+      throw new PonderError('RUNTIME_UNSUPPORTED', `could not start ${workers} kernel worker thread(s): ${(e as Error).message}`, { field: 'threads', hint: 'run with threads: 1' });
+    }
+    return new ThreadPool(wasm, arena, threads, control, handles, linearScratchBytes);
+  }
+
+  /** Whether a job of `work` multiply-adds over `parts` independent parts is worth splitting. */
+  worthSplitting(work: number, parts: number): boolean {
+    return !this.closed && parts >= 2 && work >= MIN_SPLIT_WORK;
+  }
+
+  /** linear over panels [0, panels), split in contiguous panel ranges. */
+  linear(bf16: number, y: number, x: number, w: number, bias: number, M: number, N: number, K: number, panels: number): void {
+    const op = bf16 ? OP_LINEAR_BF16 : OP_LINEAR_F32;
+    const ranges = split(panels, this.threads);
+    const gen = this.nextGeneration();
+    for (let i = 0; i < this.handles.length; i++) {
+      const [p0, p1] = ranges[i + 1];
+      this.post(i, gen, op, [y, x, w, bias, M, N, K, p0, p1, this.linearScratch[i]]);
+    }
+    const [p0, p1] = ranges[0];
+    if (bf16) this.wasm.linear_bf16(y, x, w, bias, M, N, K, p0, p1, this.mainLinearScratch);
+    else this.wasm.linear_f32(y, x, w, bias, M, N, K, p0, p1, this.mainLinearScratch);
+    this.join(gen, 'linear');
+  }
+
+  /** attention over units [0, units) (unit = query row × head), split in contiguous ranges. */
+  attention(out: number, q: number, k: number, v: number, Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number,
+            scale: number, qPos: number, kPos: number, allowed: number, units: number): void {
+    const ranges = split(units, this.threads);
+    for (const s of this.scores) this.growScores(s, Tk);
+    this.growScores(this.mainScores, Tk);
+    const gen = this.nextGeneration();
+    for (let i = 0; i < this.handles.length; i++) {
+      const [u0, u1] = ranges[i + 1];
+      const slot = i * SLOT_INTS;
+      this.controlF32[slot + ARGS + 9] = scale; // the one f32 argument, stored as its bits
+      this.post(i, gen, OP_ATTENTION, [out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, null, qPos, kPos, allowed, this.scores[i].ptr, u0, u1]);
+    }
+    const [u0, u1] = ranges[0];
+    this.wasm.attention(out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, this.mainScores.ptr, u0, u1);
+    this.join(gen, 'attention');
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const gen = this.nextGeneration();
+    for (let i = 0; i < this.handles.length; i++) this.post(i, gen, OP_STOP, []);
+    await Promise.all(this.handles.map((h) => h.terminate()));
+  }
+
+  private growScores(s: { ptr: number; cap: number }, Tk: number): void {
+    if (Tk <= s.cap) return;
+    s.cap = Math.max(1024, 2 ** Math.ceil(Math.log2(Tk)));
+    s.ptr = this.arena.allocBytes(4 * s.cap);
+  }
+
+  private nextGeneration(): number {
+    this.generation = (this.generation + 1) | 0;
+    return this.generation;
+  }
+
+  // Writes a job into worker i's slot and publishes it by bumping GEN (the Atomics.store orders the
+  // plain argument writes before it for the worker's Atomics.load).
+  private post(i: number, gen: number, op: number, args: (number | null)[]): void {
+    const slot = i * SLOT_INTS;
+    const c = this.control;
+    c[slot + OP] = op;
+    for (let a = 0; a < args.length; a++) if (args[a] !== null) c[slot + ARGS + a] = args[a]!;
+    Atomics.store(c, slot + GEN, gen);
+    Atomics.notify(c, slot + GEN);
+  }
+
+  // Waits until every worker has finished job `gen`. Spins (the job is usually short); where the
+  // main thread may block (Node), it sleeps in 1 ms Atomics.wait slices after a while.
+  private join(gen: number, kernel: string): void {
+    const c = this.control;
+    for (let i = 0; i < this.handles.length; i++) {
+      const slot = i * SLOT_INTS;
+      let spins = 0;
+      while (Atomics.load(c, slot + DONE) !== gen) {
+        if (++spins > 4096) {
+          try { Atomics.wait(c, slot + DONE, Atomics.load(c, slot + DONE), 1); } catch { /* main thread of a browser: keep spinning */ }
+        }
+      }
+      if (Atomics.load(c, slot + STATUS) !== 0) {
+        throw new PonderError('KERNEL_ABORT', `${kernel}: kernel worker ${i} failed`, { hint: 'this is a bug in ponder; run with threads: 1 and report it' });
+      }
+    }
+  }
+}
+
+/** Splits [0, n) into `parts` contiguous ranges whose sizes differ by at most one. */
+function split(n: number, parts: number): [number, number][] {
+  const ranges: [number, number][] = [];
+  for (let i = 0; i < parts; i++) ranges.push([Math.floor((n * i) / parts), Math.floor((n * (i + 1)) / parts)]);
+  return ranges;
+}
+
+/**
+ * The worker side: polls slot `init.index` of the control block, runs each job on its own kernel
+ * instance, reports done. Returns when told to stop. Blocks its thread (it is a worker).
+ */
+export function runPoolWorker(init: PoolWorkerInit, wasm: WasmKernelExports, now: () => number): void {
+  const control = new Int32Array(init.memory.buffer, init.control + init.index * SLOT_INTS * 4, SLOT_INTS);
+  const controlF32 = new Float32Array(control.buffer, control.byteOffset, SLOT_INTS);
+  let seen = Atomics.load(control, GEN);
+  for (;;) {
+    let gen = Atomics.load(control, GEN);
+    if (gen === seen) {
+      const spinUntil = now() + WORKER_SPIN_MS;
+      let spins = 0;
+      while (gen === seen) {
+        if ((++spins & 1023) === 0 && now() > spinUntil) Atomics.wait(control, GEN, seen);
+        gen = Atomics.load(control, GEN);
+      }
+    }
+    seen = gen;
+    const op = control[OP];
+    if (op === OP_STOP) { Atomics.store(control, DONE, gen); return; }
+    const a = (i: number) => control[ARGS + i];
+    let status = 0;
+    try {
+      if (op === OP_LINEAR_F32) wasm.linear_f32(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9));
+      else if (op === OP_LINEAR_BF16) wasm.linear_bf16(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9));
+      else if (op === OP_ATTENTION) wasm.attention(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), controlF32[ARGS + 9], a(10), a(11), a(12), a(13), a(14), a(15));
+      else status = 1;
+    } catch {
+      status = 1;
+    }
+    Atomics.store(control, STATUS, status);
+    Atomics.store(control, DONE, gen);
+    Atomics.notify(control, DONE);
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * The WASM runtime's arena: a bump allocator over one shared WebAssembly.Memory.
+ *
+ * Every buffer a WASM kernel touches is a typed-array view into this memory, and kernels receive
+ * `view.byteOffset` as a pointer. The memory is shared (SharedArrayBuffer-backed), so growing it
+ * does not detach views handed out earlier: they keep pointing at the same bytes. Allocations are
+ * 16-byte aligned (one v128) and never freed: a model allocates everything up front from its
+ * memory plan (src/runtime/plan.ts), ideally after one `reserve(plan.total)`.
+ *
+ * wasm32 caps the memory at 65536 pages = 4 GiB; asking for more is MEM_MODEL_TOO_LARGE with the
+ * number of bytes that was needed. A host that cannot commit the pages (RangeError from grow) is
+ * MEM_HOST_OOM.
+ */
+import { PonderError } from '../errors.js';
+import type { Arena } from './arena.js';
+
+export const WASM_PAGE_BYTES = 65536;
+export const WASM_MAX_PAGES = 65536;
+export const WASM_MAX_BYTES = WASM_PAGE_BYTES * WASM_MAX_PAGES; // 4 GiB
+const ALIGN = 16;
+// Grow in steps of at least this many bytes so a run of small allocations does not grow page by page.
+const GROW_STEP_BYTES = 16 * 1024 * 1024;
+
+function formatBytes(n: number): string {
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
+  return `${n} bytes`;
+}
+
+export class WasmArena implements Arena {
+  readonly memory: WebAssembly.Memory;
+  /** First byte the arena may hand out (after the module's static data). */
+  readonly base: number;
+  private top: number;
+  // Every SharedArrayBuffer object this memory has exposed (a new one appears after each grow).
+  // A view is ours iff its buffer is one of these.
+  private readonly buffers = new WeakSet<ArrayBufferLike>();
+  private current: SharedArrayBuffer;
+
+  constructor(memory: WebAssembly.Memory, base: number) {
+    this.memory = memory;
+    this.base = alignUp(base);
+    this.top = this.base;
+    this.current = memory.buffer as unknown as SharedArrayBuffer;
+    this.buffers.add(this.current);
+  }
+
+  /** Bytes handed out so far (alignment padding included). */
+  get bytesUsed(): number { return this.top - this.base; }
+
+  /** Bytes of linear memory currently committed. */
+  get bytesCommitted(): number { return this.memory.buffer.byteLength; }
+
+  /** Grows the memory once so that `bytes` more can be allocated without further growth. */
+  reserve(bytes: number): void {
+    this.ensure(this.top + alignUp(Math.max(0, bytes)), bytes, 'reserve');
+  }
+
+  f32(n: number): Float32Array { const at = this.alloc(4 * n, 'f32', n); return new Float32Array(this.buffer(), at, n); }
+  u16(n: number): Uint16Array { const at = this.alloc(2 * n, 'u16', n); return new Uint16Array(this.buffer(), at, n); }
+  i32(n: number): Int32Array { const at = this.alloc(4 * n, 'i32', n); return new Int32Array(this.buffer(), at, n); }
+  u8(n: number): Uint8Array { const at = this.alloc(n, 'u8', n); return new Uint8Array(this.buffer(), at, n); }
+
+  /** Raw allocation: the byte offset of `bytes` fresh, 16-byte aligned bytes. */
+  allocBytes(bytes: number): number {
+    return this.alloc(bytes, 'bytes', bytes);
+  }
+
+  /** True iff `view` lies inside this arena's memory (so its byteOffset is a valid pointer). */
+  owns(view: ArrayBufferView): boolean {
+    return this.buffers.has(view.buffer) && view.byteOffset + view.byteLength <= this.memory.buffer.byteLength;
+  }
+
+  /** The current SharedArrayBuffer (after any growth). */
+  get sharedBuffer(): SharedArrayBuffer { return this.buffer(); }
+
+  private alloc(bytes: number, kind: string, n: number): number {
+    if (!Number.isInteger(n) || n < 0) {
+      throw new PonderError('MEM_BAD_SIZE', `arena.${kind}(${n}): size must be a non-negative integer`, { hint: 'this is a bug in the caller: sizes come from the model config' });
+    }
+    const start = this.top;
+    const end = start + alignUp(bytes);
+    this.ensure(end, bytes, kind);
+    this.top = end;
+    return start;
+  }
+
+  private ensure(end: number, requested: number, what: string): void {
+    if (end <= this.memory.buffer.byteLength) return;
+    if (end > WASM_MAX_BYTES) {
+      throw new PonderError('MEM_MODEL_TOO_LARGE',
+        `WASM memory would need ${end} bytes (${formatBytes(end)}: ${formatBytes(this.bytesUsed)} in use + ${formatBytes(requested)} for ${what}), over the wasm32 limit of 4 GiB`,
+        { hint: 'use a smaller model, bf16 weights, a shorter context (smaller KV cache), or --kernels scalar' });
+    }
+    const have = this.memory.buffer.byteLength;
+    const want = Math.min(WASM_MAX_BYTES, Math.max(end, have + GROW_STEP_BYTES));
+    try {
+      this.memory.grow(Math.ceil((want - have) / WASM_PAGE_BYTES));
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      // The step was generous; retry with exactly what is needed before giving up.
+      try {
+        this.memory.grow(Math.ceil((end - this.memory.buffer.byteLength) / WASM_PAGE_BYTES));
+      } catch (e2) {
+        if (!(e2 instanceof RangeError)) throw e2;
+        throw new PonderError('MEM_HOST_OOM',
+          `the host refused to grow WASM memory to ${formatBytes(end)} (${end} bytes): ${(e2 as Error).message}`,
+          { hint: 'free memory on this machine or use a smaller model / shorter context' });
+      }
+    }
+    this.buffer();
+  }
+
+  private buffer(): SharedArrayBuffer {
+    const b = this.memory.buffer as unknown as SharedArrayBuffer;
+    if (b !== this.current) { this.current = b; this.buffers.add(b); }
+    return b;
+  }
+}
+
+function alignUp(n: number): number {
+  return Math.ceil(n / ALIGN) * ALIGN;
+}
