@@ -1,0 +1,221 @@
+/**
+ * Text in, text out: a thin wrapper over `@huggingface/tokenizers` (pure JS, an optional
+ * dependency). The library is imported only when `loadTokenizer` is called, so the core has no
+ * dependency and ids-in / ids-out generation works without it installed.
+ *
+ * Decoding never applies transformers' `clean_up_tokenization_spaces` (which rewrites " ," to ","
+ * and so on): decode(encode(text)) gives `text` back exactly, and the streamed pieces concatenate
+ * to the same string as a one-shot decode. Token ids are what the model and the golden cases see;
+ * the text is theirs, unedited.
+ */
+import { PonderError } from './errors.js';
+
+export interface EncodeOptions {
+  /** Add the tokens the tokenizer's post-processor adds (e.g. a BOS token). Default true, as in transformers. */
+  addSpecialTokens?: boolean;
+}
+
+export interface DecodeOptions {
+  /** Leave out special tokens (those marked `special` in tokenizer.json, e.g. <|endoftext|>). Default false. */
+  skipSpecialTokens?: boolean;
+}
+
+/** Token-by-token text: the pieces returned by `push` and `flush` concatenate to `decode(allIds)`. */
+export interface TokenTextStream {
+  /**
+   * Feed the next id; returns the text it completes, possibly ''. A token that ends inside a
+   * multi-byte character (byte-level BPE splits emoji and CJK characters over several tokens)
+   * yields '' until the character is complete.
+   */
+  push(id: number): string;
+  /** Whatever is still held back (an incomplete character at the end of generation, shown as U+FFFD). */
+  flush(): string;
+}
+
+export interface TextTokenizer {
+  /** One more than the largest id the tokenizer knows. The model's vocabulary may be padded beyond it. */
+  readonly vocabSize: number;
+  /** Ids of the tokens tokenizer.json marks `special`. */
+  readonly specialIds: ReadonlySet<number>;
+  encode(text: string, options?: EncodeOptions): number[];
+  decode(ids: ArrayLike<number>, options?: DecodeOptions): string;
+  decodeStream(options?: DecodeOptions): TokenTextStream;
+  /** The id of a token string (e.g. "<|endoftext|>"), or undefined. */
+  tokenToId(token: string): number | undefined;
+}
+
+/** The part of `@huggingface/tokenizers`' Tokenizer class we use. */
+interface LibraryTokenizer {
+  encode(text: string, options?: { add_special_tokens?: boolean }): { ids: number[] };
+  decode(ids: number[], options?: { skip_special_tokens?: boolean; clean_up_tokenization_spaces?: boolean }): string;
+  token_to_id(token: string): number | undefined;
+  id_to_token(id: number): string | undefined;
+  get_vocab(withAddedTokens?: boolean): Map<string, number>;
+  get_added_tokens_decoder(): Map<number, { special: boolean }>;
+}
+type LibraryTokenizerClass = new (tokenizerJson: object, tokenizerConfig: object) => LibraryTokenizer;
+
+export interface LoadTokenizerOptions {
+  /**
+   * How to load `@huggingface/tokenizers`. By default a dynamic import of the bare name at call time.
+   * A bundler cannot see that import; pass `() => import('@huggingface/tokenizers')` to let it.
+   */
+  importLibrary?: () => Promise<unknown>;
+}
+
+const LIBRARY = '@huggingface/tokenizers';
+
+/**
+ * A tokenizer from the text of tokenizer.json and, optionally, tokenizer_config.json.
+ * Errors: TOKENIZER_UNAVAILABLE (library not installed), TOKENIZER_INVALID (bad JSON, or a
+ * tokenizer the library cannot build).
+ */
+export async function loadTokenizer(tokenizerJsonText: string, configText?: string, options: LoadTokenizerOptions = {}): Promise<TextTokenizer> {
+  const tokenizerJson = parseJsonObject(tokenizerJsonText, 'tokenizer.json');
+  const config = configText === undefined ? {} : parseJsonObject(configText, 'tokenizer_config.json');
+  const TokenizerClass = await importTokenizerClass(options.importLibrary);
+  let inner: LibraryTokenizer;
+  try {
+    // clean-up off at the source, so no code path can apply it (see the file comment)
+    inner = new TokenizerClass(tokenizerJson, { ...config, clean_up_tokenization_spaces: false });
+  } catch (err) {
+    throw new PonderError('TOKENIZER_INVALID', `tokenizer.json: ${LIBRARY} cannot build this tokenizer: ${(err as Error).message}`, {
+      path: 'tokenizer.json',
+      hint: 'check that tokenizer.json comes from the model directory and is not truncated',
+    });
+  }
+  return new WrappedTokenizer(inner);
+}
+
+function parseJsonObject(text: string, name: string): object {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new PonderError('TOKENIZER_INVALID', `${name} is not valid JSON: ${(err as Error).message}`, {
+      path: name,
+      hint: `check that ${name} is complete (a partial download?)`,
+    });
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new PonderError('TOKENIZER_INVALID', `${name} must hold a JSON object`, { path: name, hint: `check that this file really is ${name}` });
+  }
+  return value;
+}
+
+async function importTokenizerClass(importLibrary?: () => Promise<unknown>): Promise<LibraryTokenizerClass> {
+  let library: unknown;
+  try {
+    // A variable specifier keeps TypeScript and bundlers from requiring the optional package.
+    const specifier = LIBRARY;
+    library = await (importLibrary ? importLibrary() : import(specifier));
+  } catch (err) {
+    throw new PonderError('TOKENIZER_UNAVAILABLE', `text input/output needs the optional package ${LIBRARY}, which could not be loaded: ${(err as Error).message}`, {
+      hint: `install it with \`npm install ${LIBRARY}\`, or pass token ids instead of text (ponder run --ids ...)`,
+    });
+  }
+  const TokenizerClass = (library as { Tokenizer?: unknown }).Tokenizer;
+  if (typeof TokenizerClass !== 'function') {
+    throw new PonderError('TOKENIZER_UNAVAILABLE', `${LIBRARY} was loaded but exports no Tokenizer class`, {
+      hint: `install a supported version: npm install ${LIBRARY}@0.2.0`,
+    });
+  }
+  return TokenizerClass as LibraryTokenizerClass;
+}
+
+class WrappedTokenizer implements TextTokenizer {
+  readonly vocabSize: number;
+  readonly specialIds: ReadonlySet<number>;
+  private readonly inner: LibraryTokenizer;
+
+  constructor(inner: LibraryTokenizer) {
+    this.inner = inner;
+    let maxId = -1;
+    for (const id of inner.get_vocab(true).values()) if (id > maxId) maxId = id;
+    this.vocabSize = maxId + 1;
+    const special = new Set<number>();
+    for (const [id, token] of inner.get_added_tokens_decoder()) if (token.special) special.add(id);
+    this.specialIds = special;
+  }
+
+  encode(text: string, options: EncodeOptions = {}): number[] {
+    if (typeof text !== 'string') {
+      throw new PonderError('ARG_INVALID', `encode expects a string, got ${typeof text}`, { field: 'text', hint: 'pass the prompt as a string' });
+    }
+    try {
+      return this.inner.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+    } catch (err) {
+      throw new PonderError('TOKENIZER_INVALID', `the tokenizer failed to encode the text: ${(err as Error).message}`, {
+        path: 'tokenizer.json',
+        hint: 'the tokenizer uses a feature the pure-JS library does not support; pass token ids instead',
+      });
+    }
+  }
+
+  decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
+    if (ids.length === 0) return ''; // the library rejects an empty list
+    const list = new Array<number>(ids.length);
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      // The library maps an unknown id to its unk token, or to nothing: we refuse instead.
+      if (!Number.isInteger(id) || this.inner.id_to_token(id) === undefined) {
+        throw new PonderError('TOKENIZER_UNKNOWN_ID', `token id ${String(id)} (at position ${i}) is not in the tokenizer's vocabulary of ${this.vocabSize}`, {
+          field: 'ids',
+          hint: 'the model vocabulary may be padded beyond the tokenizer; mask padded ids out of the logits, or check that tokenizer.json belongs to this model',
+        });
+      }
+      list[i] = id;
+    }
+    return this.inner.decode(list, { skip_special_tokens: options.skipSpecialTokens ?? false, clean_up_tokenization_spaces: false });
+  }
+
+  decodeStream(options: DecodeOptions = {}): TokenTextStream {
+    return new DecodeStream(this, options);
+  }
+
+  tokenToId(token: string): number | undefined {
+    return this.inner.token_to_id(token);
+  }
+}
+
+/**
+ * Incremental decoding by re-decoding a short window: `window` holds the ids since the last point
+ * where text was emitted plus the one token before it (some decoders, e.g. Metaspace, drop a
+ * leading space only at the very start, so a token needs its left neighbour to decode as it does
+ * in context). Text is emitted once the decoded window is longer than its already-emitted prefix
+ * and does not end in U+FFFD (an incomplete UTF-8 sequence).
+ */
+class DecodeStream implements TokenTextStream {
+  private readonly tokenizer: TextTokenizer;
+  private readonly options: DecodeOptions;
+  private window: number[] = [];
+  private prefixLength = 0; // ids at the start of `window` whose text has been emitted
+  private prefixText = ''; // decode(window[0 .. prefixLength))
+
+  constructor(tokenizer: TextTokenizer, options: DecodeOptions) {
+    this.tokenizer = tokenizer;
+    this.options = options;
+  }
+
+  push(id: number): string {
+    this.window.push(id);
+    const text = this.tokenizer.decode(this.window, this.options);
+    if (text.length <= this.prefixText.length || text.endsWith('\uFFFD')) return '';
+    const piece = text.slice(this.prefixText.length);
+    // keep only the newest id as left context for the next token
+    this.window = this.window.slice(this.window.length - 1);
+    this.prefixLength = 1;
+    this.prefixText = this.tokenizer.decode(this.window, this.options);
+    return piece;
+  }
+
+  flush(): string {
+    if (this.window.length <= this.prefixLength) return '';
+    const text = this.tokenizer.decode(this.window, this.options);
+    const piece = text.slice(this.prefixText.length);
+    this.window = this.window.slice(this.window.length - 1);
+    this.prefixLength = 1;
+    this.prefixText = this.tokenizer.decode(this.window, this.options);
+    return piece;
+  }
+}
