@@ -57,7 +57,14 @@ async function loadTfjs(): Promise<Peer> {
   const dist = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm'));
   wasm.setWasmPaths(dist + path.sep);
   tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false); // single thread, like the other figures
-  if (!(await tf.setBackend('wasm'))) throw new Error('tfjs wasm backend failed to initialise');
+  // Its emscripten glue adds process-wide uncaughtException/unhandledRejection handlers that
+  // rethrow with the whole minified module as context; take them out again so any later error
+  // is reported the normal way.
+  const before = { exception: process.listeners('uncaughtException'), rejection: process.listeners('unhandledRejection') };
+  const initialised = await tf.setBackend('wasm');
+  for (const l of process.listeners('uncaughtException')) if (!before.exception.includes(l)) process.removeListener('uncaughtException', l);
+  for (const l of process.listeners('unhandledRejection')) if (!before.rejection.includes(l)) process.removeListener('unhandledRejection', l);
+  if (!initialised) throw new Error('tfjs wasm backend failed to initialise');
   await tf.ready();
   if (!tf.env().getBool('WASM_HAS_SIMD_SUPPORT')) throw new Error('tfjs wasm backend loaded without SIMD');
 

@@ -74,8 +74,8 @@ export interface BenchRow {
 export interface BenchDeps {
   /** A fresh single-thread runtime; each case gets its own, so its memory is dropped afterwards. */
   createRuntime(): Promise<Runtime>;
-  /** A fresh runtime with this many threads, or null when the kernels have no threads. */
-  createThreadedRuntime?(threads: number): Promise<Runtime | null>;
+  /** A fresh runtime with this many threads; absent when the kernels have no threads. */
+  createThreadedRuntime?(threads: number): Promise<Runtime>;
   /** false skips the peers (e.g. an installed ponder without the devDependencies). */
   peers: boolean;
   /** Called with each row as it is finished, and with progress notes. */
@@ -101,7 +101,17 @@ export async function runKernelBench(plan: BenchPlan, deps: BenchDeps): Promise<
     for (const u of loaded.unavailable) note(`peer unavailable: ${u}`);
   }
   const stream = plan.linear.some((s) => s.M === 1) ? await StreamBaseline.create(plan.coldBytes) : null;
-  let threaded = true;
+  // A runtime that fails to start its workers drops the 2-thread rows, with a note, not the run.
+  let threadedRuntime = deps.createThreadedRuntime;
+  const startThreaded = async (create: (threads: number) => Promise<Runtime>): Promise<Runtime | null> => {
+    try {
+      return await create(2);
+    } catch (e) {
+      note(`2-thread rows skipped: ${(e as Error).message.split('\n')[0]}`);
+      threadedRuntime = undefined;
+      return null;
+    }
+  };
 
   for (const shape of plan.linear) {
     const { M, K, N } = shape;
@@ -140,10 +150,10 @@ export async function runKernelBench(plan: BenchPlan, deps: BenchDeps): Promise<
       row.bars = linearBars(row, M, K, N);
       rows.push(emit(row));
 
-      if (M >= 64 && threaded && deps.createThreadedRuntime) {
-        const runtime = await deps.createThreadedRuntime(2);
-        if (runtime === null) { threaded = false; note('the kernels have no threads: 2-thread rows skipped'); continue; }
-        const t2 = await timeLinear(runtime, data, dtype, M, K, N, 1, plan.timing);
+      if (M >= 64 && threadedRuntime) {
+        const runtime2 = await startThreaded(threadedRuntime);
+        if (runtime2 === null) continue;
+        const t2 = await timeLinear(runtime2, data, dtype, M, K, N, 1, plan.timing);
         const speedup = t.seconds / t2.seconds;
         rows.push(emit({
           kernel: 'linear', shape: row.shape, dtype, gflops: flops / t2.seconds / 1e9, ms: t2.seconds * 1e3, threads: 2,
@@ -230,10 +240,17 @@ async function timeLinear(runtime: Runtime, data: LinearData, dtype: WeightDType
   x.set(data.x);
   const y = arena.f32(M * N); // [M, N]
   let next = 0;
-  return timeSync(() => {
+  const t = await timeSync(() => {
     kernels.linear(y, x, weights[next], M, null);
     next = (next + 1) % copies;
   }, timing);
+  await release(runtime);
+  return t;
+}
+
+/** Stops a runtime's worker threads, if it has any; its memory goes with the last reference. */
+async function release(runtime: Runtime): Promise<void> {
+  await (runtime as Runtime & { dispose?(): Promise<void> }).dispose?.();
 }
 
 interface AttentionData {
@@ -271,7 +288,9 @@ async function timeAttention(runtime: Runtime, data: AttentionData, H: number, T
   const k = arena.f32(T * H * D); k.set(data.k);
   const v = arena.f32(T * H * D); v.set(data.v);
   const out = arena.f32(H * D);
-  return timeSync(() => kernels.attention(out, q, k, v, 1, T, H, H, D, scale, null, null, null), timing);
+  const t = await timeSync(() => kernels.attention(out, q, k, v, 1, T, H, H, D, scale, null, null, null), timing);
+  await release(runtime);
+  return t;
 }
 
 function transpose(a: Float32Array, rows: number, cols: number): Float32Array {

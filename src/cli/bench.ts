@@ -4,6 +4,7 @@ import { FULL_PLAN, QUICK_PLAN, runKernelBench, type BenchPlan, type BenchRow } 
 import { parseFlags } from './args.js';
 import { createRuntime, RUNTIME_FLAGS } from './runtime-flags.js';
 import type { CliIO } from './main.js';
+import type { Runtime } from '../runtime/runtime.js';
 
 export const BENCH_HELP = `ponder bench kernels [--json] [--quick] [--no-peers] [--kernels wasm|scalar]
 
@@ -52,7 +53,7 @@ export async function benchCommand(argv: string[], io: CliIO, plan?: BenchPlan):
   }
   const result = await runKernelBench(chosen, {
     createRuntime: () => createRuntime(values),
-    createThreadedRuntime: values.kernels === 'scalar' ? undefined : createThreadedWasmRuntime,
+    createThreadedRuntime: values.kernels === 'scalar' ? undefined : threadedWasmRuntime(values),
     peers: !values['no-peers'],
     onRow: json ? undefined : (row) => io.out(tableLine(row)),
     onNote: (text) => io.err(`${text}\n`),
@@ -67,11 +68,12 @@ export async function benchCommand(argv: string[], io: CliIO, plan?: BenchPlan):
   return 0;
 }
 
-/** A 2-thread WASM runtime when src/kernels/wasm.ts offers one, else null. */
-async function createThreadedWasmRuntime(threads: number) {
-  const wasm = await import('../kernels/wasm.js') as { createWasmRuntime: (options?: { threads?: number }) => Promise<import('../runtime/runtime.js').Runtime> };
-  if (wasm.createWasmRuntime.length === 0) return null; // no options parameter: single-thread kernels
-  return wasm.createWasmRuntime({ threads });
+/** A WASM runtime with `threads` threads (worker_threads), matching the single-thread one's build. */
+function threadedWasmRuntime(values: Record<string, string | boolean | undefined>) {
+  return async (threads: number): Promise<Runtime> => {
+    const { createNodeWasmRuntime } = await import('../node/pool-worker.js');
+    return createNodeWasmRuntime({ threads, relaxed: values.relaxed === true });
+  };
 }
 
 export function machineLine(): string {
