@@ -13,6 +13,7 @@
  * Batches are rows run one at a time (no padding upstream, so rows are independent, ouro.md §11.12).
  */
 import { PonderError } from '../errors.js';
+import { configInconsistent, configObject, hasField, ignoreFields, optionalBool, optionalInt, optionalNumber, optionalString, requireInt, requireString, section, type ConfigObject } from '../format/config.js';
 import type { Kernels, LinearWeight } from '../kernels/kernels.js';
 import { bf16BitsToF32, f16BitsToF32 } from '../kernels/scalar.js';
 import type { Runtime } from '../runtime/runtime.js';
@@ -42,58 +43,54 @@ export interface OuroConfig {
   readonly tieWordEmbeddings: boolean;
 }
 
-/** Reads an upstream config.json object (field names as upstream spells them), with upstream's defaults. */
-export function ouroConfigFromJson(json: Record<string, unknown>, label = 'config.json'): OuroConfig {
-  const bad = (field: string, why: string, hint: string): never => {
-    throw new PonderError('CONFIG_INVALID', `${label}: ${field} ${why}`, { path: label, field, hint });
-  };
-  const int = (field: string, dflt?: number): number => {
-    const v = json[field] ?? dflt;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) bad(field, `must be a positive integer, got ${JSON.stringify(v)}`, 'check config.json against the checkpoint');
-    return v as number;
-  };
-  const num = (field: string, dflt: number): number => {
-    const v = json[field] ?? dflt;
-    if (typeof v !== 'number' || !Number.isFinite(v)) bad(field, `must be a finite number, got ${JSON.stringify(v)}`, 'check config.json against the checkpoint');
-    return v as number;
-  };
-  const hiddenSize = int('hidden_size', 4096);
-  const numHeads = int('num_attention_heads', 32);
-  const numKvHeads = json.num_key_value_heads === null ? numHeads : int('num_key_value_heads', 32);
-  // head_dim is an extra kwarg upstream: absent → H / heads (OuroAttention.__init__).
-  const headDim = json.head_dim === undefined || json.head_dim === null ? Math.floor(hiddenSize / numHeads) : int('head_dim');
-  if (numHeads % numKvHeads !== 0) bad('num_key_value_heads', `(${numKvHeads}) must divide num_attention_heads (${numHeads})`, 'grouped-query attention needs whole groups');
-  if (headDim % 2 !== 0) bad('head_dim', `(${headDim}) must be even for rotary embeddings`, 'check config.json');
-  const act = json.hidden_act ?? 'silu';
-  if (act !== 'silu') bad('hidden_act', `is ${JSON.stringify(act)}; only "silu" is supported (every Ouro checkpoint)`, 'use a checkpoint with hidden_act "silu"');
-  const scaling = json.rope_scaling;
-  if (scaling !== undefined && scaling !== null) {
-    const type = (scaling as Record<string, unknown>).rope_type ?? (scaling as Record<string, unknown>).type;
-    if (type !== 'default') bad('rope_scaling', `is ${JSON.stringify(scaling)}; only the default RoPE is supported`, 'set rope_scaling to null');
+/**
+ * Reads an upstream config.json (field names as upstream spells them) with OuroConfig's defaults
+ * (research/ouro.md §1). Accepts a ConfigObject from parseConfigJson/openModelDir or plain values
+ * (a golden case's `config`).
+ */
+export function ouroConfigFromJson(json: ConfigObject | Record<string, unknown>, label = 'config.json'): OuroConfig {
+  const cfg = isConfigObject(json) ? json : configObject(json, label);
+  const hiddenSize = optionalInt(cfg, 'hidden_size', 4096, { min: 1 });
+  const numHeads = optionalInt(cfg, 'num_attention_heads', 32, { min: 1 });
+  // num_key_value_heads: None → = heads (Cfg); head_dim is an extra kwarg: absent → H // heads.
+  const numKvHeads = optionalInt(cfg, 'num_key_value_heads', numHeads, { min: 1 });
+  const headDim = optionalInt(cfg, 'head_dim', Math.floor(hiddenSize / numHeads), { min: 2 });
+  if (numHeads % numKvHeads !== 0) throw configInconsistent(cfg, 'num_key_value_heads', `num_key_value_heads (${numKvHeads}) must divide num_attention_heads (${numHeads})`);
+  if (headDim % 2 !== 0) throw configInconsistent(cfg, 'head_dim', `head_dim (${headDim}) must be even for rotary embeddings`);
+  optionalString(cfg, 'hidden_act', 'silu', ['silu']);
+  if (hasField(cfg, 'rope_scaling')) {
+    const scaling = section(cfg, 'rope_scaling');
+    const type = hasField(scaling, 'rope_type') ? requireString(scaling, 'rope_type') : optionalString(scaling, 'type', 'default');
+    if (type !== 'default') throw configInconsistent(cfg, 'rope_scaling', `rope_scaling type ${JSON.stringify(type)} is not supported (Ouro checkpoints use the default RoPE)`, 'set rope_scaling to null');
   }
-  if (json.use_sliding_window === true) bad('use_sliding_window', 'is true; sliding-window attention is not supported (no Ouro checkpoint uses it)', 'set use_sliding_window to false');
-  const threshold = json.early_exit_threshold === undefined ? null : json.early_exit_threshold;
-  if (threshold !== null && (typeof threshold !== 'number' || Number.isNaN(threshold))) bad('early_exit_threshold', `must be a number or null, got ${JSON.stringify(threshold)}`, 'use 1.0 (the checkpoints\' value) or null');
-  const step = json.early_exit_step === undefined ? null : json.early_exit_step;
-  if (step !== null && (typeof step !== 'number' || !Number.isInteger(step))) bad('early_exit_step', `must be an integer or null, got ${JSON.stringify(step)}`, 'remove it to use the threshold rule');
-  const tie = json.tie_word_embeddings ?? false;
-  if (typeof tie !== 'boolean') bad('tie_word_embeddings', `must be a boolean, got ${JSON.stringify(tie)}`, 'Ouro checkpoints use false');
+  if (optionalBool(cfg, 'use_sliding_window', false)) throw configInconsistent(cfg, 'use_sliding_window', 'sliding-window attention is not supported (no Ouro checkpoint uses it)', 'set use_sliding_window to false');
+  // early_exit_threshold: absent → Cfg default 1.0; an explicit null → None (no threshold rule).
+  const thresholdIsNull = Object.hasOwn(cfg.values, 'early_exit_threshold') && cfg.values.early_exit_threshold === null;
+  const earlyExitThreshold = thresholdIsNull ? null : optionalNumber(cfg, 'early_exit_threshold', 1.0);
+  const earlyExitStep = hasField(cfg, 'early_exit_step') ? requireInt(cfg, 'early_exit_step') : null;
+  // Read by upstream but without effect on inference here (training, generation, stored-only fields).
+  ignoreFields(cfg, 'model_type', 'layer_types', 'sliding_window', 'max_window_layers', 'attention_dropout', 'initializer_range',
+    'use_cache', 'bos_token_id', 'eos_token_id', 'pad_token_id', 'chunk_size');
   return {
-    vocabSize: int('vocab_size', 151936),
+    vocabSize: optionalInt(cfg, 'vocab_size', 151936, { min: 1 }),
     hiddenSize,
-    intermediateSize: int('intermediate_size', 22016),
-    numLayers: int('num_hidden_layers', 32),
+    intermediateSize: optionalInt(cfg, 'intermediate_size', 22016, { min: 1 }),
+    numLayers: optionalInt(cfg, 'num_hidden_layers', 32, { min: 1 }),
     numHeads,
     numKvHeads,
     headDim,
-    ropeTheta: num('rope_theta', 10000),
-    rmsNormEps: num('rms_norm_eps', 1e-6),
-    maxPositionEmbeddings: int('max_position_embeddings', 32768),
-    totalUtSteps: int('total_ut_steps', 4),
-    earlyExitThreshold: threshold as number | null,
-    earlyExitStep: step as number | null,
-    tieWordEmbeddings: tie as boolean,
+    ropeTheta: optionalNumber(cfg, 'rope_theta', 10000, { gt: 0 }),
+    rmsNormEps: optionalNumber(cfg, 'rms_norm_eps', 1e-6, { min: 0 }),
+    maxPositionEmbeddings: optionalInt(cfg, 'max_position_embeddings', 32768, { min: 1 }),
+    totalUtSteps: optionalInt(cfg, 'total_ut_steps', 4, { min: 1 }),
+    earlyExitThreshold,
+    earlyExitStep,
+    tieWordEmbeddings: optionalBool(cfg, 'tie_word_embeddings', false),
   };
+}
+
+function isConfigObject(v: ConfigObject | Record<string, unknown>): v is ConfigObject {
+  return typeof (v as ConfigObject).path === 'string' && (v as ConfigObject).used instanceof Set && typeof (v as ConfigObject).values === 'object';
 }
 
 // ------------------------------------------------------------------------------------------------
