@@ -1,0 +1,415 @@
+/**
+ * Huginn generation loops (huginn.md §5), each a line-by-line reading of upstream's:
+ *   generateMinimal      — `generate_minimal`: fixed depth, cached, optional continuous CoT
+ *                          (warm start from the previous position's ln_f-normalised latent)
+ *   generateAdaptive     — `generate_with_adaptive_compute`: per-token exit criteria with real
+ *                          compute skip, min_steps / check_criterion_every_n_steps /
+ *                          do_not_exit_in_prefill, optional continuous CoT (warm start from the raw
+ *                          state at the exit step), a per-token trace
+ *   generateSpeculative  — `generate_speculative`: draft at few steps, verify at full depth
+ *   forwardWithAdaptiveCompute — `forward_with_adaptive_compute`: token-by-token adaptive prefill
+ *
+ * Hard step cap: every token step runs at most `numSteps` iterations (a `for` bound, not a
+ * criterion), so NaN in a state or a criterion never keeps a token iterating.
+ */
+import { PonderError } from '../errors.js';
+import type { HuginnCache } from './huginn-cache.js';
+import { torchArgmax, type ExitEvaluator } from './huginn-exit.js';
+import { totalSteps, type CallContext, type HuginnModel, type InitialStates } from './huginn.js';
+
+/** upstream `_get_stops`: begin_text, end_text, end_turn (plus the generation config's eos ids) */
+export const HUGINN_STOP_TOKENS: readonly number[] = [65504, 65505, 65508];
+/** upstream's pad id in generate_speculative */
+export const HUGINN_PAD_TOKEN = 65509;
+
+/** Picks the next token from one logits row [V]. */
+export type Sampler = (logits: Float32Array) => number;
+/** greedy decoding as torch.argmax: first maximum, NaN wins */
+export const greedy: Sampler = (logits) => torchArgmax(logits, 0, logits.length);
+
+export interface GenerateCommon {
+  /** prompt ids [B, L] row-major */
+  readonly inputIds: ArrayLike<number>;
+  readonly B: number;
+  readonly maxNewTokens: number;
+  readonly initScale?: number;
+  readonly cacheLookupStrategy?: string;
+  /** random initial states (default: the model's seeded PRNG) */
+  readonly initialStates?: InitialStates;
+  readonly sampler?: Sampler;
+  /** token ids that end a sequence (default HUGINN_STOP_TOKENS) */
+  readonly stopTokens?: readonly number[];
+  /** keep the logits of every forward call (all positions) in the result (costs a full lm_head per position) */
+  readonly recordForwardLogits?: boolean;
+}
+
+/** One forward call made by a generation loop. */
+export interface ForwardCallRecord {
+  readonly length: number;
+  readonly numSteps: number;
+  /** [B, length, V] when recordForwardLogits */
+  readonly logits: Float32Array | null;
+  /** input_states passed to the call ([B, length, E]) or null when it drew its own */
+  readonly inputStates: Float32Array | null;
+}
+
+export interface GenerateResult {
+  /** per batch row: prompt followed by the generated ids */
+  readonly sequences: number[][];
+  /** logits [B, V] handed to the sampler, one per sampling call, in order */
+  readonly nextTokenLogits: Float32Array[];
+  readonly forwardCalls: ForwardCallRecord[];
+  readonly cache: HuginnCache;
+}
+
+function validatePrompt(model: HuginnModel, o: GenerateCommon): number {
+  const { B } = o;
+  if (!Number.isInteger(B) || B < 1 || o.inputIds.length % B !== 0 || o.inputIds.length === 0) {
+    throw new PonderError('HUGINN_INPUT', `${o.inputIds.length} prompt ids do not form ${B} non-empty rows`, { hint: 'inputIds is [B, L] row-major' });
+  }
+  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0) throw new PonderError('HUGINN_INPUT', `max_new_tokens ${o.maxNewTokens} is not a non-negative integer`, { field: 'max_new_tokens', hint: 'pass the number of tokens to generate' });
+  const L = o.inputIds.length / B;
+  if (L + o.maxNewTokens > model.config.blockSize + 1) {
+    throw new PonderError('HUGINN_POSITION', `prompt ${L} + ${o.maxNewTokens} new tokens exceeds block_size ${model.config.blockSize}`, { field: 'max_new_tokens', hint: 'huginn cannot attend beyond block_size positions' });
+  }
+  return L;
+}
+
+function promptRows(o: GenerateCommon, L: number): number[][] {
+  return Array.from({ length: o.B }, (_, b) => Array.from({ length: L }, (_, i) => o.inputIds[b * L + i]));
+}
+
+/** ids [B, S] of the given positions of every row */
+function idsAt(seqs: number[][], positions: Int32Array): number[] {
+  const ids: number[] = [];
+  for (const row of seqs) for (const p of positions) ids.push(row[p]);
+  return ids;
+}
+
+/** rows [B, 1, E] of the last position of a [B, S, E] tensor */
+function lastPosition(t: Float32Array, B: number, S: number, E: number): Float32Array {
+  const out = new Float32Array(B * E);
+  for (let b = 0; b < B; b++) out.set(t.subarray((b * S + S - 1) * E, (b * S + S) * E), b * E);
+  return out;
+}
+
+function range(from: number, to: number): Int32Array {
+  return Int32Array.from({ length: to - from }, (_, i) => from + i);
+}
+
+function sampleRows(logits: Float32Array, B: number, V: number, sampler: Sampler): number[] {
+  return Array.from({ length: B }, (_, b) => sampler(logits.slice(b * V, (b + 1) * V)));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface GenerateMinimalOptions extends GenerateCommon {
+  /** depth of every forward call (default config.mean_recurrence) */
+  readonly numSteps?: number | readonly [number, number];
+  /** continuous CoT: each call starts from ln_f(s_n) of the previous call's last position */
+  readonly continuousCompute?: boolean;
+}
+
+/** upstream generate_minimal */
+export function generateMinimal(model: HuginnModel, o: GenerateMinimalOptions): GenerateResult {
+  const L = validatePrompt(model, o);
+  const { B } = o;
+  const { vocabSize: V, nEmbd: E } = model.config;
+  const numSteps = o.numSteps ?? model.config.meanRecurrence;
+  const initScale = o.initScale ?? 1;
+  const sampler = o.sampler ?? greedy;
+  const stops = new Set(o.stopTokens ?? HUGINN_STOP_TOKENS);
+  const cache = model.newCache(o.cacheLookupStrategy ?? 'full');
+  const seqs = promptRows(o, L);
+  const nextTokenLogits: Float32Array[] = [];
+  const forwardCalls: ForwardCallRecord[] = [];
+  const unfinished = new Array<boolean>(B).fill(true);
+
+  // continuous CoT: the prompt's state is drawn once up front (upstream runs the prelude without a
+  // cache only to get its shape; the draw does not depend on its values, so we skip that compute)
+  let inputStates: Float32Array | null = o.continuousCompute ? model.initialState(B, L, initScale, o.initialStates) : null;
+  let positions = range(0, L);
+  for (let t = 0; t < o.maxNewTokens; t++) {
+    const S = positions.length;
+    const out = model.forward({
+      ids: idsAt(seqs, positions), B, S, numSteps, initScale, inputStates, initialStates: o.initialStates, cache, positions,
+      logits: o.recordForwardLogits ? 'all' : 'last',
+    });
+    forwardCalls.push({ length: S, numSteps: totalSteps(numSteps), logits: o.recordForwardLogits ? out.logits : null, inputStates });
+    const last = o.recordForwardLogits ? lastPosition(out.logits, B, S, V) : out.logits;
+    nextTokenLogits.push(last);
+    const tokens = sampleRows(last, B, V, sampler);
+    tokens.forEach((tok, b) => seqs[b].push(tok));
+    positions = Int32Array.of(positions[S - 1] + 1);
+    if (o.continuousCompute) inputStates = lastPosition(out.latentStates, B, S, E);
+    tokens.forEach((tok, b) => { if (unfinished[b] && stops.has(tok)) unfinished[b] = false; });
+    if (!unfinished.some(Boolean)) break;
+  }
+  return { sequences: seqs, nextTokenLogits, forwardCalls, cache };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface AdaptiveOptions extends GenerateCommon {
+  /** the exit criterion (huginn-exit.ts createExitEvaluator / numStepsEvaluator) */
+  readonly evaluator: ExitEvaluator;
+  /** the hard cap: iterations per token step (default config.mean_recurrence) */
+  readonly numSteps?: number;
+  readonly minSteps?: number;
+  readonly checkCriterionEveryNSteps?: number;
+  readonly doNotExitInPrefill?: boolean;
+  /** continuous CoT: each token step starts from the raw state where the previous one exited */
+  readonly continuousCompute?: boolean;
+}
+
+/** What happened in one token step (entry 0 is the prefill over the whole prompt). */
+export interface TokenStepTrace {
+  /** per batch row: iterations counted for this token (upstream's compute_steps) */
+  readonly steps: number[];
+  /** per batch row: why it stopped iterating */
+  readonly exitReason: ('criterion' | 'max-steps')[];
+  /** every check that ran: the iteration (1-based) and each row's criterion value (NaN for rows no longer recorded) */
+  readonly checks: { iteration: number; values: number[] }[];
+  /** iterations actually run (the loop is shared by the batch) */
+  readonly iterationsRun: number;
+}
+
+export interface AdaptiveResult extends GenerateResult {
+  readonly trace: TokenStepTrace[];
+}
+
+/** upstream generate_with_adaptive_compute */
+export function generateAdaptive(model: HuginnModel, o: AdaptiveOptions): AdaptiveResult {
+  const L = validatePrompt(model, o);
+  const { B } = o;
+  const { vocabSize: V, nEmbd: E } = model.config;
+  const maxSteps = o.numSteps ?? model.config.meanRecurrence;
+  if (!Number.isInteger(maxSteps) || maxSteps < 0) throw new PonderError('HUGINN_NUM_STEPS', `num_steps ${maxSteps} is not a non-negative integer`, { field: 'num_steps', hint: 'the step cap must be an integer' });
+  const minSteps = o.minSteps ?? 0;
+  const every = o.checkCriterionEveryNSteps ?? 1;
+  if (!Number.isInteger(every) || every < 1) throw new PonderError('HUGINN_INPUT', `check_criterion_every_n_steps ${every} must be a positive integer`, { field: 'check_criterion_every_n_steps', hint: 'use 1 to check after every iteration' });
+  const initScale = o.initScale ?? 1;
+  const sampler = o.sampler ?? greedy;
+  const stops = new Set(o.stopTokens ?? HUGINN_STOP_TOKENS);
+  const cache = model.newCache(o.cacheLookupStrategy ?? 'full');
+  const seqs = promptRows(o, L);
+  const nextTokenLogits: Float32Array[] = [];
+  const trace: TokenStepTrace[] = [];
+  const unfinished = new Array<boolean>(B).fill(true);
+  const evaluator = o.evaluator;
+
+  let inputStates: Float32Array | null = o.continuousCompute ? model.initialState(B, L, initScale, o.initialStates) : null;
+  let positions = range(0, L);
+  for (let tokenStep = 0; tokenStep < o.maxNewTokens; tokenStep++) {
+    const S = positions.length;
+    const ctx: CallContext = { positions, cache };
+    const e = model.embedInputs(idsAt(seqs, positions), B, S, ctx);
+    let current = o.continuousCompute ? inputStates! : model.initialState(B, S, initScale, o.initialStates);
+    const nextStates = o.continuousCompute ? lastPosition(current, B, S, E) : null;
+
+    const steps = new Array<number>(B).fill(0);
+    const exitReason = new Array<'criterion' | 'max-steps'>(B).fill('max-steps');
+    const checks: { iteration: number; values: number[] }[] = [];
+    const exitReached = new Array<boolean>(B).fill(false);
+    // the last coda evaluation of this token step (upstream `outputs`): last-position logits [B, V]
+    let outputs: Float32Array | null = null;
+    let nextLogits: Float32Array | null = null;
+    evaluator.init(current, B, S, E);
+
+    let ranOut = true, iterationsRun = 0;
+    for (let step = 0; step < maxSteps; step++) {
+      current = model.coreStep(e, current, B, S, step, ctx);
+      iterationsRun = step + 1;
+      if (step < minSteps || (step - minSteps) % every !== 0 || (o.doNotExitInPrefill && tokenStep === 0)) continue;
+
+      outputs = null; // a check replaces upstream's `outputs` (None for latent criteria)
+      const state = current;
+      const check = evaluator.check({
+        state, B, S, E, V,
+        evaluate: () => (outputs = model.predictFromLatents(state, B, S, ctx, 'last').logits),
+      });
+      checks.push({ iteration: step + 1, values: check.values.map((v, b) => (!exitReached[b] && unfinished[b] ? v : NaN)) });
+      const newExits = check.exits.map((x, b) => x && !exitReached[b] && unfinished[b]);
+      if (newExits.some(Boolean)) {
+        newExits.forEach((x, b) => { if (x) exitReached[b] = true; });
+        if (outputs === null) outputs = model.predictFromLatents(current, B, S, ctx, 'last').logits; // latent criteria need the coda only now
+        const logits: Float32Array = outputs;
+        if (nextLogits === null) nextLogits = logits.slice();
+        else newExits.forEach((x, b) => { if (x) nextLogits!.set(logits.subarray(b * V, (b + 1) * V), b * V); });
+        newExits.forEach((x, b) => {
+          if (!x) return;
+          steps[b] = step + 1;
+          exitReason[b] = 'criterion';
+          if (nextStates) nextStates.set(current.subarray((b * S + S - 1) * E, (b * S + S) * E), b * E);
+        });
+      }
+      if (exitReached.every((x, b) => x || !unfinished[b])) { ranOut = false; break; }
+    }
+    if (ranOut) {
+      // sequences that never exited take the last coda evaluation of this token step — stale if it
+      // predates the final iteration, as upstream; only without any evaluation is the final state decoded
+      if (outputs === null) outputs = model.predictFromLatents(current, B, S, ctx, 'last').logits;
+      const logits: Float32Array = outputs;
+      if (nextLogits === null) { nextLogits = logits.slice(); steps.fill(maxSteps); }
+      else {
+        for (let b = 0; b < B; b++) {
+          if (!exitReached[b] && unfinished[b]) { nextLogits.set(logits.subarray(b * V, (b + 1) * V), b * V); steps[b] = maxSteps; }
+        }
+      }
+    }
+    if (nextStates) {
+      for (let b = 0; b < B; b++) if (!exitReached[b] && unfinished[b]) nextStates.set(current.subarray((b * S + S - 1) * E, (b * S + S) * E), b * E);
+      inputStates = nextStates;
+    }
+    trace.push({ steps, exitReason, checks, iterationsRun });
+    nextTokenLogits.push(nextLogits!);
+    const tokens = sampleRows(nextLogits!, B, V, sampler);
+    tokens.forEach((tok, b) => seqs[b].push(tok));
+    positions = Int32Array.of(positions[S - 1] + 1);
+    tokens.forEach((tok, b) => { if (unfinished[b] && stops.has(tok)) unfinished[b] = false; });
+    if (!unfinished.some(Boolean)) break;
+  }
+  return { sequences: seqs, nextTokenLogits, forwardCalls: [], cache, trace };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface SpeculativeOptions extends GenerateCommon {
+  /** verification (and prefill) depth; upstream default 32 */
+  readonly numSteps?: number;
+  /** draft depth; upstream default 32 */
+  readonly draftSteps?: number;
+  /** drafted tokens per round; upstream default 8 */
+  readonly lookaheadForDraft?: number;
+  /** ≥ 1: accept while the verify argmax equals the draft; < 1: while p(draft) ≥ threshold·max p */
+  readonly verificationThreshold?: number;
+}
+
+/**
+ * upstream generate_speculative (batch 1: upstream's per-row acceptance pads rows with 65509 and
+ * shares one cache rollback, which only makes sense for one sequence). Continuous compute is not
+ * offered: upstream passes a one-position state to the multi-token verification call, which fails.
+ */
+export function generateSpeculative(model: HuginnModel, o: SpeculativeOptions): GenerateResult {
+  const L = validatePrompt(model, o);
+  if (o.B !== 1) throw new PonderError('HUGINN_INPUT', `speculative decoding runs one sequence at a time, got batch ${o.B}`, { hint: 'call it once per prompt' });
+  const { vocabSize: V } = model.config;
+  const numSteps = o.numSteps ?? 32;
+  const draftSteps = o.draftSteps ?? 32;
+  const lookahead = o.lookaheadForDraft ?? 8;
+  const threshold = o.verificationThreshold ?? 1;
+  if (!Number.isInteger(lookahead) || lookahead < 1) throw new PonderError('HUGINN_INPUT', `lookahead_for_draft ${lookahead} must be a positive integer`, { field: 'lookahead_for_draft', hint: 'draft at least one token per round' });
+  const initScale = o.initScale ?? 1;
+  const sampler = o.sampler ?? greedy;
+  const stops = new Set(o.stopTokens ?? HUGINN_STOP_TOKENS);
+  const cache = model.newCache(o.cacheLookupStrategy ?? 'full');
+  const seq = promptRows(o, L)[0];
+  const nextTokenLogits: Float32Array[] = [];
+  const forwardCalls: ForwardCallRecord[] = [];
+
+  const call = (ids: number[], positions: Int32Array, steps: number): Float32Array => {
+    const out = model.forward({ ids, B: 1, S: ids.length, numSteps: steps, initScale, initialStates: o.initialStates, cache, positions, logits: 'all' });
+    forwardCalls.push({ length: ids.length, numSteps: steps, logits: o.recordForwardLogits ? out.logits : null, inputStates: null });
+    return out.logits; // [S, V]
+  };
+  const sample = (logits: Float32Array): number => { nextTokenLogits.push(logits); return sampler(logits); };
+
+  let tokensGenerated = 0;
+  let stopped = false;
+  if (o.maxNewTokens > 0) {
+    const logits = call(seq.slice(), range(0, L), numSteps);
+    const tok = sample(logits.slice((L - 1) * V, L * V));
+    seq.push(tok);
+    tokensGenerated = 1; // upstream does not check the prefill's token for a stop
+  }
+  while (!stopped && tokensGenerated < o.maxNewTokens) {
+    const drafted = seq.slice();
+    const currentLen = seq.length;
+    let pos = cache.seenTokens;
+    for (let i = 0; i < lookahead; i++) {
+      const logits = call([drafted[pos]], Int32Array.of(pos), draftSteps);
+      drafted.push(sample(logits));
+      pos++;
+    }
+    cache.clearLastK(lookahead);
+
+    const verifyPositions = range(currentLen - 1, currentLen + lookahead - 1);
+    const logits = call(idsAt([drafted], verifyPositions), verifyPositions, numSteps); // [lookahead, V]
+    let firstMismatch = -1;
+    for (let i = 0; i < lookahead && firstMismatch < 0; i++) {
+      const draft = drafted[currentLen + i];
+      const row = logits.subarray(i * V, (i + 1) * V);
+      const passed = threshold >= 1 ? torchArgmax(row, 0, V) === draft : draftProbabilityPasses(row, draft, threshold);
+      if (!passed) firstMismatch = i;
+    }
+    let accepted: number[];
+    if (firstMismatch >= 0) {
+      accepted = drafted.slice(currentLen, currentLen + firstMismatch);
+      accepted.push(sample(logits.slice(firstMismatch * V, (firstMismatch + 1) * V)));
+      cache.clearLastK(lookahead - firstMismatch - 1);
+    } else {
+      accepted = drafted.slice(currentLen, currentLen + lookahead);
+    }
+    seq.push(...accepted);
+    tokensGenerated += accepted.length;
+    if (accepted.some((t) => stops.has(t))) stopped = true;
+  }
+  // cut everything after the first stop token, then trim trailing pad columns (upstream)
+  const firstStop = seq.findIndex((t, i) => i >= L && stops.has(t));
+  if (firstStop >= 0) for (let i = firstStop + 1; i < seq.length; i++) seq[i] = HUGINN_PAD_TOKEN;
+  let end = seq.length;
+  while (end > 0 && seq[end - 1] === HUGINN_PAD_TOKEN) end--;
+  if (end > 0) seq.length = end;
+  return { sequences: [seq], nextTokenLogits, forwardCalls, cache };
+}
+
+/** p(draft) ≥ threshold · max p under the f32 softmax of one verify row (upstream's loose acceptance) */
+function draftProbabilityPasses(row: Float32Array, draft: number, threshold: number): boolean {
+  let max = -Infinity;
+  for (const x of row) if (x > max) max = x;
+  let sum = 0;
+  for (const x of row) sum += Math.exp(x - max);
+  const p = (x: number): number => Math.fround(Math.exp(x - max) / sum);
+  return p(row[draft]) >= Math.fround(threshold * p(max));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface AdaptiveForwardOptions {
+  /** ids [1, L] */
+  readonly inputIds: ArrayLike<number>;
+  readonly evaluator: ExitEvaluator;
+  readonly initScale?: number;
+  readonly initialStates?: InitialStates;
+}
+
+/**
+ * upstream forward_with_adaptive_compute: token by token over the prompt (batch 1), each position
+ * with its own s₀ and up to config.mean_recurrence iterations, checking after every iteration;
+ * returns logits [L, V] and the iterations used per position.
+ */
+export function forwardWithAdaptiveCompute(model: HuginnModel, o: AdaptiveForwardOptions): { logits: Float32Array; computeSteps: number[]; cache: HuginnCache } {
+  const L = o.inputIds.length;
+  const { vocabSize: V, nEmbd: E, meanRecurrence } = model.config;
+  const cache = model.newCache('full');
+  const logits = new Float32Array(L * V);
+  const computeSteps: number[] = [];
+  for (let pos = 0; pos < L; pos++) {
+    const ctx: CallContext = { positions: Int32Array.of(pos), cache };
+    const e = model.embedInputs([o.inputIds[pos]], 1, 1, ctx);
+    let current = model.initialState(1, 1, o.initScale ?? 1, o.initialStates);
+    o.evaluator.init(current, 1, 1, E);
+    let used = 0;
+    for (let step = 0; step < meanRecurrence; step++) {
+      current = model.coreStep(e, current, 1, 1, step, ctx);
+      used = step + 1;
+      const state = current;
+      const check = o.evaluator.check({ state, B: 1, S: 1, E, V, evaluate: () => model.predictFromLatents(state, 1, 1, ctx, 'last').logits });
+      if (check.exits.some(Boolean)) break;
+    }
+    // upstream reports compute_step + 1 of the last loop variable; with mean_recurrence 0 it would crash
+    computeSteps.push(used);
+    logits.set(model.predictFromLatents(current, 1, 1, ctx, 'all').logits, pos * V);
+  }
+  return { logits, computeSteps, cache };
+}

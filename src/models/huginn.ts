@@ -1,0 +1,665 @@
+/**
+ * Huginn-0125 (recurrent-depth LM, seal-rg/recurrent-pretraining `raven_modeling_minimal.py`),
+ * semantics in ../shared/research/huginn.md and spec/huginn.md:
+ *
+ *   e₀ = wte[ids]·√E → prelude (P sandwich blocks) → e
+ *   s₀ = initial state (truncated normal, or injected, or zeros at init_scale 0)
+ *   s_k = core(adapter(concat(s_{k−1}, e)))            k = 1..n  (R sandwich blocks per step)
+ *   logits = lm_head(ln_f(coda(ln_f(s_n))))            (the same ln_f twice, tied lm_head)
+ *
+ * Every attention layer × step has its own KV-cache slot (huginn-cache.ts). The model exposes the
+ * pieces upstream's generation loops call one by one — embedInputs (prelude), coreStep (one
+ * recurrence), predictFromLatents (coda + head) — and `forward`, the fixed-depth composition.
+ * Generation (minimal, adaptive, speculative) lives in huginn-generate.ts.
+ *
+ * All compute goes through runtime.kernels on runtime.arena buffers (a workspace that grows when a
+ * longer call arrives); public inputs and outputs are plain Float32Arrays owned by the caller.
+ */
+import { PonderError } from '../errors.js';
+import type { LinearWeight } from '../kernels/kernels.js';
+import type { Runtime } from '../runtime/runtime.js';
+import { bf16BitsToF32, f16BitsToF32 } from '../kernels/scalar.js';
+import type { TensorArray } from '../format/safetensors.js';
+import { ropeTables } from './common.js';
+import { WeightBinder, type WeightSource } from './weights.js';
+import { HuginnCache, type CacheEntry } from './huginn-cache.js';
+
+const f32 = Math.fround;
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+export interface HuginnConfig {
+  readonly nEmbd: number; // E
+  readonly nHeads: number; // H
+  readonly nKvHeads: number;
+  readonly headDim: number; // E / H
+  readonly intermediateSize: number; // I
+  readonly vocabSize: number; // V (= padded_vocab_size: upstream applies no padding)
+  readonly blockSize: number; // rows of the RoPE table = maximum position + 1
+  readonly nPrelude: number; // P
+  readonly nCore: number; // R
+  readonly nCoda: number; // C
+  readonly meanRecurrence: number; // default depth
+  readonly ropeBase: number;
+  readonly normEps: number;
+  readonly qkBias: boolean;
+  readonly bias: boolean; // only the adapter has a bias when set
+  readonly tieEmbeddings: boolean;
+  /** std of the initial state before the √E scale: init_values.std = √(2/(5E)) */
+  readonly initStd: number;
+  /** √E, applied to embeddings and to the initial state */
+  readonly embedScale: number;
+}
+
+function cfgError(label: string, field: string, problem: string): PonderError {
+  return new PonderError('CFG_FIELD', `${label}: config field "${field}" ${problem}`, { field, path: label, hint: 'check config.json against huginn-0125\'s (n_embd, n_heads, n_layers_in_prelude, ...)' });
+}
+
+/** Reads a field from the top level, or from the golden cases' "derived" block. */
+function lookupField(raw: Record<string, unknown>, names: readonly string[]): [string, unknown] | undefined {
+  const derived = (raw.derived && typeof raw.derived === 'object' ? raw.derived : {}) as Record<string, unknown>;
+  for (const n of names) if (raw[n] !== undefined && raw[n] !== null) return [n, raw[n]];
+  for (const n of names) if (derived[n] !== undefined && derived[n] !== null) return [n, derived[n]];
+  return undefined;
+}
+
+function intField(raw: Record<string, unknown>, label: string, names: readonly string[], fallback?: number, min = 1): number {
+  const found = lookupField(raw, names);
+  if (!found) {
+    if (fallback !== undefined) return fallback;
+    throw cfgError(label, names[0], 'is missing');
+  }
+  const [name, v] = found;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw cfgError(label, name, `must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function numField(raw: Record<string, unknown>, label: string, names: readonly string[], fallback: number, positive = true): number {
+  const found = lookupField(raw, names);
+  if (!found) return fallback;
+  const [name, v] = found;
+  if (typeof v !== 'number' || !Number.isFinite(v) || (positive && v <= 0)) throw cfgError(label, name, `must be a ${positive ? 'positive ' : ''}finite number, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function boolField(raw: Record<string, unknown>, label: string, names: readonly string[], fallback: boolean): boolean {
+  const found = lookupField(raw, names);
+  if (!found) return fallback;
+  if (typeof found[1] !== 'boolean') throw cfgError(label, found[0], `must be true or false, got ${JSON.stringify(found[1])}`);
+  return found[1];
+}
+
+/** Validates an upstream RavenConfig (config.json or a golden case's "config"), field names as upstream. */
+export function parseHuginnConfig(raw: unknown, label = 'config'): HuginnConfig {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new PonderError('CFG_FIELD', `${label}: the config is not a JSON object`, { path: label, hint: 'pass the parsed config.json' });
+  const c = raw as Record<string, unknown>;
+  const nEmbd = intField(c, label, ['n_embd', 'hidden_size']);
+  const nHeads = intField(c, label, ['n_heads', 'num_attention_heads']);
+  if (nEmbd % nHeads !== 0) throw cfgError(label, 'n_heads', `(${nHeads}) must divide n_embd (${nEmbd})`);
+  const headDim = nEmbd / nHeads;
+  if (headDim % 2 !== 0) throw cfgError(label, 'n_heads', `gives an odd head_dim ${headDim}; RoPE rotates channel pairs`);
+  const nKvHeads = intField(c, label, ['num_key_value_heads'], nHeads);
+  if (nHeads % nKvHeads !== 0) throw cfgError(label, 'num_key_value_heads', `(${nKvHeads}) must divide n_heads (${nHeads})`);
+  const qkBias = boolField(c, label, ['qk_bias'], true);
+  if (qkBias && nKvHeads !== nHeads) throw cfgError(label, 'num_key_value_heads', `must equal n_heads when qk_bias is set (upstream adds a [H, head_dim] bias to k)`);
+  const explicitStd = (() => {
+    const iv = lookupField(c, ['init_values']);
+    const std = iv && iv[1] && typeof iv[1] === 'object' ? (iv[1] as Record<string, unknown>).std : undefined;
+    if (std === undefined) return undefined;
+    if (typeof std !== 'number' || !(std >= 0)) throw cfgError(label, 'init_values.std', `must be a non-negative number, got ${JSON.stringify(std)}`);
+    return std;
+  })();
+  const testTimeNoise = numField(c, label, ['test_time_noise'], 0, false);
+  if (testTimeNoise !== 0) throw cfgError(label, 'test_time_noise', `is ${testTimeNoise}; test-time noise is not supported (huginn-0125 ships with 0)`);
+  return {
+    nEmbd, nHeads, nKvHeads, headDim,
+    intermediateSize: intField(c, label, ['intermediate_size']),
+    vocabSize: intField(c, label, ['padded_vocab_size', 'vocab_size']),
+    blockSize: intField(c, label, ['block_size']),
+    nPrelude: intField(c, label, ['n_layers_in_prelude'], undefined, 0),
+    nCore: intField(c, label, ['n_layers_in_recurrent_block']),
+    nCoda: intField(c, label, ['n_layers_in_coda'], undefined, 0),
+    meanRecurrence: intField(c, label, ['mean_recurrence'], undefined, 0),
+    ropeBase: numField(c, label, ['rope_base'], 50000),
+    normEps: numField(c, label, ['norm_eps'], 1e-6),
+    qkBias,
+    bias: boolField(c, label, ['bias'], false),
+    tieEmbeddings: boolField(c, label, ['tie_embeddings', 'tie_word_embeddings'], true),
+    initStd: explicitStd ?? Math.sqrt(2 / (5 * nEmbd)),
+    embedScale: Math.sqrt(nEmbd),
+  };
+}
+
+/** huginn-0125's config.json values (huginn.md §1). */
+export const HUGINN_0125_CONFIG = {
+  n_embd: 5280, n_heads: 55, n_layers: 8, block_size: 4096, vocab_size: 65536, padding_multiple: 4096,
+  tie_embeddings: true, intermediate_size: 17920, bias: false, qk_bias: true, norm_eps: 1e-6, rope_base: 50000,
+  n_layers_in_prelude: 2, n_layers_in_recurrent_block: 4, n_layers_in_coda: 2, mean_recurrence: 32,
+  mean_backprop_depth: 8, torch_dtype: 'bfloat16', model_type: 'huginn_raven',
+} as const;
+
+// ---------------------------------------------------------------------------------------------
+// Weights
+
+const BLOCK_TENSORS = ['norm_1.weight', 'attn.qk_bias', 'attn.Wqkv.weight', 'attn.proj.weight', 'norm_2.weight', 'mlp.fc.weight', 'mlp.proj.weight', 'norm_3.weight', 'norm_4.weight'] as const;
+
+/** Every tensor name of the state_dict with its shape (huginn.md §2), in upstream order. */
+export function huginnTensorShapes(cfg: HuginnConfig): [string, number[]][] {
+  const { nEmbd: E, nHeads: H, nKvHeads: Hkv, headDim: hd, intermediateSize: I, vocabSize: V } = cfg;
+  const out: [string, number[]][] = [['transformer.wte.weight', [V, E]]];
+  const block = (prefix: string): void => {
+    for (const t of BLOCK_TENSORS) {
+      if (t === 'attn.qk_bias' && !cfg.qkBias) continue;
+      const shape = t === 'attn.qk_bias' ? [2, 1, H, hd]
+        : t === 'attn.Wqkv.weight' ? [(H + 2 * Hkv) * hd, E]
+        : t === 'attn.proj.weight' ? [E, E]
+        : t === 'mlp.fc.weight' ? [2 * I, E]
+        : t === 'mlp.proj.weight' ? [E, I]
+        : [E];
+      out.push([`${prefix}.${t}`, shape]);
+    }
+  };
+  for (let i = 0; i < cfg.nPrelude; i++) block(`transformer.prelude.${i}`);
+  out.push(['transformer.adapter.weight', [E, 2 * E]]);
+  if (cfg.bias) out.push(['transformer.adapter.bias', [E]]);
+  for (let i = 0; i < cfg.nCore; i++) block(`transformer.core_block.${i}`);
+  for (let i = 0; i < cfg.nCoda; i++) block(`transformer.coda.${i}`);
+  out.push(['transformer.ln_f.weight', [E]]);
+  out.push(['lm_head.weight', [V, E]]);
+  return out;
+}
+
+interface SandwichBlock {
+  readonly norm1: Float32Array; // [E]
+  readonly norm2: Float32Array;
+  readonly norm3: Float32Array;
+  readonly norm4: Float32Array;
+  readonly qBias: Float32Array | null; // [H*hd]
+  readonly kBias: Float32Array | null; // [Hkv*hd]
+  readonly wqkv: LinearWeight; // [(H+2Hkv)*hd, E]
+  readonly proj: LinearWeight; // [E, E]
+  readonly fc: LinearWeight; // [2I, E]: gate rows then up rows
+  readonly mlpProj: LinearWeight; // [E, I]
+}
+
+/** The embedding table kept in its file dtype; rows are widened on lookup (saves 4·V·E bytes for bf16). */
+interface EmbeddingTable {
+  readonly dtype: 'F32' | 'BF16' | 'F16';
+  readonly data: TensorArray;
+}
+
+export interface LoadOptions {
+  /** seed of our initial-state PRNG used when a call brings no initial state (not bit-compatible with torch) */
+  readonly seed?: number;
+}
+
+/** Binds a Huginn checkpoint (single file or shards behind one WeightSource) to a runtime. */
+export function loadHuginn(source: WeightSource, runtime: Runtime, config: HuginnConfig, opts: LoadOptions = {}): HuginnModel {
+  const binder = new WeightBinder(source, runtime);
+  for (const [name, shape] of huginnTensorShapes(config)) {
+    // a tied lm_head may be stored (checkpoints carry both copies) or left out
+    binder.need(name, shape, { optional: name === 'lm_head.weight' && config.tieEmbeddings });
+  }
+  const hasFreqs = binder.need('freqs_cis', [1, config.blockSize, 1, config.headDim / 2, 2], { optional: true });
+  binder.finish();
+
+  const block = (prefix: string): SandwichBlock => {
+    let qBias: Float32Array | null = null, kBias: Float32Array | null = null;
+    if (config.qkBias) {
+      const both = binder.f32(`${prefix}.attn.qk_bias`); // [2, 1, H, hd]
+      const n = config.nHeads * config.headDim;
+      qBias = both.subarray(0, n);
+      kBias = both.subarray(n, 2 * n);
+    }
+    return {
+      norm1: binder.f32(`${prefix}.norm_1.weight`),
+      norm2: binder.f32(`${prefix}.norm_2.weight`),
+      norm3: binder.f32(`${prefix}.norm_3.weight`),
+      norm4: binder.f32(`${prefix}.norm_4.weight`),
+      qBias, kBias,
+      wqkv: binder.linear(`${prefix}.attn.Wqkv.weight`),
+      proj: binder.linear(`${prefix}.attn.proj.weight`),
+      fc: binder.linear(`${prefix}.mlp.fc.weight`),
+      mlpProj: binder.linear(`${prefix}.mlp.proj.weight`),
+    };
+  };
+  const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+  const wteInfo = source.info('transformer.wte.weight')!;
+  const weights: HuginnWeights = {
+    wte: { dtype: wteInfo.dtype as EmbeddingTable['dtype'], data: binder.raw('transformer.wte.weight') },
+    prelude: range(config.nPrelude).map((i) => block(`transformer.prelude.${i}`)),
+    adapter: binder.linear('transformer.adapter.weight'),
+    adapterBias: config.bias ? binder.f32('transformer.adapter.bias') : null,
+    core: range(config.nCore).map((i) => block(`transformer.core_block.${i}`)),
+    coda: range(config.nCoda).map((i) => block(`transformer.coda.${i}`)),
+    lnF: binder.f32('transformer.ln_f.weight'),
+    lmHead: binder.linear(source.info('lm_head.weight') ? 'lm_head.weight' : 'transformer.wte.weight'),
+  };
+  const model = new HuginnModel(config, runtime, weights, opts.seed ?? 0);
+  if (hasFreqs) model.verifyFreqsCis(binder.raw('freqs_cis'), source.info('freqs_cis')!.dtype, source.label);
+  return model;
+}
+
+interface HuginnWeights {
+  readonly wte: EmbeddingTable;
+  readonly prelude: SandwichBlock[];
+  readonly adapter: LinearWeight; // [E, 2E], input = concat(state, embedding)
+  readonly adapterBias: Float32Array | null;
+  readonly core: SandwichBlock[];
+  readonly coda: SandwichBlock[];
+  readonly lnF: Float32Array;
+  readonly lmHead: LinearWeight; // [V, E]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Initial states
+
+/**
+ * Where initial latent states s₀ come from. `next(B, S)` returns [B, S, E] for one call of
+ * upstream's `initialize_state` (one per forward / token step).
+ */
+export interface InitialStates {
+  next(B: number, S: number, E: number, sigma: number, embedScale: number): Float32Array;
+}
+
+/** A small seeded PRNG (sfc32) — ours, not torch's: draws are reproducible here but not bit-compatible with torch. */
+export class SeededRandom {
+  private a: number; private b: number; private c: number; private d: number;
+  constructor(seed: number) {
+    this.a = 0x9e3779b9; this.b = 0x243f6a88; this.c = 0xb7e15162; this.d = seed >>> 0;
+    for (let i = 0; i < 15; i++) this.nextU32();
+  }
+  nextU32(): number {
+    const t = (((this.a + this.b) >>> 0) + this.d) >>> 0;
+    this.d = (this.d + 1) >>> 0;
+    this.a = this.b ^ (this.b >>> 9);
+    this.b = (this.c + (this.c << 3)) >>> 0;
+    this.c = ((this.c << 21) | (this.c >>> 11)) >>> 0;
+    this.c = (this.c + t) >>> 0;
+    return t;
+  }
+  /** uniform in [0, 1) with 53 random bits */
+  uniform(): number {
+    return (this.nextU32() * 2 ** 21 + (this.nextU32() >>> 11)) / 2 ** 53;
+  }
+  /** uniform integer in [0, n) */
+  index(n: number): number {
+    return Math.floor(this.uniform() * n);
+  }
+  /** standard normal (Box–Muller) */
+  normal(): number {
+    let u = this.uniform();
+    while (u === 0) u = this.uniform();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.uniform());
+  }
+}
+
+/**
+ * Upstream's distribution from our PRNG: i.i.d. normal(0, σ) truncated to ±3σ (by rejection, the
+ * same law as torch's inverse-CDF trunc_normal_), then × √E; all zeros when σ = 0.
+ */
+export function seededInitialStates(seed: number): InitialStates {
+  const rng = new SeededRandom(seed);
+  return {
+    next(B, S, E, sigma, embedScale) {
+      const out = new Float32Array(B * S * E);
+      if (sigma === 0) return out;
+      for (let i = 0; i < out.length; i++) {
+        let z = rng.normal();
+        while (Math.abs(z) > 3) z = rng.normal();
+        out[i] = f32(f32(z * sigma) * embedScale);
+      }
+      return out;
+    },
+  };
+}
+
+/**
+ * Replays recorded draws (a golden case's `initial_states` [B, T, E], split by call lengths when
+ * given): each call takes the next S positions. A call that does not fit the record is an error.
+ */
+export function injectedInitialStates(states: Float32Array, B: number, T: number, E: number, callLengths: readonly number[] | null = null): InitialStates {
+  let offset = 0, call = 0;
+  return {
+    next(b, S, e) {
+      if (b !== B || e !== E) throw new PonderError('HUGINN_STATE_SHAPE', `recorded initial states are [${B}, ${T}, ${E}], a call needs batch ${b} and width ${e}`, { hint: 'the recorded states belong to another input' });
+      if (callLengths && (call >= callLengths.length || callLengths[call] !== S)) {
+        throw new PonderError('HUGINN_STATE_SHAPE', `initial-state call ${call} needs ${S} positions, the record has ${call < callLengths.length ? callLengths[call] : 'no further call'}`, { hint: 'the generation made different calls than the recorded run (check num_steps, max_new_tokens, strategy)' });
+      }
+      if (offset + S > T) throw new PonderError('HUGINN_STATE_SHAPE', `recorded initial states exhausted: ${T} positions, call ${call} needs ${offset + S}`, { hint: 'the generation made more calls than the recorded run' });
+      const out = new Float32Array(B * S * E);
+      for (let bb = 0; bb < B; bb++) out.set(states.subarray((bb * T + offset) * E, (bb * T + offset + S) * E), bb * S * E);
+      offset += S; call++;
+      return out;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model
+
+/** Where a call's tokens sit: RoPE rows and (optionally) the KV cache they are filed in. */
+export interface CallContext {
+  /** RoPE position of each of the call's S positions (shared by all batch rows) */
+  readonly positions: Int32Array;
+  readonly cache: HuginnCache | null;
+}
+
+/** Intermediate tensors a forward can capture (copies; [B,S,E] each). */
+export interface ForwardTrace {
+  embedsScaled?: Float32Array;
+  preludeLayers: Float32Array[];
+  adapterOut: Float32Array[];
+  states: Float32Array[];
+  codaOut?: Float32Array;
+}
+
+export interface ForwardOptions {
+  /** token ids [B, S] */
+  readonly ids: ArrayLike<number>;
+  readonly B: number;
+  readonly S: number;
+  /** n, or (n, k): n + k iterations (upstream's no-grad/grad split; identical at inference) */
+  readonly numSteps: number | readonly [number, number];
+  /** σ multiplier of the random initial state; 0 gives zeros. Default 1. */
+  readonly initScale?: number;
+  /** s₀ [B, S, E]; replaces the random draw (upstream `input_states`) */
+  readonly inputStates?: Float32Array | null;
+  /** where random s₀ come from when no inputStates are given (default: the model's seeded PRNG) */
+  readonly initialStates?: InitialStates;
+  readonly cache?: HuginnCache | null;
+  /** RoPE rows of the S positions (upstream cache_position); default 0..S−1 */
+  readonly positions?: Int32Array;
+  /** 'all' → logits [B, S, V]; 'last' → [B, V] of the last position. Default 'all'. */
+  readonly logits?: 'all' | 'last';
+  readonly trace?: ForwardTrace;
+}
+
+export interface ForwardResult {
+  /** [B, S, V] or [B, V] (see ForwardOptions.logits) */
+  readonly logits: Float32Array;
+  /** ln_f(s_n) [B, S, E]: upstream `latent_states`, the coda's input */
+  readonly latentStates: Float32Array;
+  /** s_n [B, S, E], before ln_f */
+  readonly finalState: Float32Array;
+}
+
+/** Number of iterations for num_steps given as n or (n, k). */
+export function totalSteps(numSteps: number | readonly [number, number]): number {
+  const parts = typeof numSteps === 'number' ? [numSteps] : [...numSteps];
+  if (parts.length < 1 || parts.length > 2 || parts.some((n) => !Number.isInteger(n) || n < 0)) {
+    throw new PonderError('HUGINN_NUM_STEPS', `num_steps ${JSON.stringify(numSteps)} is not a non-negative integer or a pair of them`, { field: 'num_steps', hint: 'pass n, or [n, k] for n + k iterations' });
+  }
+  return parts.reduce((a, b) => a + b, 0);
+}
+
+/** Arena buffers reused across calls, grown (doubling) when a longer call needs more. */
+class Workspace {
+  private readonly f32s = new Map<string, Float32Array>();
+  private readonly i32s = new Map<string, Int32Array>();
+  constructor(private readonly runtime: Runtime) {}
+  f32(name: string, n: number): Float32Array {
+    let b = this.f32s.get(name);
+    if (!b || b.length < n) { b = this.runtime.arena.f32(Math.max(n, 2 * (b?.length ?? 0))); this.f32s.set(name, b); }
+    return b;
+  }
+  i32(name: string, n: number): Int32Array {
+    let b = this.i32s.get(name);
+    if (!b || b.length < n) { b = this.runtime.arena.i32(Math.max(n, 2 * (b?.length ?? 0))); this.i32s.set(name, b); }
+    return b;
+  }
+}
+
+export class HuginnModel {
+  private readonly ws: Workspace;
+  private readonly cos: Float32Array; // [blockSize, hd/2]
+  private readonly sin: Float32Array;
+  /** the default source of random initial states (our PRNG) */
+  readonly defaultInitialStates: InitialStates;
+  /** our PRNG for the "randomized" cache lookup */
+  readonly random: SeededRandom;
+
+  constructor(readonly config: HuginnConfig, readonly runtime: Runtime, private readonly w: HuginnWeights, seed: number) {
+    this.ws = new Workspace(runtime);
+    const t = ropeTables(runtime, config.headDim, config.blockSize, config.ropeBase);
+    this.cos = t.cos; this.sin = t.sin;
+    this.defaultInitialStates = seededInitialStates(seed);
+    this.random = new SeededRandom(seed ^ 0x5bd1e995);
+  }
+
+  /** A fresh KV cache with this lookup strategy ("full", "latest-m4-compress-s4", ...). */
+  newCache(strategy = 'full'): HuginnCache {
+    return new HuginnCache(strategy, (n) => this.random.index(n));
+  }
+
+  /**
+   * The checkpoint's persistent freqs_cis buffer must hold this config's RoPE table: we recompute
+   * the table in f32 (as upstream does at init) and check the stored one agrees within its dtype's
+   * rounding, so a checkpoint with another rope_base or layout is reported instead of run.
+   */
+  verifyFreqsCis(raw: TensorArray, dtype: string, label: string): void {
+    const half = this.config.headDim / 2;
+    const tol = dtype === 'F32' ? 1e-5 : 1e-2;
+    const widen = dtype === 'BF16' ? bf16BitsToF32 : f16BitsToF32;
+    const at = (i: number): number => (dtype === 'F32' ? (raw as Float32Array)[i] : widen((raw as Uint16Array)[i]));
+    for (let p = 0; p < this.config.blockSize; p++) {
+      for (let i = 0; i < half; i++) {
+        const o = (p * half + i) * 2;
+        if (Math.abs(at(o) - this.cos[p * half + i]) > tol || Math.abs(at(o + 1) - this.sin[p * half + i]) > tol) {
+          throw new PonderError('HUGINN_FREQS_CIS', `${label}: freqs_cis at position ${p}, pair ${i} is (${at(o)}, ${at(o + 1)}), the config's RoPE table has (${this.cos[p * half + i]}, ${this.sin[p * half + i]})`, { tensor: 'freqs_cis', path: label, hint: 'rope_base, block_size or n_heads in config.json do not match the checkpoint' });
+        }
+      }
+    }
+  }
+
+  // ---- building blocks (upstream embed_inputs / iterate_one_step / predict_from_latents) ----
+
+  private checkCall(ids: ArrayLike<number> | null, B: number, S: number, positions: Int32Array): void {
+    if (!Number.isInteger(B) || B < 1 || !Number.isInteger(S) || S < 1) throw new PonderError('HUGINN_INPUT', `batch ${B} × length ${S} is not a non-empty call`, { hint: 'pass at least one token' });
+    if (positions.length !== S) throw new PonderError('HUGINN_INPUT', `${positions.length} positions for ${S} tokens`, { hint: 'give one RoPE position per token' });
+    for (const p of positions) {
+      if (!(p >= 0 && p < this.config.blockSize)) throw new PonderError('HUGINN_POSITION', `position ${p} is outside the RoPE table (block_size ${this.config.blockSize})`, { field: 'block_size', hint: 'huginn cannot attend beyond block_size positions; shorten the input' });
+    }
+    if (ids) {
+      if (ids.length !== B * S) throw new PonderError('HUGINN_INPUT', `${ids.length} ids for batch ${B} × length ${S}`, { hint: 'ids are [B, S] row-major' });
+      for (let i = 0; i < ids.length; i++) {
+        const id = ids[i];
+        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) throw new PonderError('HUGINN_TOKEN', `token id ${id} at index ${i} is outside the vocabulary [0, ${this.config.vocabSize})`, { hint: 'use the huginn tokenizer' });
+      }
+    }
+  }
+
+  private defaultPositions(S: number): Int32Array {
+    return Int32Array.from({ length: S }, (_, i) => i);
+  }
+
+  /** Embedding × √E then the prelude (slots 0..P−1). Returns e [B, S, E]. */
+  embedInputs(ids: ArrayLike<number>, B: number, S: number, ctx: CallContext, trace?: ForwardTrace): Float32Array {
+    this.checkCall(ids, B, S, ctx.positions);
+    const { nEmbd: E } = this.config;
+    const M = B * S;
+    const x = this.ws.f32('x', M * E);
+    const row = new Float32Array(E);
+    for (let m = 0; m < M; m++) {
+      this.embeddingRow(row, ids[m]);
+      x.set(row, m * E);
+    }
+    const k = this.runtime.kernels;
+    k.scale(x, this.config.embedScale, x, M * E);
+    if (trace) trace.embedsScaled = x.slice(0, M * E);
+    this.w.prelude.forEach((blk, i) => {
+      this.sandwich(blk, x, B, S, ctx, i);
+      if (trace) trace.preludeLayers.push(x.slice(0, M * E));
+    });
+    return x.slice(0, M * E);
+  }
+
+  private embeddingRow(out: Float32Array, id: number): void {
+    const E = this.config.nEmbd;
+    const { dtype, data } = this.w.wte;
+    if (dtype === 'F32') { out.set((data as Float32Array).subarray(id * E, (id + 1) * E)); return; }
+    const bits = data as Uint16Array;
+    const widen = dtype === 'BF16' ? bf16BitsToF32 : f16BitsToF32;
+    for (let i = 0; i < E; i++) out[i] = widen(bits[id * E + i]);
+  }
+
+  /**
+   * One recurrence (0-based `step`): s' = core(adapter(concat(s, e))), core layer j filed in cache
+   * slot P + step·R + j. Returns s' [B, S, E]; `adapterOut` receives the adapter output when given.
+   */
+  coreStep(e: Float32Array, state: Float32Array, B: number, S: number, step: number, ctx: CallContext, adapterOut?: Float32Array[]): Float32Array {
+    const { nEmbd: E, nPrelude: P, nCore: R } = this.config;
+    const M = B * S;
+    if (e.length !== M * E || state.length !== M * E) throw new PonderError('HUGINN_STATE_SHAPE', `state has ${state.length} values, embedding ${e.length}; [${B}, ${S}, ${E}] = ${M * E} expected`, { hint: 'input_states must be [B, S, n_embd]' });
+    const cat = this.ws.f32('cat', M * 2 * E);
+    for (let m = 0; m < M; m++) { // state first, embedding second
+      cat.set(state.subarray(m * E, (m + 1) * E), m * 2 * E);
+      cat.set(e.subarray(m * E, (m + 1) * E), m * 2 * E + E);
+    }
+    const x = this.ws.f32('x', M * E);
+    this.runtime.kernels.linear(x, cat, this.w.adapter, M, this.w.adapterBias);
+    if (adapterOut) adapterOut.push(x.slice(0, M * E));
+    this.w.core.forEach((blk, j) => this.sandwich(blk, x, B, S, ctx, P + step * R + j));
+    return x.slice(0, M * E);
+  }
+
+  /**
+   * ln_f → coda (slots −1..−C) → ln_f → lm_head. rows 'last' computes the head only for each batch
+   * row's last position ([B, V]); 'all' gives [B, S, V]. `codaOut` receives the last coda block's output.
+   */
+  predictFromLatents(state: Float32Array, B: number, S: number, ctx: CallContext, rows: 'all' | 'last' = 'last', trace?: ForwardTrace): { logits: Float32Array; latentStates: Float32Array } {
+    const { nEmbd: E, vocabSize: V, normEps } = this.config;
+    const M = B * S;
+    const k = this.runtime.kernels;
+    const x = this.ws.f32('x', M * E);
+    x.set(state.subarray(0, M * E));
+    k.rmsnorm(x, x, this.w.lnF, M, E, normEps);
+    const latentStates = x.slice(0, M * E);
+    this.w.coda.forEach((blk, c) => this.sandwich(blk, x, B, S, ctx, -(c + 1)));
+    if (trace) trace.codaOut = x.slice(0, M * E);
+    k.rmsnorm(x, x, this.w.lnF, M, E, normEps);
+    let headIn = x, headRows = M;
+    if (rows === 'last') {
+      headIn = this.ws.f32('headIn', B * E);
+      for (let b = 0; b < B; b++) headIn.set(x.subarray((b * S + S - 1) * E, (b * S + S) * E), b * E);
+      headRows = B;
+    }
+    const logits = this.ws.f32('logits', headRows * V);
+    k.linear(logits, headIn, this.w.lmHead, headRows);
+    return { logits: logits.slice(0, headRows * V), latentStates };
+  }
+
+  /** The initial state for a call: zeros at init_scale 0 (upstream), else a draw from `source`. */
+  initialState(B: number, S: number, initScale: number, source: InitialStates = this.defaultInitialStates): Float32Array {
+    const sigma = this.config.initStd * initScale;
+    const s = source.next(B, S, this.config.nEmbd, sigma, this.config.embedScale);
+    if (s.length !== B * S * this.config.nEmbd) throw new PonderError('HUGINN_STATE_SHAPE', `initial-state source returned ${s.length} values for [${B}, ${S}, ${this.config.nEmbd}]`, { hint: 'an InitialStates source must return [B, S, n_embd]' });
+    return s;
+  }
+
+  /** upstream RavenForCausalLM.forward at a fixed number of steps. */
+  forward(opts: ForwardOptions): ForwardResult {
+    const { B, S } = opts;
+    const n = totalSteps(opts.numSteps);
+    const ctx: CallContext = { positions: opts.positions ?? this.defaultPositions(S), cache: opts.cache ?? null };
+    const e = this.embedInputs(opts.ids, B, S, ctx, opts.trace);
+    let s = opts.inputStates ? Float32Array.from(opts.inputStates) : this.initialState(B, S, opts.initScale ?? 1, opts.initialStates);
+    if (s.length !== B * S * this.config.nEmbd) throw new PonderError('HUGINN_STATE_SHAPE', `input_states has ${s.length} values, [${B}, ${S}, ${this.config.nEmbd}] expected`, { field: 'input_states', hint: 'input_states must be [B, S, n_embd]' });
+    for (let step = 0; step < n; step++) {
+      s = this.coreStep(e, s, B, S, step, ctx, opts.trace?.adapterOut);
+      opts.trace?.states.push(s.slice());
+    }
+    const { logits, latentStates } = this.predictFromLatents(s, B, S, ctx, opts.logits ?? 'all', opts.trace);
+    return { logits, latentStates, finalState: s };
+  }
+
+  // ---- one sandwich block ----
+
+  /**
+   * x ← norm4(mlp(norm3(x₁)) + x₁), x₁ = norm2(attn(norm1(x)) + x), in place on x [B·S, E].
+   * With a cache, the layer's keys/values are filed under `slot` and attention runs over what the
+   * cache returns, aligned lower-right (query i sees returned keys j ≤ i + Tk − S): causal for a
+   * prefill, every key for one token, causal_lower_right for several tokens on a non-empty cache.
+   */
+  private sandwich(blk: SandwichBlock, x: Float32Array, B: number, S: number, ctx: CallContext, slot: number): void {
+    const { nEmbd: E, nHeads: H, nKvHeads: Hkv, headDim: hd, intermediateSize: I, normEps } = this.config;
+    const k = this.runtime.kernels;
+    const M = B * S;
+    const qDim = H * hd, kvDim = Hkv * hd, qkvDim = qDim + 2 * kvDim;
+
+    const h = this.ws.f32('h', M * E);
+    k.rmsnorm(h, x, blk.norm1, M, E, normEps);
+    const qkv = this.ws.f32('qkv', M * qkvDim);
+    k.linear(qkv, h, blk.wqkv, M);
+    const q = this.ws.f32('q', M * qDim), kk = this.ws.f32('k', M * kvDim), v = this.ws.f32('v', M * kvDim);
+    for (let m = 0; m < M; m++) {
+      const o = m * qkvDim;
+      q.set(qkv.subarray(o, o + qDim), m * qDim);
+      kk.set(qkv.subarray(o + qDim, o + qDim + kvDim), m * kvDim);
+      v.set(qkv.subarray(o + qDim + kvDim, o + qkvDim), m * kvDim);
+      if (blk.qBias) {
+        const qr = q.subarray(m * qDim, (m + 1) * qDim), kr = kk.subarray(m * kvDim, (m + 1) * kvDim);
+        k.add(qr, qr, blk.qBias, qDim);
+        k.add(kr, kr, blk.kBias!, kvDim);
+      }
+    }
+    const ropePos = this.ws.i32('ropePos', M);
+    for (let b = 0; b < B; b++) ropePos.set(ctx.positions, b * S);
+    k.rope(q, M, H, hd, qDim, this.cos, this.sin, ropePos, 'interleaved');
+    k.rope(kk, M, Hkv, hd, kvDim, this.cos, this.sin, ropePos, 'interleaved');
+
+    const y = this.ws.f32('y', M * qDim);
+    const scale = 1 / Math.sqrt(hd);
+    if (ctx.cache) {
+      const fresh: CacheEntry[] = [];
+      for (let s = 0; s < S; s++) {
+        const ek = new Float32Array(B * kvDim), ev = new Float32Array(B * kvDim);
+        for (let b = 0; b < B; b++) {
+          ek.set(kk.subarray((b * S + s) * kvDim, (b * S + s + 1) * kvDim), b * kvDim);
+          ev.set(v.subarray((b * S + s) * kvDim, (b * S + s + 1) * kvDim), b * kvDim);
+        }
+        fresh.push({ k: ek, v: ev });
+      }
+      const visible = ctx.cache.update(slot, fresh);
+      const Tk = visible.length;
+      const K = this.ws.f32('K', Tk * kvDim), Vv = this.ws.f32('V', Tk * kvDim);
+      const { qPos, kPos } = this.lowerRight(S, Tk);
+      for (let b = 0; b < B; b++) {
+        for (let j = 0; j < Tk; j++) {
+          K.set(visible[j].k.subarray(b * kvDim, (b + 1) * kvDim), j * kvDim);
+          Vv.set(visible[j].v.subarray(b * kvDim, (b + 1) * kvDim), j * kvDim);
+        }
+        k.attention(y.subarray(b * S * qDim, (b + 1) * S * qDim), q.subarray(b * S * qDim, (b + 1) * S * qDim), K, Vv, S, Tk, H, Hkv, hd, scale, qPos, kPos, null);
+      }
+    } else {
+      const { qPos, kPos } = this.lowerRight(S, S);
+      for (let b = 0; b < B; b++) {
+        k.attention(y.subarray(b * S * qDim, (b + 1) * S * qDim), q.subarray(b * S * qDim, (b + 1) * S * qDim),
+          kk.subarray(b * S * kvDim, (b + 1) * S * kvDim), v.subarray(b * S * kvDim, (b + 1) * S * kvDim), S, S, H, Hkv, hd, scale, qPos, kPos, null);
+      }
+    }
+    const a = this.ws.f32('a', M * E);
+    k.linear(a, y, blk.proj, M);
+    k.add(a, a, x, M * E);
+    const x1 = this.ws.f32('x1', M * E);
+    k.rmsnorm(x1, a, blk.norm2, M, E, normEps);
+
+    k.rmsnorm(h, x1, blk.norm3, M, E, normEps);
+    const fc = this.ws.f32('fc', M * 2 * I);
+    k.linear(fc, h, blk.fc, M);
+    const mid = this.ws.f32('mid', M * I);
+    for (let m = 0; m < M; m++) k.siluMul(mid.subarray(m * I, (m + 1) * I), fc.subarray(m * 2 * I, m * 2 * I + I), fc.subarray(m * 2 * I + I, (m + 1) * 2 * I), I);
+    k.linear(a, mid, blk.mlpProj, M);
+    k.add(a, a, x1, M * E);
+    k.rmsnorm(x, a, blk.norm4, M, E, normEps);
+  }
+
+  /** Index positions for the lower-right causal alignment of S queries over Tk keys. */
+  private lowerRight(S: number, Tk: number): { qPos: Int32Array; kPos: Int32Array } {
+    const qPos = this.ws.i32('qPos', S), kPos = this.ws.i32('kPos', Tk);
+    for (let i = 0; i < S; i++) qPos[i] = i + (Tk - S);
+    for (let j = 0; j < Tk; j++) kPos[j] = j;
+    return { qPos: qPos.subarray(0, S), kPos: kPos.subarray(0, Tk) };
+  }
+}
