@@ -45,15 +45,22 @@ export function scale_f32(y: usize, alpha: f32, x: usize, n: i32): void {
   }
 }
 
-// sigmoid(x) = 1 / (1 + exp(−x)).
+// Both activations use e = exp(−|x|) ≤ 1, which never overflows:
+//   sigmoid(x) = 1 / (1 + e) for x ≥ 0,  e / (1 + e) for x < 0
+//   silu(x) = x · sigmoid(x) = x / (1 + e) for x ≥ 0,  x·e / (1 + e) for x < 0
+// so large negative inputs keep their tiny, correctly signed results instead of 1/(1 + Inf) = 0.
+// silu(−Inf) = −Inf·0 = NaN, like x·sigmoid(x) in PyTorch.
 // @ts-ignore: decorator
 @inline function sigmoid4(x: v128): v128 {
-  return f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), exp4(f32x4.neg(x))));
+  const e = exp4(f32x4.neg(f32x4.abs(x)));
+  const negative = f32x4.lt(x, f32x4.splat(0));
+  return f32x4.div(v128.bitselect(e, f32x4.splat(1), negative), f32x4.add(f32x4.splat(1), e));
 }
-// silu(x) = x / (1 + exp(−x)) (one division rather than x·sigmoid(x): one rounding fewer).
 // @ts-ignore: decorator
 @inline function silu4(x: v128): v128 {
-  return f32x4.div(x, f32x4.add(f32x4.splat(1), exp4(f32x4.neg(x))));
+  const e = exp4(f32x4.neg(f32x4.abs(x)));
+  const negative = f32x4.lt(x, f32x4.splat(0));
+  return f32x4.div(v128.bitselect(f32x4.mul(x, e), x, negative), f32x4.add(f32x4.splat(1), e));
 }
 
 export function sigmoid_f32(y: usize, x: usize, n: i32): void {

@@ -1,0 +1,104 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { createWasmRuntime } from '../src/kernels/wasm.js';
+import { scalarKernels as twin } from '../src/kernels/scalar.js';
+import { U, prng, fillUniform, injectSpecials, guardedF32, inArena, assertClose } from './kernels-support.js';
+
+const { kernels: wasm, arena } = await createWasmRuntime();
+
+const problem = fc.record({
+  Tq: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 6 })), // 1 = decode against a cache
+  Tk: fc.oneof(fc.integer({ min: 0, max: 13 }), fc.constantFrom(4, 31, 64)),
+  nKvHeads: fc.integer({ min: 1, max: 3 }),
+  group: fc.integer({ min: 1, max: 3 }),
+  headDim: fc.oneof(fc.integer({ min: 1, max: 20 }), fc.constantFrom(4, 32, 36, 64)),
+  masking: fc.constantFrom('none', 'positions', 'allowed', 'both'),
+  seed: fc.integer(),
+});
+
+interface Problem { Tq: number; Tk: number; nKvHeads: number; group: number; headDim: number; masking: string; seed: number }
+
+function setUp(p: Problem, specials: boolean) {
+  const rnd = prng(p.seed);
+  const nHeads = p.nKvHeads * p.group;
+  const qDim = nHeads * p.headDim, kvDim = p.nKvHeads * p.headDim;
+  const qs = fillUniform(new Float32Array(p.Tq * qDim), rnd, 2);
+  const ks = fillUniform(new Float32Array(p.Tk * kvDim), rnd, 2);
+  const vs = fillUniform(new Float32Array(p.Tk * kvDim), rnd);
+  if (specials) for (const a of [qs, ks, vs]) injectSpecials(a, rnd, 0.02, [NaN, Infinity, -Infinity, 0, -0, 1e-40]);
+  const usePos = p.masking === 'positions' || p.masking === 'both';
+  const useAllowed = p.masking === 'allowed' || p.masking === 'both';
+  let qPos: Int32Array | null = null, kPos: Int32Array | null = null, allowed: Uint8Array | null = null;
+  if (usePos) {
+    // arbitrary original positions (a subset of tokens, not necessarily sorted), so some rows see nothing
+    qPos = arena.i32(p.Tq); kPos = arena.i32(p.Tk);
+    for (let i = 0; i < p.Tq; i++) qPos[i] = Math.floor(rnd() * (p.Tk + 2)) - 1;
+    for (let j = 0; j < p.Tk; j++) kPos[j] = Math.floor(rnd() * (p.Tk + 1));
+  }
+  if (useAllowed) {
+    allowed = arena.u8(p.Tq * p.Tk);
+    for (let i = 0; i < allowed.length; i++) allowed[i] = rnd() < 0.7 ? 1 : 0;
+  }
+  return { nHeads, qDim, kvDim, q: inArena(arena, qs), k: inArena(arena, ks), v: inArena(arena, vs), qPos, kPos, allowed, scale: 1 / Math.sqrt(p.headDim) };
+}
+
+function check(p: Problem, specials: boolean): void {
+  const s = setUp(p, specials);
+  const { nHeads, qDim, kvDim, q, k, v, qPos, kPos, allowed, scale } = s;
+  const out = guardedF32(arena, p.Tq * qDim);
+  wasm.attention(out.view, q, k, v, p.Tq, p.Tk, nHeads, p.nKvHeads, p.headDim, scale, qPos, kPos, allowed);
+  out.check('attention');
+  const ref = new Float32Array(p.Tq * qDim);
+  twin.attention(ref, q, k, v, p.Tq, p.Tk, nHeads, p.nKvHeads, p.headDim, scale, qPos, kPos, allowed);
+  const hd = p.headDim;
+  for (let i = 0; i < p.Tq; i++) for (let h = 0; h < nHeads; h++) {
+    const kvh = Math.floor(h / p.group);
+    // Score error δ ≤ (hd + 4)·u·scale·Σ|q·k|; it enters the weights through exp (relative δ, twice
+    // with the max). Weights add (Tk + 8)·u from the sum and exp, P·V adds Tk·u; all times max|v|.
+    let dotMag = 0, maxV = 0, anyVisible = false;
+    for (let j = 0; j < p.Tk; j++) {
+      const visible = (qPos === null || kPos === null || kPos[j] <= qPos[i]) && (allowed === null || allowed[i * p.Tk + j] !== 0);
+      if (!visible) continue;
+      anyVisible = true;
+      let m = 0;
+      for (let d = 0; d < hd; d++) { m += Math.abs(q[i * qDim + h * hd + d] * k[j * kvDim + kvh * hd + d]); maxV = Math.max(maxV, Math.abs(v[j * kvDim + kvh * hd + d])); }
+      dotMag = Math.max(dotMag, m * scale);
+    }
+    const delta = (hd + 4) * U * dotMag;
+    const bound = (4 * delta + (2 * p.Tk + 24) * U) * maxV + 1e-38;
+    for (let d = 0; d < hd; d++) {
+      const o = i * qDim + h * hd + d;
+      const label = `Tq=${p.Tq} Tk=${p.Tk} heads=${nHeads}/${p.nKvHeads} hd=${hd} ${p.masking} out[${i},${h},${d}]`;
+      if (!anyVisible) assert.ok(Object.is(out.view[o], 0), `${label}: a row that sees no key must be +0, got ${out.view[o]}`);
+      else assertClose(out.view[o], ref[o], Number.isNaN(bound) ? Infinity : bound, label);
+    }
+  }
+}
+
+test('attention matches its scalar twin (GQA, positions and/or allowed mask) within a score-and-length-scaled bound', () => {
+  fc.assert(fc.property(problem, (p) => check(p, false)), { numRuns: 150 });
+});
+
+test('attention with NaN/Inf/zero inputs: NaN where the reference is NaN, fully masked rows still zero', () => {
+  fc.assert(fc.property(problem, (p) => check(p, true)), { numRuns: 100 });
+});
+
+test('attention: Inf or NaN in a masked key or value row never reaches the output', () => {
+  const Tq = 1, Tk = 6, hd = 8;
+  const q = arena.f32(hd).fill(0.5), k = arena.f32(Tk * hd).fill(0.25), v = arena.f32(Tk * hd).fill(1);
+  const qPos = arena.i32(1), kPos = arena.i32(Tk);
+  qPos[0] = 3;
+  for (let j = 0; j < Tk; j++) kPos[j] = j;
+  k.fill(NaN, 5 * hd, 6 * hd); v.fill(Infinity, 4 * hd, 6 * hd); // keys 4, 5 are in the future
+  const out = arena.f32(hd);
+  wasm.attention(out, q, k, v, Tq, Tk, 1, 1, hd, 0.3, qPos, kPos, null);
+  for (let d = 0; d < hd; d++) assert.ok(Math.abs(out[d] - 1) < 1e-6, `out[${d}] = ${out[d]}`);
+});
+
+test('attention refuses a head count that is not a multiple of the KV head count, and short buffers', () => {
+  const a = arena.f32(64);
+  assert.throws(() => wasm.attention(a, a, a, a, 1, 1, 3, 2, 4, 1, null, null, null), { code: 'KERNEL_BAD_ARGS' });
+  assert.throws(() => wasm.attention(a, a, a, a, 1, 9, 2, 1, 8, 1, null, null, null), { code: 'KERNEL_BAD_ARGS' });
+  assert.throws(() => wasm.attention(a, a, a, a, 1, 1, 1, 1, 4, 1, new Int32Array(1), arena.i32(1), null), { code: 'KERNEL_FOREIGN_BUFFER' });
+});
