@@ -5,7 +5,7 @@
 import { basename } from 'node:path';
 import { PonderError } from '../errors.js';
 import type { ConfigObject } from '../format/config.js';
-import { numel } from '../format/safetensors.js';
+import { displayName, numel } from '../format/safetensors.js';
 import { openModelDir, type ModelDir } from '../node/model-dir.js';
 import { parseFlags } from './args.js';
 import type { CliIO } from './main.js';
@@ -43,11 +43,6 @@ function familyOf(config: ConfigObject | undefined): string | undefined {
   if (type === 'ouro' || 'total_ut_steps' in v) return 'ouro';
   if ('mor' in v || 'num_recursion' in v || 'recursive' in v) return 'mor';
   return undefined;
-}
-
-/** A tensor name made safe for one terminal line (names are arbitrary strings from the file). */
-function showName(name: string): string {
-  return /^[^\x00-\x1f\x7f]+$/.test(name) ? name : JSON.stringify(name);
 }
 
 interface Row {
@@ -126,12 +121,12 @@ function textReport(model: ModelDir, rows: Row[], showConfig: boolean): string {
   }
   for (const f of model.files) {
     const meta = Object.entries(f.metadata);
-    if (meta.length > 0) lines.push(`metadata${model.files.length > 1 ? ` (${basename(f.path)})` : ''}: ${meta.map(([k, v]) => `${showName(k)}=${showName(v)}`).join(', ')}`);
+    if (meta.length > 0) lines.push(`metadata${model.files.length > 1 ? ` (${basename(f.path)})` : ''}: ${meta.map(([k, v]) => `${displayName(k)}=${displayName(v)}`).join(', ')}`);
   }
 
   lines.push('');
   const sharded = model.layout === 'sharded';
-  const table = rows.map((r) => [showName(r.name), r.dtype, `[${r.shape.join(', ')}]`, group(r.bytes), ...(sharded ? [basename(r.file)] : [])]);
+  const table = rows.map((r) => [displayName(r.name), r.dtype, `[${r.shape.join(', ')}]`, group(r.bytes), ...(sharded ? [basename(r.file)] : [])]);
   const head = ['name', 'dtype', 'shape', 'bytes', ...(sharded ? ['file'] : [])];
   const widths = head.map((h, c) => Math.max(h.length, ...table.map((row) => row[c].length)));
   const fmt = (row: string[]): string => row.map((cell, c) => (c === 3 ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join('  ').trimEnd();

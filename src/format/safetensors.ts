@@ -172,7 +172,7 @@ export function parseSafetensorsHeader(bytes: Uint8Array, fileLength: number, pa
     // dtype and shape were checked, so this is exact (readTensorEntry bounded it below 2^53)
     const needed = numel(info.shape) * DTYPE_BYTES[info.dtype];
     if (info.end - info.begin !== needed) {
-      throw new PonderError('ST_SIZE_MISMATCH', `${path}: tensor ${info.name} spans ${info.end - info.begin} bytes [${info.begin}, ${info.end}) but ${info.dtype}${fmtShape(info.shape)} needs ${needed}`,
+      throw new PonderError('ST_SIZE_MISMATCH', `${path}: tensor ${displayName(info.name)} spans ${info.end - info.begin} bytes [${info.begin}, ${info.end}) but ${info.dtype}${fmtShape(info.shape)} needs ${needed}`,
         { path, tensor: info.name, hint: 'the header is corrupt: dtype, shape and data_offsets disagree' });
     }
   }
@@ -205,7 +205,7 @@ function readMetadata(entry: JsonNode, path: string): Record<string, string> {
 
 function readTensorEntry(name: string, entry: JsonNode, path: string): TensorInfo {
   const err = (code: string, what: string, hint: string): PonderError =>
-    new PonderError(code, `${path}: tensor ${name} ${what}`, { path, tensor: name, hint });
+    new PonderError(code, `${path}: tensor ${displayName(name)} ${what}`, { path, tensor: name, hint });
   if (entry.kind !== 'object') {
     throw err('ST_HEADER_JSON', `has ${describeJson(entry)} as its header entry, not an object {dtype, shape, data_offsets}`, 'the header is corrupt, or this is not a safetensors file');
   }
@@ -286,10 +286,10 @@ function checkContiguous(infos: TensorInfo[], path: string): number {
   for (const info of sorted) {
     if (info.begin !== expected) {
       const where = previous === undefined
-        ? `the first tensor by offset, ${info.name}, starts at ${info.begin}, not 0`
+        ? `the first tensor by offset, ${displayName(info.name)}, starts at ${info.begin}, not 0`
         : info.begin > expected
-          ? `there is a gap of ${info.begin - expected} bytes between ${previous.name} (ends at ${expected}) and ${info.name} (starts at ${info.begin})`
-          : `${info.name} [${info.begin}, ${info.end}) overlaps ${previous.name} [${previous.begin}, ${previous.end})`;
+          ? `there is a gap of ${info.begin - expected} bytes between ${displayName(previous.name)} (ends at ${expected}) and ${displayName(info.name)} (starts at ${info.begin})`
+          : `${displayName(info.name)} [${info.begin}, ${info.end}) overlaps ${displayName(previous.name)} [${previous.begin}, ${previous.end})`;
       throw new PonderError('ST_OFFSETS', `${path}: tensor data is not contiguous: ${where}`,
         { path, tensor: info.name, hint: 'every byte of the data section must belong to exactly one tensor; the header is corrupt or crafted' });
     }
@@ -297,6 +297,14 @@ function checkContiguous(infos: TensorInfo[], path: string): number {
     previous = info;
   }
   return expected;
+}
+
+/**
+ * A tensor name as it appears in messages: as written, unless it is empty or holds control
+ * characters (names are arbitrary strings from the file; an error must stay one line).
+ */
+export function displayName(name: string): string {
+  return /^[^\x00-\x1f\x7f]+$/.test(name) ? name : JSON.stringify(name);
 }
 
 function fmtShape(shape: readonly number[]): string {
@@ -332,7 +340,7 @@ export function tensorFromBytes(info: TensorInfo, bytes: Uint8Array): TensorArra
 /** A copy of the tensor's data as the typed array of its dtype (BF16/F16 as raw u16 bits, BOOL as u8). */
 export function readTensor(file: SafetensorsFile, name: string): TensorArray {
   const info = file.tensors.get(name);
-  if (!info) throw new PonderError('ST_NO_TENSOR', `${file.path}: no tensor named ${name}`, { path: file.path, tensor: name, hint: 'run `ponder inspect` on the file to list its tensors' });
+  if (!info) throw new PonderError('ST_NO_TENSOR', `${file.path}: no tensor named ${displayName(name)}`, { path: file.path, tensor: name, hint: 'run `ponder inspect` on the file to list its tensors' });
   return tensorFromBytes(info, file.data.subarray(info.begin, info.end));
 }
 

@@ -12,7 +12,7 @@ import { basename, dirname, isAbsolute, join, normalize, sep } from 'node:path';
 import { PonderError } from '../errors.js';
 import { parseConfigJson, type ConfigObject } from '../format/config.js';
 import { describeJson, findDuplicateKey, firstInvalidUtf8, JsonSyntaxError, parseJsonStrict, type JsonNode } from '../format/json.js';
-import { parseSafetensorsHeader, readHeaderLength, tensorFromBytes, type SafetensorsHeader, type TensorArray, type TensorInfo } from '../format/safetensors.js';
+import { displayName, parseSafetensorsHeader, readHeaderLength, tensorFromBytes, type SafetensorsHeader, type TensorArray, type TensorInfo } from '../format/safetensors.js';
 import type { WeightSource } from '../models/weights.js';
 
 export const SINGLE_WEIGHTS = 'model.safetensors';
@@ -132,15 +132,15 @@ export function parseShardIndex(bytes: Uint8Array, path: string): ShardIndex {
   if (mapNode.entries.length === 0) throw indexError(path, '"weight_map" is empty');
   const dup = findDuplicateKey(mapNode);
   if (dup) {
-    throw new PonderError('SHARD_DUPLICATE_TENSOR', `${path}: tensor ${dup.key} is listed twice in "weight_map"`, { path, tensor: dup.key, hint: 'each tensor must live in exactly one shard; regenerate the index' });
+    throw new PonderError('SHARD_DUPLICATE_TENSOR', `${path}: tensor ${displayName(dup.key)} is listed twice in "weight_map"`, { path, tensor: dup.key, hint: 'each tensor must live in exactly one shard; regenerate the index' });
   }
   const weightMap = new Map<string, string>();
   for (const { key, value } of mapNode.entries) {
-    if (value.kind !== 'string') throw indexError(path, `"weight_map" maps ${key} to ${describeJson(value)}, not a shard file name`);
+    if (value.kind !== 'string') throw indexError(path, `"weight_map" maps ${displayName(key)} to ${describeJson(value)}, not a shard file name`);
     const shard = value.value;
     const parts = shard.split(/[\\/]/);
     if (shard === '' || isAbsolute(shard) || parts.includes('..') || shard.includes('\0')) {
-      throw indexError(path, `"weight_map" maps ${key} to ${JSON.stringify(shard)}, which is not a file name inside the model directory`);
+      throw indexError(path, `"weight_map" maps ${displayName(key)} to ${JSON.stringify(shard)}, which is not a file name inside the model directory`);
     }
     weightMap.set(key, shard);
   }
@@ -166,7 +166,7 @@ function openShards(index: ShardIndex): SafetensorsHeader[] {
     const shardPath = join(dir, normalize(shard).split(/[\\/]/).join(sep));
     if (!existsSync(shardPath)) {
       const listed = [...index.weightMap].filter(([, s]) => s === shard).map(([t]) => t);
-      throw new PonderError('SHARD_MISSING_FILE', `${index.path} lists shard ${shard} (for ${listed.length} tensor${listed.length > 1 ? 's' : ''}, e.g. ${listed[0]}) but ${shardPath} does not exist`,
+      throw new PonderError('SHARD_MISSING_FILE', `${index.path} lists shard ${JSON.stringify(shard)} (for ${listed.length} tensor${listed.length > 1 ? 's' : ''}, e.g. ${displayName(listed[0])}) but ${shardPath} does not exist`,
         { path: shardPath, tensor: listed[0], hint: 'download the missing shard, or regenerate the index' });
     }
     headers.set(shard, readSafetensorsHeaderFile(shardPath));
@@ -177,7 +177,7 @@ function openShards(index: ShardIndex): SafetensorsHeader[] {
     for (const name of header.tensors.keys()) {
       const other = owner.get(name);
       if (other !== undefined) {
-        throw new PonderError('SHARD_DUPLICATE_TENSOR', `tensor ${name} is in two shards: ${join(dir, other)} and ${header.path}`,
+        throw new PonderError('SHARD_DUPLICATE_TENSOR', `tensor ${displayName(name)} is in two shards: ${join(dir, other)} and ${header.path}`,
           { path: header.path, tensor: name, hint: 'each tensor must live in exactly one shard; the checkpoint is inconsistent' });
       }
       owner.set(name, shard);
@@ -186,13 +186,13 @@ function openShards(index: ShardIndex): SafetensorsHeader[] {
   for (const [name, shard] of index.weightMap) {
     if (!headers.get(shard)!.tensors.has(name)) {
       const actual = owner.get(name);
-      throw new PonderError('SHARD_MISSING_TENSOR', `${index.path} maps tensor ${name} to ${shard}, but ${headers.get(shard)!.path} does not hold it${actual ? ` (it is in ${actual})` : ''}`,
+      throw new PonderError('SHARD_MISSING_TENSOR', `${index.path} maps tensor ${displayName(name)} to ${JSON.stringify(shard)}, but ${headers.get(shard)!.path} does not hold it${actual ? ` (it is in ${actual})` : ''}`,
         { path: headers.get(shard)!.path, tensor: name, hint: 'the index and the shards do not belong together; download both again' });
     }
   }
   for (const [name, shard] of owner) {
     if (!index.weightMap.has(name)) {
-      throw indexError(index.path, `does not list tensor ${name}, which is in shard ${shard}`);
+      throw indexError(index.path, `does not list tensor ${displayName(name)}, which is in shard ${shard}`);
     }
   }
   return shardNames.map((s) => headers.get(s)!);
@@ -207,7 +207,7 @@ export function fileWeights(files: readonly SafetensorsHeader[], label = files.m
   for (const f of files) {
     for (const name of f.tensors.keys()) {
       const other = owner.get(name);
-      if (other) throw new PonderError('SHARD_DUPLICATE_TENSOR', `tensor ${name} appears in both ${other.path} and ${f.path}`, { path: f.path, tensor: name, hint: 'each tensor must live in exactly one shard' });
+      if (other) throw new PonderError('SHARD_DUPLICATE_TENSOR', `tensor ${displayName(name)} appears in both ${other.path} and ${f.path}`, { path: f.path, tensor: name, hint: 'each tensor must live in exactly one shard' });
       owner.set(name, f);
     }
   }
@@ -217,7 +217,7 @@ export function fileWeights(files: readonly SafetensorsHeader[], label = files.m
     info: (name) => owner.get(name)?.tensors.get(name),
     read: (name) => {
       const f = owner.get(name);
-      if (!f) throw new PonderError('BIND_MISMATCH', `${label}: no tensor ${name}`, { tensor: name, hint: 'declare tensors through WeightBinder before reading them' });
+      if (!f) throw new PonderError('BIND_MISMATCH', `${label}: no tensor ${displayName(name)}`, { tensor: name, hint: 'declare tensors through WeightBinder before reading them' });
       return readTensorFromFile(f, f.tensors.get(name)!);
     },
   };

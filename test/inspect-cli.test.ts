@@ -1,0 +1,179 @@
+/**
+ * `ponder inspect`: valid inputs list every tensor and the totals computed from the header; invalid
+ * inputs give exit 2, nothing on stdout and exactly one `error[CODE]:` line (plus a hint line) on
+ * stderr, never a stack trace. Most tests call main() with a fake CliIO; the last one spawns the
+ * real bin/ponder.js.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main, type CliIO } from '../src/cli/main.js';
+import { numel, parseSafetensors, writeSafetensors } from '../src/format/safetensors.js';
+import { entry, stFile } from './fixtures/safetensors-bytes.js';
+
+interface Run { code: number; out: string; err: string }
+
+async function run(...argv: string[]): Promise<Run> {
+  let out = '';
+  let err = '';
+  const io: CliIO = { out: (t) => { out += t; }, err: (t) => { err += t; }, bundledGoldenDir: 'spec/golden' };
+  const code = await main(['inspect', ...argv], io);
+  return { code, out, err };
+}
+
+/** The contract for bad input: exit 2, empty stdout, one error line and at most one hint line. */
+function assertUsageError(r: Run, code: string): void {
+  assert.equal(r.code, 2, `exit 2, got ${r.code}: ${r.err}`);
+  assert.equal(r.out, '', 'nothing on stdout');
+  const lines = r.err.trimEnd().split('\n');
+  assert.match(lines[0], new RegExp(`^error\\[${code}\\]: \\S`), r.err);
+  assert.ok(lines.length <= 2, `one error line plus an optional hint, got:\n${r.err}`);
+  if (lines.length === 2) assert.match(lines[1], /^ {2}hint: \S/);
+  assert.doesNotMatch(r.err, /\n\s+at /, 'no stack trace');
+}
+
+const root = mkdtempSync(join(tmpdir(), 'ponder-inspect-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+const golden = join('spec/golden/ouro', readdirSync('spec/golden/ouro').find((f) => f.endsWith('.safetensors'))!);
+
+test('inspect FILE lists every tensor with dtype, shape and bytes, and totals that add up', async () => {
+  const r = await run(golden);
+  assert.equal(r.code, 0, r.err);
+  assert.equal(r.err, '');
+  const file = parseSafetensors(new Uint8Array(readFileSync(golden)), golden);
+  const lines = r.out.split('\n');
+  let params = 0;
+  let bytes = 0;
+  for (const info of file.tensors.values()) {
+    const size = info.end - info.begin;
+    params += numel(info.shape);
+    bytes += size;
+    const row = lines.find((l) => l.startsWith(info.name + ' '));
+    assert.ok(row, `a row for ${info.name}`);
+    assert.match(row!, new RegExp(`\\s${info.dtype}\\s+\\[${info.shape.join(', ')}\\]\\s+${size.toLocaleString('en-US')}$`));
+  }
+  assert.ok(r.out.includes(`total: ${params.toLocaleString('en-US')} params`), r.out.slice(-300));
+  assert.ok(r.out.includes(`${bytes.toLocaleString('en-US')} bytes`));
+  assert.ok(r.out.includes(`${file.tensors.size} tensors`));
+});
+
+test('inspect --json reports the same tensors and totals as the header', async () => {
+  const r = await run(golden, '--json');
+  assert.equal(r.code, 0, r.err);
+  const report = JSON.parse(r.out);
+  const file = parseSafetensors(new Uint8Array(readFileSync(golden)), golden);
+  assert.deepEqual(report.tensors.map((t: { name: string }) => t.name), [...file.tensors.keys()]);
+  for (const t of report.tensors) {
+    const info = file.tensors.get(t.name)!;
+    assert.deepEqual([t.dtype, t.shape, t.bytes, t.params], [info.dtype, info.shape, info.end - info.begin, numel(info.shape)]);
+  }
+  assert.equal(report.totals.params, report.tensors.reduce((a: number, t: { params: number }) => a + t.params, 0));
+  assert.equal(report.totals.bytes, file.dataLength);
+  assert.deepEqual(report.files[0].metadata, { ...file.metadata });
+});
+
+test('inspect DIR summarises config.json (model_type, family, key sizes) and --config prints it whole', async () => {
+  const dir = join(root, 'ouro-tiny');
+  mkdirSync(dir);
+  const config = { model_type: 'ouro', hidden_size: 2, vocab_size: 3, num_hidden_layers: 1, total_ut_steps: 4, rope_theta: 1000000.0 };
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+  writeFileSync(join(dir, 'model.safetensors'), writeSafetensors([{ name: 'lm_head.weight', dtype: 'BF16', shape: [3, 2], data: new Uint16Array(6) }]));
+  const r = await run(dir);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /model_type ouro, family ouro/);
+  assert.match(r.out, /vocab_size 3, hidden_size 2, num_hidden_layers 1, total_ut_steps 4/);
+  assert.match(r.out, /total: 6 params \(BF16 6\), 12 bytes/);
+  const full = await run(dir, '--config');
+  assert.ok(full.out.includes('"rope_theta": 1000000'), 'the whole config is printed');
+  const json = JSON.parse((await run(dir, '--json')).out);
+  assert.deepEqual(json.config.values, config);
+  assert.equal(json.family, 'ouro');
+});
+
+test('inspect of a sharded checkpoint names each tensor\'s shard', async () => {
+  const dir = join(root, 'sharded');
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'a.safetensors'), writeSafetensors([{ name: 'x', dtype: 'F32', shape: [2], data: new Float32Array(2) }]));
+  writeFileSync(join(dir, 'b.safetensors'), writeSafetensors([{ name: 'y', dtype: 'I64', shape: [1], data: new BigInt64Array(1) }]));
+  writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: { x: 'a.safetensors', y: 'b.safetensors' } }));
+  const r = await run(dir);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /sharded checkpoint, 2 shards, 2 tensors/);
+  assert.match(r.out, /^x\s+F32\s+\[2\]\s+8\s+a\.safetensors$/m);
+  assert.match(r.out, /^y\s+I64\s+\[1\]\s+8\s+b\.safetensors$/m);
+});
+
+test('tensor names with control characters are quoted, so every listed tensor stays on one line', async () => {
+  const path = join(root, 'names.safetensors');
+  writeFileSync(path, stFile(`{"a\\nb":${entry('U8', [1], [0, 1])},"":${entry('U8', [1], [1, 2])}}`, 2));
+  const r = await run(path);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^"a\\nb"\s+U8/m);
+  assert.match(r.out, /^""\s+U8/m);
+});
+
+test('inspect --help prints usage with an example and exits 0', async () => {
+  const r = await run('--help');
+  assert.equal(r.code, 0);
+  assert.match(r.out, /^ponder inspect FILE\|DIR/);
+  assert.match(r.out, /Examples?:\n\s+ponder inspect \S+/);
+});
+
+test('bad files: exit 2, one error line naming the rule, nothing on stdout', async () => {
+  const bad: [string, Uint8Array, string][] = [
+    ['empty', new Uint8Array(0), 'ST_HEADER_TOO_SMALL'],
+    ['html', new TextEncoder().encode('<!doctype html><html><body>Not Found</body></html>'), 'ST_NOT_SAFETENSORS'],
+    ['lfs', new TextEncoder().encode('version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 9\n'), 'ST_NOT_SAFETENSORS'],
+    ['dup', stFile(`{"w":${entry('U8', [1], [0, 1])},"w":${entry('U8', [1], [0, 1])}}`, 1), 'ST_DUPLICATE_NAME'],
+    ['huge-dim', stFile(`{"w":${entry('F32', '[18446744073709551615]', [0, 4])}}`, 4), 'ST_SHAPE'],
+    ['overlap', stFile(`{"a":${entry('F32', [4], [0, 16])},"b":${entry('F32', [4], [0, 16])}}`, 16), 'ST_OFFSETS'],
+    ['name-newline', stFile(`{"a\\nb":${entry('F33', [1], [0, 4])}}`, 4), 'ST_DTYPE'],
+    ['trailing', stFile(`{"w":${entry('U8', [1], [0, 1])}}`, 5), 'ST_INCOMPLETE_BUFFER'],
+  ];
+  for (const [name, bytes, code] of bad) {
+    const path = join(root, `${name}.safetensors`);
+    writeFileSync(path, bytes);
+    for (const flags of [[], ['--json']]) assertUsageError(await run(path, ...flags), code);
+  }
+});
+
+test('bad command lines and paths: exit 2 with one error line and a hint', async () => {
+  assertUsageError(await run(), 'ARG_MISSING_PATH');
+  assertUsageError(await run(join(root, 'nope')), 'IO_NOT_FOUND');
+  assertUsageError(await run(golden, '--frobnicate'), 'ARG_UNKNOWN_FLAG');
+  assertUsageError(await run(golden, '--json=yes'), 'ARG_MISSING_VALUE');
+  assertUsageError(await run(golden, golden), 'ARG_INVALID');
+  const empty = join(root, 'empty-dir');
+  mkdirSync(empty);
+  assertUsageError(await run(empty), 'MODEL_NO_WEIGHTS');
+});
+
+test('an unreadable file is IO_READ (skipped when running as root, who can read anything)', async (t) => {
+  if (process.getuid?.() === 0) { t.skip('root ignores file permissions'); return; }
+  const path = join(root, 'locked.safetensors');
+  writeFileSync(path, writeSafetensors([]), { mode: 0o000 });
+  assertUsageError(await run(path), 'IO_READ');
+});
+
+/** bin/ponder.js runs dist/; rebuild it when any source file is newer than the compiled CLI. */
+function ensureBuilt(): void {
+  const compiled = 'dist/src/cli/inspect.js';
+  const newest = (dir: string): number => Math.max(0, ...readdirSync(dir, { withFileTypes: true }).map((e) => (e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs)));
+  let builtAt = 0;
+  try { builtAt = statSync(compiled).mtimeMs; } catch { /* not built yet */ }
+  if (builtAt < newest('src')) spawnSync('npm', ['run', 'build:ts'], { stdio: 'ignore' }); // emits even if unrelated files have type errors
+}
+
+test('the real bin/ponder.js: exit 0 with a listing on a golden file, exit 2 and one error line on a bad one', { timeout: 120_000 }, () => {
+  ensureBuilt();
+  const ok = spawnSync(process.execPath, ['bin/ponder.js', 'inspect', golden], { encoding: 'utf8' });
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.match(ok.stdout, /total: [\d,]+ params/);
+  const path = join(root, 'spawn-bad.safetensors');
+  writeFileSync(path, new TextEncoder().encode('<!DOCTYPE html>'));
+  const bad = spawnSync(process.execPath, ['bin/ponder.js', 'inspect', path], { encoding: 'utf8' });
+  assertUsageError({ code: bad.status!, out: bad.stdout, err: bad.stderr }, 'ST_NOT_SAFETENSORS');
+});
