@@ -1,0 +1,159 @@
+/**
+ * Ouro decode benchmark on a checkpoint with the real Ouro-1.4B shapes (make one with
+ * scripts/ouro-synthetic.ts; random weights, never committed). One run reports:
+ *  - load time and peak memory (process max RSS, WASM memory committed),
+ *  - decode tokens/s running 1, 2, 3 and 4 loops per token (skip mode with exit_at_step = n−1,
+ *    which equals upstream's exit_at_step = n−1 exactly: loop t never depends on later loops),
+ *  - decode tokens/s in real-exit mode at two thresholds (tokens stop looping at their CDF exit;
+ *    copy-forward for the KV they skip), with the loops and flops actually run, and how far the
+ *    result moves from upstream (all loops computed, same threshold): max |Δ logits|, argmax and
+ *    exit-step agreement on the same tokens, and agreement of the greedy continuations.
+ *
+ *   node --import tsx scripts/ouro-synthetic.ts /tmp/ouro-1.4b-synthetic
+ *   node --import tsx bench/ouro.bench.ts /tmp/ouro-1.4b-synthetic [--kernels wasm|scalar] [--threads 1]
+ *        [--prompt 8] [--tokens 8] [--reps 2] [--thresholds 0.5,0.9] [--json]
+ *
+ * Not part of `npm test` (its file name does not end in .test.ts).
+ */
+import { parseArgs } from 'node:util';
+import { Bench } from 'tinybench';
+import { OuroModel, ouroConfigFromJson, type OuroCache, type OuroForwardOptions, type OuroForwardResult } from '../src/models/ouro.js';
+import { openModelDir } from '../src/node/model-dir.js';
+import { createScalarRuntime, type Runtime } from '../src/runtime/runtime.js';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    kernels: { type: 'string', default: 'wasm' },
+    threads: { type: 'string', default: '1' },
+    prompt: { type: 'string', default: '8' },
+    tokens: { type: 'string', default: '8' },
+    reps: { type: 'string', default: '2' },
+    thresholds: { type: 'string', default: '0.5,0.9' },
+    json: { type: 'boolean', default: false },
+  },
+});
+const dir = positionals[0] ?? '/tmp/ouro-1.4b-synthetic';
+const promptLength = Number(values.prompt), newTokens = Number(values.tokens), reps = Number(values.reps);
+const thresholds = values.thresholds!.split(',').map(Number);
+const log = (line: string): void => { if (!values.json) console.log(line); };
+
+async function makeRuntime(): Promise<Runtime & { arena: { bytesUsed: number; bytesCommitted?: number } }> {
+  if (values.kernels === 'scalar') return createScalarRuntime();
+  const { createNodeWasmRuntime } = await import('../src/node/pool-worker.js');
+  return createNodeWasmRuntime({ threads: Number(values.threads) });
+}
+
+const maxRssBytes = (): number => process.resourceUsage().maxRSS * 1024;
+const gib = (n: number): string => `${(n / 2 ** 30).toFixed(2)} GiB`;
+
+// ---- load
+const runtime = await makeRuntime();
+const loadStart = performance.now();
+const md = openModelDir(dir);
+if (!md.config) throw new Error(`${dir} has no config.json`);
+const config = ouroConfigFromJson(md.config);
+const model = OuroModel.load(runtime, config, md.weights);
+const loadSeconds = (performance.now() - loadStart) / 1000;
+const T = config.totalUtSteps, V = config.vocabSize;
+log(`# Ouro decode benchmark: ${dir} (${md.layout}, L=${config.numLayers}, H=${config.hiddenSize}, T=${T}), kernels ${runtime.kernels.name}, threads ${values.threads}`);
+log(`load: ${loadSeconds.toFixed(1)} s; max RSS after load ${gib(maxRssBytes())}; arena ${gib(runtime.arena.bytesUsed)}`);
+
+// A fixed pseudo-random prompt (the weights are random: any ids will do).
+const prompt = Array.from({ length: promptLength }, (_, i) => (i * 7919 + 13) % V);
+const cache: OuroCache = model.newCache(promptLength + newTokens);
+
+function argmaxRow(logits: Float32Array, row: number): number {
+  let best = 0;
+  for (let v = 1; v < V; v++) if (logits[row * V + v] > logits[row * V + best]) best = v;
+  return best;
+}
+
+interface DecodeRun { tokens: number[]; steps: OuroForwardResult[] }
+
+/** Prefill the prompt, then decode `newTokens` greedy tokens; only the decode part is timed by the caller. */
+function prefill(opts: OuroForwardOptions): number {
+  cache.length = 0;
+  const r = model.forward(prompt, { ...opts, cache, logitsToKeep: 1 });
+  return argmaxRow(r.logits, 0);
+}
+
+function decode(first: number, opts: OuroForwardOptions): DecodeRun {
+  cache.length = promptLength;
+  const tokens: number[] = [], steps: OuroForwardResult[] = [];
+  let next = first;
+  for (let s = 0; s < newTokens; s++) {
+    tokens.push(next);
+    const r = model.forward([next], { ...opts, cache });
+    steps.push(r);
+    next = argmaxRow(r.logits, 0);
+  }
+  return { tokens, steps };
+}
+
+/** Median seconds of `reps` timed decodes (tinybench), after the prefill. */
+async function timeDecode(name: string, opts: OuroForwardOptions): Promise<{ seconds: number; run: DecodeRun }> {
+  const first = prefill(opts);
+  let run: DecodeRun = decode(first, opts); // warm-up (V8 tier-up) and the run we inspect
+  const bench = new Bench({ iterations: reps, time: 0, warmupIterations: 0, warmupTime: 0, throws: true });
+  bench.add(name, () => { run = decode(first, opts); });
+  await bench.run();
+  const result = bench.tasks[0].result;
+  if (result.state !== 'completed') throw new Error(`${name}: ${result.state}`);
+  return { seconds: result.latency.p50 / 1000, run };
+}
+
+const rows: Record<string, unknown>[] = [];
+let allLoopsFlops = 0; // flops of one decoded token running all T loops (set by the T-loop run)
+
+// ---- 1..T loops per token
+for (let loops = 1; loops <= T; loops++) {
+  const opts: OuroForwardOptions = { exitMode: 'skip', exitAtStep: loops - 1 };
+  const { seconds, run } = await timeDecode(`${loops} loops`, opts);
+  const flops = run.steps.reduce((n, r) => n + r.trace[0].flops, 0) / newTokens;
+  if (loops === T) allLoopsFlops = flops;
+  const row = { mode: `${loops} loop${loops > 1 ? 's' : ''}`, tokensPerSecond: newTokens / seconds, meanLoops: loops, gflopsPerToken: flops / 1e9 };
+  rows.push(row);
+  log(`decode ${row.mode.padEnd(26)} ${row.tokensPerSecond.toFixed(3).padStart(8)} tok/s   ${row.gflopsPerToken.toFixed(2)} GFLOP/token`);
+}
+
+// ---- real-exit mode at each threshold, against upstream (all loops, same threshold)
+for (const tau of thresholds) {
+  const skipOpts: OuroForwardOptions = { exitMode: 'skip', exitThreshold: tau, missingKv: 'copy-forward' };
+  const { seconds, run } = await timeDecode(`real exit τ=${tau}`, skipOpts);
+  const loopsRun = run.steps.map((r) => r.trace[0].steps);
+  const flops = run.steps.reduce((n, r) => n + r.trace[0].flops, 0) / newTokens;
+
+  // Upstream on the same tokens: one no-cache forward over prompt + the skip run's tokens.
+  const upstream = model.forward([...prompt, ...run.tokens], { exitThreshold: tau });
+  let maxAbs = 0, argmaxAgree = 0, exitAgree = 0;
+  run.steps.forEach((r, s) => {
+    const row = promptLength + s;
+    for (let v = 0; v < V; v++) maxAbs = Math.max(maxAbs, Math.abs(r.logits[v] - upstream.logits[row * V + v]));
+    if (argmaxRow(r.logits, 0) === argmaxRow(upstream.logits, row)) argmaxAgree++;
+    if (r.exitSteps![0] === upstream.exitSteps![row]) exitAgree++;
+  });
+  // Upstream's own greedy continuation from the same prompt.
+  const upstreamFirst = prefill({ exitThreshold: tau });
+  const upstreamRun = decode(upstreamFirst, { exitThreshold: tau });
+  const sameGreedy = run.tokens.filter((t, i) => t === upstreamRun.tokens[i]).length;
+  const upstreamExits = upstreamRun.steps.map((r) => r.exitSteps![0] + 1);
+
+  const row = {
+    mode: `real exit τ=${tau}`, tokensPerSecond: newTokens / seconds,
+    meanLoops: loopsRun.reduce((a, b) => a + b, 0) / newTokens, gflopsPerToken: flops / 1e9,
+    flopsSaved: 1 - flops / allLoopsFlops,
+    loopsPerToken: loopsRun, upstreamReadoutLoops: upstreamExits,
+    maxAbsLogitDiff: maxAbs, argmaxAgreement: argmaxAgree / newTokens, exitStepAgreement: exitAgree / newTokens,
+    greedyTokensAgreeing: sameGreedy / newTokens,
+  };
+  rows.push(row);
+  log(`decode ${row.mode.padEnd(26)} ${row.tokensPerSecond.toFixed(3).padStart(8)} tok/s   ${row.gflopsPerToken.toFixed(2)} GFLOP/token, mean loops ${row.meanLoops.toFixed(2)} ${JSON.stringify(loopsRun)}, flops saved ${(100 * row.flopsSaved).toFixed(1)}%`);
+  log(`   vs upstream (all loops, τ=${tau}) on the same tokens: max |Δlogits| ${maxAbs.toExponential(2)}, argmax agree ${(100 * row.argmaxAgreement).toFixed(0)}%, exit step agree ${(100 * row.exitStepAgreement).toFixed(0)}%, greedy tokens agree with upstream's own continuation ${(100 * row.greedyTokensAgreeing).toFixed(0)}% (its read-out loops ${JSON.stringify(upstreamExits)})`);
+}
+
+const peak = maxRssBytes();
+const committed = (runtime.arena as { bytesCommitted?: number }).bytesCommitted;
+log(`peak memory: max RSS ${gib(peak)}${committed !== undefined ? `, WASM memory committed ${gib(committed)}` : ''}; prompt ${promptLength} tokens, ${newTokens} decoded per run, median of ${reps}`);
+if (values.json) console.log(JSON.stringify({ dir, kernels: runtime.kernels.name, threads: Number(values.threads), loadSeconds, peakRssBytes: peak, wasmCommittedBytes: committed, promptLength, newTokens, reps, rows }, null, 2));
+await (runtime as { dispose?: () => Promise<void> }).dispose?.();
