@@ -194,15 +194,27 @@ export interface LoadOptions {
   readonly seed?: number;
 }
 
-/** Binds a Huginn checkpoint (single file or shards behind one WeightSource) to a runtime. */
-export function loadHuginn(source: WeightSource, runtime: Runtime, config: HuginnConfig, opts: LoadOptions = {}): HuginnModel {
+/**
+ * Declares every tensor the config implies and throws one BIND_MISMATCH listing all missing,
+ * mis-shaped and unexpected tensors — before any tensor data is read (so a source that only
+ * reports shapes can be checked). Returns the binder, ready to read.
+ */
+export function checkHuginnWeights(source: WeightSource, runtime: Runtime, config: HuginnConfig): WeightBinder {
   const binder = new WeightBinder(source, runtime);
   for (const [name, shape] of huginnTensorShapes(config)) {
     // a tied lm_head may be stored (checkpoints carry both copies) or left out
     binder.need(name, shape, { optional: name === 'lm_head.weight' && config.tieEmbeddings });
   }
-  const hasFreqs = binder.need('freqs_cis', [1, config.blockSize, 1, config.headDim / 2, 2], { optional: true });
+  // the persistent RoPE buffer: optional, verified against the recomputed table when present
+  binder.need('freqs_cis', [1, config.blockSize, 1, config.headDim / 2, 2], { optional: true });
   binder.finish();
+  return binder;
+}
+
+/** Binds a Huginn checkpoint (single file or shards behind one WeightSource) to a runtime. */
+export function loadHuginn(source: WeightSource, runtime: Runtime, config: HuginnConfig, opts: LoadOptions = {}): HuginnModel {
+  const binder = checkHuginnWeights(source, runtime, config);
+  const hasFreqs = source.info('freqs_cis') !== undefined;
 
   const block = (prefix: string): SandwichBlock => {
     let qBias: Float32Array | null = null, kBias: Float32Array | null = null;
