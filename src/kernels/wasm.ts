@@ -64,6 +64,8 @@ export interface WasmRuntime extends Runtime {
   readonly threads: number;
   /** Stops the pool's workers (no-op with one thread). */
   dispose(): Promise<void>;
+  /** Kernel calls split across the pool's threads so far (0 with one thread). */
+  splitJobs(): number;
 }
 
 /** A Linear weight bound into the runtime's memory in the packed panel layout (assembly/linear.ts). */
@@ -135,6 +137,7 @@ export async function createWasmRuntime(options: WasmRuntimeOptions = {}): Promi
   return {
     kernels, arena, relaxed, threads,
     async dispose() { if (pool) await pool.close(); },
+    splitJobs: () => pool?.splitJobs ?? 0,
   };
 }
 

@@ -13,7 +13,11 @@ const entryExt = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 const workerEntry = new URL(`./pool-worker-main${entryExt}`, import.meta.url);
 
 export const nodeWorkerFactory: WorkerFactory = (init: PoolWorkerInit): PoolWorkerHandle => {
-  const worker = new Worker(workerEntry, { workerData: init });
+  const worker = entryExt === '.ts'
+    // Running from sources under tsx: Node 20 does not apply the --import loader to a worker's
+    // entry file, so a small bootstrap registers tsx in the worker first.
+    ? new Worker(`import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(workerEntry.href)}); });`, { eval: true, workerData: init })
+    : new Worker(workerEntry, { workerData: init });
   worker.unref(); // an idle pool must not keep the process alive
   const ready = new Promise<void>((resolve, reject) => {
     worker.once('message', (m) => (m === 'ready' ? resolve() : reject(new Error(String(m)))));

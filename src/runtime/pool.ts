@@ -63,6 +63,8 @@ export class ThreadPool {
   private readonly mainLinearScratch: number;
   private generation = 0;
   private closed = false;
+  /** Jobs that were split across the threads (the rest ran on the main thread alone). */
+  splitJobs = 0;
 
   private constructor(wasm: WasmKernelExports, arena: WasmArena, threads: number, control: Int32Array, handles: PoolWorkerHandle[], linearScratchBytes: number) {
     this.wasm = wasm;
@@ -102,6 +104,7 @@ export class ThreadPool {
     const op = bf16 ? OP_LINEAR_BF16 : OP_LINEAR_F32;
     const ranges = split(panels, this.threads);
     const gen = this.nextGeneration();
+    this.splitJobs++;
     for (let i = 0; i < this.handles.length; i++) {
       const [p0, p1] = ranges[i + 1];
       this.post(i, gen, op, [y, x, w, bias, M, N, K, p0, p1, this.linearScratch[i]]);
@@ -119,6 +122,7 @@ export class ThreadPool {
     for (const s of this.scores) this.growScores(s, Tk);
     this.growScores(this.mainScores, Tk);
     const gen = this.nextGeneration();
+    this.splitJobs++;
     for (let i = 0; i < this.handles.length; i++) {
       const [u0, u1] = ranges[i + 1];
       const slot = i * SLOT_INTS;

@@ -1,0 +1,53 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { createWasmRuntime } from '../src/kernels/wasm.js';
+import { createNodeWasmRuntime } from '../src/node/pool-worker.js';
+import { prng, fillUniform, inArena, assertBitIdentical } from './kernels-support.js';
+
+const single = await createWasmRuntime();
+const pooled = await createNodeWasmRuntime({ threads: 2 });
+after(() => pooled.dispose());
+
+test('linear with 2 threads is bit-identical to 1 thread (split by 16-column panels)', () => {
+  fc.assert(fc.property(
+    fc.oneof(fc.integer({ min: 1, max: 12 }), fc.constant(40)), fc.oneof(fc.integer({ min: 1, max: 100 }), fc.constant(130)), fc.oneof(fc.integer({ min: 1, max: 300 }), fc.constant(260)),
+    fc.constantFrom('f32' as const, 'bf16' as const), fc.boolean(), fc.integer(),
+    (M, N, K, dtype, withBias, seed) => {
+      const rnd = prng(seed);
+      const wf = fillUniform(new Float32Array(N * K), rnd);
+      const src = dtype === 'f32' ? { dtype, data: wf } : { dtype, data: new Uint16Array(new Uint32Array(wf.buffer).map((b) => b >>> 16)) };
+      const xs = fillUniform(new Float32Array(M * K), rnd), bs = fillUniform(new Float32Array(N), rnd);
+      const run = (rt: typeof single) => {
+        const y = rt.arena.f32(M * N);
+        rt.kernels.linear(y, inArena(rt.arena, xs), rt.kernels.bindLinear(src, N, K), M, withBias ? inArena(rt.arena, bs) : null);
+        return y;
+      };
+      assertBitIdentical(run(pooled), run(single), `M=${M} N=${N} K=${K} ${dtype}`);
+    }), { numRuns: 40, examples: [[40, 130, 260, 'bf16', true, 1], [1, 130, 260, 'f32', false, 2]] });
+  assert.ok(pooled.splitJobs() >= 2, 'the big calls were split across the threads');
+});
+
+test('attention with 2 threads is bit-identical to 1 thread (split by query row × head)', () => {
+  let split = 0;
+  fc.assert(fc.property(
+    fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 300 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 2 }),
+    fc.constantFrom(8, 16, 36, 64), fc.integer(),
+    (Tq, Tk, nHeads, nKvHeads, hd, seed) => {
+      const rnd = prng(seed);
+      const heads = nHeads * nKvHeads;
+      const qs = fillUniform(new Float32Array(Tq * heads * hd), rnd), ks = fillUniform(new Float32Array(Tk * nKvHeads * hd), rnd), vs = fillUniform(new Float32Array(Tk * nKvHeads * hd), rnd);
+      const run = (rt: typeof single) => {
+        const qPos = rt.arena.i32(Tq), kPos = rt.arena.i32(Tk);
+        for (let i = 0; i < Tq; i++) qPos[i] = Tk - Tq + i;
+        for (let j = 0; j < Tk; j++) kPos[j] = j;
+        const out = rt.arena.f32(Tq * heads * hd);
+        rt.kernels.attention(out, inArena(rt.arena, qs), inArena(rt.arena, ks), inArena(rt.arena, vs), Tq, Tk, heads, nKvHeads, hd, 0.125, qPos, kPos, null);
+        return out;
+      };
+      const before = pooled.splitJobs();
+      assertBitIdentical(run(pooled), run(single), `Tq=${Tq} Tk=${Tk} heads=${heads}/${nKvHeads} hd=${hd}`);
+      split += pooled.splitJobs() - before;
+    }), { numRuns: 40, examples: [[8, 300, 4, 2, 64, 3], [1, 300, 4, 2, 64, 4]] });
+  assert.ok(split >= 2, 'the big calls were split across the threads');
+});
