@@ -1,0 +1,47 @@
+/**
+ * Terminal rendering of a trace: each token's text on a background coloured by its depth
+ * (xterm 256 colours), a legend line for the colours, and the one-line run summary.
+ * When the output is not a terminal everything is plain text: no escape codes at all.
+ */
+import { DEPTH_ANSI_INDICES, DEPTH_STOPS, depthAnsiIndex, textRgbOn } from './palette.js';
+import type { TraceSummary } from './trace.js';
+
+const RESET = '\x1b[0m';
+
+function ansiColored(text: string, backgroundIndex: number): string {
+  const stop = DEPTH_ANSI_INDICES.indexOf(backgroundIndex);
+  const foreground = textRgbOn(DEPTH_STOPS[stop])[0] === 0 ? 16 : 231; // cube black / cube white
+  // Colour each line on its own: a background carried over a newline paints the rest of the row.
+  return text
+    .split('\n')
+    .map((line) => (line.length === 0 ? line : `\x1b[48;5;${backgroundIndex}m\x1b[38;5;${foreground}m${line}${RESET}`))
+    .join('\n');
+}
+
+/**
+ * `text` on the background colour of `depth` (0 ≤ depth ≤ maxDepth) when `isTTY`; otherwise
+ * `text` unchanged. Control characters in `text` are the caller's business: this adds only SGR codes.
+ */
+export function colorTokenByDepth(text: string, depth: number, maxDepth: number, isTTY: boolean): string {
+  const index = depthAnsiIndex(depth, maxDepth); // validates depth and maxDepth in both modes
+  return isTTY ? ansiColored(text, index) : text;
+}
+
+/**
+ * One line explaining the colours: a swatch per depth 1..maxDepth (at most 10 swatches, evenly
+ * spread, when maxDepth is larger). Without a terminal, a plain sentence saying what was omitted.
+ */
+export function depthLegend(maxDepth: number, isTTY: boolean): string {
+  if (!isTTY) return `depth: 1..${maxDepth} steps per token (colours only on a terminal; see --json or ponder trace --html)`;
+  const shown = maxDepth <= 10 ? Array.from({ length: maxDepth }, (_, i) => i + 1)
+    : Array.from({ length: 10 }, (_, i) => Math.round(1 + (i * (maxDepth - 1)) / 9));
+  const swatches = shown.map((d) => colorTokenByDepth(` ${d} `, d, maxDepth, true)).join('');
+  return `depth ${swatches} of ${maxDepth} (lighter = fewer steps)`;
+}
+
+/** The run summary as one line, e.g. "12 tokens, 35.3 tok/s · depth mean 3.25 (min 1, max 4, full 4) · compute saved 18.8%". */
+export function formatSummary(summary: TraceSummary): string {
+  const speed = summary.tokensPerSecond === null ? 'time not measured' : `${summary.tokensPerSecond.toFixed(1)} tok/s`;
+  return `${summary.tokens} tokens, ${speed} · depth mean ${summary.meanDepth.toFixed(2)} (min ${summary.minDepth}, max ${summary.maxDepth}, full ${summary.fullDepth})`
+    + ` · compute saved ${(summary.computeSaved * 100).toFixed(1)}% vs full depth`;
+}

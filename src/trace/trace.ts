@@ -1,0 +1,201 @@
+/**
+ * The per-token depth trace every family returns with its output, the run summary computed from
+ * it, and its JSON form. Field meanings are normative in spec/trace.md.
+ */
+import { PonderError } from '../errors.js';
+
+/**
+ * Why a token stopped recursing:
+ * - 'criterion': an exit criterion fired (Huginn's entropy-diff, kl, ...; Ouro's exit gate);
+ * - 'cap': it reached maxSteps without the criterion firing;
+ * - 'router': a MoR router chose its depth;
+ * - 'policy': a user depth function said stop;
+ * - 'fixed': a fixed(n) policy, every token the same depth;
+ * - 'budget': the run's compute budget was spent.
+ */
+export type ExitReason = 'criterion' | 'cap' | 'router' | 'policy' | 'fixed' | 'budget';
+export const EXIT_REASONS: readonly ExitReason[] = ['criterion', 'cap', 'router', 'policy', 'fixed', 'budget'];
+
+export interface TokenTrace {
+  /** The token id produced (for prefill entries: the prompt token at that position). */
+  id: number;
+  /** Its decoded text, when a tokenizer was loaded. */
+  text?: string;
+  /** 'prefill' for prompt positions, 'decode' for generated tokens. Default 'decode'. */
+  phase?: 'prefill' | 'decode';
+  /** Recurrence steps (Huginn), recursions (MoR) or loops (Ouro) this token used: 0 ≤ steps ≤ maxSteps. */
+  steps: number;
+  /** The most it could have used; "full depth". */
+  maxSteps: number;
+  exitReason: ExitReason;
+  /** Name of the exit criterion, e.g. 'kl' or 'entropy-diff', when one was evaluated. */
+  criterion?: string;
+  /** The threshold it was compared with. */
+  threshold?: number;
+  /** criterionValues[s - 1] = the criterion's value after step s; null where no check ran. */
+  criterionValues: (number | null)[];
+  /** routerScores[r - 1] = the router's score for this token at recursion r; null where not scored. */
+  routerScores: (number | null)[];
+  /** Floating-point operations spent on this token (multiply-add = 2), all blocks included. */
+  flops: number;
+  /** Bytes of KV cache the model holds after this token. */
+  kvBytes: number;
+}
+
+export interface RunTrace {
+  /** 'mor' | 'huginn' | 'ouro'. */
+  family: string;
+  /** Where the model came from (a directory, a golden case name), for the reader. */
+  model?: string;
+  /** The depth policy as the user wrote it, e.g. "exit(kl, 5e-4)". */
+  policy: string;
+  /** The sampling options used, resolved (see ResolvedSamplingOptions). */
+  sampling?: Record<string, number | null>;
+  /** Tokens in order: prompt positions (phase 'prefill') first if recorded, then generated ones. */
+  tokens: TokenTrace[];
+  /** Wall time of the decode phase in milliseconds (prefill excluded). */
+  decodeMs: number;
+  /** Wall time of the prefill in milliseconds, if measured. */
+  prefillMs?: number;
+}
+
+export interface TraceSummary {
+  /** Generated tokens (phase 'decode'). */
+  tokens: number;
+  /** Generated tokens per second of decode time; null when no time was measured. */
+  tokensPerSecond: number | null;
+  /** Depth statistics over generated tokens; 0 when there are none. */
+  meanDepth: number;
+  minDepth: number;
+  maxDepth: number;
+  /** The largest maxSteps among generated tokens. */
+  fullDepth: number;
+  /** Σ steps and Σ maxSteps over generated tokens. */
+  stepsUsed: number;
+  stepsFull: number;
+  /** 1 − stepsUsed / stepsFull: the fraction of recurrent-block applications skipped. 0 when stepsFull is 0. */
+  computeSaved: number;
+  /** Σ flops over all tokens, prefill included. */
+  flops: number;
+  /** The largest kvBytes over all tokens. */
+  kvBytesPeak: number;
+}
+
+function invalid(message: string, field: string): PonderError {
+  return new PonderError('TRACE_INVALID', message, { field, hint: 'the trace must follow spec/trace.md; this is a bug in whatever produced it' });
+}
+
+/** Throws TRACE_INVALID, naming the token and field, on the first entry that breaks spec/trace.md. */
+export function checkTrace(run: RunTrace): void {
+  if (typeof run.family !== 'string' || typeof run.policy !== 'string') throw invalid('a trace needs string family and policy fields', 'family');
+  if (!Array.isArray(run.tokens)) throw invalid('trace.tokens must be an array', 'tokens');
+  if (!(Number.isFinite(run.decodeMs) && run.decodeMs >= 0)) throw invalid(`trace.decodeMs must be a finite number ≥ 0, got ${String(run.decodeMs)}`, 'decodeMs');
+  run.tokens.forEach((t, i) => {
+    const where = `tokens[${i}]`;
+    if (!Number.isInteger(t.id) || t.id < 0) throw invalid(`${where}.id must be an integer ≥ 0, got ${String(t.id)}`, `${where}.id`);
+    if (!Number.isInteger(t.maxSteps) || t.maxSteps < 1) throw invalid(`${where}.maxSteps must be an integer ≥ 1, got ${String(t.maxSteps)}`, `${where}.maxSteps`);
+    if (!Number.isInteger(t.steps) || t.steps < 0 || t.steps > t.maxSteps) {
+      throw invalid(`${where}.steps must be an integer in [0, maxSteps = ${t.maxSteps}], got ${String(t.steps)}`, `${where}.steps`);
+    }
+    if (!EXIT_REASONS.includes(t.exitReason)) throw invalid(`${where}.exitReason must be one of ${EXIT_REASONS.join(', ')}, got ${String(t.exitReason)}`, `${where}.exitReason`);
+    if (t.phase !== undefined && t.phase !== 'prefill' && t.phase !== 'decode') throw invalid(`${where}.phase must be 'prefill' or 'decode'`, `${where}.phase`);
+    if (t.text !== undefined && typeof t.text !== 'string') throw invalid(`${where}.text must be a string`, `${where}.text`);
+    if (t.criterion !== undefined && typeof t.criterion !== 'string') throw invalid(`${where}.criterion must be a string`, `${where}.criterion`);
+    if (t.threshold !== undefined && typeof t.threshold !== 'number') throw invalid(`${where}.threshold must be a number`, `${where}.threshold`);
+    for (const key of ['criterionValues', 'routerScores'] as const) {
+      const values = t[key];
+      if (!Array.isArray(values) || values.length > t.maxSteps || values.some((v) => v !== null && typeof v !== 'number')) {
+        throw invalid(`${where}.${key} must be an array of at most maxSteps numbers or nulls`, `${where}.${key}`);
+      }
+    }
+    for (const key of ['flops', 'kvBytes'] as const) {
+      if (!(Number.isFinite(t[key]) && t[key] >= 0)) throw invalid(`${where}.${key} must be a finite number ≥ 0, got ${String(t[key])}`, `${where}.${key}`);
+    }
+  });
+}
+
+export function summarizeTrace(run: RunTrace): TraceSummary {
+  checkTrace(run);
+  const generated = run.tokens.filter((t) => (t.phase ?? 'decode') === 'decode');
+  let stepsUsed = 0;
+  let stepsFull = 0;
+  let minDepth = Infinity;
+  let maxDepth = 0;
+  let fullDepth = 0;
+  for (const t of generated) {
+    stepsUsed += t.steps;
+    stepsFull += t.maxSteps;
+    minDepth = Math.min(minDepth, t.steps);
+    maxDepth = Math.max(maxDepth, t.steps);
+    fullDepth = Math.max(fullDepth, t.maxSteps);
+  }
+  let flops = 0;
+  let kvBytesPeak = 0;
+  for (const t of run.tokens) {
+    flops += t.flops;
+    kvBytesPeak = Math.max(kvBytesPeak, t.kvBytes);
+  }
+  const n = generated.length;
+  return {
+    tokens: n,
+    tokensPerSecond: run.decodeMs > 0 ? (n * 1000) / run.decodeMs : null,
+    meanDepth: n > 0 ? stepsUsed / n : 0,
+    minDepth: n > 0 ? minDepth : 0,
+    maxDepth,
+    fullDepth,
+    stepsUsed,
+    stepsFull,
+    computeSaved: stepsFull > 0 ? 1 - stepsUsed / stepsFull : 0,
+    flops,
+    kvBytesPeak,
+  };
+}
+
+// ---------------------------------------------------------------- JSON
+
+export const TRACE_FORMAT_VERSION = 1;
+
+/**
+ * The trace as JSON: `{ "format": "ponder-trace", "version": 1, ...run, "summary": {...} }`.
+ * JSON has no NaN or Infinity; a criterion value that is not finite is written as the string
+ * "NaN", "Infinity" or "-Infinity" (null already means "no check at this step").
+ */
+export function traceToJSON(run: RunTrace, indent?: number): string {
+  const summary = summarizeTrace(run);
+  const document = { format: 'ponder-trace', version: TRACE_FORMAT_VERSION, ...run, summary };
+  return JSON.stringify(document, (_key, value) => (typeof value === 'number' && !Number.isFinite(value) ? String(value) : value), indent);
+}
+
+/** Reads what traceToJSON wrote (the summary is recomputed, not trusted). Errors: TRACE_INVALID. */
+export function parseTraceJSON(text: string): RunTrace {
+  let document: unknown;
+  try {
+    document = JSON.parse(text);
+  } catch (err) {
+    throw new PonderError('TRACE_INVALID', `trace JSON does not parse: ${(err as Error).message}`, { hint: 'pass a file written by `ponder run --json` or traceToJSON' });
+  }
+  const d = document as Record<string, unknown> | null;
+  if (typeof d !== 'object' || d === null || d.format !== 'ponder-trace') {
+    throw new PonderError('TRACE_INVALID', 'this JSON is not a ponder trace (no "format": "ponder-trace")', { field: 'format', hint: 'pass a file written by `ponder run --json` or traceToJSON' });
+  }
+  if (d.version !== TRACE_FORMAT_VERSION) {
+    throw new PonderError('TRACE_INVALID', `trace format version ${String(d.version)} is not supported (this ponder reads version ${TRACE_FORMAT_VERSION})`, { field: 'version', hint: 'regenerate the trace with this version of ponder' });
+  }
+  const { format: _format, version: _version, summary: _summary, ...rest } = d;
+  const run = rest as unknown as RunTrace;
+  if (Array.isArray(run.tokens)) {
+    for (const t of run.tokens as unknown as Record<string, unknown>[]) {
+      if (typeof t !== 'object' || t === null) continue;
+      // the fields that may hold NaN / ±Infinity, written as strings by traceToJSON
+      if (Array.isArray(t.criterionValues)) t.criterionValues = t.criterionValues.map(nonFiniteFromString);
+      if (Array.isArray(t.routerScores)) t.routerScores = t.routerScores.map(nonFiniteFromString);
+      if (t.threshold !== undefined) t.threshold = nonFiniteFromString(t.threshold);
+    }
+  }
+  checkTrace(run);
+  return run;
+}
+
+function nonFiniteFromString(value: unknown): unknown {
+  return value === 'NaN' ? NaN : value === 'Infinity' ? Infinity : value === '-Infinity' ? -Infinity : value;
+}
