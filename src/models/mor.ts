@@ -151,8 +151,9 @@ export function parseMorConfig(config: unknown, path = 'config'): MorConfig {
     ignoreFields(ex, 'cap_warmup_step', 'include_first', 'coeff');
     const capText = hasField(mor, 'capacity') ? requireString(mor, 'capacity') : Array.from({ length: R }, (_, i) => String((R - i) / R)).join(',');
     const capacity = capText.split(',').map((s) => Number(s.trim()));
-    if (capacity.length < R || capacity.some((c) => !Number.isFinite(c) || c <= 0)) {
-      throw new PonderError('CFG_FIELD', `${path}: cfg.mor.capacity is ${JSON.stringify(capText)}`, { path, field: 'cfg.mor.capacity', hint: `a comma-separated list of ${R} positive capacity factors, e.g. "1.0,0.66,0.33"` });
+    // top-k over the previous step's survivors needs 0 < c_r <= 1, non-increasing (util/config.py asserts it)
+    if (capacity.length < R || capacity.some((c, i) => !Number.isFinite(c) || c <= 0 || c > 1 || (i > 0 && c > capacity[i - 1]))) {
+      throw new PonderError('CFG_FIELD', `${path}: cfg.mor.capacity is ${JSON.stringify(capText)}`, { path, field: 'cfg.mor.capacity', hint: `a comma-separated list of ${R} non-increasing capacity factors in (0, 1], e.g. "1.0,0.66,0.33"` });
     }
     const rf = ex.values.router_func;
     ex.used.add('router_func');
@@ -904,7 +905,10 @@ export class MorModel {
     for (let r = 0; r < R; r++) {
       const processed = all.filter((t) => expert[t] >= r);
       if (cap) cap.set(`rec${r}.processed`, { shape: [processed.length], data: Int32Array.from(processed), int: true });
-      if (processed.length === 0) continue;
+      if (processed.length === 0) { // upstream skips the recursion: nothing runs, nothing is cached
+        if (cap) for (const name of ['block_in', ...this.layout.blocks[r].map((_, j) => `block_layer${j}.out`)]) cap.set(`rec${r}.${name}`, { shape: [0, H], data: new Float32Array(0), int: false });
+        continue;
+      }
       const blockRows = kvShareBlock ? all : processed;
       const n = blockRows.length;
       for (let i = 0; i < n; i++) {
