@@ -1,0 +1,82 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { PonderError } from '../src/errors.js';
+import { HuginnCache, parseCacheStrategy, type CacheEntry } from '../src/models/huginn-cache.js';
+
+const entry = (tag: number): CacheEntry => ({ k: Float32Array.of(tag), v: Float32Array.of(-tag) });
+const tags = (es: CacheEntry[]): number[] => es.map((e) => e.k[0]);
+
+/** Files one token (position = seenTokens) through prelude slots 0,1 and core slots 2.. for `iterations`, P=2, R=4. */
+function fileToken(cache: HuginnCache, iterations: number, tag: number): void {
+  cache.update(0, [entry(tag)]);
+  cache.update(1, [entry(tag)]);
+  for (let k = 0; k < iterations; k++) for (let j = 0; j < 4; j++) cache.update(2 + 4 * k + j, [entry(tag * 100 + k)]);
+}
+
+test('compression remaps only core slots (> 1) as upstream: ring (s), runs (r), anchor after 8 iterations', () => {
+  const s4 = new HuginnCache('compress-s4'), r2 = new HuginnCache('compress-r2'), anchor = new HuginnCache('compress-anchor');
+  for (const c of [s4, r2, anchor]) for (const slot of [-2, -1, 0, 1]) assert.equal(c.storageSlot(slot), slot);
+  assert.deepEqual([2, 3, 5, 6, 9, 13].map((s) => s4.storageSlot(s)), [2, 3, 5, 2, 5, 5]);
+  assert.deepEqual([2, 3, 4, 5, 9].map((s) => r2.storageSlot(s)), [2, 2, 3, 3, 5]);
+  assert.deepEqual([2, 33, 34, 37, 38, 41, 130].map((s) => anchor.storageSlot(s)), [2, 33, 34, 37, 34, 37, 34]);
+});
+
+test('strategy names are matched like upstream (lookup prefix, compress- substring) and typos are rejected', () => {
+  assert.deepEqual(parseCacheStrategy('latest-m4-compress-s16'), { lookup: 'latest-m4', compression: { kind: 's', n: 16 } });
+  assert.deepEqual(parseCacheStrategy('compress-anchor'), { lookup: 'full', compression: { kind: 'anchor' } });
+  for (const bad of ['lastest-m4', 'full-compress-x3', 'skip-compress-s0']) {
+    assert.throws(() => parseCacheStrategy(bad), (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_CACHE_STRATEGY', bad);
+  }
+});
+
+test('a token that exited early leaves holes that each lookup fills as upstream does', () => {
+  const make = (strategy: string): HuginnCache => {
+    const c = new HuginnCache(strategy, (n) => n - 1); // "random" pick: always the latest candidate
+    fileToken(c, 3, 1); // position 0 ran 3 iterations
+    fileToken(c, 1, 2); // position 1 exited after 1
+    return c;
+  };
+  // the current token (position 2) at iteration 2, core layer 0 → slot 10
+  const at = (strategy: string): number[] => {
+    const c = make(strategy);
+    fileToken(c, 2, 3);
+    return tags(c.update(10, [entry(999)]));
+  };
+  assert.deepEqual(at('full'), [102, 999]); // position 1 has no slot 10: invisible
+  assert.deepEqual(at('skip'), [102, 999]);
+  assert.deepEqual(at('latest-m4'), [102, 200, 999]); // position 1: its latest layer-0 entry (iteration 0)
+  assert.deepEqual(at('available-m4'), [102, 200, 999]);
+  assert.deepEqual(at('always-last-m4'), [102, 200, 999]);
+  assert.deepEqual(at('randomized'), [102, 200, 999]); // candidates: every same-layer slot up to the current one
+  // always-last-m4 may look past the current slot: at iteration 0 position 0 contributes its iteration-2 keys
+  const c = new HuginnCache('always-last-m4');
+  fileToken(c, 3, 1);
+  fileToken(c, 1, 2);
+  c.update(0, [entry(3)]); c.update(1, [entry(3)]);
+  c.update(2, [entry(300)]);
+  // slot 2 holds every position, so the fast path returns it unchanged
+  assert.deepEqual(tags([c.entry(2, 0)!, c.entry(2, 1)!, c.entry(2, 2)!]), [100, 200, 300]);
+});
+
+test('clearing the last k positions drops them from every slot and rewinds the position counter', () => {
+  fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 6 }), fc.nat(), (iterations, kSeed) => {
+    const c = new HuginnCache('full');
+    iterations.forEach((n, i) => fileToken(c, n, i + 1));
+    const k = kSeed % (iterations.length + 1);
+    c.clearLastK(k);
+    assert.equal(c.seenTokens, iterations.length - k);
+    for (const slot of c.slotIds()) for (let p = 0; p < iterations.length; p++) assert.equal(c.has(slot, p), p < iterations.length - k && (slot < 2 || iterations[p] > Math.floor((slot - 2) / 4)));
+    const bytesPerEntry = 2 * 4;
+    let entries = 0;
+    for (const slot of c.slotIds()) for (let p = 0; p < c.seenTokens; p++) if (c.has(slot, p)) entries++;
+    assert.equal(c.memoryBytes(), entries * bytesPerEntry);
+  }), { numRuns: 40 });
+});
+
+test('the m4 lookups report a missing candidate instead of crashing', () => {
+  const c = new HuginnCache('latest-m4');
+  c.update(0, [entry(1)]);
+  c.update(0, [entry(2)]);
+  assert.throws(() => c.update(3, [entry(5)]), (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_CACHE_LOOKUP');
+});
