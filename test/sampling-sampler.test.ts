@@ -235,6 +235,22 @@ test('the repetition penalty divides positive and multiplies negative logits of 
   assert.equal(new Sampler(2, { temperature: 0, repetitionPenalty: 0.25 }).sample(Float32Array.of(1, 2), [0]), 0);
 });
 
+test('the penalised logit is torch\'s f32 result: x × f32(p) or x ÷ f32(p), rounded once to f32', () => {
+  // Arrange: penalties that are not f32-representable, logits of both signs
+  fc.assert(fc.property(fc.float({ min: -30, max: 30, noNaN: true, noDefaultInfinity: true }), fc.double({ min: 0.5, max: 3, noNaN: true }), (x, penalty) => {
+    const sampler = new Sampler(2, { repetitionPenalty: penalty, temperature: 0 });
+    // Act: the one-hot greedy distribution does not expose the logit, so compare through a rival
+    // logit set to the expected penalised value: ties go to the lower index (the penalised id 0)
+    const p32 = Math.fround(penalty);
+    const expected = Math.fround(x < 0 ? x * p32 : x / p32);
+    const rivalEqual = Float32Array.of(x, expected);
+    const rivalAbove = Float32Array.of(x, expected + Math.max(Math.abs(expected) * 2 ** -22, 2 ** -126));
+    // Assert
+    assert.equal(sampler.sample(rivalEqual, [0]), 0);
+    assert.equal(sampler.sample(rivalAbove, [0]), 1);
+  }));
+});
+
 test('the repetition penalty applies once per distinct id, however often it repeats', () => {
   const logits = Float32Array.of(2, 1.9, 0);
   const once = new Sampler(3, { repetitionPenalty: 1.5 }).distribution(logits, [0]);
@@ -259,4 +275,6 @@ test('generation_config.json maps to upstream sampling: greedy unless do_sample,
   assert.equal(samplingFromGenerationConfig({ do_sample: true, temperature: 0 }).temperature, 1);
   assert.equal(samplingFromGenerationConfig({ do_sample: true, top_k: 0 }).topK, undefined);
   assert.throws(() => samplingFromGenerationConfig({ do_sample: true, top_p: '0.9' }), isCode('CONFIG_INVALID', 'top_p'));
+  assert.throws(() => samplingFromGenerationConfig({ do_sample: true, dry_multiplier: 0.8 }), isCode('CONFIG_UNSUPPORTED', 'dry_multiplier'));
+  assert.doesNotThrow(() => samplingFromGenerationConfig({ do_sample: true, dry_multiplier: 0 }));
 });

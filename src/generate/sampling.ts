@@ -84,7 +84,8 @@ export function resolveSamplingOptions(options: SamplingOptions, vocabSize: numb
  * - an absent key takes transformers' default (top_k 50, top_p 1, temperature 1, min_p off);
  * - an explicit null is Python's None, and a 0 is falsy: upstream's `if top_k:` skips the filter;
  * - `temperature` 0 or null while sampling means "do not divide", i.e. temperature 1.
- * Unknown fields are ignored; a known field of the wrong type is CONFIG_INVALID.
+ * Unknown fields are ignored; a known field of the wrong type is CONFIG_INVALID; dry_multiplier > 0
+ * (upstream Huginn's DRY penalty, not implemented here) is CONFIG_UNSUPPORTED rather than ignored.
  */
 export function samplingFromGenerationConfig(config: Record<string, unknown>, seed?: number): SamplingOptions {
   /** The number, null for an explicit null, undefined when absent. */
@@ -97,6 +98,13 @@ export function samplingFromGenerationConfig(config: Record<string, unknown>, se
     }
     return v;
   };
+  const dry = field('dry_multiplier');
+  if (typeof dry === 'number' && dry > 0) {
+    throw new PonderError('CONFIG_UNSUPPORTED', `generation_config.json: dry_multiplier = ${dry} asks for the DRY n-gram penalty, which ponder does not implement`, {
+      field: 'dry_multiplier',
+      hint: 'set dry_multiplier to 0 or remove it, or pass sampling options explicitly instead of the model\'s generation_config.json',
+    });
+  }
   const penalty = field('repetition_penalty');
   const repetitionPenalty = penalty === null ? undefined : penalty;
   if (config.do_sample !== true) return { temperature: 0, repetitionPenalty, seed };
@@ -288,8 +296,10 @@ export class Sampler {
     checkLogitsFinite(logits);
     const x = this.penalized;
     for (let i = 0; i < V; i++) x[i] = logits[i];
-    const penalty = this.options.repetitionPenalty;
-    if (penalty === 1 || context.length === 0) return;
+    // torch multiplies an f32 tensor by a Python float in f32: round the penalty to f32 first, so
+    // the f64 product / quotient rounded to f32 below is exactly torch's f32 result.
+    const penalty = Math.fround(this.options.repetitionPenalty);
+    if (this.options.repetitionPenalty === 1 || context.length === 0) return;
     for (let j = 0; j < context.length; j++) {
       const id = context[j];
       if (!Number.isInteger(id) || id < 0 || id >= V) {
