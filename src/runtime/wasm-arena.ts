@@ -68,7 +68,9 @@ export class WasmArena implements Arena {
 
   /** True iff `view` lies inside this arena's memory (so its byteOffset is a valid pointer). */
   owns(view: ArrayBufferView): boolean {
-    return this.buffers.has(view.buffer) && view.byteOffset + view.byteLength <= this.memory.buffer.byteLength;
+    const b = view.buffer;
+    // Views are never larger than their buffer, and every buffer of this memory is within it.
+    return b === this.current || this.buffers.has(b);
   }
 
   /** The current SharedArrayBuffer (after any growth). */
