@@ -103,6 +103,7 @@ export function readHeaderLength(bytes: Uint8Array, fileLength: number, path: st
     throw new PonderError('ST_HEADER_TOO_SMALL', `${path}: ${fileLength} bytes is too short for a safetensors file (it needs at least the 8-byte header length)`,
       { path, hint: 'the file is empty or truncated; download it again' });
   }
+  if (bytes.byteLength < 8) throw new Error(`readHeaderLength: given ${bytes.byteLength} bytes of a ${fileLength}-byte file, it needs the first 8`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, 8);
   const n = view.getBigUint64(0, true); // decided on the exact u64: 2^64-1 must not round to anything smaller
   if (n > BigInt(MAX_HEADER_BYTES)) {
