@@ -68,6 +68,8 @@ export interface MorConfig {
   readonly tokenLossFree: boolean;
   readonly tokenGated: boolean;
   readonly kvSharing: null | { readonly sharing: 'cycle' | 'middle_cycle' | 'sequence'; readonly numRecursion: number; readonly updateCache: boolean };
+  /** upstream attn_implementation: only matters for token-choice under sdpa (see tokenRecursions) */
+  readonly attention: 'eager' | 'sdpa' | 'flash_attention_2';
 }
 
 /**
@@ -106,10 +108,13 @@ export function parseMorConfig(config: unknown, path = 'config'): MorConfig {
     dims, sharing: null, numRecursion: 0, lnShare: true, capacity: [], routerType: 'linear' as const, temp: 1,
     expertRouterFunc: 'sigmoid' as ExpertRouterFunc, expertAlpha: 0.1, expertGated: true, expertAuxRouter: false,
     tokenRouterFunc: 'softmax' as TokenRouterFunc, tokenAlpha: 1, tokenLossFree: false, tokenGated: true, kvSharing: null,
+    attention: 'eager' as MorConfig['attention'],
   };
   if (!hasField(root, 'cfg')) return { ...base, variant: 'vanilla' };
   const cfg = section(root, 'cfg');
-  ignoreFields(cfg, 'model', 'attn_implementation', 'precision', 'max_length', 'relaxation');
+  ignoreFields(cfg, 'model', 'precision', 'max_length', 'relaxation');
+  const fromModelConfig = typeof mc.values._attn_implementation === 'string' ? mc.values._attn_implementation : 'eager';
+  base.attention = optionalString(cfg, 'attn_implementation', fromModelConfig as MorConfig['attention'], ['eager', 'sdpa', 'flash_attention_2'] as const);
   const rec = hasField(cfg, 'recursive') ? section(cfg, 'recursive') : null;
   if (!rec || !optionalBool(rec, 'enable', false)) return { ...base, variant: 'vanilla' };
   ignoreFields(rec, 'initialization', 'base_depth');
@@ -688,10 +693,10 @@ export class MorModel {
   /** Runs sites one after another on x[n,H] in place (rows at positions pos); rowsOfCall maps compacted rows to call rows for the trace. */
   private runSites(session: MorSession, row: RowCache, sites: number[], x: Float32Array, n: number, pos: Int32Array,
     rowsOfCall: Int32Array | number[] | null, tr: { trace: ForwardTrace; base: number }, modules: number[] | null, cap: RowCaptures | null,
-    capPrefix?: string, update?: CacheRefresh | null): void {
+    capPrefix?: string, update?: CacheRefresh | null, causal = true): void {
     const H = this.config.dims.hidden;
     for (let i = 0; i < sites.length; i++) {
-      this.decoderLayer(session, row, sites[i], x, n, pos, rowsOfCall, tr, update ?? null);
+      this.decoderLayer(session, row, sites[i], x, n, pos, rowsOfCall, tr, update ?? null, causal);
       if (cap && modules) capF32(cap, `hidden.layer${modules[i]}_out`, x, [n, H]);
       if (cap && capPrefix) capF32(cap, `${capPrefix}.block_layer${i}.out`, x, [n, H]);
     }
@@ -704,7 +709,7 @@ export class MorModel {
    * the selected tokens in a temporary copy.
    */
   private decoderLayer(session: MorSession, row: RowCache, site: number, x: Float32Array, n: number, pos: Int32Array,
-    rowsOfCall: Int32Array | number[] | null, tr: { trace: ForwardTrace; base: number }, update: CacheRefresh | null): void {
+    rowsOfCall: Int32Array | number[] | null, tr: { trace: ForwardTrace; base: number }, update: CacheRefresh | null, causal = true): void {
     const d = this.config.dims, k = this.runtime.kernels, s = session.scratch, w = this.layerWeights[site];
     const H = d.hidden, qDim = d.nHeads * d.headDim, kvDim = d.nKvHeads * d.headDim;
     k.rmsnorm(s.xn, x, w.inputNorm, n, H, d.eps);
@@ -743,7 +748,7 @@ export class MorModel {
         keys = s.kvK; values = s.kvV;
       }
     }
-    k.attention(s.att, s.q, keys, values, n, Tk, d.nHeads, d.nKvHeads, d.headDim, 1 / Math.sqrt(d.headDim), pos, kPos, null);
+    k.attention(s.att, s.q, keys, values, n, Tk, d.nHeads, d.nKvHeads, d.headDim, 1 / Math.sqrt(d.headDim), causal ? pos : null, causal ? kPos : null, null);
     k.linear(s.proj, s.att, w.o, n);
     k.add(x, x, s.proj, n * H);
     k.rmsnorm(s.xn, x, w.postNorm, n, H, d.eps);
@@ -756,7 +761,7 @@ export class MorModel {
     const linFlops = 2 * H * (2 * qDim + 2 * kvDim) + 2 * 3 * H * d.intermediate;
     for (let i = 0; i < n; i++) {
       let visible = 0;
-      for (let j = 0; j < Tk; j++) if (kPos[j] <= pos[i]) visible++;
+      for (let j = 0; j < Tk; j++) if (!causal || kPos[j] <= pos[i]) visible++;
       const t = rowsOfCall ? rowsOfCall[i] : i;
       tr.trace.layerRuns[tr.base + t]++;
       tr.trace.flops[tr.base + t] += linFlops + 4 * visible * qDim;
@@ -917,7 +922,10 @@ export class MorModel {
         tr.trace.blockRuns[tr.base + blockRows[i]]++;
       }
       if (cap) capF32(cap, `rec${r}.block_in`, s.x, [n, H]);
-      this.runSites(session, row, this.layout.blocks[r], s.x, n, s.pos, blockRows, tr, null, cap, `rec${r}`, null);
+      // Under sdpa upstream hands the compacted block a 2-D padding mask, which SDPA adds as a bias and
+      // which switches off is_causal: the processed tokens of one call see each other both ways.
+      const causal = !(cfg.attention === 'sdpa' && !kvShareBlock);
+      this.runSites(session, row, this.layout.blocks[r], s.x, n, s.pos, blockRows, tr, null, cap, `rec${r}`, null, causal);
       for (let i = 0; i < n; i++) {
         const t = blockRows[i];
         if (expert[t] < r) continue;
