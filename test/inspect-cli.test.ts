@@ -6,7 +6,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -176,4 +176,18 @@ test('the real bin/ponder.js: exit 0 with a listing on a golden file, exit 2 and
   writeFileSync(path, new TextEncoder().encode('<!DOCTYPE html>'));
   const bad = spawnSync(process.execPath, ['bin/ponder.js', 'inspect', path], { encoding: 'utf8' });
   assertUsageError({ code: bad.status!, out: bad.stdout, err: bad.stderr }, 'ST_NOT_SAFETENSORS');
+});
+
+test('the real bin/ponder.js: a reader that closes stdout early (`| head -1`) ends it quietly, without a stack trace', { timeout: 120_000 }, async () => {
+  ensureBuilt();
+  const path = join(root, 'many.safetensors');
+  // enough rows that the listing overflows the pipe buffer
+  writeFileSync(path, writeSafetensors(Array.from({ length: 5000 }, (_, i) => ({ name: `model.layers.${i}.mlp.down_proj.weight`, dtype: 'F32' as const, shape: [1], data: new Float32Array(1) }))));
+  const child = spawn(process.execPath, ['bin/ponder.js', 'inspect', path]);
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  child.stdout.once('data', () => child.stdout.destroy());
+  const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  assert.equal(stderr, '');
+  assert.equal(status, 0);
 });
