@@ -144,6 +144,7 @@ test('prefixes of the golden files never crash: every header-region length of on
 
 test('bit flips in golden files never crash, hang or over-allocate; a flipped file that loads reads back consistently', { timeout: 120_000 }, (t) => {
   const histogram = new Map<string, number>();
+  let slowest = 0;
   fc.assert(fc.property(fc.integer({ min: 0, max: golden.length - 1 }), fc.nat(), fc.integer({ min: 0, max: 7 }), fc.boolean(), (k, r, bit, inHeader) => {
     const { path, bytes } = golden[k];
     const headerEnd = 8 + Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
@@ -152,11 +153,14 @@ test('bit flips in golden files never crash, hang or over-allocate; a flipped fi
     const copy = bytes.slice();
     copy[pos] ^= 1 << bit;
     withinMemory(copy.length, () => {
+      const start = performance.now();
       const code = outcome(copy, `${path}@${pos}.${bit}`);
+      slowest = Math.max(slowest, performance.now() - start);
       histogram.set(code, (histogram.get(code) ?? 0) + 1);
     });
   }), { numRuns: 1500 });
-  t.diagnostic(`bit-flip outcomes: ${JSON.stringify(Object.fromEntries(histogram))}`);
+  // reported, not asserted: a hang would hit the test's timeout, speed belongs to benchmarks
+  t.diagnostic(`bit-flip outcomes: ${JSON.stringify(Object.fromEntries(histogram))}; slowest case ${slowest.toFixed(1)} ms`);
   assert.ok(histogram.size > 3, 'the flips reached several different rules');
 });
 

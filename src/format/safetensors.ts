@@ -72,7 +72,7 @@ const SUPPORTED = Object.keys(DTYPE_BYTES).join(', ');
 export function sniffNonSafetensors(bytes: Uint8Array): string | undefined {
   const head = bytes.subarray(0, 64);
   const ascii = String.fromCharCode(...head);
-  const text = ascii.replace(/^\uFEFF|^\xEF\xBB\xBF/, '').trimStart().toLowerCase();
+  const text = ascii.replace(/^\xEF\xBB\xBF/, '').trimStart().toLowerCase(); // a UTF-8 BOM, read as Latin-1
   if (text.startsWith('<!doctype') || text.startsWith('<html') || text.startsWith('<head') || text.startsWith('<?xml')) return 'an HTML/XML page (an error page saved instead of the file?)';
   if (ascii.startsWith('version https://git-lfs')) return 'a git-LFS pointer (the real file was never downloaded: run `git lfs pull`)';
   if (ascii.startsWith('GGUF')) return 'a GGUF file';
