@@ -9,15 +9,15 @@
 // Every output accumulates in f32, in k order, starting from +0, with the bias added last. The M=1
 // path, the M>1 path and any split of the panels across threads therefore give bit-identical rows.
 //
-// M = 1 (decode): a 1x16 tile streams each panel once over the whole of K (KC = K): the matrix is
-// read as one sequential stream. M > 1 (prefill): 2x16 register tile (8 accumulators, the most
-// TurboFan keeps in registers), k-blocked by KC = 256, loop order k-block → panel → row pairs;
-// partial sums live in y between k-blocks. bf16 panels are widened one k-block at a time into
-// `scratch` ([KC][16] f32, 16 KiB) and then run through the f32 tile.
+// M = 1 (decode): a 1x16 tile streams each panel once over the whole of K: the matrix is read as
+// one sequential stream. M > 1: 2x16 register tile (8 accumulators, the most TurboFan keeps in
+// registers), k-blocked by `kcMax` (chosen by the caller, src/kernels/wasm.ts: K itself while the
+// x rows fit in L2, so small batches still stream each panel once; else 256), loop order
+// k-block → panel → row pairs; partial sums live in y between k-blocks. bf16 panels are widened
+// one k-block at a time into `scratch` ([kcMax][16] f32) and then run through the f32 tile.
 // Panels [p0, p1) are computed: a thread pool splits the work by panel.
 import { fma, loadPartial, storePartial, lanesIn } from './simd';
 
-const KC: i32 = 256;
 const BF16_HIGH_MASK: u32 = 0xffff0000;
 
 // Adds bias (if any) and stores one 16-column row of results, clipping to the valid columns.
@@ -129,7 +129,7 @@ function widenBlockBF16(dst: usize, src: usize, kc: i32): void {
   }
 }
 
-function linearImpl(isBF16: bool, y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, p0: i32, p1: i32, scratch: usize): void {
+function linearImpl(isBF16: bool, y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, p0: i32, p1: i32, kcMax: i32, scratch: usize): void {
   const rowBytesX = <usize>K << 2, rowBytesY = <usize>N << 2;
   const panelBytes: usize = isBF16 ? <usize>K << 5 : <usize>K << 6;
   if (M == 1) {
@@ -142,9 +142,10 @@ function linearImpl(isBF16: bool, y: usize, x: usize, w: usize, bias: usize, M: 
     }
     return;
   }
+  if (kcMax < 1) kcMax = 1;
   let kb = 0;
   do { // runs once even for K = 0, so y still gets 0 + bias
-    const kc = min(KC, K - kb);
+    const kc = min(kcMax, K - kb);
     const first = kb == 0, last = kb + kc >= K;
     for (let p = p0; p < p1; p++) {
       const cols = min(16, N - p * 16);
@@ -169,11 +170,11 @@ function linearImpl(isBF16: bool, y: usize, x: usize, w: usize, bias: usize, M: 
 }
 
 // f32 panels. bias = 0 means none. scratch unused (kept for a uniform signature).
-export function linear_f32(y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, p0: i32, p1: i32, scratch: usize): void {
-  linearImpl(false, y, x, w, bias, M, N, K, p0, p1, scratch);
+export function linear_f32(y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, p0: i32, p1: i32, kcMax: i32, scratch: usize): void {
+  linearImpl(false, y, x, w, bias, M, N, K, p0, p1, kcMax, scratch);
 }
 
-// bf16 panels. scratch: KC*16 f32 (16 KiB), private to the calling thread.
-export function linear_bf16(y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, p0: i32, p1: i32, scratch: usize): void {
-  linearImpl(true, y, x, w, bias, M, N, K, p0, p1, scratch);
+// bf16 panels. scratch: kcMax*16 f32, private to the calling thread (unused when M = 1).
+export function linear_bf16(y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, p0: i32, p1: i32, kcMax: i32, scratch: usize): void {
+  linearImpl(true, y, x, w, bias, M, N, K, p0, p1, kcMax, scratch);
 }

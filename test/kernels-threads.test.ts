@@ -24,7 +24,7 @@ test('linear with 2 threads is bit-identical to 1 thread (split by 16-column pan
         return y;
       };
       assertBitIdentical(run(pooled), run(single), `M=${M} N=${N} K=${K} ${dtype}`);
-    }), { numRuns: 40, examples: [[40, 130, 260, 'bf16', true, 1], [1, 130, 260, 'f32', false, 2]] });
+    }), { numRuns: 40, examples: [[40, 130, 260, 'bf16', true, 1], [1, 130, 260, 'f32', false, 2], [300, 40, 500, 'bf16', true, 3], [300, 40, 500, 'f32', false, 4]] });
   assert.ok(pooled.splitJobs() >= 2, 'the big calls were split across the threads');
 });
 

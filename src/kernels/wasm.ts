@@ -18,7 +18,7 @@
  */
 import { PonderError } from '../errors.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { WasmArena, WASM_PAGE_BYTES, WASM_MAX_PAGES } from '../runtime/wasm-arena.js';
+import { WasmArena, ScratchBuffer, WASM_MAX_PAGES } from '../runtime/wasm-arena.js';
 import type { Kernels, LinearSource, LinearWeight, RopeLayout } from './kernels.js';
 import { KERNELS_RELAXED_WASM, KERNELS_WASM } from './wasm-binary.js';
 import { type WorkerFactory, ThreadPool } from '../runtime/pool.js';
@@ -39,14 +39,29 @@ export interface WasmKernelExports {
   argmax_f32(x: number, n: number): number;
   bf16_to_f32(y: number, x: number, n: number): void;
   f16_to_f32(y: number, x: number, n: number): void;
-  linear_f32(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, scratch: number): void;
-  linear_bf16(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, scratch: number): void;
+  linear_f32(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, kcMax: number, scratch: number): void;
+  linear_bf16(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, kcMax: number, scratch: number): void;
   attention(out: number, q: number, k: number, v: number, Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
             qPos: number, kPos: number, allowed: number, scores: number, u0: number, u1: number): void;
 }
 
-/** Bytes of per-thread scratch for linear_bf16: one widened k-block, [KC=256][16] f32. */
-export const LINEAR_SCRATCH_BYTES = 256 * 16 * 4;
+/**
+ * The k-block length for linear with M rows (assembly/linear.ts).
+ * f32: while the M×K rows of x fit in half the L2 (512 KiB), no k-blocking, so each weight panel
+ * is read once as one sequential stream (small batches: speculative drafts, a few tokens; measured
+ * 1.3-1.9× faster than KC = 256 for M = 2..16 at 4096²). Above that, 256 (perf.md §3: KC between
+ * 64 and 4096 changes less than 3% for M ≥ 64).
+ * bf16: always 256, so the widened block ([256][16] f32, 16 KiB) stays in L1.
+ * The choice does not change results: every output still accumulates in k order.
+ */
+export function linearBlockK(M: number, K: number, dtype: 'f32' | 'bf16'): number {
+  return dtype === 'f32' && M * K * 4 <= 512 * 1024 ? Math.max(1, K) : 256;
+}
+
+/** Bytes of per-thread scratch linear_bf16 needs for one widened k-block of kc steps. */
+export function linearScratchBytes(kc: number): number {
+  return kc * 16 * 4;
+}
 
 export interface WasmRuntimeOptions {
   /** Use the relaxed-SIMD build (not bit-identical to the default build). Default false. */
@@ -132,7 +147,7 @@ export async function createWasmRuntime(options: WasmRuntimeOptions = {}): Promi
   const memory = new WebAssembly.Memory({ initial: 1, maximum: WASM_MAX_PAGES, shared: true });
   const wasm = await instantiateKernels(module, memory);
   const arena = new WasmArena(memory, wasm.heap_base());
-  const pool = threads > 1 ? await ThreadPool.start(module, memory, arena, threads, options.workerFactory!, wasm, LINEAR_SCRATCH_BYTES) : null;
+  const pool = threads > 1 ? await ThreadPool.start(module, memory, arena, threads, options.workerFactory!, wasm) : null;
   const kernels = new WasmKernels(wasm, arena, pool, relaxed);
   return {
     kernels, arena, relaxed, threads,
@@ -141,27 +156,21 @@ export async function createWasmRuntime(options: WasmRuntimeOptions = {}): Promi
   };
 }
 
-/** Per-thread scratch areas, grown on demand from the arena. */
-class Scratch {
-  linear = 0;          // LINEAR_SCRATCH_BYTES
-  scores = 0;          // attention scores, `scoresCap` f32
-  scoresCap = 0;
-}
-
 class WasmKernels implements Kernels {
   readonly name: string;
   private readonly wasm: WasmKernelExports;
   private readonly arena: WasmArena;
   private readonly pool: ThreadPool | null;
-  private readonly scratch: Scratch;
+  private readonly linearScratch: ScratchBuffer; // bf16 widening, main thread
+  private readonly scoresScratch: ScratchBuffer; // attention scores, main thread
 
   constructor(wasm: WasmKernelExports, arena: WasmArena, pool: ThreadPool | null, relaxed: boolean) {
     this.name = `wasm-simd${relaxed ? '-relaxed' : ''}${pool ? `-x${pool.threads}` : ''}`;
     this.wasm = wasm;
     this.arena = arena;
     this.pool = pool;
-    this.scratch = new Scratch();
-    this.scratch.linear = arena.allocBytes(LINEAR_SCRATCH_BYTES);
+    this.linearScratch = new ScratchBuffer(arena);
+    this.scoresScratch = new ScratchBuffer(arena);
   }
 
   /** The pointer of `view`, after checking it is this runtime's memory and holds ≥ `need` elements. */
@@ -223,14 +232,16 @@ class WasmKernels implements Kernels {
     const bp = bias ? this.ptr('linear', 'bias', bias, N) : 0;
     if (M === 0) return;
     if (yp < xp + 4 * M * K && xp < yp + 4 * M * N) throw badArgs('linear', 'y must not overlap x');
-    const fn = w.dtype === 'bf16' ? 1 : 0;
+    const bf16 = w.dtype === 'bf16';
     const panels = Math.ceil(N / 16);
+    const kc = linearBlockK(M, K, w.dtype);
+    const scratch = bf16 && M > 1 ? this.linearScratch.need(linearScratchBytes(kc)) : 0;
     if (this.pool && this.pool.worthSplitting(M * N * K, panels)) {
-      this.pool.linear(fn, yp, xp, w.packed.byteOffset, bp, M, N, K, panels);
+      this.pool.linear(bf16, yp, xp, w.packed.byteOffset, bp, M, N, K, panels, kc, scratch);
       return;
     }
-    if (fn === 1) this.wasm.linear_bf16(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, this.scratch.linear);
-    else this.wasm.linear_f32(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, this.scratch.linear);
+    if (bf16) this.wasm.linear_bf16(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, kc, scratch);
+    else this.wasm.linear_f32(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, kc, 0);
   }
 
   rmsnorm(y: Float32Array, x: Float32Array, weight: Float32Array | null, rows: number, dim: number, eps: number): void {
@@ -276,21 +287,12 @@ class WasmKernels implements Kernels {
     const ap = allowed ? this.ptr('attention', 'allowed', allowed, Tq * Tk) : 0;
     if (Tq === 0 || nHeads === 0) return;
     const units = Tq * nHeads;
+    const scores = this.scoresScratch.need(4 * Tk);
     if (this.pool && this.pool.worthSplitting(units * Tk * headDim, units)) {
-      this.pool.attention(op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, units);
+      this.pool.attention(op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, units, scores);
       return;
     }
-    this.wasm.attention(op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, this.scoresScratch(Tk), 0, units);
-  }
-
-  /** The main thread's attention score scratch, grown (by doubling) to hold Tk f32. */
-  private scoresScratch(Tk: number): number {
-    if (Tk > this.scratch.scoresCap) {
-      const cap = Math.max(1024, 2 ** Math.ceil(Math.log2(Tk)));
-      this.scratch.scores = this.arena.allocBytes(4 * cap);
-      this.scratch.scoresCap = cap;
-    }
-    return this.scratch.scores;
+    this.wasm.attention(op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, scores, 0, units);
   }
 
   softmax(y: Float32Array, x: Float32Array, rows: number, n: number): void {

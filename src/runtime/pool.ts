@@ -17,8 +17,8 @@
  * Node's worker_threads). The worker side runs `runPoolWorker` below.
  */
 import { PonderError } from '../errors.js';
-import type { WasmKernelExports } from '../kernels/wasm.js';
-import type { WasmArena } from './wasm-arena.js';
+import { linearScratchBytes, type WasmKernelExports } from '../kernels/wasm.js';
+import { ScratchBuffer, type WasmArena } from './wasm-arena.js';
 
 /** What a worker needs to join the pool. Structured-cloneable (Module and Memory are shareable). */
 export interface PoolWorkerInit {
@@ -53,33 +53,28 @@ const MIN_SPLIT_WORK = 1 << 16;
 export class ThreadPool {
   readonly threads: number;
   private readonly wasm: WasmKernelExports;
-  private readonly arena: WasmArena;
   private readonly control: Int32Array;
   private readonly controlF32: Float32Array;
   private readonly handles: PoolWorkerHandle[];
-  private readonly linearScratch: number[]; // per worker
-  private readonly scores: { ptr: number; cap: number }[]; // per worker
-  private mainScores = { ptr: 0, cap: 0 };
-  private readonly mainLinearScratch: number;
+  private readonly linearScratch: ScratchBuffer[]; // per worker
+  private readonly scoresScratch: ScratchBuffer[]; // per worker
   private generation = 0;
   private closed = false;
   /** Jobs that were split across the threads (the rest ran on the main thread alone). */
   splitJobs = 0;
 
-  private constructor(wasm: WasmKernelExports, arena: WasmArena, threads: number, control: Int32Array, handles: PoolWorkerHandle[], linearScratchBytes: number) {
+  private constructor(wasm: WasmKernelExports, arena: WasmArena, threads: number, control: Int32Array, handles: PoolWorkerHandle[]) {
     this.wasm = wasm;
-    this.arena = arena;
     this.threads = threads;
     this.control = control;
     this.controlF32 = new Float32Array(control.buffer, control.byteOffset, control.length);
     this.handles = handles;
-    this.linearScratch = handles.map(() => arena.allocBytes(linearScratchBytes));
-    this.mainLinearScratch = arena.allocBytes(linearScratchBytes);
-    this.scores = handles.map(() => ({ ptr: 0, cap: 0 }));
+    this.linearScratch = handles.map(() => new ScratchBuffer(arena));
+    this.scoresScratch = handles.map(() => new ScratchBuffer(arena));
   }
 
   static async start(module: WebAssembly.Module, memory: WebAssembly.Memory, arena: WasmArena, threads: number,
-                     factory: WorkerFactory, wasm: WasmKernelExports, linearScratchBytes: number): Promise<ThreadPool> {
+                     factory: WorkerFactory, wasm: WasmKernelExports): Promise<ThreadPool> {
     const workers = threads - 1;
     const control = arena.i32(workers * SLOT_INTS);
     control.fill(0);
@@ -91,7 +86,7 @@ export class ThreadPool {
       await Promise.all(handles.map((h) => h.terminate().catch(() => undefined)));
       throw new PonderError('RUNTIME_UNSUPPORTED', `could not start ${workers} kernel worker thread(s): ${(e as Error).message}`, { field: 'threads', hint: 'run with threads: 1' });
     }
-    return new ThreadPool(wasm, arena, threads, control, handles, linearScratchBytes);
+    return new ThreadPool(wasm, arena, threads, control, handles);
   }
 
   /** Whether a job of `work` multiply-adds over `parts` independent parts is worth splitting. */
@@ -99,38 +94,37 @@ export class ThreadPool {
     return !this.closed && parts >= 2 && work >= MIN_SPLIT_WORK;
   }
 
-  /** linear over panels [0, panels), split in contiguous panel ranges. */
-  linear(bf16: number, y: number, x: number, w: number, bias: number, M: number, N: number, K: number, panels: number): void {
+  /** linear over panels [0, panels), split in contiguous panel ranges. `scratch`: the main thread's. */
+  linear(bf16: boolean, y: number, x: number, w: number, bias: number, M: number, N: number, K: number, panels: number, kc: number, scratch: number): void {
     const op = bf16 ? OP_LINEAR_BF16 : OP_LINEAR_F32;
+    const scratchBytes = bf16 && M > 1 ? linearScratchBytes(kc) : 0;
     const ranges = split(panels, this.threads);
     const gen = this.nextGeneration();
     this.splitJobs++;
     for (let i = 0; i < this.handles.length; i++) {
       const [p0, p1] = ranges[i + 1];
-      this.post(i, gen, op, [y, x, w, bias, M, N, K, p0, p1, this.linearScratch[i]]);
+      this.post(i, gen, op, [y, x, w, bias, M, N, K, p0, p1, kc, scratchBytes ? this.linearScratch[i].need(scratchBytes) : 0]);
     }
     const [p0, p1] = ranges[0];
-    if (bf16) this.wasm.linear_bf16(y, x, w, bias, M, N, K, p0, p1, this.mainLinearScratch);
-    else this.wasm.linear_f32(y, x, w, bias, M, N, K, p0, p1, this.mainLinearScratch);
+    if (bf16) this.wasm.linear_bf16(y, x, w, bias, M, N, K, p0, p1, kc, scratch);
+    else this.wasm.linear_f32(y, x, w, bias, M, N, K, p0, p1, kc, scratch);
     this.join(gen, 'linear');
   }
 
-  /** attention over units [0, units) (unit = query row × head), split in contiguous ranges. */
+  /** attention over units [0, units) (unit = query row × head), split in contiguous ranges. `scores`: the main thread's. */
   attention(out: number, q: number, k: number, v: number, Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number,
-            scale: number, qPos: number, kPos: number, allowed: number, units: number): void {
+            scale: number, qPos: number, kPos: number, allowed: number, units: number, scores: number): void {
     const ranges = split(units, this.threads);
-    for (const s of this.scores) this.growScores(s, Tk);
-    this.growScores(this.mainScores, Tk);
     const gen = this.nextGeneration();
     this.splitJobs++;
     for (let i = 0; i < this.handles.length; i++) {
       const [u0, u1] = ranges[i + 1];
       const slot = i * SLOT_INTS;
       this.controlF32[slot + ARGS + 9] = scale; // the one f32 argument, stored as its bits
-      this.post(i, gen, OP_ATTENTION, [out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, null, qPos, kPos, allowed, this.scores[i].ptr, u0, u1]);
+      this.post(i, gen, OP_ATTENTION, [out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, null, qPos, kPos, allowed, this.scoresScratch[i].need(4 * Tk), u0, u1]);
     }
     const [u0, u1] = ranges[0];
-    this.wasm.attention(out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, this.mainScores.ptr, u0, u1);
+    this.wasm.attention(out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, scores, u0, u1);
     this.join(gen, 'attention');
   }
 
@@ -140,12 +134,6 @@ export class ThreadPool {
     const gen = this.nextGeneration();
     for (let i = 0; i < this.handles.length; i++) this.post(i, gen, OP_STOP, []);
     await Promise.all(this.handles.map((h) => h.terminate()));
-  }
-
-  private growScores(s: { ptr: number; cap: number }, Tk: number): void {
-    if (Tk <= s.cap) return;
-    s.cap = Math.max(1024, 2 ** Math.ceil(Math.log2(Tk)));
-    s.ptr = this.arena.allocBytes(4 * s.cap);
   }
 
   private nextGeneration(): number {
@@ -214,8 +202,8 @@ export function runPoolWorker(init: PoolWorkerInit, wasm: WasmKernelExports, now
     const a = (i: number) => control[ARGS + i];
     let status = 0;
     try {
-      if (op === OP_LINEAR_F32) wasm.linear_f32(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9));
-      else if (op === OP_LINEAR_BF16) wasm.linear_bf16(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9));
+      if (op === OP_LINEAR_F32) wasm.linear_f32(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10));
+      else if (op === OP_LINEAR_BF16) wasm.linear_bf16(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10));
       else if (op === OP_ATTENTION) wasm.attention(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), controlF32[ARGS + 9], a(10), a(11), a(12), a(13), a(14), a(15));
       else status = 1;
     } catch {

@@ -123,3 +123,22 @@ export class WasmArena implements Arena {
 function alignUp(n: number): number {
   return Math.ceil(n / ALIGN) * ALIGN;
 }
+
+/**
+ * A kernel scratch area in the arena that grows (by doubling, from 16 KiB) when a call needs
+ * more. The old area is abandoned, not freed: growth happens a handful of times per run.
+ */
+export class ScratchBuffer {
+  private ptr = 0;
+  private bytes = 0;
+  constructor(private readonly arena: WasmArena) {}
+
+  /** A pointer to at least `bytes` bytes of scratch (contents undefined). */
+  need(bytes: number): number {
+    if (bytes > this.bytes) {
+      this.bytes = Math.max(16384, 2 ** Math.ceil(Math.log2(bytes)));
+      this.ptr = this.arena.allocBytes(this.bytes);
+    }
+    return this.ptr;
+  }
+}
