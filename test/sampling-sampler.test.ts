@@ -212,6 +212,13 @@ test('min-p drops tokens below minP × the largest probability', () => {
   }));
 });
 
+test('a temperature so small that logits / T overflow gives the greedy token, not NaN', () => {
+  for (const logits of [Float32Array.of(-1e-15), Float32Array.of(-3, -1e-15, -2), Float32Array.of(1, 2, -1)]) {
+    const probs = new Sampler(logits.length, { temperature: 5e-324 }).distribution(logits);
+    assert.equal(probs[argmaxFinite(logits)], 1);
+  }
+});
+
 test('every filtered distribution sums to 1 and has at least one nonzero entry', () => {
   fc.assert(fc.property(finiteLogits(), fc.record({
     temperature: fc.double({ min: 0, max: 4, noNaN: true }),

@@ -226,8 +226,9 @@ export class Sampler {
     // softmax(x / temperature), in float64
     let maxScaled = -Infinity;
     for (let i = 0; i < V; i++) if (x[i] / temperature > maxScaled) maxScaled = x[i] / temperature;
-    if (maxScaled === Infinity) {
-      // A temperature so small that x / T overflowed: its limit is greedy decoding.
+    if (!Number.isFinite(maxScaled)) {
+      // A temperature so small that x / T overflowed (to +Infinity, or to -Infinity when every
+      // logit is negative): its limit is greedy decoding.
       probs.fill(0);
       probs[argmaxFinite(x)] = 1;
       return probs;
