@@ -793,7 +793,7 @@ export class MorModel {
    * run the block on them at their original positions, and update h ← h + g·Block(h) on those rows.
    */
   private expertRecursions(session: MorSession, row: RowCache, T: number, mode: DecodeMode, threshold: number, tr: { trace: ForwardTrace; base: number }, cap: RowCaptures | null): void {
-    const cfg = this.config, d = cfg.dims, H = d.hidden, R = cfg.numRecursion, k = this.runtime.kernels, s = session.scratch;
+    const cfg = this.config, H = cfg.dims.hidden, R = cfg.numRecursion, s = session.scratch;
     const kvShareBlock = cfg.kvSharing !== null; // upstream runs the block on all T tokens whenever kv_sharing is enabled
     let candidates: number[] = Array.from({ length: T }, (_, t) => t);
     const probs = new Float32Array(T);
@@ -863,7 +863,6 @@ export class MorModel {
       }
       candidates = selected;
     }
-    void k;
   }
 
   private captureEmptyStep(cap: RowCaptures, name: string, T: number): void {
@@ -910,7 +909,7 @@ export class MorModel {
     for (let r = 0; r < R; r++) {
       const processed = all.filter((t) => expert[t] >= r);
       if (cap) cap.set(`rec${r}.processed`, { shape: [processed.length], data: Int32Array.from(processed), int: true });
-      if (processed.length === 0) { // upstream skips the recursion: nothing runs, nothing is cached
+      if (processed.length === 0 && !kvShareBlock) { // upstream skips the recursion: nothing runs, nothing is cached
         if (cap) for (const name of ['block_in', ...this.layout.blocks[r].map((_, j) => `block_layer${j}.out`)]) cap.set(`rec${r}.${name}`, { shape: [0, H], data: new Float32Array(0), int: false });
         continue;
       }
