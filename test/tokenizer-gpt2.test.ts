@@ -53,7 +53,9 @@ test('special tokens in the text are recognised, and skipSpecialTokens leaves th
 });
 
 test('streamed pieces concatenate to the one-shot decode, for any id sequence', () => {
-  fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: 50256 }), { maxLength: 30 }), (ids) => {
+  // half the ids from the 256 single-byte tokens, so partial and invalid UTF-8 sequences are common
+  const id = fc.oneof(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 50256 }));
+  fc.assert(fc.property(fc.array(id, { maxLength: 30 }), (ids) => {
     const stream = gpt2.decodeStream();
     let text = '';
     for (const id of ids) text += stream.push(id);
