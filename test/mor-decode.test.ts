@@ -6,15 +6,27 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { loadMor, type ForwardOptions, type MorModel } from '../src/models/mor.js';
-import { createScalarRuntime } from '../src/runtime/runtime.js';
+import { createWasmRuntime } from '../src/kernels/wasm.js';
+import { createScalarRuntime, type Runtime } from '../src/runtime/runtime.js';
 import { fixtureWeights, makeFixture, randomIds, type FixtureSpec } from './mor-fixture.js';
 
 const V = 64, RUNS = 15;
 
+// Every property runs on the scalar twins and on the WASM SIMD kernels (one runtime, reused).
+const wasm = await createWasmRuntime();
+const RUNTIMES: [string, () => Runtime][] = [['scalar', createScalarRuntime], ['wasm', () => wasm]];
+let runtime: () => Runtime = createScalarRuntime;
+
 function load(spec: FixtureSpec): MorModel {
   const fx = makeFixture(spec);
-  return loadMor(fixtureWeights(fx.tensors), fx.config, createScalarRuntime(), { maxLen: 40 });
+  return loadMor(fixtureWeights(fx.tensors), fx.config, runtime(), { maxLen: 40 });
 }
+
+/** Declares the test once per runtime. */
+function both(name: string, body: () => void): void {
+  for (const [label, make] of RUNTIMES) test(`${name} [${label}]`, () => { runtime = make; body(); });
+}
+test.after(() => wasm.dispose());
 
 /** Max |decode logits − full forward logits| over the decoded positions: prefill P tokens, then feed the rest one by one. */
 function decodeVsForward(model: MorModel, ids: number[][], P: number, opts: ForwardOptions): { maxDiff: number; stepDepths: number[] } {
@@ -45,7 +57,7 @@ const shape = fc.record({
   n: fc.integer({ min: 1, max: 6 }),
 });
 
-test('token-choice: cached decode equals the full forward', () => {
+both('token-choice: cached decode equals the full forward', () => {
   fc.assert(fc.property(shape, fc.constantFrom('softmax' as const, 'sigmoid' as const), fc.boolean(), (a, func, lossFree) => {
     const model = load({ variant: 'token', sharing: a.sharing, R: a.R, bd: a.bd, seed: a.seed, tokenRouterFunc: func, lossFree });
     const { maxDiff } = decodeVsForward(model, randomIds(a.seed, a.B, a.P + a.n, V), a.P, {});
@@ -53,7 +65,7 @@ test('token-choice: cached decode equals the full forward', () => {
   }), { numRuns: RUNS });
 });
 
-test('KV sharing: decode equals its forward (token-choice; expert-choice at full capacity; expert-choice causal mode)', () => {
+both('KV sharing: decode equals its forward (token-choice; expert-choice at full capacity; expert-choice causal mode)', () => {
   fc.assert(fc.property(shape, fc.constantFrom('token', 'expert-full', 'expert-causal'), (a, kind) => {
     const spec: FixtureSpec = kind === 'token'
       ? { variant: 'token', sharing: a.sharing, R: a.R, bd: a.bd, seed: a.seed, kvSharing: true }
@@ -64,7 +76,7 @@ test('KV sharing: decode equals its forward (token-choice; expert-choice at full
   }), { numRuns: RUNS });
 });
 
-test('vanilla and recursive baselines: cached decode equals the full forward', () => {
+both('vanilla and recursive baselines: cached decode equals the full forward', () => {
   fc.assert(fc.property(shape, fc.constantFrom('vanilla' as const, 'recursive' as const), fc.boolean(), (a, variant, kvSharing) => {
     const model = load({ variant, sharing: a.sharing, R: a.R, bd: a.bd, seed: a.seed, kvSharing: variant === 'recursive' && kvSharing });
     const { maxDiff } = decodeVsForward(model, randomIds(a.seed, a.B, a.P + a.n, V), a.P, {});
@@ -72,7 +84,7 @@ test('vanilla and recursive baselines: cached decode equals the full forward', (
   }), { numRuns: RUNS });
 });
 
-test('expert-choice upstream mode: every decoded token runs every recursion', () => {
+both('expert-choice upstream mode: every decoded token runs every recursion', () => {
   fc.assert(fc.property(shape, (a) => {
     const model = load({ variant: 'expert', sharing: a.sharing, R: a.R, bd: a.bd, seed: a.seed });
     const { stepDepths } = decodeVsForward(model, randomIds(a.seed, a.B, a.P + a.n, V), a.P, {});
@@ -80,7 +92,7 @@ test('expert-choice upstream mode: every decoded token runs every recursion', ()
   }), { numRuns: RUNS });
 });
 
-test('causal mode: prefill then decode equals one causal forward over the whole sequence', () => {
+both('causal mode: prefill then decode equals one causal forward over the whole sequence', () => {
   fc.assert(fc.property(shape, fc.double({ min: 0.05, max: 0.95, noNaN: true }), (a, threshold) => {
     const model = load({ variant: 'expert', sharing: a.sharing, R: a.R, bd: a.bd, seed: a.seed });
     const { maxDiff } = decodeVsForward(model, randomIds(a.seed, a.B, a.P + a.n, V), a.P, { mode: 'causal', threshold });
@@ -88,7 +100,7 @@ test('causal mode: prefill then decode equals one causal forward over the whole 
   }), { numRuns: RUNS });
 });
 
-test('causal mode: with the same cached context, a higher threshold never gives a token more recursions', () => {
+both('causal mode: with the same cached context, a higher threshold never gives a token more recursions', () => {
   fc.assert(fc.property(shape, fc.double({ min: 0, max: 1, noNaN: true }), fc.double({ min: 0, max: 1, noNaN: true }), fc.double({ min: 0, max: 1, noNaN: true }),
     (a, t0, x, y) => {
       const [low, high] = x <= y ? [x, y] : [y, x];
@@ -107,7 +119,7 @@ test('causal mode: with the same cached context, a higher threshold never gives 
     }), { numRuns: RUNS });
 });
 
-test('causal mode: compute counted equals the sum of per-token depths, and a stopped token does no further compute', () => {
+both('causal mode: compute counted equals the sum of per-token depths, and a stopped token does no further compute', () => {
   fc.assert(fc.property(shape, fc.double({ min: 0, max: 1, noNaN: true }), fc.boolean(), (a, threshold, kvSharing) => {
     const model = load({ variant: 'expert', sharing: a.sharing, R: a.R, bd: a.bd, seed: a.seed, kvSharing });
     const ids = randomIds(a.seed, a.B, a.P + a.n, V);
