@@ -1,0 +1,61 @@
+/**
+ * Huginn at the full huginn-0125 shapes (E=5280, 55 heads, I=17920, V=65536, P/R/C=2/4/2) with
+ * random bf16 weights: fixed depth 32 vs every exit criterion, tokens/s and mean steps per token.
+ * Runs only when the machine has the memory — it checks first and explains when it does not:
+ *   - the WASM runtime keeps bf16 weights as bf16, but its memory is one 32-bit address space
+ *     (4 GiB) and the weights alone are 7.1 GB, so the wasm kernels cannot hold this model;
+ *   - the scalar runtime widens weights to f32 (14.3 GB) and needs that much free RAM (and it is
+ *     slow: expect minutes per token).
+ *
+ *   node --import tsx bench/huginn-fullsize.bench.ts [--kernels scalar|wasm] [--tokens 2] [--prompt 4] --run
+ *
+ * Without --run it only prints whether the machine can hold the model (the load alone takes
+ * many minutes and most of the RAM; do not start it on a shared machine by accident).
+ *
+ * Not part of `npm test` nor of CI.
+ */
+import { freemem } from 'node:os';
+import { parseArgs } from 'node:util';
+import { HUGINN_0125_CONFIG, loadHuginn, seededInitialStates } from '../src/models/huginn.js';
+import { createExitEvaluator, EXIT_CRITERIA } from '../src/models/huginn-exit.js';
+import { generateAdaptive, generateMinimal } from '../src/models/huginn-generate.js';
+import { WASM_MAX_BYTES } from '../src/runtime/wasm-arena.js';
+import { createScalarRuntime, type Runtime } from '../src/runtime/runtime.js';
+import { syntheticHuginnWeights } from './huginn-synthetic.js';
+
+const { values } = parseArgs({ options: { kernels: { type: 'string', default: 'scalar' }, tokens: { type: 'string', default: '2' }, prompt: { type: 'string', default: '4' }, run: { type: 'boolean', default: false } } });
+const { config, source, parameters } = syntheticHuginnWeights({ ...HUGINN_0125_CONFIG }, 1);
+const gb = (n: number): string => `${(n / 1e9).toFixed(1)} GB`;
+const weightBytes = values.kernels === 'wasm' ? 2 * parameters : 4 * (parameters - config.vocabSize * config.nEmbd) + 2 * config.vocabSize * config.nEmbd + 4 * config.vocabSize * config.nEmbd;
+console.log(`# huginn-0125 shapes, random bf16 weights: ${(parameters / 1e9).toFixed(3)} B parameters; ${values.kernels} kernels need about ${gb(weightBytes)} for weights`);
+if (values.kernels === 'wasm' && weightBytes > WASM_MAX_BYTES) {
+  console.log(`not run: the WASM runtime's memory is limited to ${gb(WASM_MAX_BYTES)} (32-bit addresses); the weights alone need ${gb(weightBytes)}`);
+  process.exit(0);
+}
+if (weightBytes * 1.1 > freemem()) {
+  console.log(`not run: ${gb(freemem())} free, about ${gb(weightBytes * 1.1)} needed`);
+  process.exit(0);
+}
+if (!values.run) {
+  console.log(`fits: ${gb(freemem())} free; pass --run to load it and generate (expect a long run)`);
+  process.exit(0);
+}
+
+let runtime: Runtime;
+if (values.kernels === 'wasm') { const { createWasmRuntime } = await import('../src/kernels/wasm.js'); runtime = await createWasmRuntime(); }
+else runtime = createScalarRuntime();
+const t0 = performance.now();
+const model = loadHuginn(source, runtime, config);
+console.log(`load ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+const newTokens = Number(values.tokens);
+const prompt = Array.from({ length: Number(values.prompt) }, (_, i) => (i * 7919 + 13) % config.vocabSize);
+const time = (run: () => number): { tps: number; steps: number } => { const s = performance.now(); const steps = run(); return { tps: newTokens / ((performance.now() - s) / 1000), steps }; };
+const fixed = time(() => { generateMinimal(model, { inputIds: prompt, B: 1, maxNewTokens: newTokens, numSteps: 32, initialStates: seededInitialStates(7) }); return 32; });
+console.log(`| fixed depth 32 | ${fixed.tps.toFixed(4)} tokens/s | 32 steps/token |`);
+for (const criterion of EXIT_CRITERIA) {
+  const r = time(() => {
+    const g = generateAdaptive(model, { inputIds: prompt, B: 1, maxNewTokens: newTokens, numSteps: 32, initialStates: seededInitialStates(7), evaluator: createExitEvaluator(criterion, 'auto', config.vocabSize) });
+    return g.trace.reduce((a, t) => a + t.steps[0], 0) / g.trace.length;
+  });
+  console.log(`| adaptive ${criterion} | ${r.tps.toFixed(4)} tokens/s | ${r.steps.toFixed(1)} steps/token |`);
+}
