@@ -102,3 +102,15 @@ test('bad inputs are typed errors: out-of-vocab ids, ragged rows, overlong sessi
   model.forward(s, [[1, 2]], { mode: 'causal' });
   code(() => model.forward(s, [[3]]), 'INPUT_SESSION');
 });
+
+test('NaN in the weights is a NUM_NONFINITE error, and the failed session refuses further calls', () => {
+  const fx = makeFixture({ variant: 'expert', seed: 5 });
+  const e = fx.tensors.get('model.embed_tokens.weight')!;
+  const poisoned = Float32Array.from(e.data);
+  poisoned.fill(NaN, 3 * 32, 4 * 32); // token id 3
+  fx.tensors.set('model.embed_tokens.weight', { shape: e.shape, data: poisoned });
+  const model = loadMor(fixtureWeights(fx.tensors), fx.config, createScalarRuntime(), { maxLen: 8 });
+  const s = model.newSession(1, 8);
+  assert.throws(() => model.forward(s, [[1, 3, 2]]), (err: unknown) => err instanceof PonderError && err.code === 'NUM_NONFINITE');
+  assert.throws(() => model.forward(s, [[1]]), (err: unknown) => err instanceof PonderError && err.code === 'INPUT_SESSION');
+});

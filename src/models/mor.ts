@@ -332,6 +332,8 @@ export class MorSession {
   readonly sharesKv: boolean;
   /** set by the first forward: a session's cache follows one decode mode */
   mode: DecodeMode | null = null;
+  /** set when a forward failed part-way: the caches may hold some of its tokens, so the session is unusable */
+  failed = false;
   constructor(readonly model: MorModel, readonly batch: number, readonly maxLen: number, sharesKv: boolean, rows: RowCache[], readonly scratch: Scratch) {
     this.rows = rows;
     this.sharesKv = sharesKv;
@@ -444,12 +446,10 @@ export class MorModel {
   private readonly finalNorm: Float32Array;
   private readonly cos: Float32Array;
   private readonly sin: Float32Array;
-  private readonly baseDepth: number;
 
   constructor(readonly config: MorConfig, source: WeightSource, readonly runtime: Runtime, opts: LoadOptions) {
     const d = config.dims, H = d.hidden, R = config.numRecursion;
     this.layout = morLayout(config);
-    this.baseDepth = this.layout.blocks[0]?.length ?? (config.sharing ? Math.floor((d.layers - (config.sharing.startsWith('middle') ? 2 : 0)) / Math.max(1, R)) : 0);
     this.maxLen = opts.maxLen ?? d.maxPositions;
     if (!Number.isInteger(this.maxLen) || this.maxLen < 1) throw new PonderError('CFG_FIELD', `maxLen is ${this.maxLen}`, { field: 'maxLen', hint: 'a positive integer' });
 
@@ -614,6 +614,7 @@ export class MorModel {
     const threshold = opts.threshold ?? DEFAULT_CAUSAL_THRESHOLD;
     if (mode === 'causal' && !(threshold >= 0 && threshold <= 1)) throw new PonderError('CFG_FIELD', `causal threshold ${threshold} is outside [0, 1]`, { field: 'threshold', hint: 'a probability, default 0.5' });
     if (session.model !== this) throw new PonderError('INPUT_SESSION', 'the session belongs to another model', { hint: 'create sessions with model.newSession()' });
+    if (session.failed) throw new PonderError('INPUT_SESSION', 'an earlier call on this session failed part-way, so its caches are incomplete', { hint: 'start a new session' });
     if (session.mode !== null && session.mode !== mode) throw new PonderError('INPUT_SESSION', `the session was started in ${session.mode} mode, not ${mode}`, { hint: 'a cache built by one decode mode cannot be continued by the other; start a new session' });
     if (ids.length !== session.batch) throw new PonderError('INPUT_SHAPE', `input has ${ids.length} rows, the session ${session.batch}`, { hint: 'one id list per batch row' });
     const T = ids[0]?.length ?? 0;
@@ -635,11 +636,22 @@ export class MorModel {
       blockRuns: new Int32Array(B * T), layerRuns: new Int32Array(B * T), flops: new Float64Array(B * T),
     };
     const captures: RowCaptures[] | null = opts.capture ? [] : null;
-    for (let b = 0; b < B; b++) {
-      const cap: RowCaptures | null = captures ? new Map() : null;
-      this.forwardRow(session, b, ids[b], mode, threshold, trace, cap);
-      logits.set(session.scratch.logits.subarray(0, T * d.vocab), b * T * d.vocab);
-      if (captures) captures.push(cap!);
+    try {
+      for (let b = 0; b < B; b++) {
+        const cap: RowCaptures | null = captures ? new Map() : null;
+        this.forwardRow(session, b, ids[b], mode, threshold, trace, cap);
+        logits.set(session.scratch.logits.subarray(0, T * d.vocab), b * T * d.vocab);
+        if (captures) captures.push(cap!);
+      }
+    } catch (e) {
+      session.failed = true;
+      throw e;
+    }
+    for (let i = 0; i < logits.length; i++) {
+      if (!Number.isFinite(logits[i])) {
+        const row = Math.floor(i / (T * d.vocab)), t = Math.floor(i / d.vocab) % T;
+        throw new PonderError('NUM_NONFINITE', `logits of row ${row} at position ${session.rows[row].seen - T + t} contain ${logits[i]}`, { hint: 'the checkpoint holds NaN/Inf or values that overflow float32; check the weights' });
+      }
     }
     return { logits, trace, captures };
   }
