@@ -19,14 +19,21 @@ import { exp4 } from './simd';
   return true;
 }
 
-// Dot product q·k over hd elements (4 lanes, then a scalar tail).
+// Dot product q·k over hd elements for a key outside a block of 4, with exactly the arithmetic
+// the 4-key block applies to each of its keys (lanes summed as (l0 + l2) + (l1 + l3), the scalar
+// head-dim tail summed separately and added last), so a key's score does not depend on whether
+// Tk put it in a block or in the tail.
 // @ts-ignore: decorator
 @inline function dot(q: usize, k: usize, hd: i32): f32 {
   let acc = f32x4.splat(0);
   let d = 0;
   for (; d + 4 <= hd; d += 4) acc = f32x4.add(acc, f32x4.mul(v128.load(q + (<usize>d << 2)), v128.load(k + (<usize>d << 2))));
-  let s = (f32x4.extract_lane(acc, 0) + f32x4.extract_lane(acc, 1)) + (f32x4.extract_lane(acc, 2) + f32x4.extract_lane(acc, 3));
-  for (; d < hd; d++) s += load<f32>(q + (<usize>d << 2)) * load<f32>(k + (<usize>d << 2));
+  let s = (f32x4.extract_lane(acc, 0) + f32x4.extract_lane(acc, 2)) + (f32x4.extract_lane(acc, 1) + f32x4.extract_lane(acc, 3));
+  if (d < hd) {
+    let t: f32 = 0;
+    for (; d < hd; d++) t += load<f32>(q + (<usize>d << 2)) * load<f32>(k + (<usize>d << 2));
+    s += t;
+  }
   return s;
 }
 

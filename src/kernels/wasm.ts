@@ -11,10 +11,11 @@
  * Options:
  *   relaxed: use the relaxed-SIMD build (fused multiply-add in linear). Faster, not bit-identical
  *            to the plain build, never the default and never used for conformance. Node 20 needs
- *            `--experimental-wasm-relaxed-simd` (see src/node/wasm-flags.ts).
+ *            `--experimental-wasm-relaxed-simd` (enableRelaxedSimd in src/node/pool-worker.ts).
  *   threads: total threads for linear and attention (main thread + threads−1 workers on the same
- *            memory). Results are bit-identical to one thread. Needs a worker factory: in Node,
- *            src/node/pool-worker.ts provides it (createWasmRuntime from the node entry passes it).
+ *            memory). Results are bit-identical to one thread. Needs a worker factory, since the
+ *            core cannot start threads itself: in Node, createNodeWasmRuntime
+ *            (src/node/pool-worker.ts) passes one on worker_threads.
  */
 import { PonderError } from '../errors.js';
 import type { Runtime } from '../runtime/runtime.js';
