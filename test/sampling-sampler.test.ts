@@ -219,6 +219,55 @@ test('a temperature so small that logits / T overflow gives the greedy token, no
   }
 });
 
+/**
+ * spec/sampling.md §2 steps 3–8 written out literally: full sort, no shortcuts. The Sampler only
+ * sorts the candidates that can survive; this checks the shortcut changes nothing.
+ */
+function referenceDistribution(logits: Float32Array, temperature: number, topK: number | null, topP: number, minP: number): number[] {
+  const z = Array.from(logits, (x) => x / temperature);
+  const m = Math.max(...z);
+  const e = z.map((v) => Math.exp(v - m));
+  const total = e.reduce((a, b) => a + b, 0);
+  const p = e.map((v) => v / total);
+  const order = p.map((_, i) => i).filter((i) => p[i] > 0).sort((a, b) => p[b] - p[a] || a - b);
+  if (topK !== null && topK < order.length) {
+    const kth = p[order[topK - 1]];
+    for (let i = 0; i < p.length; i++) if (p[i] < kth) p[i] = 0;
+  }
+  if (topP < 1) {
+    let cumulative = 0;
+    order.forEach((id, r) => {
+      cumulative += p[id];
+      if (r > 0 && cumulative > topP) p[id] = 0;
+    });
+  }
+  if (minP > 0) {
+    const max = Math.max(...p);
+    for (let i = 0; i < p.length; i++) if (p[i] < minP * max) p[i] = 0;
+  }
+  const kept = Math.max(p.reduce((a, b) => a + b, 0), 1e-10);
+  return p.map((v) => v / kept);
+}
+
+test('top-k / top-p on candidates only gives the same distribution as the full sort of the definition', () => {
+  // small integer logits make ties common; long rows exercise the candidate pruning
+  const logits = fc.oneof(
+    fc.array(fc.integer({ min: -4, max: 4 }), { minLength: 1, maxLength: 30 }).map((a) => Float32Array.from(a)),
+    fc.array(fc.float({ min: -12, max: 12, noNaN: true, noDefaultInfinity: true }), { minLength: 50, maxLength: 600 }).map((a) => Float32Array.from(a)),
+  );
+  fc.assert(fc.property(logits, fc.double({ min: 0.2, max: 3, noNaN: true }), fc.option(fc.integer({ min: 1, max: 700 }), { nil: null }),
+    fc.oneof(fc.constant(1), fc.double({ min: 0.01, max: 1, noNaN: true })), fc.oneof(fc.constant(0), fc.double({ min: 0, max: 0.5, noNaN: true })),
+    (row, temperature, k, topP, minP) => {
+      const topK = k === null ? null : Math.min(k, row.length);
+      const probs = new Sampler(row.length, { temperature, topK: topK ?? undefined, topP, minP }).distribution(row);
+      const expected = referenceDistribution(row, temperature, topK, topP, minP);
+      for (let i = 0; i < row.length; i++) {
+        assert.equal(probs[i] === 0, expected[i] === 0, `id ${i}: kept ${probs[i] !== 0}, definition keeps ${expected[i] !== 0}`);
+        assert.ok(Math.abs(probs[i] - expected[i]) < 1e-12);
+      }
+    }), { numRuns: 300 });
+});
+
 test('every filtered distribution sums to 1 and has at least one nonzero entry', () => {
   fc.assert(fc.property(finiteLogits(), fc.record({
     temperature: fc.double({ min: 0, max: 4, noNaN: true }),
