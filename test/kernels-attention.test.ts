@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { createWasmRuntime } from '../src/kernels/wasm.js';
 import { scalarKernels as twin } from '../src/kernels/scalar.js';
-import { U, prng, fillUniform, injectSpecials, guardedF32, inArena, assertClose } from './kernels-support.js';
+import { U, prng, fillUniform, injectSpecials, guardedF32, inArena, assertClose, assertBitIdentical } from './kernels-support.js';
 
 const { kernels: wasm, arena } = await createWasmRuntime();
 
@@ -82,6 +82,16 @@ test('attention matches its scalar twin (GQA, positions and/or allowed mask) wit
 
 test('attention with NaN/Inf/zero inputs: NaN where the reference is NaN, fully masked rows still zero', () => {
   fc.assert(fc.property(problem, (p) => check(p, true)), { numRuns: 100 });
+});
+
+test('attention writing its output over q (element for element) gives the out-of-place result', () => {
+  fc.assert(fc.property(problem, (p) => {
+    const s = setUp(p, false);
+    const out = arena.f32(p.Tq * s.qDim);
+    wasm.attention(out, s.q, s.k, s.v, p.Tq, p.Tk, s.nHeads, p.nKvHeads, p.headDim, s.scale, s.qPos, s.kPos, s.allowed);
+    wasm.attention(s.q, s.q, s.k, s.v, p.Tq, p.Tk, s.nHeads, p.nKvHeads, p.headDim, s.scale, s.qPos, s.kPos, s.allowed);
+    assertBitIdentical(s.q, out, 'attention in place');
+  }), { numRuns: 50 });
 });
 
 test('attention: Inf or NaN in a masked key or value row never reaches the output', () => {

@@ -76,6 +76,10 @@ test('add and scale are bit-exact against their twins; axpy within 1 ulp (mul th
     wasm.add(inPlace, inPlace, b, n);
     twin.add(ref, a, b, n);
     assertBitIdentical(inPlace, ref, 'add in place');
+    inPlace.set(a);
+    wasm.scale(inPlace, alpha, inPlace, n);
+    twin.scale(ref, alpha, a, n);
+    assertBitIdentical(inPlace, ref, 'scale in place');
   }), { numRuns: 150 });
 });
 

@@ -145,7 +145,13 @@ export async function createWasmRuntime(options: WasmRuntimeOptions = {}): Promi
     throw new PonderError('RUNTIME_UNSUPPORTED', `threads: ${threads} needs a worker factory`, { field: 'threads', hint: 'in Node use createNodeWasmRuntime from ponder/node (src/node/pool-worker.ts), or pass workerFactory' });
   }
   const module = await kernelModule(relaxed);
-  const memory = new WebAssembly.Memory({ initial: 1, maximum: WASM_MAX_PAGES, shared: true });
+  let memory: WebAssembly.Memory;
+  try {
+    memory = new WebAssembly.Memory({ initial: 1, maximum: WASM_MAX_PAGES, shared: true });
+  } catch (e) {
+    throw new PonderError('RUNTIME_UNSUPPORTED', `this JavaScript engine cannot create a shared WebAssembly memory: ${(e as Error).message}`,
+      { hint: 'browsers need cross-origin isolation (COOP/COEP headers) for shared memory; otherwise use --kernels scalar' });
+  }
   const wasm = await instantiateKernels(module, memory);
   const arena = new WasmArena(memory, wasm.heap_base());
   const pool = threads > 1 ? await ThreadPool.start(module, memory, arena, threads, options.workerFactory!, wasm) : null;
