@@ -58,3 +58,20 @@ test('recursive baseline under every sharing strategy equals a plain Llama with 
       assert.deepEqual(Array.from(run(recursiveConfig)), Array.from(run(vanillaConfig)));
     }), { numRuns: 30 });
 });
+
+test('KV sharing with update_cache and every token selected equals the unshared use_cache=False forward (prefill)', () => {
+  fc.assert(fc.property(fc.integer({ min: 1, max: 1 << 30 }), fc.integer({ min: 2, max: 4 }), fc.integer({ min: 1, max: 2 }), fc.integer({ min: 1, max: 12 }),
+    (seed, R, bd, T) => {
+      const fx = makeFixture({ variant: 'expert', sharing: 'middle_cycle', R, bd, seed, kvSharing: true, capacity: Array(R).fill(1) });
+      const shared = structuredClone(fx.config) as any;
+      shared.cfg.kv_sharing.update_cache = true;
+      const ids = randomIds(seed, 1, T, 64);
+      const model = loadMor(fixtureWeights(fx.tensors), shared, createScalarRuntime(), { maxLen: 16 });
+      const refreshed = model.forward(model.newSession(1, 16), ids).logits;
+      const unshared = model.forward(model.newSession(1, 16, { useCache: false }), ids).logits;
+      const plainShared = loadMor(fixtureWeights(fx.tensors), fx.config, createScalarRuntime(), { maxLen: 16 });
+      const stale = plainShared.forward(plainShared.newSession(1, 16), ids).logits;
+      assert.deepEqual(Array.from(refreshed), Array.from(unshared));
+      if (T > 1) assert.notDeepEqual(Array.from(stale), Array.from(unshared)); // sharing really reads recursion 0's K/V
+    }), { numRuns: 20 });
+});
