@@ -84,8 +84,8 @@ export function resolveSamplingOptions(options: SamplingOptions, vocabSize: numb
  * - an absent key takes transformers' default (top_k 50, top_p 1, temperature 1, min_p off);
  * - an explicit null is Python's None, and a 0 is falsy: upstream's `if top_k:` skips the filter;
  * - `temperature` 0 or null while sampling means "do not divide", i.e. temperature 1.
- * Unknown fields are ignored; a known field of the wrong type is CONFIG_INVALID; dry_multiplier > 0
- * (upstream Huginn's DRY penalty, not implemented here) is CONFIG_UNSUPPORTED rather than ignored.
+ * Unknown fields are ignored; a known field of the wrong type is CFG_FIELD, and so is
+ * dry_multiplier > 0 (upstream Huginn's DRY penalty, not implemented here) rather than ignored.
  */
 export function samplingFromGenerationConfig(config: Record<string, unknown>, seed?: number): SamplingOptions {
   /** The number, null for an explicit null, undefined when absent. */
@@ -93,14 +93,15 @@ export function samplingFromGenerationConfig(config: Record<string, unknown>, se
     const v = config[key];
     if (v === undefined || v === null) return v;
     if (typeof v !== 'number') {
-      throw new PonderError('CONFIG_INVALID', `generation_config.json: ${key} must be a number or null, got ${JSON.stringify(v)}`,
-        { field: key, hint: 'fix or remove the field in generation_config.json' });
+      throw new PonderError('CFG_FIELD', `generation_config.json: "${key}" must be a number or null, got ${JSON.stringify(v)}`,
+        { path: 'generation_config.json', field: key, hint: 'fix or remove the field in generation_config.json' });
     }
     return v;
   };
   const dry = field('dry_multiplier');
   if (typeof dry === 'number' && dry > 0) {
-    throw new PonderError('CONFIG_UNSUPPORTED', `generation_config.json: dry_multiplier = ${dry} asks for the DRY n-gram penalty, which ponder does not implement`, {
+    throw new PonderError('CFG_FIELD', `generation_config.json: "dry_multiplier" is ${dry}, asking for the DRY n-gram penalty; ponder supports only 0 (off)`, {
+      path: 'generation_config.json',
       field: 'dry_multiplier',
       hint: 'set dry_multiplier to 0 or remove it, or pass sampling options explicitly instead of the model\'s generation_config.json',
     });
