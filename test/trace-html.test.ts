@@ -72,3 +72,13 @@ test('criterion curves: one line per token with values, the threshold dashed; a 
   for (const t of run.tokens) t.criterionValues = [];
   assert.match(renderTraceHtml(run), /no criterion values were recorded/);
 });
+
+test('prompt tokens are marked in the heatmap and said to be outside the summary', () => {
+  const run = sampleRun(['a', 'b', 'c']);
+  run.tokens[0].phase = 'prefill';
+  const html = renderTraceHtml(run);
+  assert.match(html, /<span class="tok prompt" data-i="0"/);
+  assert.match(html, /<span class="tok" data-i="1"/);
+  assert.match(html, /summary counts generated tokens only/);
+  assert.doesNotMatch(renderTraceHtml(sampleRun()), /summary counts generated tokens only/);
+});

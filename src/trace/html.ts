@@ -38,6 +38,7 @@ table.facts td:first-child { color: #666; }
 .tokens { white-space: pre-wrap; word-break: break-word; font: 14px/1.9 ui-monospace, SFMono-Regular, Menlo, monospace; border: 1px solid #ddd; padding: 10px; border-radius: 4px; }
 .tok { border-radius: 2px; padding: 1px 0; cursor: default; }
 .tok.ws { outline: 1px dotted #999; }
+.tok.prompt { text-decoration: underline dotted #555; }
 .tok.hl, polyline.hl { outline: 2px solid #000; }
 svg { display: block; width: 100%; height: auto; background: #fafafa; border: 1px solid #ddd; border-radius: 4px; }
 svg text { font: 11px system-ui, sans-serif; fill: #444; }
@@ -133,9 +134,11 @@ function tokenHeatmap(tokens: TokenTrace[], fullDepth: number): string {
     const bg = depthRgb(t.steps, fullDepth);
     const whitespace = text.length === 0 || /^\s+$/.test(text);
     const shown = text.length === 0 ? '\u2205' : text;
-    return `<span class="tok${whitespace ? ' ws' : ''}" data-i="${i}" style="background:${rgbHex(bg)};color:${rgbHex(textRgbOn(bg))}" title="${escapeHtml(tokenTitle(t, i))}">${escapeHtml(shown)}</span>`;
+    const classes = `tok${whitespace ? ' ws' : ''}${t.phase === 'prefill' ? ' prompt' : ''}`;
+    return `<span class="${classes}" data-i="${i}" style="background:${rgbHex(bg)};color:${rgbHex(textRgbOn(bg))}" title="${escapeHtml(tokenTitle(t, i))}">${escapeHtml(shown)}</span>`;
   });
-  return `<div class="tokens">${spans.join('')}</div>`;
+  const note = tokens.some((t) => t.phase === 'prefill') ? '<p class="note">prompt tokens are underlined; the summary counts generated tokens only</p>' : '';
+  return `<div class="tokens">${spans.join('')}</div>${note}`;
 }
 
 // ---------------------------------------------------------------- SVG charts
