@@ -114,3 +114,23 @@ test('NaN in the weights is a NUM_NONFINITE error, and the failed session refuse
   assert.throws(() => model.forward(s, [[1, 3, 2]]), (err: unknown) => err instanceof PonderError && err.code === 'NUM_NONFINITE');
   assert.throws(() => model.forward(s, [[1]]), (err: unknown) => err instanceof PonderError && err.code === 'INPUT_SESSION');
 });
+
+test('a de-duplicated checkpoint (one name kept per shared parameter) loads and computes the same logits', () => {
+  fc.assert(fc.property(specArb.filter((s) => s.variant !== 'vanilla'), fc.nat(), (spec, pick) => {
+    const fx = makeFixture(spec);
+    const full = loadMor(fixtureWeights(fx.tensors), fx.config, createScalarRuntime(), { maxLen: 16 });
+    // group aliases by identity of their value arrays (the fixture stores one array per shared parameter)
+    const byData = new Map<Float32Array, string[]>();
+    for (const [name, t] of fx.tensors) if (name.startsWith('model.layers.')) byData.set(t.data, [...(byData.get(t.data) ?? []), name]);
+    const dedup = new Map(fx.tensors);
+    let k = pick;
+    for (const names of byData.values()) {
+      if (names.length < 2) continue;
+      const keep = names[k++ % names.length];
+      for (const n of names) if (n !== keep) dedup.delete(n);
+    }
+    const model = loadMor(fixtureWeights(dedup), fx.config, createScalarRuntime(), { maxLen: 16 });
+    const ids = [[1, 5, 9, 2]];
+    assert.deepEqual(Array.from(model.forward(model.newSession(1, 16), ids).logits), Array.from(full.forward(full.newSession(1, 16), ids).logits));
+  }), { numRuns: 20 });
+});

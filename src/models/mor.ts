@@ -463,10 +463,33 @@ export class MorModel {
     };
     const normNames = ['input_layernorm.weight', 'post_attention_layernorm.weight'];
     const sites = this.layout.sites;
-    let weightBytes = 0;
+    // Alias groups: the owner's name (canonical) → every state_dict name of that one shared parameter.
+    const groups = new Map<string, { names: string[]; shape: readonly number[] }>();
+    const addToGroup = (canonical: string, name: string, shape: readonly number[]) => {
+      if (!groups.has(canonical)) groups.set(canonical, { names: [], shape });
+      groups.get(canonical)!.names.push(name);
+    };
     for (const s of sites) {
-      for (const [n, shape] of Object.entries(linearShapes)) { binder.need(s.path + n, shape); if (sites[s.linearOwner] === s) weightBytes += 4 * shape[0] * shape[1]; }
-      for (const n of normNames) { binder.need(s.path + n, [H]); if (sites[s.normOwner] === s) weightBytes += 4 * H; }
+      for (const [n, shape] of Object.entries(linearShapes)) addToGroup(sites[s.linearOwner].path + n, s.path + n, shape);
+      for (const n of normNames) addToGroup(sites[s.normOwner].path + n, s.path + n, [H]);
+    }
+    // Upstream's state_dict() lists every alias (and its strict load needs them all); a checkpoint saved
+    // with shared tensors removed (safetensors' de-duplication) keeps exactly one name per group. Accept
+    // either, consistently: any other mix is a missing-tensor error naming the absent aliases.
+    const shared = [...groups.values()].filter((g) => g.names.length > 1);
+    const deduplicated = shared.length > 0 && shared.every((g) => g.names.filter((n) => source.info(n) !== undefined).length === 1);
+    const stored = new Map<string, string>(); // canonical name → the name its values are read from
+    let weightBytes = 0;
+    for (const [canonical, g] of groups) {
+      weightBytes += 4 * g.shape.reduce((a, b) => a * b, 1);
+      if (deduplicated && g.names.length > 1) {
+        const present = g.names.find((n) => source.info(n) !== undefined)!;
+        binder.need(present, g.shape);
+        stored.set(canonical, present);
+      } else {
+        for (const n of g.names) binder.need(n, g.shape);
+        stored.set(canonical, canonical);
+      }
     }
     binder.need('model.embed_tokens.weight', [d.vocab, H]);
     binder.need('lm_head.weight', [d.vocab, H]);
@@ -491,7 +514,7 @@ export class MorModel {
     checkMemoryPlan(this.plan, source.label);
 
     binder.finish();
-    this.checkAliases(source, binder);
+    if (!deduplicated) this.checkAliases(source, binder, shared.map((g) => g.names));
 
     const bound = new Map<number, LayerWeights>();
     const norms = new Map<number, [Float32Array, Float32Array]>();
@@ -499,15 +522,14 @@ export class MorModel {
       const s = sites[i];
       if (!norms.has(s.normOwner)) {
         const p = sites[s.normOwner].path;
-        norms.set(s.normOwner, [binder.f32(p + normNames[0]), binder.f32(p + normNames[1])]);
+        norms.set(s.normOwner, [binder.f32(stored.get(p + normNames[0])!), binder.f32(stored.get(p + normNames[1])!)]);
       }
       if (!bound.has(s.linearOwner)) {
-        const p = sites[s.linearOwner].path;
+        const lin = (n: string) => binder.linear(stored.get(sites[s.linearOwner].path + n)!);
         bound.set(s.linearOwner, {
           inputNorm: null as unknown as Float32Array, postNorm: null as unknown as Float32Array,
-          q: binder.linear(p + 'self_attn.q_proj.weight'), k: binder.linear(p + 'self_attn.k_proj.weight'),
-          v: binder.linear(p + 'self_attn.v_proj.weight'), o: binder.linear(p + 'self_attn.o_proj.weight'),
-          gate: binder.linear(p + 'mlp.gate_proj.weight'), up: binder.linear(p + 'mlp.up_proj.weight'), down: binder.linear(p + 'mlp.down_proj.weight'),
+          q: lin('self_attn.q_proj.weight'), k: lin('self_attn.k_proj.weight'), v: lin('self_attn.v_proj.weight'), o: lin('self_attn.o_proj.weight'),
+          gate: lin('mlp.gate_proj.weight'), up: lin('mlp.up_proj.weight'), down: lin('mlp.down_proj.weight'),
         });
       }
       const lin = bound.get(s.linearOwner)!;
@@ -529,16 +551,7 @@ export class MorModel {
   }
 
   /** Every alias of a shared tensor must hold the same values (upstream aliases one Parameter). */
-  private checkAliases(source: WeightSource, binder: WeightBinder): void {
-    const groups: string[][] = [];
-    const sites = this.layout.sites;
-    const byOwner = (owner: (s: LayerSite) => number, names: string[]) => {
-      const m = new Map<number, LayerSite[]>();
-      for (const s of sites) { const o = owner(s); if (!m.has(o)) m.set(o, []); m.get(o)!.push(s); }
-      for (const members of m.values()) if (members.length > 1) for (const n of names) groups.push(members.map((s) => s.path + n));
-    };
-    byOwner((s) => s.linearOwner, ['self_attn.q_proj.weight', 'self_attn.k_proj.weight', 'self_attn.v_proj.weight', 'self_attn.o_proj.weight', 'mlp.gate_proj.weight', 'mlp.up_proj.weight', 'mlp.down_proj.weight']);
-    byOwner((s) => s.normOwner, ['input_layernorm.weight', 'post_attention_layernorm.weight']);
+  private checkAliases(source: WeightSource, binder: WeightBinder, groups: string[][]): void {
     const problems: string[] = [];
     for (const g of groups) {
       const ref = bytesOf(binder.raw(g[0]));
