@@ -5,7 +5,8 @@
  *   - fixed depth 32 (generate_minimal), and
  *   - generate_with_adaptive_compute with a 32-step cap under every exit criterion,
  * each as generated tokens/s (prefill included, tinybench mean over iterations) and mean recurrent
- * steps per token. The weights are random, so how early a criterion exits says nothing about the
+ * steps per token; then, for latent-diff (auto) under every KV lookup strategy / compression, the
+ * cache memory at the end of the run (upstream's get_memory_usage figure) and tokens/s. The weights are random, so how early a criterion exits says nothing about the
  * real checkpoint; the figures measure the runtime cost of checking and the saving of real skips.
  *
  *   node --import tsx bench/huginn.bench.ts [--kernels wasm|scalar] [--heads 4] [--vocab 8192]
@@ -83,7 +84,28 @@ for (const task of bench.tasks) {
   rows.push({ name: task.name, tokensPerSecond: newTokens / (mean / 1000), meanSteps: steps.get(task.name)!, tokens: outputs.get(task.name)! });
 }
 const reference = rows[0];
-if (values.json) console.log(JSON.stringify({ kernels: runtime.kernels.name, config: raw, parameters, promptLength, newTokens, rows }, null, 2));
+// ---- cache memory per strategy (latent-diff, auto: early exits leave holes the lookups fill)
+const STRATEGIES = ['full', 'skip', 'latest-m4', 'available-m4', 'always-last-m4', 'randomized', 'compress-s4', 'compress-r4', 'compress-anchor', 'latest-m4-compress-s4'];
+interface MemoryRow { strategy: string; cacheMB: number; tokensPerSecond: number; meanSteps: number }
+const memoryRows: MemoryRow[] = [];
+const memoryBench = new Bench({ iterations: 1, time: 0, warmupIterations: 0, warmupTime: 0 });
+const memory = new Map<string, { mb: number; steps: number }>();
+for (const strategy of STRATEGIES) {
+  memoryBench.add(strategy, () => {
+    const r = generateAdaptive(model, {
+      inputIds: prompt, B: 1, maxNewTokens: newTokens, numSteps: DEPTH, initialStates: seededInitialStates(7), cacheLookupStrategy: strategy,
+      evaluator: createExitEvaluator('latent-diff', 'auto', config.vocabSize),
+    });
+    memory.set(strategy, { mb: r.cache.memoryUsageMB(), steps: r.trace.reduce((a, t) => a + t.steps[0], 0) / r.trace.length });
+  });
+}
+await memoryBench.run();
+for (const task of memoryBench.tasks) {
+  const mean = task.result && 'latency' in task.result ? task.result.latency.mean : NaN;
+  memoryRows.push({ strategy: task.name, cacheMB: memory.get(task.name)!.mb, tokensPerSecond: newTokens / (mean / 1000), meanSteps: memory.get(task.name)!.steps });
+}
+
+if (values.json) console.log(JSON.stringify({ kernels: runtime.kernels.name, config: raw, parameters, promptLength, newTokens, rows, memoryRows }, null, 2));
 else {
   log(`prompt ${promptLength} tokens, ${newTokens} generated tokens per run (the prefill is the first token step), greedy`);
   log('| run | tokens/s | mean steps/token | speed-up vs fixed 32 | same tokens as fixed 32 |');
@@ -92,4 +114,11 @@ else {
     const same = r.tokens.every((t, i) => t === reference.tokens[i]);
     log(`| ${r.name} | ${r.tokensPerSecond.toFixed(2)} | ${r.meanSteps.toFixed(1)} | ${(r.tokensPerSecond / reference.tokensPerSecond).toFixed(2)}× | ${same ? 'yes' : 'no'} |`);
   }
+}
+if (!values.json) {
+  log('');
+  log('KV cache per lookup strategy (adaptive latent-diff, auto; f32 keys + values at the end of the run):');
+  log('| strategy | cache MB | tokens/s | mean steps/token |');
+  log('|---|---:|---:|---:|');
+  for (const r of memoryRows) log(`| ${r.strategy} | ${r.cacheMB.toFixed(2)} | ${r.tokensPerSecond.toFixed(2)} | ${r.meanSteps.toFixed(1)} |`);
 }

@@ -94,6 +94,21 @@ function noRecord(c: GoldenCase, prefix: string | null): PonderError {
   return unsupported(c, `${prefix ?? 'the call'} draws random initial states but the case records none (${inputsPrefix(prefix)}initial_states); torch's RNG cannot be reproduced`);
 }
 
+/**
+ * upstream _prep_generate_args: max_new_tokens (capped by a max_length argument), else
+ * max_length (argument, else generation_config.max_length, HF default 20) − prompt length.
+ */
+function maxNewTokens(c: GoldenCase, args: Args, promptLength: number): number {
+  const explicit = arg(args, 'max_new_tokens');
+  const lengthArg = arg(args, 'max_length');
+  if (lengthArg !== undefined && typeof lengthArg !== 'number') throw unsupported(c, `max_length=${JSON.stringify(lengthArg)} is not a number`);
+  if (typeof explicit === 'number') return typeof lengthArg === 'number' ? Math.min(explicit, lengthArg - promptLength) : explicit;
+  if (explicit !== undefined && explicit !== null) throw unsupported(c, `max_new_tokens=${JSON.stringify(explicit)} is not a number`);
+  const g = arg(args, 'generation_config');
+  const fromConfig = typeof g === 'string' ? /max_length\s*=\s*(\d+)/.exec(g) : null;
+  return (typeof lengthArg === 'number' ? lengthArg : fromConfig ? Number(fromConfig[1]) : 20) - promptLength;
+}
+
 function checkGreedy(c: GoldenCase, args: Args): void {
   const g = arg(args, 'generation_config');
   if (typeof g === 'string' && /do_sample\s*=\s*True/.test(g)) throw unsupported(c, 'sampling (do_sample=True) draws from torch\'s RNG and cannot be replayed');
@@ -222,7 +237,7 @@ function runMinimal(c: GoldenCase, model: HuginnModel, step: Step, args: Args, o
   const g = generationSetup(c, model, step, args);
   const r = generateMinimal(model, {
     inputIds: g.ids, B: g.B,
-    maxNewTokens: numArg(c, args, 'max_new_tokens', NaN),
+    maxNewTokens: maxNewTokens(c, args, g.L),
     numSteps: (arg(args, 'num_steps') as number | [number, number] | undefined) ?? model.config.meanRecurrence,
     initScale: numArg(c, args, 'init_scale', 1),
     continuousCompute: boolArg(c, args, 'continuous_compute', false),
@@ -265,7 +280,7 @@ function runAdaptive(c: GoldenCase, model: HuginnModel, step: Step, args: Args, 
   const maxSteps = numArg(c, args, 'num_steps', model.config.meanRecurrence);
   const r = generateAdaptive(model, {
     inputIds: g.ids, B: g.B,
-    maxNewTokens: numArg(c, args, 'max_new_tokens', NaN),
+    maxNewTokens: maxNewTokens(c, args, g.L),
     numSteps: maxSteps,
     initScale: numArg(c, args, 'init_scale', 1),
     continuousCompute: boolArg(c, args, 'continuous_compute', false),
@@ -291,7 +306,7 @@ function runSpeculative(c: GoldenCase, model: HuginnModel, step: Step, args: Arg
   if (boolArg(c, args, 'continuous_compute', false)) throw unsupported(c, 'speculative decoding with continuous_compute (upstream passes a one-position state to the multi-token verification)');
   const r = generateSpeculative(model, {
     inputIds: g.ids, B: g.B,
-    maxNewTokens: numArg(c, args, 'max_new_tokens', NaN),
+    maxNewTokens: maxNewTokens(c, args, g.L),
     numSteps: numArg(c, args, 'num_steps', 32),
     draftSteps: numArg(c, args, 'draft_steps', 32),
     lookaheadForDraft: numArg(c, args, 'lookahead_for_draft', 8),
