@@ -145,3 +145,25 @@ test('top-k ties go to the lower index and NaN scores are rejected with NUM_NONF
   assert.equal(assignRecursion([0.2, 0.4, 0.4], 0, 3, null, 'x'), 1);
   assert.throws(() => assignRecursion([0.2, NaN, 0.4], 0, 3, null, 'x'), (e: unknown) => e instanceof PonderError && e.code === 'NUM_NONFINITE');
 });
+
+test('cache slots: recursion r holds k_r tokens after an expert prefill and every decode step adds one to every slot; KV sharing keeps bd+2 full-length slots', () => {
+  fc.assert(fc.property(expertSpec, fc.integer({ min: 1, max: 4 }), fc.boolean(), (a, steps, kvSharing) => {
+    const fx = makeFixture({ variant: 'expert', sharing: 'middle_cycle', R: a.R, bd: a.bd, capacity: [1, ...a.capacity.slice(1)], seed: a.seed, kvSharing });
+    const model = loadMor(fixtureWeights(fx.tensors), fx.config, createScalarRuntime(), { maxLen: 32 });
+    const session = model.newSession(1, 32);
+    const ids = randomIds(a.seed, 1, a.T + steps, 64);
+    model.forward(session, [ids[0].slice(0, a.T)]);
+    const expected = (extra: number): Map<number, number> => {
+      const m = new Map<number, number>();
+      if (kvSharing) { for (let s = 0; s < a.bd + 2; s++) m.set(s, a.T + extra); return m; }
+      m.set(0, a.T + extra);
+      const caps = [1, ...a.capacity.slice(1)];
+      for (let r = 0; r < a.R; r++) for (let j = 0; j < a.bd; j++) m.set(1 + j + r * a.bd, Math.max(1, Math.trunc(caps[r] * a.T)) + extra);
+      m.set(a.R * a.bd + 1, a.T + extra);
+      return m;
+    };
+    assert.deepEqual(session.slotLengths(), expected(0));
+    for (let s = 0; s < steps; s++) model.forward(session, [[ids[0][a.T + s]]]);
+    assert.deepEqual(session.slotLengths(), expected(steps));
+  }), { numRuns: 20 });
+});
