@@ -61,7 +61,6 @@ log(`load: ${loadSeconds.toFixed(1)} s; max RSS after load ${gib(maxRssBytes())}
 
 // A fixed pseudo-random prompt (the weights are random: any ids will do).
 const prompt = Array.from({ length: promptLength }, (_, i) => (i * 7919 + 13) % V);
-const cache: OuroCache = model.newCache(promptLength + newTokens);
 
 function argmaxRow(logits: Float32Array, row: number): number {
   let best = 0;
@@ -71,59 +70,68 @@ function argmaxRow(logits: Float32Array, row: number): number {
 
 interface DecodeRun { tokens: number[]; steps: OuroForwardResult[] }
 
-/** Prefill the prompt, then decode `newTokens` greedy tokens; only the decode part is timed by the caller. */
-function prefill(opts: OuroForwardOptions): number {
-  cache.length = 0;
-  const r = model.forward(prompt, { ...opts, cache, logitsToKeep: 1 });
-  return argmaxRow(r.logits, 0);
-}
+/** A decode configuration with its own cache, prefilled once; `decode` rewinds to the prompt. */
+class Decoder {
+  readonly cache: OuroCache = model.newCache(promptLength + newTokens);
+  readonly first: number;
+  run: DecodeRun;
+  readonly seconds: number[] = [];
 
-function decode(first: number, opts: OuroForwardOptions): DecodeRun {
-  cache.length = promptLength;
-  const tokens: number[] = [], steps: OuroForwardResult[] = [];
-  let next = first;
-  for (let s = 0; s < newTokens; s++) {
-    tokens.push(next);
-    const r = model.forward([next], { ...opts, cache });
-    steps.push(r);
-    next = argmaxRow(r.logits, 0);
+  constructor(readonly name: string, readonly opts: OuroForwardOptions) {
+    const r = model.forward(prompt, { ...opts, cache: this.cache, logitsToKeep: 1 });
+    this.first = argmaxRow(r.logits, 0);
+    this.run = this.decode(); // warm-up (V8 tier-up) and the run we inspect
   }
-  return { tokens, steps };
+
+  decode(): DecodeRun {
+    this.cache.length = promptLength;
+    const tokens: number[] = [], steps: OuroForwardResult[] = [];
+    let next = this.first;
+    for (let s = 0; s < newTokens; s++) {
+      tokens.push(next);
+      const r = model.forward([next], { ...this.opts, cache: this.cache });
+      steps.push(r);
+      next = argmaxRow(r.logits, 0);
+    }
+    return { tokens, steps };
+  }
+
+  get tokensPerSecond(): number {
+    const sorted = [...this.seconds].sort((a, b) => a - b);
+    return newTokens / sorted[Math.floor(sorted.length / 2)];
+  }
+
+  get flopsPerToken(): number { return this.run.steps.reduce((n, r) => n + r.trace[0].flops, 0) / newTokens; }
 }
 
-/** Median seconds of `reps` timed decodes (tinybench), after the prefill. */
-async function timeDecode(name: string, opts: OuroForwardOptions): Promise<{ seconds: number; run: DecodeRun }> {
-  const first = prefill(opts);
-  let run: DecodeRun = decode(first, opts); // warm-up (V8 tier-up) and the run we inspect
-  const bench = new Bench({ iterations: reps, time: 0, warmupIterations: 0, warmupTime: 0, throws: true });
-  bench.add(name, () => { run = decode(first, opts); });
+const decoders: Decoder[] = [];
+for (let loops = 1; loops <= T; loops++) decoders.push(new Decoder(`${loops} loop${loops > 1 ? 's' : ''}`, { exitMode: 'skip', exitAtStep: loops - 1 }));
+for (const tau of thresholds) decoders.push(new Decoder(`real exit τ=${tau}`, { exitMode: 'skip', exitThreshold: tau, missingKv: 'copy-forward' }));
+
+// Rounds interleave the configurations, so load from other processes hits all of them alike;
+// each round is one tinybench run timing one decode of every configuration.
+for (let round = 0; round < reps; round++) {
+  const bench = new Bench({ iterations: 1, time: 0, warmupIterations: 0, warmupTime: 0, throws: true });
+  for (const d of decoders) bench.add(d.name, () => { d.run = d.decode(); });
   await bench.run();
-  const result = bench.tasks[0].result;
-  if (result.state !== 'completed') throw new Error(`${name}: ${result.state}`);
-  return { seconds: result.latency.p50 / 1000, run };
+  bench.tasks.forEach((task, i) => {
+    if (task.result.state !== 'completed') throw new Error(`${task.name}: ${task.result.state}`);
+    decoders[i].seconds.push(task.result.latency.mean / 1000);
+  });
 }
 
 const rows: Record<string, unknown>[] = [];
-let allLoopsFlops = 0; // flops of one decoded token running all T loops (set by the T-loop run)
-
-// ---- 1..T loops per token
-for (let loops = 1; loops <= T; loops++) {
-  const opts: OuroForwardOptions = { exitMode: 'skip', exitAtStep: loops - 1 };
-  const { seconds, run } = await timeDecode(`${loops} loops`, opts);
-  const flops = run.steps.reduce((n, r) => n + r.trace[0].flops, 0) / newTokens;
-  if (loops === T) allLoopsFlops = flops;
-  const row = { mode: `${loops} loop${loops > 1 ? 's' : ''}`, tokensPerSecond: newTokens / seconds, meanLoops: loops, gflopsPerToken: flops / 1e9 };
+const allLoopsFlops = decoders[T - 1].flopsPerToken;
+for (const d of decoders.slice(0, T)) {
+  const row = { mode: d.name, tokensPerSecond: d.tokensPerSecond, meanLoops: d.run.steps[0].trace[0].steps, gflopsPerToken: d.flopsPerToken / 1e9 };
   rows.push(row);
   log(`decode ${row.mode.padEnd(26)} ${row.tokensPerSecond.toFixed(3).padStart(8)} tok/s   ${row.gflopsPerToken.toFixed(2)} GFLOP/token`);
 }
 
-// ---- real-exit mode at each threshold, against upstream (all loops, same threshold)
-for (const tau of thresholds) {
-  const skipOpts: OuroForwardOptions = { exitMode: 'skip', exitThreshold: tau, missingKv: 'copy-forward' };
-  const { seconds, run } = await timeDecode(`real exit τ=${tau}`, skipOpts);
+// Real-exit mode against upstream (all loops, same threshold).
+thresholds.forEach((tau, k) => {
+  const d = decoders[T + k], run = d.run;
   const loopsRun = run.steps.map((r) => r.trace[0].steps);
-  const flops = run.steps.reduce((n, r) => n + r.trace[0].flops, 0) / newTokens;
-
   // Upstream on the same tokens: one no-cache forward over prompt + the skip run's tokens.
   const upstream = model.forward([...prompt, ...run.tokens], { exitThreshold: tau });
   let maxAbs = 0, argmaxAgree = 0, exitAgree = 0;
@@ -134,26 +142,24 @@ for (const tau of thresholds) {
     if (r.exitSteps![0] === upstream.exitSteps![row]) exitAgree++;
   });
   // Upstream's own greedy continuation from the same prompt.
-  const upstreamFirst = prefill({ exitThreshold: tau });
-  const upstreamRun = decode(upstreamFirst, { exitThreshold: tau });
+  const upstreamRun = new Decoder(`upstream τ=${tau}`, { exitThreshold: tau }).run;
   const sameGreedy = run.tokens.filter((t, i) => t === upstreamRun.tokens[i]).length;
   const upstreamExits = upstreamRun.steps.map((r) => r.exitSteps![0] + 1);
-
   const row = {
-    mode: `real exit τ=${tau}`, tokensPerSecond: newTokens / seconds,
-    meanLoops: loopsRun.reduce((a, b) => a + b, 0) / newTokens, gflopsPerToken: flops / 1e9,
-    flopsSaved: 1 - flops / allLoopsFlops,
+    mode: d.name, tokensPerSecond: d.tokensPerSecond,
+    meanLoops: loopsRun.reduce((a, b) => a + b, 0) / newTokens, gflopsPerToken: d.flopsPerToken / 1e9,
+    flopsSaved: 1 - d.flopsPerToken / allLoopsFlops,
     loopsPerToken: loopsRun, upstreamReadoutLoops: upstreamExits,
     maxAbsLogitDiff: maxAbs, argmaxAgreement: argmaxAgree / newTokens, exitStepAgreement: exitAgree / newTokens,
     greedyTokensAgreeing: sameGreedy / newTokens,
   };
   rows.push(row);
   log(`decode ${row.mode.padEnd(26)} ${row.tokensPerSecond.toFixed(3).padStart(8)} tok/s   ${row.gflopsPerToken.toFixed(2)} GFLOP/token, mean loops ${row.meanLoops.toFixed(2)} ${JSON.stringify(loopsRun)}, flops saved ${(100 * row.flopsSaved).toFixed(1)}%`);
-  log(`   vs upstream (all loops, τ=${tau}) on the same tokens: max |Δlogits| ${maxAbs.toExponential(2)}, argmax agree ${(100 * row.argmaxAgreement).toFixed(0)}%, exit step agree ${(100 * row.exitStepAgreement).toFixed(0)}%, greedy tokens agree with upstream's own continuation ${(100 * row.greedyTokensAgreeing).toFixed(0)}% (its read-out loops ${JSON.stringify(upstreamExits)})`);
-}
+  log(`   vs upstream (all loops, τ=${tau}) on the same tokens: max |Δlogits| ${maxAbs.toExponential(2)}, argmax agree ${(100 * row.argmaxAgreement).toFixed(0)}%, exit step agree ${(100 * row.exitStepAgreement).toFixed(0)}%; greedy tokens agree with upstream's own continuation ${(100 * row.greedyTokensAgreeing).toFixed(0)}% (its read-out loops ${JSON.stringify(upstreamExits)})`);
+});
 
 const peak = maxRssBytes();
 const committed = (runtime.arena as { bytesCommitted?: number }).bytesCommitted;
-log(`peak memory: max RSS ${gib(peak)}${committed !== undefined ? `, WASM memory committed ${gib(committed)}` : ''}; prompt ${promptLength} tokens, ${newTokens} decoded per run, median of ${reps}`);
+log(`peak memory: max RSS ${gib(peak)}${committed !== undefined ? `, WASM memory committed ${gib(committed)}` : ''}; prompt ${promptLength} tokens, ${newTokens} decoded per run, median of ${reps} interleaved rounds`);
 if (values.json) console.log(JSON.stringify({ dir, kernels: runtime.kernels.name, threads: Number(values.threads), loadSeconds, peakRssBytes: peak, wasmCommittedBytes: committed, promptLength, newTokens, reps, rows }, null, 2));
 await (runtime as { dispose?: () => Promise<void> }).dispose?.();
