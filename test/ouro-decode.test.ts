@@ -63,3 +63,31 @@ test('every one of the T·L cache slots holds one row per token after prefill an
     assert.ok(cache.keys[s].subarray(5 * 8, 6 * 8).every((x) => x === 0));
   }
 });
+
+test('cached decode equals the full forward on the wasm kernels (within 1e-5, same exit steps)', async (t) => {
+  let runtime;
+  try {
+    const { createWasmRuntime } = await import('../src/kernels/wasm.js');
+    runtime = await createWasmRuntime();
+  } catch {
+    t.skip('createWasmRuntime() is not available (run npm run build:wasm)');
+    return;
+  }
+  for (const seed of [1, 2, 3, 4, 5]) {
+    const spec = { vocab: 30, hidden: 32, inter: 40, layers: 2, heads: 4, kvHeads: 2, headDim: 8, loops: 4, seed, gateBias: 0 };
+    const model = smallModel(spec, runtime);
+    const ids = Array.from({ length: 12 }, (_, i) => (i * 7 + seed) % spec.vocab);
+    for (const opts of [{ exitThreshold: 0.5 }, { exitThreshold: 0.5, exitMode: 'skip' as const }]) {
+      const full = model.forward(ids, opts);
+      const cache = model.newCache(ids.length);
+      for (let i = 0; i < ids.length; i++) {
+        const step = model.forward([ids[i]], { ...opts, cache });
+        assert.equal(step.exitSteps![0], full.exitSteps![i], `seed ${seed} token ${i}`);
+        for (let v = 0; v < spec.vocab; v++) {
+          const e = full.logits[i * spec.vocab + v];
+          assert.ok(Math.abs(step.logits[v] - e) <= 1e-5 * (1 + Math.abs(e)), `seed ${seed} token ${i} logit ${v}`);
+        }
+      }
+    }
+  }
+});
