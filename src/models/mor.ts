@@ -325,7 +325,7 @@ interface RowCache {
 
 export type DecodeMode = 'upstream' | 'causal';
 
-/** A decoding context: per-row caches and the scratch buffers for up to `maxLen` tokens per call. */
+/** A decoding context: per-row KV caches for up to `maxLen` tokens. */
 export class MorSession {
   readonly rows: RowCache[];
   /** false for upstream's use_cache=False forward: every layer keeps its own fresh K/V (no sharing). */
@@ -334,7 +334,7 @@ export class MorSession {
   mode: DecodeMode | null = null;
   /** set when a forward failed part-way: the caches may hold some of its tokens, so the session is unusable */
   failed = false;
-  constructor(readonly model: MorModel, readonly batch: number, readonly maxLen: number, sharesKv: boolean, rows: RowCache[], readonly scratch: Scratch) {
+  constructor(readonly model: MorModel, readonly batch: number, readonly maxLen: number, sharesKv: boolean, rows: RowCache[]) {
     this.rows = rows;
     this.sharesKv = sharesKv;
   }
@@ -446,6 +446,7 @@ export class MorModel {
   private readonly finalNorm: Float32Array;
   private readonly cos: Float32Array;
   private readonly sin: Float32Array;
+  private readonly scratch: Scratch;
 
   constructor(readonly config: MorConfig, source: WeightSource, readonly runtime: Runtime, opts: LoadOptions) {
     const d = config.dims, H = d.hidden, R = config.numRecursion;
@@ -509,7 +510,7 @@ export class MorModel {
     // Memory plan before any tensor is read.
     const writeSlots = this.writeSlots(true);
     const kvBytes = writeSlots.size * this.maxLen * (2 * kvDim * 4 + 4);
-    const act = this.maxLen * (4 * (6 * H + 2 * qDim + 4 * kvDim + 2 * d.intermediate + 2 * H + Math.max(R, 1) + d.vocab) + 8);
+    const act = this.maxLen * (4 * (9 * H + 2 * qDim + 4 * kvDim + 2 * d.intermediate + Math.max(R, 1) + d.vocab) + 8); // allocateScratch()
     this.plan = memoryPlan(weightBytes, kvBytes, act + 4 * d.maxPositions * d.headDim);
     checkMemoryPlan(this.plan, source.label);
 
@@ -548,6 +549,7 @@ export class MorModel {
     }
     if (config.variant === 'token' && config.tokenLossFree) this.routerBias = binder.f32(this.layout.routerPaths[0] + 'router_bias');
     ({ cos: this.cos, sin: this.sin } = ropeTables(runtime, d.headDim, Math.max(this.maxLen, 1), d.ropeTheta));
+    this.scratch = this.allocateScratch();
   }
 
   /** Every alias of a shared tensor must hold the same values (upstream aliases one Parameter). */
@@ -598,23 +600,28 @@ export class MorModel {
     }
     const sharesKv = opts.useCache ?? true;
     const a = this.runtime.arena, d = this.config.dims;
-    const kvDim = d.nKvHeads * d.headDim, qDim = d.nHeads * d.headDim, H = d.hidden;
+    const kvDim = d.nKvHeads * d.headDim;
     const rows: RowCache[] = [];
     for (let b = 0; b < batch; b++) {
       const slots = new Map<number, KvSlot>();
       for (const s of [...this.writeSlots(sharesKv)].sort((x, y) => x - y)) slots.set(s, { k: a.f32(maxLen * kvDim), v: a.f32(maxLen * kvDim), pos: a.i32(maxLen), len: 0 });
       rows.push({ slots, seen: 0 });
     }
-    const R = Math.max(this.config.numRecursion, 1);
-    const scratch: Scratch = {
-      h: a.f32(maxLen * H), x: a.f32(maxLen * H), x0: a.f32(maxLen * H), out: a.f32(maxLen * H), xn: a.f32(maxLen * H),
-      q: a.f32(maxLen * qDim), k: a.f32(maxLen * kvDim), v: a.f32(maxLen * kvDim), att: a.f32(maxLen * qDim), proj: a.f32(maxLen * H),
-      gate: a.f32(maxLen * d.intermediate), up: a.f32(maxLen * d.intermediate),
-      routerIn: a.f32(maxLen * H), routerMid: a.f32(maxLen * 2 * H), routerOut: a.f32(maxLen * R),
-      logits: a.f32(maxLen * d.vocab), pos: a.i32(maxLen), allPos: a.i32(maxLen),
-      kvK: a.f32(maxLen * kvDim), kvV: a.f32(maxLen * kvDim),
+    return new MorSession(this, batch, maxLen, sharesKv, rows);
+  }
+
+  /** The activation buffers of one batch row of up to maxLen tokens, allocated once at load (rows run one at a time). */
+  private allocateScratch(): Scratch {
+    const a = this.runtime.arena, d = this.config.dims, n = this.maxLen;
+    const kvDim = d.nKvHeads * d.headDim, qDim = d.nHeads * d.headDim, H = d.hidden, R = Math.max(this.config.numRecursion, 1);
+    return {
+      h: a.f32(n * H), x: a.f32(n * H), x0: a.f32(n * H), out: a.f32(n * H), xn: a.f32(n * H),
+      q: a.f32(n * qDim), k: a.f32(n * kvDim), v: a.f32(n * kvDim), att: a.f32(n * qDim), proj: a.f32(n * H),
+      gate: a.f32(n * d.intermediate), up: a.f32(n * d.intermediate),
+      routerIn: a.f32(n * H), routerMid: a.f32(n * 2 * H), routerOut: a.f32(n * R),
+      logits: a.f32(n * d.vocab), pos: a.i32(n), allPos: a.i32(n),
+      kvK: a.f32(n * kvDim), kvV: a.f32(n * kvDim),
     };
-    return new MorSession(this, batch, maxLen, sharesKv, rows, scratch);
   }
 
   /**
@@ -653,7 +660,7 @@ export class MorModel {
       for (let b = 0; b < B; b++) {
         const cap: RowCaptures | null = captures ? new Map() : null;
         this.forwardRow(session, b, ids[b], mode, threshold, trace, cap);
-        logits.set(session.scratch.logits.subarray(0, T * d.vocab), b * T * d.vocab);
+        logits.set(this.scratch.logits.subarray(0, T * d.vocab), b * T * d.vocab);
         if (captures) captures.push(cap!);
       }
     } catch (e) {
@@ -688,7 +695,7 @@ export class MorModel {
 
   private forwardRow(session: MorSession, b: number, ids: readonly number[], mode: DecodeMode, threshold: number, trace: ForwardTrace, cap: RowCaptures | null): void {
     const d = this.config.dims, H = d.hidden, T = ids.length, k = this.runtime.kernels;
-    const s = session.scratch, row = session.rows[b];
+    const s = this.scratch, row = session.rows[b];
     // cache_position = past + arange(T), past = length of cache slot 0 (get_seq_length()); our own count when slot 0 is not written
     const slot0 = row.slots.get(0);
     const past = mode === 'upstream' && slot0 ? slot0.len : row.seen;
@@ -735,7 +742,7 @@ export class MorModel {
    */
   private decoderLayer(session: MorSession, row: RowCache, site: number, x: Float32Array, n: number, pos: Int32Array,
     rowsOfCall: Int32Array | number[] | null, tr: { trace: ForwardTrace; base: number }, update: CacheRefresh | null, causal = true): void {
-    const d = this.config.dims, k = this.runtime.kernels, s = session.scratch, w = this.layerWeights[site];
+    const d = this.config.dims, k = this.runtime.kernels, s = this.scratch, w = this.layerWeights[site];
     const H = d.hidden, qDim = d.nHeads * d.headDim, kvDim = d.nKvHeads * d.headDim;
     k.rmsnorm(s.xn, x, w.inputNorm, n, H, d.eps);
     k.linear(s.q, s.xn, w.q, n);
@@ -795,7 +802,7 @@ export class MorModel {
 
   /** router(x/temp) for rows x[n,H] → s.routerOut[n, out] */
   private runRouter(session: MorSession, router: RouterWeights, x: Float32Array, n: number, tr: { trace: ForwardTrace; base: number }, rowsOfCall: ArrayLike<number>): Float32Array {
-    const k = this.runtime.kernels, s = session.scratch, H = this.config.dims.hidden, temp = this.config.temp;
+    const k = this.runtime.kernels, s = this.scratch, H = this.config.dims.hidden, temp = this.config.temp;
     let input = x;
     if (temp !== 1) {
       for (let i = 0; i < n * H; i++) s.routerIn[i] = f32(x[i] / temp);
@@ -818,7 +825,7 @@ export class MorModel {
    * run the block on them at their original positions, and update h ← h + g·Block(h) on those rows.
    */
   private expertRecursions(session: MorSession, row: RowCache, T: number, mode: DecodeMode, threshold: number, tr: { trace: ForwardTrace; base: number }, cap: RowCaptures | null): void {
-    const cfg = this.config, H = cfg.dims.hidden, R = cfg.numRecursion, s = session.scratch;
+    const cfg = this.config, H = cfg.dims.hidden, R = cfg.numRecursion, s = this.scratch;
     const kvShareBlock = cfg.kvSharing !== null; // upstream runs the block on all T tokens whenever kv_sharing is enabled
     let candidates: number[] = Array.from({ length: T }, (_, t) => t);
     const probs = new Float32Array(T);
@@ -904,7 +911,7 @@ export class MorModel {
    * a token finishing at r leaves x0 + g·Y^r.
    */
   private tokenRecursions(session: MorSession, row: RowCache, T: number, tr: { trace: ForwardTrace; base: number }, cap: RowCaptures | null): void {
-    const cfg = this.config, H = cfg.dims.hidden, R = cfg.numRecursion, s = session.scratch;
+    const cfg = this.config, H = cfg.dims.hidden, R = cfg.numRecursion, s = this.scratch;
     const kvShareBlock = cfg.kvSharing !== null;
     s.x0.set(s.h.subarray(0, T * H));
     s.out.set(s.h.subarray(0, T * H));
