@@ -601,6 +601,8 @@ export class MorModel {
     const sharesKv = opts.useCache ?? true;
     const a = this.runtime.arena, d = this.config.dims;
     const kvDim = d.nKvHeads * d.headDim;
+    const kvBytes = batch * this.writeSlots(sharesKv).size * maxLen * (2 * kvDim * 4 + 4);
+    checkMemoryPlan(memoryPlan(this.plan.weights, kvBytes, this.plan.activations), `a session of ${batch} × ${maxLen} tokens`);
     const rows: RowCache[] = [];
     for (let b = 0; b < batch; b++) {
       const slots = new Map<number, KvSlot>();
