@@ -84,6 +84,21 @@ test('attention with NaN/Inf/zero inputs: NaN where the reference is NaN, fully 
   fc.assert(fc.property(problem, (p) => check(p, true)), { numRuns: 100 });
 });
 
+test('attention rows do not depend on the batch: each query row equals the Tq=1 call for that row, bit for bit', () => {
+  fc.assert(fc.property(problem, (p) => {
+    const s = setUp(p, false);
+    const out = arena.f32(p.Tq * s.qDim), one = arena.f32(s.qDim);
+    wasm.attention(out, s.q, s.k, s.v, p.Tq, p.Tk, s.nHeads, p.nKvHeads, p.headDim, s.scale, s.qPos, s.kPos, s.allowed);
+    for (let i = 0; i < p.Tq; i++) {
+      const row = (a: Float32Array) => a.subarray(i * s.qDim, (i + 1) * s.qDim);
+      const qPos = s.qPos ? s.qPos.subarray(i, i + 1) : null;
+      const allowed = s.allowed ? s.allowed.subarray(i * p.Tk, (i + 1) * p.Tk) : null;
+      wasm.attention(one, row(s.q), s.k, s.v, 1, p.Tk, s.nHeads, p.nKvHeads, p.headDim, s.scale, qPos, s.kPos, allowed);
+      assertBitIdentical(one, row(out), `row ${i} of Tq=${p.Tq}`);
+    }
+  }), { numRuns: 60 });
+});
+
 test('attention writing its output over q (element for element) gives the out-of-place result', () => {
   fc.assert(fc.property(problem, (p) => {
     const s = setUp(p, false);

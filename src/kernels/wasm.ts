@@ -294,7 +294,7 @@ class WasmKernels implements Kernels {
     const ap = allowed ? this.ptr('attention', 'allowed', allowed, Tq * Tk) : 0;
     if (Tq === 0 || nHeads === 0) return;
     const units = Tq * nHeads;
-    const scores = this.scoresScratch.need(4 * Tk);
+    const scores = this.scoresScratch.need(8 * Tk);
     if (this.pool && this.pool.worthSplitting(units * Tk * headDim, units)) {
       this.pool.attention(op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, units, scores);
       return;

@@ -121,7 +121,7 @@ export class ThreadPool {
       const [u0, u1] = ranges[i + 1];
       const slot = i * SLOT_INTS;
       this.controlF32[slot + ARGS + 9] = scale; // the one f32 argument, stored as its bits
-      this.post(i, gen, OP_ATTENTION, [out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, null, qPos, kPos, allowed, this.scoresScratch[i].need(4 * Tk), u0, u1]);
+      this.post(i, gen, OP_ATTENTION, [out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, null, qPos, kPos, allowed, this.scoresScratch[i].need(8 * Tk), u0, u1]);
     }
     const [u0, u1] = ranges[0];
     this.wasm.attention(out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, scores, u0, u1);
