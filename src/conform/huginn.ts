@@ -303,7 +303,6 @@ function runAdaptive(c: GoldenCase, model: HuginnModel, step: Step, args: Args, 
 
 function runSpeculative(c: GoldenCase, model: HuginnModel, step: Step, args: Args, out: Map<string, Produced>): void {
   const g = generationSetup(c, model, step, args);
-  if (boolArg(c, args, 'continuous_compute', false)) throw unsupported(c, 'speculative decoding with continuous_compute (upstream passes a one-position state to the multi-token verification)');
   const r = generateSpeculative(model, {
     inputIds: g.ids, B: g.B,
     maxNewTokens: maxNewTokens(c, args, g.L),
@@ -311,6 +310,7 @@ function runSpeculative(c: GoldenCase, model: HuginnModel, step: Step, args: Arg
     draftSteps: numArg(c, args, 'draft_steps', 32),
     lookaheadForDraft: numArg(c, args, 'lookahead_for_draft', 8),
     verificationThreshold: numArg(c, args, 'verification_threshold', 1),
+    continuousCompute: boolArg(c, args, 'continuous_compute', false),
     initScale: numArg(c, args, 'init_scale', 1),
     cacheLookupStrategy: (arg(args, 'cache_lookup_strategy') as string | undefined) ?? 'full',
     initialStates: requireStates(c, g),

@@ -22,8 +22,12 @@ export const HUGINN_STOP_TOKENS: readonly number[] = [65504, 65505, 65508];
 /** upstream's pad id in generate_speculative */
 export const HUGINN_PAD_TOKEN = 65509;
 
-/** Picks the next token from one logits row [V]. */
-export type Sampler = (logits: Float32Array) => number;
+/**
+ * Picks the next token from one logits row [V]; `context` is that row's sequence so far (prompt
+ * and generated ids, for repetition penalties). src/generate/sampling.ts's seeded Sampler fits:
+ * `(logits, context) => sampler.sample(logits, context)`.
+ */
+export type Sampler = (logits: Float32Array, context: readonly number[]) => number;
 /** greedy decoding as torch.argmax: first maximum, NaN wins */
 export const greedy: Sampler = (logits) => torchArgmax(logits, 0, logits.length);
 
@@ -97,8 +101,8 @@ function range(from: number, to: number): Int32Array {
   return Int32Array.from({ length: to - from }, (_, i) => from + i);
 }
 
-function sampleRows(logits: Float32Array, B: number, V: number, sampler: Sampler): number[] {
-  return Array.from({ length: B }, (_, b) => sampler(logits.slice(b * V, (b + 1) * V)));
+function sampleRows(logits: Float32Array, B: number, V: number, sampler: Sampler, seqs: number[][]): number[] {
+  return Array.from({ length: B }, (_, b) => sampler(logits.slice(b * V, (b + 1) * V), seqs[b]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -138,7 +142,7 @@ export function generateMinimal(model: HuginnModel, o: GenerateMinimalOptions): 
     forwardCalls.push({ length: S, numSteps: totalSteps(numSteps), logits: o.recordForwardLogits ? out.logits : null, inputStates });
     const last = o.recordForwardLogits ? lastPosition(out.logits, B, S, V) : out.logits;
     nextTokenLogits.push(last);
-    const tokens = sampleRows(last, B, V, sampler);
+    const tokens = sampleRows(last, B, V, sampler, seqs);
     tokens.forEach((tok, b) => seqs[b].push(tok));
     positions = Int32Array.of(positions[S - 1] + 1);
     if (o.continuousCompute) inputStates = lastPosition(out.latentStates, B, S, E);
@@ -263,7 +267,7 @@ export function generateAdaptive(model: HuginnModel, o: AdaptiveOptions): Adapti
     }
     trace.push({ steps, exitReason, checks, iterationsRun });
     nextTokenLogits.push(nextLogits!);
-    const tokens = sampleRows(nextLogits!, B, V, sampler);
+    const tokens = sampleRows(nextLogits!, B, V, sampler, seqs);
     tokens.forEach((tok, b) => seqs[b].push(tok));
     positions = Int32Array.of(positions[S - 1] + 1);
     tokens.forEach((tok, b) => { if (unfinished[b] && stops.has(tok)) unfinished[b] = false; });
@@ -275,6 +279,8 @@ export function generateAdaptive(model: HuginnModel, o: AdaptiveOptions): Adapti
 // ---------------------------------------------------------------------------------------------
 
 export interface SpeculativeOptions extends GenerateCommon {
+  /** each call starts from the previous call's last ln_f latent (lookahead 1 only, see below) */
+  readonly continuousCompute?: boolean;
   /** verification (and prefill) depth; upstream default 32 */
   readonly numSteps?: number;
   /** draft depth; upstream default 32 */
@@ -286,19 +292,22 @@ export interface SpeculativeOptions extends GenerateCommon {
 }
 
 /**
- * upstream generate_speculative (batch 1: upstream's per-row acceptance pads rows with 65509 and
- * shares one cache rollback, which only makes sense for one sequence). Continuous compute is not
- * offered: upstream passes a one-position state to the multi-token verification call, which fails.
+ * upstream generate_speculative, batch 1 (upstream's per-row acceptance pads rows with 65509 and
+ * rolls back one shared cache, which only makes sense for one sequence). With continuous compute
+ * every call starts from the previous call's last ln_f latent, as upstream; upstream feeds that
+ * one-position state to the verification call too, which only works with lookahead 1, so a
+ * longer lookahead is refused (upstream fails inside torch.cat).
  */
 export function generateSpeculative(model: HuginnModel, o: SpeculativeOptions): GenerateResult {
   const L = validatePrompt(model, o);
   if (o.B !== 1) throw new PonderError('HUGINN_INPUT', `speculative decoding runs one sequence at a time, got batch ${o.B}`, { hint: 'call it once per prompt' });
-  const { vocabSize: V } = model.config;
+  const { vocabSize: V, nEmbd: E } = model.config;
   const numSteps = o.numSteps ?? 32;
   const draftSteps = o.draftSteps ?? 32;
   const lookahead = o.lookaheadForDraft ?? 8;
   const threshold = o.verificationThreshold ?? 1;
   if (!Number.isInteger(lookahead) || lookahead < 1) throw new PonderError('HUGINN_INPUT', `lookahead_for_draft ${lookahead} must be a positive integer`, { field: 'lookahead_for_draft', hint: 'draft at least one token per round' });
+  if (o.continuousCompute && lookahead !== 1) throw new PonderError('HUGINN_INPUT', `continuous compute with lookahead_for_draft ${lookahead}: upstream passes a one-position state to the ${lookahead}-token verification, which fails`, { field: 'continuous_compute', hint: 'use lookahead_for_draft 1, or continuous_compute false' });
   const initScale = o.initScale ?? 1;
   const sampler = o.sampler ?? greedy;
   const stops = new Set(o.stopTokens ?? HUGINN_STOP_TOKENS);
@@ -306,29 +315,30 @@ export function generateSpeculative(model: HuginnModel, o: SpeculativeOptions): 
   const seq = promptRows(o, L)[0];
   const nextTokenLogits: Float32Array[] = [];
   const forwardCalls: ForwardCallRecord[] = [];
+  let inputStates: Float32Array | null = o.continuousCompute ? model.initialState(1, L, initScale, o.initialStates) : null;
 
   const call = (ids: number[], positions: Int32Array, steps: number): Float32Array => {
-    const out = model.forward({ ids, B: 1, S: ids.length, numSteps: steps, initScale, initialStates: o.initialStates, cache, positions, logits: 'all' });
-    forwardCalls.push({ length: ids.length, numSteps: steps, logits: o.recordForwardLogits ? out.logits : null, inputStates: null });
+    const out = model.forward({ ids, B: 1, S: ids.length, numSteps: steps, initScale, inputStates, initialStates: o.initialStates, cache, positions, logits: 'all' });
+    forwardCalls.push({ length: ids.length, numSteps: steps, logits: o.recordForwardLogits ? out.logits : null, inputStates });
+    if (o.continuousCompute) inputStates = lastPosition(out.latentStates, 1, ids.length, E);
     return out.logits; // [S, V]
   };
-  const sample = (logits: Float32Array): number => { nextTokenLogits.push(logits); return sampler(logits); };
+  const sample = (logits: Float32Array, context: readonly number[]): number => { nextTokenLogits.push(logits); return sampler(logits, context); };
 
   let tokensGenerated = 0;
-  let stopped = false;
   if (o.maxNewTokens > 0) {
     const logits = call(seq.slice(), range(0, L), numSteps);
-    const tok = sample(logits.slice((L - 1) * V, L * V));
-    seq.push(tok);
+    seq.push(sample(logits.slice((L - 1) * V, L * V), seq));
     tokensGenerated = 1; // upstream does not check the prefill's token for a stop
   }
+  let stopped = false;
   while (!stopped && tokensGenerated < o.maxNewTokens) {
     const drafted = seq.slice();
     const currentLen = seq.length;
     let pos = cache.seenTokens;
     for (let i = 0; i < lookahead; i++) {
       const logits = call([drafted[pos]], Int32Array.of(pos), draftSteps);
-      drafted.push(sample(logits));
+      drafted.push(sample(logits, drafted));
       pos++;
     }
     cache.clearLastK(lookahead);
@@ -345,7 +355,7 @@ export function generateSpeculative(model: HuginnModel, o: SpeculativeOptions): 
     let accepted: number[];
     if (firstMismatch >= 0) {
       accepted = drafted.slice(currentLen, currentLen + firstMismatch);
-      accepted.push(sample(logits.slice(firstMismatch * V, (firstMismatch + 1) * V)));
+      accepted.push(sample(logits.slice(firstMismatch * V, (firstMismatch + 1) * V), seq));
       cache.clearLastK(lookahead - firstMismatch - 1);
     } else {
       accepted = drafted.slice(currentLen, currentLen + lookahead);
