@@ -390,7 +390,7 @@ export class OuroModel {
     // use_cache=False still needs somewhere for the call's own keys: a call-local cache, reused.
     let cache = opts.cache ?? null;
     if (cache === null) {
-      if (!this.localCache || this.localCache.capacity < S) this.localCache = this.newCache(Math.max(S, 2 * (this.localCache?.capacity ?? 0)));
+      if (!this.localCache || this.localCache.capacity < S) this.localCache = this.newCache(Math.min(c.maxPositionEmbeddings, Math.max(S, 2 * (this.localCache?.capacity ?? 0))));
       cache = this.localCache;
       cache.length = 0;
     }
