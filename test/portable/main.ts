@@ -1,0 +1,15 @@
+/**
+ * The body every runtime's entry runs (test/portable/node-main.ts, test/deno/deno-main.ts,
+ * test/bun/bun-main.ts): the golden conformance suite on the WASM kernels, then a generation smoke
+ * test. Prints a human line per case, then one `RESULT {json}` line the runtime tests compare.
+ */
+import { createWasmRuntime } from '../../src/kernels/wasm.js';
+import { formatCase, formatTotals, runPortableConformance, type GoldenFiles } from './suite.js';
+
+export async function runPortableMain(runtimeName: string, golden: GoldenFiles, print: (line: string) => void): Promise<boolean> {
+  const runtime = await createWasmRuntime();
+  const conformance = await runPortableConformance(runtimeName, golden, runtime, (r) => print(formatCase(r)));
+  print(formatTotals(conformance));
+  print('RESULT ' + JSON.stringify({ conformance }));
+  return conformance.failed === 0;
+}

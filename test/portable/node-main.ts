@@ -1,0 +1,20 @@
+/** Node entry of the portable suite: `node dist/test/portable/node-main.js [GOLDEN_DIR]` (default spec/golden). */
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { runPortableMain } from './main.js';
+import type { GoldenFiles } from './suite.js';
+
+const dir = process.argv[2] ?? 'spec/golden';
+const files: GoldenFiles = {
+  async listCases() {
+    const names: string[] = [];
+    for (const family of (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory())) {
+      for (const f of await readdir(join(dir, family.name))) if (f.endsWith('.safetensors')) names.push(`${family.name}/${f.slice(0, -'.safetensors'.length)}`);
+    }
+    return names;
+  },
+  readText: (p) => readFile(join(dir, p), 'utf8'),
+  readBytes: async (p) => new Uint8Array(await readFile(join(dir, p))),
+};
+const ok = await runPortableMain(`node ${process.versions.node}`, files, (line) => console.log(line));
+process.exitCode = ok ? 0 : 1;

@@ -1,0 +1,49 @@
+/**
+ * Test-side helpers (Node): run a runtime's entry of the portable suite as a child process, echo
+ * what it printed, and pull out its RESULT line. Used by test/deno, test/bun and test/browser.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { SuiteResult } from './suite.js';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface PortableResult { conformance: SuiteResult }
+
+/** Fails with a clear message when dist/ was not built (the runtimes run the built JS). */
+export function requireBuilt(entry: string): string {
+  const path = join(ROOT, entry);
+  if (!existsSync(path)) throw new Error(`${entry} is missing: run \`npm run build\` first`);
+  return path;
+}
+
+export function runEntry(command: string, args: string[], env: Record<string, string> = {}): { status: number | null; stdout: string; stderr: string; result: PortableResult } {
+  const r = spawnSync(command, args, { cwd: ROOT, encoding: 'utf8', env: { ...process.env, ...env }, timeout: 300_000, maxBuffer: 64 << 20 });
+  if (r.error) throw r.error;
+  for (const line of r.stdout.split('\n')) if (line && !line.startsWith('RESULT ')) console.log(`  ${line}`);
+  if (r.stderr.trim()) console.log(r.stderr.trim().split('\n').map((l) => `  [stderr] ${l}`).join('\n'));
+  const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+  if (!line) throw new Error(`${command} ${args.join(' ')} printed no RESULT line (exit ${r.status})\n${r.stdout}\n${r.stderr}`);
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr, result: JSON.parse(line.slice('RESULT '.length)) as PortableResult };
+}
+
+/** What must be identical between runtimes: every case's verdict and every produced tensor's bits. */
+export function comparableConformance(s: SuiteResult): unknown {
+  return {
+    passed: s.passed, failed: s.failed, kernels: s.kernels, digest: s.digest,
+    cases: s.cases.map((c) => ({ name: c.name, pass: c.pass, error: c.error, tensors: c.tensors })),
+  };
+}
+
+let nodeRun: PortableResult | undefined;
+/** The Node run of the same suite (dist/test/portable/node-main.js), once per test process. */
+export function nodeReference(): PortableResult {
+  if (!nodeRun) {
+    const r = runEntry(process.execPath, [requireBuilt('dist/test/portable/node-main.js')]);
+    if (r.status !== 0) throw new Error(`the Node run of the portable suite failed (exit ${r.status})`);
+    nodeRun = r.result;
+  }
+  return nodeRun;
+}
