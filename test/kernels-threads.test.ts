@@ -51,3 +51,20 @@ test('attention with 2 threads is bit-identical to 1 thread (split by query row 
     }), { numRuns: 40, examples: [[8, 300, 4, 2, 64, 3], [1, 300, 4, 2, 64, 4]] });
   assert.ok(split >= 2, 'the big calls were split across the threads');
 });
+
+test('a thread count that is not a positive integer, or threads without a worker factory, is refused', async () => {
+  await assert.rejects(createWasmRuntime({ threads: 0 }), { code: 'ARG_INVALID' });
+  await assert.rejects(createWasmRuntime({ threads: 1.5 }), { code: 'ARG_INVALID' });
+  await assert.rejects(createWasmRuntime({ threads: 2 }), { code: 'RUNTIME_UNSUPPORTED' });
+});
+
+test('a worker that fails to start is RUNTIME_UNSUPPORTED, and the workers already started are stopped', async () => {
+  let terminated = 0, started = 0;
+  const factory = () => {
+    started++;
+    const ok = started === 1;
+    return { ready: ok ? Promise.resolve() : Promise.reject(new Error('no threads here')), terminate: async () => { terminated++; } };
+  };
+  await assert.rejects(createWasmRuntime({ threads: 3, workerFactory: factory }), { code: 'RUNTIME_UNSUPPORTED' });
+  assert.equal(terminated, 2);
+});
