@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PonderError } from '../src/errors.js';
 import { parseSafetensors, writeSafetensors, type TensorToWrite } from '../src/format/safetensors.js';
-import { checkHuginnWeights, HUGINN_0125_CONFIG, loadHuginn, parseHuginnConfig } from '../src/models/huginn.js';
+import { checkHuginnWeights, HUGINN_0125_CONFIG, huginnMemoryPlan, loadHuginn, parseHuginnConfig } from '../src/models/huginn.js';
 import { safetensorsWeights, type WeightInfo, type WeightSource } from '../src/models/weights.js';
 import { createScalarRuntime } from '../src/runtime/runtime.js';
 import { memorySource, randomWeights, tinyConfig } from './huginn-fixture.js';
@@ -137,4 +137,18 @@ test('token ids outside the vocabulary and positions beyond block_size are typed
   assert.throws(() => model.forward({ ids: [1], B: 1, S: 1, numSteps: 1, positions: Int32Array.of(64) }), (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_POSITION');
   assert.throws(() => model.forward({ ids: [1], B: 1, S: 1, numSteps: -1 }), (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_NUM_STEPS');
   assert.throws(() => model.newCache('latest-m5'), (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_CACHE_STRATEGY');
+});
+
+test('on the wasm runtime, huginn-0125 in bf16 is refused before any tensor is read (7.1 GB > 4 GiB)', async (t) => {
+  let wasm;
+  try {
+    const { createWasmRuntime } = await import('../src/kernels/wasm.js');
+    wasm = await createWasmRuntime();
+  } catch {
+    t.skip('createWasmRuntime() is not available');
+    return;
+  }
+  const cfg = parseHuginnConfig(HUGINN_0125_CONFIG);
+  assert.throws(() => loadHuginn(huginn0125Infos(), wasm, cfg), (e: unknown) => e instanceof PonderError && e.code === 'MEM_MODEL_TOO_LARGE');
+  assert.ok(huginnMemoryPlan(huginn0125Infos(), cfg).weights > 6.5e9);
 });

@@ -21,6 +21,7 @@ import type { Runtime } from '../runtime/runtime.js';
 import { bf16BitsToF32, f16BitsToF32 } from '../kernels/scalar.js';
 import type { TensorArray } from '../format/safetensors.js';
 import { ropeTables } from './common.js';
+import { checkMemoryPlan, memoryPlan, type MemoryPlan } from '../runtime/plan.js';
 import { WeightBinder, type WeightSource } from './weights.js';
 import { HuginnCache, type CacheEntry } from './huginn-cache.js';
 
@@ -215,6 +216,8 @@ export function checkHuginnWeights(source: WeightSource, runtime: Runtime, confi
 export function loadHuginn(source: WeightSource, runtime: Runtime, config: HuginnConfig, opts: LoadOptions = {}): HuginnModel {
   const binder = checkHuginnWeights(source, runtime, config);
   const hasFreqs = source.info('freqs_cis') !== undefined;
+  // the WASM runtime holds every bound weight in one 4 GiB memory: fail before reading anything
+  if (runtime.kernels.name !== 'scalar') checkMemoryPlan(huginnMemoryPlan(source, config), source.label);
 
   const block = (prefix: string): SandwichBlock => {
     let qBias: Float32Array | null = null, kBias: Float32Array | null = null;
@@ -251,6 +254,25 @@ export function loadHuginn(source: WeightSource, runtime: Runtime, config: Hugin
   const model = new HuginnModel(config, runtime, weights, opts.seed ?? 0);
   if (hasFreqs) model.verifyFreqsCis(binder.raw('freqs_cis'), source.info('freqs_cis')!.dtype, source.label);
   return model;
+}
+
+/**
+ * Arena bytes of a loaded model: linear weights in their stored dtype (BF16 stays BF16 in the WASM
+ * kernels), f32 norms and biases, the RoPE tables and one decode step's workspace. The KV cache
+ * lives on the JS heap and the embedding table stays in its file buffer, so neither counts here.
+ */
+export function huginnMemoryPlan(source: WeightSource, config: HuginnConfig): MemoryPlan {
+  let weights = 0;
+  for (const [name, shape] of huginnTensorShapes(config)) {
+    if (name === 'transformer.wte.weight') continue;
+    const n = shape.reduce((a, b) => a * b, 1);
+    const dtype = source.info(name)?.dtype ?? source.info('transformer.wte.weight')?.dtype; // a tied lm_head binds wte
+    weights += shape.length === 2 && dtype !== 'F32' ? 2 * n : 4 * n;
+  }
+  const { nEmbd: E, intermediateSize: I, vocabSize: V, headDim, nHeads, nKvHeads, blockSize } = config;
+  const rope = 2 * 4 * blockSize * (headDim / 2);
+  const step = 4 * (8 * E + (nHeads + 2 * nKvHeads) * headDim + 3 * I + V + 2 * blockSize * nKvHeads * headDim);
+  return memoryPlan(weights, 0, rope + step);
 }
 
 interface HuginnWeights {
