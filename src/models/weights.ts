@@ -96,7 +96,7 @@ export class WeightBinder {
     const extra = this.source.names().filter((n) => !this.declared.has(n));
     const problems = [...this.problems, ...extra.map((n) => `unexpected ${n} ${fmtShape(this.source.info(n)!.shape)}`)];
     if (problems.length > 0) {
-      throw new PonderError('BIND_MISMATCH', `${this.source.label}: the weights do not match the config (${problems.length} problem${problems.length > 1 ? 's' : ''}):\n  ${problems.join('\n  ')}`,
+      throw new PonderError('BIND_MISMATCH', `${this.source.label}: the weights do not match the config (${problems.length} problem${problems.length > 1 ? 's' : ''}): ${problems.join('; ')}`,
         { path: this.source.label, hint: 'check that config.json belongs to these weights (layer counts, sizes, sharing strategy)' });
     }
     this.checked = true;
