@@ -275,7 +275,10 @@ function runAdaptive(c: GoldenCase, model: HuginnModel, step: Step, args: Args, 
   else {
     const criterion = (arg(args, 'criterion') as string | undefined) ?? 'none';
     const thr = arg(args, 'exit_threshold');
-    evaluator = createExitEvaluator(criterion, thr === undefined || thr === 'auto' ? 'auto' : (thr as number), V);
+    // upstream: "auto" or float(exit_threshold) (int() for argmax-stability), so numeric strings count too
+    const threshold = thr === undefined || thr === null || thr === 'auto' ? 'auto' : typeof thr === 'string' && thr.trim() !== '' && Number.isFinite(Number(thr)) ? Number(thr) : thr;
+    if (threshold !== 'auto' && typeof threshold !== 'number') throw unsupported(c, `exit_threshold=${JSON.stringify(thr)} is not a number or "auto"`);
+    evaluator = createExitEvaluator(criterion, threshold, V);
   }
   const maxSteps = numArg(c, args, 'num_steps', model.config.meanRecurrence);
   const r = generateAdaptive(model, {
