@@ -152,3 +152,31 @@ test('on the wasm runtime, huginn-0125 in bf16 is refused before any tensor is r
   assert.throws(() => loadHuginn(huginn0125Infos(), wasm, cfg), (e: unknown) => e instanceof PonderError && e.code === 'MEM_MODEL_TOO_LARGE');
   assert.ok(huginnMemoryPlan(huginn0125Infos(), cfg).weights > 6.5e9);
 });
+
+test('a sharded model directory (model.safetensors.index.json) loads like the in-memory weights', async () => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { openModelDir } = await import('../src/node/model-dir.js');
+  const raw = tinyConfig(SHAPE);
+  const src = randomWeights(raw, 13);
+  const dir = mkdtempSync(join(tmpdir(), 'huginn-shards-'));
+  try {
+    const all: TensorToWrite[] = src.names().map((n) => ({ name: n, dtype: 'F32', shape: src.info(n)!.shape, data: src.read(n) as Float32Array }));
+    const half = Math.floor(all.length / 2);
+    const shards = [['model-00001-of-00002.safetensors', all.slice(0, half)], ['model-00002-of-00002.safetensors', all.slice(half)]] as const;
+    const weightMap: Record<string, string> = {};
+    for (const [file, tensors] of shards) {
+      writeFileSync(join(dir, file), writeSafetensors(tensors));
+      for (const t of tensors) weightMap[t.name] = file;
+    }
+    writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(raw));
+    const md = openModelDir(dir);
+    assert.equal(md.layout, 'sharded');
+    const model = loadHuginn(md.weights, createScalarRuntime(), parseHuginnConfig(md.config!.values, 'config.json'));
+    assert.deepEqual(model.forward({ ids: IDS, B: 1, S: IDS.length, numSteps: 3, initScale: 0 }).logits, logitsOf(src));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
