@@ -255,3 +255,28 @@ test('the wasm kernels compute the scalar forward (logits within 1e-4) through t
     }
   }
 });
+
+test('the cache holds a core entry for a position iff that token ran that iteration; prelude and coda slots hold every position', () => {
+  fc.assert(fc.property(shapeArb, seedArb, exitingThreshold, fc.integer({ min: 0, max: 100 }), (si, seed, thr, stateSeed) => {
+    const m = model(si, seed);
+    const { nPrelude: P, nCore: R, nCoda: C } = m.config;
+    const prompt = [2, 4, 6].map((x) => x % SMALL_SHAPES[si].V);
+    const r = adaptiveRun(m, 'full', thr, stateSeed, prompt);
+    // position p was consumed by token step 0 (the prompt) or by step p − L + 1
+    const stepsAt = (p: number): number => r.trace[p < prompt.length ? 0 : p - prompt.length + 1].steps[0];
+    for (let p = 0; p < r.cache.seenTokens; p++) {
+      for (let i = 0; i < P; i++) assert.ok(r.cache.has(i, p));
+      for (let c = 1; c <= C; c++) assert.ok(r.cache.has(-c, p));
+      for (let k = 0; k < 6; k++) for (let j = 0; j < R; j++) assert.equal(r.cache.has(P + k * R + j, p), k < stepsAt(p));
+    }
+  }), { numRuns: 10 });
+});
+
+test('KV compression changes nothing for the prompt itself (the prefill logits equal the full cache\'s)', () => {
+  const m = model(HUGINN_LIKE, 1);
+  const run = (strategy: string) => generateMinimal(m, { inputIds: [5, 6, 7, 8], B: 1, maxNewTokens: 3, numSteps: 5, cacheLookupStrategy: strategy, initialStates: seededInitialStates(4), recordForwardLogits: true });
+  const full = run('full');
+  for (const s of ['compress-s4', 'compress-s2', 'compress-r2', 'compress-anchor', 'latest-m4-compress-s4']) {
+    assert.deepEqual(run(s).forwardCalls[0].logits, full.forwardCalls[0].logits, s);
+  }
+});
