@@ -1,0 +1,378 @@
+/**
+ * Family adapters: one small interface over MoR, Huginn and Ouro so that `Model.generate` and
+ * `Model.forward` are written once. An adapter runs one call (a prompt, or one generated token) on
+ * one sequence (batch 1) under a depth policy and returns the last position's logits and one
+ * TokenTrace per token of the call.
+ *
+ * Which policy each family supports, and which are exact reproductions of upstream:
+ * spec/policies.md. An unsupported combination is ARG_POLICY before any compute.
+ */
+import { PonderError } from '../errors.js';
+import type { Runtime } from '../runtime/runtime.js';
+import type { WeightSource } from '../models/weights.js';
+import type { ConfigObject } from '../format/config.js';
+import { configObject, unsupportedModelType } from '../format/config.js';
+import type { TokenTrace, ExitReason } from '../trace/trace.js';
+import { loadHuginn, parseHuginnConfig, seededInitialStates, huginnTensorShapes, type HuginnModel, type CallContext, type InitialStates } from '../models/huginn.js';
+import { createExitEvaluator, EXIT_CRITERIA, type ExitEvaluator } from '../models/huginn-exit.js';
+import type { HuginnCache } from '../models/huginn-cache.js';
+import { OuroModel, ouroConfigFromJson, type OuroCache, type OuroForwardOptions } from '../models/ouro.js';
+import { loadMor, type MorModel, type MorSession } from '../models/mor.js';
+import { describePolicy, type DepthPolicy, type StepSummary } from './policy.js';
+
+export type Family = 'mor' | 'huginn' | 'ouro';
+export const SUPPORTED_MODEL_TYPES: readonly string[] = ['ouro', 'huginn_raven (Huginn-0125: n_embd + mean_recurrence)', 'MoR (model_config + cfg, as the MoR repository saves it)'];
+
+/** What one call of an adapter is asked to do. */
+export interface StepControl {
+  /** the per-token policy (a budget is unwrapped by the caller into `cap`) */
+  readonly policy: DepthPolicy;
+  /** at most this many steps for each token of the call (the budget's remainder), or null */
+  readonly cap: number | null;
+  readonly phase: 'prefill' | 'decode';
+  /** steps spent on generated tokens so far (for user depth functions) */
+  readonly stepsSpent: number;
+}
+
+export interface StepOutput {
+  /** next-token logits [V] after the call's last position (a copy) */
+  readonly logits: Float32Array;
+  /** one entry per token of the call, in order (id, phase, steps, flops, kvBytes, ...) */
+  readonly tokens: TokenTrace[];
+}
+
+export interface FamilySession {
+  /** tokens the session's caches hold */
+  length: number;
+}
+
+export interface FamilyAdapter {
+  readonly family: Family;
+  readonly vocabSize: number;
+  /** positions a sequence may occupy (max_position_embeddings / block_size) */
+  readonly contextLength: number;
+  /** the depth `default` runs, and the trace's maxSteps for fixed policies */
+  readonly defaultDepth: number;
+  /** eos ids from config.json, if any */
+  readonly configEosIds: number[];
+  /** Throws ARG_POLICY when this family cannot run `policy` (budget already unwrapped). */
+  checkPolicy(policy: DepthPolicy, inBudget: boolean): void;
+  newSession(capacity: number, seed: number): FamilySession;
+  run(session: FamilySession, ids: readonly number[], control: StepControl): StepOutput;
+}
+
+function unsupported(family: Family, policy: DepthPolicy, supported: string): PonderError {
+  return new PonderError('ARG_POLICY', `the ${family} family cannot run the depth policy ${describePolicy(policy)}`, {
+    field: 'policy', hint: `${family} supports: ${supported} (spec/policies.md)`,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Detection
+
+/** The family a config.json belongs to. Unknown model types are CFG_MODEL_TYPE naming the supported ones. */
+export function detectFamily(config: ConfigObject | Record<string, unknown>, label = 'config.json'): Family {
+  const c = 'values' in config && 'used' in config ? config as ConfigObject : configObject(config, label);
+  const v = c.values as Record<string, unknown>;
+  if ('model_config' in v && 'cfg' in v) return 'mor';
+  const modelType = typeof v.model_type === 'string' ? v.model_type : undefined;
+  if (modelType === 'ouro') return 'ouro';
+  if (modelType === 'huginn_raven') return 'huginn';
+  if (modelType === undefined && 'n_embd' in v && 'mean_recurrence' in v) return 'huginn';
+  throw unsupportedModelType(c, modelType ?? '(none: no model_type and no field that identifies a family)', SUPPORTED_MODEL_TYPES);
+}
+
+export function createAdapter(family: Family, config: Record<string, unknown>, weights: WeightSource, runtime: Runtime, label: string, seed = 0): FamilyAdapter {
+  switch (family) {
+    case 'huginn': return new HuginnAdapter(loadHuginn(weights, runtime, parseHuginnConfig(config, label), { seed }), config);
+    case 'ouro': return new OuroAdapter(OuroModel.load(runtime, ouroConfigFromJson(config, label), weights), config);
+    case 'mor': return new MorAdapter(loadMor(weights, config, runtime), config);
+  }
+}
+
+function eosIds(value: unknown): number[] {
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return [value];
+  if (Array.isArray(value)) return value.filter((x): x is number => typeof x === 'number' && Number.isInteger(x) && x >= 0);
+  return [];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Huginn: the adapter drives the recurrence itself (embedInputs → coreStep × n → predictFromLatents),
+// which is upstream's generate_with_adaptive_compute loop for one sequence, so every policy can
+// decide after every step.
+
+interface HuginnSession extends FamilySession {
+  readonly cache: HuginnCache;
+  readonly initialStates: InitialStates;
+}
+
+class HuginnAdapter implements FamilyAdapter {
+  readonly family = 'huginn' as const;
+  readonly vocabSize: number;
+  readonly contextLength: number;
+  readonly defaultDepth: number;
+  readonly configEosIds: number[];
+  /** multiply-add FLOPs of one token through one sandwich block's linears, of the adapter, of the head */
+  private readonly blockFlops: number;
+  private readonly adapterFlops: number;
+  private readonly headFlops: number;
+
+  constructor(readonly model: HuginnModel, config: Record<string, unknown>) {
+    const c = model.config;
+    this.vocabSize = c.vocabSize;
+    this.contextLength = c.blockSize;
+    this.defaultDepth = c.meanRecurrence;
+    this.configEosIds = eosIds(config.eos_token_id);
+    const shapes = new Map(huginnTensorShapes(c));
+    const numel = (name: string): number => shapes.get(name)!.reduce((a, b) => a * b, 1);
+    const p = 'transformer.core_block.0.';
+    this.blockFlops = 2 * (numel(p + 'attn.Wqkv.weight') + numel(p + 'attn.proj.weight') + numel(p + 'mlp.fc.weight') + numel(p + 'mlp.proj.weight'));
+    this.adapterFlops = 2 * numel('transformer.adapter.weight');
+    this.headFlops = 2 * c.vocabSize * c.nEmbd;
+  }
+
+  checkPolicy(policy: DepthPolicy): void {
+    const ok = 'default, fixed(n), exit(criterion, threshold) with a Huginn criterion, budget(n, any of these), a depth function';
+    if (policy.kind === 'router') throw unsupported('huginn', policy, ok);
+    if (policy.kind === 'exit' && (policy.criterion === 'gate' || !(EXIT_CRITERIA.includes(policy.criterion as never) || policy.criterion.includes('kl')))) {
+      throw new PonderError('ARG_POLICY', `huginn has no exit criterion ${JSON.stringify(policy.criterion)}`, { field: 'policy', hint: `use one of ${EXIT_CRITERIA.filter((c) => c !== 'none').join(', ')}` });
+    }
+    if (policy.kind === 'exit' && policy.mode === 'select') throw unsupported('huginn', policy, 'exit without a mode (Huginn always skips the steps after an exit, as upstream)');
+  }
+
+  newSession(_capacity: number, seed: number): HuginnSession {
+    return { length: 0, cache: this.model.newCache('full'), initialStates: seededInitialStates(seed) };
+  }
+
+  run(s: FamilySession, ids: readonly number[], control: StepControl): StepOutput {
+    const session = s as HuginnSession;
+    const model = this.model, c = model.config, E = c.nEmbd, V = c.vocabSize;
+    const S = ids.length;
+    const positions = Int32Array.from({ length: S }, (_, i) => session.length + i);
+    const ctx: CallContext = { positions, cache: session.cache };
+    const policy = control.policy;
+    const maxSteps = policy.kind === 'fixed' ? policy.steps
+      : policy.kind === 'exit' || policy.kind === 'function' ? policy.maxSteps ?? c.meanRecurrence
+      : c.meanRecurrence;
+    const loopMax = control.cap === null ? maxSteps : Math.min(maxSteps, control.cap);
+    const evaluator: ExitEvaluator | null = policy.kind === 'exit' ? createExitEvaluator(policy.criterion, policy.threshold, V) : null;
+    const minSteps = policy.kind === 'exit' ? policy.minSteps ?? 0 : 0;
+    const every = policy.kind === 'exit' ? policy.checkEvery ?? 1 : 1;
+
+    const e = model.embedInputs(ids, 1, S, ctx);
+    let current = model.initialState(1, S, 1, session.initialStates);
+    evaluator?.init(current, 1, S, E);
+    const criterionValues: (number | null)[] = new Array<number | null>(maxSteps).fill(null);
+    let outputs: Float32Array | null = null; // upstream's `outputs`: the last coda evaluation of this call
+    let evaluations = 0;
+    let steps = 0;
+    let reason: ExitReason | null = null;
+    const evaluate = (state: Float32Array): Float32Array => { evaluations++; return (outputs = model.predictFromLatents(state, 1, S, ctx, 'last').logits); };
+
+    for (let step = 0; step < loopMax; step++) {
+      const previous = current;
+      current = model.coreStep(e, current, 1, S, step, ctx);
+      steps = step + 1;
+      if (evaluator) {
+        if (step < minSteps || (step - minSteps) % every !== 0) continue;
+        outputs = null; // a check replaces upstream's `outputs` (null for latent criteria)
+        const state = current;
+        const check = evaluator.check({ state, B: 1, S, E, V, evaluate: () => evaluate(state) });
+        criterionValues[step] = check.values[0];
+        if (check.exits[0]) { reason = 'criterion'; break; }
+      } else if (policy.kind === 'function') {
+        const state = current;
+        let logitsNow: Float32Array | null = null;
+        const summary: StepSummary = {
+          step: steps, maxSteps, position: positions[S - 1], phase: control.phase, stepsSpent: control.stepsSpent,
+          latentChange: relativeChange(previous, state, (S - 1) * E, E),
+          logits: () => (logitsNow ??= evaluate(state).slice()),
+        };
+        outputs = null;
+        const decision = policy.decide(steps, summary);
+        if (logitsNow !== null) outputs = logitsNow;
+        if (decision === 'stop' || decision === false) { reason = 'policy'; break; }
+      }
+    }
+    if (reason === null) {
+      reason = loopMax < maxSteps ? 'budget' : policy.kind === 'exit' || policy.kind === 'function' ? 'cap' : 'fixed';
+    }
+    // as upstream: a token that never exited takes the last evaluation of the call (stale if it
+    // predates the final step, with check-every-n); without any evaluation the final state is decoded
+    if (outputs === null) outputs = evaluate(current);
+    const logits = (outputs as Float32Array).slice(0, V);
+    session.length += S;
+
+    const kvBytes = session.cache.memoryBytes();
+    const layersPerToken = c.nPrelude + steps * c.nCore + evaluations * c.nCoda;
+    const tokens: TokenTrace[] = ids.map((id, i) => {
+      const keys = positions[i] + 1; // causal: every earlier position and itself
+      let flops = c.nPrelude * this.blockFlops + steps * (this.adapterFlops + c.nCore * this.blockFlops) + evaluations * c.nCoda * this.blockFlops
+        + layersPerToken * 4 * c.nHeads * c.headDim * keys;
+      if (i === S - 1) flops += evaluations * this.headFlops;
+      const t: TokenTrace = {
+        id, phase: control.phase, steps, maxSteps, exitReason: reason!,
+        criterionValues: evaluator ? criterionValues.slice(0, Math.max(steps, 0)) : [], routerScores: [], flops, kvBytes,
+      };
+      if (evaluator) { t.criterion = evaluator.name; if (Number.isFinite(evaluator.threshold)) t.threshold = evaluator.threshold; }
+      return t;
+    });
+    return { logits, tokens };
+  }
+}
+
+/** ‖b − a‖ / ‖b‖ over `n` values at `offset` (NaN when b is zero). */
+function relativeChange(a: Float32Array, b: Float32Array, offset: number, n: number): number {
+  let diff = 0, norm = 0;
+  for (let i = offset; i < offset + n; i++) { const d = b[i] - a[i]; diff += d * d; norm += b[i] * b[i]; }
+  return norm > 0 ? Math.sqrt(diff / norm) : NaN;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ouro: one OuroModel.forward per call, appending to the cache.
+
+interface OuroSession extends FamilySession {
+  readonly cache: OuroCache;
+}
+
+class OuroAdapter implements FamilyAdapter {
+  readonly family = 'ouro' as const;
+  readonly vocabSize: number;
+  readonly contextLength: number;
+  readonly defaultDepth: number;
+  readonly configEosIds: number[];
+  private readonly kvRowBytes: number;
+
+  constructor(readonly model: OuroModel, config: Record<string, unknown>) {
+    const c = model.config;
+    this.vocabSize = c.vocabSize;
+    this.contextLength = c.maxPositionEmbeddings;
+    this.defaultDepth = c.totalUtSteps;
+    this.configEosIds = eosIds(config.eos_token_id);
+    this.kvRowBytes = c.totalUtSteps * c.numLayers * 2 * c.numKvHeads * c.headDim * 4;
+  }
+
+  checkPolicy(policy: DepthPolicy, inBudget: boolean): void {
+    const ok = 'default, fixed(n), exit(gate, threshold[, skip|select]), budget(n[, fixed(m)])';
+    if (policy.kind === 'router' || policy.kind === 'function') throw unsupported('ouro', policy, ok);
+    if (policy.kind === 'exit' && policy.criterion !== 'gate') {
+      throw new PonderError('ARG_POLICY', `ouro's exit criterion is its learned gate: exit(gate, threshold), not ${JSON.stringify(policy.criterion)}`, { field: 'policy', hint: `use exit(gate, 0.5); ${ok}` });
+    }
+    if (policy.kind === 'exit' && (policy.minSteps !== undefined || policy.checkEvery !== undefined || policy.maxSteps !== undefined)) throw unsupported('ouro', policy, 'exit(gate, threshold) without minSteps / checkEvery / maxSteps');
+    if (policy.kind === 'fixed' && policy.steps > this.defaultDepth) throw new PonderError('ARG_POLICY', `fixed(${policy.steps}) exceeds ouro's total_ut_steps ${this.defaultDepth}`, { field: 'policy', hint: `use fixed(1..${this.defaultDepth})` });
+    if (inBudget && policy.kind === 'exit') throw unsupported('ouro', policy, 'budget(n) or budget(n, fixed(m)) (a budget cannot cap the gate read-out)');
+  }
+
+  newSession(capacity: number): OuroSession {
+    return { length: 0, cache: this.model.newCache(capacity) };
+  }
+
+  run(s: FamilySession, ids: readonly number[], control: StepControl): StepOutput {
+    const session = s as OuroSession;
+    const T = this.defaultDepth;
+    const policy = control.policy;
+    const opts: OuroForwardOptions = { cache: session.cache, logitsToKeep: 1 };
+    let reasonIfFull: ExitReason = 'fixed';
+    let gate = false;
+    let capped = false;
+    if (control.cap !== null) {
+      const want = policy.kind === 'fixed' ? policy.steps : T;
+      const n = Math.min(want, control.cap);
+      capped = n < want;
+      opts.exitAtStep = n - 1;
+      opts.exitMode = 'skip';
+    } else if (policy.kind === 'fixed') {
+      opts.exitAtStep = policy.steps - 1;
+      opts.exitMode = 'skip';
+    } else if (policy.kind === 'exit') {
+      opts.exitThreshold = policy.threshold === 'auto' ? this.model.config.earlyExitThreshold ?? 1 : policy.threshold;
+      opts.exitMode = policy.mode ?? 'skip';
+      gate = true;
+    }
+    const r = this.model.forward(ids, opts);
+    if (!gate && control.cap === null && policy.kind === 'default' && r.readout.kind === 'threshold') { gate = true; }
+    session.length = session.cache.length;
+    const kvBytes = session.cache.length * this.kvRowBytes;
+    const tokens: TokenTrace[] = ids.map((id, i) => {
+      const tr = r.trace[i];
+      const cdf: (number | null)[] = [];
+      if (gate) for (let t = 0; t < tr.steps; t++) { const v = r.cdf[i * T + t]; cdf.push(Number.isNaN(v) ? null : v); }
+      let reason: ExitReason = capped ? 'budget' : reasonIfFull;
+      let threshold: number | undefined;
+      if (gate && r.readout.kind === 'threshold') {
+        threshold = r.readout.threshold;
+        const crossed = cdf.findIndex((v) => v !== null && v >= Math.fround(threshold!));
+        reason = crossed !== -1 && crossed === (r.exitSteps ? r.exitSteps[i] : -2) ? 'criterion' : 'cap';
+      }
+      const t: TokenTrace = { id, phase: control.phase, steps: tr.steps, maxSteps: T, exitReason: reason, criterionValues: cdf, routerScores: [], flops: tr.flops, kvBytes };
+      if (gate) { t.criterion = 'gate'; if (threshold !== undefined) t.threshold = threshold; }
+      return t;
+    });
+    return { logits: r.logits.slice(0, this.vocabSize), tokens };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// MoR: one MorModel.forward per call on a one-row session; the routers decide the depth.
+
+interface MorAdapterSession extends FamilySession {
+  readonly session: MorSession;
+}
+
+class MorAdapter implements FamilyAdapter {
+  readonly family = 'mor' as const;
+  readonly vocabSize: number;
+  readonly contextLength: number;
+  readonly defaultDepth: number;
+  readonly configEosIds: number[];
+  private readonly routed: boolean;
+  private readonly kvRowBytes: number;
+
+  constructor(readonly model: MorModel, config: Record<string, unknown>) {
+    const c = model.config;
+    this.vocabSize = c.dims.vocab;
+    this.contextLength = model.maxLen;
+    this.routed = c.variant === 'expert' || c.variant === 'token';
+    this.defaultDepth = Math.max(c.numRecursion, 1);
+    const mc = (config.model_config ?? {}) as Record<string, unknown>;
+    this.configEosIds = eosIds(mc.eos_token_id);
+    this.kvRowBytes = 2 * c.dims.nKvHeads * c.dims.headDim * 4 + 4;
+  }
+
+  checkPolicy(policy: DepthPolicy, inBudget: boolean): void {
+    const ok = this.routed ? 'default (= router(upstream)), router(upstream), router(causal, threshold)' : `default, fixed(${this.defaultDepth}) (a baseline without routers always runs its full depth)`;
+    if (inBudget) throw unsupported('mor', { kind: 'budget', maxStepsPerSequence: 1, perToken: policy }, ok);
+    if (policy.kind === 'default') return;
+    if (this.routed && policy.kind === 'router') return;
+    if (!this.routed && policy.kind === 'fixed' && policy.steps === this.defaultDepth) return;
+    throw unsupported('mor', policy, ok);
+  }
+
+  newSession(capacity: number): MorAdapterSession {
+    return { length: 0, session: this.model.newSession(1, capacity) };
+  }
+
+  run(s: FamilySession, ids: readonly number[], control: StepControl): StepOutput {
+    const st = s as MorAdapterSession;
+    const policy = control.policy;
+    const mode = policy.kind === 'router' ? policy.mode : 'upstream';
+    const threshold = policy.kind === 'router' ? policy.threshold : undefined;
+    const r = this.model.forward(st.session, [ids as number[]], threshold === undefined ? { mode } : { mode, threshold });
+    st.length += ids.length;
+    const V = this.vocabSize, T = ids.length, R = r.trace.numRecursion, Rt = Math.max(R, 1);
+    let kvBytes = 0;
+    for (const len of st.session.slotLengths(0).values()) kvBytes += len * this.kvRowBytes;
+    const tokens: TokenTrace[] = ids.map((id, t) => {
+      const scores: (number | null)[] = [];
+      if (this.routed) for (let k = 0; k < R; k++) { const v = r.trace.routerProbs[t * Rt + k]; scores.push(Number.isNaN(v) ? null : v); }
+      const steps = this.routed ? r.trace.depth[t] : this.defaultDepth;
+      const tr: TokenTrace = {
+        id, phase: control.phase, steps, maxSteps: this.defaultDepth, exitReason: this.routed ? 'router' : 'fixed',
+        criterionValues: [], routerScores: scores, flops: r.trace.flops[t], kvBytes,
+      };
+      if (mode === 'causal') { tr.criterion = 'router'; tr.threshold = threshold ?? 0.5; }
+      return tr;
+    });
+    return { logits: r.logits.slice((T - 1) * V, T * V), tokens };
+  }
+}

@@ -1,0 +1,238 @@
+/**
+ * loadModel for the core (browser and Node alike): from in-memory buffers, or from a URL base
+ * over fetch. The Node entry (src/node/index.ts) adds model directories on disk.
+ *
+ * A source in Hugging Face layout: config.json, model.safetensors (or shards with
+ * model.safetensors.index.json), optionally tokenizer.json (+ tokenizer_config.json) and
+ * generation_config.json. The family is detected from config.json (spec/api.md §Loading).
+ */
+import { PonderError } from '../errors.js';
+import { parseConfigJson, configObject, type ConfigObject } from '../format/config.js';
+import { parseSafetensors, DTYPE_BYTES, numel, type SafetensorsFile } from '../format/safetensors.js';
+import { safetensorsWeights, type WeightSource } from '../models/weights.js';
+import type { Runtime } from '../runtime/runtime.js';
+import { loadTokenizer, type TextTokenizer, type LoadTokenizerOptions } from '../tokenizer.js';
+import { createAdapter, detectFamily } from './families.js';
+import { Model } from './model.js';
+
+export interface LoadProgress {
+  /** bytes read (or bound) so far */
+  bytesDone: number;
+  /** bytes to read in total, when known */
+  bytesTotal: number;
+}
+
+export interface LoadOptions {
+  /** kernels and memory to run on. Default: a one-thread WASM SIMD runtime. */
+  runtime?: Runtime;
+  /** called as weight bytes are read (download, parse, bind) */
+  onProgress?: (progress: LoadProgress) => void;
+  /** aborting stops the load with error ABORTED */
+  signal?: AbortSignal;
+  /** Huginn: seed of the model's own initial-state stream (generate uses its own seed). Default 0. */
+  seed?: number;
+  /** false: do not load tokenizer.json even when present (ids in, ids out). Default true. */
+  tokenizer?: boolean;
+  /** how to import @huggingface/tokenizers (for bundlers) */
+  importTokenizers?: LoadTokenizerOptions['importLibrary'];
+  /** fetch to use for URL sources. Default globalThis.fetch. */
+  fetch?: typeof fetch;
+}
+
+/** Everything in memory: config and files by their Hugging Face names. */
+export interface MemoryModelSource {
+  /** config.json: parsed, or its text */
+  config: Record<string, unknown> | string;
+  /** 'model.safetensors', or shards plus 'model.safetensors.index.json' */
+  files: Record<string, Uint8Array | ArrayBuffer>;
+  /** tokenizer.json text, or a loaded tokenizer */
+  tokenizer?: string | TextTokenizer;
+  tokenizerConfig?: string;
+  /** generation_config.json: parsed, or its text */
+  generationConfig?: Record<string, unknown> | string;
+  /** a name for messages and traces */
+  label?: string;
+}
+
+export type ModelSource = MemoryModelSource | string | URL;
+
+export function abortError(what: string): PonderError {
+  return new PonderError('ABORTED', `${what} was aborted`, { hint: 'the AbortSignal passed in options fired; nothing was changed' });
+}
+
+export function checkAborted(signal: AbortSignal | undefined, what: string): void {
+  if (signal?.aborted) throw abortError(what);
+}
+
+/** Wraps a WeightSource so every read reports progress and honours the signal. */
+export function trackedWeights(source: WeightSource, options: LoadOptions, startBytes = 0, totalBytes?: number): WeightSource {
+  let done = startBytes;
+  const total = totalBytes ?? startBytes + weightBytes(source);
+  return {
+    label: source.label,
+    names: () => source.names(),
+    info: (name) => source.info(name),
+    read: (name) => {
+      checkAborted(options.signal, `loading ${source.label}`);
+      const data = source.read(name);
+      done += data.byteLength;
+      options.onProgress?.({ bytesDone: Math.min(done, total), bytesTotal: total });
+      return data;
+    },
+  };
+}
+
+function weightBytes(source: WeightSource): number {
+  let total = 0;
+  for (const n of source.names()) {
+    const info = source.info(n)!;
+    total += numel(info.shape) * DTYPE_BYTES[info.dtype];
+  }
+  return total;
+}
+
+function jsonRecord(value: Record<string, unknown> | string, path: string): ConfigObject {
+  return typeof value === 'string' ? parseConfigJson(value, path) : configObject(value, path);
+}
+
+/** The parts every source provides, assembled into a Model. */
+export interface ModelFiles {
+  config: ConfigObject;
+  weights: WeightSource;
+  tokenizerJson?: string | TextTokenizer;
+  tokenizerConfig?: string;
+  generationConfig?: ConfigObject;
+  label: string;
+}
+
+export async function modelFromFiles(files: ModelFiles, options: LoadOptions): Promise<Model> {
+  const family = detectFamily(files.config, files.config.path);
+  checkAborted(options.signal, `loading ${files.label}`);
+  const runtime = options.runtime ?? await defaultRuntime();
+  let tokenizer: TextTokenizer | null = null;
+  if (options.tokenizer !== false && files.tokenizerJson !== undefined) {
+    tokenizer = typeof files.tokenizerJson === 'string'
+      ? await loadTokenizer(files.tokenizerJson, files.tokenizerConfig, { importLibrary: options.importTokenizers })
+      : files.tokenizerJson;
+  }
+  checkAborted(options.signal, `loading ${files.label}`);
+  const adapter = createAdapter(family, files.config.values as Record<string, unknown>, files.weights, runtime, files.config.path, options.seed ?? 0);
+  return new Model({ adapter, tokenizer, generationConfig: files.generationConfig ? files.generationConfig.values as Record<string, unknown> : null, label: files.label });
+}
+
+async function defaultRuntime(): Promise<Runtime> {
+  const { createWasmRuntime } = await import('../kernels/wasm.js');
+  return createWasmRuntime();
+}
+
+/** Safetensors files from named buffers: model.safetensors, or the shards an index lists. */
+function memoryWeights(files: Record<string, Uint8Array | ArrayBuffer>, label: string): { weights: WeightSource; bytes: number } {
+  const bytesOf = (name: string): Uint8Array => {
+    const b = files[name];
+    return b instanceof Uint8Array ? b : new Uint8Array(b);
+  };
+  let names: string[];
+  if (files['model.safetensors'] !== undefined) names = ['model.safetensors'];
+  else if (files['model.safetensors.index.json'] !== undefined) {
+    const index = parseConfigJson(new TextDecoder().decode(bytesOf('model.safetensors.index.json')), `${label}/model.safetensors.index.json`);
+    const map = index.values.weight_map;
+    if (map === null || typeof map !== 'object' || Array.isArray(map)) throw new PonderError('SHARD_INDEX', `${label}/model.safetensors.index.json has no weight_map object`, { path: `${label}/model.safetensors.index.json`, hint: 'the index must map every tensor name to its shard file' });
+    names = [...new Set(Object.values(map as Record<string, unknown>).map(String))];
+    for (const n of names) if (files[n] === undefined) throw new PonderError('SHARD_MISSING_FILE', `${label}: the index lists shard ${JSON.stringify(n)}, which was not given`, { path: n, hint: 'pass every shard in files' });
+  } else {
+    const lone = Object.keys(files).filter((n) => n.endsWith('.safetensors'));
+    if (lone.length !== 1) throw new PonderError('MODEL_NO_WEIGHTS', `${label}: no model.safetensors and no model.safetensors.index.json among the files (${Object.keys(files).join(', ') || 'none'})`, { path: label, hint: 'pass files: { "model.safetensors": bytes }' });
+    names = lone;
+  }
+  const parsed: SafetensorsFile[] = names.map((n) => parseSafetensors(bytesOf(n), `${label}/${n}`));
+  const bytes = parsed.reduce((a, f) => a + f.data.byteLength, 0);
+  return { weights: safetensorsWeights(parsed, '', label), bytes };
+}
+
+/**
+ * Loads a model from in-memory files or a URL base (`https://host/models/demo/` → fetches
+ * config.json, model.safetensors or the index and shards, tokenizer.json, generation_config.json).
+ * Errors: CFG_* (config), CFG_MODEL_TYPE (no family handles it), BIND_MISMATCH, ST_*, IO_FETCH, ABORTED.
+ */
+export async function loadModel(source: ModelSource, options: LoadOptions = {}): Promise<Model> {
+  checkAborted(options.signal, 'loadModel');
+  if (typeof source === 'string' || source instanceof URL) return loadFromUrl(String(source), options);
+  if (source === null || typeof source !== 'object' || source.config === undefined || source.files === undefined) {
+    throw new PonderError('ARG_INVALID', 'loadModel needs { config, files } in memory, or a URL base', { field: 'source', hint: 'e.g. loadModel({ config, files: { "model.safetensors": bytes } })' });
+  }
+  const label = source.label ?? 'in-memory model';
+  const config = jsonRecord(source.config, `${label}/config.json`);
+  const { weights, bytes } = memoryWeights(source.files, label);
+  options.onProgress?.({ bytesDone: 0, bytesTotal: bytes });
+  return modelFromFiles({
+    config, weights: trackedWeights(weights, options), label,
+    tokenizerJson: source.tokenizer, tokenizerConfig: source.tokenizerConfig,
+    generationConfig: source.generationConfig === undefined ? undefined : jsonRecord(source.generationConfig, `${label}/generation_config.json`),
+  }, options);
+}
+
+async function loadFromUrl(base: string, options: LoadOptions): Promise<Model> {
+  const fetchFn = options.fetch ?? globalThis.fetch;
+  if (typeof fetchFn !== 'function') throw new PonderError('IO_FETCH', 'this environment has no fetch', { hint: 'pass options.fetch, or load from memory' });
+  const root = base.endsWith('/') ? base : `${base}/`;
+  const get = async (name: string, optional: boolean, onBytes?: (n: number, total: number) => void): Promise<Uint8Array | null> => {
+    checkAborted(options.signal, `loading ${root}`);
+    let response: Response;
+    try {
+      response = await fetchFn(root + name, { signal: options.signal });
+    } catch (e) {
+      if (options.signal?.aborted) throw abortError(`loading ${root}`);
+      throw new PonderError('IO_FETCH', `${root}${name}: ${(e as Error).message}`, { path: root + name, hint: 'check the URL and the network' });
+    }
+    if (!response.ok) {
+      if (optional && response.status === 404) return null;
+      throw new PonderError('IO_FETCH', `${root}${name}: HTTP ${response.status}`, { path: root + name, hint: 'check the URL; a model directory needs config.json and model.safetensors' });
+    }
+    const total = Number(response.headers.get('content-length') ?? 0);
+    if (!response.body || !onBytes) return new Uint8Array(await response.arrayBuffer());
+    const chunks: Uint8Array[] = [];
+    let got = 0;
+    const reader = response.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      got += value.byteLength;
+      onBytes(got, total);
+      checkAborted(options.signal, `loading ${root}`);
+    }
+    const out = new Uint8Array(got);
+    let o = 0;
+    for (const c of chunks) { out.set(c, o); o += c.byteLength; }
+    return out;
+  };
+  const text = (b: Uint8Array): string => new TextDecoder().decode(b);
+  const config = parseConfigJson(text((await get('config.json', false))!), `${root}config.json`);
+  const generation = await get('generation_config.json', true);
+  const tokenizerJson = options.tokenizer === false ? null : await get('tokenizer.json', true);
+  const tokenizerConfig = tokenizerJson ? await get('tokenizer_config.json', true) : null;
+
+  const files: Record<string, Uint8Array> = {};
+  let fetched = 0;
+  const progress = (n: number, total: number): void => options.onProgress?.({ bytesDone: fetched + n, bytesTotal: Math.max(total, fetched + n) });
+  const single = await get('model.safetensors', true, progress);
+  if (single) files['model.safetensors'] = single;
+  else {
+    const indexBytes = await get('model.safetensors.index.json', false);
+    files['model.safetensors.index.json'] = indexBytes!;
+    const index = parseConfigJson(text(indexBytes!), `${root}model.safetensors.index.json`);
+    const shards = [...new Set(Object.values((index.values.weight_map ?? {}) as Record<string, unknown>).map(String))];
+    for (const shard of shards) {
+      const b = (await get(shard, false, progress))!;
+      fetched += b.byteLength;
+      files[shard] = b;
+    }
+  }
+  const { weights } = memoryWeights(files, root);
+  return modelFromFiles({
+    config, weights: trackedWeights(weights, { ...options, onProgress: undefined }), label: root,
+    tokenizerJson: tokenizerJson ? text(tokenizerJson) : undefined,
+    tokenizerConfig: tokenizerConfig ? text(tokenizerConfig) : undefined,
+    generationConfig: generation ? parseConfigJson(text(generation), `${root}generation_config.json`) : undefined,
+  }, options);
+}

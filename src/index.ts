@@ -1,0 +1,26 @@
+/**
+ * ponder's public entry (ESM, no Node APIs): load a recursive language model, generate with a
+ * depth policy, read the per-token depth trace. Node adds model directories: `ponder/node`.
+ */
+export * from './api/index.js';
+export { PonderError, isPonderError, type PonderErrorDetails } from './errors.js';
+
+// runtimes and kernels
+export { createScalarRuntime, type Runtime } from './runtime/runtime.js';
+export { createWasmRuntime, type WasmRuntime, type WasmRuntimeOptions } from './kernels/wasm.js';
+export type { Kernels } from './kernels/kernels.js';
+
+// formats and config readers
+export { parseSafetensors, parseSafetensorsHeader, writeSafetensors, type SafetensorsFile, type SafetensorsHeader, type TensorInfo, type DType } from './format/safetensors.js';
+export { parseConfigJson, configObject, type ConfigObject } from './format/config.js';
+export { safetensorsWeights, type WeightSource, type WeightInfo } from './models/weights.js';
+
+// sampling, stopping, tokenizer
+export { Sampler, resolveSamplingOptions, samplingFromGenerationConfig, type SamplingOptions, type ResolvedSamplingOptions } from './generate/sampling.js';
+export { StopCondition, type StopOptions } from './generate/stop.js';
+export { loadTokenizer, type TextTokenizer, type LoadTokenizerOptions } from './tokenizer.js';
+
+// traces
+export { checkTrace, summarizeTrace, traceToJSON, parseTraceJSON, type RunTrace, type TokenTrace, type TraceSummary, type ExitReason } from './trace/trace.js';
+export { renderTraceHtml, type TraceHtmlOptions } from './trace/html.js';
+export { colorTokenByDepth, depthLegend, formatSummary } from './trace/terminal.js';

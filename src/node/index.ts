@@ -1,0 +1,45 @@
+/**
+ * ponder for Node: everything in the core entry, plus `loadModel(path)` for a model directory in
+ * Hugging Face layout (config.json, model.safetensors or shards + index, tokenizer.json,
+ * generation_config.json). Weights are read lazily from disk while the model binds them.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { PonderError } from '../errors.js';
+import { loadModel as loadModelCore, modelFromFiles, trackedWeights, checkAborted, type LoadOptions, type ModelSource } from '../api/load.js';
+import type { Model } from '../api/model.js';
+import { openModelDir } from './model-dir.js';
+import { readText } from './files.js';
+
+export * from '../index.js';
+export { openModelDir, type ModelDir } from './model-dir.js';
+export { createNodeWasmRuntime, enableRelaxedSimd, defaultThreadCount } from './pool-worker.js';
+
+/** A directory path (or file: URL), an http(s) URL base, or in-memory files. */
+export async function loadModel(source: ModelSource, options: LoadOptions = {}): Promise<Model> {
+  if (source instanceof URL && source.protocol === 'file:') return loadModelDir(decodeURIComponent(source.pathname), options);
+  if (typeof source === 'string' && !/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) return loadModelDir(source, options);
+  return loadModelCore(source, options);
+}
+
+/** Loads a model directory. Errors: IO_NOT_FOUND, MODEL_NO_WEIGHTS, MODEL_NO_CONFIG, CFG_*, BIND_MISMATCH, ... */
+export async function loadModelDir(path: string, options: LoadOptions = {}): Promise<Model> {
+  checkAborted(options.signal, `loading ${path}`);
+  const dir = openModelDir(path);
+  if (dir.layout === 'file' || !dir.config) {
+    throw new PonderError('MODEL_NO_CONFIG', `${path} is not a model directory: ${dir.layout === 'file' ? 'it is a single weights file' : 'it has weights but no config.json'}`, {
+      path, hint: 'a model directory holds config.json next to model.safetensors (Hugging Face layout)',
+    });
+  }
+  const tokenizerPath = join(path, 'tokenizer.json');
+  const tokenizerConfigPath = join(path, 'tokenizer_config.json');
+  const wantTokenizer = options.tokenizer !== false && existsSync(tokenizerPath);
+  return modelFromFiles({
+    config: dir.config,
+    weights: trackedWeights(dir.weights, options),
+    tokenizerJson: wantTokenizer ? readText(tokenizerPath) : undefined,
+    tokenizerConfig: wantTokenizer && existsSync(tokenizerConfigPath) ? readText(tokenizerConfigPath) : undefined,
+    generationConfig: dir.generationConfig,
+    label: path,
+  }, options);
+}
