@@ -1,0 +1,172 @@
+/**
+ * The page: controls, the live depth heatmap and the conformance table. All model work is in
+ * worker.ts; this file only sends requests and paints what comes back. Results are also kept on
+ * `window.ponderPage` (and data-state attributes) so the browser tests can read exactly what the
+ * page painted.
+ */
+import { depthRgb, rgbHex, textRgbOn, DEPTH_STOPS } from '../../src/trace/palette.js';
+import { escapeHtml } from '../../src/trace/html.js';
+import type { CaseResult, SuiteResult } from '../../test/portable/suite.js';
+import type { FromWorker, GenerateRequest, ToWorker, TokenEvent } from './protocol.js';
+
+interface PageState {
+  conformance: SuiteResult | null;
+  tokens: TokenEvent[];
+  traceJson: string | null;
+  error: string | null;
+}
+const state: PageState = { conformance: null, tokens: [], traceJson: null, error: null };
+(window as unknown as { ponderPage: PageState }).ponderPage = state;
+
+const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
+const statusEl = $('status'), tokensEl = $('tokens'), legendEl = $('legend'), summaryEl = $('summary'), conformEl = $('conformance');
+const modelSelect = $<HTMLSelectElement>('model'), folderInput = $<HTMLInputElement>('folder');
+
+function setStatus(text: string, isError = false): void {
+  statusEl.textContent = text;
+  statusEl.classList.toggle('error', isError);
+}
+
+if (!crossOriginIsolated) {
+  setStatus('This page is not cross-origin isolated, so WebAssembly shared memory is unavailable. Serve it with `npm run serve:web` (it sends the COOP/COEP headers).', true);
+}
+
+const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+const send = (message: ToWorker, transfer: Transferable[] = []): void => worker.postMessage(message, transfer);
+
+// ---- heatmap ----
+
+function swatch(depth: number, fullDepth: number, label: string): string {
+  const bg = depthRgb(depth, fullDepth);
+  return `<span class="sw" style="background:${rgbHex(bg)};color:${rgbHex(textRgbOn(bg))}">${escapeHtml(label)}</span>`;
+}
+
+function paintLegend(fullDepth: number): void {
+  const depths = fullDepth <= 16 ? Array.from({ length: fullDepth + 1 }, (_, d) => d)
+    : Array.from({ length: DEPTH_STOPS.length }, (_, i) => Math.round((i * fullDepth) / (DEPTH_STOPS.length - 1)));
+  legendEl.innerHTML = `depth&nbsp;${depths.map((d) => swatch(d, fullDepth, String(d))).join('')}<span class="caption">steps used per token, of ${fullDepth}; lighter = fewer</span>`;
+}
+
+function paintToken(t: TokenEvent): void {
+  const bg = depthRgb(Math.min(t.steps, t.maxSteps), Math.max(1, t.maxSteps));
+  const span = document.createElement('span');
+  span.className = t.phase === 'prefill' ? 'tok prompt' : 'tok';
+  span.style.background = rgbHex(bg);
+  span.style.color = rgbHex(textRgbOn(bg));
+  span.textContent = t.text === '' ? `⟨${t.id}⟩` : t.text;
+  span.title = `#${t.index} id ${t.id}${t.phase === 'prefill' ? ' (prompt)' : ''}\ndepth ${t.steps}/${t.maxSteps}, exit: ${t.exitReason}`;
+  span.dataset.steps = String(t.steps);
+  span.dataset.id = String(t.id);
+  span.dataset.phase = t.phase;
+  tokensEl.append(span);
+}
+
+// ---- conformance table ----
+
+function caseRow(r: CaseResult): string {
+  const worst = Math.max(0, ...r.tensors.filter((t) => Number.isFinite(t.maxAbsError)).map((t) => t.maxAbsError));
+  return `<tr><td class="${r.pass ? 'pass' : 'fail'}">${r.pass ? 'PASS' : 'FAIL'}</td><td>${escapeHtml(r.name)}</td>`
+    + `<td>${r.error ? escapeHtml(r.error.split('\n')[0]) : `${r.tensors.length} tensors`}</td><td>${r.error ? '' : worst.toExponential(2)}</td><td>${r.seconds.toFixed(2)} s</td></tr>`;
+}
+
+let caseRows: string[] = [];
+function paintConformance(done: SuiteResult | null): void {
+  const head = '<tr><th></th><th>case</th><th>tensors</th><th>max error</th><th>time</th></tr>';
+  const totals = done ? `<p><b>${done.passed} passed, ${done.failed} failed</b> (${escapeHtml(done.kernels)}) — tensor digest <code>${done.digest}</code></p>` : '';
+  conformEl.innerHTML = `${totals}<table class="cases">${head}${caseRows.join('')}</table>`;
+}
+
+// ---- worker messages ----
+
+worker.onmessage = (event: MessageEvent<FromWorker>) => {
+  const m = event.data;
+  switch (m.type) {
+    case 'status': setStatus(m.text); break;
+    case 'case': caseRows.push(caseRow(m.result)); paintConformance(null); break;
+    case 'conform-done':
+      state.conformance = m.result;
+      paintConformance(m.result);
+      conformEl.dataset.state = 'done';
+      setStatus(`conformance: ${m.result.passed} passed, ${m.result.failed} failed`);
+      break;
+    case 'token':
+      if (state.tokens.length === 0) paintLegend(Math.max(1, m.token.maxSteps));
+      state.tokens.push(m.token);
+      paintToken(m.token);
+      break;
+    case 'generate-done':
+      state.traceJson = m.traceJson;
+      summaryEl.textContent = m.summary;
+      tokensEl.dataset.state = 'done';
+      setStatus('done');
+      break;
+    case 'error':
+      state.error = m.message;
+      setStatus(m.message, true);
+      tokensEl.dataset.state = tokensEl.dataset.state === 'running' ? 'error' : tokensEl.dataset.state;
+      conformEl.dataset.state = conformEl.dataset.state === 'running' ? 'error' : conformEl.dataset.state;
+      break;
+  }
+};
+worker.onerror = (e) => { state.error = e.message; setStatus(`worker error: ${e.message}`, true); };
+
+// ---- controls ----
+
+let pickedFiles: { label: string; files: Record<string, ArrayBuffer> } | null = null;
+
+async function loadModelList(): Promise<void> {
+  const r = await fetch('/models/index.json');
+  const models = r.ok ? ((await r.json()) as Array<{ name: string }>) : [];
+  modelSelect.innerHTML = models.map((m) => `<option value="${escapeHtml(m.name)}">${escapeHtml(m.name)}</option>`).join('')
+    || '<option value="">(no bundled model)</option>';
+}
+
+folderInput.addEventListener('change', async () => {
+  const list = [...(folderInput.files ?? [])];
+  if (list.length === 0) return;
+  const files: Record<string, ArrayBuffer> = {};
+  // webkitRelativePath is "<folder>/<path>"; the model sees paths relative to the folder.
+  for (const f of list) files[f.webkitRelativePath.split('/').slice(1).join('/') || f.name] = await f.arrayBuffer();
+  const label = list[0].webkitRelativePath.split('/')[0] || 'local folder';
+  pickedFiles = { label, files };
+  modelSelect.insertAdjacentHTML('afterbegin', `<option value="" selected>${escapeHtml(label)} (local)</option>`);
+});
+modelSelect.addEventListener('change', () => { if (modelSelect.value !== '') pickedFiles = null; });
+
+function policySpelling(): { policy: string; threshold?: number } {
+  const kind = $<HTMLSelectElement>('policy').value;
+  const threshold = Number($<HTMLInputElement>('threshold').value);
+  if (kind === 'fixed') return { policy: `fixed(${Math.max(1, Math.floor(Number($<HTMLInputElement>('steps').value)))})` };
+  if (kind === 'exit') return { policy: `exit(${$<HTMLInputElement>('criterion').value.trim() || 'kl'})`, threshold };
+  if (kind === 'router') return { policy: 'router', threshold };
+  return { policy: 'default' };
+}
+
+$('generate').addEventListener('click', () => {
+  state.tokens = [];
+  state.traceJson = null;
+  state.error = null;
+  tokensEl.replaceChildren();
+  summaryEl.textContent = '';
+  tokensEl.dataset.state = 'running';
+  const request: GenerateRequest = {
+    model: pickedFiles ? { kind: 'files', ...pickedFiles } : { kind: 'bundled', name: modelSelect.value },
+    prompt: $<HTMLTextAreaElement>('prompt').value,
+    ...policySpelling(),
+    maxNewTokens: Math.max(1, Math.floor(Number($<HTMLInputElement>('maxNewTokens').value))),
+    temperature: Number($<HTMLInputElement>('temperature').value),
+    seed: Math.floor(Number($<HTMLInputElement>('seed').value)),
+  };
+  setStatus('generating…');
+  send({ type: 'generate', request });
+});
+
+$('conform').addEventListener('click', () => {
+  caseRows = [];
+  state.conformance = null;
+  conformEl.dataset.state = 'running';
+  paintConformance(null);
+  send({ type: 'conform' });
+});
+
+await loadModelList();

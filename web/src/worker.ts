@@ -1,0 +1,47 @@
+/**
+ * The page's Web Worker: all model work happens here so the page stays responsive.
+ * It creates the WASM runtime (shared memory: the page is cross-origin isolated), runs the golden
+ * conformance suite or a generation, and streams results back one case / one token at a time.
+ */
+import { createWasmRuntime, type WasmRuntime } from '../../src/kernels/wasm.js';
+import { PonderError } from '../../src/errors.js';
+import { runPortableConformance, type GoldenFiles } from '../../test/portable/suite.js';
+import type { FromWorker, ToWorker } from './protocol.js';
+import { generateInWorker } from './generate.js';
+
+const post = (message: FromWorker): void => (self as unknown as Worker).postMessage(message);
+
+let runtime: Promise<WasmRuntime> | null = null;
+function getRuntime(): Promise<WasmRuntime> {
+  runtime ??= createWasmRuntime();
+  return runtime;
+}
+
+async function fetchOk(url: string): Promise<Response> {
+  const r = await fetch(url);
+  if (!r.ok) throw new PonderError('IO_NOT_FOUND', `${url}: HTTP ${r.status}`, { path: url, hint: 'serve the page with `npm run serve:web`' });
+  return r;
+}
+
+/** The golden cases, served by scripts/serve-web.mjs under /golden/. */
+const servedGolden: GoldenFiles = {
+  listCases: async () => (await (await fetchOk('/golden/index.json')).json()) as string[],
+  readText: async (p) => (await fetchOk(`/golden/${p}`)).text(),
+  readBytes: async (p) => new Uint8Array(await (await fetchOk(`/golden/${p}`)).arrayBuffer()),
+};
+
+self.onmessage = async (event: MessageEvent<ToWorker>) => {
+  const message = event.data;
+  try {
+    if (message.type === 'conform') {
+      post({ type: 'status', text: 'running the golden conformance suite…' });
+      const result = await runPortableConformance(`browser ${navigator.userAgent.match(/(Chrome|Firefox|Safari)\/[\d.]+/)?.[0] ?? navigator.userAgent}`,
+        servedGolden, await getRuntime(), (r) => post({ type: 'case', result: r }));
+      post({ type: 'conform-done', result });
+    } else if (message.type === 'generate') {
+      await generateInWorker(message.request, await getRuntime(), post);
+    }
+  } catch (e) {
+    post({ type: 'error', message: e instanceof PonderError ? `error[${e.code}]: ${e.message}${e.hint ? `\nhint: ${e.hint}` : ''}` : String((e as Error).stack ?? e) });
+  }
+};
