@@ -7,11 +7,15 @@ import { PonderError } from '../errors.js';
 import { conformCommand } from './conform.js';
 import { inspectCommand } from './inspect.js';
 import { benchCommand } from './bench.js';
+import { runCommand } from './run.js';
+import { traceCommand } from './trace.js';
 
 export interface CliIO {
   out(text: string): void;
   err(text: string): void;
   readonly bundledGoldenDir: string;
+  /** stdout is a terminal: `run` colours tokens only then */
+  readonly isTTY?: boolean;
 }
 
 const HELP = `ponder — run and check recursive language models (MoR, Huginn, Ouro) on WebAssembly SIMD
@@ -19,6 +23,8 @@ const HELP = `ponder — run and check recursive language models (MoR, Huginn, O
 Usage: ponder <command> [options]   (ponder <command> --help for each)
 
 Commands:
+  run                generate text, each token coloured by the depth it used, then a summary
+  trace --html FILE  the same generation as a self-contained HTML page (depth heatmap, criterion curves)
   conform [DIR]      run golden conformance cases (default: the bundled spec/golden)
   inspect FILE|DIR   list the tensors of a safetensors file or model directory, and its config
   bench kernels      kernel benchmarks against XNNPACK (tfjs-backend-wasm) and onnxruntime-web
@@ -27,6 +33,8 @@ Exit codes: 0 ok, 1 internal fault or failed check, 2 bad usage or input.
 `;
 
 const COMMANDS: Record<string, (argv: string[], io: CliIO) => Promise<number>> = {
+  run: runCommand,
+  trace: traceCommand,
   conform: conformCommand,
   inspect: inspectCommand,
   bench: benchCommand,
@@ -55,4 +63,5 @@ export const nodeIO: CliIO = {
   out: (t) => void process.stdout.write(t),
   err: (t) => void process.stderr.write(t),
   bundledGoldenDir: fileURLToPath(new URL('../../../spec/golden', import.meta.url)),
+  isTTY: process.stdout.isTTY === true,
 };
