@@ -1,9 +1,10 @@
 /**
- * Bun entry of the portable suite: `bun dist/test/bun/bun-main.js [GOLDEN_DIR]`.
+ * Bun entry of the portable suite: `bun dist/test/bun/bun-main.js [GOLDEN_DIR [MODELS_DIR]]`.
  * Lists and reads the golden files with Bun's own APIs (Bun.Glob, Bun.file).
  */
 import { runPortableMain } from '../portable/main.js';
 import type { GoldenFiles } from '../portable/suite.js';
+import type { ModelFileReader } from '../portable/generation.js';
 
 declare const Bun: {
   readonly argv: string[];
@@ -13,6 +14,7 @@ declare const Bun: {
 };
 
 const dir = Bun.argv[2] ?? 'spec/golden';
+const modelsDir = Bun.argv[3] ?? 'models';
 const files: GoldenFiles = {
   async listCases() {
     const names: string[] = [];
@@ -22,6 +24,10 @@ const files: GoldenFiles = {
   readText: (p) => Bun.file(`${dir}/${p}`).text(),
   readBytes: async (p) => new Uint8Array(await Bun.file(`${dir}/${p}`).arrayBuffer()),
 };
-const ok = await runPortableMain(`bun ${Bun.version}`, files, (line) => console.log(line));
+const modelFiles = (model: string): ModelFileReader => ({
+  readText: (p) => Bun.file(`${modelsDir}/${model}/${p}`).text(),
+  readBytes: async (p) => new Uint8Array(await Bun.file(`${modelsDir}/${model}/${p}`).arrayBuffer()),
+});
+const ok = await runPortableMain(`bun ${Bun.version}`, files, modelFiles, (line) => console.log(line));
 // Bun has process, but this entry stays on Bun's own API surface; a failed suite must fail the process.
 if (!ok) throw new Error('conformance failed under Bun');

@@ -1,9 +1,10 @@
 /**
- * Deno entry of the portable suite: `deno run --allow-read dist/test/deno/deno-main.js [GOLDEN_DIR]`.
+ * Deno entry of the portable suite: `deno run --allow-read dist/test/deno/deno-main.js [GOLDEN_DIR [MODELS_DIR]]`.
  * Reads the golden files with Deno's own file API; the library itself never touches files.
  */
 import { runPortableMain } from '../portable/main.js';
 import type { GoldenFiles } from '../portable/suite.js';
+import type { ModelFileReader } from '../portable/generation.js';
 
 interface DenoDirEntry { name: string; isFile: boolean; isDirectory: boolean }
 declare const Deno: {
@@ -16,6 +17,7 @@ declare const Deno: {
 };
 
 const dir = Deno.args[0] ?? 'spec/golden';
+const modelsDir = Deno.args[1] ?? 'models';
 const files: GoldenFiles = {
   async listCases() {
     const names: string[] = [];
@@ -30,5 +32,9 @@ const files: GoldenFiles = {
   readText: (p) => Deno.readTextFile(`${dir}/${p}`),
   readBytes: (p) => Deno.readFile(`${dir}/${p}`),
 };
-const ok = await runPortableMain(`deno ${Deno.version.deno}`, files, (line) => console.log(line));
+const modelFiles = (model: string): ModelFileReader => ({
+  readText: (p) => Deno.readTextFile(`${modelsDir}/${model}/${p}`),
+  readBytes: (p) => Deno.readFile(`${modelsDir}/${model}/${p}`),
+});
+const ok = await runPortableMain(`deno ${Deno.version.deno}`, files, modelFiles, (line) => console.log(line));
 Deno.exit(ok ? 0 : 1);

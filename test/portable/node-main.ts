@@ -1,10 +1,12 @@
-/** Node entry of the portable suite: `node dist/test/portable/node-main.js [GOLDEN_DIR]` (default spec/golden). */
+/** Node entry of the portable suite: `node dist/test/portable/node-main.js [GOLDEN_DIR [MODELS_DIR]]` (default spec/golden, models). */
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runPortableMain } from './main.js';
 import type { GoldenFiles } from './suite.js';
+import type { ModelFileReader } from './generation.js';
 
 const dir = process.argv[2] ?? 'spec/golden';
+const modelsDir = process.argv[3] ?? 'models';
 const files: GoldenFiles = {
   async listCases() {
     const names: string[] = [];
@@ -16,5 +18,9 @@ const files: GoldenFiles = {
   readText: (p) => readFile(join(dir, p), 'utf8'),
   readBytes: async (p) => new Uint8Array(await readFile(join(dir, p))),
 };
-const ok = await runPortableMain(`node ${process.versions.node}`, files, (line) => console.log(line));
+const modelFiles = (model: string): ModelFileReader => ({
+  readText: (p) => readFile(join(modelsDir, model, p), 'utf8'),
+  readBytes: async (p) => new Uint8Array(await readFile(join(modelsDir, model, p))),
+});
+const ok = await runPortableMain(`node ${process.versions.node}`, files, modelFiles, (line) => console.log(line));
 process.exitCode = ok ? 0 : 1;

@@ -6,11 +6,13 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
 import type { SuiteResult } from './suite.js';
+import type { SmokeResult } from './generation.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
-export interface PortableResult { conformance: SuiteResult }
+export interface PortableResult { conformance: SuiteResult; generation: SmokeResult[] }
 
 /** Fails with a clear message when dist/ was not built (the runtimes run the built JS). */
 export function requireBuilt(entry: string): string {
@@ -46,4 +48,22 @@ export function nodeReference(): PortableResult {
     nodeRun = r.result;
   }
   return nodeRun;
+}
+
+/**
+ * The checks every other runtime's run must pass against the Node run: all golden cases pass with
+ * bit-identical tensors, and every smoke generation streamed its tokens and produced the same ids,
+ * text and per-token depths (prompt positions included).
+ */
+export function assertSameAsNode(other: PortableResult, node: PortableResult): void {
+  assert.equal(other.conformance.failed, 0, 'every golden case passes');
+  assert.ok(other.conformance.passed >= 22, `expected all golden cases, got ${other.conformance.passed}`);
+  assert.deepEqual(comparableConformance(other.conformance), comparableConformance(node.conformance));
+  assert.equal(other.generation.length, node.generation.length);
+  for (const [i, g] of other.generation.entries()) {
+    assert.ok(g.generatedIds.length > 0, `${g.model}: generated tokens`);
+    assert.equal(g.tokensStreamed, g.generatedIds.length, `${g.model}: one streamed event per generated token`);
+    assert.equal(g.depths.filter((d) => d[1] === 'decode').length, g.generatedIds.length, `${g.model}: one depth per generated token`);
+    assert.deepEqual(g, node.generation[i], `${g.model} ${g.policy}: same ids, text and depths as Node`);
+  }
 }
