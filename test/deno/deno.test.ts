@@ -1,6 +1,7 @@
 /**
  * Deno runs the library from the built dist/ JS (binary from the `deno` npm package): the golden
- * conformance suite passes and every produced tensor is bit-identical to the Node run; the demo models generate the same tokens with the same per-token depths.
+ * conformance suite passes and every produced tensor is bit-identical to the Node run; the demo
+ * models generate the same tokens with the same per-token depths.
  * Run with `npm run test:deno` (builds first).
  */
 import { test } from 'node:test';
