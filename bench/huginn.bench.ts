@@ -9,7 +9,7 @@
  * cache memory at the end of the run (upstream's get_memory_usage figure) and tokens/s. The weights are random, so how early a criterion exits says nothing about the
  * real checkpoint; the figures measure the runtime cost of checking and the saving of real skips.
  *
- *   node --import tsx bench/huginn.bench.ts [--kernels wasm|scalar] [--heads 4] [--vocab 8192]
+ *   node --import tsx bench/huginn.bench.ts [--kernels wasm|scalar] [--threads 1] [--heads 4] [--vocab 8192]
  *        [--prompt 8] [--tokens 8] [--iterations 2] [--out-gain 1] [--json]
  *
  * Not part of `npm test` (its file name does not end in .test.ts).
@@ -26,6 +26,7 @@ import { scaledHuginnConfig, syntheticHuginnWeights } from './huginn-synthetic.j
 const { values } = parseArgs({
   options: {
     kernels: { type: 'string', default: 'wasm' },
+    threads: { type: 'string', default: '1' },
     heads: { type: 'string', default: '4' },
     vocab: { type: 'string', default: '8192' },
     prompt: { type: 'string', default: '8' },
@@ -39,6 +40,11 @@ const log = (line: string): void => { if (!values.json) console.log(line); };
 
 async function makeRuntime(): Promise<Runtime> {
   if (values.kernels === 'scalar') return createScalarRuntime();
+  const threads = Number(values.threads);
+  if (threads > 1) {
+    const { createNodeWasmRuntime } = await import('../src/node/pool-worker.js');
+    return createNodeWasmRuntime({ threads });
+  }
   const { createWasmRuntime } = await import('../src/kernels/wasm.js');
   return createWasmRuntime();
 }
@@ -48,7 +54,7 @@ const raw = scaledHuginnConfig(Number(values.heads), Number(values.vocab));
 const { config, source, parameters } = syntheticHuginnWeights(raw, 1, Number(values['out-gain']));
 const loadStart = performance.now();
 const model: HuginnModel = loadHuginn(source, runtime, config);
-log(`# Huginn adaptive-compute benchmark: E=${config.nEmbd}, H=${config.nHeads}, I=${config.intermediateSize}, V=${config.vocabSize}, P/R/C=${config.nPrelude}/${config.nCore}/${config.nCoda}, ${(parameters / 1e6).toFixed(1)} M parameters (bf16), kernels ${runtime.kernels.name}`);
+log(`# Huginn adaptive-compute benchmark: E=${config.nEmbd}, H=${config.nHeads}, I=${config.intermediateSize}, V=${config.vocabSize}, P/R/C=${config.nPrelude}/${config.nCore}/${config.nCoda}, ${(parameters / 1e6).toFixed(1)} M parameters (bf16), kernels ${runtime.kernels.name}, threads ${values.threads}`);
 log(`load ${((performance.now() - loadStart) / 1000).toFixed(1)} s`);
 
 const DEPTH = 32;
@@ -122,3 +128,4 @@ if (!values.json) {
   log('|---|---:|---:|---:|');
   for (const r of memoryRows) log(`| ${r.strategy} | ${r.cacheMB.toFixed(2)} | ${r.tokensPerSecond.toFixed(2)} | ${r.meanSteps.toFixed(1)} |`);
 }
+await (runtime as Runtime & { dispose?: () => Promise<void> }).dispose?.();

@@ -325,12 +325,10 @@ export function generateSpeculative(model: HuginnModel, o: SpeculativeOptions): 
   };
   const sample = (logits: Float32Array, context: readonly number[]): number => { nextTokenLogits.push(logits); return sampler(logits, context); };
 
-  let tokensGenerated = 0;
-  if (o.maxNewTokens > 0) {
-    const logits = call(seq.slice(), range(0, L), numSteps);
-    seq.push(sample(logits.slice((L - 1) * V, L * V), seq));
-    tokensGenerated = 1; // upstream does not check the prefill's token for a stop
-  }
+  // the prefill always samples one token (upstream, even with max_new_tokens 0) and is not checked for a stop
+  const prefillLogits = call(seq.slice(), range(0, L), numSteps);
+  seq.push(sample(prefillLogits.slice((L - 1) * V, L * V), seq));
+  let tokensGenerated = 1;
   let stopped = false;
   while (!stopped && tokensGenerated < o.maxNewTokens) {
     const drafted = seq.slice();
