@@ -3,13 +3,15 @@
  * `{call: forward | prefill | greedy_decode, input, kwargs, outputs}` onto OuroModel's public API
  * and returns every expected.* tensor it produced.
  *
- * Besides the `outputs` a step names, the cases hold tensors upstream captured with hooks during a
- * call. They are produced here from the same call:
- *  - the first step of the procedure (the "default call"): embed, rope_cos/rope_sin, layer_out,
- *    loop_prenorm, loop_hidden, gate_logits, gate_lambda, exit_pdf, exit_cdf, default_exit_steps;
- *  - every forward/prefill whose logits go to `<base>logits`: `<base>exit_steps`,
- *    `<base>gate_logits` and, for the weighted read-out, `<base>step_logits` (lm_head of each loop);
- *  - greedy_decode whose ids go to `<base>generated_ids`: `<base>step_*` per decode step.
+ * Outputs a step may name: for forward/prefill every key of `forwardTensors` plus `cache`; for
+ * greedy_decode every key of `decodeTensors` plus `cache`. Besides those, the cases hold tensors
+ * upstream captured with hooks during a call; they come from the same call:
+ *  - the procedure's first call (the "default call"): `expected.<name>` for DEFAULT_CALL_HOOKS, and
+ *    `expected.default_exit_steps` when it used the threshold rule;
+ *  - a forward/prefill whose logits go to `<base>logits`: `<base><name>` for everything it
+ *    produced (e.g. `expected.decode.prefill_gate_logits`, `expected.weighted.step_logits`);
+ *  - a greedy_decode whose ids go to `<base>generated_ids`: `<base>step_*`.
+ * Explicitly named outputs always win over these derived names.
  * A batch is run row by row (no padding, so rows are independent).
  */
 import { PonderError } from '../errors.js';
@@ -33,7 +35,7 @@ const KNOWN_KWARGS = new Set(['use_cache', 'exit_at_step', 'exit_threshold', 'us
 export const runCase: CaseRunner = async (c: GoldenCase, runtime: Runtime) => {
   const config = ouroConfigFromJson(c.config, `${c.name}.json config`);
   const model = OuroModel.load(runtime, config, safetensorsWeights([c.file], 'weights.', c.name));
-  const { totalUtSteps: T, numLayers: L, hiddenSize: H, headDim: hd, numKvHeads: kvHeads } = config;
+  const { totalUtSteps: T, numLayers: L, headDim: hd, numKvHeads: kvHeads } = config;
   const steps = c.procedure as Step[];
 
   const produced = new Map<string, Produced>();
@@ -76,7 +78,7 @@ export const runCase: CaseRunner = async (c: GoldenCase, runtime: Runtime) => {
       exitThreshold: kwargs.exit_threshold as number | null | undefined,
       useWeightedExit: Boolean(kwargs.use_weighted_exit),
       logitsToKeep: (kwargs.logits_to_keep as number | undefined) ?? 0,
-      record: si === 0,
+      record: true, // layer outputs and pre-norm states, which the cases hook
     };
     const outputs = step.outputs ?? {};
     const useCache = kwargs.use_cache !== false; // config.use_cache = True when absent
@@ -87,20 +89,18 @@ export const runCase: CaseRunner = async (c: GoldenCase, runtime: Runtime) => {
       // No past_key_values is passed: upstream builds a fresh cache (use_cache) or none.
       if (useCache) caches = rows.map((r) => model.newCache(r.length + decodeTokens));
       const results = rows.map((r, b) => model.forward(r, { ...options, cache: useCache ? caches![b] : null }));
+      const tensors = forwardTensors(results, model);
       for (const [what, name] of Object.entries(outputs)) {
-        if (what === 'logits') put(name, stackRows(results.map((r) => r.logits)));
-        else if (what === 'exit_steps') put(name, exitStepsOf(results, c.name));
-        else if (what === 'selected_hidden') put(name, stackRows(results.map((r) => r.selectedHidden ?? missing(c, 'selected_hidden', si))));
-        else if (what === 'cache') putCache(name, caches ?? missing(c, 'cache', si), T * L, kvHeads, hd, put);
-        else throw new PonderError('CONFORM_PROCEDURE', `${c.name}: step ${si} asks for unknown output ${what}`, { hint: 'forward outputs: logits, exit_steps, selected_hidden, cache' });
+        if (what === 'cache') putCache(name, caches ?? missing(c, 'cache', si), T * L, kvHeads, hd, put);
+        else put(name, produce(c, si, tensors, what));
       }
-      const base = outputs.logits?.endsWith('logits') ? outputs.logits.slice(0, -'logits'.length) : null;
-      if (base !== null && !/\[\d+\]$/.test(outputs.logits)) {
-        if (results[0].exitSteps) put(base + 'exit_steps', exitStepsOf(results, c.name), false);
-        put(base + 'gate_logits', loopMajor(results.map((r) => r.gateLogits)), false);
-        if (results[0].stepLogits) put(base + 'step_logits', loopMajor(results.map((r) => r.stepLogits!)), false);
+      // Hooked tensors of the same call: `<base>exit_steps`, `<base>gate_logits`, … beside `<base>logits`.
+      const base = outputs.logits?.endsWith('logits') && !/\[\d+\]$/.test(outputs.logits) ? outputs.logits.slice(0, -'logits'.length) : null;
+      if (base !== null) for (const [what, make] of Object.entries(tensors)) { const v = make(); if (v) put(base + what, v, false); }
+      if (si === 0) {
+        for (const what of DEFAULT_CALL_HOOKS) { const v = tensors[what](); if (v) put('expected.' + what, v, false); }
+        if (results[0].readout.kind === 'threshold') put('expected.default_exit_steps', tensors.exit_steps()!, false);
       }
-      if (si === 0) putDefaultCallHooks(results, model, put);
       lastLogits = results.map((r) => r.logits);
     } else if (step.call === 'greedy_decode') {
       if (!caches) throw new PonderError('CONFORM_PROCEDURE', `${c.name}: greedy_decode at step ${si} has no cache from an earlier prefill`, { hint: 'a prefill with use_cache must come first' });
@@ -113,24 +113,21 @@ export const runCase: CaseRunner = async (c: GoldenCase, runtime: Runtime) => {
       let next = prev.map((logits) => argmaxLast(logits, V));
       for (let s = 0; s < n; s++) {
         next.forEach((id, b) => generated[b].push(id));
-        const row = next.map((id, b) => model.forward([id], { ...options, record: false, cache: caches![b] }));
+        const row = next.map((id, b) => model.forward([id], { ...options, cache: caches![b] }));
         stepResults.push(row);
         next = row.map((r) => argmaxLast(r.logits, V));
       }
+      const tensors = decodeTensors(generated, stepResults, model);
       for (const [what, name] of Object.entries(outputs)) {
-        if (what === 'generated_ids') { tokenRows.set(name, generated); put(name, generated.flat()); }
-        else if (what === 'step_logits') put(name, stackRows(generated.map((_, b) => stackRows(stepResults.map((row) => row[b].logits)))));
-        else if (what === 'cache') putCache(name, caches, T * L, kvHeads, hd, put);
-        else throw new PonderError('CONFORM_PROCEDURE', `${c.name}: greedy_decode asks for unknown output ${what}`, { hint: 'greedy_decode outputs: generated_ids, step_logits, cache' });
+        if (what === 'cache') putCache(name, caches, T * L, kvHeads, hd, put);
+        else {
+          if (what === 'generated_ids') tokenRows.set(name, generated);
+          put(name, produce(c, si, tensors, what));
+        }
       }
+      // Hooked per-step tensors beside `<base>generated_ids`.
       const base = outputs.generated_ids?.endsWith('generated_ids') ? outputs.generated_ids.slice(0, -'generated_ids'.length) : null;
-      if (base !== null) {
-        put(base + 'step_exit_steps', stepResults.flatMap((row) => row.map((r) => r.exitSteps ? r.exitSteps[0] : T - 1)), false);
-        put(base + 'step_exit_pdf', stackRows(stepResults.flatMap((row) => row.map((r) => r.pdf))), false);
-        put(base + 'step_gate_logits', stackRows(stepResults.map((row) => loopMajor(row.map((r) => r.gateLogits)))), false);
-        put(base + 'step_loop_hidden', stackRows(stepResults.map((row) => loopMajor(row.map((r) => r.hidden)))), false);
-        put(base + 'step_rope_cos', stackRows(stepResults.map((row) => ropeRows(model, row[0].positions).cos)), false);
-      }
+      if (base !== null) for (const [what, make] of Object.entries(tensors)) { const v = make(); if (v) put(base + what, v, false); }
       if (stepResults.length > 0) lastLogits = stepResults[stepResults.length - 1].map((r) => r.logits);
     } else {
       throw new PonderError('CONFORM_PROCEDURE', `${c.name}: unknown call ${JSON.stringify(step.call)} at step ${si}`, { hint: 'the ouro runner knows forward, prefill and greedy_decode' });
@@ -150,13 +147,6 @@ export const runCase: CaseRunner = async (c: GoldenCase, runtime: Runtime) => {
 
 function missing(c: GoldenCase, what: string, si: number): never {
   throw new PonderError('CONFORM_PROCEDURE', `${c.name}: step ${si} asks for ${what}, which this call does not produce`, { hint: 'check the call\'s kwargs' });
-}
-
-function exitStepsOf(results: OuroForwardResult[], name: string): number[] {
-  return results.flatMap((r) => {
-    if (!r.exitSteps) throw new PonderError('CONFORM_PROCEDURE', `${name}: exit steps requested from a call whose read-out has none (${r.readout.kind})`, { hint: 'exit steps exist for the threshold and exit_at_step read-outs' });
-    return Array.from(r.exitSteps);
-  });
 }
 
 function argmaxLast(logits: Float32Array, V: number): number {
@@ -193,20 +183,57 @@ function ropeRows(model: OuroModel, positions: Int32Array): { cos: Float32Array;
   return { cos, sin };
 }
 
-function putDefaultCallHooks(results: OuroForwardResult[], model: OuroModel, put: (name: string, v: Float32Array | number[], explicit?: boolean) => void): void {
+type Tensor = Float32Array | number[];
+/** A tensor a call can produce, or null when this call has none (e.g. exit steps of the weighted read-out). */
+type Producers = Record<string, () => Tensor | null>;
+
+/** Tensors upstream hooked during the procedure's first call, stored under their bare names. */
+const DEFAULT_CALL_HOOKS = ['embed', 'rope_cos', 'rope_sin', 'layer_out', 'loop_prenorm', 'loop_hidden', 'gate_logits', 'gate_lambda', 'exit_pdf', 'exit_cdf'];
+
+/** What one forward (all batch rows) reports, by the names the cases use, in their layouts. */
+function forwardTensors(results: OuroForwardResult[], model: OuroModel): Producers {
   const T = model.config.totalUtSteps, L = model.config.numLayers;
-  const rope = ropeRows(model, results[0].positions);
-  put('expected.embed', stackRows(results.map((r) => r.embed)), false);
-  put('expected.rope_cos', rope.cos, false);
-  put('expected.rope_sin', rope.sin, false);
-  put('expected.layer_out', stackRows(Array.from({ length: T }, (_, t) => stackRows(Array.from({ length: L }, (_, l) => stackRows(results.map((r) => r.layerOut![t][l])))))), false);
-  put('expected.loop_prenorm', loopMajor(results.map((r) => r.prenorm!)), false);
-  put('expected.loop_hidden', loopMajor(results.map((r) => r.hidden)), false);
-  put('expected.gate_logits', loopMajor(results.map((r) => r.gateLogits)), false);
-  put('expected.gate_lambda', loopMajor(results.map((r) => r.lambda)), false);
-  put('expected.exit_pdf', stackRows(results.map((r) => r.pdf)), false);
-  put('expected.exit_cdf', stackRows(results.map((r) => r.cdf)), false);
-  if (results[0].exitSteps && results[0].readout.kind === 'threshold') put('expected.default_exit_steps', results.flatMap((r) => Array.from(r.exitSteps!)), false);
+  const first = results[0];
+  return {
+    logits: () => stackRows(results.map((r) => r.logits)), // [B, keep, V]
+    exit_steps: () => (first.exitSteps ? results.flatMap((r) => Array.from(r.exitSteps!)) : null), // [B, S]
+    selected_hidden: () => (first.selectedHidden ? stackRows(results.map((r) => r.selectedHidden!)) : null), // [B, S, H]
+    step_logits: () => (first.stepLogits ? loopMajor(results.map((r) => r.stepLogits!)) : null), // [T, B, keep, V]
+    embed: () => stackRows(results.map((r) => r.embed)), // [B, S, H]
+    rope_cos: () => ropeRows(model, first.positions).cos, // [1, S, hd]
+    rope_sin: () => ropeRows(model, first.positions).sin,
+    layer_out: () => (first.layerOut ? stackRows(Array.from({ length: T }, (_, t) => stackRows(Array.from({ length: L }, (_, l) => stackRows(results.map((r) => r.layerOut![t][l])))))) : null), // [T, L, B, S, H]
+    loop_prenorm: () => (first.prenorm ? loopMajor(results.map((r) => r.prenorm!)) : null), // [T, B, S, H]
+    loop_hidden: () => loopMajor(results.map((r) => r.hidden)), // [T, B, S, H]
+    gate_logits: () => loopMajor(results.map((r) => r.gateLogits)), // [T, B, S]
+    gate_lambda: () => loopMajor(results.map((r) => r.lambda)), // [T, B, S]
+    exit_pdf: () => stackRows(results.map((r) => r.pdf)), // [B, S, T]
+    exit_cdf: () => stackRows(results.map((r) => r.cdf)), // [B, S, T]
+  };
+}
+
+/** What a greedy decode reports: generated[b] ids, steps[s][b] the results of decode step s. */
+function decodeTensors(generated: number[][], steps: OuroForwardResult[][], model: OuroModel): Producers {
+  const T = model.config.totalUtSteps;
+  return {
+    generated_ids: () => generated.flat(), // [B, n]
+    step_logits: () => stackRows(generated.map((_, b) => stackRows(steps.map((row) => row[b].logits)))), // [B, n, V]
+    step_exit_steps: () => steps.flatMap((row) => row.map((r) => (r.exitSteps ? r.exitSteps[0] : T - 1))), // [n, B]
+    step_exit_pdf: () => stackRows(steps.flatMap((row) => row.map((r) => r.pdf))), // [n, B, T]
+    step_exit_cdf: () => stackRows(steps.flatMap((row) => row.map((r) => r.cdf))), // [n, B, T]
+    step_gate_logits: () => stackRows(steps.map((row) => loopMajor(row.map((r) => r.gateLogits)))), // [n, T, B]
+    step_gate_lambda: () => stackRows(steps.map((row) => loopMajor(row.map((r) => r.lambda)))), // [n, T, B]
+    step_loop_hidden: () => stackRows(steps.map((row) => loopMajor(row.map((r) => r.hidden)))), // [n, T, B, H]
+    step_rope_cos: () => stackRows(steps.map((row) => ropeRows(model, row[0].positions).cos)), // [n, hd]
+    step_rope_sin: () => stackRows(steps.map((row) => ropeRows(model, row[0].positions).sin)),
+  };
+}
+
+/** The output `what` of step `si`; a name the call cannot produce is a failure, never a skip. */
+function produce(c: GoldenCase, si: number, tensors: Producers, what: string): Tensor {
+  const make = tensors[what];
+  if (!make) throw new PonderError('CONFORM_PROCEDURE', `${c.name}: step ${si} asks for unknown output ${what}`, { hint: `this call produces: ${[...Object.keys(tensors), 'cache'].join(', ')}` });
+  return make() ?? missing(c, what, si);
 }
 
 /** Cache slots as upstream stores them: [B, kv_heads, n, hd] per slot, names from a pattern such as `x.slot{i}.{key,value}`. */
