@@ -185,7 +185,10 @@ function split(n: number, parts: number): [number, number][] {
 export function runPoolWorker(init: PoolWorkerInit, wasm: WasmKernelExports, now: () => number): void {
   const control = new Int32Array(init.memory.buffer, init.control + init.index * SLOT_INTS * 4, SLOT_INTS);
   const controlF32 = new Float32Array(control.buffer, control.byteOffset, SLOT_INTS);
-  let seen = Atomics.load(control, GEN);
+  // Generation 0: ThreadPool.start zeroes the control block before any worker starts. Reading GEN
+  // here instead would race with the first job, which may be posted as soon as 'ready' arrives
+  // (the worker would then take that job as already seen and the main thread would wait forever).
+  let seen = 0;
   for (;;) {
     let gen = Atomics.load(control, GEN);
     if (gen === seen) {
