@@ -171,7 +171,7 @@ test('URL loading fetches config, weights and tokenizer (fetch injected) and giv
   const fakeFetch = (async (url: string) => {
     const name = String(url).slice('https://example.test/demo/'.length);
     try {
-      return new Response(readFileSync(`${dir}/${name}`));
+      return new Response(new Uint8Array(readFileSync(`${dir}/${name}`)));
     } catch {
       return new Response('not found', { status: 404 });
     }

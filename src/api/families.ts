@@ -18,6 +18,7 @@ import { createExitEvaluator, EXIT_CRITERIA, type ExitEvaluator } from '../model
 import type { HuginnCache } from '../models/huginn-cache.js';
 import { OuroModel, ouroConfigFromJson, type OuroCache, type OuroForwardOptions } from '../models/ouro.js';
 import { loadMor, type MorModel, type MorSession } from '../models/mor.js';
+import { sigmoidF32 } from '../models/mor-routing.js';
 import { describePolicy, type DepthPolicy, type StepSummary } from './policy.js';
 
 export type Family = 'mor' | 'huginn' | 'ouro';
@@ -204,11 +205,19 @@ class HuginnAdapter implements FamilyAdapter {
     session.length += S;
 
     const kvBytes = session.cache.memoryBytes();
-    const layersPerToken = c.nPrelude + steps * c.nCore + evaluations * c.nCoda;
+    // Attention work from what the cache holds: a layer filed under `slot` attends, for query i of
+    // the call, to the slot's entries aligned lower-right (Tk − S + i + 1 keys); a token that
+    // exited early left holes in the deeper slots, so later tokens see fewer keys there.
+    const cache = session.cache, seen = cache.seenTokens;
+    const entriesIn = (slot: number): number => { let n = 0; for (let q = 0; q < seen; q++) if (cache.has(slot, q)) n++; return n; };
+    let slotKeys = 0, slotsRun = 0; // Σ over applied layers of (Tk − S), and their number
+    const addSlot = (slot: number, times = 1): void => { slotKeys += times * (entriesIn(slot) - S); slotsRun += times; };
+    for (let i = 0; i < c.nPrelude; i++) addSlot(i);
+    for (let step = 0; step < steps; step++) for (let j = 0; j < c.nCore; j++) addSlot(c.nPrelude + step * c.nCore + j);
+    for (let j = 0; j < c.nCoda; j++) addSlot(-(j + 1), evaluations);
     const tokens: TokenTrace[] = ids.map((id, i) => {
-      const keys = positions[i] + 1; // causal: every earlier position and itself
       let flops = c.nPrelude * this.blockFlops + steps * (this.adapterFlops + c.nCore * this.blockFlops) + evaluations * c.nCoda * this.blockFlops
-        + layersPerToken * 4 * c.nHeads * c.headDim * keys;
+        + 4 * c.nHeads * c.headDim * (slotKeys + slotsRun * (i + 1));
       if (i === S - 1) flops += evaluations * this.headFlops;
       const t: TokenTrace = {
         id, phase: control.phase, steps, maxSteps, exitReason: reason!,
@@ -364,7 +373,15 @@ class MorAdapter implements FamilyAdapter {
     for (const len of st.session.slotLengths(0).values()) kvBytes += len * this.kvRowBytes;
     const tokens: TokenTrace[] = ids.map((id, t) => {
       const scores: (number | null)[] = [];
-      if (this.routed) for (let k = 0; k < R; k++) { const v = r.trace.routerProbs[t * Rt + k]; scores.push(Number.isNaN(v) ? null : v); }
+      // causal expert-choice compares sigmoid(raw router logit) with the threshold: report that value;
+      // otherwise upstream's router_probs (what its top-k / argmax selects on)
+      const causalExpert = mode === 'causal' && this.model.config.variant === 'expert';
+      if (this.routed) {
+        for (let k = 0; k < R; k++) {
+          const v = causalExpert ? r.trace.routerLogits[t * Rt + k] : r.trace.routerProbs[t * Rt + k];
+          scores.push(Number.isNaN(v) ? null : causalExpert ? sigmoidF32(v) : v);
+        }
+      }
       const steps = this.routed ? r.trace.depth[t] : this.defaultDepth;
       const tr: TokenTrace = {
         id, phase: control.phase, steps, maxSteps: this.defaultDepth, exitReason: this.routed ? 'router' : 'fixed',
