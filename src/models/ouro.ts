@@ -18,7 +18,7 @@ import type { Kernels, LinearWeight } from '../kernels/kernels.js';
 import { bf16BitsToF32, f16BitsToF32 } from '../kernels/scalar.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { ropeTables } from './common.js';
-import { ExitAccumulator, gateLambda, reachesThreshold, resolveReadout, type ReadoutRule } from './ouro-exit.js';
+import { ExitAccumulator, gateLambda, reachesThreshold, resolveReadout, thresholdExitStep, type ReadoutRule } from './ouro-exit.js';
 import { WeightBinder, type WeightSource } from './weights.js';
 
 const f32 = Math.fround;
@@ -428,7 +428,6 @@ export class OuroModel {
     // Embedding: input of loop 0 (no scaling).
     for (let i = 0; i < S; i++) this.embedRow(embed, i * H, ids[i]);
     sc.x.set(embed);
-    if (positions[S - 1] >= c.maxPositionEmbeddings) throw new PonderError('CONTEXT_TOO_LONG', `position ${positions[S - 1]} is beyond max_position_embeddings ${c.maxPositionEmbeddings}`, { hint: 'use a shorter context' });
 
     // active[a] = index (in this call) of the token in row a of sc.x; rows stay in position order.
     let active: number[] = Array.from({ length: S }, (_, i) => i);
@@ -490,7 +489,6 @@ export class OuroModel {
     let stepLogits: Float32Array[] | null = null;
     let logits: Float32Array;
     if (skipping) {
-      // Each token reads out the last loop it ran (its exit step, or T−1).
       if (readout.kind === 'weighted') {
         // weighted needs every loop, which every token ran: the same arithmetic as select mode
         stepLogits = [];
@@ -507,12 +505,7 @@ export class OuroModel {
       logits = this.readoutRows(hidden, exitSteps, first, keep);
     } else if (readout.kind === 'threshold') {
       exitSteps = new Int32Array(S);
-      const tau = readout.threshold;
-      for (let i = 0; i < S; i++) {
-        let e = T - 1;
-        for (let t = 0; t < T; t++) if (reachesThreshold(cdf[i * T + t], tau)) { e = t; break; }
-        exitSteps[i] = e;
-      }
+      for (let i = 0; i < S; i++) exitSteps[i] = thresholdExitStep(cdf.subarray(i * T, (i + 1) * T), T, readout.threshold);
       selectedHidden = this.gatherSelected(hidden, exitSteps);
       logits = this.readoutRows(hidden, exitSteps, first, keep);
     } else if (readout.kind === 'weighted') {
