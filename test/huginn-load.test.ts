@@ -180,3 +180,17 @@ test('a sharded model directory (model.safetensors.index.json) loads like the in
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('bf16 activations: every logit and latent is a bf16 value, close to the f32 computation', () => {
+  const raw = tinyConfig(SHAPE);
+  const src = randomWeights(raw, 17, { dtype: 'BF16' });
+  const cfg = parseHuginnConfig(raw);
+  const f32 = loadHuginn(src, createScalarRuntime(), cfg).forward({ ids: IDS, B: 1, S: IDS.length, numSteps: 3, initScale: 0 });
+  const bf16 = loadHuginn(src, createScalarRuntime(), cfg, { activations: 'bf16' }).forward({ ids: IDS, B: 1, S: IDS.length, numSteps: 3, initScale: 0 });
+  const isBf16 = (x: number): boolean => (new Uint32Array(new Float32Array([x]).buffer)[0] & 0xffff) === 0;
+  assert.ok(bf16.logits.every(isBf16) && bf16.latentStates.every(isBf16));
+  assert.ok(!f32.logits.every(isBf16));
+  let maxDiff = 0;
+  for (let i = 0; i < f32.logits.length; i++) maxDiff = Math.max(maxDiff, Math.abs(f32.logits[i] - bf16.logits[i]));
+  assert.ok(maxDiff > 0 && maxDiff < 0.25, `max |Δ| ${maxDiff}`);
+});

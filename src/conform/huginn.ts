@@ -10,7 +10,7 @@
 import { PonderError } from '../errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { safetensorsWeights } from '../models/weights.js';
-import { injectedInitialStates, loadHuginn, parseHuginnConfig, type ForwardTrace, type HuginnModel, type InitialStates } from '../models/huginn.js';
+import { injectedInitialStates, loadHuginn, parseHuginnConfig, roundToBf16, type ForwardTrace, type HuginnModel, type InitialStates } from '../models/huginn.js';
 import { createExitEvaluator, numStepsEvaluator, type ExitEvaluator } from '../models/huginn-exit.js';
 import { forwardWithAdaptiveCompute, generateAdaptive, generateMinimal, generateSpeculative, type GenerateResult } from '../models/huginn-generate.js';
 import type { HuginnCache } from '../models/huginn-cache.js';
@@ -19,6 +19,8 @@ import type { Produced } from './compare.js';
 import type { CaseRunner } from './runner.js';
 
 type Args = Record<string, unknown>;
+/** the case's model with f32 activations, and (loaded on first use) the same weights with bf16 activations */
+interface Models { bf16(): HuginnModel }
 interface Step { function?: unknown; args?: unknown; expected_prefix?: unknown; expected?: unknown; models?: unknown }
 
 function unsupported(c: GoldenCase, what: string): PonderError {
@@ -116,7 +118,7 @@ function checkGreedy(c: GoldenCase, args: Args): void {
 
 // ---- forward ----
 
-function runForward(c: GoldenCase, model: HuginnModel, step: Step, args: Args, out: Map<string, Produced>): void {
+function runForward(c: GoldenCase, model: HuginnModel, step: Step, args: Args, out: Map<string, Produced>, models: Models): void {
   const { ids, B, S } = idsArg(c, args);
   const E = model.config.nEmbd;
   const rawSteps = arg(args, 'num_steps');
@@ -148,11 +150,23 @@ function runForward(c: GoldenCase, model: HuginnModel, step: Step, args: Args, o
     out.set(`${prefix}.coda_out`, trace.codaOut!);
   }
   if (typeof step.expected === 'string') logitNames.push(step.expected);
-  // several expected logits of the same call computed under different upstream dtypes: we compute
-  // in f32 (bf16 weights widened exactly); the bf16-activation reference carries a loose tolerance
-  if (step.models && typeof step.models === 'object') logitNames.push(...Object.keys(step.models));
-  if (logitNames.length === 0) logitNames.push('expected.logits');
+  // the same call under several upstream setups: f32 compute (bf16 weights widened exactly), or
+  // `model.to(torch.bfloat16)`, which we reproduce with bf16-rounded activations
+  const bf16Names: string[] = [];
+  if (step.models && typeof step.models === 'object') {
+    for (const [name, description] of Object.entries(step.models as Record<string, unknown>)) {
+      if (typeof description === 'string' && /\.to\(torch\.bfloat16\)/.test(description)) bf16Names.push(name);
+      else logitNames.push(name);
+    }
+  }
+  if (logitNames.length === 0 && bf16Names.length === 0) logitNames.push('expected.logits');
   for (const n of logitNames) out.set(n, r.logits);
+  if (bf16Names.length > 0) {
+    const bf16States = inputStates ? Float32Array.from(inputStates) : null;
+    if (bf16States) roundToBf16(bf16States, bf16States.length); // upstream casts the state with the model
+    const rb = models.bf16().forward({ ids, B, S, numSteps, initScale, inputStates: bf16States, logits: 'all' });
+    for (const n of bf16Names) out.set(n, rb.logits);
+  }
 }
 
 function concat(parts: readonly Float32Array[]): Float32Array {
@@ -336,7 +350,8 @@ function runAdaptiveForward(c: GoldenCase, model: HuginnModel, step: Step, args:
   out.set(`${prefix}.compute_steps`, r.computeSteps);
 }
 
-const RUNNERS: [RegExp, typeof runForward][] = [
+type StepRunner = (c: GoldenCase, model: HuginnModel, step: Step, args: Args, out: Map<string, Produced>, models: Models) => void;
+const RUNNERS: [RegExp, StepRunner][] = [
   [/^RavenForCausalLM\.forward$/, runForward],
   [/generate_minimal$/, runMinimal],
   [/generate_with_adaptive_compute$/, runAdaptive],
@@ -346,7 +361,10 @@ const RUNNERS: [RegExp, typeof runForward][] = [
 
 export const runCase: CaseRunner = async (c: GoldenCase, runtime: Runtime) => {
   const config = parseHuginnConfig(c.config, `${c.name}.json`);
-  const model = loadHuginn(safetensorsWeights([c.file], 'weights.', c.name), runtime, config);
+  const weights = safetensorsWeights([c.file], 'weights.', c.name);
+  const model = loadHuginn(weights, runtime, config);
+  let bf16Model: HuginnModel | null = null;
+  const models: Models = { bf16: () => (bf16Model ??= loadHuginn(weights, runtime, config, { activations: 'bf16' })) };
   const out = new Map<string, Produced>();
   for (const raw of c.procedure) {
     const step = raw as Step;
@@ -354,7 +372,7 @@ export const runCase: CaseRunner = async (c: GoldenCase, runtime: Runtime) => {
     const runner = RUNNERS.find(([re]) => re.test(fn));
     if (!runner) throw unsupported(c, `unknown procedure function ${JSON.stringify(step.function)}`);
     const args = (step.args && typeof step.args === 'object' ? step.args : {}) as Args;
-    runner[1](c, model, step, args, out);
+    runner[1](c, model, step, args, out, models);
   }
   return out;
 };

@@ -193,6 +193,13 @@ interface EmbeddingTable {
 export interface LoadOptions {
   /** seed of our initial-state PRNG used when a call brings no initial state (not bit-compatible with torch) */
   readonly seed?: number;
+  /**
+   * 'f32' (default): every activation in f32. 'bf16': round activations to bf16 wherever upstream's
+   * `model.to(torch.bfloat16)` holds them in bf16 (after each linear, add, norm, SiLU and product;
+   * norms and RoPE computed in f32 inside; RoPE with the bf16-rounded table; attention in f32 and
+   * cast back), to reproduce a bf16 run closely. Rounding is round-to-nearest-even.
+   */
+  readonly activations?: 'f32' | 'bf16';
 }
 
 /**
@@ -251,7 +258,7 @@ export function loadHuginn(source: WeightSource, runtime: Runtime, config: Hugin
     lnF: binder.f32('transformer.ln_f.weight'),
     lmHead: binder.linear(source.info('lm_head.weight') ? 'lm_head.weight' : 'transformer.wte.weight'),
   };
-  const model = new HuginnModel(config, runtime, weights, opts.seed ?? 0);
+  const model = new HuginnModel(config, runtime, weights, opts.seed ?? 0, opts.activations ?? 'f32');
   if (hasFreqs) model.verifyFreqsCis(binder.raw('freqs_cis'), source.info('freqs_cis')!.dtype, source.label);
   return model;
 }
@@ -428,6 +435,21 @@ export function totalSteps(numSteps: number | readonly [number, number]): number
   return parts.reduce((a, b) => a + b, 0);
 }
 
+const bf16Scratch = new Float32Array(1);
+const bf16ScratchBits = new Uint32Array(bf16Scratch.buffer);
+
+/** Rounds x[0..n) to the nearest bf16 value (ties to even), in place; NaN stays NaN. */
+export function roundToBf16(x: Float32Array, n: number): void {
+  for (let i = 0; i < n; i++) {
+    const v = x[i];
+    if (Number.isNaN(v)) continue;
+    bf16Scratch[0] = v;
+    const u = bf16ScratchBits[0];
+    bf16ScratchBits[0] = ((u + 0x7fff + ((u >>> 16) & 1)) >>> 0) & 0xffff0000;
+    x[i] = bf16Scratch[0];
+  }
+}
+
 /** Arena buffers reused across calls, grown (doubling) when a longer call needs more. */
 class Workspace {
   private readonly f32s = new Map<string, Float32Array>();
@@ -447,6 +469,7 @@ class Workspace {
 
 export class HuginnModel {
   private readonly ws: Workspace;
+  private readonly bf16: boolean; // round activations to bf16 (LoadOptions.activations)
   private readonly cos: Float32Array; // [blockSize, hd/2]
   private readonly sin: Float32Array;
   /** the default source of random initial states (our PRNG) */
@@ -454,10 +477,12 @@ export class HuginnModel {
   /** our PRNG for the "randomized" cache lookup */
   readonly random: SeededRandom;
 
-  constructor(readonly config: HuginnConfig, readonly runtime: Runtime, private readonly w: HuginnWeights, seed: number) {
+  constructor(readonly config: HuginnConfig, readonly runtime: Runtime, private readonly w: HuginnWeights, seed: number, readonly activations: 'f32' | 'bf16' = 'f32') {
     this.ws = new Workspace(runtime);
     const t = ropeTables(runtime, config.headDim, config.blockSize, config.ropeBase);
     this.cos = t.cos; this.sin = t.sin;
+    this.bf16 = activations === 'bf16';
+    if (this.bf16) { roundToBf16(this.cos, this.cos.length); roundToBf16(this.sin, this.sin.length); } // upstream's bf16 buffer
     this.defaultInitialStates = seededInitialStates(seed);
     this.random = new SeededRandom(seed ^ 0x5bd1e995);
   }
@@ -521,6 +546,7 @@ export class HuginnModel {
     }
     const k = this.runtime.kernels;
     k.scale(x, this.config.embedScale, x, M * E);
+    this.round(x, M * E);
     if (trace) trace.embedsScaled = x.slice(0, M * E);
     this.w.prelude.forEach((blk, i) => {
       this.sandwich(blk, x, B, S, ctx, i);
@@ -553,6 +579,7 @@ export class HuginnModel {
     }
     const x = this.ws.f32('x', M * E);
     this.runtime.kernels.linear(x, cat, this.w.adapter, M, this.w.adapterBias);
+    this.round(x, M * E);
     if (adapterOut) adapterOut.push(x.slice(0, M * E));
     this.w.core.forEach((blk, j) => this.sandwich(blk, x, B, S, ctx, P + step * R + j));
     return x.slice(0, M * E);
@@ -568,11 +595,12 @@ export class HuginnModel {
     const k = this.runtime.kernels;
     const x = this.ws.f32('x', M * E);
     x.set(state.subarray(0, M * E));
-    k.rmsnorm(x, x, this.w.lnF, M, E, normEps);
+    this.round(x, M * E);
+    this.rmsnorm(x, x, this.w.lnF, M);
     const latentStates = x.slice(0, M * E);
     this.w.coda.forEach((blk, c) => this.sandwich(blk, x, B, S, ctx, -(c + 1)));
     if (trace) trace.codaOut = x.slice(0, M * E);
-    k.rmsnorm(x, x, this.w.lnF, M, E, normEps);
+    this.rmsnorm(x, x, this.w.lnF, M);
     let headIn = x, headRows = M;
     if (rows === 'last') {
       headIn = this.ws.f32('headIn', B * E);
@@ -581,6 +609,7 @@ export class HuginnModel {
     }
     const logits = this.ws.f32('logits', headRows * V);
     k.linear(logits, headIn, this.w.lmHead, headRows);
+    this.round(logits, headRows * V);
     return { logits: logits.slice(0, headRows * V), latentStates };
   }
 
@@ -623,9 +652,10 @@ export class HuginnModel {
     const qDim = H * hd, kvDim = Hkv * hd, qkvDim = qDim + 2 * kvDim;
 
     const h = this.ws.f32('h', M * E);
-    k.rmsnorm(h, x, blk.norm1, M, E, normEps);
+    this.rmsnorm(h, x, blk.norm1, M);
     const qkv = this.ws.f32('qkv', M * qkvDim);
     k.linear(qkv, h, blk.wqkv, M);
+    this.round(qkv, M * qkvDim);
     const q = this.ws.f32('q', M * qDim), kk = this.ws.f32('k', M * kvDim), v = this.ws.f32('v', M * kvDim);
     for (let m = 0; m < M; m++) {
       const o = m * qkvDim;
@@ -636,12 +666,16 @@ export class HuginnModel {
         const qr = q.subarray(m * qDim, (m + 1) * qDim), kr = kk.subarray(m * kvDim, (m + 1) * kvDim);
         k.add(qr, qr, blk.qBias, qDim);
         k.add(kr, kr, blk.kBias!, kvDim);
+        this.round(qr, qDim);
+        this.round(kr, kvDim);
       }
     }
     const ropePos = this.ws.i32('ropePos', M);
     for (let b = 0; b < B; b++) ropePos.set(ctx.positions, b * S);
     k.rope(q, M, H, hd, qDim, this.cos, this.sin, ropePos, 'interleaved');
     k.rope(kk, M, Hkv, hd, kvDim, this.cos, this.sin, ropePos, 'interleaved');
+    this.round(q, M * qDim);
+    this.round(kk, M * kvDim);
 
     const y = this.ws.f32('y', M * qDim);
     const scale = 1 / Math.sqrt(hd);
@@ -673,20 +707,48 @@ export class HuginnModel {
           kk.subarray(b * S * kvDim, (b + 1) * S * kvDim), v.subarray(b * S * kvDim, (b + 1) * S * kvDim), S, S, H, Hkv, hd, scale, qPos, kPos, null);
       }
     }
+    this.round(y, M * qDim);
     const a = this.ws.f32('a', M * E);
     k.linear(a, y, blk.proj, M);
+    this.round(a, M * E);
     k.add(a, a, x, M * E);
+    this.round(a, M * E);
     const x1 = this.ws.f32('x1', M * E);
-    k.rmsnorm(x1, a, blk.norm2, M, E, normEps);
+    this.rmsnorm(x1, a, blk.norm2, M);
 
-    k.rmsnorm(h, x1, blk.norm3, M, E, normEps);
+    this.rmsnorm(h, x1, blk.norm3, M);
     const fc = this.ws.f32('fc', M * 2 * I);
     k.linear(fc, h, blk.fc, M);
+    this.round(fc, M * 2 * I);
     const mid = this.ws.f32('mid', M * I);
-    for (let m = 0; m < M; m++) k.siluMul(mid.subarray(m * I, (m + 1) * I), fc.subarray(m * 2 * I, m * 2 * I + I), fc.subarray(m * 2 * I + I, (m + 1) * 2 * I), I);
+    for (let m = 0; m < M; m++) {
+      const out = mid.subarray(m * I, (m + 1) * I), gate = fc.subarray(m * 2 * I, m * 2 * I + I), up = fc.subarray(m * 2 * I + I, (m + 1) * 2 * I);
+      if (!this.bf16) { k.siluMul(out, gate, up, I); continue; }
+      k.silu(out, gate, I); // bf16: silu(g) and the product are each rounded
+      roundToBf16(out, I);
+      for (let i = 0; i < I; i++) out[i] *= up[i];
+      roundToBf16(out, I);
+    }
     k.linear(a, mid, blk.mlpProj, M);
+    this.round(a, M * E);
     k.add(a, a, x1, M * E);
-    k.rmsnorm(x, a, blk.norm4, M, E, normEps);
+    this.round(a, M * E);
+    this.rmsnorm(x, a, blk.norm4, M);
+  }
+
+  /** RMSNorm over [M, E] rows; in bf16 mode the normalised value and its product with the weight are each rounded. */
+  private rmsnorm(y: Float32Array, x: Float32Array, weight: Float32Array, M: number): void {
+    const { nEmbd: E, normEps } = this.config;
+    if (!this.bf16) { this.runtime.kernels.rmsnorm(y, x, weight, M, E, normEps); return; }
+    this.runtime.kernels.rmsnorm(y, x, null, M, E, normEps);
+    roundToBf16(y, M * E);
+    for (let m = 0; m < M; m++) for (let i = 0; i < E; i++) y[m * E + i] *= weight[i];
+    roundToBf16(y, M * E);
+  }
+
+  /** Rounds x[0..n) to bf16 in bf16-activation mode; nothing in f32 mode. */
+  private round(x: Float32Array, n: number): void {
+    if (this.bf16) roundToBf16(x, n);
   }
 
   /** Index positions for the lower-right causal alignment of S queries over Tk keys. */
