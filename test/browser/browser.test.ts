@@ -8,12 +8,14 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { ROOT, comparableConformance, nodeReference } from '../portable/run-entry.js';
 import type { SuiteResult } from '../portable/suite.js';
+import { loadModel, parsePolicy } from '../../src/node/index.js';
+import { depthRgb } from '../../src/trace/palette.js';
 // @ts-expect-error: a plain .mjs script without type declarations
 import { startWebServer } from '../../scripts/serve-web.mjs';
 
@@ -69,4 +71,77 @@ test('in Chromium every golden case passes and every produced tensor is bit-iden
   assert.ok(conformance.passed >= 22, `expected all golden cases, got ${conformance.passed}`);
   assert.deepEqual(comparableConformance(conformance), comparableConformance(nodeReference().conformance));
   await page.screenshot({ path: join(ARTIFACTS, 'web-conformance.png'), fullPage: true });
+});
+
+interface PaintedToken { id: number; phase: string; steps: number; background: string }
+
+/** What the Node run of the same model, prompt, seed and policy gives, as the page would paint it. */
+async function nodeRun(model: string, prompt: string, policy: string, maxNewTokens: number, seed: number): Promise<{ painted: PaintedToken[]; generated: number }> {
+  const m = await loadModel(join(ROOT, 'models', model));
+  const result = await m.generate(prompt, { maxNewTokens, seed, policy: parsePolicy(policy), sampling: { temperature: 0 } }).result();
+  const painted = result.trace.tokens.map((t) => {
+    const [r, g, b] = depthRgb(Math.min(t.steps, t.maxSteps), Math.max(1, t.maxSteps));
+    return { id: t.id, phase: t.phase ?? 'decode', steps: t.steps, background: `rgb(${r}, ${g}, ${b})` };
+  });
+  return { painted, generated: result.generatedIds.length };
+}
+
+for (const [model, policy, threshold] of [['demo-ouro', 'exit(gate, {T})', '0.5'], ['demo-huginn', 'exit(kl, {T})', '0.001'], ['demo-mor', 'router(causal, {T})', '0.5']] as const) {
+  test(`the page streams a ${model} generation from its worker and paints every token with the depth the Node run gives (${policy.replace('{T}', threshold)})`, async () => {
+    const prompt = 'The recursive model thinks';
+    const maxNewTokens = 16, seed = 3;
+    await page.waitForSelector('#policy[data-state="ready"], #policy[data-state="error"]', { timeout: 60_000 });
+    if ((await page.inputValue('#model')) !== model) {
+      await page.selectOption('#model', model);
+      await page.waitForFunction((name) => (window as unknown as { ponderPage: { model: { label: string } | null } }).ponderPage.model?.label === name, model, { timeout: 60_000 });
+    }
+    await page.selectOption('#policy', policy);
+    await page.fill('#threshold', threshold);
+    await page.fill('#prompt', prompt);
+    await page.fill('#maxNewTokens', String(maxNewTokens));
+    await page.fill('#temperature', '0');
+    await page.fill('#seed', String(seed));
+    // Record how tokens reach the heatmap: each streamed token event adds one span while the
+    // generation is still running (the prompt's spans come in one batch when it is done).
+    await page.evaluate(() => {
+      const w = window as unknown as { tokenBatches: string[]; tokenObserver?: MutationObserver };
+      w.tokenObserver?.disconnect();
+      w.tokenBatches = [];
+      const tokens = document.getElementById('tokens')!;
+      w.tokenObserver = new MutationObserver((records) => {
+        for (const r of records) if (r.addedNodes.length) w.tokenBatches.push(`${r.addedNodes.length}@${tokens.dataset.state}`);
+      });
+      w.tokenObserver.observe(tokens, { childList: true });
+    });
+    await page.click('#generate');
+    await page.waitForSelector('#tokens[data-state="done"], #tokens[data-state="error"]', { timeout: 120_000 });
+    assert.equal(await page.evaluate(() => (window as unknown as { ponderPage: { error: string | null } }).ponderPage.error), null);
+    const painted: PaintedToken[] = await page.$$eval('#tokens .tok', (spans) => spans.map((s) => {
+      const el = s as HTMLElement;
+      return { id: Number(el.dataset.id), phase: el.dataset.phase!, steps: Number(el.dataset.steps), background: getComputedStyle(el).backgroundColor };
+    }));
+    const batches: string[] = await page.evaluate(() => (window as unknown as { tokenBatches: string[] }).tokenBatches);
+    const expected = await nodeRun(model, prompt, policy.replace('{T}', threshold), maxNewTokens, seed);
+    console.log(`  ${model} ${policy.replace('{T}', threshold)}: depths ${painted.map((t) => `${t.phase === 'prefill' ? 'p' : ''}${t.steps}`).join(' ')}`);
+    assert.ok(expected.generated > 0);
+    assert.deepEqual(painted, expected.painted, 'the heatmap shows the Node run\'s ids, phases and depths, in the depth colours');
+    assert.ok(new Set(painted.map((t) => t.steps)).size > 1, 'the policy makes depth vary, so the heatmap is not one colour');
+    assert.equal(batches.filter((b) => b === '1@running').length, expected.generated, `one span per generated token, painted while running (batches ${batches.join(',')})`);
+    await page.screenshot({ path: join(ARTIFACTS, `web-${model}.png`), fullPage: true });
+  });
+}
+
+test('a screenshot of the page after a generation and a conformance run is saved as a test artifact', async () => {
+  // The Ouro demo with its learned exit gate, then the conformance table below it.
+  await page.selectOption('#model', 'demo-ouro');
+  await page.waitForFunction(() => (window as unknown as { ponderPage: { model: { label: string } | null } }).ponderPage.model?.label === 'demo-ouro', undefined, { timeout: 60_000 });
+  await page.selectOption('#policy', 'exit(gate, {T})');
+  await page.fill('#threshold', '0.5');
+  await page.fill('#maxNewTokens', '40');
+  await page.click('#generate');
+  await page.waitForSelector('#tokens[data-state="done"]', { timeout: 120_000 });
+  const path = join(ARTIFACTS, 'web.png');
+  await page.screenshot({ path, fullPage: false });
+  assert.ok(existsSync(path));
+  if (process.env.UPDATE_README_SCREENSHOT === '1') copyFileSync(path, join(ROOT, 'docs/web-screenshot.png'));
 });

@@ -7,15 +7,19 @@
 import { depthRgb, rgbHex, textRgbOn, DEPTH_STOPS } from '../../src/trace/palette.js';
 import { escapeHtml } from '../../src/trace/html.js';
 import type { CaseResult, SuiteResult } from '../../test/portable/suite.js';
-import type { FromWorker, GenerateRequest, ToWorker, TokenEvent } from './protocol.js';
+import { parseTraceJSON } from '../../src/trace/trace.js';
+import { renderTraceHtml } from '../../src/trace/html.js';
+import type { FromWorker, GenerateRequest, ModelChoice, ModelInfo, PolicyChoice, ToWorker, TokenEvent } from './protocol.js';
 
 interface PageState {
   conformance: SuiteResult | null;
+  model: ModelInfo | null;
+  /** what the heatmap shows: prompt positions (once the generation is done), then generated tokens */
   tokens: TokenEvent[];
   traceJson: string | null;
   error: string | null;
 }
-const state: PageState = { conformance: null, tokens: [], traceJson: null, error: null };
+const state: PageState = { conformance: null, model: null, tokens: [], traceJson: null, error: null };
 (window as unknown as { ponderPage: PageState }).ponderPage = state;
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
@@ -47,7 +51,7 @@ function paintLegend(fullDepth: number): void {
   legendEl.innerHTML = `depth&nbsp;${depths.map((d) => swatch(d, fullDepth, String(d))).join('')}<span class="caption">steps used per token, of ${fullDepth}; lighter = fewer</span>`;
 }
 
-function paintToken(t: TokenEvent): void {
+function tokenSpan(t: TokenEvent): HTMLSpanElement {
   const bg = depthRgb(Math.min(t.steps, t.maxSteps), Math.max(1, t.maxSteps));
   const span = document.createElement('span');
   span.className = t.phase === 'prefill' ? 'tok prompt' : 'tok';
@@ -58,7 +62,7 @@ function paintToken(t: TokenEvent): void {
   span.dataset.steps = String(t.steps);
   span.dataset.id = String(t.id);
   span.dataset.phase = t.phase;
-  tokensEl.append(span);
+  return span;
 }
 
 // ---- conformance table ----
@@ -89,21 +93,42 @@ worker.onmessage = (event: MessageEvent<FromWorker>) => {
       conformEl.dataset.state = 'done';
       setStatus(`conformance: ${m.result.passed} passed, ${m.result.failed} failed`);
       break;
+    case 'model': {
+      state.model = m.info;
+      fillPolicies(m.info);
+      paintLegend(Math.max(1, m.info.defaultDepth));
+      modelInfoEl.textContent = `${m.info.family}, full depth ${m.info.defaultDepth}`;
+      generateButton.disabled = false;
+      policySelect.dataset.state = 'ready';
+      break;
+    }
     case 'token':
       if (state.tokens.length === 0) paintLegend(Math.max(1, m.token.maxSteps));
       state.tokens.push(m.token);
-      paintToken(m.token);
+      tokensEl.append(tokenSpan(m.token));
+      setStatus(`generating… ${state.tokens.length} tokens`);
       break;
-    case 'generate-done':
+    case 'generate-done': {
+      // The prompt's depths are known once the prefill ran; they go in front, underlined.
+      tokensEl.prepend(...m.prompt.map(tokenSpan));
+      state.tokens = [...m.prompt, ...state.tokens];
       state.traceJson = m.traceJson;
       summaryEl.textContent = m.summary;
+      if (traceUrl) URL.revokeObjectURL(traceUrl);
+      traceUrl = URL.createObjectURL(new Blob([renderTraceHtml(parseTraceJSON(m.traceJson))], { type: 'text/html' }));
+      traceLink.href = traceUrl;
+      traceLink.hidden = false;
       tokensEl.dataset.state = 'done';
-      setStatus('done');
+      generateButton.disabled = false;
+      setStatus(`done (${m.finishReason})`);
       break;
+    }
     case 'error':
       state.error = m.message;
       setStatus(m.message, true);
       tokensEl.dataset.state = tokensEl.dataset.state === 'running' ? 'error' : tokensEl.dataset.state;
+      generateButton.disabled = state.model === null;
+      if (policySelect.dataset.state === 'loading') policySelect.dataset.state = 'error';
       conformEl.dataset.state = conformEl.dataset.state === 'running' ? 'error' : conformEl.dataset.state;
       break;
   }
@@ -112,14 +137,56 @@ worker.onerror = (e) => { state.error = e.message; setStatus(`worker error: ${e.
 
 // ---- controls ----
 
-let pickedFiles: { label: string; files: Record<string, ArrayBuffer> } | null = null;
+const policySelect = $<HTMLSelectElement>('policy'), stepsInput = $<HTMLInputElement>('steps'), thresholdInput = $<HTMLInputElement>('threshold');
+const generateButton = $<HTMLButtonElement>('generate'), modelInfoEl = $('modelInfo'), traceLink = $<HTMLAnchorElement>('traceLink');
+let traceUrl: string | null = null;
+let policies: PolicyChoice[] = [];
+
+function fillPolicies(info: ModelInfo): void {
+  const previous = policySelect.value;
+  policies = info.policies;
+  policySelect.innerHTML = policies.map((p) => `<option value="${escapeHtml(p.template)}">${escapeHtml(p.label)}</option>`).join('');
+  // Keep the user's choice when the new model supports it; otherwise the first policy with a threshold shows depth best.
+  const keep = policies.find((p) => p.template === previous) ?? policies.find((p) => p.threshold !== undefined) ?? policies[0];
+  if (keep) policySelect.value = keep.template;
+  stepsInput.value = String(info.defaultDepth);
+  onPolicyChange();
+}
+
+function onPolicyChange(): void {
+  const p = policies.find((c) => c.template === policySelect.value);
+  stepsInput.disabled = !p?.template.includes('{N}');
+  thresholdInput.disabled = !p?.template.includes('{T}');
+  if (p?.threshold !== undefined) thresholdInput.value = String(p.threshold);
+}
+policySelect.addEventListener('change', onPolicyChange);
+
+function policySpelling(): string {
+  const template = policySelect.value;
+  return template.replace('{N}', String(Math.max(1, Math.floor(Number(stepsInput.value))))).replace('{T}', thresholdInput.value.trim() === '' ? 'auto' : String(Number(thresholdInput.value)));
+}
+
+function loadModelChoice(choice: ModelChoice, transfer: Transferable[] = []): void {
+  state.model = null;
+  generateButton.disabled = true;
+  policySelect.dataset.state = 'loading';
+  modelInfoEl.textContent = '';
+  send({ type: 'load', model: choice }, transfer);
+}
 
 async function loadModelList(): Promise<void> {
   const r = await fetch('/models/index.json');
   const models = r.ok ? ((await r.json()) as Array<{ name: string }>) : [];
-  modelSelect.innerHTML = models.map((m) => `<option value="${escapeHtml(m.name)}">${escapeHtml(m.name)}</option>`).join('')
-    || '<option value="">(no bundled model)</option>';
+  modelSelect.innerHTML = models.map((m) => `<option value="${escapeHtml(m.name)}">${escapeHtml(m.name)}</option>`).join('');
+  if (models.length === 0) { setStatus('no bundled model is served; pick a local model folder', true); return; }
+  // The Ouro demo's learned exit gate gives the most varied depths, so it is the default.
+  modelSelect.value = models.some((m) => m.name === 'demo-ouro') ? 'demo-ouro' : models[0].name;
+  loadModelChoice({ kind: 'bundled', name: modelSelect.value });
 }
+
+modelSelect.addEventListener('change', () => {
+  if (modelSelect.value !== '') loadModelChoice({ kind: 'bundled', name: modelSelect.value });
+});
 
 folderInput.addEventListener('change', async () => {
   const list = [...(folderInput.files ?? [])];
@@ -128,36 +195,30 @@ folderInput.addEventListener('change', async () => {
   // webkitRelativePath is "<folder>/<path>"; the model sees paths relative to the folder.
   for (const f of list) files[f.webkitRelativePath.split('/').slice(1).join('/') || f.name] = await f.arrayBuffer();
   const label = list[0].webkitRelativePath.split('/')[0] || 'local folder';
-  pickedFiles = { label, files };
+  modelSelect.querySelector('option[value=""]')?.remove();
   modelSelect.insertAdjacentHTML('afterbegin', `<option value="" selected>${escapeHtml(label)} (local)</option>`);
+  modelSelect.value = '';
+  loadModelChoice({ kind: 'files', label, files }, Object.values(files));
 });
-modelSelect.addEventListener('change', () => { if (modelSelect.value !== '') pickedFiles = null; });
 
-function policySpelling(): { policy: string; threshold?: number } {
-  const kind = $<HTMLSelectElement>('policy').value;
-  const threshold = Number($<HTMLInputElement>('threshold').value);
-  if (kind === 'fixed') return { policy: `fixed(${Math.max(1, Math.floor(Number($<HTMLInputElement>('steps').value)))})` };
-  if (kind === 'exit') return { policy: `exit(${$<HTMLInputElement>('criterion').value.trim() || 'kl'})`, threshold };
-  if (kind === 'router') return { policy: 'router', threshold };
-  return { policy: 'default' };
-}
-
-$('generate').addEventListener('click', () => {
+generateButton.disabled = true;
+generateButton.addEventListener('click', () => {
   state.tokens = [];
   state.traceJson = null;
   state.error = null;
   tokensEl.replaceChildren();
   summaryEl.textContent = '';
+  traceLink.hidden = true;
   tokensEl.dataset.state = 'running';
+  generateButton.disabled = true;
   const request: GenerateRequest = {
-    model: pickedFiles ? { kind: 'files', ...pickedFiles } : { kind: 'bundled', name: modelSelect.value },
     prompt: $<HTMLTextAreaElement>('prompt').value,
-    ...policySpelling(),
+    policy: policySpelling(),
     maxNewTokens: Math.max(1, Math.floor(Number($<HTMLInputElement>('maxNewTokens').value))),
     temperature: Number($<HTMLInputElement>('temperature').value),
     seed: Math.floor(Number($<HTMLInputElement>('seed').value)),
   };
-  setStatus('generating…');
+  setStatus(`generating with ${request.policy}…`);
   send({ type: 'generate', request });
 });
 

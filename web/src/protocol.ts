@@ -1,18 +1,23 @@
 /** Messages between the page (main.ts) and its worker (worker.ts). */
 import type { CaseResult, SuiteResult } from '../../test/portable/suite.js';
 
+/** A bundled model served under /models/<name>/, or the files of a folder the user picked (path in the folder → bytes). */
+export type ModelChoice = { kind: 'bundled'; name: string } | { kind: 'files'; label: string; files: Record<string, ArrayBuffer> };
+
 export type ToWorker =
   | { type: 'conform' }
+  | { type: 'load'; model: ModelChoice }
   | { type: 'generate'; request: GenerateRequest };
 
+/** A depth policy the loaded model can run, in the CLI spelling with {N} (steps) and {T} (threshold) slots. */
+export interface PolicyChoice { template: string; label: string; threshold?: number }
+
+export interface ModelInfo { label: string; family: string; defaultDepth: number; policies: PolicyChoice[] }
+
 export interface GenerateRequest {
-  /** A bundled model served under /models/<name>/, or files the user picked (path relative to the folder → bytes). */
-  model: { kind: 'bundled'; name: string } | { kind: 'files'; label: string; files: Record<string, ArrayBuffer> };
   prompt: string;
-  /** CLI spelling of the depth policy, e.g. "default", "fixed(4)", "exit(kl)" */
+  /** CLI spelling of the depth policy, e.g. "exit(gate, 0.5)" */
   policy: string;
-  /** threshold for exit/router policies; undefined = the policy's own */
-  threshold?: number;
   maxNewTokens: number;
   seed: number;
   temperature: number;
@@ -25,6 +30,7 @@ export type FromWorker =
   | { type: 'status'; text: string }
   | { type: 'case'; result: CaseResult }
   | { type: 'conform-done'; result: SuiteResult }
+  | { type: 'model'; info: ModelInfo }
   | { type: 'token'; token: TokenEvent }
-  | { type: 'generate-done'; tokens: TokenEvent[]; text: string; traceJson: string; summary: string }
+  | { type: 'generate-done'; prompt: TokenEvent[]; traceJson: string; summary: string; finishReason: string }
   | { type: 'error'; message: string };

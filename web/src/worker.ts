@@ -1,13 +1,14 @@
 /**
  * The page's Web Worker: all model work happens here so the page stays responsive.
  * It creates the WASM runtime (shared memory: the page is cross-origin isolated), runs the golden
- * conformance suite or a generation, and streams results back one case / one token at a time.
+ * conformance suite, loads a model, or generates, and streams results back one case / one token at
+ * a time. Messages are handled one after another (each awaits the previous), never interleaved.
  */
 import { createWasmRuntime, type WasmRuntime } from '../../src/kernels/wasm.js';
 import { PonderError } from '../../src/errors.js';
 import { runPortableConformance, type GoldenFiles } from '../../test/portable/suite.js';
 import type { FromWorker, ToWorker } from './protocol.js';
-import { generateInWorker } from './generate.js';
+import { generateInWorker, loadInWorker } from './generate.js';
 
 const post = (message: FromWorker): void => (self as unknown as Worker).postMessage(message);
 
@@ -30,18 +31,24 @@ const servedGolden: GoldenFiles = {
   readBytes: async (p) => new Uint8Array(await (await fetchOk(`/golden/${p}`)).arrayBuffer()),
 };
 
-self.onmessage = async (event: MessageEvent<ToWorker>) => {
-  const message = event.data;
+let queue: Promise<void> = Promise.resolve();
+self.onmessage = (event: MessageEvent<ToWorker>) => {
+  queue = queue.then(() => handle(event.data));
+};
+
+async function handle(message: ToWorker): Promise<void> {
   try {
     if (message.type === 'conform') {
       post({ type: 'status', text: 'running the golden conformance suite…' });
       const result = await runPortableConformance(`browser ${navigator.userAgent.match(/(Chrome|Firefox|Safari)\/[\d.]+/)?.[0] ?? navigator.userAgent}`,
         servedGolden, await getRuntime(), (r) => post({ type: 'case', result: r }));
       post({ type: 'conform-done', result });
+    } else if (message.type === 'load') {
+      await loadInWorker(message.model, await getRuntime(), post);
     } else if (message.type === 'generate') {
-      await generateInWorker(message.request, await getRuntime(), post);
+      await generateInWorker(message.request, post);
     }
   } catch (e) {
     post({ type: 'error', message: e instanceof PonderError ? `error[${e.code}]: ${e.message}${e.hint ? `\nhint: ${e.hint}` : ''}` : String((e as Error).stack ?? e) });
   }
-};
+}
