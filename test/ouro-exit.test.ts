@@ -123,3 +123,11 @@ test('logits_to_keep = k returns the last k rows of the full read-out', () => {
     }
   }), RUNS);
 });
+
+test('per-loop logits are lm_head(h_t): they equal exit_at_step = t for every loop', () => {
+  fc.assert(fc.property(specAndIds(), ({ spec, ids }) => {
+    const model = smallModel(spec);
+    const r = model.forward(ids, { loopLogits: true });
+    for (let t = 0; t < spec.loops; t++) assert.deepEqual(r.loopLogits![t], model.forward(ids, { exitAtStep: t }).logits);
+  }), RUNS);
+});

@@ -79,6 +79,7 @@ export const runCase: CaseRunner = async (c: GoldenCase, runtime: Runtime) => {
       useWeightedExit: Boolean(kwargs.use_weighted_exit),
       logitsToKeep: (kwargs.logits_to_keep as number | undefined) ?? 0,
       record: true, // layer outputs and pre-norm states, which the cases hook
+      loopLogits: true,
     };
     const outputs = step.outputs ?? {};
     const useCache = kwargs.use_cache !== false; // config.use_cache = True when absent
@@ -199,6 +200,7 @@ function forwardTensors(results: OuroForwardResult[], model: OuroModel): Produce
     exit_steps: () => (first.exitSteps ? results.flatMap((r) => Array.from(r.exitSteps!)) : null), // [B, S]
     selected_hidden: () => (first.selectedHidden ? stackRows(results.map((r) => r.selectedHidden!)) : null), // [B, S, H]
     step_logits: () => (first.stepLogits ? loopMajor(results.map((r) => r.stepLogits!)) : null), // [T, B, keep, V]
+    loop_logits: () => loopMajor(results.map((r) => r.loopLogits!)), // [T, B, keep, V] = lm_head(h_t)
     embed: () => stackRows(results.map((r) => r.embed)), // [B, S, H]
     rope_cos: () => ropeRows(model, first.positions).cos, // [1, S, hd]
     rope_sin: () => ropeRows(model, first.positions).sin,

@@ -183,6 +183,8 @@ export interface OuroForwardOptions {
   logitsToKeep?: number;
   /** Also keep every layer's output and the pre-norm state of every loop (for conformance). */
   record?: boolean;
+  /** Also return lm_head(h_t) of every loop for the kept positions (T extra lm_head passes). */
+  loopLogits?: boolean;
   /** 'select' (default): upstream, all loops computed. 'skip': tokens stop looping at their exit. */
   exitMode?: ExitMode;
   /** Only for exitMode 'skip'. Default 'copy-forward'. */
@@ -226,6 +228,8 @@ export interface OuroForwardResult {
   readonly selectedHidden: Float32Array | null;
   /** weighted read-out: stepLogits[t] = lm_head(h_t) of the kept positions, [keep, V] */
   readonly stepLogits: Float32Array[] | null;
+  /** with `loopLogits`: loopLogits[t] = lm_head(h_t), [keep, V] (NaN rows where a token skipped loop t) */
+  readonly loopLogits: Float32Array[] | null;
   /** with `record`: prenorm[t] [S,H] = input of model.norm after loop t; layerOut[t][l] [S,H] */
   readonly prenorm: Float32Array[] | null;
   readonly layerOut: Float32Array[][] | null;
@@ -519,7 +523,19 @@ export class OuroModel {
       trace[i].exitStep = exitSteps ? exitSteps[i] : T - 1;
       if (i >= first) trace[i].flops += readoutFlops * (stepLogits ? T : 1);
     }
-    return { seqLen: S, logits, keep, readout, exitSteps, positions, embed, hidden, gateLogits, lambda, pdf, cdf, selectedHidden, stepLogits, prenorm, layerOut, trace };
+    // Per-loop logits on request (upstream computes them only inside the weighted read-out).
+    let loopLogits: Float32Array[] | null = null;
+    if (opts.loopLogits) {
+      loopLogits = stepLogits ?? Array.from({ length: T }, (_, t) => {
+        const rows = this.readoutRows(hidden, new Int32Array(S).fill(t), first, keep);
+        for (let r = 0; r < keep; r++) {
+          if (trace[first + r].steps <= t) rows.fill(NaN, r * V, (r + 1) * V);
+          else trace[first + r].flops += readoutFlops;
+        }
+        return rows;
+      });
+    }
+    return { seqLen: S, logits, keep, readout, exitSteps, positions, embed, hidden, gateLogits, lambda, pdf, cdf, selectedHidden, stepLogits, loopLogits, prenorm, layerOut, trace };
   }
 
   /** out[o..o+H) = embedding row of token id, widened to f32. */
