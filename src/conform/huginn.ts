@@ -222,14 +222,13 @@ function perRowConcat(blocks: readonly { data: Float32Array; S: number }[], B: n
 }
 
 function putCache(model: HuginnModel, g: GenerationSetup, cache: HuginnCache, out: Map<string, Produced>): void {
-  const { nHeads: H, nKvHeads: Hkv, headDim: hd } = model.config;
+  const { nKvHeads: Hkv, headDim: hd } = model.config; // cache_keys/values: [n_slots, B, H_kv, T, hd]
   const slots = cache.slotIds();
   const T = cache.seenTokens;
   const present: number[] = [];
   for (const s of slots) for (let t = 0; t < T; t++) present.push(cache.has(s, t) ? 1 : 0);
   out.set(g.name('cache_step_ids'), slots);
   out.set(g.name('cache_present'), present);
-  void H;
   const kvDim = Hkv * hd;
   const keys = new Float32Array(slots.length * g.B * Hkv * T * hd), values = new Float32Array(keys.length);
   slots.forEach((s, si) => {
