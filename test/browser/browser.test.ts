@@ -131,6 +131,24 @@ for (const [model, policy, threshold] of [['demo-ouro', 'exit(gate, {T})', '0.5'
   });
 }
 
+test('a model folder picked with the folder input loads from the files and generates the same depths as Node', async () => {
+  await page.setInputFiles('#folder', join(ROOT, 'models/demo-mor'));
+  await page.waitForFunction(() => (window as unknown as { ponderPage: { model: { label: string } | null } }).ponderPage.model?.label === 'demo-mor (local)', undefined, { timeout: 60_000 });
+  await page.selectOption('#policy', 'router(causal, {T})');
+  await page.fill('#threshold', '0.4');
+  await page.fill('#maxNewTokens', '8');
+  await page.fill('#seed', '1');
+  await page.click('#generate');
+  await page.waitForSelector('#tokens[data-state="done"], #tokens[data-state="error"]', { timeout: 120_000 });
+  assert.equal(await page.evaluate(() => (window as unknown as { ponderPage: { error: string | null } }).ponderPage.error), null);
+  const painted: PaintedToken[] = await page.$$eval('#tokens .tok', (spans) => spans.map((s) => {
+    const el = s as HTMLElement;
+    return { id: Number(el.dataset.id), phase: el.dataset.phase!, steps: Number(el.dataset.steps), background: getComputedStyle(el).backgroundColor };
+  }));
+  const expected = await nodeRun('demo-mor', await page.inputValue('#prompt'), 'router(causal, 0.4)', 8, 1);
+  assert.deepEqual(painted, expected.painted);
+});
+
 test('a screenshot of the page after a generation and a conformance run is saved as a test artifact', async () => {
   // The Ouro demo with its learned exit gate, then the conformance table below it.
   await page.selectOption('#model', 'demo-ouro');
