@@ -44,7 +44,7 @@ export const FULL_PLAN: BenchPlan = {
 /** Same shapes, shorter sampling and a 64 MiB cold rotation (still past the L3 of this machine). */
 export const QUICK_PLAN: BenchPlan = { ...FULL_PLAN, coldBytes: 64 * MiB, timing: QUICK_TIMING };
 
-export interface PeerFigure { name: string; gflops: number; ms: number }
+export interface PeerFigure { name: string; gflops: number; ms: number; foreignCores?: number }
 
 export interface BarCheck {
   bar: string; // what is required, in words
@@ -61,6 +61,7 @@ export interface BenchRow {
   gflops: number;
   ms: number; // median milliseconds per call
   threads: number;
+  foreignCores?: number; // cores other processes used while this row was timed (Linux)
   peers: PeerFigure[]; // always f32 weights, single thread
   cold?: boolean; // weight copies rotated so every call streams from DRAM
   gbps?: number; // weight bytes read per second (decode rows)
@@ -128,7 +129,7 @@ export async function runKernelBench(plan: BenchPlan, deps: BenchDeps): Promise<
         const c = await peer.linear(M, K, N, data.x, copiesKN);
         const t = await timePeer(c, plan.timing);
         await c.dispose();
-        peerFigures.push({ name: peer.name, gflops: flops / t.seconds / 1e9, ms: t.seconds * 1e3 });
+        peerFigures.push({ name: peer.name, gflops: flops / t.seconds / 1e9, ms: t.seconds * 1e3, foreignCores: t.foreignCores });
       }
     }
 
@@ -140,7 +141,7 @@ export async function runKernelBench(plan: BenchPlan, deps: BenchDeps): Promise<
       const t = await timeLinear(await deps.createRuntime(), data, dtype, M, K, N, copies, plan.timing);
       const row: BenchRow = {
         kernel: 'linear', shape: `${M}x${K}x${N}`, dtype, gflops: flops / t.seconds / 1e9, ms: t.seconds * 1e3, threads: 1,
-        peers: peerFigures,
+        foreignCores: t.foreignCores, peers: peerFigures,
       };
       if (cold) {
         row.cold = true;
@@ -157,7 +158,7 @@ export async function runKernelBench(plan: BenchPlan, deps: BenchDeps): Promise<
         const speedup = t.seconds / t2.seconds;
         rows.push(emit({
           kernel: 'linear', shape: row.shape, dtype, gflops: flops / t2.seconds / 1e9, ms: t2.seconds * 1e3, threads: 2,
-          peers: peerFigures, speedupVsOneThread: speedup,
+          foreignCores: t2.foreignCores, peers: peerFigures, speedupVsOneThread: speedup,
           bars: [{ bar: '2 threads ≥ 1.8× one thread (prefill)', actual: speedup, target: 1.8, unit: '×', pass: speedup >= 1.8 }],
         }));
       }
@@ -175,11 +176,11 @@ export async function runKernelBench(plan: BenchPlan, deps: BenchDeps): Promise<
       const c = await peer.attention(H, T, D, scale, data.qHeads, data.kTHeads, data.vHeads);
       const tp = await timePeer(c, plan.timing);
       await c.dispose();
-      peerFigures.push({ name: peer.name, gflops: flops / tp.seconds / 1e9, ms: tp.seconds * 1e3 });
+      peerFigures.push({ name: peer.name, gflops: flops / tp.seconds / 1e9, ms: tp.seconds * 1e3, foreignCores: tp.foreignCores });
     }
     rows.push(emit({
       kernel: 'attention', shape: `1x${T}x${D}`, dtype: 'f32', gflops: flops / t.seconds / 1e9, ms: t.seconds * 1e3,
-      threads: 1, heads: H, peers: peerFigures,
+      threads: 1, heads: H, foreignCores: t.foreignCores, peers: peerFigures,
     }));
   }
   return { rows, notes };

@@ -27,7 +27,7 @@ const TINY_PLAN: BenchPlan = {
   heads: 2,
   headDim: 16,
   coldBytes: 1 << 20,
-  timing: { warmupMs: 5, timeMs: 5, minSampleMs: 1, minSamples: 2 },
+  timing: { warmupMs: 5, timeMs: 5, minSampleMs: 1, minSamples: 2, retries: 0, quietCores: 0.25 },
 };
 
 const isPositiveFinite = (x: unknown): boolean => typeof x === 'number' && Number.isFinite(x) && x > 0;

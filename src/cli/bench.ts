@@ -6,7 +6,7 @@ import { createRuntime, RUNTIME_FLAGS } from './runtime-flags.js';
 import type { CliIO } from './main.js';
 import type { Runtime } from '../runtime/runtime.js';
 
-export const BENCH_HELP = `ponder bench kernels [--json] [--quick] [--no-peers] [--kernels wasm|scalar]
+export const BENCH_HELP = `ponder bench kernels [--json] [--quick] [--no-peers] [--relaxed] [--kernels wasm|scalar]
 
 Times ponder's kernels next to @tensorflow/tfjs-backend-wasm (XNNPACK) and onnxruntime-web (wasm,
 1 thread) in the same run, and prints GFLOP/s (GB/s for decode) with the ratio to each peer:
@@ -22,6 +22,8 @@ Then each acceptance bar of issue 2 with PASS or FAIL. Figures are tinybench med
   --json              print one JSON array of {kernel, shape, dtype, gflops, peers, ...}
   --quick             shorter sampling and a 64 MiB (not 256 MiB) cold rotation
   --no-peers          skip tfjs and onnxruntime-web (they are devDependencies)
+  --relaxed           the relaxed-SIMD build (fused multiply-add; not bit-identical, never
+                      used for conformance); the acceptance bars are for the plain build
   --kernels NAME      wasm (default) or scalar (the TypeScript twins; slow)
 
 Results are noisy on a shared machine: read the same-run ratios, and pin the process
@@ -31,12 +33,12 @@ Example:
   ponder bench kernels --quick
 `;
 
-const NOISE_NOTE = 'note: figures are medians from one run on a possibly shared machine (2 cores here); compare the same-run ratios, not absolute numbers across runs';
+const NOISE_NOTE = 'note: figures are medians from one run on a possibly shared machine; compare the same-run ratios, not absolute numbers across runs. "busy" = cores other processes used while the row was timed (the full run re-measures a row up to twice when that is above 0.25)';
 
 /** `ponder bench kernels`. `plan` replaces the shape list (tests use a tiny one). */
 export async function benchCommand(argv: string[], io: CliIO, plan?: BenchPlan): Promise<number> {
   const { values, positionals } = parseFlags('bench', argv, {
-    json: { type: 'boolean' }, quick: { type: 'boolean' }, 'no-peers': { type: 'boolean' }, ...RUNTIME_FLAGS,
+    json: { type: 'boolean' }, quick: { type: 'boolean' }, 'no-peers': { type: 'boolean' }, relaxed: { type: 'boolean' }, ...RUNTIME_FLAGS,
   });
   if (values.help) { io.out(BENCH_HELP); return 0; }
   if (positionals.length !== 1 || positionals[0] !== 'kernels') {
@@ -44,6 +46,10 @@ export async function benchCommand(argv: string[], io: CliIO, plan?: BenchPlan):
     throw new PonderError('ARG_INVALID', `bench: expected the suite name \`kernels\`, got ${got}`, { hint: 'run `ponder bench kernels`; see `ponder bench --help`' });
   }
   await createRuntime(values); // validates --kernels before minutes of set-up
+  const relaxed = values.relaxed === true;
+  if (relaxed && values.kernels === 'scalar') {
+    throw new PonderError('ARG_INVALID', 'bench: --relaxed needs the wasm kernels, not --kernels scalar', { field: 'relaxed', hint: 'drop --relaxed or --kernels scalar' });
+  }
   const json = Boolean(values.json);
   const chosen = plan ?? (values.quick ? QUICK_PLAN : FULL_PLAN);
 
@@ -52,8 +58,8 @@ export async function benchCommand(argv: string[], io: CliIO, plan?: BenchPlan):
     io.out(tableHeader());
   }
   const result = await runKernelBench(chosen, {
-    createRuntime: () => createRuntime(values),
-    createThreadedRuntime: values.kernels === 'scalar' ? undefined : threadedWasmRuntime(values),
+    createRuntime: relaxed ? () => wasmRuntime(1, true) : () => createRuntime(values),
+    createThreadedRuntime: values.kernels === 'scalar' ? undefined : (threads) => wasmRuntime(threads, relaxed),
     peers: !values['no-peers'],
     onRow: json ? undefined : (row) => io.out(tableLine(row)),
     onNote: (text) => io.err(`${text}\n`),
@@ -68,12 +74,10 @@ export async function benchCommand(argv: string[], io: CliIO, plan?: BenchPlan):
   return 0;
 }
 
-/** A WASM runtime with `threads` threads (worker_threads), matching the single-thread one's build. */
-function threadedWasmRuntime(values: Record<string, string | boolean | undefined>) {
-  return async (threads: number): Promise<Runtime> => {
-    const { createNodeWasmRuntime } = await import('../node/pool-worker.js');
-    return createNodeWasmRuntime({ threads, relaxed: values.relaxed === true });
-  };
+/** A WASM runtime with `threads` threads (worker_threads), optionally the relaxed-SIMD build. */
+async function wasmRuntime(threads: number, relaxed: boolean): Promise<Runtime> {
+  const { createNodeWasmRuntime } = await import('../node/pool-worker.js');
+  return createNodeWasmRuntime({ threads, relaxed });
 }
 
 export function machineLine(): string {
@@ -83,16 +87,22 @@ export function machineLine(): string {
 }
 
 function tableHeader(): string {
-  return `${'kernel'.padEnd(10)}${'shape'.padEnd(16)}${'dtype'.padEnd(6)}${'thr'.padStart(3)}${'ms'.padStart(10)}${'GFLOP/s'.padStart(9)}`
-    + `${'GB/s'.padStart(7)}${'%stream'.padStart(8)}  peers (GFLOP/s, ponder ratio)\n`;
+  return `${'kernel'.padEnd(10)}${'shape'.padEnd(18)}${'dtype'.padEnd(6)}${'thr'.padStart(3)}${'ms'.padStart(10)}${'GFLOP/s'.padStart(9)}`
+    + `${'GB/s'.padStart(7)}${'%stream'.padStart(8)}${'busy'.padStart(6)}  peers (GFLOP/s, ponder ratio)\n`;
 }
 
 function tableLine(row: BenchRow): string {
   const peers = row.peers.map((p) => `${p.name} ${p.gflops.toFixed(1)} (${(row.gflops / p.gflops).toFixed(2)}×)`).join(', ');
   const extra = row.speedupVsOneThread !== undefined ? `; ${row.speedupVsOneThread.toFixed(2)}× one thread` : '';
-  return `${row.kernel.padEnd(10)}${(row.shape + (row.cold ? ' cold' : '')).padEnd(16)}${row.dtype.padEnd(6)}${String(row.threads).padStart(3)}`
+  return `${row.kernel.padEnd(10)}${(row.shape + (row.cold ? ' cold' : '')).padEnd(18)}${row.dtype.padEnd(6)}${String(row.threads).padStart(3)}`
     + `${row.ms.toFixed(3).padStart(10)}${row.gflops.toFixed(1).padStart(9)}${(row.gbps?.toFixed(1) ?? '').padStart(7)}`
-    + `${(row.pctOfStream !== undefined ? row.pctOfStream.toFixed(0) + '%' : '').padStart(8)}  ${peers}${extra}\n`;
+    + `${(row.pctOfStream !== undefined ? row.pctOfStream.toFixed(0) + '%' : '').padStart(8)}${busyCores(row).padStart(6)}  ${peers}${extra}\n`;
+}
+
+/** The most cores other processes used while this row or its peers were timed ('' off Linux). */
+function busyCores(row: BenchRow): string {
+  const loads = [row.foreignCores, ...row.peers.map((p) => p.foreignCores)].filter((l): l is number => l !== undefined);
+  return loads.length === 0 ? '' : Math.max(...loads).toFixed(2);
 }
 
 function barSummary(rows: BenchRow[]): string {
