@@ -327,7 +327,8 @@ export function parseSafetensors(bytes: Uint8Array, path = '<buffer>'): Safetens
  * a typed-array view would throw, and the result must not alias the file buffer.
  */
 export function tensorFromBytes(info: TensorInfo, bytes: Uint8Array): TensorArray {
-  const raw = bytes.slice(); // copy into a new, aligned ArrayBuffer
+  // copy into a new, aligned ArrayBuffer (not bytes.slice(): on a Node Buffer that is a view of the whole file)
+  const raw = Uint8Array.prototype.slice.call(bytes);
   const count = numel(info.shape);
   switch (info.dtype) {
     case 'F32': return new Float32Array(raw.buffer, 0, count);
