@@ -19,13 +19,18 @@ before(async () => { server = await startWebServer({ port: 0, build: false }); }
 after(async () => { await server.close(); });
 
 /** GET with the path sent exactly as written (fetch would normalise "..", which is what we test). */
-function get(rawPath: string): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
+function get(rawPath: string): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Uint8Array; text: string }> {
   const { hostname, port } = new URL(server.url);
   return new Promise((resolvePromise, reject) => {
     const req = request({ hostname, port, path: rawPath, method: 'GET' }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolvePromise({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      const chunks: Uint8Array[] = [];
+      res.on('data', (c: Uint8Array) => chunks.push(new Uint8Array(c)));
+      res.on('end', () => {
+        const body = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+        let offset = 0;
+        for (const c of chunks) { body.set(c, offset); offset += c.length; }
+        resolvePromise({ status: res.statusCode ?? 0, headers: res.headers, body, text: new TextDecoder().decode(body) });
+      });
     });
     req.on('error', reject);
     req.end();
@@ -47,14 +52,17 @@ test('the golden manifest lists every case on disk, and each case file is served
   for (const family of readdirSync(join(ROOT, 'spec/golden'), { withFileTypes: true }).filter((e) => e.isDirectory())) {
     for (const f of readdirSync(join(ROOT, 'spec/golden', family.name))) if (f.endsWith('.safetensors')) onDisk.push(`${family.name}/${f.replace(/\.safetensors$/, '')}`);
   }
-  const listed = JSON.parse((await get('/golden/index.json')).body.toString()) as string[];
+  const listed = JSON.parse((await get('/golden/index.json')).text) as string[];
   assert.deepEqual([...listed].sort(), onDisk.sort());
   const first = listed[0];
-  assert.ok((await get(`/golden/${first}.safetensors`)).body.equals(readFileSync(join(ROOT, 'spec/golden', `${first}.safetensors`))));
+  const served = (await get(`/golden/${first}.safetensors`)).body;
+  const disk = new Uint8Array(readFileSync(join(ROOT, 'spec/golden', `${first}.safetensors`)));
+  assert.equal(served.length, disk.length);
+  assert.ok(served.every((b, i) => b === disk[i]), 'same bytes');
 });
 
 test('the model manifest lists each models/ folder that has a config.json', async () => {
-  const listed = JSON.parse((await get('/models/index.json')).body.toString()) as Array<{ name: string; files: string[] }>;
+  const listed = JSON.parse((await get('/models/index.json')).text) as Array<{ name: string; files: string[] }>;
   const expected = existsSync(join(ROOT, 'models')) ? readdirSync(join(ROOT, 'models')).filter((n) => existsSync(join(ROOT, 'models', n, 'config.json'))).sort() : [];
   assert.deepEqual(listed.map((m) => m.name), expected);
   for (const m of listed) assert.ok(m.files.includes('config.json'), m.name);
@@ -64,6 +72,6 @@ test('paths that climb out of a served folder are not found', async () => {
   for (const path of ['/golden/../../package.json', '/models/..%2f..%2fpackage.json', '/dist/%2e%2e/%2e%2e/package.json', '/golden/..%2F..%2F.git%2Fconfig']) {
     const r = await get(path);
     assert.equal(r.status, 404, path);
-    assert.ok(!r.body.toString().includes('"name": "ponder"'), path);
+    assert.ok(!r.text.includes('"name": "ponder"'), path);
   }
 });
