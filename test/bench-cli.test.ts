@@ -81,6 +81,8 @@ for (const argv of [
   ['bench', 'matmul'],
   ['bench', 'kernels', '--kernels', 'gpu'],
   ['bench', 'kernels', '--kernels'],
+  ['bench', 'kernels', 'extra'],
+  ['bench', 'kernels', '--relaxed', '--kernels', 'scalar'],
 ]) {
   test(`bad usage \`ponder ${argv.join(' ')}\` exits 2 with an error[ARG_*] line`, async () => {
     const io = fakeIO();
