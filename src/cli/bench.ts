@@ -1,4 +1,5 @@
 import os from 'node:os';
+import { resolve } from 'node:path';
 import { PonderError } from '../errors.js';
 import { FULL_PLAN, QUICK_PLAN, runKernelBench, type BenchPlan, type BenchRow } from '../../bench/suite.js';
 import { parseFlags } from './args.js';
@@ -7,6 +8,12 @@ import type { CliIO } from './main.js';
 import type { Runtime } from '../runtime/runtime.js';
 
 export const BENCH_HELP = `ponder bench kernels [--json] [--quick] [--no-peers] [--relaxed] [--kernels wasm|scalar]
+ponder bench e2e [--json] [--quick] [--kernels wasm|scalar]
+
+e2e: prefill and decode tokens/s through the public API for every bundled demo model and each depth
+policy its family runs (bench/e2e.bench.ts).
+
+kernels:
 
 Times ponder's kernels next to @tensorflow/tfjs-backend-wasm (XNNPACK) and onnxruntime-web (wasm,
 1 thread) in the same run, and prints GFLOP/s (GB/s for decode) with the ratio to each peer:
@@ -41,9 +48,10 @@ export async function benchCommand(argv: string[], io: CliIO, plan?: BenchPlan):
     json: { type: 'boolean' }, quick: { type: 'boolean' }, 'no-peers': { type: 'boolean' }, relaxed: { type: 'boolean' }, ...RUNTIME_FLAGS,
   });
   if (values.help) { io.out(BENCH_HELP); return 0; }
+  if (positionals.length === 1 && positionals[0] === 'e2e') return e2eCommand(values, io);
   if (positionals.length !== 1 || positionals[0] !== 'kernels') {
     const got = positionals.length === 0 ? 'nothing' : JSON.stringify(positionals.join(' '));
-    throw new PonderError('ARG_INVALID', `bench: expected the suite name \`kernels\`, got ${got}`, { hint: 'run `ponder bench kernels`; see `ponder bench --help`' });
+    throw new PonderError('ARG_INVALID', `bench: expected the suite name \`kernels\` or \`e2e\`, got ${got}`, { hint: 'run `ponder bench kernels` or `ponder bench e2e`; see `ponder bench --help`' });
   }
   await createRuntime(values); // validates --kernels before minutes of set-up
   const relaxed = values.relaxed === true;
@@ -117,4 +125,18 @@ function barSummary(rows: BenchRow[]): string {
   if (lines.length === 0) return 'no acceptance bar applies to these rows\n';
   const failed = lines.filter((l) => l.startsWith('FAIL')).length;
   return `acceptance bars (issue 2):\n${lines.map((l) => `  ${l}\n`).join('')}${lines.length - failed} met, ${failed} missed\n`;
+}
+
+/** `ponder bench e2e`: end-to-end tokens/s per bundled model and policy (bench/e2e.bench.ts). */
+async function e2eCommand(values: Record<string, string | boolean | undefined>, io: CliIO): Promise<number> {
+  await createRuntime(values); // validates --kernels first
+  const { runE2eBench, e2eHeader, e2eLine } = await import('../../bench/e2e.bench.js');
+  const json = Boolean(values.json);
+  if (!json) io.out(`${machineLine()}\n${NOISE_NOTE}\n\n${e2eHeader()}`);
+  const rows = await runE2eBench({
+    modelsDir: resolve(io.bundledGoldenDir, '..', '..', 'models'), quick: Boolean(values.quick),
+    createRuntime: () => createRuntime(values), onRow: json ? undefined : (row) => io.out(e2eLine(row)),
+  });
+  if (json) io.out(JSON.stringify(rows, null, 2) + '\n');
+  return 0;
 }

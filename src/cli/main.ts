@@ -28,6 +28,7 @@ Commands:
   conform [DIR]      run golden conformance cases (default: the bundled spec/golden)
   inspect FILE|DIR   list the tensors of a safetensors file or model directory, and its config
   bench kernels      kernel benchmarks against XNNPACK (tfjs-backend-wasm) and onnxruntime-web
+  bench e2e          end-to-end prefill/decode tokens/s per bundled model and depth policy
 
 Exit codes: 0 ok, 1 internal fault or failed check, 2 bad usage or input.
 `;
