@@ -26,16 +26,9 @@ export interface FixtureSpec {
   seed: number;
 }
 
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng as mulberry32 } from './kernels-support.js';
+
+export { mulberry32 };
 
 function normal(rand: () => number): number {
   const u = Math.max(rand(), 1e-12), v = rand();

@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { OuroModel, ouroConfigFromJson, type OuroConfig } from '../src/models/ouro.js';
 import type { WeightSource } from '../src/models/weights.js';
 import { createScalarRuntime, type Runtime } from '../src/runtime/runtime.js';
+import { prng } from './kernels-support.js';
 
 export interface SmallOuroSpec {
   vocab: number;
@@ -21,17 +22,6 @@ export interface SmallOuroSpec {
   gateBias: number; // shifts every gate logit: > 0 makes tokens exit earlier
 }
 
-/** mulberry32: a tiny seeded PRNG, uniform in [0, 1). */
-function uniform(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function normal(rand: () => number): () => number {
   return () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
@@ -48,7 +38,7 @@ export function smallConfigJson(s: SmallOuroSpec): Record<string, unknown> {
 
 /** The tensors of a model, by upstream state_dict name, F32. */
 export function smallWeights(c: OuroConfig, seed: number, gateBias: number): Map<string, { shape: number[]; data: Float32Array }> {
-  const randn = normal(uniform(seed));
+  const randn = normal(prng(seed));
   const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
   const add = (name: string, shape: number[], draw: () => number): void => {
     const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
