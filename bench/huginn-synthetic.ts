@@ -4,8 +4,9 @@
  * projections ÷ √(2·effective depth), RMSNorm weights 1) from our seeded PRNG. Nothing is
  * materialised until the binder reads a tensor, so the full-size list costs no memory to check.
  */
-import { huginnTensorShapes, parseHuginnConfig, SeededRandom, type HuginnConfig } from '../src/models/huginn.js';
+import { huginnTensorShapes, parseHuginnConfig, type HuginnConfig } from '../src/models/huginn.js';
 import type { WeightSource } from '../src/models/weights.js';
+import { Prng } from '../src/generate/prng.js';
 
 /** huginn-0125's layer structure (P=2, R=4, C=2, head_dim 96, I/E = 17920/5280) at a smaller width. */
 export function scaledHuginnConfig(heads: number, vocab: number, blockSize = 512): Record<string, unknown> {
@@ -40,14 +41,14 @@ export function syntheticHuginnWeights(rawConfig: Record<string, unknown>, seed 
       const n = shape.reduce((a, b) => a * b, 1);
       let h = 0;
       for (const ch of name) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
-      const rng = new SeededRandom(seed ^ h);
+      const rng = new Prng((seed ^ h) >>> 0);
       const out = new Uint16Array(n);
       const isNorm = name.includes('norm') || name.endsWith('ln_f.weight');
       const s = name.endsWith('proj.weight') ? outStd : name.endsWith('qk_bias') ? 0 : std;
       for (let i = 0; i < n; i++) {
         if (isNorm) { out[i] = bf16Bits(1); continue; }
-        let z = rng.normal();
-        while (Math.abs(z) > 3) z = rng.normal();
+        let z = rng.nextNormal();
+        while (Math.abs(z) > 3) z = rng.nextNormal();
         out[i] = bf16Bits(z * s);
       }
       return out;

@@ -4,9 +4,10 @@
  * seeded PRNG, served by an in-memory WeightSource under the upstream state_dict names.
  */
 import type { WeightSource } from '../src/models/weights.js';
-import { huginnTensorShapes, loadHuginn, parseHuginnConfig, SeededRandom, type HuginnModel } from '../src/models/huginn.js';
+import { huginnTensorShapes, loadHuginn, parseHuginnConfig, type HuginnModel } from '../src/models/huginn.js';
 import type { Runtime } from '../src/runtime/runtime.js';
 import type { TensorArray } from '../src/format/safetensors.js';
+import { Prng } from '../src/generate/prng.js';
 
 export interface TinyShape {
   E: number; H: number; P: number; R: number; C: number; V: number; I: number; meanRecurrence: number; blockSize?: number;
@@ -43,11 +44,11 @@ function f32ToBf16Bits(x: number): number {
 /** Random weights for a tiny config; `outGain` scales the output projections (livelier recurrences). */
 export function randomWeights(rawConfig: Record<string, unknown>, seed: number, opts: { dtype?: 'F32' | 'BF16'; outGain?: number } = {}): WeightSource {
   const cfg = parseHuginnConfig(rawConfig);
-  const rng = new SeededRandom(seed);
+  const rng = new Prng(seed);
   const std = Math.sqrt(2 / (5 * cfg.nEmbd));
   const depth = cfg.nPrelude + cfg.nCoda + cfg.nCore * cfg.meanRecurrence;
   const outStd = (std / Math.sqrt(2 * depth)) * (opts.outGain ?? 4);
-  const trunc = (s: number): number => { let z = rng.normal(); while (Math.abs(z) > 3) z = rng.normal(); return z * s; };
+  const trunc = (s: number): number => { let z = rng.nextNormal(); while (Math.abs(z) > 3) z = rng.nextNormal(); return z * s; };
   const tensors = new Map<string, { dtype: 'F32' | 'BF16'; shape: number[]; data: TensorArray | null }>();
   let wte: Float32Array | null = null;
   for (const [name, shape] of huginnTensorShapes(cfg)) {
@@ -57,8 +58,8 @@ export function randomWeights(rawConfig: Record<string, unknown>, seed: number, 
     else {
       values = new Float32Array(n);
       for (let i = 0; i < n; i++) {
-        values[i] = name.includes('norm') || name.endsWith('ln_f.weight') ? 1 + 0.1 * rng.normal()
-          : name.endsWith('qk_bias') ? 0.1 * rng.normal()
+        values[i] = name.includes('norm') || name.endsWith('ln_f.weight') ? 1 + 0.1 * rng.nextNormal()
+          : name.endsWith('qk_bias') ? 0.1 * rng.nextNormal()
           : name.endsWith('proj.weight') ? trunc(outStd)
           : trunc(std);
       }

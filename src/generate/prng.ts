@@ -78,6 +78,18 @@ export class Prng {
   nextFloat(): number {
     return this.nextUint32() * 2 ** -32;
   }
+
+  /** A uniform integer in [0, n). */
+  nextIndex(n: number): number {
+    return Math.floor(this.nextFloat() * n);
+  }
+
+  /** A standard normal draw (Box–Muller on two uniforms; the first is kept away from 0). */
+  nextNormal(): number {
+    let u = this.nextFloat();
+    while (u === 0) u = this.nextFloat();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.nextFloat());
+  }
 }
 
 function rotl(x: number, k: number): number {

@@ -24,6 +24,7 @@ import { ropeTables } from './common.js';
 import { checkMemoryPlan, memoryPlan, type MemoryPlan } from '../runtime/plan.js';
 import { WeightBinder, type WeightSource } from './weights.js';
 import { HuginnCache, type CacheEntry } from './huginn-cache.js';
+import { Prng } from '../generate/prng.js';
 
 const f32 = Math.fround;
 
@@ -304,51 +305,19 @@ export interface InitialStates {
   next(B: number, S: number, E: number, sigma: number, embedScale: number): Float32Array;
 }
 
-/** A small seeded PRNG (sfc32) — ours, not torch's: draws are reproducible here but not bit-compatible with torch. */
-export class SeededRandom {
-  private a: number; private b: number; private c: number; private d: number;
-  constructor(seed: number) {
-    this.a = 0x9e3779b9; this.b = 0x243f6a88; this.c = 0xb7e15162; this.d = seed >>> 0;
-    for (let i = 0; i < 15; i++) this.nextU32();
-  }
-  nextU32(): number {
-    const t = (((this.a + this.b) >>> 0) + this.d) >>> 0;
-    this.d = (this.d + 1) >>> 0;
-    this.a = this.b ^ (this.b >>> 9);
-    this.b = (this.c + (this.c << 3)) >>> 0;
-    this.c = ((this.c << 21) | (this.c >>> 11)) >>> 0;
-    this.c = (this.c + t) >>> 0;
-    return t;
-  }
-  /** uniform in [0, 1) with 53 random bits */
-  uniform(): number {
-    return (this.nextU32() * 2 ** 21 + (this.nextU32() >>> 11)) / 2 ** 53;
-  }
-  /** uniform integer in [0, n) */
-  index(n: number): number {
-    return Math.floor(this.uniform() * n);
-  }
-  /** standard normal (Box–Muller) */
-  normal(): number {
-    let u = this.uniform();
-    while (u === 0) u = this.uniform();
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.uniform());
-  }
-}
-
 /**
  * Upstream's distribution from our PRNG: i.i.d. normal(0, σ) truncated to ±3σ (by rejection, the
  * same law as torch's inverse-CDF trunc_normal_), then × √E; all zeros when σ = 0.
  */
 export function seededInitialStates(seed: number): InitialStates {
-  const rng = new SeededRandom(seed);
+  const rng = new Prng(seed);
   return {
     next(B, S, E, sigma, embedScale) {
       const out = new Float32Array(B * S * E);
       if (sigma === 0) return out;
       for (let i = 0; i < out.length; i++) {
-        let z = rng.normal();
-        while (Math.abs(z) > 3) z = rng.normal();
+        let z = rng.nextNormal();
+        while (Math.abs(z) > 3) z = rng.nextNormal();
         out[i] = f32(f32(z * sigma) * embedScale);
       }
       return out;
@@ -475,7 +444,7 @@ export class HuginnModel {
   /** the default source of random initial states (our PRNG) */
   readonly defaultInitialStates: InitialStates;
   /** our PRNG for the "randomized" cache lookup */
-  readonly random: SeededRandom;
+  readonly random: Prng;
 
   constructor(readonly config: HuginnConfig, readonly runtime: Runtime, private readonly w: HuginnWeights, seed: number, readonly activations: 'f32' | 'bf16' = 'f32') {
     this.ws = new Workspace(runtime);
@@ -484,12 +453,12 @@ export class HuginnModel {
     this.bf16 = activations === 'bf16';
     if (this.bf16) { roundToBf16(this.cos, this.cos.length); roundToBf16(this.sin, this.sin.length); } // upstream's bf16 buffer
     this.defaultInitialStates = seededInitialStates(seed);
-    this.random = new SeededRandom(seed ^ 0x5bd1e995);
+    this.random = new Prng((seed ^ 0x5bd1e995) >>> 0);
   }
 
   /** A fresh KV cache with this lookup strategy ("full", "latest-m4-compress-s4", ...). */
   newCache(strategy = 'full'): HuginnCache {
-    return new HuginnCache(strategy, (n) => this.random.index(n));
+    return new HuginnCache(strategy, (n) => this.random.nextIndex(n));
   }
 
   /**
