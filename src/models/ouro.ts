@@ -185,6 +185,13 @@ export interface OuroForwardOptions {
   record?: boolean;
   /** Also return lm_head(h_t) of every loop for the kept positions (T extra lm_head passes). */
   loopLogits?: boolean;
+  /**
+   * Only for exitMode 'skip': after loop t (< T−1) of each token still looping, also exit when this
+   * returns true (OR with the read-out rule). `hidden` is the token's post-norm h_t [H]; `logits()`
+   * is lm_head(h_t) [V], computed on demand and counted in the token's flops. Lets a caller apply
+   * another exit criterion (e.g. Huginn's KL) with real compute skipped.
+   */
+  exitCheck?: (loop: number, token: number, hidden: Float32Array, logits: () => Float32Array) => boolean;
   /** 'select' (default): upstream, all loops computed. 'skip': tokens stop looping at their exit. */
   exitMode?: ExitMode;
   /** Only for exitMode 'skip'. Default 'copy-forward'. */
@@ -472,6 +479,13 @@ export class OuroModel {
         cdf[i * T + t] = cum;
         let exits = false;
         if (skipping && t < T - 1) exits = t >= skipAfter || (skipThreshold !== null && reachesThreshold(cum, skipThreshold));
+        if (!exits && skipping && t < T - 1 && opts.exitCheck) {
+          const row = hidden[t].subarray(i * H, (i + 1) * H);
+          exits = opts.exitCheck(t, i, row, () => {
+            trace[i].flops += 2 * H * V;
+            return this.readoutRows(hidden, new Int32Array(S).fill(t), i, 1);
+          });
+        }
         if (exits) {
           skipExit[i] = t;
           this.tokenExited(cache, positions[i], t, missingKv);
