@@ -147,7 +147,7 @@ test('MoR router(causal, t): a token runs recursion r+1 iff its router passed ev
 test('budget(n): generated tokens spend at most the remaining budget (at least one step each); Huginn and Ouro', async () => {
   for (const [family, policy] of [
     ['huginn', budget(20)], ['huginn', budget(30, exit('kl', 1e-4))], ['huginn', budget(9, fixed(4))],
-    ['ouro', budget(10)], ['ouro', budget(7, fixed(3))],
+    ['ouro', budget(10)], ['ouro', budget(7, fixed(3))], ['ouro', budget(9, exit('kl', 0.3))],
   ] as const) {
     const r = await runCounted(family, policy);
     const b = policy.kind === 'budget' ? policy.maxStepsPerSequence : 0;
@@ -181,6 +181,27 @@ test('a depth function decides after every step; Huginn gives it the step, the l
   assert.ok(seen.every((s) => s.maxSteps === MODELS.huginn.model.defaultDepth && (Number.isFinite(s.latentChange) || Number.isNaN(s.latentChange))));
 });
 
+test('Ouro with Huginn criteria and depth functions (our extension): a token stops looping at the first crossing, with real compute skipped', async () => {
+  const T = MODELS.ouro.model.defaultDepth;
+  for (const [criterion, threshold] of [['kl', 0.3], ['kl', 0.45], ['latent-diff', 0.8], ['cosine', 0.3]] as const) {
+    const r = await runCounted('ouro', exit(criterion, threshold));
+    let exits = 0;
+    for (const t of r.trace.tokens) {
+      assert.equal(t.criterion, criterion);
+      const checked = t.criterionValues.slice(0, t.steps);
+      const firstCrossing = checked.findIndex((v) => v !== null && v < threshold);
+      if (t.exitReason === 'criterion') { exits++; assert.equal(t.steps - 1, firstCrossing, `${criterion}: stopped at the first crossing`); }
+      else { assert.equal(t.exitReason, 'cap'); assert.equal(t.steps, T); assert.equal(firstCrossing, -1); }
+    }
+    if (criterion === 'kl' && threshold === 0.45) assert.ok(exits > 0, 'a loose KL threshold exits somewhere on the demo model');
+  }
+  const seen: number[] = [];
+  const r = await runCounted('ouro', depthFunction((step, state) => { seen.push(step); assert.equal(state.logits().length, MODELS.ouro.model.vocabSize); return step < 2 ? 'continue' : 'stop'; }));
+  assert.ok(r.trace.tokens.every((t) => t.steps === 2 && t.exitReason === 'policy'));
+  assert.equal(seen.length, 2 * r.trace.tokens.length, 'asked after loops 1 and 2 of every token');
+  assert.equal(seen.filter((s) => s === 1).length, r.trace.tokens.length);
+});
+
 function isPolicyError(e: unknown): boolean {
   return e instanceof PonderError && e.code === 'ARG_POLICY' && e.hint.length > 0;
 }
@@ -188,7 +209,7 @@ function isPolicyError(e: unknown): boolean {
 test('unsupported family/policy combinations are ARG_POLICY naming what the family supports, before any compute', () => {
   const cases: [keyof typeof MODELS, DepthPolicy][] = [
     ['huginn', router('causal', 0.5)], ['huginn', exit('gate', 0.5)], ['huginn', exit('no-such-criterion', 1)],
-    ['ouro', router('upstream')], ['ouro', exit('kl', 1e-3)], ['ouro', depthFunction(() => 'stop')], ['ouro', budget(5, exit('gate', 0.5))],
+    ['ouro', router('upstream')], ['ouro', exit('no-such-criterion', 1)], ['ouro', exit('kl', 1e-3, { mode: 'select' })], ['ouro', budget(5, exit('gate', 0.5))],
     ['mor', exit('kl', 1e-3)], ['mor', budget(10)], ['mor', depthFunction(() => 'stop')], ['mor', fixed(2)],
   ];
   for (const [family, policy] of cases) {

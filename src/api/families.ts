@@ -62,6 +62,11 @@ export interface FamilyAdapter {
   run(session: FamilySession, ids: readonly number[], control: StepControl): StepOutput;
 }
 
+/** A Huginn exit criterion name as createExitEvaluator matches it (exact names; anything containing 'kl' is KL). */
+function isHuginnCriterion(name: string): boolean {
+  return name !== 'none' && (EXIT_CRITERIA.includes(name as never) || name.includes('kl'));
+}
+
 function unsupported(family: Family, policy: DepthPolicy, supported: string): PonderError {
   return new PonderError('ARG_POLICY', `the ${family} family cannot run the depth policy ${describePolicy(policy)}`, {
     field: 'policy', hint: `${family} supports: ${supported} (spec/policies.md)`,
@@ -262,29 +267,99 @@ class OuroAdapter implements FamilyAdapter {
   }
 
   checkPolicy(policy: DepthPolicy, inBudget: boolean): void {
-    const ok = 'default, fixed(n), exit(gate, threshold[, skip|select]), budget(n[, fixed(m)])';
-    if (policy.kind === 'router' || policy.kind === 'function') throw unsupported('ouro', policy, ok);
-    if (policy.kind === 'exit' && policy.criterion !== 'gate') {
-      throw new PonderError('ARG_POLICY', `ouro's exit criterion is its learned gate: exit(gate, threshold), not ${JSON.stringify(policy.criterion)}`, { field: 'policy', hint: `use exit(gate, 0.5); ${ok}` });
+    const ok = 'default, fixed(n), exit(gate, threshold[, skip|select]), exit(huginn criterion, threshold), a depth function, budget(n[, fixed(m) | exit(criterion) | function])';
+    if (policy.kind === 'router') throw unsupported('ouro', policy, ok);
+    if (policy.kind === 'exit' && policy.criterion !== 'gate' && !isHuginnCriterion(policy.criterion)) {
+      throw new PonderError('ARG_POLICY', `ouro has no exit criterion ${JSON.stringify(policy.criterion)}`, { field: 'policy', hint: `use its learned gate, exit(gate, 0.5), or one of ${EXIT_CRITERIA.filter((c) => c !== 'none').join(', ')}` });
     }
-    if (policy.kind === 'exit' && (policy.minSteps !== undefined || policy.checkEvery !== undefined || policy.maxSteps !== undefined)) throw unsupported('ouro', policy, 'exit(gate, threshold) without minSteps / checkEvery / maxSteps');
+    if (policy.kind === 'exit' && policy.criterion === 'gate' && (policy.minSteps !== undefined || policy.checkEvery !== undefined || policy.maxSteps !== undefined)) throw unsupported('ouro', policy, 'exit(gate, threshold) without minSteps / checkEvery / maxSteps');
+    if (policy.kind === 'exit' && policy.criterion !== 'gate' && policy.mode === 'select') throw unsupported('ouro', policy, `exit(${policy.criterion}, t) in skip mode (select is upstream's gate read-out only)`);
     if (policy.kind === 'fixed' && policy.steps > this.defaultDepth) throw new PonderError('ARG_POLICY', `fixed(${policy.steps}) exceeds ouro's total_ut_steps ${this.defaultDepth}`, { field: 'policy', hint: `use fixed(1..${this.defaultDepth})` });
-    if (inBudget && policy.kind === 'exit') throw unsupported('ouro', policy, 'budget(n) or budget(n, fixed(m)) (a budget cannot cap the gate read-out)');
+    if (inBudget && policy.kind === 'exit' && policy.criterion === 'gate') throw unsupported('ouro', policy, 'budget(n[, fixed(m) | exit(criterion) | function]) (a budget cannot cap the gate read-out)');
   }
 
   newSession(capacity: number): OuroSession {
     return { length: 0, cache: this.model.newCache(capacity) };
   }
 
+  /**
+   * exit(Huginn criterion) and depth functions on Ouro (our extension): OuroModel.forward asks after
+   * every loop of every token still looping; the token's evaluator sees its post-norm h_t as the
+   * state and lm_head(h_t) as the logits. The state before loop 1 counts as zero (Ouro has no
+   * random initial state), so latent criteria cannot fire at loop 1.
+   */
+  private exitHook(policy: DepthPolicy, control: StepControl) {
+    const T = this.defaultDepth, H = this.model.config.hiddenSize, V = this.vocabSize;
+    const maxSteps = Math.min(T, (policy.kind === 'exit' || policy.kind === 'function' ? policy.maxSteps : undefined) ?? T);
+    const limit = control.cap === null ? maxSteps : Math.max(1, Math.min(maxSteps, control.cap));
+    const values = new Map<number, (number | null)[]>();
+    const stoppedBy = new Map<number, ExitReason>();
+    const evaluators = new Map<number, ExitEvaluator>();
+    const previous = new Map<number, Float32Array>();
+    let criterion: string | null = null;
+    let threshold = NaN;
+    let check: NonNullable<OuroForwardOptions['exitCheck']>;
+    if (policy.kind === 'exit') {
+      const probe = createExitEvaluator(policy.criterion, policy.threshold, V);
+      criterion = probe.name;
+      threshold = probe.threshold;
+      const minSteps = policy.minSteps ?? 0, every = policy.checkEvery ?? 1;
+      check = (t, i, hidden, logits) => {
+        if (!values.has(i)) values.set(i, new Array<number | null>(maxSteps).fill(null));
+        if (t < minSteps || (t - minSteps) % every !== 0) return false;
+        let evaluator = evaluators.get(i);
+        if (!evaluator) {
+          evaluator = createExitEvaluator(policy.criterion, policy.threshold, V);
+          evaluator.init(new Float32Array(H), 1, 1, H);
+          evaluators.set(i, evaluator);
+        }
+        const result = evaluator.check({ state: hidden, B: 1, S: 1, E: H, V, evaluate: logits });
+        values.get(i)![t] = result.values[0];
+        if (result.exits[0]) stoppedBy.set(i, 'criterion');
+        return result.exits[0];
+      };
+    } else {
+      const decide = (policy as Extract<DepthPolicy, { kind: 'function' }>).decide;
+      check = (t, i, hidden, logits) => {
+        const before = previous.get(i);
+        previous.set(i, hidden.slice());
+        let cached: Float32Array | null = null;
+        const summary: StepSummary = {
+          step: t + 1, maxSteps, position: this.positionOf(i), phase: control.phase, stepsSpent: control.stepsSpent,
+          latentChange: before ? relativeChange(before, hidden, 0, H) : NaN,
+          logits: () => (cached ??= logits()),
+        };
+        const decision = decide(t + 1, summary);
+        const stop = decision === 'stop' || decision === false;
+        if (stop) stoppedBy.set(i, 'policy');
+        return stop;
+      };
+    }
+    return { limit, maxSteps, values, stoppedBy, criterion, threshold, check };
+  }
+
+  /** position of token i of the current call (set by run) */
+  private callStart = 0;
+  private positionOf(i: number): number {
+    return this.callStart + i;
+  }
+
   run(s: FamilySession, ids: readonly number[], control: StepControl): StepOutput {
     const session = s as OuroSession;
+    this.callStart = session.cache.length;
     const T = this.defaultDepth;
     const policy = control.policy;
     const opts: OuroForwardOptions = { cache: session.cache, logitsToKeep: 1 };
     let reasonIfFull: ExitReason = 'fixed';
     let gate = false;
     let capped = false;
-    if (control.cap !== null) {
+    const hooked = policy.kind === 'function' || (policy.kind === 'exit' && policy.criterion !== 'gate');
+    const hook = hooked ? this.exitHook(policy, control) : null;
+    if (hook) {
+      opts.exitAtStep = hook.limit - 1;
+      opts.exitMode = 'skip';
+      opts.exitCheck = hook.check;
+    } else if (control.cap !== null) {
       const want = policy.kind === 'fixed' ? policy.steps : T;
       const n = Math.min(want, control.cap);
       capped = n < want;
@@ -312,6 +387,13 @@ class OuroAdapter implements FamilyAdapter {
         threshold = r.readout.threshold;
         const crossed = cdf.findIndex((v) => v !== null && v >= Math.fround(threshold!));
         reason = crossed !== -1 && crossed === (r.exitSteps ? r.exitSteps[i] : -2) ? 'criterion' : 'cap';
+      }
+      if (hook) {
+        const stopped = hook.stoppedBy.get(i);
+        reason = stopped ?? (tr.steps === hook.limit && hook.limit < hook.maxSteps ? 'budget' : 'cap');
+        const t: TokenTrace = { id, phase: control.phase, steps: tr.steps, maxSteps: hook.maxSteps, exitReason: reason, criterionValues: (hook.values.get(i) ?? []).slice(0, tr.steps), routerScores: [], flops: tr.flops, kvBytes };
+        if (hook.criterion !== null) { t.criterion = hook.criterion; if (Number.isFinite(hook.threshold)) t.threshold = hook.threshold; }
+        return t;
       }
       const t: TokenTrace = { id, phase: control.phase, steps: tr.steps, maxSteps: T, exitReason: reason, criterionValues: cdf, routerScores: [], flops: tr.flops, kvBytes };
       if (gate) { t.criterion = 'gate'; if (threshold !== undefined) t.threshold = threshold; }
