@@ -7,7 +7,8 @@
  *    the core) moves a mean, not a median;
  *  - record how many cores other processes kept busy meanwhile (Linux /proc/stat minus this
  *    process's own CPU time), and re-measure up to `retries` times while that exceeds
- *    `quietCores`, keeping the quietest attempt: a number taken while the box was busy says so.
+ *    `quietCores`, keeping the quietest attempt (optionally first waiting for a quiet window):
+ *    a number taken while the box was busy says so.
  */
 import { readFileSync } from 'node:fs';
 import { Bench } from 'tinybench';
@@ -19,6 +20,7 @@ export interface TimingOptions {
   minSamples: number; // keep sampling past the budget until this many samples exist
   retries: number; // extra attempts while other processes use more than quietCores
   quietCores: number;
+  waitQuietMs?: number; // before each attempt, wait up to this long for a quiet half-second
 }
 
 export const FULL_TIMING: TimingOptions = { warmupMs: 200, timeMs: 1000, minSampleMs: 5, minSamples: 7, retries: 2, quietCores: 0.25 };
@@ -67,6 +69,7 @@ async function estimateAsync(call: () => Promise<void>): Promise<number> {
 async function measure(sample: () => void | Promise<void>, reps: number, options: TimingOptions): Promise<Timing> {
   let quietest: Timing | null = null;
   for (let attempt = 0; attempt <= options.retries; attempt++) {
+    if (options.waitQuietMs) await waitForQuiet(options.quietCores, options.waitQuietMs);
     const t = await measureOnce(sample, reps, options);
     if (quietest === null || (t.foreignCores ?? 0) < (quietest.foreignCores ?? 0)) quietest = t;
     if ((t.foreignCores ?? 0) <= options.quietCores) break;
@@ -89,6 +92,17 @@ async function measureOnce(sample: () => void | Promise<void>, reps: number, opt
   const result = bench.tasks[0].result;
   if (result.state !== 'completed') throw new Error(`benchmark task ended in state ${result.state}`);
   return { seconds: result.latency.p50 / 1000 / reps, callsPerSample: reps, samples: result.latency.samplesCount, foreignCores };
+}
+
+/** Sleeps in half-second windows until other processes use at most `cores`, or `maxMs` passes. */
+async function waitForQuiet(cores: number, maxMs: number): Promise<void> {
+  const until = performance.now() + maxMs;
+  while (performance.now() < until) {
+    const load = startLoadMeter();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const foreign = load();
+    if (foreign === undefined || foreign <= cores) return;
+  }
 }
 
 // /proc/stat counts in USER_HZ ticks, 100 per second on every Linux the kernel ABI allows here.

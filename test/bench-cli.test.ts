@@ -83,6 +83,7 @@ for (const argv of [
   ['bench', 'kernels', '--kernels'],
   ['bench', 'kernels', 'extra'],
   ['bench', 'kernels', '--relaxed', '--kernels', 'scalar'],
+  ['bench', 'kernels', '--wait-quiet', 'soon'],
 ]) {
   test(`bad usage \`ponder ${argv.join(' ')}\` exits 2 with an error[ARG_*] line`, async () => {
     const io = fakeIO();

@@ -2,7 +2,7 @@ import os from 'node:os';
 import { resolve } from 'node:path';
 import { PonderError } from '../errors.js';
 import { FULL_PLAN, QUICK_PLAN, runKernelBench, type BenchPlan, type BenchRow } from '../../bench/suite.js';
-import { parseFlags } from './args.js';
+import { intFlag, parseFlags } from './args.js';
 import { createRuntime, RUNTIME_FLAGS } from './runtime-flags.js';
 import type { CliIO } from './main.js';
 import type { Runtime } from '../runtime/runtime.js';
@@ -31,6 +31,8 @@ Then each acceptance bar of issue 2 with PASS or FAIL. Figures are tinybench med
   --no-peers          skip tfjs and onnxruntime-web (they are devDependencies)
   --relaxed           the relaxed-SIMD build (fused multiply-add; not bit-identical, never
                       used for conformance); the acceptance bars are for the plain build
+  --wait-quiet SECS   before each measurement wait up to SECS for other processes to use
+                      under 0.25 core (a shared machine's quiet moments)
   --kernels NAME      wasm (default) or scalar (the TypeScript twins; slow)
 
 Results are noisy on a shared machine: read the same-run ratios, and pin the process
@@ -45,7 +47,7 @@ const NOISE_NOTE = 'note: figures are medians from one run on a possibly shared 
 /** `ponder bench kernels`. `plan` replaces the shape list (tests use a tiny one). */
 export async function benchCommand(argv: string[], io: CliIO, plan?: BenchPlan): Promise<number> {
   const { values, positionals } = parseFlags('bench', argv, {
-    json: { type: 'boolean' }, quick: { type: 'boolean' }, 'no-peers': { type: 'boolean' }, relaxed: { type: 'boolean' }, ...RUNTIME_FLAGS,
+    json: { type: 'boolean' }, quick: { type: 'boolean' }, 'no-peers': { type: 'boolean' }, relaxed: { type: 'boolean' }, 'wait-quiet': { type: 'string' }, ...RUNTIME_FLAGS,
   });
   if (values.help) { io.out(BENCH_HELP); return 0; }
   if (positionals.length === 1 && positionals[0] === 'e2e') return e2eCommand(values, io);
@@ -59,7 +61,9 @@ export async function benchCommand(argv: string[], io: CliIO, plan?: BenchPlan):
     throw new PonderError('ARG_INVALID', 'bench: --relaxed needs the wasm kernels, not --kernels scalar', { field: 'relaxed', hint: 'drop --relaxed or --kernels scalar' });
   }
   const json = Boolean(values.json);
-  const chosen = plan ?? (values.quick ? QUICK_PLAN : FULL_PLAN);
+  const waitQuietSeconds = intFlag('bench', 'wait-quiet', values['wait-quiet'], 0);
+  const base = plan ?? (values.quick ? QUICK_PLAN : FULL_PLAN);
+  const chosen = { ...base, timing: { ...base.timing, waitQuietMs: waitQuietSeconds * 1000 } };
 
   if (!json) {
     io.out(`${machineLine()}\n${NOISE_NOTE}\n\n`);
