@@ -102,18 +102,7 @@ export async function runKernelBench(plan: BenchPlan, deps: BenchDeps): Promise<
     for (const u of loaded.unavailable) note(`peer unavailable: ${u}`);
   }
   const stream = plan.linear.some((s) => s.M === 1) ? await StreamBaseline.create(plan.coldBytes) : null;
-  // A runtime that fails to start its workers drops the 2-thread rows, with a note, not the run.
-  let threadedRuntime = deps.createThreadedRuntime;
-  const startThreaded = async (create: (threads: number) => Promise<Runtime>): Promise<Runtime | null> => {
-    try {
-      return await create(2);
-    } catch (e) {
-      note(`2-thread rows skipped: ${(e as Error).message.split('\n')[0]}`);
-      threadedRuntime = undefined;
-      return null;
-    }
-  };
-
+  let createThreaded = deps.createThreadedRuntime; // unset after a failure to start workers
   for (const shape of plan.linear) {
     const { M, K, N } = shape;
     const cold = M === 1;
@@ -151,9 +140,15 @@ export async function runKernelBench(plan: BenchPlan, deps: BenchDeps): Promise<
       row.bars = linearBars(row, M, K, N);
       rows.push(emit(row));
 
-      if (M >= 64 && threadedRuntime) {
-        const runtime2 = await startThreaded(threadedRuntime);
-        if (runtime2 === null) continue;
+      if (M >= 64 && createThreaded) {
+        let runtime2: Runtime;
+        try {
+          runtime2 = await createThreaded(2);
+        } catch (e) { // no workers here (e.g. a browser-only build): drop the 2-thread rows, not the run
+          note(`2-thread rows skipped: ${(e as Error).message.split('\n')[0]}`);
+          createThreaded = undefined;
+          continue;
+        }
         const t2 = await timeLinear(runtime2, data, dtype, M, K, N, 1, plan.timing);
         const speedup = t.seconds / t2.seconds;
         rows.push(emit({

@@ -66,6 +66,20 @@ test('decode rows carry GB/s and their share of the same-run stream read; --no-p
   for (const row of rows.filter((r) => r.kernel === 'linear')) assert.deepEqual(row.peers, []);
 });
 
+test('with the wasm kernels every prefill row (M >= 64) is followed by its 2-thread twin, carrying the speedup and its bar', async () => {
+  const io = fakeIO();
+  assert.equal(await benchCommand(['kernels', '--json', '--no-peers'], io, TINY_PLAN), 0, io.stderr);
+  const rows = JSON.parse(io.stdout) as Array<Record<string, unknown>>;
+  const linear = rows.filter((r) => r.kernel === 'linear').map((r) => `${String(r.shape)} ${String(r.dtype)} ${String(r.threads)}`);
+  assert.deepEqual(linear, ['1x32x48 f32 1', '1x32x48 bf16 1', '64x16x32 f32 1', '64x16x32 f32 2', '64x16x32 bf16 1', '64x16x32 bf16 2']);
+  for (const row of rows.filter((r) => r.threads === 2)) {
+    assert.ok(isPositiveFinite(row.speedupVsOneThread));
+    const bars = row.bars as Array<Record<string, unknown>>;
+    assert.equal(bars.length, 1);
+    assert.equal(bars[0].pass, (row.speedupVsOneThread as number) >= 1.8);
+  }
+});
+
 test('bench kernels text output names the machine, the noise caveat and the acceptance bars', async () => {
   const io = fakeIO();
   assert.equal(await benchCommand(['kernels', '--kernels', 'scalar'], io, TINY_PLAN), 0, io.stderr);
