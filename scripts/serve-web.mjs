@@ -71,20 +71,22 @@ function resolvePath(urlPath) {
   return null;
 }
 
-export async function startWebServer({ port = 8080, host = '127.0.0.1', build = true } = {}) {
+/** `isolation: false` leaves out COOP/COEP (only to test the page's fallback to the scalar kernels). */
+export async function startWebServer({ port = 8080, host = '127.0.0.1', build = true, isolation = true } = {}) {
+  const headers = isolation ? ISOLATION : { 'Cache-Control': 'no-store' };
   if (build) await buildWeb();
   const server = createServer((req, res) => {
     const urlPath = new URL(req.url ?? '/', 'http://localhost').pathname;
-    const json = (value) => { res.writeHead(200, { ...ISOLATION, 'Content-Type': TYPES['.json'] }); res.end(JSON.stringify(value)); };
+    const json = (value) => { res.writeHead(200, { ...headers, 'Content-Type': TYPES['.json'] }); res.end(JSON.stringify(value)); };
     if (urlPath === '/golden/index.json') return json(goldenIndex());
     if (urlPath === '/models/index.json') return json(modelIndex());
     const path = resolvePath(urlPath);
     if (!path || !existsSync(path) || !statSync(path).isFile()) {
-      res.writeHead(404, { ...ISOLATION, 'Content-Type': TYPES['.txt'] });
+      res.writeHead(404, { ...headers, 'Content-Type': TYPES['.txt'] });
       res.end(`not found: ${urlPath}\n`);
       return;
     }
-    res.writeHead(200, { ...ISOLATION, 'Content-Type': TYPES[extname(path)] ?? 'application/octet-stream', 'Content-Length': statSync(path).size });
+    res.writeHead(200, { ...headers, 'Content-Type': TYPES[extname(path)] ?? 'application/octet-stream', 'Content-Length': statSync(path).size });
     createReadStream(path).pipe(res);
   });
   await new Promise((resolve, reject) => { server.once('error', reject); server.listen(port, host, resolve); });

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { ROOT, comparableConformance, nodeReference } from '../portable/run-entry.js';
 import type { SuiteResult } from '../portable/suite.js';
-import { loadModel, parsePolicy } from '../../src/node/index.js';
+import { createScalarRuntime, loadModel, parsePolicy, type Runtime } from '../../src/node/index.js';
 import { depthRgb } from '../../src/trace/palette.js';
 // @ts-expect-error: a plain .mjs script without type declarations
 import { startWebServer } from '../../scripts/serve-web.mjs';
@@ -76,8 +76,8 @@ test('in Chromium every golden case passes and every produced tensor is bit-iden
 interface PaintedToken { id: number; phase: string; steps: number; background: string }
 
 /** What the Node run of the same model, prompt, seed and policy gives, as the page would paint it. */
-async function nodeRun(model: string, prompt: string, policy: string, maxNewTokens: number, seed: number): Promise<{ painted: PaintedToken[]; generated: number }> {
-  const m = await loadModel(join(ROOT, 'models', model));
+async function nodeRun(model: string, prompt: string, policy: string, maxNewTokens: number, seed: number, runtime?: Runtime): Promise<{ painted: PaintedToken[]; generated: number }> {
+  const m = await loadModel(join(ROOT, 'models', model), runtime ? { runtime } : {});
   const result = await m.generate(prompt, { maxNewTokens, seed, policy: parsePolicy(policy), sampling: { temperature: 0 } }).result();
   const painted = result.trace.tokens.map((t) => {
     const [r, g, b] = depthRgb(Math.min(t.steps, t.maxSteps), Math.max(1, t.maxSteps));
@@ -162,4 +162,33 @@ test('a screenshot of the page after a generation and a conformance run is saved
   await page.screenshot({ path, fullPage: false });
   assert.ok(existsSync(path));
   if (process.env.UPDATE_README_SCREENSHOT === '1') copyFileSync(path, join(ROOT, 'docs/web-screenshot.png'));
+});
+
+test('served without COOP/COEP the page says so, falls back to the scalar kernels and still paints the Node scalar run\'s depths', async () => {
+  const plain = await startWebServer({ port: 0, build: false, isolation: false });
+  const plainPage = await browser.newPage();
+  try {
+    await plainPage.goto(plain.url);
+    assert.equal(await plainPage.evaluate(() => crossOriginIsolated), false);
+    assert.match(await plainPage.textContent('#isolation') ?? '', /not cross-origin isolated/);
+    assert.equal(await plainPage.isVisible('#isolation'), true);
+    await plainPage.waitForSelector('#policy[data-state="ready"]', { timeout: 60_000 });
+    await plainPage.selectOption('#model', 'demo-ouro');
+    await plainPage.waitForFunction(() => (window as unknown as { ponderPage: { model: { label: string } | null } }).ponderPage.model?.label === 'demo-ouro', undefined, { timeout: 60_000 });
+    await plainPage.selectOption('#policy', 'exit(gate, {T})');
+    await plainPage.fill('#threshold', '0.5');
+    await plainPage.fill('#maxNewTokens', '8');
+    await plainPage.click('#generate');
+    await plainPage.waitForSelector('#tokens[data-state="done"], #tokens[data-state="error"]', { timeout: 120_000 });
+    assert.equal(await plainPage.evaluate(() => (window as unknown as { ponderPage: { error: string | null } }).ponderPage.error), null);
+    const painted: PaintedToken[] = await plainPage.$$eval('#tokens .tok', (spans) => spans.map((s) => {
+      const el = s as HTMLElement;
+      return { id: Number(el.dataset.id), phase: el.dataset.phase!, steps: Number(el.dataset.steps), background: getComputedStyle(el).backgroundColor };
+    }));
+    const expected = await nodeRun('demo-ouro', await plainPage.inputValue('#prompt'), 'exit(gate, 0.5)', 8, Number(await plainPage.inputValue('#seed')), createScalarRuntime());
+    assert.deepEqual(painted, expected.painted);
+  } finally {
+    await plainPage.close();
+    await plain.close();
+  }
 });

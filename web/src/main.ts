@@ -31,9 +31,11 @@ function setStatus(text: string, isError = false): void {
   statusEl.classList.toggle('error', isError);
 }
 
-if (!crossOriginIsolated) {
-  setStatus('This page is not cross-origin isolated, so WebAssembly shared memory is unavailable. Serve it with `npm run serve:web` (it sends the COOP/COEP headers).', true);
-}
+const isolationNote = crossOriginIsolated ? '' :
+  'This page is not cross-origin isolated (no COOP/COEP headers), so WebAssembly shared memory is unavailable: running on the slower scalar TypeScript kernels. `npm run serve:web` sends the headers.';
+const isolationEl = $('isolation');
+isolationEl.textContent = isolationNote;
+isolationEl.hidden = isolationNote === '';
 
 const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
 const send = (message: ToWorker, transfer: Transferable[] = []): void => worker.postMessage(message, transfer);

@@ -4,7 +4,8 @@
  * conformance suite, loads a model, or generates, and streams results back one case / one token at
  * a time. Messages are handled one after another (each awaits the previous), never interleaved.
  */
-import { createWasmRuntime, type WasmRuntime } from '../../src/kernels/wasm.js';
+import { createWasmRuntime } from '../../src/kernels/wasm.js';
+import { createScalarRuntime, type Runtime } from '../../src/runtime/runtime.js';
 import { PonderError } from '../../src/errors.js';
 import { runPortableConformance, type GoldenFiles } from '../../test/portable/suite.js';
 import type { FromWorker, ToWorker } from './protocol.js';
@@ -12,9 +13,13 @@ import { generateInWorker, loadInWorker } from './generate.js';
 
 const post = (message: FromWorker): void => (self as unknown as Worker).postMessage(message);
 
-let runtime: Promise<WasmRuntime> | null = null;
-function getRuntime(): Promise<WasmRuntime> {
-  runtime ??= createWasmRuntime();
+let runtime: Promise<Runtime> | null = null;
+/**
+ * The WASM SIMD runtime when the page is cross-origin isolated (shared memory is allowed);
+ * otherwise the plain TypeScript kernels, slower and not bit-identical to WASM, and the page says so.
+ */
+function getRuntime(): Promise<Runtime> {
+  runtime ??= crossOriginIsolated ? createWasmRuntime() : Promise.resolve(createScalarRuntime());
   return runtime;
 }
 
