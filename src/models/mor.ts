@@ -406,6 +406,13 @@ export interface ForwardOptions {
   readonly threshold?: number;
   /** record every intermediate tensor (for conformance); costs copies */
   readonly capture?: boolean;
+  /**
+   * causal mode, expert choice: decides whether a token that ran recursions 0..r−1 runs recursion r
+   * (r ≥ 1) in place of the router threshold (the routers still score it, for the trace). `hidden`
+   * is its residual stream [H] before recursion r; `logits()` = lm_head(norm(hidden)) [V], an
+   * early read-out that skips the suffix layers, its FLOPs counted on the token.
+   */
+  readonly stepCheck?: (recursion: number, token: number, hidden: Float32Array, logits: () => Float32Array) => boolean;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -444,6 +451,9 @@ export class MorModel {
   private readonly embed: Float32Array;    // [V, H]
   private readonly lmHead: LinearWeight;   // [V, H]
   private readonly finalNorm: Float32Array;
+  private stepCheck: ForwardOptions['stepCheck'] | null = null; // set by each forward
+  private probeIn: Float32Array | null = null;  // [H] early read-out input
+  private probeOut: Float32Array | null = null; // [V] early read-out logits
   private readonly cos: Float32Array;
   private readonly sin: Float32Array;
   private readonly scratch: Scratch;
@@ -650,6 +660,7 @@ export class MorModel {
       if (session.rows[b].seen + T > session.maxLen) throw new PonderError('INPUT_TOO_LONG', `row ${b} would hold ${session.rows[b].seen + T} tokens, the session at most ${session.maxLen}`, { hint: 'create the session with a larger maxLen' });
     }
     session.mode = mode;
+    this.stepCheck = opts.stepCheck ?? null;
     const B = ids.length, Rt = Math.max(R, 1);
     const logits = new Float32Array(B * T * d.vocab);
     const trace: ForwardTrace = {
@@ -826,6 +837,18 @@ export class MorModel {
    * per step, score the candidates, keep the top k_r (upstream) or those over the threshold (causal),
    * run the block on them at their original positions, and update h ← h + g·Block(h) on those rows.
    */
+  /** lm_head(norm(h[t])) [V] for a stepCheck, in buffers of its own (s.x and s.h are in use). */
+  private earlyReadout(h: Float32Array, t: number, tr: { trace: ForwardTrace; base: number }): Float32Array {
+    const d = this.config.dims, H = d.hidden, k = this.runtime.kernels;
+    this.probeIn ??= this.runtime.arena.f32(H);
+    this.probeOut ??= this.runtime.arena.f32(d.vocab);
+    this.probeIn.set(h.subarray(t * H, (t + 1) * H));
+    k.rmsnorm(this.probeIn, this.probeIn, this.finalNorm, 1, H, d.eps);
+    k.linear(this.probeOut, this.probeIn, this.lmHead, 1);
+    tr.trace.flops[tr.base + t] += 2 * H * d.vocab;
+    return this.probeOut.slice(0, d.vocab);
+  }
+
   private expertRecursions(session: MorSession, row: RowCache, T: number, mode: DecodeMode, threshold: number, tr: { trace: ForwardTrace; base: number }, cap: RowCaptures | null): void {
     const cfg = this.config, H = cfg.dims.hidden, R = cfg.numRecursion, s = this.scratch;
     const kvShareBlock = cfg.kvSharing !== null; // upstream runs the block on all T tokens whenever kv_sharing is enabled
@@ -854,7 +877,13 @@ export class MorModel {
       if (mode === 'upstream') chosen = topKAscending(probs, nc, expertTopK(cfg.capacity[r], T), `expert router step ${r}`);
       else {
         chosen = [];
-        for (let i = 0; i < nc; i++) if (causalRuns(logits[i], threshold, cfg.capacity[r], `expert router step ${r}`)) chosen.push(i);
+        for (let i = 0; i < nc; i++) {
+          const t = candidates[i];
+          const runs = this.stepCheck && r > 0
+            ? this.stepCheck(r, t, s.h.subarray(t * H, (t + 1) * H), () => this.earlyReadout(s.h, t, tr))
+            : causalRuns(logits[i], threshold, cfg.capacity[r], `expert router step ${r}`);
+          if (runs) chosen.push(i);
+        }
       }
       const selected = chosen.map((i) => candidates[i]);
       const gates = chosen.map((i) => probs[i]);
