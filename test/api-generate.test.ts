@@ -116,7 +116,7 @@ test('bad arguments are typed errors before any compute: ids, context, empty pro
   assertCode(() => model.generate(new Array(model.contextLength + 1).fill(1)), 'GEN_CONTEXT');
   assertCode(() => model.generate([1], { maxNewTokens: -1 }), 'ARG_INVALID');
   assertCode(() => model.generate([1], { sampling: { temperature: -1 } }), 'ARG_INVALID');
-  assertCode(() => model.generate([1], { policy: exit('kl', 1e-3) }), 'ARG_POLICY');
+  assertCode(() => model.generate([1], { policy: exit('gate', 0.5) }), 'ARG_POLICY');
   const idsOnly = await loadModel('models/demo-ouro', { tokenizer: false });
   assert.equal(idsOnly.tokenizer, null);
   assertCode(() => idsOnly.generate('text needs a tokenizer'), 'GEN_NO_TOKENIZER');

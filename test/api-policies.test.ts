@@ -58,7 +58,7 @@ async function runCounted(family: 'huginn' | 'mor' | 'ouro', policy: DepthPolicy
 
 const decodeTokens = (tokens: TokenTrace[]): TokenTrace[] => tokens.filter((t) => t.phase === 'decode');
 
-test('fixed(n): every token runs n steps (Huginn any n, Ouro 1..total_ut_steps, MoR baselines only at full depth)', async () => {
+test('fixed(n): every token runs n steps (Huginn any n, Ouro 1..total_ut_steps, expert-choice MoR 1..num_recursion)', async () => {
   for (const n of [1, 3, 7]) {
     const r = await runCounted('huginn', fixed(n));
     assert.ok(r.trace.tokens.every((t) => t.steps === n && t.maxSteps === n && t.exitReason === 'fixed'));
@@ -69,7 +69,11 @@ test('fixed(n): every token runs n steps (Huginn any n, Ouro 1..total_ut_steps, 
     assert.ok(r.trace.tokens.every((t) => t.steps === n && t.exitReason === 'fixed'), `ouro fixed(${n})`);
   }
   assert.throws(() => MODELS.ouro.model.checkPolicy(fixed(T + 1)), isPolicyError);
-  assert.throws(() => MODELS.mor.model.checkPolicy(fixed(1)), isPolicyError); // routed MoR: the routers choose the depth
+  for (let n = 1; n <= MODELS.mor.model.defaultDepth; n++) {
+    const r = await runCounted('mor', fixed(n)); // expert choice: our per-recursion hook replaces the routers
+    assert.ok(r.trace.tokens.every((t) => t.steps === n && t.exitReason === 'fixed'), `mor fixed(${n})`);
+  }
+  assert.throws(() => MODELS.mor.model.checkPolicy(fixed(MODELS.mor.model.defaultDepth + 1)), isPolicyError);
 });
 
 test('Huginn exit(criterion, threshold): a token stops at the first check that crosses, or at the cap; values are recorded per step', async () => {
@@ -144,10 +148,11 @@ test('MoR router(causal, t): a token runs recursion r+1 iff its router passed ev
   assert.deepEqual(byDefault.generatedIds, upstream.generatedIds, 'default = router(upstream)');
 });
 
-test('budget(n): generated tokens spend at most the remaining budget (at least one step each); Huginn and Ouro', async () => {
+test('budget(n): generated tokens spend at most the remaining budget (at least one step each); Huginn, Ouro, expert-choice MoR', async () => {
   for (const [family, policy] of [
     ['huginn', budget(20)], ['huginn', budget(30, exit('kl', 1e-4))], ['huginn', budget(9, fixed(4))],
     ['ouro', budget(10)], ['ouro', budget(7, fixed(3))], ['ouro', budget(9, exit('kl', 0.3))],
+    ['mor', budget(8)], ['mor', budget(9, exit('kl', 1e-3))],
   ] as const) {
     const r = await runCounted(family, policy);
     const b = policy.kind === 'budget' ? policy.maxStepsPerSequence : 0;
@@ -202,6 +207,21 @@ test('Ouro with Huginn criteria and depth functions (our extension): a token sto
   assert.equal(seen.filter((s) => s === 1).length, r.trace.tokens.length);
 });
 
+test('expert-choice MoR with exit criteria and depth functions (our extension): recursions stop at the first crossing of the early read-out', async () => {
+  const R = MODELS.mor.model.defaultDepth;
+  for (const [criterion, threshold] of [['kl', 0.05], ['kl', 1e-3], ['latent-diff', 0.05], ['entropy-diff', 0.01]] as const) {
+    const r = await runCounted('mor', exit(criterion, threshold));
+    for (const t of r.trace.tokens) {
+      assert.equal(t.criterion, criterion);
+      const firstCrossing = t.criterionValues.findIndex((v) => v !== null && v < threshold);
+      if (t.exitReason === 'criterion') assert.equal(t.steps - 1, firstCrossing, `${criterion}: stopped after the recursion whose check crossed`);
+      else { assert.equal(t.exitReason, 'cap'); assert.equal(t.steps, R); assert.equal(firstCrossing, -1); }
+    }
+  }
+  const r = await runCounted('mor', depthFunction((step, state) => { assert.equal(state.logits().length, MODELS.mor.model.vocabSize); return step < 2; }));
+  assert.ok(r.trace.tokens.every((t) => t.steps === 2 && t.exitReason === 'policy'));
+});
+
 function isPolicyError(e: unknown): boolean {
   return e instanceof PonderError && e.code === 'ARG_POLICY' && e.hint.length > 0;
 }
@@ -210,7 +230,7 @@ test('unsupported family/policy combinations are ARG_POLICY naming what the fami
   const cases: [keyof typeof MODELS, DepthPolicy][] = [
     ['huginn', router('causal', 0.5)], ['huginn', exit('gate', 0.5)], ['huginn', exit('no-such-criterion', 1)],
     ['ouro', router('upstream')], ['ouro', exit('no-such-criterion', 1)], ['ouro', exit('kl', 1e-3, { mode: 'select' })], ['ouro', budget(5, exit('gate', 0.5))],
-    ['mor', exit('kl', 1e-3)], ['mor', budget(10)], ['mor', depthFunction(() => 'stop')], ['mor', fixed(2)],
+    ['mor', exit('gate', 0.5)], ['mor', exit('kl', 1e-3, { mode: 'select' })], ['mor', budget(10, router('causal', 0.5))], ['mor', fixed(4)],
   ];
   for (const [family, policy] of cases) {
     const { model, counter } = MODELS[family];

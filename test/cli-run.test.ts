@@ -110,7 +110,7 @@ test('bad flags: unknown flag, missing value, non-numbers, both --prompt and --i
   assertUsageError(await ponder(['run', '--prompt', 'x', '--ids', '1']), 'ARG_INVALID');
   assertUsageError(await ponder(['run', '--ids', '1,x']), 'ARG_INVALID');
   assertUsageError(await ponder(['run', '--policy', 'warp(9)']), 'ARG_POLICY');
-  assertUsageError(await ponder(['run', '--model', 'models/demo-mor', '--policy', 'exit(kl, 1e-3)']), 'ARG_POLICY');
+  assertUsageError(await ponder(['run', '--model', 'models/demo-mor', '--policy', 'exit(gate, 0.5)']), 'ARG_POLICY');
   assertUsageError(await ponder(['run', '--threshold', '0.5']), 'ARG_INVALID');
   assertUsageError(await ponder(['run', 'stray']), 'ARG_INVALID');
   assertUsageError(await ponder(['run', '--temperature=-1']), 'ARG_INVALID');

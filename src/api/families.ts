@@ -33,6 +33,8 @@ export interface StepControl {
   readonly phase: 'prefill' | 'decode';
   /** steps spent on generated tokens so far (for user depth functions) */
   readonly stepsSpent: number;
+  /** the call belongs to a budget(...) generation (prefill included), so every call must run the same decode mode */
+  readonly budgeted?: boolean;
 }
 
 export interface StepOutput {
@@ -431,12 +433,81 @@ class MorAdapter implements FamilyAdapter {
   }
 
   checkPolicy(policy: DepthPolicy, inBudget: boolean): void {
-    const ok = this.routed ? 'default (= router(upstream)), router(upstream), router(causal, threshold)' : `default, fixed(${this.defaultDepth}) (a baseline without routers always runs its full depth)`;
+    const expert = this.model.config.variant === 'expert';
+    const ok = expert ? 'default (= router(upstream)), router(upstream), router(causal, threshold), fixed(n), exit(huginn criterion, threshold), a depth function, budget(n[, fixed | exit | function])'
+      : this.routed ? 'default (= router(upstream)), router(upstream), router(causal, threshold)'
+      : `default, fixed(${this.defaultDepth}) (a baseline without routers always runs its full depth)`;
+    if (policy.kind === 'fixed' && policy.steps > this.defaultDepth) throw new PonderError('ARG_POLICY', `fixed(${policy.steps}) exceeds MoR's num_recursion ${this.defaultDepth}`, { field: 'policy', hint: `use fixed(1..${this.defaultDepth})` });
+    if (expert) {
+      // the per-recursion hook (causal expert choice) runs everything but upstream routing under a budget
+      if (policy.kind === 'router') { if (!inBudget) return; throw unsupported('mor', policy, 'budget(n[, fixed | exit | function]) (the routers cannot be capped)'); }
+      if (policy.kind === 'exit' && (policy.criterion === 'gate' || !isHuginnCriterion(policy.criterion) || policy.mode === 'select')) {
+        throw new PonderError('ARG_POLICY', `MoR has no exit criterion ${JSON.stringify(policy.criterion)}${policy.mode === 'select' ? ' in select mode' : ''}`, { field: 'policy', hint: `use one of ${EXIT_CRITERIA.filter((c) => c !== 'none').join(', ')} (read from the logits after each recursion)` });
+      }
+      return;
+    }
     if (inBudget) throw unsupported('mor', { kind: 'budget', maxStepsPerSequence: 1, perToken: policy }, ok);
     if (policy.kind === 'default') return;
     if (this.routed && policy.kind === 'router') return;
     if (!this.routed && policy.kind === 'fixed' && policy.steps === this.defaultDepth) return;
     throw unsupported('mor', policy, ok);
+  }
+
+  /**
+   * Every policy but the routers' own, on expert-choice MoR (our extension): the causal decode mode
+   * asks before each recursion r ≥ 1 whether a token goes on, with its residual stream and an early
+   * read-out lm_head(norm(h)) that skips the suffix layers. The first recursion always runs; the
+   * state before it counts as zero for latent criteria.
+   */
+  private stepHook(policy: DepthPolicy, control: StepControl, callStart: number) {
+    const R = this.defaultDepth, H = this.model.config.dims.hidden, V = this.vocabSize;
+    const maxSteps = policy.kind === 'fixed' ? policy.steps : Math.min(R, (policy.kind === 'exit' || policy.kind === 'function' ? policy.maxSteps : undefined) ?? R);
+    const limit = control.cap === null ? maxSteps : Math.max(1, Math.min(maxSteps, control.cap));
+    const values = new Map<number, (number | null)[]>();
+    const stoppedBy = new Map<number, ExitReason>();
+    const evaluators = new Map<number, ExitEvaluator>();
+    const previous = new Map<number, Float32Array>();
+    let criterion: string | null = null;
+    let threshold = NaN;
+    let decide: (r: number, t: number, hidden: Float32Array, logits: () => Float32Array) => boolean;
+    if (policy.kind === 'exit') {
+      const probe = createExitEvaluator(policy.criterion, policy.threshold, V);
+      criterion = probe.name;
+      threshold = probe.threshold;
+      const minSteps = policy.minSteps ?? 0, every = policy.checkEvery ?? 1;
+      decide = (r, t, hidden, logits) => {
+        if (!values.has(t)) values.set(t, new Array<number | null>(maxSteps).fill(null));
+        const step = r - 1; // the check after recursion r (1-based) is Huginn's check at 0-based step r − 1
+        if (step < minSteps || (step - minSteps) % every !== 0) return true;
+        let evaluator = evaluators.get(t);
+        if (!evaluator) { evaluator = createExitEvaluator(policy.criterion, policy.threshold, V); evaluator.init(new Float32Array(H), 1, 1, H); evaluators.set(t, evaluator); }
+        const result = evaluator.check({ state: hidden, B: 1, S: 1, E: H, V, evaluate: logits });
+        values.get(t)![step] = result.values[0];
+        if (result.exits[0]) { stoppedBy.set(t, 'criterion'); return false; }
+        return true;
+      };
+    } else if (policy.kind === 'function') {
+      decide = (r, t, hidden, logits) => {
+        const before = previous.get(t);
+        previous.set(t, hidden.slice());
+        let cached: Float32Array | null = null;
+        const d = policy.decide(r, {
+          step: r, maxSteps, position: callStart + t, phase: control.phase, stepsSpent: control.stepsSpent,
+          latentChange: before ? relativeChange(before, hidden, 0, H) : NaN, logits: () => (cached ??= logits()),
+        });
+        if (d === 'stop' || d === false) { stoppedBy.set(t, 'policy'); return false; }
+        return true;
+      };
+    } else {
+      decide = () => true; // fixed / default: up to the limit
+    }
+    const stepCheck = (r: number, t: number, hidden: Float32Array, logits: () => Float32Array): boolean => {
+      if (r >= limit) return false;
+      return decide(r, t, hidden, logits);
+    };
+    const reasonFor = (t: number, steps: number): ExitReason => stoppedBy.get(t)
+      ?? (steps === limit && limit < maxSteps ? 'budget' : policy.kind === 'fixed' || policy.kind === 'default' ? 'fixed' : 'cap');
+    return { maxSteps, values, criterion, threshold, stepCheck, reasonFor };
   }
 
   newSession(capacity: number): MorAdapterSession {
@@ -446,9 +517,12 @@ class MorAdapter implements FamilyAdapter {
   run(s: FamilySession, ids: readonly number[], control: StepControl): StepOutput {
     const st = s as MorAdapterSession;
     const policy = control.policy;
-    const mode = policy.kind === 'router' ? policy.mode : 'upstream';
+    const expert = this.model.config.variant === 'expert';
+    const hooked = expert && (policy.kind === 'fixed' || policy.kind === 'exit' || policy.kind === 'function' || (policy.kind === 'default' && control.budgeted === true));
+    const hook = hooked ? this.stepHook(policy, control, st.length) : null;
+    const mode = hook ? 'causal' : policy.kind === 'router' ? policy.mode : 'upstream';
     const threshold = policy.kind === 'router' ? policy.threshold : undefined;
-    const r = this.model.forward(st.session, [ids as number[]], threshold === undefined ? { mode } : { mode, threshold });
+    const r = this.model.forward(st.session, [ids as number[]], hook ? { mode, stepCheck: hook.stepCheck } : threshold === undefined ? { mode } : { mode, threshold });
     st.length += ids.length;
     const V = this.vocabSize, T = ids.length, R = r.trace.numRecursion, Rt = Math.max(R, 1);
     let kvBytes = 0;
@@ -465,6 +539,14 @@ class MorAdapter implements FamilyAdapter {
         }
       }
       const steps = this.routed ? r.trace.depth[t] : this.defaultDepth;
+      if (hook) {
+        const tr: TokenTrace = {
+          id, phase: control.phase, steps, maxSteps: this.defaultDepth, exitReason: hook.reasonFor(t, steps),
+          criterionValues: (hook.values.get(t) ?? []).slice(0, steps), routerScores: scores, flops: r.trace.flops[t], kvBytes,
+        };
+        if (hook.criterion !== null) { tr.criterion = hook.criterion; if (Number.isFinite(hook.threshold)) tr.threshold = hook.threshold; }
+        return tr;
+      }
       const tr: TokenTrace = {
         id, phase: control.phase, steps, maxSteps: this.defaultDepth, exitReason: this.routed ? 'router' : 'fixed',
         criterionValues: [], routerScores: scores, flops: r.trace.flops[t], kvBytes,

@@ -132,7 +132,7 @@ export class Model {
     const perToken = policy.kind === 'budget' ? policy.perToken ?? { kind: 'default' } : policy;
     const session = this.adapter.newSession(ids.length, seed);
     const start = now();
-    const out = this.adapter.run(session, ids, { policy: perToken, cap: null, phase: 'prefill', stepsSpent: 0 });
+    const out = this.adapter.run(session, ids, { policy: perToken, cap: null, phase: 'prefill', stepsSpent: 0, budgeted: policy.kind === 'budget' });
     const trace: RunTrace = { family: this.family, model: this.label, policy: describePolicy(policy), tokens: out.tokens, decodeMs: 0, prefillMs: now() - start };
     return { logits: out.logits, trace };
   }
@@ -275,7 +275,7 @@ export class Generation implements AsyncIterable<TokenEvent> {
       if (signal?.aborted) { finishReason = 'aborted'; return; }
       const session = adapter.newSession(capacity, seed);
       const t0 = now();
-      let out = adapter.run(session, promptIds, { policy: perToken, cap: null, phase: 'prefill', stepsSpent: 0 });
+      let out = adapter.run(session, promptIds, { policy: perToken, cap: null, phase: 'prefill', stepsSpent: 0, budgeted: budgetSteps !== null });
       trace.prefillMs = now() - t0;
       trace.tokens.push(...out.tokens);
 
@@ -290,7 +290,7 @@ export class Generation implements AsyncIterable<TokenEvent> {
         ids.push(id);
         generated.push(id);
         const cap = budgetSteps === null ? null : Math.max(1, budgetSteps - stepsSpent);
-        const control: StepControl = { policy: perToken, cap, phase: 'decode', stepsSpent };
+        const control: StepControl = { policy: perToken, cap, phase: 'decode', stepsSpent, budgeted: budgetSteps !== null };
         // The token is fed at once, so its trace (the depth its position used) comes with its event.
         out = adapter.run(session, [id], control);
         decodeMs += now() - tStart;
