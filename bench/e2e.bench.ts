@@ -30,8 +30,8 @@ export interface E2eRow {
 
 export const E2E_PLAN: Record<string, DepthPolicy[]> = {
   'demo-huginn': [{ kind: 'default' }, fixed(4), exit('kl', 5e-4), exit('entropy-diff', 'auto'), budget(128, exit('kl', 5e-4))],
-  'demo-mor': [{ kind: 'default' }, router('causal', 0.5)],
-  'demo-ouro': [{ kind: 'default' }, fixed(2), exit('gate', 0.5), exit('gate', 0.5, { mode: 'select' })],
+  'demo-mor': [{ kind: 'default' }, router('causal', 0.5), fixed(1), exit('kl', 1e-3)],
+  'demo-ouro': [{ kind: 'default' }, fixed(2), exit('gate', 0.5), exit('gate', 0.5, { mode: 'select' }), exit('kl', 0.3)],
 };
 
 function median(xs: number[]): number {

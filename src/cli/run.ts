@@ -40,8 +40,8 @@ export const GENERATION_HELP = `  --model DIR, -m        model directory in Hugg
   --ids 1,2,3             prompt as token ids instead of text
   --policy POLICY         depth policy: default, fixed(N), router(upstream), router(causal[, T]),
                           exit(CRITERION[, T|auto]), budget(N[, POLICY])  (spec/policies.md)
-                          CRITERION: Huginn entropy-diff, latent-diff, kl, minp-kl, argmax-stability,
-                          cosine; Ouro gate
+                          CRITERION: entropy-diff, latent-diff, kl, minp-kl, argmax-stability, cosine
+                          (Huginn's; also on Ouro and expert-choice MoR), gate (Ouro's exit gate)
   --threshold T           threshold for router(causal) and exit(...) when not written in the policy
   --max-new-tokens N, -n  tokens to generate (default 32)
   --temperature T         0 = greedy (default, unless generation_config.json says otherwise)
