@@ -149,6 +149,31 @@ test('a model folder picked with the folder input loads from the files and gener
   assert.deepEqual(painted, expected.painted);
 });
 
+test('Stop ends a running generation after the token in progress, and the tokens painted so far match the Node run', async () => {
+  const maxNewTokens = 200;
+  await page.selectOption('#model', 'demo-ouro');
+  await page.waitForFunction(() => (window as unknown as { ponderPage: { model: { label: string } | null } }).ponderPage.model?.label === 'demo-ouro', undefined, { timeout: 60_000 });
+  await page.selectOption('#policy', 'exit(gate, {T})');
+  await page.fill('#threshold', '0.5');
+  await page.fill('#maxNewTokens', String(maxNewTokens));
+  await page.fill('#seed', '0');
+  await page.click('#generate');
+  await page.waitForFunction(() => (window as unknown as { ponderPage: { tokens: unknown[] } }).ponderPage.tokens.length >= 3, undefined, { timeout: 60_000 });
+  await page.click('#stop');
+  await page.waitForSelector('#tokens[data-state="done"], #tokens[data-state="error"]', { timeout: 120_000 });
+  const finish = await page.evaluate(() => (window as unknown as { ponderPage: { finishReason: string | null; error: string | null } }).ponderPage);
+  assert.equal(finish.error, null);
+  assert.equal(finish.finishReason, 'aborted');
+  const painted: PaintedToken[] = await page.$$eval('#tokens .tok', (spans) => spans.map((s) => {
+    const el = s as HTMLElement;
+    return { id: Number(el.dataset.id), phase: el.dataset.phase!, steps: Number(el.dataset.steps), background: getComputedStyle(el).backgroundColor };
+  }));
+  const generated = painted.filter((t) => t.phase === 'decode').length;
+  assert.ok(generated >= 3 && generated < maxNewTokens, `stopped after ${generated} of ${maxNewTokens} tokens`);
+  const expected = await nodeRun('demo-ouro', await page.inputValue('#prompt'), 'exit(gate, 0.5)', maxNewTokens, 0);
+  assert.deepEqual(painted, expected.painted.slice(0, painted.length));
+});
+
 test('a screenshot of the page after a generation and a conformance run is saved as a test artifact', async () => {
   // The Ouro demo with its learned exit gate, then the conformance table below it.
   await page.selectOption('#model', 'demo-ouro');

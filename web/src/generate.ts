@@ -49,6 +49,12 @@ async function load(choice: ModelChoice, runtime: Runtime, post: Post): Promise<
 }
 
 let current: { model: Model; info: ModelInfo } | null = null;
+let running: AbortController | null = null;
+
+/** Ends the running generation after its current token (its finish reason becomes 'aborted'). */
+export function stopGeneration(): void {
+  running?.abort();
+}
 
 export async function loadInWorker(choice: ModelChoice, runtime: Runtime, post: Post): Promise<void> {
   current = null;
@@ -69,13 +75,19 @@ function tokenText(model: Model, id: number): string {
 export async function generateInWorker(request: GenerateRequest, post: Post): Promise<void> {
   if (!current) throw new PonderError('ARG_INVALID', 'no model is loaded', { hint: 'pick a model first' });
   const { model } = current;
+  running = new AbortController();
+  // With a signal, the generation yields to the event loop between tokens, so a 'stop' message gets through.
   const generation = model.generate(request.prompt, {
-    maxNewTokens: request.maxNewTokens, seed: request.seed, policy: parsePolicy(request.policy), sampling: { temperature: request.temperature },
+    maxNewTokens: request.maxNewTokens, seed: request.seed, policy: parsePolicy(request.policy), sampling: { temperature: request.temperature }, signal: running.signal,
   });
-  for await (const event of generation) {
-    const t = event.trace;
-    const token: TokenEvent = { index: event.index, id: event.id, text: event.text, steps: t.steps, maxSteps: t.maxSteps, phase: 'decode', exitReason: t.exitReason };
-    post({ type: 'token', token });
+  try {
+    for await (const event of generation) {
+      const t = event.trace;
+      const token: TokenEvent = { index: event.index, id: event.id, text: event.text, steps: t.steps, maxSteps: t.maxSteps, phase: 'decode', exitReason: t.exitReason };
+      post({ type: 'token', token });
+    }
+  } finally {
+    running = null;
   }
   const result = await generation.result();
   const prompt: TokenEvent[] = result.trace.tokens.filter((t) => t.phase === 'prefill').map((t, index) => (

@@ -17,9 +17,10 @@ interface PageState {
   /** what the heatmap shows: prompt positions (once the generation is done), then generated tokens */
   tokens: TokenEvent[];
   traceJson: string | null;
+  finishReason: string | null;
   error: string | null;
 }
-const state: PageState = { conformance: null, model: null, tokens: [], traceJson: null, error: null };
+const state: PageState = { conformance: null, model: null, tokens: [], traceJson: null, finishReason: null, error: null };
 (window as unknown as { ponderPage: PageState }).ponderPage = state;
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
@@ -115,6 +116,7 @@ worker.onmessage = (event: MessageEvent<FromWorker>) => {
       tokensEl.prepend(...m.prompt.map(tokenSpan));
       state.tokens = [...m.prompt, ...state.tokens];
       state.traceJson = m.traceJson;
+      state.finishReason = m.finishReason;
       summaryEl.textContent = m.summary;
       if (traceUrl) URL.revokeObjectURL(traceUrl);
       traceUrl = URL.createObjectURL(new Blob([renderTraceHtml(parseTraceJSON(m.traceJson))], { type: 'text/html' }));
@@ -122,6 +124,7 @@ worker.onmessage = (event: MessageEvent<FromWorker>) => {
       traceLink.hidden = false;
       tokensEl.dataset.state = 'done';
       generateButton.disabled = false;
+      stopButton.disabled = true;
       setStatus(`done (${m.finishReason})`);
       break;
     }
@@ -130,6 +133,7 @@ worker.onmessage = (event: MessageEvent<FromWorker>) => {
       setStatus(m.message, true);
       tokensEl.dataset.state = tokensEl.dataset.state === 'running' ? 'error' : tokensEl.dataset.state;
       generateButton.disabled = state.model === null;
+      stopButton.disabled = true;
       if (policySelect.dataset.state === 'loading') policySelect.dataset.state = 'error';
       conformEl.dataset.state = conformEl.dataset.state === 'running' ? 'error' : conformEl.dataset.state;
       break;
@@ -140,7 +144,7 @@ worker.onerror = (e) => { state.error = e.message; setStatus(`worker error: ${e.
 // ---- controls ----
 
 const policySelect = $<HTMLSelectElement>('policy'), stepsInput = $<HTMLInputElement>('steps'), thresholdInput = $<HTMLInputElement>('threshold');
-const generateButton = $<HTMLButtonElement>('generate'), modelInfoEl = $('modelInfo'), traceLink = $<HTMLAnchorElement>('traceLink');
+const generateButton = $<HTMLButtonElement>('generate'), stopButton = $<HTMLButtonElement>('stop'), modelInfoEl = $('modelInfo'), traceLink = $<HTMLAnchorElement>('traceLink');
 let traceUrl: string | null = null;
 let policies: PolicyChoice[] = [];
 
@@ -207,6 +211,7 @@ generateButton.disabled = true;
 generateButton.addEventListener('click', () => {
   state.tokens = [];
   state.traceJson = null;
+  state.finishReason = null;
   state.error = null;
   tokensEl.replaceChildren();
   summaryEl.textContent = '';
@@ -221,7 +226,13 @@ generateButton.addEventListener('click', () => {
     seed: Math.floor(Number($<HTMLInputElement>('seed').value)),
   };
   setStatus(`generating with ${request.policy}…`);
+  stopButton.disabled = false;
   send({ type: 'generate', request });
+});
+
+stopButton.addEventListener('click', () => {
+  stopButton.disabled = true;
+  send({ type: 'stop' });
 });
 
 $('conform').addEventListener('click', () => {

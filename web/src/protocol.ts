@@ -7,7 +7,9 @@ export type ModelChoice = { kind: 'bundled'; name: string } | { kind: 'files'; l
 export type ToWorker =
   | { type: 'conform' }
   | { type: 'load'; model: ModelChoice }
-  | { type: 'generate'; request: GenerateRequest };
+  | { type: 'generate'; request: GenerateRequest }
+  /** stop the running generation after its current token (handled at once, not queued) */
+  | { type: 'stop' };
 
 /** A depth policy the loaded model can run, in the CLI spelling with {N} (steps) and {T} (threshold) slots. */
 export interface PolicyChoice { template: string; label: string; threshold?: number }

@@ -2,14 +2,15 @@
  * The page's Web Worker: all model work happens here so the page stays responsive.
  * It creates the WASM runtime (shared memory: the page is cross-origin isolated), runs the golden
  * conformance suite, loads a model, or generates, and streams results back one case / one token at
- * a time. Messages are handled one after another (each awaits the previous), never interleaved.
+ * a time. Messages are handled one after another (each awaits the previous), never interleaved;
+ * only 'stop' acts at once, on the running generation.
  */
 import { createWasmRuntime } from '../../src/kernels/wasm.js';
 import { createScalarRuntime, type Runtime } from '../../src/runtime/runtime.js';
 import { PonderError } from '../../src/errors.js';
 import { runPortableConformance, type GoldenFiles } from '../../test/portable/suite.js';
 import type { FromWorker, ToWorker } from './protocol.js';
-import { generateInWorker, loadInWorker } from './generate.js';
+import { generateInWorker, loadInWorker, stopGeneration } from './generate.js';
 
 const post = (message: FromWorker): void => (self as unknown as Worker).postMessage(message);
 
@@ -38,7 +39,8 @@ const servedGolden: GoldenFiles = {
 
 let queue: Promise<void> = Promise.resolve();
 self.onmessage = (event: MessageEvent<ToWorker>) => {
-  queue = queue.then(() => handle(event.data));
+  if (event.data.type === 'stop') stopGeneration();
+  else queue = queue.then(() => handle(event.data));
 };
 
 async function handle(message: ToWorker): Promise<void> {
