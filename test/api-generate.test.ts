@@ -133,6 +133,16 @@ test('generation stops at the context length with finishReason "context"', async
   assert.equal(r.ids.length, model.contextLength);
 });
 
+test('the demo tokenizers round-trip text: any UTF-8 with 256 byte tokens (MoR, Ouro), ASCII with 128 (Huginn)', () => {
+  for (const text of ['héllo wörld ✓ 🙂\n\ttab', 'plain ASCII, with punctuation!']) {
+    assert.equal(models.mor.decode(models.mor.encode(text)), text);
+    assert.equal(models.ouro.decode(models.ouro.encode(text)), text);
+  }
+  const ascii = 'The quick brown fox {jumps} over 13 lazy dogs.\n';
+  assert.equal(models.huginn.decode(models.huginn.encode(ascii)), ascii);
+  assert.ok(models.huginn.encode(ascii).every((id) => id < models.huginn.vocabSize));
+});
+
 test('family detection: MoR, Huginn and Ouro configs; an unknown model type names the supported ones', () => {
   for (const family of FAMILIES) {
     const config = JSON.parse(readFileSync(`models/demo-${family}/config.json`, 'utf8'));

@@ -89,6 +89,14 @@ test('trace --html writes a self-contained page; --from renders a saved trace; n
   assert.deepEqual(readdirSync(root).filter((f) => f.endsWith('.tmp')), []);
 });
 
+test('a prompt the tokenizer cannot encode exactly is reported on stderr, not silently changed', async () => {
+  const r = await ponder(['run', '--model', 'models/demo-huginn', '--prompt', 'héllo', '-n', '1']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /^note: the tokenizer reads the prompt as "hllo"/m);
+  const ascii = await ponder(['run', '--model', 'models/demo-huginn', '--prompt', 'hello', '-n', '1']);
+  assert.doesNotMatch(ascii.err, /note:/);
+});
+
 test('--help on run and trace, and both in the top-level help', async () => {
   for (const command of ['run', 'trace']) {
     const r = await ponder([command, '--help']);

@@ -126,6 +126,11 @@ export async function prepare(command: string, values: Record<string, string | b
   }
   const model = await loadModelDir(dir, { runtime });
   const prompt = values.ids !== undefined ? idsFlag(String(values.ids)) : String(values.prompt ?? 'Once upon a time');
+  if (typeof prompt === 'string' && model.tokenizer) {
+    // a tokenizer without an unknown token drops characters it cannot encode (demo-huginn's covers ASCII only): say so
+    const seen = model.decode(model.encode(prompt, false));
+    if (seen !== prompt) io.err(`note: the tokenizer reads the prompt as ${JSON.stringify(seen)} (characters it cannot encode are lost)\n`);
+  }
   const options: GenerateOptions = { maxNewTokens };
   if (policy) options.policy = policy;
   if (samplingGiven) options.sampling = sampling;
