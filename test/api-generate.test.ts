@@ -67,6 +67,23 @@ test('aborting mid-generation ends the stream cleanly with the tokens so far, an
   }
 });
 
+test('two generations on one model, advanced alternately, each give what they give alone (every family)', async () => {
+  for (const family of FAMILIES) {
+    const model = models[family];
+    const aloneA = await model.generate([3, 4, 5], { maxNewTokens: 5 }).result();
+    const aloneB = await model.generate([9, 8], { maxNewTokens: 5, seed: 2, sampling: { temperature: 1 } }).result();
+    const a = model.generate([3, 4, 5], { maxNewTokens: 5 })[Symbol.asyncIterator]();
+    const b = model.generate([9, 8], { maxNewTokens: 5, seed: 2, sampling: { temperature: 1 } })[Symbol.asyncIterator]();
+    const idsA: number[] = [], idsB: number[] = [];
+    for (let k = 0; k < 5; k++) {
+      idsA.push((await a.next()).value!.id);
+      idsB.push((await b.next()).value!.id);
+    }
+    assert.deepEqual(idsA, aloneA.generatedIds, family);
+    assert.deepEqual(idsB, aloneB.generatedIds, family);
+  }
+});
+
 test('a signal aborted before the start yields no token; breaking out of the loop ends the generation as aborted', async () => {
   const model = models.ouro;
   const controller = new AbortController();
