@@ -1,5 +1,5 @@
 /**
- * Bundles the page's script and its worker with esbuild (a dev dependency) into web/dist/.
+ * Bundles the page's script, its model worker and the kernel pool worker with esbuild (a dev dependency) into web/dist/.
  * `node web/build.mjs` from the repository root; scripts/serve-web.mjs calls buildWeb() itself.
  */
 import { build } from 'esbuild';
@@ -10,7 +10,7 @@ const WEB = dirname(fileURLToPath(import.meta.url));
 
 export async function buildWeb() {
   await build({
-    entryPoints: [join(WEB, 'src/main.ts'), join(WEB, 'src/worker.ts')],
+    entryPoints: [join(WEB, 'src/main.ts'), join(WEB, 'src/worker.ts'), join(WEB, 'src/pool-worker.ts')],
     outdir: join(WEB, 'dist'),
     bundle: true,
     format: 'esm',

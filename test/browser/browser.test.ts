@@ -174,6 +174,44 @@ test('Stop ends a running generation after the token in progress, and the tokens
   assert.deepEqual(painted, expected.painted.slice(0, painted.length));
 });
 
+test('with 2 kernel threads in the page the pool splits work, and conformance and generation stay bit-identical to Node on one thread', async () => {
+  type Page2 = { ponderPage: { model: { label: string; kernels: string } | null; conformance: SuiteResult | null; threadJobs: number; error: string | null } };
+  const setThreads = async (n: number): Promise<void> => {
+    await page.locator('#threads').fill(String(n));
+    await page.locator('#threads').dispatchEvent('change');
+    await page.waitForFunction((kernels) => (window as unknown as Page2).ponderPage.model?.kernels === kernels, n === 1 ? 'wasm-simd' : `wasm-simd-x${n}`, { timeout: 60_000 });
+  };
+  await page.selectOption('#model', 'demo-ouro');
+  await page.waitForFunction(() => (window as unknown as Page2).ponderPage.model?.label === 'demo-ouro', undefined, { timeout: 60_000 });
+  await setThreads(2);
+  try {
+    await page.click('#conform');
+    await page.waitForSelector('#conformance[data-state="done"], #conformance[data-state="error"]', { timeout: 300_000 });
+    const run = await page.evaluate(() => (window as unknown as Page2).ponderPage);
+    assert.equal(run.error, null);
+    const conformance = run.conformance!;
+    console.log(`  ${conformance.runtime} [${conformance.kernels}]: ${conformance.passed} passed, ${conformance.failed} failed; tensor digest ${conformance.digest}; ${run.threadJobs} kernel calls split across threads`);
+    assert.equal(conformance.kernels, 'wasm-simd-x2');
+    assert.ok(run.threadJobs > 0, 'the pool actually split some kernel calls');
+    const node = nodeReference().conformance;
+    assert.deepEqual({ ...(comparableConformance(conformance) as object), kernels: 'wasm-simd' }, comparableConformance(node));
+
+    await page.selectOption('#policy', 'exit(gate, {T})');
+    await page.fill('#threshold', '0.5');
+    await page.fill('#maxNewTokens', '16');
+    await page.fill('#seed', '0');
+    await page.click('#generate');
+    await page.waitForSelector('#tokens[data-state="done"], #tokens[data-state="error"]', { timeout: 120_000 });
+    const painted: PaintedToken[] = await page.$$eval('#tokens .tok', (spans) => spans.map((s) => {
+      const el = s as HTMLElement;
+      return { id: Number(el.dataset.id), phase: el.dataset.phase!, steps: Number(el.dataset.steps), background: getComputedStyle(el).backgroundColor };
+    }));
+    assert.deepEqual(painted, (await nodeRun('demo-ouro', await page.inputValue('#prompt'), 'exit(gate, 0.5)', 16, 0)).painted);
+  } finally {
+    await setThreads(1);
+  }
+});
+
 test('a screenshot of the page after a generation and a conformance run is saved as a test artifact', async () => {
   // The Ouro demo with its learned exit gate, then the conformance table below it.
   await page.selectOption('#model', 'demo-ouro');

@@ -56,23 +56,28 @@ export function stopGeneration(): void {
   running?.abort();
 }
 
+/** Drops the loaded model (its runtime is about to be replaced). */
+export function forgetModel(): void {
+  current = null;
+}
+
 export async function loadInWorker(choice: ModelChoice, runtime: Runtime, post: Post): Promise<void> {
   current = null;
   const model = await load(choice, runtime, post);
   const policies = POLICY_CANDIDATES.filter((p) => {
     try { model.checkPolicy(parsePolicy(spellPolicy(p.template, model.defaultDepth, p.threshold))); return true; } catch { return false; }
   });
-  const info: ModelInfo = { label: choice.kind === 'bundled' ? choice.name : `${choice.label} (local)`, family: model.family, defaultDepth: model.defaultDepth, policies };
+  const info: ModelInfo = { label: choice.kind === 'bundled' ? choice.name : `${choice.label} (local)`, family: model.family, defaultDepth: model.defaultDepth, policies, kernels: runtime.kernels.name };
   current = { model, info };
   post({ type: 'model', info });
-  post({ type: 'status', text: `${info.label}: ${model.family}, full depth ${model.defaultDepth}, vocabulary ${model.vocabSize}` });
+  post({ type: 'status', text: `${info.label}: ${model.family}, full depth ${model.defaultDepth}, vocabulary ${model.vocabSize}, kernels ${info.kernels}` });
 }
 
 function tokenText(model: Model, id: number): string {
   return model.tokenizer ? model.tokenizer.decode([id]) : '';
 }
 
-export async function generateInWorker(request: GenerateRequest, post: Post): Promise<void> {
+export async function generateInWorker(request: GenerateRequest, post: Post, threadJobs: () => Promise<number>): Promise<void> {
   if (!current) throw new PonderError('ARG_INVALID', 'no model is loaded', { hint: 'pick a model first' });
   const { model } = current;
   running = new AbortController();
@@ -92,5 +97,5 @@ export async function generateInWorker(request: GenerateRequest, post: Post): Pr
   const result = await generation.result();
   const prompt: TokenEvent[] = result.trace.tokens.filter((t) => t.phase === 'prefill').map((t, index) => (
     { index, id: t.id, text: tokenText(model, t.id), steps: t.steps, maxSteps: t.maxSteps, phase: 'prefill', exitReason: t.exitReason }));
-  post({ type: 'generate-done', prompt, traceJson: traceToJSON(result.trace), summary: formatSummary(summarizeTrace(result.trace)), finishReason: result.finishReason });
+  post({ type: 'generate-done', prompt, traceJson: traceToJSON(result.trace), summary: formatSummary(summarizeTrace(result.trace)), finishReason: result.finishReason, threadJobs: await threadJobs() });
 }

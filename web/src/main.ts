@@ -13,6 +13,8 @@ import type { FromWorker, GenerateRequest, ModelChoice, ModelInfo, PolicyChoice,
 
 interface PageState {
   conformance: SuiteResult | null;
+  /** kernel calls the thread pool split, as of the last conformance run or generation */
+  threadJobs: number;
   model: ModelInfo | null;
   /** what the heatmap shows: prompt positions (once the generation is done), then generated tokens */
   tokens: TokenEvent[];
@@ -20,7 +22,7 @@ interface PageState {
   finishReason: string | null;
   error: string | null;
 }
-const state: PageState = { conformance: null, model: null, tokens: [], traceJson: null, finishReason: null, error: null };
+const state: PageState = { threadJobs: 0, conformance: null, model: null, tokens: [], traceJson: null, finishReason: null, error: null };
 (window as unknown as { ponderPage: PageState }).ponderPage = state;
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
@@ -92,6 +94,7 @@ worker.onmessage = (event: MessageEvent<FromWorker>) => {
     case 'case': caseRows.push(caseRow(m.result)); paintConformance(null); break;
     case 'conform-done':
       state.conformance = m.result;
+      state.threadJobs = m.threadJobs;
       paintConformance(m.result);
       conformEl.dataset.state = 'done';
       setStatus(`conformance: ${m.result.passed} passed, ${m.result.failed} failed`);
@@ -100,7 +103,7 @@ worker.onmessage = (event: MessageEvent<FromWorker>) => {
       state.model = m.info;
       fillPolicies(m.info);
       paintLegend(Math.max(1, m.info.defaultDepth));
-      modelInfoEl.textContent = `${m.info.family}, full depth ${m.info.defaultDepth}`;
+      modelInfoEl.textContent = `${m.info.family}, full depth ${m.info.defaultDepth}, kernels ${m.info.kernels}`;
       generateButton.disabled = false;
       policySelect.dataset.state = 'ready';
       break;
@@ -117,6 +120,7 @@ worker.onmessage = (event: MessageEvent<FromWorker>) => {
       state.tokens = [...m.prompt, ...state.tokens];
       state.traceJson = m.traceJson;
       state.finishReason = m.finishReason;
+      state.threadJobs = m.threadJobs;
       summaryEl.textContent = m.summary;
       if (traceUrl) URL.revokeObjectURL(traceUrl);
       traceUrl = URL.createObjectURL(new Blob([renderTraceHtml(parseTraceJSON(m.traceJson))], { type: 'text/html' }));
@@ -172,13 +176,19 @@ function policySpelling(): string {
   return template.replace('{N}', String(Math.max(1, Math.floor(Number(stepsInput.value))))).replace('{T}', thresholdInput.value.trim() === '' ? 'auto' : String(Number(thresholdInput.value)));
 }
 
-function loadModelChoice(choice: ModelChoice, transfer: Transferable[] = []): void {
+const threadsInput = $<HTMLInputElement>('threads');
+let currentChoice: ModelChoice | null = null;
+
+/** Loads `choice` on a runtime with the threads the control asks for (the files are copied, so a reload can reuse them). */
+function loadModelChoice(choice: ModelChoice): void {
+  currentChoice = choice;
   state.model = null;
   generateButton.disabled = true;
   policySelect.dataset.state = 'loading';
   modelInfoEl.textContent = '';
-  send({ type: 'load', model: choice }, transfer);
+  send({ type: 'load', model: choice, threads: Math.min(16, Math.max(1, Math.floor(Number(threadsInput.value)) || 1)) });
 }
+threadsInput.addEventListener('change', () => { if (currentChoice) loadModelChoice(currentChoice); });
 
 async function loadModelList(): Promise<void> {
   const r = await fetch('/models/index.json');
@@ -204,7 +214,7 @@ folderInput.addEventListener('change', async () => {
   modelSelect.querySelector('option[value=""]')?.remove();
   modelSelect.insertAdjacentHTML('afterbegin', `<option value="" selected>${escapeHtml(label)} (local)</option>`);
   modelSelect.value = '';
-  loadModelChoice({ kind: 'files', label, files }, Object.values(files));
+  loadModelChoice({ kind: 'files', label, files });
 });
 
 generateButton.disabled = true;

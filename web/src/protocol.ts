@@ -6,7 +6,8 @@ export type ModelChoice = { kind: 'bundled'; name: string } | { kind: 'files'; l
 
 export type ToWorker =
   | { type: 'conform' }
-  | { type: 'load'; model: ModelChoice }
+  /** load a model on a runtime with this many kernel threads (1 = no pool) */
+  | { type: 'load'; model: ModelChoice; threads: number }
   | { type: 'generate'; request: GenerateRequest }
   /** stop the running generation after its current token (handled at once, not queued) */
   | { type: 'stop' };
@@ -14,7 +15,7 @@ export type ToWorker =
 /** A depth policy the loaded model can run, in the CLI spelling with {N} (steps) and {T} (threshold) slots. */
 export interface PolicyChoice { template: string; label: string; threshold?: number }
 
-export interface ModelInfo { label: string; family: string; defaultDepth: number; policies: PolicyChoice[] }
+export interface ModelInfo { label: string; family: string; defaultDepth: number; policies: PolicyChoice[]; kernels: string }
 
 export interface GenerateRequest {
   prompt: string;
@@ -31,8 +32,9 @@ export interface TokenEvent { index: number; id: number; text: string; steps: nu
 export type FromWorker =
   | { type: 'status'; text: string }
   | { type: 'case'; result: CaseResult }
-  | { type: 'conform-done'; result: SuiteResult }
+  /** threadJobs: kernel calls the thread pool split so far (0 with one thread) */
+  | { type: 'conform-done'; result: SuiteResult; threadJobs: number }
   | { type: 'model'; info: ModelInfo }
   | { type: 'token'; token: TokenEvent }
-  | { type: 'generate-done'; prompt: TokenEvent[]; traceJson: string; summary: string; finishReason: string }
+  | { type: 'generate-done'; prompt: TokenEvent[]; traceJson: string; summary: string; finishReason: string; threadJobs: number }
   | { type: 'error'; message: string };

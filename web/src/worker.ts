@@ -5,23 +5,52 @@
  * a time. Messages are handled one after another (each awaits the previous), never interleaved;
  * only 'stop' acts at once, on the running generation.
  */
-import { createWasmRuntime } from '../../src/kernels/wasm.js';
+import { createWasmRuntime, type WasmRuntime } from '../../src/kernels/wasm.js';
 import { createScalarRuntime, type Runtime } from '../../src/runtime/runtime.js';
+import type { PoolWorkerHandle, PoolWorkerInit, WorkerFactory } from '../../src/runtime/pool.js';
 import { PonderError } from '../../src/errors.js';
 import { runPortableConformance, type GoldenFiles } from '../../test/portable/suite.js';
 import type { FromWorker, ToWorker } from './protocol.js';
-import { generateInWorker, loadInWorker, stopGeneration } from './generate.js';
+import { forgetModel, generateInWorker, loadInWorker, stopGeneration } from './generate.js';
 
 const post = (message: FromWorker): void => (self as unknown as Worker).postMessage(message);
 
-let runtime: Promise<Runtime> | null = null;
+/** Starts a kernel thread (pool-worker.ts) for the WASM thread pool: a nested module worker. */
+const browserWorkerFactory: WorkerFactory = (init: PoolWorkerInit): PoolWorkerHandle => {
+  const worker = new Worker(new URL('./pool-worker.js', import.meta.url), { type: 'module' });
+  const ready = new Promise<void>((resolve, reject) => {
+    worker.onmessage = (m) => (m.data === 'ready' ? resolve() : reject(new Error(String(m.data))));
+    worker.onerror = (e) => reject(new Error(`kernel worker failed to start: ${e.message}`));
+  });
+  worker.postMessage(init);
+  return { ready, async terminate() { worker.terminate(); } };
+};
+
+let runtime: { threads: number; value: Promise<Runtime> } | null = null;
 /**
- * The WASM SIMD runtime when the page is cross-origin isolated (shared memory is allowed);
- * otherwise the plain TypeScript kernels, slower and not bit-identical to WASM, and the page says so.
+ * The WASM SIMD runtime with `threads` kernel threads when the page is cross-origin isolated
+ * (shared memory is allowed); otherwise the plain TypeScript kernels, slower and not
+ * bit-identical to WASM, and the page says so. A new thread count means a new runtime (and memory),
+ * so the model bound to the old one is dropped.
  */
-function getRuntime(): Promise<Runtime> {
-  runtime ??= crossOriginIsolated ? createWasmRuntime() : Promise.resolve(createScalarRuntime());
-  return runtime;
+async function getRuntime(threads = runtime?.threads ?? 1): Promise<Runtime> {
+  if (runtime && runtime.threads !== threads) {
+    forgetModel();
+    const old = await runtime.value;
+    runtime = null;
+    if ('dispose' in old) await (old as WasmRuntime).dispose();
+  }
+  runtime ??= {
+    threads,
+    value: crossOriginIsolated ? createWasmRuntime({ threads, workerFactory: browserWorkerFactory }) : Promise.resolve(createScalarRuntime()),
+  };
+  return runtime.value;
+}
+
+/** Kernel calls the thread pool has split so far (0 without a pool). */
+async function threadJobs(): Promise<number> {
+  const r = runtime ? await runtime.value : null;
+  return r && 'splitJobs' in r ? (r as WasmRuntime).splitJobs() : 0;
 }
 
 async function fetchOk(url: string): Promise<Response> {
@@ -49,11 +78,11 @@ async function handle(message: ToWorker): Promise<void> {
       post({ type: 'status', text: 'running the golden conformance suite…' });
       const result = await runPortableConformance(`browser ${navigator.userAgent.match(/(Chrome|Firefox|Safari)\/[\d.]+/)?.[0] ?? navigator.userAgent}`,
         servedGolden, await getRuntime(), (r) => post({ type: 'case', result: r }));
-      post({ type: 'conform-done', result });
+      post({ type: 'conform-done', result, threadJobs: await threadJobs() });
     } else if (message.type === 'load') {
-      await loadInWorker(message.model, await getRuntime(), post);
+      await loadInWorker(message.model, await getRuntime(message.threads), post);
     } else if (message.type === 'generate') {
-      await generateInWorker(message.request, post);
+      await generateInWorker(message.request, post, threadJobs);
     }
   } catch (e) {
     post({ type: 'error', message: e instanceof PonderError ? `error[${e.code}]: ${e.message}${e.hint ? `\nhint: ${e.hint}` : ''}` : String((e as Error).stack ?? e) });
