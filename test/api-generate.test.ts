@@ -183,6 +183,12 @@ test('in-memory loading gives the same logits as the directory, reports progress
   const a = memory.forward([3, 1, 4, 1, 5]);
   const b = models.ouro.forward([3, 1, 4, 1, 5]);
   assert.deepEqual(a.logits, b.logits);
+  for (const family of FAMILIES) {
+    const fromDir: number[][] = [];
+    await loadModel(`models/demo-${family}`, { onProgress: (p) => fromDir.push([p.bytesDone, p.bytesTotal]) });
+    assert.deepEqual(fromDir.at(-1), [fromDir[0][1], fromDir[0][1]], `${family}: a directory load ends at its total`);
+    assert.ok(fromDir.every(([d, t], i) => t === fromDir[0][1] && (i === 0 || d >= fromDir[i - 1][0])));
+  }
   const controller = new AbortController();
   controller.abort();
   await assert.rejects(loadModel(dir, { signal: controller.signal }), (e: unknown) => e instanceof PonderError && e.code === 'ABORTED');

@@ -103,6 +103,8 @@ export interface ModelFiles {
   tokenizerConfig?: string;
   generationConfig?: ConfigObject;
   label: string;
+  /** false when progress was reported in another unit (downloaded bytes) */
+  reportFinalProgress?: boolean;
 }
 
 export async function modelFromFiles(files: ModelFiles, options: LoadOptions): Promise<Model> {
@@ -117,6 +119,8 @@ export async function modelFromFiles(files: ModelFiles, options: LoadOptions): P
   }
   checkAborted(options.signal, `loading ${files.label}`);
   const adapter = createAdapter(family, files.config.values as Record<string, unknown>, files.weights, runtime, files.config.path, options.seed ?? 0);
+  // tensors the family never reads (a tied lm_head, an optional RoPE buffer) still count as done
+  if (files.reportFinalProgress !== false) { const total = weightBytes(files.weights); options.onProgress?.({ bytesDone: total, bytesTotal: total }); }
   return new Model({ adapter, tokenizer, generationConfig: files.generationConfig ? files.generationConfig.values as Record<string, unknown> : null, label: files.label });
 }
 
@@ -230,7 +234,7 @@ async function loadFromUrl(base: string, options: LoadOptions): Promise<Model> {
   }
   const { weights } = memoryWeights(files, root);
   return modelFromFiles({
-    config, weights: trackedWeights(weights, { ...options, onProgress: undefined }), label: root,
+    config, weights: trackedWeights(weights, { ...options, onProgress: undefined }), label: root, reportFinalProgress: false,
     tokenizerJson: tokenizerJson ? text(tokenizerJson) : undefined,
     tokenizerConfig: tokenizerConfig ? text(tokenizerConfig) : undefined,
     generationConfig: generation ? parseConfigJson(text(generation), `${root}generation_config.json`) : undefined,

@@ -277,6 +277,10 @@ export class Generation implements AsyncIterable<TokenEvent> {
       const t0 = now();
       let out = adapter.run(session, promptIds, { policy: perToken, cap: null, phase: 'prefill', stepsSpent: 0, budgeted: budgetSteps !== null });
       trace.prefillMs = now() - t0;
+      if (model.tokenizer) {
+        const promptText = model.tokenizer.decodeStream();
+        for (const t of out.tokens) t.text = promptText.push(t.id);
+      }
       trace.tokens.push(...out.tokens);
 
       for (let k = 0; k < maxNewTokens; k++) {
