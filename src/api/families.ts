@@ -290,7 +290,7 @@ class OuroAdapter implements FamilyAdapter {
    * state and lm_head(h_t) as the logits. The state before loop 1 counts as zero (Ouro has no
    * random initial state), so latent criteria cannot fire at loop 1.
    */
-  private exitHook(policy: DepthPolicy, control: StepControl) {
+  private exitHook(policy: DepthPolicy, control: StepControl, callStart: number) {
     const T = this.defaultDepth, H = this.model.config.hiddenSize, V = this.vocabSize;
     const maxSteps = Math.min(T, (policy.kind === 'exit' || policy.kind === 'function' ? policy.maxSteps : undefined) ?? T);
     const limit = control.cap === null ? maxSteps : Math.max(1, Math.min(maxSteps, control.cap));
@@ -327,7 +327,7 @@ class OuroAdapter implements FamilyAdapter {
         previous.set(i, hidden.slice());
         let cached: Float32Array | null = null;
         const summary: StepSummary = {
-          step: t + 1, maxSteps, position: this.positionOf(i), phase: control.phase, stepsSpent: control.stepsSpent,
+          step: t + 1, maxSteps, position: callStart + i, phase: control.phase, stepsSpent: control.stepsSpent,
           latentChange: before ? relativeChange(before, hidden, 0, H) : NaN,
           logits: () => (cached ??= logits()),
         };
@@ -340,23 +340,15 @@ class OuroAdapter implements FamilyAdapter {
     return { limit, maxSteps, values, stoppedBy, criterion, threshold, check };
   }
 
-  /** position of token i of the current call (set by run) */
-  private callStart = 0;
-  private positionOf(i: number): number {
-    return this.callStart + i;
-  }
-
   run(s: FamilySession, ids: readonly number[], control: StepControl): StepOutput {
     const session = s as OuroSession;
-    this.callStart = session.cache.length;
     const T = this.defaultDepth;
     const policy = control.policy;
     const opts: OuroForwardOptions = { cache: session.cache, logitsToKeep: 1 };
-    let reasonIfFull: ExitReason = 'fixed';
     let gate = false;
     let capped = false;
     const hooked = policy.kind === 'function' || (policy.kind === 'exit' && policy.criterion !== 'gate');
-    const hook = hooked ? this.exitHook(policy, control) : null;
+    const hook = hooked ? this.exitHook(policy, control, session.cache.length) : null;
     if (hook) {
       opts.exitAtStep = hook.limit - 1;
       opts.exitMode = 'skip';
@@ -376,26 +368,26 @@ class OuroAdapter implements FamilyAdapter {
       gate = true;
     }
     const r = this.model.forward(ids, opts);
-    if (!gate && control.cap === null && policy.kind === 'default' && r.readout.kind === 'threshold') { gate = true; }
+    // the default read-out of the released checkpoints is the gate threshold (early_exit_threshold 1.0)
+    if (!gate && control.cap === null && policy.kind === 'default' && r.readout.kind === 'threshold') gate = true;
     session.length = session.cache.length;
     const kvBytes = session.cache.length * this.kvRowBytes;
     const tokens: TokenTrace[] = ids.map((id, i) => {
       const tr = r.trace[i];
+      if (hook) {
+        const reason = hook.stoppedBy.get(i) ?? (tr.steps === hook.limit && hook.limit < hook.maxSteps ? 'budget' : 'cap');
+        const t: TokenTrace = { id, phase: control.phase, steps: tr.steps, maxSteps: hook.maxSteps, exitReason: reason, criterionValues: (hook.values.get(i) ?? []).slice(0, tr.steps), routerScores: [], flops: tr.flops, kvBytes };
+        if (hook.criterion !== null) { t.criterion = hook.criterion; if (Number.isFinite(hook.threshold)) t.threshold = hook.threshold; }
+        return t;
+      }
       const cdf: (number | null)[] = [];
       if (gate) for (let t = 0; t < tr.steps; t++) { const v = r.cdf[i * T + t]; cdf.push(Number.isNaN(v) ? null : v); }
-      let reason: ExitReason = capped ? 'budget' : reasonIfFull;
+      let reason: ExitReason = capped ? 'budget' : 'fixed';
       let threshold: number | undefined;
       if (gate && r.readout.kind === 'threshold') {
         threshold = r.readout.threshold;
         const crossed = cdf.findIndex((v) => v !== null && v >= Math.fround(threshold!));
         reason = crossed !== -1 && crossed === (r.exitSteps ? r.exitSteps[i] : -2) ? 'criterion' : 'cap';
-      }
-      if (hook) {
-        const stopped = hook.stoppedBy.get(i);
-        reason = stopped ?? (tr.steps === hook.limit && hook.limit < hook.maxSteps ? 'budget' : 'cap');
-        const t: TokenTrace = { id, phase: control.phase, steps: tr.steps, maxSteps: hook.maxSteps, exitReason: reason, criterionValues: (hook.values.get(i) ?? []).slice(0, tr.steps), routerScores: [], flops: tr.flops, kvBytes };
-        if (hook.criterion !== null) { t.criterion = hook.criterion; if (Number.isFinite(hook.threshold)) t.threshold = hook.threshold; }
-        return t;
       }
       const t: TokenTrace = { id, phase: control.phase, steps: tr.steps, maxSteps: T, exitReason: reason, criterionValues: cdf, routerScores: [], flops: tr.flops, kvBytes };
       if (gate) { t.criterion = 'gate'; if (threshold !== undefined) t.threshold = threshold; }
