@@ -11,6 +11,7 @@ import { loadModel, budget, defaultDepth, depthFunction, exit, fixed, parsePolic
 import { createScalarRuntime, type Runtime } from '../src/runtime/runtime.js';
 import type { Kernels } from '../src/kernels/kernels.js';
 import { PonderError } from '../src/errors.js';
+import type { OuroModel } from '../src/models/ouro.js';
 import { checkTrace, type TokenTrace } from '../src/trace/trace.js';
 
 /** A scalar runtime whose linear and attention kernels add up the work they do. */
@@ -220,6 +221,18 @@ test('expert-choice MoR with exit criteria and depth functions (our extension): 
   }
   const r = await runCounted('mor', depthFunction((step, state) => { assert.equal(state.logits().length, MODELS.mor.model.vocabSize); return step < 2; }));
   assert.ok(r.trace.tokens.every((t) => t.steps === 2 && t.exitReason === 'policy'));
+});
+
+test('Ouro fixed(n) gives upstream exit_at_step = n − 1 logits while skipping the later loops', async () => {
+  const { model } = MODELS.ouro;
+  const ouro = (model.familyAdapter as unknown as { model: OuroModel }).model;
+  const T = model.defaultDepth;
+  for (let n = 1; n <= T; n++) {
+    const ours = model.forward(PROMPT, { policy: fixed(n) });
+    const upstream = ouro.forward(PROMPT, { exitAtStep: n - 1, logitsToKeep: 1 }); // select mode: every loop computed
+    assert.deepEqual(ours.logits, upstream.logits.slice(0, model.vocabSize), `fixed(${n})`);
+    assert.ok(ours.trace.tokens.every((t) => t.steps === n));
+  }
 });
 
 function isPolicyError(e: unknown): boolean {
