@@ -10,7 +10,12 @@ const WEB = dirname(fileURLToPath(import.meta.url));
 
 export async function buildWeb() {
   await build({
-    entryPoints: [join(WEB, 'src/main.ts'), join(WEB, 'src/worker.ts'), join(WEB, 'src/pool-worker.ts')],
+    entryPoints: {
+      main: join(WEB, 'src/main.ts'),
+      worker: join(WEB, 'src/worker.ts'),
+      // the kernel threads of the WASM thread pool: the same entry Deno and Bun use
+      'pool-worker': join(WEB, '../test/portable/pool-worker-web.ts'),
+    },
     outdir: join(WEB, 'dist'),
     bundle: true,
     format: 'esm',

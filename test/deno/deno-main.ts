@@ -3,6 +3,7 @@
  * Reads the golden files with Deno's own file API; the library itself never touches files.
  */
 import { runPortableMain } from '../portable/main.js';
+import { webWorkerFactory } from '../portable/web-worker-factory.js';
 import type { GoldenFiles } from '../portable/suite.js';
 import type { ModelFileReader } from '../portable/generation.js';
 
@@ -36,5 +37,5 @@ const modelFiles = (model: string): ModelFileReader => ({
   readText: (p) => Deno.readTextFile(`${modelsDir}/${model}/${p}`),
   readBytes: (p) => Deno.readFile(`${modelsDir}/${model}/${p}`),
 });
-const ok = await runPortableMain(`deno ${Deno.version.deno}`, files, modelFiles, (line) => console.log(line));
+const ok = await runPortableMain(`deno ${Deno.version.deno}`, files, modelFiles, webWorkerFactory(new URL('../portable/pool-worker-web.js', import.meta.url)), (line) => console.log(line));
 Deno.exit(ok ? 0 : 1);

@@ -1,14 +1,20 @@
 /**
  * The body every runtime's entry runs (test/portable/node-main.ts, test/deno/deno-main.ts,
- * test/bun/bun-main.ts): the golden conformance suite on the WASM kernels, then a generation smoke
- * test. Prints a human line per case, then one `RESULT {json}` line the runtime tests compare.
+ * test/bun/bun-main.ts): the golden conformance suite on the WASM kernels, a generation smoke
+ * test, then the suite again on a 2-thread kernel pool started by the runtime's own WorkerFactory.
+ * Prints a human line per case, then one `RESULT {json}` line the runtime tests compare.
  */
 import { createWasmRuntime } from '../../src/kernels/wasm.js';
+import type { WorkerFactory } from '../../src/runtime/pool.js';
 import { formatCase, formatTotals, runPortableConformance, type GoldenFiles } from './suite.js';
 import { formatSmoke, runGenerationSmoke, SMOKE_RUNS, type ModelFileReader, type SmokeResult } from './generation.js';
 
+/** The 2-thread rerun of the suite: its digest must equal the one-thread digest. */
+export interface ThreadedRun { threads: number; kernels: string; passed: number; failed: number; digest: string; splitJobs: number }
+
 export async function runPortableMain(
-  runtimeName: string, golden: GoldenFiles, modelFiles: (model: string) => ModelFileReader, print: (line: string) => void,
+  runtimeName: string, golden: GoldenFiles, modelFiles: (model: string) => ModelFileReader, workerFactory: WorkerFactory,
+  print: (line: string) => void,
 ): Promise<boolean> {
   const runtime = await createWasmRuntime();
   const conformance = await runPortableConformance(runtimeName, golden, runtime, (r) => print(formatCase(r)));
@@ -19,6 +25,16 @@ export async function runPortableMain(
     print(formatSmoke(r));
     generation.push(r);
   }
-  print('RESULT ' + JSON.stringify({ conformance, generation }));
-  return conformance.failed === 0 && generation.every((g) => g.generatedIds.length > 0);
+
+  const pooled = await createWasmRuntime({ threads: 2, workerFactory });
+  let threaded: ThreadedRun;
+  try {
+    const s = await runPortableConformance(runtimeName, golden, pooled);
+    threaded = { threads: pooled.threads, kernels: s.kernels, passed: s.passed, failed: s.failed, digest: s.digest, splitJobs: pooled.splitJobs() };
+  } finally {
+    await pooled.dispose();
+  }
+  print(`${runtimeName} [${threaded.kernels}]: ${threaded.passed} passed, ${threaded.failed} failed; tensor digest ${threaded.digest}; ${threaded.splitJobs} kernel calls split across threads`);
+  print('RESULT ' + JSON.stringify({ conformance, generation, threaded }));
+  return conformance.failed === 0 && generation.every((g) => g.generatedIds.length > 0) && threaded.failed === 0 && threaded.digest === conformance.digest;
 }

@@ -1,6 +1,7 @@
 /** Node entry of the portable suite: `node dist/test/portable/node-main.js [GOLDEN_DIR [MODELS_DIR]]` (default spec/golden, models). */
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { nodeWorkerFactory } from '../../src/node/pool-worker.js';
 import { runPortableMain } from './main.js';
 import type { GoldenFiles } from './suite.js';
 import type { ModelFileReader } from './generation.js';
@@ -22,5 +23,5 @@ const modelFiles = (model: string): ModelFileReader => ({
   readText: (p) => readFile(join(modelsDir, model, p), 'utf8'),
   readBytes: async (p) => new Uint8Array(await readFile(join(modelsDir, model, p))),
 });
-const ok = await runPortableMain(`node ${process.versions.node}`, files, modelFiles, (line) => console.log(line));
+const ok = await runPortableMain(`node ${process.versions.node}`, files, modelFiles, nodeWorkerFactory, (line) => console.log(line));
 process.exitCode = ok ? 0 : 1;

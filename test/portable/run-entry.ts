@@ -9,10 +9,11 @@ import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import type { SuiteResult } from './suite.js';
 import type { SmokeResult } from './generation.js';
+import type { ThreadedRun } from './main.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
-export interface PortableResult { conformance: SuiteResult; generation: SmokeResult[] }
+export interface PortableResult { conformance: SuiteResult; generation: SmokeResult[]; threaded: ThreadedRun }
 
 /** Fails with a clear message when dist/ was not built (the runtimes run the built JS). */
 export function requireBuilt(entry: string): string {
@@ -52,8 +53,9 @@ export function nodeReference(): PortableResult {
 
 /**
  * The checks every other runtime's run must pass against the Node run: all golden cases pass with
- * bit-identical tensors, and every smoke generation streamed its tokens and produced the same ids,
- * text and per-token depths (prompt positions included).
+ * bit-identical tensors, every smoke generation streamed its tokens and produced the same ids,
+ * text and per-token depths (prompt positions included), and the suite on a 2-thread kernel pool
+ * (the runtime's own workers) split work and still gave the same bits.
  */
 export function assertSameAsNode(other: PortableResult, node: PortableResult): void {
   assert.equal(other.conformance.failed, 0, 'every golden case passes');
@@ -66,4 +68,8 @@ export function assertSameAsNode(other: PortableResult, node: PortableResult): v
     assert.equal(g.depths.filter((d) => d[1] === 'decode').length, g.generatedIds.length, `${g.model}: one depth per generated token`);
     assert.deepEqual(g, node.generation[i], `${g.model} ${g.policy}: same ids, text and depths as Node`);
   }
+  assert.equal(other.threaded.kernels, 'wasm-simd-x2');
+  assert.ok(other.threaded.splitJobs > 0, 'the 2-thread pool split some kernel calls');
+  assert.equal(other.threaded.failed, 0);
+  assert.equal(other.threaded.digest, node.conformance.digest, 'the 2-thread run gives the same bits as Node on one thread');
 }

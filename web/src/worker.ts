@@ -7,7 +7,7 @@
  */
 import { createWasmRuntime, type WasmRuntime } from '../../src/kernels/wasm.js';
 import { createScalarRuntime, type Runtime } from '../../src/runtime/runtime.js';
-import type { PoolWorkerHandle, PoolWorkerInit, WorkerFactory } from '../../src/runtime/pool.js';
+import { webWorkerFactory } from '../../test/portable/web-worker-factory.js';
 import { PonderError } from '../../src/errors.js';
 import { runPortableConformance, type GoldenFiles } from '../../test/portable/suite.js';
 import type { FromWorker, ToWorker } from './protocol.js';
@@ -15,16 +15,8 @@ import { forgetModel, generateInWorker, loadInWorker, stopGeneration } from './g
 
 const post = (message: FromWorker): void => (self as unknown as Worker).postMessage(message);
 
-/** Starts a kernel thread (pool-worker.ts) for the WASM thread pool: a nested module worker. */
-const browserWorkerFactory: WorkerFactory = (init: PoolWorkerInit): PoolWorkerHandle => {
-  const worker = new Worker(new URL('./pool-worker.js', import.meta.url), { type: 'module' });
-  const ready = new Promise<void>((resolve, reject) => {
-    worker.onmessage = (m) => (m.data === 'ready' ? resolve() : reject(new Error(String(m.data))));
-    worker.onerror = (e) => reject(new Error(`kernel worker failed to start: ${e.message}`));
-  });
-  worker.postMessage(init);
-  return { ready, async terminate() { worker.terminate(); } };
-};
+/** Kernel threads for the WASM thread pool: nested module workers running the bundled pool-worker.js. */
+const browserWorkerFactory = webWorkerFactory(new URL('./pool-worker.js', import.meta.url));
 
 let runtime: { threads: number; value: Promise<Runtime> } | null = null;
 /**

@@ -1,0 +1,16 @@
+/**
+ * One kernel thread of the WASM thread pool on a web-standard Worker (browsers, Deno, Bun), started
+ * by webWorkerFactory: instantiates the kernel module on the shared memory, says ready, then serves
+ * jobs (blocking this thread, as a pool worker does) until the pool stops it.
+ */
+import { instantiateKernels } from '../../src/kernels/wasm.js';
+import { runPoolWorker, type PoolWorkerInit } from '../../src/runtime/pool.js';
+
+const scope = globalThis as unknown as { onmessage: ((e: MessageEvent<PoolWorkerInit>) => void) | null; postMessage(m: unknown): void; close(): void };
+scope.onmessage = async (event: MessageEvent<PoolWorkerInit>) => {
+  const init = event.data;
+  const wasm = await instantiateKernels(init.module, init.memory);
+  scope.postMessage('ready');
+  runPoolWorker(init, wasm, () => performance.now());
+  scope.close();
+};

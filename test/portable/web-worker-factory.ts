@@ -1,0 +1,19 @@
+/**
+ * The WASM thread pool (src/runtime/pool.ts) on the web-standard Worker, which browsers, Deno and
+ * Bun all have: each kernel thread is a module worker running pool-worker-web.ts on the shared
+ * memory. (Node uses worker_threads instead: src/node/pool-worker.ts.)
+ */
+import type { PoolWorkerHandle, PoolWorkerInit, WorkerFactory } from '../../src/runtime/pool.js';
+
+/** `entry` is the URL of the built pool-worker-web.js (or the page's bundled copy of it). */
+export function webWorkerFactory(entry: URL): WorkerFactory {
+  return (init: PoolWorkerInit): PoolWorkerHandle => {
+    const worker = new Worker(entry, { type: 'module' });
+    const ready = new Promise<void>((resolve, reject) => {
+      worker.onmessage = (m) => (m.data === 'ready' ? resolve() : reject(new Error(String(m.data))));
+      worker.onerror = (e) => { e.preventDefault?.(); reject(new Error(`kernel worker failed to start: ${e.message}`)); };
+    });
+    worker.postMessage(init);
+    return { ready, async terminate() { worker.terminate(); } };
+  };
+}
