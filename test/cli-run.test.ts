@@ -73,6 +73,16 @@ test('sampling flags with a seed give the same output twice', async () => {
   assert.equal(parseTraceJSON(a.out).sampling!.seed, 42);
 });
 
+test('--threads 2 gives the same tokens as one thread', async () => {
+  const argv = ['run', '--model', 'models/demo-ouro', '--ids', '4,5,6', '-n', '4', '--json'];
+  const one = await ponder(argv);
+  const two = await ponder([...argv, '--threads', '2']);
+  assert.equal(two.code, 0, two.err);
+  assert.deepEqual(parseTraceJSON(two.out).tokens.map((t) => [t.id, t.steps]), parseTraceJSON(one.out).tokens.map((t) => [t.id, t.steps]));
+  assertUsageError(await ponder(['run', '--threads', '0']), 'ARG_INVALID');
+  assertUsageError(await ponder(['run', '--threads', '2', '--kernels', 'scalar']), 'ARG_INVALID');
+});
+
 test('trace --html writes a self-contained page; --from renders a saved trace; no temporary file is left', async () => {
   const html = join(root, 'page.html');
   const r = await ponder(['trace', '--model', 'models/demo-mor', '--prompt', 'Hello', '-n', '4', '--policy', 'router(causal, 0.5)', '--html', html]);

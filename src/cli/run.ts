@@ -31,6 +31,7 @@ export const GENERATION_FLAGS: FlagSpec = {
   'repetition-penalty': { type: 'string' },
   seed: { type: 'string' },
   stop: { type: 'string', multiple: true },
+  threads: { type: 'string' },
   ...RUNTIME_FLAGS,
 };
 
@@ -48,7 +49,8 @@ export const GENERATION_HELP = `  --model DIR, -m        model directory in Hugg
   --top-k K --top-p P --min-p P --repetition-penalty R   sampling filters (spec/sampling.md)
   --seed N                seed of the sampling draws and of Huginn's initial state (default 0)
   --stop TEXT             stop string (repeatable)
-  --kernels wasm|scalar   kernels to run on (default wasm)`;
+  --kernels wasm|scalar   kernels to run on (default wasm)
+  --threads N             WASM kernel threads (default 1; results are bit-identical to one thread)`;
 
 export const RUN_HELP = `ponder run [options]
 
@@ -118,7 +120,11 @@ export async function prepare(command: string, values: Record<string, string | b
   const seed = seedFlag(values.seed as string | undefined);
   const stopStrings = values.stop as string[] | undefined;
 
-  const runtime = await createRuntime(values as Record<string, string | boolean | undefined>);
+  const threads = intFlag(command, 'threads', values.threads as string | undefined, 1);
+  if (threads > 1 && values.kernels === 'scalar') throw new PonderError('ARG_INVALID', `${command}: --threads needs the wasm kernels`, { field: 'threads', hint: 'drop --kernels scalar or --threads' });
+  const runtime = threads > 1
+    ? await (await import('../node/pool-worker.js')).createNodeWasmRuntime({ threads })
+    : await createRuntime(values as Record<string, string | boolean | undefined>);
   let dir = values.model as string | undefined;
   if (dir === undefined) {
     dir = resolve(io.bundledGoldenDir, '..', '..', 'models', DEMO_MODEL);
