@@ -65,7 +65,8 @@ export interface BenchRow {
   peers: PeerFigure[]; // always f32 weights, single thread
   cold?: boolean; // weight copies rotated so every call streams from DRAM
   gbps?: number; // weight bytes read per second (decode rows)
-  streamGbps?: number; // the same-run stream read over the same bytes
+  streamGbps?: number; // same-run stream read of blocks of the same size: mean of the two below
+  streamGbpsBeforeAfter?: [number, number]; // measured right before and right after the kernel
   pctOfStream?: number;
   heads?: number;
   speedupVsOneThread?: number;
@@ -125,9 +126,11 @@ export async function runKernelBench(plan: BenchPlan, deps: BenchDeps): Promise<
     for (const dtype of ['f32', 'bf16'] as const) {
       const weightBytes = K * N * (dtype === 'f32' ? 4 : 2);
       const copies = cold ? copiesFor(plan.coldBytes, weightBytes) : 1;
-      // Stream first, kernel right after: the two see the same minute of DRAM bandwidth.
-      const streamGbps = cold && stream ? await stream.gbps(weightBytes, plan.timing) : undefined;
+      // Stream read right before and right after the kernel, over blocks of the same size: DRAM
+      // bandwidth drifts minute to minute here, so the kernel is compared with the mean of the two.
+      const streamBefore = cold && stream ? await stream.gbps(weightBytes, plan.timing) : undefined;
       const t = await timeLinear(await deps.createRuntime(), data, dtype, M, K, N, copies, plan.timing);
+      const streamAfter = cold && stream ? await stream.gbps(weightBytes, plan.timing) : undefined;
       const row: BenchRow = {
         kernel: 'linear', shape: `${M}x${K}x${N}`, dtype, gflops: flops / t.seconds / 1e9, ms: t.seconds * 1e3, threads: 1,
         foreignCores: t.foreignCores, peers: peerFigures,
@@ -135,7 +138,11 @@ export async function runKernelBench(plan: BenchPlan, deps: BenchDeps): Promise<
       if (cold) {
         row.cold = true;
         row.gbps = weightBytes / t.seconds / 1e9;
-        if (streamGbps !== undefined) { row.streamGbps = streamGbps; row.pctOfStream = (100 * row.gbps) / streamGbps; }
+        if (streamBefore !== undefined && streamAfter !== undefined) {
+          row.streamGbps = (streamBefore + streamAfter) / 2;
+          row.streamGbpsBeforeAfter = [streamBefore, streamAfter];
+          row.pctOfStream = (100 * row.gbps) / row.streamGbps;
+        }
       }
       row.bars = linearBars(row, M, K, N);
       rows.push(emit(row));
