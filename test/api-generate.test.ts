@@ -238,7 +238,7 @@ test('default policies reproduce the golden greedy decodes: MoR expert- and toke
   }
 });
 
-test('Huginn through the API equals upstream generate_minimal (fixed depth) and generate_with_adaptive_compute (every criterion)', async () => {
+test('Huginn through the API equals upstream generate_minimal (fixed depth) and generate_with_adaptive_compute (every criterion, several cache strategies)', async () => {
   const { c, model } = await goldenModel('spec/golden/huginn/adaptive_exits');
   const huginn = (model.familyAdapter as unknown as { model: HuginnModel }).model;
   const prompt = intTensor(c, 'inputs.input_ids').slice(0, 6);
@@ -256,5 +256,13 @@ test('Huginn through the API equals upstream generate_minimal (fixed depth) and 
     // upstream's trace entry k is the call that produced token k: our prefill's last position, then decode token k−1
     const ours = [r.trace.tokens[prompt.length - 1], ...r.trace.tokens.filter((t) => t.phase === 'decode')].map((t) => t.steps).slice(0, n);
     assert.deepEqual(ours, ref.trace.map((t) => t.steps[0]), `${criterion}: steps per token`);
+  }
+  for (const strategy of ['latest-m4', 'available-m4', 'latest-m4-compress-s4', 'skip']) {
+    const r = await model.generate(prompt, { maxNewTokens: n, policy: exit('kl', 1e-3), seed: 5, stopIds: [], kvStrategy: strategy }).result();
+    const ref = generateAdaptive(huginn, {
+      inputIds: prompt, B: 1, maxNewTokens: n, evaluator: createExitEvaluator('kl', 1e-3, huginn.config.vocabSize),
+      initialStates: seededInitialStates(5), stopTokens: [], cacheLookupStrategy: strategy,
+    });
+    assert.deepEqual(r.generatedIds, ref.sequences[0].slice(prompt.length), strategy);
   }
 });

@@ -47,10 +47,10 @@ const MODELS = Object.fromEntries(counted) as Record<'huginn' | 'mor' | 'ouro', 
 const PROMPT = [10, 20, 30, 40, 50];
 const NEW = 6;
 
-async function runCounted(family: 'huginn' | 'mor' | 'ouro', policy: DepthPolicy) {
+async function runCounted(family: 'huginn' | 'mor' | 'ouro', policy: DepthPolicy, kvStrategy?: string) {
   const { model, counter } = MODELS[family];
   counter.flops = 0;
-  const result = await model.generate(PROMPT, { maxNewTokens: NEW, policy, stopIds: [] }).result();
+  const result = await model.generate(PROMPT, { maxNewTokens: NEW, policy, stopIds: [], kvStrategy }).result();
   checkTrace(result.trace);
   assert.equal(result.summary.flops, counter.flops, `${family} ${result.trace.policy}: trace FLOPs = FLOPs the kernels did`);
   for (const t of result.trace.tokens) assert.ok(t.steps >= 1 && t.steps <= t.maxSteps && t.kvBytes > 0 && t.flops > 0);
@@ -233,6 +233,19 @@ test('Ouro fixed(n) gives upstream exit_at_step = n − 1 logits while skipping 
     assert.deepEqual(ours.logits, upstream.logits.slice(0, model.vocabSize), `fixed(${n})`);
     assert.ok(ours.trace.tokens.every((t) => t.steps === n));
   }
+});
+
+test('KV strategies: Huginn lookups and compression, Ouro copy-forward / exclude; FLOPs still equal the kernels\' and compression holds fewer bytes', async () => {
+  const peak = (r: { trace: { tokens: TokenTrace[] } }): number => Math.max(...r.trace.tokens.map((t) => t.kvBytes));
+  const full = await runCounted('huginn', exit('kl', 1e-3), 'full');
+  for (const strategy of ['skip', 'latest-m4', 'available-m4', 'always-last-m4', 'latest-m4-compress-s4', 'latest-m4-compress-r4', 'full-compress-anchor']) {
+    const r = await runCounted('huginn', exit('kl', 1e-3), strategy);
+    if (strategy.includes('compress')) assert.ok(peak(r) < peak(full), `${strategy} holds fewer KV bytes than full`);
+  }
+  for (const missing of ['copy-forward', 'exclude']) await runCounted('ouro', exit('gate', 0.4), missing);
+  await assert.rejects(async () => MODELS.huginn.model.generate(PROMPT, { kvStrategy: 'newest' }), (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_CACHE_STRATEGY');
+  await assert.rejects(async () => MODELS.ouro.model.generate(PROMPT, { kvStrategy: 'full' }), (e: unknown) => e instanceof PonderError && e.code === 'ARG_INVALID');
+  await assert.rejects(async () => MODELS.mor.model.generate(PROMPT, { kvStrategy: 'full' }), (e: unknown) => e instanceof PonderError && e.code === 'ARG_INVALID');
 });
 
 function isPolicyError(e: unknown): boolean {

@@ -15,8 +15,8 @@ import { configObject, unsupportedModelType } from '../format/config.js';
 import type { TokenTrace, ExitReason } from '../trace/trace.js';
 import { loadHuginn, parseHuginnConfig, seededInitialStates, huginnTensorShapes, type HuginnModel, type CallContext, type InitialStates } from '../models/huginn.js';
 import { createExitEvaluator, EXIT_CRITERIA, type ExitEvaluator } from '../models/huginn-exit.js';
-import type { HuginnCache } from '../models/huginn-cache.js';
-import { OuroModel, ouroConfigFromJson, type OuroCache, type OuroForwardOptions } from '../models/ouro.js';
+import { parseCacheStrategy, type HuginnCache } from '../models/huginn-cache.js';
+import { OuroModel, ouroConfigFromJson, type OuroCache, type OuroForwardOptions, type MissingKvPolicy } from '../models/ouro.js';
 import { loadMor, type MorModel, type MorSession } from '../models/mor.js';
 import { sigmoidF32 } from '../models/mor-routing.js';
 import { describePolicy, type DepthPolicy, type StepSummary } from './policy.js';
@@ -60,7 +60,9 @@ export interface FamilyAdapter {
   readonly configEosIds: number[];
   /** Throws ARG_POLICY when this family cannot run `policy` (budget already unwrapped). */
   checkPolicy(policy: DepthPolicy, inBudget: boolean): void;
-  newSession(capacity: number, seed: number): FamilySession;
+  /** Throws when `kvStrategy` is not a KV strategy of this family (spec/api.md §KV strategies). */
+  checkKvStrategy(kvStrategy: string | undefined): void;
+  newSession(capacity: number, seed: number, kvStrategy?: string): FamilySession;
   run(session: FamilySession, ids: readonly number[], control: StepControl): StepOutput;
 }
 
@@ -148,8 +150,12 @@ class HuginnAdapter implements FamilyAdapter {
     if (policy.kind === 'exit' && policy.mode === 'select') throw unsupported('huginn', policy, 'exit without a mode (Huginn always skips the steps after an exit, as upstream)');
   }
 
-  newSession(_capacity: number, seed: number): HuginnSession {
-    return { length: 0, cache: this.model.newCache('full'), initialStates: seededInitialStates(seed) };
+  checkKvStrategy(kvStrategy: string | undefined): void {
+    if (kvStrategy !== undefined) parseCacheStrategy(kvStrategy); // HUGINN_CACHE_STRATEGY naming the choices
+  }
+
+  newSession(_capacity: number, seed: number, kvStrategy = 'full'): HuginnSession {
+    return { length: 0, cache: this.model.newCache(kvStrategy), initialStates: seededInitialStates(seed) };
   }
 
   run(s: FamilySession, ids: readonly number[], control: StepControl): StepOutput {
@@ -217,8 +223,12 @@ class HuginnAdapter implements FamilyAdapter {
     // exited early left holes in the deeper slots, so later tokens see fewer keys there.
     const cache = session.cache, seen = cache.seenTokens;
     const entriesIn = (slot: number): number => { let n = 0; for (let q = 0; q < seen; q++) if (cache.has(slot, q)) n++; return n; };
+    // HuginnCache.update: the stored slot's own entries under "full" / "skip" lookups (or when it
+    // holds every position); the other lookups return one entry per position
+    const ownEntriesOnly = cache.strategyName === 'full' || cache.strategy.lookup === 'full' || cache.strategy.lookup === 'skip';
+    const keysAt = (slot: number): number => { const own = entriesIn(cache.storageSlot(slot)); return ownEntriesOnly || own === seen ? own : seen; };
     let slotKeys = 0, slotsRun = 0; // Σ over applied layers of (Tk − S), and their number
-    const addSlot = (slot: number, times = 1): void => { slotKeys += times * (entriesIn(slot) - S); slotsRun += times; };
+    const addSlot = (slot: number, times = 1): void => { slotKeys += times * (keysAt(slot) - S); slotsRun += times; };
     for (let i = 0; i < c.nPrelude; i++) addSlot(i);
     for (let step = 0; step < steps; step++) for (let j = 0; j < c.nCore; j++) addSlot(c.nPrelude + step * c.nCore + j);
     for (let j = 0; j < c.nCoda; j++) addSlot(-(j + 1), evaluations);
@@ -249,6 +259,8 @@ function relativeChange(a: Float32Array, b: Float32Array, offset: number, n: num
 
 interface OuroSession extends FamilySession {
   readonly cache: OuroCache;
+  /** what later tokens attend to in a loop an exited token skipped (skip mode only) */
+  readonly missingKv: MissingKvPolicy;
 }
 
 class OuroAdapter implements FamilyAdapter {
@@ -280,8 +292,14 @@ class OuroAdapter implements FamilyAdapter {
     if (inBudget && policy.kind === 'exit' && policy.criterion === 'gate') throw unsupported('ouro', policy, 'budget(n[, fixed(m) | exit(criterion) | function]) (a budget cannot cap the gate read-out)');
   }
 
-  newSession(capacity: number): OuroSession {
-    return { length: 0, cache: this.model.newCache(capacity) };
+  checkKvStrategy(kvStrategy: string | undefined): void {
+    if (kvStrategy !== undefined && kvStrategy !== 'copy-forward' && kvStrategy !== 'exclude') {
+      throw new PonderError('ARG_INVALID', `ouro KV strategy must be 'copy-forward' or 'exclude', got ${JSON.stringify(kvStrategy)}`, { field: 'kvStrategy', hint: 'what later tokens attend to in loops an early-exited token skipped (spec/ouro.md)' });
+    }
+  }
+
+  newSession(capacity: number, _seed: number, kvStrategy?: string): OuroSession {
+    return { length: 0, cache: this.model.newCache(capacity), missingKv: (kvStrategy ?? 'copy-forward') as MissingKvPolicy };
   }
 
   /**
@@ -344,7 +362,7 @@ class OuroAdapter implements FamilyAdapter {
     const session = s as OuroSession;
     const T = this.defaultDepth;
     const policy = control.policy;
-    const opts: OuroForwardOptions = { cache: session.cache, logitsToKeep: 1 };
+    const opts: OuroForwardOptions = { cache: session.cache, logitsToKeep: 1, missingKv: session.missingKv };
     let gate = false;
     let capped = false;
     const hooked = policy.kind === 'function' || (policy.kind === 'exit' && policy.criterion !== 'gate');
@@ -500,6 +518,12 @@ class MorAdapter implements FamilyAdapter {
     const reasonFor = (t: number, steps: number): ExitReason => stoppedBy.get(t)
       ?? (steps === limit && limit < maxSteps ? 'budget' : policy.kind === 'fixed' || policy.kind === 'default' ? 'fixed' : 'cap');
     return { maxSteps, values, criterion, threshold, stepCheck, reasonFor };
+  }
+
+  checkKvStrategy(kvStrategy: string | undefined): void {
+    if (kvStrategy !== undefined) {
+      throw new PonderError('ARG_INVALID', `MoR takes no KV strategy option (got ${JSON.stringify(kvStrategy)}): its KV layout, including recursive KV sharing, comes from config.json`, { field: 'kvStrategy', hint: 'set kv_sharing in the config, or drop the option' });
+    }
   }
 
   newSession(capacity: number): MorAdapterSession {

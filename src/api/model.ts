@@ -17,6 +17,8 @@ export interface ForwardOptions {
   policy?: DepthPolicy;
   /** Huginn: seed of the random initial latent state. Default 0. */
   seed?: number;
+  /** Huginn: cache lookup strategy ('full', 'latest-m4-compress-s4', ...); Ouro: 'copy-forward' | 'exclude'. */
+  kvStrategy?: string;
 }
 
 export interface ForwardResult {
@@ -43,6 +45,8 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** add the tokenizer's special tokens (e.g. BOS) when the prompt is text. Default true. */
   addSpecialTokens?: boolean;
+  /** Huginn: cache lookup strategy ('full' default, 'latest-m4', 'latest-m4-compress-s4', ...); Ouro: 'copy-forward' (default) | 'exclude'; MoR: none */
+  kvStrategy?: string;
 }
 
 export type FinishReason = StopReason | 'length' | 'context' | 'aborted';
@@ -129,8 +133,9 @@ export class Model {
     const seed = options.seed ?? 0;
     checkSeed(seed);
     this.checkIds(ids, 'ids');
+    this.adapter.checkKvStrategy(options.kvStrategy);
     const perToken = policy.kind === 'budget' ? policy.perToken ?? { kind: 'default' } : policy;
-    const session = this.adapter.newSession(ids.length, seed);
+    const session = this.adapter.newSession(ids.length, seed, options.kvStrategy);
     const start = now();
     const out = this.adapter.run(session, ids, { policy: perToken, cap: null, phase: 'prefill', stepsSpent: 0, budgeted: policy.kind === 'budget' });
     const trace: RunTrace = { family: this.family, model: this.label, policy: describePolicy(policy), tokens: out.tokens, decodeMs: 0, prefillMs: now() - start };
@@ -187,7 +192,8 @@ export class Model {
     const stopIds = o.stopIds ?? (this.generationConfig ? eosOf(this.generationConfig.eos_token_id) : []);
     const stop = new StopCondition({ stopIds, stopStrings: o.stopStrings });
     if (o.signal !== undefined && !(typeof o.signal === 'object' && o.signal !== null && 'aborted' in o.signal)) throw new PonderError('ARG_INVALID', 'signal must be an AbortSignal', { field: 'signal', hint: 'pass controller.signal' });
-    return { promptIds, maxNewTokens, policy, sampler, stop, seed, signal: o.signal ?? null };
+    this.adapter.checkKvStrategy(o.kvStrategy);
+    return { promptIds, maxNewTokens, policy, sampler, stop, seed, signal: o.signal ?? null, kvStrategy: o.kvStrategy };
   }
 }
 
@@ -199,6 +205,7 @@ interface Prepared {
   stop: StopCondition;
   seed: number;
   signal: AbortSignal | null;
+  kvStrategy: string | undefined;
 }
 
 function eosOf(value: unknown): number[] {
@@ -244,7 +251,7 @@ export class Generation implements AsyncIterable<TokenEvent> {
   }
 
   private async *run(): AsyncGenerator<TokenEvent, void, undefined> {
-    const { promptIds, maxNewTokens, policy, sampler, stop, seed, signal } = this.p;
+    const { promptIds, maxNewTokens, policy, sampler, stop, seed, signal, kvStrategy } = this.p;
     const model = this.model;
     const adapter = model.familyAdapter;
     const perToken = policy.kind === 'budget' ? policy.perToken ?? { kind: 'default' as const } : policy;
@@ -273,7 +280,7 @@ export class Generation implements AsyncIterable<TokenEvent> {
 
     try {
       if (signal?.aborted) { finishReason = 'aborted'; return; }
-      const session = adapter.newSession(capacity, seed);
+      const session = adapter.newSession(capacity, seed, kvStrategy);
       const t0 = now();
       let out = adapter.run(session, promptIds, { policy: perToken, cap: null, phase: 'prefill', stepsSpent: 0, budgeted: budgetSteps !== null });
       trace.prefillMs = now() - t0;

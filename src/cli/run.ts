@@ -32,6 +32,7 @@ export const GENERATION_FLAGS: FlagSpec = {
   seed: { type: 'string' },
   stop: { type: 'string', multiple: true },
   threads: { type: 'string' },
+  'kv-strategy': { type: 'string' },
   ...RUNTIME_FLAGS,
 };
 
@@ -49,6 +50,9 @@ export const GENERATION_HELP = `  --model DIR, -m        model directory in Hugg
   --top-k K --top-p P --min-p P --repetition-penalty R   sampling filters (spec/sampling.md)
   --seed N                seed of the sampling draws and of Huginn's initial state (default 0)
   --stop TEXT             stop string (repeatable)
+  --kv-strategy NAME      Huginn cache lookup (full, skip, latest-m4, available-m4, always-last-m4,
+                          randomized, optionally -compress-s<N> / -compress-r<N> / -compress-anchor);
+                          Ouro copy-forward | exclude (skipped loops after an early exit)
   --kernels wasm|scalar   kernels to run on (default wasm)
   --threads N             WASM kernel threads (default 1; results are bit-identical to one thread)`;
 
@@ -142,6 +146,7 @@ export async function prepare(command: string, values: Record<string, string | b
   if (samplingGiven) options.sampling = sampling;
   if (seed !== undefined) options.seed = seed;
   if (stopStrings) options.stopStrings = stopStrings;
+  if (values['kv-strategy'] !== undefined) options.kvStrategy = String(values['kv-strategy']);
   if (policy) model.checkPolicy(policy);
   return { model, prompt, options };
 }
