@@ -41,7 +41,7 @@ isolationEl.textContent = isolationNote;
 isolationEl.hidden = isolationNote === '';
 
 const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-const send = (message: ToWorker, transfer: Transferable[] = []): void => worker.postMessage(message, transfer);
+const send = (message: ToWorker): void => worker.postMessage(message);
 
 // ---- heatmap ----
 

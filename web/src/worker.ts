@@ -32,10 +32,12 @@ async function getRuntime(threads = runtime?.threads ?? 1): Promise<Runtime> {
     runtime = null;
     if ('dispose' in old) await (old as WasmRuntime).dispose();
   }
-  runtime ??= {
-    threads,
-    value: crossOriginIsolated ? createWasmRuntime({ threads, workerFactory: browserWorkerFactory }) : Promise.resolve(createScalarRuntime()),
-  };
+  if (!runtime) {
+    const value = crossOriginIsolated ? createWasmRuntime({ threads, workerFactory: browserWorkerFactory }) : Promise.resolve(createScalarRuntime());
+    runtime = { threads, value };
+    // A runtime that failed to start (say, its kernel threads) is not kept: the next request tries again.
+    value.catch(() => { if (runtime?.value === value) runtime = null; });
+  }
   return runtime.value;
 }
 
