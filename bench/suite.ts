@@ -61,6 +61,7 @@ export interface BenchRow {
   gflops: number;
   ms: number; // median milliseconds per call
   threads: number;
+  implementation: string; // ponder's kernels: wasm-simd, wasm-simd-relaxed, wasm-simd-x2, scalar
   foreignCores?: number; // cores other processes used while this row was timed (Linux)
   peers: PeerFigure[]; // always f32 weights, single thread
   cold?: boolean; // weight copies rotated so every call streams from DRAM
@@ -129,11 +130,13 @@ export async function runKernelBench(plan: BenchPlan, deps: BenchDeps): Promise<
       // Stream read right before and right after the kernel, over blocks of the same size: DRAM
       // bandwidth drifts minute to minute here, so the kernel is compared with the mean of the two.
       const streamBefore = cold && stream ? await stream.gbps(weightBytes, plan.timing) : undefined;
-      const t = await timeLinear(await deps.createRuntime(), data, dtype, M, K, N, copies, plan.timing);
+      const runtime = await deps.createRuntime();
+      const implementation = runtime.kernels.name;
+      const t = await timeLinear(runtime, data, dtype, M, K, N, copies, plan.timing);
       const streamAfter = cold && stream ? await stream.gbps(weightBytes, plan.timing) : undefined;
       const row: BenchRow = {
         kernel: 'linear', shape: `${M}x${K}x${N}`, dtype, gflops: flops / t.seconds / 1e9, ms: t.seconds * 1e3, threads: 1,
-        foreignCores: t.foreignCores, peers: peerFigures,
+        implementation, foreignCores: t.foreignCores, peers: peerFigures,
       };
       if (cold) {
         row.cold = true;
@@ -156,11 +159,12 @@ export async function runKernelBench(plan: BenchPlan, deps: BenchDeps): Promise<
           createThreaded = undefined;
           continue;
         }
+        const implementation2 = runtime2.kernels.name;
         const t2 = await timeLinear(runtime2, data, dtype, M, K, N, 1, plan.timing);
         const speedup = t.seconds / t2.seconds;
         rows.push(emit({
           kernel: 'linear', shape: row.shape, dtype, gflops: flops / t2.seconds / 1e9, ms: t2.seconds * 1e3, threads: 2,
-          foreignCores: t2.foreignCores, peers: peerFigures, speedupVsOneThread: speedup,
+          implementation: implementation2, foreignCores: t2.foreignCores, peers: peerFigures, speedupVsOneThread: speedup,
           bars: [{ bar: '2 threads ≥ 1.8× one thread (prefill)', actual: speedup, target: 1.8, unit: '×', pass: speedup >= 1.8 }],
         }));
       }
@@ -172,7 +176,9 @@ export async function runKernelBench(plan: BenchPlan, deps: BenchDeps): Promise<
     const flops = 4 * H * T * D; // q·k and p·v over every position and head; exp not counted
     const scale = 1 / Math.sqrt(D);
     const data = attentionData(H, T, D);
-    const t = await timeAttention(await deps.createRuntime(), data, H, T, D, scale, plan.timing);
+    const runtime = await deps.createRuntime();
+    const implementation = runtime.kernels.name;
+    const t = await timeAttention(runtime, data, H, T, D, scale, plan.timing);
     const peerFigures: PeerFigure[] = [];
     for (const peer of peers) {
       const c = await peer.attention(H, T, D, scale, data.qHeads, data.kTHeads, data.vHeads);
@@ -182,7 +188,7 @@ export async function runKernelBench(plan: BenchPlan, deps: BenchDeps): Promise<
     }
     rows.push(emit({
       kernel: 'attention', shape: `1x${T}x${D}`, dtype: 'f32', gflops: flops / t.seconds / 1e9, ms: t.seconds * 1e3,
-      threads: 1, heads: H, foreignCores: t.foreignCores, peers: peerFigures,
+      threads: 1, heads: H, implementation, foreignCores: t.foreignCores, peers: peerFigures,
     }));
   }
   return { rows, notes };

@@ -45,6 +45,7 @@ test('bench kernels --json prints one array of rows with kernel, MxKxN shape, dt
     assert.match(String(row.shape), /^\d+x\d+x\d+$/);
     assert.ok(row.dtype === 'f32' || row.dtype === 'bf16');
     assert.ok(isPositiveFinite(row.gflops), `gflops ${String(row.gflops)}`);
+    assert.equal(row.implementation, 'scalar');
     const peers = row.peers as Array<Record<string, unknown>>;
     assert.deepEqual(peers.map((p) => p.name), ['tfjs-wasm', 'ort-web']);
     for (const p of peers) assert.ok(isPositiveFinite(p.gflops), `${String(p.name)} gflops ${String(p.gflops)}`);
@@ -72,6 +73,7 @@ test('with the wasm kernels every prefill row (M >= 64) is followed by its 2-thr
   const rows = JSON.parse(io.stdout) as Array<Record<string, unknown>>;
   const linear = rows.filter((r) => r.kernel === 'linear').map((r) => `${String(r.shape)} ${String(r.dtype)} ${String(r.threads)}`);
   assert.deepEqual(linear, ['1x32x48 f32 1', '1x32x48 bf16 1', '64x16x32 f32 1', '64x16x32 f32 2', '64x16x32 bf16 1', '64x16x32 bf16 2']);
+  for (const row of rows.filter((r) => r.kernel === 'linear')) assert.match(String(row.implementation), row.threads === 2 ? /^wasm-simd-x2$/ : /^wasm-simd$/);
   for (const row of rows.filter((r) => r.threads === 2)) {
     assert.ok(isPositiveFinite(row.speedupVsOneThread));
     const bars = row.bars as Array<Record<string, unknown>>;

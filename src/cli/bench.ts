@@ -55,22 +55,23 @@ export async function benchCommand(argv: string[], io: CliIO, plan?: BenchPlan):
     const got = positionals.length === 0 ? 'nothing' : JSON.stringify(positionals.join(' '));
     throw new PonderError('ARG_INVALID', `bench: expected the suite name \`kernels\` or \`e2e\`, got ${got}`, { hint: 'run `ponder bench kernels` or `ponder bench e2e`; see `ponder bench --help`' });
   }
-  await createRuntime(values); // validates --kernels before minutes of set-up
+  const waitQuietSeconds = intFlag('bench', 'wait-quiet', values['wait-quiet'], 0);
   const relaxed = values.relaxed === true;
   if (relaxed && values.kernels === 'scalar') {
     throw new PonderError('ARG_INVALID', 'bench: --relaxed needs the wasm kernels, not --kernels scalar', { field: 'relaxed', hint: 'drop --relaxed or --kernels scalar' });
   }
+  const createOne = relaxed ? () => wasmRuntime(1, true) : () => createRuntime(values);
+  const kernelsName = (await createOne()).kernels.name; // also validates --kernels before minutes of set-up
   const json = Boolean(values.json);
-  const waitQuietSeconds = intFlag('bench', 'wait-quiet', values['wait-quiet'], 0);
   const base = plan ?? (values.quick ? QUICK_PLAN : FULL_PLAN);
   const chosen = { ...base, timing: { ...base.timing, waitQuietMs: waitQuietSeconds * 1000 } };
 
   if (!json) {
-    io.out(`${machineLine()}\n${NOISE_NOTE}\n\n`);
+    io.out(`${machineLine()}\nponder kernels: ${kernelsName} (1 thread unless thr says otherwise)\n${NOISE_NOTE}\n\n`);
     io.out(tableHeader());
   }
   const result = await runKernelBench(chosen, {
-    createRuntime: relaxed ? () => wasmRuntime(1, true) : () => createRuntime(values),
+    createRuntime: createOne,
     createThreadedRuntime: values.kernels === 'scalar' ? undefined : (threads) => wasmRuntime(threads, relaxed),
     peers: !values['no-peers'],
     onRow: json ? undefined : (row) => io.out(tableLine(row)),
