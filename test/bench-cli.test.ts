@@ -112,5 +112,5 @@ for (const argv of [
 test('bench --help shows an example and exits 0', async () => {
   const io = fakeIO();
   assert.equal(await main(['bench', '--help'], io), 0);
-  assert.match(io.stdout, /Example:\n {2}ponder bench kernels/);
+  assert.match(io.stdout, /Examples:\n {2}ponder bench kernels/);
 });

@@ -35,11 +35,13 @@ Then each acceptance bar of issue 2 with PASS or FAIL. Figures are tinybench med
                       under 0.25 core (a shared machine's quiet moments)
   --kernels NAME      wasm (default) or scalar (the TypeScript twins; slow)
 
-Results are noisy on a shared machine: read the same-run ratios, and pin the process
-(taskset -c 1) when you can.
+Results are noisy on a shared machine (this one has 2 cores): read the same-run ratios and the
+"busy" column, and measure when the machine is otherwise idle (--wait-quiet helps). Pinning with
+taskset -c 1 steadies the single-thread rows but makes the 2-thread rows meaningless.
 
-Example:
+Examples:
   ponder bench kernels --quick
+  ponder bench kernels --wait-quiet 15 --json > kernels.json
 `;
 
 const NOISE_NOTE = 'note: figures are medians from one run on a possibly shared machine; compare the same-run ratios, not absolute numbers across runs. "busy" = cores other processes used while the row was timed (the full run re-measures a row up to twice when that is above 0.25)';
