@@ -7,7 +7,7 @@
  *
  * Each peer gets its favourable layout, decided at load time as a real model would:
  *  - linear: the constant weight as B[K,N] (tfjs matMul without transpose, ONNX MatMul initializer);
- *    tfjs with transposeB on W[N,K] measured 10× slower, which would flatter ponder.
+ *    tfjs with transposeB on W[N,K] measured about 10× slower, which would flatter ponder.
  *  - attention: the cache heads-major, K already transposed: Q[H,1,D], Kt[H,D,T], V[H,T,D].
  */
 import { createRequire } from 'node:module';
@@ -24,7 +24,7 @@ export interface PeerCase {
 
 export interface Peer {
   readonly name: string;
-  /** Y[M,N] = X[M,K]·B[K,N], one case per weight copy in `weightCopiesKN`, rotated call by call. */
+  /** Y[M,N] = X[M,K]·B[K,N]; the case holds every copy in `weightCopiesKN` and uses the next one each call. */
   linear(M: number, K: number, N: number, x: Float32Array, weightCopiesKN: Float32Array[]): Promise<PeerCase>;
   /** Single-query attention, H heads of size D over T cached positions. */
   attention(H: number, T: number, D: number, scale: number, q: Float32Array, kT: Float32Array, v: Float32Array): Promise<PeerCase>;
