@@ -14,7 +14,7 @@ export async function buildWeb() {
       main: join(WEB, 'src/main.ts'),
       worker: join(WEB, 'src/worker.ts'),
       // the kernel threads of the WASM thread pool: the same entry Deno and Bun use
-      'pool-worker': join(WEB, '../test/portable/pool-worker-web.ts'),
+      'pool-worker': join(WEB, '../src/web/pool-worker.ts'),
     },
     outdir: join(WEB, 'dist'),
     bundle: true,

@@ -27,7 +27,11 @@ const FAMILY_RUNNERS: Record<string, () => Promise<{ runCase: CaseRunner }>> = {
   ouro: () => import('./ouro.js'),
 };
 
-export async function runGoldenCase(c: GoldenCase, runtime: Runtime): Promise<CaseReport> {
+/**
+ * Runs one case and compares it. `onProduced` sees the runner's raw tensors (e.g. to hash them
+ * for a bit-identity check across JS runtimes) before the comparison.
+ */
+export async function runGoldenCase(c: GoldenCase, runtime: Runtime, onProduced?: (produced: ReadonlyMap<string, Produced>) => Promise<void> | void): Promise<CaseReport> {
   const start = performance.now();
   const finish = (pass: boolean, tensors: TensorReport[], error?: string): CaseReport =>
     ({ name: c.name, family: c.family, pass, tensors, error, seconds: (performance.now() - start) / 1000 });
@@ -36,6 +40,7 @@ export async function runGoldenCase(c: GoldenCase, runtime: Runtime): Promise<Ca
   try {
     const { runCase } = await load();
     const produced = await runCase(c, runtime);
+    await onProduced?.(produced);
     const tensors = compareCase(c, produced);
     return finish(tensors.length > 0 && tensors.every((t) => t.pass), tensors);
   } catch (e) {

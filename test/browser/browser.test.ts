@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { ROOT, comparableConformance, nodeReference } from '../portable/run-entry.js';
-import type { SuiteResult } from '../portable/suite.js';
+import type { SuiteResult } from '../../src/conform/portable.js';
 import { createScalarRuntime, loadModel, parsePolicy, type Runtime } from '../../src/node/index.js';
 import { depthRgb } from '../../src/trace/palette.js';
 // @ts-expect-error: a plain .mjs script without type declarations

@@ -3,8 +3,8 @@
  * Lists and reads the golden files with Bun's own APIs (Bun.Glob, Bun.file).
  */
 import { runPortableMain } from '../portable/main.js';
-import { webWorkerFactory } from '../portable/web-worker-factory.js';
-import type { GoldenFiles } from '../portable/suite.js';
+import { webWorkerFactory } from '../../src/web/worker-factory.js';
+import type { GoldenFiles } from '../../src/conform/portable.js';
 import type { ModelFileReader } from '../portable/generation.js';
 
 declare const Bun: {
@@ -29,6 +29,6 @@ const modelFiles = (model: string): ModelFileReader => ({
   readText: (p) => Bun.file(`${modelsDir}/${model}/${p}`).text(),
   readBytes: async (p) => new Uint8Array(await Bun.file(`${modelsDir}/${model}/${p}`).arrayBuffer()),
 });
-const ok = await runPortableMain(`bun ${Bun.version}`, files, modelFiles, webWorkerFactory(new URL('../portable/pool-worker-web.js', import.meta.url)), (line) => console.log(line));
+const ok = await runPortableMain(`bun ${Bun.version}`, files, modelFiles, webWorkerFactory(new URL('../../src/web/pool-worker.js', import.meta.url)), (line) => console.log(line));
 // Bun has process, but this entry stays on Bun's own API surface; a failed suite must fail the process.
 if (!ok) throw new Error('conformance failed under Bun');

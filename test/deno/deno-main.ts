@@ -3,8 +3,8 @@
  * Reads the golden files with Deno's own file API; the library itself never touches files.
  */
 import { runPortableMain } from '../portable/main.js';
-import { webWorkerFactory } from '../portable/web-worker-factory.js';
-import type { GoldenFiles } from '../portable/suite.js';
+import { webWorkerFactory } from '../../src/web/worker-factory.js';
+import type { GoldenFiles } from '../../src/conform/portable.js';
 import type { ModelFileReader } from '../portable/generation.js';
 
 interface DenoDirEntry { name: string; isFile: boolean; isDirectory: boolean }
@@ -37,5 +37,5 @@ const modelFiles = (model: string): ModelFileReader => ({
   readText: (p) => Deno.readTextFile(`${modelsDir}/${model}/${p}`),
   readBytes: (p) => Deno.readFile(`${modelsDir}/${model}/${p}`),
 });
-const ok = await runPortableMain(`deno ${Deno.version.deno}`, files, modelFiles, webWorkerFactory(new URL('../portable/pool-worker-web.js', import.meta.url)), (line) => console.log(line));
+const ok = await runPortableMain(`deno ${Deno.version.deno}`, files, modelFiles, webWorkerFactory(new URL('../../src/web/pool-worker.js', import.meta.url)), (line) => console.log(line));
 Deno.exit(ok ? 0 : 1);

@@ -6,7 +6,7 @@
  */
 import { createWasmRuntime } from '../../src/kernels/wasm.js';
 import type { WorkerFactory } from '../../src/runtime/pool.js';
-import { formatCase, formatTotals, runPortableConformance, type GoldenFiles } from './suite.js';
+import { formatCase, formatTotals, runPortableConformance, type GoldenFiles } from '../../src/conform/portable.js';
 import { formatSmoke, runGenerationSmoke, SMOKE_RUNS, type ModelFileReader, type SmokeResult } from './generation.js';
 
 /** The 2-thread rerun of the suite: its digest must equal the one-thread digest. */

@@ -3,7 +3,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { nodeWorkerFactory } from '../../src/node/pool-worker.js';
 import { runPortableMain } from './main.js';
-import type { GoldenFiles } from './suite.js';
+import type { GoldenFiles } from '../../src/conform/portable.js';
 import type { ModelFileReader } from './generation.js';
 
 const dir = process.argv[2] ?? 'spec/golden';

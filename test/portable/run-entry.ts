@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
-import type { SuiteResult } from './suite.js';
+import type { SuiteResult } from '../../src/conform/portable.js';
 import type { SmokeResult } from './generation.js';
 import type { ThreadedRun } from './main.js';
 

@@ -6,7 +6,7 @@
  */
 import { depthRgb, rgbHex, textRgbOn, DEPTH_STOPS } from '../../src/trace/palette.js';
 import { escapeHtml } from '../../src/trace/html.js';
-import type { CaseResult, SuiteResult } from '../../test/portable/suite.js';
+import type { CaseResult, SuiteResult } from '../../src/conform/portable.js';
 import { parseTraceJSON } from '../../src/trace/trace.js';
 import { renderTraceHtml } from '../../src/trace/html.js';
 import type { FromWorker, GenerateRequest, ModelChoice, ModelInfo, PolicyChoice, ToWorker, TokenEvent } from './protocol.js';

@@ -1,5 +1,5 @@
 /** Messages between the page (main.ts) and its worker (worker.ts). */
-import type { CaseResult, SuiteResult } from '../../test/portable/suite.js';
+import type { CaseResult, SuiteResult } from '../../src/conform/portable.js';
 
 /** A bundled model served under /models/<name>/, or the files of a folder the user picked (path in the folder → bytes). */
 export type ModelChoice = { kind: 'bundled'; name: string } | { kind: 'files'; label: string; files: Record<string, ArrayBuffer> };

@@ -7,9 +7,9 @@
  */
 import { createWasmRuntime, type WasmRuntime } from '../../src/kernels/wasm.js';
 import { createScalarRuntime, type Runtime } from '../../src/runtime/runtime.js';
-import { webWorkerFactory } from '../../test/portable/web-worker-factory.js';
+import { webWorkerFactory } from '../../src/web/worker-factory.js';
 import { PonderError } from '../../src/errors.js';
-import { runPortableConformance, type GoldenFiles } from '../../test/portable/suite.js';
+import { runPortableConformance, type GoldenFiles } from '../../src/conform/portable.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 import { forgetModel, generateInWorker, loadInWorker, stopGeneration } from './generate.js';
 

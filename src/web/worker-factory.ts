@@ -1,11 +1,11 @@
 /**
  * The WASM thread pool (src/runtime/pool.ts) on the web-standard Worker, which browsers, Deno and
- * Bun all have: each kernel thread is a module worker running pool-worker-web.ts on the shared
+ * Bun all have: each kernel thread is a module worker running src/web/pool-worker.ts on the shared
  * memory. (Node uses worker_threads instead: src/node/pool-worker.ts.)
  */
-import type { PoolWorkerHandle, PoolWorkerInit, WorkerFactory } from '../../src/runtime/pool.js';
+import type { PoolWorkerHandle, PoolWorkerInit, WorkerFactory } from '../runtime/pool.js';
 
-/** `entry` is the URL of the built pool-worker-web.js (or the page's bundled copy of it). */
+/** `entry` is the URL of the built src/web/pool-worker.js (or the page's bundled copy of it). */
 export function webWorkerFactory(entry: URL): WorkerFactory {
   return (init: PoolWorkerInit): PoolWorkerHandle => {
     const worker = new Worker(entry, { type: 'module' });

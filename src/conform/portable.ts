@@ -6,11 +6,11 @@
  * Besides the pass/fail verdicts it hashes every tensor each runner produced (SHA-256 of the exact
  * bits), so two runtimes can be compared for bit-identical output, not just "within tolerance".
  */
-import { parseGoldenCase, type GoldenCase } from '../../src/conform/golden.js';
-import { compareCase, type Produced } from '../../src/conform/compare.js';
-import type { CaseRunner } from '../../src/conform/runner.js';
-import { PonderError } from '../../src/errors.js';
-import type { Runtime } from '../../src/runtime/runtime.js';
+import { parseGoldenCase, type GoldenCase } from './golden.js';
+import type { Produced } from './compare.js';
+import { runGoldenCase } from './runner.js';
+import { PonderError } from '../errors.js';
+import type { Runtime } from '../runtime/runtime.js';
 
 /** Where the golden cases come from: names like 'mor/vanilla_llama_baseline' (no extension). */
 export interface GoldenFiles {
@@ -46,12 +46,6 @@ export interface SuiteResult {
   readonly cases: CaseResult[];
 }
 
-const FAMILY_RUNNERS: Record<string, () => Promise<{ runCase: CaseRunner }>> = {
-  mor: () => import('../../src/conform/mor.js'),
-  huginn: () => import('../../src/conform/huginn.js'),
-  ouro: () => import('../../src/conform/ouro.js'),
-};
-
 export async function sha256Hex(bytes: Uint8Array): Promise<string> {
   const hash = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
   return Array.from(hash, (b) => b.toString(16).padStart(2, '0')).join('');
@@ -64,21 +58,12 @@ export function producedBytes(values: Produced): Uint8Array {
 }
 
 async function runOneCase(c: GoldenCase, runtime: Runtime): Promise<Omit<CaseResult, 'seconds'>> {
-  const load = FAMILY_RUNNERS[c.family];
-  if (!load) return { name: c.name, pass: false, error: `unknown family ${JSON.stringify(c.family)}`, tensors: [] };
-  try {
-    const produced = await (await load()).runCase(c, runtime);
-    const reports = compareCase(c, produced);
-    const tensors: TensorResult[] = [];
-    for (const r of reports) {
-      const values = produced.get(r.name);
-      tensors.push({ name: r.name, pass: r.pass, maxAbsError: r.maxAbsError, sha256: values === undefined ? 'missing' : await sha256Hex(producedBytes(values)) });
-    }
-    return { name: c.name, pass: tensors.length > 0 && tensors.every((t) => t.pass), tensors };
-  } catch (e) {
-    const message = e instanceof PonderError ? `error[${e.code}]: ${e.message}` : (e as Error).stack ?? String(e);
-    return { name: c.name, pass: false, error: message, tensors: [] };
-  }
+  const digests = new Map<string, string>();
+  const report = await runGoldenCase(c, runtime, async (produced) => {
+    for (const [name, values] of produced) digests.set(name, await sha256Hex(producedBytes(values)));
+  });
+  const tensors = report.tensors.map((r) => ({ name: r.name, pass: r.pass, maxAbsError: r.maxAbsError, sha256: digests.get(r.name) ?? 'missing' }));
+  return { name: c.name, pass: report.pass, error: report.error, tensors };
 }
 
 /** Runs every case `files` lists; `onCase` sees each result as it finishes (for streaming output). */

@@ -3,8 +3,8 @@
  * by webWorkerFactory: instantiates the kernel module on the shared memory, says ready, then serves
  * jobs (blocking this thread, as a pool worker does) until the pool stops it.
  */
-import { instantiateKernels } from '../../src/kernels/wasm.js';
-import { runPoolWorker, type PoolWorkerInit } from '../../src/runtime/pool.js';
+import { instantiateKernels } from '../kernels/wasm.js';
+import { runPoolWorker, type PoolWorkerInit } from '../runtime/pool.js';
 
 const scope = globalThis as unknown as { onmessage: ((e: MessageEvent<PoolWorkerInit>) => void) | null; postMessage(m: unknown): void; close(): void };
 scope.onmessage = async (event: MessageEvent<PoolWorkerInit>) => {
