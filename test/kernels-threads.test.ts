@@ -68,3 +68,20 @@ test('a worker that fails to start is RUNTIME_UNSUPPORTED, and the workers alrea
   await assert.rejects(createWasmRuntime({ threads: 3, workerFactory: factory }), { code: 'RUNTIME_UNSUPPORTED' });
   assert.equal(terminated, 2);
 });
+
+test('a kernel worker that never picks up its job is KERNEL_WORKER_LOST, and the runtime goes on correctly on one thread', async () => {
+  // A "worker" that reports ready but never polls its slot: what a dead or starved thread looks like.
+  const silentWorker = () => ({ ready: Promise.resolve(), terminate: async () => {} });
+  const lost = await createWasmRuntime({ threads: 2, workerFactory: silentWorker, pickupTimeoutMs: 100 });
+  const M = 64, N = 256, K = 256; // big enough to be split across the threads
+  const rnd = prng(7);
+  const wf = fillUniform(new Float32Array(N * K), rnd), xs = fillUniform(new Float32Array(M * K), rnd);
+  const run = (rt: typeof single) => {
+    const y = rt.arena.f32(M * N);
+    rt.kernels.linear(y, inArena(rt.arena, xs), rt.kernels.bindLinear({ dtype: 'f32', data: wf }, N, K), M, null);
+    return y;
+  };
+  assert.throws(() => run(lost), (e: { code?: string; message?: string }) => e.code === 'KERNEL_WORKER_LOST' && /worker 0/.test(e.message ?? ''));
+  assertBitIdentical(run(lost), run(single), 'after the loss, calls run on the main thread alone');
+  await lost.dispose();
+});

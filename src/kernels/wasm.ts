@@ -71,6 +71,8 @@ export interface WasmRuntimeOptions {
   threads?: number;
   /** Starts a worker running src/node/pool-worker.ts (or a browser equivalent); needed when threads > 1. */
   workerFactory?: WorkerFactory;
+  /** How long a job may wait for a worker to pick it up before the worker counts as lost (KERNEL_WORKER_LOST). Default 10 s. */
+  pickupTimeoutMs?: number;
 }
 
 export interface WasmRuntime extends Runtime {
@@ -154,7 +156,7 @@ export async function createWasmRuntime(options: WasmRuntimeOptions = {}): Promi
   }
   const wasm = await instantiateKernels(module, memory);
   const arena = new WasmArena(memory, wasm.heap_base());
-  const pool = threads > 1 ? await ThreadPool.start(module, memory, arena, threads, options.workerFactory!, wasm) : null;
+  const pool = threads > 1 ? await ThreadPool.start(module, memory, arena, threads, options.workerFactory!, wasm, options.pickupTimeoutMs) : null;
   const kernels = new WasmKernels(wasm, arena, pool, relaxed);
   return {
     kernels, arena, relaxed, threads,

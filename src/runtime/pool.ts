@@ -44,9 +44,13 @@ const DONE = 1;      // last job counter the worker finished
 const STATUS = 2;    // 0 ok, 1 the job threw (message is not transported; the main thread reports)
 const OP = 3;
 const ARGS = 4;      // up to 16 arguments
+const TAKEN = 20;    // last job counter the worker picked up (tells a slow job from a lost worker)
 const OP_LINEAR_F32 = 1, OP_LINEAR_BF16 = 2, OP_ATTENTION = 3, OP_STOP = 99;
 
 const WORKER_SPIN_MS = 1;
+// A live worker picks a job up within microseconds (spinning) or about 0.2 ms (woken from
+// Atomics.wait). One that has not done so after this long has died or was never scheduled.
+const DEFAULT_PICKUP_TIMEOUT_MS = 10_000;
 // Below this many multiply-adds a job is not split: the dispatch round trip would cost more.
 const MIN_SPLIT_WORK = 1 << 16;
 
@@ -60,10 +64,12 @@ export class ThreadPool {
   private readonly scoresScratch: ScratchBuffer[]; // per worker
   private generation = 0;
   private closed = false;
+  private broken = false; // a worker was lost: every later call runs on the main thread alone
   /** Jobs that were split across the threads (the rest ran on the main thread alone). */
   splitJobs = 0;
 
-  private constructor(wasm: WasmKernelExports, arena: WasmArena, threads: number, control: Int32Array, handles: PoolWorkerHandle[]) {
+  private constructor(wasm: WasmKernelExports, arena: WasmArena, threads: number, control: Int32Array, handles: PoolWorkerHandle[],
+                      private readonly pickupTimeoutMs: number) {
     this.wasm = wasm;
     this.threads = threads;
     this.control = control;
@@ -74,7 +80,7 @@ export class ThreadPool {
   }
 
   static async start(module: WebAssembly.Module, memory: WebAssembly.Memory, arena: WasmArena, threads: number,
-                     factory: WorkerFactory, wasm: WasmKernelExports): Promise<ThreadPool> {
+                     factory: WorkerFactory, wasm: WasmKernelExports, pickupTimeoutMs = DEFAULT_PICKUP_TIMEOUT_MS): Promise<ThreadPool> {
     const workers = threads - 1;
     const control = arena.i32(workers * SLOT_INTS);
     control.fill(0);
@@ -86,12 +92,12 @@ export class ThreadPool {
       await Promise.all(handles.map((h) => h.terminate().catch(() => undefined)));
       throw new PonderError('RUNTIME_UNSUPPORTED', `could not start ${workers} kernel worker thread(s): ${(e as Error).message}`, { field: 'threads', hint: 'run with threads: 1' });
     }
-    return new ThreadPool(wasm, arena, threads, control, handles);
+    return new ThreadPool(wasm, arena, threads, control, handles, pickupTimeoutMs);
   }
 
   /** Whether a job of `work` multiply-adds over `parts` independent parts is worth splitting. */
   worthSplitting(work: number, parts: number): boolean {
-    return !this.closed && parts >= 2 && work >= MIN_SPLIT_WORK;
+    return !this.closed && !this.broken && parts >= 2 && work >= MIN_SPLIT_WORK;
   }
 
   /** linear over panels [0, panels), split in contiguous panel ranges. `scratch`: the main thread's. */
@@ -159,9 +165,20 @@ export class ThreadPool {
     for (let i = 0; i < this.handles.length; i++) {
       const slot = i * SLOT_INTS;
       let spins = 0;
+      let slowSince = 0;
       while (Atomics.load(c, slot + DONE) !== gen) {
         if (++spins > 4096) {
           try { Atomics.wait(c, slot + DONE, Atomics.load(c, slot + DONE), 1); } catch { /* main thread of a browser: keep spinning */ }
+          // Only a job nobody picked up can be waited on forever; a long job that was taken is just long.
+          if (Atomics.load(c, slot + TAKEN) !== gen) {
+            if (slowSince === 0) slowSince = performance.now();
+            else if (performance.now() - slowSince > this.pickupTimeoutMs) {
+              this.broken = true;
+              Atomics.store(c, slot + OP, OP_STOP); // should it wake after all, it stops instead of running a stale job
+              throw new PonderError('KERNEL_WORKER_LOST', `${kernel}: kernel worker ${i} has not picked up its job for ${this.pickupTimeoutMs / 1000} s (it died or never got a CPU)`,
+                { hint: 'create a new runtime (or use threads: 1); if it happens again, report it' });
+            }
+          }
         }
       }
       if (Atomics.load(c, slot + STATUS) !== 0) {
@@ -200,6 +217,7 @@ export function runPoolWorker(init: PoolWorkerInit, wasm: WasmKernelExports, now
       }
     }
     seen = gen;
+    Atomics.store(control, TAKEN, gen);
     const op = control[OP];
     if (op === OP_STOP) { Atomics.store(control, DONE, gen); return; }
     const a = (i: number) => control[ARGS + i];
