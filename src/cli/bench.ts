@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { resolve } from 'node:path';
 import { PonderError } from '../errors.js';
-import { FULL_PLAN, QUICK_PLAN, runKernelBench, type BenchPlan, type BenchRow } from '../../bench/suite.js';
+import type { BenchPlan, BenchRow } from '../../bench/suite.js';
 import { intFlag, parseFlags } from './args.js';
 import { createRuntime, RUNTIME_FLAGS } from './runtime-flags.js';
 import type { CliIO } from './main.js';
@@ -65,6 +65,7 @@ export async function benchCommand(argv: string[], io: CliIO, plan?: BenchPlan):
   const createOne = relaxed ? () => wasmRuntime(1, true) : () => createRuntime(values);
   const kernelsName = (await createOne()).kernels.name; // also validates --kernels before minutes of set-up
   const json = Boolean(values.json);
+  const { FULL_PLAN, QUICK_PLAN, runKernelBench } = await importBenchModule(() => import('../../bench/suite.js'));
   const base = plan ?? (values.quick ? QUICK_PLAN : FULL_PLAN);
   const chosen = { ...base, timing: { ...base.timing, waitQuietMs: waitQuietSeconds * 1000 } };
 
@@ -87,6 +88,20 @@ export async function benchCommand(argv: string[], io: CliIO, plan?: BenchPlan):
     io.out(`\n${barSummary(result.rows)}`);
   }
   return 0;
+}
+
+/**
+ * The benchmark suites need tinybench (a devDependency): an installed package without dev
+ * dependencies still runs every other command, and `bench` says what is missing.
+ */
+async function importBenchModule<T>(load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw e;
+    throw new PonderError('BENCH_UNAVAILABLE', `bench: the benchmark suite cannot load (${(e as Error).message.split('\n')[0]})`,
+      { hint: 'benchmarks run from a clone of the repository with its dev dependencies: `npm install`, then `ponder bench`' });
+  }
 }
 
 /** A WASM runtime with `threads` threads (worker_threads), optionally the relaxed-SIMD build. */
@@ -137,7 +152,7 @@ function barSummary(rows: BenchRow[]): string {
 /** `ponder bench e2e`: end-to-end tokens/s per bundled model and policy (bench/e2e.bench.ts). */
 async function e2eCommand(values: Record<string, string | boolean | undefined>, io: CliIO): Promise<number> {
   await createRuntime(values); // validates --kernels first
-  const { runE2eBench, e2eHeader, e2eLine } = await import('../../bench/e2e.bench.js');
+  const { runE2eBench, e2eHeader, e2eLine } = await importBenchModule(() => import('../../bench/e2e.bench.js'));
   const json = Boolean(values.json);
   if (!json) io.out(`${machineLine()}\n${NOISE_NOTE}\n\n${e2eHeader()}`);
   const rows = await runE2eBench({
