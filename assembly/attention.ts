@@ -18,7 +18,7 @@
 //    f32 sum in 4 lanes. A query that sees no key (max = −Inf) gets zeros.
 // 3. out = Σ_j p_j v_j / sum, each output element accumulated over j in order; keys with p_j = 0
 //    (masked or underflowed) are skipped, so Inf/NaN in a masked V row cannot leak in.
-import { exp4 } from './simd';
+import { expShifted, rowMax } from './simd';
 
 // @ts-ignore: decorator
 @inline function visible(i: i32, j: i32, Tk: i32, qPosI: i32, kPos: usize, allowed: usize): bool {
@@ -146,34 +146,9 @@ function scoresTwo(sa: usize, sb: usize, qa: usize, qb: usize, ia: i32, ib: i32,
 // Step 2 in place on sp[0..Tk): p_j = exp(s_j − max); returns Σ p_j, or 0 (leaving sp as it is)
 // when no key is visible. Otherwise the sum is ≥ 1 (the max itself contributes exp(0) = 1) or NaN.
 function softmaxScores(sp: usize, Tk: i32): f32 {
-  // max: NaN never wins (pmax keeps the running value)
-  let mv = f32x4.splat(-Infinity);
-  let j = 0;
-  for (; j + 4 <= Tk; j += 4) mv = f32x4.pmax(mv, v128.load(sp + (<usize>j << 2)));
-  let max = f32x4.extract_lane(mv, 0);
-  const m1 = f32x4.extract_lane(mv, 1), m2 = f32x4.extract_lane(mv, 2), m3 = f32x4.extract_lane(mv, 3);
-  if (m1 > max) max = m1;
-  if (m2 > max) max = m2;
-  if (m3 > max) max = m3;
-  for (; j < Tk; j++) { const x = load<f32>(sp + (<usize>j << 2)); if (x > max) max = x; }
+  const max = rowMax(sp, Tk); // NaN never wins
   if (max == -Infinity) return 0;
-  const maxv = f32x4.splat(max);
-  let sumv = f32x4.splat(0);
-  j = 0;
-  for (; j + 4 <= Tk; j += 4) {
-    const p = sp + (<usize>j << 2);
-    const e = exp4(f32x4.sub(v128.load(p), maxv));
-    v128.store(p, e);
-    sumv = f32x4.add(sumv, e);
-  }
-  let sum = (f32x4.extract_lane(sumv, 0) + f32x4.extract_lane(sumv, 1)) + (f32x4.extract_lane(sumv, 2) + f32x4.extract_lane(sumv, 3));
-  for (; j < Tk; j++) {
-    const p = sp + (<usize>j << 2);
-    const e = f32x4.extract_lane(exp4(f32x4.splat(load<f32>(p) - max)), 0);
-    store<f32>(p, e);
-    sum += e;
-  }
-  return sum;
+  return expShifted(sp, sp, Tk, max);
 }
 
 // @ts-ignore: decorator

@@ -80,3 +80,40 @@ const LN2_LO: f32 = -2.12194440e-4;
   const n = cols - 4 * q;
   return n < 0 ? 0 : n > 4 ? 4 : n;
 }
+
+// Max of x[0..n) ignoring NaN (pmax keeps the running value); −Inf for n = 0.
+// @ts-ignore: decorator
+@inline export function rowMax(x: usize, n: i32): f32 {
+  let mv = f32x4.splat(-Infinity);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) mv = f32x4.pmax(mv, v128.load(x + (<usize>i << 2)));
+  let max = f32x4.extract_lane(mv, 0);
+  const m1 = f32x4.extract_lane(mv, 1), m2 = f32x4.extract_lane(mv, 2), m3 = f32x4.extract_lane(mv, 3);
+  if (m1 > max) max = m1;
+  if (m2 > max) max = m2;
+  if (m3 > max) max = m3;
+  for (; i < n; i++) { const v = load<f32>(x + (<usize>i << 2)); if (v > max) max = v; }
+  return max;
+}
+
+// Writes e_i = exp(x_i − max) to y (y may be x) and returns Σ e_i (f32, 4 lanes then the tail).
+// @ts-ignore: decorator
+@inline export function expShifted(y: usize, x: usize, n: i32, max: f32): f32 {
+  const mv = f32x4.splat(max);
+  let sv = f32x4.splat(0);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    const e = exp4(f32x4.sub(v128.load(x + o), mv));
+    v128.store(y + o, e);
+    sv = f32x4.add(sv, e);
+  }
+  let sum = hsum(sv);
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    const e = f32x4.extract_lane(exp4(f32x4.splat(load<f32>(x + o) - max)), 0);
+    store<f32>(y + o, e);
+    sum += e;
+  }
+  return sum;
+}
