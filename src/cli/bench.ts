@@ -140,7 +140,7 @@ function barSummary(rows: BenchRow[]): string {
   for (const row of rows) {
     for (const b of row.bars ?? []) {
       const where = `${row.kernel} ${row.shape} ${row.dtype}${row.threads > 1 ? ` ${row.threads} threads` : ''}`;
-      const actual = b.unit === '%' ? `${b.actual.toFixed(0)}%` : `${b.actual.toFixed(2)}×`;
+      const actual = b.unit === '%' ? `${b.actual.toFixed(1)}%` : `${b.actual.toFixed(3)}×`; // enough digits that a FAIL never prints as the bar itself
       lines.push(`${b.pass ? 'PASS' : 'FAIL'} ${b.bar}: ${where}: ${actual}`);
     }
   }
