@@ -4,7 +4,10 @@
 // columns, each K-contiguous: panel p holds W[p*16 + c, k] at [p][k][c]; the last panel is
 // zero-padded. f32 panels are K*64 bytes. bf16 panels are K*32 bytes: per k, two 16-byte groups
 // (columns 0-7, 8-15), each holding 8 bf16 in lane order [c0,c4,c1,c5,c2,c6,c3,c7] so that
-// i32x4.shl(v,16) widens columns 0-3 and v128.and(v,0xffff0000) widens columns 4-7.
+// i32x4.shl(v,16) widens columns 0-3 and v128.and(v,0xffff0000) widens columns 4-7. bf16 panels
+// are stored in pairs, 2g and 2g+1 interleaved per k ([pair][k][2][32 bytes]), so a decode runs two
+// panels (8 independent accumulator chains: one chain's add latency bounds a lone panel) while
+// still reading the matrix as one stream; an odd last panel stands alone ([k][32 bytes]).
 //
 // Every output accumulates in f32, in k order, starting from +0, with the bias added last. The M=1
 // path, the M>1 path and any split of the panels across threads therefore give bit-identical rows.
@@ -59,8 +62,18 @@ function gemvPanelF32(yp: usize, x: usize, bp: usize, K: i32, biasp: usize, cols
   storeRow(yp, c0, c1, c2, c3, biasp, cols);
 }
 
+// Byte offset of bf16 panel p, and its k stride (64 inside a pair, 32 for an odd last panel).
+// @ts-ignore: decorator
+@inline function bf16PanelOffset(p: i32, K: i32): usize {
+  return <usize>(p >> 1) * (<usize>K << 6) + (<usize>(p & 1) << 5);
+}
+// @ts-ignore: decorator
+@inline function bf16PanelStride(p: i32, panels: i32): usize {
+  return (p | 1) < panels ? 64 : 32;
+}
+
 // Decode, bf16 weights: widen 16 columns with 2 ops per 8 weights (see the layout note above).
-function gemvPanelBF16(yp: usize, x: usize, bp: usize, K: i32, biasp: usize, cols: i32): void {
+function gemvPanelBF16(yp: usize, x: usize, bp: usize, stride: usize, K: i32, biasp: usize, cols: i32): void {
   let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
   const high = i32x4.splat(BF16_HIGH_MASK);
   let a = x;
@@ -71,9 +84,33 @@ function gemvPanelBF16(yp: usize, x: usize, bp: usize, K: i32, biasp: usize, col
     c1 = fma(av, v128.and(g0, high), c1);
     c2 = fma(av, i32x4.shl(g1, 16), c2);
     c3 = fma(av, v128.and(g1, high), c3);
-    a += 4; bp += 32;
+    a += 4; bp += stride;
   }
   storeRow(yp, c0, c1, c2, c3, biasp, cols);
+}
+
+// Decode, bf16 weights, one pair of panels (32 columns, the second clipped to cols1): one x splat
+// serves both; each output still accumulates alone, in k order (the same bits as gemvPanelBF16).
+function gemvPanelPairBF16(yp: usize, x: usize, bp: usize, K: i32, biasp: usize, cols1: i32): void {
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
+  let d0 = f32x4.splat(0), d1 = f32x4.splat(0), d2 = f32x4.splat(0), d3 = f32x4.splat(0);
+  let a = x;
+  for (let k = 0; k < K; k++) {
+    const av = v128.load32_splat(a);
+    const g0 = v128.load(bp), g1 = v128.load(bp, 16);
+    c0 = fma(av, i32x4.shl(g0, 16), c0);
+    c1 = fma(av, v128.and(g0, i32x4.splat(BF16_HIGH_MASK)), c1);
+    c2 = fma(av, i32x4.shl(g1, 16), c2);
+    c3 = fma(av, v128.and(g1, i32x4.splat(BF16_HIGH_MASK)), c3);
+    const h0 = v128.load(bp, 32), h1 = v128.load(bp, 48);
+    d0 = fma(av, i32x4.shl(h0, 16), d0);
+    d1 = fma(av, v128.and(h0, i32x4.splat(BF16_HIGH_MASK)), d1);
+    d2 = fma(av, i32x4.shl(h1, 16), d2);
+    d3 = fma(av, v128.and(h1, i32x4.splat(BF16_HIGH_MASK)), d3);
+    a += 4; bp += 64;
+  }
+  storeRow(yp, c0, c1, c2, c3, biasp, 16);
+  storeRow(yp + 64, d0, d1, d2, d3, biasp != 0 ? biasp + 64 : 0, cols1);
 }
 
 // Prefill tile: rows m, m+1 × 16 columns over one k-block of kc steps. bp walks an f32 panel block
@@ -116,8 +153,9 @@ function tile1x16(y0: usize, a0: usize, bp: usize, kc: i32, first: bool, biasp: 
   storeRow(y0, c0, c1, c2, c3, biasp, cols);
 }
 
-// Widens a bf16 panel block [kc][16] (packed order) to f32 [kc][16] in natural column order.
-function widenBlockBF16(dst: usize, src: usize, kc: i32): void {
+// Widens a bf16 panel block [kc][16] (packed order, k stride `stride` bytes) to f32 [kc][16] in
+// natural column order.
+function widenBlockBF16(dst: usize, src: usize, stride: usize, kc: i32): void {
   const high = i32x4.splat(BF16_HIGH_MASK);
   for (let k = 0; k < kc; k++) {
     const g0 = v128.load(src), g1 = v128.load(src, 16);
@@ -125,20 +163,28 @@ function widenBlockBF16(dst: usize, src: usize, kc: i32): void {
     v128.store(dst, v128.and(g0, high), 16);
     v128.store(dst, i32x4.shl(g1, 16), 32);
     v128.store(dst, v128.and(g1, high), 48);
-    src += 32; dst += 64;
+    src += stride; dst += 64;
   }
 }
 
 function linearImpl(isBF16: bool, y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, p0: i32, p1: i32, kcMax: i32, scratch: usize): void {
   const rowBytesX = <usize>K << 2, rowBytesY = <usize>N << 2;
-  const panelBytes: usize = isBF16 ? <usize>K << 5 : <usize>K << 6;
+  const panelBytes: usize = <usize>K << 6; // f32
+  const panels = (N + 15) >> 4;
   if (M == 1) {
-    for (let p = p0; p < p1; p++) {
-      const cols = min(16, N - p * 16);
+    let p = p0;
+    while (p < p1) {
       const biasp = bias != 0 ? bias + (<usize>p << 6) : 0;
-      const bp = w + <usize>p * panelBytes;
-      if (isBF16) gemvPanelBF16(y + (<usize>p << 6), x, bp, K, biasp, cols);
-      else gemvPanelF32(y + (<usize>p << 6), x, bp, K, biasp, cols);
+      if (!isBF16) {
+        gemvPanelF32(y + (<usize>p << 6), x, w + <usize>p * panelBytes, K, biasp, min(16, N - p * 16));
+        p++;
+      } else if ((p & 1) == 0 && p + 1 < p1) { // a whole pair (this thread owns both panels)
+        gemvPanelPairBF16(y + (<usize>p << 6), x, w + bf16PanelOffset(p, K), K, biasp, min(16, N - (p + 1) * 16));
+        p += 2;
+      } else {
+        gemvPanelBF16(y + (<usize>p << 6), x, w + bf16PanelOffset(p, K), bf16PanelStride(p, panels), K, biasp, min(16, N - p * 16));
+        p++;
+      }
     }
     return;
   }
@@ -152,7 +198,8 @@ function linearImpl(isBF16: bool, y: usize, x: usize, w: usize, bias: usize, M: 
       const biasp = last && bias != 0 ? bias + (<usize>p << 6) : 0;
       let bp: usize;
       if (isBF16) {
-        widenBlockBF16(scratch, w + <usize>p * panelBytes + (<usize>kb << 5), kc);
+        const stride = bf16PanelStride(p, panels);
+        widenBlockBF16(scratch, w + bf16PanelOffset(p, K) + <usize>kb * stride, stride, kc);
         bp = scratch;
       } else {
         bp = w + <usize>p * panelBytes + (<usize>kb << 6);

@@ -212,17 +212,19 @@ class WasmKernels implements Kernels {
       return { N, K, dtype: 'f32', bytes: packed.byteLength, packed: new Uint8Array(packed.buffer, packed.byteOffset, packed.byteLength), owner: this };
     }
     if (src.dtype === 'bf16') {
-      // [panel][k][2 groups][8]: columns 0-7 then 8-15, each group in lane order [c0,c4,c1,c5,c2,c6,c3,c7]
-      // so the kernel widens a group with one shl and one and (assembly/linear.ts).
+      // Panels in pairs, 2g and 2g+1 interleaved per k: [pair][k][2 panels][2 groups][8]; an odd last
+      // panel alone: [k][2 groups][8]. Groups are columns 0-7 then 8-15, each in lane order
+      // [c0,c4,c1,c5,c2,c6,c3,c7] so the kernel widens a group with one shl and one and (assembly/linear.ts).
       const packed = this.arena.u16(panels * K * 16);
       packed.fill(0);
       const w = src.data;
       for (let n = 0; n < N; n++) {
-        const c = n & 15, inGroup = c & 7;
+        const p = n >> 4, c = n & 15, inGroup = c & 7;
         const slot = (c >> 3) * 8 + (inGroup < 4 ? 2 * inGroup : 2 * (inGroup - 4) + 1);
-        const base = (n >> 4) * K * 16 + slot;
+        const stride = (p | 1) < panels ? 32 : 16; // u16 elements per k
+        const base = (p >> 1) * K * 32 + (p & 1) * 16 + slot;
         const row = n * K;
-        for (let k = 0; k < K; k++) packed[base + k * 16] = w[row + k];
+        for (let k = 0; k < K; k++) packed[base + k * stride] = w[row + k];
       }
       return { N, K, dtype: 'bf16', bytes: packed.byteLength, packed: new Uint8Array(packed.buffer, packed.byteOffset, packed.byteLength), owner: this };
     }
