@@ -80,7 +80,11 @@ test('add and scale are bit-exact against their twins; axpy within 1 ulp (mul th
     wasm.scale(inPlace, alpha, inPlace, n);
     twin.scale(ref, alpha, a, n);
     assertBitIdentical(inPlace, ref, 'scale in place');
-  }), { numRuns: 150 });
+  }), {
+    numRuns: 150,
+    // found in CI: −Inf + α·3e38, where the f32 product overflows to +Inf and the sum is NaN (the twin once kept the product in f64)
+    examples: [[32, -1550707648, true, 1.1342745423316958]],
+  });
 });
 
 const rowsArb = fc.integer({ min: 1, max: 4 });

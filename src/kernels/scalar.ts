@@ -153,7 +153,8 @@ export const scalarKernels: Kernels = {
     for (let i = 0; i < n; i++) y[i] = a[i] + b[i];
   },
   axpy(y, alpha, x, n) {
-    for (let i = 0; i < n; i++) y[i] += fround(alpha) * x[i];
+    // f32 semantics: the product is rounded (and may overflow to ±Inf) before the add, as in the kernel
+    for (let i = 0; i < n; i++) y[i] += fround(fround(alpha) * x[i]);
   },
   scale(y, alpha, x, n) {
     for (let i = 0; i < n; i++) y[i] = fround(alpha) * x[i];
