@@ -6,6 +6,7 @@ import { checkHuginnWeights, HUGINN_0125_CONFIG, huginnMemoryPlan, loadHuginn, p
 import { safetensorsWeights, type WeightInfo, type WeightSource } from '../src/models/weights.js';
 import { createScalarRuntime } from '../src/runtime/runtime.js';
 import { memorySource, randomWeights, tinyConfig } from './huginn-fixture.js';
+import { createWasmRuntime } from '../src/kernels/wasm.js';
 
 /** huginn-0125's tensor list as huginn.md §2 writes it out (BF16 infos; reading data is an error). */
 function huginn0125Infos(edit: (m: Map<string, WeightInfo>) => void = () => {}): WeightSource {
@@ -139,15 +140,8 @@ test('token ids outside the vocabulary and positions beyond block_size are typed
   assert.throws(() => model.newCache('latest-m5'), (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_CACHE_STRATEGY');
 });
 
-test('on the wasm runtime, huginn-0125 in bf16 is refused before any tensor is read (7.1 GB > 4 GiB)', async (t) => {
-  let wasm;
-  try {
-    const { createWasmRuntime } = await import('../src/kernels/wasm.js');
-    wasm = await createWasmRuntime();
-  } catch {
-    t.skip('createWasmRuntime() is not available');
-    return;
-  }
+test('on the wasm runtime, huginn-0125 in bf16 is refused before any tensor is read (7.1 GB > 4 GiB)', async () => {
+  const wasm = await createWasmRuntime();
   const cfg = parseHuginnConfig(HUGINN_0125_CONFIG);
   assert.throws(() => loadHuginn(huginn0125Infos(), wasm, cfg), (e: unknown) => e instanceof PonderError && e.code === 'MEM_MODEL_TOO_LARGE');
   assert.ok(huginnMemoryPlan(huginn0125Infos(), cfg).weights > 6.5e9);

@@ -10,6 +10,7 @@ import { createExitEvaluator, EXIT_CRITERIA, type ExitCriterion } from '../src/m
 import { generateAdaptive, generateMinimal, generateSpeculative } from '../src/models/huginn-generate.js';
 import { createScalarRuntime } from '../src/runtime/runtime.js';
 import { SMALL_SHAPES, tinyModel, type TinyShape } from './huginn-fixture.js';
+import { createWasmRuntime } from '../src/kernels/wasm.js';
 
 const runtime = createScalarRuntime();
 const models = new Map<string, HuginnModel>();
@@ -232,15 +233,8 @@ test('a batch of two prompts decodes like each prompt alone', () => {
   assert.equal(both.latentStates.length, 2 * 4 * E);
 });
 
-test('the wasm kernels compute the scalar forward (logits within 1e-4) through the cached decode path', async (t) => {
-  let wasm;
-  try {
-    const { createWasmRuntime } = await import('../src/kernels/wasm.js');
-    wasm = await createWasmRuntime();
-  } catch {
-    t.skip('createWasmRuntime() is not available');
-    return;
-  }
+test('the wasm kernels compute the scalar forward (logits within 1e-4) through the cached decode path', async () => {
+  const wasm = await createWasmRuntime();
   for (const si of [0, HUGINN_LIKE]) {
     const scalarModel = model(si, 3);
     const wasmModel = tinyModel(SMALL_SHAPES[si], 3, wasm);

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { specAndIds, smallModel } from './ouro-fixture.js';
+import { createWasmRuntime } from '../src/kernels/wasm.js';
 
 const RUNS = { numRuns: 25 };
 
@@ -64,15 +65,8 @@ test('every one of the T·L cache slots holds one row per token after prefill an
   }
 });
 
-test('cached decode equals the full forward on the wasm kernels (within 1e-5, same exit steps)', async (t) => {
-  let runtime;
-  try {
-    const { createWasmRuntime } = await import('../src/kernels/wasm.js');
-    runtime = await createWasmRuntime();
-  } catch {
-    t.skip('createWasmRuntime() is not available (run npm run build:wasm)');
-    return;
-  }
+test('cached decode equals the full forward on the wasm kernels (within 1e-5, same exit steps)', async () => {
+  const runtime = await createWasmRuntime();
   for (const seed of [1, 2, 3, 4, 5]) {
     const spec = { vocab: 30, hidden: 32, inter: 40, layers: 2, heads: 4, kvHeads: 2, headDim: 8, loops: 4, seed, gateBias: 0 };
     const model = smallModel(spec, runtime);
