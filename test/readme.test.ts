@@ -3,7 +3,7 @@
  * 'ponder/node' mapped to the sources), each `npx ponder ...` line of the ```sh blocks through the
  * CLI's main() with exit 0 (a `> FILE` redirect writes stdout to FILE). `npm install` and
  * `npm test` are not run from here: the first is how this checkout was set up, the second is this
- * suite. The ts examples of spec/api.md and spec/policies.md run too.
+ * suite. The spec documents' examples run in test/spec-examples.test.ts.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +11,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 import { main, type CliIO } from '../src/cli/main.js';
-import { runExample, specExamples } from './spec-examples.js';
+import { runExample } from './spec-examples.js';
 
 const readme = readFileSync('README.md', 'utf8');
 const tsBlocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
@@ -63,13 +63,5 @@ test('every `npx ponder` command of the README exits 0', async () => {
     const code = await main(argv, io);
     assert.equal(code, 0, `${line}\n${err}`);
     if (redirect !== -1) writeFileSync(words[redirect + 1], out);
-  }
-});
-
-test('the ts examples of spec/api.md and spec/policies.md run', () => {
-  for (const spec of ['spec/api.md', 'spec/policies.md']) {
-    const examples = specExamples(spec);
-    assert.ok(examples.length >= 1, spec);
-    examples.forEach((source, i) => runExample(source, `${spec.replace(/\W/g, '-')}-${i}`));
   }
 });
