@@ -75,6 +75,20 @@ test('in Chromium every golden case passes and every produced tensor is bit-iden
 
 interface PaintedToken { id: number; phase: string; steps: number; background: string }
 
+/** The heatmap's token spans: id, phase, depth and the colour the page painted. */
+function readPainted(p: Page): Promise<PaintedToken[]> {
+  return p.$$eval('#tokens .tok', (spans) => spans.map((s) => {
+    const el = s as HTMLElement;
+    return { id: Number(el.dataset.id), phase: el.dataset.phase!, steps: Number(el.dataset.steps), background: getComputedStyle(el).backgroundColor };
+  }));
+}
+
+/** Waits until the page's generation has ended, and asserts it ended without an error. */
+async function finishedWithoutError(p: Page): Promise<void> {
+  await p.waitForSelector('#tokens[data-state="done"], #tokens[data-state="error"]', { timeout: 120_000 });
+  assert.equal(await p.evaluate(() => (window as unknown as { ponderPage: { error: string | null } }).ponderPage.error), null);
+}
+
 /** What the Node run of the same model, prompt, seed and policy gives, as the page would paint it. */
 async function nodeRun(model: string, prompt: string, policy: string, maxNewTokens: number, seed: number, runtime?: Runtime): Promise<{ painted: PaintedToken[]; generated: number }> {
   const m = await loadModel(join(ROOT, 'models', model), runtime ? { runtime } : {});
@@ -114,12 +128,8 @@ for (const [model, policy, threshold] of [['demo-ouro', 'exit(gate, {T})', '0.5'
       w.tokenObserver.observe(tokens, { childList: true });
     });
     await page.click('#generate');
-    await page.waitForSelector('#tokens[data-state="done"], #tokens[data-state="error"]', { timeout: 120_000 });
-    assert.equal(await page.evaluate(() => (window as unknown as { ponderPage: { error: string | null } }).ponderPage.error), null);
-    const painted: PaintedToken[] = await page.$$eval('#tokens .tok', (spans) => spans.map((s) => {
-      const el = s as HTMLElement;
-      return { id: Number(el.dataset.id), phase: el.dataset.phase!, steps: Number(el.dataset.steps), background: getComputedStyle(el).backgroundColor };
-    }));
+    await finishedWithoutError(page);
+    const painted = await readPainted(page);
     const batches: string[] = await page.evaluate(() => (window as unknown as { tokenBatches: string[] }).tokenBatches);
     const expected = await nodeRun(model, prompt, policy.replace('{T}', threshold), maxNewTokens, seed);
     console.log(`  ${model} ${policy.replace('{T}', threshold)}: depths ${painted.map((t) => `${t.phase === 'prefill' ? 'p' : ''}${t.steps}`).join(' ')}`);
@@ -139,12 +149,8 @@ test('a model folder picked with the folder input loads from the files and gener
   await page.fill('#maxNewTokens', '8');
   await page.fill('#seed', '1');
   await page.click('#generate');
-  await page.waitForSelector('#tokens[data-state="done"], #tokens[data-state="error"]', { timeout: 120_000 });
-  assert.equal(await page.evaluate(() => (window as unknown as { ponderPage: { error: string | null } }).ponderPage.error), null);
-  const painted: PaintedToken[] = await page.$$eval('#tokens .tok', (spans) => spans.map((s) => {
-    const el = s as HTMLElement;
-    return { id: Number(el.dataset.id), phase: el.dataset.phase!, steps: Number(el.dataset.steps), background: getComputedStyle(el).backgroundColor };
-  }));
+  await finishedWithoutError(page);
+  const painted = await readPainted(page);
   const expected = await nodeRun('demo-mor', await page.inputValue('#prompt'), 'router(causal, 0.4)', 8, 1);
   assert.deepEqual(painted, expected.painted);
 });
@@ -164,10 +170,7 @@ test('Stop ends a running generation after the token in progress, and the tokens
   const finish = await page.evaluate(() => (window as unknown as { ponderPage: { finishReason: string | null; error: string | null } }).ponderPage);
   assert.equal(finish.error, null);
   assert.equal(finish.finishReason, 'aborted');
-  const painted: PaintedToken[] = await page.$$eval('#tokens .tok', (spans) => spans.map((s) => {
-    const el = s as HTMLElement;
-    return { id: Number(el.dataset.id), phase: el.dataset.phase!, steps: Number(el.dataset.steps), background: getComputedStyle(el).backgroundColor };
-  }));
+  const painted = await readPainted(page);
   const generated = painted.filter((t) => t.phase === 'decode').length;
   assert.ok(generated >= 3 && generated < maxNewTokens, `stopped after ${generated} of ${maxNewTokens} tokens`);
   const expected = await nodeRun('demo-ouro', await page.inputValue('#prompt'), 'exit(gate, 0.5)', maxNewTokens, 0);
@@ -202,10 +205,7 @@ test('with 2 kernel threads in the page the pool splits work, and conformance an
     await page.fill('#seed', '0');
     await page.click('#generate');
     await page.waitForSelector('#tokens[data-state="done"], #tokens[data-state="error"]', { timeout: 120_000 });
-    const painted: PaintedToken[] = await page.$$eval('#tokens .tok', (spans) => spans.map((s) => {
-      const el = s as HTMLElement;
-      return { id: Number(el.dataset.id), phase: el.dataset.phase!, steps: Number(el.dataset.steps), background: getComputedStyle(el).backgroundColor };
-    }));
+    const painted = await readPainted(page);
     assert.deepEqual(painted, (await nodeRun('demo-ouro', await page.inputValue('#prompt'), 'exit(gate, 0.5)', 16, 0)).painted);
   } finally {
     await setThreads(1);
@@ -242,12 +242,8 @@ test('served without COOP/COEP the page says so, falls back to the scalar kernel
     await plainPage.fill('#threshold', '0.5');
     await plainPage.fill('#maxNewTokens', '8');
     await plainPage.click('#generate');
-    await plainPage.waitForSelector('#tokens[data-state="done"], #tokens[data-state="error"]', { timeout: 120_000 });
-    assert.equal(await plainPage.evaluate(() => (window as unknown as { ponderPage: { error: string | null } }).ponderPage.error), null);
-    const painted: PaintedToken[] = await plainPage.$$eval('#tokens .tok', (spans) => spans.map((s) => {
-      const el = s as HTMLElement;
-      return { id: Number(el.dataset.id), phase: el.dataset.phase!, steps: Number(el.dataset.steps), background: getComputedStyle(el).backgroundColor };
-    }));
+    await finishedWithoutError(plainPage);
+    const painted = await readPainted(plainPage);
     const expected = await nodeRun('demo-ouro', await plainPage.inputValue('#prompt'), 'exit(gate, 0.5)', 8, Number(await plainPage.inputValue('#seed')), createScalarRuntime());
     assert.deepEqual(painted, expected.painted);
   } finally {
