@@ -19,6 +19,7 @@ export { safetensorsWeights, type WeightSource, type WeightInfo } from './models
 export { Sampler, resolveSamplingOptions, samplingFromGenerationConfig, type SamplingOptions, type ResolvedSamplingOptions } from './generate/sampling.js';
 export { StopCondition, type StopOptions } from './generate/stop.js';
 export { loadTokenizer, type TextTokenizer, type LoadTokenizerOptions } from './tokenizer.js';
+export { loadChatTemplate, compileChatTemplate, specialTokenVariables, ChatTemplate, type ChatMessage, type ChatRenderOptions, type ChatTemplateFiles, type ChatTemplateOrigin, type LoadChatTemplateOptions } from './chat/template.js';
 
 // traces
 export { checkTrace, summarizeTrace, traceToJSON, parseTraceJSON, type RunTrace, type TokenTrace, type TraceSummary, type ExitReason } from './trace/trace.js';
