@@ -22,7 +22,7 @@ import { sigmoidF32 } from '../models/mor-routing.js';
 import { describePolicy, type DepthPolicy, type StepSummary } from './policy.js';
 
 export type Family = 'mor' | 'huginn' | 'ouro';
-export const SUPPORTED_MODEL_TYPES: readonly string[] = ['ouro', 'huginn_raven (Huginn-0125: n_embd + mean_recurrence)', 'MoR (model_config + cfg, as the MoR repository saves it)'];
+export const SUPPORTED_MODEL_TYPES: readonly string[] = ['ouro', 'huginn_raven (Huginn-0125: n_embd + mean_recurrence)', 'MoR (model_config + cfg: the config `ponder convert mor` writes from the release\'s base config.json and experiment YAML)'];
 
 /** What one call of an adapter is asked to do. */
 export interface StepControl {

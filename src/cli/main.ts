@@ -5,6 +5,7 @@
 import { fileURLToPath } from 'node:url';
 import { PonderError } from '../errors.js';
 import { conformCommand } from './conform.js';
+import { convertCommand } from './convert.js';
 import { inspectCommand } from './inspect.js';
 import { benchCommand } from './bench.js';
 import { runCommand } from './run.js';
@@ -27,6 +28,7 @@ Commands:
   trace --html FILE  the same generation as a self-contained HTML page (depth heatmap, criterion curves)
   conform [DIR]      run golden conformance cases (default: the bundled spec/golden)
   inspect FILE|DIR   list the tensors of a safetensors file or model directory, and its config
+  convert mor ...    the MoR release (pytorch_model.bin + config.json + experiment YAML) as a model directory
   bench kernels      kernel benchmarks against XNNPACK (tfjs-backend-wasm) and onnxruntime-web
   bench e2e          end-to-end prefill/decode tokens/s per bundled model and depth policy
 
@@ -39,6 +41,7 @@ const COMMANDS: Record<string, (argv: string[], io: CliIO) => Promise<number>> =
   conform: conformCommand,
   inspect: inspectCommand,
   bench: benchCommand,
+  convert: convertCommand,
 };
 
 export async function main(argv: string[], io: CliIO): Promise<number> {

@@ -287,7 +287,7 @@ export function openModelDir(path: string): ModelDir {
     : others.length > 0 ? `no safetensors weights (only ${others.slice(0, 3).join(', ')})` : `no ${SINGLE_WEIGHTS} or ${SHARD_INDEX}`;
   throw new PonderError('MODEL_NO_WEIGHTS', `${path}: ${found}`, {
     path, hint: others.length > 0 && safetensors.length === 0
-      ? 'ponder reads only safetensors; convert the checkpoint (e.g. load it in transformers and save_pretrained(..., safe_serialization=True))'
+      ? 'ponder reads only safetensors; a MoR release checkpoint converts with `ponder convert mor`, others by loading them in transformers and save_pretrained(..., safe_serialization=True)'
       : `a model directory needs ${SINGLE_WEIGHTS}, or shards with ${SHARD_INDEX}`,
   });
 }
