@@ -136,7 +136,7 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions): PickleVal
     if (items.length % 2 !== 0) fail('sets items from an odd number of values');
     for (let i = 0; i < items.length; i += 2) (target as PickleDict).entries.set(key(items[i]), items[i + 1]);
   };
-  const global = (name: string): PickleGlobal => {
+  const lookupGlobal = (name: string): PickleGlobal => {
     const found = options.resolveGlobal(name);
     if (!found) {
       throw new PonderError('PT_PICKLE_GLOBAL', `${label}: the pickle asks for the Python global ${name}, which ponder does not allow (pickle byte ${opPos}); it was not run`, {
@@ -191,11 +191,11 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions): PickleVal
       case 0x8d: stack.push(utf8(take(u64()))); break; // BINUNICODE8
       case 0x42: stack.push(take(u32()).slice()); break; // BINBYTES
       case 0x43: stack.push(take(u8()).slice()); break; // SHORT_BINBYTES
-      case 0x63: { const module = line(); const name = line(); stack.push(global(`${module}.${name}`)); break; } // GLOBAL
+      case 0x63: { const module = line(); const name = line(); stack.push(lookupGlobal(`${module}.${name}`)); break; } // GLOBAL
       case 0x93: { // STACK_GLOBAL
         const name = pop(), module = pop();
         if (typeof module !== 'string' || typeof name !== 'string') fail('STACK_GLOBAL needs two strings');
-        stack.push(global(`${module}.${name}`));
+        stack.push(lookupGlobal(`${module}.${name}`));
         break;
       }
       case 0x52: { const args = pop(); const callee = pop(); stack.push(call(callee, args)); break; } // REDUCE
