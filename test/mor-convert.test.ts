@@ -123,6 +123,12 @@ test('a YAML that does not match the weights is refused before anything is writt
   writeFileSync(relaxed, readFileSync(release.experiment, 'utf8').replace(/relaxation:\n {2}enable: false/, 'relaxation:\n  enable: true'));
   await assert.rejects(convertMor({ ...release, experiment: relaxed, out: fresh() }), isCode('CFG_FIELD', /relaxation\.enable/));
 
+  await assert.rejects(convertMor({ ...release, out: fresh(), importYaml: () => Promise.reject(new Error('Cannot find package')) }), (e: unknown) => {
+    assert.ok(e instanceof PonderError && e.code === 'CONVERT_UNAVAILABLE', String(e));
+    assert.match(e.hint, /npm install yaml/);
+    return true;
+  });
+
   const broken = join(root, 'broken.yaml');
   writeFileSync(broken, 'recursive:\n  enable: true\n  enable: false\n');
   await assert.rejects(convertMor({ ...release, experiment: broken, out: fresh() }), isCode('CFG_YAML'));

@@ -19,6 +19,7 @@
  * Pure: takes text, never touches the file system.
  */
 import { PonderError } from '../errors.js';
+import { importOptional } from '../optional.js';
 import { strftime } from './strftime.js';
 
 /** One chat turn as transformers takes it: a role and a content (a string, or a list of content blocks), plus any fields a template reads (tool_calls, ...). */
@@ -87,16 +88,9 @@ interface JinjaLibrary {
 }
 
 async function importJinja(importLibrary?: () => Promise<unknown>): Promise<JinjaLibrary> {
-  let library: unknown;
-  try {
-    // A variable specifier keeps TypeScript and bundlers from requiring the optional package.
-    const specifier = LIBRARY;
-    library = await (importLibrary ? importLibrary() : import(specifier));
-  } catch (err) {
-    throw new PonderError('CHAT_TEMPLATE_UNAVAILABLE', `chat templates need the optional package ${LIBRARY}, which could not be loaded: ${(err as Error).message}`, {
-      hint: `install it with \`npm install ${LIBRARY}\`, or write the prompt text yourself instead of passing messages`,
-    });
-  }
+  const library = await importOptional(LIBRARY, importLibrary, (err) => new PonderError('CHAT_TEMPLATE_UNAVAILABLE', `chat templates need the optional package ${LIBRARY}, which could not be loaded: ${err.message}`, {
+    hint: `install it with \`npm install ${LIBRARY}\`, or write the prompt text yourself instead of passing messages`,
+  }));
   const lib = library as Partial<JinjaLibrary>;
   if (typeof lib.tokenize !== 'function' || typeof lib.parse !== 'function' || typeof lib.Environment !== 'function' || typeof lib.Interpreter !== 'function') {
     throw new PonderError('CHAT_TEMPLATE_UNAVAILABLE', `${LIBRARY} was loaded but does not export tokenize, parse, Environment and Interpreter`, {

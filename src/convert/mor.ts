@@ -23,6 +23,7 @@ import { PonderError } from '../errors.js';
 import { configObject, parseConfigJson } from '../format/config.js';
 import type { DType } from '../format/safetensors.js';
 import { morLayout, parseMorConfig, type MorConfig } from '../models/mor.js';
+import { importOptional } from '../optional.js';
 
 /** The tensors of the checkpoint being converted. */
 export interface ConversionSource {
@@ -71,15 +72,9 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
  * like OmegaConf's loader (yes/no are booleans), refusing duplicate keys.
  */
 export async function parseExperimentYaml(text: string, path: string, importLibrary?: () => Promise<unknown>): Promise<Record<string, unknown>> {
-  let library: { parse(text: string, options: object): unknown };
-  try {
-    const specifier = 'yaml';
-    library = (await (importLibrary ? importLibrary() : import(specifier))) as typeof library;
-  } catch (err) {
-    throw new PonderError('CONVERT_UNAVAILABLE', `reading the experiment YAML needs the optional package yaml, which could not be loaded: ${(err as Error).message}`, {
-      hint: 'install it with `npm install yaml`',
-    });
-  }
+  const library = await importOptional('yaml', importLibrary, (err) => new PonderError('CONVERT_UNAVAILABLE', `reading the experiment YAML needs the optional package yaml, which could not be loaded: ${err.message}`, {
+    hint: 'install it with `npm install yaml`',
+  })) as { parse(text: string, options: object): unknown };
   let value: unknown;
   try {
     value = library.parse(text, { version: '1.1', uniqueKeys: true, maxAliasCount: 100 });
