@@ -8,7 +8,7 @@ import type { ConfigObject } from '../format/config.js';
 import { displayName, numel } from '../format/safetensors.js';
 import { openModelDir, type ModelDir } from '../node/model-dir.js';
 import { parseFlags } from './args.js';
-import type { CliIO } from './main.js';
+import type { CliIO } from './io.js';
 
 export const INSPECT_HELP = `ponder inspect FILE|DIR [--json] [--config]
 

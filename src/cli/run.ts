@@ -13,7 +13,7 @@ import type { SamplingOptions } from '../generate/sampling.js';
 import { colorTokenByDepth, depthLegend, formatSummary } from '../trace/terminal.js';
 import { intFlag, parseFlags, type FlagSpec } from './args.js';
 import { createRuntime, RUNTIME_FLAGS } from './runtime-flags.js';
-import type { CliIO } from './main.js';
+import type { CliIO } from './io.js';
 
 export const DEMO_MODEL = 'demo-huginn';
 

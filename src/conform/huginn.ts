@@ -15,8 +15,7 @@ import { createExitEvaluator, numStepsEvaluator, type ExitEvaluator } from '../m
 import { forwardWithAdaptiveCompute, generateAdaptive, generateMinimal, generateSpeculative, type GenerateResult } from '../models/huginn-generate.js';
 import type { HuginnCache } from '../models/huginn-cache.js';
 import { floatTensor, hasTensor, intTensor, tensorShape, type GoldenCase } from './golden.js';
-import type { Produced } from './compare.js';
-import type { CaseRunner } from './runner.js';
+import type { CaseRunner, Produced } from './compare.js';
 
 type Args = Record<string, unknown>;
 /** the case's model with f32 activations, and (loaded on first use) the same weights with bf16 activations */

@@ -9,9 +9,8 @@
 import { PonderError } from '../errors.js';
 import { loadMor, MorModel, type MorSession, type RowCaptures } from '../models/mor.js';
 import { safetensorsWeights } from '../models/weights.js';
-import type { Produced } from './compare.js';
+import type { CaseRunner, Produced } from './compare.js';
 import { intTensor, tensorShape, type GoldenCase } from './golden.js';
-import type { CaseRunner } from './runner.js';
 
 type Step = Record<string, unknown>;
 

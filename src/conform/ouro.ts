@@ -18,9 +18,8 @@ import { PonderError } from '../errors.js';
 import { OuroModel, ouroConfigFromJson, type OuroCache, type OuroForwardOptions, type OuroForwardResult } from '../models/ouro.js';
 import { safetensorsWeights } from '../models/weights.js';
 import type { Runtime } from '../runtime/runtime.js';
-import type { Produced } from './compare.js';
+import type { CaseRunner, Produced } from './compare.js';
 import { hasTensor, intTensor, tensorShape, type GoldenCase } from './golden.js';
-import type { CaseRunner } from './runner.js';
 
 interface Step {
   call: string;

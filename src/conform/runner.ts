@@ -6,10 +6,8 @@
  */
 import { PonderError } from '../errors.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { compareCase, type Produced, type TensorReport } from './compare.js';
+import { compareCase, type CaseRunner, type Produced, type TensorReport } from './compare.js';
 import type { GoldenCase } from './golden.js';
-
-export type CaseRunner = (c: GoldenCase, runtime: Runtime) => Promise<Map<string, Produced>>;
 
 export interface CaseReport {
   readonly name: string;
