@@ -134,8 +134,8 @@ test('a freqs_cis buffer that does not match the config\'s RoPE table is reporte
 test('token ids outside the vocabulary and positions beyond block_size are typed errors', () => {
   const raw = tinyConfig(SHAPE);
   const model = loadHuginn(randomWeights(raw, 5), createScalarRuntime(), parseHuginnConfig(raw));
-  assert.throws(() => model.forward({ ids: [1, 24], B: 1, S: 2, numSteps: 1 }), (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_TOKEN');
-  assert.throws(() => model.forward({ ids: [1], B: 1, S: 1, numSteps: 1, positions: Int32Array.of(64) }), (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_POSITION');
+  assert.throws(() => model.forward({ ids: [1, 24], B: 1, S: 2, numSteps: 1 }), (e: unknown) => e instanceof PonderError && e.code === 'GEN_TOKEN_ID');
+  assert.throws(() => model.forward({ ids: [1], B: 1, S: 1, numSteps: 1, positions: Int32Array.of(64) }), (e: unknown) => e instanceof PonderError && e.code === 'GEN_CONTEXT');
   assert.throws(() => model.forward({ ids: [1], B: 1, S: 1, numSteps: -1 }), (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_NUM_STEPS');
   assert.throws(() => model.newCache('latest-m5'), (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_CACHE_STRATEGY');
 });

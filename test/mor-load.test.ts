@@ -94,10 +94,10 @@ test('bad inputs are typed errors: out-of-vocab ids, ragged rows, overlong sessi
   const fx = makeFixture({ variant: 'expert', seed: 2 });
   const model = loadMor(fixtureWeights(fx.tensors), fx.config, createScalarRuntime(), { maxLen: 8 });
   const code = (fn: () => unknown, c: string) => assert.throws(fn, (e: unknown) => e instanceof PonderError && e.code === c);
-  code(() => model.forward(model.newSession(1, 8), [[1, 64]]), 'INPUT_TOKEN');
+  code(() => model.forward(model.newSession(1, 8), [[1, 64]]), 'GEN_TOKEN_ID');
   code(() => model.forward(model.newSession(2, 8), [[1, 2], [3]]), 'INPUT_SHAPE');
-  code(() => model.forward(model.newSession(1, 4), [[1, 2, 3, 4, 5]]), 'INPUT_TOO_LONG');
-  code(() => model.newSession(1, 9), 'INPUT_TOO_LONG');
+  code(() => model.forward(model.newSession(1, 4), [[1, 2, 3, 4, 5]]), 'CACHE_FULL');
+  code(() => model.newSession(1, 9), 'GEN_CONTEXT');
   const s = model.newSession(1, 8);
   model.forward(s, [[1, 2]], { mode: 'causal' });
   code(() => model.forward(s, [[3]]), 'INPUT_SESSION');

@@ -148,9 +148,9 @@ test('bad calls get typed errors: token ids out of range, a full cache, a foreig
   const config = ouroConfigFromJson(smallConfigJson(SMALL));
   const model = OuroModel.load(createScalarRuntime(), config, memorySource(smallWeights(config, 1, 0)));
   const code = (f: () => unknown, c: string): void => { assert.throws(f, (e: unknown) => e instanceof PonderError && e.code === c && e.hint.length > 0, c); };
-  code(() => model.forward([0, 24]), 'INPUT_TOKEN_RANGE');
-  code(() => model.forward([0, -1]), 'INPUT_TOKEN_RANGE');
-  code(() => model.forward([0.5]), 'INPUT_TOKEN_RANGE');
+  code(() => model.forward([0, 24]), 'GEN_TOKEN_ID');
+  code(() => model.forward([0, -1]), 'GEN_TOKEN_ID');
+  code(() => model.forward([0.5]), 'GEN_TOKEN_ID');
   code(() => model.forward([]), 'INPUT_EMPTY');
   const cache = model.newCache(3);
   model.forward([1, 2], { cache });
@@ -160,5 +160,5 @@ test('bad calls get typed errors: token ids out of range, a full cache, a foreig
   code(() => model.forward([1], { exitThreshold: NaN }), 'ARG_INVALID');
   code(() => model.forward([1], { logitsToKeep: -1 }), 'ARG_INVALID');
   code(() => model.newCache(0), 'ARG_INVALID');
-  code(() => model.newCache(10_000), 'CONTEXT_TOO_LONG');
+  code(() => model.newCache(10_000), 'GEN_CONTEXT');
 });

@@ -4,6 +4,7 @@
  * families. spec/api.md documents every option with an example.
  */
 import { PonderError } from '../errors.js';
+import { checkTokenIds } from '../models/inputs.js';
 import { Sampler, samplingFromGenerationConfig, type SamplingOptions } from '../generate/sampling.js';
 import { StopCondition, type StopReason } from '../generate/stop.js';
 import { checkSeed } from '../generate/prng.js';
@@ -166,12 +167,7 @@ export class Model {
   private checkIds(ids: readonly number[], what: string): void {
     if (!Array.isArray(ids) && !ArrayBuffer.isView(ids)) throw new PonderError('ARG_INVALID', `${what} must be an array of token ids`, { field: what, hint: 'pass a string prompt (with a tokenizer) or an array of ids' });
     if (ids.length === 0) throw new PonderError('GEN_EMPTY', `${what} is empty: generation needs at least one prompt token`, { field: what, hint: 'pass a non-empty prompt' });
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i];
-      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-        throw new PonderError('GEN_TOKEN_ID', `${what}[${i}] = ${String(id)} is not a token id of this model (integers in [0, ${this.vocabSize}))`, { field: what, hint: 'the ids do not come from this model\'s tokenizer' });
-      }
-    }
+    checkTokenIds(ids, this.vocabSize, what);
     if (ids.length > this.contextLength) {
       throw new PonderError('GEN_CONTEXT', `the prompt has ${ids.length} tokens, longer than the model's context of ${this.contextLength}`, { field: what, hint: `shorten the prompt to at most ${this.contextLength - 1} tokens (one position is needed per generated token)` });
     }

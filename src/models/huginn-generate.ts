@@ -13,6 +13,7 @@
  * criterion), so NaN in a state or a criterion never keeps a token iterating.
  */
 import { PonderError } from '../errors.js';
+import { checkContext } from './inputs.js';
 import type { HuginnCache } from './huginn-cache.js';
 import { torchArgmax, type ExitEvaluator } from './huginn-exit.js';
 import { totalSteps, type CallContext, type HuginnModel, type InitialStates } from './huginn.js';
@@ -73,9 +74,8 @@ function validatePrompt(model: HuginnModel, o: GenerateCommon): number {
   }
   if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0) throw new PonderError('HUGINN_INPUT', `max_new_tokens ${o.maxNewTokens} is not a non-negative integer`, { field: 'max_new_tokens', hint: 'pass the number of tokens to generate' });
   const L = o.inputIds.length / B;
-  if (L + o.maxNewTokens > model.config.blockSize + 1) {
-    throw new PonderError('HUGINN_POSITION', `prompt ${L} + ${o.maxNewTokens} new tokens exceeds block_size ${model.config.blockSize}`, { field: 'max_new_tokens', hint: 'huginn cannot attend beyond block_size positions' });
-  }
+  // the last new token is sampled, not fed: it needs no position
+  checkContext(L + Math.max(o.maxNewTokens - 1, 0), model.config.blockSize, `a prompt of ${L} and ${o.maxNewTokens} new tokens`, 'block_size');
   return L;
 }
 

@@ -18,9 +18,10 @@
 import { PonderError } from '../errors.js';
 import type { LinearWeight } from '../kernels/kernels.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { bf16BitsToF32, f16BitsToF32 } from '../kernels/scalar.js';
 import type { TensorArray } from '../format/safetensors.js';
 import { ropeTables } from './common.js';
+import { checkContext, checkTokenIds, EmbeddingTable, widenFloats, type FloatDType } from './inputs.js';
+import { Workspace } from '../runtime/workspace.js';
 import { checkMemoryPlan, memoryPlan, type MemoryPlan } from '../runtime/plan.js';
 import { WeightBinder, type WeightSource } from './weights.js';
 import { HuginnCache, type CacheEntry } from './huginn-cache.js';
@@ -185,12 +186,6 @@ interface SandwichBlock {
   readonly mlpProj: LinearWeight; // [E, I]
 }
 
-/** The embedding table kept in its file dtype; rows are widened on lookup (saves 4·V·E bytes for bf16). */
-interface EmbeddingTable {
-  readonly dtype: 'F32' | 'BF16' | 'F16';
-  readonly data: TensorArray;
-}
-
 export interface LoadOptions {
   /** seed of our initial-state PRNG used when a call brings no initial state (not bit-compatible with torch) */
   readonly seed?: number;
@@ -250,7 +245,7 @@ export function loadHuginn(source: WeightSource, runtime: Runtime, config: Hugin
   const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
   const wteInfo = source.info('transformer.wte.weight')!;
   const weights: HuginnWeights = {
-    wte: { dtype: wteInfo.dtype as EmbeddingTable['dtype'], data: binder.raw('transformer.wte.weight') },
+    wte: new EmbeddingTable(wteInfo.dtype as FloatDType, binder.raw('transformer.wte.weight'), config.vocabSize, config.nEmbd),
     prelude: range(config.nPrelude).map((i) => block(`transformer.prelude.${i}`)),
     adapter: binder.linear('transformer.adapter.weight'),
     adapterBias: config.bias ? binder.f32('transformer.adapter.bias') : null,
@@ -419,23 +414,6 @@ export function roundToBf16(x: Float32Array, n: number): void {
   }
 }
 
-/** Arena buffers reused across calls, grown (doubling) when a longer call needs more. */
-class Workspace {
-  private readonly f32s = new Map<string, Float32Array>();
-  private readonly i32s = new Map<string, Int32Array>();
-  constructor(private readonly runtime: Runtime) {}
-  f32(name: string, n: number): Float32Array {
-    let b = this.f32s.get(name);
-    if (!b || b.length < n) { b = this.runtime.arena.f32(Math.max(n, 2 * (b?.length ?? 0))); this.f32s.set(name, b); }
-    return b;
-  }
-  i32(name: string, n: number): Int32Array {
-    let b = this.i32s.get(name);
-    if (!b || b.length < n) { b = this.runtime.arena.i32(Math.max(n, 2 * (b?.length ?? 0))); this.i32s.set(name, b); }
-    return b;
-  }
-}
-
 export class HuginnModel {
   private readonly ws: Workspace;
   private readonly bf16: boolean; // round activations to bf16 (LoadOptions.activations)
@@ -469,13 +447,13 @@ export class HuginnModel {
   verifyFreqsCis(raw: TensorArray, dtype: string, label: string): void {
     const half = this.config.headDim / 2;
     const tol = dtype === 'F32' ? 1e-5 : 1e-2;
-    const widen = dtype === 'BF16' ? bf16BitsToF32 : f16BitsToF32;
-    const at = (i: number): number => (dtype === 'F32' ? (raw as Float32Array)[i] : widen((raw as Uint16Array)[i]));
+    const stored = new Float32Array(raw.length); // [blockSize, half, 2]
+    widenFloats(dtype as FloatDType, raw, 0, raw.length, stored);
     for (let p = 0; p < this.config.blockSize; p++) {
       for (let i = 0; i < half; i++) {
         const o = (p * half + i) * 2;
-        if (Math.abs(at(o) - this.cos[p * half + i]) > tol || Math.abs(at(o + 1) - this.sin[p * half + i]) > tol) {
-          throw new PonderError('HUGINN_FREQS_CIS', `${label}: freqs_cis at position ${p}, pair ${i} is (${at(o)}, ${at(o + 1)}), the config's RoPE table has (${this.cos[p * half + i]}, ${this.sin[p * half + i]})`, { tensor: 'freqs_cis', path: label, hint: 'rope_base, block_size or n_heads in config.json do not match the checkpoint' });
+        if (Math.abs(stored[o] - this.cos[p * half + i]) > tol || Math.abs(stored[o + 1] - this.sin[p * half + i]) > tol) {
+          throw new PonderError('HUGINN_FREQS_CIS', `${label}: freqs_cis at position ${p}, pair ${i} is (${stored[o]}, ${stored[o + 1]}), the config's RoPE table has (${this.cos[p * half + i]}, ${this.sin[p * half + i]})`, { tensor: 'freqs_cis', path: label, hint: 'rope_base, block_size or n_heads in config.json do not match the checkpoint' });
         }
       }
     }
@@ -487,14 +465,12 @@ export class HuginnModel {
     if (!Number.isInteger(B) || B < 1 || !Number.isInteger(S) || S < 1) throw new PonderError('HUGINN_INPUT', `batch ${B} × length ${S} is not a non-empty call`, { hint: 'pass at least one token' });
     if (positions.length !== S) throw new PonderError('HUGINN_INPUT', `${positions.length} positions for ${S} tokens`, { hint: 'give one RoPE position per token' });
     for (const p of positions) {
-      if (!(p >= 0 && p < this.config.blockSize)) throw new PonderError('HUGINN_POSITION', `position ${p} is outside the RoPE table (block_size ${this.config.blockSize})`, { field: 'block_size', hint: 'huginn cannot attend beyond block_size positions; shorten the input' });
+      if (p < 0) throw new PonderError('HUGINN_INPUT', `position ${p} is negative`, { hint: 'positions count from 0' });
+      checkContext(p + 1, this.config.blockSize, `position ${p}`, 'block_size');
     }
     if (ids) {
       if (ids.length !== B * S) throw new PonderError('HUGINN_INPUT', `${ids.length} ids for batch ${B} × length ${S}`, { hint: 'ids are [B, S] row-major' });
-      for (let i = 0; i < ids.length; i++) {
-        const id = ids[i];
-        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) throw new PonderError('HUGINN_TOKEN', `token id ${id} at index ${i} is outside the vocabulary [0, ${this.config.vocabSize})`, { hint: 'use the huginn tokenizer' });
-      }
+      checkTokenIds(ids, this.config.vocabSize);
     }
   }
 
@@ -508,11 +484,7 @@ export class HuginnModel {
     const { nEmbd: E } = this.config;
     const M = B * S;
     const x = this.ws.f32('x', M * E);
-    const row = new Float32Array(E);
-    for (let m = 0; m < M; m++) {
-      this.embeddingRow(row, ids[m]);
-      x.set(row, m * E);
-    }
+    this.w.wte.rows(ids, x);
     const k = this.runtime.kernels;
     k.scale(x, this.config.embedScale, x, M * E);
     this.round(x, M * E);
@@ -522,15 +494,6 @@ export class HuginnModel {
       if (trace) trace.preludeLayers.push(x.slice(0, M * E));
     });
     return x.slice(0, M * E);
-  }
-
-  private embeddingRow(out: Float32Array, id: number): void {
-    const E = this.config.nEmbd;
-    const { dtype, data } = this.w.wte;
-    if (dtype === 'F32') { out.set((data as Float32Array).subarray(id * E, (id + 1) * E)); return; }
-    const bits = data as Uint16Array;
-    const widen = dtype === 'BF16' ? bf16BitsToF32 : f16BitsToF32;
-    for (let i = 0; i < E; i++) out[i] = widen(bits[id * E + i]);
   }
 
   /**

@@ -21,7 +21,9 @@ import {
   configObject, optionalBool, optionalInt, optionalNumber, optionalString, requireInt, requireNumber, requireString,
   hasField, section, ignoreFields, configInconsistent, type ConfigObject,
 } from '../format/config.js';
-import { embedRows, ropeTables } from './common.js';
+import { ropeTables } from './common.js';
+import { cacheFull, checkContext, checkTokenIds, EmbeddingTable, type FloatDType } from './inputs.js';
+import { Workspace } from '../runtime/workspace.js';
 import { WeightBinder, type WeightSource } from './weights.js';
 import {
   assignRecursion, causalRuns, DEFAULT_CAUSAL_THRESHOLD, expertProbs, expertTopK, geluErf, tokenProbs, topKAscending,
@@ -344,28 +346,36 @@ export class MorSession {
   }
 }
 
-interface Scratch {
-  readonly h: Float32Array;      // [maxLen, H] residual stream of the current row
-  readonly x: Float32Array;      // [maxLen, H] compacted block input / output
-  readonly x0: Float32Array;     // [maxLen, H] token-choice: MoR block input
-  readonly out: Float32Array;    // [maxLen, H] token-choice: MoR block output
-  readonly xn: Float32Array;     // [maxLen, H] normalised input of a sub-layer
-  readonly q: Float32Array;      // [maxLen, nHeads*headDim]
-  readonly k: Float32Array;      // [maxLen, nKv*headDim]
-  readonly v: Float32Array;      // [maxLen, nKv*headDim]
-  readonly att: Float32Array;    // [maxLen, nHeads*headDim]
-  readonly proj: Float32Array;   // [maxLen, H]
-  readonly gate: Float32Array;   // [maxLen, I]
-  readonly up: Float32Array;     // [maxLen, I]
-  readonly routerIn: Float32Array;  // [maxLen, H]
-  readonly routerMid: Float32Array; // [maxLen, 2H] (MLP router hidden layer)
-  readonly routerOut: Float32Array; // [maxLen, max(R,1)]
-  readonly logits: Float32Array; // [maxLen, V]
-  readonly pos: Int32Array;      // [maxLen] positions of the compacted rows
-  readonly allPos: Int32Array;   // [maxLen] positions of the call's tokens
-  readonly kvK: Float32Array;    // [maxLen, nKv*headDim] update_cache: temporary refreshed copy of a shared slot
-  readonly kvV: Float32Array;
+/** The activation buffers of one batch row of up to `n` tokens (rows run one at a time), from the model's Workspace. */
+function rowBuffers(ws: Workspace, cfg: MorConfig, n: number) {
+  const d = cfg.dims, H = d.hidden, R = Math.max(cfg.numRecursion, 1);
+  const qDim = d.nHeads * d.headDim, kvDim = d.nKvHeads * d.headDim;
+  return {
+    h: ws.f32('h', n * H),            // [n, H] residual stream of the current row
+    x: ws.f32('x', n * H),            // [n, H] compacted block input / output
+    x0: ws.f32('x0', n * H),          // [n, H] token-choice: MoR block input
+    out: ws.f32('out', n * H),        // [n, H] token-choice: MoR block output
+    xn: ws.f32('xn', n * H),          // [n, H] normalised input of a sub-layer
+    q: ws.f32('q', n * qDim),         // [n, nHeads*headDim]
+    k: ws.f32('k', n * kvDim),        // [n, nKv*headDim]
+    v: ws.f32('v', n * kvDim),
+    att: ws.f32('att', n * qDim),     // [n, nHeads*headDim]
+    proj: ws.f32('proj', n * H),      // [n, H]
+    gate: ws.f32('gate', n * d.intermediate), // [n, I]
+    up: ws.f32('up', n * d.intermediate),
+    routerIn: ws.f32('routerIn', n * H),       // [n, H]
+    routerMid: ws.f32('routerMid', n * 2 * H), // [n, 2H] (MLP router hidden layer)
+    routerOut: ws.f32('routerOut', n * R),     // [n, max(R,1)]
+    logits: ws.f32('logits', n * d.vocab),     // [n, V]
+    pos: ws.i32('pos', n),            // [n] positions of the compacted rows
+    allPos: ws.i32('allPos', n),      // [n] positions of the call's tokens
+    kvK: ws.f32('kvK', n * kvDim),    // [n, nKv*headDim] update_cache: temporary refreshed copy of a shared slot
+    kvV: ws.f32('kvV', n * kvDim),
+    probeIn: ws.f32('probeIn', H),    // [H] early read-out input
+    probeOut: ws.f32('probeOut', d.vocab), // [V] early read-out logits
+  };
 }
+type RowBuffers = ReturnType<typeof rowBuffers>;
 
 // ---------------------------------------------------------------------------------------------
 // Results: logits, per-token trace, optional captures of every intermediate tensor
@@ -448,15 +458,13 @@ export class MorModel {
   private readonly layerWeights: LayerWeights[] = []; // per site (shared sites hold the same objects)
   private readonly routers: RouterWeights[] = [];
   private readonly routerBias: Float32Array | null = null;
-  private readonly embed: Float32Array;    // [V, H]
+  private readonly embedding: EmbeddingTable; // [V, H] in its stored dtype
   private readonly lmHead: LinearWeight;   // [V, H]
   private readonly finalNorm: Float32Array;
   private stepCheck: ForwardOptions['stepCheck'] | null = null; // set by each forward
-  private probeIn: Float32Array | null = null;  // [H] early read-out input
-  private probeOut: Float32Array | null = null; // [V] early read-out logits
   private readonly cos: Float32Array;
   private readonly sin: Float32Array;
-  private readonly scratch: Scratch;
+  private readonly scratch: RowBuffers;
 
   constructor(readonly config: MorConfig, source: WeightSource, readonly runtime: Runtime, opts: LoadOptions) {
     const d = config.dims, H = d.hidden, R = config.numRecursion;
@@ -505,7 +513,7 @@ export class MorModel {
     binder.need('model.embed_tokens.weight', [d.vocab, H]);
     binder.need('lm_head.weight', [d.vocab, H]);
     binder.need('model.norm.weight', [H]);
-    weightBytes += 2 * 4 * d.vocab * H; // embedding rows (f32) + the lm_head Linear
+    weightBytes += 4 * d.vocab * H; // the lm_head Linear (the embedding stays in its file buffer)
     const routerOut = config.variant === 'token' ? R : 1;
     for (const rp of this.layout.routerPaths) {
       if (config.routerType === 'linear') binder.need(rp + 'mor_router.router.weight', [routerOut, H]);
@@ -520,7 +528,7 @@ export class MorModel {
     // Memory plan before any tensor is read.
     const writeSlots = this.writeSlots(true);
     const kvBytes = writeSlots.size * this.maxLen * (2 * kvDim * 4 + 4);
-    const act = this.maxLen * (4 * (9 * H + 2 * qDim + 4 * kvDim + 2 * d.intermediate + Math.max(R, 1) + d.vocab) + 8); // allocateScratch()
+    const act = this.maxLen * (4 * (9 * H + 2 * qDim + 4 * kvDim + 2 * d.intermediate + Math.max(R, 1) + d.vocab) + 8) + 4 * (H + d.vocab); // rowBuffers()
     this.plan = memoryPlan(weightBytes, kvBytes, act + 4 * d.maxPositions * d.headDim);
     checkMemoryPlan(this.plan, source.label);
 
@@ -547,7 +555,8 @@ export class MorModel {
       const [inputNorm, postNorm] = norms.get(s.normOwner)!;
       this.layerWeights.push({ ...lin, inputNorm, postNorm });
     }
-    this.embed = binder.f32('model.embed_tokens.weight');
+    const embedInfo = source.info('model.embed_tokens.weight')!;
+    this.embedding = new EmbeddingTable(embedInfo.dtype as FloatDType, binder.raw('model.embed_tokens.weight'), d.vocab, H);
     // The head always reads lm_head.weight: with tie_word_embeddings it holds the embedding's values, and a
     // checkpoint whose model did not tie them (the recursive baseline's class) keeps its own head.
     this.lmHead = binder.linear('lm_head.weight');
@@ -559,7 +568,7 @@ export class MorModel {
     }
     if (config.variant === 'token' && config.tokenLossFree) this.routerBias = binder.f32(this.layout.routerPaths[0] + 'router_bias');
     ({ cos: this.cos, sin: this.sin } = ropeTables(runtime, d.headDim, Math.max(this.maxLen, 1), d.ropeTheta));
-    this.scratch = this.allocateScratch();
+    this.scratch = rowBuffers(new Workspace(runtime), config, this.maxLen);
   }
 
   /** Every alias of a shared tensor must hold the same values (upstream aliases one Parameter). */
@@ -605,9 +614,8 @@ export class MorModel {
    */
   newSession(batch: number, maxLen = this.maxLen, opts: { useCache?: boolean } = {}): MorSession {
     if (!Number.isInteger(batch) || batch < 1) throw new PonderError('INPUT_SHAPE', `batch size ${batch}`, { hint: 'a positive integer' });
-    if (!Number.isInteger(maxLen) || maxLen < 1 || maxLen > this.maxLen) {
-      throw new PonderError('INPUT_TOO_LONG', `a session of ${maxLen} tokens exceeds the model's maximum of ${this.maxLen}`, { field: 'maxLen', hint: 'load the model with a larger maxLen (at most max_position_embeddings)' });
-    }
+    if (!Number.isInteger(maxLen) || maxLen < 1) throw new PonderError('INPUT_SHAPE', `session length ${maxLen}`, { field: 'maxLen', hint: 'a positive integer' });
+    checkContext(maxLen, this.maxLen, `a session of ${maxLen} tokens`, 'max_position_embeddings (or the maxLen the model was loaded with)');
     const sharesKv = opts.useCache ?? true;
     const a = this.runtime.arena, d = this.config.dims;
     const kvDim = d.nKvHeads * d.headDim;
@@ -620,20 +628,6 @@ export class MorModel {
       rows.push({ slots, seen: 0 });
     }
     return new MorSession(this, batch, maxLen, sharesKv, rows);
-  }
-
-  /** The activation buffers of one batch row of up to maxLen tokens, allocated once at load (rows run one at a time). */
-  private allocateScratch(): Scratch {
-    const a = this.runtime.arena, d = this.config.dims, n = this.maxLen;
-    const kvDim = d.nKvHeads * d.headDim, qDim = d.nHeads * d.headDim, H = d.hidden, R = Math.max(this.config.numRecursion, 1);
-    return {
-      h: a.f32(n * H), x: a.f32(n * H), x0: a.f32(n * H), out: a.f32(n * H), xn: a.f32(n * H),
-      q: a.f32(n * qDim), k: a.f32(n * kvDim), v: a.f32(n * kvDim), att: a.f32(n * qDim), proj: a.f32(n * H),
-      gate: a.f32(n * d.intermediate), up: a.f32(n * d.intermediate),
-      routerIn: a.f32(n * H), routerMid: a.f32(n * 2 * H), routerOut: a.f32(n * R),
-      logits: a.f32(n * d.vocab), pos: a.i32(n), allPos: a.i32(n),
-      kvK: a.f32(n * kvDim), kvV: a.f32(n * kvDim),
-    };
   }
 
   /**
@@ -653,11 +647,8 @@ export class MorModel {
     if (T < 1) throw new PonderError('INPUT_SHAPE', 'empty input', { hint: 'give at least one token id per row' });
     for (let b = 0; b < ids.length; b++) {
       if (ids[b].length !== T) throw new PonderError('INPUT_SHAPE', `row ${b} has ${ids[b].length} tokens, row 0 has ${T}`, { hint: 'all rows of a call must have the same length' });
-      for (let t = 0; t < T; t++) {
-        const id = ids[b][t];
-        if (!Number.isInteger(id) || id < 0 || id >= d.vocab) throw new PonderError('INPUT_TOKEN', `token id ${id} at [${b}, ${t}] is outside [0, ${d.vocab})`, { hint: 'token ids must come from this model\'s tokenizer' });
-      }
-      if (session.rows[b].seen + T > session.maxLen) throw new PonderError('INPUT_TOO_LONG', `row ${b} would hold ${session.rows[b].seen + T} tokens, the session at most ${session.maxLen}`, { hint: 'create the session with a larger maxLen' });
+      checkTokenIds(ids[b], d.vocab, `ids[${b}]`);
+      if (session.rows[b].seen + T > session.maxLen) throw cacheFull(session.rows[b].seen, T, session.maxLen);
     }
     session.mode = mode;
     this.stepCheck = opts.stepCheck ?? null;
@@ -713,7 +704,7 @@ export class MorModel {
     const slot0 = row.slots.get(0);
     const past = mode === 'upstream' && slot0 ? slot0.len : row.seen;
     for (let t = 0; t < T; t++) s.allPos[t] = past + t;
-    embedRows(s.h, this.embed, ids, T, H);
+    this.embedding.rows(ids, s.h);
     if (cap) capF32(cap, 'hidden.embed', s.h, [T, H]);
     const tr = { trace, base: b * T };
 
@@ -767,7 +758,7 @@ export class MorModel {
     let keys: Float32Array, values: Float32Array, kPos: Int32Array, Tk: number;
     if (role.write !== null) {
       const slot = row.slots.get(role.write)!;
-      if (slot.len + n > session.maxLen) throw new PonderError('INPUT_TOO_LONG', `cache slot ${role.write} is full (${session.maxLen} tokens)`, { hint: 'create the session with a larger maxLen' });
+      if (slot.len + n > session.maxLen) throw cacheFull(slot.len, n, session.maxLen);
       slot.k.set(s.k.subarray(0, n * kvDim), slot.len * kvDim);
       slot.v.set(s.v.subarray(0, n * kvDim), slot.len * kvDim);
       slot.pos.set(pos.subarray(0, n), slot.len);
@@ -840,13 +831,12 @@ export class MorModel {
   /** lm_head(norm(h[t])) [V] for a stepCheck, in buffers of its own (s.x and s.h are in use). */
   private earlyReadout(h: Float32Array, t: number, tr: { trace: ForwardTrace; base: number }): Float32Array {
     const d = this.config.dims, H = d.hidden, k = this.runtime.kernels;
-    this.probeIn ??= this.runtime.arena.f32(H);
-    this.probeOut ??= this.runtime.arena.f32(d.vocab);
-    this.probeIn.set(h.subarray(t * H, (t + 1) * H));
-    k.rmsnorm(this.probeIn, this.probeIn, this.finalNorm, 1, H, d.eps);
-    k.linear(this.probeOut, this.probeIn, this.lmHead, 1);
+    const { probeIn, probeOut } = this.scratch;
+    probeIn.set(h.subarray(t * H, (t + 1) * H));
+    k.rmsnorm(probeIn, probeIn, this.finalNorm, 1, H, d.eps);
+    k.linear(probeOut, probeIn, this.lmHead, 1);
     tr.trace.flops[tr.base + t] += 2 * H * d.vocab;
-    return this.probeOut.slice(0, d.vocab);
+    return probeOut.slice(0, d.vocab);
   }
 
   private expertRecursions(session: MorSession, row: RowCache, T: number, mode: DecodeMode, threshold: number, tr: { trace: ForwardTrace; base: number }, cap: RowCaptures | null): void {

@@ -8,7 +8,8 @@
  */
 import { PonderError } from '../errors.js';
 import { displayName, readTensor, type DType, type SafetensorsFile, type SafetensorsHeader, type TensorArray, type TensorInfo } from '../format/safetensors.js';
-import { bf16BitsToF32, f16BitsToF32 } from '../kernels/scalar.js';
+import { f16BitsToF32 } from '../kernels/scalar.js';
+import { widenFloats, type FloatDType } from './inputs.js';
 import type { LinearWeight } from '../kernels/kernels.js';
 import type { Runtime } from '../runtime/runtime.js';
 
@@ -118,12 +119,7 @@ export class WeightBinder {
     const info = this.source.info(name)!;
     const raw = this.source.read(name);
     const out = this.runtime.arena.f32(raw.length);
-    if (info.dtype === 'F32') out.set(raw as Float32Array);
-    else {
-      const widen = info.dtype === 'BF16' ? bf16BitsToF32 : f16BitsToF32;
-      const bits = raw as Uint16Array;
-      for (let i = 0; i < bits.length; i++) out[i] = widen(bits[i]);
-    }
+    widenFloats(info.dtype as FloatDType, raw, 0, raw.length, out);
     return out;
   }
 
