@@ -15,7 +15,7 @@ import { safetensorsWeights } from '../src/models/weights.js';
 import { configObject } from '../src/format/config.js';
 import { seededInitialStates, type HuginnModel } from '../src/models/huginn.js';
 import { generateAdaptive, generateMinimal } from '../src/models/huginn-generate.js';
-import { createExitEvaluator } from '../src/models/huginn-exit.js';
+import { createExitEvaluator } from '../src/depth/criteria.js';
 import { detectFamily } from '../src/api/families.js';
 import { checkTrace } from '../src/trace/trace.js';
 

@@ -123,8 +123,7 @@ export class Model {
   /** Throws ARG_POLICY if this model's family cannot run `policy`. */
   checkPolicy(policy: DepthPolicy): void {
     checkPolicy(policy);
-    if (policy.kind === 'budget') this.adapter.checkPolicy(policy.perToken ?? { kind: 'default' }, true);
-    else this.adapter.checkPolicy(policy, false);
+    this.adapter.checkPolicy(policy);
   }
 
   /** One uncached pass over `ids` under a depth policy: last-position logits and a trace per position. */

@@ -11,7 +11,7 @@ import { PonderError } from '../errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { safetensorsWeights } from '../models/weights.js';
 import { injectedInitialStates, loadHuginn, parseHuginnConfig, roundToBf16, type ForwardTrace, type HuginnModel, type InitialStates } from '../models/huginn.js';
-import { createExitEvaluator, numStepsEvaluator, type ExitEvaluator } from '../models/huginn-exit.js';
+import { createExitEvaluator, numStepsEvaluator, type ExitEvaluator } from '../depth/criteria.js';
 import { forwardWithAdaptiveCompute, generateAdaptive, generateMinimal, generateSpeculative, type GenerateResult } from '../models/huginn-generate.js';
 import type { HuginnCache } from '../models/huginn-cache.js';
 import { floatTensor, hasTensor, intTensor, tensorShape, type GoldenCase } from './golden.js';

@@ -349,6 +349,8 @@ export interface CallContext {
   /** RoPE position of each of the call's S positions (shared by all batch rows) */
   readonly positions: Int32Array;
   readonly cache: HuginnCache | null;
+  /** [B, S]: when given, the FLOPs of everything that runs are added per position (multiply-add = 2; attention counts the keys each query sees) */
+  readonly flops?: Float64Array;
 }
 
 /** Intermediate tensors a forward can capture (copies; [B,S,E] each). */
@@ -512,6 +514,7 @@ export class HuginnModel {
     const x = this.ws.f32('x', M * E);
     this.runtime.kernels.linear(x, cat, this.w.adapter, M, this.w.adapterBias);
     this.round(x, M * E);
+    if (ctx.flops) for (let m = 0; m < M; m++) ctx.flops[m] += 2 * E * 2 * E;
     if (adapterOut) adapterOut.push(x.slice(0, M * E));
     this.w.core.forEach((blk, j) => this.sandwich(blk, x, B, S, ctx, P + step * R + j));
     return x.slice(0, M * E);
@@ -541,6 +544,7 @@ export class HuginnModel {
     }
     const logits = this.ws.f32('logits', headRows * V);
     k.linear(logits, headIn, this.w.lmHead, headRows);
+    if (ctx.flops) for (let b = 0; b < B; b++) for (let s = rows === 'last' ? S - 1 : 0; s < S; s++) ctx.flops[b * S + s] += 2 * V * E;
     this.round(logits, headRows * V);
     return { logits: logits.slice(0, headRows * V), latentStates };
   }
@@ -611,6 +615,7 @@ export class HuginnModel {
 
     const y = this.ws.f32('y', M * qDim);
     const scale = 1 / Math.sqrt(hd);
+    let Tk = S; // keys the call's queries attend over (aligned lower-right: query s sees Tk − S + s + 1)
     if (ctx.cache) {
       const fresh: CacheEntry[] = [];
       for (let s = 0; s < S; s++) {
@@ -622,7 +627,7 @@ export class HuginnModel {
         fresh.push({ k: ek, v: ev });
       }
       const visible = ctx.cache.update(slot, fresh);
-      const Tk = visible.length;
+      Tk = visible.length;
       const K = this.ws.f32('K', Tk * kvDim), Vv = this.ws.f32('V', Tk * kvDim);
       const { qPos, kPos } = this.lowerRight(S, Tk);
       for (let b = 0; b < B; b++) {
@@ -640,6 +645,10 @@ export class HuginnModel {
       }
     }
     this.round(y, M * qDim);
+    if (ctx.flops) {
+      const linear = 2 * E * (qkvDim + qDim + 3 * I); // qkv, proj, fc (gate and up), mlp proj
+      for (let b = 0; b < B; b++) for (let s = 0; s < S; s++) ctx.flops[b * S + s] += linear + 4 * H * hd * (Tk - S + s + 1);
+    }
     const a = this.ws.f32('a', M * E);
     k.linear(a, y, blk.proj, M);
     this.round(a, M * E);
