@@ -16,7 +16,7 @@ import { configObject } from '../src/format/config.js';
 import { seededInitialStates, type HuginnModel } from '../src/models/huginn.js';
 import { generateAdaptive, generateMinimal } from '../src/models/huginn-generate.js';
 import { createExitEvaluator } from '../src/depth/criteria.js';
-import { detectFamily } from '../src/api/families.js';
+import { detectFamily } from '../src/models/registry.js';
 import { checkTrace } from '../src/trace/trace.js';
 
 const FAMILIES = ['huginn', 'mor', 'ouro'] as const;

@@ -13,7 +13,7 @@ import { missingShard, parseShardIndex, readShards, SHARD_INDEX, SINGLE_WEIGHTS 
 import { safetensorsWeights, type WeightSource } from '../models/weights.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { loadTokenizer, type TextTokenizer, type LoadTokenizerOptions } from '../tokenizer.js';
-import { createAdapter, detectFamily } from './families.js';
+import { familyOf, loadFamily } from '../models/registry.js';
 import { Model } from './model.js';
 
 export interface LoadProgress {
@@ -109,7 +109,7 @@ export interface ModelFiles {
 }
 
 export async function modelFromFiles(files: ModelFiles, options: LoadOptions): Promise<Model> {
-  const family = detectFamily(files.config, files.config.path);
+  familyOf(files.config, files.config.path); // CFG_MODEL_TYPE before anything is loaded
   checkAborted(options.signal, `loading ${files.label}`);
   const runtime = options.runtime ?? await defaultRuntime();
   let tokenizer: TextTokenizer | null = null;
@@ -119,10 +119,10 @@ export async function modelFromFiles(files: ModelFiles, options: LoadOptions): P
       : files.tokenizerJson;
   }
   checkAborted(options.signal, `loading ${files.label}`);
-  const adapter = createAdapter(family, files.config.values as Record<string, unknown>, files.weights, runtime, files.config.path, options.seed ?? 0);
+  const { adapter, unknownConfigKeys } = loadFamily(files.config, files.weights, runtime, { seed: options.seed ?? 0 });
   // tensors the family never reads (a tied lm_head, an optional RoPE buffer) still count as done
   if (files.reportFinalProgress !== false) { const total = weightBytes(files.weights); options.onProgress?.({ bytesDone: total, bytesTotal: total }); }
-  return new Model({ adapter, tokenizer, generationConfig: files.generationConfig ? files.generationConfig.values as Record<string, unknown> : null, label: files.label });
+  return new Model({ adapter, tokenizer, generationConfig: files.generationConfig ? files.generationConfig.values as Record<string, unknown> : null, label: files.label, unknownConfigKeys });
 }
 
 async function defaultRuntime(): Promise<Runtime> {

@@ -10,7 +10,7 @@ import { StopCondition, type StopReason } from '../generate/stop.js';
 import { checkSeed } from '../generate/prng.js';
 import type { TextTokenizer, TokenTextStream } from '../tokenizer.js';
 import { summarizeTrace, traceToJSON, type RunTrace, type TokenTrace, type TraceSummary } from '../trace/trace.js';
-import type { FamilyAdapter, Family, StepControl } from './families.js';
+import type { FamilyAdapter, Family, StepControl } from '../models/family.js';
 import { checkPolicy, describePolicy, type DepthPolicy } from './policy.js';
 
 export interface ForwardOptions {
@@ -84,6 +84,8 @@ export interface ModelParts {
   tokenizer: TextTokenizer | null;
   generationConfig: Record<string, unknown> | null;
   label: string;
+  /** config.json keys the family never read (dotted paths), see unknownKeys */
+  unknownConfigKeys?: readonly string[];
 }
 
 export class Model {
@@ -97,6 +99,8 @@ export class Model {
   readonly generationConfig: Record<string, unknown> | null;
   /** where it was loaded from */
   readonly label: string;
+  /** config.json keys the family does not read (dotted paths such as `mor.capcity`): a typo, or a field ponder ignores */
+  readonly unknownConfigKeys: readonly string[];
   private readonly adapter: FamilyAdapter;
 
   constructor(parts: ModelParts) {
@@ -108,6 +112,7 @@ export class Model {
     this.tokenizer = parts.tokenizer;
     this.generationConfig = parts.generationConfig;
     this.label = parts.label;
+    this.unknownConfigKeys = [...(parts.unknownConfigKeys ?? [])];
   }
 
   /** Text → ids (needs a tokenizer). */

@@ -18,7 +18,7 @@
  * with the steps actually run, never with the step cap: fixed(1e9) allocates nothing up front.
  */
 import type { DepthFunction, DepthPolicy, StepSummary } from '../api/policy.js';
-import type { ExitReason } from '../trace/trace.js';
+import type { ExitReason, TokenTrace } from '../trace/trace.js';
 import { createExitEvaluator, type ExitEvaluator } from './criteria.js';
 
 /** Where a call runs: the family's depths, the budget left, and what a depth function is told. */
@@ -135,6 +135,12 @@ export class DepthController {
   tokenTrace(index: number, steps: number): { exitReason: ExitReason; criterionValues: (number | null)[] } {
     const run = this.tokens.get(index);
     return { exitReason: run ? run.exitReason(0, steps) : this.reasonAtEnd(steps), criterionValues: run ? run.criterionValues(0, steps) : this.emptyValues(steps) };
+  }
+
+  /** `t` with the criterion and threshold fields of a trace entry, when a criterion was checked. */
+  withCriterion(t: TokenTrace): TokenTrace {
+    if (this.criterion !== null) { t.criterion = this.criterion; if (Number.isFinite(this.threshold)) t.threshold = this.threshold; }
+    return t;
   }
 
   /** Why a row that was never stopped ended after `steps` steps. */

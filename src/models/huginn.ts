@@ -26,152 +26,15 @@ import { checkMemoryPlan, memoryPlan, type MemoryPlan } from '../runtime/plan.js
 import { WeightBinder, type WeightSource } from './weights.js';
 import { HuginnCache, type CacheEntry } from './huginn-cache.js';
 import { Prng } from '../generate/prng.js';
+import { huginnTensors, type HuginnConfig } from './huginn-config.js';
+
+// bench/ (kept by the kernels branch) imports these from here
+export { HUGINN_0125_CONFIG, huginnTensorShapes, parseHuginnConfig, type HuginnConfig } from './huginn-config.js';
 
 const f32 = Math.fround;
 
 // ---------------------------------------------------------------------------------------------
-// Configuration
-
-export interface HuginnConfig {
-  readonly nEmbd: number; // E
-  readonly nHeads: number; // H
-  readonly nKvHeads: number;
-  readonly headDim: number; // E / H
-  readonly intermediateSize: number; // I
-  readonly vocabSize: number; // V (= padded_vocab_size: upstream applies no padding)
-  readonly blockSize: number; // rows of the RoPE table = maximum position + 1
-  readonly nPrelude: number; // P
-  readonly nCore: number; // R
-  readonly nCoda: number; // C
-  readonly meanRecurrence: number; // default depth
-  readonly ropeBase: number;
-  readonly normEps: number;
-  readonly qkBias: boolean;
-  readonly bias: boolean; // only the adapter has a bias when set
-  readonly tieEmbeddings: boolean;
-  /** std of the initial state before the √E scale: init_values.std = √(2/(5E)) */
-  readonly initStd: number;
-  /** √E, applied to embeddings and to the initial state */
-  readonly embedScale: number;
-}
-
-function cfgError(label: string, field: string, problem: string): PonderError {
-  return new PonderError('CFG_FIELD', `${label}: config field "${field}" ${problem}`, { field, path: label, hint: 'check config.json against huginn-0125\'s (n_embd, n_heads, n_layers_in_prelude, ...)' });
-}
-
-/** Reads a field from the top level, or from the golden cases' "derived" block. */
-function lookupField(raw: Record<string, unknown>, names: readonly string[]): [string, unknown] | undefined {
-  const derived = (raw.derived && typeof raw.derived === 'object' ? raw.derived : {}) as Record<string, unknown>;
-  for (const n of names) if (raw[n] !== undefined && raw[n] !== null) return [n, raw[n]];
-  for (const n of names) if (derived[n] !== undefined && derived[n] !== null) return [n, derived[n]];
-  return undefined;
-}
-
-function intField(raw: Record<string, unknown>, label: string, names: readonly string[], fallback?: number, min = 1): number {
-  const found = lookupField(raw, names);
-  if (!found) {
-    if (fallback !== undefined) return fallback;
-    throw cfgError(label, names[0], 'is missing');
-  }
-  const [name, v] = found;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw cfgError(label, name, `must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function numField(raw: Record<string, unknown>, label: string, names: readonly string[], fallback: number, positive = true): number {
-  const found = lookupField(raw, names);
-  if (!found) return fallback;
-  const [name, v] = found;
-  if (typeof v !== 'number' || !Number.isFinite(v) || (positive && v <= 0)) throw cfgError(label, name, `must be a ${positive ? 'positive ' : ''}finite number, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function boolField(raw: Record<string, unknown>, label: string, names: readonly string[], fallback: boolean): boolean {
-  const found = lookupField(raw, names);
-  if (!found) return fallback;
-  if (typeof found[1] !== 'boolean') throw cfgError(label, found[0], `must be true or false, got ${JSON.stringify(found[1])}`);
-  return found[1];
-}
-
-/** Validates an upstream RavenConfig (config.json or a golden case's "config"), field names as upstream. */
-export function parseHuginnConfig(raw: unknown, label = 'config'): HuginnConfig {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new PonderError('CFG_FIELD', `${label}: the config is not a JSON object`, { path: label, hint: 'pass the parsed config.json' });
-  const c = raw as Record<string, unknown>;
-  const nEmbd = intField(c, label, ['n_embd', 'hidden_size']);
-  const nHeads = intField(c, label, ['n_heads', 'num_attention_heads']);
-  if (nEmbd % nHeads !== 0) throw cfgError(label, 'n_heads', `(${nHeads}) must divide n_embd (${nEmbd})`);
-  const headDim = nEmbd / nHeads;
-  if (headDim % 2 !== 0) throw cfgError(label, 'n_heads', `gives an odd head_dim ${headDim}; RoPE rotates channel pairs`);
-  const nKvHeads = intField(c, label, ['num_key_value_heads'], nHeads);
-  if (nHeads % nKvHeads !== 0) throw cfgError(label, 'num_key_value_heads', `(${nKvHeads}) must divide n_heads (${nHeads})`);
-  const qkBias = boolField(c, label, ['qk_bias'], true);
-  if (qkBias && nKvHeads !== nHeads) throw cfgError(label, 'num_key_value_heads', `must equal n_heads when qk_bias is set (upstream adds a [H, head_dim] bias to k)`);
-  const explicitStd = (() => {
-    const iv = lookupField(c, ['init_values']);
-    const std = iv && iv[1] && typeof iv[1] === 'object' ? (iv[1] as Record<string, unknown>).std : undefined;
-    if (std === undefined) return undefined;
-    if (typeof std !== 'number' || !(std >= 0)) throw cfgError(label, 'init_values.std', `must be a non-negative number, got ${JSON.stringify(std)}`);
-    return std;
-  })();
-  const testTimeNoise = numField(c, label, ['test_time_noise'], 0, false);
-  if (testTimeNoise !== 0) throw cfgError(label, 'test_time_noise', `is ${testTimeNoise}; test-time noise is not supported (huginn-0125 ships with 0)`);
-  return {
-    nEmbd, nHeads, nKvHeads, headDim,
-    intermediateSize: intField(c, label, ['intermediate_size']),
-    vocabSize: intField(c, label, ['padded_vocab_size', 'vocab_size']),
-    blockSize: intField(c, label, ['block_size']),
-    nPrelude: intField(c, label, ['n_layers_in_prelude'], undefined, 0),
-    nCore: intField(c, label, ['n_layers_in_recurrent_block']),
-    nCoda: intField(c, label, ['n_layers_in_coda'], undefined, 0),
-    meanRecurrence: intField(c, label, ['mean_recurrence'], undefined, 0),
-    ropeBase: numField(c, label, ['rope_base'], 50000),
-    normEps: numField(c, label, ['norm_eps'], 1e-6),
-    qkBias,
-    bias: boolField(c, label, ['bias'], false),
-    tieEmbeddings: boolField(c, label, ['tie_embeddings', 'tie_word_embeddings'], true),
-    initStd: explicitStd ?? Math.sqrt(2 / (5 * nEmbd)),
-    embedScale: Math.sqrt(nEmbd),
-  };
-}
-
-/** huginn-0125's config.json values (huginn.md §1). */
-export const HUGINN_0125_CONFIG = {
-  n_embd: 5280, n_heads: 55, n_layers: 8, block_size: 4096, vocab_size: 65536, padding_multiple: 4096,
-  tie_embeddings: true, intermediate_size: 17920, bias: false, qk_bias: true, norm_eps: 1e-6, rope_base: 50000,
-  n_layers_in_prelude: 2, n_layers_in_recurrent_block: 4, n_layers_in_coda: 2, mean_recurrence: 32,
-  mean_backprop_depth: 8, torch_dtype: 'bfloat16', model_type: 'huginn_raven',
-} as const;
-
-// ---------------------------------------------------------------------------------------------
 // Weights
-
-const BLOCK_TENSORS = ['norm_1.weight', 'attn.qk_bias', 'attn.Wqkv.weight', 'attn.proj.weight', 'norm_2.weight', 'mlp.fc.weight', 'mlp.proj.weight', 'norm_3.weight', 'norm_4.weight'] as const;
-
-/** Every tensor name of the state_dict with its shape (huginn.md §2), in upstream order. */
-export function huginnTensorShapes(cfg: HuginnConfig): [string, number[]][] {
-  const { nEmbd: E, nHeads: H, nKvHeads: Hkv, headDim: hd, intermediateSize: I, vocabSize: V } = cfg;
-  const out: [string, number[]][] = [['transformer.wte.weight', [V, E]]];
-  const block = (prefix: string): void => {
-    for (const t of BLOCK_TENSORS) {
-      if (t === 'attn.qk_bias' && !cfg.qkBias) continue;
-      const shape = t === 'attn.qk_bias' ? [2, 1, H, hd]
-        : t === 'attn.Wqkv.weight' ? [(H + 2 * Hkv) * hd, E]
-        : t === 'attn.proj.weight' ? [E, E]
-        : t === 'mlp.fc.weight' ? [2 * I, E]
-        : t === 'mlp.proj.weight' ? [E, I]
-        : [E];
-      out.push([`${prefix}.${t}`, shape]);
-    }
-  };
-  for (let i = 0; i < cfg.nPrelude; i++) block(`transformer.prelude.${i}`);
-  out.push(['transformer.adapter.weight', [E, 2 * E]]);
-  if (cfg.bias) out.push(['transformer.adapter.bias', [E]]);
-  for (let i = 0; i < cfg.nCore; i++) block(`transformer.core_block.${i}`);
-  for (let i = 0; i < cfg.nCoda; i++) block(`transformer.coda.${i}`);
-  out.push(['transformer.ln_f.weight', [E]]);
-  out.push(['lm_head.weight', [V, E]]);
-  return out;
-}
 
 interface SandwichBlock {
   readonly norm1: Float32Array; // [E]
@@ -205,18 +68,18 @@ export interface LoadOptions {
  */
 export function checkHuginnWeights(source: WeightSource, runtime: Runtime, config: HuginnConfig): WeightBinder {
   const binder = new WeightBinder(source, runtime);
-  for (const [name, shape] of huginnTensorShapes(config)) {
-    // a tied lm_head may be stored (checkpoints carry both copies) or left out
-    binder.need(name, shape, { optional: name === 'lm_head.weight' && config.tieEmbeddings });
-  }
-  // the persistent RoPE buffer: optional, verified against the recomputed table when present
-  binder.need('freqs_cis', [1, config.blockSize, 1, config.headDim / 2, 2], { optional: true });
+  binder.declare(huginnTensors(config));
   binder.finish();
   return binder;
 }
 
-/** Binds a Huginn checkpoint (single file or shards behind one WeightSource) to a runtime. */
+/** @deprecated bench/ (kept by the kernels branch) calls this; everything else uses huginnFamily.load (huginn-family.ts) = bindHuginn. */
 export function loadHuginn(source: WeightSource, runtime: Runtime, config: HuginnConfig, opts: LoadOptions = {}): HuginnModel {
+  return bindHuginn(config, source, runtime, opts);
+}
+
+/** Binds a Huginn checkpoint (single file or shards behind one WeightSource) to a runtime. */
+export function bindHuginn(config: HuginnConfig, source: WeightSource, runtime: Runtime, opts: LoadOptions = {}): HuginnModel {
   const binder = checkHuginnWeights(source, runtime, config);
   const hasFreqs = source.info('freqs_cis') !== undefined;
   // the WASM runtime holds every bound weight in one 4 GiB memory: fail before reading anything
@@ -266,11 +129,11 @@ export function loadHuginn(source: WeightSource, runtime: Runtime, config: Hugin
  */
 export function huginnMemoryPlan(source: WeightSource, config: HuginnConfig): MemoryPlan {
   let weights = 0;
-  for (const [name, shape] of huginnTensorShapes(config)) {
-    if (name === 'transformer.wte.weight') continue;
-    const n = shape.reduce((a, b) => a * b, 1);
-    const dtype = source.info(name)?.dtype ?? source.info('transformer.wte.weight')?.dtype; // a tied lm_head binds wte
-    weights += shape.length === 2 && dtype !== 'F32' ? 2 * n : 4 * n;
+  for (const t of huginnTensors(config)) {
+    if (t.bind === 'embedding' || t.bind === 'buffer') continue;
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    const dtype = source.info(t.name)?.dtype ?? (t.sameAs ? source.info(t.sameAs)?.dtype : undefined); // a tied lm_head binds wte
+    weights += t.bind === 'linear' && dtype !== 'F32' ? 2 * n : 4 * n;
   }
   const { nEmbd: E, intermediateSize: I, vocabSize: V, headDim, nHeads, nKvHeads, blockSize } = config;
   const rope = 2 * 4 * blockSize * (headDim / 2);

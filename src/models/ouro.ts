@@ -13,7 +13,6 @@
  * Batches are rows run one at a time (no padding upstream, so rows are independent, ouro.md §11.12).
  */
 import { PonderError } from '../errors.js';
-import { configInconsistent, configObject, hasField, ignoreFields, optionalBool, optionalInt, optionalNumber, optionalString, requireInt, requireString, section, type ConfigObject } from '../format/config.js';
 import type { Kernels, LinearWeight } from '../kernels/kernels.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { ropeTables } from './common.js';
@@ -21,78 +20,12 @@ import { cacheFull, checkContext, checkTokenIds, EmbeddingTable, type FloatDType
 import { Workspace } from '../runtime/workspace.js';
 import { ExitAccumulator, gateLambda, reachesThreshold, resolveReadout, thresholdExitStep, type ReadoutRule } from './ouro-exit.js';
 import { WeightBinder, type WeightSource } from './weights.js';
+import { ouroTensors, type OuroConfig } from './ouro-config.js';
+
+// bench/ (kept by the kernels branch) imports these from here
+export { ouroConfigFromJson, type OuroConfig } from './ouro-config.js';
 
 const f32 = Math.fround;
-
-// ------------------------------------------------------------------------------------------------
-// Config
-
-export interface OuroConfig {
-  readonly vocabSize: number;
-  readonly hiddenSize: number; // H
-  readonly intermediateSize: number; // I
-  readonly numLayers: number; // L, layers per loop
-  readonly numHeads: number;
-  readonly numKvHeads: number;
-  readonly headDim: number;
-  readonly ropeTheta: number;
-  readonly rmsNormEps: number;
-  readonly maxPositionEmbeddings: number;
-  readonly totalUtSteps: number; // T, loops
-  readonly earlyExitThreshold: number | null; // config default of exit_threshold (1.0 in every checkpoint)
-  readonly earlyExitStep: number | null; // config default of exit_at_step (absent in every checkpoint)
-  readonly tieWordEmbeddings: boolean;
-}
-
-/**
- * Reads an upstream config.json (field names as upstream spells them) with OuroConfig's defaults
- * (research/ouro.md §1). Accepts a ConfigObject from parseConfigJson/openModelDir or plain values
- * (a golden case's `config`).
- */
-export function ouroConfigFromJson(json: ConfigObject | Record<string, unknown>, label = 'config.json'): OuroConfig {
-  const cfg = isConfigObject(json) ? json : configObject(json, label);
-  const hiddenSize = optionalInt(cfg, 'hidden_size', 4096, { min: 1 });
-  const numHeads = optionalInt(cfg, 'num_attention_heads', 32, { min: 1 });
-  // num_key_value_heads: None → = heads (Cfg); head_dim is an extra kwarg: absent → H // heads.
-  const numKvHeads = optionalInt(cfg, 'num_key_value_heads', numHeads, { min: 1 });
-  const headDim = optionalInt(cfg, 'head_dim', Math.floor(hiddenSize / numHeads), { min: 2 });
-  if (numHeads % numKvHeads !== 0) throw configInconsistent(cfg, 'num_key_value_heads', `num_key_value_heads (${numKvHeads}) must divide num_attention_heads (${numHeads})`);
-  if (headDim % 2 !== 0) throw configInconsistent(cfg, 'head_dim', `head_dim (${headDim}) must be even for rotary embeddings`);
-  optionalString(cfg, 'hidden_act', 'silu', ['silu']);
-  if (hasField(cfg, 'rope_scaling')) {
-    const scaling = section(cfg, 'rope_scaling');
-    const type = hasField(scaling, 'rope_type') ? requireString(scaling, 'rope_type') : optionalString(scaling, 'type', 'default');
-    if (type !== 'default') throw configInconsistent(cfg, 'rope_scaling', `rope_scaling type ${JSON.stringify(type)} is not supported (Ouro checkpoints use the default RoPE)`, 'set rope_scaling to null');
-  }
-  if (optionalBool(cfg, 'use_sliding_window', false)) throw configInconsistent(cfg, 'use_sliding_window', 'sliding-window attention is not supported (no Ouro checkpoint uses it)', 'set use_sliding_window to false');
-  // early_exit_threshold: absent → Cfg default 1.0; an explicit null → None (no threshold rule).
-  const thresholdIsNull = Object.hasOwn(cfg.values, 'early_exit_threshold') && cfg.values.early_exit_threshold === null;
-  const earlyExitThreshold = thresholdIsNull ? null : optionalNumber(cfg, 'early_exit_threshold', 1.0);
-  const earlyExitStep = hasField(cfg, 'early_exit_step') ? requireInt(cfg, 'early_exit_step') : null;
-  // Read by upstream but without effect on inference here (training, generation, stored-only fields).
-  ignoreFields(cfg, 'model_type', 'layer_types', 'sliding_window', 'max_window_layers', 'attention_dropout', 'initializer_range',
-    'use_cache', 'bos_token_id', 'eos_token_id', 'pad_token_id', 'chunk_size');
-  return {
-    vocabSize: optionalInt(cfg, 'vocab_size', 151936, { min: 1 }),
-    hiddenSize,
-    intermediateSize: optionalInt(cfg, 'intermediate_size', 22016, { min: 1 }),
-    numLayers: optionalInt(cfg, 'num_hidden_layers', 32, { min: 1 }),
-    numHeads,
-    numKvHeads,
-    headDim,
-    ropeTheta: optionalNumber(cfg, 'rope_theta', 10000, { gt: 0 }),
-    rmsNormEps: optionalNumber(cfg, 'rms_norm_eps', 1e-6, { min: 0 }),
-    maxPositionEmbeddings: optionalInt(cfg, 'max_position_embeddings', 32768, { min: 1 }),
-    totalUtSteps: optionalInt(cfg, 'total_ut_steps', 4, { min: 1 }),
-    earlyExitThreshold,
-    earlyExitStep,
-    tieWordEmbeddings: optionalBool(cfg, 'tie_word_embeddings', false),
-  };
-}
-
-function isConfigObject(v: ConfigObject | Record<string, unknown>): v is ConfigObject {
-  return typeof (v as ConfigObject).path === 'string' && (v as ConfigObject).used instanceof Set && typeof (v as ConfigObject).values === 'object';
-}
 
 // ------------------------------------------------------------------------------------------------
 // Weights
@@ -111,36 +44,13 @@ interface OuroLayerWeights {
   wDown: LinearWeight; // [H, I]
 }
 
-/** Declares every upstream state_dict tensor with its shape (ouro.md §2). */
-function declareWeights(binder: WeightBinder, c: OuroConfig): void {
-  const H = c.hiddenSize, qDim = c.numHeads * c.headDim, kvDim = c.numKvHeads * c.headDim;
-  binder.need('model.embed_tokens.weight', [c.vocabSize, H]);
-  for (let l = 0; l < c.numLayers; l++) {
-    const p = `model.layers.${l}.`;
-    binder.need(p + 'self_attn.q_proj.weight', [qDim, H]);
-    binder.need(p + 'self_attn.k_proj.weight', [kvDim, H]);
-    binder.need(p + 'self_attn.v_proj.weight', [kvDim, H]);
-    binder.need(p + 'self_attn.o_proj.weight', [H, qDim]);
-    binder.need(p + 'mlp.gate_proj.weight', [c.intermediateSize, H]);
-    binder.need(p + 'mlp.up_proj.weight', [c.intermediateSize, H]);
-    binder.need(p + 'mlp.down_proj.weight', [H, c.intermediateSize]);
-    for (const norm of ['input_layernorm', 'input_layernorm_2', 'post_attention_layernorm', 'post_attention_layernorm_2']) binder.need(p + norm + '.weight', [H]);
-  }
-  binder.need('model.norm.weight', [H]);
-  binder.need('model.early_exit_gate.weight', [1, H]);
-  binder.need('model.early_exit_gate.bias', [1]);
-  if (c.tieWordEmbeddings) binder.allow('lm_head.weight');
-  else binder.need('lm_head.weight', [c.vocabSize, H]);
-  binder.allow('model.rotary_emb.inv_freq'); // a non-persistent buffer, recomputed; tolerated if a converter saved it
-}
-
 /**
  * Checks that `source` holds exactly the tensors `config` needs, without reading any data.
  * Throws one BIND_MISMATCH listing every problem.
  */
 export function checkOuroWeights(source: WeightSource, config: OuroConfig, runtime: Runtime): void {
   const binder = new WeightBinder(source, runtime);
-  declareWeights(binder, config);
+  binder.declare(ouroTensors(config));
   binder.finish();
 }
 
@@ -303,10 +213,15 @@ export class OuroModel {
     this.ws = new Workspace(runtime);
   }
 
-  /** Loads by upstream state_dict names; every mismatch is reported at once before any data is read. */
+  /** @deprecated bench/ (kept by the kernels branch) calls this; everything else uses ouroFamily.load (ouro-family.ts) = OuroModel.bind. */
   static load(runtime: Runtime, config: OuroConfig, source: WeightSource): OuroModel {
+    return OuroModel.bind(config, source, runtime);
+  }
+
+  /** Binds a checkpoint by upstream state_dict names (ouroFamily.load); every mismatch is reported at once before any data is read. */
+  static bind(config: OuroConfig, source: WeightSource, runtime: Runtime): OuroModel {
     const binder = new WeightBinder(source, runtime);
-    declareWeights(binder, config);
+    binder.declare(ouroTensors(config));
     binder.finish();
     const embedInfo = source.info('model.embed_tokens.weight')!;
     // The embedding stays in its stored dtype outside the arena: only S rows are widened per call
@@ -329,7 +244,7 @@ export class OuroModel {
         wDown: binder.linear(p + 'mlp.down_proj.weight'),
       });
     }
-    const lmHead = binder.linear(config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
+    const lmHead = binder.linear(config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight'); // tied: the same parameter
     return new OuroModel(runtime, config, embedding, layers,
       binder.f32('model.norm.weight'), binder.linear('model.early_exit_gate.weight'), binder.f32('model.early_exit_gate.bias'), lmHead);
   }

@@ -93,6 +93,11 @@ export class WeightBinder {
     return true;
   }
 
+  /** Declares every tensor of a family's list (models/family.ts TensorSpec: name, shape, optional). */
+  declare(tensors: readonly { readonly name: string; readonly shape: Shape; readonly optional?: boolean }[]): void {
+    for (const t of tensors) this.need(t.name, t.shape, { optional: t.optional ?? false });
+  }
+
   /** Marks names that may be present but are not bound (aliases, buffers recomputed by the model). */
   allow(name: string): void {
     if (!this.declared.has(name)) this.declared.set(name, { shape: [], optional: true });
