@@ -122,9 +122,9 @@ test('one code per condition in every family\'s own forward: GEN_TOKEN_ID for an
     const { adapter } = loadFamily(config, weights, runtime);
     const control = { policy: { kind: 'default' as const }, cap: null, phase: 'prefill' as const, stepsSpent: 0 };
     for (const bad of [adapter.vocabSize, -1, 1.5]) {
-      assert.throws(() => adapter.run(adapter.newSession(8, 0), [1, bad], control), (e: unknown) => e instanceof PonderError && e.code === 'GEN_TOKEN_ID', `${model}: id ${bad}`);
+      assert.throws(() => adapter.run(adapter.newSession(8, { seed: 0 }), [1, bad], control), (e: unknown) => e instanceof PonderError && e.code === 'GEN_TOKEN_ID', `${model}: id ${bad}`);
     }
     const long = new Array<number>(adapter.contextLength + 1).fill(1);
-    assert.throws(() => adapter.run(adapter.newSession(long.length, 0), long, control), (e: unknown) => e instanceof PonderError && e.code === 'GEN_CONTEXT', `${model}: ${long.length} positions`);
+    assert.throws(() => adapter.run(adapter.newSession(long.length, { seed: 0 }), long, control), (e: unknown) => e instanceof PonderError && e.code === 'GEN_CONTEXT', `${model}: ${long.length} positions`);
   }
 });

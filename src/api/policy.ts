@@ -36,7 +36,7 @@ export type DepthPolicy =
   /** MoR routers: 'upstream' (exact) or 'causal' (threshold on the expert-choice router scores). */
   | { readonly kind: 'router'; readonly mode: 'upstream' | 'causal'; readonly threshold?: number }
   /** Stop a token when `criterion` crosses `threshold` (Huginn's criteria; Ouro's learned gate as 'gate'). */
-  | { readonly kind: 'exit'; readonly criterion: string; readonly threshold: number | 'auto'; readonly maxSteps?: number; readonly minSteps?: number; readonly checkEvery?: number; readonly mode?: 'skip' | 'select' }
+  | { readonly kind: 'exit'; readonly criterion: string; readonly threshold: number | 'auto'; readonly maxSteps?: number; readonly minSteps?: number; readonly checkEvery?: number; readonly mode?: 'skip' | 'select'; readonly exitInPrefill?: boolean }
   /** A total number of steps for the generated tokens of one sequence, spent by `perToken` until it runs out. */
   | { readonly kind: 'budget'; readonly maxStepsPerSequence: number; readonly perToken?: DepthPolicy }
   /** A user function called after every step: 'continue' / true goes on, 'stop' / false stops. */
@@ -54,7 +54,7 @@ export function router(mode: 'upstream' | 'causal' = 'upstream', threshold?: num
   return checkPolicy(threshold === undefined ? { kind: 'router', mode } : { kind: 'router', mode, threshold });
 }
 
-export function exit(criterion: string, threshold: number | 'auto' = 'auto', options: { maxSteps?: number; minSteps?: number; checkEvery?: number; mode?: 'skip' | 'select' } = {}): DepthPolicy {
+export function exit(criterion: string, threshold: number | 'auto' = 'auto', options: { maxSteps?: number; minSteps?: number; checkEvery?: number; mode?: 'skip' | 'select'; exitInPrefill?: boolean } = {}): DepthPolicy {
   return checkPolicy({ kind: 'exit', criterion, threshold, ...options });
 }
 
@@ -94,6 +94,7 @@ export function checkPolicy(policy: DepthPolicy): DepthPolicy {
       if (policy.checkEvery !== undefined) positiveInt(policy.checkEvery, 'exit checkEvery');
       if (policy.minSteps !== undefined && !(Number.isInteger(policy.minSteps) && policy.minSteps >= 0)) throw policyError(`exit minSteps must be an integer ≥ 0, got ${String(policy.minSteps)}`);
       if (policy.mode !== undefined && policy.mode !== 'skip' && policy.mode !== 'select') throw policyError(`exit mode must be 'skip' or 'select', got ${String(policy.mode)}`);
+      if (policy.exitInPrefill !== undefined && typeof policy.exitInPrefill !== 'boolean') throw policyError(`exit exitInPrefill must be true or false, got ${String(policy.exitInPrefill)}`);
       return policy;
     case 'budget':
       positiveInt(policy.maxStepsPerSequence, 'budget(maxStepsPerSequence)');

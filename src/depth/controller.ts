@@ -37,7 +37,7 @@ export interface DepthContext {
 
 type Rule =
   | { readonly kind: 'steps' } // fixed(n), default: run to the limit
-  | { readonly kind: 'criterion'; readonly newEvaluator: () => ExitEvaluator; readonly minSteps: number; readonly checkEvery: number }
+  | { readonly kind: 'criterion'; readonly newEvaluator: () => ExitEvaluator; readonly minSteps: number; readonly checkEvery: number; readonly checks?: boolean }
   | { readonly kind: 'function'; readonly decide: DepthFunction };
 
 /** What one check after a step found. */
@@ -81,7 +81,9 @@ export class DepthController {
     switch (policy.kind) {
       case 'fixed': return new DepthController({ kind: 'steps' }, policy.steps, context.cap, false, context);
       case 'exit': {
-        const rule: Rule = { kind: 'criterion', newEvaluator: () => createExitEvaluator(policy.criterion, policy.threshold, context.vocabSize), minSteps: policy.minSteps ?? 0, checkEvery: policy.checkEvery ?? 1 };
+        // exitInPrefill: false (upstream's do_not_exit_in_prefill) runs the prefill to the limit, unchecked
+        const checks = policy.exitInPrefill !== false || context.phase !== 'prefill';
+        const rule: Rule = { kind: 'criterion', newEvaluator: () => createExitEvaluator(policy.criterion, policy.threshold, context.vocabSize), minSteps: policy.minSteps ?? 0, checkEvery: policy.checkEvery ?? 1, checks };
         return new DepthController(rule, bound(policy.maxSteps ?? context.defaultDepth), context.cap, true, context);
       }
       case 'function': return new DepthController({ kind: 'function', decide: policy.decide }, bound(policy.maxSteps ?? context.defaultDepth), context.cap, true, context);
@@ -110,7 +112,7 @@ export class DepthController {
     if (r.kind === 'steps') return false;
     if (r.kind === 'function') return true;
     const s = steps - 1; // upstream counts the step just run from 0
-    return s >= r.minSteps && (s - r.minSteps) % r.checkEvery === 0;
+    return r.checks !== false && s >= r.minSteps && (s - r.minSteps) % r.checkEvery === 0;
   }
 
   /**

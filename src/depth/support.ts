@@ -96,7 +96,7 @@ export function checkPolicySupport(kind: DepthKind, family: string, depth: numbe
     if (p.kind === 'exit') {
       if (row === 'exit-criterion' && !isExitCriterion(p.criterion)) refuse(`has no exit criterion ${JSON.stringify(p.criterion)}`);
       if (row === 'exit-criterion' && p.mode === 'select') refuse(`cannot run ${describePolicy(p)}: select mode is the gate read-out only (a criterion stops the token)`);
-      if (row === 'exit-gate' && (p.minSteps !== undefined || p.checkEvery !== undefined || p.maxSteps !== undefined)) refuse('runs exit(gate, t) without minSteps, checkEvery or maxSteps (the gate is read after every loop)');
+      if (row === 'exit-gate' && (p.minSteps !== undefined || p.checkEvery !== undefined || p.maxSteps !== undefined || p.exitInPrefill !== undefined)) refuse('runs exit(gate, t) without minSteps, checkEvery, maxSteps or exitInPrefill (the gate is read after every loop)');
     }
   };
   if (policy.kind === 'budget') {

@@ -14,6 +14,7 @@ import type { DepthPolicy } from '../api/policy.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { TokenTrace } from '../trace/trace.js';
 import type { WeightSource } from './weights.js';
+import { PonderError } from '../errors.js';
 
 export type Family = 'mor' | 'huginn' | 'ouro';
 
@@ -64,6 +65,16 @@ export interface StepOutput {
   readonly tokens: TokenTrace[];
 }
 
+/** What a session is started with (spec/api.md: the forward and generate options of the same names). */
+export interface SessionOptions {
+  /** Huginn: seed of the random initial latent states */
+  readonly seed: number;
+  /** Huginn: cache lookup strategy; Ouro: what later tokens attend to in loops an exited token skipped */
+  readonly kvStrategy?: string;
+  /** Huginn: s₀ of every position fed, in order ([positions, n_embd]), instead of draws from `seed` */
+  readonly initialStates?: Float32Array;
+}
+
 export interface FamilySession {
   /** tokens the session's caches hold */
   length: number;
@@ -81,9 +92,10 @@ export interface FamilyAdapter {
   readonly configEosIds: number[];
   /** Throws ARG_POLICY when this model cannot run `policy` (a budget with its per-token policy): src/depth/support.ts. */
   checkPolicy(policy: DepthPolicy): void;
-  /** Throws when `kvStrategy` is not a KV strategy of this family (spec/api.md §KV strategies). */
-  checkKvStrategy(kvStrategy: string | undefined): void;
-  newSession(capacity: number, seed: number, kvStrategy?: string): FamilySession;
+  /** Throws before any compute when a session option does not apply to this family (a KV strategy it does not have, initial states it does not draw). */
+  checkSessionOptions(options: SessionOptions): void;
+  /** A sequence of up to `capacity` positions. */
+  newSession(capacity: number, options: SessionOptions): FamilySession;
   run(session: FamilySession, ids: readonly number[], control: StepControl): StepOutput;
 }
 
@@ -102,4 +114,9 @@ export interface FamilyDefinition<C = unknown, M = unknown> {
   load(config: C, source: WeightSource, runtime: Runtime, options?: LoadOptions): M;
   /** What the API drives for a loaded model. */
   adapter(model: M): FamilyAdapter;
+}
+
+/** ARG_INVALID for initial states given to a family that draws none (only Huginn starts from a random state). */
+export function refuseInitialStates(family: Family, options: SessionOptions): void {
+  if (options.initialStates !== undefined) throw new PonderError('ARG_INVALID', `${family} has no initial latent state: initialStates is a Huginn option`, { field: 'initialStates', hint: 'drop the option' });
 }

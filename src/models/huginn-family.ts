@@ -5,13 +5,14 @@
  * golden cases, with the depth controller deciding after every step.
  */
 import type { ConfigObject } from '../format/config.js';
+import { PonderError } from '../errors.js';
 import type { DepthPolicy } from '../api/policy.js';
 import type { TokenTrace } from '../trace/trace.js';
 import { DepthController } from '../depth/controller.js';
 import { checkPolicySupport } from '../depth/support.js';
-import type { FamilyAdapter, FamilyDefinition, FamilySession, StepControl, StepOutput } from './family.js';
+import type { FamilyAdapter, FamilyDefinition, FamilySession, SessionOptions, StepControl, StepOutput } from './family.js';
 import { huginnTensors, parseHuginnConfig, type HuginnConfig } from './huginn-config.js';
-import { bindHuginn, seededInitialStates, type HuginnModel, type InitialStates } from './huginn.js';
+import { bindHuginn, injectedInitialStates, seededInitialStates, type HuginnModel, type InitialStates } from './huginn.js';
 import { parseCacheStrategy, type HuginnCache } from './huginn-cache.js';
 import { recur } from './huginn-generate.js';
 
@@ -49,12 +50,18 @@ class HuginnAdapter implements FamilyAdapter {
     checkPolicySupport('huginn', this.family, this.defaultDepth, policy);
   }
 
-  checkKvStrategy(kvStrategy: string | undefined): void {
-    if (kvStrategy !== undefined) parseCacheStrategy(kvStrategy); // HUGINN_CACHE_STRATEGY naming the choices
+  checkSessionOptions(o: SessionOptions): void {
+    if (o.kvStrategy !== undefined) parseCacheStrategy(o.kvStrategy); // HUGINN_CACHE_STRATEGY naming the choices
+    const E = this.model.config.nEmbd;
+    if (o.initialStates !== undefined && (!(o.initialStates instanceof Float32Array) || o.initialStates.length === 0 || o.initialStates.length % E !== 0)) {
+      throw new PonderError('ARG_INVALID', `initialStates must be a Float32Array of [positions, n_embd = ${E}] values`, { field: 'initialStates', hint: 'one n_embd row per position fed (the prompt, then each generated token), e.g. recorded from another run' });
+    }
   }
 
-  newSession(_capacity: number, seed: number, kvStrategy = 'full'): HuginnSession {
-    return { length: 0, cache: this.model.newCache(kvStrategy), initialStates: seededInitialStates(seed) };
+  newSession(_capacity: number, o: SessionOptions): HuginnSession {
+    const E = this.model.config.nEmbd;
+    const initialStates = o.initialStates ? injectedInitialStates(o.initialStates, 1, o.initialStates.length / E, E) : seededInitialStates(o.seed);
+    return { length: 0, cache: this.model.newCache(o.kvStrategy ?? 'full'), initialStates };
   }
 
   run(s: FamilySession, ids: readonly number[], control: StepControl): StepOutput {

@@ -10,7 +10,7 @@ import { PonderError } from '../errors.js';
 import type { TokenTrace } from '../trace/trace.js';
 import { DepthController } from '../depth/controller.js';
 import { checkPolicySupport, type DepthKind } from '../depth/support.js';
-import type { FamilyAdapter, FamilyDefinition, FamilySession, StepControl, StepOutput } from './family.js';
+import { refuseInitialStates, type FamilyAdapter, type FamilyDefinition, type FamilySession, type SessionOptions, type StepControl, type StepOutput } from './family.js';
 import { morTensors, parseMorConfig, type MorConfig } from './mor-config.js';
 import { sigmoidF32 } from './mor-routing.js';
 import { bindMor, type MorModel, type MorSession } from './mor.js';
@@ -54,9 +54,10 @@ class MorAdapter implements FamilyAdapter {
     checkPolicySupport(this.depthKind, this.family, this.defaultDepth, policy);
   }
 
-  checkKvStrategy(kvStrategy: string | undefined): void {
-    if (kvStrategy !== undefined) {
-      throw new PonderError('ARG_INVALID', `MoR takes no KV strategy option (got ${JSON.stringify(kvStrategy)}): its KV layout, including recursive KV sharing, comes from config.json`, { field: 'kvStrategy', hint: 'set kv_sharing in the config, or drop the option' });
+  checkSessionOptions(o: SessionOptions): void {
+    refuseInitialStates(this.family, o);
+    if (o.kvStrategy !== undefined) {
+      throw new PonderError('ARG_INVALID', `MoR takes no KV strategy option (got ${JSON.stringify(o.kvStrategy)}): its KV layout, including recursive KV sharing, comes from config.json`, { field: 'kvStrategy', hint: 'set kv_sharing in the config, or drop the option' });
     }
   }
 

@@ -9,7 +9,7 @@ import { PonderError } from '../errors.js';
 import type { ExitReason, TokenTrace } from '../trace/trace.js';
 import { DepthController } from '../depth/controller.js';
 import { checkPolicySupport } from '../depth/support.js';
-import type { FamilyAdapter, FamilyDefinition, FamilySession, StepControl, StepOutput } from './family.js';
+import { refuseInitialStates, type FamilyAdapter, type FamilyDefinition, type FamilySession, type SessionOptions, type StepControl, type StepOutput } from './family.js';
 import { ouroConfigFromJson, ouroTensors, type OuroConfig } from './ouro-config.js';
 import { OuroModel, type MissingKvPolicy, type OuroCache, type OuroForwardOptions } from './ouro.js';
 
@@ -50,14 +50,15 @@ class OuroAdapter implements FamilyAdapter {
     checkPolicySupport('ouro', this.family, this.defaultDepth, policy);
   }
 
-  checkKvStrategy(kvStrategy: string | undefined): void {
-    if (kvStrategy !== undefined && kvStrategy !== 'copy-forward' && kvStrategy !== 'exclude') {
-      throw new PonderError('ARG_INVALID', `ouro KV strategy must be 'copy-forward' or 'exclude', got ${JSON.stringify(kvStrategy)}`, { field: 'kvStrategy', hint: 'what later tokens attend to in loops an early-exited token skipped (spec/ouro.md)' });
+  checkSessionOptions(o: SessionOptions): void {
+    refuseInitialStates(this.family, o);
+    if (o.kvStrategy !== undefined && o.kvStrategy !== 'copy-forward' && o.kvStrategy !== 'exclude') {
+      throw new PonderError('ARG_INVALID', `ouro KV strategy must be 'copy-forward' or 'exclude', got ${JSON.stringify(o.kvStrategy)}`, { field: 'kvStrategy', hint: 'what later tokens attend to in loops an early-exited token skipped (spec/ouro.md)' });
     }
   }
 
-  newSession(capacity: number, _seed: number, kvStrategy?: string): OuroSession {
-    return { length: 0, cache: this.model.newCache(capacity), missingKv: (kvStrategy ?? 'copy-forward') as MissingKvPolicy };
+  newSession(capacity: number, o: SessionOptions): OuroSession {
+    return { length: 0, cache: this.model.newCache(capacity), missingKv: (o.kvStrategy ?? 'copy-forward') as MissingKvPolicy };
   }
 
   /**
