@@ -1,6 +1,6 @@
 /**
  * Golden-case runner for the mor family: maps each procedure step (golden/FORMAT.md) onto the
- * public API of src/models/mor.ts and returns every tensor it produced, under the case's names.
+ * family (src/models/mor-family.ts, mor.ts) and returns every tensor it produced, under the case's names.
  *   forward            → one forward over inputs (use_cache=True), outputs under `expected_prefix`
  *   prefill            → forward over the prompt; outputs under expected.decode.prefill*
  *   greedy_decode      → n cached one-token steps, outputs under expected.decode.*

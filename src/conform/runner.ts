@@ -19,7 +19,8 @@ export interface CaseReport {
   readonly seconds: number;
 }
 
-const FAMILY_RUNNERS: Record<string, () => Promise<{ runCase: CaseRunner }>> = {
+/** The golden-case runner of every family (src/conform/<family>.ts), loaded on first use. */
+export const FAMILY_RUNNERS: Readonly<Record<string, () => Promise<{ runCase: CaseRunner }>>> = {
   mor: () => import('./mor.js'),
   huginn: () => import('./huginn.js'),
   ouro: () => import('./ouro.js'),

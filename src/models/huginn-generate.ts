@@ -252,7 +252,7 @@ export function generateMinimal(model: HuginnModel, o: GenerateMinimalOptions): 
 // ---------------------------------------------------------------------------------------------
 
 export interface AdaptiveOptions extends GenerateCommon {
-  /** the exit criterion (huginn-exit.ts createExitEvaluator / numStepsEvaluator) */
+  /** the exit criterion (src/depth/criteria.ts createExitEvaluator / numStepsEvaluator) */
   readonly evaluator: ExitEvaluator;
   /** the hard cap: iterations per token step (default config.mean_recurrence) */
   readonly numSteps?: number;
