@@ -214,31 +214,27 @@ function meanOverPositions(cur: Float32Array, prev: Float32Array, B: number, S: 
   return out;
 }
 
-function latentDiff(threshold: number): ExitEvaluator {
+/** A criterion on the latent state: the mean over positions of `perPosition(s_t, s_prev)`, mapped by `value`, against the previous check's state. */
+function latentCriterion(name: string, threshold: number, perPosition: (dot: number, nn: number, pp: number, dd: number) => number, value: (mean: number) => number): ExitEvaluator {
   let prev = new Float32Array(0);
   return {
-    name: 'latent-diff',
+    name,
     threshold,
     init(s) { prev = Float32Array.from(s); },
     check({ state, B, S, E }) {
-      const values = meanOverPositions(state, prev, B, S, E, (_dot, nn, _pp, dd) => Math.sqrt(dd) / Math.sqrt(nn));
+      const values = meanOverPositions(state, prev, B, S, E, perPosition).map(value);
       prev = Float32Array.from(state);
       return { exits: values.map((v) => v < threshold), values };
     },
   };
 }
 
+/** ‖s_t − s_prev‖ / ‖s_t‖ */
+function latentDiff(threshold: number): ExitEvaluator {
+  return latentCriterion('latent-diff', threshold, (_dot, nn, _pp, dd) => Math.sqrt(dd) / Math.sqrt(nn), (m) => m);
+}
+
+/** 1 − cos(s_t, s_prev), the cosine averaged over positions first (as upstream) */
 function cosine(threshold: number): ExitEvaluator {
-  let prev = new Float32Array(0);
-  return {
-    name: 'cosine',
-    threshold,
-    init(s) { prev = Float32Array.from(s); },
-    check({ state, B, S, E }) {
-      const sims = meanOverPositions(state, prev, B, S, E, (dot, nn, pp) => dot / Math.sqrt(nn) / Math.sqrt(pp));
-      const values = sims.map((c) => 1 - c);
-      prev = Float32Array.from(state);
-      return { exits: values.map((v) => v < threshold), values };
-    },
-  };
+  return latentCriterion('cosine', threshold, (dot, nn, pp) => dot / Math.sqrt(nn) / Math.sqrt(pp), (c) => 1 - c);
 }

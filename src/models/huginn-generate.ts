@@ -203,6 +203,42 @@ export function recur(model: HuginnModel, call: RecurrenceCall): RecurrenceResul
   return { logits: logits!, steps, run, checks, stepsRun, exitStates, latentStates };
 }
 
+/** One token step of a generation loop: the call's ids [B, S] at `positions`, the rows still generating. */
+interface TokenStep {
+  readonly index: number;
+  readonly ids: number[];
+  readonly S: number;
+  readonly ctx: CallContext;
+  readonly unfinished: readonly boolean[];
+}
+
+/**
+ * The loop upstream's generate_minimal and generate_with_adaptive_compute share: the prompt, then
+ * one position per token step; `call` runs the step (one `recur`) and returns the next-token logits
+ * [B, V]; rows are sampled, and the loop ends after max_new_tokens or when every row has stopped.
+ */
+function tokenLoop(model: HuginnModel, o: GenerateCommon, L: number, call: (step: TokenStep) => Float32Array): { sequences: number[][]; nextTokenLogits: Float32Array[]; cache: HuginnCache } {
+  const { B } = o, V = model.config.vocabSize;
+  const sampler = o.sampler ?? greedy;
+  const stops = new Set(o.stopTokens ?? HUGINN_STOP_TOKENS);
+  const cache = model.newCache(o.cacheLookupStrategy ?? 'full');
+  const seqs = promptRows(o, L);
+  const nextTokenLogits: Float32Array[] = [];
+  const unfinished = new Array<boolean>(B).fill(true);
+  let positions = range(0, L);
+  for (let index = 0; index < o.maxNewTokens; index++) {
+    const S = positions.length;
+    const logits = call({ index, ids: idsAt(seqs, positions), S, ctx: { positions, cache }, unfinished });
+    nextTokenLogits.push(logits);
+    const tokens = sampleRows(logits, B, V, sampler, seqs);
+    tokens.forEach((tok, b) => seqs[b].push(tok));
+    positions = Int32Array.of(positions[S - 1] + 1);
+    tokens.forEach((tok, b) => { if (unfinished[b] && stops.has(tok)) unfinished[b] = false; });
+    if (!unfinished.some(Boolean)) break;
+  }
+  return { sequences: seqs, nextTokenLogits, cache };
+}
+
 // ---------------------------------------------------------------------------------------------
 
 export interface GenerateMinimalOptions extends GenerateCommon {
@@ -217,36 +253,21 @@ export function generateMinimal(model: HuginnModel, o: GenerateMinimalOptions): 
   const L = validatePrompt(model, o);
   const { B } = o;
   const { vocabSize: V, nEmbd: E } = model.config;
-  const numSteps = o.numSteps ?? model.config.meanRecurrence;
+  const numSteps = totalSteps(o.numSteps ?? model.config.meanRecurrence);
   const initScale = o.initScale ?? 1;
-  const sampler = o.sampler ?? greedy;
-  const stops = new Set(o.stopTokens ?? HUGINN_STOP_TOKENS);
-  const cache = model.newCache(o.cacheLookupStrategy ?? 'full');
-  const seqs = promptRows(o, L);
-  const nextTokenLogits: Float32Array[] = [];
+  const depth = DepthController.steps(numSteps, V);
   const forwardCalls: ForwardCallRecord[] = [];
-  const unfinished = new Array<boolean>(B).fill(true);
-
   // continuous CoT: the prompt's state is drawn once up front (upstream runs the prelude without a
   // cache only to get its shape; the draw does not depend on its values, so we skip that compute)
   let inputStates: Float32Array | null = o.continuousCompute ? model.initialState(B, L, initScale, o.initialStates) : null;
-  let positions = range(0, L);
-  const depth = DepthController.steps(totalSteps(numSteps), V);
-  for (let t = 0; t < o.maxNewTokens; t++) {
-    const S = positions.length;
+  const r = tokenLoop(model, o, L, ({ ids, S, ctx }) => {
     const state = inputStates ? Float32Array.from(inputStates) : model.initialState(B, S, initScale, o.initialStates);
-    const out = recur(model, { ids: idsAt(seqs, positions), B, S, ctx: { positions, cache }, state, depth, readout: o.recordForwardLogits ? 'all' : 'last' });
-    forwardCalls.push({ length: S, numSteps: totalSteps(numSteps), logits: o.recordForwardLogits ? out.logits : null, inputStates });
-    const last = o.recordForwardLogits ? lastPosition(out.logits, B, S, V) : out.logits;
-    nextTokenLogits.push(last);
-    const tokens = sampleRows(last, B, V, sampler, seqs);
-    tokens.forEach((tok, b) => seqs[b].push(tok));
-    positions = Int32Array.of(positions[S - 1] + 1);
+    const out = recur(model, { ids, B, S, ctx, state, depth, readout: o.recordForwardLogits ? 'all' : 'last' });
+    forwardCalls.push({ length: S, numSteps, logits: o.recordForwardLogits ? out.logits : null, inputStates });
     if (o.continuousCompute) inputStates = lastPosition(out.latentStates!, B, S, E);
-    tokens.forEach((tok, b) => { if (unfinished[b] && stops.has(tok)) unfinished[b] = false; });
-    if (!unfinished.some(Boolean)) break;
-  }
-  return { sequences: seqs, nextTokenLogits, forwardCalls, cache };
+    return o.recordForwardLogits ? lastPosition(out.logits, B, S, V) : out.logits;
+  });
+  return { ...r, forwardCalls };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -283,39 +304,23 @@ export interface AdaptiveResult extends GenerateResult {
 export function generateAdaptive(model: HuginnModel, o: AdaptiveOptions): AdaptiveResult {
   const L = validatePrompt(model, o);
   const { B } = o;
-  const { vocabSize: V, nEmbd: E } = model.config;
   const maxSteps = o.numSteps ?? model.config.meanRecurrence;
   if (!Number.isInteger(maxSteps) || maxSteps < 0) throw new PonderError('HUGINN_NUM_STEPS', `num_steps ${maxSteps} is not a non-negative integer`, { field: 'num_steps', hint: 'the step cap must be an integer' });
-  const minSteps = o.minSteps ?? 0;
   const every = o.checkCriterionEveryNSteps ?? 1;
   if (!Number.isInteger(every) || every < 1) throw new PonderError('HUGINN_INPUT', `check_criterion_every_n_steps ${every} must be a positive integer`, { field: 'check_criterion_every_n_steps', hint: 'use 1 to check after every iteration' });
   const initScale = o.initScale ?? 1;
-  const sampler = o.sampler ?? greedy;
-  const stops = new Set(o.stopTokens ?? HUGINN_STOP_TOKENS);
-  const cache = model.newCache(o.cacheLookupStrategy ?? 'full');
-  const seqs = promptRows(o, L);
-  const nextTokenLogits: Float32Array[] = [];
+  const depth = DepthController.forEvaluator(o.evaluator, { maxSteps, minSteps: o.minSteps ?? 0, checkEvery: every, vocabSize: model.config.vocabSize });
   const trace: TokenStepTrace[] = [];
-  const unfinished = new Array<boolean>(B).fill(true);
-  const depth = DepthController.forEvaluator(o.evaluator, { maxSteps, minSteps, checkEvery: every, vocabSize: V });
-
   let inputStates: Float32Array | null = o.continuousCompute ? model.initialState(B, L, initScale, o.initialStates) : null;
-  let positions = range(0, L);
-  for (let tokenStep = 0; tokenStep < o.maxNewTokens; tokenStep++) {
-    const S = positions.length;
+  const r = tokenLoop(model, o, L, ({ index, ids, S, ctx, unfinished }) => {
     const state = o.continuousCompute ? inputStates! : model.initialState(B, S, initScale, o.initialStates);
-    const r = recur(model, { ids: idsAt(seqs, positions), B, S, ctx: { positions, cache }, state, depth, active: unfinished, checks: !(o.doNotExitInPrefill && tokenStep === 0) });
-    if (o.continuousCompute) inputStates = r.exitStates;
-    const exitReason = r.steps.map((_, b) => (r.run.exitReason(b, r.steps[b]) === 'criterion' ? 'criterion' as const : 'max-steps' as const));
-    trace.push({ steps: r.steps, exitReason, checks: r.checks, iterationsRun: r.stepsRun });
-    nextTokenLogits.push(r.logits);
-    const tokens = sampleRows(r.logits, B, V, sampler, seqs);
-    tokens.forEach((tok, b) => seqs[b].push(tok));
-    positions = Int32Array.of(positions[S - 1] + 1);
-    tokens.forEach((tok, b) => { if (unfinished[b] && stops.has(tok)) unfinished[b] = false; });
-    if (!unfinished.some(Boolean)) break;
-  }
-  return { sequences: seqs, nextTokenLogits, forwardCalls: [], cache, trace };
+    const out = recur(model, { ids, B, S, ctx, state, depth, active: unfinished, checks: !(o.doNotExitInPrefill && index === 0) });
+    if (o.continuousCompute) inputStates = out.exitStates;
+    const exitReason = out.steps.map((steps, b) => (out.run.exitReason(b, steps) === 'criterion' ? 'criterion' as const : 'max-steps' as const));
+    trace.push({ steps: out.steps, exitReason, checks: out.checks, iterationsRun: out.stepsRun });
+    return out.logits;
+  });
+  return { ...r, forwardCalls: [], trace };
 }
 
 // ---------------------------------------------------------------------------------------------

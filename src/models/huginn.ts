@@ -388,7 +388,7 @@ export class HuginnModel {
    * row's last position ([B, V]); 'all' gives [B, S, V]. `codaOut` receives the last coda block's output.
    */
   predictFromLatents(state: Float32Array, B: number, S: number, ctx: CallContext, rows: 'all' | 'last' = 'last', trace?: ForwardTrace): { logits: Float32Array; latentStates: Float32Array } {
-    const { nEmbd: E, vocabSize: V, normEps } = this.config;
+    const { nEmbd: E, vocabSize: V } = this.config;
     const M = B * S;
     const k = this.runtime.kernels;
     const x = this.ws.f32('x', M * E);
@@ -445,7 +445,7 @@ export class HuginnModel {
    * prefill, every key for one token, causal_lower_right for several tokens on a non-empty cache.
    */
   private sandwich(blk: SandwichBlock, x: Float32Array, B: number, S: number, ctx: CallContext, slot: number): void {
-    const { nEmbd: E, nHeads: H, nKvHeads: Hkv, headDim: hd, intermediateSize: I, normEps } = this.config;
+    const { nEmbd: E, nHeads: H, nKvHeads: Hkv, headDim: hd, intermediateSize: I } = this.config;
     const k = this.runtime.kernels;
     const M = B * S;
     const qDim = H * hd, kvDim = Hkv * hd, qkvDim = qDim + 2 * kvDim;

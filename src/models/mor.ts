@@ -14,7 +14,6 @@
  * names its KV-cache slot; recursive KV sharing (RecursiveDynamicCache) maps layers onto slots.
  */
 import { PonderError } from '../errors.js';
-import type { LinearWeight } from '../kernels/kernels.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { checkMemoryPlan, memoryPlan, type MemoryPlan } from '../runtime/plan.js';
 import { ropeTables } from './common.js';

@@ -13,7 +13,7 @@ import { PonderError } from '../errors.js';
 import { parseConfigJson, type ConfigObject } from '../format/config.js';
 import { firstInvalidUtf8 } from '../format/json.js';
 import { missingShard, parseShardIndex, readShards, SHARD_INDEX, SINGLE_WEIGHTS, type ShardIndex } from '../format/shard-index.js';
-import { displayName, parseSafetensorsHeader, readHeaderLength, tensorFromBytes, type SafetensorsHeader, type TensorArray, type TensorInfo } from '../format/safetensors.js';
+import { parseSafetensorsHeader, readHeaderLength, tensorFromBytes, type SafetensorsHeader, type TensorArray, type TensorInfo } from '../format/safetensors.js';
 import { headerWeights, type WeightSource } from '../models/weights.js';
 
 export { SHARD_INDEX, SINGLE_WEIGHTS, type ShardIndex } from '../format/shard-index.js';
