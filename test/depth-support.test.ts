@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { budget, defaultDepth, depthFunction, exit, fixed, router, type DepthPolicy } from '../src/api/policy.js';
+import { budget, defaultDepth, depthFunction, exit, fixed, router, type DepthPolicy } from '../src/depth/policy.js';
 import { checkPolicySupport, POLICY_SUPPORT, type DepthKind, type PolicyRow } from '../src/depth/support.js';
 import { PonderError } from '../src/errors.js';
 

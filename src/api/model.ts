@@ -11,7 +11,7 @@ import { checkSeed } from '../generate/prng.js';
 import type { TextTokenizer, TokenTextStream } from '../tokenizer.js';
 import { summarizeTrace, traceToJSON, type RunTrace, type TokenTrace, type TraceSummary } from '../trace/trace.js';
 import type { FamilyAdapter, Family, SessionOptions, StepControl } from '../models/family.js';
-import { checkPolicy, describePolicy, type DepthPolicy } from './policy.js';
+import { checkPolicy, describePolicy, type DepthPolicy } from '../depth/policy.js';
 
 export interface ForwardOptions {
   /** depth policy (default: what upstream does without depth arguments) */

@@ -7,7 +7,7 @@
 import { resolve } from 'node:path';
 import { PonderError } from '../errors.js';
 import { loadModelDir } from '../node/index.js';
-import { parsePolicy } from '../api/policy.js';
+import { parsePolicy } from '../depth/policy.js';
 import type { GenerateOptions, GenerationResult, Model } from '../api/model.js';
 import type { SamplingOptions } from '../generate/sampling.js';
 import { colorTokenByDepth, depthLegend, formatSummary } from '../trace/terminal.js';

@@ -17,7 +17,7 @@
  * Ouro and MoR ask per token (`depth.token(i, position)`, a run of one row). Bookkeeping grows
  * with the steps actually run, never with the step cap: fixed(1e9) allocates nothing up front.
  */
-import type { DepthFunction, DepthPolicy, StepSummary } from '../api/policy.js';
+import type { DepthFunction, DepthPolicy, StepSummary } from './policy.js';
 import type { ExitReason, TokenTrace } from '../trace/trace.js';
 import { createExitEvaluator, type ExitEvaluator } from './criteria.js';
 

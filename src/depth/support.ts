@@ -5,7 +5,7 @@
  * ARG_POLICY, before any compute, its hint listing what the model runs.
  */
 import { PonderError } from '../errors.js';
-import { describePolicy, type DepthPolicy } from '../api/policy.js';
+import { describePolicy, type DepthPolicy } from './policy.js';
 import { EXIT_CRITERIA } from './criteria.js';
 
 /** The columns: each family, MoR by routing variant. */

@@ -10,7 +10,7 @@
  * or one generated token) on one sequence under a depth policy, through the same model code.
  */
 import type { ConfigObject } from '../format/config.js';
-import type { DepthPolicy } from '../api/policy.js';
+import type { DepthPolicy } from '../depth/policy.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { TokenTrace } from '../trace/trace.js';
 import type { WeightSource } from './weights.js';

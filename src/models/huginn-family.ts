@@ -6,7 +6,7 @@
  */
 import type { ConfigObject } from '../format/config.js';
 import { PonderError } from '../errors.js';
-import type { DepthPolicy } from '../api/policy.js';
+import type { DepthPolicy } from '../depth/policy.js';
 import type { TokenTrace } from '../trace/trace.js';
 import { DepthController } from '../depth/controller.js';
 import { checkPolicySupport } from '../depth/support.js';

@@ -5,7 +5,7 @@
  * or (expert choice, our extension) the depth controller in the causal decode mode.
  */
 import type { ConfigObject } from '../format/config.js';
-import type { DepthPolicy } from '../api/policy.js';
+import type { DepthPolicy } from '../depth/policy.js';
 import { PonderError } from '../errors.js';
 import type { TokenTrace } from '../trace/trace.js';
 import { DepthController } from '../depth/controller.js';

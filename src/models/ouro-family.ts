@@ -4,7 +4,7 @@
  * forward the golden cases check.
  */
 import type { ConfigObject } from '../format/config.js';
-import type { DepthPolicy } from '../api/policy.js';
+import type { DepthPolicy } from '../depth/policy.js';
 import { PonderError } from '../errors.js';
 import type { ExitReason, TokenTrace } from '../trace/trace.js';
 import { DepthController } from '../depth/controller.js';
