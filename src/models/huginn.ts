@@ -21,7 +21,7 @@ import type { Runtime } from '../runtime/runtime.js';
 import type { TensorArray } from '../format/safetensors.js';
 import { ropeTables } from './common.js';
 import { checkContext, checkTokenIds, EmbeddingTable, widenFloats, type FloatDType } from './inputs.js';
-import { Workspace } from '../runtime/workspace.js';
+import { Workspace } from './workspace.js';
 import { checkMemoryPlan, memoryPlan, type MemoryPlan } from '../runtime/plan.js';
 import { WeightBinder, type WeightSource } from './weights.js';
 import { HuginnCache, type CacheEntry } from './huginn-cache.js';

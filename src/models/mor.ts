@@ -18,7 +18,7 @@ import type { Runtime } from '../runtime/runtime.js';
 import { checkMemoryPlan, memoryPlan, type MemoryPlan } from '../runtime/plan.js';
 import { ropeTables } from './common.js';
 import { cacheFull, checkContext, checkTokenIds } from './inputs.js';
-import { Workspace } from '../runtime/workspace.js';
+import { Workspace } from './workspace.js';
 import type { WeightSource } from './weights.js';
 import { assignRecursion, causalRuns, DEFAULT_CAUSAL_THRESHOLD, expertProbs, expertTopK, geluErf, tokenProbs, topKAscending } from './mor-routing.js';
 import { morKvRole, morLayout, morWriteSlots, parseMorConfig, type KvRole, type MorConfig, type MorLayout } from './mor-config.js';

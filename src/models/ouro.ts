@@ -17,7 +17,7 @@ import type { Kernels, LinearWeight } from '../kernels/kernels.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { ropeTables } from './common.js';
 import { cacheFull, checkContext, checkTokenIds, EmbeddingTable, type FloatDType } from './inputs.js';
-import { Workspace } from '../runtime/workspace.js';
+import { Workspace } from './workspace.js';
 import { ExitAccumulator, gateLambda, reachesThreshold, resolveReadout, thresholdExitStep, type ReadoutRule } from './ouro-exit.js';
 import { WeightBinder, type WeightSource } from './weights.js';
 import { ouroTensors, type OuroConfig } from './ouro-config.js';

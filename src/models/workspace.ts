@@ -7,7 +7,7 @@
  * Every family uses this one type: Huginn asks per use site, Ouro per call for its row count, MoR
  * once at load for its longest sequence.
  */
-import type { Runtime } from './runtime.js';
+import type { Runtime } from '../runtime/runtime.js';
 
 type WorkBuffer = Float32Array | Int32Array | Uint8Array;
 
