@@ -5,7 +5,7 @@
 import { PonderError } from '../errors.js';
 import { convertMor } from '../node/convert.js';
 import { parseFlags } from './args.js';
-import type { CliIO } from './main.js';
+import type { CliIO } from './io.js';
 
 export const CONVERT_HELP = `ponder convert mor --weights FILE --config FILE --experiment FILE OUT
 

@@ -2,7 +2,6 @@
  * `ponder` command line. Exit codes: 0 ok, 1 internal fault or failed check, 2 bad usage or input.
  * Errors print one line `error[CODE]: message` (and a hint line) to stderr, never a stack trace.
  */
-import { fileURLToPath } from 'node:url';
 import { PonderError } from '../errors.js';
 import { conformCommand } from './conform.js';
 import { convertCommand } from './convert.js';
@@ -10,14 +9,9 @@ import { inspectCommand } from './inspect.js';
 import { benchCommand } from './bench.js';
 import { runCommand } from './run.js';
 import { traceCommand } from './trace.js';
+import type { CliIO } from './io.js';
 
-export interface CliIO {
-  out(text: string): void;
-  err(text: string): void;
-  readonly bundledGoldenDir: string;
-  /** stdout is a terminal: `run` colours tokens only then */
-  readonly isTTY?: boolean;
-}
+export { nodeIO, type CliIO } from './io.js';
 
 const HELP = `ponder — run and check recursive language models (MoR, Huginn, Ouro) on WebAssembly SIMD
 
@@ -62,10 +56,3 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
     return 1;
   }
 }
-
-export const nodeIO: CliIO = {
-  out: (t) => void process.stdout.write(t),
-  err: (t) => void process.stderr.write(t),
-  bundledGoldenDir: fileURLToPath(new URL('../../../spec/golden', import.meta.url)),
-  isTTY: process.stdout.isTTY === true,
-};

@@ -22,7 +22,7 @@
 import { PonderError } from '../errors.js';
 import { configObject, parseConfigJson } from '../format/config.js';
 import type { DType } from '../format/safetensors.js';
-import { morLayout, parseMorConfig, type MorConfig } from '../models/mor.js';
+import { morLayout, parseMorConfig, type MorConfig } from '../models/mor-config.js';
 import { importOptional } from '../optional.js';
 
 /** The tensors of the checkpoint being converted. */

@@ -17,7 +17,7 @@
  * Node's worker_threads). The worker side runs `runPoolWorker` below.
  */
 import { PonderError } from '../errors.js';
-import { linearScratchBytes, type WasmKernelExports } from '../kernels/wasm.js';
+import { linearScratchBytes, type WasmKernelExports } from '../kernels/wasm-exports.js';
 import { ScratchBuffer, type WasmArena } from './wasm-arena.js';
 
 /** What a worker needs to join the pool. Structured-cloneable (Module and Memory are shareable). */
