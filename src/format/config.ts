@@ -17,6 +17,7 @@
  */
 import { PonderError } from '../errors.js';
 import { describeJson, findDuplicateKeyDeep, JsonSyntaxError, parseJsonStrict, toPlain, type JsonNode } from './json.js';
+import { LIMITS, limitNote, type LimitName } from '../limits.js';
 
 export interface ConfigObject {
   /** the file (or golden case) the values came from, for messages */
@@ -78,9 +79,21 @@ export interface NumberRange {
   max?: number;
   gt?: number;
   lt?: number;
+  /** `max` is this hard limit of ponder's (src/limits.ts), named in the message */
+  limit?: LimitName;
+}
+
+/** A count bounded by one of ponder's hard limits: an integer in [min, LIMITS[limit]]. */
+export function upTo(limit: LimitName, min = 0): NumberRange {
+  return { min, max: LIMITS[limit], limit };
 }
 
 function describeRange(r: NumberRange, integer: boolean): string {
+  const text = describeBounds(r, integer);
+  return r.limit ? `${text} (${limitNote(r.limit)})` : text;
+}
+
+function describeBounds(r: NumberRange, integer: boolean): string {
   const kind = integer ? 'an integer' : 'a number';
   const low = r.gt !== undefined ? `> ${r.gt}` : r.min !== undefined ? `>= ${r.min}` : undefined;
   const high = r.lt !== undefined ? `< ${r.lt}` : r.max !== undefined ? `<= ${r.max}` : undefined;

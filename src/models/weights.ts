@@ -62,6 +62,9 @@ export function safetensorsWeights(files: readonly SafetensorsFile[], prefix = '
 
 type Shape = readonly number[];
 
+/** BIND_MISMATCH names at most this many problems (and counts the rest). */
+export const MAX_LISTED_PROBLEMS = 20;
+
 /**
  * Collects a family's tensor declarations against a source, reports every mismatch at once, then
  * hands out bound weights. `optional` tensors may be absent; `alias` tensors (e.g. a tied lm_head
@@ -108,7 +111,9 @@ export class WeightBinder {
     const extra = this.source.names().filter((n) => !this.declared.has(n));
     const problems = [...this.problems, ...extra.map((n) => `unexpected ${n} ${fmtShape(this.source.info(n)!.shape)}`)];
     if (problems.length > 0) {
-      throw new PonderError('BIND_MISMATCH', `${this.source.label}: the weights do not match the config (${problems.length} problem${problems.length > 1 ? 's' : ''}): ${problems.join('; ')}`,
+      // every problem counts, but a config that implies thousands of absent layers lists the first few: one readable line
+      const shown = problems.length > MAX_LISTED_PROBLEMS ? [...problems.slice(0, MAX_LISTED_PROBLEMS), summarizeProblems(problems.slice(MAX_LISTED_PROBLEMS))] : problems;
+      throw new PonderError('BIND_MISMATCH', `${this.source.label}: the weights do not match the config (${problems.length} problem${problems.length > 1 ? 's' : ''}): ${shown.join('; ')}`,
         { path: this.source.label, hint: 'check that config.json belongs to these weights (layer counts, sizes, sharing strategy)' });
     }
     this.checked = true;
@@ -144,6 +149,19 @@ export class WeightBinder {
     this.assertChecked(name);
     return this.source.read(name);
   }
+}
+
+/** "… and 244 more: unexpected model.layers.25.x [2048] … unexpected model.layers.47.y [2048] (244 unexpected)": the problems not listed one by one, with the first and last of each kind and its count. */
+function summarizeProblems(rest: readonly string[]): string {
+  const kinds = new Map<string, string[]>();
+  for (const p of rest) {
+    const kind = /^(mis-shaped|wrong dtype|missing|unexpected)/.exec(p)?.[1] ?? 'other';
+    let all = kinds.get(kind);
+    if (!all) kinds.set(kind, all = []);
+    all.push(p);
+  }
+  const parts = [...kinds].map(([kind, all]) => (all.length === 1 ? all[0] : `${all[0]} … ${all[all.length - 1]} (${all.length} ${kind})`));
+  return `… and ${rest.length} more: ${parts.join('; ')}`;
 }
 
 function fmtShape(shape: Shape): string {
