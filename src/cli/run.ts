@@ -98,10 +98,13 @@ interface Prepared {
   model: Model;
   prompt: string | number[];
   options: GenerateOptions;
+  /** notes for stderr ("no --model given: ...", unread config keys), printed by the caller once every argument has been checked, so an error line always comes first */
+  notes: string[];
 }
 
-/** Parses the generation flags and loads the model; nothing is written to stdout. */
+/** Parses the generation flags and loads the model; nothing is written to stdout or stderr. */
 export async function prepare(command: string, values: Record<string, string | boolean | string[] | undefined>, io: CliIO): Promise<Prepared> {
+  const notes: string[] = [];
   if (values.prompt !== undefined && values.ids !== undefined) throw new PonderError('ARG_INVALID', `${command}: give --prompt or --ids, not both`, { hint: `see \`ponder ${command} --help\`` });
   const maxNewTokens = values['max-new-tokens'] === '0' ? 0 : intFlag(command, 'max-new-tokens', values['max-new-tokens'] as string | undefined, 32);
   const threshold = numberFlag('threshold', values.threshold as string | undefined);
@@ -132,15 +135,15 @@ export async function prepare(command: string, values: Record<string, string | b
   let dir = values.model as string | undefined;
   if (dir === undefined) {
     dir = resolve(io.bundledGoldenDir, '..', '..', 'models', DEMO_MODEL);
-    io.err(`no --model given: using the bundled demo model ${DEMO_MODEL} (golden-case weights, so its text is noise)\n`);
+    notes.push(`no --model given: using the bundled demo model ${DEMO_MODEL} (golden-case weights, so its text is noise)`);
   }
   const model = await loadModelDir(dir, { runtime });
-  if (model.unknownConfigKeys.length > 0) io.err(`note: config.json keys ponder does not read (a typo, or a field it ignores): ${model.unknownConfigKeys.join(', ')}\n`);
+  if (model.unknownConfigKeys.length > 0) notes.push(`note: config.json keys ponder does not read (a typo, or a field it ignores): ${model.unknownConfigKeys.join(', ')}`);
   const prompt = values.ids !== undefined ? idsFlag(String(values.ids)) : String(values.prompt ?? 'Once upon a time');
   if (typeof prompt === 'string' && model.tokenizer) {
     // a tokenizer without an unknown token drops characters it cannot encode (demo-huginn's covers ASCII only): say so
     const seen = model.decode(model.encode(prompt, false));
-    if (seen !== prompt) io.err(`note: the tokenizer reads the prompt as ${JSON.stringify(seen)} (characters it cannot encode are lost)\n`);
+    if (seen !== prompt) notes.push(`note: the tokenizer reads the prompt as ${JSON.stringify(seen)} (characters it cannot encode are lost)`);
   }
   const options: GenerateOptions = { maxNewTokens };
   if (policy) options.policy = policy;
@@ -149,7 +152,12 @@ export async function prepare(command: string, values: Record<string, string | b
   if (stopStrings) options.stopStrings = stopStrings;
   if (values['kv-strategy'] !== undefined) options.kvStrategy = String(values['kv-strategy']);
   if (policy) model.checkPolicy(policy);
-  return { model, prompt, options };
+  return { model, prompt, options, notes };
+}
+
+/** Prints prepare's notes on stderr. */
+export function printNotes(notes: readonly string[], io: CliIO): void {
+  for (const note of notes) io.err(`${note}\n`);
 }
 
 /** Control characters of (noise) model output shown as their visible symbols, so they cannot drive the terminal. */
@@ -161,8 +169,9 @@ export async function runCommand(argv: string[], io: CliIO): Promise<number> {
   const { values, positionals } = parseFlags('run', argv, { ...GENERATION_FLAGS, json: { type: 'boolean' } });
   if (values.help) { io.out(RUN_HELP); return 0; }
   if (positionals.length > 0) throw new PonderError('ARG_INVALID', `run: unexpected argument ${JSON.stringify(positionals[0])}`, { hint: 'put the prompt after --prompt; see `ponder run --help`' });
-  const { model, prompt, options } = await prepare('run', values, io);
+  const { model, prompt, options, notes } = await prepare('run', values, io);
   const generation = model.generate(prompt, options); // validates ids, context, policy, sampling
+  printNotes(notes, io);
   const tty = io.isTTY === true;
   let result: GenerationResult;
   if (values.json) {

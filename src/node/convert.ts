@@ -9,14 +9,14 @@
  * model.safetensors whose metadata says `ponder convert mor`); anything else is IO_WRITE, so a
  * conversion never replaces a directory it did not make.
  */
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, unlinkSync, writeSync, existsSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { PonderError } from '../errors.js';
 import { morConfigFromRelease, parseExperimentYaml, planMorConversion, type ConversionSource } from '../convert/mor.js';
 import { openPytorchCheckpoint } from '../format/pytorch.js';
 import { encodeSafetensorsHeader, numel, DTYPE_BYTES } from '../format/safetensors.js';
-import { openFileSource, readText } from './files.js';
-import { readSafetensorsHeaderFile, readTensorFromFile } from './model-dir.js';
+import { LIMITS } from '../limits.js';
+import { beginAtomicWrite, ioError, openFileSource, readSafetensorsHeaderFile, readTensorFromFile, readText, type PendingFile } from './files.js';
 
 export const CONVERTED_BY = 'ponder convert mor';
 
@@ -54,16 +54,18 @@ function checkOutDir(out: string): boolean {
     return true;
   }
   if (!st.isDirectory()) throw writeError(out, 'exists and is not a directory', 'choose a new output directory');
-  const entries = readdirSync(out).filter((e) => !/^\.(config\.json|model\.safetensors)\.\d+\.\w+\.tmp$/.test(e)); // leftovers of an interrupted run
+  let all: string[];
+  try {
+    all = readdirSync(out);
+  } catch (e) {
+    throw ioError(out, e);
+  }
+  const entries = all.filter((e) => !/^\.(config\.json|model\.safetensors)\.\d+\.\w+\.tmp$/.test(e)); // leftovers of an interrupted run
   if (entries.length === 0) return false;
   const previous = entries.every((e) => e === 'config.json' || e === 'model.safetensors') && entries.includes('model.safetensors')
     && isPreviousConversion(join(out, 'model.safetensors'));
   if (!previous) throw writeError(out, `is not empty (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''}) and is not a previous \`${CONVERTED_BY}\` output`, 'choose a new or empty output directory');
-  for (const name of ['config.json', 'model.safetensors']) {
-    const target = join(out, name);
-    if (existsSync(target) && !lstatSync(target).isFile()) throw writeError(target, 'is not a regular file', 'remove it, or choose another output directory');
-  }
-  return false;
+  return false; // each file is checked again as it is written (beginAtomicWrite refuses what is not a regular file)
 }
 
 function isPreviousConversion(path: string): boolean {
@@ -110,11 +112,12 @@ function openWeights(path: string): { source: ConversionSource; close(): void } 
 
 export async function convertMor(options: ConvertMorOptions): Promise<ConvertMorResult> {
   const { out } = options;
-  const experiment = await parseExperimentYaml(readText(options.experiment), options.experiment, options.importYaml);
-  const config = morConfigFromRelease(readText(options.config), options.config, experiment, options.experiment);
+  const text = (path: string, what: string, code: string): string => readText(path, { maxBytes: LIMITS.jsonFileBytes, code, what });
+  const experiment = await parseExperimentYaml(text(options.experiment, 'an experiment YAML', 'CFG_YAML'), options.experiment, options.importYaml);
+  const config = morConfigFromRelease(text(options.config, 'a JSON config', 'CFG_JSON'), options.config, experiment, options.experiment);
   const create = checkOutDir(out);
   const weights = openWeights(options.weights);
-  const temps: string[] = [];
+  const pending: PendingFile[] = [];
   let created = false;
   try {
     const plan = planMorConversion(config, weights.source, `${options.config} + ${options.experiment}`);
@@ -127,68 +130,30 @@ export async function convertMor(options: ConvertMorOptions): Promise<ConvertMor
         throw writeError(out, `cannot create the directory (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'check that the parent directory exists and is writable');
       }
     }
-    const temp = (name: string): string => {
-      const path = join(out, `.${name}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`);
-      temps.push(path);
-      return path;
-    };
-    const weightsTemp = temp('model.safetensors');
-    writeFileChunks(weightsTemp, function* () {
-      yield header;
-      let done = 0;
-      for (const t of plan.tensors) {
-        const bytes = weights.source.read(t.from);
-        if (bytes.byteLength !== numel(t.shape) * DTYPE_BYTES[t.dtype]) throw new Error(`convert: ${t.from} read ${bytes.byteLength} bytes`);
-        yield bytes;
-        done += bytes.byteLength;
-        options.onProgress?.(done, dataLength);
-      }
-    });
-    const configTemp = temp('config.json');
-    writeFileChunks(configTemp, function* () { yield new TextEncoder().encode(JSON.stringify(plan.config, null, 2) + '\n'); });
-    rename(weightsTemp, join(out, 'model.safetensors'));
-    rename(configTemp, join(out, 'config.json'));
-    temps.length = 0;
+    const weightsFile = beginAtomicWrite(join(out, 'model.safetensors'));
+    pending.push(weightsFile);
+    weightsFile.write(header);
+    let done = 0;
+    for (const t of plan.tensors) {
+      const bytes = weights.source.read(t.from);
+      if (bytes.byteLength !== numel(t.shape) * DTYPE_BYTES[t.dtype]) throw new Error(`convert: ${t.from} read ${bytes.byteLength} bytes`);
+      weightsFile.write(bytes);
+      done += bytes.byteLength;
+      options.onProgress?.(done, dataLength);
+    }
+    const configFile = beginAtomicWrite(join(out, 'config.json'));
+    pending.push(configFile);
+    configFile.write(new TextEncoder().encode(JSON.stringify(plan.config, null, 2) + '\n'));
+    weightsFile.commit();
+    configFile.commit();
+    pending.length = 0;
     created = false;
     return { out, tensors: plan.tensors.length, bytes: header.length + dataLength, notes: plan.notes };
   } finally {
     weights.close();
-    for (const t of temps) {
-      try { unlinkSync(t); } catch { /* already gone */ }
-    }
+    for (const p of pending) p.discard();
     if (created) {
       try { rmdirSync(out); } catch { /* not empty: leave it */ }
     }
-  }
-}
-
-function writeFileChunks(path: string, chunks: () => Generator<Uint8Array>): void {
-  let fd: number;
-  try {
-    fd = openSync(path, 'wx');
-  } catch (e) {
-    throw writeError(path, `cannot create (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'check that the output directory is writable');
-  }
-  try {
-    for (const chunk of chunks()) {
-      for (let done = 0; done < chunk.byteLength;) {
-        try {
-          done += writeSync(fd, chunk, done, chunk.byteLength - done);
-        } catch (e) {
-          throw writeError(path, `cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'check the free disk space');
-        }
-      }
-    }
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function rename(from: string, to: string): void {
-  try {
-    renameSync(from, to);
-  } catch (e) {
-    throw writeError(to, `cannot be replaced (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'check the output directory\'s permissions');
   }
 }

@@ -3,19 +3,21 @@
  * Hugging Face layout (config.json, model.safetensors or shards + index, tokenizer.json,
  * generation_config.json). Weights are read lazily from disk while the model binds them.
  */
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { PonderError } from '../errors.js';
 import { loadModel as loadModelCore, modelFromFiles, trackedWeights, checkAborted, type LoadOptions, type ModelSource } from '../api/load.js';
 import type { Model } from '../api/model.js';
 import { openModelDir } from './model-dir.js';
-import { readText } from './files.js';
+import { LIMITS } from '../limits.js';
+import { entryExists, readText, type ReadLimit } from './files.js';
 
 export * from '../index.js';
 export { openModelDir, type ModelDir } from './model-dir.js';
 export { createNodeWasmRuntime, enableRelaxedSimd, defaultThreadCount } from './pool-worker.js';
 export { convertMor, type ConvertMorOptions, type ConvertMorResult } from './convert.js';
 export { openFileSource } from './files.js';
+
+const TOKENIZER_FILE_LIMIT: ReadLimit = { maxBytes: LIMITS.jsonFileBytes, code: 'TOKENIZER_INVALID', what: 'a tokenizer file' };
 
 /** A directory path (or file: URL), an http(s) URL base, or in-memory files. */
 export async function loadModel(source: ModelSource, options: LoadOptions = {}): Promise<Model> {
@@ -35,12 +37,12 @@ export async function loadModelDir(path: string, options: LoadOptions = {}): Pro
   }
   const tokenizerPath = join(path, 'tokenizer.json');
   const tokenizerConfigPath = join(path, 'tokenizer_config.json');
-  const wantTokenizer = options.tokenizer !== false && existsSync(tokenizerPath);
+  const wantTokenizer = options.tokenizer !== false && entryExists(tokenizerPath);
   return modelFromFiles({
     config: dir.config,
     weights: trackedWeights(dir.weights, options),
-    tokenizerJson: wantTokenizer ? readText(tokenizerPath) : undefined,
-    tokenizerConfig: wantTokenizer && existsSync(tokenizerConfigPath) ? readText(tokenizerConfigPath) : undefined,
+    tokenizerJson: wantTokenizer ? readText(tokenizerPath, TOKENIZER_FILE_LIMIT) : undefined,
+    tokenizerConfig: wantTokenizer && entryExists(tokenizerConfigPath) ? readText(tokenizerConfigPath, TOKENIZER_FILE_LIMIT) : undefined,
     generationConfig: dir.generationConfig,
     label: path,
   }, options);
