@@ -15,6 +15,9 @@ import { morTensors, parseMorConfig, type MorConfig } from './mor-config.js';
 import { sigmoidF32 } from './mor-routing.js';
 import { bindMor, type MorModel, type MorSession } from './mor.js';
 
+/** What a criterion checks before each recursion (for NUM_NONFINITE messages). */
+const MOR_CRITERION_INPUTS = { state: 'the residual stream h', logits: 'the early read-out lm_head(norm(h))' };
+
 export const morFamily: FamilyDefinition<MorConfig, MorModel> = {
   family: 'mor',
   recognisedBy: 'MoR (model_config + cfg: the config `ponder convert mor` writes from the release\'s base config.json and experiment YAML)',
@@ -74,7 +77,7 @@ class MorAdapter implements FamilyAdapter {
     // residual stream and an early read-out lm_head(norm(h)) that skips the suffix layers; the
     // first recursion always runs, and the state before it counts as zero for latent criteria
     const hooked = expert && (policy.kind === 'fixed' || policy.kind === 'exit' || policy.kind === 'function' || (policy.kind === 'default' && control.budgeted === true));
-    const depth = hooked ? DepthController.forPolicy(policy, { defaultDepth: this.defaultDepth, depthLimit: this.defaultDepth, cap: control.cap, phase: control.phase, stepsSpent: control.stepsSpent, vocabSize: this.vocabSize }) : null;
+    const depth = hooked ? DepthController.forPolicy(policy, { defaultDepth: this.defaultDepth, depthLimit: this.defaultDepth, cap: control.cap, phase: control.phase, stepsSpent: control.stepsSpent, vocabSize: this.vocabSize, inputs: MOR_CRITERION_INPUTS }) : null;
     const mode = depth ? 'causal' : policy.kind === 'router' ? policy.mode : 'upstream';
     const threshold = policy.kind === 'router' ? policy.threshold : undefined;
     const H = this.model.config.dims.hidden, start = st.length;
