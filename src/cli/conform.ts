@@ -50,7 +50,7 @@ export async function conformCommand(argv: string[], io: CliIO): Promise<number>
 }
 
 function printCase(r: CaseReport, io: CliIO, verbose: boolean): void {
-  const worst = Math.max(0, ...r.tensors.filter((t) => !t.exact && Number.isFinite(t.maxAbsError)).map((t) => t.maxAbsError));
+  const worst = r.tensors.reduce((m, t) => (!t.exact && Number.isFinite(t.maxAbsError) ? Math.max(m, t.maxAbsError) : m), 0);
   const summary = r.error ? 'error' : `${r.tensors.length} tensors, max abs error ${worst.toExponential(2)}`;
   io.out(`${r.pass ? 'PASS' : 'FAIL'} ${r.name} (${summary}, ${r.seconds.toFixed(2)} s)\n`);
   if (r.error) io.out(`  ${r.error.split('\n').join('\n  ')}\n`);
