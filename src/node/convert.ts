@@ -11,7 +11,7 @@
  */
 import { lstatSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { PonderError } from '../errors.js';
+import { callCallback, invalidArgument, optionsArgument, PonderError, stringArgument } from '../errors.js';
 import { morConfigFromRelease, parseExperimentYaml, planMorConversion, type ConversionSource } from '../convert/mor.js';
 import { openPytorchCheckpoint } from '../format/pytorch.js';
 import { encodeSafetensorsHeader, numel, DTYPE_BYTES } from '../format/safetensors.js';
@@ -77,7 +77,7 @@ function isPreviousConversion(path: string): boolean {
 }
 
 /** The checkpoint as a conversion source, and how to close it. */
-function openWeights(path: string): { source: ConversionSource; close(): void } {
+function openWeights(path: string): { source: ConversionSource; verify(): void; close(): void } {
   const file = openFileSource(path);
   const head = file.read(0, Math.min(file.size, 2));
   if ((head[0] === 0x50 && head[1] === 0x4b) || head[0] === 0x80) {
@@ -93,7 +93,7 @@ function openWeights(path: string): { source: ConversionSource; close(): void } 
         },
         read: (name) => { const a = ckpt.read(name); return new Uint8Array(a.buffer, a.byteOffset, a.byteLength); },
       };
-      return { source, close: () => file.close() };
+      return { source, verify: () => ckpt.verify(), close: () => file.close() };
     } catch (e) {
       file.close();
       throw e;
@@ -107,10 +107,13 @@ function openWeights(path: string): { source: ConversionSource; close(): void } 
     info: (name) => header.tensors.get(name),
     read: (name) => { const a = readTensorFromFile(header, header.tensors.get(name)!); return new Uint8Array(a.buffer, a.byteOffset, a.byteLength); },
   };
-  return { source, close: () => {} };
+  return { source, verify: () => {}, close: () => {} };
 }
 
-export async function convertMor(options: ConvertMorOptions): Promise<ConvertMorResult> {
+export async function convertMor(convertOptions: ConvertMorOptions): Promise<ConvertMorResult> {
+  const options = optionsArgument(convertOptions, 'convertMor options') as ConvertMorOptions;
+  for (const key of ['weights', 'config', 'experiment', 'out'] as const) stringArgument(options[key], `convertMor options.${key}`);
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalidArgument('convertMor options.onProgress', 'a function', options.onProgress);
   const { out } = options;
   const text = (path: string, what: string, code: string): string => readText(path, { maxBytes: LIMITS.jsonFileBytes, code, what });
   const experiment = await parseExperimentYaml(text(options.experiment, 'an experiment YAML', 'CFG_YAML'), options.experiment, options.importYaml);
@@ -122,6 +125,7 @@ export async function convertMor(options: ConvertMorOptions): Promise<ConvertMor
   try {
     const plan = planMorConversion(config, weights.source, `${options.config} + ${options.experiment}`);
     const { header, dataLength } = encodeSafetensorsHeader(plan.tensors, { format: 'pt', converted_by: CONVERTED_BY, source: basename(options.weights) });
+    weights.verify(); // every storage's CRC before the first byte is written: a corrupt checkpoint fails now, not at 45 %
     if (create) {
       try {
         mkdirSync(out, { recursive: true });
@@ -139,7 +143,7 @@ export async function convertMor(options: ConvertMorOptions): Promise<ConvertMor
       if (bytes.byteLength !== numel(t.shape) * DTYPE_BYTES[t.dtype]) throw new Error(`convert: ${t.from} read ${bytes.byteLength} bytes`);
       weightsFile.write(bytes);
       done += bytes.byteLength;
-      options.onProgress?.(done, dataLength);
+      if (options.onProgress) callCallback('onProgress', options.onProgress, done, dataLength);
     }
     const configFile = beginAtomicWrite(join(out, 'config.json'));
     pending.push(configFile);
