@@ -3,7 +3,8 @@
  * (an async iterator streaming one event per token), with one depth-policy option across
  * families. spec/api.md documents every option with an example.
  */
-import { PonderError } from '../errors.js';
+import { describeValue, invalidArgument, optionsArgument, PonderError } from '../errors.js';
+import { LIMITS, limitNote } from '../limits.js';
 import { checkTokenIds } from '../models/inputs.js';
 import { Sampler, samplingFromGenerationConfig, type SamplingOptions } from '../generate/sampling.js';
 import { StopCondition, type StopReason } from '../generate/stop.js';
@@ -125,12 +126,15 @@ export class Model {
 
   /** Text → ids (needs a tokenizer). */
   encode(text: string, addSpecialTokens = true): number[] {
+    if (typeof text !== 'string') throw invalidArgument('encode text', 'a string', text);
+    if (typeof addSpecialTokens !== 'boolean') throw invalidArgument('encode addSpecialTokens', 'true or false', addSpecialTokens);
     return this.requireTokenizer().encode(text, { addSpecialTokens });
   }
 
   /** Ids → text (needs a tokenizer). */
   decode(ids: ArrayLike<number>): string {
-    return this.requireTokenizer().decode(ids);
+    if (!Array.isArray(ids) && !ArrayBuffer.isView(ids)) throw invalidArgument('decode ids', 'an array of token ids', ids);
+    return this.requireTokenizer().decode(ids); // TOKENIZER_UNKNOWN_ID for an id it does not have
   }
 
   /** Throws ARG_POLICY if this model's family cannot run `policy`. */
@@ -140,16 +144,17 @@ export class Model {
   }
 
   /** One uncached pass over `ids` under a depth policy: last-position logits and a trace per position. */
-  forward(ids: readonly number[], options: ForwardOptions = {}): ForwardResult {
+  forward(ids: readonly number[], forwardOptions?: ForwardOptions): ForwardResult {
+    const options = checkOptions(forwardOptions, 'forward options', FORWARD_OPTIONS);
     const policy = options.policy ?? { kind: 'default' };
     this.checkPolicy(policy);
     const seed = options.seed ?? 0;
     checkSeed(seed);
     this.checkIds(ids, 'ids');
-    const sessionOptions = { seed, kvStrategy: options.kvStrategy, initialStates: options.initialStates };
-    this.adapter.checkSessionOptions(sessionOptions);
+    const session0 = sessionOptions(seed, options, 'forward');
+    this.adapter.checkSessionOptions(session0);
     const perToken = policy.kind === 'budget' ? policy.perToken ?? { kind: 'default' } : policy;
-    const session = this.adapter.newSession(ids.length, sessionOptions);
+    const session = this.adapter.newSession(ids.length, session0);
     const start = now();
     const out = this.adapter.run(session, ids, { policy: perToken, cap: null, phase: 'prefill', stepsSpent: 0, budgeted: policy.kind === 'budget' });
     const trace: RunTrace = { family: this.family, model: this.label, policy: describePolicy(policy), tokens: out.tokens, decodeMs: 0, prefillMs: now() - start };
@@ -161,8 +166,8 @@ export class Model {
    * `await model.generate(prompt, options).result()` for everything at once. Every argument is
    * checked (ids, context length, policy, sampling) before any compute.
    */
-  generate(promptOrIds: string | readonly number[], options: GenerateOptions = {}): Generation {
-    return new Generation(this.prepare(promptOrIds, options), this);
+  generate(promptOrIds: string | readonly number[], options?: GenerateOptions): Generation {
+    return new Generation(this.prepare(promptOrIds, checkOptions(options, 'generate options', GENERATE_OPTIONS)), this);
   }
 
   private requireTokenizer(): TextTokenizer {
@@ -182,21 +187,28 @@ export class Model {
   }
 
   private prepare(promptOrIds: string | readonly number[], o: GenerateOptions): Prepared {
-    const promptIds = typeof promptOrIds === 'string' ? this.encode(promptOrIds, o.addSpecialTokens ?? true) : [...promptOrIds];
+    if (typeof promptOrIds !== 'string' && !Array.isArray(promptOrIds) && !ArrayBuffer.isView(promptOrIds)) {
+      throw invalidArgument('generate prompt', 'a string (with a tokenizer) or an array of token ids', promptOrIds, 'e.g. model.generate([1, 2, 3], { maxNewTokens: 8 })');
+    }
+    const promptIds = typeof promptOrIds === 'string' ? this.encode(promptOrIds, o.addSpecialTokens ?? true) : Array.from(promptOrIds as ArrayLike<number>);
     this.checkIds(promptIds, typeof promptOrIds === 'string' ? 'prompt' : 'ids');
     const maxNewTokens = o.maxNewTokens ?? 32;
-    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new PonderError('ARG_INVALID', `maxNewTokens must be an integer ≥ 0, got ${String(maxNewTokens)}`, { field: 'maxNewTokens', hint: 'e.g. maxNewTokens: 32' });
+    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new PonderError('ARG_INVALID', `maxNewTokens must be an integer ≥ 0, got ${describeValue(maxNewTokens)}`, { field: 'maxNewTokens', hint: 'e.g. maxNewTokens: 32' });
+    if (maxNewTokens > LIMITS.newTokens) throw new PonderError('ARG_INVALID', `maxNewTokens is ${maxNewTokens}, over ${LIMITS.newTokens} (${limitNote('newTokens')})`, { field: 'maxNewTokens', hint: `a generation ends at the model's context (${this.contextLength} positions) anyway` });
     const policy = o.policy ?? { kind: 'default' };
     this.checkPolicy(policy);
-    const baseSampling: SamplingOptions = o.sampling ?? (this.generationConfig ? samplingFromGenerationConfig(this.generationConfig) : { temperature: 0 });
+    const baseSampling: SamplingOptions = o.sampling !== undefined ? checkOptions(o.sampling, 'generate options.sampling', SAMPLING_OPTIONS)
+      : this.generationConfig ? samplingFromGenerationConfig(this.generationConfig) : { temperature: 0 };
     const seed = o.seed ?? baseSampling.seed ?? 0;
     checkSeed(seed);
     const sampler = new Sampler(this.vocabSize, { ...baseSampling, seed });
+    if (o.stopStrings !== undefined && !(Array.isArray(o.stopStrings) && o.stopStrings.every((x) => typeof x === 'string'))) throw invalidArgument('generate options.stopStrings', 'a list of strings', o.stopStrings);
+    if (o.stopIds !== undefined && !(Array.isArray(o.stopIds) && o.stopIds.every((x) => Number.isSafeInteger(x) && x >= 0))) throw invalidArgument('generate options.stopIds', 'a list of token ids (integers ≥ 0)', o.stopIds);
     if (o.stopStrings && o.stopStrings.length > 0 && !this.tokenizer) this.requireTokenizer();
     const stopIds = o.stopIds ?? (this.generationConfig ? eosOf(this.generationConfig.eos_token_id) : []);
     const stop = new StopCondition({ stopIds, stopStrings: o.stopStrings });
-    if (o.signal !== undefined && !(typeof o.signal === 'object' && o.signal !== null && 'aborted' in o.signal)) throw new PonderError('ARG_INVALID', 'signal must be an AbortSignal', { field: 'signal', hint: 'pass controller.signal' });
-    const session: SessionOptions = { seed, kvStrategy: o.kvStrategy, initialStates: o.initialStates };
+    if (o.signal !== undefined && !(typeof o.signal === 'object' && o.signal !== null && typeof (o.signal as AbortSignal).aborted === 'boolean')) throw new PonderError('ARG_INVALID', `signal must be an AbortSignal, got ${describeValue(o.signal)}`, { field: 'signal', hint: 'pass controller.signal' });
+    const session = sessionOptions(seed, o, 'generate');
     this.adapter.checkSessionOptions(session);
     return { promptIds, maxNewTokens, policy, sampler, stop, signal: o.signal ?? null, session, adapter: this.adapter };
   }
@@ -211,6 +223,28 @@ interface Prepared {
   signal: AbortSignal | null;
   session: SessionOptions;
   adapter: FamilyAdapter;
+}
+
+/** The option names each call takes: a misspelt one (maxNewToken) is ARG_INVALID, not silently ignored. */
+const FORWARD_OPTIONS = ['policy', 'seed', 'kvStrategy', 'initialStates'] as const;
+const GENERATE_OPTIONS = ['maxNewTokens', 'stopIds', 'stopStrings', 'seed', 'sampling', 'policy', 'signal', 'addSpecialTokens', 'kvStrategy', 'initialStates'] as const;
+const SAMPLING_OPTIONS = ['temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'seed'] as const;
+
+/** An options object (undefined → {}) whose keys are all known; ARG_INVALID naming an unknown one and the known ones. */
+function checkOptions<T extends object>(options: T | undefined, what: string, known: readonly string[]): T {
+  const o = optionsArgument(options, what);
+  for (const key of Object.keys(o)) {
+    if (!known.includes(key)) throw new PonderError('ARG_INVALID', `${what} has an unknown option ${JSON.stringify(key)}`, { field: key, hint: `the options are ${known.join(', ')} (spec/api.md)` });
+  }
+  return o as T;
+}
+
+/** The session options of a call, their types checked (what each family accepts is its adapter's to check). */
+function sessionOptions(seed: number, o: { kvStrategy?: unknown; initialStates?: unknown; addSpecialTokens?: unknown; signal?: unknown }, call: string): SessionOptions {
+  if (o.kvStrategy !== undefined && typeof o.kvStrategy !== 'string') throw invalidArgument(`${call} options.kvStrategy`, 'a strategy name (a string)', o.kvStrategy);
+  if (o.initialStates !== undefined && !(o.initialStates instanceof Float32Array)) throw invalidArgument(`${call} options.initialStates`, 'a Float32Array', o.initialStates);
+  if (o.addSpecialTokens !== undefined && typeof o.addSpecialTokens !== 'boolean') throw invalidArgument(`${call} options.addSpecialTokens`, 'true or false', o.addSpecialTokens);
+  return { seed, kvStrategy: o.kvStrategy as string | undefined, initialStates: o.initialStates as Float32Array | undefined };
 }
 
 function eosOf(value: unknown): number[] {

@@ -20,7 +20,7 @@
 import type { DepthFunction, DepthPolicy, StepSummary } from './policy.js';
 import type { ExitReason, TokenTrace } from '../trace/trace.js';
 import { createExitEvaluator, type ExitEvaluator } from './criteria.js';
-import { PonderError } from '../errors.js';
+import { callCallback, describeValue, PonderError } from '../errors.js';
 
 /** What the family hands a check, by name, for NUM_NONFINITE messages. */
 export interface CriterionInputs {
@@ -240,7 +240,10 @@ export class DepthRun {
           latentChange: before ? relativeChange(before, b * E, state, at, E) : NaN,
           logits: () => (B === 1 ? lazyLogits() : lazyLogits().slice(b * V, (b + 1) * V)),
         };
-        const decision = rule.decide(steps, summary);
+        const decision = callCallback('the depth function', rule.decide, steps, summary);
+        if (decision !== 'stop' && decision !== 'continue' && decision !== true && decision !== false) {
+          throw new PonderError('ARG_CALLBACK', `the depth function returned ${describeValue(decision)} at step ${steps}, not 'continue', 'stop', true or false`, { field: 'policy', hint: 'return \'continue\' (or true) to go on, \'stop\' (or false) to stop' });
+        }
         if (decision === 'stop' || decision === false) { stops[b] = true; this.stoppedBy[b] = 'policy'; }
       }
     }

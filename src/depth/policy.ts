@@ -6,7 +6,7 @@
  * A policy is a plain object (JSON-able except `depthFunction`), built with the helpers below or
  * parsed from the CLI spelling by `parsePolicy`, e.g. "exit(kl, 5e-4)".
  */
-import { PonderError } from '../errors.js';
+import { describeValue as show, PonderError } from '../errors.js';
 import { LIMITS, limitNote, type LimitName } from '../limits.js';
 
 /** What a user depth function sees after each step of one token (or of the prefill call). */
@@ -77,12 +77,6 @@ function count(value: unknown, what: string, limit: LimitName, min = 1): void {
   if (value > LIMITS[limit]) throw policyError(`${what} is ${value}, over ${LIMITS[limit]} (${limitNote(limit)})`);
 }
 
-/** A value in a message: short, and never a raw object dump. */
-function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
-  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint' || value === null || value === undefined) return String(value);
-  return Array.isArray(value) ? 'a list' : typeof value === 'function' ? 'a function' : typeof value === 'symbol' ? 'a symbol' : 'an object';
-}
 
 /** Checks the policy's own fields (not whether a family supports it); returns it. Errors: ARG_POLICY. */
 export function checkPolicy(policy: DepthPolicy): DepthPolicy {
@@ -125,6 +119,7 @@ export function checkPolicy(policy: DepthPolicy): DepthPolicy {
 
 /** The policy as a user would write it, e.g. "exit(kl, 0.0005)" (used in traces and summaries). */
 export function describePolicy(policy: DepthPolicy): string {
+  checkPolicy(policy);
   switch (policy.kind) {
     case 'default': return 'default';
     case 'fixed': return `fixed(${policy.steps})`;

@@ -9,7 +9,8 @@
  * One `Sampler` per generation: it owns its scratch buffers (allocated once, for the vocabulary
  * size) and its PRNG, so `sample` allocates nothing per token.
  */
-import { PonderError } from '../errors.js';
+import { describeValue, optionsArgument, PonderError } from '../errors.js';
+import { LIMITS, limitNote } from '../limits.js';
 import { Prng, checkSeed } from './prng.js';
 
 export interface SamplingOptions {
@@ -45,9 +46,10 @@ function badArg(field: string, message: string, hint: string): PonderError {
  * Checks every option against its documented range and fills in defaults. Nothing is clamped:
  * an out-of-range value is an ARG_INVALID error whose `field` is the option name.
  */
-export function resolveSamplingOptions(options: SamplingOptions, vocabSize: number): ResolvedSamplingOptions {
-  if (!Number.isInteger(vocabSize) || vocabSize <= 0) {
-    throw badArg('vocabSize', `vocabSize must be a positive integer, got ${String(vocabSize)}`, 'pass the number of logits per row');
+export function resolveSamplingOptions(samplingOptions: SamplingOptions, vocabSize: number): ResolvedSamplingOptions {
+  const options = optionsArgument(samplingOptions, 'sampling options');
+  if (!Number.isInteger(vocabSize) || vocabSize <= 0 || vocabSize > LIMITS.vocab) {
+    throw badArg('vocabSize', `vocabSize must be an integer in [1, ${LIMITS.vocab}] (${limitNote('vocab')}), got ${describeValue(vocabSize)}`, 'pass the number of logits per row');
   }
   const temperature = options.temperature ?? 1;
   if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) {
@@ -87,7 +89,11 @@ export function resolveSamplingOptions(options: SamplingOptions, vocabSize: numb
  * Unknown fields are ignored; a known field of the wrong type is CFG_FIELD, and so is
  * dry_multiplier > 0 (upstream Huginn's DRY penalty, not implemented here) rather than ignored.
  */
-export function samplingFromGenerationConfig(config: Record<string, unknown>, seed?: number): SamplingOptions {
+export function samplingFromGenerationConfig(generationConfig: Record<string, unknown>, seed?: number): SamplingOptions {
+  if (generationConfig === null || typeof generationConfig !== 'object' || Array.isArray(generationConfig)) {
+    throw new PonderError('ARG_INVALID', `samplingFromGenerationConfig needs generation_config.json as an object, got ${describeValue(generationConfig)}`, { field: 'config', hint: 'pass JSON.parse of generation_config.json' });
+  }
+  const config = generationConfig;
   /** The number, null for an explicit null, undefined when absent. */
   const field = (key: string): number | null | undefined => {
     const v = config[key];

@@ -17,7 +17,7 @@
  *            core cannot start threads itself: in Node, createNodeWasmRuntime
  *            (src/node/pool-worker.ts) passes one on worker_threads.
  */
-import { PonderError } from '../errors.js';
+import { optionsArgument, PonderError } from '../errors.js';
 import { LIMITS, limitNote } from '../limits.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { WasmArena, ScratchBuffer, WASM_MAX_PAGES } from '../runtime/wasm-arena.js';
@@ -112,7 +112,8 @@ function checkCount(kernel: string, name: string, n: number): void {
   if (!Number.isInteger(n) || n < 0 || n > 0x7fffffff) throw badArgs(kernel, `${name} must be a non-negative integer, got ${n}`);
 }
 
-export async function createWasmRuntime(options: WasmRuntimeOptions = {}): Promise<WasmRuntime> {
+export async function createWasmRuntime(runtimeOptions?: WasmRuntimeOptions): Promise<WasmRuntime> {
+  const options = optionsArgument(runtimeOptions, 'createWasmRuntime options');
   const relaxed = options.relaxed === true;
   const threads = options.threads ?? 1;
   if (!Number.isInteger(threads) || threads < 1 || threads > LIMITS.threads) {

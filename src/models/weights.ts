@@ -6,7 +6,7 @@
  * throws one BIND_MISMATCH error listing every missing, extra and mis-shaped tensor, before any
  * compute. Tensors are read only after the whole declaration checked out.
  */
-import { PonderError } from '../errors.js';
+import { describeValue, PonderError, stringArgument } from '../errors.js';
 import { displayName, readTensor, type DType, type SafetensorsFile, type SafetensorsHeader, type TensorArray, type TensorInfo } from '../format/safetensors.js';
 import { f16BitsToF32 } from '../kernels/scalar.js';
 import { widenFloats, type FloatDType } from './inputs.js';
@@ -56,7 +56,12 @@ export function headerWeights<H extends SafetensorsHeader>(files: readonly H[], 
 }
 
 /** Tensors of safetensors files held in memory. */
-export function safetensorsWeights(files: readonly SafetensorsFile[], prefix = '', label = files.map((f) => f.path).join(', ')): WeightSource {
+export function safetensorsWeights(files: readonly SafetensorsFile[], prefix = '', label?: string): WeightSource {
+  if (!Array.isArray(files as unknown) || files.some((f) => f === null || typeof f !== 'object' || !(f.tensors instanceof Map) || !(f.data instanceof Uint8Array))) {
+    throw new PonderError('ARG_INVALID', `safetensorsWeights needs a list of parsed safetensors files (parseSafetensors), got ${describeValue(files)}`, { field: 'files', hint: 'safetensorsWeights([parseSafetensors(bytes, name)])' });
+  }
+  stringArgument(prefix, 'safetensorsWeights prefix');
+  label = label === undefined ? files.map((f) => f.path).join(', ') : stringArgument(label, 'safetensorsWeights label');
   return headerWeights(files, (f, info) => readTensor(f, info.name), prefix, label);
 }
 

@@ -16,7 +16,7 @@
  */
 import { closeSync, constants, fstatSync, fsyncSync, lstatSync, openSync, readSync, readdirSync, realpathSync, renameSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { PonderError } from '../errors.js';
+import { PonderError, stringArgument } from '../errors.js';
 import { parseGoldenCase, parseGoldenJson, type GoldenCase } from '../conform/golden.js';
 import { parseSafetensorsHeader, readHeaderLength, tensorFromBytes, type SafetensorsHeader, type TensorArray, type TensorInfo } from '../format/safetensors.js';
 import type { ByteSource } from '../format/zip.js';
@@ -73,6 +73,7 @@ export interface RegularFile {
  * the open nor gets read, and nothing can swap the file between the check and the read.
  */
 export function openRegularFile(path: string): RegularFile {
+  stringArgument(path, 'a file path');
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));

@@ -4,8 +4,8 @@
  * generation_config.json). Weights are read lazily from disk while the model binds them.
  */
 import { join } from 'node:path';
-import { PonderError } from '../errors.js';
-import { loadModel as loadModelCore, modelFromFiles, trackedWeights, checkAborted, type LoadOptions, type ModelSource } from '../api/load.js';
+import { PonderError, stringArgument } from '../errors.js';
+import { loadModel as loadModelCore, modelFromFiles, trackedWeights, checkAborted, checkLoadOptions, type LoadOptions, type ModelSource } from '../api/load.js';
 import type { Model } from '../api/model.js';
 import { openModelDir } from './model-dir.js';
 import { LIMITS } from '../limits.js';
@@ -20,14 +20,16 @@ export { openFileSource } from './files.js';
 const TOKENIZER_FILE_LIMIT: ReadLimit = { maxBytes: LIMITS.jsonFileBytes, code: 'TOKENIZER_INVALID', what: 'a tokenizer file' };
 
 /** A directory path (or file: URL), an http(s) URL base, or in-memory files. */
-export async function loadModel(source: ModelSource, options: LoadOptions = {}): Promise<Model> {
+export async function loadModel(source: ModelSource, options?: LoadOptions): Promise<Model> {
   if (source instanceof URL && source.protocol === 'file:') return loadModelDir(decodeURIComponent(source.pathname), options);
   if (typeof source === 'string' && !/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) return loadModelDir(source, options);
   return loadModelCore(source, options);
 }
 
 /** Loads a model directory. Errors: IO_NOT_FOUND, MODEL_NO_WEIGHTS, MODEL_NO_CONFIG, CFG_*, BIND_MISMATCH, ... */
-export async function loadModelDir(path: string, options: LoadOptions = {}): Promise<Model> {
+export async function loadModelDir(path: string, loadOptions?: LoadOptions): Promise<Model> {
+  const options = checkLoadOptions(loadOptions);
+  stringArgument(path, 'loadModelDir path');
   checkAborted(options.signal, `loading ${path}`);
   const dir = openModelDir(path);
   if (dir.layout === 'file' || !dir.config) {

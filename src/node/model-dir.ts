@@ -9,7 +9,7 @@
  */
 import { readdirSync } from 'node:fs';
 import { basename, dirname, join, normalize, sep } from 'node:path';
-import { PonderError } from '../errors.js';
+import { PonderError, stringArgument } from '../errors.js';
 import { parseConfigJson, type ConfigObject } from '../format/config.js';
 import { firstInvalidUtf8 } from '../format/json.js';
 import { missingShard, parseShardIndex, readShards, SHARD_INDEX, SINGLE_WEIGHTS, type ShardIndex } from '../format/shard-index.js';
@@ -74,6 +74,7 @@ function readOptionalConfig(path: string): ConfigObject | undefined {
  * file, or one .safetensors file.
  */
 export function openModelDir(path: string): ModelDir {
+  stringArgument(path, 'openModelDir path');
   const st = statPath(path);
   if (!st.isDirectory()) {
     if (basename(path).endsWith('.index.json')) {

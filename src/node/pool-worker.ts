@@ -2,6 +2,7 @@
  * Node glue for the WASM kernel thread pool (src/runtime/pool.ts): a WorkerFactory on
  * worker_threads, and createNodeWasmRuntime, which passes it to createWasmRuntime.
  */
+import { optionsArgument } from '../errors.js';
 import { Worker } from 'node:worker_threads';
 import { setFlagsFromString } from 'node:v8';
 import { availableParallelism } from 'node:os';
@@ -44,7 +45,8 @@ export function enableRelaxedSimd(): void {
 }
 
 /** createWasmRuntime with the worker_threads factory, so `threads > 1` works in Node. */
-export function createNodeWasmRuntime(options: WasmRuntimeOptions = {}): Promise<WasmRuntime> {
+export async function createNodeWasmRuntime(runtimeOptions?: WasmRuntimeOptions): Promise<WasmRuntime> {
+  const options = optionsArgument(runtimeOptions, 'createNodeWasmRuntime options');
   if (options.relaxed) enableRelaxedSimd();
   return createWasmRuntime({ workerFactory: nodeWorkerFactory, ...options });
 }

@@ -2,7 +2,7 @@
  * The per-token depth trace every family returns with its output, the run summary computed from
  * it, and its JSON form. Field meanings are normative in spec/trace.md.
  */
-import { PonderError } from '../errors.js';
+import { describeValue as show, PonderError } from '../errors.js';
 
 /**
  * Why a token stopped recursing:
@@ -85,12 +85,6 @@ function invalid(message: string, field: string): PonderError {
   return new PonderError('TRACE_INVALID', message, { field, hint: 'the trace must follow spec/trace.md; this is a bug in whatever produced it' });
 }
 
-/** A value in a message: short, never an object dump. */
-function show(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
-  if (v === null || typeof v !== 'object') return String(v);
-  return Array.isArray(v) ? 'a list' : 'an object';
-}
 
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
 
