@@ -1,0 +1,153 @@
+/**
+ * The fuzzer's worker process: builds each case it is sent (cases.ts), writes its files into a
+ * fresh directory and runs its commands in-process through the CLI's `main` (and the chat API),
+ * then reports every command's exit code, error code and time. The parent (run.ts) watches the
+ * time and memory budgets and kills this process when a case hangs.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { main, type CliIO } from '../../src/cli/main.js';
+import { loadChatTemplate } from '../../src/chat/template.js';
+import { PonderError } from '../../src/errors.js';
+import { makeCase, MODELS, readCorpusFiles, ROOT, type Corpus, type FuzzCase } from './cases.js';
+
+/** What one command did. */
+export interface StepOutcome {
+  readonly argv: readonly string[];
+  /** 0 ok, 2 a typed error, 1 INTERNAL; -1: it threw out of main (a crash) */
+  readonly exit: number;
+  /** the error[CODE] printed (or thrown by the chat API), if any */
+  readonly code: string | null;
+  readonly firstLine: string;
+  /** what is wrong with the output itself: a stack trace, stdout on error, no hint... */
+  readonly problems: string[];
+  readonly ms: number;
+}
+
+export interface CaseOutcome {
+  readonly index: number;
+  readonly target: string;
+  readonly mutation: string;
+  readonly steps: StepOutcome[];
+  readonly ms: number;
+}
+
+export type ToWorker = { type: 'case'; seed: number; index: number; save?: string };
+export type FromWorker = { type: 'ready' } | { type: 'start'; index: number; target: string; mutation: string } | { type: 'step'; argv: readonly string[] } | { type: 'done'; outcome: CaseOutcome };
+
+const io = (sink: { out: string; err: string }): CliIO => ({
+  out: (t) => { if (sink.out.length < 1_000_000) sink.out += t; },
+  err: (t) => { if (sink.err.length < 1_000_000) sink.err += t; },
+  bundledGoldenDir: join(ROOT, 'spec', 'golden'),
+  isTTY: false,
+});
+
+/** The corpus, with one real trace per model from a 4-token run. */
+async function loadCorpus(): Promise<Corpus> {
+  const files = readCorpusFiles();
+  const traces: Record<string, Uint8Array> = {};
+  for (const m of MODELS) {
+    const sink = { out: '', err: '' };
+    const policy = m === 'demo-huginn' ? 'exit(kl)' : m === 'demo-ouro' ? 'exit(gate, 0.5)' : 'default';
+    const code = await main(['run', '-m', join(ROOT, 'models', m), '-n', '4', '--prompt', 'Hi', '--policy', policy, '--json'], io(sink));
+    if (code !== 0) throw new Error(`fuzz corpus: ${m} did not run: ${sink.err}`);
+    traces[m] = new TextEncoder().encode(sink.out);
+  }
+  return { ...files, traces };
+}
+
+const CODE_LINE = /^error\[([A-Z][A-Z0-9_]*)\]: \S/;
+
+/** Checks the CLI's contract on one command's output: exit 0, or exit 2 with one error line, a hint, no stack, nothing on stdout. */
+function judge(exit: number, out: string, err: string): { code: string | null; firstLine: string; problems: string[] } {
+  const problems: string[] = [];
+  const lines = err.split('\n').filter((l) => l.length > 0);
+  const errorLine = lines.find((l) => l.startsWith('error['));
+  const code = errorLine ? CODE_LINE.exec(errorLine)?.[1] ?? 'MALFORMED' : null;
+  if (/\n\s+at .+:\d+:\d+\)?/.test(`\n${err}`)) problems.push('stack trace on stderr');
+  if (exit === 2) {
+    if (!errorLine) problems.push('exit 2 without an error[CODE] line');
+    else if (lines[0] !== errorLine) problems.push('the error line is not the first line on stderr');
+    if (errorLine && !lines.some((l) => l.startsWith('  hint: '))) problems.push('no hint');
+    if (out.length > 0) problems.push('stdout is not empty on error');
+  } else if (exit === 1) problems.push(code === 'INTERNAL' ? 'INTERNAL error' : 'exit 1');
+  else if (exit !== 0) problems.push(`exit ${exit}`);
+  if (code === 'INTERNAL' && exit !== 1) problems.push('INTERNAL error');
+  return { code, firstLine: (errorLine ?? lines[0] ?? '').slice(0, 300), problems };
+}
+
+const CHAT_MESSAGES = [
+  { role: 'system', content: 'Be brief.' },
+  { role: 'user', content: 'Hi' },
+  { role: 'assistant', content: 'Hello.' },
+  { role: 'user', content: 'And now?' },
+];
+
+async function runChat(path: string, text: string): Promise<StepOutcome> {
+  const t0 = performance.now();
+  try {
+    const template = await loadChatTemplate({ tokenizerConfig: text });
+    template.render(CHAT_MESSAGES, { addGenerationPrompt: true });
+    return { argv: ['chat', path], exit: 0, code: null, firstLine: '', problems: [], ms: performance.now() - t0 };
+  } catch (e) {
+    const ms = performance.now() - t0;
+    if (e instanceof PonderError) return { argv: ['chat', path], exit: 2, code: e.code, firstLine: `error[${e.code}]: ${e.message}`.slice(0, 300), problems: e.hint ? [] : ['no hint'], ms };
+    return { argv: ['chat', path], exit: -1, code: null, firstLine: String((e as Error)?.stack ?? e).slice(0, 300), problems: ['untyped exception (not a PonderError)'], ms };
+  }
+}
+
+async function runCase(corpus: Corpus, c: FuzzCase, save: string | undefined, onStep: (argv: readonly string[]) => void): Promise<CaseOutcome> {
+  const dir = save ?? mkdtempSync(join(tmpdir(), 'ponder-fuzz-'));
+  try {
+    for (const [rel, bytes] of Object.entries(c.files)) {
+      mkdirSync(dirname(join(dir, rel)), { recursive: true });
+      writeFileSync(join(dir, rel), bytes);
+    }
+    const steps: StepOutcome[] = [];
+    const t0 = performance.now();
+    for (const step of c.steps) {
+      const argv = step.map((a) => a.replace(/^CASE\//, `${dir}/`));
+      onStep(argv);
+      if (argv[0] === 'chat') { steps.push(await runChat(argv[1], new TextDecoder().decode(c.files['tokenizer_config.json']))); continue; }
+      const sink = { out: '', err: '' };
+      const s0 = performance.now();
+      let exit: number;
+      let thrown: unknown = null;
+      try {
+        exit = await main(argv, io(sink));
+      } catch (e) {
+        exit = -1;
+        thrown = e;
+      }
+      const ms = performance.now() - s0;
+      if (thrown !== null) {
+        steps.push({ argv, exit, code: null, firstLine: String((thrown as Error)?.stack ?? thrown).slice(0, 300), problems: ['threw out of the CLI (a crash)'], ms });
+      } else {
+        steps.push({ argv, exit, ...judge(exit, sink.out, sink.err), ms });
+      }
+      if (exit !== 0 && argv[0] === 'convert') break; // nothing was converted to inspect or run
+    }
+    return { index: c.index, target: c.target, mutation: c.mutation, steps, ms: performance.now() - t0 };
+  } finally {
+    if (!save) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function serve(): Promise<void> {
+  const corpus = await loadCorpus();
+  const send = (m: FromWorker): void => { process.send!(m); };
+  process.on('message', (m: ToWorker) => {
+    if (m.type !== 'case') return;
+    void (async () => {
+      (globalThis as { gc?: () => void }).gc?.(); // each case starts from the same heap, so its memory is its own
+      const c = makeCase(corpus, m.seed, m.index);
+      send({ type: 'start', index: m.index, target: c.target, mutation: c.mutation });
+      const outcome = await runCase(corpus, c, m.save, (argv) => send({ type: 'step', argv }));
+      send({ type: 'done', outcome });
+    })();
+  });
+  send({ type: 'ready' });
+}
+
+if (process.send) await serve();
