@@ -6,6 +6,7 @@ Run by hand with Debian's torch (/usr/bin/python3); never by CI. See README.md b
 import json
 import math
 import os
+import signal
 import struct
 import time
 
@@ -292,6 +293,15 @@ def train(family, model, data, args):
         start, elapsed = state['step'], state['elapsed']
         print(f'resumed at step {start}', flush=True)
     # the batch stream depends only on (seed, step): a resumed run sees the batches it would have seen
+    # SIGTERM (kill PID) ends the run after the current step with a checkpoint, so a run can be
+    # stopped and resumed, also with another --steps (the cosine schedule then follows the new length)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+
+    def save(step):
+        torch.save({'model': model.state_dict(), 'opt': opt.state_dict(), 'step': step, 'elapsed': time.time() - t0}, ckpt + '.tmp')
+        os.replace(ckpt + '.tmp', ckpt)
+
     tokens_per_step = args.batch * args.ctx
     t0 = time.time() - elapsed
     window_t, window_tokens = time.time(), 0
@@ -314,9 +324,11 @@ def train(family, model, data, args):
             log(run_dir, {'step': step + 1, 'loss': round(loss.item(), 4), 'lr': round(lr, 6), 'gnorm': round(float(gnorm), 3),
                           'tok_s': round(window_tokens / max(now - window_t, 1e-9)), 'elapsed_s': round(now - t0), **stats})
             window_t, window_tokens = now, 0
-        if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
-            torch.save({'model': model.state_dict(), 'opt': opt.state_dict(), 'step': step + 1, 'elapsed': time.time() - t0}, ckpt + '.tmp')
-            os.replace(ckpt + '.tmp', ckpt)
+        if (step + 1) % args.save_every == 0 or step + 1 == args.steps or stop:
+            save(step + 1)
+        if stop:
+            print(f'stopped after step {step + 1} (checkpoint saved)', flush=True)
+            break
     return time.time() - t0
 
 

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 import torch
 
@@ -46,6 +47,8 @@ def main():
             json.dump(config, f, indent=2)
     with open(os.path.join(args.run_dir, 'args.json'), 'w') as f:
         json.dump({**vars(args), 'argv': sys.argv}, f, indent=2)
+    with open(os.path.join(args.run_dir, 'commands.jsonl'), 'a') as f:  # every (re)start of the run
+        f.write(json.dumps({'argv': sys.argv, 'started': time.strftime('%Y-%m-%dT%H:%M:%S')}) + '\n')
     family = make_family(args.family, config, args)
     model = family.build()
     n_params = sum(p.numel() for p in model.parameters())
