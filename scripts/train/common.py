@@ -324,6 +324,8 @@ def train(family, model, data, args):
             log(run_dir, {'step': step + 1, 'loss': round(loss.item(), 4), 'lr': round(lr, 6), 'gnorm': round(float(gnorm), 3),
                           'tok_s': round(window_tokens / max(now - window_t, 1e-9)), 'elapsed_s': round(now - t0), **stats})
             window_t, window_tokens = now, 0
+        if step + 1 == args.stop_at:
+            stop.append(True)
         if (step + 1) % args.save_every == 0 or step + 1 == args.steps or stop:
             save(step + 1)
         if stop:
@@ -347,6 +349,7 @@ def add_train_args(p):
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--log-every', type=int, default=25)
     p.add_argument('--save-every', type=int, default=200)
+    p.add_argument('--stop-at', type=int, default=None, help='end after this step with a checkpoint (to replay a run that was stopped and resumed)')
 
 
 # ---------------------------------------------------------------------------------------------
