@@ -103,7 +103,14 @@ function checkTokenIds(json: object): void {
   const { model, added_tokens: added } = json as { model?: { vocab?: unknown }; added_tokens?: unknown };
   const vocab = model !== null && typeof model === 'object' ? model.vocab : undefined;
   if (vocab !== null && typeof vocab === 'object' && !Array.isArray(vocab)) {
-    for (const [token, id] of Object.entries(vocab)) if (!isId(id)) throw bad(`model.vocab[${describeValue(token)}]`, id);
+    const owner = new Map<number, string>();
+    for (const [token, id] of Object.entries(vocab)) {
+      if (!isId(id)) throw bad(`model.vocab[${describeValue(token)}]`, id);
+      // two tokens with one id leave another id without a token: its text would fail only when generated
+      const other = owner.get(id as number);
+      if (other !== undefined) throw new PonderError('TOKENIZER_INVALID', `tokenizer.json: model.vocab gives the id ${id} to both ${describeValue(other)} and ${describeValue(token)}`, { path: 'tokenizer.json', hint: 'each token needs its own id; tokenizer.json is corrupt' });
+      owner.set(id as number, token);
+    }
   } else if (Array.isArray(vocab) && vocab.length > LIMITS.vocab) {
     throw bad('model.vocab (a list)', vocab.length);
   }

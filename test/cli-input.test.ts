@@ -74,3 +74,14 @@ test('issue 11: a malformed CASE.json is exit 2 with one error line and nothing 
   assert.equal(good.code, 0, good.err);
   assert.match(good.out, /1 passed, 0 failed/);
 });
+
+test('a sampling value in generation_config.json that does not fit the model (top_k over the vocabulary) is CFG_FIELD naming the file and field, not ARG_INVALID naming an option never given', async () => {
+  const dir = mkdtempSync(join(root, 'gen-'));
+  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) copyFileSync(join('models/demo-ouro', f), join(dir, f));
+  writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ do_sample: true, top_k: 2 ** 31 }));
+  const r = await ponder(['run', '-m', dir, '--ids', '1', '-n', '1']);
+  assertUsageError(r, 'CFG_FIELD');
+  assert.match(r.err, /generation_config\.json: "top_k" cannot be used: topK must be an integer in \[1, 256\]/);
+  const given = await ponder(['run', '-m', dir, '--ids', '1', '-n', '1', '--top-k', '300']);
+  assertUsageError(given, 'ARG_INVALID'); // the caller's own option keeps its code
+});

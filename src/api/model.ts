@@ -201,7 +201,7 @@ export class Model {
       : this.generationConfig ? samplingFromGenerationConfig(this.generationConfig) : { temperature: 0 };
     const seed = o.seed ?? baseSampling.seed ?? 0;
     checkSeed(seed);
-    const sampler = new Sampler(this.vocabSize, { ...baseSampling, seed });
+    const sampler = withGenerationConfigField(o.sampling === undefined && this.generationConfig !== null, () => new Sampler(this.vocabSize, { ...baseSampling, seed }));
     if (o.stopStrings !== undefined && !(Array.isArray(o.stopStrings) && o.stopStrings.every((x) => typeof x === 'string'))) throw invalidArgument('generate options.stopStrings', 'a list of strings', o.stopStrings);
     if (o.stopIds !== undefined && !(Array.isArray(o.stopIds) && o.stopIds.every((x) => Number.isSafeInteger(x) && x >= 0))) throw invalidArgument('generate options.stopIds', 'a list of token ids (integers ≥ 0)', o.stopIds);
     if (o.stopStrings && o.stopStrings.length > 0 && !this.tokenizer) this.requireTokenizer();
@@ -245,6 +245,20 @@ function sessionOptions(seed: number, o: { kvStrategy?: unknown; initialStates?:
   if (o.initialStates !== undefined && !(o.initialStates instanceof Float32Array)) throw invalidArgument(`${call} options.initialStates`, 'a Float32Array', o.initialStates);
   if (o.addSpecialTokens !== undefined && typeof o.addSpecialTokens !== 'boolean') throw invalidArgument(`${call} options.addSpecialTokens`, 'true or false', o.addSpecialTokens);
   return { seed, kvStrategy: o.kvStrategy as string | undefined, initialStates: o.initialStates as Float32Array | undefined };
+}
+
+/** generation_config.json's name of each sampling option. */
+const GENERATION_CONFIG_KEYS: Readonly<Record<string, string>> = { temperature: 'temperature', topK: 'top_k', topP: 'top_p', minP: 'min_p', repetitionPenalty: 'repetition_penalty' };
+
+/** Runs `make`; when the sampling options came from generation_config.json, a value out of range there is CFG_FIELD naming the file's field (not ARG_INVALID naming an option the caller never gave). */
+function withGenerationConfigField<T>(fromConfig: boolean, make: () => T): T {
+  try {
+    return make();
+  } catch (e) {
+    const key = e instanceof PonderError && e.field !== undefined ? GENERATION_CONFIG_KEYS[e.field] : undefined;
+    if (!fromConfig || !(e instanceof PonderError) || e.code !== 'ARG_INVALID' || key === undefined) throw e;
+    throw new PonderError('CFG_FIELD', `generation_config.json: "${key}" cannot be used: ${e.message}`, { path: 'generation_config.json', field: key, hint: `fix "${key}" in generation_config.json, or pass sampling options explicitly` });
+  }
 }
 
 function eosOf(value: unknown): number[] {

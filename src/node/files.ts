@@ -143,7 +143,8 @@ export function readBytes(path: string, limit: ReadLimit): Uint8Array {
 
 /** The whole file as text (UTF-8; invalid bytes become U+FFFD), bounded like readBytes. */
 export function readText(path: string, limit: ReadLimit): string {
-  return new TextDecoder().decode(readBytes(path, limit));
+  const bytes = readBytes(path, limit);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'); // Node's native decoder: a 35 MB trace in milliseconds
 }
 
 /** Whether anything is at `path` (not following a final symlink): a dangling or looping symlink exists, and reading it says why it cannot be read. */
@@ -279,7 +280,7 @@ export function beginAtomicWrite(target: string): PendingFile {
 export function writeFileAtomic(path: string, data: string | Uint8Array): void {
   const file = beginAtomicWrite(path);
   try {
-    file.write(typeof data === 'string' ? new TextEncoder().encode(data) : data);
+    file.write(typeof data === 'string' ? new Uint8Array(Buffer.from(data, 'utf8')) : data);
   } catch (e) {
     file.discard();
     throw e;

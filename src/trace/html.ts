@@ -8,8 +8,11 @@
 import { DEPTH_STOPS, depthRgb, rgbHex, textRgbOn } from './palette.js';
 import { summarizeTrace, type RunTrace, type TokenTrace, type TraceSummary } from './trace.js';
 
+const HTML_ENTITIES: Readonly<Record<string, string>> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+const HTML_SPECIAL = /[&<>"']/;
+
 export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+  return HTML_SPECIAL.test(text) ? text.replace(/[&<>"']/g, (c) => HTML_ENTITIES[c]) : text; // most token texts have nothing to escape
 }
 
 /** Short, readable numbers: integers as is, others with 4 significant digits (exponent when tiny or huge). */
@@ -147,12 +150,8 @@ function legend(fullDepth: number): string {
 function tokenTitle(t: TokenTrace, index: number): string {
   let lastValue: number | undefined;
   for (let s = t.criterionValues.length - 1; s >= 0 && lastValue === undefined; s--) { const v = t.criterionValues[s]; if (typeof v === 'number') lastValue = v; }
-  return [
-    `#${index} id ${t.id}${t.phase === 'prefill' ? ' (prompt)' : ''}`,
-    `depth ${t.steps}/${t.maxSteps}, exit: ${t.exitReason}`,
-    ...(t.criterion !== undefined ? [`${t.criterion}${t.threshold !== undefined ? ` < ${formatNumber(t.threshold)}?` : ''}${lastValue !== undefined ? ` last value ${formatNumber(lastValue)}` : ''}`] : []),
-    `${formatNumber(t.flops)} FLOPs, KV ${formatBytes(t.kvBytes)}`,
-  ].join('\n');
+  const criterion = t.criterion !== undefined ? `${t.criterion}${t.threshold !== undefined ? ` < ${formatNumber(t.threshold)}?` : ''}${lastValue !== undefined ? ` last value ${formatNumber(lastValue)}` : ''}\n` : '';
+  return `#${index} id ${t.id}${t.phase === 'prefill' ? ' (prompt)' : ''}\ndepth ${t.steps}/${t.maxSteps}, exit: ${t.exitReason}\n${criterion}${formatNumber(t.flops)} FLOPs, KV ${formatBytes(t.kvBytes)}`;
 }
 
 function tokenHeatmap(tokens: TokenTrace[], marks: TokenMarks): string {

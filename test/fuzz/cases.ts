@@ -8,12 +8,13 @@
  * A case is a pure function of (seed, index): `makeCase(corpus, seed, index)` always gives the same
  * files and commands, so one case reproduces alone (`npm run fuzz -- --seed S --case K`).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-export const MODELS = ['demo-huginn', 'demo-mor', 'demo-ouro'] as const;
+/** Every bundled model: each directory of models/ with a config.json (demo-*, the trained *-sotu). */
+export const MODELS: readonly string[] = readdirSync(join(ROOT, 'models')).filter((d) => existsSync(join(ROOT, 'models', d, 'config.json'))).sort();
 
 // ---------------------------------------------------------------------------------------------
 // Seeded randomness
@@ -62,7 +63,9 @@ export function readCorpusFiles(): Omit<Corpus, 'traces'> {
   for (const m of MODELS) {
     models[m] = {};
     for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) models[m][f] = new Uint8Array(readFileSync(join(ROOT, 'models', m, f)));
-    models[m]['generation_config.json'] = bytes(JSON.stringify(GENERATION_CONFIG, null, 2));
+    // the model's own generation_config.json, or one the fuzzer adds
+    const generation = join(ROOT, 'models', m, 'generation_config.json');
+    models[m]['generation_config.json'] = existsSync(generation) ? new Uint8Array(readFileSync(generation)) : bytes(JSON.stringify(GENERATION_CONFIG, null, 2));
   }
   const chatDir = join(ROOT, 'test', 'fixtures', 'chat');
   const chatConfigs = ['chatml-default-system.json', 'chatml-thinking.json', 'huginn-headers.json', 'tools-strict.json'].map((f) => {
@@ -284,18 +287,23 @@ function pickTarget(rng: Rng): Target {
   return TARGETS[0][0];
 }
 
-/** The policies a 2-token run uses: the default mostly, and each criterion path sometimes. */
-const POLICIES: Record<string, readonly string[]> = {
-  'demo-huginn': ['default', 'default', 'fixed(3)', 'exit(kl)', 'budget(6, exit(entropy-diff))'],
-  'demo-mor': ['default', 'default', 'router(causal, 0.5)', 'exit(kl)', 'fixed(2)'],
-  'demo-ouro': ['default', 'default', 'exit(gate, 0.5)', 'exit(kl)', 'fixed(2)'],
+/** The policies a 2-token run uses (the first: the trace corpus's), by family (read from config.json as the registry would): the default mostly, and each criterion path sometimes. */
+export const POLICIES: Record<string, readonly string[]> = {
+  huginn: ['exit(kl)', 'default', 'default', 'fixed(3)', 'budget(6, exit(entropy-diff))'],
+  mor: ['default', 'default', 'router(causal, 0.5)', 'exit(kl)', 'fixed(2)'],
+  ouro: ['exit(gate, 0.5)', 'default', 'default', 'exit(kl)', 'fixed(2)'],
 };
+
+export function familyOf(config: Uint8Array): string {
+  const c = JSON.parse(new TextDecoder().decode(config)) as Record<string, unknown>;
+  return c.model_type === 'ouro' ? 'ouro' : 'model_config' in c ? 'mor' : 'huginn';
+}
 
 export function makeCase(corpus: Corpus, seed: number, index: number): FuzzCase {
   const rng = new Rng(seed, index);
   const target = pickTarget(rng);
   const model = rng.pick(MODELS);
-  const run = ['run', '-m', 'CASE/model', '-n', '2', '--prompt', 'Hi', '--seed', String(rng.int(1000)), '--policy', rng.pick(POLICIES[model])];
+  const run = ['run', '-m', 'CASE/model', '-n', '2', '--prompt', 'Hi', '--seed', String(rng.int(1000)), '--policy', rng.pick(POLICIES[familyOf(corpus.models[model]['config.json'])])];
   const modelSteps = [['inspect', 'CASE/model'], run];
   const modelFiles = (): Record<string, Uint8Array> => Object.fromEntries(Object.entries(corpus.models[model]).map(([f, b]) => [`model/${f}`, b]));
   switch (target) {

@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { main, type CliIO } from '../../src/cli/main.js';
 import { loadChatTemplate } from '../../src/chat/template.js';
 import { PonderError } from '../../src/errors.js';
-import { makeCase, MODELS, readCorpusFiles, ROOT, type Corpus, type FuzzCase } from './cases.js';
+import { familyOf, makeCase, MODELS, POLICIES, readCorpusFiles, ROOT, type Corpus, type FuzzCase } from './cases.js';
 
 /** What one command did. */
 export interface StepOutcome {
@@ -49,7 +49,7 @@ async function loadCorpus(): Promise<Corpus> {
   const traces: Record<string, Uint8Array> = {};
   for (const m of MODELS) {
     const sink = { out: '', err: '' };
-    const policy = m === 'demo-huginn' ? 'exit(kl)' : m === 'demo-ouro' ? 'exit(gate, 0.5)' : 'default';
+    const policy = POLICIES[familyOf(files.models[m]['config.json'])][0]; // one with criterion values
     const code = await main(['run', '-m', join(ROOT, 'models', m), '-n', '4', '--prompt', 'Hi', '--policy', policy, '--json'], io(sink));
     if (code !== 0) throw new Error(`fuzz corpus: ${m} did not run: ${sink.err}`);
     traces[m] = new TextEncoder().encode(sink.out);
@@ -70,7 +70,10 @@ function judge(exit: number, out: string, err: string): { code: string | null; f
     if (!errorLine) problems.push('exit 2 without an error[CODE] line');
     else if (lines[0] !== errorLine) problems.push('the error line is not the first line on stderr');
     if (errorLine && !lines.some((l) => l.startsWith('  hint: '))) problems.push('no hint');
-    if (out.length > 0) problems.push('stdout is not empty on error');
+    // `run` streams: a fault only generation meets (a NaN in the logits, an id the tokenizer has no token for)
+    // ends the stream it has begun; anything else must leave stdout empty
+    const streamed = out.startsWith('depth: ') && (code === 'NUM_NONFINITE' || code === 'TOKENIZER_UNKNOWN_ID');
+    if (out.length > 0 && !streamed) problems.push('stdout is not empty on error');
   } else if (exit === 1) problems.push(code === 'INTERNAL' ? 'INTERNAL error' : 'exit 1');
   else if (exit !== 0) problems.push(`exit ${exit}`);
   if (code === 'INTERNAL' && exit !== 1) problems.push('INTERNAL error');
