@@ -33,7 +33,12 @@ export interface Listening {
 export async function listen(server: PonderServer, options: ListenOptions = {}): Promise<Listening> {
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 8080;
-  const http = createHttpServer((req, res) => void respond(server, req, res));
+  // responses still being written: a drained core may have handed over bytes not yet sent
+  const writing = new Set<Promise<void>>();
+  const http = createHttpServer((req, res) => {
+    const done: Promise<void> = respond(server, req, res).finally(() => writing.delete(done));
+    writing.add(done);
+  });
   http.listen(port, host);
   try {
     await once(http, 'listening');
@@ -54,6 +59,7 @@ export async function listen(server: PonderServer, options: ListenOptions = {}):
       const closed = new Promise<void>((resolve) => http.close(() => resolve()));
       http.closeIdleConnections();
       await server.drain();
+      await Promise.all([...writing]);
       http.closeAllConnections();
       await closed;
     },
@@ -82,18 +88,23 @@ async function respond(server: PonderServer, req: IncomingMessage, res: ServerRe
   const out: Record<string, string> = {};
   response.headers.forEach((value, name) => { out[name] = value; });
   res.writeHead(response.status, out);
-  if (!response.body) { res.end(); return; }
-  const reader = response.body.getReader();
-  res.on('close', () => void reader.cancel().catch(() => {}));
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (!res.write(value)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
-      if (res.destroyed) break;
-    }
-  } catch { /* cancelled because the client went away */ }
-  res.end();
+  if (response.body) {
+    const reader = response.body.getReader();
+    res.on('close', () => void reader.cancel().catch(() => {}));
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (!res.write(value)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+        if (res.destroyed) break;
+      }
+    } catch { /* cancelled because the client went away */ }
+  }
+  if (!res.destroyed) {
+    const sent = Promise.race([once(res, 'finish'), once(res, 'close')]);
+    res.end();
+    await sent;
+  }
 }
 
 /**
