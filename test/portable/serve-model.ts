@@ -1,0 +1,23 @@
+/**
+ * The server every runtime serves natively in the portable serve tests (test/deno, test/bun): the
+ * bundled demo-ouro model loaded from in-memory bytes, behind the same createServer core that
+ * node:http serves. Log lines go to `log` (the Node side reads them from stdout).
+ */
+import { loadModel } from '../../src/api/load.js';
+import { createServer, type PonderServer } from '../../src/serve/server.js';
+import type { ModelFileReader } from './generation.js';
+
+export const SERVED_MODEL = 'demo-ouro';
+
+export function demoServer(files: ModelFileReader, log: (line: string) => void): PonderServer {
+  return createServer({
+    id: SERVED_MODEL,
+    log,
+    model: async () => loadModel({
+      config: await files.readText('config.json'),
+      files: { 'model.safetensors': await files.readBytes('model.safetensors') },
+      tokenizer: await files.readText('tokenizer.json'),
+      label: SERVED_MODEL,
+    }, { importTokenizers: () => import('@huggingface/tokenizers') }),
+  });
+}
