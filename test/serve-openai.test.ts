@@ -279,3 +279,14 @@ test('the line is FIFO and bounded: one more request than it holds gets 429 with
   const streamed = await hasty.completions.create({ model: 'demo-ouro', prompt: 'a', max_tokens: 250, stream: true }).then(async (s) => { for await (const _ of s) { /* read */ } }).then(() => null, (x: unknown) => x);
   assert.ok(streamed instanceof OpenAI.APIError && streamed.code === 'request_timeout', String(streamed));
 });
+
+test('the README\'s curl example works as written (against this server\'s address)', async () => {
+  const block = /```bash\n([\s\S]*?)```/.exec(readFileSync('README.md', 'utf8'))![1];
+  const curl = /curl (http:\/\/127\.0\.0\.1:8080)(\S+) .*?-d '([^']*)'/s.exec(block)!;
+  assert.match(block, /npx ponder serve --model models\/demo-ouro/);
+  const response = await fetch(`${main.url}${curl[2]}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: curl[3] });
+  assert.equal(response.status, 200);
+  const body = await response.json();
+  assert.equal(body.usage.completion_tokens, JSON.parse(curl[3]).max_tokens);
+  assert.equal(body.choices[0].depth.policy, JSON.parse(curl[3]).policy);
+});

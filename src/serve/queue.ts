@@ -51,10 +51,14 @@ export class TurnQueue {
     });
   }
 
-  /** Seconds a client turned away should wait: the mean of recent turns times the requests ahead of it (at least 1). */
+  /**
+   * Seconds a client turned away should wait: until the running turn ends and the line has a place
+   * again, i.e. the mean of recent turns, in whole seconds, at least 1. (Waiting until the whole
+   * line has drained would leave the model idle while every turned-away client sleeps.)
+   */
   retryAfterSeconds(): number {
     const mean = this.recent.length > 0 ? this.recent.reduce((a, b) => a + b, 0) / this.recent.length : 1000;
-    return Math.max(1, Math.ceil((mean * (this.waiting.length + 1)) / 1000));
+    return Math.max(1, Math.ceil(mean / 1000));
   }
 
   private turn(): Release {

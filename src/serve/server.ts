@@ -88,21 +88,27 @@ class Server implements PonderServer {
     this.id = options.id;
     this.log = options.log ?? (() => {});
     const source = options.model;
-    this.ready = (typeof source === 'function' ? source((p) => this.onProgress(p)) : Promise.resolve(source)).then((model) => {
-      if (!model.tokenizer) {
-        throw new PonderError('GEN_NO_TOKENIZER', `${model.label} has no tokenizer, so the server could neither read text prompts nor return text`, { hint: 'serve a model directory with tokenizer.json (and install @huggingface/tokenizers)' });
-      }
-      this.model = model;
-      this.id ??= model.label.split(/[\\/]/).filter(Boolean).pop() ?? 'ponder';
-      if (this.state === 'loading') this.state = 'ready';
-      this.log(`ready: ${this.id} (${model.family}, context ${model.contextLength} tokens, default depth ${model.defaultDepth})`);
-      return model;
-    }, (e: unknown) => {
-      this.state = 'failed';
-      this.loadError = (e as Error).message ?? String(e);
-      throw e;
-    });
+    if (typeof source !== 'function') {
+      this.ready = Promise.resolve(this.serveModel(source)); // ready at once: a model given is served synchronously
+    } else {
+      this.ready = source((p) => this.onProgress(p)).then((model) => this.serveModel(model), (e: unknown) => {
+        this.state = 'failed';
+        this.loadError = (e as Error).message ?? String(e);
+        throw e;
+      });
+    }
     this.ready.catch(() => {}); // the owner awaits it; an unobserved rejection must not end the process
+  }
+
+  private serveModel(model: Model): Model {
+    if (!model.tokenizer) {
+      throw new PonderError('GEN_NO_TOKENIZER', `${model.label} has no tokenizer, so the server could neither read text prompts nor return text`, { hint: 'serve a model directory with tokenizer.json (and install @huggingface/tokenizers)' });
+    }
+    this.model = model;
+    this.id ??= model.label.split(/[\\/]/).filter(Boolean).pop() ?? 'ponder';
+    if (this.state === 'loading') this.state = 'ready';
+    this.log(`ready: ${this.id} (${model.family}, context ${model.contextLength} tokens, default depth ${model.defaultDepth})`);
+    return model;
   }
 
   private onProgress(p: LoadProgress): void {
