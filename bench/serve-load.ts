@@ -16,16 +16,16 @@
  * time to first token of one client alone (the reruns), with the CPU model and `uptime` before and
  * after. Exit 1 when a check fails.
  *
- *   npm run build && node --import tsx bench/serve-load.ts [--requests 500] [--clients 50]
+ *   npm run build && node --import tsx bench/serve-load.ts [--requests 500] [--clients 50] [--queue 16] [--log FILE]
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { execSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import OpenAI from 'openai';
 
-const { values } = parseArgs({ options: { requests: { type: 'string' }, clients: { type: 'string' }, queue: { type: 'string' } } });
+const { values } = parseArgs({ options: { requests: { type: 'string' }, clients: { type: 'string' }, queue: { type: 'string' }, log: { type: 'string' } } });
 const REQUESTS = Number(values.requests ?? 500);
 const CLIENTS = Number(values.clients ?? 50);
 const QUEUE = Number(values.queue ?? 16);
@@ -89,6 +89,7 @@ function rssBytes(pid: number): number {
 
 const uptimeBefore = execSync('uptime').toString().trim();
 const server = spawn(process.execPath, ['bin/ponder.js', 'serve', '--model', `models/${MODEL}`, '--port', '0', '--queue', String(QUEUE)], { stdio: ['ignore', 'ignore', 'pipe'] });
+process.on('exit', () => server.kill('SIGKILL')); // never leave the server behind
 let log = '';
 const url = await new Promise<string>((resolve, reject) => {
   server.stderr!.on('data', (d: Buffer) => {
@@ -176,4 +177,5 @@ console.log(`under load: ${(completed.length / (loadMs / 1000)).toFixed(1)} comp
 console.log(`one client alone (the ${completed.length} completed requests again, one after another): ${(aloneTokens / (aloneMs / 1000)).toFixed(0)} tokens/s; time to first token p50 ${percentile(aloneTtft, 50).toFixed(0)} ms, p99 ${percentile(aloneTtft, 99).toFixed(0)} ms`);
 console.log(`server RSS: ${mib(rssReady)} when ready, ${mib(rssBefore)} after a warm-up round of ${REQUESTS} other requests (= before the load), ${mib(rssAfter)} after the load (${(((rssAfter - rssBefore) / rssBefore) * 100).toFixed(1)} %)`);
 console.log(failures.length ? `FAIL\n  ${failures.join('\n  ')}` : 'PASS: every completed response equals the same request alone; every disconnect freed its turn; 429 with Retry-After beyond the line; RSS within 10 %');
+if (values.log) writeFileSync(values.log, log); // the server's own log lines, one per request
 process.exit(failures.length ? 1 : 0);

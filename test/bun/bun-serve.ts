@@ -3,7 +3,7 @@
  * `LISTENING <url>` once ready and one line per request; SIGTERM stops accepting, lets the
  * requests in flight finish, and exits 0.
  */
-import { demoServer, SERVED_MODEL } from '../portable/serve-model.js';
+import { demoServer, drainAndExit, SERVED_MODEL } from '../portable/serve-model.js';
 
 interface BunServer { readonly port: number; stop(closeActiveConnections?: boolean): Promise<void> | void }
 declare const Bun: {
@@ -18,10 +18,4 @@ const server = demoServer({ readText: (p) => Bun.file(`${dir}/${p}`).text(), rea
 await server.ready;
 const http = Bun.serve({ hostname: '127.0.0.1', port: 0, idleTimeout: 0, fetch: (request) => server.handle(request) });
 console.log(`LISTENING http://127.0.0.1:${http.port}`);
-process.on('SIGTERM', async () => {
-  const closing = http.stop(); // no new connections; the open ones finish
-  await server.drain();
-  await closing;
-  console.log('stopped');
-  process.exit(0);
-});
+process.on('SIGTERM', () => void drainAndExit(server, () => http.stop(), (code) => process.exit(code)));

@@ -3,7 +3,7 @@
  * Prints `LISTENING <url>` once ready and one line per request; SIGTERM stops accepting, lets the
  * requests in flight finish, and exits 0.
  */
-import { demoServer, SERVED_MODEL } from '../portable/serve-model.js';
+import { demoServer, drainAndExit, SERVED_MODEL } from '../portable/serve-model.js';
 
 interface DenoHttpServer { shutdown(): Promise<void>; finished: Promise<void> }
 declare const Deno: {
@@ -19,10 +19,4 @@ const dir = `${Deno.args[0] ?? 'models'}/${SERVED_MODEL}`;
 const server = demoServer({ readText: (p) => Deno.readTextFile(`${dir}/${p}`), readBytes: (p) => Deno.readFile(`${dir}/${p}`) }, (line) => console.log(line));
 await server.ready;
 const http = Deno.serve({ hostname: '127.0.0.1', port: 0, onListen: ({ port }) => console.log(`LISTENING http://127.0.0.1:${port}`) }, (request) => server.handle(request));
-Deno.addSignalListener('SIGTERM', async () => {
-  const closing = http.shutdown(); // no new connections; the open ones finish
-  await server.drain();
-  await closing;
-  console.log('stopped');
-  Deno.exit(0);
-});
+Deno.addSignalListener('SIGTERM', () => void drainAndExit(server, () => http.shutdown(), (code) => Deno.exit(code)));

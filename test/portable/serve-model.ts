@@ -21,3 +21,12 @@ export function demoServer(files: ModelFileReader, log: (line: string) => void):
     }, { importTokenizers: () => import('@huggingface/tokenizers') }),
   });
 }
+
+/** SIGTERM: stop accepting connections (`closeHttp`), let the requests in flight finish, then exit 0. */
+export async function drainAndExit(server: PonderServer, closeHttp: () => Promise<void> | void, exit: (code: number) => never): Promise<never> {
+  const closing = closeHttp(); // no new connections; the open ones finish
+  await server.drain();
+  await closing;
+  console.log('stopped');
+  return exit(0);
+}
