@@ -1,6 +1,7 @@
 /**
  * Load test of `ponder serve` (issue 15), loopback only and bounded (500 requests, 10 minutes at
- * most): the real CLI (bin/ponder.js, build first) serves models/demo-ouro; 50 concurrent
+ * most): the real CLI (bin/ponder.js, build first) serves models/ouro-sotu (a trained model; --model NAME
+ * for another folder of models/); 50 concurrent
  * streaming clients send 500 seeded requests in all (random prompts, lengths, temperatures and
  * depth policies), and about one in six disconnects after a few chunks. Then it checks:
  *
@@ -16,7 +17,7 @@
  * time to first token of one client alone (the reruns), with the CPU model and `uptime` before and
  * after. Exit 1 when a check fails.
  *
- *   npm run build && node --import tsx bench/serve-load.ts [--requests 500] [--clients 50] [--queue 16] [--log FILE]
+ *   npm run build && node --import tsx bench/serve-load.ts [--requests 500] [--clients 50] [--queue 16] [--model ouro-sotu] [--log FILE]
  */
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -25,12 +26,12 @@ import { execSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import OpenAI from 'openai';
 
-const { values } = parseArgs({ options: { requests: { type: 'string' }, clients: { type: 'string' }, queue: { type: 'string' }, log: { type: 'string' } } });
+const { values } = parseArgs({ options: { requests: { type: 'string' }, clients: { type: 'string' }, queue: { type: 'string' }, log: { type: 'string' }, model: { type: 'string' } } });
 const REQUESTS = Number(values.requests ?? 500);
 const CLIENTS = Number(values.clients ?? 50);
 const QUEUE = Number(values.queue ?? 16);
 const DEADLINE_MS = 10 * 60_000;
-const MODEL = 'demo-ouro';
+const MODEL = values.model ?? 'ouro-sotu';
 
 interface Spec { prompt: string; max_tokens: number; temperature: number; seed: number; policy: string; disconnectAfter: number | null }
 interface Outcome { spec: Spec; status: 'completed' | 'disconnected' | 'rejected' | 'failed'; text: string; steps: number[]; tokens: number; ttftMs: number | null; error?: string; retryAfter?: string | null }

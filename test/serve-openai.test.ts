@@ -280,13 +280,16 @@ test('the line is FIFO and bounded: one more request than it holds gets 429 with
   assert.ok(streamed instanceof OpenAI.APIError && streamed.code === 'request_timeout', String(streamed));
 });
 
-test('the README\'s curl example works as written (against this server\'s address)', async () => {
+test('the README\'s command and curl example work as written (on a free port)', async () => {
   const block = /```bash\n([\s\S]*?)```/.exec(readFileSync('README.md', 'utf8'))![1];
-  const curl = /curl (http:\/\/127\.0\.0\.1:8080)(\S+) .*?-d '([^']*)'/s.exec(block)!;
-  assert.match(block, /npx ponder serve --model models\/demo-ouro/);
-  const response = await fetch(`${main.url}${curl[2]}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: curl[3] });
+  const dir = /npx ponder serve --model (\S+)/.exec(block)![1];
+  const curl = /curl http:\/\/127\.0\.0\.1:8080(\S+) .*?-d '([^']*)'/s.exec(block)!;
+  const server = createServer({ model: await loadModel(dir), chatTemplate: await loadChatTemplateDir(dir) }); // the id is the directory's name, as the CLI's
+  const listening = await listen(server, { port: 0 });
+  servers.push(listening);
+  const response = await fetch(`${listening.url}${curl[1]}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: curl[2] });
   assert.equal(response.status, 200);
   const body = await response.json();
-  assert.equal(body.usage.completion_tokens, JSON.parse(curl[3]).max_tokens);
-  assert.equal(body.choices[0].depth.policy, JSON.parse(curl[3]).policy);
+  assert.equal(body.usage.completion_tokens, JSON.parse(curl[2]).max_tokens);
+  assert.equal(body.choices[0].depth.policy, JSON.parse(curl[2]).policy);
 });
