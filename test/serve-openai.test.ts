@@ -263,11 +263,12 @@ test('a client that disconnects stops its generation and frees its turn: the nex
 });
 
 test('the line is FIFO and bounded: one more request than it holds gets 429 with Retry-After; a time limit gives 504', async () => {
-  const { client: c } = await serve({ maxQueue: 1 });
+  const { url, client: c } = await serve({ maxQueue: 1 });
   const first = new AbortController();
   await longStream(c, first);
   const second = c.completions.create({ model: 'demo-ouro', prompt: 'b', max_tokens: 2 });
-  await new Promise((r) => setTimeout(r, 20)); // the second one takes its place in line
+  // the second one takes its place in line (the first runs for a while yet)
+  while ((await (await fetch(`${url}/health`)).json()).queue.waiting < 1) await new Promise((r) => setTimeout(r, 5));
   const e = await expectError(c.completions.create({ model: 'demo-ouro', prompt: 'c', max_tokens: 2 }), 429, { code: 'queue_full' });
   assert.ok(Number(e.headers?.get('retry-after')) >= 1);
   first.abort();

@@ -36,7 +36,8 @@ export async function listen(server: PonderServer, options: ListenOptions = {}):
   // responses still being written: a drained core may have handed over bytes not yet sent
   const writing = new Set<Promise<void>>();
   const http = createHttpServer((req, res) => {
-    const done: Promise<void> = respond(server, req, res).finally(() => writing.delete(done));
+    // handle() never rejects; anything else that fails (a socket error mid-write) ends this connection only
+    const done: Promise<void> = respond(server, req, res).catch(() => { res.destroy(); }).finally(() => writing.delete(done));
     writing.add(done);
   });
   http.listen(port, host);
