@@ -16,6 +16,7 @@ export { openModelDir, type ModelDir } from './model-dir.js';
 export { createNodeWasmRuntime, enableRelaxedSimd, defaultThreadCount } from './pool-worker.js';
 export { convertMor, type ConvertMorOptions, type ConvertMorResult } from './convert.js';
 export { openFileSource } from './files.js';
+export { listen, loadChatTemplateDir, type ListenOptions, type Listening } from './serve.js';
 
 const TOKENIZER_FILE_LIMIT: ReadLimit = { maxBytes: LIMITS.jsonFileBytes, code: 'TOKENIZER_INVALID', what: 'a tokenizer file' };
 
