@@ -14,6 +14,7 @@ import { parseSafetensors, readTensor, writeSafetensors } from '../src/format/sa
 import { loadModel } from '../src/node/index.js';
 import { createWasmRuntime } from '../src/kernels/wasm.js';
 import { depthFunction, exit, fixed } from '../src/depth/policy.js';
+import { createServer } from '../src/serve/server.js';
 import { assertUsageError, ponder } from './cli-helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ponder-nonfinite-'));
@@ -87,4 +88,20 @@ test('a check that ran is never null in a trace: Ouro\'s gate values and every c
       assert.ok(t.criterionValues.slice(0, ran).every((v) => typeof v === 'number'), JSON.stringify(t.criterionValues));
     }
   }
+});
+
+test('under ponder serve, a NaN met while generating is a typed error: a 400 with NUM_NONFINITE, or the stream\'s last event carrying the code', async () => {
+  const broken = await loadModel(modelWith('demo-ouro', 'lm_head.weight', NaN), { runtime: await createWasmRuntime() });
+  const server = createServer({ model: broken, id: 'broken' });
+  const post = (body: object): Promise<Response> => server.handle(new Request('http://x/v1/completions', { method: 'POST', body: JSON.stringify({ model: 'broken', prompt: 'Hi', max_tokens: 2, ...body }) }));
+  const plain = await post({});
+  assert.equal(plain.status, 400);
+  assert.equal(((await plain.json()) as { error: { code: string } }).error.code, 'NUM_NONFINITE');
+  const streamed = await post({ stream: true });
+  assert.equal(streamed.status, 200); // the headers went out before the first token
+  const events = (await streamed.text()).split('\n\n').filter(Boolean);
+  const last = JSON.parse(events[events.length - 1].slice('data: '.length)) as { error: { code: string; type: string; message: string } };
+  assert.equal(last.error.code, 'NUM_NONFINITE');
+  assert.equal(last.error.type, 'invalid_request_error');
+  assert.match(last.error.message, /logits.*NaN.*\(.+\)$/); // the message, then the hint
 });

@@ -74,6 +74,12 @@ export function resolveSamplingOptions(samplingOptions: SamplingOptions, vocabSi
     throw badArg('repetitionPenalty', `repetitionPenalty must be a finite number > 0, got ${String(repetitionPenalty)}`,
       'use 1 (the default) for no penalty; values above 1 discourage repeats');
   }
+  // it is applied in float32 (as torch does): one that rounds to 0 or Infinity would turn logits into ±Infinity or 0
+  const penalty32 = Math.fround(repetitionPenalty);
+  if (penalty32 < MIN_NORMAL_F32 || penalty32 === Infinity) {
+    throw badArg('repetitionPenalty', `repetitionPenalty ${String(repetitionPenalty)} is ${penalty32 === Infinity ? 'Infinity' : penalty32 === 0 ? '0' : 'subnormal'} in float32, in which it is applied`,
+      'use a value near 1 (1.1 to 1.5 is usual); 1 means no penalty');
+  }
   const seed = options.seed ?? 0;
   checkSeed(seed);
   return { temperature, topK, topP, minP, repetitionPenalty, seed };
@@ -142,6 +148,9 @@ export function argmaxFinite(logits: ArrayLike<number>): number {
 }
 
 /** NaN or +Infinity anywhere, or no finite logit at all, is NUM_NONFINITE. -Infinity marks a banned token. */
+/** The smallest normal float32, 2^-126. */
+const MIN_NORMAL_F32 = 2 ** -126;
+
 function checkLogitsFinite(logits: ArrayLike<number>): void {
   let finiteCount = 0;
   for (let i = 0; i < logits.length; i++) {
@@ -357,6 +366,13 @@ export class Sampler {
       if (this.seen[id]) continue;
       this.seen[id] = 1;
       x[id] = x[id] < 0 ? x[id] * penalty : x[id] / penalty;
+      if (!Number.isFinite(x[id])) {
+        for (let r = 0; r <= j; r++) this.seen[context[r]] = 0;
+        throw new PonderError('NUM_NONFINITE', `logits[${id}] = ${String(logits[id])} with repetitionPenalty ${String(this.options.repetitionPenalty)} is ${String(x[id])} in float32`, {
+          tensor: 'logits', field: 'repetitionPenalty',
+          hint: 'a penalty this far from 1 overflows the penalised logits; use a value near 1 (1.1 to 1.5 is usual)',
+        });
+      }
     }
     for (let j = 0; j < context.length; j++) this.seen[context[j]] = 0;
   }

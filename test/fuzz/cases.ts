@@ -1,9 +1,9 @@
 /**
  * The fuzzer's cases: every bundled model's config.json, model.safetensors, tokenizer.json (and a
  * generation_config.json), trace JSON of each model, tokenizer_config.json chat templates, and the
- * MoR release's PyTorch checkpoint with its configs — each mutated by one seeded mutation (bit
- * flips, truncation, safetensors header-length lies and header fields, JSON fields set to
- * extremes: 0, -1, 1e9, 2^31, NaN, strings, nulls, deep nesting...).
+ * MoR release's PyTorch checkpoint with its configs, and `ponder serve` request bodies — each
+ * mutated by one seeded mutation (bit flips, truncation, safetensors header-length lies and header
+ * fields, JSON fields set to extremes: 0, -1, 1e9, 2^31, NaN, strings, nulls, deep nesting...).
  *
  * A case is a pure function of (seed, index): `makeCase(corpus, seed, index)` always gives the same
  * files and commands, so one case reproduces alone (`npm run fuzz -- --seed S --case K`).
@@ -51,6 +51,23 @@ export interface Corpus {
   readonly chatConfigs: Uint8Array[];
   /** the MoR release fixture: pytorch_model.bin, config.json, experiment.yaml */
   readonly release: Record<string, Uint8Array>;
+}
+
+/** The model id the fuzzer's server answers to (`model` in every request body). */
+export const SERVE_MODEL_ID = 'fuzz';
+
+/** Valid request bodies of /v1/completions and /v1/chat/completions, streamed and not, using most fields the server reads. */
+export function serveRequests(policy: string): { endpoint: 'completion' | 'chat'; body: Uint8Array }[] {
+  const common = { model: SERVE_MODEL_ID, max_tokens: 2, seed: 7, temperature: 0.8, top_p: 0.9, top_k: 20, min_p: 0.05, repetition_penalty: 1.1, stop: ['\n\n'], policy, n: 1, user: 'fuzz' };
+  const stream = { stream: true, stream_options: { include_usage: true } };
+  const messages = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: [{ type: 'text', text: 'Hi' }] }, { role: 'assistant', content: 'Hello.' }, { role: 'user', content: 'And now?' }];
+  const chat = { ...common, messages, chat_template_kwargs: { enable_thinking: false }, logprobs: false, tools: [], response_format: { type: 'text' } };
+  return [
+    { endpoint: 'completion', body: bytes(JSON.stringify({ ...common, prompt: 'Once upon a time', echo: true, logit_bias: {} }, null, 2)) },
+    { endpoint: 'completion', body: bytes(JSON.stringify({ ...common, ...stream, prompt: [[1, 2, 3]] }, null, 2)) },
+    { endpoint: 'chat', body: bytes(JSON.stringify(chat, null, 2)) },
+    { endpoint: 'chat', body: bytes(JSON.stringify({ ...chat, ...stream, max_completion_tokens: 2 }, null, 2)) },
+  ];
 }
 
 const GENERATION_CONFIG = { do_sample: true, temperature: 0.7, top_k: 20, top_p: 0.9, eos_token_id: 2, max_new_tokens: 8 };
@@ -271,13 +288,13 @@ export interface FuzzCase {
   readonly mutation: string;
   /** relative path → bytes, written into the case's directory (unchanged corpus files included) */
   readonly files: Record<string, Uint8Array>;
-  /** each step: `ponder` argv with CASE for the case's directory, or 'chat' (render the mutated template) */
+  /** each step: `ponder` argv with CASE for the case's directory, 'chat' (render the mutated template) or 'serve' (post request.json to a server of the model) */
   readonly steps: readonly (readonly string[])[];
 }
 
-export type Target = 'config.json' | 'model.safetensors' | 'tokenizer.json' | 'generation_config.json' | 'trace' | 'chat' | 'pytorch';
+export type Target = 'config.json' | 'model.safetensors' | 'tokenizer.json' | 'generation_config.json' | 'trace' | 'chat' | 'pytorch' | 'serve';
 const TARGETS: readonly [Target, number][] = [
-  ['config.json', 30], ['model.safetensors', 30], ['tokenizer.json', 10], ['generation_config.json', 5], ['trace', 12], ['chat', 5], ['pytorch', 8],
+  ['config.json', 30], ['model.safetensors', 30], ['tokenizer.json', 10], ['generation_config.json', 5], ['trace', 12], ['chat', 5], ['pytorch', 8], ['serve', 10],
 ];
 
 function pickTarget(rng: Rng): Target {
@@ -299,9 +316,13 @@ export function familyOf(config: Uint8Array): string {
   return c.model_type === 'ouro' ? 'ouro' : 'model_config' in c ? 'mor' : 'huginn';
 }
 
-export function makeCase(corpus: Corpus, seed: number, index: number): FuzzCase {
+export const TARGET_NAMES: readonly Target[] = TARGETS.map(([t]) => t);
+
+/** Case `index` of run `seed`; `only` makes every case one of that target (`npm run fuzz -- --target serve`). */
+export function makeCase(corpus: Corpus, seed: number, index: number, only?: Target): FuzzCase {
   const rng = new Rng(seed, index);
-  const target = pickTarget(rng);
+  const picked = pickTarget(rng);
+  const target = only ?? picked;
   const model = rng.pick(MODELS);
   const run = ['run', '-m', 'CASE/model', '-n', '2', '--prompt', 'Hi', '--seed', String(rng.int(1000)), '--policy', rng.pick(POLICIES[familyOf(corpus.models[model]['config.json'])])];
   const modelSteps = [['inspect', 'CASE/model'], run];
@@ -328,6 +349,16 @@ export function makeCase(corpus: Corpus, seed: number, index: number): FuzzCase 
       const base = rng.pick(corpus.chatConfigs);
       const m = jsonMutation(rng, base);
       return { seed, index, target: 'tokenizer_config.json (chat template)', mutation: m.describe, files: { 'tokenizer_config.json': m.apply(base) }, steps: [['chat', 'CASE/tokenizer_config.json']] };
+    }
+    case 'serve': {
+      // the bundled model unchanged, a mutated request body: posted in-process to createServer (the chat endpoint renders the chat fixtures' first template)
+      const requests = serveRequests(rng.pick(POLICIES[familyOf(corpus.models[model]['config.json'])]));
+      const { endpoint, body } = rng.pick(requests);
+      const m = jsonMutation(rng, body);
+      return {
+        seed, index, target: `serve ${endpoint === 'chat' ? '/v1/chat/completions' : '/v1/completions'} on ${model}`, mutation: m.describe,
+        files: { 'request.json': m.apply(body) }, steps: [['serve', model, endpoint, 'CASE/request.json']],
+      };
     }
     case 'pytorch': {
       const which = rng.pick(['pytorch_model.bin', 'pytorch_model.bin', 'config.json', 'experiment.yaml'] as const);

@@ -1,9 +1,10 @@
 /**
  * The fuzzer (`npm run fuzz -- --cases N [--seed S]`): seeded mutations of every bundled model's
  * config.json, model.safetensors, tokenizer.json and generation_config.json, of trace JSON, of chat
- * templates and of the MoR release's PyTorch checkpoint (test/fuzz/cases.ts), each case's commands
- * run in-process in a worker (`inspect` and a 2-token `run` for a model; `trace --html`; chat
- * rendering; `convert mor` then `inspect` and `run`) under a time and a memory budget.
+ * templates, of the MoR release's PyTorch checkpoint and of `ponder serve` request bodies
+ * (test/fuzz/cases.ts), each case's commands run in-process in a worker (`inspect` and a 2-token
+ * `run` for a model; `trace --html`; chat rendering; `convert mor` then `inspect` and `run`; the
+ * request posted to the server core) under a time and a memory budget.
  *
  * A case fails on a crash (an exception out of the CLI, a worker that dies), a hang (over the time
  * budget: the worker is killed), a stack trace, INTERNAL, an error code spec/errors.md does not
@@ -12,6 +13,9 @@
  *
  *   npm run fuzz -- --seed 7 --case 1234 --save /tmp/case-1234    # its files stay in /tmp/case-1234
  *
+ * `--target T` makes every case mutate one target (config.json, model.safetensors, tokenizer.json,
+ * generation_config.json, trace, chat, pytorch, serve).
+ *
  * The report gives the outcome counts, every error code seen (with counts) and the slowest case.
  * `npm test` runs a short seeded run (test/fuzz.test.ts); `--cases 5000` is the release check.
  */
@@ -19,7 +23,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ROOT } from './cases.js';
+import { ROOT, TARGET_NAMES, type Target } from './cases.js';
 import type { CaseOutcome, FromWorker, ToWorker } from './worker.js';
 
 export interface FuzzOptions {
@@ -28,12 +32,16 @@ export interface FuzzOptions {
   readonly cases: number;
   /** run only these case indices */
   readonly only?: readonly number[];
+  /** every case mutates this target (default: each case picks one, weighted) */
+  readonly target?: Target;
   /** a case's commands together may take this long (a hang otherwise): wall time, on a shared machine */
   readonly timeBudgetMs?: number;
   /** the worker's resident memory may not pass this while a case runs */
   readonly memoryBudgetMb?: number;
   /** keep the (single) case's files in this directory */
   readonly save?: string;
+  /** stops the run after the case in flight; the report covers the cases completed */
+  readonly stop?: AbortSignal;
   /** called after each case (progress) */
   readonly onCase?: (outcome: CaseOutcome, failures: readonly Failure[]) => void;
 }
@@ -49,7 +57,10 @@ export interface Failure {
 
 export interface FuzzReport {
   readonly seed: number;
+  /** cases completed */
   readonly cases: number;
+  /** cases asked for (more than `cases` when the run was stopped) */
+  readonly requested: number;
   readonly commands: number;
   /** commands that ended with exit 0 */
   readonly accepted: number;
@@ -67,6 +78,19 @@ export function documentedCodes(): Set<string> {
   for (const line of readFileSync(join(ROOT, 'spec', 'errors.md'), 'utf8').split('\n')) {
     const first = /^\|([^|]*)\|/.exec(line)?.[1] ?? '';
     for (const m of first.matchAll(/`([A-Z][A-Z0-9_]*)`/g)) out.add(m[1]);
+  }
+  return out;
+}
+
+/** The HTTP-level codes of spec/serve.md's error table (its third column), which serve cases report as `serve:<code>`. */
+export function documentedServeCodes(): Set<string> {
+  const out = new Set<string>();
+  const text = readFileSync(join(ROOT, 'spec', 'serve.md'), 'utf8');
+  const table = text.slice(text.indexOf('## Errors'));
+  for (const line of table.split('\n')) {
+    const cells = line.split('|');
+    if (cells.length < 5) continue;
+    for (const m of cells[3].matchAll(/`([a-z][a-z_]*)`/g)) out.add(`serve:${m[1]}`);
   }
   return out;
 }
@@ -102,6 +126,7 @@ class Worker {
       execArgv: ['--import', 'tsx', '--expose-gc', '--max-old-space-size=2048', '--stack-size=984'],
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
       cwd: ROOT,
+      detached: true, // its own process group: a Ctrl-C meant for the run (which then stops cleanly) does not kill the case in flight
     });
     let stderr = '';
     child.stderr!.on('data', (d) => { if (stderr.length < 10_000) stderr += d; });
@@ -155,32 +180,34 @@ class Worker {
   }
 }
 
-function reproduce(seed: number, index: number): string {
-  return `npm run fuzz -- --seed ${seed} --case ${index} --save /tmp/ponder-fuzz-${seed}-${index}`;
+function reproduce(seed: number, index: number, target: Target | undefined): string {
+  return `npm run fuzz -- --seed ${seed} --case ${index}${target ? ` --target ${target}` : ''} --save /tmp/ponder-fuzz-${seed}-${index}`;
 }
 
 export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
   const t0 = performance.now();
   const timeBudgetMs = o.timeBudgetMs ?? 20_000;
   const memoryBudgetMb = o.memoryBudgetMb ?? 500;
-  const documented = documentedCodes();
+  const documented = new Set([...documentedCodes(), ...documentedServeCodes()]);
   const indices = o.only ?? Array.from({ length: o.cases }, (_, i) => i);
   const codes: Record<string, number> = {};
   const failures: Failure[] = [];
   let commands = 0, accepted = 0, peakRssMb = 0;
   let slowest: FuzzReport['slowest'] = null;
   let worker: Worker | null = null;
+  let completed = 0;
   try {
     for (const index of indices) {
+      if (o.stop?.aborted) break;
       if (!worker || worker.child.exitCode !== null || worker.casesRun >= CASES_PER_WORKER) {
         worker?.stop();
         worker = await Worker.start();
       }
-      const r = await worker.run({ type: 'case', seed: o.seed, index, save: o.save }, timeBudgetMs);
+      const r = await worker.run({ type: 'case', seed: o.seed, index, target: o.target, save: o.save }, timeBudgetMs);
       peakRssMb = Math.max(peakRssMb, r.peakMb);
       const caseFailures: Failure[] = [];
       const fail = (kind: Failure['kind'], detail: string, target = r.outcome?.target ?? '?', mutation = r.outcome?.mutation ?? '?'): void => {
-        caseFailures.push({ index, target, mutation, kind, detail, reproduce: reproduce(o.seed, index) });
+        caseFailures.push({ index, target, mutation, kind, detail, reproduce: reproduce(o.seed, index, o.target) });
       };
       if (r.outcome === null) {
         fail(r.kind ?? 'crash', r.failure ?? 'no result', r.described?.target ?? '?', r.described?.mutation ?? '?');
@@ -198,17 +225,18 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
           else if (s.code === 'INTERNAL') fail('INTERNAL', `${cmd}: ${s.firstLine}`);
           else if (s.problems.includes('stack trace on stderr')) fail('stack trace', `${cmd}: ${s.firstLine}`);
           else if (s.problems.length > 0) fail('contract', `${cmd}: ${s.problems.join(', ')}: ${s.firstLine}`);
-          if (s.code !== null && s.code !== 'INTERNAL' && !documented.has(s.code)) fail('unlisted code', `${cmd}: ${s.code} is not in spec/errors.md`);
+          if (s.code !== null && s.code !== 'INTERNAL' && !documented.has(s.code)) fail('unlisted code', `${cmd}: ${s.code} is not in ${s.code.startsWith('serve:') ? "spec/serve.md's error table" : 'spec/errors.md'}`);
         }
       }
       failures.push(...caseFailures);
+      completed++;
       if (r.outcome) o.onCase?.(r.outcome, caseFailures);
       else o.onCase?.({ index, target: r.described?.target ?? '?', mutation: r.described?.mutation ?? '?', steps: [], ms: 0 }, caseFailures);
     }
   } finally {
     worker?.stop();
   }
-  return { seed: o.seed, cases: indices.length, commands, accepted, codes, failures, slowest, peakRssMb, seconds: (performance.now() - t0) / 1000 };
+  return { seed: o.seed, cases: completed, requested: indices.length, commands, accepted, codes, failures, slowest, peakRssMb, seconds: (performance.now() - t0) / 1000 };
 }
 
 export function formatReport(r: FuzzReport): string {
@@ -216,7 +244,7 @@ export function formatReport(r: FuzzReport): string {
   const byKind = new Map<string, number>();
   for (const f of r.failures) byKind.set(f.kind, (byKind.get(f.kind) ?? 0) + 1);
   const kinds: [Failure['kind'], string][] = [['crash', 'crashes'], ['hang', 'hangs'], ['stack trace', 'stack traces'], ['INTERNAL', 'INTERNAL'], ['unlisted code', 'unlisted codes'], ['contract', 'broken error contracts'], ['memory', 'over the memory budget']];
-  lines.push(`fuzz seed ${r.seed}: ${r.cases} cases, ${r.commands} commands in ${r.seconds.toFixed(1)} s`);
+  lines.push(`fuzz seed ${r.seed}: ${r.cases} cases${r.cases < r.requested ? ` (stopped: ${r.requested} asked for)` : ''}, ${r.commands} commands in ${r.seconds.toFixed(1)} s`);
   lines.push(`  accepted (exit 0): ${r.accepted}; typed errors (exit 2): ${Object.values(r.codes).reduce((a, b) => a + b, 0)}`);
   lines.push(`  failures: ${r.failures.length} (${kinds.map(([k, label]) => `${byKind.get(k) ?? 0} ${label}`).join(', ')})`);
   lines.push(`  codes seen: ${Object.entries(r.codes).sort((a, b) => b[1] - a[1]).map(([c, n]) => `${c} ${n}`).join(', ') || 'none'}`);
@@ -239,11 +267,13 @@ function parseCli(argv: string[]): FuzzOptions & { json: boolean } {
     if (!/^\d+$/.test(v)) throw new Error(`${flag} needs a non-negative integer, got ${v}`);
     return Number(v);
   };
-  const known = ['--cases', '--seed', '--case', '--save', '--time-budget-ms', '--memory-budget-mb', '--json'];
+  const known = ['--cases', '--seed', '--case', '--target', '--save', '--time-budget-ms', '--memory-budget-mb', '--json'];
   for (const a of argv) if (a.startsWith('--') && !known.includes(a)) throw new Error(`unknown flag ${a}; flags: ${known.join(' ')}`);
   const seed = int('--seed', Math.floor(Math.random() * 2 ** 31));
   const only = value('--case') !== undefined ? [int('--case', 0)] : undefined;
-  return { seed, cases: int('--cases', 200), only, save: value('--save'), timeBudgetMs: int('--time-budget-ms', 20_000), memoryBudgetMb: int('--memory-budget-mb', 500), json: argv.includes('--json') };
+  const target = value('--target') as Target | undefined;
+  if (target !== undefined && !TARGET_NAMES.includes(target)) throw new Error(`--target takes one of ${TARGET_NAMES.join(', ')}, got ${target}`);
+  return { seed, cases: int('--cases', 200), only, target, save: value('--save'), timeBudgetMs: int('--time-budget-ms', 20_000), memoryBudgetMb: int('--memory-budget-mb', 500), json: argv.includes('--json') };
 }
 
 async function cli(): Promise<void> {
@@ -251,27 +281,38 @@ async function cli(): Promise<void> {
   try {
     options = parseCli(process.argv.slice(2));
   } catch (e) {
-    process.stderr.write(`${(e as Error).message}\nusage: npm run fuzz -- [--cases N] [--seed S] [--case K [--save DIR]] [--time-budget-ms MS] [--memory-budget-mb MB] [--json]\n`);
+    process.stderr.write(`${(e as Error).message}\nusage: npm run fuzz -- [--cases N] [--seed S] [--target T] [--case K [--save DIR]] [--time-budget-ms MS] [--memory-budget-mb MB] [--json]\n`);
     process.exitCode = 2;
     return;
   }
   let done = 0;
+  const started = performance.now();
   const total = options.only?.length ?? options.cases;
-  process.stderr.write(`fuzz: seed ${options.seed}, ${total} case${total === 1 ? '' : 's'}\n`);
+  // Ctrl-C (or SIGTERM) stops after the case in flight and reports the cases completed; a second one ends at once
+  const stop = new AbortController();
+  const onSignal = (): void => {
+    if (stop.signal.aborted) process.exit(130);
+    stop.abort();
+    process.stderr.write(`\nstopping after the case in flight (again to end at once)\n`);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.stderr.write(`fuzz: seed ${options.seed}, ${total} case${total === 1 ? '' : 's'}${options.target ? ` of ${options.target}` : ''}\n`);
   const report = await runFuzz({
     ...options,
+    stop: stop.signal,
     onCase: (outcome, failures) => {
       done++;
       for (const f of failures) process.stderr.write(`\nFAIL #${f.index} [${f.kind}] ${f.target}: ${f.mutation}\n`);
       if (options.only) {
         process.stderr.write(`#${outcome.index} ${outcome.target}: ${outcome.mutation}\n`);
         for (const s of outcome.steps) process.stderr.write(`  ponder ${s.argv.join(' ')} → exit ${s.exit}${s.code ? ` ${s.code}` : ''} (${s.ms.toFixed(0)} ms)${s.firstLine && s.exit !== 0 ? `\n    ${s.firstLine}` : ''}\n`);
-      } else if (done % 100 === 0 || done === total) process.stderr.write(`\r${done}/${total} cases`);
+      } else if (done % 50 === 0 || done === total) process.stderr.write(`\r${done}/${total} cases (${Math.round((performance.now() - started) / 1000)} s)`);
     },
   });
   process.stderr.write('\n');
   process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatReport(report)}\n`);
-  process.exitCode = report.failures.length === 0 ? 0 : 1;
+  process.exitCode = report.failures.length > 0 ? 1 : report.cases < report.requested ? 130 : 0;
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) await cli();

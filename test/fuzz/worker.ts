@@ -1,6 +1,7 @@
 /**
  * The fuzzer's worker process: builds each case it is sent (cases.ts), writes its files into a
- * fresh directory and runs its commands in-process through the CLI's `main` (and the chat API),
+ * fresh directory and runs its commands in-process through the CLI's `main` (and the chat API, and
+ * the server core of `ponder serve` for request bodies),
  * then reports every command's exit code, error code and time. The parent (run.ts) watches the
  * time and memory budgets and kills this process when a case hangs.
  */
@@ -8,9 +9,12 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { main, type CliIO } from '../../src/cli/main.js';
-import { loadChatTemplate } from '../../src/chat/template.js';
+import { loadChatTemplate, type ChatTemplate } from '../../src/chat/template.js';
 import { PonderError } from '../../src/errors.js';
-import { familyOf, makeCase, MODELS, POLICIES, readCorpusFiles, ROOT, type Corpus, type FuzzCase } from './cases.js';
+import type { Model } from '../../src/api/model.js';
+import { loadModelDir } from '../../src/node/index.js';
+import { createServer } from '../../src/serve/server.js';
+import { familyOf, makeCase, MODELS, POLICIES, readCorpusFiles, ROOT, SERVE_MODEL_ID, type Corpus, type FuzzCase, type Target } from './cases.js';
 
 /** What one command did. */
 export interface StepOutcome {
@@ -33,7 +37,7 @@ export interface CaseOutcome {
   readonly ms: number;
 }
 
-export type ToWorker = { type: 'case'; seed: number; index: number; save?: string };
+export type ToWorker = { type: 'case'; seed: number; index: number; target?: Target; save?: string };
 export type FromWorker = { type: 'ready' } | { type: 'start'; index: number; target: string; mutation: string } | { type: 'step'; argv: readonly string[] } | { type: 'done'; outcome: CaseOutcome };
 
 const io = (sink: { out: string; err: string }): CliIO => ({
@@ -100,6 +104,73 @@ async function runChat(path: string, text: string): Promise<StepOutcome> {
   }
 }
 
+/** The bundled models and the chat template the serve cases use, loaded once per worker (requests cannot change them). */
+const served = new Map<string, Model>();
+let servedTemplate: ChatTemplate | null = null;
+
+/** A request is answered in this time or stopped with 504 (an accepted outcome: a valid max_tokens may ask for the whole context). */
+const SERVE_TIMEOUT_MS = 5_000;
+/** `code` of an error body whose code is an HTTP-level one (spec/serve.md) rather than one of spec/errors.md. */
+const OPENAI_CODE = /^[a-z][a-z_]*$/;
+
+/**
+ * Posts a (mutated) request body to a fresh server core over a bundled model and checks the answer:
+ * a 2xx whose body is a completion or a stream ending in [DONE], or an OpenAI error object
+ * `{error: {message, type, param, code}}` with a 4xx status (504 for the time limit). A 500, an
+ * error object in a stream that is not typed, or a body that is not JSON is a failure.
+ */
+async function runServe(corpus: Corpus, argv: readonly string[], body: Uint8Array): Promise<StepOutcome> {
+  const [, modelName, endpoint] = argv;
+  const t0 = performance.now();
+  const problems: string[] = [];
+  let code: string | null = null;
+  let firstLine = '';
+  let exit = 0;
+  try {
+    let model = served.get(modelName);
+    if (!model) served.set(modelName, (model = await loadModelDir(join(ROOT, 'models', modelName))));
+    servedTemplate ??= await loadChatTemplate({ tokenizerConfig: new TextDecoder().decode(corpus.chatConfigs[0]) });
+    const server = createServer({ model, id: SERVE_MODEL_ID, chatTemplate: servedTemplate, timeoutMs: SERVE_TIMEOUT_MS });
+    const path = endpoint === 'chat' ? '/v1/chat/completions' : '/v1/completions';
+    const response = await server.handle(new Request(`http://fuzz${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body.slice().buffer }));
+    const text = await response.text();
+    const contentType = response.headers.get('content-type') ?? '';
+    if (response.status >= 200 && response.status < 300 && contentType.startsWith('text/event-stream')) {
+      // every event is JSON or [DONE]; the stream ends with [DONE], or with an error object carrying a code
+      const events = text.split('\n\n').filter((e) => e.length > 0);
+      const last = events[events.length - 1] ?? '';
+      if (!events.every((e) => e.startsWith('data: '))) problems.push('a stream event without "data: "');
+      if (last !== 'data: [DONE]') {
+        const error = parseError(last.slice('data: '.length));
+        if (!error) problems.push(`the stream ends without [DONE] or an error: ${last.slice(0, 200)}`);
+        else { code = error.code ?? 'UNTYPED'; firstLine = error.message; exit = 2; if (error.code === null) problems.push('an untyped error in the stream'); }
+      }
+    } else if (response.status >= 200 && response.status < 300) {
+      try { JSON.parse(text); } catch { problems.push('a 2xx body that is not JSON'); }
+    } else {
+      exit = 2;
+      const error = parseError(text);
+      if (!error) problems.push(`HTTP ${response.status} without an OpenAI error object: ${text.slice(0, 200)}`);
+      else { code = error.code ?? `HTTP ${response.status}`; firstLine = `HTTP ${response.status} ${error.type}: ${error.message}`; }
+      if (response.status >= 500 && response.status !== 504) { code = 'INTERNAL'; exit = 1; }
+    }
+  } catch (e) {
+    return { argv, exit: -1, code: null, firstLine: String((e as Error)?.stack ?? e).slice(0, 300), problems: ['the server threw (handle() must never reject)'], ms: performance.now() - t0 };
+  }
+  if (code !== null && OPENAI_CODE.test(code)) code = `serve:${code}`; // spec/serve.md's codes, not spec/errors.md's
+  return { argv, exit, code, firstLine: firstLine.slice(0, 300), problems, ms: performance.now() - t0 };
+}
+
+function parseError(text: string): { message: string; type: string; code: string | null } | null {
+  try {
+    const e = (JSON.parse(text) as { error?: { message?: unknown; type?: unknown; code?: unknown } }).error;
+    if (!e || typeof e.message !== 'string' || e.message === '' || typeof e.type !== 'string') return null;
+    return { message: e.message, type: e.type, code: typeof e.code === 'string' ? e.code : null };
+  } catch {
+    return null;
+  }
+}
+
 async function runCase(corpus: Corpus, c: FuzzCase, save: string | undefined, onStep: (argv: readonly string[]) => void): Promise<CaseOutcome> {
   const dir = save ?? mkdtempSync(join(tmpdir(), 'ponder-fuzz-'));
   try {
@@ -113,6 +184,7 @@ async function runCase(corpus: Corpus, c: FuzzCase, save: string | undefined, on
       const argv = step.map((a) => a.replace(/^CASE\//, `${dir}/`));
       onStep(argv);
       if (argv[0] === 'chat') { steps.push(await runChat(argv[1], new TextDecoder().decode(c.files['tokenizer_config.json']))); continue; }
+      if (argv[0] === 'serve') { steps.push(await runServe(corpus, argv, c.files['request.json'])); continue; }
       const sink = { out: '', err: '' };
       const s0 = performance.now();
       let exit: number;
@@ -144,7 +216,7 @@ async function serve(): Promise<void> {
     if (m.type !== 'case') return;
     void (async () => {
       (globalThis as { gc?: () => void }).gc?.(); // each case starts from the same heap, so its memory is its own
-      const c = makeCase(corpus, m.seed, m.index);
+      const c = makeCase(corpus, m.seed, m.index, m.target);
       send({ type: 'start', index: m.index, target: c.target, mutation: c.mutation });
       const outcome = await runCase(corpus, c, m.save, (argv) => send({ type: 'step', argv }));
       send({ type: 'done', outcome });
@@ -153,4 +225,7 @@ async function serve(): Promise<void> {
   send({ type: 'ready' });
 }
 
-if (process.send) await serve();
+if (process.send) {
+  process.on('disconnect', () => process.exit(0)); // the run ended (or died): never outlive it
+  await serve();
+}
