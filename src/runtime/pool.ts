@@ -17,7 +17,7 @@
  * Node's worker_threads). The worker side runs `runPoolWorker` below.
  */
 import { PonderError } from '../errors.js';
-import { linearScratchBytes, type WasmKernelExports } from '../kernels/wasm.js';
+import { linearScratchBytes, type WasmKernelExports } from '../kernels/wasm-exports.js';
 import { ScratchBuffer, type WasmArena } from './wasm-arena.js';
 
 /** What a worker needs to join the pool. Structured-cloneable (Module and Memory are shareable). */
@@ -101,7 +101,7 @@ export class ThreadPool {
   }
 
   /** linear over panels [0, panels), split in contiguous panel ranges. `scratch`: the main thread's. */
-  linear(bf16: boolean, y: number, x: number, w: number, bias: number, M: number, N: number, K: number, panels: number, kc: number, scratch: number): void {
+  linear(bf16: boolean, y: number, x: number, w: number, bias: number, M: number, N: number, K: number, panels: number, kc: number, scratch: number, tile: number): void {
     const op = bf16 ? OP_LINEAR_BF16 : OP_LINEAR_F32;
     const scratchBytes = bf16 && M > 1 ? linearScratchBytes(kc) : 0;
     const ranges = split(panels, this.threads);
@@ -109,11 +109,11 @@ export class ThreadPool {
     this.splitJobs++;
     for (let i = 0; i < this.handles.length; i++) {
       const [p0, p1] = ranges[i + 1];
-      this.post(i, gen, op, [y, x, w, bias, M, N, K, p0, p1, kc, scratchBytes ? this.linearScratch[i].need(scratchBytes) : 0]);
+      this.post(i, gen, op, [y, x, w, bias, M, N, K, p0, p1, kc, scratchBytes ? this.linearScratch[i].need(scratchBytes) : 0, tile]);
     }
     const [p0, p1] = ranges[0];
-    if (bf16) this.wasm.linear_bf16(y, x, w, bias, M, N, K, p0, p1, kc, scratch);
-    else this.wasm.linear_f32(y, x, w, bias, M, N, K, p0, p1, kc, scratch);
+    if (bf16) this.wasm.linear_bf16(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile);
+    else this.wasm.linear_f32(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile);
     this.join(gen, 'linear');
   }
 
@@ -223,8 +223,8 @@ export function runPoolWorker(init: PoolWorkerInit, wasm: WasmKernelExports, now
     const a = (i: number) => control[ARGS + i];
     let status = 0;
     try {
-      if (op === OP_LINEAR_F32) wasm.linear_f32(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10));
-      else if (op === OP_LINEAR_BF16) wasm.linear_bf16(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10));
+      if (op === OP_LINEAR_F32) wasm.linear_f32(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11));
+      else if (op === OP_LINEAR_BF16) wasm.linear_bf16(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11));
       else if (op === OP_ATTENTION) wasm.attention(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), controlF32[ARGS + 9], a(10), a(11), a(12), a(13), a(14), a(15));
       else status = 1;
     } catch {

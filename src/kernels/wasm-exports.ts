@@ -1,0 +1,46 @@
+/**
+ * The raw interface of the kernel module (assembly/index.ts) and the sizes its callers must
+ * provide: per-thread scratch and k-blocks. Both the runtime (src/kernels/wasm.ts) and the thread
+ * pool (src/runtime/pool.ts) call the kernels with these, so they live here, below both.
+ */
+
+/** The raw exports of assembly/index.ts. Pointers are byte offsets into the shared memory. */
+export interface WasmKernelExports {
+  heap_base(): number;
+  add_f32(y: number, a: number, b: number, n: number): void;
+  axpy_f32(y: number, alpha: number, x: number, n: number): void;
+  scale_f32(y: number, alpha: number, x: number, n: number): void;
+  sigmoid_f32(y: number, x: number, n: number): void;
+  silu_f32(y: number, x: number, n: number): void;
+  silu_mul_f32(y: number, gate: number, up: number, n: number): void;
+  rmsnorm_f32(y: number, x: number, weight: number, rows: number, dim: number, eps: number): void;
+  rope_f32(x: number, rows: number, nHeads: number, headDim: number, rowStride: number, cos: number, sin: number, positions: number, interleaved: number): void;
+  softmax_f32(y: number, x: number, rows: number, n: number): void;
+  log_softmax_f32(y: number, x: number, rows: number, n: number): void;
+  argmax_f32(x: number, n: number): number;
+  bf16_to_f32(y: number, x: number, n: number): void;
+  f16_to_f32(y: number, x: number, n: number): void;
+  /** tile: index into LINEAR_TILES (src/kernels/linear-tiles.ts); used when M > 1. */
+  linear_f32(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, kcMax: number, scratch: number, tile: number): void;
+  linear_bf16(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, kcMax: number, scratch: number, tile: number): void;
+  attention(out: number, q: number, k: number, v: number, Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
+            qPos: number, kPos: number, allowed: number, scores: number, u0: number, u1: number): void;
+}
+
+/**
+ * The k-block length for linear with M rows (assembly/linear.ts).
+ * f32: while the M×K rows of x fit in half the L2 (512 KiB), no k-blocking, so each weight panel
+ * is read once as one sequential stream (small batches: speculative drafts, a few tokens; measured
+ * 1.3-1.9× faster than KC = 256 for M = 2..16 at 4096²). Above that, 256 (perf.md §3: KC between
+ * 64 and 4096 changes less than 3% for M ≥ 64).
+ * bf16: always 256, so the widened block ([256][16] f32, 16 KiB) stays in L1.
+ * The choice does not change results: every output still accumulates in k order.
+ */
+export function linearBlockK(M: number, K: number, dtype: 'f32' | 'bf16'): number {
+  return dtype === 'f32' && M * K * 4 <= 512 * 1024 ? Math.max(1, K) : 256;
+}
+
+/** Bytes of per-thread scratch linear_bf16 needs for one widened k-block of kc steps. */
+export function linearScratchBytes(kc: number): number {
+  return kc * 16 * 4;
+}
