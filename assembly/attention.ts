@@ -5,19 +5,31 @@
 //   u = (kvh*Tq + i)*group + g,  h = kvh*group + g
 // so neighbouring units share their keys and values: the query heads of one KV group (GQA) for the
 // same row, or, without grouping, consecutive rows of one head (prefill). Units [u0, u1) are
-// computed, so a pool can split the work; neighbours are processed in pairs, which reads each key
-// and value row once for two queries. Pairing never changes a result: every output element is
-// computed with the same arithmetic either way.
-// `scores` is scratch for 2*Tk f32, private to the calling thread.
+// computed, so a pool can split the work.
 //
-// Per query:
+// Units are processed in blocks, and each block in three passes over the keys, a key block at a
+// time (keys outer, units inner), so a block of K or V rows is read from memory once for every
+// unit of the block:
+// - decode (Tq = 1): one block holds every unit (all heads of the one row), key blocks of
+//   KB_DECODE rows: each K and V row is read once per step, whole, at memory bandwidth;
+// - prefill (Tq > 1): blocks of up to QB_PREFILL units sharing one KV head, key blocks of
+//   KB_PREFILL rows (that head's K and V block stays in L1/L2 while every query of the block uses it).
+// Within a block, neighbouring units with the same KV head go in pairs, which loads each key and
+// value once for two queries.
+//
+// Per query (the same arithmetic in every blocking and pairing, so none of them changes a bit,
+// and each query row equals the Tq = 1 call for that row):
 // 1. Scores, 4 keys at a time: 4 f32x4 accumulators over d (8 for a pair), then a shuffle
 //    transpose-add gives the 4 dot products in one vector (no scalar horizontal sums). Invisible
-//    keys get −Inf; a block of 4 keys invisible to both queries is skipped.
+//    keys get −Inf; a block of 4 keys invisible to the query (both queries of a pair) is skipped.
 // 2. max over visible scores (NaN-ignoring, like the scalar twin), exp(s − max) with the SIMD exp,
 //    f32 sum in 4 lanes. A query that sees no key (max = −Inf) gets zeros.
-// 3. out = Σ_j p_j v_j / sum, each output element accumulated over j in order; keys with p_j = 0
+// 3. out = Σ_j p_j v_j / sum, each output element accumulated over j in order from +0 (partial sums
+//    wait in `out`, exactly, between key blocks), then divided by the sum; keys with p_j = 0
 //    (masked or underflowed) are skipped, so Inf/NaN in a masked V row cannot leak in.
+//
+// `scores` is scratch private to the calling thread: attentionScratchBytes (src/kernels/wasm-exports.ts)
+// = 4·(Tk + UNIT_INTS)·(units per block) bytes: each unit's scores row, then its descriptor.
 import { expShifted, rowMax } from './simd';
 
 // @ts-ignore: decorator
@@ -76,11 +88,11 @@ import { expShifted, rowMax } from './simd';
   return s;
 }
 
-// Step 1 for one query: sp[j] = scale·q·k_j, or −Inf where key j is invisible to row i.
-function scoresOne(sp: usize, qp: usize, i: i32, qPosI: i32, kBase: usize, kvRow: usize, Tk: i32, hd: i32, scale: f32, kPos: usize, allowed: usize): void {
+// Step 1 for one query over keys [j0, j1): sp[j] = scale·q·k_j, or −Inf where key j is invisible to row i.
+function scoresOne(sp: usize, qp: usize, i: i32, qPosI: i32, kBase: usize, kvRow: usize, j0: i32, j1: i32, Tk: i32, hd: i32, scale: f32, kPos: usize, allowed: usize): void {
   const hd4 = hd & ~3;
-  let j = 0;
-  for (; j + 4 <= Tk; j += 4) {
+  let j = j0;
+  for (; j + 4 <= j1; j += 4) {
     const vis0 = visible(i, j, Tk, qPosI, kPos, allowed), vis1 = visible(i, j + 1, Tk, qPosI, kPos, allowed);
     const vis2 = visible(i, j + 2, Tk, qPosI, kPos, allowed), vis3 = visible(i, j + 3, Tk, qPosI, kPos, allowed);
     const out = sp + (<usize>j << 2);
@@ -98,17 +110,17 @@ function scoresOne(sp: usize, qp: usize, i: i32, qPosI: i32, kBase: usize, kvRow
     const s = f32x4.mul(addTail(transposeAdd(a0, a1, a2, a3), qp, k0, kvRow, hd4, hd), f32x4.splat(scale));
     v128.store(out, maskBlock(s, vis0, vis1, vis2, vis3));
   }
-  for (; j < Tk; j++) {
+  for (; j < j1; j++) {
     store<f32>(sp + (<usize>j << 2), visible(i, j, Tk, qPosI, kPos, allowed) ? dot(qp, kBase + <usize>j * kvRow, hd) * scale : -Infinity);
   }
 }
 
-// Step 1 for two queries against the same keys: each key row is loaded once for both.
+// Step 1 for two queries against the same keys [j0, j1): each key row is loaded once for both.
 function scoresTwo(sa: usize, sb: usize, qa: usize, qb: usize, ia: i32, ib: i32, qPosA: i32, qPosB: i32,
-                   kBase: usize, kvRow: usize, Tk: i32, hd: i32, scale: f32, kPos: usize, allowed: usize): void {
+                   kBase: usize, kvRow: usize, j0: i32, j1: i32, Tk: i32, hd: i32, scale: f32, kPos: usize, allowed: usize): void {
   const hd4 = hd & ~3;
-  let j = 0;
-  for (; j + 4 <= Tk; j += 4) {
+  let j = j0;
+  for (; j + 4 <= j1; j += 4) {
     const va0 = visible(ia, j, Tk, qPosA, kPos, allowed), va1 = visible(ia, j + 1, Tk, qPosA, kPos, allowed);
     const va2 = visible(ia, j + 2, Tk, qPosA, kPos, allowed), va3 = visible(ia, j + 3, Tk, qPosA, kPos, allowed);
     const vb0 = visible(ib, j, Tk, qPosB, kPos, allowed), vb1 = visible(ib, j + 1, Tk, qPosB, kPos, allowed);
@@ -136,7 +148,7 @@ function scoresTwo(sa: usize, sb: usize, qa: usize, qb: usize, ia: i32, ib: i32,
     v128.store(outA, maskBlock(s, va0, va1, va2, va3));
     v128.store(outB, maskBlock(t, vb0, vb1, vb2, vb3));
   }
-  for (; j < Tk; j++) {
+  for (; j < j1; j++) {
     const kj = kBase + <usize>j * kvRow;
     store<f32>(sa + (<usize>j << 2), visible(ia, j, Tk, qPosA, kPos, allowed) ? dot(qa, kj, hd) * scale : -Infinity);
     store<f32>(sb + (<usize>j << 2), visible(ib, j, Tk, qPosB, kPos, allowed) ? dot(qb, kj, hd) * scale : -Infinity);
@@ -156,15 +168,22 @@ function softmaxScores(sp: usize, Tk: i32): f32 {
   memory.fill(op, 0, <usize>hd << 2);
 }
 
-// Step 3 for one query: op[d] = Σ_j p_j v_j[d] / sum; head dims in chunks of 32 (8 accumulators),
-// then 4, then 1.
-function weightedSumOne(op: usize, sp: usize, vBase: usize, kvRow: usize, Tk: i32, hd: i32, sum: f32): void {
-  const sumv = f32x4.splat(sum);
+// The partial sum of output element d: +0 on the first key block, else what the last block left.
+// @ts-ignore: decorator
+@inline function startAcc(p: usize, first: bool): v128 {
+  return first ? f32x4.splat(0) : v128.load(p);
+}
+
+// Step 3 for one query over keys [j0, j1): op[d] += Σ_j p_j v_j[d] (op[d] = Σ when `first`), head
+// dims in chunks of 32 (8 accumulators), then 4, then 1.
+function accumulateOne(op: usize, sp: usize, vBase: usize, kvRow: usize, j0: i32, j1: i32, hd: i32, first: bool): void {
   let d = 0;
   for (; d + 32 <= hd; d += 32) {
-    let c0 = f32x4.splat(0), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
-    let vp = vBase + (<usize>d << 2);
-    for (let j = 0; j < Tk; j++, vp += kvRow) {
+    const o = op + (<usize>d << 2);
+    let c0 = startAcc(o, first), c1 = startAcc(o + 16, first), c2 = startAcc(o + 32, first), c3 = startAcc(o + 48, first);
+    let c4 = startAcc(o + 64, first), c5 = startAcc(o + 80, first), c6 = startAcc(o + 96, first), c7 = startAcc(o + 112, first);
+    let vp = vBase + <usize>j0 * kvRow + (<usize>d << 2);
+    for (let j = j0; j < j1; j++, vp += kvRow) {
       const pj = load<f32>(sp + (<usize>j << 2));
       if (pj == 0) continue;
       const pv = f32x4.splat(pj);
@@ -177,43 +196,43 @@ function weightedSumOne(op: usize, sp: usize, vBase: usize, kvRow: usize, Tk: i3
       c6 = f32x4.add(c6, f32x4.mul(pv, v128.load(vp, 96)));
       c7 = f32x4.add(c7, f32x4.mul(pv, v128.load(vp, 112)));
     }
-    const o = op + (<usize>d << 2);
-    v128.store(o, f32x4.div(c0, sumv)); v128.store(o, f32x4.div(c1, sumv), 16);
-    v128.store(o, f32x4.div(c2, sumv), 32); v128.store(o, f32x4.div(c3, sumv), 48);
-    v128.store(o, f32x4.div(c4, sumv), 64); v128.store(o, f32x4.div(c5, sumv), 80);
-    v128.store(o, f32x4.div(c6, sumv), 96); v128.store(o, f32x4.div(c7, sumv), 112);
+    v128.store(o, c0); v128.store(o, c1, 16); v128.store(o, c2, 32); v128.store(o, c3, 48);
+    v128.store(o, c4, 64); v128.store(o, c5, 80); v128.store(o, c6, 96); v128.store(o, c7, 112);
   }
   for (; d + 4 <= hd; d += 4) {
-    let c0 = f32x4.splat(0);
-    let vp = vBase + (<usize>d << 2);
-    for (let j = 0; j < Tk; j++, vp += kvRow) {
+    const o = op + (<usize>d << 2);
+    let c0 = startAcc(o, first);
+    let vp = vBase + <usize>j0 * kvRow + (<usize>d << 2);
+    for (let j = j0; j < j1; j++, vp += kvRow) {
       const pj = load<f32>(sp + (<usize>j << 2));
       if (pj == 0) continue;
       c0 = f32x4.add(c0, f32x4.mul(f32x4.splat(pj), v128.load(vp)));
     }
-    v128.store(op + (<usize>d << 2), f32x4.div(c0, sumv));
+    v128.store(o, c0);
   }
   for (; d < hd; d++) {
-    let c: f32 = 0;
-    let vp = vBase + (<usize>d << 2);
-    for (let j = 0; j < Tk; j++, vp += kvRow) {
+    const o = op + (<usize>d << 2);
+    let c: f32 = first ? 0 : load<f32>(o);
+    let vp = vBase + <usize>j0 * kvRow + (<usize>d << 2);
+    for (let j = j0; j < j1; j++, vp += kvRow) {
       const pj = load<f32>(sp + (<usize>j << 2));
       if (pj == 0) continue;
       c += pj * load<f32>(vp);
     }
-    store<f32>(op + (<usize>d << 2), c / sum);
+    store<f32>(o, c);
   }
 }
 
-// Step 3 for two queries sharing V: head dims in chunks of 16 (4 accumulators per query), then 4,
-// then 1. A key whose weight is 0 for one query is skipped for that query only.
-function weightedSumTwo(oa: usize, ob: usize, sa: usize, sb: usize, vBase: usize, kvRow: usize, Tk: i32, hd: i32, sumA: f32, sumB: f32): void {
-  const sumAv = f32x4.splat(sumA), sumBv = f32x4.splat(sumB);
+// Step 3 for two queries sharing V over keys [j0, j1): head dims in chunks of 16 (4 accumulators
+// per query), then 4, then 1. A key whose weight is 0 for one query is skipped for that query only.
+function accumulateTwo(oa: usize, ob: usize, sa: usize, sb: usize, vBase: usize, kvRow: usize, j0: i32, j1: i32, hd: i32, first: bool): void {
   let d = 0;
   for (; d + 16 <= hd; d += 16) {
-    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-    let vp = vBase + (<usize>d << 2);
-    for (let j = 0; j < Tk; j++, vp += kvRow) {
+    const o = <usize>d << 2;
+    let a0 = startAcc(oa + o, first), a1 = startAcc(oa + o + 16, first), a2 = startAcc(oa + o + 32, first), a3 = startAcc(oa + o + 48, first);
+    let b0 = startAcc(ob + o, first), b1 = startAcc(ob + o + 16, first), b2 = startAcc(ob + o + 32, first), b3 = startAcc(ob + o + 48, first);
+    let vp = vBase + <usize>j0 * kvRow + o;
+    for (let j = j0; j < j1; j++, vp += kvRow) {
       const pa = load<f32>(sa + (<usize>j << 2)), pb = load<f32>(sb + (<usize>j << 2));
       if (pa == 0 && pb == 0) continue;
       const v0 = v128.load(vp), v1 = v128.load(vp, 16), v2 = v128.load(vp, 32), v3 = v128.load(vp, 48);
@@ -228,35 +247,51 @@ function weightedSumTwo(oa: usize, ob: usize, sa: usize, sb: usize, vBase: usize
         b2 = f32x4.add(b2, f32x4.mul(p, v2)); b3 = f32x4.add(b3, f32x4.mul(p, v3));
       }
     }
-    const o = <usize>d << 2;
-    v128.store(oa + o, f32x4.div(a0, sumAv)); v128.store(oa + o, f32x4.div(a1, sumAv), 16);
-    v128.store(oa + o, f32x4.div(a2, sumAv), 32); v128.store(oa + o, f32x4.div(a3, sumAv), 48);
-    v128.store(ob + o, f32x4.div(b0, sumBv)); v128.store(ob + o, f32x4.div(b1, sumBv), 16);
-    v128.store(ob + o, f32x4.div(b2, sumBv), 32); v128.store(ob + o, f32x4.div(b3, sumBv), 48);
+    v128.store(oa + o, a0); v128.store(oa + o, a1, 16); v128.store(oa + o, a2, 32); v128.store(oa + o, a3, 48);
+    v128.store(ob + o, b0); v128.store(ob + o, b1, 16); v128.store(ob + o, b2, 32); v128.store(ob + o, b3, 48);
   }
   for (; d + 4 <= hd; d += 4) {
-    let a0 = f32x4.splat(0), b0 = a0;
-    let vp = vBase + (<usize>d << 2);
-    for (let j = 0; j < Tk; j++, vp += kvRow) {
+    const o = <usize>d << 2;
+    let a0 = startAcc(oa + o, first), b0 = startAcc(ob + o, first);
+    let vp = vBase + <usize>j0 * kvRow + o;
+    for (let j = j0; j < j1; j++, vp += kvRow) {
       const pa = load<f32>(sa + (<usize>j << 2)), pb = load<f32>(sb + (<usize>j << 2));
       if (pa != 0) a0 = f32x4.add(a0, f32x4.mul(f32x4.splat(pa), v128.load(vp)));
       if (pb != 0) b0 = f32x4.add(b0, f32x4.mul(f32x4.splat(pb), v128.load(vp)));
     }
-    v128.store(oa + (<usize>d << 2), f32x4.div(a0, sumAv));
-    v128.store(ob + (<usize>d << 2), f32x4.div(b0, sumBv));
+    v128.store(oa + o, a0);
+    v128.store(ob + o, b0);
   }
   for (; d < hd; d++) {
-    let a: f32 = 0, b: f32 = 0;
-    let vp = vBase + (<usize>d << 2);
-    for (let j = 0; j < Tk; j++, vp += kvRow) {
+    const o = <usize>d << 2;
+    let a: f32 = first ? 0 : load<f32>(oa + o), b: f32 = first ? 0 : load<f32>(ob + o);
+    let vp = vBase + <usize>j0 * kvRow + o;
+    for (let j = j0; j < j1; j++, vp += kvRow) {
       const pa = load<f32>(sa + (<usize>j << 2)), pb = load<f32>(sb + (<usize>j << 2));
       if (pa != 0) a += pa * load<f32>(vp);
       if (pb != 0) b += pb * load<f32>(vp);
     }
-    store<f32>(oa + (<usize>d << 2), a / sumA);
-    store<f32>(ob + (<usize>d << 2), b / sumB);
+    store<f32>(oa + o, a);
+    store<f32>(ob + o, b);
   }
 }
+
+// The end of step 3: op[d] = Σ_j p_j v_j[d] / sum (the same division, lane by lane, as a scalar).
+function divideRow(op: usize, hd: i32, sum: f32): void {
+  const sumv = f32x4.splat(sum);
+  let d = 0;
+  for (; d + 4 <= hd; d += 4) v128.store(op + (<usize>d << 2), f32x4.div(v128.load(op + (<usize>d << 2)), sumv));
+  for (; d < hd; d++) store<f32>(op + (<usize>d << 2), load<f32>(op + (<usize>d << 2)) / sum);
+}
+
+// Key-block lengths (multiples of 4) and the prefill unit-block length; none of them changes a result.
+const KB_DECODE: i32 = 8;
+const KB_PREFILL: i32 = 64;
+const QB_PREFILL: i32 = 16;
+// A unit's descriptor in scratch, after the scores rows: its query row, that row's position (the
+// softmax sum after pass 2), the byte offset of its head in q and out, and of its KV head in k and v.
+const UNIT_INTS: i32 = 4;
+const D_ROW = 0, D_QPOS = 4, D_Q = 8, D_KV = 12;
 
 export function attention(out: usize, q: usize, k: usize, v: usize, Tq: i32, Tk: i32, nHeads: i32, nKvHeads: i32, hd: i32, scale: f32,
                           qPos: usize, kPos: usize, allowed: usize, scores: usize, u0: i32, u1: i32): void {
@@ -264,37 +299,81 @@ export function attention(out: usize, q: usize, k: usize, v: usize, Tq: i32, Tk:
   const qRow = <usize>(nHeads * hd) << 2, kvRow = <usize>(nKvHeads * hd) << 2, headBytes = <usize>hd << 2;
   const usePos = qPos != 0 && kPos != 0;
   const kPosp = usePos ? kPos : 0;
-  const sa = scores, sb = scores + (<usize>Tk << 2);
-  let u = u0;
-  while (u < u1) {
-    const g = u % group, r = u / group;
-    const i = r % Tq, kvh = r / Tq;
-    const h = kvh * group + g;
-    const kBase = k + <usize>kvh * headBytes, vBase = v + <usize>kvh * headBytes;
-    const qa = q + <usize>i * qRow + <usize>h * headBytes, oa = out + <usize>i * qRow + <usize>h * headBytes;
-    const qPosA = usePos ? load<i32>(qPos + (<usize>i << 2)) : 0;
-    // The partner unit u + 1: the next head of the group (same row), or without grouping the next row.
-    const paired = u + 1 < u1 && (group > 1 ? g + 1 < group : i + 1 < Tq);
-    if (!paired) {
-      scoresOne(sa, qa, i, qPosA, kBase, kvRow, Tk, hd, scale, kPosp, allowed);
-      const sum = softmaxScores(sa, Tk);
-      if (sum == 0) zeroRow(oa, hd);
-      else weightedSumOne(oa, sa, vBase, kvRow, Tk, hd, sum);
-      u += 1;
-      continue;
+  const kb = Tq == 1 ? KB_DECODE : KB_PREFILL;
+  const unitsPerKvHead = Tq * group;
+  let ub0 = u0;
+  while (ub0 < u1) {
+    // This block: decode, every unit (one row); prefill, up to QB_PREFILL units of one KV head.
+    const ub1 = Tq == 1 ? u1 : min(u1, min(ub0 + QB_PREFILL, (ub0 / unitsPerKvHead + 1) * unitsPerKvHead));
+    const n = ub1 - ub0;
+    const rowBytes = <usize>Tk << 2;
+    const desc = scores + <usize>n * rowBytes; // [n][UNIT_INTS]
+    for (let a = 0; a < n; a++) {
+      const u = ub0 + a;
+      const g = u % group, r = u / group;
+      const i = r % Tq, kvh = r / Tq;
+      const h = kvh * group + g;
+      const dp = desc + <usize>a * (UNIT_INTS << 2);
+      store<i32>(dp, i, D_ROW);
+      store<i32>(dp, usePos ? load<i32>(qPos + (<usize>i << 2)) : 0, D_QPOS);
+      store<u32>(dp, <u32>(<usize>i * qRow + <usize>h * headBytes), D_Q); // the same offset in q and out
+      store<u32>(dp, <u32>(<usize>kvh * headBytes), D_KV);
     }
-    const ib = group > 1 ? i : i + 1;
-    const hb = group > 1 ? h + 1 : h;
-    const qb = q + <usize>ib * qRow + <usize>hb * headBytes, ob = out + <usize>ib * qRow + <usize>hb * headBytes;
-    const qPosB = usePos ? load<i32>(qPos + (<usize>ib << 2)) : 0;
-    scoresTwo(sa, sb, qa, qb, i, ib, qPosA, qPosB, kBase, kvRow, Tk, hd, scale, kPosp, allowed);
-    const sumA = softmaxScores(sa, Tk), sumB = softmaxScores(sb, Tk);
-    if (sumA != 0 && sumB != 0) {
-      weightedSumTwo(oa, ob, sa, sb, vBase, kvRow, Tk, hd, sumA, sumB);
-    } else {
-      if (sumA == 0) zeroRow(oa, hd); else weightedSumOne(oa, sa, vBase, kvRow, Tk, hd, sumA);
-      if (sumB == 0) zeroRow(ob, hd); else weightedSumOne(ob, sb, vBase, kvRow, Tk, hd, sumB);
+    // Pass 1: scores, key blocks outer.
+    for (let j0 = 0; j0 < Tk; j0 += kb) {
+      const j1 = min(Tk, j0 + kb);
+      let a = 0;
+      while (a < n) {
+        const dp = desc + <usize>a * (UNIT_INTS << 2);
+        const kvOff = <usize>load<u32>(dp, D_KV);
+        const sa = scores + <usize>a * rowBytes;
+        if (a + 1 < n && <usize>load<u32>(dp, D_KV + (UNIT_INTS << 2)) == kvOff) {
+          const dq = dp + (UNIT_INTS << 2);
+          scoresTwo(sa, sa + rowBytes, q + <usize>load<u32>(dp, D_Q), q + <usize>load<u32>(dq, D_Q), load<i32>(dp, D_ROW), load<i32>(dq, D_ROW),
+                    load<i32>(dp, D_QPOS), load<i32>(dq, D_QPOS), k + kvOff, kvRow, j0, j1, Tk, hd, scale, kPosp, allowed);
+          a += 2;
+        } else {
+          scoresOne(sa, q + <usize>load<u32>(dp, D_Q), load<i32>(dp, D_ROW), load<i32>(dp, D_QPOS), k + kvOff, kvRow, j0, j1, Tk, hd, scale, kPosp, allowed);
+          a += 1;
+        }
+      }
     }
-    u += 2;
+    // Pass 2: softmax per query; the sum replaces the row's position in its descriptor (a query
+    // that sees no key gets sum 0 and an all-zero output).
+    for (let a = 0; a < n; a++) {
+      const dp = desc + <usize>a * (UNIT_INTS << 2);
+      const sum = softmaxScores(scores + <usize>a * rowBytes, Tk);
+      store<f32>(dp, sum, D_QPOS);
+      if (sum == 0) zeroRow(out + <usize>load<u32>(dp, D_Q), hd);
+    }
+    // Pass 3: P·V, key blocks outer, partial sums in out.
+    for (let j0 = 0; j0 < Tk; j0 += kb) {
+      const j1 = min(Tk, j0 + kb);
+      const first = j0 == 0;
+      let a = 0;
+      while (a < n) {
+        const dp = desc + <usize>a * (UNIT_INTS << 2);
+        const sa = scores + <usize>a * rowBytes;
+        const kvOff = <usize>load<u32>(dp, D_KV);
+        const live = load<f32>(dp, D_QPOS) != 0;
+        if (a + 1 < n && <usize>load<u32>(dp, D_KV + (UNIT_INTS << 2)) == kvOff) {
+          const dq = dp + (UNIT_INTS << 2);
+          const liveB = load<f32>(dq, D_QPOS) != 0;
+          if (live && liveB) accumulateTwo(out + <usize>load<u32>(dp, D_Q), out + <usize>load<u32>(dq, D_Q), sa, sa + rowBytes, v + kvOff, kvRow, j0, j1, hd, first);
+          else if (live) accumulateOne(out + <usize>load<u32>(dp, D_Q), sa, v + kvOff, kvRow, j0, j1, hd, first);
+          else if (liveB) accumulateOne(out + <usize>load<u32>(dq, D_Q), sa + rowBytes, v + kvOff, kvRow, j0, j1, hd, first);
+          a += 2;
+        } else {
+          if (live) accumulateOne(out + <usize>load<u32>(dp, D_Q), sa, v + kvOff, kvRow, j0, j1, hd, first);
+          a += 1;
+        }
+      }
+    }
+    for (let a = 0; a < n; a++) {
+      const dp = desc + <usize>a * (UNIT_INTS << 2);
+      const sum = load<f32>(dp, D_QPOS);
+      if (sum != 0) divideRow(out + <usize>load<u32>(dp, D_Q), hd, sum);
+    }
+    ub0 = ub1;
   }
 }

@@ -8,8 +8,10 @@ import { U, prng, fillUniform, injectSpecials, guardedF32, inArena, assertClose,
 const { kernels: wasm, arena } = await createWasmRuntime();
 
 const problem = fc.record({
-  Tq: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 6 })), // 1 = decode against a cache
-  Tk: fc.oneof(fc.integer({ min: 0, max: 13 }), fc.constantFrom(4, 31, 64)),
+  // 1 = decode against a cache; 17 and 20 split prefill into several blocks of 16 query units
+  Tq: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 6 }), fc.constantFrom(17, 20)),
+  // past 8 and 64: several key blocks in decode and in prefill (assembly/attention.ts)
+  Tk: fc.oneof(fc.integer({ min: 0, max: 13 }), fc.constantFrom(4, 31, 64, 65, 131, 300)),
   nKvHeads: fc.integer({ min: 1, max: 3 }),
   group: fc.integer({ min: 1, max: 3 }),
   headDim: fc.oneof(fc.integer({ min: 1, max: 20 }), fc.constantFrom(4, 32, 36, 64)),
@@ -95,6 +97,30 @@ test('attention rows do not depend on the batch: each query row equals the Tq=1 
       const allowed = s.allowed ? s.allowed.subarray(i * p.Tk, (i + 1) * p.Tk) : null;
       wasm.attention(one, row(s.q), s.k, s.v, 1, p.Tk, s.nHeads, p.nKvHeads, p.headDim, s.scale, qPos, s.kPos, allowed);
       assertBitIdentical(one, row(out), `row ${i} of Tq=${p.Tq}`);
+    }
+  }), { numRuns: 60 });
+});
+
+test('attention heads do not depend on each other: each head equals a one-head call on its own q, k and v, bit for bit', () => {
+  // Decode runs every head of a row in one block and pairs the heads of a KV group; prefill runs
+  // blocks of query rows per head: none of that may change a head's result.
+  fc.assert(fc.property(problem, (p) => {
+    const s = setUp(p, false);
+    const hd = p.headDim;
+    const out = arena.f32(p.Tq * s.qDim);
+    wasm.attention(out, s.q, s.k, s.v, p.Tq, p.Tk, s.nHeads, p.nKvHeads, hd, s.scale, s.qPos, s.kPos, s.allowed);
+    const q1 = arena.f32(p.Tq * hd), k1 = arena.f32(p.Tk * hd), v1 = arena.f32(p.Tk * hd), o1 = arena.f32(p.Tq * hd);
+    for (let h = 0; h < s.nHeads; h++) {
+      const kvh = Math.floor(h / p.group);
+      for (let i = 0; i < p.Tq; i++) q1.set(s.q.subarray(i * s.qDim + h * hd, i * s.qDim + (h + 1) * hd), i * hd);
+      for (let j = 0; j < p.Tk; j++) {
+        k1.set(s.k.subarray(j * s.kvDim + kvh * hd, j * s.kvDim + (kvh + 1) * hd), j * hd);
+        v1.set(s.v.subarray(j * s.kvDim + kvh * hd, j * s.kvDim + (kvh + 1) * hd), j * hd);
+      }
+      wasm.attention(o1, q1, k1, v1, p.Tq, p.Tk, 1, 1, hd, s.scale, s.qPos, s.kPos, s.allowed);
+      for (let i = 0; i < p.Tq; i++) {
+        assertBitIdentical(o1.subarray(i * hd, (i + 1) * hd), out.subarray(i * s.qDim + h * hd, i * s.qDim + (h + 1) * hd), `head ${h} row ${i} of Tq=${p.Tq} Tk=${p.Tk} heads=${s.nHeads}/${p.nKvHeads} hd=${hd}`);
+      }
     }
   }), { numRuns: 60 });
 });

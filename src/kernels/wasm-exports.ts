@@ -44,3 +44,17 @@ export function linearBlockK(M: number, K: number, dtype: 'f32' | 'bf16'): numbe
 export function linearScratchBytes(kc: number): number {
   return kc * 16 * 4;
 }
+
+// assembly/attention.ts: units per block in prefill, and the ints of each unit's descriptor.
+const ATTENTION_PREFILL_BLOCK = 16;
+const ATTENTION_UNIT_INTS = 4;
+
+/**
+ * Bytes of per-thread scratch `attention` needs for `units` units (query row × head) of a call
+ * with Tq query rows over Tk keys: one scores row and one descriptor per unit of its largest block
+ * (decode, Tq = 1: every unit the thread computes; prefill: at most 16).
+ */
+export function attentionScratchBytes(Tq: number, Tk: number, units: number): number {
+  const block = Tq === 1 ? units : Math.min(units, ATTENTION_PREFILL_BLOCK);
+  return 4 * (Tk + ATTENTION_UNIT_INTS) * Math.max(1, block);
+}

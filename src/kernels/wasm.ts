@@ -26,7 +26,7 @@ import { WasmArena, ScratchBuffer, WASM_MAX_PAGES } from '../runtime/wasm-arena.
 import type { Kernels, LinearSource, LinearWeight, RopeLayout } from './kernels.js';
 import { KERNELS_RELAXED_WASM, KERNELS_WASM } from './wasm-binary.js';
 import { type WorkerFactory, ThreadPool } from '../runtime/pool.js';
-import { linearBlockK, linearScratchBytes, type WasmKernelExports } from './wasm-exports.js';
+import { attentionScratchBytes, linearBlockK, linearScratchBytes, type WasmKernelExports } from './wasm-exports.js';
 import { isLinearTile, LINEAR_TILES, linearTileIndex, measureLinearTiles, TILE_PROBE_BYTES, type LinearTile, type TileMeasurement } from './linear-tiles.js';
 
 export interface WasmRuntimeOptions {
@@ -297,11 +297,11 @@ class WasmKernels implements Kernels {
     const ap = allowed ? this.ptr('attention', 'allowed', allowed, Tq * Tk) : 0;
     if (Tq === 0 || nHeads === 0) return;
     const units = Tq * nHeads;
-    const scores = this.scoresScratch.need(8 * Tk);
     if (this.pool && this.pool.worthSplitting(units * Tk * headDim, units)) {
-      this.pool.attention(op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, units, scores);
+      this.pool.attention(op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, units, this.scoresScratch);
       return;
     }
+    const scores = this.scoresScratch.need(attentionScratchBytes(Tq, Tk, units));
     this.wasm.attention(op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, scores, 0, units);
   }
 

@@ -17,7 +17,7 @@
  * Node's worker_threads). The worker side runs `runPoolWorker` below.
  */
 import { PonderError } from '../errors.js';
-import { linearScratchBytes, type WasmKernelExports } from '../kernels/wasm-exports.js';
+import { attentionScratchBytes, linearScratchBytes, type WasmKernelExports } from '../kernels/wasm-exports.js';
 import { ScratchBuffer, type WasmArena } from './wasm-arena.js';
 
 /** What a worker needs to join the pool. Structured-cloneable (Module and Memory are shareable). */
@@ -117,9 +117,9 @@ export class ThreadPool {
     this.join(gen, 'linear');
   }
 
-  /** attention over units [0, units) (unit = query row × head), split in contiguous ranges. `scores`: the main thread's. */
+  /** attention over units [0, units) (unit = query row × head), split in contiguous ranges. `scores`: the main thread's scratch. */
   attention(out: number, q: number, k: number, v: number, Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number,
-            scale: number, qPos: number, kPos: number, allowed: number, units: number, scores: number): void {
+            scale: number, qPos: number, kPos: number, allowed: number, units: number, scores: ScratchBuffer): void {
     const ranges = split(units, this.threads);
     const gen = this.nextGeneration();
     this.splitJobs++;
@@ -127,10 +127,11 @@ export class ThreadPool {
       const [u0, u1] = ranges[i + 1];
       const slot = i * SLOT_INTS;
       this.controlF32[slot + ARGS + 9] = scale; // the one f32 argument, stored as its bits
-      this.post(i, gen, OP_ATTENTION, [out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, null, qPos, kPos, allowed, this.scoresScratch[i].need(8 * Tk), u0, u1]);
+      this.post(i, gen, OP_ATTENTION, [out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, null, qPos, kPos, allowed,
+        this.scoresScratch[i].need(attentionScratchBytes(Tq, Tk, u1 - u0)), u0, u1]);
     }
     const [u0, u1] = ranges[0];
-    this.wasm.attention(out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, scores, u0, u1);
+    this.wasm.attention(out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, scores.need(attentionScratchBytes(Tq, Tk, u1 - u0)), u0, u1);
     this.join(gen, 'attention');
   }
 
