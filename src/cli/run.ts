@@ -54,7 +54,8 @@ export const GENERATION_HELP = `  --model DIR, -m        model directory in Hugg
                           randomized, optionally -compress-s<N> / -compress-r<N> / -compress-anchor);
                           Ouro copy-forward | exclude (skipped loops after an early exit)
   --kernels wasm|scalar   kernels to run on (default wasm)
-  --threads N             WASM kernel threads (default 1; results are bit-identical to one thread)`;
+  --threads N             WASM kernel threads (default: the available cores, at most 8; results are
+                          bit-identical on any count)`;
 
 export const RUN_HELP = `ponder run [options]
 
@@ -124,7 +125,8 @@ export async function prepare(command: string, values: Record<string, string | b
   const seed = seedFlag(values.seed as string | undefined);
   const stopStrings = values.stop as string[] | undefined;
 
-  const threads = intFlag(command, 'threads', values.threads as string | undefined, 1);
+  const threads = values.threads !== undefined || values.kernels === 'scalar' ? intFlag(command, 'threads', values.threads as string | undefined, 1)
+    : (await import('../node/pool-worker.js')).defaultThreadCount();
   if (threads > 1 && values.kernels === 'scalar') throw new PonderError('ARG_INVALID', `${command}: --threads needs the wasm kernels`, { field: 'threads', hint: 'drop --kernels scalar or --threads' });
   const runtime = threads > 1
     ? await (await import('../node/pool-worker.js')).createNodeWasmRuntime({ threads })

@@ -37,6 +37,17 @@ export interface PoolWorkerHandle {
 /** Starts one worker that calls runPoolWorker(init, ...) (see src/node/pool-worker.ts). */
 export type WorkerFactory = (init: PoolWorkerInit) => PoolWorkerHandle;
 
+/**
+ * The default thread count for a host with `cores` available cores (os.availableParallelism(),
+ * navigator.hardwareConcurrency): all of them, at most DEFAULT_MAX_THREADS. Results are the same
+ * bits on any count; past ~8 threads decode is bound by memory bandwidth, not cores, while each
+ * extra worker still spins for a while after every job, so more is only worth it on request.
+ */
+export const DEFAULT_MAX_THREADS = 8;
+export function defaultThreads(cores: number | undefined): number {
+  return Number.isInteger(cores) && cores! > 1 ? Math.min(cores!, DEFAULT_MAX_THREADS) : 1;
+}
+
 // Control block: one slot of SLOT_INTS i32 per worker (128 bytes, so slots never share a cache line).
 const SLOT_INTS = 32;
 const GEN = 0;       // job counter, bumped by the main thread to start a job

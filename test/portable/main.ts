@@ -7,6 +7,7 @@
  */
 import { createWasmRuntime } from '../../src/kernels/wasm.js';
 import { LINEAR_TILES } from '../../src/kernels/linear-tiles.js';
+import { defaultWasmRuntime } from '../../src/web/default-runtime.js';
 import type { WorkerFactory } from '../../src/runtime/pool.js';
 import { formatCase, formatTotals, runPortableConformance, type GoldenFiles } from '../../src/conform/portable.js';
 import { formatSmoke, runGenerationSmoke, SMOKE_RUNS, type ModelFileReader, type SmokeResult } from './generation.js';
@@ -38,6 +39,11 @@ export async function runPortableMain(
     await pooled.dispose();
   }
   print(`${runtimeName} [${threaded.kernels}, tile ${threaded.linearTile}; host tile ${runtime.linearTile}]: ${threaded.passed} passed, ${threaded.failed} failed; tensor digest ${threaded.digest}; ${threaded.splitJobs} kernel calls split across threads`);
-  print('RESULT ' + JSON.stringify({ conformance, generation, threaded }));
+  // The runtime loadModel picks when given none, here (threads: one per core where a pool can run).
+  const byDefault = await defaultWasmRuntime();
+  const defaultRuntimeThreads = byDefault.threads;
+  await byDefault.dispose();
+  print(`${runtimeName}: loadModel's default runtime runs ${defaultRuntimeThreads} kernel thread(s)`);
+  print('RESULT ' + JSON.stringify({ conformance, generation, threaded, defaultRuntimeThreads }));
   return conformance.failed === 0 && generation.every((g) => g.generatedIds.length > 0) && threaded.failed === 0 && threaded.digest === conformance.digest;
 }
