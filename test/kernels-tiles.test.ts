@@ -78,3 +78,20 @@ test('a tile that does not exist is refused with the list of tiles', async () =>
   await assert.rejects(createWasmRuntime({ linearTile: '3x16' as never }), (e: { code?: string; message?: string }) =>
     e.code === 'ARG_INVALID' && LINEAR_TILES.every((t) => e.message!.includes(t)));
 });
+
+test('in Node, PONDER_LINEAR_TILE names the tile when the option does not; a name that is no tile is refused', async () => {
+  const saved = process.env.PONDER_LINEAR_TILE;
+  try {
+    process.env.PONDER_LINEAR_TILE = '4x8';
+    const env = await createNodeWasmRuntime();
+    assert.equal(env.linearTile, '4x8');
+    assert.equal(env.linearTileMeasurement, undefined, 'named, not measured');
+    assert.equal((await createNodeWasmRuntime({ linearTile: '2x16' })).linearTile, '2x16', 'the option wins');
+    process.env.PONDER_LINEAR_TILE = 'auto';
+    assert.equal((await createNodeWasmRuntime()).linearTile, (await hostLinearTile(false)).tile);
+    process.env.PONDER_LINEAR_TILE = '8x8';
+    await assert.rejects(createNodeWasmRuntime(), (e: { code?: string; message?: string }) => e.code === 'ARG_INVALID' && /PONDER_LINEAR_TILE=8x8/.test(e.message ?? ''));
+  } finally {
+    if (saved === undefined) delete process.env.PONDER_LINEAR_TILE; else process.env.PONDER_LINEAR_TILE = saved;
+  }
+});
