@@ -47,6 +47,39 @@ import { expShifted, rowMax } from './simd';
   return f32x4.add(v128.shuffle<f32>(s01, s23, 0, 1, 4, 5), v128.shuffle<f32>(s01, s23, 2, 3, 6, 7));
 }
 
+// Σ_d q[d]·k_r[d] over d < hd4 (a multiple of 4) for the four keys k0 + r·kvRow, as four 4-lane
+// accumulators (lane l sums d ≡ l mod 4, in d order) reduced by transposeAdd. 16 floats per loop
+// step with immediate load offsets (fewer address operations than one step per 4 floats), then
+// 4 at a time; either way each accumulator adds its products in the same order.
+// @ts-ignore: decorator
+@inline function dot4(qp: usize, k0: usize, kvRow: usize, hd4: i32): v128 {
+  let p0 = k0, p1 = k0 + kvRow, p2 = p1 + kvRow, p3 = p2 + kvRow, qq = qp;
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+  const end16 = qp + (<usize>(hd4 & ~15) << 2), end4 = qp + (<usize>hd4 << 2);
+  while (qq < end16) {
+    let qv = v128.load(qq);
+    a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(p0))); a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(p1)));
+    a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(p2))); a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(p3)));
+    qv = v128.load(qq, 16);
+    a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(p0, 16))); a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(p1, 16)));
+    a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(p2, 16))); a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(p3, 16)));
+    qv = v128.load(qq, 32);
+    a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(p0, 32))); a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(p1, 32)));
+    a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(p2, 32))); a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(p3, 32)));
+    qv = v128.load(qq, 48);
+    a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(p0, 48))); a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(p1, 48)));
+    a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(p2, 48))); a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(p3, 48)));
+    qq += 64; p0 += 64; p1 += 64; p2 += 64; p3 += 64;
+  }
+  while (qq < end4) {
+    const qv = v128.load(qq);
+    a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(p0))); a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(p1)));
+    a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(p2))); a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(p3)));
+    qq += 16; p0 += 16; p1 += 16; p2 += 16; p3 += 16;
+  }
+  return transposeAdd(a0, a1, a2, a3);
+}
+
 // The head-dim tail (d from hd4 to hd) of 4 dot products, summed from 0 and added to s last.
 // @ts-ignore: decorator
 @inline function addTail(s: v128, qp: usize, k0: usize, kvRow: usize, hd4: i32, hd: i32): v128 {
@@ -97,17 +130,8 @@ function scoresOne(sp: usize, qp: usize, i: i32, qPosI: i32, kBase: usize, kvRow
     const vis2 = visible(i, j + 2, Tk, qPosI, kPos, allowed), vis3 = visible(i, j + 3, Tk, qPosI, kPos, allowed);
     const out = sp + (<usize>j << 2);
     if (!(vis0 || vis1 || vis2 || vis3)) { v128.store(out, f32x4.splat(-Infinity)); continue; }
-    const k0 = kBase + <usize>j * kvRow, k1 = k0 + kvRow, k2 = k1 + kvRow, k3 = k2 + kvRow;
-    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-    for (let d = 0; d < hd4; d += 4) {
-      const o = <usize>d << 2;
-      const qv = v128.load(qp + o);
-      a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(k0 + o)));
-      a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(k1 + o)));
-      a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(k2 + o)));
-      a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(k3 + o)));
-    }
-    const s = f32x4.mul(addTail(transposeAdd(a0, a1, a2, a3), qp, k0, kvRow, hd4, hd), f32x4.splat(scale));
+    const k0 = kBase + <usize>j * kvRow;
+    const s = f32x4.mul(addTail(dot4(qp, k0, kvRow, hd4), qp, k0, kvRow, hd4, hd), f32x4.splat(scale));
     v128.store(out, maskBlock(s, vis0, vis1, vis2, vis3));
   }
   for (; j < j1; j++) {
@@ -285,13 +309,48 @@ function divideRow(op: usize, hd: i32, sum: f32): void {
 }
 
 // Key-block lengths (multiples of 4) and the prefill unit-block length; none of them changes a result.
-const KB_DECODE: i32 = 8;
+const KB_DECODE: i32 = 16; // P·V in decode (scores go 4 keys at a time)
 const KB_PREFILL: i32 = 64;
 const QB_PREFILL: i32 = 16;
 // A unit's descriptor in scratch, after the scores rows: its query row, that row's position (the
 // softmax sum after pass 2), the byte offset of its head in q and out, and of its KV head in k and v.
 const UNIT_INTS: i32 = 4;
 const D_ROW = 0, D_QPOS = 4, D_Q = 8, D_KV = 12;
+
+// Step 1 in decode for units [0, n) of the one query row: K read once, 4 rows at a time, every unit's
+// head of those rows before the next 4 (each score computed exactly as scoresOne computes it).
+function decodeScores(scores: usize, desc: usize, n: i32, q: usize, k: usize, kvRow: usize, Tk: i32, hd: i32, scale: f32,
+                      qPosI: i32, kPos: usize, allowed: usize): void {
+  const hd4 = hd & ~3;
+  const rowBytes = <usize>Tk << 2;
+  const scaleV = f32x4.splat(scale);
+  let j = 0;
+  for (; j + 4 <= Tk; j += 4) {
+    const vis0 = visible(0, j, Tk, qPosI, kPos, allowed), vis1 = visible(0, j + 1, Tk, qPosI, kPos, allowed);
+    const vis2 = visible(0, j + 2, Tk, qPosI, kPos, allowed), vis3 = visible(0, j + 3, Tk, qPosI, kPos, allowed);
+    let sp = scores + (<usize>j << 2);
+    if (!(vis0 || vis1 || vis2 || vis3)) {
+      for (let a = 0; a < n; a++, sp += rowBytes) v128.store(sp, f32x4.splat(-Infinity));
+      continue;
+    }
+    const kRow = k + <usize>j * kvRow;
+    let dp = desc;
+    for (let a = 0; a < n; a++, sp += rowBytes, dp += UNIT_INTS << 2) {
+      const qp = q + <usize>load<u32>(dp, D_Q);
+      const k0 = kRow + <usize>load<u32>(dp, D_KV);
+      const s = f32x4.mul(addTail(dot4(qp, k0, kvRow, hd4), qp, k0, kvRow, hd4, hd), scaleV);
+      v128.store(sp, maskBlock(s, vis0, vis1, vis2, vis3));
+    }
+  }
+  for (; j < Tk; j++) {
+    const vis = visible(0, j, Tk, qPosI, kPos, allowed);
+    const kRow = k + <usize>j * kvRow;
+    let dp = desc;
+    for (let a = 0; a < n; a++, dp += UNIT_INTS << 2) {
+      store<f32>(scores + <usize>a * rowBytes + (<usize>j << 2), vis ? dot(q + <usize>load<u32>(dp, D_Q), kRow + <usize>load<u32>(dp, D_KV), hd) * scale : -Infinity);
+    }
+  }
+}
 
 export function attention(out: usize, q: usize, k: usize, v: usize, Tq: i32, Tk: i32, nHeads: i32, nKvHeads: i32, hd: i32, scale: f32,
                           qPos: usize, kPos: usize, allowed: usize, scores: usize, u0: i32, u1: i32): void {
@@ -320,7 +379,8 @@ export function attention(out: usize, q: usize, k: usize, v: usize, Tq: i32, Tk:
       store<u32>(dp, <u32>(<usize>kvh * headBytes), D_KV);
     }
     // Pass 1: scores, key blocks outer.
-    for (let j0 = 0; j0 < Tk; j0 += kb) {
+    if (Tq == 1) decodeScores(scores, desc, n, q, k, kvRow, Tk, hd, scale, load<i32>(desc, D_QPOS), kPosp, allowed);
+    else for (let j0 = 0; j0 < Tk; j0 += kb) {
       const j1 = min(Tk, j0 + kb);
       let a = 0;
       while (a < n) {
