@@ -138,8 +138,10 @@ function gemvPanelPairBF16(yp: usize, x: usize, bp: usize, K: i32, biasp: usize,
 // The loops run on an end pointer with the second row addressed as a0 + rowX: fewer integer ops
 // per k than separate counters and pointers, which lets TurboFan unroll them.
 
-// 2 rows × 16 columns (one panel): 8 accumulators; per k 4 panel loads and 2 splats.
-function tile2x16(y0: usize, rowY: usize, a0: usize, rowX: usize, bp: usize, kc: i32, first: bool, biasp: usize, cols: i32): void {
+// 2 rows × 16 columns (one panel): 8 accumulators; per k 4 panel loads and 2 splats. `interleaved`
+// (the '2x16i' tile): the rows' multiply-adds alternate column by column with each panel load
+// written at its use (TurboFan schedules the two orders differently; the sums are the same).
+function tile2x16(interleaved: bool, y0: usize, rowY: usize, a0: usize, rowX: usize, bp: usize, kc: i32, first: bool, biasp: usize, cols: i32): void {
   const y1 = y0 + rowY;
   let c00: v128, c01: v128, c02: v128, c03: v128, c10: v128, c11: v128, c12: v128, c13: v128;
   if (first) {
@@ -149,37 +151,24 @@ function tile2x16(y0: usize, rowY: usize, a0: usize, rowX: usize, bp: usize, kc:
     c10 = loadRow(y1, 0, cols); c11 = loadRow(y1, 1, cols); c12 = loadRow(y1, 2, cols); c13 = loadRow(y1, 3, cols);
   }
   const end = bp + (<usize>kc << 6);
-  while (bp < end) {
-    const b0 = v128.load(bp), b1 = v128.load(bp, 16), b2 = v128.load(bp, 32), b3 = v128.load(bp, 48);
-    const av0 = v128.load32_splat(a0);
-    c00 = fma(av0, b0, c00); c01 = fma(av0, b1, c01); c02 = fma(av0, b2, c02); c03 = fma(av0, b3, c03);
-    const av1 = v128.load32_splat(a0 + rowX);
-    c10 = fma(av1, b0, c10); c11 = fma(av1, b1, c11); c12 = fma(av1, b2, c12); c13 = fma(av1, b3, c13);
-    bp += 64; a0 += 4;
-  }
-  storeRow(y0, c00, c01, c02, c03, biasp, cols);
-  storeRow(y1, c10, c11, c12, c13, biasp, cols);
-}
-
-// 2 rows × 16 columns with the rows' multiply-adds interleaved column by column and the panel
-// loads written at their use (TurboFan schedules the two orders differently).
-function tile2x16i(y0: usize, rowY: usize, a0: usize, rowX: usize, bp: usize, kc: i32, first: bool, biasp: usize, cols: i32): void {
-  const y1 = y0 + rowY;
-  let c00: v128, c01: v128, c02: v128, c03: v128, c10: v128, c11: v128, c12: v128, c13: v128;
-  if (first) {
-    c00 = f32x4.splat(0); c01 = c00; c02 = c00; c03 = c00; c10 = c00; c11 = c00; c12 = c00; c13 = c00;
+  if (interleaved) {
+    while (bp < end) {
+      const av0 = v128.load32_splat(a0), av1 = v128.load32_splat(a0 + rowX);
+      c00 = fma(av0, v128.load(bp), c00); c10 = fma(av1, v128.load(bp), c10);
+      c01 = fma(av0, v128.load(bp, 16), c01); c11 = fma(av1, v128.load(bp, 16), c11);
+      c02 = fma(av0, v128.load(bp, 32), c02); c12 = fma(av1, v128.load(bp, 32), c12);
+      c03 = fma(av0, v128.load(bp, 48), c03); c13 = fma(av1, v128.load(bp, 48), c13);
+      bp += 64; a0 += 4;
+    }
   } else {
-    c00 = loadRow(y0, 0, cols); c01 = loadRow(y0, 1, cols); c02 = loadRow(y0, 2, cols); c03 = loadRow(y0, 3, cols);
-    c10 = loadRow(y1, 0, cols); c11 = loadRow(y1, 1, cols); c12 = loadRow(y1, 2, cols); c13 = loadRow(y1, 3, cols);
-  }
-  const end = bp + (<usize>kc << 6);
-  while (bp < end) {
-    const av0 = v128.load32_splat(a0), av1 = v128.load32_splat(a0 + rowX);
-    c00 = fma(av0, v128.load(bp), c00); c10 = fma(av1, v128.load(bp), c10);
-    c01 = fma(av0, v128.load(bp, 16), c01); c11 = fma(av1, v128.load(bp, 16), c11);
-    c02 = fma(av0, v128.load(bp, 32), c02); c12 = fma(av1, v128.load(bp, 32), c12);
-    c03 = fma(av0, v128.load(bp, 48), c03); c13 = fma(av1, v128.load(bp, 48), c13);
-    bp += 64; a0 += 4;
+    while (bp < end) {
+      const b0 = v128.load(bp), b1 = v128.load(bp, 16), b2 = v128.load(bp, 32), b3 = v128.load(bp, 48);
+      const av0 = v128.load32_splat(a0);
+      c00 = fma(av0, b0, c00); c01 = fma(av0, b1, c01); c02 = fma(av0, b2, c02); c03 = fma(av0, b3, c03);
+      const av1 = v128.load32_splat(a0 + rowX);
+      c10 = fma(av1, b0, c10); c11 = fma(av1, b1, c11); c12 = fma(av1, b2, c12); c13 = fma(av1, b3, c13);
+      bp += 64; a0 += 4;
+    }
   }
   storeRow(y0, c00, c01, c02, c03, biasp, cols);
   storeRow(y1, c10, c11, c12, c13, biasp, cols);
@@ -257,10 +246,9 @@ function panelRows(tile: i32, yp: usize, rowY: usize, xp: usize, rowX: usize, bp
       tile4x8(y0, rowY, a0, rowX, bp, kc, first, biasp, min(8, cols));
       if (cols > 8) tile4x8(y0 + 32, rowY, a0, rowX, bp + 32, kc, first, biasHi, cols - 8);
     }
-  } else if (tile == TILE_2X16I) {
-    for (; m + 2 <= M; m += 2) tile2x16i(yp + <usize>m * rowY, rowY, xp + <usize>m * rowX, rowX, bp, kc, first, biasp, cols);
   }
-  for (; m + 2 <= M; m += 2) tile2x16(yp + <usize>m * rowY, rowY, xp + <usize>m * rowX, rowX, bp, kc, first, biasp, cols);
+  const interleaved = tile == TILE_2X16I;
+  for (; m + 2 <= M; m += 2) tile2x16(interleaved, yp + <usize>m * rowY, rowY, xp + <usize>m * rowX, rowX, bp, kc, first, biasp, cols);
   if (m < M) tile1x16(yp + <usize>m * rowY, xp + <usize>m * rowX, bp, kc, first, biasp, cols);
 }
 
