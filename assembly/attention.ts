@@ -7,21 +7,21 @@
 // same row, or, without grouping, consecutive rows of one head (prefill). Units [u0, u1) are
 // computed, so a pool can split the work.
 //
-// Units are processed in blocks, and each block in three passes over the keys, a key block at a
-// time (keys outer, units inner), so a block of K or V rows is read from memory once for every
-// unit of the block:
-// - decode (Tq = 1): one block holds every unit (all heads of the one row), key blocks of
-//   KB_DECODE rows: each K and V row is read once per step, whole, at memory bandwidth;
+// Units are processed in blocks, and each block in three passes over the keys (keys outer, units
+// inner), so K and V are read from memory once for every unit of the block:
+// - decode (Tq = 1): one block holds every unit (all heads of the one row); K and V are read row by
+//   row, front to back, each row once per step (decodeScores, decodeAccumulate);
 // - prefill (Tq > 1): blocks of up to QB_PREFILL units sharing one KV head, key blocks of
-//   KB_PREFILL rows (that head's K and V block stays in L1/L2 while every query of the block uses it).
-// Within a block, neighbouring units with the same KV head go in pairs, which loads each key and
-// value once for two queries.
+//   KB_PREFILL rows (that head's K and V block stays in L1/L2 while every query of the block uses
+//   it); neighbouring units with the same KV head go in pairs, which loads each key and value once
+//   for two queries.
 //
 // Per query (the same arithmetic in every blocking and pairing, so none of them changes a bit,
 // and each query row equals the Tq = 1 call for that row):
-// 1. Scores, 4 keys at a time: 4 f32x4 accumulators over d (8 for a pair), then a shuffle
-//    transpose-add gives the 4 dot products in one vector (no scalar horizontal sums). Invisible
-//    keys get −Inf; a block of 4 keys invisible to the query (both queries of a pair) is skipped.
+// 1. Scores, 4 dot products at a time (4 keys of a query; in decode, 4 heads of a key): 4 f32x4
+//    accumulators over d, each adding in d order (8 for a pair), then a shuffle transpose-add gives
+//    the 4 dot products in one vector, lane i = (l0 + l2) + (l1 + l3) of accumulator i, whichever
+//    q and k fed it (no scalar horizontal sums). Invisible keys get −Inf and are not read.
 // 2. max over visible scores (NaN-ignoring, like the scalar twin), exp(s − max) with the SIMD exp,
 //    f32 sum in 4 lanes. A query that sees no key (max = −Inf) gets zeros.
 // 3. out = Σ_j p_j v_j / sum, each output element accumulated over j in order from +0 (partial sums
@@ -308,8 +308,7 @@ function divideRow(op: usize, hd: i32, sum: f32): void {
   for (; d < hd; d++) store<f32>(op + (<usize>d << 2), load<f32>(op + (<usize>d << 2)) / sum);
 }
 
-// Key-block lengths (multiples of 4) and the prefill unit-block length; none of them changes a result.
-const KB_DECODE: i32 = 16; // P·V in decode (scores go 4 keys at a time)
+// The prefill key-block length (a multiple of 4) and unit-block length; neither changes a result.
 const KB_PREFILL: i32 = 64;
 const QB_PREFILL: i32 = 16;
 // A unit's descriptor in scratch, after the scores rows: its query row, that row's position (the
@@ -317,37 +316,103 @@ const QB_PREFILL: i32 = 16;
 const UNIT_INTS: i32 = 4;
 const D_ROW = 0, D_QPOS = 4, D_Q = 8, D_KV = 12;
 
-// Step 1 in decode for units [0, n) of the one query row: K read once, 4 rows at a time, every unit's
-// head of those rows before the next 4 (each score computed exactly as scoresOne computes it).
+// Decode (one query row, every head in one block) reads K and V strictly row by row, front to back:
+// the only order in which the hardware prefetcher keeps up with DRAM (4 rows read side by side, a
+// head's chunk of each in turn, stream at 40-65 % of a sequential read on Zen 5; each head over
+// every row, the old order, at ~50 %).
+
+// The head-dim tails (d from hd4 to hd) of q_i·k_i for four units, summed from 0, added to lane i.
+// @ts-ignore: decorator
+@inline function addUnitTails(s: v128, q0: usize, q1: usize, q2: usize, q3: usize, k0: usize, k1: usize, k2: usize, k3: usize, hd4: i32, hd: i32): v128 {
+  if (hd4 == hd) return s;
+  let t0: f32 = 0, t1: f32 = 0, t2: f32 = 0, t3: f32 = 0;
+  for (let d = hd4; d < hd; d++) {
+    const o = <usize>d << 2;
+    t0 += load<f32>(q0 + o) * load<f32>(k0 + o); t1 += load<f32>(q1 + o) * load<f32>(k1 + o);
+    t2 += load<f32>(q2 + o) * load<f32>(k2 + o); t3 += load<f32>(q3 + o) * load<f32>(k3 + o);
+  }
+  return f32x4.add(s, f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(t0), 1, t1), 2, t2), 3, t3));
+}
+
+// Step 1 in decode for units [0, n) of the one query row: for each key row, the scores of four
+// units at a time (their heads lie side by side in the row), the four dot products reduced by one
+// transposeAdd; lane i of it is exactly the score scoresOne computes for that unit and key (any
+// four dot products reduce lane by lane the same way), and a leftover unit uses dot().
 function decodeScores(scores: usize, desc: usize, n: i32, q: usize, k: usize, kvRow: usize, Tk: i32, hd: i32, scale: f32,
                       qPosI: i32, kPos: usize, allowed: usize): void {
   const hd4 = hd & ~3;
   const rowBytes = <usize>Tk << 2;
   const scaleV = f32x4.splat(scale);
-  let j = 0;
-  for (; j + 4 <= Tk; j += 4) {
-    const vis0 = visible(0, j, Tk, qPosI, kPos, allowed), vis1 = visible(0, j + 1, Tk, qPosI, kPos, allowed);
-    const vis2 = visible(0, j + 2, Tk, qPosI, kPos, allowed), vis3 = visible(0, j + 3, Tk, qPosI, kPos, allowed);
-    let sp = scores + (<usize>j << 2);
-    if (!(vis0 || vis1 || vis2 || vis3)) {
-      for (let a = 0; a < n; a++, sp += rowBytes) v128.store(sp, f32x4.splat(-Infinity));
+  const n4 = n & ~3;
+  const step = UNIT_INTS << 2;
+  for (let j = 0; j < Tk; j++) {
+    const sj = scores + (<usize>j << 2);
+    if (!visible(0, j, Tk, qPosI, kPos, allowed)) {
+      for (let a = 0; a < n; a++) store<f32>(sj + <usize>a * rowBytes, -Infinity);
       continue;
     }
     const kRow = k + <usize>j * kvRow;
     let dp = desc;
-    for (let a = 0; a < n; a++, sp += rowBytes, dp += UNIT_INTS << 2) {
-      const qp = q + <usize>load<u32>(dp, D_Q);
-      const k0 = kRow + <usize>load<u32>(dp, D_KV);
-      const s = f32x4.mul(addTail(dot4(qp, k0, kvRow, hd4), qp, k0, kvRow, hd4, hd), scaleV);
-      v128.store(sp, maskBlock(s, vis0, vis1, vis2, vis3));
+    let a = 0;
+    for (; a < n4; a += 4, dp += 4 * step) {
+      const q0 = q + <usize>load<u32>(dp, D_Q), q1 = q + <usize>load<u32>(dp, step + D_Q);
+      const q2 = q + <usize>load<u32>(dp, 2 * step + D_Q), q3 = q + <usize>load<u32>(dp, 3 * step + D_Q);
+      const k0 = kRow + <usize>load<u32>(dp, D_KV), k1 = kRow + <usize>load<u32>(dp, step + D_KV);
+      const k2 = kRow + <usize>load<u32>(dp, 2 * step + D_KV), k3 = kRow + <usize>load<u32>(dp, 3 * step + D_KV);
+      let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+      // 8 floats per step on pointers with immediate offsets, then 4: each accumulator still adds in d order
+      let p0 = q0, p1 = q1, p2 = q2, p3 = q3, r0 = k0, r1 = k1, r2 = k2, r3 = k3;
+      const end8 = q0 + (<usize>(hd4 & ~7) << 2), end4 = q0 + (<usize>hd4 << 2);
+      while (p0 < end8) {
+        a0 = f32x4.add(a0, f32x4.mul(v128.load(p0), v128.load(r0))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1), v128.load(r1)));
+        a2 = f32x4.add(a2, f32x4.mul(v128.load(p2), v128.load(r2))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3), v128.load(r3)));
+        a0 = f32x4.add(a0, f32x4.mul(v128.load(p0, 16), v128.load(r0, 16))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1, 16), v128.load(r1, 16)));
+        a2 = f32x4.add(a2, f32x4.mul(v128.load(p2, 16), v128.load(r2, 16))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3, 16), v128.load(r3, 16)));
+        p0 += 32; p1 += 32; p2 += 32; p3 += 32; r0 += 32; r1 += 32; r2 += 32; r3 += 32;
+      }
+      if (p0 < end4) {
+        a0 = f32x4.add(a0, f32x4.mul(v128.load(p0), v128.load(r0))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1), v128.load(r1)));
+        a2 = f32x4.add(a2, f32x4.mul(v128.load(p2), v128.load(r2))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3), v128.load(r3)));
+      }
+      const s = f32x4.mul(addUnitTails(transposeAdd(a0, a1, a2, a3), q0, q1, q2, q3, k0, k1, k2, k3, hd4, hd), scaleV);
+      const sp = sj + <usize>a * rowBytes;
+      store<f32>(sp, f32x4.extract_lane(s, 0)); store<f32>(sp + rowBytes, f32x4.extract_lane(s, 1));
+      store<f32>(sp + 2 * rowBytes, f32x4.extract_lane(s, 2)); store<f32>(sp + 3 * rowBytes, f32x4.extract_lane(s, 3));
+    }
+    for (; a < n; a++, dp += step) {
+      store<f32>(sj + <usize>a * rowBytes, dot(q + <usize>load<u32>(dp, D_Q), kRow + <usize>load<u32>(dp, D_KV), hd) * scale);
     }
   }
-  for (; j < Tk; j++) {
-    const vis = visible(0, j, Tk, qPosI, kPos, allowed);
-    const kRow = k + <usize>j * kvRow;
-    let dp = desc;
-    for (let a = 0; a < n; a++, dp += UNIT_INTS << 2) {
-      store<f32>(scores + <usize>a * rowBytes + (<usize>j << 2), vis ? dot(q + <usize>load<u32>(dp, D_Q), kRow + <usize>load<u32>(dp, D_KV), hd) * scale : -Infinity);
+}
+
+// Step 3 in decode for units [0, n) of the one query row: for each value row, every live unit's
+// p_j·v_j added into its output row (zeroed first), so each element still accumulates from +0
+// over j in order, skipping p_j = 0, exactly as accumulateOne does.
+function decodeAccumulate(out: usize, scores: usize, desc: usize, n: i32, v: usize, kvRow: usize, Tk: i32, hd: i32): void {
+  const rowBytes = <usize>Tk << 2;
+  const step = UNIT_INTS << 2;
+  const end16 = <usize>(hd & ~15) << 2, end4 = <usize>(hd & ~3) << 2, end = <usize>hd << 2;
+  let dp = desc;
+  for (let a = 0; a < n; a++, dp += step) if (load<f32>(dp, D_QPOS) != 0) zeroRow(out + <usize>load<u32>(dp, D_Q), hd);
+  for (let j = 0; j < Tk; j++) {
+    const vRow = v + <usize>j * kvRow;
+    dp = desc;
+    let sp = scores + (<usize>j << 2);
+    for (let a = 0; a < n; a++, dp += step, sp += rowBytes) {
+      const p = load<f32>(sp);
+      // p = 0: masked or underflowed; a unit that sees no key keeps its zeros (its scores are −Inf)
+      if (p == 0 || load<f32>(dp, D_QPOS) == 0) continue;
+      const pv = f32x4.splat(p);
+      const op = out + <usize>load<u32>(dp, D_Q), vp = vRow + <usize>load<u32>(dp, D_KV);
+      let o: usize = 0;
+      for (; o < end16; o += 64) {
+        v128.store(op + o, f32x4.add(v128.load(op + o), f32x4.mul(pv, v128.load(vp + o))));
+        v128.store(op + o, f32x4.add(v128.load(op + o, 16), f32x4.mul(pv, v128.load(vp + o, 16))), 16);
+        v128.store(op + o, f32x4.add(v128.load(op + o, 32), f32x4.mul(pv, v128.load(vp + o, 32))), 32);
+        v128.store(op + o, f32x4.add(v128.load(op + o, 48), f32x4.mul(pv, v128.load(vp + o, 48))), 48);
+      }
+      for (; o < end4; o += 16) v128.store(op + o, f32x4.add(v128.load(op + o), f32x4.mul(pv, v128.load(vp + o))));
+      for (; o < end; o += 4) store<f32>(op + o, load<f32>(op + o) + p * load<f32>(vp + o));
     }
   }
 }
@@ -358,7 +423,6 @@ export function attention(out: usize, q: usize, k: usize, v: usize, Tq: i32, Tk:
   const qRow = <usize>(nHeads * hd) << 2, kvRow = <usize>(nKvHeads * hd) << 2, headBytes = <usize>hd << 2;
   const usePos = qPos != 0 && kPos != 0;
   const kPosp = usePos ? kPos : 0;
-  const kb = Tq == 1 ? KB_DECODE : KB_PREFILL;
   const unitsPerKvHead = Tq * group;
   let ub0 = u0;
   while (ub0 < u1) {
@@ -380,8 +444,8 @@ export function attention(out: usize, q: usize, k: usize, v: usize, Tq: i32, Tk:
     }
     // Pass 1: scores, key blocks outer.
     if (Tq == 1) decodeScores(scores, desc, n, q, k, kvRow, Tk, hd, scale, load<i32>(desc, D_QPOS), kPosp, allowed);
-    else for (let j0 = 0; j0 < Tk; j0 += kb) {
-      const j1 = min(Tk, j0 + kb);
+    else for (let j0 = 0; j0 < Tk; j0 += KB_PREFILL) {
+      const j1 = min(Tk, j0 + KB_PREFILL);
       let a = 0;
       while (a < n) {
         const dp = desc + <usize>a * (UNIT_INTS << 2);
@@ -407,8 +471,9 @@ export function attention(out: usize, q: usize, k: usize, v: usize, Tq: i32, Tk:
       if (sum == 0) zeroRow(out + <usize>load<u32>(dp, D_Q), hd);
     }
     // Pass 3: P·V, key blocks outer, partial sums in out.
-    for (let j0 = 0; j0 < Tk; j0 += kb) {
-      const j1 = min(Tk, j0 + kb);
+    if (Tq == 1) decodeAccumulate(out, scores, desc, n, v, kvRow, Tk, hd);
+    else for (let j0 = 0; j0 < Tk; j0 += KB_PREFILL) {
+      const j1 = min(Tk, j0 + KB_PREFILL);
       const first = j0 == 0;
       let a = 0;
       while (a < n) {
