@@ -66,8 +66,11 @@ export function describeCpu(cpu: HostCpu): string {
 
 let clockChain: ((n: number, b: number, c: number) => number) | undefined;
 
-/** The core clock in GHz, measured now: the best of `runs` dependent-chain runs of ~2 ms each. */
-export async function measureClockGHz(runs = 15): Promise<number> {
+/**
+ * The core clock in GHz, measured now: the best of `runs` dependent-chain runs of ~0.2 ms each
+ * (short, so that on a busy machine some run all the same without being descheduled).
+ */
+export async function measureClockGHz(runs = 60): Promise<number> {
   if (!clockChain) {
     const module = await WebAssembly.compile(new Uint8Array(Buffer.from(KERNELS_WASM, 'base64')));
     const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
@@ -75,7 +78,7 @@ export async function measureClockGHz(runs = 15): Promise<number> {
     clockChain = instance.exports.clock_chain as unknown as typeof clockChain;
     if (typeof clockChain !== 'function') throw new Error('the kernels module has no clock_chain export (rebuild with `npm run build:wasm`)');
   }
-  const iterations = 200_000; // × 32 dependent steps ≈ 2 ms at 3.5 GHz
+  const iterations = 20_000; // × 32 dependent steps ≈ 0.2 ms at 3.5 GHz
   clockChain(iterations, 3, 5); // tier-up: the first calls may run unoptimised
   clockChain(iterations, 3, 5);
   let best = Infinity;

@@ -74,7 +74,7 @@ export interface BenchRow {
   peers: PeerFigure[]; // always f32 weights, single thread
   tile?: LinearTile; // linear with M > 1: the register tile ponder's runtime ran
   tiles?: PeerFigure[]; // f32 prefill, 1 thread: every tile, timed right after the row
-  clockGHz?: number; // prefill: the core clock measured right before the row
+  clockGHz?: number; // prefill: the core clock, the faster of two measurements right before and right after the row
   peakGflops?: number; // prefill: 128-bit SIMD issue rate at that clock × threads
   pctOfPeak?: number; // 100 · gflops / peakGflops
   cold?: boolean; // weight (or KV cache) copies rotated so every call streams from DRAM
@@ -138,10 +138,8 @@ export async function runKernelBench(plan: BenchPlan, deps: BenchDeps): Promise<
       const weightKN = transpose(data.weightNK, N, K);
       const copiesKN = new Array<Float32Array>(peerCopies).fill(weightKN); // each peer copies into its own heap
       for (const peer of peers) {
-        const c = await peer.linear(M, K, N, data.x, copiesKN);
-        const t = await timePeer(c, plan.timing);
-        await c.dispose();
-        peerFigures.push({ name: peer.name, gflops: flops / t.seconds / 1e9, ms: t.seconds * 1e3, foreignCores: t.foreignCores });
+        const t = await timePeerCase(peer.name, `linear ${M}x${K}x${N}`, () => peer.linear(M, K, N, data.x, copiesKN), plan.timing, note);
+        if (t) peerFigures.push({ name: peer.name, gflops: flops / t.seconds / 1e9, ms: t.seconds * 1e3, foreignCores: t.foreignCores });
       }
     }
 
@@ -151,12 +149,14 @@ export async function runKernelBench(plan: BenchPlan, deps: BenchDeps): Promise<
       // Stream read right before and right after the kernel, over blocks of the same size: DRAM
       // bandwidth drifts minute to minute here, so the kernel is compared with the mean of the two.
       const streamBefore = cold && stream ? await stream.gbps(weightBytes, plan.timing) : undefined;
-      const clockGHz = cold ? undefined : await measureClockGHz();
+      const clockBefore = cold ? undefined : await measureClockGHz();
       const runtime = await deps.createRuntime();
       const implementation = runtime.kernels.name;
       const tile = M > 1 ? runtimeTile(runtime) : undefined;
       const t = await timeLinear(runtime, data, dtype, M, K, N, copies, plan.timing);
       const streamAfter = cold && stream ? await stream.gbps(weightBytes, plan.timing) : undefined;
+      // the clock right before and right after: the faster (on a busy machine the core may deliver fewer cycles at times)
+      const clockGHz = clockBefore === undefined ? undefined : Math.max(clockBefore, await measureClockGHz());
       const row: BenchRow = {
         kernel: 'linear', shape: `${M}x${K}x${N}`, dtype, gflops: flops / t.seconds / 1e9, ms: t.seconds * 1e3, threads: 1,
         implementation, cpu: cpuName, foreignCores: t.foreignCores, peers: peerFigures,
@@ -219,10 +219,8 @@ export async function runKernelBench(plan: BenchPlan, deps: BenchDeps): Promise<
     const streamAfter = stream ? await stream.gbps(kvBytes, plan.timing) : undefined;
     const peerFigures: PeerFigure[] = [];
     for (const peer of peers) {
-      const c = await peer.attention(H, T, D, scale, data.qHeads, data.kTHeads, data.vHeads);
-      const tp = await timePeer(c, plan.timing);
-      await c.dispose();
-      peerFigures.push({ name: peer.name, gflops: flops / tp.seconds / 1e9, ms: tp.seconds * 1e3, foreignCores: tp.foreignCores });
+      const tp = await timePeerCase(peer.name, `attention 1x${T}x${D}`, () => peer.attention(H, T, D, scale, data.qHeads, data.kTHeads, data.vHeads), plan.timing, note);
+      if (tp) peerFigures.push({ name: peer.name, gflops: flops / tp.seconds / 1e9, ms: tp.seconds * 1e3, foreignCores: tp.foreignCores });
     }
     const row: BenchRow = {
       kernel: 'attention', shape: `1x${T}x${D}`, dtype: 'f32', gflops: flops / t.seconds / 1e9, ms: t.seconds * 1e3,
@@ -294,6 +292,20 @@ function copiesFor(totalBytes: number, bytesPerCopy: number): number {
 
 async function timePeer(c: PeerCase, timing: TimingOptions): Promise<Timing> {
   return c.async ? timeAsync(async () => { await c.call(); }, timing) : timeSync(() => { c.call(); }, timing);
+}
+
+/** Times a peer's case; a peer that fails (e.g. its own WASM heap runs out) leaves a note and no figure, not a failed run. */
+async function timePeerCase(name: string, what: string, prepare: () => Promise<PeerCase>, timing: TimingOptions, note: (text: string) => void): Promise<Timing | null> {
+  let c: PeerCase | undefined;
+  try {
+    c = await prepare();
+    return await timePeer(c, timing);
+  } catch (e) {
+    note(`peer ${name} failed on ${what}: ${(e as Error).message.split('\n')[0]}`);
+    return null;
+  } finally {
+    try { await c?.dispose(); } catch { /* a failed peer may not dispose cleanly either */ }
+  }
 }
 
 interface LinearData {

@@ -24,7 +24,7 @@ each peer and the share of this host's limit:
                                                   stream read of blocks of the same size
            (64,768,768), (256,1024,1024), (512,2048,2048)  prefill; %peak = share of the 128-bit
                                                   SIMD issue rate (flop/cycle by CPU family × the
-                                                  clock measured before the row); every register
+                                                  clock measured around the row); every register
                                                   tile for f32; 2 threads vs 1 when the kernels
                                                   have threads
            each with f32 and bf16 weights (the peers always run f32)
@@ -81,7 +81,7 @@ export async function benchCommand(argv: string[], io: CliIO, plan?: BenchPlan):
 
   if (!json) {
     const cpu = hostCpu();
-    io.out(`${machineLine()}\nCPU: ${describeCpu(cpu)}; 128-bit f32 SIMD ${cpu.flopsPerCycle.plain} flop/cycle plain, ${cpu.flopsPerCycle.fused} fused (${cpu.flopsSource}); %peak = that × the clock measured before each prefill row\n`
+    io.out(`${machineLine()}\nCPU: ${describeCpu(cpu)}; 128-bit f32 SIMD ${cpu.flopsPerCycle.plain} flop/cycle plain, ${cpu.flopsPerCycle.fused} fused (${cpu.flopsSource}); %peak = that × the clock measured around each prefill row\n`
       + `ponder kernels: ${kernelsName} (1 thread unless thr says otherwise)\n${NOISE_NOTE}\n\n`);
     io.out(tableHeader());
   }
