@@ -19,7 +19,12 @@
  * a small prefill problem (32×256×128, in L2) in rotation until V8 has tiered every tile up to
  * TurboFan and their best times stop improving, then keeps the fastest. createWasmRuntime runs it
  * once per process and build (plain, relaxed) and caches the result; the `linearTile` option (or
- * PONDER_LINEAR_TILE in Node) names a tile instead.
+ * PONDER_LINEAR_TILE in Node) names a tile instead. Every runtime of the process (several memories,
+ * several pools) runs the same tile.
+ *
+ * Another weight format (int8 / int4, issue 17) brings its own packing in bindLinear and its own
+ * linear_<format> export taking the same `tile` argument; its tiles then join this list and the
+ * measurement.
  */
 import type { WasmKernelExports } from './wasm-exports.js';
 
