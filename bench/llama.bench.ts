@@ -19,7 +19,7 @@
  * machine load before and after, and every engine's version.
  */
 import { spawnSync } from 'node:child_process';
-import { createReadStream, existsSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -153,7 +153,9 @@ async function runNative(type: string, paths: string[], threads: number): Promis
       tg.push((N * 1000) / tgMs);
     }
     await context.dispose();
-    return { engine: 'llama.cpp native', weights: type, threads, promptTokens: P, newTokens: N, ppTokensPerSecond: median(pp), tgTokensPerSecond: median(tg) };
+    const release = nodeLlama.llama.llamaCppRelease;
+    return { engine: 'llama.cpp native', weights: type, threads, promptTokens: P, newTokens: N, ppTokensPerSecond: median(pp), tgTokensPerSecond: median(tg),
+      note: `llama.cpp ${release.release} (${nodeLlama.llama.buildType} CPU binary)` };
   } finally {
     await model.dispose();
   }
@@ -252,8 +254,21 @@ function line(r: PeerRow): string {
   return `${r.engine.padEnd(26)}${r.weights.padEnd(6)}${String(r.threads).padStart(4)}${f(r.ppTokensPerSecond)}${f(r.tgTokensPerSecond)}  ${r.note ?? ''}`;
 }
 
+/** A package's version from its package.json (found from its entry point: not every package exports it). */
 function versionOf(pkg: string): string {
-  try { return (require(`${pkg}/package.json`) as { version: string }).version; } catch { return 'not installed'; }
+  try {
+    let dir = dirname(require.resolve(pkg));
+    for (;;) {
+      const file = join(dir, 'package.json');
+      if (existsSync(file)) {
+        const json = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version: string };
+        if (json.name === pkg) return json.version;
+      }
+      const up = dirname(dir);
+      if (up === dir) return 'unknown version';
+      dir = up;
+    }
+  } catch { return 'not installed'; }
 }
 
 /** The issue-16 bars: ponder bf16 against the same bytes per weight (BF16) in the same run. */
