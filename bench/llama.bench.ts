@@ -19,7 +19,7 @@
  * machine load before and after, and every engine's version.
  */
 import { spawnSync } from 'node:child_process';
-import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -217,7 +217,9 @@ async function runWllama(gguf: Record<string, string[]>): Promise<PeerRow[]> {
   for (const paths of Object.values(gguf)) for (const p of paths) files.set(basename(p), p);
   const { url, server } = await startServer(files);
   const chromiumPath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-  const browser = await chromium.launch({ executablePath: chromiumPath, args: ['--headless', '--no-sandbox', '--disable-gpu', '--js-flags=--max-old-space-size=8192'] });
+  // A profile on disk: without one Chromium keeps Blobs in memory and cannot fetch a 2.9 GB model.
+  const profile = mkdtempSync(join(os.tmpdir(), 'ponder-wllama-'));
+  const browser = await chromium.launchPersistentContext(profile, { executablePath: chromiumPath, args: ['--headless', '--no-sandbox', '--disable-gpu', '--js-flags=--max-old-space-size=8192'] });
   const rows: PeerRow[] = [];
   try {
     for (const threads of threadCounts) {
@@ -247,6 +249,7 @@ async function runWllama(gguf: Record<string, string[]>): Promise<PeerRow[]> {
   } finally {
     await browser.close();
     server.close();
+    rmSync(profile, { recursive: true, force: true });
   }
   return rows;
 }
@@ -275,20 +278,29 @@ function versionOf(pkg: string): string {
   } catch { return 'not installed'; }
 }
 
-/** The issue-16 bars: ponder bf16 against the same bytes per weight (BF16) in the same run. */
+/**
+ * The issue-16 bars: ponder bf16 against the same bytes per weight (BF16) in the same run. Where a
+ * peer's BF16 row has no figure (wllama cannot hold the 2.9 GB BF16 model in its 4 GiB wasm32
+ * memory), the bar is also checked against its Q8_0 row: half the bytes per weight, so a pass there
+ * is a pass with margin.
+ */
 function bars(rows: PeerRow[]): string[] {
   const out: string[] = [];
+  const figure = (r: PeerRow | undefined): r is PeerRow => r !== undefined && Number.isFinite(r.tgTokensPerSecond);
   for (const t of threadCounts) {
     const ponder = rows.find((r) => r.engine === 'ponder' && r.threads === t);
-    const native = rows.find((r) => r.engine === 'llama.cpp native' && r.weights === 'BF16' && r.threads === t);
-    const wasm = rows.find((r) => r.engine === 'llama.cpp wasm (wllama)' && r.weights === 'BF16' && r.threads === t);
     if (!ponder) continue;
+    const peer = (engine: PeerRow['engine']): PeerRow | undefined => {
+      const bf16 = rows.find((r) => r.engine === engine && r.weights === 'BF16' && r.threads === t);
+      return figure(bf16) ? bf16 : rows.find((r) => r.engine === engine && r.weights === 'Q8_0' && r.threads === t && figure(r));
+    };
     const check = (what: string, ratio: number, target: number) => out.push(`${Number.isFinite(ratio) ? (ratio >= target ? 'PASS' : 'FAIL') : 'n/a '} ${what} ≥ ${target}×, ${t} thread${t > 1 ? 's' : ''}: ${Number.isFinite(ratio) ? ratio.toFixed(3) + '×' : 'no figure'}`);
+    const wasm = peer('llama.cpp wasm (wllama)'), native = peer('llama.cpp native');
     if (wasm) {
-      check('decode vs wllama BF16', ponder.tgTokensPerSecond / wasm.tgTokensPerSecond, 1.3);
-      check('prompt processing vs wllama BF16', ponder.ppTokensPerSecond / wasm.ppTokensPerSecond, 1.2);
+      check(`decode vs wllama ${wasm.weights}`, ponder.tgTokensPerSecond / wasm.tgTokensPerSecond, 1.3);
+      check(`prompt processing vs wllama ${wasm.weights}`, ponder.ppTokensPerSecond / wasm.ppTokensPerSecond, 1.2);
     }
-    if (native) check('decode vs native llama.cpp BF16', ponder.tgTokensPerSecond / native.tgTokensPerSecond, 0.9);
+    if (native) check(`decode vs native llama.cpp ${native.weights}`, ponder.tgTokensPerSecond / native.tgTokensPerSecond, 0.9);
   }
   return out;
 }
