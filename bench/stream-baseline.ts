@@ -80,6 +80,7 @@ export class StreamBaseline {
 
   /** Median GB/s of reading `blockBytes` per call, each call the next block of the buffer, split over the threads. */
   async gbps(blockBytes: number, timing: TimingOptions): Promise<number> {
+    if (blockBytes > this.bufferBytes) throw new Error(`stream baseline: a ${blockBytes}-byte block does not fit its ${this.bufferBytes}-byte buffer`);
     const floats = Math.floor(blockBytes / 64) * 16; // whole cache lines, as the kernel requires
     const blocks = Math.max(1, Math.floor(this.bufferBytes / (floats * 4)));
     const n = this.threads;

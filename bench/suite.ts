@@ -124,7 +124,9 @@ export async function runKernelBench(plan: BenchPlan, deps: BenchDeps): Promise<
   const cpu = hostCpu();
   const cpuName = describeCpu(cpu);
   const relaxed = deps.relaxed === true;
-  const stream = plan.linear.some((s) => s.M === 1) || plan.attention.length > 0 ? await StreamBaseline.create(plan.coldBytes) : null;
+  // The stream buffer holds at least one block of the largest streamed operand (a 16k-position KV cache is 128 MiB).
+  const streamedBytes = [...plan.linear.filter((s) => s.M === 1).map((s) => 4 * s.K * s.N), ...plan.attention.map((a) => 2 * a.T * plan.heads * a.headDim * 4)];
+  const stream = streamedBytes.length > 0 ? await StreamBaseline.create(Math.max(plan.coldBytes, ...streamedBytes)) : null;
   let createThreaded = deps.createThreadedRuntime; // unset after a failure to start workers
   for (const shape of plan.linear) {
     const { M, K, N } = shape;

@@ -71,6 +71,15 @@ test('decode rows carry GB/s and their share of the same-run stream read; --no-p
   }
 });
 
+test('an operand larger than the cold rotation (a long KV cache) still gets its same-run stream read', async () => {
+  const io = fakeIO();
+  const plan: BenchPlan = { ...TINY_PLAN, linear: [], attention: [{ T: 4096, headDim: 64 }] }; // K and V: 4 MiB > 1 MiB
+  assert.equal(await benchCommand(['kernels', '--json', '--no-peers', '--kernels', 'scalar'], io, plan), 0, io.stderr);
+  const [row] = JSON.parse(io.stdout) as Array<Record<string, unknown>>;
+  assert.equal(row.shape, '1x4096x64');
+  assert.ok(isPositiveFinite(row.streamGbps) && isPositiveFinite(row.pctOfStream));
+});
+
 test('every row names the host CPU; prefill rows carry their share of the 128-bit SIMD issue rate, the tile and (f32) every tile', async () => {
   const io = fakeIO();
   assert.equal(await benchCommand(['kernels', '--json', '--no-peers'], io, TINY_PLAN), 0, io.stderr);
