@@ -11,10 +11,11 @@
 // inner), so K and V are read from memory once for every unit of the block:
 // - decode (Tq = 1): one block holds every unit (all heads of the one row); K and V are read row by
 //   row, front to back, each row once per step (decodeScores, decodeAccumulate);
-// - prefill (Tq > 1): blocks of up to QB_PREFILL units sharing one KV head, key blocks of
-//   KB_PREFILL rows (that head's K and V block stays in L1/L2 while every query of the block uses
-//   it); neighbouring units with the same KV head go in pairs, which loads each key and value once
-//   for two queries.
+// - prefill (Tq > 1): when one head's K and V fit in half an L2 (Tk·hd·8 ≤ 512 KiB), a pair of
+//   units at a time over all keys (they stay in cache anyway); past that, blocks of up to
+//   QB_PREFILL units sharing one KV head and key blocks of KB_PREFILL rows (that head's K and V
+//   block stays in L1/L2 while every query of the block uses it). Neighbouring units with the same
+//   KV head go in pairs, which loads each key and value once for two queries.
 //
 // Per query (the same arithmetic in every blocking and pairing, so none of them changes a bit,
 // and each query row equals the Tq = 1 call for that row):
@@ -308,9 +309,11 @@ function divideRow(op: usize, hd: i32, sum: f32): void {
   for (; d < hd; d++) store<f32>(op + (<usize>d << 2), load<f32>(op + (<usize>d << 2)) / sum);
 }
 
-// The prefill key-block length (a multiple of 4) and unit-block length; neither changes a result.
+// The prefill key-block length (a multiple of 4) and unit-block length past L2, and the K plus V
+// bytes of one head below which prefill does not block; none of them changes a result.
 const KB_PREFILL: i32 = 64;
 const QB_PREFILL: i32 = 16;
+const PREFILL_UNBLOCKED_BYTES: usize = 512 * 1024;
 // A unit's descriptor in scratch, after the scores rows: its query row, that row's position (the
 // softmax sum after pass 2), the byte offset of its head in q and out, and of its KV head in k and v.
 const UNIT_INTS: i32 = 4;
@@ -424,10 +427,12 @@ export function attention(out: usize, q: usize, k: usize, v: usize, Tq: i32, Tk:
   const usePos = qPos != 0 && kPos != 0;
   const kPosp = usePos ? kPos : 0;
   const unitsPerKvHead = Tq * group;
+  const unblocked = <usize>Tk * <usize>hd * 8 <= PREFILL_UNBLOCKED_BYTES;
+  const qb = unblocked ? 2 : QB_PREFILL, kb = unblocked ? max(Tk, 1) : KB_PREFILL;
   let ub0 = u0;
   while (ub0 < u1) {
-    // This block: decode, every unit (one row); prefill, up to QB_PREFILL units of one KV head.
-    const ub1 = Tq == 1 ? u1 : min(u1, min(ub0 + QB_PREFILL, (ub0 / unitsPerKvHead + 1) * unitsPerKvHead));
+    // This block: decode, every unit (one row); prefill, a pair or up to QB_PREFILL units of one KV head.
+    const ub1 = Tq == 1 ? u1 : min(u1, min(ub0 + qb, (ub0 / unitsPerKvHead + 1) * unitsPerKvHead));
     const n = ub1 - ub0;
     const rowBytes = <usize>Tk << 2;
     const desc = scores + <usize>n * rowBytes; // [n][UNIT_INTS]
@@ -444,8 +449,8 @@ export function attention(out: usize, q: usize, k: usize, v: usize, Tq: i32, Tk:
     }
     // Pass 1: scores, key blocks outer.
     if (Tq == 1) decodeScores(scores, desc, n, q, k, kvRow, Tk, hd, scale, load<i32>(desc, D_QPOS), kPosp, allowed);
-    else for (let j0 = 0; j0 < Tk; j0 += KB_PREFILL) {
-      const j1 = min(Tk, j0 + KB_PREFILL);
+    else for (let j0 = 0; j0 < Tk; j0 += kb) {
+      const j1 = min(Tk, j0 + kb);
       let a = 0;
       while (a < n) {
         const dp = desc + <usize>a * (UNIT_INTS << 2);
@@ -472,8 +477,8 @@ export function attention(out: usize, q: usize, k: usize, v: usize, Tq: i32, Tk:
     }
     // Pass 3: P·V, key blocks outer, partial sums in out.
     if (Tq == 1) decodeAccumulate(out, scores, desc, n, v, kvRow, Tk, hd);
-    else for (let j0 = 0; j0 < Tk; j0 += KB_PREFILL) {
-      const j1 = min(Tk, j0 + KB_PREFILL);
+    else for (let j0 = 0; j0 < Tk; j0 += kb) {
+      const j1 = min(Tk, j0 + kb);
       const first = j0 == 0;
       let a = 0;
       while (a < n) {
