@@ -26,7 +26,7 @@ for (const path of findGoldenCases('spec/golden/ouro')) {
   const c = loadGoldenCase(path);
   if (!hasTensor(c, 'inputs.input_ids')) continue;
   const config = ouroConfigFromJson(c.config, c.name);
-  const model = OuroModel.load(createScalarRuntime(), config, safetensorsWeights([c.file], 'weights.', c.name));
+  const model = OuroModel.bind(config, safetensorsWeights([c.file], 'weights.', c.name), createScalarRuntime());
   const V = config.vocabSize, T = config.totalUtSteps;
   const cols = tensorShape(c, 'inputs.input_ids').at(-1)!;
   const prompt = intTensor(c, 'inputs.input_ids').slice(0, cols); // row 0

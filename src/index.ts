@@ -14,11 +14,15 @@ export type { Kernels } from './kernels/kernels.js';
 export { parseSafetensors, parseSafetensorsHeader, writeSafetensors, type SafetensorsFile, type SafetensorsHeader, type TensorInfo, type DType } from './format/safetensors.js';
 export { parseConfigJson, configObject, type ConfigObject } from './format/config.js';
 export { safetensorsWeights, type WeightSource, type WeightInfo } from './models/weights.js';
+export { openPytorchCheckpoint, type PytorchCheckpoint, type PytorchTensorInfo } from './format/pytorch.js';
+export { bytesSource, type ByteSource } from './format/zip.js';
+export { morConfigFromRelease, parseExperimentYaml, planMorConversion, type ConversionSource, type MorConversion } from './convert/mor.js';
 
 // sampling, stopping, tokenizer
 export { Sampler, resolveSamplingOptions, samplingFromGenerationConfig, type SamplingOptions, type ResolvedSamplingOptions } from './generate/sampling.js';
 export { StopCondition, type StopOptions } from './generate/stop.js';
 export { loadTokenizer, type TextTokenizer, type LoadTokenizerOptions } from './tokenizer.js';
+export { loadChatTemplate, compileChatTemplate, specialTokenVariables, ChatTemplate, type ChatMessage, type ChatRenderOptions, type ChatTemplateFiles, type ChatTemplateOrigin, type LoadChatTemplateOptions } from './chat/template.js';
 
 // traces
 export { checkTrace, summarizeTrace, traceToJSON, parseTraceJSON, type RunTrace, type TokenTrace, type TraceSummary, type ExitReason } from './trace/trace.js';

@@ -9,6 +9,7 @@
  * the text is theirs, unedited.
  */
 import { PonderError } from './errors.js';
+import { importOptional } from './optional.js';
 
 export interface EncodeOptions {
   /** Add the tokens the tokenizer's post-processor adds (e.g. a BOS token). Default true, as in transformers. */
@@ -104,16 +105,9 @@ function parseJsonObject(text: string, name: string): object {
 }
 
 async function importTokenizerClass(importLibrary?: () => Promise<unknown>): Promise<LibraryTokenizerClass> {
-  let library: unknown;
-  try {
-    // A variable specifier keeps TypeScript and bundlers from requiring the optional package.
-    const specifier = LIBRARY;
-    library = await (importLibrary ? importLibrary() : import(specifier));
-  } catch (err) {
-    throw new PonderError('TOKENIZER_UNAVAILABLE', `text input/output needs the optional package ${LIBRARY}, which could not be loaded: ${(err as Error).message}`, {
-      hint: `install it with \`npm install ${LIBRARY}\`, or pass token ids instead of text (ponder run --ids ...)`,
-    });
-  }
+  const library = await importOptional(LIBRARY, importLibrary, (err) => new PonderError('TOKENIZER_UNAVAILABLE', `text input/output needs the optional package ${LIBRARY}, which could not be loaded: ${err.message}`, {
+    hint: `install it with \`npm install ${LIBRARY}\`, or pass token ids instead of text (ponder run --ids ...)`,
+  }));
   const TokenizerClass = (library as { Tokenizer?: unknown }).Tokenizer;
   if (typeof TokenizerClass !== 'function') {
     throw new PonderError('TOKENIZER_UNAVAILABLE', `${LIBRARY} was loaded but exports no Tokenizer class`, {

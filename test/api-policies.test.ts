@@ -11,7 +11,8 @@ import { loadModel, budget, defaultDepth, depthFunction, exit, fixed, parsePolic
 import { createScalarRuntime, type Runtime } from '../src/runtime/runtime.js';
 import type { Kernels } from '../src/kernels/kernels.js';
 import { PonderError } from '../src/errors.js';
-import type { OuroModel } from '../src/models/ouro.js';
+import { ouroFamily } from '../src/models/ouro-family.js';
+import { openModelDir } from '../src/node/model-dir.js';
 import { checkTrace, type TokenTrace } from '../src/trace/trace.js';
 
 /** A scalar runtime whose linear and attention kernels add up the work they do. */
@@ -225,7 +226,9 @@ test('expert-choice MoR with exit criteria and depth functions (our extension): 
 
 test('Ouro fixed(n) gives upstream exit_at_step = n − 1 logits while skipping the later loops', async () => {
   const { model } = MODELS.ouro;
-  const ouro = (model.familyAdapter as unknown as { model: OuroModel }).model;
+  // the demo's weights bound on their own (no reaching into the API's model)
+  const dir = openModelDir('models/demo-ouro');
+  const ouro = ouroFamily.load(ouroFamily.parseConfig(dir.config!), dir.weights, createScalarRuntime());
   const T = model.defaultDepth;
   for (let n = 1; n <= T; n++) {
     const ours = model.forward(PROMPT, { policy: fixed(n) });

@@ -4,7 +4,7 @@
  * seeded PRNG, served by an in-memory WeightSource under the upstream state_dict names.
  */
 import type { WeightSource } from '../src/models/weights.js';
-import { huginnTensorShapes, loadHuginn, parseHuginnConfig, type HuginnModel } from '../src/models/huginn.js';
+import { huginnTensorShapes, bindHuginn, parseHuginnConfig, type HuginnModel } from '../src/models/huginn.js';
 import type { Runtime } from '../src/runtime/runtime.js';
 import type { TensorArray } from '../src/format/safetensors.js';
 import { Prng } from '../src/generate/prng.js';
@@ -73,7 +73,7 @@ export function randomWeights(rawConfig: Record<string, unknown>, seed: number, 
 
 export function tinyModel(shape: TinyShape, seed: number, runtime: Runtime, opts: { outGain?: number } = {}): HuginnModel {
   const raw = tinyConfig(shape);
-  return loadHuginn(randomWeights(raw, seed, opts), runtime, parseHuginnConfig(raw), { seed });
+  return bindHuginn(parseHuginnConfig(raw), randomWeights(raw, seed, opts), runtime, { seed });
 }
 
 /** Arbitrary-but-small shapes for fast-check (kept tiny: the machine is shared). */

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { PonderError } from '../src/errors.js';
 import { Sampler } from '../src/generate/sampling.js';
 import { seededInitialStates } from '../src/models/huginn.js';
-import { createExitEvaluator, EXIT_CRITERIA, numStepsEvaluator } from '../src/models/huginn-exit.js';
+import { createExitEvaluator, EXIT_CRITERIA, numStepsEvaluator } from '../src/depth/criteria.js';
 import { generateAdaptive, generateMinimal, generateSpeculative } from '../src/models/huginn-generate.js';
 import { createScalarRuntime } from '../src/runtime/runtime.js';
 import { SMALL_SHAPES, tinyModel } from './huginn-fixture.js';

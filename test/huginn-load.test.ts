@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PonderError } from '../src/errors.js';
 import { parseSafetensors, writeSafetensors, type TensorToWrite } from '../src/format/safetensors.js';
-import { checkHuginnWeights, HUGINN_0125_CONFIG, huginnMemoryPlan, loadHuginn, parseHuginnConfig } from '../src/models/huginn.js';
+import { checkHuginnWeights, HUGINN_0125_CONFIG, huginnMemoryPlan, bindHuginn, parseHuginnConfig } from '../src/models/huginn.js';
 import { safetensorsWeights, type WeightInfo, type WeightSource } from '../src/models/weights.js';
 import { createScalarRuntime } from '../src/runtime/runtime.js';
 import { memorySource, randomWeights, tinyConfig } from './huginn-fixture.js';
@@ -72,12 +72,12 @@ test('every weight mismatch is reported at once, naming each tensor', () => {
   });
 });
 
-test('a config with a missing or inconsistent field is a CFG_FIELD error naming the field', () => {
+test('a config with a missing, mistyped or inconsistent field is a CFG_FIELD or CFG_INCONSISTENT error naming the field', () => {
   const { n_embd: _drop, ...noWidth } = HUGINN_0125_CONFIG;
   assert.throws(() => parseHuginnConfig(noWidth, 'c.json'), (e: unknown) => e instanceof PonderError && e.code === 'CFG_FIELD' && e.field === 'n_embd');
-  assert.throws(() => parseHuginnConfig({ ...HUGINN_0125_CONFIG, n_heads: 7 }, 'c.json'), (e: unknown) => e instanceof PonderError && e.code === 'CFG_FIELD' && e.field === 'n_heads');
+  assert.throws(() => parseHuginnConfig({ ...HUGINN_0125_CONFIG, n_heads: 7 }, 'c.json'), (e: unknown) => e instanceof PonderError && e.code === 'CFG_INCONSISTENT' && e.field === 'n_heads');
   assert.throws(() => parseHuginnConfig({ ...HUGINN_0125_CONFIG, mean_recurrence: '32' }, 'c.json'), (e: unknown) => e instanceof PonderError && e.code === 'CFG_FIELD' && e.field === 'mean_recurrence');
-  assert.throws(() => parseHuginnConfig([1, 2], 'c.json'), (e: unknown) => e instanceof PonderError && e.code === 'CFG_FIELD');
+  assert.throws(() => parseHuginnConfig([1, 2], 'c.json'), (e: unknown) => e instanceof PonderError && e.code === 'CFG_JSON');
 });
 
 const SHAPE = { E: 16, H: 2, P: 1, R: 2, C: 1, V: 24, I: 24, meanRecurrence: 3 };
@@ -85,7 +85,7 @@ const IDS = [3, 1, 4, 1, 5, 9, 2, 6];
 
 function logitsOf(source: WeightSource): Float32Array {
   const raw = tinyConfig(SHAPE);
-  const model = loadHuginn(source, createScalarRuntime(), parseHuginnConfig(raw));
+  const model = bindHuginn(parseHuginnConfig(raw), source, createScalarRuntime());
   return model.forward({ ids: IDS, B: 1, S: IDS.length, numSteps: 3, initScale: 0 }).logits;
 }
 
@@ -126,16 +126,16 @@ test('a freqs_cis buffer that does not match the config\'s RoPE table is reporte
     return t;
   };
   tensors.set('freqs_cis', { dtype: 'F32', shape: [1, block, 1, half, 2], data: table(50000) });
-  assert.doesNotThrow(() => loadHuginn(memorySource(tensors), createScalarRuntime(), parseHuginnConfig(raw)));
+  assert.doesNotThrow(() => bindHuginn(parseHuginnConfig(raw), memorySource(tensors), createScalarRuntime()));
   tensors.set('freqs_cis', { dtype: 'F32', shape: [1, block, 1, half, 2], data: table(10000) });
-  assert.throws(() => loadHuginn(memorySource(tensors), createScalarRuntime(), parseHuginnConfig(raw)), (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_FREQS_CIS');
+  assert.throws(() => bindHuginn(parseHuginnConfig(raw), memorySource(tensors), createScalarRuntime()), (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_FREQS_CIS');
 });
 
 test('token ids outside the vocabulary and positions beyond block_size are typed errors', () => {
   const raw = tinyConfig(SHAPE);
-  const model = loadHuginn(randomWeights(raw, 5), createScalarRuntime(), parseHuginnConfig(raw));
-  assert.throws(() => model.forward({ ids: [1, 24], B: 1, S: 2, numSteps: 1 }), (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_TOKEN');
-  assert.throws(() => model.forward({ ids: [1], B: 1, S: 1, numSteps: 1, positions: Int32Array.of(64) }), (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_POSITION');
+  const model = bindHuginn(parseHuginnConfig(raw), randomWeights(raw, 5), createScalarRuntime());
+  assert.throws(() => model.forward({ ids: [1, 24], B: 1, S: 2, numSteps: 1 }), (e: unknown) => e instanceof PonderError && e.code === 'GEN_TOKEN_ID');
+  assert.throws(() => model.forward({ ids: [1], B: 1, S: 1, numSteps: 1, positions: Int32Array.of(64) }), (e: unknown) => e instanceof PonderError && e.code === 'GEN_CONTEXT');
   assert.throws(() => model.forward({ ids: [1], B: 1, S: 1, numSteps: -1 }), (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_NUM_STEPS');
   assert.throws(() => model.newCache('latest-m5'), (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_CACHE_STRATEGY');
 });
@@ -143,7 +143,7 @@ test('token ids outside the vocabulary and positions beyond block_size are typed
 test('on the wasm runtime, huginn-0125 in bf16 is refused before any tensor is read (7.1 GB > 4 GiB)', async () => {
   const wasm = await createWasmRuntime();
   const cfg = parseHuginnConfig(HUGINN_0125_CONFIG);
-  assert.throws(() => loadHuginn(huginn0125Infos(), wasm, cfg), (e: unknown) => e instanceof PonderError && e.code === 'MEM_MODEL_TOO_LARGE');
+  assert.throws(() => bindHuginn(cfg, huginn0125Infos(), wasm), (e: unknown) => e instanceof PonderError && e.code === 'MEM_MODEL_TOO_LARGE');
   assert.ok(huginnMemoryPlan(huginn0125Infos(), cfg).weights > 6.5e9);
 });
 
@@ -168,7 +168,7 @@ test('a sharded model directory (model.safetensors.index.json) loads like the in
     writeFileSync(join(dir, 'config.json'), JSON.stringify(raw));
     const md = openModelDir(dir);
     assert.equal(md.layout, 'sharded');
-    const model = loadHuginn(md.weights, createScalarRuntime(), parseHuginnConfig(md.config!.values, 'config.json'));
+    const model = bindHuginn(parseHuginnConfig(md.config!.values, 'config.json'), md.weights, createScalarRuntime());
     assert.deepEqual(model.forward({ ids: IDS, B: 1, S: IDS.length, numSteps: 3, initScale: 0 }).logits, logitsOf(src));
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -179,8 +179,8 @@ test('bf16 activations: every logit and latent is a bf16 value, close to the f32
   const raw = tinyConfig(SHAPE);
   const src = randomWeights(raw, 17, { dtype: 'BF16' });
   const cfg = parseHuginnConfig(raw);
-  const f32 = loadHuginn(src, createScalarRuntime(), cfg).forward({ ids: IDS, B: 1, S: IDS.length, numSteps: 3, initScale: 0 });
-  const bf16 = loadHuginn(src, createScalarRuntime(), cfg, { activations: 'bf16' }).forward({ ids: IDS, B: 1, S: IDS.length, numSteps: 3, initScale: 0 });
+  const f32 = bindHuginn(cfg, src, createScalarRuntime()).forward({ ids: IDS, B: 1, S: IDS.length, numSteps: 3, initScale: 0 });
+  const bf16 = bindHuginn(cfg, src, createScalarRuntime(), { activations: 'bf16' }).forward({ ids: IDS, B: 1, S: IDS.length, numSteps: 3, initScale: 0 });
   const isBf16 = (x: number): boolean => (new Uint32Array(new Float32Array([x]).buffer)[0] & 0xffff) === 0;
   assert.ok(bf16.logits.every(isBf16) && bf16.latentStates.every(isBf16));
   assert.ok(!f32.logits.every(isBf16));

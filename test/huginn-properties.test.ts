@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { seededInitialStates, type HuginnModel, type InitialStates } from '../src/models/huginn.js';
-import { createExitEvaluator, EXIT_CRITERIA, type ExitCriterion } from '../src/models/huginn-exit.js';
+import { createExitEvaluator, EXIT_CRITERIA, type ExitCriterion } from '../src/depth/criteria.js';
 import { generateAdaptive, generateMinimal, generateSpeculative } from '../src/models/huginn-generate.js';
 import { createScalarRuntime } from '../src/runtime/runtime.js';
 import { SMALL_SHAPES, tinyModel, type TinyShape } from './huginn-fixture.js';

@@ -191,3 +191,19 @@ test('the real bin/ponder.js: a reader that closes stdout early (`| head -1`) en
   assert.equal(stderr, '');
   assert.equal(status, 0);
 });
+
+test('inspect names the family of every bundled model (MoR included) from the one detection table, and keys the family does not read', async () => {
+  for (const [model, family] of [['models/demo-huginn', 'huginn'], ['models/demo-ouro', 'ouro'], ['models/demo-mor', 'mor']]) {
+    const r = await run(model);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, new RegExp(`family ${family}\\n`));
+    assert.equal(JSON.parse((await run(model, '--json')).out).family, family);
+  }
+  const dir = join(root, 'ouro-typo');
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ model_type: 'ouro', hidden_size: 2, vocab_size: 3, total_ut_step: 2 }));
+  writeFileSync(join(dir, 'model.safetensors'), writeSafetensors([{ name: 'lm_head.weight', dtype: 'F32', shape: [3, 2], data: new Float32Array(6) }]));
+  assert.match((await run(dir)).out, /keys ponder does not read \(a typo, or a field it ignores\): total_ut_step/);
+  assert.deepEqual(JSON.parse((await run(dir, '--json')).out).unknown_config_keys, ['total_ut_step']);
+});
+

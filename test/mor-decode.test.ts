@@ -5,7 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { loadMor, type ForwardOptions, type MorModel } from '../src/models/mor.js';
+import { bindMor, type ForwardOptions, type MorModel } from '../src/models/mor.js';
+import { parseMorConfig } from '../src/models/mor-config.js';
 import { createWasmRuntime } from '../src/kernels/wasm.js';
 import { createScalarRuntime, type Runtime } from '../src/runtime/runtime.js';
 import { fixtureWeights, makeFixture, randomIds, type FixtureSpec } from './mor-fixture.js';
@@ -19,7 +20,7 @@ let runtime: () => Runtime = createScalarRuntime;
 
 function load(spec: FixtureSpec): MorModel {
   const fx = makeFixture(spec);
-  return loadMor(fixtureWeights(fx.tensors), fx.config, runtime(), { maxLen: 40 });
+  return bindMor(parseMorConfig(fx.config), fixtureWeights(fx.tensors), runtime(), { maxLen: 40 });
 }
 
 /** Declares the test once per runtime. */

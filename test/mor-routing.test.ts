@@ -5,7 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { loadMor, type RowCaptures } from '../src/models/mor.js';
+import { bindMor, type RowCaptures } from '../src/models/mor.js';
+import { parseMorConfig } from '../src/models/mor-config.js';
 import { topKAscending, assignRecursion } from '../src/models/mor-routing.js';
 import { createScalarRuntime } from '../src/runtime/runtime.js';
 import { PonderError } from '../src/errors.js';
@@ -26,7 +27,7 @@ const expertSpec = fc.record({
 function runExpert(a: { seed: number; sharing: 'cycle' | 'middle_cycle'; R: number; bd: number; capacity: number[]; T: number; B: number }) {
   const spec: FixtureSpec = { variant: 'expert', sharing: a.sharing, R: a.R, bd: a.bd, capacity: a.capacity, seed: a.seed };
   const fx = makeFixture(spec);
-  const model = loadMor(fixtureWeights(fx.tensors), fx.config, createScalarRuntime(), { maxLen: 32 });
+  const model = bindMor(parseMorConfig(fx.config), fixtureWeights(fx.tensors), createScalarRuntime(), { maxLen: 32 });
   const ids = randomIds(a.seed, a.B, a.T, 64);
   const session = model.newSession(a.B, 32);
   return { model, ids, result: model.forward(session, ids, { capture: true }) };
@@ -121,7 +122,7 @@ test('token-choice: depth = argmax + 1 and the gate is the unbiased router prob 
     fc.constantFrom('softmax' as const, 'sigmoid' as const), fc.boolean(), fc.constantFrom('cycle' as const, 'middle_cycle' as const),
     (seed, R, T, func, lossFree, sharing) => {
       const fx = makeFixture({ variant: 'token', R, seed, tokenRouterFunc: func, lossFree, sharing });
-      const model = loadMor(fixtureWeights(fx.tensors), fx.config, createScalarRuntime(), { maxLen: 32 });
+      const model = bindMor(parseMorConfig(fx.config), fixtureWeights(fx.tensors), createScalarRuntime(), { maxLen: 32 });
       const r = model.forward(model.newSession(1, 32), randomIds(seed, 1, T, 64), { capture: true });
       const cap = r.captures![0];
       const probs = cap.get('router_probs')!.data, e = ints(cap, 'assigned_expert'), gate = cap.get('gate')!.data;
@@ -149,7 +150,7 @@ test('top-k ties go to the lower index and NaN scores are rejected with NUM_NONF
 test('cache slots: recursion r holds k_r tokens after an expert prefill and every decode step adds one to every slot; KV sharing keeps bd+2 full-length slots', () => {
   fc.assert(fc.property(expertSpec, fc.integer({ min: 1, max: 4 }), fc.boolean(), (a, steps, kvSharing) => {
     const fx = makeFixture({ variant: 'expert', sharing: 'middle_cycle', R: a.R, bd: a.bd, capacity: [1, ...a.capacity.slice(1)], seed: a.seed, kvSharing });
-    const model = loadMor(fixtureWeights(fx.tensors), fx.config, createScalarRuntime(), { maxLen: 32 });
+    const model = bindMor(parseMorConfig(fx.config), fixtureWeights(fx.tensors), createScalarRuntime(), { maxLen: 32 });
     const session = model.newSession(1, 32);
     const ids = randomIds(a.seed, 1, a.T + steps, 64);
     model.forward(session, [ids[0].slice(0, a.T)]);

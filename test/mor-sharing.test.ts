@@ -6,7 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { loadMor } from '../src/models/mor.js';
+import { bindMor } from '../src/models/mor.js';
+import { parseMorConfig } from '../src/models/mor-config.js';
 import { createScalarRuntime } from '../src/runtime/runtime.js';
 import { fixtureWeights, makeFixture, mulberry32, randomIds } from './mor-fixture.js';
 
@@ -52,7 +53,7 @@ test('recursive baseline under every sharing strategy equals a plain Llama with 
       recursiveConfig.cfg = { recursive: { enable: true, num_recursion: R, sharing: strategy, ln_share: lnShare, initialization: 'random' }, mor: { enable: false } };
       const ids = randomIds(seed, 1, T, 64);
       const run = (config: unknown) => {
-        const model = loadMor(fixtureWeights(tensors), config, createScalarRuntime(), { maxLen: 16 });
+        const model = bindMor(parseMorConfig(config), fixtureWeights(tensors), createScalarRuntime(), { maxLen: 16 });
         return model.forward(model.newSession(1, 16), ids).logits;
       };
       assert.deepEqual(Array.from(run(recursiveConfig)), Array.from(run(vanillaConfig)));
@@ -66,10 +67,10 @@ test('KV sharing with update_cache and every token selected equals the unshared 
       const shared = structuredClone(fx.config) as any;
       shared.cfg.kv_sharing.update_cache = true;
       const ids = randomIds(seed, 1, T, 64);
-      const model = loadMor(fixtureWeights(fx.tensors), shared, createScalarRuntime(), { maxLen: 16 });
+      const model = bindMor(parseMorConfig(shared), fixtureWeights(fx.tensors), createScalarRuntime(), { maxLen: 16 });
       const refreshed = model.forward(model.newSession(1, 16), ids).logits;
       const unshared = model.forward(model.newSession(1, 16, { useCache: false }), ids).logits;
-      const plainShared = loadMor(fixtureWeights(fx.tensors), fx.config, createScalarRuntime(), { maxLen: 16 });
+      const plainShared = bindMor(parseMorConfig(fx.config), fixtureWeights(fx.tensors), createScalarRuntime(), { maxLen: 16 });
       const stale = plainShared.forward(plainShared.newSession(1, 16), ids).logits;
       assert.deepEqual(Array.from(refreshed), Array.from(unshared));
       if (T > 1) assert.notDeepEqual(Array.from(stale), Array.from(unshared)); // sharing really reads recursion 0's K/V

@@ -81,7 +81,7 @@ export function memorySource(tensors: Map<string, { shape: number[]; data: Float
 
 export function smallModel(s: SmallOuroSpec, runtime: Runtime = createScalarRuntime()): OuroModel {
   const config = ouroConfigFromJson(smallConfigJson(s));
-  return OuroModel.load(runtime, config, memorySource(smallWeights(config, s.seed, s.gateBias)));
+  return OuroModel.bind(config, memorySource(smallWeights(config, s.seed, s.gateBias)), runtime);
 }
 
 /** Arbitrary small specs: GQA and MHA, head_dim ≠ H/heads, 1..5 loops. */

@@ -113,8 +113,8 @@ test('bf16 storage: loading BF16 weights equals loading their exact f32 upcast',
     bf16Files.push({ name, dtype: 'BF16', shape: t.shape, data: bits });
     upcast.set(name, { shape: t.shape, data: new Float32Array(Uint32Array.from(bits, (b) => b << 16).buffer) });
   }
-  const fromBf16 = OuroModel.load(createScalarRuntime(), config, safetensorsWeights([parseSafetensors(writeSafetensors(bf16Files), 'bf16.safetensors')]));
-  const fromF32 = OuroModel.load(createScalarRuntime(), config, memorySource(upcast));
+  const fromBf16 = OuroModel.bind(config, safetensorsWeights([parseSafetensors(writeSafetensors(bf16Files), 'bf16.safetensors')]), createScalarRuntime());
+  const fromF32 = OuroModel.bind(config, memorySource(upcast), createScalarRuntime());
   const ids = [1, 5, 9, 2, 20];
   assert.deepEqual(fromBf16.forward(ids).logits, fromF32.forward(ids).logits);
 });
@@ -129,7 +129,7 @@ test('a sharded checkpoint loads to the same model as a single file', () => {
     parseSafetensors(writeSafetensors(tensors.slice(half)), 'model-00002-of-00002.safetensors'),
   ]);
   const ids = [3, 1, 4, 1, 5, 9];
-  assert.deepEqual(OuroModel.load(createScalarRuntime(), config, sharded).forward(ids).logits, OuroModel.load(createScalarRuntime(), config, single).forward(ids).logits);
+  assert.deepEqual(OuroModel.bind(config, sharded, createScalarRuntime()).forward(ids).logits, OuroModel.bind(config, single, createScalarRuntime()).forward(ids).logits);
 });
 
 test('tied word embeddings: lm_head is embed_tokens when the config ties them', () => {
@@ -139,26 +139,26 @@ test('tied word embeddings: lm_head is embed_tokens when the config ties them', 
   const untied = new Map(weights);
   untied.set('lm_head.weight', weights.get('model.embed_tokens.weight')!);
   weights.delete('lm_head.weight');
-  const tied = OuroModel.load(createScalarRuntime(), config, memorySource(weights));
-  const explicit = OuroModel.load(createScalarRuntime(), ouroConfigFromJson(smallConfigJson(SMALL)), memorySource(untied));
+  const tied = OuroModel.bind(config, memorySource(weights), createScalarRuntime());
+  const explicit = OuroModel.bind(ouroConfigFromJson(smallConfigJson(SMALL)), memorySource(untied), createScalarRuntime());
   assert.deepEqual(tied.forward([2, 7]).logits, explicit.forward([2, 7]).logits);
 });
 
 test('bad calls get typed errors: token ids out of range, a full cache, a foreign cache, bad options', () => {
   const config = ouroConfigFromJson(smallConfigJson(SMALL));
-  const model = OuroModel.load(createScalarRuntime(), config, memorySource(smallWeights(config, 1, 0)));
+  const model = OuroModel.bind(config, memorySource(smallWeights(config, 1, 0)), createScalarRuntime());
   const code = (f: () => unknown, c: string): void => { assert.throws(f, (e: unknown) => e instanceof PonderError && e.code === c && e.hint.length > 0, c); };
-  code(() => model.forward([0, 24]), 'INPUT_TOKEN_RANGE');
-  code(() => model.forward([0, -1]), 'INPUT_TOKEN_RANGE');
-  code(() => model.forward([0.5]), 'INPUT_TOKEN_RANGE');
+  code(() => model.forward([0, 24]), 'GEN_TOKEN_ID');
+  code(() => model.forward([0, -1]), 'GEN_TOKEN_ID');
+  code(() => model.forward([0.5]), 'GEN_TOKEN_ID');
   code(() => model.forward([]), 'INPUT_EMPTY');
   const cache = model.newCache(3);
   model.forward([1, 2], { cache });
   code(() => model.forward([3, 4], { cache }), 'CACHE_FULL');
-  const other = OuroModel.load(createScalarRuntime(), ouroConfigFromJson({ ...smallConfigJson(SMALL), total_ut_steps: 2 }), memorySource(smallWeights(config, 1, 0)));
+  const other = OuroModel.bind(ouroConfigFromJson({ ...smallConfigJson(SMALL), total_ut_steps: 2 }), memorySource(smallWeights(config, 1, 0)), createScalarRuntime());
   code(() => other.forward([1], { cache: model.newCache(4) }), 'CACHE_MISMATCH');
   code(() => model.forward([1], { exitThreshold: NaN }), 'ARG_INVALID');
   code(() => model.forward([1], { logitsToKeep: -1 }), 'ARG_INVALID');
   code(() => model.newCache(0), 'ARG_INVALID');
-  code(() => model.newCache(10_000), 'CONTEXT_TOO_LONG');
+  code(() => model.newCache(10_000), 'GEN_CONTEXT');
 });

@@ -1,18 +1,29 @@
+/**
+ * Ouro's per-token traces as the API builds them (src/models/ouro-family.ts): valid by
+ * spec/trace.md, one criterion value per loop run, and a compute saving that matches the loops the
+ * gate skipped.
+ */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { ouroTokenTraces } from '../src/models/ouro-trace.js';
-import { checkTrace, summarizeTrace } from '../src/trace/trace.js';
-import { specAndIds, smallModel } from './ouro-fixture.js';
+import { exit, fixed, type DepthPolicy } from '../src/depth/policy.js';
+import { ouroFamily } from '../src/models/ouro-family.js';
+import { checkTrace, summarizeTrace, type TokenTrace } from '../src/trace/trace.js';
+import { specAndIds, smallModel, type SmallOuroSpec } from './ouro-fixture.js';
 
-test('the shared trace of a real-exit run is valid and its compute saved matches the loops skipped', () => {
+/** The prompt's first token as the prefill, then the others fed one at a time, as the API feeds generated tokens. */
+function traces(spec: SmallOuroSpec, ids: number[], policy: DepthPolicy, prefillLength = 1): TokenTrace[] {
+  const adapter = ouroFamily.adapter(smallModel(spec));
+  const session = adapter.newSession(ids.length, { seed: 0 });
+  const control = (phase: 'prefill' | 'decode') => ({ policy, cap: null, phase, stepsSpent: 0 });
+  const tokens = adapter.run(session, ids.slice(0, prefillLength), control('prefill')).tokens;
+  for (const id of ids.slice(prefillLength)) tokens.push(...adapter.run(session, [id], control('decode')).tokens);
+  return tokens;
+}
+
+test('the trace of a real-exit run is valid and its compute saved matches the loops skipped', () => {
   fc.assert(fc.property(specAndIds({ minLength: 2 }), fc.double({ min: 0, max: 1, noNaN: true }), ({ spec, ids }, tau) => {
-    const model = smallModel(spec);
-    const cache = model.newCache(ids.length);
-    const opts = { exitThreshold: tau, exitMode: 'skip' as const };
-    const prefill = model.forward(ids.slice(0, 1), { ...opts, cache });
-    const tokens = ouroTokenTraces(model, prefill, ids.slice(0, 1), 'prefill');
-    for (const id of ids.slice(1)) tokens.push(...ouroTokenTraces(model, model.forward([id], { ...opts, cache }), [id], 'decode'));
+    const tokens = traces(spec, ids, exit('gate', tau));
     const run = { family: 'ouro', policy: `exit(gate, ${tau})`, tokens, decodeMs: 1 };
     checkTrace(run);
     const decoded = tokens.filter((t) => t.phase === 'decode');
@@ -21,21 +32,19 @@ test('the shared trace of a real-exit run is valid and its compute saved matches
     assert.ok(Math.abs(summary.computeSaved - (1 - summary.stepsUsed / (spec.loops * decoded.length))) < 1e-12);
     for (const t of tokens) {
       assert.equal(t.criterionValues.length, t.steps);
-      assert.equal(t.exitReason, t.steps < spec.loops ? 'criterion' : 'cap');
-      if (t.exitReason === 'criterion') assert.ok((t.criterionValues.at(-1) as number) >= Math.fround(tau));
+      const crossed = t.criterionValues.findIndex((v) => v !== null && v >= Math.fround(tau));
+      assert.equal(t.exitReason, crossed === -1 ? 'cap' : 'criterion');
+      if (crossed !== -1) assert.equal(crossed, t.steps - 1, 'a token stops looping at the loop whose CDF crosses');
     }
     assert.equal(summary.kvBytesPeak, ids.length * spec.loops * spec.layers * 2 * spec.kvHeads * spec.headDim * 4);
   }), { numRuns: 20 });
 });
 
-test('select mode traces every token at full depth; exit_at_step in skip mode is a fixed depth', () => {
-  const model = smallModel({ vocab: 20, hidden: 16, inter: 24, layers: 2, heads: 2, kvHeads: 1, headDim: 8, loops: 4, seed: 9, gateBias: 1 });
+test('select mode traces every token at full depth; fixed(n) skips the loops after n', () => {
+  const spec = { vocab: 20, hidden: 16, inter: 24, layers: 2, heads: 2, kvHeads: 1, headDim: 8, loops: 4, seed: 9, gateBias: 1 };
   const ids = [1, 2, 3, 4, 5];
-  for (const t of ouroTokenTraces(model, model.forward(ids, { exitThreshold: 0.2 }), ids, 'prefill')) {
-    assert.equal(t.steps, 4);
-    assert.equal(t.exitReason, 'cap');
-  }
-  for (const t of ouroTokenTraces(model, model.forward(ids, { exitAtStep: 1, exitMode: 'skip' }), ids, 'prefill')) {
+  for (const t of traces(spec, ids, exit('gate', 0.2, { mode: 'select' }), ids.length)) assert.equal(t.steps, 4);
+  for (const t of traces(spec, ids, fixed(2), ids.length)) {
     assert.equal(t.steps, 2);
     assert.equal(t.exitReason, 'fixed');
   }

@@ -49,8 +49,8 @@ test('a sharded checkpoint directory gives the same logits as the in-memory gold
   const model = openModelDir(checkpoint('ouro-sharded', weights));
   assert.equal(model.layout, 'sharded');
   const ids = intTensor(golden, 'inputs.input_ids');
-  const fromDisk = OuroModel.load(createScalarRuntime(), ouroConfigFromJson(model.config!, model.config!.path), model.weights);
-  const inMemory = OuroModel.load(createScalarRuntime(), ouroConfigFromJson(golden.config, golden.name), safetensorsWeights([golden.file], 'weights.', golden.name));
+  const fromDisk = OuroModel.bind(ouroConfigFromJson(model.config!, model.config!.path), model.weights, createScalarRuntime());
+  const inMemory = OuroModel.bind(ouroConfigFromJson(golden.config, golden.name), safetensorsWeights([golden.file], 'weights.', golden.name), createScalarRuntime());
   const a = fromDisk.forward(ids);
   const b = inMemory.forward(ids);
   assert.ok(a.logits.length > 0);

@@ -10,6 +10,9 @@ import { join } from 'node:path';
 import { writeSafetensors, type TensorToWrite } from '../src/format/safetensors.js';
 import { openModelDir, readSafetensorsHeaderFile } from '../src/node/model-dir.js';
 import { expectPonderError, stFile } from './fixtures/safetensors-bytes.js';
+import { loadModel } from '../src/api/load.js';
+import { PonderError } from '../src/errors.js';
+import { createScalarRuntime } from '../src/runtime/runtime.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ponder-shards-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -112,12 +115,13 @@ test('SHARD_MISSING_TENSOR: an index entry absent from the shard it names', () =
   expectPonderError(() => openModelDir(dir), 'SHARD_MISSING_TENSOR', { path: join(dir, 'model-00002-of-00002.safetensors'), tensor: 'model.norm.weight' });
 });
 
+const BAD_INDEXES = ['{"weight_map": ', '[]', '{"metadata": {}}', '{"weight_map": []}', '{"weight_map": {}}', '{"weight_map": {"a": 3}}',
+  '{"weight_map": {"a": "../outside.safetensors"}}', '{"weight_map": {"a": "/etc/passwd"}}', '{"weight_map": {"a": "C:\\\\x.safetensors"}}', '<!doctype html><html>404</html>',
+  '{"weight_map": {"a": "x.safetensors"}, "weight_map": {"a": "x.safetensors"}}'];
+
 test('SHARD_INDEX: malformed indexes, shard paths outside the directory, tensors the index does not list', () => {
   const shards = { 'model-00001-of-00002.safetensors': shardA, 'model-00002-of-00002.safetensors': shardB };
-  const bad = ['{"weight_map": ', '[]', '{"metadata": {}}', '{"weight_map": []}', '{"weight_map": {}}', '{"weight_map": {"a": 3}}',
-    '{"weight_map": {"a": "../outside.safetensors"}}', '{"weight_map": {"a": "/etc/passwd"}}', '<!doctype html><html>404</html>',
-    '{"weight_map": {"a": "x.safetensors"}, "weight_map": {"a": "x.safetensors"}}'];
-  for (const text of bad) {
+  for (const text of BAD_INDEXES) {
     const dir = modelDir({ 'model.safetensors.index.json': text, ...shards });
     expectPonderError(() => openModelDir(dir), 'SHARD_INDEX', { path: join(dir, 'model.safetensors.index.json') });
   }
@@ -156,4 +160,22 @@ test('CFG_JSON: a config.json that is HTML, invalid JSON, invalid UTF-8 or not a
     const dir = modelDir({ 'config.json': text, 'model.safetensors': weights });
     expectPonderError(() => openModelDir(dir), 'CFG_JSON', { path: join(dir, 'config.json') });
   }
+});
+
+test('the in-memory (browser) loader reads an index as strictly as a model directory: the same codes for the same files', async () => {
+  const shards = { 'model-00001-of-00002.safetensors': shardA, 'model-00002-of-00002.safetensors': shardB };
+  const load = (files: Record<string, Uint8Array | string>) => loadModel({
+    config, label: 'mem', files: Object.fromEntries(Object.entries(files).map(([k, v]) => [k, typeof v === 'string' ? new TextEncoder().encode(v) : v])),
+  }, { runtime: createScalarRuntime() });
+  const sameCode = async (files: Record<string, Uint8Array | string>, code: string) => {
+    const what = `${code}: ${JSON.stringify(files['model.safetensors.index.json'])}`;
+    assert.throws(() => openModelDir(modelDir(files)), (e: unknown) => e instanceof PonderError && e.code === code, `on disk, ${what}`);
+    await assert.rejects(load(files), (e: unknown) => e instanceof PonderError && e.code === code, `in memory, ${what}`);
+  };
+  for (const text of BAD_INDEXES) await sameCode({ 'model.safetensors.index.json': text, ...shards }, 'SHARD_INDEX');
+  const { 'model.norm.weight': _dropped, ...partial } = goodMap;
+  await sameCode({ 'model.safetensors.index.json': index(partial), ...shards }, 'SHARD_INDEX');
+  await sameCode({ 'model.safetensors.index.json': index(goodMap), 'model-00001-of-00002.safetensors': shardA }, 'SHARD_MISSING_FILE');
+  await sameCode({ 'model.safetensors.index.json': index({ ...goodMap, 'model.norm.weight': 'model-00002-of-00002.safetensors' }), 'model-00001-of-00002.safetensors': writeSafetensors([embed]), 'model-00002-of-00002.safetensors': shardB }, 'SHARD_MISSING_TENSOR');
+  await sameCode({ 'model.safetensors.index.json': index(goodMap), 'model-00001-of-00002.safetensors': shardA, 'model-00002-of-00002.safetensors': writeSafetensors([head, norm]) }, 'SHARD_DUPLICATE_TENSOR');
 });

@@ -4,5 +4,6 @@ export { Model, Generation, type ForwardOptions, type ForwardResult, type Genera
 export {
   defaultDepth, fixed, router, exit, budget, depthFunction, checkPolicy, describePolicy, parsePolicy,
   type DepthPolicy, type DepthFunction, type DepthDecision, type StepSummary,
-} from './policy.js';
-export { detectFamily, SUPPORTED_MODEL_TYPES, type Family } from './families.js';
+} from '../depth/policy.js';
+export { detectFamily, SUPPORTED_MODEL_TYPES } from '../models/registry.js';
+export type { Family } from '../models/family.js';

@@ -9,10 +9,11 @@
 import { PonderError } from '../errors.js';
 import { parseConfigJson, configObject, type ConfigObject } from '../format/config.js';
 import { parseSafetensors, DTYPE_BYTES, numel, type SafetensorsFile } from '../format/safetensors.js';
+import { missingShard, parseShardIndex, readShards, SHARD_INDEX, SINGLE_WEIGHTS } from '../format/shard-index.js';
 import { safetensorsWeights, type WeightSource } from '../models/weights.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { loadTokenizer, type TextTokenizer, type LoadTokenizerOptions } from '../tokenizer.js';
-import { createAdapter, detectFamily } from './families.js';
+import { familyOf, loadFamily } from '../models/registry.js';
 import { Model } from './model.js';
 
 export interface LoadProgress {
@@ -108,7 +109,7 @@ export interface ModelFiles {
 }
 
 export async function modelFromFiles(files: ModelFiles, options: LoadOptions): Promise<Model> {
-  const family = detectFamily(files.config, files.config.path);
+  familyOf(files.config, files.config.path); // CFG_MODEL_TYPE before anything is loaded
   checkAborted(options.signal, `loading ${files.label}`);
   const runtime = options.runtime ?? await defaultRuntime();
   let tokenizer: TextTokenizer | null = null;
@@ -118,10 +119,10 @@ export async function modelFromFiles(files: ModelFiles, options: LoadOptions): P
       : files.tokenizerJson;
   }
   checkAborted(options.signal, `loading ${files.label}`);
-  const adapter = createAdapter(family, files.config.values as Record<string, unknown>, files.weights, runtime, files.config.path, options.seed ?? 0);
+  const { adapter, unknownConfigKeys } = loadFamily(files.config, files.weights, runtime, { seed: options.seed ?? 0 });
   // tensors the family never reads (a tied lm_head, an optional RoPE buffer) still count as done
   if (files.reportFinalProgress !== false) { const total = weightBytes(files.weights); options.onProgress?.({ bytesDone: total, bytesTotal: total }); }
-  return new Model({ adapter, tokenizer, generationConfig: files.generationConfig ? files.generationConfig.values as Record<string, unknown> : null, label: files.label });
+  return new Model({ adapter, tokenizer, generationConfig: files.generationConfig ? files.generationConfig.values as Record<string, unknown> : null, label: files.label, unknownConfigKeys });
 }
 
 async function defaultRuntime(): Promise<Runtime> {
@@ -135,20 +136,20 @@ function memoryWeights(files: Record<string, Uint8Array | ArrayBuffer>, label: s
     const b = files[name];
     return b instanceof Uint8Array ? b : new Uint8Array(b);
   };
-  let names: string[];
-  if (files['model.safetensors'] !== undefined) names = ['model.safetensors'];
-  else if (files['model.safetensors.index.json'] !== undefined) {
-    const index = parseConfigJson(new TextDecoder().decode(bytesOf('model.safetensors.index.json')), `${label}/model.safetensors.index.json`);
-    const map = index.values.weight_map;
-    if (map === null || typeof map !== 'object' || Array.isArray(map)) throw new PonderError('SHARD_INDEX', `${label}/model.safetensors.index.json has no weight_map object`, { path: `${label}/model.safetensors.index.json`, hint: 'the index must map every tensor name to its shard file' });
-    names = [...new Set(Object.values(map as Record<string, unknown>).map(String))];
-    for (const n of names) if (files[n] === undefined) throw new PonderError('SHARD_MISSING_FILE', `${label}: the index lists shard ${JSON.stringify(n)}, which was not given`, { path: n, hint: 'pass every shard in files' });
+  const at = (name: string): string => (label.endsWith('/') ? label + name : `${label}/${name}`);
+  let parsed: SafetensorsFile[];
+  if (files[SINGLE_WEIGHTS] !== undefined) parsed = [parseSafetensors(bytesOf(SINGLE_WEIGHTS), at(SINGLE_WEIGHTS))];
+  else if (files[SHARD_INDEX] !== undefined) {
+    const index = parseShardIndex(bytesOf(SHARD_INDEX), at(SHARD_INDEX));
+    parsed = readShards(index, (shard) => {
+      if (files[shard] === undefined) throw missingShard(index, shard, at(shard));
+      return parseSafetensors(bytesOf(shard), at(shard));
+    });
   } else {
     const lone = Object.keys(files).filter((n) => n.endsWith('.safetensors'));
-    if (lone.length !== 1) throw new PonderError('MODEL_NO_WEIGHTS', `${label}: no model.safetensors and no model.safetensors.index.json among the files (${Object.keys(files).join(', ') || 'none'})`, { path: label, hint: 'pass files: { "model.safetensors": bytes }' });
-    names = lone;
+    if (lone.length !== 1) throw new PonderError('MODEL_NO_WEIGHTS', `${label}: no ${SINGLE_WEIGHTS} and no ${SHARD_INDEX} among the files (${Object.keys(files).join(', ') || 'none'})`, { path: label, hint: `pass files: { "${SINGLE_WEIGHTS}": bytes }` });
+    parsed = [parseSafetensors(bytesOf(lone[0]), at(lone[0]))];
   }
-  const parsed: SafetensorsFile[] = names.map((n) => parseSafetensors(bytesOf(n), `${label}/${n}`));
   const bytes = parsed.reduce((a, f) => a + f.data.byteLength, 0);
   return { weights: safetensorsWeights(parsed, '', label), bytes };
 }
@@ -219,14 +220,13 @@ async function loadFromUrl(base: string, options: LoadOptions): Promise<Model> {
   const files: Record<string, Uint8Array> = {};
   let fetched = 0;
   const progress = (n: number, total: number): void => options.onProgress?.({ bytesDone: fetched + n, bytesTotal: Math.max(total, fetched + n) });
-  const single = await get('model.safetensors', true, progress);
-  if (single) files['model.safetensors'] = single;
+  const single = await get(SINGLE_WEIGHTS, true, progress);
+  if (single) files[SINGLE_WEIGHTS] = single;
   else {
-    const indexBytes = await get('model.safetensors.index.json', false);
-    files['model.safetensors.index.json'] = indexBytes!;
-    const index = parseConfigJson(text(indexBytes!), `${root}model.safetensors.index.json`);
-    const shards = [...new Set(Object.values((index.values.weight_map ?? {}) as Record<string, unknown>).map(String))];
-    for (const shard of shards) {
+    const indexBytes = (await get(SHARD_INDEX, false))!;
+    files[SHARD_INDEX] = indexBytes;
+    const index = parseShardIndex(indexBytes, `${root}${SHARD_INDEX}`); // refused before any shard is downloaded
+    for (const shard of new Set(index.weightMap.values())) {
       const b = (await get(shard, false, progress))!;
       fetched += b.byteLength;
       files[shard] = b;

@@ -4,13 +4,14 @@
  * families. spec/api.md documents every option with an example.
  */
 import { PonderError } from '../errors.js';
+import { checkTokenIds } from '../models/inputs.js';
 import { Sampler, samplingFromGenerationConfig, type SamplingOptions } from '../generate/sampling.js';
 import { StopCondition, type StopReason } from '../generate/stop.js';
 import { checkSeed } from '../generate/prng.js';
 import type { TextTokenizer, TokenTextStream } from '../tokenizer.js';
 import { summarizeTrace, traceToJSON, type RunTrace, type TokenTrace, type TraceSummary } from '../trace/trace.js';
-import type { FamilyAdapter, Family, StepControl } from './families.js';
-import { checkPolicy, describePolicy, type DepthPolicy } from './policy.js';
+import type { FamilyAdapter, Family, SessionOptions, StepControl } from '../models/family.js';
+import { checkPolicy, describePolicy, type DepthPolicy } from '../depth/policy.js';
 
 export interface ForwardOptions {
   /** depth policy (default: what upstream does without depth arguments) */
@@ -19,6 +20,8 @@ export interface ForwardOptions {
   seed?: number;
   /** Huginn: cache lookup strategy ('full', 'latest-m4-compress-s4', ...); Ouro: 'copy-forward' | 'exclude'. */
   kvStrategy?: string;
+  /** Huginn: the initial latent state s₀ of each position, [ids.length, n_embd] row-major, instead of a draw from `seed` (e.g. replaying a recorded run). */
+  initialStates?: Float32Array;
 }
 
 export interface ForwardResult {
@@ -47,6 +50,12 @@ export interface GenerateOptions {
   addSpecialTokens?: boolean;
   /** Huginn: cache lookup strategy ('full' default, 'latest-m4', 'latest-m4-compress-s4', ...); Ouro: 'copy-forward' (default) | 'exclude'; MoR: none */
   kvStrategy?: string;
+  /**
+   * Huginn: the initial latent state s₀ of every position fed, in order — the prompt, then each
+   * generated token — as [positions, n_embd] row-major, instead of draws from `seed` (e.g. replaying
+   * the draws of a recorded run). A generation that feeds more positions than it holds is HUGINN_STATE_SHAPE.
+   */
+  initialStates?: Float32Array;
 }
 
 export type FinishReason = StopReason | 'length' | 'context' | 'aborted';
@@ -83,6 +92,8 @@ export interface ModelParts {
   tokenizer: TextTokenizer | null;
   generationConfig: Record<string, unknown> | null;
   label: string;
+  /** config.json keys the family never read (dotted paths), see unknownKeys */
+  unknownConfigKeys?: readonly string[];
 }
 
 export class Model {
@@ -96,6 +107,8 @@ export class Model {
   readonly generationConfig: Record<string, unknown> | null;
   /** where it was loaded from */
   readonly label: string;
+  /** config.json keys the family does not read (dotted paths such as `mor.capcity`): a typo, or a field ponder ignores */
+  readonly unknownConfigKeys: readonly string[];
   private readonly adapter: FamilyAdapter;
 
   constructor(parts: ModelParts) {
@@ -107,6 +120,7 @@ export class Model {
     this.tokenizer = parts.tokenizer;
     this.generationConfig = parts.generationConfig;
     this.label = parts.label;
+    this.unknownConfigKeys = [...(parts.unknownConfigKeys ?? [])];
   }
 
   /** Text → ids (needs a tokenizer). */
@@ -122,8 +136,7 @@ export class Model {
   /** Throws ARG_POLICY if this model's family cannot run `policy`. */
   checkPolicy(policy: DepthPolicy): void {
     checkPolicy(policy);
-    if (policy.kind === 'budget') this.adapter.checkPolicy(policy.perToken ?? { kind: 'default' }, true);
-    else this.adapter.checkPolicy(policy, false);
+    this.adapter.checkPolicy(policy);
   }
 
   /** One uncached pass over `ids` under a depth policy: last-position logits and a trace per position. */
@@ -133,9 +146,10 @@ export class Model {
     const seed = options.seed ?? 0;
     checkSeed(seed);
     this.checkIds(ids, 'ids');
-    this.adapter.checkKvStrategy(options.kvStrategy);
+    const sessionOptions = { seed, kvStrategy: options.kvStrategy, initialStates: options.initialStates };
+    this.adapter.checkSessionOptions(sessionOptions);
     const perToken = policy.kind === 'budget' ? policy.perToken ?? { kind: 'default' } : policy;
-    const session = this.adapter.newSession(ids.length, seed, options.kvStrategy);
+    const session = this.adapter.newSession(ids.length, sessionOptions);
     const start = now();
     const out = this.adapter.run(session, ids, { policy: perToken, cap: null, phase: 'prefill', stepsSpent: 0, budgeted: policy.kind === 'budget' });
     const trace: RunTrace = { family: this.family, model: this.label, policy: describePolicy(policy), tokens: out.tokens, decodeMs: 0, prefillMs: now() - start };
@@ -151,11 +165,6 @@ export class Model {
     return new Generation(this.prepare(promptOrIds, options), this);
   }
 
-  /** @internal the adapter, for Generation */
-  get familyAdapter(): FamilyAdapter {
-    return this.adapter;
-  }
-
   private requireTokenizer(): TextTokenizer {
     if (!this.tokenizer) {
       throw new PonderError('GEN_NO_TOKENIZER', `${this.label} has no tokenizer, so text cannot be encoded or decoded`, { hint: 'pass token ids instead of text, or load a model directory with tokenizer.json (and install @huggingface/tokenizers)' });
@@ -166,12 +175,7 @@ export class Model {
   private checkIds(ids: readonly number[], what: string): void {
     if (!Array.isArray(ids) && !ArrayBuffer.isView(ids)) throw new PonderError('ARG_INVALID', `${what} must be an array of token ids`, { field: what, hint: 'pass a string prompt (with a tokenizer) or an array of ids' });
     if (ids.length === 0) throw new PonderError('GEN_EMPTY', `${what} is empty: generation needs at least one prompt token`, { field: what, hint: 'pass a non-empty prompt' });
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i];
-      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
-        throw new PonderError('GEN_TOKEN_ID', `${what}[${i}] = ${String(id)} is not a token id of this model (integers in [0, ${this.vocabSize}))`, { field: what, hint: 'the ids do not come from this model\'s tokenizer' });
-      }
-    }
+    checkTokenIds(ids, this.vocabSize, what);
     if (ids.length > this.contextLength) {
       throw new PonderError('GEN_CONTEXT', `the prompt has ${ids.length} tokens, longer than the model's context of ${this.contextLength}`, { field: what, hint: `shorten the prompt to at most ${this.contextLength - 1} tokens (one position is needed per generated token)` });
     }
@@ -192,8 +196,9 @@ export class Model {
     const stopIds = o.stopIds ?? (this.generationConfig ? eosOf(this.generationConfig.eos_token_id) : []);
     const stop = new StopCondition({ stopIds, stopStrings: o.stopStrings });
     if (o.signal !== undefined && !(typeof o.signal === 'object' && o.signal !== null && 'aborted' in o.signal)) throw new PonderError('ARG_INVALID', 'signal must be an AbortSignal', { field: 'signal', hint: 'pass controller.signal' });
-    this.adapter.checkKvStrategy(o.kvStrategy);
-    return { promptIds, maxNewTokens, policy, sampler, stop, seed, signal: o.signal ?? null, kvStrategy: o.kvStrategy };
+    const session: SessionOptions = { seed, kvStrategy: o.kvStrategy, initialStates: o.initialStates };
+    this.adapter.checkSessionOptions(session);
+    return { promptIds, maxNewTokens, policy, sampler, stop, signal: o.signal ?? null, session, adapter: this.adapter };
   }
 }
 
@@ -203,9 +208,9 @@ interface Prepared {
   policy: DepthPolicy;
   sampler: Sampler;
   stop: StopCondition;
-  seed: number;
   signal: AbortSignal | null;
-  kvStrategy: string | undefined;
+  session: SessionOptions;
+  adapter: FamilyAdapter;
 }
 
 function eosOf(value: unknown): number[] {
@@ -251,9 +256,9 @@ export class Generation implements AsyncIterable<TokenEvent> {
   }
 
   private async *run(): AsyncGenerator<TokenEvent, void, undefined> {
-    const { promptIds, maxNewTokens, policy, sampler, stop, seed, signal, kvStrategy } = this.p;
+    const { promptIds, maxNewTokens, policy, sampler, stop, signal, session: sessionOptions } = this.p;
     const model = this.model;
-    const adapter = model.familyAdapter;
+    const adapter = this.p.adapter;
     const perToken = policy.kind === 'budget' ? policy.perToken ?? { kind: 'default' as const } : policy;
     const budgetSteps = policy.kind === 'budget' ? policy.maxStepsPerSequence : null;
     const capacity = Math.min(model.contextLength, promptIds.length + maxNewTokens);
@@ -280,7 +285,7 @@ export class Generation implements AsyncIterable<TokenEvent> {
 
     try {
       if (signal?.aborted) { finishReason = 'aborted'; return; }
-      const session = adapter.newSession(capacity, seed, kvStrategy);
+      const session = adapter.newSession(capacity, sessionOptions);
       const t0 = now();
       let out = adapter.run(session, promptIds, { policy: perToken, cap: null, phase: 'prefill', stepsSpent: 0, budgeted: budgetSteps !== null });
       trace.prefillMs = now() - t0;

@@ -4,7 +4,7 @@ import { PonderError } from '../errors.js';
 import type { BenchPlan, BenchRow } from '../../bench/suite.js';
 import { intFlag, parseFlags } from './args.js';
 import { createRuntime, RUNTIME_FLAGS } from './runtime-flags.js';
-import type { CliIO } from './main.js';
+import type { CliIO } from './io.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { LinearTile } from '../kernels/linear-tiles.js';
 

@@ -3,7 +3,7 @@ import { runGoldenCase, type CaseReport } from '../conform/runner.js';
 import { findGoldenCases, loadGoldenCase } from '../node/files.js';
 import { parseFlags } from './args.js';
 import { createRuntime, RUNTIME_FLAGS } from './runtime-flags.js';
-import type { CliIO } from './main.js';
+import type { CliIO } from './io.js';
 
 export const CONFORM_HELP = `ponder conform [DIR|CASE.json] [--json] [--kernels wasm|scalar]
 

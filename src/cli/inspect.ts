@@ -4,17 +4,19 @@
  */
 import { basename } from 'node:path';
 import { PonderError } from '../errors.js';
-import type { ConfigObject } from '../format/config.js';
+import { unknownKeys, type ConfigObject } from '../format/config.js';
+import { FAMILIES, findFamily } from '../models/registry.js';
 import { displayName, numel } from '../format/safetensors.js';
 import { openModelDir, type ModelDir } from '../node/model-dir.js';
 import { parseFlags } from './args.js';
-import type { CliIO } from './main.js';
+import type { CliIO } from './io.js';
 
 export const INSPECT_HELP = `ponder inspect FILE|DIR [--json] [--config]
 
 Checks a safetensors file, a sharded index (model.safetensors.index.json) or a Hugging Face model
 directory (config.json + model.safetensors or shards) against every format rule, then lists each
-tensor (name, dtype, shape, bytes), the model config (model_type, family, key sizes) and totals.
+tensor (name, dtype, shape, bytes), the model config (model_type, family, key sizes, keys the
+family does not read) and totals.
 Only headers are read. Exit 0 when the input is valid, 2 with one "error[CODE]: ..." line when
 it is not (codes in spec/errors.md).
 
@@ -34,15 +36,12 @@ const SUMMARY_KEYS = [
   'max_position_embeddings', 'block_size', 'tie_word_embeddings', 'tie_embeddings', 'torch_dtype',
 ];
 
-/** Which ponder family a config belongs to, from model_type and tell-tale fields. */
-function familyOf(config: ConfigObject | undefined): string | undefined {
-  if (!config) return undefined;
-  const v = config.values;
-  const type = typeof v.model_type === 'string' ? v.model_type : '';
-  if (type === 'huginn_raven' || 'mean_recurrence' in v) return 'huginn';
-  if (type === 'ouro' || 'total_ut_steps' in v) return 'ouro';
-  if ('mor' in v || 'num_recursion' in v || 'recursive' in v) return 'mor';
-  return undefined;
+/** The family the registry detects for the config, with the config keys that family does not read (its parse runs: a bad field is an error). */
+function familyOf(config: ConfigObject | undefined): { family: string; unknownKeys: string[] } | undefined {
+  const family = config ? findFamily(config) : undefined;
+  if (!config || !family) return undefined;
+  family.parseConfig(config);
+  return { family: family.family, unknownKeys: unknownKeys(config) };
 }
 
 interface Row {
@@ -108,7 +107,8 @@ function textReport(model: ModelDir, rows: Row[], showConfig: boolean): string {
     const type = typeof model.config.values.model_type === 'string' ? model.config.values.model_type : '(none)';
     const family = familyOf(model.config);
     lines.push(`config: ${model.config.path}`);
-    lines.push(`  model_type ${type}, family ${family ?? 'unknown (ponder runs mor, huginn, ouro)'}`);
+    lines.push(`  model_type ${type}, family ${family?.family ?? `unknown (ponder runs ${FAMILIES.map((f) => f.family).join(', ')})`}`);
+    if (family && family.unknownKeys.length > 0) lines.push(`  keys ponder does not read (a typo, or a field it ignores): ${family.unknownKeys.join(', ')}`);
     const summary = configSummary(model.config);
     if (summary) lines.push(`  ${summary}`);
     if (showConfig) lines.push(...JSON.stringify(model.config.values, null, 2).split('\n').map((l) => `  ${l}`));
@@ -141,10 +141,12 @@ function textReport(model: ModelDir, rows: Row[], showConfig: boolean): string {
 
 function jsonReport(model: ModelDir, rows: Row[]): string {
   const totals = totalsOf(rows);
+  const family = familyOf(model.config);
   const report = {
     path: model.path,
     layout: model.layout,
-    family: familyOf(model.config) ?? null,
+    family: family?.family ?? null,
+    unknown_config_keys: family?.unknownKeys ?? [],
     config: model.config ? { path: model.config.path, values: model.config.values } : null,
     generation_config: model.generationConfig ? { path: model.generationConfig.path, values: model.generationConfig.values } : null,
     index: model.index ? { path: model.index.path, metadata: model.index.metadata } : null,

@@ -2,21 +2,16 @@
  * `ponder` command line. Exit codes: 0 ok, 1 internal fault or failed check, 2 bad usage or input.
  * Errors print one line `error[CODE]: message` (and a hint line) to stderr, never a stack trace.
  */
-import { fileURLToPath } from 'node:url';
 import { PonderError } from '../errors.js';
 import { conformCommand } from './conform.js';
+import { convertCommand } from './convert.js';
 import { inspectCommand } from './inspect.js';
 import { benchCommand } from './bench.js';
 import { runCommand } from './run.js';
 import { traceCommand } from './trace.js';
+import type { CliIO } from './io.js';
 
-export interface CliIO {
-  out(text: string): void;
-  err(text: string): void;
-  readonly bundledGoldenDir: string;
-  /** stdout is a terminal: `run` colours tokens only then */
-  readonly isTTY?: boolean;
-}
+export { nodeIO, type CliIO } from './io.js';
 
 const HELP = `ponder — run and check recursive language models (MoR, Huginn, Ouro) on WebAssembly SIMD
 
@@ -27,6 +22,7 @@ Commands:
   trace --html FILE  the same generation as a self-contained HTML page (depth heatmap, criterion curves)
   conform [DIR]      run golden conformance cases (default: the bundled spec/golden)
   inspect FILE|DIR   list the tensors of a safetensors file or model directory, and its config
+  convert mor ...    the MoR release (pytorch_model.bin + config.json + experiment YAML) as a model directory
   bench kernels      kernel benchmarks against XNNPACK (tfjs-backend-wasm) and onnxruntime-web
   bench e2e          end-to-end prefill/decode tokens/s per bundled model and depth policy
 
@@ -39,6 +35,7 @@ const COMMANDS: Record<string, (argv: string[], io: CliIO) => Promise<number>> =
   conform: conformCommand,
   inspect: inspectCommand,
   bench: benchCommand,
+  convert: convertCommand,
 };
 
 export async function main(argv: string[], io: CliIO): Promise<number> {
@@ -59,10 +56,3 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
     return 1;
   }
 }
-
-export const nodeIO: CliIO = {
-  out: (t) => void process.stdout.write(t),
-  err: (t) => void process.stderr.write(t),
-  bundledGoldenDir: fileURLToPath(new URL('../../../spec/golden', import.meta.url)),
-  isTTY: process.stdout.isTTY === true,
-};

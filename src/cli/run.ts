@@ -7,13 +7,13 @@
 import { resolve } from 'node:path';
 import { PonderError } from '../errors.js';
 import { loadModelDir } from '../node/index.js';
-import { parsePolicy } from '../api/policy.js';
+import { parsePolicy } from '../depth/policy.js';
 import type { GenerateOptions, GenerationResult, Model } from '../api/model.js';
 import type { SamplingOptions } from '../generate/sampling.js';
 import { colorTokenByDepth, depthLegend, formatSummary } from '../trace/terminal.js';
 import { intFlag, parseFlags, type FlagSpec } from './args.js';
 import { createRuntime, RUNTIME_FLAGS } from './runtime-flags.js';
-import type { CliIO } from './main.js';
+import type { CliIO } from './io.js';
 
 export const DEMO_MODEL = 'demo-huginn';
 
@@ -137,6 +137,7 @@ export async function prepare(command: string, values: Record<string, string | b
     io.err(`no --model given: using the bundled demo model ${DEMO_MODEL} (golden-case weights, so its text is noise)\n`);
   }
   const model = await loadModelDir(dir, { runtime });
+  if (model.unknownConfigKeys.length > 0) io.err(`note: config.json keys ponder does not read (a typo, or a field it ignores): ${model.unknownConfigKeys.join(', ')}\n`);
   const prompt = values.ids !== undefined ? idsFlag(String(values.ids)) : String(values.prompt ?? 'Once upon a time');
   if (typeof prompt === 'string' && model.tokenizer) {
     // a tokenizer without an unknown token drops characters it cannot encode (demo-huginn's covers ASCII only): say so

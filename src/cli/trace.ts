@@ -10,7 +10,7 @@ import { renderTraceHtml } from '../trace/html.js';
 import { parseTraceJSON } from '../trace/trace.js';
 import { parseFlags } from './args.js';
 import { GENERATION_FLAGS, GENERATION_HELP, prepare } from './run.js';
-import type { CliIO } from './main.js';
+import type { CliIO } from './io.js';
 
 export const TRACE_HELP = `ponder trace --html FILE [options]
 

@@ -5,9 +5,13 @@
  */
 import { floatTensor, intTensor, tensorNames, tensorShape, toleranceFor, type GoldenCase } from './golden.js';
 import { numel } from '../format/safetensors.js';
+import type { Runtime } from '../runtime/runtime.js';
 
 /** What a runner returns for one expected tensor: flat values in the tensor's row-major order. */
 export type Produced = Float32Array | Float64Array | Int32Array | ArrayLike<number>;
+
+/** A family's golden-case runner (src/conform/<family>.ts): every expected.* tensor it produced, by name. */
+export type CaseRunner = (c: GoldenCase, runtime: Runtime) => Promise<Map<string, Produced>>;
 
 export interface TensorReport {
   readonly name: string;

@@ -4,7 +4,7 @@
  */
 import { PonderError } from '../errors.js';
 import { parseSafetensors, readTensor, type SafetensorsFile, type TensorArray } from '../format/safetensors.js';
-import { bf16BitsToF32, f16BitsToF32 } from '../kernels/scalar.js';
+import { widenFloats } from '../models/inputs.js';
 
 export interface Tolerance { atol: number; rtol: number }
 
@@ -63,10 +63,8 @@ export function floatTensor(c: GoldenCase, name: string): Float32Array {
   const raw = readTensor(c.file, name);
   if (info!.dtype === 'F32') return raw as Float32Array;
   if (info!.dtype === 'BF16' || info!.dtype === 'F16') {
-    const bits = raw as Uint16Array;
-    const out = new Float32Array(bits.length);
-    const widen = info!.dtype === 'BF16' ? bf16BitsToF32 : f16BitsToF32;
-    for (let i = 0; i < bits.length; i++) out[i] = widen(bits[i]);
+    const out = new Float32Array(raw.length);
+    widenFloats(info!.dtype, raw, 0, raw.length, out);
     return out;
   }
   throw new PonderError('GOLDEN_TENSOR', `${c.name}: tensor ${name} is ${info!.dtype}, not a float`, { tensor: name, hint: 'the case file does not match its description' });

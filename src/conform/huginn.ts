@@ -10,13 +10,14 @@
 import { PonderError } from '../errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { safetensorsWeights } from '../models/weights.js';
-import { injectedInitialStates, loadHuginn, parseHuginnConfig, roundToBf16, type ForwardTrace, type HuginnModel, type InitialStates } from '../models/huginn.js';
-import { createExitEvaluator, numStepsEvaluator, type ExitEvaluator } from '../models/huginn-exit.js';
+import { injectedInitialStates, bindHuginn, roundToBf16, type ForwardTrace, type HuginnModel, type InitialStates } from '../models/huginn.js';
+import { huginnFamily } from '../models/huginn-family.js';
+import { configObject } from '../format/config.js';
+import { createExitEvaluator, numStepsEvaluator, type ExitEvaluator } from '../depth/criteria.js';
 import { forwardWithAdaptiveCompute, generateAdaptive, generateMinimal, generateSpeculative, type GenerateResult } from '../models/huginn-generate.js';
 import type { HuginnCache } from '../models/huginn-cache.js';
 import { floatTensor, hasTensor, intTensor, tensorShape, type GoldenCase } from './golden.js';
-import type { Produced } from './compare.js';
-import type { CaseRunner } from './runner.js';
+import type { CaseRunner, Produced } from './compare.js';
 
 type Args = Record<string, unknown>;
 /** the case's model with f32 activations, and (loaded on first use) the same weights with bf16 activations */
@@ -359,11 +360,11 @@ const RUNNERS: [RegExp, StepRunner][] = [
 ];
 
 export const runCase: CaseRunner = async (c: GoldenCase, runtime: Runtime) => {
-  const config = parseHuginnConfig(c.config, `${c.name}.json`);
+  const config = huginnFamily.parseConfig(configObject(c.config, `${c.name}.json`));
   const weights = safetensorsWeights([c.file], 'weights.', c.name);
-  const model = loadHuginn(weights, runtime, config);
+  const model = huginnFamily.load(config, weights, runtime);
   let bf16Model: HuginnModel | null = null;
-  const models: Models = { bf16: () => (bf16Model ??= loadHuginn(weights, runtime, config, { activations: 'bf16' })) };
+  const models: Models = { bf16: () => (bf16Model ??= bindHuginn(config, weights, runtime, { activations: 'bf16' })) };
   const out = new Map<string, Produced>();
   for (const raw of c.procedure) {
     const step = raw as Step;

@@ -1,17 +1,18 @@
 /**
  * Golden-case runner for the mor family: maps each procedure step (golden/FORMAT.md) onto the
- * public API of src/models/mor.ts and returns every tensor it produced, under the case's names.
+ * family (src/models/mor-family.ts, mor.ts) and returns every tensor it produced, under the case's names.
  *   forward            → one forward over inputs (use_cache=True), outputs under `expected_prefix`
  *   prefill            → forward over the prompt; outputs under expected.decode.prefill*
  *   greedy_decode      → n cached one-token steps, outputs under expected.decode.*
  *   full_forward_check → uncached forward over prompt + generated ids minus the last
  */
 import { PonderError } from '../errors.js';
-import { loadMor, MorModel, type MorSession, type RowCaptures } from '../models/mor.js';
+import { MorModel, type MorSession, type RowCaptures } from '../models/mor.js';
+import { morFamily } from '../models/mor-family.js';
+import { configObject } from '../format/config.js';
 import { safetensorsWeights } from '../models/weights.js';
-import type { Produced } from './compare.js';
+import type { CaseRunner, Produced } from './compare.js';
 import { intTensor, tensorShape, type GoldenCase } from './golden.js';
-import type { CaseRunner } from './runner.js';
 
 type Step = Record<string, unknown>;
 
@@ -23,7 +24,7 @@ export const runCase: CaseRunner = async (c, runtime) => {
   if (inputShape.length !== 2) throw new PonderError('GOLDEN_TENSOR', `${c.name}: ${inputName} has shape [${inputShape.join(', ')}], expected [B, T]`, { tensor: inputName, hint: 'input ids are [batch, tokens]' });
   const newTokens = steps.reduce((n, s) => n + (s.step === 'greedy_decode' ? Number(s.new_tokens) : 0), 0);
   const maxLen = inputShape[1] + newTokens + 1;
-  const model = loadMor(safetensorsWeights([c.file], 'weights.', c.name), c.config, runtime, { maxLen });
+  const model = morFamily.load(morFamily.parseConfig(configObject(c.config, `${c.name}.json`)), safetensorsWeights([c.file], 'weights.', c.name), runtime, { context: maxLen });
   const V = model.config.dims.vocab;
   const out = new Map<string, Produced>();
 

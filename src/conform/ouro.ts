@@ -15,12 +15,13 @@
  * A batch is run row by row (no padding, so rows are independent).
  */
 import { PonderError } from '../errors.js';
-import { OuroModel, ouroConfigFromJson, type OuroCache, type OuroForwardOptions, type OuroForwardResult } from '../models/ouro.js';
+import type { OuroCache, OuroForwardOptions, OuroForwardResult, OuroModel } from '../models/ouro.js';
+import { ouroFamily } from '../models/ouro-family.js';
+import { configObject } from '../format/config.js';
 import { safetensorsWeights } from '../models/weights.js';
 import type { Runtime } from '../runtime/runtime.js';
-import type { Produced } from './compare.js';
+import type { CaseRunner, Produced } from './compare.js';
 import { hasTensor, intTensor, tensorShape, type GoldenCase } from './golden.js';
-import type { CaseRunner } from './runner.js';
 
 interface Step {
   call: string;
@@ -33,8 +34,8 @@ interface Step {
 const KNOWN_KWARGS = new Set(['use_cache', 'exit_at_step', 'exit_threshold', 'use_weighted_exit', 'logits_to_keep']);
 
 export const runCase: CaseRunner = async (c: GoldenCase, runtime: Runtime) => {
-  const config = ouroConfigFromJson(c.config, `${c.name}.json config`);
-  const model = OuroModel.load(runtime, config, safetensorsWeights([c.file], 'weights.', c.name));
+  const config = ouroFamily.parseConfig(configObject(c.config, `${c.name}.json config`));
+  const model = ouroFamily.load(config, safetensorsWeights([c.file], 'weights.', c.name), runtime);
   const { totalUtSteps: T, numLayers: L, headDim: hd, numKvHeads: kvHeads } = config;
   const steps = c.procedure as Step[];
 

@@ -6,10 +6,8 @@
  */
 import { PonderError } from '../errors.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { compareCase, type Produced, type TensorReport } from './compare.js';
+import { compareCase, type CaseRunner, type Produced, type TensorReport } from './compare.js';
 import type { GoldenCase } from './golden.js';
-
-export type CaseRunner = (c: GoldenCase, runtime: Runtime) => Promise<Map<string, Produced>>;
 
 export interface CaseReport {
   readonly name: string;
@@ -21,7 +19,8 @@ export interface CaseReport {
   readonly seconds: number;
 }
 
-const FAMILY_RUNNERS: Record<string, () => Promise<{ runCase: CaseRunner }>> = {
+/** The golden-case runner of every family (src/conform/<family>.ts), loaded on first use. */
+export const FAMILY_RUNNERS: Readonly<Record<string, () => Promise<{ runCase: CaseRunner }>>> = {
   mor: () => import('./mor.js'),
   huginn: () => import('./huginn.js'),
   ouro: () => import('./ouro.js'),

@@ -62,6 +62,13 @@ export function configObject(values: unknown, path: string, prefix = ''): Config
   return { path, prefix, values: values as Record<string, unknown>, used: new Set(), sections: [] };
 }
 
+/** A ConfigObject as given, or one wrapping plain values (a golden case's `config`, a literal in a test). */
+export function asConfigObject(values: ConfigObject | unknown, path: string): ConfigObject {
+  const v = values as ConfigObject | null;
+  if (v !== null && typeof v === 'object' && typeof v.path === 'string' && v.used instanceof Set && Array.isArray(v.sections)) return v;
+  return configObject(values, path);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Field readers
 
@@ -211,6 +218,11 @@ export function unknownKeys(c: ConfigObject): string[] {
   }
   for (const sub of c.sections) out.push(...unknownKeys(sub));
   return out;
+}
+
+/** CFG_FIELD for a well-formed value ponder does not implement (`hidden_act: "gelu"`), naming what it supports. */
+export function unsupportedValue(c: ConfigObject, field: string, got: string, want: string): PonderError {
+  return new PonderError('CFG_FIELD', `${c.path}: ${c.prefix}${field} is ${got}; ponder supports ${want}`, { path: c.path, field: c.prefix + field, hint: 'this setting is not part of the released models; check the config' });
 }
 
 /** CFG_INCONSISTENT: fields that are each valid but do not fit together (heads not dividing n_embd...). */

@@ -358,11 +358,12 @@ export interface TensorToWrite {
 }
 
 /**
- * Writes a safetensors file: tensors in the given order, contiguous, header padded with spaces to
- * a multiple of 8 bytes (as the reference writer does, so that data starts 8-aligned).
- * Used for synthetic checkpoints (benchmarks, tests). Refuses what the reader would reject.
+ * The 8-byte length and the header of a safetensors file holding `tensors` in the given order,
+ * contiguous, the header padded with spaces to a multiple of 8 bytes (as the reference writer
+ * does, so that data starts 8-aligned), and the data section's length. The data follows: each
+ * tensor's bytes in order. Refuses what the reader would reject (ST_WRITE).
  */
-export function writeSafetensors(tensors: readonly TensorToWrite[], metadata?: Readonly<Record<string, string>>): Uint8Array {
+export function encodeSafetensorsHeader(tensors: readonly Omit<TensorToWrite, 'data'>[], metadata?: Readonly<Record<string, string>>): { header: Uint8Array; dataLength: number } {
   const header: Record<string, unknown> = {};
   if (metadata !== undefined) header.__metadata__ = { ...metadata };
   const seen = new Set<string>();
@@ -375,19 +376,32 @@ export function writeSafetensors(tensors: readonly TensorToWrite[], metadata?: R
     if (!Object.hasOwn(DTYPE_BYTES, t.dtype)) fail(`has unsupported dtype ${t.dtype}`);
     if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`has an invalid shape ${fmtShape(t.shape)}`);
     const size = numel(t.shape) * DTYPE_BYTES[t.dtype];
-    if (t.data.byteLength !== size) fail(`has ${t.data.byteLength} bytes of data but ${t.dtype}${fmtShape(t.shape)} needs ${size}`);
     Object.defineProperty(header, t.name, { value: { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + size] }, enumerable: true });
     offset += size;
   }
   const json = new TextEncoder().encode(JSON.stringify(header));
   const padded = Math.ceil(json.length / 8) * 8;
-  const headerBytes = new Uint8Array(padded).fill(0x20);
-  headerBytes.set(json);
-
-  const out = new Uint8Array(8 + padded + offset);
+  const out = new Uint8Array(8 + padded).fill(0x20);
   new DataView(out.buffer).setBigUint64(0, BigInt(padded), true);
-  out.set(headerBytes, 8);
-  let at = 8 + padded;
+  out.set(json, 8);
+  return { header: out, dataLength: offset };
+}
+
+/**
+ * Writes a safetensors file (see encodeSafetensorsHeader) in memory.
+ * Used for synthetic checkpoints (benchmarks, tests). Refuses what the reader would reject.
+ */
+export function writeSafetensors(tensors: readonly TensorToWrite[], metadata?: Readonly<Record<string, string>>): Uint8Array {
+  for (const t of tensors) {
+    const size = Object.hasOwn(DTYPE_BYTES, t.dtype) && t.shape.every((d) => Number.isSafeInteger(d) && d >= 0) ? numel(t.shape) * DTYPE_BYTES[t.dtype] : -1;
+    if (size >= 0 && t.data.byteLength !== size) {
+      throw new PonderError('ST_WRITE', `writeSafetensors: tensor ${t.name} has ${t.data.byteLength} bytes of data but ${t.dtype}${fmtShape(t.shape)} needs ${size}`, { tensor: t.name, hint: 'fix the tensor list given to writeSafetensors' });
+    }
+  }
+  const { header, dataLength } = encodeSafetensorsHeader(tensors, metadata);
+  const out = new Uint8Array(header.length + dataLength);
+  out.set(header);
+  let at = header.length;
   for (const t of tensors) {
     out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), at);
     at += t.data.byteLength;

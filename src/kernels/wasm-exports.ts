@@ -1,7 +1,7 @@
 /**
- * The raw interface of the kernel module (assembly/index.ts) and the sizes its callers must
- * provide: per-thread scratch and k-blocks. Both the runtime (src/kernels/wasm.ts) and the thread
- * pool (src/runtime/pool.ts) call the kernels with these, so they live here, below both.
+ * What the thread pool (src/runtime/pool.ts) and the WASM kernels (wasm.ts) both need to know about
+ * the compiled module: its raw exports, the k-block of linear and the per-thread scratch sizes. A
+ * module of its own so that neither of the two imports the other for it.
  */
 
 /** The raw exports of assembly/index.ts. Pointers are byte offsets into the shared memory. */

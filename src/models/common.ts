@@ -26,8 +26,3 @@ export function ropeTables(runtime: Runtime, headDim: number, maxPos: number, th
   }
   return { cos, sin };
 }
-
-/** out[t,:] = table[ids[t],:] for t < T; table is [vocab, dim]. Ids are validated by the caller. */
-export function embedRows(out: Float32Array, table: Float32Array, ids: ArrayLike<number>, T: number, dim: number): void {
-  for (let t = 0; t < T; t++) out.set(table.subarray(ids[t] * dim, (ids[t] + 1) * dim), t * dim);
-}

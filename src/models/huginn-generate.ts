@@ -1,20 +1,26 @@
 /**
- * Huginn generation loops (huginn.md §5), each a line-by-line reading of upstream's:
+ * Huginn generation (huginn.md §5). `recur` is one call of the recurrence — embed, then core steps
+ * until the depth controller stops every row, then the read-out — as upstream's adaptive loop runs
+ * it; the API (src/models/huginn-family.ts) runs every call through it, and so do the two upstream
+ * loops the golden cases check:
  *   generateMinimal      — `generate_minimal`: fixed depth, cached, optional continuous CoT
  *                          (warm start from the previous position's ln_f-normalised latent)
  *   generateAdaptive     — `generate_with_adaptive_compute`: per-token exit criteria with real
  *                          compute skip, min_steps / check_criterion_every_n_steps /
  *                          do_not_exit_in_prefill, optional continuous CoT (warm start from the raw
  *                          state at the exit step), a per-token trace
- *   generateSpeculative  — `generate_speculative`: draft at few steps, verify at full depth
+ * and, a line-by-line reading of upstream's own loops over `HuginnModel.forward`:
+ *   generateSpeculative  — see above
  *   forwardWithAdaptiveCompute — `forward_with_adaptive_compute`: token-by-token adaptive prefill
  *
  * Hard step cap: every token step runs at most `numSteps` iterations (a `for` bound, not a
  * criterion), so NaN in a state or a criterion never keeps a token iterating.
  */
 import { PonderError } from '../errors.js';
+import { checkContext } from './inputs.js';
 import type { HuginnCache } from './huginn-cache.js';
-import { torchArgmax, type ExitEvaluator } from './huginn-exit.js';
+import { torchArgmax, type ExitEvaluator } from '../depth/criteria.js';
+import { DepthController, type DepthRun } from '../depth/controller.js';
 import { totalSteps, type CallContext, type HuginnModel, type InitialStates } from './huginn.js';
 
 /** upstream `_get_stops`: begin_text, end_text, end_turn (plus the generation config's eos ids) */
@@ -73,9 +79,8 @@ function validatePrompt(model: HuginnModel, o: GenerateCommon): number {
   }
   if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0) throw new PonderError('HUGINN_INPUT', `max_new_tokens ${o.maxNewTokens} is not a non-negative integer`, { field: 'max_new_tokens', hint: 'pass the number of tokens to generate' });
   const L = o.inputIds.length / B;
-  if (L + o.maxNewTokens > model.config.blockSize + 1) {
-    throw new PonderError('HUGINN_POSITION', `prompt ${L} + ${o.maxNewTokens} new tokens exceeds block_size ${model.config.blockSize}`, { field: 'max_new_tokens', hint: 'huginn cannot attend beyond block_size positions' });
-  }
+  // the last new token is sampled, not fed: it needs no position
+  checkContext(L + Math.max(o.maxNewTokens - 1, 0), model.config.blockSize, `a prompt of ${L} and ${o.maxNewTokens} new tokens`, 'block_size');
   return L;
 }
 
@@ -107,6 +112,135 @@ function sampleRows(logits: Float32Array, B: number, V: number, sampler: Sampler
 
 // ---------------------------------------------------------------------------------------------
 
+/** One call of the recurrence: B rows of S positions, appended to the call context's cache. */
+export interface RecurrenceCall {
+  /** token ids [B, S] */
+  readonly ids: ArrayLike<number>;
+  readonly B: number;
+  readonly S: number;
+  readonly ctx: CallContext;
+  /** s₀ [B, S, E] */
+  readonly state: Float32Array;
+  /** asked after every step; its limit bounds the steps */
+  readonly depth: DepthController;
+  /** rows still generating (default: all); the others run along but are never checked or stopped */
+  readonly active?: readonly boolean[];
+  /** false: no row may stop early in this call (upstream's do_not_exit_in_prefill) */
+  readonly checks?: boolean;
+  /** read out each row's last position (default) or every position (fixed depths only) */
+  readonly readout?: 'last' | 'all';
+}
+
+export interface RecurrenceResult {
+  /**
+   * [B, V] (readout 'all': [B, S, V]): a row's logits at the step it stopped; a row that ran to the
+   * limit takes the call's last evaluation (stale when it predates the last step, as upstream), or,
+   * without any evaluation, the final state's
+   */
+  readonly logits: Float32Array;
+  /** per row: the steps counted for it (upstream compute_steps) */
+  readonly steps: number[];
+  /** the controller's record of the call: criterion values and exit reasons per row */
+  readonly run: DepthRun;
+  /** every check that ran: the step (1-based) and each row's value (NaN for rows that no longer record) */
+  readonly checks: { iteration: number; values: number[] }[];
+  /** steps actually run (the loop is shared by the batch) */
+  readonly stepsRun: number;
+  /** [B, E]: the raw state at each row's last position where it stopped (continuous CoT) */
+  readonly exitStates: Float32Array;
+  /** ln_f(s_n) [B, S, E] when the final state was read out */
+  readonly latentStates: Float32Array | null;
+}
+
+/**
+ * upstream generate_with_adaptive_compute's body for one token step, and every API call: prelude,
+ * then core steps with the depth controller deciding per row after each, then the coda read-out.
+ * Hard step cap: at most `depth.limit` steps (a `for` bound), so NaN in a state or a criterion
+ * never keeps a token iterating.
+ */
+export function recur(model: HuginnModel, call: RecurrenceCall): RecurrenceResult {
+  const { B, S, ctx, depth } = call;
+  const { vocabSize: V, nEmbd: E } = model.config;
+  const e = model.embedInputs(call.ids, B, S, ctx);
+  let current = call.state;
+  const run = depth.start(B, S, E, current, { position: ctx.positions[S - 1], checks: call.checks ?? true, active: call.active });
+  const steps = new Array<number>(B).fill(0);
+  const exitStates = lastPosition(current, B, S, E);
+  const checks: { iteration: number; values: number[] }[] = [];
+  let outputs: Float32Array | null = null; // upstream's `outputs`: the last coda evaluation of this call, last positions [B, V]
+  let logits: Float32Array | null = null;
+  let latentStates: Float32Array | null = null;
+  let ranOut = true, stepsRun = 0;
+  for (let step = 0; step < depth.limit; step++) {
+    current = model.coreStep(e, current, B, S, step, ctx);
+    stepsRun = step + 1;
+    const state = current;
+    const kept: Float32Array | null = outputs;
+    outputs = null; // a check replaces upstream's `outputs` (None for latent criteria)
+    const check = run.after(stepsRun, state, () => (outputs = model.predictFromLatents(state, B, S, ctx, 'last').logits));
+    if (!check.checked) { outputs = kept; continue; }
+    checks.push({ iteration: stepsRun, values: [...check.values] });
+    if (check.stops.some(Boolean)) {
+      if (outputs === null) outputs = model.predictFromLatents(current, B, S, ctx, 'last').logits; // latent criteria need the coda only now
+      const out: Float32Array = outputs;
+      if (logits === null) logits = out.slice();
+      else check.stops.forEach((stop, b) => { if (stop) logits!.set(out.subarray(b * V, (b + 1) * V), b * V); });
+      check.stops.forEach((stop, b) => {
+        if (!stop) return;
+        steps[b] = stepsRun;
+        exitStates.set(current.subarray((b * S + S - 1) * E, (b * S + S) * E), b * E);
+      });
+    }
+    if (run.allStopped()) { ranOut = false; break; }
+  }
+  if (ranOut) {
+    if (outputs === null) ({ logits: outputs, latentStates } = model.predictFromLatents(current, B, S, ctx, call.readout ?? 'last'));
+    const out: Float32Array = outputs;
+    if (logits === null) { logits = out.slice(); steps.fill(depth.limit); }
+    else for (let b = 0; b < B; b++) if (run.running(b)) { logits.set(out.subarray(b * V, (b + 1) * V), b * V); steps[b] = depth.limit; }
+  }
+  for (let b = 0; b < B; b++) if (run.running(b)) exitStates.set(current.subarray((b * S + S - 1) * E, (b * S + S) * E), b * E);
+  return { logits: logits!, steps, run, checks, stepsRun, exitStates, latentStates };
+}
+
+/** One token step of a generation loop: the call's ids [B, S] at `positions`, the rows still generating. */
+interface TokenStep {
+  readonly index: number;
+  readonly ids: number[];
+  readonly S: number;
+  readonly ctx: CallContext;
+  readonly unfinished: readonly boolean[];
+}
+
+/**
+ * The loop upstream's generate_minimal and generate_with_adaptive_compute share: the prompt, then
+ * one position per token step; `call` runs the step (one `recur`) and returns the next-token logits
+ * [B, V]; rows are sampled, and the loop ends after max_new_tokens or when every row has stopped.
+ */
+function tokenLoop(model: HuginnModel, o: GenerateCommon, L: number, call: (step: TokenStep) => Float32Array): { sequences: number[][]; nextTokenLogits: Float32Array[]; cache: HuginnCache } {
+  const { B } = o, V = model.config.vocabSize;
+  const sampler = o.sampler ?? greedy;
+  const stops = new Set(o.stopTokens ?? HUGINN_STOP_TOKENS);
+  const cache = model.newCache(o.cacheLookupStrategy ?? 'full');
+  const seqs = promptRows(o, L);
+  const nextTokenLogits: Float32Array[] = [];
+  const unfinished = new Array<boolean>(B).fill(true);
+  let positions = range(0, L);
+  for (let index = 0; index < o.maxNewTokens; index++) {
+    const S = positions.length;
+    const logits = call({ index, ids: idsAt(seqs, positions), S, ctx: { positions, cache }, unfinished });
+    nextTokenLogits.push(logits);
+    const tokens = sampleRows(logits, B, V, sampler, seqs);
+    tokens.forEach((tok, b) => seqs[b].push(tok));
+    positions = Int32Array.of(positions[S - 1] + 1);
+    tokens.forEach((tok, b) => { if (unfinished[b] && stops.has(tok)) unfinished[b] = false; });
+    if (!unfinished.some(Boolean)) break;
+  }
+  return { sequences: seqs, nextTokenLogits, cache };
+}
+
+// ---------------------------------------------------------------------------------------------
+
 export interface GenerateMinimalOptions extends GenerateCommon {
   /** depth of every forward call (default config.mean_recurrence) */
   readonly numSteps?: number | readonly [number, number];
@@ -119,43 +253,27 @@ export function generateMinimal(model: HuginnModel, o: GenerateMinimalOptions): 
   const L = validatePrompt(model, o);
   const { B } = o;
   const { vocabSize: V, nEmbd: E } = model.config;
-  const numSteps = o.numSteps ?? model.config.meanRecurrence;
+  const numSteps = totalSteps(o.numSteps ?? model.config.meanRecurrence);
   const initScale = o.initScale ?? 1;
-  const sampler = o.sampler ?? greedy;
-  const stops = new Set(o.stopTokens ?? HUGINN_STOP_TOKENS);
-  const cache = model.newCache(o.cacheLookupStrategy ?? 'full');
-  const seqs = promptRows(o, L);
-  const nextTokenLogits: Float32Array[] = [];
+  const depth = DepthController.steps(numSteps, V);
   const forwardCalls: ForwardCallRecord[] = [];
-  const unfinished = new Array<boolean>(B).fill(true);
-
   // continuous CoT: the prompt's state is drawn once up front (upstream runs the prelude without a
   // cache only to get its shape; the draw does not depend on its values, so we skip that compute)
   let inputStates: Float32Array | null = o.continuousCompute ? model.initialState(B, L, initScale, o.initialStates) : null;
-  let positions = range(0, L);
-  for (let t = 0; t < o.maxNewTokens; t++) {
-    const S = positions.length;
-    const out = model.forward({
-      ids: idsAt(seqs, positions), B, S, numSteps, initScale, inputStates, initialStates: o.initialStates, cache, positions,
-      logits: o.recordForwardLogits ? 'all' : 'last',
-    });
-    forwardCalls.push({ length: S, numSteps: totalSteps(numSteps), logits: o.recordForwardLogits ? out.logits : null, inputStates });
-    const last = o.recordForwardLogits ? lastPosition(out.logits, B, S, V) : out.logits;
-    nextTokenLogits.push(last);
-    const tokens = sampleRows(last, B, V, sampler, seqs);
-    tokens.forEach((tok, b) => seqs[b].push(tok));
-    positions = Int32Array.of(positions[S - 1] + 1);
-    if (o.continuousCompute) inputStates = lastPosition(out.latentStates, B, S, E);
-    tokens.forEach((tok, b) => { if (unfinished[b] && stops.has(tok)) unfinished[b] = false; });
-    if (!unfinished.some(Boolean)) break;
-  }
-  return { sequences: seqs, nextTokenLogits, forwardCalls, cache };
+  const r = tokenLoop(model, o, L, ({ ids, S, ctx }) => {
+    const state = inputStates ? Float32Array.from(inputStates) : model.initialState(B, S, initScale, o.initialStates);
+    const out = recur(model, { ids, B, S, ctx, state, depth, readout: o.recordForwardLogits ? 'all' : 'last' });
+    forwardCalls.push({ length: S, numSteps, logits: o.recordForwardLogits ? out.logits : null, inputStates });
+    if (o.continuousCompute) inputStates = lastPosition(out.latentStates!, B, S, E);
+    return o.recordForwardLogits ? lastPosition(out.logits, B, S, V) : out.logits;
+  });
+  return { ...r, forwardCalls };
 }
 
 // ---------------------------------------------------------------------------------------------
 
 export interface AdaptiveOptions extends GenerateCommon {
-  /** the exit criterion (huginn-exit.ts createExitEvaluator / numStepsEvaluator) */
+  /** the exit criterion (src/depth/criteria.ts createExitEvaluator / numStepsEvaluator) */
   readonly evaluator: ExitEvaluator;
   /** the hard cap: iterations per token step (default config.mean_recurrence) */
   readonly numSteps?: number;
@@ -186,94 +304,23 @@ export interface AdaptiveResult extends GenerateResult {
 export function generateAdaptive(model: HuginnModel, o: AdaptiveOptions): AdaptiveResult {
   const L = validatePrompt(model, o);
   const { B } = o;
-  const { vocabSize: V, nEmbd: E } = model.config;
   const maxSteps = o.numSteps ?? model.config.meanRecurrence;
   if (!Number.isInteger(maxSteps) || maxSteps < 0) throw new PonderError('HUGINN_NUM_STEPS', `num_steps ${maxSteps} is not a non-negative integer`, { field: 'num_steps', hint: 'the step cap must be an integer' });
-  const minSteps = o.minSteps ?? 0;
   const every = o.checkCriterionEveryNSteps ?? 1;
   if (!Number.isInteger(every) || every < 1) throw new PonderError('HUGINN_INPUT', `check_criterion_every_n_steps ${every} must be a positive integer`, { field: 'check_criterion_every_n_steps', hint: 'use 1 to check after every iteration' });
   const initScale = o.initScale ?? 1;
-  const sampler = o.sampler ?? greedy;
-  const stops = new Set(o.stopTokens ?? HUGINN_STOP_TOKENS);
-  const cache = model.newCache(o.cacheLookupStrategy ?? 'full');
-  const seqs = promptRows(o, L);
-  const nextTokenLogits: Float32Array[] = [];
+  const depth = DepthController.forEvaluator(o.evaluator, { maxSteps, minSteps: o.minSteps ?? 0, checkEvery: every, vocabSize: model.config.vocabSize });
   const trace: TokenStepTrace[] = [];
-  const unfinished = new Array<boolean>(B).fill(true);
-  const evaluator = o.evaluator;
-
   let inputStates: Float32Array | null = o.continuousCompute ? model.initialState(B, L, initScale, o.initialStates) : null;
-  let positions = range(0, L);
-  for (let tokenStep = 0; tokenStep < o.maxNewTokens; tokenStep++) {
-    const S = positions.length;
-    const ctx: CallContext = { positions, cache };
-    const e = model.embedInputs(idsAt(seqs, positions), B, S, ctx);
-    let current = o.continuousCompute ? inputStates! : model.initialState(B, S, initScale, o.initialStates);
-    const nextStates = o.continuousCompute ? lastPosition(current, B, S, E) : null;
-
-    const steps = new Array<number>(B).fill(0);
-    const exitReason = new Array<'criterion' | 'max-steps'>(B).fill('max-steps');
-    const checks: { iteration: number; values: number[] }[] = [];
-    const exitReached = new Array<boolean>(B).fill(false);
-    // the last coda evaluation of this token step (upstream `outputs`): last-position logits [B, V]
-    let outputs: Float32Array | null = null;
-    let nextLogits: Float32Array | null = null;
-    evaluator.init(current, B, S, E);
-
-    let ranOut = true, iterationsRun = 0;
-    for (let step = 0; step < maxSteps; step++) {
-      current = model.coreStep(e, current, B, S, step, ctx);
-      iterationsRun = step + 1;
-      if (step < minSteps || (step - minSteps) % every !== 0 || (o.doNotExitInPrefill && tokenStep === 0)) continue;
-
-      outputs = null; // a check replaces upstream's `outputs` (None for latent criteria)
-      const state = current;
-      const check = evaluator.check({
-        state, B, S, E, V,
-        evaluate: () => (outputs = model.predictFromLatents(state, B, S, ctx, 'last').logits),
-      });
-      checks.push({ iteration: step + 1, values: check.values.map((v, b) => (!exitReached[b] && unfinished[b] ? v : NaN)) });
-      const newExits = check.exits.map((x, b) => x && !exitReached[b] && unfinished[b]);
-      if (newExits.some(Boolean)) {
-        newExits.forEach((x, b) => { if (x) exitReached[b] = true; });
-        if (outputs === null) outputs = model.predictFromLatents(current, B, S, ctx, 'last').logits; // latent criteria need the coda only now
-        const logits: Float32Array = outputs;
-        if (nextLogits === null) nextLogits = logits.slice();
-        else newExits.forEach((x, b) => { if (x) nextLogits!.set(logits.subarray(b * V, (b + 1) * V), b * V); });
-        newExits.forEach((x, b) => {
-          if (!x) return;
-          steps[b] = step + 1;
-          exitReason[b] = 'criterion';
-          if (nextStates) nextStates.set(current.subarray((b * S + S - 1) * E, (b * S + S) * E), b * E);
-        });
-      }
-      if (exitReached.every((x, b) => x || !unfinished[b])) { ranOut = false; break; }
-    }
-    if (ranOut) {
-      // sequences that never exited take the last coda evaluation of this token step — stale if it
-      // predates the final iteration, as upstream; only without any evaluation is the final state decoded
-      if (outputs === null) outputs = model.predictFromLatents(current, B, S, ctx, 'last').logits;
-      const logits: Float32Array = outputs;
-      if (nextLogits === null) { nextLogits = logits.slice(); steps.fill(maxSteps); }
-      else {
-        for (let b = 0; b < B; b++) {
-          if (!exitReached[b] && unfinished[b]) { nextLogits.set(logits.subarray(b * V, (b + 1) * V), b * V); steps[b] = maxSteps; }
-        }
-      }
-    }
-    if (nextStates) {
-      for (let b = 0; b < B; b++) if (!exitReached[b] && unfinished[b]) nextStates.set(current.subarray((b * S + S - 1) * E, (b * S + S) * E), b * E);
-      inputStates = nextStates;
-    }
-    trace.push({ steps, exitReason, checks, iterationsRun });
-    nextTokenLogits.push(nextLogits!);
-    const tokens = sampleRows(nextLogits!, B, V, sampler, seqs);
-    tokens.forEach((tok, b) => seqs[b].push(tok));
-    positions = Int32Array.of(positions[S - 1] + 1);
-    tokens.forEach((tok, b) => { if (unfinished[b] && stops.has(tok)) unfinished[b] = false; });
-    if (!unfinished.some(Boolean)) break;
-  }
-  return { sequences: seqs, nextTokenLogits, forwardCalls: [], cache, trace };
+  const r = tokenLoop(model, o, L, ({ index, ids, S, ctx, unfinished }) => {
+    const state = o.continuousCompute ? inputStates! : model.initialState(B, S, initScale, o.initialStates);
+    const out = recur(model, { ids, B, S, ctx, state, depth, active: unfinished, checks: !(o.doNotExitInPrefill && index === 0) });
+    if (o.continuousCompute) inputStates = out.exitStates;
+    const exitReason = out.steps.map((steps, b) => (out.run.exitReason(b, steps) === 'criterion' ? 'criterion' as const : 'max-steps' as const));
+    trace.push({ steps: out.steps, exitReason, checks: out.checks, iterationsRun: out.stepsRun });
+    return out.logits;
+  });
+  return { ...r, forwardCalls: [], trace };
 }
 
 // ---------------------------------------------------------------------------------------------

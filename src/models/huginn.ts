@@ -18,159 +18,23 @@
 import { PonderError } from '../errors.js';
 import type { LinearWeight } from '../kernels/kernels.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { bf16BitsToF32, f16BitsToF32 } from '../kernels/scalar.js';
 import type { TensorArray } from '../format/safetensors.js';
 import { ropeTables } from './common.js';
+import { checkContext, checkTokenIds, EmbeddingTable, widenFloats, type FloatDType } from './inputs.js';
+import { Workspace } from './workspace.js';
 import { checkMemoryPlan, memoryPlan, type MemoryPlan } from '../runtime/plan.js';
 import { WeightBinder, type WeightSource } from './weights.js';
 import { HuginnCache, type CacheEntry } from './huginn-cache.js';
 import { Prng } from '../generate/prng.js';
+import { huginnTensors, type HuginnConfig } from './huginn-config.js';
+
+// bench/ (kept by the kernels branch) imports these from here
+export { HUGINN_0125_CONFIG, huginnTensorShapes, parseHuginnConfig, type HuginnConfig } from './huginn-config.js';
 
 const f32 = Math.fround;
 
 // ---------------------------------------------------------------------------------------------
-// Configuration
-
-export interface HuginnConfig {
-  readonly nEmbd: number; // E
-  readonly nHeads: number; // H
-  readonly nKvHeads: number;
-  readonly headDim: number; // E / H
-  readonly intermediateSize: number; // I
-  readonly vocabSize: number; // V (= padded_vocab_size: upstream applies no padding)
-  readonly blockSize: number; // rows of the RoPE table = maximum position + 1
-  readonly nPrelude: number; // P
-  readonly nCore: number; // R
-  readonly nCoda: number; // C
-  readonly meanRecurrence: number; // default depth
-  readonly ropeBase: number;
-  readonly normEps: number;
-  readonly qkBias: boolean;
-  readonly bias: boolean; // only the adapter has a bias when set
-  readonly tieEmbeddings: boolean;
-  /** std of the initial state before the √E scale: init_values.std = √(2/(5E)) */
-  readonly initStd: number;
-  /** √E, applied to embeddings and to the initial state */
-  readonly embedScale: number;
-}
-
-function cfgError(label: string, field: string, problem: string): PonderError {
-  return new PonderError('CFG_FIELD', `${label}: config field "${field}" ${problem}`, { field, path: label, hint: 'check config.json against huginn-0125\'s (n_embd, n_heads, n_layers_in_prelude, ...)' });
-}
-
-/** Reads a field from the top level, or from the golden cases' "derived" block. */
-function lookupField(raw: Record<string, unknown>, names: readonly string[]): [string, unknown] | undefined {
-  const derived = (raw.derived && typeof raw.derived === 'object' ? raw.derived : {}) as Record<string, unknown>;
-  for (const n of names) if (raw[n] !== undefined && raw[n] !== null) return [n, raw[n]];
-  for (const n of names) if (derived[n] !== undefined && derived[n] !== null) return [n, derived[n]];
-  return undefined;
-}
-
-function intField(raw: Record<string, unknown>, label: string, names: readonly string[], fallback?: number, min = 1): number {
-  const found = lookupField(raw, names);
-  if (!found) {
-    if (fallback !== undefined) return fallback;
-    throw cfgError(label, names[0], 'is missing');
-  }
-  const [name, v] = found;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw cfgError(label, name, `must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function numField(raw: Record<string, unknown>, label: string, names: readonly string[], fallback: number, positive = true): number {
-  const found = lookupField(raw, names);
-  if (!found) return fallback;
-  const [name, v] = found;
-  if (typeof v !== 'number' || !Number.isFinite(v) || (positive && v <= 0)) throw cfgError(label, name, `must be a ${positive ? 'positive ' : ''}finite number, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-function boolField(raw: Record<string, unknown>, label: string, names: readonly string[], fallback: boolean): boolean {
-  const found = lookupField(raw, names);
-  if (!found) return fallback;
-  if (typeof found[1] !== 'boolean') throw cfgError(label, found[0], `must be true or false, got ${JSON.stringify(found[1])}`);
-  return found[1];
-}
-
-/** Validates an upstream RavenConfig (config.json or a golden case's "config"), field names as upstream. */
-export function parseHuginnConfig(raw: unknown, label = 'config'): HuginnConfig {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new PonderError('CFG_FIELD', `${label}: the config is not a JSON object`, { path: label, hint: 'pass the parsed config.json' });
-  const c = raw as Record<string, unknown>;
-  const nEmbd = intField(c, label, ['n_embd', 'hidden_size']);
-  const nHeads = intField(c, label, ['n_heads', 'num_attention_heads']);
-  if (nEmbd % nHeads !== 0) throw cfgError(label, 'n_heads', `(${nHeads}) must divide n_embd (${nEmbd})`);
-  const headDim = nEmbd / nHeads;
-  if (headDim % 2 !== 0) throw cfgError(label, 'n_heads', `gives an odd head_dim ${headDim}; RoPE rotates channel pairs`);
-  const nKvHeads = intField(c, label, ['num_key_value_heads'], nHeads);
-  if (nHeads % nKvHeads !== 0) throw cfgError(label, 'num_key_value_heads', `(${nKvHeads}) must divide n_heads (${nHeads})`);
-  const qkBias = boolField(c, label, ['qk_bias'], true);
-  if (qkBias && nKvHeads !== nHeads) throw cfgError(label, 'num_key_value_heads', `must equal n_heads when qk_bias is set (upstream adds a [H, head_dim] bias to k)`);
-  const explicitStd = (() => {
-    const iv = lookupField(c, ['init_values']);
-    const std = iv && iv[1] && typeof iv[1] === 'object' ? (iv[1] as Record<string, unknown>).std : undefined;
-    if (std === undefined) return undefined;
-    if (typeof std !== 'number' || !(std >= 0)) throw cfgError(label, 'init_values.std', `must be a non-negative number, got ${JSON.stringify(std)}`);
-    return std;
-  })();
-  const testTimeNoise = numField(c, label, ['test_time_noise'], 0, false);
-  if (testTimeNoise !== 0) throw cfgError(label, 'test_time_noise', `is ${testTimeNoise}; test-time noise is not supported (huginn-0125 ships with 0)`);
-  return {
-    nEmbd, nHeads, nKvHeads, headDim,
-    intermediateSize: intField(c, label, ['intermediate_size']),
-    vocabSize: intField(c, label, ['padded_vocab_size', 'vocab_size']),
-    blockSize: intField(c, label, ['block_size']),
-    nPrelude: intField(c, label, ['n_layers_in_prelude'], undefined, 0),
-    nCore: intField(c, label, ['n_layers_in_recurrent_block']),
-    nCoda: intField(c, label, ['n_layers_in_coda'], undefined, 0),
-    meanRecurrence: intField(c, label, ['mean_recurrence'], undefined, 0),
-    ropeBase: numField(c, label, ['rope_base'], 50000),
-    normEps: numField(c, label, ['norm_eps'], 1e-6),
-    qkBias,
-    bias: boolField(c, label, ['bias'], false),
-    tieEmbeddings: boolField(c, label, ['tie_embeddings', 'tie_word_embeddings'], true),
-    initStd: explicitStd ?? Math.sqrt(2 / (5 * nEmbd)),
-    embedScale: Math.sqrt(nEmbd),
-  };
-}
-
-/** huginn-0125's config.json values (huginn.md §1). */
-export const HUGINN_0125_CONFIG = {
-  n_embd: 5280, n_heads: 55, n_layers: 8, block_size: 4096, vocab_size: 65536, padding_multiple: 4096,
-  tie_embeddings: true, intermediate_size: 17920, bias: false, qk_bias: true, norm_eps: 1e-6, rope_base: 50000,
-  n_layers_in_prelude: 2, n_layers_in_recurrent_block: 4, n_layers_in_coda: 2, mean_recurrence: 32,
-  mean_backprop_depth: 8, torch_dtype: 'bfloat16', model_type: 'huginn_raven',
-} as const;
-
-// ---------------------------------------------------------------------------------------------
 // Weights
-
-const BLOCK_TENSORS = ['norm_1.weight', 'attn.qk_bias', 'attn.Wqkv.weight', 'attn.proj.weight', 'norm_2.weight', 'mlp.fc.weight', 'mlp.proj.weight', 'norm_3.weight', 'norm_4.weight'] as const;
-
-/** Every tensor name of the state_dict with its shape (huginn.md §2), in upstream order. */
-export function huginnTensorShapes(cfg: HuginnConfig): [string, number[]][] {
-  const { nEmbd: E, nHeads: H, nKvHeads: Hkv, headDim: hd, intermediateSize: I, vocabSize: V } = cfg;
-  const out: [string, number[]][] = [['transformer.wte.weight', [V, E]]];
-  const block = (prefix: string): void => {
-    for (const t of BLOCK_TENSORS) {
-      if (t === 'attn.qk_bias' && !cfg.qkBias) continue;
-      const shape = t === 'attn.qk_bias' ? [2, 1, H, hd]
-        : t === 'attn.Wqkv.weight' ? [(H + 2 * Hkv) * hd, E]
-        : t === 'attn.proj.weight' ? [E, E]
-        : t === 'mlp.fc.weight' ? [2 * I, E]
-        : t === 'mlp.proj.weight' ? [E, I]
-        : [E];
-      out.push([`${prefix}.${t}`, shape]);
-    }
-  };
-  for (let i = 0; i < cfg.nPrelude; i++) block(`transformer.prelude.${i}`);
-  out.push(['transformer.adapter.weight', [E, 2 * E]]);
-  if (cfg.bias) out.push(['transformer.adapter.bias', [E]]);
-  for (let i = 0; i < cfg.nCore; i++) block(`transformer.core_block.${i}`);
-  for (let i = 0; i < cfg.nCoda; i++) block(`transformer.coda.${i}`);
-  out.push(['transformer.ln_f.weight', [E]]);
-  out.push(['lm_head.weight', [V, E]]);
-  return out;
-}
 
 interface SandwichBlock {
   readonly norm1: Float32Array; // [E]
@@ -183,12 +47,6 @@ interface SandwichBlock {
   readonly proj: LinearWeight; // [E, E]
   readonly fc: LinearWeight; // [2I, E]: gate rows then up rows
   readonly mlpProj: LinearWeight; // [E, I]
-}
-
-/** The embedding table kept in its file dtype; rows are widened on lookup (saves 4·V·E bytes for bf16). */
-interface EmbeddingTable {
-  readonly dtype: 'F32' | 'BF16' | 'F16';
-  readonly data: TensorArray;
 }
 
 export interface LoadOptions {
@@ -210,18 +68,18 @@ export interface LoadOptions {
  */
 export function checkHuginnWeights(source: WeightSource, runtime: Runtime, config: HuginnConfig): WeightBinder {
   const binder = new WeightBinder(source, runtime);
-  for (const [name, shape] of huginnTensorShapes(config)) {
-    // a tied lm_head may be stored (checkpoints carry both copies) or left out
-    binder.need(name, shape, { optional: name === 'lm_head.weight' && config.tieEmbeddings });
-  }
-  // the persistent RoPE buffer: optional, verified against the recomputed table when present
-  binder.need('freqs_cis', [1, config.blockSize, 1, config.headDim / 2, 2], { optional: true });
+  binder.declare(huginnTensors(config));
   binder.finish();
   return binder;
 }
 
-/** Binds a Huginn checkpoint (single file or shards behind one WeightSource) to a runtime. */
+/** @deprecated bench/ (kept by the kernels branch) calls this; everything else uses huginnFamily.load (huginn-family.ts) = bindHuginn. */
 export function loadHuginn(source: WeightSource, runtime: Runtime, config: HuginnConfig, opts: LoadOptions = {}): HuginnModel {
+  return bindHuginn(config, source, runtime, opts);
+}
+
+/** Binds a Huginn checkpoint (single file or shards behind one WeightSource) to a runtime. */
+export function bindHuginn(config: HuginnConfig, source: WeightSource, runtime: Runtime, opts: LoadOptions = {}): HuginnModel {
   const binder = checkHuginnWeights(source, runtime, config);
   const hasFreqs = source.info('freqs_cis') !== undefined;
   // the WASM runtime holds every bound weight in one 4 GiB memory: fail before reading anything
@@ -250,7 +108,7 @@ export function loadHuginn(source: WeightSource, runtime: Runtime, config: Hugin
   const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
   const wteInfo = source.info('transformer.wte.weight')!;
   const weights: HuginnWeights = {
-    wte: { dtype: wteInfo.dtype as EmbeddingTable['dtype'], data: binder.raw('transformer.wte.weight') },
+    wte: new EmbeddingTable(wteInfo.dtype as FloatDType, binder.raw('transformer.wte.weight'), config.vocabSize, config.nEmbd),
     prelude: range(config.nPrelude).map((i) => block(`transformer.prelude.${i}`)),
     adapter: binder.linear('transformer.adapter.weight'),
     adapterBias: config.bias ? binder.f32('transformer.adapter.bias') : null,
@@ -271,11 +129,11 @@ export function loadHuginn(source: WeightSource, runtime: Runtime, config: Hugin
  */
 export function huginnMemoryPlan(source: WeightSource, config: HuginnConfig): MemoryPlan {
   let weights = 0;
-  for (const [name, shape] of huginnTensorShapes(config)) {
-    if (name === 'transformer.wte.weight') continue;
-    const n = shape.reduce((a, b) => a * b, 1);
-    const dtype = source.info(name)?.dtype ?? source.info('transformer.wte.weight')?.dtype; // a tied lm_head binds wte
-    weights += shape.length === 2 && dtype !== 'F32' ? 2 * n : 4 * n;
+  for (const t of huginnTensors(config)) {
+    if (t.bind === 'embedding' || t.bind === 'buffer') continue;
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    const dtype = source.info(t.name)?.dtype ?? (t.sameAs ? source.info(t.sameAs)?.dtype : undefined); // a tied lm_head binds wte
+    weights += t.bind === 'linear' && dtype !== 'F32' ? 2 * n : 4 * n;
   }
   const { nEmbd: E, intermediateSize: I, vocabSize: V, headDim, nHeads, nKvHeads, blockSize } = config;
   const rope = 2 * 4 * blockSize * (headDim / 2);
@@ -354,6 +212,8 @@ export interface CallContext {
   /** RoPE position of each of the call's S positions (shared by all batch rows) */
   readonly positions: Int32Array;
   readonly cache: HuginnCache | null;
+  /** [B, S]: when given, the FLOPs of everything that runs are added per position (multiply-add = 2; attention counts the keys each query sees) */
+  readonly flops?: Float64Array;
 }
 
 /** Intermediate tensors a forward can capture (copies; [B,S,E] each). */
@@ -419,23 +279,6 @@ export function roundToBf16(x: Float32Array, n: number): void {
   }
 }
 
-/** Arena buffers reused across calls, grown (doubling) when a longer call needs more. */
-class Workspace {
-  private readonly f32s = new Map<string, Float32Array>();
-  private readonly i32s = new Map<string, Int32Array>();
-  constructor(private readonly runtime: Runtime) {}
-  f32(name: string, n: number): Float32Array {
-    let b = this.f32s.get(name);
-    if (!b || b.length < n) { b = this.runtime.arena.f32(Math.max(n, 2 * (b?.length ?? 0))); this.f32s.set(name, b); }
-    return b;
-  }
-  i32(name: string, n: number): Int32Array {
-    let b = this.i32s.get(name);
-    if (!b || b.length < n) { b = this.runtime.arena.i32(Math.max(n, 2 * (b?.length ?? 0))); this.i32s.set(name, b); }
-    return b;
-  }
-}
-
 export class HuginnModel {
   private readonly ws: Workspace;
   private readonly bf16: boolean; // round activations to bf16 (LoadOptions.activations)
@@ -469,13 +312,13 @@ export class HuginnModel {
   verifyFreqsCis(raw: TensorArray, dtype: string, label: string): void {
     const half = this.config.headDim / 2;
     const tol = dtype === 'F32' ? 1e-5 : 1e-2;
-    const widen = dtype === 'BF16' ? bf16BitsToF32 : f16BitsToF32;
-    const at = (i: number): number => (dtype === 'F32' ? (raw as Float32Array)[i] : widen((raw as Uint16Array)[i]));
+    const stored = new Float32Array(raw.length); // [blockSize, half, 2]
+    widenFloats(dtype as FloatDType, raw, 0, raw.length, stored);
     for (let p = 0; p < this.config.blockSize; p++) {
       for (let i = 0; i < half; i++) {
         const o = (p * half + i) * 2;
-        if (Math.abs(at(o) - this.cos[p * half + i]) > tol || Math.abs(at(o + 1) - this.sin[p * half + i]) > tol) {
-          throw new PonderError('HUGINN_FREQS_CIS', `${label}: freqs_cis at position ${p}, pair ${i} is (${at(o)}, ${at(o + 1)}), the config's RoPE table has (${this.cos[p * half + i]}, ${this.sin[p * half + i]})`, { tensor: 'freqs_cis', path: label, hint: 'rope_base, block_size or n_heads in config.json do not match the checkpoint' });
+        if (Math.abs(stored[o] - this.cos[p * half + i]) > tol || Math.abs(stored[o + 1] - this.sin[p * half + i]) > tol) {
+          throw new PonderError('HUGINN_FREQS_CIS', `${label}: freqs_cis at position ${p}, pair ${i} is (${stored[o]}, ${stored[o + 1]}), the config's RoPE table has (${this.cos[p * half + i]}, ${this.sin[p * half + i]})`, { tensor: 'freqs_cis', path: label, hint: 'rope_base, block_size or n_heads in config.json do not match the checkpoint' });
         }
       }
     }
@@ -487,14 +330,12 @@ export class HuginnModel {
     if (!Number.isInteger(B) || B < 1 || !Number.isInteger(S) || S < 1) throw new PonderError('HUGINN_INPUT', `batch ${B} × length ${S} is not a non-empty call`, { hint: 'pass at least one token' });
     if (positions.length !== S) throw new PonderError('HUGINN_INPUT', `${positions.length} positions for ${S} tokens`, { hint: 'give one RoPE position per token' });
     for (const p of positions) {
-      if (!(p >= 0 && p < this.config.blockSize)) throw new PonderError('HUGINN_POSITION', `position ${p} is outside the RoPE table (block_size ${this.config.blockSize})`, { field: 'block_size', hint: 'huginn cannot attend beyond block_size positions; shorten the input' });
+      if (p < 0) throw new PonderError('HUGINN_INPUT', `position ${p} is negative`, { hint: 'positions count from 0' });
+      checkContext(p + 1, this.config.blockSize, `position ${p}`, 'block_size');
     }
     if (ids) {
       if (ids.length !== B * S) throw new PonderError('HUGINN_INPUT', `${ids.length} ids for batch ${B} × length ${S}`, { hint: 'ids are [B, S] row-major' });
-      for (let i = 0; i < ids.length; i++) {
-        const id = ids[i];
-        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) throw new PonderError('HUGINN_TOKEN', `token id ${id} at index ${i} is outside the vocabulary [0, ${this.config.vocabSize})`, { hint: 'use the huginn tokenizer' });
-      }
+      checkTokenIds(ids, this.config.vocabSize);
     }
   }
 
@@ -508,11 +349,7 @@ export class HuginnModel {
     const { nEmbd: E } = this.config;
     const M = B * S;
     const x = this.ws.f32('x', M * E);
-    const row = new Float32Array(E);
-    for (let m = 0; m < M; m++) {
-      this.embeddingRow(row, ids[m]);
-      x.set(row, m * E);
-    }
+    this.w.wte.rows(ids, x);
     const k = this.runtime.kernels;
     k.scale(x, this.config.embedScale, x, M * E);
     this.round(x, M * E);
@@ -522,15 +359,6 @@ export class HuginnModel {
       if (trace) trace.preludeLayers.push(x.slice(0, M * E));
     });
     return x.slice(0, M * E);
-  }
-
-  private embeddingRow(out: Float32Array, id: number): void {
-    const E = this.config.nEmbd;
-    const { dtype, data } = this.w.wte;
-    if (dtype === 'F32') { out.set((data as Float32Array).subarray(id * E, (id + 1) * E)); return; }
-    const bits = data as Uint16Array;
-    const widen = dtype === 'BF16' ? bf16BitsToF32 : f16BitsToF32;
-    for (let i = 0; i < E; i++) out[i] = widen(bits[id * E + i]);
   }
 
   /**
@@ -549,6 +377,7 @@ export class HuginnModel {
     const x = this.ws.f32('x', M * E);
     this.runtime.kernels.linear(x, cat, this.w.adapter, M, this.w.adapterBias);
     this.round(x, M * E);
+    if (ctx.flops) for (let m = 0; m < M; m++) ctx.flops[m] += 2 * E * 2 * E;
     if (adapterOut) adapterOut.push(x.slice(0, M * E));
     this.w.core.forEach((blk, j) => this.sandwich(blk, x, B, S, ctx, P + step * R + j));
     return x.slice(0, M * E);
@@ -559,7 +388,7 @@ export class HuginnModel {
    * row's last position ([B, V]); 'all' gives [B, S, V]. `codaOut` receives the last coda block's output.
    */
   predictFromLatents(state: Float32Array, B: number, S: number, ctx: CallContext, rows: 'all' | 'last' = 'last', trace?: ForwardTrace): { logits: Float32Array; latentStates: Float32Array } {
-    const { nEmbd: E, vocabSize: V, normEps } = this.config;
+    const { nEmbd: E, vocabSize: V } = this.config;
     const M = B * S;
     const k = this.runtime.kernels;
     const x = this.ws.f32('x', M * E);
@@ -578,6 +407,7 @@ export class HuginnModel {
     }
     const logits = this.ws.f32('logits', headRows * V);
     k.linear(logits, headIn, this.w.lmHead, headRows);
+    if (ctx.flops) for (let b = 0; b < B; b++) for (let s = rows === 'last' ? S - 1 : 0; s < S; s++) ctx.flops[b * S + s] += 2 * V * E;
     this.round(logits, headRows * V);
     return { logits: logits.slice(0, headRows * V), latentStates };
   }
@@ -615,7 +445,7 @@ export class HuginnModel {
    * prefill, every key for one token, causal_lower_right for several tokens on a non-empty cache.
    */
   private sandwich(blk: SandwichBlock, x: Float32Array, B: number, S: number, ctx: CallContext, slot: number): void {
-    const { nEmbd: E, nHeads: H, nKvHeads: Hkv, headDim: hd, intermediateSize: I, normEps } = this.config;
+    const { nEmbd: E, nHeads: H, nKvHeads: Hkv, headDim: hd, intermediateSize: I } = this.config;
     const k = this.runtime.kernels;
     const M = B * S;
     const qDim = H * hd, kvDim = Hkv * hd, qkvDim = qDim + 2 * kvDim;
@@ -648,6 +478,7 @@ export class HuginnModel {
 
     const y = this.ws.f32('y', M * qDim);
     const scale = 1 / Math.sqrt(hd);
+    let Tk = S; // keys the call's queries attend over (aligned lower-right: query s sees Tk − S + s + 1)
     if (ctx.cache) {
       const fresh: CacheEntry[] = [];
       for (let s = 0; s < S; s++) {
@@ -659,7 +490,7 @@ export class HuginnModel {
         fresh.push({ k: ek, v: ev });
       }
       const visible = ctx.cache.update(slot, fresh);
-      const Tk = visible.length;
+      Tk = visible.length;
       const K = this.ws.f32('K', Tk * kvDim), Vv = this.ws.f32('V', Tk * kvDim);
       const { qPos, kPos } = this.lowerRight(S, Tk);
       for (let b = 0; b < B; b++) {
@@ -677,6 +508,10 @@ export class HuginnModel {
       }
     }
     this.round(y, M * qDim);
+    if (ctx.flops) {
+      const linear = 2 * E * (qkvDim + qDim + 3 * I); // qkv, proj, fc (gate and up), mlp proj
+      for (let b = 0; b < B; b++) for (let s = 0; s < S; s++) ctx.flops[b * S + s] += linear + 4 * H * hd * (Tk - S + s + 1);
+    }
     const a = this.ws.f32('a', M * E);
     k.linear(a, y, blk.proj, M);
     this.round(a, M * E);

@@ -14,302 +14,21 @@
  * names its KV-cache slot; recursive KV sharing (RecursiveDynamicCache) maps layers onto slots.
  */
 import { PonderError } from '../errors.js';
-import type { LinearWeight } from '../kernels/kernels.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { checkMemoryPlan, memoryPlan, type MemoryPlan } from '../runtime/plan.js';
-import {
-  configObject, optionalBool, optionalInt, optionalNumber, optionalString, requireInt, requireNumber, requireString,
-  hasField, section, ignoreFields, configInconsistent, type ConfigObject,
-} from '../format/config.js';
-import { embedRows, ropeTables } from './common.js';
-import { WeightBinder, type WeightSource } from './weights.js';
-import {
-  assignRecursion, causalRuns, DEFAULT_CAUSAL_THRESHOLD, expertProbs, expertTopK, geluErf, tokenProbs, topKAscending,
-  type ExpertRouterFunc, type TokenRouterFunc,
-} from './mor-routing.js';
+import { ropeTables } from './common.js';
+import { cacheFull, checkContext, checkTokenIds } from './inputs.js';
+import { Workspace } from './workspace.js';
+import type { WeightSource } from './weights.js';
+import { assignRecursion, causalRuns, DEFAULT_CAUSAL_THRESHOLD, expertProbs, expertTopK, geluErf, tokenProbs, topKAscending } from './mor-routing.js';
+import { morKvRole, morLayout, morWriteSlots, parseMorConfig, type KvRole, type MorConfig, type MorLayout } from './mor-config.js';
+import { bindMorWeights, type MorWeights, type RouterWeights } from './mor-weights.js';
 
 const f32 = Math.fround;
 
 // ---------------------------------------------------------------------------------------------
-// Config
-
-export type MorVariant = 'vanilla' | 'recursive' | 'expert' | 'token';
-export type SharingStrategy = 'cycle' | 'sequence' | 'middle_cycle' | 'middle_sequence';
-
-export interface LlamaDims {
-  readonly vocab: number;
-  readonly hidden: number;
-  readonly intermediate: number;
-  readonly layers: number;     // num_hidden_layers as given (before any subsampling)
-  readonly nHeads: number;
-  readonly nKvHeads: number;
-  readonly headDim: number;
-  readonly eps: number;
-  readonly ropeTheta: number;
-  readonly maxPositions: number;
-  readonly tieEmbeddings: boolean;
-}
-
-export interface MorConfig {
-  readonly dims: LlamaDims;
-  readonly variant: MorVariant;
-  readonly sharing: SharingStrategy | null;
-  readonly numRecursion: number;  // R (0 for vanilla)
-  readonly lnShare: boolean;
-  readonly capacity: readonly number[]; // expert-choice c_r
-  readonly routerType: 'linear' | 'mlp';
-  readonly temp: number;
-  readonly expertRouterFunc: ExpertRouterFunc;
-  readonly expertAlpha: number;
-  readonly expertGated: boolean;  // gating == 'weighted'
-  readonly expertAuxRouter: boolean; // sampling == 'aux_router': a training-only mlp_router is in the state dict
-  readonly tokenRouterFunc: TokenRouterFunc;
-  readonly tokenAlpha: number;
-  readonly tokenLossFree: boolean;
-  readonly tokenGated: boolean;
-  readonly kvSharing: null | { readonly sharing: 'cycle' | 'middle_cycle' | 'sequence'; readonly numRecursion: number; readonly updateCache: boolean };
-  /** upstream attn_implementation: only matters for token-choice under sdpa (see tokenRecursions) */
-  readonly attention: 'eager' | 'sdpa' | 'flash_attention_2';
-}
-
-/**
- * Reads the upstream config: `{ model_config: LlamaConfig fields, cfg: { recursive, mor, kv_sharing } | null }`.
- * Every unsupported or inconsistent field is a CFG_FIELD / CFG_INCONSISTENT error naming it.
- */
-export function parseMorConfig(config: unknown, path = 'config'): MorConfig {
-  const root = configObject(config, path);
-  const mc = section(root, 'model_config');
-  const hidden = requireInt(mc, 'hidden_size', { min: 1 });
-  const nHeads = requireInt(mc, 'num_attention_heads', { min: 1 });
-  const nKvHeads = optionalInt(mc, 'num_key_value_heads', nHeads, { min: 1 });
-  const headDim = optionalInt(mc, 'head_dim', Math.floor(hidden / nHeads), { min: 2 });
-  if (nHeads % nKvHeads !== 0) throw configInconsistent(mc, 'num_key_value_heads', `num_key_value_heads (${nKvHeads}) must divide num_attention_heads (${nHeads})`);
-  if (headDim % 2 !== 0) throw configInconsistent(mc, 'head_dim', `head_dim (${headDim}) must be even for RoPE`);
-  const act = optionalString<string>(mc, 'hidden_act', 'silu');
-  if (act !== 'silu') throw fieldUnsupported(mc, 'hidden_act', JSON.stringify(act), '"silu"');
-  for (const f of ['attention_bias', 'mlp_bias'] as const) if (optionalBool(mc, f, false)) throw fieldUnsupported(mc, f, 'true', 'false (upstream Llama/SmolLM have no biases)');
-  if (hasField(mc, 'rope_scaling')) throw fieldUnsupported(mc, 'rope_scaling', 'set', 'null (no RoPE scaling)');
-  const tp = optionalInt(mc, 'pretraining_tp', 1);
-  if (tp !== 1) throw fieldUnsupported(mc, 'pretraining_tp', String(tp), '1');
-  const dims: LlamaDims = {
-    vocab: requireInt(mc, 'vocab_size', { min: 1 }),
-    hidden,
-    intermediate: requireInt(mc, 'intermediate_size', { min: 1 }),
-    layers: requireInt(mc, 'num_hidden_layers', { min: 1 }),
-    nHeads, nKvHeads, headDim,
-    eps: optionalNumber(mc, 'rms_norm_eps', 1e-6, { gt: 0 }),
-    ropeTheta: optionalNumber(mc, 'rope_theta', 10000, { gt: 0 }),
-    maxPositions: optionalInt(mc, 'max_position_embeddings', 2048, { min: 1 }),
-    tieEmbeddings: optionalBool(mc, 'tie_word_embeddings', false),
-  };
-  ignoreFields(mc, 'initializer_range', 'use_cache', 'bos_token_id', 'eos_token_id', 'pad_token_id', 'attention_dropout', 'model_type');
-
-  const base = {
-    dims, sharing: null, numRecursion: 0, lnShare: true, capacity: [], routerType: 'linear' as const, temp: 1,
-    expertRouterFunc: 'sigmoid' as ExpertRouterFunc, expertAlpha: 0.1, expertGated: true, expertAuxRouter: false,
-    tokenRouterFunc: 'softmax' as TokenRouterFunc, tokenAlpha: 1, tokenLossFree: false, tokenGated: true, kvSharing: null,
-    attention: 'eager' as MorConfig['attention'],
-  };
-  if (!hasField(root, 'cfg')) return { ...base, variant: 'vanilla' };
-  const cfg = section(root, 'cfg');
-  ignoreFields(cfg, 'model', 'precision', 'max_length', 'relaxation');
-  const fromModelConfig = typeof mc.values._attn_implementation === 'string' ? mc.values._attn_implementation : 'eager';
-  base.attention = optionalString(cfg, 'attn_implementation', fromModelConfig as MorConfig['attention'], ['eager', 'sdpa', 'flash_attention_2'] as const);
-  const rec = hasField(cfg, 'recursive') ? section(cfg, 'recursive') : null;
-  if (!rec || !optionalBool(rec, 'enable', false)) return { ...base, variant: 'vanilla' };
-  ignoreFields(rec, 'initialization', 'base_depth');
-  const sharing = requireString(rec, 'sharing', ['cycle', 'sequence', 'middle_cycle', 'middle_sequence'] as const);
-  const R = requireInt(rec, 'num_recursion', { min: 1 });
-  if (R === 1) throw fieldUnsupported(rec, 'num_recursion', '1', 'an integer >= 2 (num_recursion 1 means a plain, truncated Llama)');
-  const middle = sharing.startsWith('middle');
-  const bd = Math.floor((dims.layers - (middle ? 2 : 0)) / R);
-  if (bd < 1) throw configInconsistent(rec, 'num_recursion', `num_recursion (${R}) leaves no layer per recursion with num_hidden_layers ${dims.layers} and ${sharing} sharing`);
-  const lnShare = optionalBool(rec, 'ln_share', true);
-
-  let kvSharing: MorConfig['kvSharing'] = null;
-  if (hasField(cfg, 'kv_sharing')) {
-    const kv = section(cfg, 'kv_sharing');
-    ignoreFields(kv, 'base_depth');
-    if (optionalBool(kv, 'enable', false)) {
-      kvSharing = {
-        sharing: requireString(kv, 'sharing', ['cycle', 'middle_cycle', 'sequence'] as const),
-        numRecursion: requireInt(kv, 'num_recursion', { min: 1 }),
-        updateCache: optionalBool(kv, 'update_cache', false),
-      };
-    } else ignoreFields(kv, 'sharing', 'num_recursion', 'update_cache');
-  }
-
-  const mor = hasField(cfg, 'mor') ? section(cfg, 'mor') : null;
-  if (!mor || !optionalBool(mor, 'enable', false)) {
-    if (mor) ignoreFields(mor, 'type', 'capacity', 'rand_router', 'router_type', 'z_loss', 'z_coeff', 'temp', 'expert', 'token');
-    return { ...base, variant: 'recursive', sharing, numRecursion: R, lnShare, kvSharing };
-  }
-  const type = requireString(mor, 'type', ['expert', 'token'] as const);
-  if (sharing !== 'cycle' && sharing !== 'middle_cycle') throw fieldUnsupported(rec, 'sharing', JSON.stringify(sharing), '"cycle" or "middle_cycle" (upstream MoR supports only these)');
-  if (optionalBool(mor, 'rand_router', false)) throw fieldUnsupported(mor, 'rand_router', 'true', 'false (random router scores are a training ablation and not reproducible)');
-  const routerType = optionalString(mor, 'router_type', 'linear', ['linear', 'mlp', 'wide_mlp'] as const);
-  const temp = optionalNumber(mor, 'temp', 1, { gt: 0 });
-  ignoreFields(mor, 'z_loss', 'z_coeff');
-
-  if (type === 'expert') {
-    const ex = section(mor, 'expert');
-    ignoreFields(ex, 'cap_warmup_step', 'include_first', 'coeff');
-    const capText = hasField(mor, 'capacity') ? requireString(mor, 'capacity') : Array.from({ length: R }, (_, i) => String((R - i) / R)).join(',');
-    const capacity = capText.split(',').map((s) => Number(s.trim()));
-    // top-k over the previous step's survivors needs 0 < c_r <= 1, non-increasing (util/config.py asserts it)
-    if (capacity.length < R || capacity.some((c, i) => !Number.isFinite(c) || c <= 0 || c > 1 || (i > 0 && c > capacity[i - 1]))) {
-      throw new PonderError('CFG_FIELD', `${path}: cfg.mor.capacity is ${JSON.stringify(capText)}`, { path, field: 'cfg.mor.capacity', hint: `a comma-separated list of ${R} non-increasing capacity factors in (0, 1], e.g. "1.0,0.66,0.33"` });
-    }
-    const rf = ex.values.router_func;
-    ex.used.add('router_func');
-    if (rf !== null && rf !== undefined && rf !== 'sigmoid' && rf !== 'tanh') throw fieldUnsupported(ex, 'router_func', JSON.stringify(rf), '"sigmoid", "tanh" or null');
-    const sampling = optionalString(ex, 'sampling', 'aux_loss', ['aux_loss', 'aux_router'] as const);
-    return {
-      ...base, variant: 'expert', sharing, numRecursion: R, lnShare, kvSharing, capacity: capacity.slice(0, R),
-      routerType: routerType === 'linear' ? 'linear' : 'mlp', temp,
-      expertRouterFunc: (rf ?? null) as ExpertRouterFunc,
-      expertAlpha: (rf === 'sigmoid' || rf === 'tanh') ? requireNumber(ex, 'alpha') : optionalNumber(ex, 'alpha', 0.1),
-      expertGated: optionalString<string>(ex, 'gating', 'weighted') === 'weighted',
-      expertAuxRouter: sampling === 'aux_router',
-    };
-  }
-  ignoreFields(mor, 'capacity');
-  const tk = section(mor, 'token');
-  ignoreFields(tk, 'bal_warmup_step', 'coeff', 'u');
-  const tokenRouterFunc: TokenRouterFunc = optionalString<string>(tk, 'router_func', 'softmax') === 'sigmoid' ? 'sigmoid' : 'softmax';
-  return {
-    ...base, variant: 'token', sharing, numRecursion: R, lnShare, kvSharing,
-    routerType: routerType === 'linear' ? 'linear' : 'mlp', temp,
-    tokenRouterFunc,
-    tokenAlpha: optionalNumber(tk, 'alpha', tokenRouterFunc === 'sigmoid' ? 0.1 : 1.0),
-    tokenLossFree: optionalString(tk, 'balancing', 'loss', ['loss', 'loss_free'] as const) === 'loss_free',
-    tokenGated: optionalString<string>(tk, 'gating', 'weighted') === 'weighted',
-  };
-}
-
-function fieldUnsupported(c: ConfigObject, field: string, got: string, want: string): PonderError {
-  return new PonderError('CFG_FIELD', `${c.path}: ${c.prefix}${field} is ${got}; ponder supports ${want}`, { path: c.path, field: c.prefix + field, hint: 'this setting is not part of the released MoR models; check the config' });
-}
-
-// ---------------------------------------------------------------------------------------------
-// Layout: which decoder layers run where, their state-dict names and cache slots
-
-/** One decoder-layer site of the unrolled model. */
-export interface LayerSite {
-  readonly path: string;        // state-dict prefix, e.g. 'model.layers.2.block.0.'
-  readonly slot: number;        // upstream self_attn.layer_idx: the KV-cache slot
-  readonly linearOwner: number; // site whose q/k/v/o/gate/up/down this site shares (itself if unique)
-  readonly normOwner: number;   // site whose RMSNorm weights it shares
-}
-
-export interface MorLayout {
-  readonly sites: LayerSite[];
-  readonly prefix: number[];    // sites run on every token before the recursions
-  readonly blocks: number[][];  // blocks[r]: sites of recursion r (routed); empty without routing
-  readonly suffix: number[];    // sites run on every token after the recursions
-  readonly routerPaths: string[]; // expert: one 'model.layers.{m}.' per step; token: one for the MoR module
-  /** hidden.layer{m}_out names: module index of each prefix/suffix site, and of each recursion (expert) or of the MoR module (token) */
-  readonly prefixModules: number[];
-  readonly suffixModules: number[];
-  readonly recursionModules: number[];
-}
-
-/** numpy round(linspace(start, stop, num)) with Python's round-half-even. */
-function linspaceRounded(start: number, stop: number, num: number): number[] {
-  const out: number[] = [];
-  const step = num > 1 ? (stop - start) / (num - 1) : 0;
-  for (let i = 0; i < num; i++) {
-    const v = i === num - 1 && num > 1 ? stop : start + i * step;
-    const fl = Math.floor(v), diff = v - fl;
-    out.push(diff > 0.5 ? fl + 1 : diff < 0.5 ? fl : (fl % 2 === 0 ? fl : fl + 1));
-  }
-  return out;
-}
-
-export function morLayout(cfg: MorConfig): MorLayout {
-  const L = cfg.dims.layers;
-  if (cfg.variant === 'vanilla') {
-    const sites = Array.from({ length: L }, (_, i) => ({ path: `model.layers.${i}.`, slot: i, linearOwner: i, normOwner: i }));
-    const all = sites.map((_, i) => i);
-    return { sites, prefix: all, blocks: [], suffix: [], routerPaths: [], prefixModules: all, suffixModules: [], recursionModules: [] };
-  }
-  const R = cfg.numRecursion, sharing = cfg.sharing!;
-  const middle = sharing === 'middle_cycle' || sharing === 'middle_sequence';
-  const bd = Math.floor((L - (middle ? 2 : 0)) / R);
-  // sharing_strategy: subsample the stack when bd·R does not fill it; modules keep their layer_idx
-  let layerIdx = Array.from({ length: L }, (_, i) => i);
-  if (middle && bd * R !== L - 2) layerIdx = [0, ...linspaceRounded(1, L - 2, bd * R), L - 1];
-  if (!middle && bd * R !== L) layerIdx = linspaceRounded(0, L - 1, bd * R);
-  const n = layerIdx.length;
-  const linearOwner = Array.from({ length: n }, (_, i) => i);
-  for (let j = 0; j < bd; j++) {
-    const group = Array.from({ length: R }, (_, r) => {
-      if (sharing === 'cycle') return j + r * bd;
-      if (sharing === 'sequence') return j * R + r;
-      if (sharing === 'middle_cycle') return 1 + j + r * bd;
-      return 1 + j * R + r;
-    });
-    for (const p of group) linearOwner[p] = group[0];
-  }
-  const normOwner = linearOwner.map((o, i) => (cfg.lnShare ? o : i));
-  const site = (p: number, path: string): LayerSite => ({ path, slot: layerIdx[p], linearOwner: linearOwner[p], normOwner: normOwner[p] });
-
-  if (cfg.variant === 'recursive') {
-    const sites = layerIdx.map((_, p) => site(p, `model.layers.${p}.`));
-    const all = sites.map((_, i) => i);
-    return { sites, prefix: all, blocks: [], suffix: [], routerPaths: [], prefixModules: all, suffixModules: [], recursionModules: [] };
-  }
-  // MoR transform: positions p of the shared stack become module paths
-  const paths: string[] = new Array(n);
-  const blocks: number[][] = [];
-  const prefix: number[] = [], suffix: number[] = [];
-  const off = middle ? 1 : 0;
-  for (let r = 0; r < R; r++) {
-    const block: number[] = [];
-    for (let j = 0; j < bd; j++) {
-      const p = off + j + r * bd;
-      block.push(p);
-      if (cfg.variant === 'expert') paths[p] = `model.layers.${off + r}.block.${j}.`;
-      else paths[p] = middle ? `model.layers.1.block_list.${r}.${j}.` : `model.layers.block_list.${r}.${j}.`;
-    }
-    blocks.push(block);
-  }
-  if (middle) {
-    paths[0] = 'model.layers.0.';
-    prefix.push(0);
-    paths[n - 1] = `model.layers.${cfg.variant === 'expert' ? R + 1 : 2}.`;
-    suffix.push(n - 1);
-  }
-  const sites = paths.map((path, p) => site(p, path));
-  const routerPaths = cfg.variant === 'expert'
-    ? Array.from({ length: R }, (_, r) => `model.layers.${off + r}.`)
-    : [middle ? 'model.layers.1.' : 'model.layers.'];
-  return {
-    sites, prefix, blocks, suffix, routerPaths,
-    prefixModules: middle ? [0] : [],
-    suffixModules: middle ? [cfg.variant === 'expert' ? R + 1 : 2] : [],
-    recursionModules: cfg.variant === 'expert' ? Array.from({ length: R }, (_, r) => off + r) : Array.from({ length: R }, () => off),
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
-// KV cache: upstream DynamicCache (one slot per layer_idx) or RecursiveDynamicCache (kv sharing)
-
-/** Where a layer's keys/values go: `write` appends to that slot and attends to it; otherwise it attends to slot `read` and discards its own. */
-export interface KvRole { readonly write: number | null; readonly read: number }
-
-/** RecursiveDynamicCache.update, by layer_idx (model/kv_caches/cache_utils.py). */
-export function recursiveKvRole(layerIdx: number, kv: NonNullable<MorConfig['kvSharing']>, bd: number): KvRole {
-  const R = kv.numRecursion;
-  if (kv.sharing === 'cycle') return layerIdx < bd ? { write: layerIdx, read: layerIdx } : { write: null, read: layerIdx % bd };
-  if (kv.sharing === 'middle_cycle') {
-    if (layerIdx === bd * R + 1) return { write: bd + 1, read: bd + 1 };
-    if (layerIdx < bd + 1) return { write: layerIdx, read: layerIdx };
-    return { write: null, read: 1 + ((layerIdx - 1) % bd) };
-  }
-  const s = Math.floor(layerIdx / R);
-  return layerIdx % R === 0 ? { write: s, read: s } : { write: null, read: s };
-}
+// KV cache: upstream DynamicCache (one slot per layer_idx) or RecursiveDynamicCache (kv sharing),
+// roles from mor-config.ts (morKvRole)
 
 export interface KvSlot {
   readonly k: Float32Array;   // [capacity, nKv*headDim], post-RoPE keys
@@ -344,28 +63,36 @@ export class MorSession {
   }
 }
 
-interface Scratch {
-  readonly h: Float32Array;      // [maxLen, H] residual stream of the current row
-  readonly x: Float32Array;      // [maxLen, H] compacted block input / output
-  readonly x0: Float32Array;     // [maxLen, H] token-choice: MoR block input
-  readonly out: Float32Array;    // [maxLen, H] token-choice: MoR block output
-  readonly xn: Float32Array;     // [maxLen, H] normalised input of a sub-layer
-  readonly q: Float32Array;      // [maxLen, nHeads*headDim]
-  readonly k: Float32Array;      // [maxLen, nKv*headDim]
-  readonly v: Float32Array;      // [maxLen, nKv*headDim]
-  readonly att: Float32Array;    // [maxLen, nHeads*headDim]
-  readonly proj: Float32Array;   // [maxLen, H]
-  readonly gate: Float32Array;   // [maxLen, I]
-  readonly up: Float32Array;     // [maxLen, I]
-  readonly routerIn: Float32Array;  // [maxLen, H]
-  readonly routerMid: Float32Array; // [maxLen, 2H] (MLP router hidden layer)
-  readonly routerOut: Float32Array; // [maxLen, max(R,1)]
-  readonly logits: Float32Array; // [maxLen, V]
-  readonly pos: Int32Array;      // [maxLen] positions of the compacted rows
-  readonly allPos: Int32Array;   // [maxLen] positions of the call's tokens
-  readonly kvK: Float32Array;    // [maxLen, nKv*headDim] update_cache: temporary refreshed copy of a shared slot
-  readonly kvV: Float32Array;
+/** The activation buffers of one batch row of up to `n` tokens (rows run one at a time), from the model's Workspace. */
+function rowBuffers(ws: Workspace, cfg: MorConfig, n: number) {
+  const d = cfg.dims, H = d.hidden, R = Math.max(cfg.numRecursion, 1);
+  const qDim = d.nHeads * d.headDim, kvDim = d.nKvHeads * d.headDim;
+  return {
+    h: ws.f32('h', n * H),            // [n, H] residual stream of the current row
+    x: ws.f32('x', n * H),            // [n, H] compacted block input / output
+    x0: ws.f32('x0', n * H),          // [n, H] token-choice: MoR block input
+    out: ws.f32('out', n * H),        // [n, H] token-choice: MoR block output
+    xn: ws.f32('xn', n * H),          // [n, H] normalised input of a sub-layer
+    q: ws.f32('q', n * qDim),         // [n, nHeads*headDim]
+    k: ws.f32('k', n * kvDim),        // [n, nKv*headDim]
+    v: ws.f32('v', n * kvDim),
+    att: ws.f32('att', n * qDim),     // [n, nHeads*headDim]
+    proj: ws.f32('proj', n * H),      // [n, H]
+    gate: ws.f32('gate', n * d.intermediate), // [n, I]
+    up: ws.f32('up', n * d.intermediate),
+    routerIn: ws.f32('routerIn', n * H),       // [n, H]
+    routerMid: ws.f32('routerMid', n * 2 * H), // [n, 2H] (MLP router hidden layer)
+    routerOut: ws.f32('routerOut', n * R),     // [n, max(R,1)]
+    logits: ws.f32('logits', n * d.vocab),     // [n, V]
+    pos: ws.i32('pos', n),            // [n] positions of the compacted rows
+    allPos: ws.i32('allPos', n),      // [n] positions of the call's tokens
+    kvK: ws.f32('kvK', n * kvDim),    // [n, nKv*headDim] update_cache: temporary refreshed copy of a shared slot
+    kvV: ws.f32('kvV', n * kvDim),
+    probeIn: ws.f32('probeIn', H),    // [H] early read-out input
+    probeOut: ws.f32('probeOut', d.vocab), // [V] early read-out logits
+  };
 }
+type RowBuffers = ReturnType<typeof rowBuffers>;
 
 // ---------------------------------------------------------------------------------------------
 // Results: logits, per-token trace, optional captures of every intermediate tensor
@@ -416,187 +143,43 @@ export interface ForwardOptions {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Weights
-
-interface LayerWeights {
-  readonly inputNorm: Float32Array; // [H]
-  readonly postNorm: Float32Array;  // [H]
-  readonly q: LinearWeight; readonly k: LinearWeight; readonly v: LinearWeight; readonly o: LinearWeight;
-  readonly gate: LinearWeight; readonly up: LinearWeight; readonly down: LinearWeight;
-}
+// Loading
 
 /** update_cache: block rows whose fresh K/V replace the shared slot's rows (by call index as upstream, or by position). */
 interface CacheRefresh { readonly rows: number[]; readonly byPosition: boolean }
-
-interface RouterWeights { readonly linear: LinearWeight | null; readonly mlpIn: LinearWeight | null; readonly mlpOut: LinearWeight | null; readonly out: number }
 
 export interface LoadOptions {
   /** longest sequence a session may hold (prompt + generated); default max_position_embeddings */
   readonly maxLen?: number;
 }
 
-/** Loads a MoR / recursive / vanilla checkpoint named by upstream state_dict names. */
+/** @deprecated bench/ (kept by the kernels branch) calls this; everything else uses morFamily.load (mor-family.ts) = bindMor. */
 export function loadMor(source: WeightSource, config: unknown, runtime: Runtime, opts: LoadOptions = {}): MorModel {
-  const cfg = parseMorConfig(config, source.label);
-  return new MorModel(cfg, source, runtime, opts);
+  return bindMor(parseMorConfig(config, source.label), source, runtime, opts);
+}
+
+/** Binds a MoR / recursive / vanilla checkpoint named by upstream state_dict names. */
+export function bindMor(config: MorConfig, source: WeightSource, runtime: Runtime, opts: LoadOptions = {}): MorModel {
+  const maxLen = opts.maxLen ?? config.dims.maxPositions;
+  if (!Number.isInteger(maxLen) || maxLen < 1) throw new PonderError('CFG_FIELD', `maxLen is ${maxLen}`, { field: 'maxLen', hint: 'a positive integer' });
+  const layout = morLayout(config);
+  const { weights, plan } = bindMorWeights(config, layout, source, runtime, maxLen);
+  return new MorModel(config, layout, weights, plan, runtime, maxLen);
 }
 
 export class MorModel {
-  readonly layout: MorLayout;
-  readonly plan: MemoryPlan;
-  readonly maxLen: number;
-  private readonly layerWeights: LayerWeights[] = []; // per site (shared sites hold the same objects)
-  private readonly routers: RouterWeights[] = [];
-  private readonly routerBias: Float32Array | null = null;
-  private readonly embed: Float32Array;    // [V, H]
-  private readonly lmHead: LinearWeight;   // [V, H]
-  private readonly finalNorm: Float32Array;
   private stepCheck: ForwardOptions['stepCheck'] | null = null; // set by each forward
-  private probeIn: Float32Array | null = null;  // [H] early read-out input
-  private probeOut: Float32Array | null = null; // [V] early read-out logits
   private readonly cos: Float32Array;
   private readonly sin: Float32Array;
-  private readonly scratch: Scratch;
+  private readonly scratch: RowBuffers;
 
-  constructor(readonly config: MorConfig, source: WeightSource, readonly runtime: Runtime, opts: LoadOptions) {
-    const d = config.dims, H = d.hidden, R = config.numRecursion;
-    this.layout = morLayout(config);
-    this.maxLen = opts.maxLen ?? d.maxPositions;
-    if (!Number.isInteger(this.maxLen) || this.maxLen < 1) throw new PonderError('CFG_FIELD', `maxLen is ${this.maxLen}`, { field: 'maxLen', hint: 'a positive integer' });
-
-    // Declarations: every state_dict name with its shape; each shared group is bound once.
-    const binder = new WeightBinder(source, runtime);
-    const qDim = d.nHeads * d.headDim, kvDim = d.nKvHeads * d.headDim;
-    const linearShapes: Record<string, [number, number]> = {
-      'self_attn.q_proj.weight': [qDim, H], 'self_attn.k_proj.weight': [kvDim, H], 'self_attn.v_proj.weight': [kvDim, H],
-      'self_attn.o_proj.weight': [H, qDim], 'mlp.gate_proj.weight': [d.intermediate, H], 'mlp.up_proj.weight': [d.intermediate, H],
-      'mlp.down_proj.weight': [H, d.intermediate],
-    };
-    const normNames = ['input_layernorm.weight', 'post_attention_layernorm.weight'];
-    const sites = this.layout.sites;
-    // Alias groups: the owner's name (canonical) → every state_dict name of that one shared parameter.
-    const groups = new Map<string, { names: string[]; shape: readonly number[] }>();
-    const addToGroup = (canonical: string, name: string, shape: readonly number[]) => {
-      if (!groups.has(canonical)) groups.set(canonical, { names: [], shape });
-      groups.get(canonical)!.names.push(name);
-    };
-    for (const s of sites) {
-      for (const [n, shape] of Object.entries(linearShapes)) addToGroup(sites[s.linearOwner].path + n, s.path + n, shape);
-      for (const n of normNames) addToGroup(sites[s.normOwner].path + n, s.path + n, [H]);
-    }
-    // Upstream's state_dict() lists every alias (and its strict load needs them all); a checkpoint saved
-    // with shared tensors removed (safetensors' de-duplication) keeps exactly one name per group. Accept
-    // either, consistently: any other mix is a missing-tensor error naming the absent aliases.
-    const shared = [...groups.values()].filter((g) => g.names.length > 1);
-    const deduplicated = shared.length > 0 && shared.every((g) => g.names.filter((n) => source.info(n) !== undefined).length === 1);
-    const stored = new Map<string, string>(); // canonical name → the name its values are read from
-    let weightBytes = 0;
-    for (const [canonical, g] of groups) {
-      weightBytes += 4 * g.shape.reduce((a, b) => a * b, 1);
-      if (deduplicated && g.names.length > 1) {
-        const present = g.names.find((n) => source.info(n) !== undefined)!;
-        binder.need(present, g.shape);
-        stored.set(canonical, present);
-      } else {
-        for (const n of g.names) binder.need(n, g.shape);
-        stored.set(canonical, canonical);
-      }
-    }
-    binder.need('model.embed_tokens.weight', [d.vocab, H]);
-    binder.need('lm_head.weight', [d.vocab, H]);
-    binder.need('model.norm.weight', [H]);
-    weightBytes += 2 * 4 * d.vocab * H; // embedding rows (f32) + the lm_head Linear
-    const routerOut = config.variant === 'token' ? R : 1;
-    for (const rp of this.layout.routerPaths) {
-      if (config.routerType === 'linear') binder.need(rp + 'mor_router.router.weight', [routerOut, H]);
-      else { binder.need(rp + 'mor_router.router.0.weight', [2 * H, H]); binder.need(rp + 'mor_router.router.2.weight', [routerOut, 2 * H]); }
-      if (config.expertAuxRouter) {
-        if (config.routerType === 'linear') binder.need(rp + 'mlp_router.router.weight', [1, H]);
-        else { binder.need(rp + 'mlp_router.router.0.weight', [2 * H, H]); binder.need(rp + 'mlp_router.router.2.weight', [1, 2 * H]); }
-      }
-    }
-    if (config.variant === 'token' && config.tokenLossFree) binder.need(this.layout.routerPaths[0] + 'router_bias', [R]);
-
-    // Memory plan before any tensor is read.
-    const writeSlots = this.writeSlots(true);
-    const kvBytes = writeSlots.size * this.maxLen * (2 * kvDim * 4 + 4);
-    const act = this.maxLen * (4 * (9 * H + 2 * qDim + 4 * kvDim + 2 * d.intermediate + Math.max(R, 1) + d.vocab) + 8); // allocateScratch()
-    this.plan = memoryPlan(weightBytes, kvBytes, act + 4 * d.maxPositions * d.headDim);
-    checkMemoryPlan(this.plan, source.label);
-
-    binder.finish();
-    if (!deduplicated) this.checkAliases(source, binder, shared.map((g) => g.names));
-
-    const bound = new Map<number, LayerWeights>();
-    const norms = new Map<number, [Float32Array, Float32Array]>();
-    for (let i = 0; i < sites.length; i++) {
-      const s = sites[i];
-      if (!norms.has(s.normOwner)) {
-        const p = sites[s.normOwner].path;
-        norms.set(s.normOwner, [binder.f32(stored.get(p + normNames[0])!), binder.f32(stored.get(p + normNames[1])!)]);
-      }
-      if (!bound.has(s.linearOwner)) {
-        const lin = (n: string) => binder.linear(stored.get(sites[s.linearOwner].path + n)!);
-        bound.set(s.linearOwner, {
-          inputNorm: null as unknown as Float32Array, postNorm: null as unknown as Float32Array,
-          q: lin('self_attn.q_proj.weight'), k: lin('self_attn.k_proj.weight'), v: lin('self_attn.v_proj.weight'), o: lin('self_attn.o_proj.weight'),
-          gate: lin('mlp.gate_proj.weight'), up: lin('mlp.up_proj.weight'), down: lin('mlp.down_proj.weight'),
-        });
-      }
-      const lin = bound.get(s.linearOwner)!;
-      const [inputNorm, postNorm] = norms.get(s.normOwner)!;
-      this.layerWeights.push({ ...lin, inputNorm, postNorm });
-    }
-    this.embed = binder.f32('model.embed_tokens.weight');
-    // The head always reads lm_head.weight: with tie_word_embeddings it holds the embedding's values, and a
-    // checkpoint whose model did not tie them (the recursive baseline's class) keeps its own head.
-    this.lmHead = binder.linear('lm_head.weight');
-    this.finalNorm = binder.f32('model.norm.weight');
-    for (const rp of this.layout.routerPaths) {
-      this.routers.push(config.routerType === 'linear'
-        ? { linear: binder.linear(rp + 'mor_router.router.weight'), mlpIn: null, mlpOut: null, out: routerOut }
-        : { linear: null, mlpIn: binder.linear(rp + 'mor_router.router.0.weight'), mlpOut: binder.linear(rp + 'mor_router.router.2.weight'), out: routerOut });
-    }
-    if (config.variant === 'token' && config.tokenLossFree) this.routerBias = binder.f32(this.layout.routerPaths[0] + 'router_bias');
-    ({ cos: this.cos, sin: this.sin } = ropeTables(runtime, d.headDim, Math.max(this.maxLen, 1), d.ropeTheta));
-    this.scratch = this.allocateScratch();
-  }
-
-  /** Every alias of a shared tensor must hold the same values (upstream aliases one Parameter). */
-  private checkAliases(source: WeightSource, binder: WeightBinder, groups: string[][]): void {
-    const problems: string[] = [];
-    for (const g of groups) {
-      const ref = bytesOf(binder.raw(g[0]));
-      for (const name of g.slice(1)) {
-        const other = bytesOf(binder.raw(name));
-        let same = ref.length === other.length && source.info(name)!.dtype === source.info(g[0])!.dtype;
-        for (let i = 0; same && i < ref.length; i++) if (ref[i] !== other[i]) same = false;
-        if (!same) problems.push(`${name} differs from ${g[0]} (they alias one shared parameter)`);
-      }
-    }
-    if (problems.length > 0) {
-      throw new PonderError('BIND_MISMATCH', `${source.label}: shared weights differ (${problems.length}):\n  ${problems.join('\n  ')}`,
-        { path: source.label, tensor: problems[0].split(' ')[0], hint: 'the checkpoint does not match the sharing strategy in the config (recursive.sharing / ln_share), or was trained with unshared attention (upstream issue #17)' });
-    }
-  }
-
-  /** Cache slots written by some layer under the sharing policy (or every layer's own slot). */
-  private writeSlots(sharesKv: boolean): Set<number> {
-    const out = new Set<number>();
-    for (const s of this.layout.sites) {
-      const role = this.kvRole(s.slot, sharesKv);
-      if (role.write !== null) out.add(role.write);
-    }
-    return out;
+  constructor(readonly config: MorConfig, readonly layout: MorLayout, private readonly w: MorWeights, readonly plan: MemoryPlan, readonly runtime: Runtime, readonly maxLen: number) {
+    ({ cos: this.cos, sin: this.sin } = ropeTables(runtime, config.dims.headDim, Math.max(maxLen, 1), config.dims.ropeTheta));
+    this.scratch = rowBuffers(new Workspace(runtime), config, maxLen);
   }
 
   private kvRole(layerIdx: number, sharesKv: boolean): KvRole {
-    const kv = this.config.kvSharing;
-    if (!kv || !sharesKv) return { write: layerIdx, read: layerIdx };
-    // set_kv_sharing_config: base depth from the (rewritten) layer count and kv_sharing.num_recursion
-    const n = this.layout.sites.length;
-    const bd = kv.sharing === 'middle_cycle' ? Math.floor((n - 2) / kv.numRecursion) : Math.floor(n / kv.numRecursion);
-    return recursiveKvRole(layerIdx, kv, bd);
+    return morKvRole(this.config, this.layout, layerIdx, sharesKv);
   }
 
   /**
@@ -605,35 +188,20 @@ export class MorModel {
    */
   newSession(batch: number, maxLen = this.maxLen, opts: { useCache?: boolean } = {}): MorSession {
     if (!Number.isInteger(batch) || batch < 1) throw new PonderError('INPUT_SHAPE', `batch size ${batch}`, { hint: 'a positive integer' });
-    if (!Number.isInteger(maxLen) || maxLen < 1 || maxLen > this.maxLen) {
-      throw new PonderError('INPUT_TOO_LONG', `a session of ${maxLen} tokens exceeds the model's maximum of ${this.maxLen}`, { field: 'maxLen', hint: 'load the model with a larger maxLen (at most max_position_embeddings)' });
-    }
+    if (!Number.isInteger(maxLen) || maxLen < 1) throw new PonderError('INPUT_SHAPE', `session length ${maxLen}`, { field: 'maxLen', hint: 'a positive integer' });
+    checkContext(maxLen, this.maxLen, `a session of ${maxLen} tokens`, 'max_position_embeddings (or the maxLen the model was loaded with)');
     const sharesKv = opts.useCache ?? true;
     const a = this.runtime.arena, d = this.config.dims;
     const kvDim = d.nKvHeads * d.headDim;
-    const kvBytes = batch * this.writeSlots(sharesKv).size * maxLen * (2 * kvDim * 4 + 4);
+    const kvBytes = batch * morWriteSlots(this.config, this.layout, sharesKv).size * maxLen * (2 * kvDim * 4 + 4);
     checkMemoryPlan(memoryPlan(this.plan.weights, kvBytes, this.plan.activations), `a session of ${batch} × ${maxLen} tokens`);
     const rows: RowCache[] = [];
     for (let b = 0; b < batch; b++) {
       const slots = new Map<number, KvSlot>();
-      for (const s of [...this.writeSlots(sharesKv)].sort((x, y) => x - y)) slots.set(s, { k: a.f32(maxLen * kvDim), v: a.f32(maxLen * kvDim), pos: a.i32(maxLen), len: 0 });
+      for (const s of [...morWriteSlots(this.config, this.layout, sharesKv)].sort((x, y) => x - y)) slots.set(s, { k: a.f32(maxLen * kvDim), v: a.f32(maxLen * kvDim), pos: a.i32(maxLen), len: 0 });
       rows.push({ slots, seen: 0 });
     }
     return new MorSession(this, batch, maxLen, sharesKv, rows);
-  }
-
-  /** The activation buffers of one batch row of up to maxLen tokens, allocated once at load (rows run one at a time). */
-  private allocateScratch(): Scratch {
-    const a = this.runtime.arena, d = this.config.dims, n = this.maxLen;
-    const kvDim = d.nKvHeads * d.headDim, qDim = d.nHeads * d.headDim, H = d.hidden, R = Math.max(this.config.numRecursion, 1);
-    return {
-      h: a.f32(n * H), x: a.f32(n * H), x0: a.f32(n * H), out: a.f32(n * H), xn: a.f32(n * H),
-      q: a.f32(n * qDim), k: a.f32(n * kvDim), v: a.f32(n * kvDim), att: a.f32(n * qDim), proj: a.f32(n * H),
-      gate: a.f32(n * d.intermediate), up: a.f32(n * d.intermediate),
-      routerIn: a.f32(n * H), routerMid: a.f32(n * 2 * H), routerOut: a.f32(n * R),
-      logits: a.f32(n * d.vocab), pos: a.i32(n), allPos: a.i32(n),
-      kvK: a.f32(n * kvDim), kvV: a.f32(n * kvDim),
-    };
   }
 
   /**
@@ -653,11 +221,8 @@ export class MorModel {
     if (T < 1) throw new PonderError('INPUT_SHAPE', 'empty input', { hint: 'give at least one token id per row' });
     for (let b = 0; b < ids.length; b++) {
       if (ids[b].length !== T) throw new PonderError('INPUT_SHAPE', `row ${b} has ${ids[b].length} tokens, row 0 has ${T}`, { hint: 'all rows of a call must have the same length' });
-      for (let t = 0; t < T; t++) {
-        const id = ids[b][t];
-        if (!Number.isInteger(id) || id < 0 || id >= d.vocab) throw new PonderError('INPUT_TOKEN', `token id ${id} at [${b}, ${t}] is outside [0, ${d.vocab})`, { hint: 'token ids must come from this model\'s tokenizer' });
-      }
-      if (session.rows[b].seen + T > session.maxLen) throw new PonderError('INPUT_TOO_LONG', `row ${b} would hold ${session.rows[b].seen + T} tokens, the session at most ${session.maxLen}`, { hint: 'create the session with a larger maxLen' });
+      checkTokenIds(ids[b], d.vocab, `ids[${b}]`);
+      if (session.rows[b].seen + T > session.maxLen) throw cacheFull(session.rows[b].seen, T, session.maxLen);
     }
     session.mode = mode;
     this.stepCheck = opts.stepCheck ?? null;
@@ -713,7 +278,7 @@ export class MorModel {
     const slot0 = row.slots.get(0);
     const past = mode === 'upstream' && slot0 ? slot0.len : row.seen;
     for (let t = 0; t < T; t++) s.allPos[t] = past + t;
-    embedRows(s.h, this.embed, ids, T, H);
+    this.w.embedding.rows(ids, s.h);
     if (cap) capF32(cap, 'hidden.embed', s.h, [T, H]);
     const tr = { trace, base: b * T };
 
@@ -723,9 +288,9 @@ export class MorModel {
     else for (let t = 0; t < T; t++) trace.depth[tr.base + t] = this.config.numRecursion;
     this.runSites(session, row, this.layout.suffix, s.h, T, s.allPos, null, tr, this.layout.suffixModules, cap);
 
-    k.rmsnorm(s.xn, s.h, this.finalNorm, T, H, d.eps);
+    k.rmsnorm(s.xn, s.h, this.w.finalNorm, T, H, d.eps);
     if (cap) capF32(cap, 'hidden.final_norm', s.xn, [T, H]);
-    k.linear(s.logits, s.xn, this.lmHead, T);
+    k.linear(s.logits, s.xn, this.w.lmHead, T);
     for (let t = 0; t < T; t++) trace.flops[tr.base + t] += 2 * H * d.vocab;
     if (cap) {
       capF32(cap, 'logits', s.logits, [T, d.vocab]);
@@ -755,7 +320,7 @@ export class MorModel {
    */
   private decoderLayer(session: MorSession, row: RowCache, site: number, x: Float32Array, n: number, pos: Int32Array,
     rowsOfCall: Int32Array | number[] | null, tr: { trace: ForwardTrace; base: number }, update: CacheRefresh | null, causal = true): void {
-    const d = this.config.dims, k = this.runtime.kernels, s = this.scratch, w = this.layerWeights[site];
+    const d = this.config.dims, k = this.runtime.kernels, s = this.scratch, w = this.w.layers[site];
     const H = d.hidden, qDim = d.nHeads * d.headDim, kvDim = d.nKvHeads * d.headDim;
     k.rmsnorm(s.xn, x, w.inputNorm, n, H, d.eps);
     k.linear(s.q, s.xn, w.q, n);
@@ -767,7 +332,7 @@ export class MorModel {
     let keys: Float32Array, values: Float32Array, kPos: Int32Array, Tk: number;
     if (role.write !== null) {
       const slot = row.slots.get(role.write)!;
-      if (slot.len + n > session.maxLen) throw new PonderError('INPUT_TOO_LONG', `cache slot ${role.write} is full (${session.maxLen} tokens)`, { hint: 'create the session with a larger maxLen' });
+      if (slot.len + n > session.maxLen) throw cacheFull(slot.len, n, session.maxLen);
       slot.k.set(s.k.subarray(0, n * kvDim), slot.len * kvDim);
       slot.v.set(s.v.subarray(0, n * kvDim), slot.len * kvDim);
       slot.pos.set(pos.subarray(0, n), slot.len);
@@ -840,13 +405,12 @@ export class MorModel {
   /** lm_head(norm(h[t])) [V] for a stepCheck, in buffers of its own (s.x and s.h are in use). */
   private earlyReadout(h: Float32Array, t: number, tr: { trace: ForwardTrace; base: number }): Float32Array {
     const d = this.config.dims, H = d.hidden, k = this.runtime.kernels;
-    this.probeIn ??= this.runtime.arena.f32(H);
-    this.probeOut ??= this.runtime.arena.f32(d.vocab);
-    this.probeIn.set(h.subarray(t * H, (t + 1) * H));
-    k.rmsnorm(this.probeIn, this.probeIn, this.finalNorm, 1, H, d.eps);
-    k.linear(this.probeOut, this.probeIn, this.lmHead, 1);
+    const { probeIn, probeOut } = this.scratch;
+    probeIn.set(h.subarray(t * H, (t + 1) * H));
+    k.rmsnorm(probeIn, probeIn, this.w.finalNorm, 1, H, d.eps);
+    k.linear(probeOut, probeIn, this.w.lmHead, 1);
     tr.trace.flops[tr.base + t] += 2 * H * d.vocab;
-    return this.probeOut.slice(0, d.vocab);
+    return probeOut.slice(0, d.vocab);
   }
 
   private expertRecursions(session: MorSession, row: RowCache, T: number, mode: DecodeMode, threshold: number, tr: { trace: ForwardTrace; base: number }, cap: RowCaptures | null): void {
@@ -863,7 +427,7 @@ export class MorModel {
         continue;
       }
       for (let i = 0; i < nc; i++) s.x.set(s.h.subarray(candidates[i] * H, (candidates[i] + 1) * H), i * H);
-      const logits = this.runRouter(session, this.routers[r], s.x, nc, tr, candidates);
+      const logits = this.runRouter(session, this.w.routers[r], s.x, nc, tr, candidates);
       expertProbs(probs, logits, nc, cfg.expertRouterFunc, cfg.expertAlpha);
       for (let i = 0; i < nc; i++) {
         tr.trace.routerLogits[(tr.base + candidates[i]) * R + r] = logits[i];
@@ -948,13 +512,13 @@ export class MorModel {
     s.out.set(s.h.subarray(0, T * H));
     if (cap) capF32(cap, 'mor_in', s.x0, [T, H]);
     const all = Array.from({ length: T }, (_, t) => t);
-    const logits = Float32Array.from(this.runRouter(session, this.routers[0], s.x0, T, tr, all).subarray(0, T * R));
+    const logits = Float32Array.from(this.runRouter(session, this.w.routers[0], s.x0, T, tr, all).subarray(0, T * R));
     const probs = new Float32Array(T * R);
     tokenProbs(probs, logits, T, R, cfg.tokenRouterFunc, cfg.tokenAlpha);
     const expert = new Int32Array(T);
     const gate = new Float32Array(T);
     for (let t = 0; t < T; t++) {
-      expert[t] = assignRecursion(probs, t * R, R, cfg.tokenLossFree ? this.routerBias : null, `token router at position ${s.allPos[t]}`);
+      expert[t] = assignRecursion(probs, t * R, R, cfg.tokenLossFree ? this.w.routerBias : null, `token router at position ${s.allPos[t]}`);
       gate[t] = probs[t * R + expert[t]];
       tr.trace.depth[tr.base + t] = expert[t] + 1;
       for (let i = 0; i < R; i++) {
@@ -1026,8 +590,4 @@ export class MorModel {
 function capF32(cap: RowCaptures, name: string, src: Float32Array, shape: number[]): void {
   const n = shape.reduce((a, b) => a * b, 1);
   cap.set(name, { shape, data: Float32Array.from(src.subarray(0, n)), int: false });
-}
-
-function bytesOf(a: ArrayBufferView): Uint8Array {
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }

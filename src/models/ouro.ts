@@ -13,85 +13,19 @@
  * Batches are rows run one at a time (no padding upstream, so rows are independent, ouro.md §11.12).
  */
 import { PonderError } from '../errors.js';
-import { configInconsistent, configObject, hasField, ignoreFields, optionalBool, optionalInt, optionalNumber, optionalString, requireInt, requireString, section, type ConfigObject } from '../format/config.js';
 import type { Kernels, LinearWeight } from '../kernels/kernels.js';
-import { bf16BitsToF32, f16BitsToF32 } from '../kernels/scalar.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { ropeTables } from './common.js';
+import { cacheFull, checkContext, checkTokenIds, EmbeddingTable, type FloatDType } from './inputs.js';
+import { Workspace } from './workspace.js';
 import { ExitAccumulator, gateLambda, reachesThreshold, resolveReadout, thresholdExitStep, type ReadoutRule } from './ouro-exit.js';
 import { WeightBinder, type WeightSource } from './weights.js';
+import { ouroTensors, type OuroConfig } from './ouro-config.js';
+
+// bench/ (kept by the kernels branch) imports these from here
+export { ouroConfigFromJson, type OuroConfig } from './ouro-config.js';
 
 const f32 = Math.fround;
-
-// ------------------------------------------------------------------------------------------------
-// Config
-
-export interface OuroConfig {
-  readonly vocabSize: number;
-  readonly hiddenSize: number; // H
-  readonly intermediateSize: number; // I
-  readonly numLayers: number; // L, layers per loop
-  readonly numHeads: number;
-  readonly numKvHeads: number;
-  readonly headDim: number;
-  readonly ropeTheta: number;
-  readonly rmsNormEps: number;
-  readonly maxPositionEmbeddings: number;
-  readonly totalUtSteps: number; // T, loops
-  readonly earlyExitThreshold: number | null; // config default of exit_threshold (1.0 in every checkpoint)
-  readonly earlyExitStep: number | null; // config default of exit_at_step (absent in every checkpoint)
-  readonly tieWordEmbeddings: boolean;
-}
-
-/**
- * Reads an upstream config.json (field names as upstream spells them) with OuroConfig's defaults
- * (research/ouro.md §1). Accepts a ConfigObject from parseConfigJson/openModelDir or plain values
- * (a golden case's `config`).
- */
-export function ouroConfigFromJson(json: ConfigObject | Record<string, unknown>, label = 'config.json'): OuroConfig {
-  const cfg = isConfigObject(json) ? json : configObject(json, label);
-  const hiddenSize = optionalInt(cfg, 'hidden_size', 4096, { min: 1 });
-  const numHeads = optionalInt(cfg, 'num_attention_heads', 32, { min: 1 });
-  // num_key_value_heads: None → = heads (Cfg); head_dim is an extra kwarg: absent → H // heads.
-  const numKvHeads = optionalInt(cfg, 'num_key_value_heads', numHeads, { min: 1 });
-  const headDim = optionalInt(cfg, 'head_dim', Math.floor(hiddenSize / numHeads), { min: 2 });
-  if (numHeads % numKvHeads !== 0) throw configInconsistent(cfg, 'num_key_value_heads', `num_key_value_heads (${numKvHeads}) must divide num_attention_heads (${numHeads})`);
-  if (headDim % 2 !== 0) throw configInconsistent(cfg, 'head_dim', `head_dim (${headDim}) must be even for rotary embeddings`);
-  optionalString(cfg, 'hidden_act', 'silu', ['silu']);
-  if (hasField(cfg, 'rope_scaling')) {
-    const scaling = section(cfg, 'rope_scaling');
-    const type = hasField(scaling, 'rope_type') ? requireString(scaling, 'rope_type') : optionalString(scaling, 'type', 'default');
-    if (type !== 'default') throw configInconsistent(cfg, 'rope_scaling', `rope_scaling type ${JSON.stringify(type)} is not supported (Ouro checkpoints use the default RoPE)`, 'set rope_scaling to null');
-  }
-  if (optionalBool(cfg, 'use_sliding_window', false)) throw configInconsistent(cfg, 'use_sliding_window', 'sliding-window attention is not supported (no Ouro checkpoint uses it)', 'set use_sliding_window to false');
-  // early_exit_threshold: absent → Cfg default 1.0; an explicit null → None (no threshold rule).
-  const thresholdIsNull = Object.hasOwn(cfg.values, 'early_exit_threshold') && cfg.values.early_exit_threshold === null;
-  const earlyExitThreshold = thresholdIsNull ? null : optionalNumber(cfg, 'early_exit_threshold', 1.0);
-  const earlyExitStep = hasField(cfg, 'early_exit_step') ? requireInt(cfg, 'early_exit_step') : null;
-  // Read by upstream but without effect on inference here (training, generation, stored-only fields).
-  ignoreFields(cfg, 'model_type', 'layer_types', 'sliding_window', 'max_window_layers', 'attention_dropout', 'initializer_range',
-    'use_cache', 'bos_token_id', 'eos_token_id', 'pad_token_id', 'chunk_size');
-  return {
-    vocabSize: optionalInt(cfg, 'vocab_size', 151936, { min: 1 }),
-    hiddenSize,
-    intermediateSize: optionalInt(cfg, 'intermediate_size', 22016, { min: 1 }),
-    numLayers: optionalInt(cfg, 'num_hidden_layers', 32, { min: 1 }),
-    numHeads,
-    numKvHeads,
-    headDim,
-    ropeTheta: optionalNumber(cfg, 'rope_theta', 10000, { gt: 0 }),
-    rmsNormEps: optionalNumber(cfg, 'rms_norm_eps', 1e-6, { min: 0 }),
-    maxPositionEmbeddings: optionalInt(cfg, 'max_position_embeddings', 32768, { min: 1 }),
-    totalUtSteps: optionalInt(cfg, 'total_ut_steps', 4, { min: 1 }),
-    earlyExitThreshold,
-    earlyExitStep,
-    tieWordEmbeddings: optionalBool(cfg, 'tie_word_embeddings', false),
-  };
-}
-
-function isConfigObject(v: ConfigObject | Record<string, unknown>): v is ConfigObject {
-  return typeof (v as ConfigObject).path === 'string' && (v as ConfigObject).used instanceof Set && typeof (v as ConfigObject).values === 'object';
-}
 
 // ------------------------------------------------------------------------------------------------
 // Weights
@@ -110,36 +44,13 @@ interface OuroLayerWeights {
   wDown: LinearWeight; // [H, I]
 }
 
-/** Declares every upstream state_dict tensor with its shape (ouro.md §2). */
-function declareWeights(binder: WeightBinder, c: OuroConfig): void {
-  const H = c.hiddenSize, qDim = c.numHeads * c.headDim, kvDim = c.numKvHeads * c.headDim;
-  binder.need('model.embed_tokens.weight', [c.vocabSize, H]);
-  for (let l = 0; l < c.numLayers; l++) {
-    const p = `model.layers.${l}.`;
-    binder.need(p + 'self_attn.q_proj.weight', [qDim, H]);
-    binder.need(p + 'self_attn.k_proj.weight', [kvDim, H]);
-    binder.need(p + 'self_attn.v_proj.weight', [kvDim, H]);
-    binder.need(p + 'self_attn.o_proj.weight', [H, qDim]);
-    binder.need(p + 'mlp.gate_proj.weight', [c.intermediateSize, H]);
-    binder.need(p + 'mlp.up_proj.weight', [c.intermediateSize, H]);
-    binder.need(p + 'mlp.down_proj.weight', [H, c.intermediateSize]);
-    for (const norm of ['input_layernorm', 'input_layernorm_2', 'post_attention_layernorm', 'post_attention_layernorm_2']) binder.need(p + norm + '.weight', [H]);
-  }
-  binder.need('model.norm.weight', [H]);
-  binder.need('model.early_exit_gate.weight', [1, H]);
-  binder.need('model.early_exit_gate.bias', [1]);
-  if (c.tieWordEmbeddings) binder.allow('lm_head.weight');
-  else binder.need('lm_head.weight', [c.vocabSize, H]);
-  binder.allow('model.rotary_emb.inv_freq'); // a non-persistent buffer, recomputed; tolerated if a converter saved it
-}
-
 /**
  * Checks that `source` holds exactly the tensors `config` needs, without reading any data.
  * Throws one BIND_MISMATCH listing every problem.
  */
 export function checkOuroWeights(source: WeightSource, config: OuroConfig, runtime: Runtime): void {
   const binder = new WeightBinder(source, runtime);
-  declareWeights(binder, config);
+  binder.declare(ouroTensors(config));
   binder.finish();
 }
 
@@ -244,50 +155,23 @@ export interface OuroForwardResult {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Work buffers, grown on demand (the WASM arena is a bump allocator: growth is geometric and rare).
+// Work buffers of one call, [rows, ·] views from the model's Workspace (rows = the call's tokens).
 
-class Scratch {
-  rows = 0;
-  x!: Float32Array; // [R, H] residual stream of the rows still looping
-  xn!: Float32Array; // [R, H] normalized input of a sub-layer
-  q!: Float32Array; // [R, qDim]
-  k!: Float32Array; // [R, kvDim]
-  v!: Float32Array; // [R, kvDim]
-  att!: Float32Array; // [R, qDim]
-  o!: Float32Array; // [R, H]
-  gate!: Float32Array; // [R, I]
-  up!: Float32Array; // [R, I]
-  gateLogit!: Float32Array; // [R, 1]
-  positions!: Int32Array; // [R]
-  logits!: Float32Array; // [R, V]
-  readoutIn!: Float32Array; // [R, H]
-  allowed!: Uint8Array; // [R, kvLen] (exclude policy)
-  allowedCols = 0;
-
-  constructor(private readonly runtime: Runtime, private readonly c: OuroConfig) {}
-
-  ensure(rows: number): void {
-    if (rows <= this.rows) return;
-    const R = Math.max(rows, 2 * this.rows);
-    const { hiddenSize: H, intermediateSize: I, vocabSize: V } = this.c;
-    const qDim = this.c.numHeads * this.c.headDim, kvDim = this.c.numKvHeads * this.c.headDim;
-    const a = this.runtime.arena;
-    this.x = a.f32(R * H); this.xn = a.f32(R * H); this.q = a.f32(R * qDim); this.k = a.f32(R * kvDim); this.v = a.f32(R * kvDim);
-    this.att = a.f32(R * qDim); this.o = a.f32(R * H); this.gate = a.f32(R * I); this.up = a.f32(R * I);
-    this.gateLogit = a.f32(R); this.positions = a.i32(R); this.logits = a.f32(R * V); this.readoutIn = a.f32(R * H);
-    this.rows = R;
-    this.allowedCols = 0;
-  }
-
-  ensureAllowed(rows: number, cols: number): Uint8Array {
-    this.ensure(rows);
-    if (cols > this.allowedCols) {
-      this.allowedCols = Math.max(cols, 2 * this.allowedCols);
-      this.allowed = this.runtime.arena.u8(this.rows * this.allowedCols);
-    }
-    return this.allowed.subarray(0, rows * cols);
-  }
+function callBuffers(ws: Workspace, c: OuroConfig, rows: number) {
+  const { hiddenSize: H, intermediateSize: I, vocabSize: V } = c;
+  const qDim = c.numHeads * c.headDim, kvDim = c.numKvHeads * c.headDim;
+  return {
+    x: ws.f32('x', rows * H), // residual stream of the rows still looping
+    xn: ws.f32('xn', rows * H), // normalized input of a sub-layer
+    q: ws.f32('q', rows * qDim), k: ws.f32('k', rows * kvDim), v: ws.f32('v', rows * kvDim),
+    att: ws.f32('att', rows * qDim), o: ws.f32('o', rows * H),
+    gate: ws.f32('gate', rows * I), up: ws.f32('up', rows * I),
+    gateLogit: ws.f32('gateLogit', rows), // [rows, 1]
+    positions: ws.i32('positions', rows),
+    logits: ws.f32('logits', rows * V), readoutIn: ws.f32('readoutIn', rows * H),
+  };
 }
+type CallBuffers = ReturnType<typeof callBuffers>;
 
 // ------------------------------------------------------------------------------------------------
 // The model
@@ -303,15 +187,15 @@ export class OuroModel {
   /** work counted where it happens: rows run through a decoder layer, rows read out by lm_head */
   readonly counters = { layerRows: 0, readoutRows: 0 };
 
-  private readonly scratch: Scratch;
+  private readonly ws: Workspace;
+  private sc!: CallBuffers; // the current call's work buffers
   private readonly kvPositions: Int32Array; // [maxPos] 0, 1, 2, … the key positions of cache rows
   private localCache: OuroCache | null = null;
 
   private constructor(
     readonly runtime: Runtime,
     readonly config: OuroConfig,
-    private readonly embedTable: Float32Array | Uint16Array, // [V, H] f32 or raw bf16/f16 bits
-    private readonly embedDtype: 'F32' | 'BF16' | 'F16',
+    private readonly embedding: EmbeddingTable, // [V, H] in its stored dtype
     private readonly layers: OuroLayerWeights[],
     private readonly finalNorm: Float32Array, // [H]
     private readonly exitGate: LinearWeight, // [1, H]
@@ -326,18 +210,23 @@ export class OuroModel {
     this.ropeSin = tables.sin;
     this.kvPositions = runtime.arena.i32(config.maxPositionEmbeddings);
     for (let p = 0; p < config.maxPositionEmbeddings; p++) this.kvPositions[p] = p;
-    this.scratch = new Scratch(runtime, config);
+    this.ws = new Workspace(runtime);
   }
 
-  /** Loads by upstream state_dict names; every mismatch is reported at once before any data is read. */
+  /** @deprecated bench/ (kept by the kernels branch) calls this; everything else uses ouroFamily.load (ouro-family.ts) = OuroModel.bind. */
   static load(runtime: Runtime, config: OuroConfig, source: WeightSource): OuroModel {
+    return OuroModel.bind(config, source, runtime);
+  }
+
+  /** Binds a checkpoint by upstream state_dict names (ouroFamily.load); every mismatch is reported at once before any data is read. */
+  static bind(config: OuroConfig, source: WeightSource, runtime: Runtime): OuroModel {
     const binder = new WeightBinder(source, runtime);
-    declareWeights(binder, config);
+    binder.declare(ouroTensors(config));
     binder.finish();
     const embedInfo = source.info('model.embed_tokens.weight')!;
     // The embedding stays in its stored dtype outside the arena: only S rows are widened per call
     // (a widened 1.4B table would cost 400 MB of wasm32 memory).
-    const embedTable = binder.raw('model.embed_tokens.weight') as Float32Array | Uint16Array;
+    const embedding = new EmbeddingTable(embedInfo.dtype as FloatDType, binder.raw('model.embed_tokens.weight'), config.vocabSize, config.hiddenSize);
     const layers: OuroLayerWeights[] = [];
     for (let l = 0; l < config.numLayers; l++) {
       const p = `model.layers.${l}.`;
@@ -355,8 +244,8 @@ export class OuroModel {
         wDown: binder.linear(p + 'mlp.down_proj.weight'),
       });
     }
-    const lmHead = binder.linear(config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
-    return new OuroModel(runtime, config, embedTable, embedInfo.dtype as 'F32' | 'BF16' | 'F16', layers,
+    const lmHead = binder.linear(config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight'); // tied: the same parameter
+    return new OuroModel(runtime, config, embedding, layers,
       binder.f32('model.norm.weight'), binder.linear('model.early_exit_gate.weight'), binder.f32('model.early_exit_gate.bias'), lmHead);
   }
 
@@ -366,7 +255,7 @@ export class OuroModel {
   /** A KV cache with T·L slots for up to `capacity` tokens. */
   newCache(capacity: number): OuroCache {
     if (!Number.isInteger(capacity) || capacity <= 0) throw new PonderError('ARG_INVALID', `cache capacity must be a positive integer, got ${capacity}`, { field: 'capacity', hint: 'pass prompt length + tokens to generate' });
-    if (capacity > this.config.maxPositionEmbeddings) throw new PonderError('CONTEXT_TOO_LONG', `cache capacity ${capacity} exceeds max_position_embeddings ${this.config.maxPositionEmbeddings}`, { field: 'capacity', hint: 'use a shorter context' });
+    checkContext(capacity, this.config.maxPositionEmbeddings, `a cache of ${capacity} tokens`, 'max_position_embeddings');
     return new OuroCache(this.runtime, this.config.totalUtSteps * this.config.numLayers, capacity, this.kvDim);
   }
 
@@ -388,10 +277,7 @@ export class OuroModel {
     if (mode !== 'select' && mode !== 'skip') throw new PonderError('ARG_INVALID', `exitMode must be "select" or "skip", got ${JSON.stringify(mode)}`, { field: 'exitMode', hint: 'use "select" for upstream results' });
     if (missingKv !== 'copy-forward' && missingKv !== 'exclude') throw new PonderError('ARG_INVALID', `missingKv must be "copy-forward" or "exclude", got ${JSON.stringify(missingKv)}`, { field: 'missingKv', hint: 'see spec/ouro.md' });
     if (S === 0) throw new PonderError('INPUT_EMPTY', 'forward needs at least one token', { field: 'ids', hint: 'pass a non-empty prompt' });
-    for (let i = 0; i < S; i++) {
-      const id = ids[i];
-      if (!Number.isInteger(id) || id < 0 || id >= V) throw new PonderError('INPUT_TOKEN_RANGE', `token id ${id} at index ${i} is outside [0, ${V})`, { field: 'ids', hint: 'the tokenizer does not match this model\'s vocab_size' });
-    }
+    checkTokenIds(ids, V);
     if (opts.exitThreshold !== undefined && opts.exitThreshold !== null && Number.isNaN(opts.exitThreshold)) throw new PonderError('ARG_INVALID', 'exitThreshold is NaN', { field: 'exitThreshold', hint: 'pass a number (1.0 = the checkpoints\' default) or null' });
     const logitsToKeep = opts.logitsToKeep ?? 0;
     if (!Number.isInteger(logitsToKeep) || logitsToKeep < 0) throw new PonderError('ARG_INVALID', `logitsToKeep must be a non-negative integer, got ${logitsToKeep}`, { field: 'logitsToKeep', hint: '0 keeps all positions' });
@@ -407,7 +293,7 @@ export class OuroModel {
     }
     if (cache.slots !== T * L || cache.kvDim !== this.kvDim) throw new PonderError('CACHE_MISMATCH', `the cache has ${cache.slots} slots of width ${cache.kvDim}, this model needs ${T * L} of width ${this.kvDim}`, { hint: 'create the cache with this model\'s newCache()' });
     const past = cache.length;
-    if (past + S > cache.capacity) throw new PonderError('CACHE_FULL', `the cache holds ${past} of ${cache.capacity} tokens; ${S} more do not fit`, { hint: 'create a larger cache with newCache(capacity)' });
+    if (past + S > cache.capacity) throw cacheFull(past, S, cache.capacity);
     const kvLen = past + S;
 
     // In skip mode a token stops after the loop its rule decides on; the rule is the read-out rule.
@@ -417,8 +303,7 @@ export class OuroModel {
     const skipAfter = skipping && readout.kind === 'exit-at-step' ? readout.step : T - 1;
     const skipThreshold = skipping && readout.kind === 'threshold' ? readout.threshold : null;
 
-    this.scratch.ensure(S);
-    const sc = this.scratch;
+    const sc = this.sc = callBuffers(this.ws, c, S);
     const record = opts.record ?? false;
 
     // Result arrays (plain JS memory).
@@ -437,7 +322,7 @@ export class OuroModel {
     const skipExit = new Int32Array(S).fill(-1);
 
     // Embedding: input of loop 0 (no scaling).
-    for (let i = 0; i < S; i++) this.embedRow(embed, i * H, ids[i]);
+    this.embedding.rows(ids, embed);
     sc.x.set(embed);
 
     // active[a] = index (in this call) of the token in row a of sc.x; rows stay in position order.
@@ -447,7 +332,7 @@ export class OuroModel {
     for (let t = 0; t < T && active.length > 0; t++) {
       const A = active.length;
       for (let a = 0; a < A; a++) sc.positions[a] = positions[active[a]];
-      const allowed = skipping && missingKv === 'exclude' ? this.excludeMask(cache, t, A, kvLen, skipExit, sc) : null;
+      const allowed = skipping && missingKv === 'exclude' ? this.excludeMask(cache, t, A, kvLen, skipExit) : null;
       for (let l = 0; l < L; l++) {
         this.layerForward(l, t, A, cache, kvLen, allowed);
         if (layerOut) for (let a = 0; a < A; a++) layerOut[t][l].set(sc.x.subarray(a * H, (a + 1) * H), active[a] * H);
@@ -552,20 +437,12 @@ export class OuroModel {
     return { seqLen: S, logits, keep, readout, exitSteps, positions, embed, hidden, gateLogits, lambda, pdf, cdf, selectedHidden, stepLogits, loopLogits, prenorm, layerOut, trace };
   }
 
-  /** out[o..o+H) = embedding row of token id, widened to f32. */
-  private embedRow(out: Float32Array, o: number, id: number): void {
-    const H = this.config.hiddenSize, base = id * H;
-    if (this.embedDtype === 'F32') { out.set((this.embedTable as Float32Array).subarray(base, base + H), o); return; }
-    const bits = this.embedTable as Uint16Array, widen = this.embedDtype === 'BF16' ? bf16BitsToF32 : f16BitsToF32;
-    for (let j = 0; j < H; j++) out[o + j] = widen(bits[base + j]);
-  }
-
   /**
-   * Decoder layer l during loop t on the A rows of scratch.x (positions in scratch.positions), in place.
+   * Decoder layer l during loop t on the A rows of sc.x (positions in sc.positions), in place.
    * Sandwich norm (ouro.md §3.1): x1 = x + norm2(attn(norm1(x))); x2 = x1 + norm4(mlp(norm3(x1))).
    */
   private layerForward(l: number, t: number, A: number, cache: OuroCache, kvLen: number, allowed: Uint8Array | null): void {
-    const c = this.config, k = this.kernels, w = this.layers[l], sc = this.scratch;
+    const c = this.config, k = this.kernels, w = this.layers[l], sc = this.sc;
     const H = c.hiddenSize, hd = c.headDim, kvDim = this.kvDim, eps = c.rmsNormEps;
     const qDim = c.numHeads * hd;
     this.counters.layerRows += A;
@@ -622,8 +499,8 @@ export class OuroModel {
    * Exclude policy: allowed[a, j] = 1 where key j ran loop t. Earlier calls' tokens: the cache's
    * loop counts; this call's tokens: still looping, or exited at a loop ≥ t.
    */
-  private excludeMask(cache: OuroCache, t: number, A: number, kvLen: number, callExit: Int32Array, sc: Scratch): Uint8Array {
-    const allowed = sc.ensureAllowed(A, kvLen);
+  private excludeMask(cache: OuroCache, t: number, A: number, kvLen: number, callExit: Int32Array): Uint8Array {
+    const allowed = this.ws.u8('allowed', A * kvLen).subarray(0, A * kvLen); // [A, kvLen]
     const past = cache.length;
     for (let j = 0; j < kvLen; j++) {
       const ran = j < past ? cache.loopsRun[j] > t : (callExit[j - past] === -1 || callExit[j - past] >= t);
@@ -641,7 +518,7 @@ export class OuroModel {
 
   /** lm_head of hidden[step[i]] row i for the kept positions; [keep, V] in JS memory. */
   private readoutRows(hidden: Float32Array[], step: Int32Array, first: number, keep: number): Float32Array {
-    const H = this.config.hiddenSize, V = this.config.vocabSize, sc = this.scratch;
+    const H = this.config.hiddenSize, V = this.config.vocabSize, sc = this.sc;
     for (let r = 0; r < keep; r++) {
       const i = first + r;
       sc.readoutIn.set(hidden[step[i]].subarray(i * H, (i + 1) * H), r * H);

@@ -7,8 +7,9 @@
  * compute. Tensors are read only after the whole declaration checked out.
  */
 import { PonderError } from '../errors.js';
-import { readTensor, type DType, type SafetensorsFile, type TensorArray } from '../format/safetensors.js';
-import { bf16BitsToF32, f16BitsToF32 } from '../kernels/scalar.js';
+import { displayName, readTensor, type DType, type SafetensorsFile, type SafetensorsHeader, type TensorArray, type TensorInfo } from '../format/safetensors.js';
+import { f16BitsToF32 } from '../kernels/scalar.js';
+import { widenFloats, type FloatDType } from './inputs.js';
 import type { LinearWeight } from '../kernels/kernels.js';
 import type { Runtime } from '../runtime/runtime.js';
 
@@ -27,30 +28,36 @@ export interface WeightSource {
   read(name: string): TensorArray;
 }
 
-/** Tensors of one or more safetensors files, optionally under a name prefix that is stripped (golden cases use 'weights.'). */
-export function safetensorsWeights(files: readonly SafetensorsFile[], prefix = '', label = files.map((f) => f.path).join(', ')): WeightSource {
-  const owner = new Map<string, SafetensorsFile>();
+/**
+ * Tensors of one or more safetensors files (headers validated), read on demand by `read` (from a
+ * buffer, from disk), optionally under a name prefix that is stripped (golden cases use 'weights.').
+ */
+export function headerWeights<H extends SafetensorsHeader>(files: readonly H[], read: (file: H, info: TensorInfo) => TensorArray, prefix = '', label = files.map((f) => f.path).join(', ')): WeightSource {
+  const owner = new Map<string, H>();
   for (const f of files) {
     for (const full of f.tensors.keys()) {
       if (!full.startsWith(prefix)) continue;
       const name = full.slice(prefix.length);
-      if (owner.has(name)) throw new PonderError('SHARD_DUPLICATE_TENSOR', `tensor ${name} appears in both ${owner.get(name)!.path} and ${f.path}`, { tensor: name, path: f.path, hint: 'each tensor must live in exactly one shard' });
+      const other = owner.get(name);
+      if (other) throw new PonderError('SHARD_DUPLICATE_TENSOR', `tensor ${displayName(name)} appears in both ${other.path} and ${f.path}`, { tensor: name, path: f.path, hint: 'each tensor must live in exactly one shard' });
       owner.set(name, f);
     }
   }
   return {
     label,
     names: () => [...owner.keys()],
-    info: (name) => {
-      const f = owner.get(name);
-      return f ? f.tensors.get(prefix + name) : undefined;
-    },
+    info: (name) => owner.get(name)?.tensors.get(prefix + name),
     read: (name) => {
       const f = owner.get(name);
-      if (!f) throw new PonderError('BIND_MISMATCH', `${label}: no tensor ${name}`, { tensor: name, hint: 'declare tensors through WeightBinder before reading them' });
-      return readTensor(f, prefix + name);
+      if (!f) throw new PonderError('BIND_MISMATCH', `${label}: no tensor ${displayName(name)}`, { tensor: name, hint: 'declare tensors through WeightBinder before reading them' });
+      return read(f, f.tensors.get(prefix + name)!);
     },
   };
+}
+
+/** Tensors of safetensors files held in memory. */
+export function safetensorsWeights(files: readonly SafetensorsFile[], prefix = '', label = files.map((f) => f.path).join(', ')): WeightSource {
+  return headerWeights(files, (f, info) => readTensor(f, info.name), prefix, label);
 }
 
 type Shape = readonly number[];
@@ -86,6 +93,11 @@ export class WeightBinder {
     return true;
   }
 
+  /** Declares every tensor of a family's list (models/family.ts TensorSpec: name, shape, optional). */
+  declare(tensors: readonly { readonly name: string; readonly shape: Shape; readonly optional?: boolean }[]): void {
+    for (const t of tensors) this.need(t.name, t.shape, { optional: t.optional ?? false });
+  }
+
   /** Marks names that may be present but are not bound (aliases, buffers recomputed by the model). */
   allow(name: string): void {
     if (!this.declared.has(name)) this.declared.set(name, { shape: [], optional: true });
@@ -112,12 +124,7 @@ export class WeightBinder {
     const info = this.source.info(name)!;
     const raw = this.source.read(name);
     const out = this.runtime.arena.f32(raw.length);
-    if (info.dtype === 'F32') out.set(raw as Float32Array);
-    else {
-      const widen = info.dtype === 'BF16' ? bf16BitsToF32 : f16BitsToF32;
-      const bits = raw as Uint16Array;
-      for (let i = 0; i < bits.length; i++) out[i] = widen(bits[i]);
-    }
+    widenFloats(info.dtype as FloatDType, raw, 0, raw.length, out);
     return out;
   }
 

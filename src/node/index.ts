@@ -15,6 +15,8 @@ import { createNodeWasmRuntime, defaultThreadCount } from './pool-worker.js';
 export * from '../index.js';
 export { openModelDir, type ModelDir } from './model-dir.js';
 export { createNodeWasmRuntime, enableRelaxedSimd, defaultThreadCount } from './pool-worker.js';
+export { convertMor, type ConvertMorOptions, type ConvertMorResult } from './convert.js';
+export { openFileSource } from './files.js';
 
 /** Without `runtime`: the WASM SIMD kernels on worker_threads, one thread per available core (at most 8). */
 async function withDefaultRuntime(options: LoadOptions): Promise<LoadOptions> {

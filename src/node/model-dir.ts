@@ -8,23 +8,15 @@
  * Node's 2 GiB readFileSync limit work).
  */
 import { closeSync, existsSync, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, normalize, sep } from 'node:path';
+import { basename, dirname, join, normalize, sep } from 'node:path';
 import { PonderError } from '../errors.js';
 import { parseConfigJson, type ConfigObject } from '../format/config.js';
-import { describeJson, findDuplicateKey, firstInvalidUtf8, JsonSyntaxError, parseJsonStrict, type JsonNode } from '../format/json.js';
-import { displayName, parseSafetensorsHeader, readHeaderLength, tensorFromBytes, type SafetensorsHeader, type TensorArray, type TensorInfo } from '../format/safetensors.js';
-import type { WeightSource } from '../models/weights.js';
+import { firstInvalidUtf8 } from '../format/json.js';
+import { missingShard, parseShardIndex, readShards, SHARD_INDEX, SINGLE_WEIGHTS, type ShardIndex } from '../format/shard-index.js';
+import { parseSafetensorsHeader, readHeaderLength, tensorFromBytes, type SafetensorsHeader, type TensorArray, type TensorInfo } from '../format/safetensors.js';
+import { headerWeights, type WeightSource } from '../models/weights.js';
 
-export const SINGLE_WEIGHTS = 'model.safetensors';
-export const SHARD_INDEX = 'model.safetensors.index.json';
-
-export interface ShardIndex {
-  readonly path: string;
-  /** the index's `metadata` object (e.g. total_size), as written */
-  readonly metadata: Readonly<Record<string, unknown>>;
-  /** tensor name → shard file name (relative to the index's directory), in index order */
-  readonly weightMap: ReadonlyMap<string, string>;
-}
+export { SHARD_INDEX, SINGLE_WEIGHTS, type ShardIndex } from '../format/shard-index.js';
 
 export interface ModelDir {
   /** the path that was opened */
@@ -99,103 +91,16 @@ export function readTensorFromFile(header: SafetensorsHeader, info: TensorInfo):
 }
 
 // ---------------------------------------------------------------------------------------------
-// Shard index
+// Shards
 
-function indexError(path: string, what: string): PonderError {
-  return new PonderError('SHARD_INDEX', `${path}: ${what}`, { path, hint: 'the index must be {"metadata": {...}, "weight_map": {"tensor name": "shard file name", ...}} as transformers writes it' });
-}
-
-/** Parses model.safetensors.index.json text. Shard names must be relative paths inside the directory. */
-export function parseShardIndex(bytes: Uint8Array, path: string): ShardIndex {
-  let text: string;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
-  } catch {
-    throw indexError(path, `is not valid UTF-8 (at byte ${firstInvalidUtf8(bytes)})`);
-  }
-  const start = text.trimStart().slice(0, 32).toLowerCase();
-  if (start.startsWith('<!doctype') || start.startsWith('<html')) throw indexError(path, 'is an HTML page, not JSON (an error page saved instead of the file?)');
-  if (start.startsWith('version https://git-lfs')) throw indexError(path, 'is a git-LFS pointer, not JSON (run `git lfs pull`)');
-  let root: JsonNode;
-  try {
-    root = parseJsonStrict(text);
-  } catch (e) {
-    if (!(e instanceof JsonSyntaxError)) throw e;
-    throw indexError(path, `is not valid JSON: ${e.reason} (line ${text.slice(0, e.pos).split('\n').length})`);
-  }
-  if (root.kind !== 'object') throw indexError(path, `is ${describeJson(root)}, not a JSON object`);
-  const topDup = findDuplicateKey(root);
-  if (topDup) throw indexError(path, `has the key ${JSON.stringify(topDup.key)} twice`);
-  const mapNode = root.entries.find((e) => e.key === 'weight_map')?.value;
-  if (mapNode === undefined) throw indexError(path, 'has no "weight_map"');
-  if (mapNode.kind !== 'object') throw indexError(path, `"weight_map" is ${describeJson(mapNode)}, not an object`);
-  if (mapNode.entries.length === 0) throw indexError(path, '"weight_map" is empty');
-  const dup = findDuplicateKey(mapNode);
-  if (dup) {
-    throw new PonderError('SHARD_DUPLICATE_TENSOR', `${path}: tensor ${displayName(dup.key)} is listed twice in "weight_map"`, { path, tensor: dup.key, hint: 'each tensor must live in exactly one shard; regenerate the index' });
-  }
-  const weightMap = new Map<string, string>();
-  for (const { key, value } of mapNode.entries) {
-    if (value.kind !== 'string') throw indexError(path, `"weight_map" maps ${displayName(key)} to ${describeJson(value)}, not a shard file name`);
-    const shard = value.value;
-    const parts = shard.split(/[\\/]/);
-    if (shard === '' || isAbsolute(shard) || parts.includes('..') || shard.includes('\0')) {
-      throw indexError(path, `"weight_map" maps ${displayName(key)} to ${JSON.stringify(shard)}, which is not a file name inside the model directory`);
-    }
-    weightMap.set(key, shard);
-  }
-  const metaNode = root.entries.find((e) => e.key === 'metadata')?.value;
-  let metadata: Record<string, unknown> = {};
-  if (metaNode !== undefined && metaNode.kind !== 'null') {
-    if (metaNode.kind !== 'object') throw indexError(path, `"metadata" is ${describeJson(metaNode)}, not an object`);
-    metadata = Object.fromEntries(metaNode.entries.map((e) => [e.key, e.value.kind === 'number' ? Number(e.value.text) : e.value.kind === 'string' || e.value.kind === 'bool' ? e.value.value : describeJson(e.value)]));
-  }
-  return { path, metadata, weightMap };
-}
-
-/**
- * Checks the shards against the index: every shard exists and is valid safetensors, every index
- * entry is in the shard it names, no tensor is in two shards, no shard holds a tensor the index
- * does not list.
- */
+/** Reads the header of every shard the index names (SHARD_MISSING_FILE for an absent one), then checks them against the index. */
 function openShards(index: ShardIndex): SafetensorsHeader[] {
   const dir = dirname(index.path);
-  const shardNames = [...new Set(index.weightMap.values())];
-  const headers = new Map<string, SafetensorsHeader>();
-  for (const shard of shardNames) {
+  return readShards(index, (shard) => {
     const shardPath = join(dir, normalize(shard).split(/[\\/]/).join(sep));
-    if (!existsSync(shardPath)) {
-      const listed = [...index.weightMap].filter(([, s]) => s === shard).map(([t]) => t);
-      throw new PonderError('SHARD_MISSING_FILE', `${index.path} lists shard ${JSON.stringify(shard)} (for ${listed.length} tensor${listed.length > 1 ? 's' : ''}, e.g. ${displayName(listed[0])}) but ${shardPath} does not exist`,
-        { path: shardPath, tensor: listed[0], hint: 'download the missing shard, or regenerate the index' });
-    }
-    headers.set(shard, readSafetensorsHeaderFile(shardPath));
-  }
-
-  const owner = new Map<string, string>(); // tensor → shard that holds it
-  for (const [shard, header] of headers) {
-    for (const name of header.tensors.keys()) {
-      const other = owner.get(name);
-      if (other !== undefined) {
-        throw new PonderError('SHARD_DUPLICATE_TENSOR', `tensor ${displayName(name)} is in two shards: ${join(dir, other)} and ${header.path}`,
-          { path: header.path, tensor: name, hint: 'each tensor must live in exactly one shard; the checkpoint is inconsistent' });
-      }
-      owner.set(name, shard);
-    }
-  }
-  for (const [name, shard] of index.weightMap) {
-    if (!headers.get(shard)!.tensors.has(name)) {
-      const actual = owner.get(name);
-      throw new PonderError('SHARD_MISSING_TENSOR', `${index.path} maps tensor ${displayName(name)} to ${JSON.stringify(shard)}, but ${headers.get(shard)!.path} does not hold it${actual ? ` (it is in ${actual})` : ''}`,
-        { path: headers.get(shard)!.path, tensor: name, hint: 'the index and the shards do not belong together; download both again' });
-    }
-  }
-  for (const [name, shard] of owner) {
-    if (!index.weightMap.has(name)) {
-      throw indexError(index.path, `does not list tensor ${displayName(name)}, which is in shard ${shard}`);
-    }
-  }
-  return shardNames.map((s) => headers.get(s)!);
+    if (!existsSync(shardPath)) throw missingShard(index, shard, shardPath);
+    return readSafetensorsHeaderFile(shardPath);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -203,24 +108,7 @@ function openShards(index: ShardIndex): SafetensorsHeader[] {
 
 /** A WeightSource over validated headers whose tensors are read from disk on demand. */
 export function fileWeights(files: readonly SafetensorsHeader[], label = files.map((f) => f.path).join(', ')): WeightSource {
-  const owner = new Map<string, SafetensorsHeader>();
-  for (const f of files) {
-    for (const name of f.tensors.keys()) {
-      const other = owner.get(name);
-      if (other) throw new PonderError('SHARD_DUPLICATE_TENSOR', `tensor ${displayName(name)} appears in both ${other.path} and ${f.path}`, { path: f.path, tensor: name, hint: 'each tensor must live in exactly one shard' });
-      owner.set(name, f);
-    }
-  }
-  return {
-    label,
-    names: () => [...owner.keys()],
-    info: (name) => owner.get(name)?.tensors.get(name),
-    read: (name) => {
-      const f = owner.get(name);
-      if (!f) throw new PonderError('BIND_MISMATCH', `${label}: no tensor ${displayName(name)}`, { tensor: name, hint: 'declare tensors through WeightBinder before reading them' });
-      return readTensorFromFile(f, f.tensors.get(name)!);
-    },
-  };
+  return headerWeights(files, readTensorFromFile, '', label);
 }
 
 function readOptionalConfig(path: string): ConfigObject | undefined {
@@ -287,7 +175,7 @@ export function openModelDir(path: string): ModelDir {
     : others.length > 0 ? `no safetensors weights (only ${others.slice(0, 3).join(', ')})` : `no ${SINGLE_WEIGHTS} or ${SHARD_INDEX}`;
   throw new PonderError('MODEL_NO_WEIGHTS', `${path}: ${found}`, {
     path, hint: others.length > 0 && safetensors.length === 0
-      ? 'ponder reads only safetensors; convert the checkpoint (e.g. load it in transformers and save_pretrained(..., safe_serialization=True))'
+      ? 'ponder reads only safetensors; a MoR release checkpoint converts with `ponder convert mor`, others by loading them in transformers and save_pretrained(..., safe_serialization=True)'
       : `a model directory needs ${SINGLE_WEIGHTS}, or shards with ${SHARD_INDEX}`,
   });
 }

@@ -5,7 +5,7 @@
  * runtime tests compare with the Node run.
  */
 import { loadModel } from '../../src/api/load.js';
-import { parsePolicy } from '../../src/api/policy.js';
+import { parsePolicy } from '../../src/depth/policy.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
 
 /** One model directory's files, read by the runtime's shim ('config.json', 'model.safetensors', 'tokenizer.json'). */

@@ -4,10 +4,10 @@
  */
 import { loadModel } from '../../src/api/load.js';
 import type { Model } from '../../src/api/model.js';
-import { parsePolicy } from '../../src/api/policy.js';
+import { parsePolicy } from '../../src/depth/policy.js';
 import { PonderError } from '../../src/errors.js';
 import type { Runtime } from '../../src/runtime/runtime.js';
-import { AUTO_THRESHOLDS } from '../../src/models/huginn-exit.js';
+import { AUTO_THRESHOLDS } from '../../src/depth/criteria.js';
 import { summarizeTrace, traceToJSON } from '../../src/trace/trace.js';
 import { formatSummary } from '../../src/trace/terminal.js';
 import type { FromWorker, GenerateRequest, ModelChoice, ModelInfo, PolicyChoice, TokenEvent } from './protocol.js';

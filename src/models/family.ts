@@ -1,0 +1,122 @@
+/**
+ * The family contract: what each model family (Huginn, Ouro, MoR) implements, with the same
+ * signatures, and registers once in src/models/registry.ts (how to add one: CONTRIBUTING.md).
+ *
+ *   config.json ─detect─▶ family ─parseConfig─▶ config ─tensors─▶ every tensor it implies (names, shapes, groups)
+ *                                                 └─load(weights, runtime)─▶ model ─adapter─▶ what the API drives
+ *
+ * The model is the family's own object (HuginnModel, OuroModel, MorModel): its conform runner
+ * (src/conform/<family>.ts) drives it against the golden cases. The adapter runs one call (a prompt
+ * or one generated token) on one sequence under a depth policy, through the same model code.
+ */
+import type { ConfigObject } from '../format/config.js';
+import type { DepthPolicy } from '../depth/policy.js';
+import type { Runtime } from '../runtime/runtime.js';
+import type { TokenTrace } from '../trace/trace.js';
+import type { WeightSource } from './weights.js';
+import { PonderError } from '../errors.js';
+
+export type Family = 'mor' | 'huginn' | 'ouro';
+
+/**
+ * One tensor a config implies, by its upstream state_dict name. Every tensor is stored as F32,
+ * BF16 or F16 (WeightBinder refuses other dtypes); `bind` says what it becomes:
+ *   linear     a weight matrix [N, K] in the kernels' layout (BF16 stays BF16, F32/F16 → f32)
+ *   f32        a norm weight or bias, widened to f32
+ *   embedding  kept as stored outside the kernels' memory; the rows a call needs are widened
+ *   buffer     not a parameter (a RoPE table): checked against the config, never bound
+ */
+export interface TensorSpec {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly bind: 'linear' | 'f32' | 'embedding' | 'buffer';
+  /** the layer or block it belongs to ('embed', 'prelude.0', 'core.3', 'layers.7', 'head', …): what a memory plan partitions by */
+  readonly group: string;
+  /** may be absent from a checkpoint (a tied lm_head, a buffer the model recomputes) */
+  readonly optional?: boolean;
+  /** another name of the same parameter (a tied lm_head is its embedding; MoR's shared layers): stored under every name, or once */
+  readonly sameAs?: string;
+}
+
+export interface LoadOptions {
+  /** Huginn: seed of the model's own initial-state stream. Default 0. */
+  readonly seed?: number;
+  /** MoR: the longest sequence a session may hold, which its buffers are allocated for. Default: the config's context. */
+  readonly context?: number;
+}
+
+/** What one adapter call is asked to do. */
+export interface StepControl {
+  /** the per-token policy (a budget is unwrapped by the caller into `cap`) */
+  readonly policy: DepthPolicy;
+  /** at most this many steps for each token of the call (the budget's remainder), or null */
+  readonly cap: number | null;
+  readonly phase: 'prefill' | 'decode';
+  /** steps spent on generated tokens so far (for user depth functions) */
+  readonly stepsSpent: number;
+  /** the call belongs to a budget(...) generation (prefill included), so every call must run the same decode mode */
+  readonly budgeted?: boolean;
+}
+
+export interface StepOutput {
+  /** next-token logits [V] after the call's last position (a copy) */
+  readonly logits: Float32Array;
+  /** one entry per token of the call, in order (id, phase, steps, flops, kvBytes, ...) */
+  readonly tokens: TokenTrace[];
+}
+
+/** What a session is started with (spec/api.md: the forward and generate options of the same names). */
+export interface SessionOptions {
+  /** Huginn: seed of the random initial latent states */
+  readonly seed: number;
+  /** Huginn: cache lookup strategy; Ouro: what later tokens attend to in loops an exited token skipped */
+  readonly kvStrategy?: string;
+  /** Huginn: s₀ of every position fed, in order ([positions, n_embd]), instead of draws from `seed` */
+  readonly initialStates?: Float32Array;
+}
+
+export interface FamilySession {
+  /** tokens the session's caches hold */
+  length: number;
+}
+
+/** The object the API (src/api/model.ts) drives: one sequence (batch 1), one `run` per call. */
+export interface FamilyAdapter {
+  readonly family: Family;
+  readonly vocabSize: number;
+  /** positions a sequence may occupy (max_position_embeddings / block_size) */
+  readonly contextLength: number;
+  /** the depth `default` runs, and the trace's maxSteps for fixed policies */
+  readonly defaultDepth: number;
+  /** eos ids from config.json, if any */
+  readonly configEosIds: number[];
+  /** Throws ARG_POLICY when this model cannot run `policy` (a budget with its per-token policy): src/depth/support.ts. */
+  checkPolicy(policy: DepthPolicy): void;
+  /** Throws before any compute when a session option does not apply to this family (a KV strategy it does not have, initial states it does not draw). */
+  checkSessionOptions(options: SessionOptions): void;
+  /** A sequence of up to `capacity` positions. */
+  newSession(capacity: number, options: SessionOptions): FamilySession;
+  run(session: FamilySession, ids: readonly number[], control: StepControl): StepOutput;
+}
+
+/** A family: every method with the same signature in every family. */
+export interface FamilyDefinition<C = unknown, M = unknown> {
+  readonly family: Family;
+  /** its model_type and how its config.json is recognised, for the CFG_MODEL_TYPE hint */
+  readonly recognisedBy: string;
+  /** config.json (its plain values) belongs to this family */
+  detect(values: Readonly<Record<string, unknown>>): boolean;
+  /** The family's config, read through src/format/config.ts with upstream's field names; the keys it never reads stay listed by unknownKeys(config). */
+  parseConfig(config: ConfigObject): C;
+  /** Every tensor the config implies, in upstream's state_dict order. */
+  tensors(config: C): TensorSpec[];
+  /** Binds `source` (checked against `tensors` before any data is read) onto `runtime`. */
+  load(config: C, source: WeightSource, runtime: Runtime, options?: LoadOptions): M;
+  /** What the API drives for a loaded model. */
+  adapter(model: M): FamilyAdapter;
+}
+
+/** ARG_INVALID for initial states given to a family that draws none (only Huginn starts from a random state). */
+export function refuseInitialStates(family: Family, options: SessionOptions): void {
+  if (options.initialStates !== undefined) throw new PonderError('ARG_INVALID', `${family} has no initial latent state: initialStates is a Huginn option`, { field: 'initialStates', hint: 'drop the option' });
+}

@@ -1,0 +1,194 @@
+/**
+ * `ponder convert mor`, the file side: reads the MoR release's pytorch_model.bin (or a
+ * model.safetensors of the same state dict), its base config.json and experiment YAML, and writes
+ * OUT/config.json + OUT/model.safetensors (src/convert/mor.ts decides what goes in them).
+ *
+ * Writing is all-or-nothing: both files are written to temporary files beside their targets and
+ * renamed into place only when complete; on any error the temporary files are removed and OUT is
+ * as it was. OUT must be absent, an empty directory, or a previous conversion (config.json and a
+ * model.safetensors whose metadata says `ponder convert mor`); anything else is IO_WRITE, so a
+ * conversion never replaces a directory it did not make.
+ */
+import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, unlinkSync, writeSync, existsSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { PonderError } from '../errors.js';
+import { morConfigFromRelease, parseExperimentYaml, planMorConversion, type ConversionSource } from '../convert/mor.js';
+import { openPytorchCheckpoint } from '../format/pytorch.js';
+import { encodeSafetensorsHeader, numel, DTYPE_BYTES } from '../format/safetensors.js';
+import { openFileSource, readText } from './files.js';
+import { readSafetensorsHeaderFile, readTensorFromFile } from './model-dir.js';
+
+export const CONVERTED_BY = 'ponder convert mor';
+
+export interface ConvertMorOptions {
+  /** pytorch_model.bin (torch.save zip) or a model.safetensors of the same state dict */
+  weights: string;
+  /** the base model's config.json (SmolLM) */
+  config: string;
+  /** the experiment's Hydra YAML (conf/pretrain/NAME.yaml) */
+  experiment: string;
+  /** the output directory */
+  out: string;
+  /** bytes of tensor data written so far, of the total */
+  onProgress?: (done: number, total: number) => void;
+  importYaml?: () => Promise<unknown>;
+}
+
+export interface ConvertMorResult {
+  readonly out: string;
+  readonly tensors: number;
+  readonly bytes: number;
+  readonly notes: readonly string[];
+}
+
+function writeError(path: string, what: string, hint: string): PonderError {
+  return new PonderError('IO_WRITE', `${path}: ${what}`, { path, hint });
+}
+
+/** Checks OUT can take the conversion; returns whether it must be created. */
+function checkOutDir(out: string): boolean {
+  let st;
+  try {
+    st = lstatSync(out);
+  } catch {
+    return true;
+  }
+  if (!st.isDirectory()) throw writeError(out, 'exists and is not a directory', 'choose a new output directory');
+  const entries = readdirSync(out).filter((e) => !/^\.(config\.json|model\.safetensors)\.\d+\.\w+\.tmp$/.test(e)); // leftovers of an interrupted run
+  if (entries.length === 0) return false;
+  const previous = entries.every((e) => e === 'config.json' || e === 'model.safetensors') && entries.includes('model.safetensors')
+    && isPreviousConversion(join(out, 'model.safetensors'));
+  if (!previous) throw writeError(out, `is not empty (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''}) and is not a previous \`${CONVERTED_BY}\` output`, 'choose a new or empty output directory');
+  for (const name of ['config.json', 'model.safetensors']) {
+    const target = join(out, name);
+    if (existsSync(target) && !lstatSync(target).isFile()) throw writeError(target, 'is not a regular file', 'remove it, or choose another output directory');
+  }
+  return false;
+}
+
+function isPreviousConversion(path: string): boolean {
+  try {
+    return lstatSync(path).isFile() && readSafetensorsHeaderFile(path).metadata.converted_by === CONVERTED_BY;
+  } catch {
+    return false;
+  }
+}
+
+/** The checkpoint as a conversion source, and how to close it. */
+function openWeights(path: string): { source: ConversionSource; close(): void } {
+  const file = openFileSource(path);
+  const head = file.read(0, Math.min(file.size, 2));
+  if ((head[0] === 0x50 && head[1] === 0x4b) || head[0] === 0x80) {
+    try {
+      const ckpt = openPytorchCheckpoint(file);
+      const source: ConversionSource = {
+        label: path,
+        names: () => [...ckpt.tensors.keys()],
+        info: (name) => {
+          const t = ckpt.tensors.get(name);
+          // equal keys: the same bytes (one storage, same offset and strides)
+          return t && { dtype: t.dtype, shape: t.shape, storageKey: `${t.storageKey}@${t.storageOffset}/${t.stride.join(',')}` };
+        },
+        read: (name) => { const a = ckpt.read(name); return new Uint8Array(a.buffer, a.byteOffset, a.byteLength); },
+      };
+      return { source, close: () => file.close() };
+    } catch (e) {
+      file.close();
+      throw e;
+    }
+  }
+  file.close();
+  const header = readSafetensorsHeaderFile(path);
+  const source: ConversionSource = {
+    label: path,
+    names: () => [...header.tensors.keys()],
+    info: (name) => header.tensors.get(name),
+    read: (name) => { const a = readTensorFromFile(header, header.tensors.get(name)!); return new Uint8Array(a.buffer, a.byteOffset, a.byteLength); },
+  };
+  return { source, close: () => {} };
+}
+
+export async function convertMor(options: ConvertMorOptions): Promise<ConvertMorResult> {
+  const { out } = options;
+  const experiment = await parseExperimentYaml(readText(options.experiment), options.experiment, options.importYaml);
+  const config = morConfigFromRelease(readText(options.config), options.config, experiment, options.experiment);
+  const create = checkOutDir(out);
+  const weights = openWeights(options.weights);
+  const temps: string[] = [];
+  let created = false;
+  try {
+    const plan = planMorConversion(config, weights.source, `${options.config} + ${options.experiment}`);
+    const { header, dataLength } = encodeSafetensorsHeader(plan.tensors, { format: 'pt', converted_by: CONVERTED_BY, source: basename(options.weights) });
+    if (create) {
+      try {
+        mkdirSync(out, { recursive: true });
+        created = true;
+      } catch (e) {
+        throw writeError(out, `cannot create the directory (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'check that the parent directory exists and is writable');
+      }
+    }
+    const temp = (name: string): string => {
+      const path = join(out, `.${name}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`);
+      temps.push(path);
+      return path;
+    };
+    const weightsTemp = temp('model.safetensors');
+    writeFileChunks(weightsTemp, function* () {
+      yield header;
+      let done = 0;
+      for (const t of plan.tensors) {
+        const bytes = weights.source.read(t.from);
+        if (bytes.byteLength !== numel(t.shape) * DTYPE_BYTES[t.dtype]) throw new Error(`convert: ${t.from} read ${bytes.byteLength} bytes`);
+        yield bytes;
+        done += bytes.byteLength;
+        options.onProgress?.(done, dataLength);
+      }
+    });
+    const configTemp = temp('config.json');
+    writeFileChunks(configTemp, function* () { yield new TextEncoder().encode(JSON.stringify(plan.config, null, 2) + '\n'); });
+    rename(weightsTemp, join(out, 'model.safetensors'));
+    rename(configTemp, join(out, 'config.json'));
+    temps.length = 0;
+    created = false;
+    return { out, tensors: plan.tensors.length, bytes: header.length + dataLength, notes: plan.notes };
+  } finally {
+    weights.close();
+    for (const t of temps) {
+      try { unlinkSync(t); } catch { /* already gone */ }
+    }
+    if (created) {
+      try { rmdirSync(out); } catch { /* not empty: leave it */ }
+    }
+  }
+}
+
+function writeFileChunks(path: string, chunks: () => Generator<Uint8Array>): void {
+  let fd: number;
+  try {
+    fd = openSync(path, 'wx');
+  } catch (e) {
+    throw writeError(path, `cannot create (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'check that the output directory is writable');
+  }
+  try {
+    for (const chunk of chunks()) {
+      for (let done = 0; done < chunk.byteLength;) {
+        try {
+          done += writeSync(fd, chunk, done, chunk.byteLength - done);
+        } catch (e) {
+          throw writeError(path, `cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'check the free disk space');
+        }
+      }
+    }
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function rename(from: string, to: string): void {
+  try {
+    renameSync(from, to);
+  } catch (e) {
+    throw writeError(to, `cannot be replaced (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'check the output directory\'s permissions');
+  }
+}
