@@ -54,7 +54,7 @@ export function createNodeWasmRuntime(options: WasmRuntimeOptions = {}): Promise
   if (options.relaxed) enableRelaxedSimd();
   const envTile = process.env.PONDER_LINEAR_TILE;
   if (options.linearTile === undefined && envTile !== undefined && envTile !== '' && envTile !== 'auto' && !isLinearTile(envTile)) {
-    return Promise.reject(new PonderError('ARG_INVALID', `PONDER_LINEAR_TILE=${envTile} is not a linear tile`, { field: 'PONDER_LINEAR_TILE', hint: `use one of ${LINEAR_TILES.join(', ')}, or auto (measure the fastest), or unset it` }));
+    return Promise.reject(new PonderError('ARG_INVALID', `PONDER_LINEAR_TILE=${envTile} is not a linear tile`, { field: 'linearTile', hint: `use one of ${LINEAR_TILES.join(', ')}, or auto (measure the fastest), or unset it` }));
   }
   const linearTile = options.linearTile ?? (isLinearTile(envTile) ? envTile : undefined);
   return createWasmRuntime({ workerFactory: nodeWorkerFactory, ...options, linearTile });
