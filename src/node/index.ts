@@ -17,6 +17,7 @@ export { openModelDir, type ModelDir } from './model-dir.js';
 export { createNodeWasmRuntime, enableRelaxedSimd, defaultThreadCount } from './pool-worker.js';
 export { convertMor, type ConvertMorOptions, type ConvertMorResult } from './convert.js';
 export { openFileSource } from './files.js';
+export { listen, loadChatTemplateDir, type ListenOptions, type Listening } from './serve.js';
 
 /** Without `runtime`: the WASM SIMD kernels on worker_threads, one thread per available core (at most 8). */
 async function withDefaultRuntime(options: LoadOptions): Promise<LoadOptions> {
