@@ -10,6 +10,7 @@ import type { Model } from '../api/model.js';
 import { openModelDir } from './model-dir.js';
 import { LIMITS } from '../limits.js';
 import { entryExists, readText, type ReadLimit } from './files.js';
+import { createNodeWasmRuntime, defaultThreadCount } from './pool-worker.js';
 
 export * from '../index.js';
 export { openModelDir, type ModelDir } from './model-dir.js';
@@ -20,8 +21,14 @@ export { listen, loadChatTemplateDir, type ListenOptions, type Listening } from 
 
 const TOKENIZER_FILE_LIMIT: ReadLimit = { maxBytes: LIMITS.jsonFileBytes, code: 'TOKENIZER_INVALID', what: 'a tokenizer file' };
 
+/** Without `runtime`: the WASM SIMD kernels on worker_threads, one thread per available core (at most 8). */
+async function withDefaultRuntime(options: LoadOptions): Promise<LoadOptions> {
+  return options.runtime ? options : { ...options, runtime: await createNodeWasmRuntime({ threads: defaultThreadCount() }) };
+}
+
 /** A directory path (or file: URL), an http(s) URL base, or in-memory files. */
-export async function loadModel(source: ModelSource, options?: LoadOptions): Promise<Model> {
+export async function loadModel(source: ModelSource, loadOptions?: LoadOptions): Promise<Model> {
+  const options = await withDefaultRuntime(checkLoadOptions(loadOptions));
   if (source instanceof URL && source.protocol === 'file:') return loadModelDir(decodeURIComponent(source.pathname), options);
   if (typeof source === 'string' && !/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) return loadModelDir(source, options);
   return loadModelCore(source, options);
@@ -29,9 +36,10 @@ export async function loadModel(source: ModelSource, options?: LoadOptions): Pro
 
 /** Loads a model directory. Errors: IO_NOT_FOUND, MODEL_NO_WEIGHTS, MODEL_NO_CONFIG, CFG_*, BIND_MISMATCH, ... */
 export async function loadModelDir(path: string, loadOptions?: LoadOptions): Promise<Model> {
-  const options = checkLoadOptions(loadOptions);
   stringArgument(path, 'loadModelDir path');
-  checkAborted(options.signal, `loading ${path}`);
+  const checked = checkLoadOptions(loadOptions);
+  checkAborted(checked.signal, `loading ${path}`);
+  const options = await withDefaultRuntime(checked);
   const dir = openModelDir(path);
   if (dir.layout === 'file' || !dir.config) {
     throw new PonderError('MODEL_NO_CONFIG', `${path} is not a model directory: ${dir.layout === 'file' ? 'it is a single weights file' : 'it has weights but no config.json'}`, {
