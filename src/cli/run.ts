@@ -113,6 +113,14 @@ interface Prepared {
   options: GenerateOptions;
   /** notes for stderr ("no --model given: ...", unread config keys), printed by the caller once every argument has been checked, so an error line always comes first */
   notes: string[];
+  /** the runtime the model runs on: the caller releases it (disposeRuntime) when done, so a command run in-process leaves no kernel threads behind */
+  runtime: Runtime;
+}
+
+/** Stops a runtime's kernel threads (a wasm runtime with threads > 1); other runtimes hold nothing. */
+export async function disposeRuntime(runtime: Runtime): Promise<void> {
+  const d = (runtime as { dispose?: () => Promise<void> }).dispose;
+  if (typeof d === 'function') await d.call(runtime);
 }
 
 /** Parses the generation flags and loads the model; nothing is written to stdout or stderr. */
@@ -139,8 +147,26 @@ export async function prepare(command: string, values: Record<string, string | b
   if (samplingGiven && sampling.temperature === undefined) sampling.temperature = 1; // a filter asks for sampling
   const seed = seedFlag(values.seed as string | undefined);
   const stopStrings = values.stop as string[] | undefined;
+  const options: GenerateOptions = { maxNewTokens };
+  if (policy) options.policy = policy;
+  if (samplingGiven) options.sampling = sampling;
+  if (seed !== undefined) options.seed = seed;
+  if (stopStrings) options.stopStrings = stopStrings;
+  if (values['kv-strategy'] !== undefined) options.kvStrategy = String(values['kv-strategy']);
 
   const runtime = await runtimeFromFlags(command, values);
+  try {
+    const { model, prompt } = await loadForGeneration(values, io, runtime, notes);
+    if (policy) model.checkPolicy(policy);
+    return { model, prompt, options, notes, runtime };
+  } catch (e) {
+    await disposeRuntime(runtime);
+    throw e;
+  }
+}
+
+/** The model (on `runtime`) and the prompt; notes on what was assumed or lost go to `notes`. */
+async function loadForGeneration(values: Record<string, string | boolean | string[] | undefined>, io: CliIO, runtime: Runtime, notes: string[]): Promise<{ model: Model; prompt: string | number[] }> {
   let dir = values.model as string | undefined;
   if (dir === undefined) {
     dir = resolve(io.bundledGoldenDir, '..', '..', 'models', DEMO_MODEL);
@@ -154,14 +180,7 @@ export async function prepare(command: string, values: Record<string, string | b
     const seen = model.decode(model.encode(prompt, false));
     if (seen !== prompt) notes.push(`note: the tokenizer reads the prompt as ${JSON.stringify(seen)} (characters it cannot encode are lost)`);
   }
-  const options: GenerateOptions = { maxNewTokens };
-  if (policy) options.policy = policy;
-  if (samplingGiven) options.sampling = sampling;
-  if (seed !== undefined) options.seed = seed;
-  if (stopStrings) options.stopStrings = stopStrings;
-  if (values['kv-strategy'] !== undefined) options.kvStrategy = String(values['kv-strategy']);
-  if (policy) model.checkPolicy(policy);
-  return { model, prompt, options, notes };
+  return { model, prompt };
 }
 
 /** Prints prepare's notes on stderr. */
@@ -178,7 +197,15 @@ export async function runCommand(argv: string[], io: CliIO): Promise<number> {
   const { values, positionals } = parseFlags('run', argv, { ...GENERATION_FLAGS, json: { type: 'boolean' } });
   if (values.help) { io.out(RUN_HELP); return 0; }
   if (positionals.length > 0) throw new PonderError('ARG_INVALID', `run: unexpected argument ${JSON.stringify(positionals[0])}`, { hint: 'put the prompt after --prompt; see `ponder run --help`' });
-  const { model, prompt, options, notes } = await prepare('run', values, io);
+  const prepared = await prepare('run', values, io);
+  try {
+    return await runPrepared(prepared, values, io);
+  } finally {
+    await disposeRuntime(prepared.runtime);
+  }
+}
+
+async function runPrepared({ model, prompt, options, notes }: Prepared, values: Record<string, string | boolean | string[] | undefined>, io: CliIO): Promise<number> {
   const generation = model.generate(prompt, options); // validates ids, context, policy, sampling
   printNotes(notes, io);
   const tty = io.isTTY === true;

@@ -8,7 +8,7 @@ import { checkWriteTarget, readText, writeFileAtomic } from '../node/files.js';
 import { renderTraceHtml } from '../trace/html.js';
 import { parseTraceJSON } from '../trace/trace.js';
 import { parseFlags } from './args.js';
-import { GENERATION_FLAGS, GENERATION_HELP, prepare, printNotes } from './run.js';
+import { disposeRuntime, GENERATION_FLAGS, GENERATION_HELP, prepare, printNotes } from './run.js';
 import type { CliIO } from './io.js';
 
 export const TRACE_HELP = `ponder trace --html FILE [options]
@@ -39,10 +39,14 @@ export async function traceCommand(argv: string[], io: CliIO): Promise<number> {
     if (generationFlags.length > 0) throw new PonderError('ARG_INVALID', `trace: --from renders an existing trace; --${generationFlags[0]} does not apply`, { hint: 'drop the generation flags, or drop --from' });
     run = parseTraceJSON(readText(String(values.from), { maxBytes: LIMITS.jsonFileBytes, code: 'TRACE_INVALID', what: 'a trace' }));
   } else {
-    const { model, prompt, options, notes } = await prepare('trace', values, io);
-    const generation = model.generate(prompt, options); // validates ids, context, policy, sampling
-    printNotes(notes, io);
-    run = (await generation.result()).trace;
+    const { model, prompt, options, notes, runtime } = await prepare('trace', values, io);
+    try {
+      const generation = model.generate(prompt, options); // validates ids, context, policy, sampling
+      printNotes(notes, io);
+      run = (await generation.result()).trace;
+    } finally {
+      await disposeRuntime(runtime);
+    }
   }
   writeFileAtomic(html, renderTraceHtml(run));
   io.out(`wrote ${html}: ${run.tokens.length} tokens (${run.family}, ${run.policy})\n`);

@@ -21,17 +21,29 @@ export { listen, loadChatTemplateDir, type ListenOptions, type Listening } from 
 
 const TOKENIZER_FILE_LIMIT: ReadLimit = { maxBytes: LIMITS.jsonFileBytes, code: 'TOKENIZER_INVALID', what: 'a tokenizer file' };
 
-/** Without `runtime`: the WASM SIMD kernels on worker_threads, one thread per available core (at most 8). */
-async function withDefaultRuntime(options: LoadOptions): Promise<LoadOptions> {
-  return options.runtime ? options : { ...options, runtime: await createNodeWasmRuntime({ threads: defaultThreadCount() }) };
+/**
+ * Loads with `options.runtime`, or without one with the WASM SIMD kernels on worker_threads, one
+ * thread per available core (at most 8) — whose threads are stopped again when loading fails, so a
+ * bad model leaves nothing running.
+ */
+async function withDefaultRuntime(options: LoadOptions, load: (options: LoadOptions) => Promise<Model>): Promise<Model> {
+  if (options.runtime) return load(options);
+  const runtime = await createNodeWasmRuntime({ threads: defaultThreadCount() });
+  try {
+    return await load({ ...options, runtime });
+  } catch (e) {
+    await runtime.dispose();
+    throw e;
+  }
 }
 
 /** A directory path (or file: URL), an http(s) URL base, or in-memory files. */
 export async function loadModel(source: ModelSource, loadOptions?: LoadOptions): Promise<Model> {
-  const options = await withDefaultRuntime(checkLoadOptions(loadOptions));
-  if (source instanceof URL && source.protocol === 'file:') return loadModelDir(decodeURIComponent(source.pathname), options);
-  if (typeof source === 'string' && !/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) return loadModelDir(source, options);
-  return loadModelCore(source, options);
+  return withDefaultRuntime(checkLoadOptions(loadOptions), (options) => {
+    if (source instanceof URL && source.protocol === 'file:') return loadModelDir(decodeURIComponent(source.pathname), options);
+    if (typeof source === 'string' && !/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) return loadModelDir(source, options);
+    return loadModelCore(source, options);
+  });
 }
 
 /** Loads a model directory. Errors: IO_NOT_FOUND, MODEL_NO_WEIGHTS, MODEL_NO_CONFIG, CFG_*, BIND_MISMATCH, ... */
@@ -39,7 +51,10 @@ export async function loadModelDir(path: string, loadOptions?: LoadOptions): Pro
   stringArgument(path, 'loadModelDir path');
   const checked = checkLoadOptions(loadOptions);
   checkAborted(checked.signal, `loading ${path}`);
-  const options = await withDefaultRuntime(checked);
+  return withDefaultRuntime(checked, (options) => loadDir(path, options));
+}
+
+async function loadDir(path: string, options: LoadOptions): Promise<Model> {
   const dir = openModelDir(path);
   if (dir.layout === 'file' || !dir.config) {
     throw new PonderError('MODEL_NO_CONFIG', `${path} is not a model directory: ${dir.layout === 'file' ? 'it is a single weights file' : 'it has weights but no config.json'}`, {
