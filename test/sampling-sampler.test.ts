@@ -29,6 +29,8 @@ test('every out-of-range sampling option is ARG_INVALID naming that option', () 
   for (const [field, value] of bad) {
     assert.throws(() => new Sampler(V, { [field]: value }), isCode('ARG_INVALID', field), `${field} = ${value}`);
   }
+  const deep = JSON.parse(`${'['.repeat(5000)}${']'.repeat(5000)}`) as never; // a message never String()s a caller's value: this one overflows the stack
+  for (const field of ['temperature', 'topK', 'topP', 'minP', 'repetitionPenalty'] as const) assert.throws(() => new Sampler(V, { [field]: deep }), isCode('ARG_INVALID', field));
 });
 
 test('boundary values of every range are accepted and defaults are filled in', () => {

@@ -53,25 +53,25 @@ export function resolveSamplingOptions(samplingOptions: SamplingOptions, vocabSi
   }
   const temperature = options.temperature ?? 1;
   if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) {
-    throw badArg('temperature', `temperature must be a finite number ≥ 0, got ${String(temperature)}`,
+    throw badArg('temperature', `temperature must be a finite number ≥ 0, got ${describeValue(temperature)}`,
       'use temperature 0 for greedy decoding, or a positive value such as 0.7 to sample');
   }
   const topK = options.topK ?? null;
   if (topK !== null && (typeof topK !== 'number' || !Number.isInteger(topK) || topK <= 0 || topK > vocabSize)) {
-    throw badArg('topK', `topK must be an integer in [1, ${vocabSize}] (the vocabulary size), got ${String(topK)}`,
+    throw badArg('topK', `topK must be an integer in [1, ${vocabSize}] (the vocabulary size), got ${describeValue(topK)}`,
       'leave topK unset to disable it');
   }
   const topP = options.topP ?? 1;
   if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) {
-    throw badArg('topP', `topP must be in (0, 1], got ${String(topP)}`, 'use topP 1 (the default) to disable nucleus filtering');
+    throw badArg('topP', `topP must be in (0, 1], got ${describeValue(topP)}`, 'use topP 1 (the default) to disable nucleus filtering');
   }
   const minP = options.minP ?? 0;
   if (typeof minP !== 'number' || !(minP >= 0 && minP <= 1)) {
-    throw badArg('minP', `minP must be in [0, 1], got ${String(minP)}`, 'use minP 0 (the default) to disable it');
+    throw badArg('minP', `minP must be in [0, 1], got ${describeValue(minP)}`, 'use minP 0 (the default) to disable it');
   }
   const repetitionPenalty = options.repetitionPenalty ?? 1;
   if (typeof repetitionPenalty !== 'number' || !Number.isFinite(repetitionPenalty) || repetitionPenalty <= 0) {
-    throw badArg('repetitionPenalty', `repetitionPenalty must be a finite number > 0, got ${String(repetitionPenalty)}`,
+    throw badArg('repetitionPenalty', `repetitionPenalty must be a finite number > 0, got ${describeValue(repetitionPenalty)}`,
       'use 1 (the default) for no penalty; values above 1 discourage repeats');
   }
   // it is applied in float32 (as torch does): one that rounds to 0 or Infinity would turn logits into ±Infinity or 0
@@ -358,7 +358,7 @@ export class Sampler {
       const id = context[j];
       if (!Number.isInteger(id) || id < 0 || id >= V) {
         for (let r = 0; r < j; r++) this.seen[context[r]] = 0;
-        throw new PonderError('ARG_INVALID', `context[${j}] = ${String(id)} is not a token id in [0, ${V})`, {
+        throw new PonderError('ARG_INVALID', `context[${j}] = ${describeValue(id)} is not a token id in [0, ${V})`, {
           field: 'context',
           hint: 'the context passed for the repetition penalty must hold token ids of this model',
         });

@@ -201,7 +201,7 @@ export function parseTraceJSON(text: string): RunTrace {
     throw new PonderError('TRACE_INVALID', 'this JSON is not a ponder trace (no "format": "ponder-trace")', { field: 'format', hint: 'pass a file written by `ponder run --json` or traceToJSON' });
   }
   if (d.version !== TRACE_FORMAT_VERSION) {
-    throw new PonderError('TRACE_INVALID', `trace format version ${String(d.version)} is not supported (this ponder reads version ${TRACE_FORMAT_VERSION})`, { field: 'version', hint: 'regenerate the trace with this version of ponder' });
+    throw new PonderError('TRACE_INVALID', `trace format version ${show(d.version)} is not supported (this ponder reads version ${TRACE_FORMAT_VERSION})`, { field: 'version', hint: 'regenerate the trace with this version of ponder' });
   }
   const { format: _format, version: _version, summary: _summary, ...rest } = d;
   const run = rest as unknown as RunTrace;
