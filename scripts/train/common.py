@@ -28,8 +28,8 @@ class Data:
         self.prose_train = read('prose-train.u16')
         self.prose_val = read('prose-val.u16')
         self.synth_train = read('synth-train.u16')
-        with open(os.path.join(folder, 'synth-eval.json')) as f:
-            self.synth_eval = json.load(f)
+        with open(os.path.join(folder, 'mix-eval.json')) as f:
+            self.mix_eval = json.load(f)  # models/eval/heldout.txt in windows, with the synthetic queries
         with open(os.path.join(folder, 'token-bytes.json')) as f:
             self.token_bytes = torch.tensor(json.load(f), dtype=torch.float64)
         with open(os.path.join(folder, 'meta.json')) as f:
@@ -349,6 +349,7 @@ def add_train_args(p):
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--log-every', type=int, default=25)
     p.add_argument('--save-every', type=int, default=200)
+    p.add_argument('--init-from', default=None, help="a checkpoint.pt whose model weights a new run starts from (its optimizer and step are not taken)")
     p.add_argument('--stop-at', type=int, default=None, help='end after this step with a checkpoint (to replay a run that was stopped and resumed)')
 
 

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from common import RMSNorm, causal_attention, ponder_initial_state, rope_interleaved, rope_interleaved_table
 
-KL_THRESHOLDS = (1e-2, 3e-3, 1e-3, 3e-4)
+KL_THRESHOLDS = (1e-2, 1e-3)
+LATENT_THRESHOLDS = (0.1, 0.05, 0.03, 0.02, 0.01)
 
 
 class SandwichBlock(nn.Module):
@@ -101,13 +102,18 @@ class Huginn(nn.Module):
             x = block(x, freqs)
         return self.lm_head(self.transformer.ln_f(x)).float()
 
-    def forward(self, ids, steps, state=None, trajectory=False):
-        """logits after `steps` iterations; with trajectory=True a list of logits after 1..steps."""
+    def forward(self, ids, steps, state=None, trajectory=False, states=None):
+        """logits after `steps` iterations; with trajectory=True a list of logits after 1..steps (and,
+        when `states` is a list, the states s_0..s_steps appended to it)."""
         e, freqs = self.embed(ids)
         s = self.initial_state(e) if state is None else state
         out = []
+        if states is not None:
+            states.append(s)
         for i in range(steps):
             s = self.core(s, e, freqs)
+            if states is not None:
+                states.append(s)
             if trajectory:
                 out.append(self.decode(s, freqs))
         return out if trajectory else self.decode(s, freqs)
@@ -186,27 +192,52 @@ class Family:
         pass
 
     def policies(self, model, ids):
-        """(name, logits [B, S, V], depth [B, S]): fixed(1..2·default) from one trajectory, and upstream's
-        per-token KL exit (threshold t, at most the default depth) read off that trajectory."""
+        """(name, logits [B, S, V], depth [B, S]): fixed(1..2·default) from one trajectory, and the per-token
+        exits exit(kl, t) and exit(latent-diff, t) (upstream's criteria as ponder computes them: KL of
+        the next-token distribution to the previous check's, uniform before the first; ‖s_t − s_{t−1}‖ /
+        ‖s_t‖ with s_0 the initial state) read off that trajectory, at most 2·default steps. The read-off
+        computes every position at every step: ponder's token-by-token decode gives an exited token's
+        later steps no KV entries (cache lookup "full"), which later tokens then do not see."""
         D = self.default_depth
-        trajectory = model(ids, 2 * D, trajectory=True)
+        states = []
+        trajectory = model(ids, 2 * D, trajectory=True, states=states)
         B, S = ids.shape
         for d, logits in enumerate(trajectory, start=1):
             yield f'fixed({d})', logits, torch.full((B, S), d)
-        logq = [torch.log_softmax(l, dim=-1) for l in trajectory[:D]]
-        V = logq[0].shape[-1]
+        stacked = torch.stack(trajectory, dim=0)
+        V = stacked.shape[-1]
+        pick = lambda depth: stacked.gather(0, (depth - 1)[None, ..., None].expand(1, B, S, V))[0]
+
+        def first_below(values, thr):  # values [T, B, S] → depth of the first t with value < thr, else T
+            below = values < thr
+            return torch.where(below.any(0), below.float().argmax(0) + 1, torch.full((B, S), values.shape[0]))
+
+        logq = torch.log_softmax(stacked, dim=-1)
+        prev = torch.cat([torch.full_like(logq[:1], -np.log(V)), logq[:-1]], dim=0)
+        kl = (prev.exp() * (prev - logq)).sum(-1)  # [T, B, S]
         for thr in KL_THRESHOLDS:
-            depth = torch.full((B, S), D)
-            done = torch.zeros(B, S, dtype=torch.bool)
-            prev = torch.full_like(logq[0], -np.log(V))
-            for t, lq in enumerate(logq):
-                kl = (prev.exp() * (prev - lq)).sum(-1)
-                exits = ~done & (kl < thr)
-                depth[exits] = t + 1
-                done |= exits
-                prev = lq
-            logits = torch.stack(trajectory[:D], dim=0).gather(0, (depth - 1)[None, ..., None].expand(1, B, S, V))[0]
-            yield f'exit(kl, {thr:g})', logits, depth
+            depth = first_below(kl, thr)
+            yield f'exit(kl, {thr:g})', pick(depth), depth
+        st = torch.stack(states, dim=0).double()
+        diff = (st[1:] - st[:-1]).norm(dim=-1) / st[1:].norm(dim=-1)
+        for thr in LATENT_THRESHOLDS:
+            depth = first_below(diff, thr)
+            yield f'exit(latent-diff, {thr:g})', pick(depth), depth
+
+    def relative_compute(self, policy, depth):
+        """linear FLOPs per token relative to fixed(default), as ponder counts them (multiply-add = 2,
+        attention scores left out): prelude + depth · (adapter + core) + coda + head, and for exit(kl)
+        the coda + head at every check."""
+        c = self.config
+        E, I, V = c['n_embd'], c['intermediate_size'], c['vocab_size']
+        block = 2 * (3 * E * E + E * E + 2 * I * E + I * E)
+        P, R, C = c['n_layers_in_prelude'], c['n_layers_in_recurrent_block'], c['n_layers_in_coda']
+        step, head, coda = 2 * 2 * E * E + R * block, 2 * V * E, C * block
+        full = P * block + self.default_depth * step + coda + head
+        d = depth.double()
+        if policy.startswith('exit(kl'):
+            return (P * block + d * (step + coda + head)) / full
+        return (P * block + d * step + coda + head) / full
 
     def fixture(self, model, ids):
         """ponder's forward: s₀ from its seeded stream (seed 0), last-position logits per policy."""

@@ -189,6 +189,17 @@ class Family:
             logits = model(ids, 'causal', threshold=tau, record=rec)
             yield f'router(causal, {tau:g})', logits, rec['depth']
 
+    def relative_compute(self, policy, depth):
+        """linear FLOPs per token relative to fixed(num_recursion): first and last layer + depth · block + routers + head"""
+        mc = self.config['model_config']
+        H, I, V = mc['hidden_size'], mc['intermediate_size'], mc['vocab_size']
+        kv = mc['num_key_value_heads'] * mc['head_dim']
+        layer = 2 * (2 * H * mc['num_attention_heads'] * mc['head_dim'] + 2 * H * kv + 3 * H * I)
+        R = self.default_depth
+        bd = (mc['num_hidden_layers'] - 2) // R
+        full = 2 * layer + R * (bd * layer + 2 * H) + 2 * H * V
+        return (2 * layer + depth.double() * (bd * layer + 2 * H) + 2 * H * V) / full
+
     def fixture(self, model, ids):
         out = [{'policy': f'fixed({d})', 'logits': model(ids, 'fixed', depth=d)[0, -1]} for d in range(1, self.default_depth + 1)]
         for policy, mode in (('default', 'upstream'), ('router(causal, 0.5)', 'causal')):

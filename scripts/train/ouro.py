@@ -163,6 +163,17 @@ class Family:
             logits = stacked.gather(0, exit_step[None, ..., None].expand(1, B, S, stacked.shape[-1]))[0]
             yield f'exit(gate, {tau:g}, select)', logits, exit_step + 1
 
+    def relative_compute(self, policy, depth):
+        """linear FLOPs per token relative to fixed(total_ut_steps): depth · (layers + gate) + head. For
+        exit(gate, τ, select) this is the compute of ponder's skip mode (a token stops looping at its
+        exit); select itself runs every loop."""
+        c = self.config
+        H, I, V, L = c['hidden_size'], c['intermediate_size'], c['vocab_size'], c['num_hidden_layers']
+        kv = c['num_key_value_heads'] * c['head_dim']
+        layer = 2 * (2 * H * c['num_attention_heads'] * c['head_dim'] + 2 * H * kv + 3 * H * I)
+        loop, head = L * layer + 2 * H, 2 * H * V
+        return (depth.double() * loop + head) / (self.default_depth * loop + head)
+
     def fixture(self, model, ids):
         hs, gates = model.loops(ids)
         per_loop = [model.lm_head(h).float() for h in hs]
