@@ -33,17 +33,17 @@ class SandwichBlock(nn.Module):
         self.norm_3 = RMSNorm(E, c['norm_eps'])
         self.norm_4 = RMSNorm(E, c['norm_eps'])
 
-    def attention(self, x, freqs):
+    def attention(self, x, freqs, allowed=None):
         B, S, E = x.shape
         q, k, v = self.attn.Wqkv(x).view(B, S, 3, self.n_heads, self.head_dim).unbind(2)
         q = q + self.attn.qk_bias[0]
         k = k + self.attn.qk_bias[1]
         q, k = rope_interleaved(q, freqs), rope_interleaved(k, freqs)
-        y = causal_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        y = causal_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), allowed)
         return self.attn.proj(y.transpose(1, 2).reshape(B, S, E))
 
-    def forward(self, x, freqs):
-        x = self.norm_2(self.attention(self.norm_1(x), freqs) + x)
+    def forward(self, x, freqs, allowed=None):
+        x = self.norm_2(self.attention(self.norm_1(x), freqs, allowed) + x)
         g, u = self.mlp.fc(self.norm_3(x)).chunk(2, dim=-1)
         return self.norm_4(self.mlp.proj(F.silu(g) * u) + x)
 
@@ -90,10 +90,10 @@ class Huginn(nn.Module):
         nn.init.trunc_normal_(x, 0.0, std, -3 * std, 3 * std)
         return x * self.emb_scale
 
-    def core(self, s, e, freqs):
+    def core(self, s, e, freqs, allowed=None):
         x = self.transformer.adapter(torch.cat([s, e], dim=-1))
         for block in self.transformer.core_block:
-            x = block(x, freqs)
+            x = block(x, freqs, allowed)
         return x
 
     def decode(self, s, freqs):
@@ -102,18 +102,13 @@ class Huginn(nn.Module):
             x = block(x, freqs)
         return self.lm_head(self.transformer.ln_f(x)).float()
 
-    def forward(self, ids, steps, state=None, trajectory=False, states=None):
-        """logits after `steps` iterations; with trajectory=True a list of logits after 1..steps (and,
-        when `states` is a list, the states s_0..s_steps appended to it)."""
+    def forward(self, ids, steps, state=None, trajectory=False):
+        """logits after `steps` iterations; with trajectory=True a list of logits after 1..steps."""
         e, freqs = self.embed(ids)
         s = self.initial_state(e) if state is None else state
         out = []
-        if states is not None:
-            states.append(s)
         for i in range(steps):
             s = self.core(s, e, freqs)
-            if states is not None:
-                states.append(s)
             if trajectory:
                 out.append(self.decode(s, freqs))
         return out if trajectory else self.decode(s, freqs)
@@ -193,36 +188,48 @@ class Family:
 
     def policies(self, model, ids):
         """(name, logits [B, S, V], depth [B, S]): fixed(1..2·default) from one trajectory, and the per-token
-        exits exit(kl, t) and exit(latent-diff, t) (upstream's criteria as ponder computes them: KL of
-        the next-token distribution to the previous check's, uniform before the first; ‖s_t − s_{t−1}‖ /
-        ‖s_t‖ with s_0 the initial state) read off that trajectory, at most 2·default steps. The read-off
-        computes every position at every step: ponder's token-by-token decode gives an exited token's
-        later steps no KV entries (cache lookup "full"), which later tokens then do not see."""
+        exits exit(kl, t) and exit(latent-diff, t) as ponder runs them (exit_run)."""
         D = self.default_depth
-        states = []
-        trajectory = model(ids, 2 * D, trajectory=True, states=states)
+        trajectory = model(ids, 2 * D, trajectory=True)
         B, S = ids.shape
         for d, logits in enumerate(trajectory, start=1):
             yield f'fixed({d})', logits, torch.full((B, S), d)
-        stacked = torch.stack(trajectory, dim=0)
-        V = stacked.shape[-1]
-        pick = lambda depth: stacked.gather(0, (depth - 1)[None, ..., None].expand(1, B, S, V))[0]
-
-        def first_below(values, thr):  # values [T, B, S] → depth of the first t with value < thr, else T
-            below = values < thr
-            return torch.where(below.any(0), below.float().argmax(0) + 1, torch.full((B, S), values.shape[0]))
-
-        logq = torch.log_softmax(stacked, dim=-1)
-        prev = torch.cat([torch.full_like(logq[:1], -np.log(V)), logq[:-1]], dim=0)
-        kl = (prev.exp() * (prev - logq)).sum(-1)  # [T, B, S]
         for thr in KL_THRESHOLDS:
-            depth = first_below(kl, thr)
-            yield f'exit(kl, {thr:g})', pick(depth), depth
-        st = torch.stack(states, dim=0).double()
-        diff = (st[1:] - st[:-1]).norm(dim=-1) / st[1:].norm(dim=-1)
+            yield (f'exit(kl, {thr:g})', *self.exit_run(model, ids, 'kl', thr))
         for thr in LATENT_THRESHOLDS:
-            depth = first_below(diff, thr)
-            yield f'exit(latent-diff, {thr:g})', pick(depth), depth
+            yield (f'exit(latent-diff, {thr:g})', *self.exit_run(model, ids, 'latent-diff', thr))
+
+    def exit_run(self, model, ids, criterion, thr):
+        """Per-token exits as ponder decodes token by token (at most the default depth): a token stops
+        after the first step whose criterion is below thr — KL of its next-token distribution to the
+        previous step's (uniform before the first), or ‖s_t − s_{t−1}‖ / ‖s_t‖ (s_0 the initial state)
+        — and later tokens' core attention at step t sees only the earlier tokens that ran step t
+        (cache lookup "full": an exited token has no entry there). Computed in parallel: at step t every
+        token still running attends to the running ones; an exited token's state stays as it was.
+        Exact for latent-diff; for kl the step logits' coda sees the other tokens' current states
+        (ponder's: their final ones). → (logits [B, S, V], depth [B, S])"""
+        B, S = ids.shape
+        e, freqs = model.embed(ids)
+        s = model.initial_state(e)
+        running = torch.ones(B, S, dtype=torch.bool)
+        depth = torch.zeros(B, S, dtype=torch.int64)
+        causal = torch.ones(S, S, dtype=torch.bool).tril()
+        eye = torch.eye(S, dtype=torch.bool)
+        V = self.config['vocab_size']
+        prev = torch.full((B, S, V), -np.log(V))
+        for _ in range(self.default_depth):
+            allowed = ((causal[None] & running[:, None, :]) | eye[None])[:, None]  # [B, 1, S, S]
+            new = torch.where(running[..., None], model.core(s, e, freqs, allowed), s)
+            depth += running.long()
+            if criterion == 'kl':
+                logq = torch.log_softmax(model.decode(new, freqs), dim=-1)
+                value = (prev.exp() * (prev - logq)).sum(-1)
+                prev = torch.where(running[..., None], logq, prev)
+            else:
+                value = (new - s).double().norm(dim=-1) / new.double().norm(dim=-1)
+            running = running & ~(value < thr)
+            s = new
+        return model.decode(s, freqs), depth
 
     def relative_compute(self, policy, depth):
         """linear FLOPs per token relative to fixed(default), as ponder counts them (multiply-add = 2,
