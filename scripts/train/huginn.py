@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import RMSNorm, causal_attention, ponder_initial_state, rope_interleaved, rope_interleaved_table
+from common import RMSNorm, causal_attention, cross_entropy_rows, weighted_mean, ponder_initial_state, rope_interleaved, rope_interleaved_table
 
 KL_THRESHOLDS = (1e-2, 1e-3)
 LATENT_THRESHOLDS = (0.1, 0.05, 0.03, 0.02, 0.01)
@@ -168,7 +168,7 @@ class Family:
     def build(self):
         return Huginn(self.config)
 
-    def loss(self, model, batch, step, rng):
+    def loss(self, model, batch, weights, step, rng):
         ids, targets = batch[:, :-1], batch[:, 1:]
         n, k = sample_depth(rng, self.config['mean_recurrence'], self.config['mean_backprop_depth'])
         e, freqs = model.embed(ids)
@@ -180,7 +180,7 @@ class Family:
         for _ in range(k):
             s = model.core(s, e, freqs)
         logits = model.decode(s, freqs)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        loss = weighted_mean(cross_entropy_rows(logits, targets), weights)
         return loss, {'depth': n + k}
 
     def after_step(self, model, step):

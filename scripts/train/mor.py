@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import GatedMLP, LlamaAttention, RMSNorm
+from common import GatedMLP, LlamaAttention, RMSNorm, cross_entropy_rows, weighted_mean
 
 
 class LlamaDecoderLayer(nn.Module):
@@ -165,11 +165,11 @@ class Family:
     def build(self):
         return MoR(self.config)
 
-    def loss(self, model, batch, step, rng):
+    def loss(self, model, batch, weights, step, rng):
         ids, targets = batch[:, :-1], batch[:, 1:]
         rec = {}
         logits = model(ids, 'upstream', record=rec)
-        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        ce = weighted_mean(cross_entropy_rows(logits, targets), weights)
         return ce + self.coeff * rec['aux'], {'ce': round(ce.item(), 4), 'aux': round(rec['aux'].item(), 4)}
 
     def after_step(self, model, step):

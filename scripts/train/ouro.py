@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import GatedMLP, LlamaAttention, RMSNorm, causal_attention, rope_rotate_half
+from common import GatedMLP, LlamaAttention, RMSNorm, causal_attention, rope_rotate_half, weighted_mean
 
 
 class OuroDecoderLayer(nn.Module):
@@ -169,7 +169,7 @@ class Family:
     def build(self):
         return Ouro(self.config)
 
-    def loss(self, model, batch, step, rng):
+    def loss(self, model, batch, weights, step, rng):
         a = self.args
         ids, targets = batch[:, :-1], batch[:, 1:]
         stage2 = step >= a.steps - a.gate_steps
@@ -178,7 +178,7 @@ class Family:
             ce = torch.stack([F.cross_entropy(model.lm_head(h).float().transpose(1, 2), targets, reduction='none') for h in hs], dim=-1)
             pdf = exit_pdf(gates)
             entropy = -(pdf * torch.log(pdf.clamp_min(1e-12))).sum(-1)
-            loss = (pdf * ce).sum(-1).mean() - a.entropy_beta * entropy.mean()
+            loss = weighted_mean((pdf * ce).sum(-1), weights) - a.entropy_beta * entropy.mean()
             return loss, {'ce_loops': [round(x, 3) for x in ce.mean((0, 1)).tolist()], 'exit_mean': round(float((pdf * torch.arange(1, pdf.shape[-1] + 1)).sum(-1).mean()), 3)}
         with torch.no_grad():
             hs, _ = model.loops(ids)
