@@ -10,6 +10,7 @@ import { loadModelDir } from '../node/index.js';
 import { parsePolicy } from '../depth/policy.js';
 import type { GenerateOptions, GenerationResult, Model } from '../api/model.js';
 import type { SamplingOptions } from '../generate/sampling.js';
+import type { Runtime } from '../runtime/runtime.js';
 import { colorTokenByDepth, depthLegend, formatSummary } from '../trace/terminal.js';
 import { intFlag, parseFlags, type FlagSpec } from './args.js';
 import { createRuntime, RUNTIME_FLAGS } from './runtime-flags.js';
@@ -54,7 +55,8 @@ export const GENERATION_HELP = `  --model DIR, -m        model directory in Hugg
                           randomized, optionally -compress-s<N> / -compress-r<N> / -compress-anchor);
                           Ouro copy-forward | exclude (skipped loops after an early exit)
   --kernels wasm|scalar   kernels to run on (default wasm)
-  --threads N             WASM kernel threads (default 1; results are bit-identical to one thread)`;
+  --threads N             WASM kernel threads (default: the available cores, at most 8; results are
+                          bit-identical on any count)`;
 
 export const RUN_HELP = `ponder run [options]
 
@@ -94,6 +96,17 @@ function idsFlag(value: string): number[] {
   return parts.map(Number);
 }
 
+/** The runtime --kernels and --threads ask for (run, trace, serve). */
+export async function runtimeFromFlags(command: string, values: Record<string, string | boolean | string[] | undefined>): Promise<Runtime> {
+  // no --threads: as many kernel threads as the host offers (defaultThreadCount, at most 8); scalar kernels run on one
+  const threads = values.threads !== undefined || values.kernels === 'scalar' ? intFlag(command, 'threads', values.threads as string | undefined, 1)
+    : (await import('../node/pool-worker.js')).defaultThreadCount();
+  if (threads > 1 && values.kernels === 'scalar') throw new PonderError('ARG_INVALID', `${command}: --threads needs the wasm kernels`, { field: 'threads', hint: 'drop --kernels scalar or --threads' });
+  return threads > 1
+    ? (await import('../node/pool-worker.js')).createNodeWasmRuntime({ threads })
+    : createRuntime(values as Record<string, string | boolean | undefined>);
+}
+
 interface Prepared {
   model: Model;
   prompt: string | number[];
@@ -124,11 +137,7 @@ export async function prepare(command: string, values: Record<string, string | b
   const seed = seedFlag(values.seed as string | undefined);
   const stopStrings = values.stop as string[] | undefined;
 
-  const threads = intFlag(command, 'threads', values.threads as string | undefined, 1);
-  if (threads > 1 && values.kernels === 'scalar') throw new PonderError('ARG_INVALID', `${command}: --threads needs the wasm kernels`, { field: 'threads', hint: 'drop --kernels scalar or --threads' });
-  const runtime = threads > 1
-    ? await (await import('../node/pool-worker.js')).createNodeWasmRuntime({ threads })
-    : await createRuntime(values as Record<string, string | boolean | undefined>);
+  const runtime = await runtimeFromFlags(command, values);
   let dir = values.model as string | undefined;
   if (dir === undefined) {
     dir = resolve(io.bundledGoldenDir, '..', '..', 'models', DEMO_MODEL);
