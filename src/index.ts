@@ -21,8 +21,9 @@ export { morConfigFromRelease, parseExperimentYaml, planMorConversion, type Conv
 // sampling, stopping, tokenizer
 export { Sampler, resolveSamplingOptions, samplingFromGenerationConfig, type SamplingOptions, type ResolvedSamplingOptions } from './generate/sampling.js';
 export { StopCondition, type StopOptions } from './generate/stop.js';
-export { loadTokenizer, type TextTokenizer, type LoadTokenizerOptions } from './tokenizer.js';
+export { loadTokenizer, type TextTokenizer, type LoadTokenizerOptions, type SpecialTokenRule } from './tokenizer.js';
 export { loadChatTemplate, compileChatTemplate, specialTokenVariables, ChatTemplate, type ChatMessage, type ChatRenderOptions, type ChatTemplateFiles, type ChatTemplateOrigin, type LoadChatTemplateOptions } from './chat/template.js';
+export { assistantRole, endOfTurnToken, defaultStopIds } from './chat/stops.js';
 
 // traces
 export { checkTrace, summarizeTrace, traceToJSON, parseTraceJSON, type RunTrace, type TokenTrace, type TraceSummary, type ExitReason } from './trace/trace.js';

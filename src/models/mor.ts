@@ -57,6 +57,15 @@ export class MorSession {
     this.rows = rows;
     this.sharesKv = sharesKv;
   }
+  /** Empties every row's caches (keeping their buffers), so the session starts a new sequence in either mode. */
+  clear(): void {
+    for (const row of this.rows) {
+      row.seen = 0;
+      for (const slot of row.slots.values()) slot.len = 0;
+    }
+    this.mode = null;
+    this.failed = false;
+  }
   /** slot → number of stored tokens per row */
   slotLengths(row = 0): Map<number, number> {
     return new Map([...this.rows[row].slots].map(([s, slot]) => [s, slot.len]));

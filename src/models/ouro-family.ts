@@ -19,6 +19,7 @@ export const ouroFamily: FamilyDefinition<OuroConfig, OuroModel> = {
   detect: (v) => v.model_type === 'ouro',
   parseConfig: (config: ConfigObject) => ouroConfigFromJson(config, config.path),
   tensors: ouroTensors,
+  stops: (c) => ({ eosIds: c.eosIds, builtin: [] }),
   load: (config, source, runtime) => OuroModel.bind(config, source, runtime),
   adapter: (model) => new OuroAdapter(model),
 };
@@ -34,7 +35,6 @@ class OuroAdapter implements FamilyAdapter {
   readonly vocabSize: number;
   readonly contextLength: number;
   readonly defaultDepth: number;
-  readonly configEosIds: number[];
   private readonly kvRowBytes: number;
 
   constructor(readonly model: OuroModel) {
@@ -42,7 +42,6 @@ class OuroAdapter implements FamilyAdapter {
     this.vocabSize = c.vocabSize;
     this.contextLength = c.maxPositionEmbeddings;
     this.defaultDepth = c.totalUtSteps;
-    this.configEosIds = [...c.eosIds];
     this.kvRowBytes = c.totalUtSteps * c.numLayers * 2 * c.numKvHeads * c.headDim * 4;
   }
 
@@ -58,7 +57,18 @@ class OuroAdapter implements FamilyAdapter {
   }
 
   newSession(capacity: number, o: SessionOptions): OuroSession {
-    return { length: 0, cache: this.model.newCache(capacity), missingKv: (o.kvStrategy ?? 'copy-forward') as MissingKvPolicy };
+    return { length: 0, capacity, cache: this.model.newCache(capacity), missingKv: (o.kvStrategy ?? 'copy-forward') as MissingKvPolicy };
+  }
+
+  resetSession(s: FamilySession, o: SessionOptions): OuroSession {
+    const { cache } = s as OuroSession;
+    cache.length = 0; // rows are overwritten as positions are fed again; loopsRun[p] is set when p is written
+    return { length: 0, capacity: cache.capacity, cache, missingKv: (o.kvStrategy ?? 'copy-forward') as MissingKvPolicy };
+  }
+
+  /** One KV slot per (loop, layer), causal over positions: more tokens are upstream's continuation with past_key_values. */
+  continues(s: FamilySession, _control: Pick<StepControl, 'policy' | 'budgeted'>, o: SessionOptions): boolean {
+    return (s as OuroSession).missingKv === (o.kvStrategy ?? 'copy-forward');
   }
 
   /**

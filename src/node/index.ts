@@ -34,13 +34,16 @@ export async function loadModelDir(path: string, options: LoadOptions = {}): Pro
     });
   }
   const tokenizerPath = join(path, 'tokenizer.json');
-  const tokenizerConfigPath = join(path, 'tokenizer_config.json');
   const wantTokenizer = options.tokenizer !== false && existsSync(tokenizerPath);
+  const optionalText = (name: string): string | undefined => (wantTokenizer && existsSync(join(path, name)) ? readText(join(path, name)) : undefined);
+  const wantChat = options.chatTemplate !== false;
   return modelFromFiles({
     config: dir.config,
     weights: trackedWeights(dir.weights, options),
     tokenizerJson: wantTokenizer ? readText(tokenizerPath) : undefined,
-    tokenizerConfig: wantTokenizer && existsSync(tokenizerConfigPath) ? readText(tokenizerConfigPath) : undefined,
+    tokenizerConfig: optionalText('tokenizer_config.json'),
+    chatTemplateJinja: wantChat ? optionalText('chat_template.jinja') : undefined,
+    specialTokensMap: wantChat ? optionalText('special_tokens_map.json') : undefined,
     generationConfig: dir.generationConfig,
     label: path,
   }, options);
