@@ -124,6 +124,11 @@ export class Generation implements AsyncIterable<TokenEvent> {
     this.events = this.run();
   }
 
+  /** The rendered chat prompt (chat calls), else undefined. */
+  get promptText(): string | undefined {
+    return this.p.promptText;
+  }
+
   [Symbol.asyncIterator](): AsyncIterator<TokenEvent> {
     if (this.started) throw new PonderError('ARG_INVALID', 'a generation can be iterated only once', { hint: 'call model.generate(...) again for a new one' });
     this.started = true;

@@ -174,11 +174,7 @@ export class Model {
 
   /** The prompt text of a chat, exactly as transformers' apply_chat_template(tokenize=False, add_generation_prompt=True) renders it. */
   renderChat(messages: readonly ChatMessage[], options: ChatOptions = {}): string {
-    const template = this.requireChatTemplate();
-    return template.render(messages, {
-      addGenerationPrompt: !options.continueFinalMessage, continueFinalMessage: options.continueFinalMessage,
-      tools: options.tools, documents: options.documents, templateKwargs: options.templateKwargs, templateName: options.templateName,
-    });
+    return renderChatPrompt(this.requireChatTemplate(), messages, options);
   }
 
   /** Renders the conversation with the model's template, encodes it and streams the answer, like generate. */
@@ -249,6 +245,14 @@ export class Model {
     this.adapter.checkSessionOptions(session);
     return { promptIds, maxNewTokens, policy, sampler, stop, signal: o.signal ?? null, session, adapter: this.adapter };
   }
+}
+
+/** A chat's prompt text: the conversation with a generation prompt (or its last message left open), as Model.renderChat renders it. */
+export function renderChatPrompt(template: ChatTemplate, messages: readonly ChatMessage[], options: ChatOptions = {}): string {
+  return template.render(messages, {
+    addGenerationPrompt: !options.continueFinalMessage, continueFinalMessage: options.continueFinalMessage,
+    tools: options.tools, documents: options.documents, templateKwargs: options.templateKwargs, templateName: options.templateName,
+  });
 }
 
 function stringToken(value: string | string[] | undefined): string | undefined {

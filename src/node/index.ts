@@ -3,16 +3,13 @@
  * Hugging Face layout (config.json, model.safetensors or shards + index, tokenizer.json,
  * generation_config.json). Weights are read lazily from disk while the model binds them.
  */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { PonderError } from '../errors.js';
 import { loadModel as loadModelCore, modelFromFiles, trackedWeights, checkAborted, type LoadOptions, type ModelSource } from '../api/load.js';
 import type { Model } from '../api/model.js';
-import { openModelDir } from './model-dir.js';
-import { readText } from './files.js';
+import { openModelDir, readTokenizerFiles } from './model-dir.js';
 
 export * from '../index.js';
-export { openModelDir, type ModelDir } from './model-dir.js';
+export { openModelDir, readTokenizerFiles, type ModelDir, type TokenizerFiles } from './model-dir.js';
 export { createNodeWasmRuntime, enableRelaxedSimd, defaultThreadCount } from './pool-worker.js';
 export { convertMor, type ConvertMorOptions, type ConvertMorResult } from './convert.js';
 export { openFileSource } from './files.js';
@@ -33,17 +30,15 @@ export async function loadModelDir(path: string, options: LoadOptions = {}): Pro
       path, hint: 'a model directory holds config.json next to model.safetensors (Hugging Face layout)',
     });
   }
-  const tokenizerPath = join(path, 'tokenizer.json');
-  const wantTokenizer = options.tokenizer !== false && existsSync(tokenizerPath);
-  const optionalText = (name: string): string | undefined => (wantTokenizer && existsSync(join(path, name)) ? readText(join(path, name)) : undefined);
-  const wantChat = options.chatTemplate !== false;
+  const tokenizer = options.tokenizer !== false ? readTokenizerFiles(path) : {};
+  const wantChat = tokenizer.tokenizerJson !== undefined && options.chatTemplate !== false;
   return modelFromFiles({
     config: dir.config,
     weights: trackedWeights(dir.weights, options),
-    tokenizerJson: wantTokenizer ? readText(tokenizerPath) : undefined,
-    tokenizerConfig: optionalText('tokenizer_config.json'),
-    chatTemplateJinja: wantChat ? optionalText('chat_template.jinja') : undefined,
-    specialTokensMap: wantChat ? optionalText('special_tokens_map.json') : undefined,
+    tokenizerJson: tokenizer.tokenizerJson,
+    tokenizerConfig: tokenizer.tokenizerJson !== undefined ? tokenizer.tokenizerConfig : undefined,
+    chatTemplateJinja: wantChat ? tokenizer.chatTemplateJinja : undefined,
+    specialTokensMap: wantChat ? tokenizer.specialTokensMap : undefined,
     generationConfig: dir.generationConfig,
     label: path,
   }, options);
