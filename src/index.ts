@@ -24,6 +24,7 @@ export { StopCondition, type StopOptions } from './generate/stop.js';
 export { loadTokenizer, type TextTokenizer, type LoadTokenizerOptions, type SpecialTokenRule } from './tokenizer.js';
 export { loadChatTemplate, compileChatTemplate, specialTokenVariables, ChatTemplate, type ChatMessage, type ChatRenderOptions, type ChatTemplateFiles, type ChatTemplateOrigin, type LoadChatTemplateOptions } from './chat/template.js';
 export { assistantRole, endOfTurnToken, defaultStopIds } from './chat/stops.js';
+export { ThinkingSplitter, promptOpensThinking, type TextSegment } from './chat/thinking.js';
 
 // traces
 export { checkTrace, summarizeTrace, traceToJSON, parseTraceJSON, type RunTrace, type TokenTrace, type TraceSummary, type ExitReason } from './trace/trace.js';
