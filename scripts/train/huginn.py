@@ -1,0 +1,226 @@
+"""Huginn (recurrent depth, seal-rg/recurrent-pretraining raven_modeling_minimal.py) in torch, with
+upstream's module and tensor names, its "takase" init, and its training recipe: the depth is drawn
+per step from the "poisson-lognormal-filling" sampler and only the last mean_backprop_depth
+iterations get gradients (truncated backprop).
+"""
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from common import RMSNorm, causal_attention, ponder_initial_state, rope_interleaved, rope_interleaved_table
+
+KL_THRESHOLDS = (1e-2, 3e-3, 1e-3, 3e-4)
+
+
+class SandwichBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        E, I, H = c['n_embd'], c['intermediate_size'], c['n_heads']
+        self.n_heads, self.head_dim = H, E // H
+        self.norm_1 = RMSNorm(E, c['norm_eps'])
+        self.attn = nn.Module()
+        self.attn.Wqkv = nn.Linear(E, 3 * E, bias=False)
+        self.attn.qk_bias = nn.Parameter(torch.zeros(2, 1, H, E // H))
+        self.attn.proj = nn.Linear(E, E, bias=False)
+        self.norm_2 = RMSNorm(E, c['norm_eps'])
+        self.mlp = nn.Module()
+        self.mlp.fc = nn.Linear(E, 2 * I, bias=False)
+        self.mlp.proj = nn.Linear(I, E, bias=False)
+        self.norm_3 = RMSNorm(E, c['norm_eps'])
+        self.norm_4 = RMSNorm(E, c['norm_eps'])
+
+    def attention(self, x, freqs):
+        B, S, E = x.shape
+        q, k, v = self.attn.Wqkv(x).view(B, S, 3, self.n_heads, self.head_dim).unbind(2)
+        q = q + self.attn.qk_bias[0]
+        k = k + self.attn.qk_bias[1]
+        q, k = rope_interleaved(q, freqs), rope_interleaved(k, freqs)
+        y = causal_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return self.attn.proj(y.transpose(1, 2).reshape(B, S, E))
+
+    def forward(self, x, freqs):
+        x = self.norm_2(self.attention(self.norm_1(x), freqs) + x)
+        g, u = self.mlp.fc(self.norm_3(x)).chunk(2, dim=-1)
+        return self.norm_4(self.mlp.proj(F.silu(g) * u) + x)
+
+
+class Huginn(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.c = c
+        E = c['n_embd']
+        self.transformer = nn.Module()
+        self.transformer.wte = nn.Embedding(c['vocab_size'], E)
+        self.transformer.prelude = nn.ModuleList([SandwichBlock(c) for _ in range(c['n_layers_in_prelude'])])
+        self.transformer.adapter = nn.Linear(2 * E, E, bias=False)
+        self.transformer.core_block = nn.ModuleList([SandwichBlock(c) for _ in range(c['n_layers_in_recurrent_block'])])
+        self.transformer.coda = nn.ModuleList([SandwichBlock(c) for _ in range(c['n_layers_in_coda'])])
+        self.transformer.ln_f = RMSNorm(E, c['norm_eps'])
+        self.register_buffer('freqs_cis', rope_interleaved_table(E // c['n_heads'], c['rope_base'], c['block_size']))
+        self.iv = c['init_values']
+        self.emb_scale = self.iv['embed_scale']
+        # takase init (upstream _init_weights): std everywhere, the residual out-projections scaled down
+        for name, p in self.named_parameters():
+            if name.endswith('attn.proj.weight') or name.endswith('mlp.proj.weight'):
+                nn.init.normal_(p, 0, self.iv['out_proj'])
+            elif name.endswith('wte.weight'):
+                nn.init.normal_(p, 0, self.iv['embedding'])
+            elif p.dim() >= 2:
+                nn.init.normal_(p, 0, self.iv['std'])
+
+    def lm_head(self, x):
+        return x @ self.transformer.wte.weight.T  # tied
+
+    def embed(self, ids):
+        S = ids.shape[1]
+        freqs = self.freqs_cis[:, :S]
+        e = self.transformer.wte(ids) * self.emb_scale
+        for block in self.transformer.prelude:
+            e = block(e, freqs)
+        return e, freqs
+
+    def initial_state(self, e):
+        """upstream initialize_state: trunc_normal(0, std, ±3 std) · √E"""
+        x = torch.empty_like(e)
+        std = self.iv['std']
+        nn.init.trunc_normal_(x, 0.0, std, -3 * std, 3 * std)
+        return x * self.emb_scale
+
+    def core(self, s, e, freqs):
+        x = self.transformer.adapter(torch.cat([s, e], dim=-1))
+        for block in self.transformer.core_block:
+            x = block(x, freqs)
+        return x
+
+    def decode(self, s, freqs):
+        x = self.transformer.ln_f(s)
+        for block in self.transformer.coda:
+            x = block(x, freqs)
+        return self.lm_head(self.transformer.ln_f(x)).float()
+
+    def forward(self, ids, steps, state=None, trajectory=False):
+        """logits after `steps` iterations; with trajectory=True a list of logits after 1..steps."""
+        e, freqs = self.embed(ids)
+        s = self.initial_state(e) if state is None else state
+        out = []
+        for i in range(steps):
+            s = self.core(s, e, freqs)
+            if trajectory:
+                out.append(self.decode(s, freqs))
+        return out if trajectory else self.decode(s, freqs)
+
+
+def default_config(vocab, args):
+    E, H = args.width, args.heads
+    P, R, C, r = args.prelude, args.core, args.coda, args.mean_recurrence
+    std = math.sqrt(2 / (5 * E))
+    depth = P + C + R * r
+    return {
+        'architectures': ['RavenForCausalLM'], 'model_type': 'huginn_raven',
+        'n_embd': E, 'n_heads': H, 'n_layers': P + R + C, 'block_size': args.ctx, 'vocab_size': vocab,
+        'padded_vocab_size': vocab, 'padding_multiple': 64, 'tie_embeddings': True, 'tie_word_embeddings': True,
+        'intermediate_size': args.intermediate, 'bias': False, 'qk_bias': True, 'norm_eps': 1e-6, 'rope_base': 50000,
+        'n_layers_in_prelude': P, 'n_layers_in_recurrent_block': R, 'n_layers_in_coda': C,
+        'mean_recurrence': r, 'mean_backprop_depth': args.backprop_depth,
+        'architecture_class_name': 'RecurrentGPT', 'block_class_name': 'SandwichBlock', 'norm_class_name': 'RMSNorm_llama',
+        'mlp_class_name': 'GatedMLP', 'nonlin_name': 'SiLU', 'init_strategy': 'takase', 'init_orthogonal': False,
+        'state_init': 'like-init', 'injection_type': 'linear', 'sampling_scheme': 'poisson-lognormal-filling',
+        'activation_checkpoint_impl': 'per-iteration', 'effective_expected_depth': depth,
+        'init_values': {'std': std, 'out_proj': std / math.sqrt(2 * depth), 'embedding': std, 'embed_scale': math.sqrt(E)},
+        'test_time_noise': 0, 'test_time_noise_type': 'fixed', 'torch_dtype': 'bfloat16',
+    }
+
+
+def sample_depth(rng, mean_recurrence, backprop):
+    """upstream randomized_iteration_sampler, poisson-lognormal-filling: (no-grad steps, grad steps)"""
+    t = max(mean_recurrence - backprop, 0)
+    s = backprop
+    sigma = 0.5
+    mu = math.log(t + s) - sigma ** 2 / 2
+    rate = rng.lognormal(mu, sigma)
+    p = int(rng.poisson(rate)) + 1
+    return max(p - s, 0), min(s, p)
+
+
+class Family:
+    name = 'huginn'
+
+    @staticmethod
+    def add_args(p):
+        p.add_argument('--width', type=int, default=256)
+        p.add_argument('--heads', type=int, default=4)
+        p.add_argument('--intermediate', type=int, default=704)
+        p.add_argument('--prelude', type=int, default=1)
+        p.add_argument('--core', type=int, default=2)
+        p.add_argument('--coda', type=int, default=1)
+        p.add_argument('--mean-recurrence', type=int, default=6)
+        p.add_argument('--backprop-depth', type=int, default=3)
+
+    def __init__(self, config, args=None):
+        self.config = config
+        self.args = args
+        self.default_depth = config['mean_recurrence']
+
+    def build(self):
+        return Huginn(self.config)
+
+    def loss(self, model, batch, step, rng):
+        ids, targets = batch[:, :-1], batch[:, 1:]
+        n, k = sample_depth(rng, self.config['mean_recurrence'], self.config['mean_backprop_depth'])
+        e, freqs = model.embed(ids)
+        s = model.initial_state(e)
+        with torch.no_grad():
+            for _ in range(n):
+                s = model.core(s, e, freqs)
+        s = s.detach()
+        for _ in range(k):
+            s = model.core(s, e, freqs)
+        logits = model.decode(s, freqs)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        return loss, {'depth': n + k}
+
+    def after_step(self, model, step):
+        pass
+
+    def policies(self, model, ids):
+        """(name, logits [B, S, V], depth [B, S]): fixed(1..2·default) from one trajectory, and upstream's
+        per-token KL exit (threshold t, at most the default depth) read off that trajectory."""
+        D = self.default_depth
+        trajectory = model(ids, 2 * D, trajectory=True)
+        B, S = ids.shape
+        for d, logits in enumerate(trajectory, start=1):
+            yield f'fixed({d})', logits, torch.full((B, S), d)
+        logq = [torch.log_softmax(l, dim=-1) for l in trajectory[:D]]
+        V = logq[0].shape[-1]
+        for thr in KL_THRESHOLDS:
+            depth = torch.full((B, S), D)
+            done = torch.zeros(B, S, dtype=torch.bool)
+            prev = torch.full_like(logq[0], -np.log(V))
+            for t, lq in enumerate(logq):
+                kl = (prev.exp() * (prev - lq)).sum(-1)
+                exits = ~done & (kl < thr)
+                depth[exits] = t + 1
+                done |= exits
+                prev = lq
+            logits = torch.stack(trajectory[:D], dim=0).gather(0, (depth - 1)[None, ..., None].expand(1, B, S, V))[0]
+            yield f'exit(kl, {thr:g})', logits, depth
+
+    def fixture(self, model, ids):
+        """ponder's forward: s₀ from its seeded stream (seed 0), last-position logits per policy."""
+        c = self.config
+        S = ids.shape[1]
+        state = ponder_initial_state(0, S, c['n_embd'], c['init_values']['std'], c['init_values']['embed_scale'])
+        out = []
+        trajectory = model(ids, self.default_depth, state=state.to(model.transformer.adapter.weight.dtype), trajectory=True)
+        for d, logits in enumerate(trajectory, start=1):
+            out.append({'policy': f'fixed({d})', 'logits': logits[0, -1]})
+        out.append({'policy': 'default', 'logits': trajectory[-1][0, -1]})
+        return out
+
+    def export_tensors(self, model):
+        sd = {k: v for k, v in model.state_dict().items()}
+        sd['lm_head.weight'] = sd['transformer.wte.weight']  # published checkpoints store the tied copy too
+        return sd
