@@ -66,7 +66,7 @@ export interface ChatSessionOptions {
 export interface ModelParts {
   adapter: FamilyAdapter;
   /** the ids the family stops on by its config and upstream code */
-  stops?: FamilyStops;
+  stops: FamilyStops;
   tokenizer: TextTokenizer | null;
   generationConfig: Record<string, unknown> | null;
   /** the model folder's chat template, or null */
@@ -104,7 +104,7 @@ export class Model {
     this.vocabSize = parts.adapter.vocabSize;
     this.contextLength = parts.adapter.contextLength;
     this.defaultDepth = parts.adapter.defaultDepth;
-    this.stops = parts.stops ?? { eosIds: [], builtin: [] };
+    this.stops = parts.stops;
     this.tokenizer = parts.tokenizer;
     this.generationConfig = parts.generationConfig;
     this.chatTemplate = parts.chatTemplate ?? null;
