@@ -118,6 +118,19 @@ test('ponder chat: two turns (the second continues the cache), /reset starts ove
   assert.match(turns[2], /\(0 from the cache\)/, 'after /reset the conversation is new');
 });
 
+test('ponder chat --context N sizes the conversation\'s KV cache: turns continue it while they fit, the one that does not is computed again', async () => {
+  const chat = chatSession(['--model', GREETER_DIR, '--context', '100', '-n', '10']);
+  chat.input.end('Hi\nAnd you?\nAnd then?\n');
+  const r = await chat.done;
+  assert.equal(r.code, 0, r.err);
+  const cached = r.err.split('\n').filter((l) => l.includes('from the cache')).map((l) => Number(/\((\d+) from the cache\)/.exec(l)![1]));
+  assert.equal(cached.length, 3);
+  assert.equal(cached[0], 0);
+  assert.ok(cached[1] > 0, 'the second turn fits in 100 positions');
+  assert.equal(cached[2], 0, 'the third does not: a larger cache, computed again');
+  assertUsageError(await ponder(['chat', '--model', GREETER_DIR, '--context', '0'], { input: new PassThrough() }), 'ARG_INVALID');
+});
+
 test('ponder chat: Ctrl-C cancels the answer and keeps the session; Ctrl-C twice in a row at the prompt quits', async () => {
   const chat = chatSession(['--model', LOOPER_DIR, '-n', '30000']);
   chat.input.write('Hi\n');

@@ -10,9 +10,12 @@ import { createInterface } from 'node:readline';
 import { PonderError } from '../errors.js';
 import { depthLegend, formatSummary } from '../trace/terminal.js';
 import type { ChatOptions, ChatSession, Model } from '../api/model.js';
-import { parseFlags } from './args.js';
+import { intFlag, parseFlags } from './args.js';
 import { CHAT_FLAGS, CHAT_HELP, GENERATION_FLAGS, GENERATION_HELP, chatFlags, prepare, streamGeneration } from './run.js';
 import type { CliIO } from './io.js';
+
+/** An answer may be longer than `run`'s 32-token default. */
+const CHAT_MAX_NEW_TOKENS = 512;
 
 export const CHAT_COMMAND_HELP = `ponder chat [options]
 
@@ -25,8 +28,12 @@ or a file (\`ponder chat -m DIR < questions.txt\`).
   /exit       quit (so does end of input, Ctrl-D)
   Ctrl-C      cancel the answer being written; the conversation goes on. Twice at the prompt: quit
 
-${GENERATION_HELP.replace(/\n {2}--prompt[^\n]*\n {2}--ids[^\n]*/, '')}
+${GENERATION_HELP.replace(/\n {2}--prompt[^\n]*\n {2}--ids[^\n]*/, '').replace('tokens to generate (default 32)', `tokens per answer at most (default ${CHAT_MAX_NEW_TOKENS})`)}
 ${CHAT_HELP}
+  --context N             positions the conversation's KV cache holds (default: twice what the first
+                          turn needs, at most the model's context; a turn that needs more allocates a
+                          larger cache and computes the conversation again). With a large model, set
+                          what fits the memory: the old cache is not returned to the WASM memory
 
 Example:
   ponder chat --model ~/models/Ouro-1.4B-Thinking --system "Be brief." --template-arg enable_thinking=false
@@ -55,13 +62,15 @@ class LineReader {
 }
 
 export async function chatCommand(argv: string[], io: CliIO): Promise<number> {
-  const { values, positionals } = parseFlags('chat', argv, { ...withoutPrompt(GENERATION_FLAGS), ...CHAT_FLAGS });
+  const { values, positionals } = parseFlags('chat', argv, { ...withoutPrompt(GENERATION_FLAGS), ...CHAT_FLAGS, context: { type: 'string' } });
   if (values.help) { io.out(CHAT_COMMAND_HELP); return 0; }
   if (positionals.length > 0) throw new PonderError('ARG_INVALID', `chat: unexpected argument ${JSON.stringify(positionals[0])}`, { hint: 'type the messages after it starts; see `ponder chat --help`' });
   if (!io.input) throw new PonderError('ARG_INVALID', 'chat: there is no input to read messages from', { hint: 'run it in a terminal, or pipe the messages in' });
   const conversation = chatFlags(values);
-  const { model, options } = await prepare('chat', values, io, true);
-  const session = model.chatSession(conversation.system === undefined ? {} : { system: conversation.system }); // CHAT_TEMPLATE_MISSING before any output
+  const { model, options } = await prepare('chat', { 'max-new-tokens': String(CHAT_MAX_NEW_TOKENS), ...values }, io, true);
+  const capacity = values.context === undefined ? undefined : intFlag('chat', 'context', values.context as string, 0);
+  // CHAT_TEMPLATE_MISSING before any output
+  const session = model.chatSession({ ...(conversation.system === undefined ? {} : { system: conversation.system }), ...(capacity === undefined ? {} : { capacity }) });
   const turnOptions: ChatOptions = { ...options, ...(conversation.templateKwargs ? { templateKwargs: conversation.templateKwargs } : {}) };
   model.renderChat([...session.messages, { role: 'user', content: '' }], turnOptions); // the template and its arguments work, before the prompt appears
 
