@@ -26,6 +26,9 @@ export { loadChatTemplate, compileChatTemplate, specialTokenVariables, ChatTempl
 export { assistantRole, endOfTurnToken, defaultStopIds } from './chat/stops.js';
 export { ThinkingSplitter, promptOpensThinking, type TextSegment } from './chat/thinking.js';
 
+// the HTTP server core (spec/serve.md): serve it with Deno.serve, Bun.serve, or listen() from ponder/node
+export { createServer, type PonderServer, type ServeOptions, type ServerState } from './serve/server.js';
+
 // traces
 export { checkTrace, summarizeTrace, traceToJSON, parseTraceJSON, type RunTrace, type TokenTrace, type TraceSummary, type ExitReason } from './trace/trace.js';
 export { renderTraceHtml, type TraceHtmlOptions } from './trace/html.js';

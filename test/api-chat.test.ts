@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, cpSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadModel, fixed, router, exit, PonderError, type Model, type ChatOptions, type GenerationResult } from '../src/node/index.js';
+import { loadModel, createWasmRuntime, fixed, router, exit, PonderError, type Model, type ChatOptions, type GenerationResult } from '../src/node/index.js';
 import { writeSafetensors } from '../src/format/safetensors.js';
 import { loadTokenizer, type TextTokenizer } from '../src/tokenizer.js';
 import type { WeightSource } from '../src/models/weights.js';
@@ -20,6 +20,7 @@ import { smallConfigJson, smallWeights } from './ouro-fixture.js';
 import { ouroConfigFromJson } from '../src/models/ouro.js';
 import { randomWeights, tinyConfig } from './huginn-fixture.js';
 import { makeFixture } from './mor-fixture.js';
+import type { Runtime } from '../src/runtime/runtime.js';
 
 /**
  * A fixture tokenizer with every id below `size` decodable: the ids it lacks become plain vocabulary
@@ -50,10 +51,10 @@ const tokenizerConfig = (fixture: string, edit: (c: Record<string, unknown>) => 
   return JSON.stringify(c);
 };
 
-function ouro(template: string, seed = 5): Promise<Model> {
+function ouro(template: string, seed = 5, runtime?: Runtime): Promise<Model> {
   const config = { ...smallConfigJson({ vocab: 512, hidden: 16, inter: 32, layers: 2, heads: 2, kvHeads: 1, headDim: 8, loops: 4, seed, gateBias: 0 }), max_position_embeddings: 1024, model_type: 'ouro' };
   const tensors = smallWeights(ouroConfigFromJson(config), seed, 0);
-  return loadModel({ config, files: { 'model.safetensors': safetensorsBytes(tensors) }, tokenizer: QWEN_512, tokenizerConfig: tokenizerConfig(template), label: `ouro-${template}` });
+  return loadModel({ config, files: { 'model.safetensors': safetensorsBytes(tensors) }, tokenizer: QWEN_512, tokenizerConfig: tokenizerConfig(template), label: `ouro-${template}`, ...(runtime ? { runtime } : {}) });
 }
 
 function scripted(template = 'chatml-default-system'): Promise<Model> {
@@ -202,7 +203,8 @@ test('fallbacks: a replaced history, another KV strategy, added special tokens, 
   const special: ChatOptions = { ...turn, addSpecialTokens: true };
   await assertFullPrefill(o, await session.send('four', special).result(), special);
 
-  session = o.chatSession({ capacity: 70 });
+  // a fresh model: its cache pool is empty, so the session gets exactly the 70 positions it asks for
+  session = (await ouro('chatml-default-system')).chatSession({ capacity: 70 });
   const first = await session.send('one', turn).result();
   assert.ok(first.ids.length <= 70);
   await assertFullPrefill(o, await session.send('two', turn).result(), turn); // 70 positions cannot hold two turns
@@ -213,6 +215,23 @@ test('fallbacks: a replaced history, another KV strategy, added special tokens, 
     await session.send('one', turn).result();
     await assertFullPrefill(model, await session.send('two', turn).result(), turn);
   }
+});
+
+test('close() gives the session\'s KV cache back: the next session allocates no arena memory, and the closed session\'s next turn is a full prefill', async () => {
+  const runtime = await createWasmRuntime();
+  const model = await ouro('chatml-default-system', 5, runtime);
+  const turn: ChatOptions = { maxNewTokens: 5, stopIds: [] };
+  const session = model.chatSession({ capacity: 200 });
+  await session.send('one', turn).result();
+  session.close();
+  assert.equal(session.cachedTokens, 0);
+  assert.deepEqual(session.messages.map((m) => m.role), ['user', 'assistant'], 'the history stays');
+  const used = runtime.arena.bytesUsed;
+  const other = model.chatSession({ capacity: 200 });
+  await other.send('one', turn).result();
+  assert.equal(runtime.arena.bytesUsed, used, 'the second session took the first one\'s cache');
+  other.close();
+  await assertFullPrefill(model, await session.send('two', turn).result(), turn);
 });
 
 test('an aborted answer joins the history as far as it got and the next turn continues the cache; one aborted before any token is dropped', async () => {

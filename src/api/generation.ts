@@ -91,7 +91,7 @@ export interface Prepared {
   signal: AbortSignal | null;
   session: SessionOptions;
   adapter: FamilyAdapter;
-  /** the session to run on, asked for when the generation starts: default a new one of `capacity` positions */
+  /** the session to run on, asked for when the generation starts (its owner ends it): default a new one of `capacity` positions, ended with the generation */
   start?: (capacity: number) => SessionStart;
   /** told when the generation has ended (its result), or failed (null): a chat session's bookkeeping */
   onEnd?: (result: GenerationResult | null, session: FamilySession | null) => void;
@@ -166,6 +166,8 @@ export class Generation implements AsyncIterable<TokenEvent> {
     let threw = false;
 
     const finish = (): void => {
+      // its KV cache goes back for reuse (arena memory is never freed); a chat session keeps its own
+      if (session && !this.p.start) adapter.endSession(session);
       const rest = (textStream ? stop.flush() + textStream.flush() : '');
       text += rest;
       trace.decodeMs = decodeMs;

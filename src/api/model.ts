@@ -12,7 +12,7 @@ import { StopCondition } from '../generate/stop.js';
 import { checkSeed } from '../generate/prng.js';
 import type { TextTokenizer } from '../tokenizer.js';
 import type { RunTrace } from '../trace/trace.js';
-import type { FamilyAdapter, Family, FamilySession, FamilyStops, SessionOptions } from '../models/family.js';
+import type { FamilyAdapter, Family, FamilySession, FamilyStops, SessionOptions, StepOutput } from '../models/family.js';
 import { checkPolicy, describePolicy, type DepthPolicy } from '../depth/policy.js';
 import type { ChatMessage, ChatTemplate } from '../chat/template.js';
 import { assistantRole, defaultStopIds, endOfTurnToken, type StopId } from '../chat/stops.js';
@@ -156,7 +156,12 @@ export class Model {
     const perToken = policy.kind === 'budget' ? policy.perToken ?? { kind: 'default' } : policy;
     const session = this.adapter.newSession(ids.length, sessionOptions);
     const start = now();
-    const out = this.adapter.run(session, ids, { policy: perToken, cap: null, phase: 'prefill', stepsSpent: 0, budgeted: policy.kind === 'budget' });
+    let out: StepOutput;
+    try {
+      out = this.adapter.run(session, ids, { policy: perToken, cap: null, phase: 'prefill', stepsSpent: 0, budgeted: policy.kind === 'budget' });
+    } finally {
+      this.adapter.endSession(session);
+    }
     const trace: RunTrace = { family: this.family, model: this.label, policy: describePolicy(policy), tokens: out.tokens, decodeMs: 0, prefillMs: now() - start };
     return { logits: out.logits, trace };
   }
@@ -314,6 +319,17 @@ export class ChatSession {
     this.history = messages === undefined ? this.initialHistory() : structuredClone([...messages]);
   }
 
+  /**
+   * Gives the session's KV cache back to the model, whose later sessions and generations reuse it
+   * (WASM memory is never freed: a server holding many conversations closes the finished ones).
+   * The history stays; a later turn prefills the whole conversation again.
+   */
+  close(): void {
+    this.refuseWhileRunning();
+    if (this.cache) this.internals.adapter.endSession(this.cache.session);
+    this.cache = null;
+  }
+
   /** Adds `{ role: 'user', content }` (or the message given) and streams the answer. */
   send(content: string | ChatMessage, options: ChatOptions = {}): Generation {
     const message: ChatMessage = typeof content === 'string' ? { role: 'user', content } : content;
@@ -352,10 +368,10 @@ export class ChatSession {
       this.running = true;
       this.version++;
       if (cached > 0) return { session: cache!.session, cached };
-      // a full prefill: on the old buffers when they are large enough, else on new ones
-      const session = cache && cache.session.capacity >= need
-        ? adapter.resetSession(cache.session, prepared.session)
-        : adapter.newSession(this.capacityFor(need, cache?.session.capacity ?? 0), prepared.session);
+      // a full prefill: the old cache goes back to the model's pool, which hands the same buffers out again when they are large enough
+      const had = cache?.session.capacity ?? 0;
+      if (cache) adapter.endSession(cache.session);
+      const session = adapter.newSession(had >= need ? had : this.capacityFor(need, had), prepared.session);
       this.cache = { session, ids: [], text: null };
       return { session, cached: 0 };
     };

@@ -13,6 +13,7 @@ import { loadChatTemplate, type ChatMessage } from '../chat/template.js';
 import { ThinkingSplitter, promptOpensThinking, type TextSegment } from '../chat/thinking.js';
 import { readTokenizerFiles } from '../node/model-dir.js';
 import type { SamplingOptions } from '../generate/sampling.js';
+import type { Runtime } from '../runtime/runtime.js';
 import { colorTokenByDepth, depthLegend, formatSummary } from '../trace/terminal.js';
 import { intFlag, parseFlags, type FlagSpec } from './args.js';
 import { createRuntime, RUNTIME_FLAGS } from './runtime-flags.js';
@@ -157,6 +158,15 @@ export function chatFlags(values: Record<string, string | boolean | string[] | u
   return { system: values.system as string | undefined, ...(templateKwargs ? { templateKwargs } : {}), hideThinking: values['hide-thinking'] === true };
 }
 
+/** The runtime --kernels and --threads ask for (run, trace, serve). */
+export async function runtimeFromFlags(command: string, values: Record<string, string | boolean | string[] | undefined>): Promise<Runtime> {
+  const threads = intFlag(command, 'threads', values.threads as string | undefined, 1);
+  if (threads > 1 && values.kernels === 'scalar') throw new PonderError('ARG_INVALID', `${command}: --threads needs the wasm kernels`, { field: 'threads', hint: 'drop --kernels scalar or --threads' });
+  return threads > 1
+    ? (await import('../node/pool-worker.js')).createNodeWasmRuntime({ threads })
+    : createRuntime(values as Record<string, string | boolean | undefined>);
+}
+
 interface Prepared {
   model: Model;
   prompt: string | number[];
@@ -199,11 +209,7 @@ export async function prepare(command: string, values: Record<string, string | b
   const seed = seedFlag(values.seed as string | undefined);
   const stopStrings = values.stop as string[] | undefined;
 
-  const threads = intFlag(command, 'threads', values.threads as string | undefined, 1);
-  if (threads > 1 && values.kernels === 'scalar') throw new PonderError('ARG_INVALID', `${command}: --threads needs the wasm kernels`, { field: 'threads', hint: 'drop --kernels scalar or --threads' });
-  const runtime = threads > 1
-    ? await (await import('../node/pool-worker.js')).createNodeWasmRuntime({ threads })
-    : await createRuntime(values as Record<string, string | boolean | undefined>);
+  const runtime = await runtimeFromFlags(command, values);
   const model = await loadModelDir(modelDir(values, io), { runtime });
   if (model.unknownConfigKeys.length > 0) io.err(`note: config.json keys ponder does not read (a typo, or a field it ignores): ${model.unknownConfigKeys.join(', ')}\n`);
   const prompt = values.ids !== undefined ? idsFlag(String(values.ids)) : String(values.prompt ?? 'Once upon a time');

@@ -106,8 +106,8 @@ export interface FamilyAdapter {
   checkSessionOptions(options: SessionOptions): void;
   /** A sequence of up to `capacity` positions. */
   newSession(capacity: number, options: SessionOptions): FamilySession;
-  /** An empty session on the buffers of `session`, which must not be used again (a chat session starting over without allocating). */
-  resetSession(session: FamilySession, options: SessionOptions): FamilySession;
+  /** The session is done: its caches may be reused by a later session (arena memory is never freed, models/cache-pool.ts). Not used after. */
+  endSession(session: FamilySession): void;
   /**
    * Whether `session`, which holds earlier tokens, may take a call of several more under this policy
    * and these options and compute what upstream computes when it continues a cached sequence (a

@@ -74,11 +74,6 @@ class HuginnAdapter implements FamilyAdapter {
     return { length: 0, capacity: this.contextLength, cache: this.model.newCache(o.kvStrategy ?? 'full'), initialStates };
   }
 
-  /** The cache lives on the JS heap: a new one costs nothing to drop. */
-  resetSession(_session: FamilySession, o: SessionOptions): HuginnSession {
-    return this.newSession(this.contextLength, o);
-  }
-
   /**
    * HuginnDynamicCache keeps every step's keys per position and upstream extends it call by call;
    * a later call only has to look them up the same way (the same strategy).
@@ -87,6 +82,9 @@ class HuginnAdapter implements FamilyAdapter {
     const session = s as HuginnSession;
     return o.initialStates === undefined && session.cache.strategyName === (o.kvStrategy ?? 'full');
   }
+
+  /** Huginn's cache is ordinary JS memory (huginn-cache.ts), so the garbage collector frees it. */
+  endSession(): void {}
 
   run(s: FamilySession, ids: readonly number[], control: StepControl): StepOutput {
     const session = s as HuginnSession;

@@ -57,14 +57,14 @@ export class MorSession {
     this.rows = rows;
     this.sharesKv = sharesKv;
   }
-  /** Empties every row's caches (keeping their buffers), so the session starts a new sequence in either mode. */
-  clear(): void {
+  /** Empties the caches for a new sequence (a session reused from the adapter's pool). */
+  reset(): void {
+    this.mode = null;
+    this.failed = false;
     for (const row of this.rows) {
       row.seen = 0;
       for (const slot of row.slots.values()) slot.len = 0;
     }
-    this.mode = null;
-    this.failed = false;
   }
   /** slot → number of stored tokens per row */
   slotLengths(row = 0): Map<number, number> {

@@ -12,6 +12,7 @@ import { checkPolicySupport } from '../depth/support.js';
 import { refuseInitialStates, type FamilyAdapter, type FamilyDefinition, type FamilySession, type SessionOptions, type StepControl, type StepOutput } from './family.js';
 import { ouroConfigFromJson, ouroTensors, type OuroConfig } from './ouro-config.js';
 import { OuroModel, type MissingKvPolicy, type OuroCache, type OuroForwardOptions } from './ouro.js';
+import { CachePool } from './cache-pool.js';
 
 export const ouroFamily: FamilyDefinition<OuroConfig, OuroModel> = {
   family: 'ouro',
@@ -36,9 +37,11 @@ class OuroAdapter implements FamilyAdapter {
   readonly contextLength: number;
   readonly defaultDepth: number;
   private readonly kvRowBytes: number;
+  private readonly caches: CachePool<OuroCache>;
 
   constructor(readonly model: OuroModel) {
     const c = model.config;
+    this.caches = new CachePool(c.maxPositionEmbeddings, (capacity) => model.newCache(capacity), (cache) => cache.capacity);
     this.vocabSize = c.vocabSize;
     this.contextLength = c.maxPositionEmbeddings;
     this.defaultDepth = c.totalUtSteps;
@@ -57,13 +60,13 @@ class OuroAdapter implements FamilyAdapter {
   }
 
   newSession(capacity: number, o: SessionOptions): OuroSession {
-    return { length: 0, capacity, cache: this.model.newCache(capacity), missingKv: (o.kvStrategy ?? 'copy-forward') as MissingKvPolicy };
+    const cache = this.caches.take(capacity);
+    cache.length = 0;
+    return { length: 0, capacity: cache.capacity, cache, missingKv: (o.kvStrategy ?? 'copy-forward') as MissingKvPolicy };
   }
 
-  resetSession(s: FamilySession, o: SessionOptions): OuroSession {
-    const { cache } = s as OuroSession;
-    cache.length = 0; // rows are overwritten as positions are fed again; loopsRun[p] is set when p is written
-    return { length: 0, capacity: cache.capacity, cache, missingKv: (o.kvStrategy ?? 'copy-forward') as MissingKvPolicy };
+  endSession(s: FamilySession): void {
+    this.caches.give((s as OuroSession).cache);
   }
 
   /** One KV slot per (loop, layer), causal over positions: more tokens are upstream's continuation with past_key_values. */
