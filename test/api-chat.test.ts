@@ -217,6 +217,19 @@ test('fallbacks: a replaced history, another KV strategy, added special tokens, 
   }
 });
 
+test('a template whose eos_token the vocabulary lacks: chat calls stop at its text, as a stop string', async () => {
+  const { config, tensors } = scriptedOuro(GREETER, { vocab: 512, bosEosId: QWEN2.endoftext });
+  const model = await loadModel({ config, files: { 'model.safetensors': safetensorsBytes(tensors) }, tokenizer: QWEN_JSON, tokenizerConfig: tokenizerConfig('chatml-default-system', (c) => { c.eos_token = 'llo!'; }), label: 'scripted-eos-text' });
+  assert.equal(model.tokenizer!.tokenToId('llo!'), undefined);
+  assert.equal(model.chatStopText(), 'llo!');
+  const answer = await model.chat([{ role: 'user', content: 'Hi' }], { maxNewTokens: 12 }).result();
+  assert.equal(answer.finishReason, 'stop_string');
+  assert.ok(answer.text.endsWith('He') && !answer.text.includes('llo!'), JSON.stringify(answer.text));
+  // given stopIds replace every default stop, this one too; a plain generate never has it
+  assert.equal((await model.chat([{ role: 'user', content: 'Hi' }], { maxNewTokens: 12, stopIds: [QWEN2.imEnd] }).result()).finishReason, 'stop_id');
+  assert.equal((await scripted()).chatStopText(), null, 'ChatML\'s <|im_end|> is a token: the stop ids cover it');
+});
+
 test('close() gives the session\'s KV cache back: the next session allocates no arena memory, and the closed session\'s next turn is a full prefill', async () => {
   const runtime = await createWasmRuntime();
   const model = await ouro('chatml-default-system', 5, runtime);

@@ -139,6 +139,17 @@ export class Model {
     return defaultStopIds({ family: this.stops, generationConfig: this.generationConfig, tokenizer: this.tokenizer, chat });
   }
 
+  /**
+   * The template's eos_token text when the tokenizer has no id for it (a template given to a model
+   * whose vocabulary lacks `<|im_end|>`): chat calls then stop at that text, as a stop string.
+   * null when the stop ids cover it.
+   */
+  chatStopText(): string | null {
+    const eos = stringToken(this.requireChatTemplate().specialTokens.eos_token);
+    if (eos === undefined || eos === '' || this.tokenizer!.tokenToId(eos) != null) return null;
+    return eos;
+  }
+
   /** The role under which the template writes an answer ('assistant'; Huginn's template: 'Huginn'), or null without a template. */
   get assistantRole(): string | null {
     return this.chatTemplate ? this.chatTurn().role : null;
@@ -244,7 +255,10 @@ export class Model {
     const sampler = new Sampler(this.vocabSize, { ...baseSampling, seed });
     if (o.stopStrings && o.stopStrings.length > 0 && !this.tokenizer) this.requireTokenizer();
     const stopIds = o.stopIds ?? this.stopIds({ chat }).map((s) => s.id);
-    const stop = new StopCondition({ stopIds, stopStrings: o.stopStrings });
+    const stopStrings = [...(o.stopStrings ?? [])];
+    const eosText = chat && o.stopIds === undefined ? this.chatStopText() : null;
+    if (eosText !== null && !stopStrings.includes(eosText)) stopStrings.push(eosText);
+    const stop = new StopCondition({ stopIds, stopStrings });
     if (o.signal !== undefined && !(typeof o.signal === 'object' && o.signal !== null && 'aborted' in o.signal)) throw new PonderError('ARG_INVALID', 'signal must be an AbortSignal', { field: 'signal', hint: 'pass controller.signal' });
     const session: SessionOptions = { seed, kvStrategy: o.kvStrategy, initialStates: o.initialStates };
     this.adapter.checkSessionOptions(session);
