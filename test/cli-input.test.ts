@@ -10,7 +10,7 @@ import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FAMILIES } from '../src/models/registry.js';
-import { assertUsageError, ponder } from './cli-helpers.js';
+import { assertUsageError, ponder } from './cli-support.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ponder-cli-input-'));
 after(() => rmSync(root, { recursive: true, force: true }));

@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { assertUsageError, ponder, type Run } from './cli-helpers.js';
+import { assertUsageError, ponder as ponderIO, type Run } from './cli-support.js';
+
+const ponder = (argv: string[], isTTY = false): Promise<Run> => ponderIO(argv, { isTTY });
 import { parseTraceJSON, summarizeTrace } from '../src/trace/trace.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ponder-run-'));

@@ -15,7 +15,7 @@ import { loadModel } from '../src/node/index.js';
 import { createWasmRuntime } from '../src/kernels/wasm.js';
 import { depthFunction, exit, fixed } from '../src/depth/policy.js';
 import { createServer } from '../src/serve/server.js';
-import { assertUsageError, ponder } from './cli-helpers.js';
+import { assertUsageError, ponder } from './cli-support.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ponder-nonfinite-'));
 after(() => rmSync(root, { recursive: true, force: true }));

@@ -18,7 +18,7 @@ import { budget, depthFunction, exit, fixed, parsePolicy } from '../src/depth/po
 import { loadModel } from '../src/node/index.js';
 import { createWasmRuntime } from '../src/kernels/wasm.js';
 import { totalSteps } from '../src/models/huginn.js';
-import { assertUsageError, ponder } from './cli-helpers.js';
+import { assertUsageError, ponder } from './cli-support.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ponder-limits-'));
 after(() => rmSync(root, { recursive: true, force: true }));

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { PonderError } from '../src/errors.js';
 import { openFileSource, readBytes, writeFileAtomic } from '../src/node/files.js';
 import { loadModel } from '../src/node/index.js';
-import { assertUsageError, ponder } from './cli-helpers.js';
+import { assertUsageError, ponder } from './cli-support.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ponder-files-'));
 after(() => rmSync(root, { recursive: true, force: true }));

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { PonderError } from '../src/errors.js';
 import { checkTrace, parseTraceJSON, traceToJSON, type RunTrace, type TokenTrace } from '../src/trace/trace.js';
 import { MAX_CHART_TOKENS, renderTraceHtml } from '../src/trace/html.js';
-import { assertUsageError, ponder } from './cli-helpers.js';
+import { assertUsageError, ponder } from './cli-support.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ponder-trace-input-'));
 after(() => rmSync(root, { recursive: true, force: true }));

@@ -15,6 +15,7 @@ import { safetensorsWeights, type WeightSource } from '../models/weights.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { loadTokenizer, type TextTokenizer, type LoadTokenizerOptions } from '../tokenizer.js';
 import { familyOf, loadFamily } from '../models/registry.js';
+import { loadChatTemplate, type ChatTemplate, type LoadChatTemplateOptions } from '../chat/template.js';
 import { Model } from './model.js';
 
 export interface LoadProgress {
@@ -37,6 +38,10 @@ export interface LoadOptions {
   tokenizer?: boolean;
   /** how to import @huggingface/tokenizers (for bundlers) */
   importTokenizers?: LoadTokenizerOptions['importLibrary'];
+  /** false: do not load the chat template even when present (no @huggingface/jinja needed). Default true. */
+  chatTemplate?: boolean;
+  /** how to import @huggingface/jinja (for bundlers) */
+  importChatTemplates?: LoadChatTemplateOptions['importLibrary'];
   /** fetch to use for URL sources. Default globalThis.fetch. */
   fetch?: typeof fetch;
 }
@@ -50,6 +55,10 @@ export interface MemoryModelSource {
   /** tokenizer.json text, or a loaded tokenizer */
   tokenizer?: string | TextTokenizer;
   tokenizerConfig?: string;
+  /** chat_template.jinja text */
+  chatTemplate?: string;
+  /** special_tokens_map.json text */
+  specialTokensMap?: string;
   /** generation_config.json: parsed, or its text */
   generationConfig?: Record<string, unknown> | string;
   /** a name for messages and traces */
@@ -66,7 +75,7 @@ export function checkAborted(signal: AbortSignal | undefined, what: string): voi
   if (signal?.aborted) throw abortError(what);
 }
 
-const LOAD_OPTIONS = ['runtime', 'onProgress', 'signal', 'seed', 'tokenizer', 'importTokenizers', 'fetch'] as const;
+const LOAD_OPTIONS = ['runtime', 'onProgress', 'signal', 'seed', 'tokenizer', 'importTokenizers', 'chatTemplate', 'importChatTemplates', 'fetch'] as const;
 
 /** loadModel's options, each of the right type (a misspelt one is ARG_INVALID, not ignored). */
 export function checkLoadOptions(options: LoadOptions | undefined): LoadOptions {
@@ -75,12 +84,13 @@ export function checkLoadOptions(options: LoadOptions | undefined): LoadOptions 
     if (!(LOAD_OPTIONS as readonly string[]).includes(key)) throw new PonderError('ARG_INVALID', `loadModel options has an unknown option ${JSON.stringify(key)}`, { field: key, hint: `the options are ${LOAD_OPTIONS.join(', ')} (spec/api.md)` });
   }
   if (o.runtime !== undefined && !(typeof o.runtime === 'object' && o.runtime !== null && typeof (o.runtime as { kernels?: unknown }).kernels === 'object')) throw invalidArgument('loadModel options.runtime', 'a runtime (createWasmRuntime(), createScalarRuntime())', o.runtime);
-  for (const key of ['onProgress', 'importTokenizers', 'fetch'] as const) {
+  for (const key of ['onProgress', 'importTokenizers', 'importChatTemplates', 'fetch'] as const) {
     if (o[key] !== undefined && typeof o[key] !== 'function') throw invalidArgument(`loadModel options.${key}`, 'a function', o[key]);
   }
   if (o.signal !== undefined && !(typeof o.signal === 'object' && o.signal !== null && typeof (o.signal as AbortSignal).aborted === 'boolean')) throw invalidArgument('loadModel options.signal', 'an AbortSignal', o.signal, 'pass controller.signal');
   if (o.seed !== undefined) checkSeed(o.seed, 'seed');
   if (o.tokenizer !== undefined && typeof o.tokenizer !== 'boolean') throw invalidArgument('loadModel options.tokenizer', 'true or false', o.tokenizer);
+  if (o.chatTemplate !== undefined && typeof o.chatTemplate !== 'boolean') throw invalidArgument('loadModel options.chatTemplate', 'true or false', o.chatTemplate);
   return o;
 }
 
@@ -126,6 +136,8 @@ export interface ModelFiles {
   weights: WeightSource;
   tokenizerJson?: string | TextTokenizer;
   tokenizerConfig?: string;
+  chatTemplateJinja?: string;
+  specialTokensMap?: string;
   generationConfig?: ConfigObject;
   label: string;
   /** false when progress was reported in another unit (downloaded bytes) */
@@ -142,11 +154,41 @@ export async function modelFromFiles(files: ModelFiles, options: LoadOptions): P
       ? await loadTokenizer(files.tokenizerJson, files.tokenizerConfig, { importLibrary: options.importTokenizers })
       : files.tokenizerJson;
   }
+  const chat = tokenizer && options.chatTemplate !== false ? await chatTemplateOf(files, options) : { template: null, error: null };
   checkAborted(options.signal, `loading ${files.label}`);
-  const { adapter, unknownConfigKeys } = loadFamily(files.config, files.weights, runtime, { seed: options.seed ?? 0 });
+  const { adapter, stops, unknownConfigKeys } = loadFamily(files.config, files.weights, runtime, { seed: options.seed ?? 0 });
   // tensors the family never reads (a tied lm_head, an optional RoPE buffer) still count as done
   if (files.reportFinalProgress !== false) { const total = weightBytes(files.weights); reportProgress(options, { bytesDone: total, bytesTotal: total }); }
-  return new Model({ adapter, tokenizer, generationConfig: files.generationConfig ? files.generationConfig.values as Record<string, unknown> : null, label: files.label, unknownConfigKeys });
+  return new Model({
+    adapter, stops, tokenizer, generationConfig: files.generationConfig ? files.generationConfig.values as Record<string, unknown> : null,
+    chatTemplate: chat.template, chatTemplateError: chat.error, label: files.label, unknownConfigKeys,
+  });
+}
+
+/** tokenizer_config.json names a chat_template (its JSON was checked when the tokenizer loaded). */
+function hasChatTemplate(tokenizerConfig: string | undefined): boolean {
+  if (tokenizerConfig === undefined) return false;
+  try {
+    const value = (JSON.parse(tokenizerConfig.replace(/^\uFEFF/, '')) as Record<string, unknown> | null)?.chat_template;
+    return value !== undefined && value !== null;
+  } catch {
+    return true; // loadChatTemplate names the error
+  }
+}
+
+/**
+ * The folder's chat template, if it has one. A template that cannot be loaded (the optional
+ * renderer missing, bad syntax) does not stop the model from loading: chat calls throw its error.
+ */
+async function chatTemplateOf(files: ModelFiles, options: LoadOptions): Promise<{ template: ChatTemplate | null; error: PonderError | null }> {
+  if (files.chatTemplateJinja === undefined && !hasChatTemplate(files.tokenizerConfig)) return { template: null, error: null };
+  try {
+    const template = await loadChatTemplate({ tokenizerConfig: files.tokenizerConfig, chatTemplateJinja: files.chatTemplateJinja, specialTokensMap: files.specialTokensMap }, { importLibrary: options.importChatTemplates });
+    return { template, error: null };
+  } catch (e) {
+    if (e instanceof PonderError && e.code.startsWith('CHAT_')) return { template: null, error: e };
+    throw e;
+  }
 }
 
 async function defaultRuntime(): Promise<Runtime> {
@@ -190,6 +232,8 @@ export async function loadModel(source: ModelSource, loadOptions?: LoadOptions):
   if (source.files === null || typeof source.files !== 'object' || Array.isArray(source.files)) throw bad('files is not an object of file name → bytes', source.files);
   if (source.label !== undefined && typeof source.label !== 'string') throw bad('label is not a string', source.label);
   if (source.tokenizerConfig !== undefined && typeof source.tokenizerConfig !== 'string') throw bad('tokenizerConfig is not tokenizer_config.json\'s text', source.tokenizerConfig);
+  if (source.chatTemplate !== undefined && typeof source.chatTemplate !== 'string') throw bad('chatTemplate is not chat_template.jinja\'s text', source.chatTemplate);
+  if (source.specialTokensMap !== undefined && typeof source.specialTokensMap !== 'string') throw bad('specialTokensMap is not special_tokens_map.json\'s text', source.specialTokensMap);
   if (source.tokenizer !== undefined && typeof source.tokenizer !== 'string' && (source.tokenizer === null || typeof source.tokenizer !== 'object')) throw bad('tokenizer is not tokenizer.json\'s text or a loaded tokenizer', source.tokenizer);
   if (source.generationConfig !== undefined && source.generationConfig !== null && typeof source.generationConfig !== 'string' && typeof source.generationConfig !== 'object') throw bad('generationConfig is not generation_config.json\'s text or parsed object', source.generationConfig);
   const label = source.label ?? 'in-memory model';
@@ -198,7 +242,7 @@ export async function loadModel(source: ModelSource, loadOptions?: LoadOptions):
   reportProgress(options, { bytesDone: 0, bytesTotal: bytes });
   return modelFromFiles({
     config, weights: trackedWeights(weights, options), label,
-    tokenizerJson: source.tokenizer, tokenizerConfig: source.tokenizerConfig,
+    tokenizerJson: source.tokenizer, tokenizerConfig: source.tokenizerConfig, chatTemplateJinja: source.chatTemplate, specialTokensMap: source.specialTokensMap,
     generationConfig: source.generationConfig === undefined ? undefined : jsonRecord(source.generationConfig, `${label}/generation_config.json`),
   }, options);
 }
@@ -243,6 +287,9 @@ async function loadFromUrl(base: string, options: LoadOptions): Promise<Model> {
   const generation = await get('generation_config.json', true);
   const tokenizerJson = options.tokenizer === false ? null : await get('tokenizer.json', true);
   const tokenizerConfig = tokenizerJson ? await get('tokenizer_config.json', true) : null;
+  const wantChat = tokenizerJson !== null && options.chatTemplate !== false;
+  const chatTemplate = wantChat ? await get('chat_template.jinja', true) : null;
+  const specialTokensMap = wantChat ? await get('special_tokens_map.json', true) : null;
 
   const files: Record<string, Uint8Array> = {};
   let fetched = 0;
@@ -264,6 +311,8 @@ async function loadFromUrl(base: string, options: LoadOptions): Promise<Model> {
     config, weights: trackedWeights(weights, { ...options, onProgress: undefined }), label: root, reportFinalProgress: false,
     tokenizerJson: tokenizerJson ? text(tokenizerJson) : undefined,
     tokenizerConfig: tokenizerConfig ? text(tokenizerConfig) : undefined,
+    chatTemplateJinja: chatTemplate ? text(chatTemplate) : undefined,
+    specialTokensMap: specialTokensMap ? text(specialTokensMap) : undefined,
     generationConfig: generation ? parseConfigJson(text(generation), `${root}generation_config.json`) : undefined,
   }, options);
 }

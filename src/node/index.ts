@@ -3,23 +3,18 @@
  * Hugging Face layout (config.json, model.safetensors or shards + index, tokenizer.json,
  * generation_config.json). Weights are read lazily from disk while the model binds them.
  */
-import { join } from 'node:path';
 import { PonderError, stringArgument } from '../errors.js';
 import { loadModel as loadModelCore, modelFromFiles, trackedWeights, checkAborted, checkLoadOptions, type LoadOptions, type ModelSource } from '../api/load.js';
 import type { Model } from '../api/model.js';
-import { openModelDir } from './model-dir.js';
-import { LIMITS } from '../limits.js';
-import { entryExists, readText, type ReadLimit } from './files.js';
+import { openModelDir, readTokenizerFiles } from './model-dir.js';
 import { createNodeWasmRuntime, defaultThreadCount } from './pool-worker.js';
 
 export * from '../index.js';
-export { openModelDir, type ModelDir } from './model-dir.js';
+export { openModelDir, readTokenizerFiles, type ModelDir, type TokenizerFiles } from './model-dir.js';
 export { createNodeWasmRuntime, enableRelaxedSimd, defaultThreadCount } from './pool-worker.js';
 export { convertMor, type ConvertMorOptions, type ConvertMorResult } from './convert.js';
 export { openFileSource } from './files.js';
-export { listen, loadChatTemplateDir, type ListenOptions, type Listening } from './serve.js';
-
-const TOKENIZER_FILE_LIMIT: ReadLimit = { maxBytes: LIMITS.jsonFileBytes, code: 'TOKENIZER_INVALID', what: 'a tokenizer file' };
+export { listen, type ListenOptions, type Listening } from './serve.js';
 
 /**
  * Loads with `options.runtime`, or without one with the WASM SIMD kernels on worker_threads, one
@@ -61,14 +56,15 @@ async function loadDir(path: string, options: LoadOptions): Promise<Model> {
       path, hint: 'a model directory holds config.json next to model.safetensors (Hugging Face layout)',
     });
   }
-  const tokenizerPath = join(path, 'tokenizer.json');
-  const tokenizerConfigPath = join(path, 'tokenizer_config.json');
-  const wantTokenizer = options.tokenizer !== false && entryExists(tokenizerPath);
+  const tokenizer = options.tokenizer !== false ? readTokenizerFiles(path) : {};
+  const wantChat = tokenizer.tokenizerJson !== undefined && options.chatTemplate !== false;
   return modelFromFiles({
     config: dir.config,
     weights: trackedWeights(dir.weights, options),
-    tokenizerJson: wantTokenizer ? readText(tokenizerPath, TOKENIZER_FILE_LIMIT) : undefined,
-    tokenizerConfig: wantTokenizer && entryExists(tokenizerConfigPath) ? readText(tokenizerConfigPath, TOKENIZER_FILE_LIMIT) : undefined,
+    tokenizerJson: tokenizer.tokenizerJson,
+    tokenizerConfig: tokenizer.tokenizerJson !== undefined ? tokenizer.tokenizerConfig : undefined,
+    chatTemplateJinja: wantChat ? tokenizer.chatTemplateJinja : undefined,
+    specialTokensMap: wantChat ? tokenizer.specialTokensMap : undefined,
     generationConfig: dir.generationConfig,
     label: path,
   }, options);

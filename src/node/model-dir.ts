@@ -16,7 +16,7 @@ import { missingShard, parseShardIndex, readShards, SHARD_INDEX, SINGLE_WEIGHTS,
 import type { SafetensorsHeader } from '../format/safetensors.js';
 import { headerWeights, type WeightSource } from '../models/weights.js';
 import { LIMITS } from '../limits.js';
-import { entryExists, ioError, readBytes, readSafetensorsHeaderFile, readTensorFromFile, statPath } from './files.js';
+import { entryExists, ioError, readBytes, readText, readSafetensorsHeaderFile, readTensorFromFile, statPath, type ReadLimit } from './files.js';
 
 export { SHARD_INDEX, SINGLE_WEIGHTS, type ShardIndex } from '../format/shard-index.js';
 export { readSafetensorsHeaderFile, readTensorFromFile } from './files.js';
@@ -119,6 +119,33 @@ export function openModelDir(path: string): ModelDir {
       ? 'ponder reads only safetensors; a MoR release checkpoint converts with `ponder convert mor`, others by loading them in transformers and save_pretrained(..., safe_serialization=True)'
       : `a model directory needs ${SINGLE_WEIGHTS}, or shards with ${SHARD_INDEX}`,
   });
+}
+
+/** The tokenizer's files of a model directory, as text (each undefined when absent). */
+export interface TokenizerFiles {
+  tokenizerJson?: string;
+  tokenizerConfig?: string;
+  chatTemplateJinja?: string;
+  specialTokensMap?: string;
+}
+
+const TOKENIZER_FILE_LIMIT: ReadLimit = { maxBytes: LIMITS.jsonFileBytes, code: 'TOKENIZER_INVALID', what: 'a tokenizer file' };
+const CHAT_FILE_LIMIT: ReadLimit = { maxBytes: LIMITS.jsonFileBytes, code: 'CHAT_TEMPLATE_INVALID', what: 'a chat template file' };
+
+/**
+ * Reads tokenizer.json, tokenizer_config.json, chat_template.jinja and special_tokens_map.json of
+ * `dir` when present, each bounded (spec/limits.md): a FIFO, a device or a huge file is a typed
+ * error, never a hang or gigabytes read. A dangling symlink is present, and reading it says why.
+ */
+export function readTokenizerFiles(dir: string): TokenizerFiles {
+  const text = (name: string, limit: ReadLimit): string | undefined => {
+    const path = join(dir, name);
+    return entryExists(path) ? readText(path, limit) : undefined;
+  };
+  return {
+    tokenizerJson: text('tokenizer.json', TOKENIZER_FILE_LIMIT), tokenizerConfig: text('tokenizer_config.json', TOKENIZER_FILE_LIMIT),
+    chatTemplateJinja: text('chat_template.jinja', CHAT_FILE_LIMIT), specialTokensMap: text('special_tokens_map.json', CHAT_FILE_LIMIT),
+  };
 }
 
 /** Config and index files are small (kilobytes); a huge one is the wrong file, not a reason to allocate gigabytes. */

@@ -7,14 +7,8 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { once } from 'node:events';
-import { join } from 'node:path';
 import { PonderError } from '../errors.js';
-import { loadChatTemplate, type ChatTemplate } from '../chat/template.js';
 import type { PonderServer } from '../serve/server.js';
-import { LIMITS } from '../limits.js';
-import { entryExists, readText, type ReadLimit } from './files.js';
-
-const CHAT_FILE_LIMIT: ReadLimit = { maxBytes: LIMITS.jsonFileBytes, code: 'CHAT_TEMPLATE_INVALID', what: 'a chat template file' };
 
 export interface ListenOptions {
   /** Default 127.0.0.1 (loopback only). */
@@ -108,15 +102,4 @@ async function respond(server: PonderServer, req: IncomingMessage, res: ServerRe
     res.end();
     await sent;
   }
-}
-
-/**
- * The chat template of a model directory (chat_template.jinja, or tokenizer_config.json's
- * chat_template, with special_tokens_map.json), or null when it has none.
- */
-export async function loadChatTemplateDir(dir: string): Promise<ChatTemplate | null> {
-  const read = (name: string): string | undefined => (entryExists(join(dir, name)) ? readText(join(dir, name), CHAT_FILE_LIMIT) : undefined);
-  const files = { tokenizerConfig: read('tokenizer_config.json'), chatTemplateJinja: read('chat_template.jinja'), specialTokensMap: read('special_tokens_map.json') };
-  if (files.chatTemplateJinja === undefined && !(files.tokenizerConfig ?? '').includes('chat_template')) return null;
-  return loadChatTemplate(files);
 }

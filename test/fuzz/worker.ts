@@ -5,14 +5,14 @@
  * then reports every command's exit code, error code and time. The parent (run.ts) watches the
  * time and memory budgets and kills this process when a case hangs.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { main, type CliIO } from '../../src/cli/main.js';
-import { loadChatTemplate, type ChatTemplate } from '../../src/chat/template.js';
+import { loadChatTemplate } from '../../src/chat/template.js';
 import { PonderError } from '../../src/errors.js';
 import type { Model } from '../../src/api/model.js';
-import { loadModelDir } from '../../src/node/index.js';
+import { loadModel } from '../../src/node/index.js';
 import { createServer } from '../../src/serve/server.js';
 import { familyOf, makeCase, MODELS, POLICIES, readCorpusFiles, ROOT, SERVE_MODEL_ID, type Corpus, type FuzzCase, type Target } from './cases.js';
 
@@ -104,9 +104,16 @@ async function runChat(path: string, text: string): Promise<StepOutcome> {
   }
 }
 
-/** The bundled models and the chat template the serve cases use, loaded once per worker (requests cannot change them). */
+/** The bundled models with the chat template the serve cases use (the first chat corpus file as tokenizer_config.json), loaded once per worker (requests cannot change them). */
 const served = new Map<string, Model>();
-let servedTemplate: ChatTemplate | null = null;
+
+async function servedModel(corpus: Corpus, name: string): Promise<Model> {
+  const dir = join(ROOT, 'models', name);
+  return loadModel({
+    config: readFileSync(join(dir, 'config.json'), 'utf8'), files: { 'model.safetensors': new Uint8Array(readFileSync(join(dir, 'model.safetensors'))) },
+    tokenizer: readFileSync(join(dir, 'tokenizer.json'), 'utf8'), tokenizerConfig: new TextDecoder().decode(corpus.chatConfigs[0]), label: dir,
+  });
+}
 
 /** A request is answered in this time or stopped with 504 (an accepted outcome: a valid max_tokens may ask for the whole context). */
 const SERVE_TIMEOUT_MS = 5_000;
@@ -128,9 +135,8 @@ async function runServe(corpus: Corpus, argv: readonly string[], body: Uint8Arra
   let exit = 0;
   try {
     let model = served.get(modelName);
-    if (!model) served.set(modelName, (model = await loadModelDir(join(ROOT, 'models', modelName))));
-    servedTemplate ??= await loadChatTemplate({ tokenizerConfig: new TextDecoder().decode(corpus.chatConfigs[0]) });
-    const server = createServer({ model, id: SERVE_MODEL_ID, chatTemplate: servedTemplate, timeoutMs: SERVE_TIMEOUT_MS });
+    if (!model) served.set(modelName, (model = await servedModel(corpus, modelName)));
+    const server = createServer({ model, id: SERVE_MODEL_ID, timeoutMs: SERVE_TIMEOUT_MS });
     const path = endpoint === 'chat' ? '/v1/chat/completions' : '/v1/completions';
     const response = await server.handle(new Request(`http://fuzz${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body.slice().buffer }));
     const text = await response.text();
