@@ -104,3 +104,29 @@ test('every option of generate, forward, sampling and loadModel, set to a value 
     for (const key of keys) for (const value of GARBAGE) await typedOrFine(`${call} { ${key}: ${show(value)} }`, () => f({ [key]: value }));
   }
 });
+
+test('the chat calls check their arguments like generate: an unknown option, a template option of the wrong type, a conversation that is not a list, a session option of the wrong type', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { GREETER, QWEN2, QWEN2_TOKENIZER, fixtureTokenizerConfig, safetensorsBytes, scriptedOuro } = await import('./chat-fixture.js');
+  const { config, tensors } = scriptedOuro(GREETER, { vocab: 512, bosEosId: QWEN2.endoftext });
+  const chat = await api.loadModel({ config, files: { 'model.safetensors': safetensorsBytes(tensors) }, tokenizer: readFileSync(QWEN2_TOKENIZER, 'utf8'), tokenizerConfig: JSON.stringify(fixtureTokenizerConfig('chatml-default-system')) }, { runtime: await api.createWasmRuntime() });
+  const hi = [{ role: 'user', content: 'hi' }];
+  assert.throws(() => chat.chat(hi, { maxNewToken: 2 } as never), (e: unknown) => isCode('ARG_INVALID')(e) && /unknown option "maxNewToken"/.test((e as Error).message));
+  assert.throws(() => chat.chat(hi, { initialStates: new Float32Array(16) } as never), isCode('ARG_INVALID'));
+  assert.throws(() => chat.chat(hi, null as never), isCode('ARG_INVALID'));
+  assert.throws(() => chat.chat(hi, { templateKwargs: 'thinking' as never }), isCode('ARG_INVALID'));
+  assert.throws(() => chat.chat(hi, { tools: {} as never }), isCode('ARG_INVALID'));
+  assert.throws(() => chat.chat(hi, { continueFinalMessage: 'yes' as never }), isCode('ARG_INVALID'));
+  assert.throws(() => chat.chat(hi, { maxNewTokens: -1 }), isCode('ARG_INVALID'));
+  assert.throws(() => chat.renderChat(hi, { templateName: 7 as never }), isCode('ARG_INVALID'));
+  assert.throws(() => chat.chat(null as never), isCode('CHAT_MESSAGES'));
+  assert.throws(() => chat.chatSession({ sytem: 'Be brief.' } as never), isCode('ARG_INVALID'));
+  assert.throws(() => chat.chatSession({ capacity: '8' as never }), isCode('ARG_INVALID'));
+  const session = chat.chatSession();
+  assert.throws(() => session.send(42 as never), isCode('ARG_INVALID'));
+  assert.throws(() => session.send('hi', { stopIds: ['x'] as never }), isCode('ARG_INVALID'));
+  assert.throws(() => session.chat({ role: 'user' } as never), isCode('CHAT_MESSAGES'));
+  assert.equal(session.messages.length, 0, 'a refused turn leaves the history as it was');
+  const ok = await session.send('hi', { maxNewTokens: 3 }).result();
+  assert.equal(ok.generatedIds.length > 0, true);
+});
