@@ -12,6 +12,7 @@ import type { TextTokenizer, TokenTextStream } from '../tokenizer.js';
 import { summarizeTrace, traceToJSON, type RunTrace, type TokenTrace, type TraceSummary } from '../trace/trace.js';
 import type { FamilyAdapter, Family, SessionOptions, StepControl } from '../models/family.js';
 import { checkPolicy, describePolicy, type DepthPolicy } from '../depth/policy.js';
+import { checkScoreOptions, Scoring, type ScoreOptions } from './score.js';
 
 export interface ForwardOptions {
   /** depth policy (default: what upstream does without depth arguments) */
@@ -163,6 +164,24 @@ export class Model {
    */
   generate(promptOrIds: string | readonly number[], options: GenerateOptions = {}): Generation {
     return new Generation(this.prepare(promptOrIds, options), this);
+  }
+
+  /**
+   * Teacher-forced scoring (src/api/score.ts): every id after the first scored on the logits of the
+   * call that fed the id before it, one token per call as `generate` decodes, windows of at most the
+   * context. `for await (const chunk of model.score(ids))` streams each window's log-probabilities
+   * and traces; `await model.score(ids).result()` gives the totals. Checked before any compute.
+   */
+  score(textOrIds: string | readonly number[], options: ScoreOptions = {}): Scoring {
+    if (typeof textOrIds !== 'string' && !Array.isArray(textOrIds) && !ArrayBuffer.isView(textOrIds)) throw new PonderError('ARG_INVALID', 'score needs a text or an array of token ids', { field: 'ids', hint: 'pass a string (with a tokenizer) or an array of ids' });
+    const ids = typeof textOrIds === 'string' ? this.encode(textOrIds, options.addSpecialTokens ?? true) : Array.from(textOrIds);
+    checkTokenIds(ids, this.vocabSize, typeof textOrIds === 'string' ? 'text' : 'ids');
+    const { window, seed } = checkScoreOptions(options, ids, this.contextLength);
+    const policy = options.policy ?? { kind: 'default' };
+    this.checkPolicy(policy);
+    const session: SessionOptions = { seed, kvStrategy: options.kvStrategy };
+    this.adapter.checkSessionOptions(session);
+    return new Scoring({ ids, window, policy, session, signal: options.signal ?? null, onProgress: options.onProgress ?? null, adapter: this.adapter });
   }
 
   private requireTokenizer(): TextTokenizer {
