@@ -4,6 +4,7 @@
  */
 import { PonderError } from '../errors.js';
 import { conformCommand } from './conform.js';
+import { evalCommand } from './eval.js';
 import { convertCommand } from './convert.js';
 import { inspectCommand } from './inspect.js';
 import { benchCommand } from './bench.js';
@@ -20,6 +21,7 @@ Usage: ponder <command> [options]   (ponder <command> --help for each)
 Commands:
   run                generate text, each token coloured by the depth it used, then a summary
   trace --html FILE  the same generation as a self-contained HTML page (depth heatmap, criterion curves)
+  eval [MODEL]       quality vs compute: bits/byte and task accuracy at every fixed depth and exit policy
   conform [DIR]      run golden conformance cases (default: the bundled spec/golden)
   inspect FILE|DIR   list the tensors of a safetensors file or model directory, and its config
   convert mor ...    the MoR release (pytorch_model.bin + config.json + experiment YAML) as a model directory
@@ -32,6 +34,7 @@ Exit codes: 0 ok, 1 internal fault or failed check, 2 bad usage or input.
 const COMMANDS: Record<string, (argv: string[], io: CliIO) => Promise<number>> = {
   run: runCommand,
   trace: traceCommand,
+  eval: evalCommand,
   conform: conformCommand,
   inspect: inspectCommand,
   bench: benchCommand,

@@ -94,6 +94,22 @@ function idsFlag(value: string): number[] {
   return parts.map(Number);
 }
 
+/** The model a command runs on: `dir` (default: the bundled demo model) on the --kernels / --threads runtime; notes on stderr. */
+export async function openModel(command: string, dir: string | undefined, values: Record<string, unknown>, io: CliIO): Promise<Model> {
+  const threads = intFlag(command, 'threads', values.threads as string | undefined, 1);
+  if (threads > 1 && values.kernels === 'scalar') throw new PonderError('ARG_INVALID', `${command}: --threads needs the wasm kernels`, { field: 'threads', hint: 'drop --kernels scalar or --threads' });
+  const runtime = threads > 1
+    ? await (await import('../node/pool-worker.js')).createNodeWasmRuntime({ threads })
+    : await createRuntime(values as Record<string, string | boolean | undefined>);
+  if (dir === undefined) {
+    dir = resolve(io.bundledGoldenDir, '..', '..', 'models', DEMO_MODEL);
+    io.err(`no --model given: using the bundled demo model ${DEMO_MODEL} (golden-case weights, so its text is noise)\n`);
+  }
+  const model = await loadModelDir(dir, { runtime });
+  if (model.unknownConfigKeys.length > 0) io.err(`note: config.json keys ponder does not read (a typo, or a field it ignores): ${model.unknownConfigKeys.join(', ')}\n`);
+  return model;
+}
+
 interface Prepared {
   model: Model;
   prompt: string | number[];
@@ -124,18 +140,7 @@ export async function prepare(command: string, values: Record<string, string | b
   const seed = seedFlag(values.seed as string | undefined);
   const stopStrings = values.stop as string[] | undefined;
 
-  const threads = intFlag(command, 'threads', values.threads as string | undefined, 1);
-  if (threads > 1 && values.kernels === 'scalar') throw new PonderError('ARG_INVALID', `${command}: --threads needs the wasm kernels`, { field: 'threads', hint: 'drop --kernels scalar or --threads' });
-  const runtime = threads > 1
-    ? await (await import('../node/pool-worker.js')).createNodeWasmRuntime({ threads })
-    : await createRuntime(values as Record<string, string | boolean | undefined>);
-  let dir = values.model as string | undefined;
-  if (dir === undefined) {
-    dir = resolve(io.bundledGoldenDir, '..', '..', 'models', DEMO_MODEL);
-    io.err(`no --model given: using the bundled demo model ${DEMO_MODEL} (golden-case weights, so its text is noise)\n`);
-  }
-  const model = await loadModelDir(dir, { runtime });
-  if (model.unknownConfigKeys.length > 0) io.err(`note: config.json keys ponder does not read (a typo, or a field it ignores): ${model.unknownConfigKeys.join(', ')}\n`);
+  const model = await openModel(command, values.model as string | undefined, values, io);
   const prompt = values.ids !== undefined ? idsFlag(String(values.ids)) : String(values.prompt ?? 'Once upon a time');
   if (typeof prompt === 'string' && model.tokenizer) {
     // a tokenizer without an unknown token drops characters it cannot encode (demo-huginn's covers ASCII only): say so

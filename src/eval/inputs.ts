@@ -1,0 +1,158 @@
+/**
+ * What `ponder eval` scores, read from bytes the caller loaded (the core touches no files):
+ *
+ *   text    plain UTF-8 text → one id sequence, scored in windows; bits/byte needs the bytes of
+ *           every predicted token (from the tokenizer's decode stream)
+ *   tasks   "K<TAB>PROMPT<TAB>ANSWER" lines (spec/eval.md §Task lines): the answer must follow the
+ *           prompt; K is its difficulty (hops, steps). Lines are packed whole into windows.
+ *   ids     JSON: an array of ids (scored like text), or part 1's synthetic-task windows
+ *           {"windows": [{"ids": [...], "queries": [{"pos", "answer", "hops"}]}]} (spec/eval.md)
+ *
+ * A query is a position whose next id is a known answer: accuracy is argmax == answer at every
+ * position of the answer, and "the depth at the query" is the depth of the position that predicts
+ * the answer's first token (the last token of the prompt).
+ */
+import { PonderError } from '../errors.js';
+import type { TextTokenizer } from '../tokenizer.js';
+
+/** One answer to check inside a window. */
+export interface TaskQuery {
+  /** positions (in the window) whose next id is part of the answer: the first predicts the answer's first token */
+  readonly positions: readonly number[];
+  /** the answer's ids, answers[i] = window ids[positions[i] + 1] */
+  readonly answer: readonly number[];
+  /** the difficulty: hops / steps the answer needs */
+  readonly k: number;
+  /** where it came from, for messages: "tasks.tsv:12" */
+  readonly source: string;
+}
+
+export interface TaskWindow {
+  readonly ids: readonly number[];
+  readonly queries: readonly TaskQuery[];
+}
+
+export interface TaskSet {
+  readonly label: string;
+  readonly windows: readonly TaskWindow[];
+  /** the number of queries in all windows */
+  readonly queries: number;
+}
+
+export interface TextSet {
+  readonly label: string;
+  readonly ids: readonly number[];
+  /** per id: the UTF-8 bytes its text completes (null without a tokenizer: no bits/byte) */
+  readonly bytes: Uint32Array | null;
+}
+
+function taskError(message: string, where: string, hint: string): PonderError {
+  return new PonderError('EVAL_INPUT', `${where}: ${message}`, { path: where, hint });
+}
+
+const TASK_HINT = 'task lines are K<TAB>PROMPT<TAB>ANSWER, K an integer ≥ 0 (spec/eval.md)';
+
+/**
+ * The bytes each id completes: the decode stream holds back an incomplete character (byte-level
+ * BPE splits multi-byte characters over tokens), so its bytes count at the token that completes it.
+ * The sum over all ids is the byte length of the decoded text.
+ */
+export function tokenBytes(tokenizer: TextTokenizer, ids: readonly number[]): Uint32Array {
+  const stream = tokenizer.decodeStream();
+  const encoder = new TextEncoder();
+  const out = new Uint32Array(ids.length);
+  for (let i = 0; i < ids.length; i++) out[i] = encoder.encode(stream.push(ids[i])).length;
+  if (ids.length > 0) out[ids.length - 1] += encoder.encode(stream.flush()).length;
+  return out;
+}
+
+/** Plain text as one id sequence (with the bytes of every id), cut to `maxTokens` ids if given. */
+export function textSet(text: string, label: string, tokenizer: TextTokenizer, o: { maxTokens?: number; addSpecialTokens?: boolean } = {}): TextSet {
+  let ids = tokenizer.encode(text, { addSpecialTokens: o.addSpecialTokens ?? true });
+  if (o.maxTokens !== undefined) ids = ids.slice(0, o.maxTokens);
+  if (ids.length < 2) throw taskError(`has ${ids.length} token${ids.length === 1 ? '' : 's'}; scoring needs at least 2`, label, 'pass a longer text');
+  return { label, ids, bytes: tokenBytes(tokenizer, ids) };
+}
+
+/**
+ * Task lines packed whole into windows of at most `window` ids, in file order; each line is encoded
+ * as one text (PROMPT + ANSWER + "\n"), and the prompt's own ids must be a prefix of it, so the
+ * answer starts on a token boundary. Lines starting with "#" and blank lines are skipped.
+ */
+export function taskLines(text: string, label: string, tokenizer: TextTokenizer, window: number): TaskSet {
+  const lines: { ids: number[]; query: TaskQuery }[] = [];
+  text.split(/\r?\n/).forEach((line, index) => {
+    if (line.trim() === '' || line.startsWith('#')) return;
+    const where = `${label}:${index + 1}`;
+    const fields = line.split('\t');
+    if (fields.length !== 3) throw taskError(`has ${fields.length} tab-separated field${fields.length === 1 ? '' : 's'}, 3 expected`, where, TASK_HINT);
+    const [kText, prompt, answer] = fields;
+    if (!/^\d+$/.test(kText.trim())) throw taskError(`K must be an integer ≥ 0, got ${JSON.stringify(kText)}`, where, TASK_HINT);
+    if (prompt === '' || answer === '') throw taskError(`the ${prompt === '' ? 'prompt' : 'answer'} is empty`, where, TASK_HINT);
+    const promptIds = tokenizer.encode(prompt, { addSpecialTokens: false });
+    const ids = tokenizer.encode(prompt + answer + '\n', { addSpecialTokens: false });
+    const answerIds = tokenizer.encode(prompt + answer, { addSpecialTokens: false }).slice(promptIds.length);
+    if (promptIds.length === 0 || !promptIds.every((id, i) => ids[i] === id) || answerIds.length === 0 || !answerIds.every((id, i) => ids[promptIds.length + i] === id)) {
+      throw taskError(`the tokenizer does not split the line at the start of the answer ${JSON.stringify(answer)} (or at its end), so no position predicts the answer alone`, where, 'write the answer as the model saw it in training, e.g. with its leading space');
+    }
+    if (ids.length > window) throw taskError(`is ${ids.length} tokens, longer than the window of ${window}`, where, 'shorten the line or raise --window (at most the model\'s context)');
+    const positions = answerIds.map((_, i) => promptIds.length - 1 + i);
+    lines.push({ ids, query: { positions, answer: answerIds, k: Number(kText.trim()), source: where } });
+  });
+  if (lines.length === 0) throw taskError('has no task lines', label, TASK_HINT);
+  const windows: TaskWindow[] = [];
+  let ids: number[] = [], queries: TaskQuery[] = [];
+  for (const line of lines) {
+    if (ids.length + line.ids.length > window) { windows.push({ ids, queries }); ids = []; queries = []; }
+    const offset = ids.length;
+    queries.push({ ...line.query, positions: line.query.positions.map((p) => p + offset) });
+    ids.push(...line.ids);
+  }
+  windows.push({ ids, queries });
+  return { label, windows, queries: lines.length };
+}
+
+/** `--ids FILE`: a JSON array of ids (a TextSet), or part 1's synthetic windows (a TaskSet). */
+export function idsFile(json: string, label: string, vocabSize: number, contextLength: number, tokenizer: TextTokenizer | null): TextSet | TaskSet {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(json);
+  } catch (e) {
+    throw taskError(`is not JSON: ${(e as Error).message}`, label, 'an ids file is a JSON array of ids, or {"windows": [{"ids": [...], "queries": [...]}]} (spec/eval.md)');
+  }
+  const idList = (value: unknown, where: string): number[] => {
+    if (!Array.isArray(value) || value.some((v) => !Number.isInteger(v) || v < 0 || v >= vocabSize)) {
+      throw taskError(`${where} must be an array of integer ids in [0, ${vocabSize})`, label, 'the ids must belong to this model\'s vocabulary');
+    }
+    return value as number[];
+  };
+  if (Array.isArray(doc)) {
+    const ids = idList(doc, 'the array');
+    if (ids.length < 2) throw taskError(`has ${ids.length} ids; scoring needs at least 2`, label, 'pass a longer sequence');
+    return { label, ids, bytes: tokenizer ? tokenBytes(tokenizer, ids) : null };
+  }
+  const windowsValue = (doc as { windows?: unknown } | null)?.windows;
+  if (!Array.isArray(windowsValue) || windowsValue.length === 0) throw taskError('has no "windows" array', label, 'an ids file is a JSON array of ids, or {"windows": [{"ids": [...], "queries": [...]}]} (spec/eval.md)');
+  let count = 0;
+  const windows = windowsValue.map((w, wi): TaskWindow => {
+    const where = `windows[${wi}]`;
+    const ids = idList((w as { ids?: unknown })?.ids, `${where}.ids`);
+    if (ids.length < 2 || ids.length > contextLength) throw taskError(`${where}.ids has ${ids.length} ids; a window holds 2 to ${contextLength} (the model's context)`, label, 'split the window');
+    const qs = (w as { queries?: unknown }).queries ?? [];
+    if (!Array.isArray(qs)) throw taskError(`${where}.queries must be an array`, label, 'queries: [{"pos": P, "answer": ID, "hops": K}]');
+    const queries = qs.map((q, qi): TaskQuery => {
+      const at = `${where}.queries[${qi}]`;
+      const { pos, answer } = (q ?? {}) as { pos?: unknown; answer?: unknown };
+      const k = (q as { hops?: unknown; k?: unknown })?.hops ?? (q as { k?: unknown })?.k;
+      if (!Number.isInteger(pos) || (pos as number) < 0 || (pos as number) >= ids.length - 1) throw taskError(`${at}.pos must be a position in [0, ${ids.length - 2}] (one before the answer), got ${JSON.stringify(pos)}`, label, 'pos is the position whose next id is the answer');
+      if (!Number.isInteger(k) || (k as number) < 0) throw taskError(`${at} needs "hops" (or "k"), an integer ≥ 0, got ${JSON.stringify(k)}`, label, 'the difficulty of the query');
+      const expected = ids[(pos as number) + 1];
+      if (answer !== expected) throw taskError(`${at}.answer is ${JSON.stringify(answer)} but the id after position ${String(pos)} is ${expected}`, label, 'the answer must be the next id in the window');
+      count++;
+      return { positions: [pos as number], answer: [expected], k: k as number, source: `${label} ${at}` };
+    });
+    return { ids, queries };
+  });
+  if (count === 0) throw taskError('has windows but no queries', label, 'give each window its queries, or pass the ids as a plain array');
+  return { label, windows, queries: count };
+}

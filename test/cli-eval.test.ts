@@ -1,0 +1,87 @@
+/**
+ * `ponder eval`: the tables (or --json, the report as the API returns it) on stdout and one progress
+ * line per policy on stderr; --svg and --html written whole; every bad flag or input is exit 2 with
+ * one `error[CODE]:` line and a hint, nothing on stdout, decided before any token is scored.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main, type CliIO } from '../src/cli/main.js';
+import type { EvalReport } from '../src/eval/evaluate.js';
+
+interface Run { code: number; out: string; err: string }
+
+async function ponder(argv: string[]): Promise<Run> {
+  let out = '', err = '';
+  const io: CliIO = { out: (t) => { out += t; }, err: (t) => { err += t; }, bundledGoldenDir: 'spec/golden' };
+  return { code: await main(argv, io), out, err };
+}
+
+function assertUsageError(r: Run, code: string): void {
+  assert.equal(r.code, 2, `exit 2, got ${r.code}: ${r.err}`);
+  assert.equal(r.out, '', 'nothing on stdout');
+  const lines = r.err.trimEnd().split('\n').filter((l) => !l.startsWith('no --model given'));
+  assert.match(lines[0], new RegExp(`^error\\[${code}\\]: \\S`), r.err);
+  assert.equal(lines.length, 2, `one error line plus a hint, got:\n${r.err}`);
+  assert.match(lines[1], /^ {2}hint: \S/);
+}
+
+const root = mkdtempSync(join(tmpdir(), 'ponder-eval-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+const prose = join(root, 'prose.txt');
+writeFileSync(prose, 'It is with deep concern I am now to inform you that the favorable prospect has been over-clouded by a refusal of the British Government.');
+const tasks = join(root, 'tasks.tsv');
+writeFileSync(tasks, '1\t b = 4, k = 7. b?\t 4\n2\t b = 4, k = b, m = 7. k?\t 4\n');
+
+test('eval prints both tables and the verdicts, one progress line per policy on stderr, and writes the SVG and the page', async () => {
+  const svg = join(root, 'plot.svg'), html = join(root, 'report.html');
+  const r = await ponder(['eval', 'models/mor-sotu', '--text', prose, '--tasks', tasks, '--policy', 'router(causal, 0.5)', '--svg', svg, '--html', html]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^ponder eval models\/mor-sotu · mor, full depth 3 · compute = FLOPs relative to fixed\(3\)/);
+  assert.match(r.out, /\nheld-out text .*prose\.txt: \d+ tokens, \d+ bytes, windows of 256\npolicy +bits\/byte +perplexity +mean depth +compute/);
+  assert.match(r.out, /\ntasks .*tasks\.tsv: 2 queries in 1 windows, k = 1, 2\n/);
+  for (const policy of ['fixed(1)', 'fixed(2)', 'fixed(3)', 'router(causal, 0.5)']) assert.equal(r.out.split('\n').filter((l) => l.startsWith(policy + ' ')).length, 2, policy);
+  const progress = r.err.trimEnd().split('\n');
+  assert.match(progress[0], /^eval: 4 policies on \d+ text tokens and 2 task queries/);
+  assert.equal(progress.filter((l) => /^\[\d\/4\] /.test(l)).length, 4);
+  assert.match(readFileSync(svg, 'utf8'), /^<svg xmlns=/);
+  assert.match(readFileSync(html, 'utf8'), /^<!doctype html>/);
+  assert.deepEqual(readdirSync(root).filter((f) => f.endsWith('.tmp')), []);
+});
+
+test('eval --json is the report: fixed depths from --depths, every row with its text and task scores', async () => {
+  const ids = join(root, 'ids.json');
+  writeFileSync(ids, JSON.stringify([464, 1110, 286, 262, 1578, 1829, 318, 257, 1672, 13]));
+  const r = await ponder(['eval', 'models/huginn-sotu', '--ids', ids, '--depths', '1,3', '--policy', 'exit(latent-diff, 0.05)', '--json']);
+  assert.equal(r.code, 0, r.err);
+  const report = JSON.parse(r.out) as EvalReport;
+  assert.equal(report.format, 'ponder-eval');
+  assert.deepEqual(report.rows.map((x) => x.policy), ['fixed(6)', 'fixed(1)', 'fixed(3)', 'exit(latent-diff, 0.05)']);
+  assert.equal(report.text!.tokens, 10);
+  assert.ok(report.rows.every((x) => x.text !== null && x.tasks === null && x.text.positions === 9));
+});
+
+test('bad input is exit 2 with a typed error before anything is scored', async () => {
+  assertUsageError(await ponder(['eval', 'models/huginn-sotu']), 'ARG_INVALID');
+  assertUsageError(await ponder(['eval', 'models/huginn-sotu', '--text', join(root, 'missing.txt')]), 'IO_NOT_FOUND');
+  assertUsageError(await ponder(['eval', 'models/huginn-sotu', '--text', prose, '--svg', join(root, 'no/dir/p.svg')]), 'IO_NOT_FOUND');
+  assertUsageError(await ponder(['eval', 'models/huginn-sotu', '--text', prose, '--depths', '4-2']), 'ARG_INVALID');
+  assertUsageError(await ponder(['eval', 'models/ouro-sotu', '--text', prose, '--depths', '1-9']), 'ARG_POLICY');
+  assertUsageError(await ponder(['eval', 'models/huginn-sotu', '--text', prose, '--policy', 'router(causal, 0.5)']), 'ARG_POLICY');
+  assertUsageError(await ponder(['eval', 'models/huginn-sotu', '--text', prose, '--criteria', 'warp']), 'ARG_INVALID');
+  assertUsageError(await ponder(['eval', 'models/huginn-sotu', '--text', prose, '--policy', 'exit(kl)', '--criteria', 'kl']), 'ARG_INVALID');
+  assertUsageError(await ponder(['eval', 'models/huginn-sotu', '--text', prose, '--window', '9999']), 'ARG_INVALID');
+  assertUsageError(await ponder(['eval', 'models/huginn-sotu', '--text', prose, '--seed', 'x']), 'ARG_INVALID');
+  assertUsageError(await ponder(['eval', 'models/huginn-sotu', '--tasks', prose]), 'EVAL_INPUT');
+  assertUsageError(await ponder(['eval', 'models/huginn-sotu', '--text', prose, 'extra']), 'ARG_INVALID');
+  assertUsageError(await ponder(['eval', 'models/huginn-sotu', '--frobnicate']), 'ARG_UNKNOWN_FLAG');
+});
+
+test('--help explains the inputs, policies and outputs; the top-level help lists eval', async () => {
+  const r = await ponder(['eval', '--help']);
+  assert.equal(r.code, 0);
+  for (const flag of ['--text FILE', '--tasks FILE', '--ids FILE', '--depths LIST', '--criteria LIST', '--policy POLICY', '--json', '--svg FILE', '--html FILE']) assert.ok(r.out.includes(flag), flag);
+  assert.match((await ponder(['--help'])).out, /\n {2}eval \[MODEL\] /);
+});
