@@ -62,12 +62,24 @@ test('task lines are packed whole into windows; each query sits on the position 
   }
 });
 
+test('a line with several queries: the prompts and answers follow each other in one text, each answer on its own positions', () => {
+  const set = taskLines('2\t b = 4, k = b, m = 7. k?\t 4\t1\t m?\t 7\n', 'two.tsv', tok, 256);
+  assert.equal(set.queries, 2);
+  const [w] = set.windows;
+  assert.deepEqual(w.ids, tok.encode(' b = 4, k = b, m = 7. k? 4 m? 7\n', { addSpecialTokens: false }));
+  assert.deepEqual(w.queries.map((q) => [q.k, tok.decode(q.answer), tok.decode(w.ids.slice(0, q.positions[0] + 1))]),
+    [[2, ' 4', ' b = 4, k = b, m = 7. k?'], [1, ' 7', ' b = 4, k = b, m = 7. k? 4 m?']]);
+});
+
 test('bad task lines name the file and line', () => {
   const bad: Array<[string, RegExp]> = [
     ['1\tonly two', /tasks\.tsv:1: has 2 tab-separated fields/],
+    ['1\t a?\t 1\t2\t b?', /tasks\.tsv:1: has 5 tab-separated fields, a multiple of 3/],
+    ['1\t a?\t 1\t2\t\t 1', /the prompt of query 2 is empty/],
+    ['1\t the\tre', /does not split the line at the start or the end of answer 1/],
     ['x\t a?\t 1', /tasks\.tsv:1: K must be an integer/],
-    ['\n2\t\t 1', /tasks\.tsv:2: the prompt is empty/],
-    ['1\t a?\t', /the answer is empty/],
+    ['\n2\t\t 1', /tasks\.tsv:2: the prompt of query 1 is empty/],
+    ['1\t a?\t', /the answer of query 1 is empty/],
     [`1\t${' a'.repeat(30)}?\t 1`, /longer than the window of 20/],
     ['# nothing but a comment\n', /has no task lines/],
   ];

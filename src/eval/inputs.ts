@@ -3,8 +3,8 @@
  *
  *   text    plain UTF-8 text → one id sequence, scored in windows; bits/byte needs the bytes of
  *           every predicted token (from the tokenizer's decode stream)
- *   tasks   "K<TAB>PROMPT<TAB>ANSWER" lines (spec/eval.md §Task lines): the answer must follow the
- *           prompt; K is its difficulty (hops, steps). Lines are packed whole into windows.
+ *   tasks   "K<TAB>PROMPT<TAB>ANSWER" lines, more triples for more queries on a line (spec/eval.md
+ *           §2): K is the answer's difficulty (hops, steps). Lines are packed whole into windows.
  *   ids     JSON: an array of ids (scored like text), or part 1's synthetic-task windows
  *           {"windows": [{"ids": [...], "queries": [{"pos", "answer", "hops"}]}]} (spec/eval.md)
  *
@@ -50,7 +50,7 @@ function taskError(message: string, where: string, hint: string): PonderError {
   return new PonderError('EVAL_INPUT', `${where}: ${message}`, { path: where, hint });
 }
 
-const TASK_HINT = 'task lines are K<TAB>PROMPT<TAB>ANSWER, K an integer ≥ 0 (spec/eval.md)';
+const TASK_HINT = 'task lines are K<TAB>PROMPT<TAB>ANSWER, repeated for more queries on the line, K an integer ≥ 0 (spec/eval.md)';
 
 /**
  * The bytes each id completes: the decode stream holds back an incomplete character (byte-level
@@ -75,29 +75,46 @@ export function textSet(text: string, label: string, tokenizer: TextTokenizer, o
 }
 
 /**
- * Task lines packed whole into windows of at most `window` ids, in file order; each line is encoded
- * as one text (PROMPT + ANSWER + "\n"), and the prompt's own ids must be a prefix of it, so the
- * answer starts on a token boundary. Lines starting with "#" and blank lines are skipped.
+ * Task lines packed whole into windows of at most `window` ids, in file order. A line is one or more
+ * queries, K<TAB>PROMPT<TAB>ANSWER each, whose texts follow each other (PROMPT₂ continues after
+ * ANSWER₁); the line's text, PROMPT₁ + ANSWER₁ + … + "\n", is encoded once, and every prompt and
+ * answer must end on a token boundary of it (the ids of the text up to there are a prefix of the
+ * line's ids), so each answer has positions of its own. "#" lines and blank lines are skipped.
  */
 export function taskLines(text: string, label: string, tokenizer: TextTokenizer, window: number): TaskSet {
-  const lines: { ids: number[]; query: TaskQuery }[] = [];
+  const lines: { ids: number[]; queries: TaskQuery[] }[] = [];
+  const encode = (t: string): number[] => tokenizer.encode(t, { addSpecialTokens: false });
   text.split(/\r?\n/).forEach((line, index) => {
     if (line.trim() === '' || line.startsWith('#')) return;
     const where = `${label}:${index + 1}`;
     const fields = line.split('\t');
-    if (fields.length !== 3) throw taskError(`has ${fields.length} tab-separated field${fields.length === 1 ? '' : 's'}, 3 expected`, where, TASK_HINT);
-    const [kText, prompt, answer] = fields;
-    if (!/^\d+$/.test(kText.trim())) throw taskError(`K must be an integer ≥ 0, got ${JSON.stringify(kText)}`, where, TASK_HINT);
-    if (prompt === '' || answer === '') throw taskError(`the ${prompt === '' ? 'prompt' : 'answer'} is empty`, where, TASK_HINT);
-    const promptIds = tokenizer.encode(prompt, { addSpecialTokens: false });
-    const ids = tokenizer.encode(prompt + answer + '\n', { addSpecialTokens: false });
-    const answerIds = tokenizer.encode(prompt + answer, { addSpecialTokens: false }).slice(promptIds.length);
-    if (promptIds.length === 0 || !promptIds.every((id, i) => ids[i] === id) || answerIds.length === 0 || !answerIds.every((id, i) => ids[promptIds.length + i] === id)) {
-      throw taskError(`the tokenizer does not split the line at the start of the answer ${JSON.stringify(answer)} (or at its end), so no position predicts the answer alone`, where, 'write the answer as the model saw it in training, e.g. with its leading space');
+    if (fields.length % 3 !== 0) throw taskError(`has ${fields.length} tab-separated field${fields.length === 1 ? '' : 's'}, a multiple of 3 expected`, where, TASK_HINT);
+    let lineText = '';
+    const spans: { k: number; promptEnd: number; answerEnd: number; answer: string }[] = [];
+    for (let f = 0; f < fields.length; f += 3) {
+      const [kText, prompt, answer] = fields.slice(f, f + 3);
+      if (!/^\d+$/.test(kText.trim())) throw taskError(`K must be an integer ≥ 0, got ${JSON.stringify(kText)}`, where, TASK_HINT);
+      if (prompt === '' || answer === '') throw taskError(`the ${prompt === '' ? 'prompt' : 'answer'} of query ${f / 3 + 1} is empty`, where, TASK_HINT);
+      lineText += prompt;
+      const promptEnd = lineText.length;
+      lineText += answer;
+      spans.push({ k: Number(kText.trim()), promptEnd, answerEnd: lineText.length, answer });
     }
+    const ids = encode(lineText + '\n');
+    const boundary = (end: number): number | null => {
+      const prefix = encode(lineText.slice(0, end));
+      return prefix.every((id, i) => ids[i] === id) ? prefix.length : null;
+    };
+    const queries = spans.map((q, i): TaskQuery => {
+      const from = boundary(q.promptEnd), to = boundary(q.answerEnd);
+      if (from === null || to === null || from === 0 || to <= from) {
+        throw taskError(`the tokenizer does not split the line at the start or the end of answer ${i + 1}, ${JSON.stringify(q.answer)}, so no positions predict the answer alone`, where, 'write the answer as the model saw it in training, e.g. with its leading space');
+      }
+      const answer = ids.slice(from, to);
+      return { positions: answer.map((_, j) => from - 1 + j), answer, k: q.k, source: where };
+    });
     if (ids.length > window) throw taskError(`is ${ids.length} tokens, longer than the window of ${window}`, where, 'shorten the line or raise --window (at most the model\'s context)');
-    const positions = answerIds.map((_, i) => promptIds.length - 1 + i);
-    lines.push({ ids, query: { positions, answer: answerIds, k: Number(kText.trim()), source: where } });
+    lines.push({ ids, queries });
   });
   if (lines.length === 0) throw taskError('has no task lines', label, TASK_HINT);
   const windows: TaskWindow[] = [];
@@ -105,11 +122,11 @@ export function taskLines(text: string, label: string, tokenizer: TextTokenizer,
   for (const line of lines) {
     if (ids.length + line.ids.length > window) { windows.push({ ids, queries }); ids = []; queries = []; }
     const offset = ids.length;
-    queries.push({ ...line.query, positions: line.query.positions.map((p) => p + offset) });
+    for (const q of line.queries) queries.push({ ...q, positions: q.positions.map((p) => p + offset) });
     ids.push(...line.ids);
   }
   windows.push({ ids, queries });
-  return { label, windows, queries: lines.length };
+  return { label, windows, queries: lines.reduce((n, l) => n + l.queries.length, 0) };
 }
 
 /** `--ids FILE`: a JSON array of ids (a TextSet), or part 1's synthetic windows (a TaskSet). */
