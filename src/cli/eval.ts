@@ -28,7 +28,7 @@ the compute it skips not spent), under every fixed depth 1..full and every adapt
 runs at a sweep of thresholds: bits/byte and perplexity on text, answer accuracy and the depth at
 the query per k on tasks, with the mean depth and the compute (FLOPs relative to the full fixed
 depth on the same positions). Each adaptive row is compared with the cheapest fixed depth whose
-bits/byte is within 1 % of its own. MODEL defaults to the bundled demo model.
+bits/byte is within 1 % of its own. MODEL defaults to the bundled trained model models/huginn-sotu.
 
 Inputs (at least one; formats in spec/eval.md):
   --text FILE             plain UTF-8 text, scored in windows (bits/byte, perplexity)

@@ -8,14 +8,13 @@ import { resolve } from 'node:path';
 import { PonderError } from '../errors.js';
 import { loadModelDir } from '../node/index.js';
 import { parsePolicy } from '../depth/policy.js';
+import { DEFAULT_MODEL, DEFAULT_MODEL_POLICY } from '../defaults.js';
 import type { GenerateOptions, GenerationResult, Model } from '../api/model.js';
 import type { SamplingOptions } from '../generate/sampling.js';
 import { colorTokenByDepth, depthLegend, formatSummary } from '../trace/terminal.js';
 import { intFlag, parseFlags, type FlagSpec } from './args.js';
 import { createRuntime, RUNTIME_FLAGS } from './runtime-flags.js';
 import type { CliIO } from './io.js';
-
-export const DEMO_MODEL = 'demo-huginn';
 
 export const GENERATION_FLAGS: FlagSpec = {
   model: { type: 'string', short: 'm' },
@@ -37,7 +36,8 @@ export const GENERATION_FLAGS: FlagSpec = {
 };
 
 export const GENERATION_HELP = `  --model DIR, -m        model directory in Hugging Face layout (config.json, model.safetensors or
-                          shards + index, tokenizer.json); default: the bundled demo model
+                          shards + index, tokenizer.json); default: the bundled trained model
+                          models/huginn-sotu, with --policy "${DEFAULT_MODEL_POLICY}" unless given
   --prompt TEXT, -p       prompt text (needs tokenizer.json); default "Once upon a time"
   --ids 1,2,3             prompt as token ids instead of text
   --policy POLICY         depth policy: default, fixed(N), router(upstream), router(causal[, T]),
@@ -94,16 +94,16 @@ function idsFlag(value: string): number[] {
   return parts.map(Number);
 }
 
-/** The model a command runs on: `dir` (default: the bundled demo model) on the --kernels / --threads runtime; notes on stderr. */
-export async function openModel(command: string, dir: string | undefined, values: Record<string, unknown>, io: CliIO): Promise<Model> {
+/** The model a command runs on: `dir` (default: the bundled trained model) on the --kernels / --threads runtime; notes on stderr. */
+export async function openModel(command: string, dir: string | undefined, values: Record<string, unknown>, io: CliIO, defaultNote = ''): Promise<Model> {
   const threads = intFlag(command, 'threads', values.threads as string | undefined, 1);
   if (threads > 1 && values.kernels === 'scalar') throw new PonderError('ARG_INVALID', `${command}: --threads needs the wasm kernels`, { field: 'threads', hint: 'drop --kernels scalar or --threads' });
   const runtime = threads > 1
     ? await (await import('../node/pool-worker.js')).createNodeWasmRuntime({ threads })
     : await createRuntime(values as Record<string, string | boolean | undefined>);
   if (dir === undefined) {
-    dir = resolve(io.bundledGoldenDir, '..', '..', 'models', DEMO_MODEL);
-    io.err(`no --model given: using the bundled demo model ${DEMO_MODEL} (golden-case weights, so its text is noise)\n`);
+    dir = resolve(io.bundledGoldenDir, '..', '..', 'models', DEFAULT_MODEL);
+    io.err(`no --model given: using the bundled trained model ${DEFAULT_MODEL}${defaultNote} (models/README.md)\n`);
   }
   const model = await loadModelDir(dir, { runtime });
   if (model.unknownConfigKeys.length > 0) io.err(`note: config.json keys ponder does not read (a typo, or a field it ignores): ${model.unknownConfigKeys.join(', ')}\n`);
@@ -121,9 +121,10 @@ export async function prepare(command: string, values: Record<string, string | b
   if (values.prompt !== undefined && values.ids !== undefined) throw new PonderError('ARG_INVALID', `${command}: give --prompt or --ids, not both`, { hint: `see \`ponder ${command} --help\`` });
   const maxNewTokens = values['max-new-tokens'] === '0' ? 0 : intFlag(command, 'max-new-tokens', values['max-new-tokens'] as string | undefined, 32);
   const threshold = numberFlag('threshold', values.threshold as string | undefined);
+  const defaultPair = values.model === undefined && values.policy === undefined && threshold === undefined;
   const policy = values.policy !== undefined ? parsePolicy(String(values.policy), threshold)
     : threshold !== undefined ? (() => { throw new PonderError('ARG_INVALID', '--threshold needs --policy router(causal) or exit(CRITERION)', { field: 'threshold', hint: 'e.g. --policy "exit(kl)" --threshold 5e-4' }); })()
-    : undefined;
+    : defaultPair ? parsePolicy(DEFAULT_MODEL_POLICY) : undefined;
   const sampling: SamplingOptions = {};
   const temperature = numberFlag('temperature', values.temperature as string | undefined);
   const topK = numberFlag('top-k', values['top-k'] as string | undefined);
@@ -140,7 +141,7 @@ export async function prepare(command: string, values: Record<string, string | b
   const seed = seedFlag(values.seed as string | undefined);
   const stopStrings = values.stop as string[] | undefined;
 
-  const model = await openModel(command, values.model as string | undefined, values, io);
+  const model = await openModel(command, values.model as string | undefined, values, io, defaultPair ? ` with --policy "${DEFAULT_MODEL_POLICY}"` : '');
   const prompt = values.ids !== undefined ? idsFlag(String(values.ids)) : String(values.prompt ?? 'Once upon a time');
   if (typeof prompt === 'string' && model.tokenizer) {
     // a tokenizer without an unknown token drops characters it cannot encode (demo-huginn's covers ASCII only): say so
