@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main, type CliIO } from '../src/cli/main.js';
 import type { EvalReport } from '../src/eval/evaluate.js';
+import { formatEvalReport } from '../src/eval/report.js';
 
 interface Run { code: number; out: string; err: string }
 
@@ -61,6 +62,18 @@ test('eval --json is the report: fixed depths from --depths, every row with its 
   assert.deepEqual(report.rows.map((x) => x.policy), ['fixed(6)', 'fixed(1)', 'fixed(3)', 'exit(latent-diff, 0.05)']);
   assert.equal(report.text!.tokens, 10);
   assert.ok(report.rows.every((x) => x.text !== null && x.tasks === null && x.text.positions === 9));
+  // --from prints and draws the saved report without scoring
+  const saved = join(root, 'report.json');
+  writeFileSync(saved, r.out);
+  const table = await ponder(['eval', '--from', saved, '--svg', join(root, 'from.svg')]);
+  assert.equal(table.code, 0, table.err);
+  assert.equal(table.out, formatEvalReport(report));
+  assert.match(readFileSync(join(root, 'from.svg'), 'utf8'), /^<svg /);
+  assert.equal((await ponder(['eval', '--from', saved, '--json'])).out, r.out);
+  assertUsageError(await ponder(['eval', '--from', saved, '--text', prose]), 'ARG_INVALID');
+  assertUsageError(await ponder(['eval', 'models/huginn-sotu', '--from', saved]), 'ARG_INVALID');
+  writeFileSync(saved, r.out.replace('"format": "ponder-eval"', '"format": "ponder-trace"'));
+  assertUsageError(await ponder(['eval', '--from', saved]), 'EVAL_REPORT');
 });
 
 test('bad input is exit 2 with a typed error before anything is scored', async () => {
@@ -82,6 +95,6 @@ test('bad input is exit 2 with a typed error before anything is scored', async (
 test('--help explains the inputs, policies and outputs; the top-level help lists eval', async () => {
   const r = await ponder(['eval', '--help']);
   assert.equal(r.code, 0);
-  for (const flag of ['--text FILE', '--tasks FILE', '--ids FILE', '--depths LIST', '--criteria LIST', '--policy POLICY', '--json', '--svg FILE', '--html FILE']) assert.ok(r.out.includes(flag), flag);
+  for (const flag of ['--text FILE', '--tasks FILE', '--ids FILE', '--depths LIST', '--criteria LIST', '--policy POLICY', '--json', '--svg FILE', '--html FILE', '--from REPORT.json']) assert.ok(r.out.includes(flag), flag);
   assert.match((await ponder(['--help'])).out, /\n {2}eval \[MODEL\] /);
 });

@@ -12,7 +12,7 @@ import { isPonderError } from '../src/errors.js';
 import { idsFile, taskLines, textSet, tokenBytes } from '../src/eval/inputs.js';
 import { evaluate, matchFixed, type EvalReport, type EvalRow, type TextScore } from '../src/eval/evaluate.js';
 import { adaptiveSweep, fixedSweep, parseDepthList, SWEEP_THRESHOLDS } from '../src/eval/sweep.js';
-import { formatEvalReport } from '../src/eval/report.js';
+import { evalReportToJSON, formatEvalReport, parseEvalReport } from '../src/eval/report.js';
 import { renderEvalHtml, renderEvalSvg } from '../src/eval/plot.js';
 
 const huginn = await loadModel('models/huginn-sotu');
@@ -183,6 +183,27 @@ test('the text report has one line per row in each table and both verdicts; the 
   assert.match(out, /^depth at the query (rises|does not rise) with k/m);
   const back = JSON.parse(JSON.stringify(report)) as EvalReport;
   assert.deepEqual(back, report);
+});
+
+test('a saved report reads back as it was; a damaged one is EVAL_REPORT naming the field', () => {
+  assert.deepEqual(parseEvalReport(evalReportToJSON(report), 'r.json'), report);
+  const damage: Array<[(d: Record<string, any>) => void, string]> = [
+    [(d) => { d.version = 2; }, 'version'],
+    [(d) => { delete d.model; }, 'model'],
+    [(d) => { d.rows = []; }, 'rows'],
+    [(d) => { d.rows[1].text.bitsPerByte = 'low'; }, 'rows[1].text.bitsPerByte'],
+    [(d) => { d.rows[2].tasks = null; }, 'rows[2].tasks'],
+    [(d) => { d.rows[0].tasks.byK[0].k = 99; }, 'rows[0].tasks.byK'],
+    [(d) => { d.rows[3].matchedFixed = { policy: 'fixed(77)', saving: 0 }; }, 'rows[3].matchedFixed.policy'],
+    [(d) => { d.best = { policy: 'nope', matchedFixed: 'fixed(1)', saving: 0.5 }; }, 'best'],
+    [(d) => { d.rows[1].depthRisesWithK = 'yes'; }, 'rows[1].depthRisesWithK'],
+  ];
+  for (const [edit, field] of damage) {
+    const d = JSON.parse(evalReportToJSON(report));
+    edit(d);
+    assert.throws(() => parseEvalReport(JSON.stringify(d), 'r.json'), (e) => evalError('EVAL_REPORT')(e) && (e as { field?: string }).field === field, field);
+  }
+  assert.throws(() => parseEvalReport('{"format": ', 'r.json'), evalError('EVAL_REPORT'));
 });
 
 test('the SVG and the HTML page show every row and escape every string', () => {

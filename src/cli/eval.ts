@@ -8,10 +8,10 @@ import { dirname, resolve } from 'node:path';
 import { PonderError } from '../errors.js';
 import { readText } from '../node/files.js';
 import type { Model } from '../api/model.js';
-import { evaluate, type EvalRow } from '../eval/evaluate.js';
+import { evaluate, type EvalReport, type EvalRow } from '../eval/evaluate.js';
 import { idsFile, taskLines, textSet, type TaskSet, type TextSet } from '../eval/inputs.js';
 import { adaptiveSweep, fixedSweep, parseDepthList, parsePolicies } from '../eval/sweep.js';
-import { formatEvalReport } from '../eval/report.js';
+import { evalReportToJSON, formatEvalReport, parseEvalReport } from '../eval/report.js';
 import { renderEvalHtml, renderEvalSvg } from '../eval/plot.js';
 import { defaultScoreWindow } from '../api/score.js';
 import { checkSeed } from '../generate/prng.js';
@@ -52,6 +52,7 @@ Options:
   --json                  print the report as JSON instead of the tables
   --html FILE             also write a self-contained HTML report (plot and tables)
   --svg FILE              also write the plot as a standalone SVG (e.g. for docs/)
+  --from REPORT.json      print and draw a report written by --json instead of scoring
   --kernels wasm|scalar, --threads N   as for ponder run
 
 Example:
@@ -63,7 +64,7 @@ const EVAL_FLAGS = {
   text: { type: 'string' }, tasks: { type: 'string' }, ids: { type: 'string' },
   depths: { type: 'string' }, criteria: { type: 'string' }, policy: { type: 'string', multiple: true },
   'max-tokens': { type: 'string' }, window: { type: 'string' }, seed: { type: 'string' }, 'kv-strategy': { type: 'string' },
-  json: { type: 'boolean' }, html: { type: 'string' }, svg: { type: 'string' }, threads: { type: 'string' }, ...RUNTIME_FLAGS,
+  json: { type: 'boolean' }, html: { type: 'string' }, svg: { type: 'string' }, from: { type: 'string' }, threads: { type: 'string' }, ...RUNTIME_FLAGS,
 } as const;
 
 function outputPath(flag: string, value: unknown): string | undefined {
@@ -90,6 +91,12 @@ export async function evalCommand(argv: string[], io: CliIO): Promise<number> {
   const { values, positionals } = parseFlags('eval', argv, EVAL_FLAGS);
   if (values.help) { io.out(EVAL_HELP); return 0; }
   if (positionals.length > 1) throw new PonderError('ARG_INVALID', `eval: unexpected argument ${JSON.stringify(positionals[1])}`, { hint: 'one MODEL directory; see `ponder eval --help`' });
+  if (values.from !== undefined) {
+    const scoring = [...positionals, ...Object.keys(values).filter((k) => values[k] !== undefined && !['from', 'json', 'svg', 'html'].includes(k)).map((k) => `--${k}`)];
+    if (scoring.length > 0) throw new PonderError('ARG_INVALID', `eval: --from draws an existing report; ${scoring[0]} does not apply`, { hint: 'drop it, or drop --from to score' });
+    const html = outputPath('html', values.html), svg = outputPath('svg', values.svg);
+    return writeReport(parseEvalReport(readText(String(values.from)), String(values.from)), { json: values.json === true, svg, html }, io);
+  }
   if (values.text === undefined && values.tasks === undefined && values.ids === undefined) throw new PonderError('ARG_INVALID', 'eval: give --text FILE, --tasks FILE or --ids FILE', { hint: 'see `ponder eval --help`' });
   if (values.policy !== undefined && values.criteria !== undefined) throw new PonderError('ARG_INVALID', 'eval: give --policy or --criteria, not both', { hint: '--policy lists the adaptive policies to run; --criteria narrows the sweeps' });
   const html = outputPath('html', values.html), svg = outputPath('svg', values.svg);
@@ -133,10 +140,14 @@ export async function evalCommand(argv: string[], io: CliIO): Promise<number> {
     policies, text, tasks, window, seed, kvStrategy: values['kv-strategy'] as string | undefined,
     onRow: (row, index, count) => io.err(progressLine(row, index, count)),
   });
-  if (svg) writeFileAtomic(svg, renderEvalSvg(report));
-  if (html) writeFileAtomic(html, renderEvalHtml(report));
-  io.out(values.json ? JSON.stringify(report, null, 2) + '\n' : formatEvalReport(report));
-  if (svg) io.err(`wrote ${svg}\n`);
-  if (html) io.err(`wrote ${html}\n`);
+  return writeReport(report, { json: values.json === true, svg, html }, io);
+}
+
+function writeReport(report: EvalReport, o: { json: boolean; svg?: string; html?: string }, io: CliIO): number {
+  if (o.svg) writeFileAtomic(o.svg, renderEvalSvg(report));
+  if (o.html) writeFileAtomic(o.html, renderEvalHtml(report));
+  io.out(o.json ? evalReportToJSON(report) : formatEvalReport(report));
+  if (o.svg) io.err(`wrote ${o.svg}\n`);
+  if (o.html) io.err(`wrote ${o.html}\n`);
   return 0;
 }

@@ -3,6 +3,7 @@
  * fixed depth each adaptive row is compared with), the task table (accuracy and the depth at the
  * query per k), and two verdict lines — equal quality at less compute, and depth rising with k.
  */
+import { PonderError } from '../errors.js';
 import type { EvalReport, EvalRow } from './evaluate.js';
 
 function pad(cells: string[], widths: number[], right: boolean[]): string {
@@ -84,4 +85,69 @@ export function formatEvalReport(report: EvalReport): string {
   const verdicts = [savingVerdict(report), depthVerdict(report)].filter((v): v is string => v !== null);
   if (verdicts.length > 0) out.push('', ...verdicts);
   return out.join('\n') + '\n';
+}
+
+// ---------------------------------------------------------------- JSON
+
+/** The report as `ponder eval --json` prints it. */
+export function evalReportToJSON(report: EvalReport): string {
+  return JSON.stringify(report, null, 2) + '\n';
+}
+
+/**
+ * Reads a report `ponder eval --json` wrote (for --from), checking every field the table, plot and
+ * page read, so a hand-edited or foreign file is EVAL_REPORT naming the field, never a broken page.
+ */
+export function parseEvalReport(text: string, label: string): EvalReport {
+  const fail = (field: string, what: string): never => {
+    throw new PonderError('EVAL_REPORT', `${label}: ${field} ${what}`, { path: label, field, hint: 'pass a file written by `ponder eval --json`' });
+  };
+  let doc: unknown;
+  try { doc = JSON.parse(text); } catch (e) { fail('(document)', `is not JSON: ${(e as Error).message}`); }
+  const obj = (v: unknown, field: string): Record<string, unknown> => (typeof v === 'object' && v !== null && !Array.isArray(v) ? v as Record<string, unknown> : fail(field, 'must be an object'));
+  const str = (v: unknown, field: string): string => (typeof v === 'string' ? v : fail(field, 'must be a string'));
+  const num = (v: unknown, field: string): number => (typeof v === 'number' && Number.isFinite(v) ? v : fail(field, 'must be a finite number'));
+  const int = (v: unknown, field: string, min = 0): number => (Number.isInteger(v) && (v as number) >= min ? v as number : fail(field, `must be an integer ≥ ${min}`));
+  const nullable = <T>(v: unknown, field: string, read: (v: unknown, field: string) => T): T | null => (v === null ? null : read(v, field));
+  const arr = (v: unknown, field: string): unknown[] => (Array.isArray(v) ? v : fail(field, 'must be an array'));
+  const d = obj(doc, '(document)');
+  if (d.format !== 'ponder-eval') fail('format', 'must be "ponder-eval"');
+  if (d.version !== 1) fail('version', `${JSON.stringify(d.version)} is not supported (this ponder reads version 1)`);
+  const textInfo = nullable(d.text, 'text', (v, f) => { const t = obj(v, f); return { label: str(t.label, `${f}.label`), tokens: int(t.tokens, `${f}.tokens`), bytes: nullable(t.bytes, `${f}.bytes`, int), window: int(t.window, `${f}.window`, 1) }; });
+  const tasksInfo = nullable(d.tasks, 'tasks', (v, f) => { const t = obj(v, f); return { label: str(t.label, `${f}.label`), windows: int(t.windows, `${f}.windows`), queries: int(t.queries, `${f}.queries`), ks: arr(t.ks, `${f}.ks`).map((k, i) => int(k, `${f}.ks[${i}]`)) }; });
+  const rowsValue = arr(d.rows, 'rows');
+  if (rowsValue.length === 0) fail('rows', 'is empty');
+  const rows = rowsValue.map((value, i): EvalRow => {
+    const f = `rows[${i}]`, r = obj(value, f);
+    const text = nullable(r.text, `${f}.text`, (v, g) => {
+      const t = obj(v, g);
+      return { positions: int(t.positions, `${g}.positions`, 1), bytes: nullable(t.bytes, `${g}.bytes`, int), nats: num(t.nats, `${g}.nats`), bitsPerByte: nullable(t.bitsPerByte, `${g}.bitsPerByte`, num),
+        bitsPerToken: num(t.bitsPerToken, `${g}.bitsPerToken`), perplexity: num(t.perplexity, `${g}.perplexity`), meanDepth: num(t.meanDepth, `${g}.meanDepth`), flops: num(t.flops, `${g}.flops`), compute: num(t.compute, `${g}.compute`) };
+    });
+    const tasks = nullable(r.tasks, `${f}.tasks`, (v, g) => {
+      const t = obj(v, g);
+      const byK = arr(t.byK, `${g}.byK`).map((kv, j) => { const k = obj(kv, `${g}.byK[${j}]`); return { k: int(k.k, `${g}.byK[${j}].k`), queries: int(k.queries, `${g}.byK[${j}].queries`, 1), accuracy: num(k.accuracy, `${g}.byK[${j}].accuracy`), depthAtQuery: num(k.depthAtQuery, `${g}.byK[${j}].depthAtQuery`) }; });
+      if (byK.length === 0) fail(`${g}.byK`, 'is empty');
+      return { queries: int(t.queries, `${g}.queries`, 1), accuracy: num(t.accuracy, `${g}.accuracy`), depthAtQuery: num(t.depthAtQuery, `${g}.depthAtQuery`), meanDepth: num(t.meanDepth, `${g}.meanDepth`), flops: num(t.flops, `${g}.flops`), compute: num(t.compute, `${g}.compute`), byK };
+    });
+    if ((text === null) !== (textInfo === null)) fail(`${f}.text`, textInfo === null ? 'must be null: the report has no text' : 'is missing');
+    if ((tasks === null) !== (tasksInfo === null)) fail(`${f}.tasks`, tasksInfo === null ? 'must be null: the report has no tasks' : 'is missing');
+    if (tasks && tasks.byK.some((k) => !tasksInfo!.ks.includes(k.k))) fail(`${f}.tasks.byK`, 'names a k that tasks.ks does not list');
+    const matched = nullable(r.matchedFixed, `${f}.matchedFixed`, (v, g) => { const m = obj(v, g); return { policy: str(m.policy, `${g}.policy`), saving: num(m.saving, `${g}.saving`) }; });
+    const rises = r.depthRisesWithK;
+    if (rises !== null && typeof rises !== 'boolean') fail(`${f}.depthRisesWithK`, 'must be true, false or null');
+    return {
+      policy: str(r.policy, `${f}.policy`), series: str(r.series, `${f}.series`), threshold: nullable(r.threshold, `${f}.threshold`, num), depth: nullable(r.depth, `${f}.depth`, (v, g) => int(v, g, 1)),
+      text, tasks, matchedFixed: matched, depthRisesWithK: rises as boolean | null, ms: num(r.ms, `${f}.ms`),
+    };
+  });
+  const names = new Set(rows.map((r) => r.policy));
+  rows.forEach((r, i) => { if (r.matchedFixed && !names.has(r.matchedFixed.policy)) fail(`rows[${i}].matchedFixed.policy`, `names ${r.matchedFixed.policy}, which is not a row`); });
+  const best = nullable(d.best, 'best', (v, f) => { const b = obj(v, f); return { policy: str(b.policy, `${f}.policy`), matchedFixed: str(b.matchedFixed, `${f}.matchedFixed`), saving: num(b.saving, `${f}.saving`) }; });
+  if (best && (!names.has(best.policy) || !names.has(best.matchedFixed))) fail('best', 'names a policy that is not a row');
+  if (best && !textInfo) fail('best', 'must be null: the report has no text');
+  return {
+    format: 'ponder-eval', version: 1, model: str(d.model, 'model'), family: str(d.family, 'family'), defaultDepth: int(d.defaultDepth, 'defaultDepth', 1),
+    reference: str(d.reference, 'reference'), tolerance: num(d.tolerance, 'tolerance'), text: textInfo, tasks: tasksInfo, rows, best,
+  };
 }
