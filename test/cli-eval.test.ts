@@ -41,11 +41,11 @@ test('eval prints both tables and the verdicts, one progress line per policy on 
   const r = await ponder(['eval', 'models/mor-sotu', '--text', prose, '--tasks', tasks, '--policy', 'router(causal, 0.5)', '--svg', svg, '--html', html]);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /^ponder eval models\/mor-sotu · mor, full depth 3 · compute = FLOPs relative to fixed\(3\)/);
-  assert.match(r.out, /\nheld-out text .*prose\.txt: \d+ tokens, \d+ bytes, windows of 256\npolicy +bits\/byte +perplexity +mean depth +compute/);
-  assert.match(r.out, /\ntasks .*tasks\.tsv: 2 queries in 1 windows, k = 1, 2\n/);
+  assert.match(r.out, /\nheld-out text .*prose\.txt: \d+ tokens, \d+ bytes in 1 window\npolicy +bits\/byte +perplexity +mean depth +compute/);
+  assert.match(r.out, /\ntasks .*tasks\.tsv: 2 queries in 1 window, k = 1, 2\n/);
   for (const policy of ['fixed(1)', 'fixed(2)', 'fixed(3)', 'router(causal, 0.5)']) assert.equal(r.out.split('\n').filter((l) => l.startsWith(policy + ' ')).length, 2, policy);
   const progress = r.err.trimEnd().split('\n');
-  assert.match(progress[0], /^eval: 4 policies on \d+ text tokens and 2 task queries/);
+  assert.match(progress[0], /^eval: 4 policies on \d+ tokens of .*prose\.txt and 2 queries of .*tasks\.tsv, one token per call$/);
   assert.equal(progress.filter((l) => /^\[\d\/4\] /.test(l)).length, 4);
   assert.match(readFileSync(svg, 'utf8'), /^<svg xmlns=/);
   assert.match(readFileSync(html, 'utf8'), /^<!doctype html>/);
@@ -74,6 +74,22 @@ test('eval --json is the report: fixed depths from --depths, every row with its 
   assertUsageError(await ponder(['eval', 'models/huginn-sotu', '--from', saved]), 'ARG_INVALID');
   writeFileSync(saved, r.out.replace('"format": "ponder-eval"', '"format": "ponder-trace"'));
   assertUsageError(await ponder(['eval', '--from', saved]), 'EVAL_REPORT');
+});
+
+test('an --ids file of windows with queries is the task set and, without --text, the text too', async () => {
+  const ids = join(root, 'windows.json');
+  // ' b = 4, k = 7. b? 4\n' as the models' tokenizer writes it, twice; the query predicts the 4 after "b?"
+  const line = [275, 796, 604, 11, 479, 796, 767, 13, 275, 30, 604, 198];
+  writeFileSync(ids, JSON.stringify({ windows: [{ ids: line, queries: [{ pos: 9, answer: 604, k: 1 }] }, { ids: line, queries: [{ pos: 9, answer: 604, k: 2 }] }] }));
+  const r = await ponder(['eval', 'models/ouro-sotu', '--ids', ids, '--depths', '1', '--policy', 'exit(gate, 0.5)', '--json']);
+  assert.equal(r.code, 0, r.err);
+  const report = JSON.parse(r.out) as EvalReport;
+  assert.equal(report.text!.label, ids);
+  assert.equal(report.tasks!.label, ids);
+  assert.deepEqual([report.text!.windows, report.tasks!.queries, report.tasks!.ks], [2, 2, [1, 2]]);
+  assert.ok(report.rows.every((x) => x.text!.positions === 22 && x.tasks!.queries === 2));
+  const withText = JSON.parse((await ponder(['eval', 'models/ouro-sotu', '--ids', ids, '--text', prose, '--depths', '1', '--policy', 'exit(gate, 0.5)', '--json'])).out) as EvalReport;
+  assert.equal(withText.text!.label, prose);
 });
 
 test('bad input is exit 2 with a typed error before anything is scored', async () => {

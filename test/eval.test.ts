@@ -37,11 +37,14 @@ test('the bytes of the tokens add up to the UTF-8 length of the text, multi-byte
   }
 });
 
-test('text: the ids of the text (cut to maxTokens), each with its bytes', () => {
-  const t = textSet(PROSE, 'prose.txt', tok, { maxTokens: 10 });
-  assert.deepEqual(t.ids, tok.encode(PROSE).slice(0, 10));
-  assert.equal(t.bytes!.reduce((a, b) => a + b, 0), utf8(tok.decode(t.ids)));
-  assert.throws(() => textSet('x', 'one.txt', tok), evalError('EVAL_INPUT'));
+test('text: its ids (cut to maxTokens) in windows as model.score cuts them, each id with its bytes', () => {
+  const ids = tok.encode(PROSE).slice(0, 20);
+  const t = textSet(PROSE, 'prose.txt', tok, 6, { maxTokens: 20 });
+  assert.equal(t.tokens, 20);
+  assert.deepEqual(t.windows.map((w) => w.ids), [ids.slice(0, 7), ids.slice(6, 13), ids.slice(12, 19), ids.slice(18, 20)]);
+  assert.equal(t.bytes, utf8(tok.decode(ids)) - utf8(tok.decode(ids.slice(0, 1))), 'the bytes of every predicted id');
+  assert.equal(t.queries, 0);
+  assert.throws(() => textSet('x', 'one.txt', tok, 6), evalError('EVAL_INPUT'));
 });
 
 test('task lines are packed whole into windows; each query sits on the position that predicts its answer', () => {
@@ -86,30 +89,35 @@ test('bad task lines name the file and line', () => {
   for (const [text, message] of bad) assert.throws(() => taskLines(text, 'tasks.tsv', tok, 20), (e) => evalError('EVAL_INPUT')(e) && message.test((e as Error).message), text);
 });
 
-test('an ids file: a plain array is a text, part 1\'s windows are tasks; every field is checked', () => {
+test('an ids file: a plain array is cut like a text; windows stay as they are, with their queries; every field is checked', () => {
   const ids = tok.encode(PROSE);
-  const plain = idsFile(JSON.stringify(ids), 'a.json', huginn.vocabSize, huginn.contextLength, tok);
-  assert.ok(!('windows' in plain));
-  if (!('windows' in plain)) assert.equal(plain.bytes!.reduce((a, b) => a + b, 0), utf8(PROSE));
+  const plain = idsFile(JSON.stringify(ids), 'a.json', huginn.vocabSize, huginn.contextLength, 256, tok);
+  assert.equal(plain.queries, 0);
+  assert.deepEqual(plain.windows.map((w) => w.ids), [ids]);
+  assert.equal(plain.bytes, utf8(PROSE) - utf8(tok.decode(ids.slice(0, 1))));
   const w = tok.encode(' b = 4, k = b. k? 4 b? 4\n', { addSpecialTokens: false });
   const q = w.indexOf(tok.encode('?', { addSpecialTokens: false })[0]);
-  const doc = { window: 256, windows: [{ ids: w, queries: [{ pos: q, answer: w[q + 1], hops: 2 }] }] };
-  const tasks = idsFile(JSON.stringify(doc), 's.json', huginn.vocabSize, huginn.contextLength, tok);
-  assert.ok('windows' in tasks);
-  if ('windows' in tasks) assert.deepEqual(tasks.windows[0].queries.map((x) => [x.positions, x.answer, x.k]), [[[q], [w[q + 1]], 2]]);
+  const doc = { window: 256, windows: [{ ids: w, queries: [{ pos: q, answer: w[q + 1], hops: 2 }] }, { ids: ids.slice(0, 9) }] };
+  const tasks = idsFile(JSON.stringify(doc), 's.json', huginn.vocabSize, huginn.contextLength, 256, tok);
+  assert.equal(tasks.queries, 1);
+  assert.deepEqual(tasks.windows.map((x) => x.ids), [w, ids.slice(0, 9)], 'windows as they are');
+  assert.deepEqual(tasks.windows[0].queries.map((x) => [x.positions, x.answer, x.k]), [[[q], [w[q + 1]], 2]]);
+  assert.equal(tasks.bytes, utf8(tok.decode(w.slice(1))) + utf8(tok.decode(ids.slice(1, 9))));
+  const withK = idsFile(JSON.stringify({ windows: [{ ids: w, queries: [{ pos: q, answer: w[q + 1], k: 5 }] }] }), 'k.json', huginn.vocabSize, huginn.contextLength, 256, null);
+  assert.equal(withK.windows[0].queries[0].k, 5);
+  assert.equal(withK.bytes, null, 'no tokenizer: no bytes');
   const variants: Array<[unknown, RegExp]> = [
     [{ windows: [{ ids: w, queries: [{ pos: q, answer: w[q + 1] + 1, hops: 2 }] }] }, /answer is \d+ but the id after position/],
     [{ windows: [{ ids: w, queries: [{ pos: w.length - 1, answer: 0, hops: 2 }] }] }, /pos must be a position/],
     [{ windows: [{ ids: w, queries: [{ pos: q, answer: w[q + 1] }] }] }, /needs "hops"/],
     [{ windows: [{ ids: [1, huginn.vocabSize], queries: [] }] }, /windows\[0\]\.ids must be an array of integer ids/],
-    [{ windows: [{ ids: w }] }, /has windows but no queries/],
     [{ windows: [] }, /has no "windows" array/],
-    [[1], /has 1 ids/],
+    [[1], /has 1 token; scoring needs at least 2/],
   ];
   for (const [value, message] of variants) {
-    assert.throws(() => idsFile(JSON.stringify(value), 's.json', huginn.vocabSize, huginn.contextLength, tok), (e) => evalError('EVAL_INPUT')(e) && message.test((e as Error).message), JSON.stringify(value).slice(0, 80));
+    assert.throws(() => idsFile(JSON.stringify(value), 's.json', huginn.vocabSize, huginn.contextLength, 256, tok), (e) => evalError('EVAL_INPUT')(e) && message.test((e as Error).message), JSON.stringify(value).slice(0, 80));
   }
-  assert.throws(() => idsFile('{"windows": [', 's.json', huginn.vocabSize, huginn.contextLength, tok), evalError('EVAL_INPUT'));
+  assert.throws(() => idsFile('{"windows": [', 's.json', huginn.vocabSize, huginn.contextLength, 256, tok), evalError('EVAL_INPUT'));
 });
 
 test('sweeps: fixed 1..n and every adaptive rule the model runs, as the support table says', async () => {
@@ -126,21 +134,22 @@ test('sweeps: fixed 1..n and every adaptive rule the model runs, as the support 
   assert.throws(() => adaptiveSweep(check, ['warp']), evalError('ARG_INVALID'));
 });
 
-const text = textSet(PROSE, 'prose.txt', tok);
+const text = textSet(PROSE, 'prose.txt', tok, 16);
 const tasks = taskLines(TSV, 'tasks.tsv', tok, 64);
-const report = await evaluate(huginn, { policies: [fixed(1), fixed(2), exit('latent-diff', 0.05)], text, tasks, window: 16 });
+const report = await evaluate(huginn, { policies: [fixed(1), fixed(2), exit('latent-diff', 0.05)], text, tasks });
 
 test('every row is what model.score gives on the same ids; compute is relative to the full fixed depth, which is added', async () => {
   assert.equal(report.reference, `fixed(${huginn.defaultDepth})`);
   assert.deepEqual(report.rows.map((r) => r.policy), [`fixed(${huginn.defaultDepth})`, 'fixed(1)', 'fixed(2)', 'exit(latent-diff, 0.05)']);
-  const ref = await huginn.score(text.ids, { policy: fixed(huginn.defaultDepth), window: 16 }).result();
-  const bytes = utf8(tok.decode(text.ids.slice(1)));
+  const ids = tok.encode(PROSE);
+  const ref = await huginn.score(ids, { policy: fixed(huginn.defaultDepth), window: 16 }).result();
+  const bytes = utf8(tok.decode(ids.slice(1)));
   for (const row of report.rows) {
     const policy = row.policy === 'exit(latent-diff, 0.05)' ? exit('latent-diff', 0.05) : fixed(row.depth!);
-    const s = await huginn.score(text.ids, { policy, window: 16 }).result();
-    assert.equal(row.text!.nats, s.nats);
+    const s = await huginn.score(ids, { policy, window: 16 }).result();
+    assert.ok(Math.abs(row.text!.nats - s.nats) < 1e-9 * s.nats);
     assert.equal(row.text!.bytes, bytes);
-    assert.ok(Math.abs(row.text!.bitsPerByte! - s.nats / Math.LN2 / bytes) < 1e-12);
+    assert.ok(Math.abs(row.text!.bitsPerByte! - s.nats / Math.LN2 / bytes) < 1e-9);
     assert.equal(row.text!.meanDepth, s.meanDepth);
     assert.equal(row.text!.compute, s.flops / ref.flops);
     // tasks: accuracy and depth at the query from the windows scored alone

@@ -9,7 +9,7 @@ import { PonderError } from '../errors.js';
 import { readText } from '../node/files.js';
 import type { Model } from '../api/model.js';
 import { evaluate, type EvalReport, type EvalRow } from '../eval/evaluate.js';
-import { idsFile, taskLines, textSet, type TaskSet, type TextSet } from '../eval/inputs.js';
+import { idsFile, taskLines, textSet, type EvalSet } from '../eval/inputs.js';
 import { adaptiveSweep, fixedSweep, parseDepthList, parsePolicies } from '../eval/sweep.js';
 import { evalReportToJSON, formatEvalReport, parseEvalReport } from '../eval/report.js';
 import { renderEvalHtml, renderEvalSvg } from '../eval/plot.js';
@@ -33,8 +33,9 @@ bits/byte is within 1 % of its own. MODEL defaults to the bundled trained model 
 Inputs (at least one; formats in spec/eval.md):
   --text FILE             plain UTF-8 text, scored in windows (bits/byte, perplexity)
   --tasks FILE            task lines K<TAB>PROMPT<TAB>ANSWER (accuracy and depth at the query per K)
-  --ids FILE              JSON: an array of ids (like --text), or synthetic windows
-                          {"windows": [{"ids": [...], "queries": [{"pos", "answer", "hops"}]}]}
+  --ids FILE              JSON: an array of ids (like --text), or windows with queries
+                          {"windows": [{"ids": [...], "queries": [{"pos", "answer", "k"}]}]},
+                          each window a sequence: the task set, and the text unless --text is given
 
 Policies:
   --depths LIST           fixed depths to run, e.g. 1-12 or 1,2,4,8 (default 1..full depth)
@@ -120,24 +121,26 @@ export async function evalCommand(argv: string[], io: CliIO): Promise<number> {
   const adaptive = values.policy !== undefined ? parsePolicies(values.policy as unknown as string[], check)
     : adaptiveSweep(check, values.criteria === undefined ? undefined : String(values.criteria).split(',').map((s) => s.trim()));
 
-  let text: TextSet | undefined;
-  let tasks: TaskSet | undefined;
-  if (textSource !== null) text = textSet(textSource, String(values.text), requireTokenizer(model, 'text'), { maxTokens });
+  let text: EvalSet | undefined;
+  let tasks: EvalSet | undefined;
+  if (textSource !== null) text = textSet(textSource, String(values.text), requireTokenizer(model, 'text'), window, { maxTokens });
   if (taskSource !== null) tasks = taskLines(taskSource, String(values.tasks), requireTokenizer(model, 'tasks'), window);
   if (idsSource !== null) {
-    const read = idsFile(idsSource, String(values.ids), model.vocabSize, model.contextLength, model.tokenizer);
-    if ('windows' in read) {
-      if (tasks) throw new PonderError('ARG_INVALID', 'eval: --tasks and an --ids file of task windows are two task sets; give one', { hint: 'score them in two runs' });
+    // windows with queries are a task set, and the text too unless --text is given; plain ids are a text
+    const read = idsFile(idsSource, String(values.ids), model.vocabSize, model.contextLength, window, model.tokenizer);
+    if (read.queries > 0) {
+      if (tasks) throw new PonderError('ARG_INVALID', 'eval: --tasks and an --ids file with queries are two task sets; give one', { hint: 'score them in two runs' });
       tasks = read;
+      text ??= read;
     } else {
-      if (text) throw new PonderError('ARG_INVALID', 'eval: --text and an --ids file of plain ids are two texts; give one', { hint: 'score them in two runs' });
+      if (text) throw new PonderError('ARG_INVALID', 'eval: --text and an --ids file without queries are two texts; give one', { hint: 'score them in two runs' });
       text = read;
     }
   }
   const policies = [...fixedPolicies, ...adaptive];
-  io.err(`eval: ${policies.length} policies on ${[text ? `${text.ids.length} text tokens` : '', tasks ? `${tasks.queries} task queries` : ''].filter(Boolean).join(' and ')}, one token per call\n`);
+  io.err(`eval: ${policies.length} policies on ${[text ? `${text.tokens} tokens of ${text.label}` : '', tasks ? `${tasks.queries} queries of ${tasks.label}` : ''].filter(Boolean).join(' and ')}, one token per call\n`);
   const report = await evaluate(model, {
-    policies, text, tasks, window, seed, kvStrategy: values['kv-strategy'] as string | undefined,
+    policies, text, tasks, seed, kvStrategy: values['kv-strategy'] as string | undefined,
     onRow: (row, index, count) => io.err(progressLine(row, index, count)),
   });
   return writeReport(report, { json: values.json === true, svg, html }, io);

@@ -8,16 +8,16 @@
 import { PonderError } from '../errors.js';
 import type { Model } from '../api/model.js';
 import { describePolicy, fixed, type DepthPolicy } from '../depth/policy.js';
-import type { TaskSet, TextSet } from './inputs.js';
+import type { EvalSet } from './inputs.js';
 import { seriesOf, thresholdOf } from './sweep.js';
 
 export interface EvalOptions {
   /** the policies to run, in order (the reference is added when missing) */
   policies: readonly DepthPolicy[];
-  text?: TextSet;
-  tasks?: TaskSet;
-  /** positions per text window (default: model.score's) */
-  window?: number;
+  /** the set bits/byte is measured on */
+  text?: EvalSet;
+  /** the set whose queries are checked (may be the same set as `text`: it is scored once) */
+  tasks?: EvalSet;
   /** Huginn's initial-state seed. Default 0. */
   seed?: number;
   kvStrategy?: string;
@@ -99,7 +99,7 @@ export interface EvalReport {
   /** the policy compute is relative to (fixed(full depth), or default where fixed is not run) */
   reference: string;
   tolerance: number;
-  text: { label: string; tokens: number; bytes: number | null; window: number } | null;
+  text: { label: string; tokens: number; bytes: number | null; windows: number } | null;
   tasks: { label: string; windows: number; queries: number; ks: number[] } | null;
   rows: EvalRow[];
   /** the adaptive row with the largest saving at equal bits/byte, or null */
@@ -114,8 +114,19 @@ export function referencePolicy(model: Model): DepthPolicy {
 
 interface RawRow { text: Omit<TextScore, 'compute'> | null; tasks: Omit<TaskScore, 'compute'> | null; ms: number }
 
+/** What one policy did on one set: totals over every position, and the queries by k. */
+interface SetResult {
+  positions: number;
+  nats: number;
+  steps: number;
+  flops: number;
+  byK: Map<number, { queries: number; correct: number; depth: number }>;
+}
+
 export async function evaluate(model: Model, o: EvalOptions): Promise<EvalReport> {
   if (!o.text && !o.tasks) throw new PonderError('ARG_INVALID', 'eval needs a text or a task set to score', { hint: 'pass --text FILE, --tasks FILE or --ids FILE' });
+  if (o.tasks && o.tasks.queries === 0) throw new PonderError('EVAL_INPUT', `${o.tasks.label} has no queries`, { path: o.tasks.label, hint: 'a task set needs queries (spec/eval.md)' });
+  const sets = [...new Set([o.text, o.tasks].filter((x): x is EvalSet => x !== undefined))];
   const tolerance = o.tolerance ?? 0.01;
   const reference = referencePolicy(model);
   const referenceName = describePolicy(reference);
@@ -134,8 +145,10 @@ export async function evaluate(model: Model, o: EvalOptions): Promise<EvalReport
     const progress = (part: 'text' | 'tasks', positionsDone: number, positionsTotal: number): void =>
       o.onProgress?.({ index, policies: policies.length, policy: names[index], part, positionsDone, positionsTotal });
     const t0 = globalThis.performance.now();
-    const text = o.text ? await scoreText(model, o.text, policy, o, progress) : null;
-    const tasks = o.tasks ? await scoreTasks(model, o.tasks, policy, o, progress) : null;
+    const results = new Map<EvalSet, SetResult>();
+    for (const set of sets) results.set(set, await scoreSet(model, set, policy, o, (done, total) => progress(set === o.text ? 'text' : 'tasks', done, total)));
+    const text = o.text ? textScore(o.text, results.get(o.text)!) : null;
+    const tasks = o.tasks ? taskScore(results.get(o.tasks)!) : null;
     const r: RawRow = { text, tasks, ms: globalThis.performance.now() - t0 };
     ref ??= r;
     const row: EvalRow = {
@@ -155,7 +168,7 @@ export async function evaluate(model: Model, o: EvalOptions): Promise<EvalReport
   }
   return {
     format: 'ponder-eval', version: 1, model: model.label, family: model.family, defaultDepth: model.defaultDepth, reference: referenceName, tolerance,
-    text: o.text ? { label: o.text.label, tokens: o.text.ids.length, bytes: o.text.bytes ? sumBytes(o.text, 1, o.text.ids.length) : null, window: o.window ?? Math.min(model.contextLength, 1024) } : null,
+    text: o.text ? { label: o.text.label, tokens: o.text.tokens, bytes: o.text.bytes, windows: o.text.windows.length } : null,
     tasks: o.tasks ? { label: o.tasks.label, windows: o.tasks.windows.length, queries: o.tasks.queries, ks: ksOf(o.tasks) } : null,
     rows, best,
   };
@@ -183,55 +196,46 @@ function risesWithK(byK: readonly KScore[]): boolean | null {
   return true;
 }
 
-function ksOf(tasks: TaskSet): number[] {
+function ksOf(set: EvalSet): number[] {
   const ks = new Set<number>();
-  for (const w of tasks.windows) for (const q of w.queries) ks.add(q.k);
+  for (const w of set.windows) for (const q of w.queries) ks.add(q.k);
   return [...ks].sort((a, b) => a - b);
 }
 
-/** Σ bytes of ids [from, to) */
-function sumBytes(text: TextSet, from: number, to: number): number {
-  let n = 0;
-  for (let i = from; i < to; i++) n += text.bytes![i];
-  return n;
-}
-
-async function scoreText(model: Model, text: TextSet, policy: DepthPolicy, o: EvalOptions, progress: (part: 'text', done: number, total: number) => void): Promise<Omit<TextScore, 'compute'>> {
-  const scoring = model.score(text.ids, {
-    policy, window: o.window, seed: o.seed, kvStrategy: o.kvStrategy, signal: o.signal,
-    onProgress: (p) => progress('text', p.positionsDone, p.positionsTotal),
-  });
-  let steps = 0;
-  for await (const chunk of scoring) for (const t of chunk.tokens) steps += t.steps;
-  const s = await scoring.result();
-  const bytes = text.bytes ? sumBytes(text, 1, text.ids.length) : null;
-  return {
-    positions: s.positions, bytes, nats: s.nats, bitsPerByte: bytes ? s.nats / Math.LN2 / bytes : null, bitsPerToken: s.bitsPerToken,
-    perplexity: s.perplexity, meanDepth: steps / s.positions, flops: s.flops,
-  };
-}
-
-async function scoreTasks(model: Model, tasks: TaskSet, policy: DepthPolicy, o: EvalOptions, progress: (part: 'tasks', done: number, total: number) => void): Promise<Omit<TaskScore, 'compute'>> {
-  const perK = new Map<number, { queries: number; correct: number; depth: number }>();
-  let queries = 0, correct = 0, depthSum = 0, steps = 0, positions = 0, flops = 0;
-  const total = tasks.windows.reduce((n, w) => n + w.ids.length - 1, 0);
-  for (const w of tasks.windows) {
+/** Every window of `set` scored as its own sequence under `policy`; its queries checked. */
+async function scoreSet(model: Model, set: EvalSet, policy: DepthPolicy, o: EvalOptions, progress: (done: number, total: number) => void): Promise<SetResult> {
+  const r: SetResult = { positions: 0, nats: 0, steps: 0, flops: 0, byK: new Map() };
+  const total = set.windows.reduce((n, w) => n + w.ids.length - 1, 0);
+  for (const w of set.windows) {
     const scoring = model.score(w.ids, { policy, window: w.ids.length - 1, seed: o.seed, kvStrategy: o.kvStrategy, signal: o.signal });
     for await (const chunk of scoring) {
-      for (const t of chunk.tokens) { steps += t.steps; flops += t.flops; }
-      positions += chunk.tokens.length;
+      for (const t of chunk.tokens) { r.steps += t.steps; r.flops += t.flops; }
+      for (const lp of chunk.logProbs) r.nats -= lp;
+      r.positions += chunk.tokens.length;
       for (const q of w.queries) {
-        const ok = q.positions.every((p, i) => chunk.argmax[p] === q.answer[i]);
-        const depth = chunk.tokens[q.positions[0]].steps;
-        const k = perK.get(q.k) ?? { queries: 0, correct: 0, depth: 0 };
-        k.queries++; k.depth += depth; if (ok) k.correct++;
-        perK.set(q.k, k);
-        queries++; depthSum += depth; if (ok) correct++;
+        const k = r.byK.get(q.k) ?? { queries: 0, correct: 0, depth: 0 };
+        k.queries++;
+        k.depth += chunk.tokens[q.positions[0]].steps;
+        if (q.positions.every((p, i) => chunk.argmax[p] === q.answer[i])) k.correct++;
+        r.byK.set(q.k, k);
       }
     }
     await scoring.result();
-    progress('tasks', positions, total);
+    progress(r.positions, total);
   }
-  const byK = [...perK.entries()].sort((a, b) => a[0] - b[0]).map(([k, v]) => ({ k, queries: v.queries, accuracy: v.correct / v.queries, depthAtQuery: v.depth / v.queries }));
-  return { queries, accuracy: correct / queries, depthAtQuery: depthSum / queries, meanDepth: steps / positions, flops, byK };
+  return r;
+}
+
+function textScore(set: EvalSet, r: SetResult): Omit<TextScore, 'compute'> {
+  return {
+    positions: r.positions, bytes: set.bytes, nats: r.nats, bitsPerByte: set.bytes ? r.nats / Math.LN2 / set.bytes : null, bitsPerToken: r.nats / r.positions / Math.LN2,
+    perplexity: Math.exp(r.nats / r.positions), meanDepth: r.steps / r.positions, flops: r.flops,
+  };
+}
+
+function taskScore(r: SetResult): Omit<TaskScore, 'compute'> {
+  const byK = [...r.byK.entries()].sort((a, b) => a[0] - b[0]).map(([k, v]) => ({ k, queries: v.queries, accuracy: v.correct / v.queries, depthAtQuery: v.depth / v.queries }));
+  const queries = byK.reduce((n, k) => n + k.queries, 0);
+  const correct = [...r.byK.values()].reduce((n, k) => n + k.correct, 0), depth = [...r.byK.values()].reduce((n, k) => n + k.depth, 0);
+  return { queries, accuracy: correct / queries, depthAtQuery: depth / queries, meanDepth: r.steps / r.positions, flops: r.flops, byK };
 }

@@ -1,12 +1,14 @@
 /**
- * What `ponder eval` scores, read from bytes the caller loaded (the core touches no files):
+ * What `ponder eval` scores, read from bytes the caller loaded (the core touches no files), as an
+ * EvalSet: windows of ids, each scored as its own sequence, with the queries inside them and the
+ * bytes of every id (for bits/byte; null without a tokenizer):
  *
- *   text    plain UTF-8 text → one id sequence, scored in windows; bits/byte needs the bytes of
- *           every predicted token (from the tokenizer's decode stream)
+ *   text    plain UTF-8 text → one id sequence cut into windows of `window` positions as
+ *           model.score cuts it (consecutive windows share one id); no queries
  *   tasks   "K<TAB>PROMPT<TAB>ANSWER" lines, more triples for more queries on a line (spec/eval.md
  *           §2): K is the answer's difficulty (hops, steps). Lines are packed whole into windows.
- *   ids     JSON: an array of ids (scored like text), or part 1's synthetic-task windows
- *           {"windows": [{"ids": [...], "queries": [{"pos", "answer", "hops"}]}]} (spec/eval.md)
+ *   ids     JSON: an array of ids (cut like text), or windows as they are, with their queries:
+ *           {"windows": [{"ids": [...], "queries": [{"pos", "answer", "hops" | "k"}]}]} (spec/eval.md)
  *
  * A query is a position whose next id is a known answer: accuracy is argmax == answer at every
  * position of the answer, and "the depth at the query" is the depth of the position that predicts
@@ -27,23 +29,23 @@ export interface TaskQuery {
   readonly source: string;
 }
 
-export interface TaskWindow {
+/** One sequence to score: every id but the first is predicted. */
+export interface EvalWindow {
   readonly ids: readonly number[];
+  /** per id: the UTF-8 bytes its text completes (null without a tokenizer) */
+  readonly bytes: Uint32Array | null;
   readonly queries: readonly TaskQuery[];
 }
 
-export interface TaskSet {
+export interface EvalSet {
   readonly label: string;
-  readonly windows: readonly TaskWindow[];
+  readonly windows: readonly EvalWindow[];
+  /** ids in the input (a text's ids once, though consecutive windows share one) */
+  readonly tokens: number;
+  /** Σ bytes of the predicted ids of every window, or null */
+  readonly bytes: number | null;
   /** the number of queries in all windows */
   readonly queries: number;
-}
-
-export interface TextSet {
-  readonly label: string;
-  readonly ids: readonly number[];
-  /** per id: the UTF-8 bytes its text completes (null without a tokenizer: no bits/byte) */
-  readonly bytes: Uint32Array | null;
 }
 
 function taskError(message: string, where: string, hint: string): PonderError {
@@ -66,12 +68,36 @@ export function tokenBytes(tokenizer: TextTokenizer, ids: readonly number[]): Ui
   return out;
 }
 
-/** Plain text as one id sequence (with the bytes of every id), cut to `maxTokens` ids if given. */
-export function textSet(text: string, label: string, tokenizer: TextTokenizer, o: { maxTokens?: number; addSpecialTokens?: boolean } = {}): TextSet {
+/** Σ bytes of the predicted ids (all but the first) of every window, or null. */
+function predictedBytes(windows: readonly EvalWindow[]): number | null {
+  let n = 0;
+  for (const w of windows) {
+    if (!w.bytes) return null;
+    for (let i = 1; i < w.bytes.length; i++) n += w.bytes[i];
+  }
+  return n;
+}
+
+function evalSet(label: string, windows: EvalWindow[], tokens: number): EvalSet {
+  return { label, windows, tokens, bytes: predictedBytes(windows), queries: windows.reduce((n, w) => n + w.queries.length, 0) };
+}
+
+/** One id sequence cut as model.score cuts it: windows of `window` positions, window k = ids[kW .. kW + W] (its last id the next window's first). */
+function cutSequence(label: string, ids: readonly number[], bytes: Uint32Array | null, window: number): EvalSet {
+  if (ids.length < 2) throw taskError(`has ${ids.length} token${ids.length === 1 ? '' : 's'}; scoring needs at least 2`, label, 'pass a longer input');
+  const windows: EvalWindow[] = [];
+  for (let start = 0; start < ids.length - 1; start += window) {
+    const end = Math.min(start + window + 1, ids.length);
+    windows.push({ ids: ids.slice(start, end), bytes: bytes ? bytes.slice(start, end) : null, queries: [] });
+  }
+  return evalSet(label, windows, ids.length);
+}
+
+/** Plain text as one id sequence (cut to `maxTokens` ids if given) in windows of `window` positions. */
+export function textSet(text: string, label: string, tokenizer: TextTokenizer, window: number, o: { maxTokens?: number; addSpecialTokens?: boolean } = {}): EvalSet {
   let ids = tokenizer.encode(text, { addSpecialTokens: o.addSpecialTokens ?? true });
   if (o.maxTokens !== undefined) ids = ids.slice(0, o.maxTokens);
-  if (ids.length < 2) throw taskError(`has ${ids.length} token${ids.length === 1 ? '' : 's'}; scoring needs at least 2`, label, 'pass a longer text');
-  return { label, ids, bytes: tokenBytes(tokenizer, ids) };
+  return cutSequence(label, ids, tokenBytes(tokenizer, ids), window);
 }
 
 /**
@@ -81,7 +107,7 @@ export function textSet(text: string, label: string, tokenizer: TextTokenizer, o
  * answer must end on a token boundary of it (the ids of the text up to there are a prefix of the
  * line's ids), so each answer has positions of its own. "#" lines and blank lines are skipped.
  */
-export function taskLines(text: string, label: string, tokenizer: TextTokenizer, window: number): TaskSet {
+export function taskLines(text: string, label: string, tokenizer: TextTokenizer, window: number): EvalSet {
   const lines: { ids: number[]; queries: TaskQuery[] }[] = [];
   const encode = (t: string): number[] => tokenizer.encode(t, { addSpecialTokens: false });
   text.split(/\r?\n/).forEach((line, index) => {
@@ -117,20 +143,21 @@ export function taskLines(text: string, label: string, tokenizer: TextTokenizer,
     lines.push({ ids, queries });
   });
   if (lines.length === 0) throw taskError('has no task lines', label, TASK_HINT);
-  const windows: TaskWindow[] = [];
+  const windows: EvalWindow[] = [];
   let ids: number[] = [], queries: TaskQuery[] = [];
+  const close = (): void => { windows.push({ ids, bytes: tokenBytes(tokenizer, ids), queries }); };
   for (const line of lines) {
-    if (ids.length + line.ids.length > window) { windows.push({ ids, queries }); ids = []; queries = []; }
+    if (ids.length + line.ids.length > window) { close(); ids = []; queries = []; }
     const offset = ids.length;
     for (const q of line.queries) queries.push({ ...q, positions: q.positions.map((p) => p + offset) });
     ids.push(...line.ids);
   }
-  windows.push({ ids, queries });
-  return { label, windows, queries: lines.reduce((n, l) => n + l.queries.length, 0) };
+  close();
+  return evalSet(label, windows, windows.reduce((n, w) => n + w.ids.length, 0));
 }
 
-/** `--ids FILE`: a JSON array of ids (a TextSet), or part 1's synthetic windows (a TaskSet). */
-export function idsFile(json: string, label: string, vocabSize: number, contextLength: number, tokenizer: TextTokenizer | null): TextSet | TaskSet {
+/** `--ids FILE`: a JSON array of ids (cut into windows of `window` positions), or windows as they are, with their queries. */
+export function idsFile(json: string, label: string, vocabSize: number, contextLength: number, window: number, tokenizer: TextTokenizer | null): EvalSet {
   let doc: unknown;
   try {
     doc = JSON.parse(json);
@@ -145,13 +172,11 @@ export function idsFile(json: string, label: string, vocabSize: number, contextL
   };
   if (Array.isArray(doc)) {
     const ids = idList(doc, 'the array');
-    if (ids.length < 2) throw taskError(`has ${ids.length} ids; scoring needs at least 2`, label, 'pass a longer sequence');
-    return { label, ids, bytes: tokenizer ? tokenBytes(tokenizer, ids) : null };
+    return cutSequence(label, ids, tokenizer ? tokenBytes(tokenizer, ids) : null, window);
   }
   const windowsValue = (doc as { windows?: unknown } | null)?.windows;
   if (!Array.isArray(windowsValue) || windowsValue.length === 0) throw taskError('has no "windows" array', label, 'an ids file is a JSON array of ids, or {"windows": [{"ids": [...], "queries": [...]}]} (spec/eval.md)');
-  let count = 0;
-  const windows = windowsValue.map((w, wi): TaskWindow => {
+  const windows = windowsValue.map((w, wi): EvalWindow => {
     const where = `windows[${wi}]`;
     const ids = idList((w as { ids?: unknown })?.ids, `${where}.ids`);
     if (ids.length < 2 || ids.length > contextLength) throw taskError(`${where}.ids has ${ids.length} ids; a window holds 2 to ${contextLength} (the model's context)`, label, 'split the window');
@@ -165,11 +190,9 @@ export function idsFile(json: string, label: string, vocabSize: number, contextL
       if (!Number.isInteger(k) || (k as number) < 0) throw taskError(`${at} needs "hops" (or "k"), an integer ≥ 0, got ${JSON.stringify(k)}`, label, 'the difficulty of the query');
       const expected = ids[(pos as number) + 1];
       if (answer !== expected) throw taskError(`${at}.answer is ${JSON.stringify(answer)} but the id after position ${String(pos)} is ${expected}`, label, 'the answer must be the next id in the window');
-      count++;
       return { positions: [pos as number], answer: [expected], k: k as number, source: `${label} ${at}` };
     });
-    return { ids, queries };
+    return { ids, bytes: tokenizer ? tokenBytes(tokenizer, ids) : null, queries };
   });
-  if (count === 0) throw taskError('has windows but no queries', label, 'give each window its queries, or pass the ids as a plain array');
-  return { label, windows, queries: count };
+  return evalSet(label, windows, windows.reduce((n, w) => n + w.ids.length, 0));
 }

@@ -7,7 +7,7 @@
  */
 import { escapeHtml } from '../trace/html.js';
 import type { EvalReport, EvalRow } from './evaluate.js';
-import { depthVerdict, percent, savingText, savingVerdict } from './report.js';
+import { depthVerdict, percent, plural, savingText, savingVerdict } from './report.js';
 
 const SERIES_COLOURS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#bcbd22', '#7f7f7f'];
 const FIXED_COLOUR = '#222222';
@@ -153,8 +153,8 @@ export function renderEvalHtml(report: EvalReport): string {
   const facts: Array<[string, string]> = [
     ['model', `${report.model} (${report.family}, full depth ${report.defaultDepth})`],
     ['compute', `FLOPs relative to ${report.reference} on the same positions`],
-    ...(report.text ? [['held-out text', `${report.text.label}: ${report.text.tokens} tokens${report.text.bytes === null ? '' : `, ${report.text.bytes} bytes`}, windows of ${report.text.window}`] as [string, string]] : []),
-    ...(report.tasks ? [['tasks', `${report.tasks.label}: ${report.tasks.queries} queries in ${report.tasks.windows} windows, k = ${report.tasks.ks.join(', ')}`] as [string, string]] : []),
+    ...(report.text ? [['held-out text', `${report.text.label}: ${plural(report.text.tokens, 'token')}${report.text.bytes === null ? '' : `, ${plural(report.text.bytes, 'byte')}`} in ${plural(report.text.windows, 'window')}`] as [string, string]] : []),
+    ...(report.tasks ? [['tasks', `${report.tasks.label}: ${plural(report.tasks.queries, 'query', 'queries')} in ${plural(report.tasks.windows, 'window')}, k = ${report.tasks.ks.join(', ')}`] as [string, string]] : []),
   ];
   const parts = ['<!doctype html>', '<html lang="en"><head><meta charset="utf-8">', '<meta name="viewport" content="width=device-width, initial-scale=1">',
     `<title>${escapeHtml(title)}</title>`, `<style>${CSS}</style>`, '</head><body>', `<h1>${escapeHtml(title)}</h1>`,

@@ -28,6 +28,11 @@ function thousands(n: number): string {
   return n.toLocaleString('en-US');
 }
 
+/** "1 window", "2,048 windows" */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${thousands(n)} ${n === 1 ? one : many}`;
+}
+
 /** The verdict on "equal bits/byte, less compute". */
 export function savingVerdict(report: EvalReport, bar = 0.3): string | null {
   if (!report.text) return null;
@@ -61,7 +66,7 @@ export function formatEvalReport(report: EvalReport): string {
   out.push(`ponder eval ${report.model} · ${report.family}, full depth ${report.defaultDepth} · compute = FLOPs relative to ${report.reference} on the same positions`);
   if (report.text) {
     const t = report.text;
-    out.push('', `held-out text ${t.label}: ${thousands(t.tokens)} tokens${t.bytes === null ? '' : `, ${thousands(t.bytes)} bytes`}, windows of ${t.window}`);
+    out.push('', `held-out text ${t.label}: ${thousands(t.tokens)} tokens${t.bytes === null ? '' : `, ${thousands(t.bytes)} bytes`} in ${plural(t.windows, 'window')}`);
     const quality = t.bytes === null ? 'bits/token' : 'bits/byte';
     const rows = report.rows.filter((r) => r.text).map((r) => {
       const s = r.text!;
@@ -72,7 +77,7 @@ export function formatEvalReport(report: EvalReport): string {
   }
   if (report.tasks) {
     const t = report.tasks;
-    out.push('', `tasks ${t.label}: ${thousands(t.queries)} queries in ${t.windows} windows, k = ${t.ks.join(', ')}`);
+    out.push('', `tasks ${t.label}: ${plural(t.queries, 'query', 'queries')} in ${plural(t.windows, 'window')}, k = ${t.ks.join(', ')}`);
     const rows = report.rows.filter((r) => r.tasks).map((r) => {
       const s = r.tasks!;
       const at = (k: number) => s.byK.find((x) => x.k === k);
@@ -113,7 +118,7 @@ export function parseEvalReport(text: string, label: string): EvalReport {
   const d = obj(doc, '(document)');
   if (d.format !== 'ponder-eval') fail('format', 'must be "ponder-eval"');
   if (d.version !== 1) fail('version', `${JSON.stringify(d.version)} is not supported (this ponder reads version 1)`);
-  const textInfo = nullable(d.text, 'text', (v, f) => { const t = obj(v, f); return { label: str(t.label, `${f}.label`), tokens: int(t.tokens, `${f}.tokens`), bytes: nullable(t.bytes, `${f}.bytes`, int), window: int(t.window, `${f}.window`, 1) }; });
+  const textInfo = nullable(d.text, 'text', (v, f) => { const t = obj(v, f); return { label: str(t.label, `${f}.label`), tokens: int(t.tokens, `${f}.tokens`), bytes: nullable(t.bytes, `${f}.bytes`, int), windows: int(t.windows, `${f}.windows`, 1) }; });
   const tasksInfo = nullable(d.tasks, 'tasks', (v, f) => { const t = obj(v, f); return { label: str(t.label, `${f}.label`), windows: int(t.windows, `${f}.windows`), queries: int(t.queries, `${f}.queries`), ks: arr(t.ks, `${f}.ks`).map((k, i) => int(k, `${f}.ks[${i}]`)) }; });
   const rowsValue = arr(d.rows, 'rows');
   if (rowsValue.length === 0) fail('rows', 'is empty');
