@@ -6,4 +6,6 @@
  * after every step: `ponder eval` measures both (models/README.md).
  */
 export const DEFAULT_MODEL = 'huginn-sotu';
+/** The prompt `run` and `trace` use without --prompt (the web page starts with the same): in the trained models' domain. */
+export const DEFAULT_PROMPT = 'The Congress of the United States';
 export const DEFAULT_MODEL_POLICY = 'exit(latent-diff, 0.1)';

@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { PonderError } from '../errors.js';
 import { loadModelDir } from '../node/index.js';
 import { parsePolicy } from '../depth/policy.js';
-import { DEFAULT_MODEL, DEFAULT_MODEL_POLICY } from '../defaults.js';
+import { DEFAULT_MODEL, DEFAULT_MODEL_POLICY, DEFAULT_PROMPT } from '../defaults.js';
 import type { GenerateOptions, GenerationResult, Model } from '../api/model.js';
 import type { SamplingOptions } from '../generate/sampling.js';
 import { colorTokenByDepth, depthLegend, formatSummary } from '../trace/terminal.js';
@@ -38,7 +38,7 @@ export const GENERATION_FLAGS: FlagSpec = {
 export const GENERATION_HELP = `  --model DIR, -m        model directory in Hugging Face layout (config.json, model.safetensors or
                           shards + index, tokenizer.json); default: the bundled trained model
                           models/huginn-sotu, with --policy "${DEFAULT_MODEL_POLICY}" unless given
-  --prompt TEXT, -p       prompt text (needs tokenizer.json); default "Once upon a time"
+  --prompt TEXT, -p       prompt text (needs tokenizer.json); default "${DEFAULT_PROMPT}"
   --ids 1,2,3             prompt as token ids instead of text
   --policy POLICY         depth policy: default, fixed(N), router(upstream), router(causal[, T]),
                           exit(CRITERION[, T|auto]), budget(N[, POLICY])  (spec/policies.md)
@@ -142,7 +142,7 @@ export async function prepare(command: string, values: Record<string, string | b
   const stopStrings = values.stop as string[] | undefined;
 
   const model = await openModel(command, values.model as string | undefined, values, io, defaultPair ? ` with --policy "${DEFAULT_MODEL_POLICY}"` : '');
-  const prompt = values.ids !== undefined ? idsFlag(String(values.ids)) : String(values.prompt ?? 'Once upon a time');
+  const prompt = values.ids !== undefined ? idsFlag(String(values.ids)) : String(values.prompt ?? DEFAULT_PROMPT);
   if (typeof prompt === 'string' && model.tokenizer) {
     // a tokenizer without an unknown token drops characters it cannot encode (demo-huginn's covers ASCII only): say so
     const seen = model.decode(model.encode(prompt, false));

@@ -8,7 +8,7 @@ import { depthRgb, rgbHex, textRgbOn, DEPTH_STOPS } from '../../src/trace/palett
 import { escapeHtml } from '../../src/trace/html.js';
 import type { CaseResult, SuiteResult } from '../../src/conform/portable.js';
 import { parseTraceJSON } from '../../src/trace/trace.js';
-import { DEFAULT_MODEL, DEFAULT_MODEL_POLICY } from '../../src/defaults.js';
+import { DEFAULT_MODEL, DEFAULT_MODEL_POLICY, DEFAULT_PROMPT } from '../../src/defaults.js';
 import { parsePolicy } from '../../src/depth/policy.js';
 import { renderTraceHtml } from '../../src/trace/html.js';
 import type { FromWorker, GenerateRequest, ModelChoice, ModelInfo, PolicyChoice, ToWorker, TokenEvent } from './protocol.js';
@@ -30,6 +30,7 @@ const state: PageState = { threadJobs: 0, conformance: null, model: null, tokens
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 const statusEl = $('status'), tokensEl = $('tokens'), legendEl = $('legend'), summaryEl = $('summary'), conformEl = $('conformance');
 const modelSelect = $<HTMLSelectElement>('model'), folderInput = $<HTMLInputElement>('folder');
+$<HTMLTextAreaElement>('prompt').value = DEFAULT_PROMPT;
 
 function setStatus(text: string, isError = false): void {
   statusEl.textContent = text;
