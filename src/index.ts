@@ -24,6 +24,9 @@ export { StopCondition, type StopOptions } from './generate/stop.js';
 export { loadTokenizer, type TextTokenizer, type LoadTokenizerOptions } from './tokenizer.js';
 export { loadChatTemplate, compileChatTemplate, specialTokenVariables, ChatTemplate, type ChatMessage, type ChatRenderOptions, type ChatTemplateFiles, type ChatTemplateOrigin, type LoadChatTemplateOptions } from './chat/template.js';
 
+// the HTTP server core (spec/serve.md): serve it with Deno.serve, Bun.serve, or listen() from ponder/node
+export { createServer, type PonderServer, type ServeOptions, type ServerState } from './serve/server.js';
+
 // traces
 export { checkTrace, summarizeTrace, traceToJSON, parseTraceJSON, type RunTrace, type TokenTrace, type TraceSummary, type ExitReason } from './trace/trace.js';
 export { renderTraceHtml, type TraceHtmlOptions } from './trace/html.js';

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runExample, specExamples } from './spec-examples.js';
 
-for (const spec of ['spec/api.md', 'spec/policies.md', 'spec/sampling.md', 'spec/trace.md', 'spec/chat.md']) {
+for (const spec of ['spec/api.md', 'spec/policies.md', 'spec/sampling.md', 'spec/trace.md', 'spec/chat.md', 'spec/serve.md']) {
   const examples = specExamples(spec);
 
   test(`${spec} has examples`, () => {

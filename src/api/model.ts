@@ -10,7 +10,7 @@ import { StopCondition, type StopReason } from '../generate/stop.js';
 import { checkSeed } from '../generate/prng.js';
 import type { TextTokenizer, TokenTextStream } from '../tokenizer.js';
 import { summarizeTrace, traceToJSON, type RunTrace, type TokenTrace, type TraceSummary } from '../trace/trace.js';
-import type { FamilyAdapter, Family, SessionOptions, StepControl } from '../models/family.js';
+import type { FamilyAdapter, FamilySession, Family, SessionOptions, StepControl, StepOutput } from '../models/family.js';
 import { checkPolicy, describePolicy, type DepthPolicy } from '../depth/policy.js';
 import { checkScoreOptions, Scoring, type ScoreOptions } from './score.js';
 
@@ -152,7 +152,12 @@ export class Model {
     const perToken = policy.kind === 'budget' ? policy.perToken ?? { kind: 'default' } : policy;
     const session = this.adapter.newSession(ids.length, sessionOptions);
     const start = now();
-    const out = this.adapter.run(session, ids, { policy: perToken, cap: null, phase: 'prefill', stepsSpent: 0, budgeted: policy.kind === 'budget' });
+    let out: StepOutput;
+    try {
+      out = this.adapter.run(session, ids, { policy: perToken, cap: null, phase: 'prefill', stepsSpent: 0, budgeted: policy.kind === 'budget' });
+    } finally {
+      this.adapter.endSession(session);
+    }
     const trace: RunTrace = { family: this.family, model: this.label, policy: describePolicy(policy), tokens: out.tokens, decodeMs: 0, prefillMs: now() - start };
     return { logits: out.logits, trace };
   }
@@ -289,8 +294,11 @@ export class Generation implements AsyncIterable<TokenEvent> {
     let finishReason: FinishReason = 'length';
     let stepsSpent = 0;
     let decodeMs = 0;
+    let session: FamilySession | null = null;
 
     const finish = (): void => {
+      if (session) adapter.endSession(session); // its KV cache goes back for reuse (arena memory is never freed)
+      session = null;
       const rest = (textStream ? stop.flush() + textStream.flush() : '');
       text += rest;
       trace.decodeMs = decodeMs;
@@ -304,7 +312,7 @@ export class Generation implements AsyncIterable<TokenEvent> {
 
     try {
       if (signal?.aborted) { finishReason = 'aborted'; return; }
-      const session = adapter.newSession(capacity, sessionOptions);
+      session = adapter.newSession(capacity, sessionOptions);
       const t0 = now();
       let out = adapter.run(session, promptIds, { policy: perToken, cap: null, phase: 'prefill', stepsSpent: 0, budgeted: budgetSteps !== null });
       trace.prefillMs = now() - t0;

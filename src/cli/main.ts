@@ -9,6 +9,7 @@ import { convertCommand } from './convert.js';
 import { inspectCommand } from './inspect.js';
 import { benchCommand } from './bench.js';
 import { runCommand } from './run.js';
+import { serveCommand } from './serve.js';
 import { traceCommand } from './trace.js';
 import type { CliIO } from './io.js';
 
@@ -23,6 +24,7 @@ Commands:
   trace --html FILE  the same generation as a self-contained HTML page (depth heatmap, criterion curves)
   eval [MODEL]       quality vs compute: bits/byte and task accuracy at every fixed depth and exit policy
   conform [DIR]      run golden conformance cases (default: the bundled spec/golden)
+  serve --model DIR  an OpenAI-compatible HTTP server (chat, completions, streaming) with per-token depth
   inspect FILE|DIR   list the tensors of a safetensors file or model directory, and its config
   convert mor ...    the MoR release (pytorch_model.bin + config.json + experiment YAML) as a model directory
   bench kernels      kernel benchmarks against XNNPACK (tfjs-backend-wasm) and onnxruntime-web
@@ -39,6 +41,7 @@ const COMMANDS: Record<string, (argv: string[], io: CliIO) => Promise<number>> =
   inspect: inspectCommand,
   bench: benchCommand,
   convert: convertCommand,
+  serve: serveCommand,
 };
 
 export async function main(argv: string[], io: CliIO): Promise<number> {

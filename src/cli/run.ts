@@ -11,6 +11,7 @@ import { parsePolicy } from '../depth/policy.js';
 import { DEFAULT_MODEL, DEFAULT_MODEL_POLICY, DEFAULT_PROMPT } from '../defaults.js';
 import type { GenerateOptions, GenerationResult, Model } from '../api/model.js';
 import type { SamplingOptions } from '../generate/sampling.js';
+import type { Runtime } from '../runtime/runtime.js';
 import { colorTokenByDepth, depthLegend, formatSummary } from '../trace/terminal.js';
 import { intFlag, parseFlags, type FlagSpec } from './args.js';
 import { createRuntime, RUNTIME_FLAGS } from './runtime-flags.js';
@@ -94,13 +95,18 @@ function idsFlag(value: string): number[] {
   return parts.map(Number);
 }
 
-/** The model a command runs on: `dir` (default: the bundled trained model) on the --kernels / --threads runtime; notes on stderr. */
-export async function openModel(command: string, dir: string | undefined, values: Record<string, unknown>, io: CliIO, defaultNote = ''): Promise<Model> {
+/** The runtime --kernels and --threads ask for (run, trace, eval, serve). */
+export async function runtimeFromFlags(command: string, values: Record<string, string | boolean | string[] | undefined>): Promise<Runtime> {
   const threads = intFlag(command, 'threads', values.threads as string | undefined, 1);
   if (threads > 1 && values.kernels === 'scalar') throw new PonderError('ARG_INVALID', `${command}: --threads needs the wasm kernels`, { field: 'threads', hint: 'drop --kernels scalar or --threads' });
-  const runtime = threads > 1
-    ? await (await import('../node/pool-worker.js')).createNodeWasmRuntime({ threads })
-    : await createRuntime(values as Record<string, string | boolean | undefined>);
+  return threads > 1
+    ? (await import('../node/pool-worker.js')).createNodeWasmRuntime({ threads })
+    : createRuntime(values as Record<string, string | boolean | undefined>);
+}
+
+/** The model a command runs on: `dir` (default: the bundled trained model) on the --kernels / --threads runtime; notes on stderr. */
+export async function openModel(command: string, dir: string | undefined, values: Record<string, string | boolean | string[] | undefined>, io: CliIO, defaultNote = ''): Promise<Model> {
+  const runtime = await runtimeFromFlags(command, values);
   if (dir === undefined) {
     dir = resolve(io.bundledGoldenDir, '..', '..', 'models', DEFAULT_MODEL);
     io.err(`no --model given: using the bundled trained model ${DEFAULT_MODEL}${defaultNote} (models/README.md)\n`);

@@ -96,6 +96,8 @@ export interface FamilyAdapter {
   checkSessionOptions(options: SessionOptions): void;
   /** A sequence of up to `capacity` positions. */
   newSession(capacity: number, options: SessionOptions): FamilySession;
+  /** The session is done: its caches may be reused by a later session (arena memory is never freed, models/cache-pool.ts). Not used after. */
+  endSession(session: FamilySession): void;
   run(session: FamilySession, ids: readonly number[], control: StepControl): StepOutput;
 }
 

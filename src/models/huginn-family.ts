@@ -64,6 +64,9 @@ class HuginnAdapter implements FamilyAdapter {
     return { length: 0, cache: this.model.newCache(o.kvStrategy ?? 'full'), initialStates };
   }
 
+  /** Huginn's cache is ordinary JS memory (huginn-cache.ts), so the garbage collector frees it. */
+  endSession(): void {}
+
   run(s: FamilySession, ids: readonly number[], control: StepControl): StepOutput {
     const session = s as HuginnSession;
     const S = ids.length;

@@ -14,6 +14,7 @@ import { refuseInitialStates, type FamilyAdapter, type FamilyDefinition, type Fa
 import { morTensors, parseMorConfig, type MorConfig } from './mor-config.js';
 import { sigmoidF32 } from './mor-routing.js';
 import { bindMor, type MorModel, type MorSession } from './mor.js';
+import { CachePool } from './cache-pool.js';
 
 export const morFamily: FamilyDefinition<MorConfig, MorModel> = {
   family: 'mor',
@@ -38,9 +39,11 @@ class MorAdapter implements FamilyAdapter {
   readonly configEosIds: number[];
   private readonly routed: boolean;
   private readonly kvRowBytes: number;
+  private readonly sessions: CachePool<MorSession>;
 
   constructor(readonly model: MorModel) {
     const c = model.config;
+    this.sessions = new CachePool(model.maxLen, (capacity) => model.newSession(1, capacity), (session) => session.maxLen);
     this.vocabSize = c.dims.vocab;
     this.contextLength = model.maxLen;
     this.routed = c.variant === 'expert' || c.variant === 'token';
@@ -62,7 +65,13 @@ class MorAdapter implements FamilyAdapter {
   }
 
   newSession(capacity: number): MorAdapterSession {
-    return { length: 0, session: this.model.newSession(1, capacity) };
+    const session = this.sessions.take(capacity);
+    session.reset();
+    return { length: 0, session };
+  }
+
+  endSession(s: FamilySession): void {
+    this.sessions.give((s as MorAdapterSession).session);
   }
 
   run(s: FamilySession, ids: readonly number[], control: StepControl): StepOutput {

@@ -57,6 +57,15 @@ export class MorSession {
     this.rows = rows;
     this.sharesKv = sharesKv;
   }
+  /** Empties the caches for a new sequence (a session reused from the adapter's pool). */
+  reset(): void {
+    this.mode = null;
+    this.failed = false;
+    for (const row of this.rows) {
+      row.seen = 0;
+      for (const slot of row.slots.values()) slot.len = 0;
+    }
+  }
   /** slot → number of stored tokens per row */
   slotLengths(row = 0): Map<number, number> {
     return new Map([...this.rows[row].slots].map(([s, slot]) => [s, slot.len]));

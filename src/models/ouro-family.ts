@@ -12,6 +12,7 @@ import { checkPolicySupport } from '../depth/support.js';
 import { refuseInitialStates, type FamilyAdapter, type FamilyDefinition, type FamilySession, type SessionOptions, type StepControl, type StepOutput } from './family.js';
 import { ouroConfigFromJson, ouroTensors, type OuroConfig } from './ouro-config.js';
 import { OuroModel, type MissingKvPolicy, type OuroCache, type OuroForwardOptions } from './ouro.js';
+import { CachePool } from './cache-pool.js';
 
 export const ouroFamily: FamilyDefinition<OuroConfig, OuroModel> = {
   family: 'ouro',
@@ -36,9 +37,11 @@ class OuroAdapter implements FamilyAdapter {
   readonly defaultDepth: number;
   readonly configEosIds: number[];
   private readonly kvRowBytes: number;
+  private readonly caches: CachePool<OuroCache>;
 
   constructor(readonly model: OuroModel) {
     const c = model.config;
+    this.caches = new CachePool(c.maxPositionEmbeddings, (capacity) => model.newCache(capacity), (cache) => cache.capacity);
     this.vocabSize = c.vocabSize;
     this.contextLength = c.maxPositionEmbeddings;
     this.defaultDepth = c.totalUtSteps;
@@ -58,7 +61,13 @@ class OuroAdapter implements FamilyAdapter {
   }
 
   newSession(capacity: number, o: SessionOptions): OuroSession {
-    return { length: 0, cache: this.model.newCache(capacity), missingKv: (o.kvStrategy ?? 'copy-forward') as MissingKvPolicy };
+    const cache = this.caches.take(capacity);
+    cache.length = 0;
+    return { length: 0, cache, missingKv: (o.kvStrategy ?? 'copy-forward') as MissingKvPolicy };
+  }
+
+  endSession(s: FamilySession): void {
+    this.caches.give((s as OuroSession).cache);
   }
 
   /**

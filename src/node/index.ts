@@ -16,6 +16,7 @@ export { openModelDir, type ModelDir } from './model-dir.js';
 export { createNodeWasmRuntime, enableRelaxedSimd, defaultThreadCount } from './pool-worker.js';
 export { convertMor, type ConvertMorOptions, type ConvertMorResult } from './convert.js';
 export { openFileSource } from './files.js';
+export { listen, loadChatTemplateDir, type ListenOptions, type Listening } from './serve.js';
 
 /** A directory path (or file: URL), an http(s) URL base, or in-memory files. */
 export async function loadModel(source: ModelSource, options: LoadOptions = {}): Promise<Model> {

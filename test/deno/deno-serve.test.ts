@@ -1,0 +1,13 @@
+/**
+ * Deno serves `ponder serve`'s core natively with Deno.serve (test/deno/deno-serve.ts, built JS):
+ * the openai client gets the Node library's text and depths, a disconnect stops its generation,
+ * SIGTERM drains and exits 0. Run with `npm run test:deno` (builds first).
+ */
+import { test } from 'node:test';
+import { join } from 'node:path';
+import { ROOT, requireBuilt } from '../portable/run-entry.js';
+import { checkNativeServer } from '../portable/serve-check.js';
+
+test('Deno.serve runs the server core: same text and depths as Node, disconnects stop generations, SIGTERM drains', { timeout: 300_000 }, async () => {
+  await checkNativeServer(join(ROOT, 'node_modules/.bin/deno'), ['run', '--allow-read', '--allow-net', '--allow-env', requireBuilt('dist/test/deno/deno-serve.js')], { DENO_NO_UPDATE_CHECK: '1', NO_COLOR: '1' });
+});
