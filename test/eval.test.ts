@@ -106,11 +106,15 @@ test('an ids file: a plain array is cut like a text; windows stay as they are, w
   const withK = idsFile(JSON.stringify({ windows: [{ ids: w, queries: [{ pos: q, answer: w[q + 1], k: 5 }] }] }), 'k.json', huginn.vocabSize, huginn.contextLength, 256, null);
   assert.equal(withK.windows[0].queries[0].k, 5);
   assert.equal(withK.bytes, null, 'no tokenizer: no bytes');
+  const long = Array.from({ length: huginn.contextLength + 1 }, (_, i) => ids[i % ids.length]);
+  const full = idsFile(JSON.stringify({ windows: [{ ids: long }] }), 'full.json', huginn.vocabSize, huginn.contextLength, 256, null);
+  assert.equal(full.windows[0].ids.length, huginn.contextLength + 1, 'a window feeds the whole context and holds the id its last position predicts');
   const variants: Array<[unknown, RegExp]> = [
     [{ windows: [{ ids: w, queries: [{ pos: q, answer: w[q + 1] + 1, hops: 2 }] }] }, /answer is \d+ but the id after position/],
     [{ windows: [{ ids: w, queries: [{ pos: w.length - 1, answer: 0, hops: 2 }] }] }, /pos must be a position/],
     [{ windows: [{ ids: w, queries: [{ pos: q, answer: w[q + 1] }] }] }, /needs "hops"/],
     [{ windows: [{ ids: [1, huginn.vocabSize], queries: [] }] }, /windows\[0\]\.ids must be an array of integer ids/],
+    [{ windows: [{ ids: [...long, 1] }] }, new RegExp(`has ${huginn.contextLength + 2} ids; a window holds 2 to ${huginn.contextLength + 1}`)],
     [{ windows: [] }, /has no "windows" array/],
     [[1], /has 1 token; scoring needs at least 2/],
   ];

@@ -179,7 +179,8 @@ export function idsFile(json: string, label: string, vocabSize: number, contextL
   const windows = windowsValue.map((w, wi): EvalWindow => {
     const where = `windows[${wi}]`;
     const ids = idList((w as { ids?: unknown })?.ids, `${where}.ids`);
-    if (ids.length < 2 || ids.length > contextLength) throw taskError(`${where}.ids has ${ids.length} ids; a window holds 2 to ${contextLength} (the model's context)`, label, 'split the window');
+    // a window of n ids feeds n − 1 positions (its last id is only predicted), so it holds up to the context + 1
+    if (ids.length < 2 || ids.length > contextLength + 1) throw taskError(`${where}.ids has ${ids.length} ids; a window holds 2 to ${contextLength + 1} (the model's context of ${contextLength} positions, and the id the last one predicts)`, label, 'split the window');
     const qs = (w as { queries?: unknown }).queries ?? [];
     if (!Array.isArray(qs)) throw taskError(`${where}.queries must be an array`, label, 'queries: [{"pos": P, "answer": ID, "hops": K}]');
     const queries = qs.map((q, qi): TaskQuery => {
