@@ -8,26 +8,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main, type CliIO } from '../src/cli/main.js';
+import { assertUsageError, ponder } from './fixtures/cli.js';
 import type { EvalReport } from '../src/eval/evaluate.js';
 import { formatEvalReport } from '../src/eval/report.js';
-
-interface Run { code: number; out: string; err: string }
-
-async function ponder(argv: string[]): Promise<Run> {
-  let out = '', err = '';
-  const io: CliIO = { out: (t) => { out += t; }, err: (t) => { err += t; }, bundledGoldenDir: 'spec/golden' };
-  return { code: await main(argv, io), out, err };
-}
-
-function assertUsageError(r: Run, code: string): void {
-  assert.equal(r.code, 2, `exit 2, got ${r.code}: ${r.err}`);
-  assert.equal(r.out, '', 'nothing on stdout');
-  const lines = r.err.trimEnd().split('\n').filter((l) => !l.startsWith('no --model given'));
-  assert.match(lines[0], new RegExp(`^error\\[${code}\\]: \\S`), r.err);
-  assert.equal(lines.length, 2, `one error line plus a hint, got:\n${r.err}`);
-  assert.match(lines[1], /^ {2}hint: \S/);
-}
 
 const root = mkdtempSync(join(tmpdir(), 'ponder-eval-'));
 after(() => rmSync(root, { recursive: true, force: true }));

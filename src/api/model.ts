@@ -4,6 +4,7 @@
  * families. spec/api.md documents every option with an example.
  */
 import { PonderError } from '../errors.js';
+import { now, yieldToEventLoop } from './event-loop.js';
 import { checkTokenIds } from '../models/inputs.js';
 import { Sampler, samplingFromGenerationConfig, type SamplingOptions } from '../generate/sampling.js';
 import { StopCondition, type StopReason } from '../generate/stop.js';
@@ -241,15 +242,6 @@ function eosOf(value: unknown): number[] {
   if (typeof value === 'number') return [value];
   if (Array.isArray(value)) return value.filter((x): x is number => typeof x === 'number');
   return [];
-}
-
-function now(): number {
-  return globalThis.performance.now();
-}
-
-/** Gives timers and abort handlers a turn between tokens (only when there is a signal to watch). */
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 /** One generation: an async iterable of TokenEvents, and `result()` for the whole outcome. */

@@ -12,6 +12,7 @@
  * per window, with the full per-token traces) stream out and only running totals are kept.
  */
 import { PonderError } from '../errors.js';
+import { now, yieldToEventLoop } from './event-loop.js';
 import { checkSeed } from '../generate/prng.js';
 import type { TokenTrace } from '../trace/trace.js';
 import type { FamilyAdapter, SessionOptions, StepControl } from '../models/family.js';
@@ -127,15 +128,6 @@ export function logProbOf(logits: Float32Array, target: number): { logProb: numb
   let sum = 0;
   for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
   return { logProb: logits[target] - max - Math.log(sum), argmax };
-}
-
-function now(): number {
-  return globalThis.performance.now();
-}
-
-/** Lets timers and abort handlers run between windows (only when there is a signal to watch). */
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 /** A scoring run: an async iterable of ScoreChunks (one per window), and `result()` for the totals. */
