@@ -5,19 +5,32 @@
 //   u = (kvh*Tq + i)*group + g,  h = kvh*group + g
 // so neighbouring units share their keys and values: the query heads of one KV group (GQA) for the
 // same row, or, without grouping, consecutive rows of one head (prefill). Units [u0, u1) are
-// computed, so a pool can split the work; neighbours are processed in pairs, which reads each key
-// and value row once for two queries. Pairing never changes a result: every output element is
-// computed with the same arithmetic either way.
-// `scores` is scratch for 2*Tk f32, private to the calling thread.
+// computed, so a pool can split the work.
 //
-// Per query:
-// 1. Scores, 4 keys at a time: 4 f32x4 accumulators over d (8 for a pair), then a shuffle
-//    transpose-add gives the 4 dot products in one vector (no scalar horizontal sums). Invisible
-//    keys get −Inf; a block of 4 keys invisible to both queries is skipped.
+// Units are processed in blocks, and each block in three passes over the keys (keys outer, units
+// inner), so K and V are read from memory once for every unit of the block:
+// - decode (Tq = 1): one block holds every unit (all heads of the one row); K and V are read row by
+//   row, front to back, each row once per step (decodeScores, decodeAccumulate);
+// - prefill (Tq > 1): when one head's K and V fit in half an L2 (Tk·hd·8 ≤ 512 KiB), a pair of
+//   units at a time over all keys (they stay in cache anyway); past that, blocks of up to
+//   QB_PREFILL units sharing one KV head and key blocks of KB_PREFILL rows (that head's K and V
+//   block stays in L1/L2 while every query of the block uses it). Neighbouring units with the same
+//   KV head go in pairs, which loads each key and value once for two queries.
+//
+// Per query (the same arithmetic in every blocking and pairing, so none of them changes a bit,
+// and each query row equals the Tq = 1 call for that row):
+// 1. Scores, 4 dot products at a time (4 keys of a query; in decode, 4 heads of a key): 4 f32x4
+//    accumulators over d, each adding in d order (8 for a pair), then a shuffle transpose-add gives
+//    the 4 dot products in one vector, lane i = (l0 + l2) + (l1 + l3) of accumulator i, whichever
+//    q and k fed it (no scalar horizontal sums). Invisible keys get −Inf and are not read.
 // 2. max over visible scores (NaN-ignoring, like the scalar twin), exp(s − max) with the SIMD exp,
 //    f32 sum in 4 lanes. A query that sees no key (max = −Inf) gets zeros.
-// 3. out = Σ_j p_j v_j / sum, each output element accumulated over j in order; keys with p_j = 0
+// 3. out = Σ_j p_j v_j / sum, each output element accumulated over j in order from +0 (partial sums
+//    wait in `out`, exactly, between key blocks), then divided by the sum; keys with p_j = 0
 //    (masked or underflowed) are skipped, so Inf/NaN in a masked V row cannot leak in.
+//
+// `scores` is scratch private to the calling thread: attentionScratchBytes (src/kernels/wasm-exports.ts)
+// = 4·(Tk + UNIT_INTS)·(units per block) bytes: each unit's scores row, then its descriptor.
 import { expShifted, rowMax } from './simd';
 
 // @ts-ignore: decorator
@@ -33,6 +46,39 @@ import { expShifted, rowMax } from './simd';
   const s01 = f32x4.add(v128.shuffle<f32>(a0, a1, 0, 4, 1, 5), v128.shuffle<f32>(a0, a1, 2, 6, 3, 7));
   const s23 = f32x4.add(v128.shuffle<f32>(a2, a3, 0, 4, 1, 5), v128.shuffle<f32>(a2, a3, 2, 6, 3, 7));
   return f32x4.add(v128.shuffle<f32>(s01, s23, 0, 1, 4, 5), v128.shuffle<f32>(s01, s23, 2, 3, 6, 7));
+}
+
+// Σ_d q[d]·k_r[d] over d < hd4 (a multiple of 4) for the four keys k0 + r·kvRow, as four 4-lane
+// accumulators (lane l sums d ≡ l mod 4, in d order) reduced by transposeAdd. 16 floats per loop
+// step with immediate load offsets (fewer address operations than one step per 4 floats), then
+// 4 at a time; either way each accumulator adds its products in the same order.
+// @ts-ignore: decorator
+@inline function dot4(qp: usize, k0: usize, kvRow: usize, hd4: i32): v128 {
+  let p0 = k0, p1 = k0 + kvRow, p2 = p1 + kvRow, p3 = p2 + kvRow, qq = qp;
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+  const end16 = qp + (<usize>(hd4 & ~15) << 2), end4 = qp + (<usize>hd4 << 2);
+  while (qq < end16) {
+    let qv = v128.load(qq);
+    a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(p0))); a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(p1)));
+    a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(p2))); a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(p3)));
+    qv = v128.load(qq, 16);
+    a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(p0, 16))); a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(p1, 16)));
+    a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(p2, 16))); a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(p3, 16)));
+    qv = v128.load(qq, 32);
+    a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(p0, 32))); a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(p1, 32)));
+    a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(p2, 32))); a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(p3, 32)));
+    qv = v128.load(qq, 48);
+    a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(p0, 48))); a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(p1, 48)));
+    a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(p2, 48))); a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(p3, 48)));
+    qq += 64; p0 += 64; p1 += 64; p2 += 64; p3 += 64;
+  }
+  while (qq < end4) {
+    const qv = v128.load(qq);
+    a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(p0))); a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(p1)));
+    a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(p2))); a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(p3)));
+    qq += 16; p0 += 16; p1 += 16; p2 += 16; p3 += 16;
+  }
+  return transposeAdd(a0, a1, a2, a3);
 }
 
 // The head-dim tail (d from hd4 to hd) of 4 dot products, summed from 0 and added to s last.
@@ -76,39 +122,30 @@ import { expShifted, rowMax } from './simd';
   return s;
 }
 
-// Step 1 for one query: sp[j] = scale·q·k_j, or −Inf where key j is invisible to row i.
-function scoresOne(sp: usize, qp: usize, i: i32, qPosI: i32, kBase: usize, kvRow: usize, Tk: i32, hd: i32, scale: f32, kPos: usize, allowed: usize): void {
+// Step 1 for one query over keys [j0, j1): sp[j] = scale·q·k_j, or −Inf where key j is invisible to row i.
+function scoresOne(sp: usize, qp: usize, i: i32, qPosI: i32, kBase: usize, kvRow: usize, j0: i32, j1: i32, Tk: i32, hd: i32, scale: f32, kPos: usize, allowed: usize): void {
   const hd4 = hd & ~3;
-  let j = 0;
-  for (; j + 4 <= Tk; j += 4) {
+  let j = j0;
+  for (; j + 4 <= j1; j += 4) {
     const vis0 = visible(i, j, Tk, qPosI, kPos, allowed), vis1 = visible(i, j + 1, Tk, qPosI, kPos, allowed);
     const vis2 = visible(i, j + 2, Tk, qPosI, kPos, allowed), vis3 = visible(i, j + 3, Tk, qPosI, kPos, allowed);
     const out = sp + (<usize>j << 2);
     if (!(vis0 || vis1 || vis2 || vis3)) { v128.store(out, f32x4.splat(-Infinity)); continue; }
-    const k0 = kBase + <usize>j * kvRow, k1 = k0 + kvRow, k2 = k1 + kvRow, k3 = k2 + kvRow;
-    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-    for (let d = 0; d < hd4; d += 4) {
-      const o = <usize>d << 2;
-      const qv = v128.load(qp + o);
-      a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(k0 + o)));
-      a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(k1 + o)));
-      a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(k2 + o)));
-      a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(k3 + o)));
-    }
-    const s = f32x4.mul(addTail(transposeAdd(a0, a1, a2, a3), qp, k0, kvRow, hd4, hd), f32x4.splat(scale));
+    const k0 = kBase + <usize>j * kvRow;
+    const s = f32x4.mul(addTail(dot4(qp, k0, kvRow, hd4), qp, k0, kvRow, hd4, hd), f32x4.splat(scale));
     v128.store(out, maskBlock(s, vis0, vis1, vis2, vis3));
   }
-  for (; j < Tk; j++) {
+  for (; j < j1; j++) {
     store<f32>(sp + (<usize>j << 2), visible(i, j, Tk, qPosI, kPos, allowed) ? dot(qp, kBase + <usize>j * kvRow, hd) * scale : -Infinity);
   }
 }
 
-// Step 1 for two queries against the same keys: each key row is loaded once for both.
+// Step 1 for two queries against the same keys [j0, j1): each key row is loaded once for both.
 function scoresTwo(sa: usize, sb: usize, qa: usize, qb: usize, ia: i32, ib: i32, qPosA: i32, qPosB: i32,
-                   kBase: usize, kvRow: usize, Tk: i32, hd: i32, scale: f32, kPos: usize, allowed: usize): void {
+                   kBase: usize, kvRow: usize, j0: i32, j1: i32, Tk: i32, hd: i32, scale: f32, kPos: usize, allowed: usize): void {
   const hd4 = hd & ~3;
-  let j = 0;
-  for (; j + 4 <= Tk; j += 4) {
+  let j = j0;
+  for (; j + 4 <= j1; j += 4) {
     const va0 = visible(ia, j, Tk, qPosA, kPos, allowed), va1 = visible(ia, j + 1, Tk, qPosA, kPos, allowed);
     const va2 = visible(ia, j + 2, Tk, qPosA, kPos, allowed), va3 = visible(ia, j + 3, Tk, qPosA, kPos, allowed);
     const vb0 = visible(ib, j, Tk, qPosB, kPos, allowed), vb1 = visible(ib, j + 1, Tk, qPosB, kPos, allowed);
@@ -136,7 +173,7 @@ function scoresTwo(sa: usize, sb: usize, qa: usize, qb: usize, ia: i32, ib: i32,
     v128.store(outA, maskBlock(s, va0, va1, va2, va3));
     v128.store(outB, maskBlock(t, vb0, vb1, vb2, vb3));
   }
-  for (; j < Tk; j++) {
+  for (; j < j1; j++) {
     const kj = kBase + <usize>j * kvRow;
     store<f32>(sa + (<usize>j << 2), visible(ia, j, Tk, qPosA, kPos, allowed) ? dot(qa, kj, hd) * scale : -Infinity);
     store<f32>(sb + (<usize>j << 2), visible(ib, j, Tk, qPosB, kPos, allowed) ? dot(qb, kj, hd) * scale : -Infinity);
@@ -156,15 +193,22 @@ function softmaxScores(sp: usize, Tk: i32): f32 {
   memory.fill(op, 0, <usize>hd << 2);
 }
 
-// Step 3 for one query: op[d] = Σ_j p_j v_j[d] / sum; head dims in chunks of 32 (8 accumulators),
-// then 4, then 1.
-function weightedSumOne(op: usize, sp: usize, vBase: usize, kvRow: usize, Tk: i32, hd: i32, sum: f32): void {
-  const sumv = f32x4.splat(sum);
+// The partial sum of output element d: +0 on the first key block, else what the last block left.
+// @ts-ignore: decorator
+@inline function startAcc(p: usize, first: bool): v128 {
+  return first ? f32x4.splat(0) : v128.load(p);
+}
+
+// Step 3 for one query over keys [j0, j1): op[d] += Σ_j p_j v_j[d] (op[d] = Σ when `first`), head
+// dims in chunks of 32 (8 accumulators), then 4, then 1.
+function accumulateOne(op: usize, sp: usize, vBase: usize, kvRow: usize, j0: i32, j1: i32, hd: i32, first: bool): void {
   let d = 0;
   for (; d + 32 <= hd; d += 32) {
-    let c0 = f32x4.splat(0), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
-    let vp = vBase + (<usize>d << 2);
-    for (let j = 0; j < Tk; j++, vp += kvRow) {
+    const o = op + (<usize>d << 2);
+    let c0 = startAcc(o, first), c1 = startAcc(o + 16, first), c2 = startAcc(o + 32, first), c3 = startAcc(o + 48, first);
+    let c4 = startAcc(o + 64, first), c5 = startAcc(o + 80, first), c6 = startAcc(o + 96, first), c7 = startAcc(o + 112, first);
+    let vp = vBase + <usize>j0 * kvRow + (<usize>d << 2);
+    for (let j = j0; j < j1; j++, vp += kvRow) {
       const pj = load<f32>(sp + (<usize>j << 2));
       if (pj == 0) continue;
       const pv = f32x4.splat(pj);
@@ -177,43 +221,43 @@ function weightedSumOne(op: usize, sp: usize, vBase: usize, kvRow: usize, Tk: i3
       c6 = f32x4.add(c6, f32x4.mul(pv, v128.load(vp, 96)));
       c7 = f32x4.add(c7, f32x4.mul(pv, v128.load(vp, 112)));
     }
-    const o = op + (<usize>d << 2);
-    v128.store(o, f32x4.div(c0, sumv)); v128.store(o, f32x4.div(c1, sumv), 16);
-    v128.store(o, f32x4.div(c2, sumv), 32); v128.store(o, f32x4.div(c3, sumv), 48);
-    v128.store(o, f32x4.div(c4, sumv), 64); v128.store(o, f32x4.div(c5, sumv), 80);
-    v128.store(o, f32x4.div(c6, sumv), 96); v128.store(o, f32x4.div(c7, sumv), 112);
+    v128.store(o, c0); v128.store(o, c1, 16); v128.store(o, c2, 32); v128.store(o, c3, 48);
+    v128.store(o, c4, 64); v128.store(o, c5, 80); v128.store(o, c6, 96); v128.store(o, c7, 112);
   }
   for (; d + 4 <= hd; d += 4) {
-    let c0 = f32x4.splat(0);
-    let vp = vBase + (<usize>d << 2);
-    for (let j = 0; j < Tk; j++, vp += kvRow) {
+    const o = op + (<usize>d << 2);
+    let c0 = startAcc(o, first);
+    let vp = vBase + <usize>j0 * kvRow + (<usize>d << 2);
+    for (let j = j0; j < j1; j++, vp += kvRow) {
       const pj = load<f32>(sp + (<usize>j << 2));
       if (pj == 0) continue;
       c0 = f32x4.add(c0, f32x4.mul(f32x4.splat(pj), v128.load(vp)));
     }
-    v128.store(op + (<usize>d << 2), f32x4.div(c0, sumv));
+    v128.store(o, c0);
   }
   for (; d < hd; d++) {
-    let c: f32 = 0;
-    let vp = vBase + (<usize>d << 2);
-    for (let j = 0; j < Tk; j++, vp += kvRow) {
+    const o = op + (<usize>d << 2);
+    let c: f32 = first ? 0 : load<f32>(o);
+    let vp = vBase + <usize>j0 * kvRow + (<usize>d << 2);
+    for (let j = j0; j < j1; j++, vp += kvRow) {
       const pj = load<f32>(sp + (<usize>j << 2));
       if (pj == 0) continue;
       c += pj * load<f32>(vp);
     }
-    store<f32>(op + (<usize>d << 2), c / sum);
+    store<f32>(o, c);
   }
 }
 
-// Step 3 for two queries sharing V: head dims in chunks of 16 (4 accumulators per query), then 4,
-// then 1. A key whose weight is 0 for one query is skipped for that query only.
-function weightedSumTwo(oa: usize, ob: usize, sa: usize, sb: usize, vBase: usize, kvRow: usize, Tk: i32, hd: i32, sumA: f32, sumB: f32): void {
-  const sumAv = f32x4.splat(sumA), sumBv = f32x4.splat(sumB);
+// Step 3 for two queries sharing V over keys [j0, j1): head dims in chunks of 16 (4 accumulators
+// per query), then 4, then 1. A key whose weight is 0 for one query is skipped for that query only.
+function accumulateTwo(oa: usize, ob: usize, sa: usize, sb: usize, vBase: usize, kvRow: usize, j0: i32, j1: i32, hd: i32, first: bool): void {
   let d = 0;
   for (; d + 16 <= hd; d += 16) {
-    let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-    let vp = vBase + (<usize>d << 2);
-    for (let j = 0; j < Tk; j++, vp += kvRow) {
+    const o = <usize>d << 2;
+    let a0 = startAcc(oa + o, first), a1 = startAcc(oa + o + 16, first), a2 = startAcc(oa + o + 32, first), a3 = startAcc(oa + o + 48, first);
+    let b0 = startAcc(ob + o, first), b1 = startAcc(ob + o + 16, first), b2 = startAcc(ob + o + 32, first), b3 = startAcc(ob + o + 48, first);
+    let vp = vBase + <usize>j0 * kvRow + o;
+    for (let j = j0; j < j1; j++, vp += kvRow) {
       const pa = load<f32>(sa + (<usize>j << 2)), pb = load<f32>(sb + (<usize>j << 2));
       if (pa == 0 && pb == 0) continue;
       const v0 = v128.load(vp), v1 = v128.load(vp, 16), v2 = v128.load(vp, 32), v3 = v128.load(vp, 48);
@@ -228,33 +272,151 @@ function weightedSumTwo(oa: usize, ob: usize, sa: usize, sb: usize, vBase: usize
         b2 = f32x4.add(b2, f32x4.mul(p, v2)); b3 = f32x4.add(b3, f32x4.mul(p, v3));
       }
     }
-    const o = <usize>d << 2;
-    v128.store(oa + o, f32x4.div(a0, sumAv)); v128.store(oa + o, f32x4.div(a1, sumAv), 16);
-    v128.store(oa + o, f32x4.div(a2, sumAv), 32); v128.store(oa + o, f32x4.div(a3, sumAv), 48);
-    v128.store(ob + o, f32x4.div(b0, sumBv)); v128.store(ob + o, f32x4.div(b1, sumBv), 16);
-    v128.store(ob + o, f32x4.div(b2, sumBv), 32); v128.store(ob + o, f32x4.div(b3, sumBv), 48);
+    v128.store(oa + o, a0); v128.store(oa + o, a1, 16); v128.store(oa + o, a2, 32); v128.store(oa + o, a3, 48);
+    v128.store(ob + o, b0); v128.store(ob + o, b1, 16); v128.store(ob + o, b2, 32); v128.store(ob + o, b3, 48);
   }
   for (; d + 4 <= hd; d += 4) {
-    let a0 = f32x4.splat(0), b0 = a0;
-    let vp = vBase + (<usize>d << 2);
-    for (let j = 0; j < Tk; j++, vp += kvRow) {
+    const o = <usize>d << 2;
+    let a0 = startAcc(oa + o, first), b0 = startAcc(ob + o, first);
+    let vp = vBase + <usize>j0 * kvRow + o;
+    for (let j = j0; j < j1; j++, vp += kvRow) {
       const pa = load<f32>(sa + (<usize>j << 2)), pb = load<f32>(sb + (<usize>j << 2));
       if (pa != 0) a0 = f32x4.add(a0, f32x4.mul(f32x4.splat(pa), v128.load(vp)));
       if (pb != 0) b0 = f32x4.add(b0, f32x4.mul(f32x4.splat(pb), v128.load(vp)));
     }
-    v128.store(oa + (<usize>d << 2), f32x4.div(a0, sumAv));
-    v128.store(ob + (<usize>d << 2), f32x4.div(b0, sumBv));
+    v128.store(oa + o, a0);
+    v128.store(ob + o, b0);
   }
   for (; d < hd; d++) {
-    let a: f32 = 0, b: f32 = 0;
-    let vp = vBase + (<usize>d << 2);
-    for (let j = 0; j < Tk; j++, vp += kvRow) {
+    const o = <usize>d << 2;
+    let a: f32 = first ? 0 : load<f32>(oa + o), b: f32 = first ? 0 : load<f32>(ob + o);
+    let vp = vBase + <usize>j0 * kvRow + o;
+    for (let j = j0; j < j1; j++, vp += kvRow) {
       const pa = load<f32>(sa + (<usize>j << 2)), pb = load<f32>(sb + (<usize>j << 2));
       if (pa != 0) a += pa * load<f32>(vp);
       if (pb != 0) b += pb * load<f32>(vp);
     }
-    store<f32>(oa + (<usize>d << 2), a / sumA);
-    store<f32>(ob + (<usize>d << 2), b / sumB);
+    store<f32>(oa + o, a);
+    store<f32>(ob + o, b);
+  }
+}
+
+// The end of step 3: op[d] = Σ_j p_j v_j[d] / sum (the same division, lane by lane, as a scalar).
+function divideRow(op: usize, hd: i32, sum: f32): void {
+  const sumv = f32x4.splat(sum);
+  let d = 0;
+  for (; d + 4 <= hd; d += 4) v128.store(op + (<usize>d << 2), f32x4.div(v128.load(op + (<usize>d << 2)), sumv));
+  for (; d < hd; d++) store<f32>(op + (<usize>d << 2), load<f32>(op + (<usize>d << 2)) / sum);
+}
+
+// The prefill key-block length (a multiple of 4) and unit-block length past L2, and the K plus V
+// bytes of one head below which prefill does not block; none of them changes a result.
+const KB_PREFILL: i32 = 64;
+const QB_PREFILL: i32 = 16;
+const PREFILL_UNBLOCKED_BYTES: usize = 512 * 1024;
+// A unit's descriptor in scratch, after the scores rows: its query row, that row's position (the
+// softmax sum after pass 2), the byte offset of its head in q and out, and of its KV head in k and v.
+const UNIT_INTS: i32 = 4;
+const D_ROW = 0, D_QPOS = 4, D_Q = 8, D_KV = 12;
+
+// Decode (one query row, every head in one block) reads K and V strictly row by row, front to back:
+// the only order in which the hardware prefetcher keeps up with DRAM (4 rows read side by side, a
+// head's chunk of each in turn, stream at 40-65 % of a sequential read on Zen 5; each head over
+// every row, the old order, at ~50 %).
+
+// The head-dim tails (d from hd4 to hd) of q_i·k_i for four units, summed from 0, added to lane i.
+// @ts-ignore: decorator
+@inline function addUnitTails(s: v128, q0: usize, q1: usize, q2: usize, q3: usize, k0: usize, k1: usize, k2: usize, k3: usize, hd4: i32, hd: i32): v128 {
+  if (hd4 == hd) return s;
+  let t0: f32 = 0, t1: f32 = 0, t2: f32 = 0, t3: f32 = 0;
+  for (let d = hd4; d < hd; d++) {
+    const o = <usize>d << 2;
+    t0 += load<f32>(q0 + o) * load<f32>(k0 + o); t1 += load<f32>(q1 + o) * load<f32>(k1 + o);
+    t2 += load<f32>(q2 + o) * load<f32>(k2 + o); t3 += load<f32>(q3 + o) * load<f32>(k3 + o);
+  }
+  return f32x4.add(s, f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(t0), 1, t1), 2, t2), 3, t3));
+}
+
+// Step 1 in decode for units [0, n) of the one query row: for each key row, the scores of four
+// units at a time (their heads lie side by side in the row), the four dot products reduced by one
+// transposeAdd; lane i of it is exactly the score scoresOne computes for that unit and key (any
+// four dot products reduce lane by lane the same way), and a leftover unit uses dot().
+function decodeScores(scores: usize, desc: usize, n: i32, q: usize, k: usize, kvRow: usize, Tk: i32, hd: i32, scale: f32,
+                      qPosI: i32, kPos: usize, allowed: usize): void {
+  const hd4 = hd & ~3;
+  const rowBytes = <usize>Tk << 2;
+  const scaleV = f32x4.splat(scale);
+  const n4 = n & ~3;
+  const step = UNIT_INTS << 2;
+  for (let j = 0; j < Tk; j++) {
+    const sj = scores + (<usize>j << 2);
+    if (!visible(0, j, Tk, qPosI, kPos, allowed)) {
+      for (let a = 0; a < n; a++) store<f32>(sj + <usize>a * rowBytes, -Infinity);
+      continue;
+    }
+    const kRow = k + <usize>j * kvRow;
+    let dp = desc;
+    let a = 0;
+    for (; a < n4; a += 4, dp += 4 * step) {
+      const q0 = q + <usize>load<u32>(dp, D_Q), q1 = q + <usize>load<u32>(dp, step + D_Q);
+      const q2 = q + <usize>load<u32>(dp, 2 * step + D_Q), q3 = q + <usize>load<u32>(dp, 3 * step + D_Q);
+      const k0 = kRow + <usize>load<u32>(dp, D_KV), k1 = kRow + <usize>load<u32>(dp, step + D_KV);
+      const k2 = kRow + <usize>load<u32>(dp, 2 * step + D_KV), k3 = kRow + <usize>load<u32>(dp, 3 * step + D_KV);
+      let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+      // 8 floats per step on pointers with immediate offsets, then 4: each accumulator still adds in d order
+      let p0 = q0, p1 = q1, p2 = q2, p3 = q3, r0 = k0, r1 = k1, r2 = k2, r3 = k3;
+      const end8 = q0 + (<usize>(hd4 & ~7) << 2), end4 = q0 + (<usize>hd4 << 2);
+      while (p0 < end8) {
+        a0 = f32x4.add(a0, f32x4.mul(v128.load(p0), v128.load(r0))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1), v128.load(r1)));
+        a2 = f32x4.add(a2, f32x4.mul(v128.load(p2), v128.load(r2))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3), v128.load(r3)));
+        a0 = f32x4.add(a0, f32x4.mul(v128.load(p0, 16), v128.load(r0, 16))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1, 16), v128.load(r1, 16)));
+        a2 = f32x4.add(a2, f32x4.mul(v128.load(p2, 16), v128.load(r2, 16))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3, 16), v128.load(r3, 16)));
+        p0 += 32; p1 += 32; p2 += 32; p3 += 32; r0 += 32; r1 += 32; r2 += 32; r3 += 32;
+      }
+      if (p0 < end4) {
+        a0 = f32x4.add(a0, f32x4.mul(v128.load(p0), v128.load(r0))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1), v128.load(r1)));
+        a2 = f32x4.add(a2, f32x4.mul(v128.load(p2), v128.load(r2))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3), v128.load(r3)));
+      }
+      const s = f32x4.mul(addUnitTails(transposeAdd(a0, a1, a2, a3), q0, q1, q2, q3, k0, k1, k2, k3, hd4, hd), scaleV);
+      const sp = sj + <usize>a * rowBytes;
+      store<f32>(sp, f32x4.extract_lane(s, 0)); store<f32>(sp + rowBytes, f32x4.extract_lane(s, 1));
+      store<f32>(sp + 2 * rowBytes, f32x4.extract_lane(s, 2)); store<f32>(sp + 3 * rowBytes, f32x4.extract_lane(s, 3));
+    }
+    for (; a < n; a++, dp += step) {
+      store<f32>(sj + <usize>a * rowBytes, dot(q + <usize>load<u32>(dp, D_Q), kRow + <usize>load<u32>(dp, D_KV), hd) * scale);
+    }
+  }
+}
+
+// Step 3 in decode for units [0, n) of the one query row: for each value row, every live unit's
+// p_j·v_j added into its output row (zeroed first), so each element still accumulates from +0
+// over j in order, skipping p_j = 0, exactly as accumulateOne does.
+function decodeAccumulate(out: usize, scores: usize, desc: usize, n: i32, v: usize, kvRow: usize, Tk: i32, hd: i32): void {
+  const rowBytes = <usize>Tk << 2;
+  const step = UNIT_INTS << 2;
+  const end16 = <usize>(hd & ~15) << 2, end4 = <usize>(hd & ~3) << 2, end = <usize>hd << 2;
+  let dp = desc;
+  for (let a = 0; a < n; a++, dp += step) if (load<f32>(dp, D_QPOS) != 0) zeroRow(out + <usize>load<u32>(dp, D_Q), hd);
+  for (let j = 0; j < Tk; j++) {
+    const vRow = v + <usize>j * kvRow;
+    dp = desc;
+    let sp = scores + (<usize>j << 2);
+    for (let a = 0; a < n; a++, dp += step, sp += rowBytes) {
+      const p = load<f32>(sp);
+      // p = 0: masked or underflowed; a unit that sees no key keeps its zeros (its scores are −Inf)
+      if (p == 0 || load<f32>(dp, D_QPOS) == 0) continue;
+      const pv = f32x4.splat(p);
+      const op = out + <usize>load<u32>(dp, D_Q), vp = vRow + <usize>load<u32>(dp, D_KV);
+      let o: usize = 0;
+      for (; o < end16; o += 64) {
+        v128.store(op + o, f32x4.add(v128.load(op + o), f32x4.mul(pv, v128.load(vp + o))));
+        v128.store(op + o, f32x4.add(v128.load(op + o, 16), f32x4.mul(pv, v128.load(vp + o, 16))), 16);
+        v128.store(op + o, f32x4.add(v128.load(op + o, 32), f32x4.mul(pv, v128.load(vp + o, 32))), 32);
+        v128.store(op + o, f32x4.add(v128.load(op + o, 48), f32x4.mul(pv, v128.load(vp + o, 48))), 48);
+      }
+      for (; o < end4; o += 16) v128.store(op + o, f32x4.add(v128.load(op + o), f32x4.mul(pv, v128.load(vp + o))));
+      for (; o < end; o += 4) store<f32>(op + o, load<f32>(op + o) + p * load<f32>(vp + o));
+    }
   }
 }
 
@@ -264,37 +426,84 @@ export function attention(out: usize, q: usize, k: usize, v: usize, Tq: i32, Tk:
   const qRow = <usize>(nHeads * hd) << 2, kvRow = <usize>(nKvHeads * hd) << 2, headBytes = <usize>hd << 2;
   const usePos = qPos != 0 && kPos != 0;
   const kPosp = usePos ? kPos : 0;
-  const sa = scores, sb = scores + (<usize>Tk << 2);
-  let u = u0;
-  while (u < u1) {
-    const g = u % group, r = u / group;
-    const i = r % Tq, kvh = r / Tq;
-    const h = kvh * group + g;
-    const kBase = k + <usize>kvh * headBytes, vBase = v + <usize>kvh * headBytes;
-    const qa = q + <usize>i * qRow + <usize>h * headBytes, oa = out + <usize>i * qRow + <usize>h * headBytes;
-    const qPosA = usePos ? load<i32>(qPos + (<usize>i << 2)) : 0;
-    // The partner unit u + 1: the next head of the group (same row), or without grouping the next row.
-    const paired = u + 1 < u1 && (group > 1 ? g + 1 < group : i + 1 < Tq);
-    if (!paired) {
-      scoresOne(sa, qa, i, qPosA, kBase, kvRow, Tk, hd, scale, kPosp, allowed);
-      const sum = softmaxScores(sa, Tk);
-      if (sum == 0) zeroRow(oa, hd);
-      else weightedSumOne(oa, sa, vBase, kvRow, Tk, hd, sum);
-      u += 1;
-      continue;
+  const unitsPerKvHead = Tq * group;
+  const unblocked = <usize>Tk * <usize>hd * 8 <= PREFILL_UNBLOCKED_BYTES;
+  const qb = unblocked ? 2 : QB_PREFILL, kb = unblocked ? max(Tk, 1) : KB_PREFILL;
+  let ub0 = u0;
+  while (ub0 < u1) {
+    // This block: decode, every unit (one row); prefill, a pair or up to QB_PREFILL units of one KV head.
+    const ub1 = Tq == 1 ? u1 : min(u1, min(ub0 + qb, (ub0 / unitsPerKvHead + 1) * unitsPerKvHead));
+    const n = ub1 - ub0;
+    const rowBytes = <usize>Tk << 2;
+    const desc = scores + <usize>n * rowBytes; // [n][UNIT_INTS]
+    for (let a = 0; a < n; a++) {
+      const u = ub0 + a;
+      const g = u % group, r = u / group;
+      const i = r % Tq, kvh = r / Tq;
+      const h = kvh * group + g;
+      const dp = desc + <usize>a * (UNIT_INTS << 2);
+      store<i32>(dp, i, D_ROW);
+      store<i32>(dp, usePos ? load<i32>(qPos + (<usize>i << 2)) : 0, D_QPOS);
+      store<u32>(dp, <u32>(<usize>i * qRow + <usize>h * headBytes), D_Q); // the same offset in q and out
+      store<u32>(dp, <u32>(<usize>kvh * headBytes), D_KV);
     }
-    const ib = group > 1 ? i : i + 1;
-    const hb = group > 1 ? h + 1 : h;
-    const qb = q + <usize>ib * qRow + <usize>hb * headBytes, ob = out + <usize>ib * qRow + <usize>hb * headBytes;
-    const qPosB = usePos ? load<i32>(qPos + (<usize>ib << 2)) : 0;
-    scoresTwo(sa, sb, qa, qb, i, ib, qPosA, qPosB, kBase, kvRow, Tk, hd, scale, kPosp, allowed);
-    const sumA = softmaxScores(sa, Tk), sumB = softmaxScores(sb, Tk);
-    if (sumA != 0 && sumB != 0) {
-      weightedSumTwo(oa, ob, sa, sb, vBase, kvRow, Tk, hd, sumA, sumB);
-    } else {
-      if (sumA == 0) zeroRow(oa, hd); else weightedSumOne(oa, sa, vBase, kvRow, Tk, hd, sumA);
-      if (sumB == 0) zeroRow(ob, hd); else weightedSumOne(ob, sb, vBase, kvRow, Tk, hd, sumB);
+    // Pass 1: scores, key blocks outer.
+    if (Tq == 1) decodeScores(scores, desc, n, q, k, kvRow, Tk, hd, scale, load<i32>(desc, D_QPOS), kPosp, allowed);
+    else for (let j0 = 0; j0 < Tk; j0 += kb) {
+      const j1 = min(Tk, j0 + kb);
+      let a = 0;
+      while (a < n) {
+        const dp = desc + <usize>a * (UNIT_INTS << 2);
+        const kvOff = <usize>load<u32>(dp, D_KV);
+        const sa = scores + <usize>a * rowBytes;
+        if (a + 1 < n && <usize>load<u32>(dp, D_KV + (UNIT_INTS << 2)) == kvOff) {
+          const dq = dp + (UNIT_INTS << 2);
+          scoresTwo(sa, sa + rowBytes, q + <usize>load<u32>(dp, D_Q), q + <usize>load<u32>(dq, D_Q), load<i32>(dp, D_ROW), load<i32>(dq, D_ROW),
+                    load<i32>(dp, D_QPOS), load<i32>(dq, D_QPOS), k + kvOff, kvRow, j0, j1, Tk, hd, scale, kPosp, allowed);
+          a += 2;
+        } else {
+          scoresOne(sa, q + <usize>load<u32>(dp, D_Q), load<i32>(dp, D_ROW), load<i32>(dp, D_QPOS), k + kvOff, kvRow, j0, j1, Tk, hd, scale, kPosp, allowed);
+          a += 1;
+        }
+      }
     }
-    u += 2;
+    // Pass 2: softmax per query; the sum replaces the row's position in its descriptor (a query
+    // that sees no key gets sum 0 and an all-zero output).
+    for (let a = 0; a < n; a++) {
+      const dp = desc + <usize>a * (UNIT_INTS << 2);
+      const sum = softmaxScores(scores + <usize>a * rowBytes, Tk);
+      store<f32>(dp, sum, D_QPOS);
+      if (sum == 0) zeroRow(out + <usize>load<u32>(dp, D_Q), hd);
+    }
+    // Pass 3: P·V, key blocks outer, partial sums in out.
+    if (Tq == 1) decodeAccumulate(out, scores, desc, n, v, kvRow, Tk, hd);
+    else for (let j0 = 0; j0 < Tk; j0 += kb) {
+      const j1 = min(Tk, j0 + kb);
+      const first = j0 == 0;
+      let a = 0;
+      while (a < n) {
+        const dp = desc + <usize>a * (UNIT_INTS << 2);
+        const sa = scores + <usize>a * rowBytes;
+        const kvOff = <usize>load<u32>(dp, D_KV);
+        const live = load<f32>(dp, D_QPOS) != 0;
+        if (a + 1 < n && <usize>load<u32>(dp, D_KV + (UNIT_INTS << 2)) == kvOff) {
+          const dq = dp + (UNIT_INTS << 2);
+          const liveB = load<f32>(dq, D_QPOS) != 0;
+          if (live && liveB) accumulateTwo(out + <usize>load<u32>(dp, D_Q), out + <usize>load<u32>(dq, D_Q), sa, sa + rowBytes, v + kvOff, kvRow, j0, j1, hd, first);
+          else if (live) accumulateOne(out + <usize>load<u32>(dp, D_Q), sa, v + kvOff, kvRow, j0, j1, hd, first);
+          else if (liveB) accumulateOne(out + <usize>load<u32>(dq, D_Q), sa + rowBytes, v + kvOff, kvRow, j0, j1, hd, first);
+          a += 2;
+        } else {
+          if (live) accumulateOne(out + <usize>load<u32>(dp, D_Q), sa, v + kvOff, kvRow, j0, j1, hd, first);
+          a += 1;
+        }
+      }
+    }
+    for (let a = 0; a < n; a++) {
+      const dp = desc + <usize>a * (UNIT_INTS << 2);
+      const sum = load<f32>(dp, D_QPOS);
+      if (sum != 0) divideRow(out + <usize>load<u32>(dp, D_Q), hd, sum);
+    }
+    ub0 = ub1;
   }
 }

@@ -23,6 +23,12 @@ import { fma, loadPartial, storePartial, lanesIn } from './simd';
 
 const BF16_HIGH_MASK: u32 = 0xffff0000;
 
+// Register tiles for M > 1 (the `tile` argument of linear_*; src/kernels/linear-tiles.ts names
+// them in this order and picks one per host).
+const TILE_2X16: i32 = 0;
+const TILE_2X16I: i32 = 1;
+const TILE_4X8: i32 = 2;
+
 // Adds bias (if any) and stores one 16-column row of results, clipping to the valid columns.
 // @ts-ignore: decorator
 @inline function storeRow(yp: usize, c0: v128, c1: v128, c2: v128, c3: v128, biasp: usize, cols: i32): void {
@@ -40,6 +46,16 @@ const BF16_HIGH_MASK: u32 = 0xffff0000;
     storePartial(yp, c0, lanesIn(cols, 0)); storePartial(yp + 16, c1, lanesIn(cols, 1));
     storePartial(yp + 32, c2, lanesIn(cols, 2)); storePartial(yp + 48, c3, lanesIn(cols, 3));
   }
+}
+
+// storeRow for 8 columns (half a panel), clipping to `cols` (1..8) valid columns.
+// @ts-ignore: decorator
+@inline function storeRow8(yp: usize, c0: v128, c1: v128, biasp: usize, cols: i32): void {
+  if (biasp != 0) {
+    c0 = f32x4.add(c0, loadPartial(biasp, lanesIn(cols, 0)));
+    c1 = f32x4.add(c1, loadPartial(biasp + 16, lanesIn(cols, 1)));
+  }
+  storePartial(yp, c0, lanesIn(cols, 0)); storePartial(yp + 16, c1, lanesIn(cols, 1));
 }
 
 // @ts-ignore: decorator
@@ -113,10 +129,20 @@ function gemvPanelPairBF16(yp: usize, x: usize, bp: usize, K: i32, biasp: usize,
   storeRow(yp + 64, d0, d1, d2, d3, biasp != 0 ? biasp + 64 : 0, cols1);
 }
 
-// Prefill tile: rows m, m+1 × 16 columns over one k-block of kc steps. bp walks an f32 panel block
-// [kc][16]. `first`: start from 0, else continue the partial sums stored in y. `biasp` != 0 only on
-// the last k-block.
-function tile2x16(y0: usize, y1: usize, a0: usize, a1: usize, bp: usize, kc: i32, first: bool, biasp: usize, cols: i32): void {
+// Prefill register tiles. Each runs over one k-block of kc steps of an f32 panel block at bp
+// ([kc][16], k stride 64 bytes), reading x rows `rowX` bytes apart and writing y rows `rowY` bytes
+// apart. `first`: start from +0, else continue the partial sums stored in y. `biasp` != 0 only on
+// the last k-block. Every tile computes each output as acc = acc + x·w in k order (fma), so they
+// are interchangeable bit for bit; they differ only in how many rows and columns share the loads
+// (what suits one core's front end, load ports and register file does not suit the next).
+// The loops run on an end pointer with the second row addressed as a0 + rowX: fewer integer ops
+// per k than separate counters and pointers, which lets TurboFan unroll them.
+
+// 2 rows × 16 columns (one panel): 8 accumulators; per k 4 panel loads and 2 splats. `interleaved`
+// (the '2x16i' tile): the rows' multiply-adds alternate column by column with each panel load
+// written at its use (TurboFan schedules the two orders differently; the sums are the same).
+function tile2x16(interleaved: bool, y0: usize, rowY: usize, a0: usize, rowX: usize, bp: usize, kc: i32, first: bool, biasp: usize, cols: i32): void {
+  const y1 = y0 + rowY;
   let c00: v128, c01: v128, c02: v128, c03: v128, c10: v128, c11: v128, c12: v128, c13: v128;
   if (first) {
     c00 = f32x4.splat(0); c01 = c00; c02 = c00; c03 = c00; c10 = c00; c11 = c00; c12 = c00; c13 = c00;
@@ -124,19 +150,60 @@ function tile2x16(y0: usize, y1: usize, a0: usize, a1: usize, bp: usize, kc: i32
     c00 = loadRow(y0, 0, cols); c01 = loadRow(y0, 1, cols); c02 = loadRow(y0, 2, cols); c03 = loadRow(y0, 3, cols);
     c10 = loadRow(y1, 0, cols); c11 = loadRow(y1, 1, cols); c12 = loadRow(y1, 2, cols); c13 = loadRow(y1, 3, cols);
   }
-  for (let k = 0; k < kc; k++) {
-    const b0 = v128.load(bp), b1 = v128.load(bp, 16), b2 = v128.load(bp, 32), b3 = v128.load(bp, 48);
-    const av0 = v128.load32_splat(a0);
-    c00 = fma(av0, b0, c00); c01 = fma(av0, b1, c01); c02 = fma(av0, b2, c02); c03 = fma(av0, b3, c03);
-    const av1 = v128.load32_splat(a1);
-    c10 = fma(av1, b0, c10); c11 = fma(av1, b1, c11); c12 = fma(av1, b2, c12); c13 = fma(av1, b3, c13);
-    bp += 64; a0 += 4; a1 += 4;
+  const end = bp + (<usize>kc << 6);
+  if (interleaved) {
+    while (bp < end) {
+      const av0 = v128.load32_splat(a0), av1 = v128.load32_splat(a0 + rowX);
+      c00 = fma(av0, v128.load(bp), c00); c10 = fma(av1, v128.load(bp), c10);
+      c01 = fma(av0, v128.load(bp, 16), c01); c11 = fma(av1, v128.load(bp, 16), c11);
+      c02 = fma(av0, v128.load(bp, 32), c02); c12 = fma(av1, v128.load(bp, 32), c12);
+      c03 = fma(av0, v128.load(bp, 48), c03); c13 = fma(av1, v128.load(bp, 48), c13);
+      bp += 64; a0 += 4;
+    }
+  } else {
+    while (bp < end) {
+      const b0 = v128.load(bp), b1 = v128.load(bp, 16), b2 = v128.load(bp, 32), b3 = v128.load(bp, 48);
+      const av0 = v128.load32_splat(a0);
+      c00 = fma(av0, b0, c00); c01 = fma(av0, b1, c01); c02 = fma(av0, b2, c02); c03 = fma(av0, b3, c03);
+      const av1 = v128.load32_splat(a0 + rowX);
+      c10 = fma(av1, b0, c10); c11 = fma(av1, b1, c11); c12 = fma(av1, b2, c12); c13 = fma(av1, b3, c13);
+      bp += 64; a0 += 4;
+    }
   }
   storeRow(y0, c00, c01, c02, c03, biasp, cols);
   storeRow(y1, c10, c11, c12, c13, biasp, cols);
 }
 
-// The odd last row of a prefill: same as tile2x16 with one row.
+// 4 rows × 8 columns (half a panel: bp and y0 point at its first column, `cols` counts from
+// there): 8 accumulators; per k 2 panel loads and 4 splats.
+function tile4x8(y0: usize, rowY: usize, a0: usize, rowX: usize, bp: usize, kc: i32, first: bool, biasp: usize, cols: i32): void {
+  const y1 = y0 + rowY, y2 = y1 + rowY, y3 = y2 + rowY;
+  let c00: v128, c01: v128, c10: v128, c11: v128, c20: v128, c21: v128, c30: v128, c31: v128;
+  if (first) {
+    c00 = f32x4.splat(0); c01 = c00; c10 = c00; c11 = c00; c20 = c00; c21 = c00; c30 = c00; c31 = c00;
+  } else {
+    c00 = loadRow(y0, 0, cols); c01 = loadRow(y0, 1, cols); c10 = loadRow(y1, 0, cols); c11 = loadRow(y1, 1, cols);
+    c20 = loadRow(y2, 0, cols); c21 = loadRow(y2, 1, cols); c30 = loadRow(y3, 0, cols); c31 = loadRow(y3, 1, cols);
+  }
+  const rowX2 = rowX << 1, rowX3 = rowX2 + rowX;
+  const end = bp + (<usize>kc << 6);
+  while (bp < end) {
+    const b0 = v128.load(bp), b1 = v128.load(bp, 16);
+    const v0 = v128.load32_splat(a0);
+    c00 = fma(v0, b0, c00); c01 = fma(v0, b1, c01);
+    const v1 = v128.load32_splat(a0 + rowX);
+    c10 = fma(v1, b0, c10); c11 = fma(v1, b1, c11);
+    const v2 = v128.load32_splat(a0 + rowX2);
+    c20 = fma(v2, b0, c20); c21 = fma(v2, b1, c21);
+    const v3 = v128.load32_splat(a0 + rowX3);
+    c30 = fma(v3, b0, c30); c31 = fma(v3, b1, c31);
+    bp += 64; a0 += 4;
+  }
+  storeRow8(y0, c00, c01, biasp, cols); storeRow8(y1, c10, c11, biasp, cols);
+  storeRow8(y2, c20, c21, biasp, cols); storeRow8(y3, c30, c31, biasp, cols);
+}
+
+// The odd last row: 1 row × 16 columns.
 function tile1x16(y0: usize, a0: usize, bp: usize, kc: i32, first: bool, biasp: usize, cols: i32): void {
   let c0: v128, c1: v128, c2: v128, c3: v128;
   if (first) {
@@ -144,7 +211,8 @@ function tile1x16(y0: usize, a0: usize, bp: usize, kc: i32, first: bool, biasp: 
   } else {
     c0 = loadRow(y0, 0, cols); c1 = loadRow(y0, 1, cols); c2 = loadRow(y0, 2, cols); c3 = loadRow(y0, 3, cols);
   }
-  for (let k = 0; k < kc; k++) {
+  const end = bp + (<usize>kc << 6);
+  while (bp < end) {
     const av = v128.load32_splat(a0);
     c0 = fma(av, v128.load(bp), c0); c1 = fma(av, v128.load(bp, 16), c1);
     c2 = fma(av, v128.load(bp, 32), c2); c3 = fma(av, v128.load(bp, 48), c3);
@@ -167,7 +235,24 @@ function widenBlockBF16(dst: usize, src: usize, stride: usize, kc: i32): void {
   }
 }
 
-function linearImpl(isBF16: bool, y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, p0: i32, p1: i32, kcMax: i32, scratch: usize): void {
+// Rows [0, M) of one panel's k-block with register tile `tile` (TILE_*); leftover rows go through
+// the 2x16 and 1x16 tiles (the same arithmetic per output, so any mix is bit-identical).
+function panelRows(tile: i32, yp: usize, rowY: usize, xp: usize, rowX: usize, bp: usize, M: i32, kc: i32, first: bool, biasp: usize, cols: i32): void {
+  let m = 0;
+  if (tile == TILE_4X8) {
+    const biasHi = biasp != 0 ? biasp + 32 : 0;
+    for (; m + 4 <= M; m += 4) {
+      const y0 = yp + <usize>m * rowY, a0 = xp + <usize>m * rowX;
+      tile4x8(y0, rowY, a0, rowX, bp, kc, first, biasp, min(8, cols));
+      if (cols > 8) tile4x8(y0 + 32, rowY, a0, rowX, bp + 32, kc, first, biasHi, cols - 8);
+    }
+  }
+  const interleaved = tile == TILE_2X16I;
+  for (; m + 2 <= M; m += 2) tile2x16(interleaved, yp + <usize>m * rowY, rowY, xp + <usize>m * rowX, rowX, bp, kc, first, biasp, cols);
+  if (m < M) tile1x16(yp + <usize>m * rowY, xp + <usize>m * rowX, bp, kc, first, biasp, cols);
+}
+
+function linearImpl(isBF16: bool, y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, p0: i32, p1: i32, kcMax: i32, scratch: usize, tile: i32): void {
   const rowBytesX = <usize>K << 2, rowBytesY = <usize>N << 2;
   const panelBytes: usize = <usize>K << 6; // f32
   const panels = (N + 15) >> 4;
@@ -194,7 +279,6 @@ function linearImpl(isBF16: bool, y: usize, x: usize, w: usize, bias: usize, M: 
     const kc = min(kcMax, K - kb);
     const first = kb == 0, last = kb + kc >= K;
     for (let p = p0; p < p1; p++) {
-      const cols = min(16, N - p * 16);
       const biasp = last && bias != 0 ? bias + (<usize>p << 6) : 0;
       let bp: usize;
       if (isBF16) {
@@ -204,24 +288,18 @@ function linearImpl(isBF16: bool, y: usize, x: usize, w: usize, bias: usize, M: 
       } else {
         bp = w + <usize>p * panelBytes + (<usize>kb << 6);
       }
-      const yp = y + (<usize>p << 6), xp = x + (<usize>kb << 2);
-      let m = 0;
-      for (; m + 2 <= M; m += 2) {
-        const y0 = yp + <usize>m * rowBytesY, a0 = xp + <usize>m * rowBytesX;
-        tile2x16(y0, y0 + rowBytesY, a0, a0 + rowBytesX, bp, kc, first, biasp, cols);
-      }
-      if (m < M) tile1x16(yp + <usize>m * rowBytesY, xp + <usize>m * rowBytesX, bp, kc, first, biasp, cols);
+      panelRows(tile, y + (<usize>p << 6), rowBytesY, x + (<usize>kb << 2), rowBytesX, bp, M, kc, first, biasp, min(16, N - p * 16));
     }
     kb += kc;
   } while (kb < K);
 }
 
-// f32 panels. bias = 0 means none. scratch unused (kept for a uniform signature).
-export function linear_f32(y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, p0: i32, p1: i32, kcMax: i32, scratch: usize): void {
-  linearImpl(false, y, x, w, bias, M, N, K, p0, p1, kcMax, scratch);
+// f32 panels. bias = 0 means none. scratch unused (kept for a uniform signature). tile: TILE_*.
+export function linear_f32(y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, p0: i32, p1: i32, kcMax: i32, scratch: usize, tile: i32): void {
+  linearImpl(false, y, x, w, bias, M, N, K, p0, p1, kcMax, scratch, tile);
 }
 
 // bf16 panels. scratch: kcMax*16 f32, private to the calling thread (unused when M = 1).
-export function linear_bf16(y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, p0: i32, p1: i32, kcMax: i32, scratch: usize): void {
-  linearImpl(true, y, x, w, bias, M, N, K, p0, p1, kcMax, scratch);
+export function linear_bf16(y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, p0: i32, p1: i32, kcMax: i32, scratch: usize, tile: i32): void {
+  linearImpl(true, y, x, w, bias, M, N, K, p0, p1, kcMax, scratch, tile);
 }

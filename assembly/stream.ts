@@ -1,4 +1,5 @@
-// Memory-stream read baseline for the decode benchmark (bench/kernels.bench.ts): reads n f32 from
+// Benchmark baselines, not model kernels. stream_read_f32: the memory-stream read the decode
+// and attention benchmarks compare with (bench/stream-baseline.ts): reads n f32 from
 // p once, front to back, the way a GEMV streams its weights, and returns their sum so the loads
 // cannot be optimised away. Four independent accumulators keep the add latency off the critical
 // path, so the loop is bound by memory bandwidth, not by the adder. n must be a multiple of 16.
@@ -16,4 +17,22 @@ export function stream_read_f32(p: usize, n: i32): f32 {
   }
   const sum = f32x4.add(f32x4.add(acc0, acc1), f32x4.add(acc2, acc3));
   return f32x4.extract_lane(sum, 0) + f32x4.extract_lane(sum, 1) + f32x4.extract_lane(sum, 2) + f32x4.extract_lane(sum, 3);
+}
+
+// Clock probe for the benchmark (bench/cpu.ts): n iterations of 32 dependent steps, each an add
+// then an xor, 1-cycle latency on every x86 and ARM core, so the loop takes 32·n cycles. b and c
+// come from the caller, so the compiler cannot fold the chain.
+export function clock_chain(n: i32, b: i32, c: i32): i32 {
+  let a = n;
+  for (let i = 0; i < n; i++) {
+    a = (a + b) ^ c; a = (a + b) ^ c; a = (a + b) ^ c; a = (a + b) ^ c;
+    a = (a + b) ^ c; a = (a + b) ^ c; a = (a + b) ^ c; a = (a + b) ^ c;
+    a = (a + b) ^ c; a = (a + b) ^ c; a = (a + b) ^ c; a = (a + b) ^ c;
+    a = (a + b) ^ c; a = (a + b) ^ c; a = (a + b) ^ c; a = (a + b) ^ c;
+    a = (a + b) ^ c; a = (a + b) ^ c; a = (a + b) ^ c; a = (a + b) ^ c;
+    a = (a + b) ^ c; a = (a + b) ^ c; a = (a + b) ^ c; a = (a + b) ^ c;
+    a = (a + b) ^ c; a = (a + b) ^ c; a = (a + b) ^ c; a = (a + b) ^ c;
+    a = (a + b) ^ c; a = (a + b) ^ c; a = (a + b) ^ c; a = (a + b) ^ c;
+  }
+  return a;
 }

@@ -3,7 +3,9 @@
  * scripts/ouro-synthetic.ts; random weights, never committed). One run reports:
  *  - load time and peak memory (process max RSS, WASM memory committed),
  *  - decode tokens/s running 1, 2, 3 and 4 loops per token (skip mode with exit_at_step = n−1,
- *    which equals upstream's exit_at_step = n−1 exactly: loop t never depends on later loops),
+ *    which equals upstream's exit_at_step = n−1 exactly: loop t never depends on later loops), each
+ *    as a share of its DRAM-bound limit: (bf16 weight bytes read per token + KV cache bytes read at
+ *    that context) ÷ a same-run stream read (bench/stream-baseline.ts, before and after the rounds),
  *  - decode tokens/s in real-exit mode at two thresholds (tokens stop looping at their CDF exit;
  *    copy-forward for the KV they skip), with the loops and flops actually run, and how far the
  *    result moves from upstream (all loops computed, same threshold): max |Δ logits|, argmax and
@@ -20,6 +22,8 @@ import { Bench } from 'tinybench';
 import { OuroModel, ouroConfigFromJson, type OuroCache, type OuroForwardOptions, type OuroForwardResult } from '../src/models/ouro.js';
 import { openModelDir } from '../src/node/model-dir.js';
 import { createScalarRuntime, type Runtime } from '../src/runtime/runtime.js';
+import { StreamBaseline } from './stream-baseline.js';
+import { FULL_TIMING } from './timing.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -108,6 +112,12 @@ const decoders: Decoder[] = [];
 for (let loops = 1; loops <= T; loops++) decoders.push(new Decoder(`${loops} loop${loops > 1 ? 's' : ''}`, { exitMode: 'skip', exitAtStep: loops - 1 }));
 for (const tau of thresholds) decoders.push(new Decoder(`real exit τ=${tau}`, { exitMode: 'skip', exitThreshold: tau, missingKv: 'copy-forward' }));
 
+// DRAM bandwidth drifts minute to minute: a stream read of 64 MiB blocks over a 512 MiB buffer, by
+// as many threads as the kernels use, right before and right after the decode rounds; their mean
+// is the limit.
+const stream = await StreamBaseline.create(512 * 2 ** 20, values.kernels === 'scalar' ? 1 : Number(values.threads));
+const streamBefore = await stream.gbps(64 * 2 ** 20, FULL_TIMING);
+
 // Rounds interleave the configurations, so load from other processes hits all of them alike;
 // each round is one tinybench run timing one decode of every configuration.
 for (let round = 0; round < reps; round++) {
@@ -120,13 +130,31 @@ for (let round = 0; round < reps; round++) {
   });
 }
 
+const streamAfter = await stream.gbps(64 * 2 ** 20, FULL_TIMING);
+const streamGbps = (streamBefore + streamAfter) / 2;
+await stream.dispose();
+log(`stream read (${stream.threads} thread${stream.threads > 1 ? 's' : ''}): ${streamBefore.toFixed(1)} GB/s before, ${streamAfter.toFixed(1)} after the decode rounds`);
+
+// Bytes one decode token reads at `loops` loops: every layer's bf16 linears once per loop, the
+// lm_head and one embedding row once, and the f32 KV cache of each layer and loop at the mean
+// context of the run (norms and activations are a few KB).
+const { hiddenSize: H, intermediateSize: I, numLayers: L, numKvHeads, headDim } = config;
+const layerWeightBytes = 2 * (4 * H * H + 3 * H * I);
+function bytesPerToken(loops: number): number {
+  const meanContext = promptLength + (newTokens + 1) / 2;
+  return loops * L * (layerWeightBytes + meanContext * 2 * numKvHeads * headDim * 4) + 2 * V * H + 2 * H;
+}
+
 const rows: Record<string, unknown>[] = [];
 const allLoopsFlops = decoders[T - 1].flopsPerToken;
-for (const d of decoders.slice(0, T)) {
-  const row = { mode: d.name, tokensPerSecond: d.tokensPerSecond, meanLoops: d.run.steps[0].trace[0].steps, gflopsPerToken: d.flopsPerToken / 1e9 };
+decoders.slice(0, T).forEach((d, n) => {
+  const bytes = bytesPerToken(n + 1);
+  const boundTokensPerSecond = (streamGbps * 1e9) / bytes;
+  const row = { mode: d.name, tokensPerSecond: d.tokensPerSecond, meanLoops: d.run.steps[0].trace[0].steps, gflopsPerToken: d.flopsPerToken / 1e9,
+    bytesPerToken: bytes, streamGbps, boundTokensPerSecond, pctOfDramBound: (100 * d.tokensPerSecond) / boundTokensPerSecond };
   rows.push(row);
-  log(`decode ${row.mode.padEnd(26)} ${row.tokensPerSecond.toFixed(3).padStart(8)} tok/s   ${row.gflopsPerToken.toFixed(2)} GFLOP/token`);
-}
+  log(`decode ${row.mode.padEnd(26)} ${row.tokensPerSecond.toFixed(3).padStart(8)} tok/s   ${row.gflopsPerToken.toFixed(2)} GFLOP/token, ${(bytes / 1e9).toFixed(2)} GB/token: ${row.pctOfDramBound.toFixed(0)}% of the DRAM bound (${boundTokensPerSecond.toFixed(2)} tok/s)`);
+});
 
 // Real-exit mode against upstream (all loops, same threshold).
 thresholds.forEach((tau, k) => {
@@ -161,5 +189,5 @@ thresholds.forEach((tau, k) => {
 const peak = maxRssBytes();
 const committed = (runtime.arena as { bytesCommitted?: number }).bytesCommitted;
 log(`peak memory: max RSS ${gib(peak)}${committed !== undefined ? `, WASM memory committed ${gib(committed)}` : ''}; prompt ${promptLength} tokens, ${newTokens} decoded per run, median of ${reps} interleaved rounds`);
-if (values.json) console.log(JSON.stringify({ dir, kernels: runtime.kernels.name, threads: Number(values.threads), loadSeconds, peakRssBytes: peak, wasmCommittedBytes: committed, promptLength, newTokens, reps, rows }, null, 2));
+if (values.json) console.log(JSON.stringify({ dir, kernels: runtime.kernels.name, threads: Number(values.threads), loadSeconds, peakRssBytes: peak, wasmCommittedBytes: committed, promptLength, newTokens, reps, streamGbps: [streamBefore, streamAfter], rows }, null, 2));
 await (runtime as { dispose?: () => Promise<void> }).dispose?.();

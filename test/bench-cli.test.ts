@@ -23,9 +23,8 @@ function fakeIO(): CliIO & { stdout: string; stderr: string } {
 // apply), one attention length; a 1 MiB rotation and a few milliseconds per measurement.
 const TINY_PLAN: BenchPlan = {
   linear: [{ M: 1, K: 32, N: 48 }, { M: 64, K: 16, N: 32 }],
-  attentionPositions: [8],
+  attention: [{ T: 8, headDim: 16 }],
   heads: 2,
-  headDim: 16,
   coldBytes: 1 << 20,
   timing: { warmupMs: 5, timeMs: 5, minSampleMs: 1, minSamples: 2, retries: 0, quietCores: 0.25 },
 };
@@ -65,6 +64,39 @@ test('decode rows carry GB/s and their share of the same-run stream read; --no-p
     assert.ok(Math.abs((row.pctOfStream as number) - (100 * (row.gbps as number)) / (row.streamGbps as number)) < 1e-9);
   }
   for (const row of rows.filter((r) => r.kernel === 'linear')) assert.deepEqual(row.peers, []);
+  // attention streams its K and V: the same view of one measurement
+  for (const row of rows.filter((r) => r.kernel === 'attention')) {
+    assert.equal(row.cold, true);
+    assert.ok(Math.abs((row.pctOfStream as number) - (100 * (row.gbps as number)) / (row.streamGbps as number)) < 1e-9);
+  }
+});
+
+test('an operand larger than the cold rotation (a long KV cache) still gets its same-run stream read', async () => {
+  const io = fakeIO();
+  const plan: BenchPlan = { ...TINY_PLAN, linear: [], attention: [{ T: 4096, headDim: 64 }] }; // K and V: 4 MiB > 1 MiB
+  assert.equal(await benchCommand(['kernels', '--json', '--no-peers', '--kernels', 'scalar'], io, plan), 0, io.stderr);
+  const [row] = JSON.parse(io.stdout) as Array<Record<string, unknown>>;
+  assert.equal(row.shape, '1x4096x64');
+  assert.ok(isPositiveFinite(row.streamGbps) && isPositiveFinite(row.pctOfStream));
+});
+
+test('every row names the host CPU; prefill rows carry their share of the 128-bit SIMD issue rate, the tile and (f32) every tile', async () => {
+  const io = fakeIO();
+  assert.equal(await benchCommand(['kernels', '--json', '--no-peers'], io, TINY_PLAN), 0, io.stderr);
+  const rows = JSON.parse(io.stdout) as Array<Record<string, unknown>>;
+  for (const row of rows) assert.match(String(row.cpu), /\S/);
+  const prefill = rows.filter((r) => r.kernel === 'linear' && String(r.shape).startsWith('64x'));
+  assert.equal(prefill.length, 4);
+  for (const row of prefill) {
+    assert.ok(isPositiveFinite(row.clockGHz) && isPositiveFinite(row.peakGflops));
+    assert.ok(Math.abs((row.pctOfPeak as number) - (100 * (row.gflops as number)) / (row.peakGflops as number)) < 1e-9);
+    assert.ok(['2x16', '2x16i', '4x8'].includes(String(row.tile)), `tile ${String(row.tile)}`);
+    const bars = (row.bars as Array<Record<string, unknown>>).map((b) => String(b.bar));
+    if (row.threads === 1) assert.ok(bars.includes('prefill ≥ 85% of the 128-bit SIMD issue rate'), bars.join('; '));
+  }
+  const tiled = prefill.filter((r) => r.tiles !== undefined);
+  assert.deepEqual(tiled.map((r) => `${String(r.dtype)} ${String(r.threads)}`), ['f32 1'], 'every tile is timed on the f32 one-thread row');
+  assert.deepEqual((tiled[0].tiles as Array<Record<string, unknown>>).map((t) => t.name), ['2x16', '2x16i', '4x8']);
 });
 
 test('with the wasm kernels every prefill row (M >= 64) is followed by its 2-thread twin, carrying the speedup and its bar', async () => {
@@ -86,6 +118,7 @@ test('bench kernels text output names the machine, the noise caveat and the acce
   const io = fakeIO();
   assert.equal(await benchCommand(['kernels', '--kernels', 'scalar'], io, TINY_PLAN), 0, io.stderr);
   assert.match(io.stdout, /Node v\d+/);
+  assert.match(io.stdout, /^CPU: .+ flop\/cycle plain/m);
   assert.match(io.stdout, /shared machine/);
   assert.match(io.stdout, /(PASS|FAIL) prefill ≥ 1\.5× tfjs-wasm/);
   assert.match(io.stdout, /(PASS|FAIL) prefill ≥ 1\.5× ort-web/);

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { assertUsageError, ponder } from './fixtures/cli.js';
+import { assertUsageError, ponder, type Run } from './fixtures/cli.js';
 import { parseTraceJSON, summarizeTrace } from '../src/trace/trace.js';
 import { DEFAULT_MODEL, DEFAULT_MODEL_POLICY } from '../src/defaults.js';
 import { loadModel } from '../src/node/index.js';
@@ -76,12 +76,15 @@ test('sampling flags with a seed give the same output twice', async () => {
   assert.equal(parseTraceJSON(a.out).sampling!.seed, 42);
 });
 
-test('--threads 2 gives the same tokens as one thread', async () => {
+test('the default thread count (the available cores), --threads 1 and --threads 2 give the same tokens', async () => {
   const argv = ['run', '--model', 'models/demo-ouro', '--ids', '4,5,6', '-n', '4', '--json'];
-  const one = await ponder(argv);
+  const byDefault = await ponder(argv);
+  const one = await ponder([...argv, '--threads', '1']);
   const two = await ponder([...argv, '--threads', '2']);
-  assert.equal(two.code, 0, two.err);
-  assert.deepEqual(parseTraceJSON(two.out).tokens.map((t) => [t.id, t.steps]), parseTraceJSON(one.out).tokens.map((t) => [t.id, t.steps]));
+  for (const r of [byDefault, one, two]) assert.equal(r.code, 0, r.err);
+  const tokens = (r: Run) => parseTraceJSON(r.out).tokens.map((t) => [t.id, t.steps]);
+  assert.deepEqual(tokens(two), tokens(one));
+  assert.deepEqual(tokens(byDefault), tokens(one));
   assertUsageError(await ponder(['run', '--threads', '0']), 'ARG_INVALID');
   assertUsageError(await ponder(['run', '--threads', '2', '--kernels', 'scalar']), 'ARG_INVALID');
 });

@@ -8,8 +8,10 @@ import { U, prng, fillUniform, injectSpecials, guardedF32, inArena, assertClose,
 const { kernels: wasm, arena } = await createWasmRuntime();
 
 const problem = fc.record({
-  Tq: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 6 })), // 1 = decode against a cache
-  Tk: fc.oneof(fc.integer({ min: 0, max: 13 }), fc.constantFrom(4, 31, 64)),
+  // 1 = decode against a cache; 17 and 20 split prefill into several blocks of 16 query units
+  Tq: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 6 }), fc.constantFrom(17, 20)),
+  // past 8 and 64: several key blocks in decode and in prefill (assembly/attention.ts)
+  Tk: fc.oneof(fc.integer({ min: 0, max: 13 }), fc.constantFrom(4, 31, 64, 65, 131, 300)),
   nKvHeads: fc.integer({ min: 1, max: 3 }),
   group: fc.integer({ min: 1, max: 3 }),
   headDim: fc.oneof(fc.integer({ min: 1, max: 20 }), fc.constantFrom(4, 32, 36, 64)),
@@ -18,6 +20,13 @@ const problem = fc.record({
 });
 
 interface Problem { Tq: number; Tk: number; nKvHeads: number; group: number; headDim: number; masking: string; seed: number }
+
+// Past half an L2 per head (Tk·hd·8 > 512 KiB) prefill runs its blocked schedule: 16-row query
+// blocks over 64-key blocks (assembly/attention.ts); these reach it, with and without GQA.
+const blockedPrefill: [Problem][] = [
+  [{ Tq: 20, Tk: 1100, nKvHeads: 1, group: 2, headDim: 64, masking: 'positions', seed: 11 }],
+  [{ Tq: 17, Tk: 1031, nKvHeads: 2, group: 1, headDim: 68, masking: 'both', seed: 12 }],
+];
 
 function setUp(p: Problem, specials: boolean) {
   const rnd = prng(p.seed);
@@ -77,7 +86,7 @@ function check(p: Problem, specials: boolean): void {
 }
 
 test('attention matches its scalar twin (GQA, positions and/or allowed mask) within a score-and-length-scaled bound', () => {
-  fc.assert(fc.property(problem, (p) => check(p, false)), { numRuns: 150 });
+  fc.assert(fc.property(problem, (p) => check(p, false)), { numRuns: 150, examples: blockedPrefill });
 });
 
 test('attention with NaN/Inf/zero inputs: NaN where the reference is NaN, fully masked rows still zero', () => {
@@ -96,7 +105,31 @@ test('attention rows do not depend on the batch: each query row equals the Tq=1 
       wasm.attention(one, row(s.q), s.k, s.v, 1, p.Tk, s.nHeads, p.nKvHeads, p.headDim, s.scale, qPos, s.kPos, allowed);
       assertBitIdentical(one, row(out), `row ${i} of Tq=${p.Tq}`);
     }
-  }), { numRuns: 60 });
+  }), { numRuns: 60, examples: blockedPrefill });
+});
+
+test('attention heads do not depend on each other: each head equals a one-head call on its own q, k and v, bit for bit', () => {
+  // Decode runs every head of a row in one block and pairs the heads of a KV group; prefill runs
+  // blocks of query rows per head: none of that may change a head's result.
+  fc.assert(fc.property(problem, (p) => {
+    const s = setUp(p, false);
+    const hd = p.headDim;
+    const out = arena.f32(p.Tq * s.qDim);
+    wasm.attention(out, s.q, s.k, s.v, p.Tq, p.Tk, s.nHeads, p.nKvHeads, hd, s.scale, s.qPos, s.kPos, s.allowed);
+    const q1 = arena.f32(p.Tq * hd), k1 = arena.f32(p.Tk * hd), v1 = arena.f32(p.Tk * hd), o1 = arena.f32(p.Tq * hd);
+    for (let h = 0; h < s.nHeads; h++) {
+      const kvh = Math.floor(h / p.group);
+      for (let i = 0; i < p.Tq; i++) q1.set(s.q.subarray(i * s.qDim + h * hd, i * s.qDim + (h + 1) * hd), i * hd);
+      for (let j = 0; j < p.Tk; j++) {
+        k1.set(s.k.subarray(j * s.kvDim + kvh * hd, j * s.kvDim + (kvh + 1) * hd), j * hd);
+        v1.set(s.v.subarray(j * s.kvDim + kvh * hd, j * s.kvDim + (kvh + 1) * hd), j * hd);
+      }
+      wasm.attention(o1, q1, k1, v1, p.Tq, p.Tk, 1, 1, hd, s.scale, s.qPos, s.kPos, s.allowed);
+      for (let i = 0; i < p.Tq; i++) {
+        assertBitIdentical(o1.subarray(i * hd, (i + 1) * hd), out.subarray(i * s.qDim + h * hd, i * s.qDim + (h + 1) * hd), `head ${h} row ${i} of Tq=${p.Tq} Tk=${p.Tk} heads=${s.nHeads}/${p.nKvHeads} hd=${hd}`);
+      }
+    }
+  }), { numRuns: 60, examples: blockedPrefill });
 });
 
 test('attention writing its output over q (element for element) gives the out-of-place result', () => {

@@ -2,7 +2,10 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { createWasmRuntime } from '../src/kernels/wasm.js';
-import { createNodeWasmRuntime } from '../src/node/pool-worker.js';
+import { createNodeWasmRuntime, defaultThreadCount } from '../src/node/pool-worker.js';
+import { defaultThreads, DEFAULT_MAX_THREADS } from '../src/runtime/pool.js';
+import { defaultWasmRuntime } from '../src/web/default-runtime.js';
+import { availableParallelism } from 'node:os';
 import { prng, fillUniform, inArena, assertBitIdentical } from './kernels-support.js';
 
 const single = await createWasmRuntime();
@@ -84,4 +87,33 @@ test('a kernel worker that never picks up its job is KERNEL_WORKER_LOST, and the
   assert.throws(() => run(lost), (e: { code?: string; message?: string }) => e.code === 'KERNEL_WORKER_LOST' && /worker 0/.test(e.message ?? ''));
   assertBitIdentical(run(lost), run(single), 'after the loss, calls run on the main thread alone');
   await lost.dispose();
+});
+
+test('threads default to the available cores, at most 8; an unknown or single core count means one thread', () => {
+  assert.equal(DEFAULT_MAX_THREADS, 8);
+  for (const cores of [2, 3, 8]) assert.equal(defaultThreads(cores), cores);
+  for (const cores of [9, 64, 256]) assert.equal(defaultThreads(cores), 8);
+  for (const cores of [undefined, 0, 1, -2, 1.5, NaN]) assert.equal(defaultThreads(cores), 1);
+  assert.equal(defaultThreadCount(), defaultThreads(availableParallelism()), 'Node: os.availableParallelism()');
+});
+
+test('the core default runtime falls back to one thread where no pool can start, and under Deno', async () => {
+  const g = globalThis as { Worker?: unknown; Deno?: unknown; navigator?: unknown };
+  const saved = { Worker: g.Worker, Deno: g.Deno, navigator: Object.getOwnPropertyDescriptor(globalThis, 'navigator') };
+  // A Worker that fails at once (what a bundle without the pool's worker file gives).
+  class FailingWorker { onerror: ((e: { message: string; preventDefault(): void }) => void) | null = null; onmessage = null;
+    constructor() { queueMicrotask(() => this.onerror?.({ message: 'no such module', preventDefault() {} })); }
+    postMessage(): void {} terminate(): void {} }
+  try {
+    Object.defineProperty(globalThis, 'navigator', { value: { hardwareConcurrency: 4 }, configurable: true });
+    g.Worker = FailingWorker;
+    const fallback = await defaultWasmRuntime();
+    assert.equal(fallback.threads, 1, 'a pool that cannot start: one thread');
+    g.Deno = {};
+    const deno = await defaultWasmRuntime();
+    assert.equal(deno.threads, 1, 'Deno: one thread');
+  } finally {
+    g.Worker = saved.Worker; g.Deno = saved.Deno;
+    if (saved.navigator) Object.defineProperty(globalThis, 'navigator', saved.navigator); else delete g.navigator;
+  }
 });

@@ -24,7 +24,7 @@ export interface LoadProgress {
 }
 
 export interface LoadOptions {
-  /** kernels and memory to run on. Default: a one-thread WASM SIMD runtime. */
+  /** kernels and memory to run on. Default: the WASM SIMD kernels on the available cores (src/web/default-runtime.ts). */
   runtime?: Runtime;
   /** called as weight bytes are read (download, parse, bind) */
   onProgress?: (progress: LoadProgress) => void;
@@ -126,8 +126,8 @@ export async function modelFromFiles(files: ModelFiles, options: LoadOptions): P
 }
 
 async function defaultRuntime(): Promise<Runtime> {
-  const { createWasmRuntime } = await import('../kernels/wasm.js');
-  return createWasmRuntime();
+  const { defaultWasmRuntime } = await import('../web/default-runtime.js');
+  return defaultWasmRuntime();
 }
 
 /** Safetensors files from named buffers: model.safetensors, or the shards an index lists. */

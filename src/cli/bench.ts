@@ -6,6 +6,7 @@ import { intFlag, parseFlags } from './args.js';
 import { createRuntime, RUNTIME_FLAGS } from './runtime-flags.js';
 import type { CliIO } from './io.js';
 import type { Runtime } from '../runtime/runtime.js';
+import type { LinearTile } from '../kernels/linear-tiles.js';
 
 export const BENCH_HELP = `ponder bench kernels [--json] [--quick] [--no-peers] [--relaxed] [--kernels wasm|scalar]
 ponder bench e2e [--json] [--quick] [--kernels wasm|scalar]
@@ -16,15 +17,23 @@ policy its family runs (bench/e2e.bench.ts).
 kernels:
 
 Times ponder's kernels next to @tensorflow/tfjs-backend-wasm (XNNPACK) and onnxruntime-web (wasm,
-1 thread) in the same run, and prints GFLOP/s (GB/s for decode) with the ratio to each peer:
+1 thread) in the same run, and prints GFLOP/s (GB/s for decode and attention) with the ratio to
+each peer and the share of this host's limit:
   linear   (M,K,N) = (1,768,768), (1,4096,4096)  decode, cold: weight copies rotated so every
-                                                  call reads DRAM, next to a same-run stream read
-           (64,768,768), (256,1024,1024), (512,2048,2048)  prefill; also 2 threads vs 1 when the
-                                                  kernels have threads
+                                                  call reads DRAM; %stream = share of a same-run
+                                                  stream read of blocks of the same size
+           (64,768,768), (256,1024,1024), (512,2048,2048)  prefill; %peak = share of the 128-bit
+                                                  SIMD issue rate (flop/cycle by CPU family × the
+                                                  clock measured around the row); every register
+                                                  tile for f32; 2 threads vs 1 when the kernels
+                                                  have threads
            each with f32 and bf16 weights (the peers always run f32)
-  attention one query over 128 / 1024 / 4096 cached positions, 8 heads (no GQA), head dim 64
-Then each acceptance bar of issue 2 with PASS or FAIL. Figures are tinybench medians after a
->=150 ms warm-up, samples batched to >=5 ms. The full run takes a few minutes.
+  attention one query, 8 heads (no GQA) over T cached positions, head dim D: (T, D) = (128, 64),
+           (1024, 64), (4096, 64), (4096, 128), (16384, 64), (16384, 128); cold (cache copies
+           rotated); %stream of the K and V bytes
+The first line names the CPU (model, vendor, family, model number) and its flop/cycle.
+Then each acceptance bar of issues 2 and 16 with PASS or FAIL. Figures are tinybench medians after
+a >=150 ms warm-up, samples batched to >=5 ms. The full run takes several minutes.
 
   --json              print one JSON array of {kernel, shape, dtype, gflops, peers, ...}
   --quick             shorter sampling and a 64 MiB (not 256 MiB) cold rotation
@@ -66,16 +75,21 @@ export async function benchCommand(argv: string[], io: CliIO, plan?: BenchPlan):
   const kernelsName = (await createOne()).kernels.name; // also validates --kernels before minutes of set-up
   const json = Boolean(values.json);
   const { FULL_PLAN, QUICK_PLAN, runKernelBench } = await importBenchModule(() => import('../../bench/suite.js'));
+  const { hostCpu, describeCpu } = await import('../../bench/cpu.js');
   const base = plan ?? (values.quick ? QUICK_PLAN : FULL_PLAN);
   const chosen = { ...base, timing: { ...base.timing, waitQuietMs: waitQuietSeconds * 1000 } };
 
   if (!json) {
-    io.out(`${machineLine()}\nponder kernels: ${kernelsName} (1 thread unless thr says otherwise)\n${NOISE_NOTE}\n\n`);
+    const cpu = hostCpu();
+    io.out(`${machineLine()}\nCPU: ${describeCpu(cpu)}; 128-bit f32 SIMD ${cpu.flopsPerCycle.plain} flop/cycle plain, ${cpu.flopsPerCycle.fused} fused (${cpu.flopsSource}); %peak = that × the clock measured around each prefill row\n`
+      + `ponder kernels: ${kernelsName} (1 thread unless thr says otherwise)\n${NOISE_NOTE}\n\n`);
     io.out(tableHeader());
   }
   const result = await runKernelBench(chosen, {
     createRuntime: createOne,
     createThreadedRuntime: values.kernels === 'scalar' ? undefined : (threads) => wasmRuntime(threads, relaxed),
+    createTileRuntime: values.kernels === 'scalar' ? undefined : (tile) => wasmRuntime(1, relaxed, tile),
+    relaxed,
     peers: !values['no-peers'],
     onRow: json ? undefined : (row) => io.out(tableLine(row)),
     onNote: (text) => io.err(`${text}\n`),
@@ -104,10 +118,10 @@ async function importBenchModule<T>(load: () => Promise<T>): Promise<T> {
   }
 }
 
-/** A WASM runtime with `threads` threads (worker_threads), optionally the relaxed-SIMD build. */
-async function wasmRuntime(threads: number, relaxed: boolean): Promise<Runtime> {
+/** A WASM runtime with `threads` threads (worker_threads), optionally the relaxed-SIMD build or a given linear tile. */
+async function wasmRuntime(threads: number, relaxed: boolean, linearTile?: LinearTile): Promise<Runtime> {
   const { createNodeWasmRuntime } = await import('../node/pool-worker.js');
-  return createNodeWasmRuntime({ threads, relaxed });
+  return createNodeWasmRuntime({ threads, relaxed, linearTile });
 }
 
 export function machineLine(): string {
@@ -118,14 +132,15 @@ export function machineLine(): string {
 
 function tableHeader(): string {
   return `${'kernel'.padEnd(10)}${'shape'.padEnd(18)}${'dtype'.padEnd(6)}${'thr'.padStart(3)}${'ms'.padStart(10)}${'GFLOP/s'.padStart(9)}`
-    + `${'GB/s'.padStart(7)}${'%stream'.padStart(8)}${'busy'.padStart(6)}  peers (GFLOP/s, ponder ratio)\n`;
+    + `${'%peak'.padStart(6)}${'GB/s'.padStart(7)}${'%stream'.padStart(8)}${'busy'.padStart(6)}  peers (GFLOP/s, ponder ratio)\n`;
 }
 
 function tableLine(row: BenchRow): string {
   const peers = row.peers.map((p) => `${p.name} ${p.gflops.toFixed(1)} (${(row.gflops / p.gflops).toFixed(2)}×)`).join(', ');
-  const extra = row.speedupVsOneThread !== undefined ? `; ${row.speedupVsOneThread.toFixed(2)}× one thread` : '';
+  const tiles = row.tiles ? ` (${row.tiles.map((t) => `${t.name} ${t.gflops.toFixed(1)}`).join(', ')})` : '';
+  const extra = (row.speedupVsOneThread !== undefined ? `; ${row.speedupVsOneThread.toFixed(2)}× one thread` : '') + (row.tile ? `; tile ${row.tile}${tiles}` : '');
   return `${row.kernel.padEnd(10)}${(row.shape + (row.cold ? ' cold' : '')).padEnd(18)}${row.dtype.padEnd(6)}${String(row.threads).padStart(3)}`
-    + `${row.ms.toFixed(3).padStart(10)}${row.gflops.toFixed(1).padStart(9)}${(row.gbps?.toFixed(1) ?? '').padStart(7)}`
+    + `${row.ms.toFixed(3).padStart(10)}${row.gflops.toFixed(1).padStart(9)}${(row.pctOfPeak !== undefined ? row.pctOfPeak.toFixed(0) + '%' : '').padStart(6)}${(row.gbps?.toFixed(1) ?? '').padStart(7)}`
     + `${(row.pctOfStream !== undefined ? row.pctOfStream.toFixed(0) + '%' : '').padStart(8)}${busyCores(row).padStart(6)}  ${peers}${extra}\n`;
 }
 
@@ -146,7 +161,7 @@ function barSummary(rows: BenchRow[]): string {
   }
   if (lines.length === 0) return 'no acceptance bar applies to these rows\n';
   const failed = lines.filter((l) => l.startsWith('FAIL')).length;
-  return `acceptance bars (issue 2):\n${lines.map((l) => `  ${l}\n`).join('')}${lines.length - failed} met, ${failed} missed\n`;
+  return `acceptance bars (issues 2 and 16):\n${lines.map((l) => `  ${l}\n`).join('')}${lines.length - failed} met, ${failed} missed\n`;
 }
 
 /** `ponder bench e2e`: end-to-end tokens/s per bundled model and policy (bench/e2e.bench.ts). */

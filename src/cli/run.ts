@@ -55,7 +55,8 @@ export const GENERATION_HELP = `  --model DIR, -m        model directory in Hugg
                           randomized, optionally -compress-s<N> / -compress-r<N> / -compress-anchor);
                           Ouro copy-forward | exclude (skipped loops after an early exit)
   --kernels wasm|scalar   kernels to run on (default wasm)
-  --threads N             WASM kernel threads (default 1; results are bit-identical to one thread)`;
+  --threads N             WASM kernel threads (default: the available cores, at most 8; results are
+                          bit-identical on any count)`;
 
 export const RUN_HELP = `ponder run [options]
 
@@ -97,7 +98,9 @@ function idsFlag(value: string): number[] {
 
 /** The runtime --kernels and --threads ask for (run, trace, eval, serve). */
 export async function runtimeFromFlags(command: string, values: Record<string, string | boolean | string[] | undefined>): Promise<Runtime> {
-  const threads = intFlag(command, 'threads', values.threads as string | undefined, 1);
+  // no --threads: as many kernel threads as the host offers (defaultThreadCount, at most 8); scalar kernels run on one
+  const threads = values.threads !== undefined || values.kernels === 'scalar' ? intFlag(command, 'threads', values.threads as string | undefined, 1)
+    : (await import('../node/pool-worker.js')).defaultThreadCount();
   if (threads > 1 && values.kernels === 'scalar') throw new PonderError('ARG_INVALID', `${command}: --threads needs the wasm kernels`, { field: 'threads', hint: 'drop --kernels scalar or --threads' });
   return threads > 1
     ? (await import('../node/pool-worker.js')).createNodeWasmRuntime({ threads })

@@ -1,8 +1,9 @@
 /**
  * What the thread pool (src/runtime/pool.ts) and the WASM kernels (wasm.ts) both need to know about
- * the compiled module: its raw exports and the scratch size of the bf16 linear. A module of its
- * own so that neither of the two imports the other for it.
+ * the compiled module: its raw exports, the k-block of linear and the per-thread scratch sizes. A
+ * module of its own so that neither of the two imports the other for it.
  */
+
 /** The raw exports of assembly/index.ts. Pointers are byte offsets into the shared memory. */
 export interface WasmKernelExports {
   heap_base(): number;
@@ -19,13 +20,41 @@ export interface WasmKernelExports {
   argmax_f32(x: number, n: number): number;
   bf16_to_f32(y: number, x: number, n: number): void;
   f16_to_f32(y: number, x: number, n: number): void;
-  linear_f32(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, kcMax: number, scratch: number): void;
-  linear_bf16(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, kcMax: number, scratch: number): void;
+  /** tile: index into LINEAR_TILES (src/kernels/linear-tiles.ts); used when M > 1. */
+  linear_f32(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, kcMax: number, scratch: number, tile: number): void;
+  linear_bf16(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, kcMax: number, scratch: number, tile: number): void;
   attention(out: number, q: number, k: number, v: number, Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
             qPos: number, kPos: number, allowed: number, scores: number, u0: number, u1: number): void;
+}
+
+/**
+ * The k-block length for linear with M rows (assembly/linear.ts).
+ * f32: while the M×K rows of x fit in half the L2 (512 KiB), no k-blocking, so each weight panel
+ * is read once as one sequential stream (small batches: speculative drafts, a few tokens; measured
+ * 1.3-1.9× faster than KC = 256 for M = 2..16 at 4096²). Above that, 256 (perf.md §3: KC between
+ * 64 and 4096 changes less than 3% for M ≥ 64).
+ * bf16: always 256, so the widened block ([256][16] f32, 16 KiB) stays in L1.
+ * The choice does not change results: every output still accumulates in k order.
+ */
+export function linearBlockK(M: number, K: number, dtype: 'f32' | 'bf16'): number {
+  return dtype === 'f32' && M * K * 4 <= 512 * 1024 ? Math.max(1, K) : 256;
 }
 
 /** Bytes of per-thread scratch linear_bf16 needs for one widened k-block of kc steps. */
 export function linearScratchBytes(kc: number): number {
   return kc * 16 * 4;
+}
+
+// assembly/attention.ts: units per block in prefill, and the ints of each unit's descriptor.
+const ATTENTION_PREFILL_BLOCK = 16;
+const ATTENTION_UNIT_INTS = 4;
+
+/**
+ * Bytes of per-thread scratch `attention` needs for `units` units (query row × head) of a call
+ * with Tq query rows over Tk keys: one scores row and one descriptor per unit of its largest block
+ * (decode, Tq = 1: every unit the thread computes; prefill: at most 16).
+ */
+export function attentionScratchBytes(Tq: number, Tk: number, units: number): number {
+  const block = Tq === 1 ? units : Math.min(units, ATTENTION_PREFILL_BLOCK);
+  return 4 * (Tk + ATTENTION_UNIT_INTS) * Math.max(1, block);
 }

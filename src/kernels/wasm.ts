@@ -12,6 +12,9 @@
  *   relaxed: use the relaxed-SIMD build (fused multiply-add in linear). Faster, not bit-identical
  *            to the plain build, never the default and never used for conformance. Node 20 needs
  *            `--experimental-wasm-relaxed-simd` (enableRelaxedSimd in src/node/pool-worker.ts).
+ *   linearTile: the register tile linear's prefill path runs (src/kernels/linear-tiles.ts); by
+ *            default the fastest on this host, measured once per process. Every tile gives the
+ *            same bits.
  *   threads: total threads for linear and attention (main thread + threads−1 workers on the same
  *            memory). Results are bit-identical to one thread. Needs a worker factory, since the
  *            core cannot start threads itself: in Node, createNodeWasmRuntime
@@ -23,24 +26,14 @@ import { WasmArena, ScratchBuffer, WASM_MAX_PAGES } from '../runtime/wasm-arena.
 import type { Kernels, LinearSource, LinearWeight, RopeLayout } from './kernels.js';
 import { KERNELS_RELAXED_WASM, KERNELS_WASM } from './wasm-binary.js';
 import { type WorkerFactory, ThreadPool } from '../runtime/pool.js';
-import { linearScratchBytes, type WasmKernelExports } from './wasm-exports.js';
-
-/**
- * The k-block length for linear with M rows (assembly/linear.ts).
- * f32: while the M×K rows of x fit in half the L2 (512 KiB), no k-blocking, so each weight panel
- * is read once as one sequential stream (small batches: speculative drafts, a few tokens; measured
- * 1.3-1.9× faster than KC = 256 for M = 2..16 at 4096²). Above that, 256 (perf.md §3: KC between
- * 64 and 4096 changes less than 3% for M ≥ 64).
- * bf16: always 256, so the widened block ([256][16] f32, 16 KiB) stays in L1.
- * The choice does not change results: every output still accumulates in k order.
- */
-export function linearBlockK(M: number, K: number, dtype: 'f32' | 'bf16'): number {
-  return dtype === 'f32' && M * K * 4 <= 512 * 1024 ? Math.max(1, K) : 256;
-}
+import { attentionScratchBytes, linearBlockK, linearScratchBytes, type WasmKernelExports } from './wasm-exports.js';
+import { isLinearTile, LINEAR_TILES, linearTileIndex, measureLinearTiles, TILE_PROBE_BYTES, type LinearTile, type TileMeasurement } from './linear-tiles.js';
 
 export interface WasmRuntimeOptions {
   /** Use the relaxed-SIMD build (not bit-identical to the default build). Default false. */
   relaxed?: boolean;
+  /** The register tile of linear's prefill path, or 'auto' (default): the fastest on this host, measured once per process. */
+  linearTile?: LinearTile | 'auto';
   /** Total threads (main thread included). Default 1. */
   threads?: number;
   /** Starts a worker running src/node/pool-worker.ts (or a browser equivalent); needed when threads > 1. */
@@ -54,6 +47,10 @@ export interface WasmRuntime extends Runtime {
   readonly arena: WasmArena;
   readonly relaxed: boolean;
   readonly threads: number;
+  /** The register tile linear's prefill path runs (every tile gives the same bits). */
+  readonly linearTile: LinearTile;
+  /** The host measurement the tile was chosen by; absent when the option named the tile. */
+  readonly linearTileMeasurement?: TileMeasurement;
   /** Stops the pool's workers (no-op with one thread). */
   dispose(): Promise<void>;
   /** Kernel calls split across the pool's threads so far (0 with one thread). */
@@ -92,6 +89,26 @@ export function kernelModule(relaxed: boolean): Promise<WebAssembly.Module> {
   return module;
 }
 
+const measuredTiles = new Map<boolean, Promise<TileMeasurement>>();
+
+/**
+ * The fastest linear tile on this host for one build (plain or relaxed), measured once per process
+ * in an instance of its own (src/kernels/linear-tiles.ts).
+ */
+export function hostLinearTile(relaxed: boolean): Promise<TileMeasurement> {
+  let measurement = measuredTiles.get(relaxed);
+  if (!measurement) {
+    measurement = (async () => {
+      const module = await kernelModule(relaxed);
+      const pages = Math.ceil((TILE_PROBE_BYTES + 65536) / 65536) + 1;
+      const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+      return measureLinearTiles(await instantiateKernels(module, memory), memory);
+    })();
+    measuredTiles.set(relaxed, measurement);
+  }
+  return measurement;
+}
+
 /** Instantiates the kernels on `memory` (used by the main thread and by every pool worker). */
 export async function instantiateKernels(module: WebAssembly.Module, memory: WebAssembly.Memory): Promise<WasmKernelExports> {
   const instance = await WebAssembly.instantiate(module, {
@@ -120,7 +137,13 @@ export async function createWasmRuntime(options: WasmRuntimeOptions = {}): Promi
   if (threads > 1 && !options.workerFactory) {
     throw new PonderError('RUNTIME_UNSUPPORTED', `threads: ${threads} needs a worker factory`, { field: 'threads', hint: 'in Node use createNodeWasmRuntime from ponder/node (src/node/pool-worker.ts), or pass workerFactory' });
   }
+  const tileOption = options.linearTile ?? 'auto';
+  if (tileOption !== 'auto' && !isLinearTile(tileOption)) {
+    throw new PonderError('ARG_INVALID', `linearTile must be 'auto' or one of ${LINEAR_TILES.join(', ')}, got ${JSON.stringify(tileOption)}`, { field: 'linearTile', hint: `leave it out (the fastest tile on this host is measured) or name one of ${LINEAR_TILES.join(', ')}` });
+  }
   const module = await kernelModule(relaxed);
+  const measurement = tileOption === 'auto' ? await hostLinearTile(relaxed) : undefined;
+  const linearTile = measurement?.tile ?? (tileOption as LinearTile);
   let memory: WebAssembly.Memory;
   try {
     memory = new WebAssembly.Memory({ initial: 1, maximum: WASM_MAX_PAGES, shared: true });
@@ -131,9 +154,9 @@ export async function createWasmRuntime(options: WasmRuntimeOptions = {}): Promi
   const wasm = await instantiateKernels(module, memory);
   const arena = new WasmArena(memory, wasm.heap_base());
   const pool = threads > 1 ? await ThreadPool.start(module, memory, arena, threads, options.workerFactory!, wasm, options.pickupTimeoutMs) : null;
-  const kernels = new WasmKernels(wasm, arena, pool, relaxed);
+  const kernels = new WasmKernels(wasm, arena, pool, relaxed, linearTileIndex(linearTile));
   return {
-    kernels, arena, relaxed, threads,
+    kernels, arena, relaxed, threads, linearTile, linearTileMeasurement: measurement,
     async dispose() { if (pool) await pool.close(); },
     splitJobs: () => pool?.splitJobs ?? 0,
   };
@@ -146,14 +169,16 @@ class WasmKernels implements Kernels {
   private readonly pool: ThreadPool | null;
   private readonly linearScratch: ScratchBuffer; // bf16 widening, main thread
   private readonly scoresScratch: ScratchBuffer; // attention scores, main thread
+  private readonly tile: number; // linear's prefill tile (index into LINEAR_TILES)
 
-  constructor(wasm: WasmKernelExports, arena: WasmArena, pool: ThreadPool | null, relaxed: boolean) {
+  constructor(wasm: WasmKernelExports, arena: WasmArena, pool: ThreadPool | null, relaxed: boolean, tile: number) {
     this.name = `wasm-simd${relaxed ? '-relaxed' : ''}${pool ? `-x${pool.threads}` : ''}`;
     this.wasm = wasm;
     this.arena = arena;
     this.pool = pool;
     this.linearScratch = new ScratchBuffer(arena);
     this.scoresScratch = new ScratchBuffer(arena);
+    this.tile = tile;
   }
 
   /** The pointer of `view`, after checking it is this runtime's memory and holds ≥ `need` elements. */
@@ -222,11 +247,11 @@ class WasmKernels implements Kernels {
     const kc = linearBlockK(M, K, w.dtype);
     const scratch = bf16 && M > 1 ? this.linearScratch.need(linearScratchBytes(kc)) : 0;
     if (this.pool && this.pool.worthSplitting(M * N * K, panels)) {
-      this.pool.linear(bf16, yp, xp, w.packed.byteOffset, bp, M, N, K, panels, kc, scratch);
+      this.pool.linear(bf16, yp, xp, w.packed.byteOffset, bp, M, N, K, panels, kc, scratch, this.tile);
       return;
     }
-    if (bf16) this.wasm.linear_bf16(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, kc, scratch);
-    else this.wasm.linear_f32(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, kc, 0);
+    if (bf16) this.wasm.linear_bf16(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, kc, scratch, this.tile);
+    else this.wasm.linear_f32(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, kc, 0, this.tile);
   }
 
   rmsnorm(y: Float32Array, x: Float32Array, weight: Float32Array | null, rows: number, dim: number, eps: number): void {
@@ -272,11 +297,11 @@ class WasmKernels implements Kernels {
     const ap = allowed ? this.ptr('attention', 'allowed', allowed, Tq * Tk) : 0;
     if (Tq === 0 || nHeads === 0) return;
     const units = Tq * nHeads;
-    const scores = this.scoresScratch.need(8 * Tk);
     if (this.pool && this.pool.worthSplitting(units * Tk * headDim, units)) {
-      this.pool.attention(op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, units, scores);
+      this.pool.attention(op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, units, this.scoresScratch);
       return;
     }
+    const scores = this.scoresScratch.need(attentionScratchBytes(Tq, Tk, units));
     this.wasm.attention(op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, scores, 0, units);
   }
 

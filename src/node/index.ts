@@ -10,6 +10,7 @@ import { loadModel as loadModelCore, modelFromFiles, trackedWeights, checkAborte
 import type { Model } from '../api/model.js';
 import { openModelDir } from './model-dir.js';
 import { readText } from './files.js';
+import { createNodeWasmRuntime, defaultThreadCount } from './pool-worker.js';
 
 export * from '../index.js';
 export { openModelDir, type ModelDir } from './model-dir.js';
@@ -18,8 +19,14 @@ export { convertMor, type ConvertMorOptions, type ConvertMorResult } from './con
 export { openFileSource } from './files.js';
 export { listen, loadChatTemplateDir, type ListenOptions, type Listening } from './serve.js';
 
+/** Without `runtime`: the WASM SIMD kernels on worker_threads, one thread per available core (at most 8). */
+async function withDefaultRuntime(options: LoadOptions): Promise<LoadOptions> {
+  return options.runtime ? options : { ...options, runtime: await createNodeWasmRuntime({ threads: defaultThreadCount() }) };
+}
+
 /** A directory path (or file: URL), an http(s) URL base, or in-memory files. */
 export async function loadModel(source: ModelSource, options: LoadOptions = {}): Promise<Model> {
+  options = await withDefaultRuntime(options);
   if (source instanceof URL && source.protocol === 'file:') return loadModelDir(decodeURIComponent(source.pathname), options);
   if (typeof source === 'string' && !/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) return loadModelDir(source, options);
   return loadModelCore(source, options);
@@ -28,6 +35,7 @@ export async function loadModel(source: ModelSource, options: LoadOptions = {}):
 /** Loads a model directory. Errors: IO_NOT_FOUND, MODEL_NO_WEIGHTS, MODEL_NO_CONFIG, CFG_*, BIND_MISMATCH, ... */
 export async function loadModelDir(path: string, options: LoadOptions = {}): Promise<Model> {
   checkAborted(options.signal, `loading ${path}`);
+  options = await withDefaultRuntime(options);
   const dir = openModelDir(path);
   if (dir.layout === 'file' || !dir.config) {
     throw new PonderError('MODEL_NO_CONFIG', `${path} is not a model directory: ${dir.layout === 'file' ? 'it is a single weights file' : 'it has weights but no config.json'}`, {

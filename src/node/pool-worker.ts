@@ -5,7 +5,9 @@
 import { Worker } from 'node:worker_threads';
 import { setFlagsFromString } from 'node:v8';
 import { availableParallelism } from 'node:os';
-import type { PoolWorkerHandle, PoolWorkerInit, WorkerFactory } from '../runtime/pool.js';
+import { defaultThreads, type PoolWorkerHandle, type PoolWorkerInit, type WorkerFactory } from '../runtime/pool.js';
+import { isLinearTile, LINEAR_TILES } from '../kernels/linear-tiles.js';
+import { PonderError } from '../errors.js';
 import { createWasmRuntime, type WasmRuntime, type WasmRuntimeOptions } from '../kernels/wasm.js';
 
 // Under tsx the sources run as .ts; the built package runs .js. The worker entry sits next to this file.
@@ -30,9 +32,9 @@ export const nodeWorkerFactory: WorkerFactory = (init: PoolWorkerInit): PoolWork
   };
 };
 
-/** Cores this process may use (the default for `threads: 'auto'`-style callers). */
+/** The default kernel thread count here: the cores this process may use, at most 8 (defaultThreads). */
 export function defaultThreadCount(): number {
-  return availableParallelism();
+  return defaultThreads(availableParallelism());
 }
 
 /**
@@ -43,8 +45,17 @@ export function enableRelaxedSimd(): void {
   setFlagsFromString('--experimental-wasm-relaxed-simd');
 }
 
-/** createWasmRuntime with the worker_threads factory, so `threads > 1` works in Node. */
+/**
+ * createWasmRuntime with the worker_threads factory, so `threads > 1` works in Node. Without a
+ * `linearTile` option, the environment variable PONDER_LINEAR_TILE names one (else the fastest on
+ * this host is measured).
+ */
 export function createNodeWasmRuntime(options: WasmRuntimeOptions = {}): Promise<WasmRuntime> {
   if (options.relaxed) enableRelaxedSimd();
-  return createWasmRuntime({ workerFactory: nodeWorkerFactory, ...options });
+  const envTile = process.env.PONDER_LINEAR_TILE;
+  if (options.linearTile === undefined && envTile !== undefined && envTile !== '' && envTile !== 'auto' && !isLinearTile(envTile)) {
+    return Promise.reject(new PonderError('ARG_INVALID', `PONDER_LINEAR_TILE=${envTile} is not a linear tile`, { field: 'linearTile', hint: `use one of ${LINEAR_TILES.join(', ')}, or auto (measure the fastest), or unset it` }));
+  }
+  const linearTile = options.linearTile ?? (isLinearTile(envTile) ? envTile : undefined);
+  return createWasmRuntime({ workerFactory: nodeWorkerFactory, ...options, linearTile });
 }

@@ -17,7 +17,7 @@
  * Node's worker_threads). The worker side runs `runPoolWorker` below.
  */
 import { PonderError } from '../errors.js';
-import { linearScratchBytes, type WasmKernelExports } from '../kernels/wasm-exports.js';
+import { attentionScratchBytes, linearScratchBytes, type WasmKernelExports } from '../kernels/wasm-exports.js';
 import { ScratchBuffer, type WasmArena } from './wasm-arena.js';
 
 /** What a worker needs to join the pool. Structured-cloneable (Module and Memory are shareable). */
@@ -36,6 +36,17 @@ export interface PoolWorkerHandle {
 
 /** Starts one worker that calls runPoolWorker(init, ...) (see src/node/pool-worker.ts). */
 export type WorkerFactory = (init: PoolWorkerInit) => PoolWorkerHandle;
+
+/**
+ * The default thread count for a host with `cores` available cores (os.availableParallelism(),
+ * navigator.hardwareConcurrency): all of them, at most DEFAULT_MAX_THREADS. Results are the same
+ * bits on any count; past ~8 threads decode is bound by memory bandwidth, not cores, while each
+ * extra worker still spins for a while after every job, so more is only worth it on request.
+ */
+export const DEFAULT_MAX_THREADS = 8;
+export function defaultThreads(cores: number | undefined): number {
+  return Number.isInteger(cores) && cores! > 1 ? Math.min(cores!, DEFAULT_MAX_THREADS) : 1;
+}
 
 // Control block: one slot of SLOT_INTS i32 per worker (128 bytes, so slots never share a cache line).
 const SLOT_INTS = 32;
@@ -101,7 +112,7 @@ export class ThreadPool {
   }
 
   /** linear over panels [0, panels), split in contiguous panel ranges. `scratch`: the main thread's. */
-  linear(bf16: boolean, y: number, x: number, w: number, bias: number, M: number, N: number, K: number, panels: number, kc: number, scratch: number): void {
+  linear(bf16: boolean, y: number, x: number, w: number, bias: number, M: number, N: number, K: number, panels: number, kc: number, scratch: number, tile: number): void {
     const op = bf16 ? OP_LINEAR_BF16 : OP_LINEAR_F32;
     const scratchBytes = bf16 && M > 1 ? linearScratchBytes(kc) : 0;
     const ranges = split(panels, this.threads);
@@ -109,17 +120,17 @@ export class ThreadPool {
     this.splitJobs++;
     for (let i = 0; i < this.handles.length; i++) {
       const [p0, p1] = ranges[i + 1];
-      this.post(i, gen, op, [y, x, w, bias, M, N, K, p0, p1, kc, scratchBytes ? this.linearScratch[i].need(scratchBytes) : 0]);
+      this.post(i, gen, op, [y, x, w, bias, M, N, K, p0, p1, kc, scratchBytes ? this.linearScratch[i].need(scratchBytes) : 0, tile]);
     }
     const [p0, p1] = ranges[0];
-    if (bf16) this.wasm.linear_bf16(y, x, w, bias, M, N, K, p0, p1, kc, scratch);
-    else this.wasm.linear_f32(y, x, w, bias, M, N, K, p0, p1, kc, scratch);
+    if (bf16) this.wasm.linear_bf16(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile);
+    else this.wasm.linear_f32(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile);
     this.join(gen, 'linear');
   }
 
-  /** attention over units [0, units) (unit = query row × head), split in contiguous ranges. `scores`: the main thread's. */
+  /** attention over units [0, units) (unit = query row × head), split in contiguous ranges. `scores`: the main thread's scratch. */
   attention(out: number, q: number, k: number, v: number, Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number,
-            scale: number, qPos: number, kPos: number, allowed: number, units: number, scores: number): void {
+            scale: number, qPos: number, kPos: number, allowed: number, units: number, scores: ScratchBuffer): void {
     const ranges = split(units, this.threads);
     const gen = this.nextGeneration();
     this.splitJobs++;
@@ -127,10 +138,11 @@ export class ThreadPool {
       const [u0, u1] = ranges[i + 1];
       const slot = i * SLOT_INTS;
       this.controlF32[slot + ARGS + 9] = scale; // the one f32 argument, stored as its bits
-      this.post(i, gen, OP_ATTENTION, [out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, null, qPos, kPos, allowed, this.scoresScratch[i].need(8 * Tk), u0, u1]);
+      this.post(i, gen, OP_ATTENTION, [out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, null, qPos, kPos, allowed,
+        this.scoresScratch[i].need(attentionScratchBytes(Tq, Tk, u1 - u0)), u0, u1]);
     }
     const [u0, u1] = ranges[0];
-    this.wasm.attention(out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, scores, u0, u1);
+    this.wasm.attention(out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, scores.need(attentionScratchBytes(Tq, Tk, u1 - u0)), u0, u1);
     this.join(gen, 'attention');
   }
 
@@ -223,8 +235,8 @@ export function runPoolWorker(init: PoolWorkerInit, wasm: WasmKernelExports, now
     const a = (i: number) => control[ARGS + i];
     let status = 0;
     try {
-      if (op === OP_LINEAR_F32) wasm.linear_f32(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10));
-      else if (op === OP_LINEAR_BF16) wasm.linear_bf16(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10));
+      if (op === OP_LINEAR_F32) wasm.linear_f32(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11));
+      else if (op === OP_LINEAR_BF16) wasm.linear_bf16(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11));
       else if (op === OP_ATTENTION) wasm.attention(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), controlF32[ARGS + 9], a(10), a(11), a(12), a(13), a(14), a(15));
       else status = 1;
     } catch {

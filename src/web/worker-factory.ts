@@ -9,6 +9,8 @@ import type { PoolWorkerHandle, PoolWorkerInit, WorkerFactory } from '../runtime
 export function webWorkerFactory(entry: URL): WorkerFactory {
   return (init: PoolWorkerInit): PoolWorkerHandle => {
     const worker = new Worker(entry, { type: 'module' });
+    // Bun: an idle pool must not keep the process alive (browsers have no unref, nor need it).
+    (worker as Worker & { unref?(): void }).unref?.();
     const ready = new Promise<void>((resolve, reject) => {
       worker.onmessage = (m) => (m.data === 'ready' ? resolve() : reject(new Error(String(m.data))));
       worker.onerror = (e) => { e.preventDefault?.(); reject(new Error(`kernel worker failed to start: ${e.message}`)); };

@@ -17,6 +17,7 @@ import type { SuiteResult } from '../../src/conform/portable.js';
 import { createScalarRuntime, loadModel, parsePolicy, type Runtime } from '../../src/node/index.js';
 import { depthRgb } from '../../src/trace/palette.js';
 import { DEFAULT_MODEL, DEFAULT_MODEL_POLICY } from '../../src/defaults.js';
+import { defaultThreads } from '../../src/runtime/pool.js';
 // @ts-expect-error: a plain .mjs script without type declarations
 import { startWebServer } from '../../scripts/serve-web.mjs';
 
@@ -60,7 +61,9 @@ test('the page is served cross-origin isolated, so the worker can use shared Web
   assert.equal(await page.evaluate(() => typeof SharedArrayBuffer), 'function');
 });
 
-test('in Chromium every golden case passes and every produced tensor is bit-identical to Node', async () => {
+test('in Chromium every golden case passes and every produced tensor is bit-identical to Node, on the page\'s default kernel threads (one per core)', async () => {
+  const threads = defaultThreads(await page.evaluate(() => navigator.hardwareConcurrency));
+  assert.equal(await page.inputValue('#threads'), String(threads), 'the threads control starts at the available cores (at most 8)');
   await page.click('#conform');
   await page.waitForSelector('#conformance[data-state="done"], #conformance[data-state="error"]', { timeout: 300_000 });
   const browserRun = await page.evaluate(() => (window as unknown as { ponderPage: { conformance: unknown; error: string | null } }).ponderPage);
@@ -70,7 +73,8 @@ test('in Chromium every golden case passes and every produced tensor is bit-iden
   assert.match(conformance.runtime, /^browser Chrome\//);
   assert.equal(conformance.failed, 0);
   assert.ok(conformance.passed >= 22, `expected all golden cases, got ${conformance.passed}`);
-  assert.deepEqual(comparableConformance(conformance), comparableConformance(nodeReference().conformance));
+  assert.equal(conformance.kernels, threads > 1 ? `wasm-simd-x${threads}` : 'wasm-simd');
+  assert.deepEqual({ ...(comparableConformance(conformance) as object), kernels: 'wasm-simd' }, comparableConformance(nodeReference().conformance));
   await page.screenshot({ path: join(ARTIFACTS, 'web-conformance.png'), fullPage: true });
 });
 

@@ -7,6 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
+import { defaultThreads } from '../../src/runtime/pool.js';
 import { ROOT, assertSameAsNode, nodeReference, requireBuilt, runEntry } from '../portable/run-entry.js';
 
 const BUN = join(ROOT, 'node_modules/.bin/bun');
@@ -17,4 +19,5 @@ test('under Bun every golden case passes bit-identical to Node, and generation s
   assert.match(bun.result.conformance.runtime, /^bun \d/);
   assert.equal(bun.status, 0, 'the Bun process exits 0');
   assertSameAsNode(bun.result, node);
+  assert.equal(bun.result.defaultRuntimeThreads, defaultThreads(availableParallelism()), 'loadModel defaults to one kernel thread per core (Web Workers, unref\'d)');
 });

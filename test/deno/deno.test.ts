@@ -17,4 +17,5 @@ test('under Deno every golden case passes bit-identical to Node, and generation 
   assert.match(deno.result.conformance.runtime, /^deno \d/);
   assert.equal(deno.status, 0, 'the Deno process exits 0');
   assertSameAsNode(deno.result, node);
+  assert.equal(deno.result.defaultRuntimeThreads, 1, 'no implicit pool under Deno: its live Workers would keep the process running');
 });

@@ -1,16 +1,19 @@
 /**
  * The body every runtime's entry runs (test/portable/node-main.ts, test/deno/deno-main.ts,
  * test/bun/bun-main.ts): the golden conformance suite on the WASM kernels, a generation smoke
- * test, then the suite again on a 2-thread kernel pool started by the runtime's own WorkerFactory.
+ * test, then the suite again on a 2-thread kernel pool started by the runtime's own WorkerFactory,
+ * running another linear tile than the one this host chose (every tile must give the same bits).
  * Prints a human line per case, then one `RESULT {json}` line the runtime tests compare.
  */
 import { createWasmRuntime } from '../../src/kernels/wasm.js';
+import { LINEAR_TILES } from '../../src/kernels/linear-tiles.js';
+import { defaultWasmRuntime } from '../../src/web/default-runtime.js';
 import type { WorkerFactory } from '../../src/runtime/pool.js';
 import { formatCase, formatTotals, runPortableConformance, type GoldenFiles } from '../../src/conform/portable.js';
 import { formatSmoke, runGenerationSmoke, SMOKE_RUNS, type ModelFileReader, type SmokeResult } from './generation.js';
 
 /** The 2-thread rerun of the suite: its digest must equal the one-thread digest. */
-export interface ThreadedRun { threads: number; kernels: string; passed: number; failed: number; digest: string; splitJobs: number }
+export interface ThreadedRun { threads: number; kernels: string; linearTile: string; passed: number; failed: number; digest: string; splitJobs: number }
 
 export async function runPortableMain(
   runtimeName: string, golden: GoldenFiles, modelFiles: (model: string) => ModelFileReader, workerFactory: WorkerFactory,
@@ -26,15 +29,21 @@ export async function runPortableMain(
     generation.push(r);
   }
 
-  const pooled = await createWasmRuntime({ threads: 2, workerFactory });
+  const otherTile = LINEAR_TILES[(LINEAR_TILES.indexOf(runtime.linearTile) + 1) % LINEAR_TILES.length];
+  const pooled = await createWasmRuntime({ threads: 2, workerFactory, linearTile: otherTile });
   let threaded: ThreadedRun;
   try {
     const s = await runPortableConformance(runtimeName, golden, pooled);
-    threaded = { threads: pooled.threads, kernels: s.kernels, passed: s.passed, failed: s.failed, digest: s.digest, splitJobs: pooled.splitJobs() };
+    threaded = { threads: pooled.threads, kernels: s.kernels, linearTile: pooled.linearTile, passed: s.passed, failed: s.failed, digest: s.digest, splitJobs: pooled.splitJobs() };
   } finally {
     await pooled.dispose();
   }
-  print(`${runtimeName} [${threaded.kernels}]: ${threaded.passed} passed, ${threaded.failed} failed; tensor digest ${threaded.digest}; ${threaded.splitJobs} kernel calls split across threads`);
-  print('RESULT ' + JSON.stringify({ conformance, generation, threaded }));
+  print(`${runtimeName} [${threaded.kernels}, tile ${threaded.linearTile}; host tile ${runtime.linearTile}]: ${threaded.passed} passed, ${threaded.failed} failed; tensor digest ${threaded.digest}; ${threaded.splitJobs} kernel calls split across threads`);
+  // The runtime loadModel picks when given none, here (threads: one per core where a pool can run).
+  const byDefault = await defaultWasmRuntime();
+  const defaultRuntimeThreads = byDefault.threads;
+  await byDefault.dispose();
+  print(`${runtimeName}: loadModel's default runtime runs ${defaultRuntimeThreads} kernel thread(s)`);
+  print('RESULT ' + JSON.stringify({ conformance, generation, threaded, defaultRuntimeThreads }));
   return conformance.failed === 0 && generation.every((g) => g.generatedIds.length > 0) && threaded.failed === 0 && threaded.digest === conformance.digest;
 }

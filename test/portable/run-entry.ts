@@ -13,7 +13,7 @@ import type { ThreadedRun } from './main.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
-export interface PortableResult { conformance: SuiteResult; generation: SmokeResult[]; threaded: ThreadedRun }
+export interface PortableResult { conformance: SuiteResult; generation: SmokeResult[]; threaded: ThreadedRun; defaultRuntimeThreads: number }
 
 /** Fails with a clear message when dist/ was not built (the runtimes run the built JS). */
 export function requireBuilt(entry: string): string {

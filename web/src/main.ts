@@ -11,6 +11,7 @@ import { parseTraceJSON } from '../../src/trace/trace.js';
 import { DEFAULT_MODEL, DEFAULT_MODEL_POLICY, DEFAULT_PROMPT } from '../../src/defaults.js';
 import { parsePolicy } from '../../src/depth/policy.js';
 import { renderTraceHtml } from '../../src/trace/html.js';
+import { defaultThreads } from '../../src/runtime/pool.js';
 import type { FromWorker, GenerateRequest, ModelChoice, ModelInfo, PolicyChoice, ToWorker, TokenEvent } from './protocol.js';
 
 interface PageState {
@@ -190,6 +191,7 @@ function policySpelling(): string {
 }
 
 const threadsInput = $<HTMLInputElement>('threads');
+threadsInput.value = String(defaultThreads(navigator.hardwareConcurrency)); // one per core, at most 8
 let currentChoice: ModelChoice | null = null;
 
 /** Loads `choice` on a runtime with the threads the control asks for (the files are copied, so a reload can reuse them). */
