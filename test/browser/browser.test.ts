@@ -267,6 +267,7 @@ test('served without COOP/COEP the page says so, falls back to the scalar kernel
     await plainPage.selectOption('#policy', 'exit(gate, {T})');
     await plainPage.fill('#threshold', '0.5');
     await plainPage.fill('#maxNewTokens', '8');
+    await plainPage.fill('#temperature', '0');
     await plainPage.click('#generate');
     await finishedWithoutError(plainPage);
     const painted = await readPainted(plainPage);
