@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { assertUsageError, ponder } from './fixtures/cli.js';
+import { assertUsageError, ponder } from './cli-support.js';
 import type { EvalReport } from '../src/eval/evaluate.js';
 import { formatEvalReport } from '../src/eval/report.js';
 

@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { assertUsageError, ponder, type Run } from './fixtures/cli.js';
+import { assertUsageError, ponder as ponderIO, type Run } from './cli-support.js';
+
+const ponder = (argv: string[], isTTY = false): Promise<Run> => ponderIO(argv, { isTTY });
 import { parseTraceJSON, summarizeTrace } from '../src/trace/trace.js';
 import { DEFAULT_MODEL, DEFAULT_MODEL_POLICY } from '../src/defaults.js';
 import { loadModel } from '../src/node/index.js';

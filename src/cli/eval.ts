@@ -112,7 +112,7 @@ export async function evalCommand(argv: string[], io: CliIO): Promise<number> {
   const taskSource = values.tasks === undefined ? null : readText(String(values.tasks));
   const idsSource = values.ids === undefined ? null : readText(String(values.ids));
 
-  const model = await openModel('eval', positionals[0], values, io);
+  const model = await openModel('eval', { ...values, model: positionals[0] }, io);
   const check = (p: Parameters<Model['checkPolicy']>[0]): void => model.checkPolicy(p);
   const window = values.window === undefined ? defaultScoreWindow(model.contextLength) : intFlag('eval', 'window', values.window as string, 0);
   if (window > model.contextLength) throw new PonderError('ARG_INVALID', `eval: --window ${window} is beyond the model's context of ${model.contextLength}`, { field: 'window', hint: `use at most --window ${model.contextLength}` });

@@ -3,6 +3,7 @@
  * Errors print one line `error[CODE]: message` (and a hint line) to stderr, never a stack trace.
  */
 import { PonderError } from '../errors.js';
+import { chatCommand } from './chat.js';
 import { conformCommand } from './conform.js';
 import { evalCommand } from './eval.js';
 import { convertCommand } from './convert.js';
@@ -21,6 +22,7 @@ Usage: ponder <command> [options]   (ponder <command> --help for each)
 
 Commands:
   run                generate text, each token coloured by the depth it used, then a summary
+  chat               talk with a chat model (its template, multi-turn, the KV cache kept across turns)
   trace --html FILE  the same generation as a self-contained HTML page (depth heatmap, criterion curves)
   eval [MODEL]       quality vs compute: bits/byte and task accuracy at every fixed depth and exit policy
   conform [DIR]      run golden conformance cases (default: the bundled spec/golden)
@@ -35,6 +37,7 @@ Exit codes: 0 ok, 1 internal fault or failed check, 2 bad usage or input.
 
 const COMMANDS: Record<string, (argv: string[], io: CliIO) => Promise<number>> = {
   run: runCommand,
+  chat: chatCommand,
   trace: traceCommand,
   eval: evalCommand,
   conform: conformCommand,
