@@ -73,11 +73,6 @@ export function checkHuginnWeights(source: WeightSource, runtime: Runtime, confi
   return binder;
 }
 
-/** @deprecated bench/ (kept by the kernels branch) calls this; everything else uses huginnFamily.load (huginn-family.ts) = bindHuginn. */
-export function loadHuginn(source: WeightSource, runtime: Runtime, config: HuginnConfig, opts: LoadOptions = {}): HuginnModel {
-  return bindHuginn(config, source, runtime, opts);
-}
-
 /** Binds a Huginn checkpoint (single file or shards behind one WeightSource) to a runtime. */
 export function bindHuginn(config: HuginnConfig, source: WeightSource, runtime: Runtime, opts: LoadOptions = {}): HuginnModel {
   const binder = checkHuginnWeights(source, runtime, config);

@@ -21,7 +21,7 @@ import { cacheFull, checkContext, checkTokenIds } from './inputs.js';
 import { Workspace } from './workspace.js';
 import type { WeightSource } from './weights.js';
 import { assignRecursion, causalRuns, DEFAULT_CAUSAL_THRESHOLD, expertProbs, expertTopK, geluErf, tokenProbs, topKAscending } from './mor-routing.js';
-import { morKvRole, morLayout, morWriteSlots, parseMorConfig, type KvRole, type MorConfig, type MorLayout } from './mor-config.js';
+import { morKvRole, morLayout, morWriteSlots, type KvRole, type MorConfig, type MorLayout } from './mor-config.js';
 import { bindMorWeights, type MorWeights, type RouterWeights } from './mor-weights.js';
 
 const f32 = Math.fround;
@@ -160,11 +160,6 @@ interface CacheRefresh { readonly rows: number[]; readonly byPosition: boolean }
 export interface LoadOptions {
   /** longest sequence a session may hold (prompt + generated); default max_position_embeddings */
   readonly maxLen?: number;
-}
-
-/** @deprecated bench/ (kept by the kernels branch) calls this; everything else uses morFamily.load (mor-family.ts) = bindMor. */
-export function loadMor(source: WeightSource, config: unknown, runtime: Runtime, opts: LoadOptions = {}): MorModel {
-  return bindMor(parseMorConfig(config, source.label), source, runtime, opts);
 }
 
 /** Binds a MoR / recursive / vanilla checkpoint named by upstream state_dict names. */

@@ -22,9 +22,6 @@ import { ExitAccumulator, gateLambda, reachesThreshold, resolveReadout, threshol
 import { WeightBinder, type WeightSource } from './weights.js';
 import { ouroTensors, type OuroConfig } from './ouro-config.js';
 
-// bench/ (kept by the kernels branch) imports these from here
-export { ouroConfigFromJson, type OuroConfig } from './ouro-config.js';
-
 const f32 = Math.fround;
 
 // ------------------------------------------------------------------------------------------------
@@ -211,11 +208,6 @@ export class OuroModel {
     this.kvPositions = runtime.arena.i32(config.maxPositionEmbeddings);
     for (let p = 0; p < config.maxPositionEmbeddings; p++) this.kvPositions[p] = p;
     this.ws = new Workspace(runtime);
-  }
-
-  /** @deprecated bench/ (kept by the kernels branch) calls this; everything else uses ouroFamily.load (ouro-family.ts) = OuroModel.bind. */
-  static load(runtime: Runtime, config: OuroConfig, source: WeightSource): OuroModel {
-    return OuroModel.bind(config, source, runtime);
   }
 
   /** Binds a checkpoint by upstream state_dict names (ouroFamily.load); every mismatch is reported at once before any data is read. */
