@@ -3,6 +3,7 @@
  * (an async iterator streaming one event per token), with one depth-policy option across
  * families. spec/api.md documents every option with an example.
  */
+import type { MemoryPlan } from '../runtime/plan.js';
 import { PonderError } from '../errors.js';
 import { checkTokenIds } from '../models/inputs.js';
 import { Sampler, samplingFromGenerationConfig, type SamplingOptions } from '../generate/sampling.js';
@@ -94,6 +95,8 @@ export interface ModelParts {
   label: string;
   /** config.json keys the family never read (dotted paths), see unknownKeys */
   unknownConfigKeys?: readonly string[];
+  /** the memory plan it was loaded under */
+  memoryPlan?: MemoryPlan;
 }
 
 export class Model {
@@ -109,13 +112,17 @@ export class Model {
   readonly label: string;
   /** config.json keys the family does not read (dotted paths such as `mor.capcity`): a typo, or a field ponder ignores */
   readonly unknownConfigKeys: readonly string[];
+  /** the memory plan it was loaded under (shards, bytes, context, KV dtype), when loaded through loadModel */
+  readonly memoryPlan: MemoryPlan | null;
   private readonly adapter: FamilyAdapter;
 
   constructor(parts: ModelParts) {
     this.adapter = parts.adapter;
     this.family = parts.adapter.family;
     this.vocabSize = parts.adapter.vocabSize;
-    this.contextLength = parts.adapter.contextLength;
+    // a sequence holds at most the context the memory plan was made for
+    this.contextLength = Math.min(parts.adapter.contextLength, parts.memoryPlan?.context ?? Infinity);
+    this.memoryPlan = parts.memoryPlan ?? null;
     this.defaultDepth = parts.adapter.defaultDepth;
     this.tokenizer = parts.tokenizer;
     this.generationConfig = parts.generationConfig;

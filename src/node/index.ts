@@ -5,6 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { totalmem } from 'node:os';
 import { PonderError } from '../errors.js';
 import { loadModel as loadModelCore, modelFromFiles, trackedWeights, checkAborted, type LoadOptions, type ModelSource } from '../api/load.js';
 import type { Model } from '../api/model.js';
@@ -21,6 +22,8 @@ export { listen, loadChatTemplateDir, type ListenOptions, type Listening } from 
 
 /** Without `runtime`: the WASM SIMD kernels on worker_threads, one thread per available core (at most 8). */
 async function withDefaultRuntime(options: LoadOptions): Promise<LoadOptions> {
+  // the memory plan's machine limit: this machine's memory unless the caller gave one
+  if (options.hostMemoryBytes === undefined) options = { ...options, hostMemoryBytes: totalmem() };
   return options.runtime ? options : { ...options, runtime: await createNodeWasmRuntime({ threads: defaultThreadCount() }) };
 }
 
