@@ -14,6 +14,7 @@ import type { Runtime } from '../runtime/runtime.js';
 import { colorTokenByDepth, depthLegend, formatSummary } from '../trace/terminal.js';
 import { intFlag, parseFlags, type FlagSpec } from './args.js';
 import { createRuntime, RUNTIME_FLAGS } from './runtime-flags.js';
+import { MEMORY_FLAGS, MEMORY_HELP, memoryOptions } from './memory-flags.js';
 import type { CliIO } from './io.js';
 
 export const DEMO_MODEL = 'demo-huginn';
@@ -35,6 +36,7 @@ export const GENERATION_FLAGS: FlagSpec = {
   threads: { type: 'string' },
   'kv-strategy': { type: 'string' },
   ...RUNTIME_FLAGS,
+  ...MEMORY_FLAGS,
 };
 
 export const GENERATION_HELP = `  --model DIR, -m        model directory in Hugging Face layout (config.json, model.safetensors or
@@ -56,7 +58,8 @@ export const GENERATION_HELP = `  --model DIR, -m        model directory in Hugg
                           Ouro copy-forward | exclude (skipped loops after an early exit)
   --kernels wasm|scalar   kernels to run on (default wasm)
   --threads N             WASM kernel threads (default: the available cores, at most 8; results are
-                          bit-identical on any count)`;
+                          bit-identical on any count)
+${MEMORY_HELP.trimEnd()}`;
 
 export const RUN_HELP = `ponder run [options]
 
@@ -143,7 +146,7 @@ export async function prepare(command: string, values: Record<string, string | b
     dir = resolve(io.bundledGoldenDir, '..', '..', 'models', DEMO_MODEL);
     io.err(`no --model given: using the bundled demo model ${DEMO_MODEL} (golden-case weights, so its text is noise)\n`);
   }
-  const model = await loadModelDir(dir, { runtime });
+  const model = await loadModelDir(dir, { runtime, ...memoryOptions(values) });
   if (model.unknownConfigKeys.length > 0) io.err(`note: config.json keys ponder does not read (a typo, or a field it ignores): ${model.unknownConfigKeys.join(', ')}\n`);
   const prompt = values.ids !== undefined ? idsFlag(String(values.ids)) : String(values.prompt ?? 'Once upon a time');
   if (typeof prompt === 'string' && model.tokenizer) {
