@@ -142,3 +142,10 @@ test('a bf16 KV cache is planned (inspect) but refused at load, before any tenso
   assert.throws(() => ouroFamily.load(config, headersOnly(), { kernels: {} as never, arena: {} as never }, { context: 64, kvDtype: 'bf16' }),
     (e: unknown) => e instanceof PonderError && e.code === 'ARG_INVALID' && e.field === 'kvDtype');
 });
+
+test('without a context asked for, the plan takes the longest the machine holds (whole plan, shards and heap, within the limit)', () => {
+  const plan = planFamily(ouroFamily, config, headersOnly(), {}, { maxMemory: 12 * GiB });
+  assert.ok(plan.context < config.maxPositionEmbeddings);
+  assert.equal(plan.context, plan.contextCapacity.f32);
+  assert.ok(plan.totalBytes <= 12 * GiB, `${plan.totalBytes}`);
+});

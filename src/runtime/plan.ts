@@ -189,7 +189,8 @@ function groupsOf(input: PlanInput): { groups: GroupBytes[]; homeWeights: number
 /** The plan for `input` under `options`; throws MEM_OVER_LIMIT / MEM_MODEL_TOO_LARGE / ARG_INVALID. Pure: reads no tensor data. */
 export function planMemory(input: PlanInput, options: PlanOptions = {}): MemoryPlan {
   const needs = input.needs;
-  const context = options.context ?? needs.maxContext;
+  const requested = options.context;
+  let context = requested ?? needs.maxContext;
   const kvDtype = options.kvDtype ?? 'f32';
   if (!KV_DTYPES.includes(kvDtype)) throw new PonderError('ARG_INVALID', `kvDtype must be one of ${KV_DTYPES.join(', ')}, got ${JSON.stringify(kvDtype)}`, { field: 'kvDtype', hint: 'f32 (default, what conformance uses), bf16 or f16 (half the KV bytes)' });
   if (!Number.isInteger(context) || context < 1) throw new PonderError('ARG_INVALID', `context must be a positive integer, got ${context}`, { field: 'context', hint: `at most ${needs.maxContext} (${needs.contextField})` });
@@ -199,14 +200,15 @@ export function planMemory(input: PlanInput, options: PlanOptions = {}): MemoryP
   const threads = options.threads ?? 1;
   const { groups, homeWeights, hostFixed, largestTensor } = groupsOf(input);
   const kvBytes = KV_DTYPE_BYTES[kvDtype];
-  const rows = Math.min(context, PLAN_CALL_ROWS);
-  const homeWork = needs.workBytes(context, rows);
+  // (the context is final when assign runs: the requested one, or the longest that fits)
+  const rowsOf = (): number => Math.min(context, PLAN_CALL_ROWS);
   // a shard other than home stages the hidden state in and out of each linear and attention call;
   // every shard keeps per-thread kernel scratch (attention scores over the context, bf16 widening)
-  const threadScratch = threads * (4 * (context + 4) * needs.attentionUnits + 64 * 1024);
-  const stagingOf = (maxDim: number): number => 4 * rows * 3 * maxDim;
+  const threadScratchOf = (): number => threads * (4 * (context + 4) * needs.attentionUnits + 64 * 1024);
+  const stagingOf = (maxDim: number): number => 4 * rowsOf() * 3 * maxDim;
 
-  const assign = (kvTokens: number): { shards: ShardPlan[]; shardOf: Map<string, number> } => {
+  const assign = (kvTokens: number, kvBytes: number): { shards: ShardPlan[]; shardOf: Map<string, number> } => {
+    const homeWork = needs.workBytes(context, rowsOf()), threadScratch = threadScratchOf();
     const shards: { groups: string[]; weightBytes: number; kvBytes: number; workBytes: number; maxDim: number }[] = [];
     const shardOf = new Map<string, number>();
     const open = (): void => { shards.push({ groups: [], weightBytes: shards.length === 0 ? homeWeights : 0, kvBytes: 0, workBytes: shards.length === 0 ? homeWork + threadScratch : threadScratch, maxDim: 0 }); };
@@ -276,6 +278,8 @@ export function planMemory(input: PlanInput, options: PlanOptions = {}): MemoryP
     capacity[d] = lo;
   }
 
+  // no context asked for: the config's, or the longest this machine holds (a sequence never grows past it)
+  if (requested === undefined) context = Math.max(1, Math.min(needs.maxContext, capacity[kvDtype]));
   const at = partsAt(context, kvDtype);
   if (at.total > limitBytes) {
     const better = KV_DTYPES.filter((d) => KV_DTYPE_BYTES[d] < kvBytes && capacity[d] >= context);
@@ -290,11 +294,32 @@ export function planMemory(input: PlanInput, options: PlanOptions = {}): MemoryP
       `over the ${formatBytes(limitBytes)} limit (${limitSource})`,
       { field: 'context', hint: `what would fit: ${ways.join('; ')}${limitGiven ? '; or a larger --max-memory' : ''}` });
   }
-  const { shards, shardOf } = assign(context);
+  // the shards add their own staging and per-thread scratch: the whole, shards and heap, must fit too
+  const wholeAt = (tokens: number, dtype: KvDType) => {
+    const saved = context;
+    context = tokens;
+    let placed: ReturnType<typeof assign>;
+    try { placed = assign(tokens, KV_DTYPE_BYTES[dtype]); } finally { context = saved; }
+    const host = partsAt(tokens, dtype).host;
+    return { ...placed, host, total: placed.shards.reduce((a, sh) => a + sh.totalBytes, 0) + host };
+  };
+  for (const d of KV_DTYPES) {
+    let lo = 0, hi = capacity[d]; // the whole is never smaller than its parts
+    const fits = (tokens: number): boolean => {
+      try { return wholeAt(tokens, d).total <= limitBytes; } catch (e) { if (e instanceof PonderError && e.code === 'MEM_MODEL_TOO_LARGE') return false; throw e; } // a layer's KV outgrows one shard
+    };
+    while (lo < hi) { const mid = Math.ceil((lo + hi) / 2); if (fits(mid)) lo = mid; else hi = mid - 1; }
+    capacity[d] = lo;
+  }
+  if (requested === undefined) context = Math.max(1, Math.min(needs.maxContext, capacity[kvDtype]));
+  const whole = wholeAt(context, kvDtype);
+  if (whole.total > limitBytes) {
+    throw new PonderError('MEM_OVER_LIMIT', `${input.label}: needs ${formatBytes(whole.total)} over ${whole.shards.length} memory shards for a context of ${context} tokens with a ${kvDtype} KV cache, over the ${formatBytes(limitBytes)} limit (${limitSource})`,
+      { field: 'context', hint: `what would fit: ${capacity[kvDtype] > 0 ? `a context of at most ${capacity[kvDtype]} tokens; ` : ''}a narrower --kv-dtype; quantized weights` });
+  }
   return {
-    label: input.label, context, kvDtype, shards, shardOf,
-    hostBytes: at.host,
-    totalBytes: shards.reduce((a, s) => a + s.totalBytes, 0) + at.host,
+    label: input.label, context, kvDtype, shards: whole.shards, shardOf: whole.shardOf,
+    hostBytes: whole.host, totalBytes: whole.total,
     limitBytes, limitSource, contextCapacity: capacity,
   };
 }
