@@ -216,7 +216,8 @@ export async function prepare(command: string, values: Record<string, string | b
   const stopStrings = values.stop as string[] | undefined;
 
   const runtime = await runtimeFromFlags(command, values);
-  const model = await loadModelDir(modelDir(values, io), { runtime, ...memoryOptions(values) });
+  // chat's --context sizes its conversation cache (which may grow up to the model's context), not the plan
+  const model = await loadModelDir(modelDir(values, io), { runtime, ...memoryOptions(command === 'chat' ? { ...values, context: undefined } : values) });
   if (model.unknownConfigKeys.length > 0) io.err(`note: config.json keys ponder does not read (a typo, or a field it ignores): ${model.unknownConfigKeys.join(', ')}\n`);
   const prompt = values.ids !== undefined ? idsFlag(String(values.ids)) : String(values.prompt ?? 'Once upon a time');
   if (typeof prompt === 'string' && model.tokenizer && command !== 'chat') {
