@@ -18,6 +18,7 @@ import type { Runtime } from '../runtime/runtime.js';
 import { colorTokenByDepth, depthLegend, formatSummary } from '../trace/terminal.js';
 import { intFlag, parseFlags, type FlagSpec } from './args.js';
 import { createRuntime, RUNTIME_FLAGS } from './runtime-flags.js';
+import { MEMORY_FLAGS, MEMORY_HELP, memoryOptions } from './memory-flags.js';
 import type { CliIO } from './io.js';
 
 export const GENERATION_FLAGS: FlagSpec = {
@@ -40,6 +41,7 @@ export const GENERATION_FLAGS: FlagSpec = {
   'special-tokens': { type: 'boolean' },
   'no-special-tokens': { type: 'boolean' },
   ...RUNTIME_FLAGS,
+  ...MEMORY_FLAGS,
 };
 
 /** The conversation flags of `ponder run --chat` and `ponder chat`. */
@@ -76,7 +78,8 @@ export const GENERATION_HELP = `  --model DIR, -m        model directory in Hugg
                           Ouro copy-forward | exclude (skipped loops after an early exit)
   --kernels wasm|scalar   kernels to run on (default wasm)
   --threads N             WASM kernel threads (default: the available cores, at most 8; results are
-                          bit-identical on any count)`;
+                          bit-identical on any count)
+${MEMORY_HELP.trimEnd()}`;
 
 export const CHAT_HELP = `  --system TEXT           a system message first in the conversation
   --template-arg KEY=VALUE
@@ -172,10 +175,11 @@ export async function runtimeFromFlags(command: string, values: Record<string, s
 
 /**
  * The model a command runs on: --model (default: the bundled trained model) on `runtime` (the
- * caller's to dispose: runtimeFromFlags); what was assumed goes to `note` (default: stderr).
+ * caller's to dispose: runtimeFromFlags), planned with the memory flags (--context, --kv-dtype,
+ * --max-memory); what was assumed goes to `note` (default: stderr).
  */
 export async function openModel(values: Record<string, string | boolean | string[] | undefined>, io: CliIO, runtime: Runtime, defaultNote = '', note: (line: string) => void = (line) => io.err(`${line}\n`)): Promise<Model> {
-  const model = await loadModelDir(modelDir(values, io, note, defaultNote), { runtime });
+  const model = await loadModelDir(modelDir(values, io, note, defaultNote), { runtime, ...memoryOptions(values) });
   if (model.unknownConfigKeys.length > 0) note(`note: config.json keys ponder does not read (a typo, or a field it ignores): ${model.unknownConfigKeys.join(', ')}`);
   return model;
 }
@@ -260,7 +264,8 @@ export async function prepare(command: string, values: Record<string, string | b
 
 /** The model (on `runtime`) and the prompt; notes on what was assumed or lost go to `notes`. */
 async function loadForGeneration(command: string, values: Record<string, string | boolean | string[] | undefined>, io: CliIO, runtime: Runtime, notes: string[], defaultNote: string): Promise<{ model: Model; prompt: string | number[] }> {
-  const model = await openModel(values, io, runtime, defaultNote, (line) => notes.push(line));
+  // chat's --context sizes its conversation cache (which may grow up to the model's context), not the plan
+  const model = await openModel(command === 'chat' ? { ...values, context: undefined } : values, io, runtime, defaultNote, (line) => notes.push(line));
   const prompt = values.ids !== undefined ? idsFlag(String(values.ids)) : String(values.prompt ?? DEFAULT_PROMPT);
   if (typeof prompt === 'string' && model.tokenizer && command !== 'chat') {
     // a tokenizer without an unknown token drops characters it cannot encode (demo-huginn's covers ASCII only): say so

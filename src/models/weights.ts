@@ -70,6 +70,12 @@ type Shape = readonly number[];
 /** BIND_MISMATCH names at most this many problems (and counts the rest). */
 export const MAX_LISTED_PROBLEMS = 20;
 
+/** Which memory shard a tensor binds into (models/placement.ts Placement). */
+export interface ShardAssignment {
+  shardOf(group: string): number;
+  shardOfTensor(name: string): number;
+}
+
 /**
  * Collects a family's tensor declarations against a source, reports every mismatch at once, then
  * hands out bound weights. `optional` tensors may be absent; `alias` tensors (e.g. a tied lm_head
@@ -80,7 +86,8 @@ export class WeightBinder {
   private readonly problems: string[] = [];
   private checked = false;
 
-  constructor(readonly source: WeightSource, readonly runtime: Runtime) {}
+  /** `placement`: which memory shard each tensor's group lives in (none: everything in the home shard). */
+  constructor(readonly source: WeightSource, readonly runtime: Runtime, private readonly placement: ShardAssignment | null = null) {}
 
   /** Declares a tensor; returns whether it is present (with the right shape). */
   need(name: string, shape: Shape, opts: { optional?: boolean } = {}): boolean {
@@ -138,15 +145,20 @@ export class WeightBinder {
     return out;
   }
 
-  /** A Linear weight [N,K], bound in the backend's streaming layout (BF16 kept as BF16). */
-  linear(name: string): LinearWeight {
+  /**
+   * A Linear weight [N,K], bound in the backend's streaming layout (BF16 kept as BF16), in the memory
+   * shard of its group — or of `group` when the values are another tensor's (a tied lm_head binds the
+   * embedding's values as part of the head).
+   */
+  linear(name: string, group?: string): LinearWeight {
     this.assertChecked(name);
     const info = this.source.info(name)!;
     const [N, K] = info.shape;
+    const shard = this.placement ? (group !== undefined ? this.placement.shardOf(group) : this.placement.shardOfTensor(name)) : 0;
     const raw = this.source.read(name);
-    if (info.dtype === 'BF16') return this.runtime.kernels.bindLinear({ dtype: 'bf16', data: raw as Uint16Array }, N, K);
+    if (info.dtype === 'BF16') return this.runtime.kernels.bindLinear({ dtype: 'bf16', data: raw as Uint16Array }, N, K, shard);
     const data = info.dtype === 'F32' ? (raw as Float32Array) : Float32Array.from(raw as Uint16Array, f16BitsToF32);
-    return this.runtime.kernels.bindLinear({ dtype: 'f32', data }, N, K);
+    return this.runtime.kernels.bindLinear({ dtype: 'f32', data }, N, K, shard);
   }
 
   /** Raw tensor data (for non-weight buffers such as Huginn's freqs_cis when it is used). */

@@ -3,6 +3,7 @@
  * Hugging Face layout (config.json, model.safetensors or shards + index, tokenizer.json,
  * generation_config.json). Weights are read lazily from disk while the model binds them.
  */
+import { totalmem } from 'node:os';
 import { PonderError, stringArgument } from '../errors.js';
 import { loadModel as loadModelCore, modelFromFiles, trackedWeights, checkAborted, checkLoadOptions, type LoadOptions, type ModelSource } from '../api/load.js';
 import type { Model } from '../api/model.js';
@@ -19,9 +20,11 @@ export { listen, type ListenOptions, type Listening } from './serve.js';
 /**
  * Loads with `options.runtime`, or without one with the WASM SIMD kernels on worker_threads, one
  * thread per available core (at most 8) — whose threads are stopped again when loading fails, so a
- * bad model leaves nothing running.
+ * bad model leaves nothing running. The memory plan's machine limit is this machine's memory
+ * unless the caller gave one.
  */
 async function withDefaultRuntime(options: LoadOptions, load: (options: LoadOptions) => Promise<Model>): Promise<Model> {
+  if (options.hostMemoryBytes === undefined) options = { ...options, hostMemoryBytes: totalmem() };
   if (options.runtime) return load(options);
   const runtime = await createNodeWasmRuntime({ threads: defaultThreadCount() });
   try {
