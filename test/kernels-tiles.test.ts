@@ -4,9 +4,8 @@ import fc from 'fast-check';
 import { createWasmRuntime, hostLinearTile, type WasmRuntime } from '../src/kernels/wasm.js';
 import { LINEAR_TILES } from '../src/kernels/linear-tiles.js';
 import { createNodeWasmRuntime } from '../src/node/pool-worker.js';
-import { runPortableConformance, type GoldenFiles } from '../src/conform/portable.js';
-import { findGoldenCases } from '../src/node/files.js';
-import { readFile } from 'node:fs/promises';
+import { runPortableConformance } from '../src/conform/portable.js';
+import { goldenFiles } from './golden-files.js';
 import { prng, fillUniform, inArena, assertBitIdentical } from './kernels-support.js';
 
 // One runtime per tile and thread count; the first is the reference every other must match.
@@ -47,13 +46,7 @@ test('every linear tile gives the same bits, on 1 and 2 threads, for f32 and bf1
 });
 
 test('the golden conformance digest is the same under every tile and thread count', async () => {
-  const dir = 'spec/golden';
-  const names = ['mor', 'huginn', 'ouro'].flatMap((family) => findGoldenCases(`${dir}/${family}`).map((p) => `${family}/${p.split('/').pop()!.replace(/\.safetensors$|\.json$/, '')}`));
-  const files: GoldenFiles = {
-    listCases: async () => [...new Set(names)],
-    readText: (p) => readFile(`${dir}/${p}`, 'utf8'),
-    readBytes: async (p) => new Uint8Array(await readFile(`${dir}/${p}`)),
-  };
+  const files = goldenFiles();
   const digests: string[] = [];
   for (const { label, rt } of runtimes) {
     const s = await runPortableConformance('node', files, rt);

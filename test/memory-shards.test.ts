@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { createWasmRuntime, type WasmRuntime } from '../src/kernels/wasm.js';
 import { createNodeWasmRuntime } from '../src/node/pool-worker.js';
-import { runPortableConformance, type GoldenFiles } from '../src/conform/portable.js';
-import { findGoldenCases } from '../src/node/files.js';
+import { runPortableConformance } from '../src/conform/portable.js';
+import { goldenFiles } from './golden-files.js';
 import { ouroFamily } from '../src/models/ouro-family.js';
 import { ouroConfigFromJson } from '../src/models/ouro-config.js';
 import { safetensorsWeights } from '../src/models/weights.js';
@@ -18,12 +18,7 @@ import { PonderError } from '../src/errors.js';
 import { planFamily } from '../src/models/placement.js';
 
 const dir = 'spec/golden';
-const names = ['mor', 'huginn', 'ouro'].flatMap((family) => findGoldenCases(`${dir}/${family}`).map((p) => `${family}/${p.split('/').pop()!.replace(/\.safetensors$|\.json$/, '')}`));
-const files: GoldenFiles = {
-  listCases: async () => [...new Set(names)],
-  readText: (p) => readFile(`${dir}/${p}`, 'utf8'),
-  readBytes: async (p) => new Uint8Array(await readFile(`${dir}/${p}`)),
-};
+const files = goldenFiles(dir);
 
 const runtimes: { label: string; rt: WasmRuntime }[] = [
   { label: '1 shard', rt: await createWasmRuntime({ linearTile: '4x8' }) },
