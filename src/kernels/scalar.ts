@@ -4,9 +4,10 @@
  * once, so they are at least as accurate as the f32 SIMD kernels.
  */
 import type { Kernels, LinearSource, LinearWeight, RopeLayout } from './kernels.js';
+import { checkQuantizedSource, dequantizeRow, isQuantized } from './quant.js';
 
 interface ScalarLinearWeight extends LinearWeight {
-  readonly w: Float32Array; // [N, K] row-major, widened to f32
+  readonly w: Float32Array; // [N, K] row-major, widened (or dequantized) to f32
 }
 
 export function bf16BitsToF32(bits: number): number {
@@ -32,13 +33,29 @@ export const scalarKernels: Kernels = {
 
   bindLinear(src: LinearSource, N: number, K: number): ScalarLinearWeight {
     const w = new Float32Array(N * K);
+    if (isQuantized(src)) {
+      checkQuantizedSource(src, N, K);
+      for (let n = 0; n < N; n++) dequantizeRow(src, K, n, w, n * K);
+      return { N, K, dtype: src.dtype, groupSize: src.groupSize, bytes: w.byteLength, w };
+    }
     if (src.dtype === 'f32') w.set(src.data.subarray(0, N * K));
     else for (let i = 0; i < N * K; i++) w[i] = bf16BitsToF32(src.data[i]);
     return { N, K, dtype: src.dtype, bytes: w.byteLength, w };
   },
 
   linear(y, x, weight, M, bias) {
-    const { N, K, w } = weight as ScalarLinearWeight;
+    const { N, K, w, dtype } = weight as ScalarLinearWeight;
+    if (dtype === 'q8' || dtype === 'q4') { // f32 accumulation in k order: the kernel's bits (assembly/linear-quant.ts)
+      for (let m = 0; m < M; m++) {
+        for (let n = 0; n < N; n++) {
+          let acc = 0;
+          const wo = n * K, xo = m * K;
+          for (let k = 0; k < K; k++) acc = fround(acc + fround(x[xo + k] * w[wo + k]));
+          y[m * N + n] = bias ? fround(acc + bias[n]) : acc;
+        }
+      }
+      return;
+    }
     for (let m = 0; m < M; m++) {
       for (let n = 0; n < N; n++) {
         let acc = 0;
