@@ -20,10 +20,10 @@ import type { LinearWeight } from '../kernels/kernels.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { TensorArray } from '../format/safetensors.js';
 import { ropeTables } from './common.js';
-import { checkContext, checkTokenIds, EmbeddingTable, widenFloats, type FloatDType } from './inputs.js';
+import { checkContext, checkTokenIds, widenFloats, type Embedding, type FloatDType } from './inputs.js';
 import { Workspace } from './workspace.js';
 import { checkMemoryPlan, memoryPlan, type MemoryPlan } from '../runtime/plan.js';
-import { WeightBinder, type WeightSource } from './weights.js';
+import { boundLinearBytes, WeightBinder, type WeightSource } from './weights.js';
 import { HuginnCache, type CacheEntry } from './huginn-cache.js';
 import { Prng } from '../generate/prng.js';
 import { huginnTensors, type HuginnConfig } from './huginn-config.js';
@@ -106,9 +106,8 @@ export function bindHuginn(config: HuginnConfig, source: WeightSource, runtime: 
     };
   };
   const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
-  const wteInfo = source.info('transformer.wte.weight')!;
   const weights: HuginnWeights = {
-    wte: new EmbeddingTable(wteInfo.dtype as FloatDType, binder.raw('transformer.wte.weight'), config.vocabSize, config.nEmbd),
+    wte: binder.embedding('transformer.wte.weight'),
     prelude: range(config.nPrelude).map((i) => block(`transformer.prelude.${i}`)),
     adapter: binder.linear('transformer.adapter.weight'),
     adapterBias: config.bias ? binder.f32('transformer.adapter.bias') : null,
@@ -132,8 +131,8 @@ export function huginnMemoryPlan(source: WeightSource, config: HuginnConfig): Me
   for (const t of huginnTensors(config)) {
     if (t.bind === 'embedding' || t.bind === 'buffer') continue;
     const n = t.shape.reduce((a, b) => a * b, 1);
-    const dtype = source.info(t.name)?.dtype ?? (t.sameAs ? source.info(t.sameAs)?.dtype : undefined); // a tied lm_head binds wte
-    weights += t.bind === 'linear' && dtype !== 'F32' ? 2 * n : 4 * n;
+    const info = source.info(t.name) ?? (t.sameAs ? source.info(t.sameAs) : undefined); // a tied lm_head binds wte
+    weights += t.bind === 'linear' && info ? boundLinearBytes(info, t.shape[0], t.shape[1]) : 4 * n;
   }
   const { nEmbd: E, intermediateSize: I, vocabSize: V, headDim, nHeads, nKvHeads, blockSize } = config;
   const rope = 2 * 4 * blockSize * (headDim / 2);
@@ -142,7 +141,7 @@ export function huginnMemoryPlan(source: WeightSource, config: HuginnConfig): Me
 }
 
 interface HuginnWeights {
-  readonly wte: EmbeddingTable;
+  readonly wte: Embedding;
   readonly prelude: SandwichBlock[];
   readonly adapter: LinearWeight; // [E, 2E], input = concat(state, embedding)
   readonly adapterBias: Float32Array | null;

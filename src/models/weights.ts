@@ -9,13 +9,23 @@
 import { PonderError } from '../errors.js';
 import { displayName, readTensor, type DType, type SafetensorsFile, type SafetensorsHeader, type TensorArray, type TensorInfo } from '../format/safetensors.js';
 import { f16BitsToF32 } from '../kernels/scalar.js';
-import { widenFloats, type FloatDType } from './inputs.js';
-import type { LinearWeight } from '../kernels/kernels.js';
+import { EmbeddingTable, QuantizedEmbeddingTable, widenFloats, type Embedding, type FloatDType } from './inputs.js';
+import type { LinearWeight, QuantizedSource } from '../kernels/kernels.js';
 import type { Runtime } from '../runtime/runtime.js';
 
+/** A weight stored in MLX's quantized layout (src/models/quantized.ts). */
+export interface QuantInfo {
+  readonly bits: 8 | 4;
+  readonly groupSize: number;
+}
+
 export interface WeightInfo {
+  /** the stored dtype; for a quantized weight, that of its scales and biases */
   readonly dtype: DType;
+  /** the logical shape ([N, K] for a quantized weight, not the packed words') */
   readonly shape: readonly number[];
+  /** present when the weight is quantized */
+  readonly quant?: QuantInfo;
 }
 
 /** Named tensors from somewhere. Names are exactly the upstream state_dict names. */
@@ -24,8 +34,22 @@ export interface WeightSource {
   readonly label: string;
   names(): string[];
   info(name: string): WeightInfo | undefined;
-  /** The tensor's data (BF16/F16 as raw u16 bits). */
+  /** The tensor's data (BF16/F16 as raw u16 bits). Not for quantized weights. */
   read(name: string): TensorArray;
+  /** A quantized weight's codes, scales and biases (present on sources that have quantized weights). */
+  readQuantized?(name: string): QuantizedSource;
+}
+
+type Bind = 'linear' | 'f32' | 'embedding' | 'buffer';
+
+/**
+ * Bytes a Linear weight takes once bound by the WASM kernels: the quantized panels of
+ * assembly/linear-quant.ts (16-column panels, per group 16 f32 scales and biases and the codes),
+ * BF16 kept as BF16, else f32. The memory plans count Linear weights with this.
+ */
+export function boundLinearBytes(info: WeightInfo, N: number, K: number): number {
+  if (info.quant) return Math.ceil(N / 16) * (K / info.quant.groupSize) * (128 + info.quant.groupSize * 2 * info.quant.bits);
+  return N * K * (info.dtype === 'BF16' ? 2 : 4);
 }
 
 /**
@@ -74,8 +98,11 @@ export class WeightBinder {
 
   constructor(readonly source: WeightSource, readonly runtime: Runtime) {}
 
-  /** Declares a tensor; returns whether it is present (with the right shape). */
-  need(name: string, shape: Shape, opts: { optional?: boolean } = {}): boolean {
+  /**
+   * Declares a tensor; returns whether it is present (with the right shape). `bind` says what it
+   * becomes (models/family.ts TensorSpec): only a Linear or an embedding may be quantized.
+   */
+  need(name: string, shape: Shape, opts: { optional?: boolean; bind?: Bind } = {}): boolean {
     this.declared.set(name, { shape, optional: opts.optional ?? false });
     const info = this.source.info(name);
     if (!info) {
@@ -90,12 +117,16 @@ export class WeightBinder {
       this.problems.push(`wrong dtype ${name}: ${info.dtype} (weights must be F32, BF16 or F16)`);
       return false;
     }
+    if (info.quant && opts.bind !== 'linear' && opts.bind !== 'embedding') {
+      this.problems.push(`quantized ${name}: only Linear and Embedding weights may be quantized, this one is bound as ${opts.bind ?? 'a float tensor'}`);
+      return false;
+    }
     return true;
   }
 
-  /** Declares every tensor of a family's list (models/family.ts TensorSpec: name, shape, optional). */
-  declare(tensors: readonly { readonly name: string; readonly shape: Shape; readonly optional?: boolean }[]): void {
-    for (const t of tensors) this.need(t.name, t.shape, { optional: t.optional ?? false });
+  /** Declares every tensor of a family's list (models/family.ts TensorSpec: name, shape, bind, optional). */
+  declare(tensors: readonly { readonly name: string; readonly shape: Shape; readonly bind?: Bind; readonly optional?: boolean }[]): void {
+    for (const t of tensors) this.need(t.name, t.shape, { optional: t.optional ?? false, bind: t.bind });
   }
 
   /** Marks names that may be present but are not bound (aliases, buffers recomputed by the model). */
@@ -122,21 +153,37 @@ export class WeightBinder {
   f32(name: string): Float32Array {
     this.assertChecked(name);
     const info = this.source.info(name)!;
+    if (info.quant) throw new Error(`WeightBinder: ${name} is quantized; need() refuses quantized f32 tensors`);
     const raw = this.source.read(name);
     const out = this.runtime.arena.f32(raw.length);
     widenFloats(info.dtype as FloatDType, raw, 0, raw.length, out);
     return out;
   }
 
-  /** A Linear weight [N,K], bound in the backend's streaming layout (BF16 kept as BF16). */
+  /** A Linear weight [N,K], bound in the backend's streaming layout (BF16 kept as BF16, quantized kept quantized). */
   linear(name: string): LinearWeight {
     this.assertChecked(name);
     const info = this.source.info(name)!;
     const [N, K] = info.shape;
+    if (info.quant) return this.runtime.kernels.bindLinear(this.quantized(name), N, K);
     const raw = this.source.read(name);
     if (info.dtype === 'BF16') return this.runtime.kernels.bindLinear({ dtype: 'bf16', data: raw as Uint16Array }, N, K);
     const data = info.dtype === 'F32' ? (raw as Float32Array) : Float32Array.from(raw as Uint16Array, f16BitsToF32);
     return this.runtime.kernels.bindLinear({ dtype: 'f32', data }, N, K);
+  }
+
+  /** A token embedding [V, width] kept outside the arena in its stored form (quantized: as codes). */
+  embedding(name: string): Embedding {
+    this.assertChecked(name);
+    const info = this.source.info(name)!;
+    const [V, width] = info.shape;
+    if (info.quant) return new QuantizedEmbeddingTable(this.quantized(name), V, width);
+    return new EmbeddingTable(info.dtype as FloatDType, this.source.read(name), V, width);
+  }
+
+  private quantized(name: string): QuantizedSource {
+    if (!this.source.readQuantized) throw new Error(`WeightBinder: ${name} is quantized but ${this.source.label} cannot read quantized weights`);
+    return this.source.readQuantized(name);
   }
 
   /** Raw tensor data (for non-weight buffers such as Huginn's freqs_cis when it is used). */

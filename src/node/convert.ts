@@ -41,7 +41,7 @@ export interface ConvertMorResult {
   readonly notes: readonly string[];
 }
 
-function writeError(path: string, what: string, hint: string): PonderError {
+export function writeError(path: string, what: string, hint: string): PonderError {
   return new PonderError('IO_WRITE', `${path}: ${what}`, { path, hint });
 }
 
@@ -162,7 +162,8 @@ export async function convertMor(options: ConvertMorOptions): Promise<ConvertMor
   }
 }
 
-function writeFileChunks(path: string, chunks: () => Generator<Uint8Array>): void {
+/** Writes `chunks` to a new file at `path` (refused if it exists), fsynced. */
+export function writeFileChunks(path: string, chunks: () => Generator<Uint8Array>): void {
   let fd: number;
   try {
     fd = openSync(path, 'wx');
@@ -185,7 +186,7 @@ function writeFileChunks(path: string, chunks: () => Generator<Uint8Array>): voi
   }
 }
 
-function rename(from: string, to: string): void {
+export function rename(from: string, to: string): void {
   try {
     renameSync(from, to);
   } catch (e) {
