@@ -45,7 +45,8 @@ export function planQuantization(specs: readonly TensorSpec[], names: readonly s
     const module = name.slice(0, -'.weight'.length);
     const [N, K] = spec.shape;
     if (!['F32', 'BF16', 'F16'].includes(dtypeOf(name))) return { kind: 'copy', name, reason: `${dtypeOf(name)} is not a float dtype` };
-    if (settings.keep.some((p) => globMatch(p, module) || globMatch(p, name))) return { kind: 'copy', name, reason: 'kept' };
+    const pattern = settings.keep.find((p) => globMatch(p, module) || globMatch(p, name));
+    if (pattern !== undefined) return { kind: 'copy', name, reason: `matches the keep pattern ${pattern}` };
     if (K % settings.groupSize !== 0) return { kind: 'copy', name, reason: `its ${K} inputs are not a multiple of group size ${settings.groupSize}` };
     return { kind: 'quantize', name, module, N, K };
   });
