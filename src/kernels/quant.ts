@@ -47,7 +47,7 @@ export function checkQuantizedSource(src: QuantizedSource, N: number, K: number)
   const bits = quantBits(src.dtype), gs = src.groupSize;
   const bad = (m: string) => new PonderError('KERNEL_BAD_ARGS', `bindLinear: ${m}`, { hint: 'the quantized buffers do not match N, K and the group size; this is a bug in the loader' });
   if (!Number.isInteger(gs) || gs < 1 || K % gs !== 0) throw bad(`K = ${K} is not a multiple of the group size ${gs}`);
-  if ((K * bits) % 32 !== 0) throw bad(`K = ${K} codes of ${bits} bits do not fill whole u32 words`);
+  if (gs % (32 / bits) !== 0) throw bad(`a group of ${gs} codes of ${bits} bits does not fill whole u32 words`);
   if (src.codes.length < N * K * bits / 32) throw bad(`codes has ${src.codes.length} words, needs ${N * K * bits / 32}`);
   if (src.scales.length < N * K / gs || src.biases.length < N * K / gs) throw bad(`scales and biases need ${N * K / gs} values each`);
 }

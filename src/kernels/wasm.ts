@@ -255,12 +255,15 @@ class WasmKernels implements Kernels {
         const gp = p * panelBytes + g * groupBytes; // byte offset of the group in the panel block
         f32[(gp >> 2) + c] = src.scales[n * groups + g];
         f32[(gp >> 2) + 16 + c] = src.biases[n * groups + g];
-        for (let kk = 0; kk < gs; kk++) {
-          const k = g * gs + kk;
-          const code = (src.codes[n * wordsPerRow + Math.floor(k / perWord)] >>> ((k % perWord) * bits)) & mask;
-          const step = gp + 128 + kk * 2 * bits; // byte offset of the k-step's codes
-          if (bits === 8) u32[(step >> 2) + lane] = (u32[(step >> 2) + lane] | (code << (8 * field))) >>> 0;
-          else u16[(step >> 1) + lane] |= code << (4 * field);
+        // the group's codes: gs / perWord whole words (gs is a multiple of 32 / bits)
+        const word0 = n * wordsPerRow + (g * gs) / perWord;
+        for (let wi = 0; wi < gs / perWord; wi++) {
+          let word = src.codes[word0 + wi];
+          for (let i = 0; i < perWord; i++, word >>>= bits) {
+            const step = gp + 128 + (wi * perWord + i) * 2 * bits; // byte offset of the k-step's codes
+            if (bits === 8) u32[(step >> 2) + lane] = (u32[(step >> 2) + lane] | ((word & mask) << (8 * field))) >>> 0;
+            else u16[(step >> 1) + lane] |= (word & mask) << (4 * field);
+          }
         }
       }
     }
