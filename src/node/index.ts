@@ -16,6 +16,7 @@ export * from '../index.js';
 export { openModelDir, type ModelDir } from './model-dir.js';
 export { createNodeWasmRuntime, enableRelaxedSimd, defaultThreadCount } from './pool-worker.js';
 export { convertMor, type ConvertMorOptions, type ConvertMorResult } from './convert.js';
+export { quantizeModel, type QuantizeOptions, type QuantizeResult } from './quantize.js';
 export { openFileSource } from './files.js';
 export { listen, loadChatTemplateDir, type ListenOptions, type Listening } from './serve.js';
 
