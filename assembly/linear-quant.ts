@@ -51,6 +51,7 @@ function gemvPanelQuant(yp: usize, x: usize, bp: usize, K: i32, bits: i32, gs: i
     const b0 = v128.load(bp, 64), b1 = v128.load(bp, 80), b2 = v128.load(bp, 96), b3 = v128.load(bp, 112);
     let cp = bp + 128;
     const end = cp + <usize>gs * step;
+    // one loop per width, so that each has its own load and constant shift counts
     if (bits == 8) {
       while (cp < end) {
         const av = v128.load32_splat(a);
