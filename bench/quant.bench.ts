@@ -8,7 +8,7 @@
  *     its `ponder quantize` 8- and 4-bit versions, at 1 and 2 threads, fixed depth 4 (all loops).
  *
  *   node bin/ponder.js quantize DIR DIR-q4 --bits 4; node bin/ponder.js quantize DIR DIR-q8 --bits 8
- *   node --import tsx bench/quant.bench.ts [--model DIR --q8 DIR-q8 --q4 DIR-q4] [--tokens 8] [--kernels-only]
+ *   node --import tsx bench/quant.bench.ts [--model DIR --q8 DIR-q8 --q4 DIR-q4] [--tokens 8] [--kernels-only | --skip-kernels]
  *
  * Not part of `npm test` nor of CI. Prints the CPU model and the load average with every table.
  */
@@ -25,7 +25,7 @@ import { describeCpu, hostCpu } from './cpu.js';
 import { FULL_TIMING, timeSync } from './timing.js';
 
 const { values } = parseArgs({ options: {
-  model: { type: 'string' }, q8: { type: 'string' }, q4: { type: 'string' }, tokens: { type: 'string', default: '8' }, 'kernels-only': { type: 'boolean', default: false },
+  model: { type: 'string' }, q8: { type: 'string' }, q4: { type: 'string' }, tokens: { type: 'string', default: '8' }, 'kernels-only': { type: 'boolean', default: false }, 'skip-kernels': { type: 'boolean', default: false },
 } });
 const load = (): string => loadavg().map((l) => l.toFixed(1)).join(' ');
 console.log(`# ${describeCpu(hostCpu())}; load average ${load()} at start`);
@@ -42,9 +42,11 @@ function sourceOf(format: Format, w: Float32Array, N: number, K: number): Linear
 /** bytes of weight data a decode reads: 2 per bf16 weight; codes plus one f32 scale and bias per group */
 const streamBytes = (format: Format, N: number, K: number): number => format === 'bf16' ? 2 * N * K : N * K * (format === 'q8' ? 1 : 0.5) + 8 * N * K / 64;
 
+const rows: string[] = [];
+if (!values['skip-kernels']) await kernelRows();
+async function kernelRows(): Promise<void> {
 const rt = await createWasmRuntime();
 const stream = await StreamBaseline.create(512 * 2 ** 20);
-const rows: string[] = [];
 for (const [N, K, what] of [[5632, 2048, 'gate/up 5632×2048'], [2048, 5632, 'down 2048×5632']] as const) {
   const w = new Float32Array(N * K);
   for (let i = 0; i < w.length; i++) w[i] = Math.sin(i * 0.61803) * 0.05;
@@ -72,6 +74,7 @@ console.log(`\n## kernels, 1 thread (load average ${load()} at the end)\n`);
 console.log('| matrix | weights | decode (M = 1) | read rate | ns/weight cold | ns/weight hot (compute alone) | ns/weight memory (bytes ÷ stream) | prefill M = 64 GFLOP/s |');
 console.log('|---|---|---|---|---|---|---|---|');
 for (const r of rows) console.log(r);
+}
 if (values['kernels-only'] || !values.model) process.exit(0);
 
 // ---- 2. model decode
