@@ -75,7 +75,7 @@ console.log('| matrix | weights | decode (M = 1) | read rate | ns/weight cold | 
 console.log('|---|---|---|---|---|---|---|---|');
 for (const r of rows) console.log(r);
 }
-if (values['kernels-only'] || !values.model) process.exit(0);
+if (values['kernels-only'] || (!values.model && !values.q8 && !values.q4)) process.exit(0);
 
 // ---- 2. model decode
 const tokens = Number(values.tokens);
