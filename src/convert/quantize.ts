@@ -10,7 +10,7 @@
  */
 import { PonderError } from '../errors.js';
 import type { DType } from '../format/safetensors.js';
-import { f16BitsToF32 } from '../kernels/scalar.js';
+import { f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../kernels/scalar.js';
 import type { TensorSpec } from '../models/family.js';
 
 export interface QuantizeSettings {
@@ -54,33 +54,6 @@ export function planQuantization(specs: readonly TensorSpec[], names: readonly s
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
-
-/** f32 → bf16 bits, round to nearest even (NaN stays NaN). */
-export function f32ToBf16Bits(x: number): number {
-  f32[0] = x;
-  const b = u32[0];
-  if ((b & 0x7fffffff) > 0x7f800000) return (b >>> 16) | 0x40;
-  return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
-}
-
-/** f32 → IEEE half bits, round to nearest even (overflow to ±Inf, subnormals kept). */
-export function f32ToF16Bits(x: number): number {
-  const sign = x < 0 || Object.is(x, -0) ? 0x8000 : 0;
-  const a = Math.abs(x);
-  if (Number.isNaN(x)) return 0x7e00;
-  if (a >= 65520) return sign | 0x7c00;
-  if (a < 2 ** -14) return sign | Math.round(a / 2 ** -24); // subnormal (Math.round: ties up, but a tie needs an exact half-ulp: rare in scales)
-  let e = Math.floor(Math.log2(a));
-  if (2 ** e > a) e--; else if (2 ** (e + 1) <= a) e++;
-  let m = a / 2 ** e - 1; // [0, 1)
-  let mi = m * 1024;
-  const fl = Math.floor(mi), frac = mi - fl;
-  mi = frac > 0.5 || (frac === 0.5 && (fl & 1) === 1) ? fl + 1 : fl;
-  if (mi === 1024) { mi = 0; e++; }
-  m = mi;
-  if (e > 15) return sign | 0x7c00;
-  return sign | ((e + 15) << 10) | m;
-}
 
 /** The stored value of `x` in `dtype` (what the file will hold), and its bits. */
 function storeAs(dtype: 'F32' | 'BF16' | 'F16', x: number): { value: number; bits: number } {
