@@ -114,11 +114,39 @@ export async function convertMor(options: ConvertMorOptions): Promise<ConvertMor
   const config = morConfigFromRelease(readText(options.config), options.config, experiment, options.experiment);
   const create = checkOutDir(out);
   const weights = openWeights(options.weights);
-  const temps: string[] = [];
-  let created = false;
   try {
     const plan = planMorConversion(config, weights.source, `${options.config} + ${options.experiment}`);
     const { header, dataLength } = encodeSafetensorsHeader(plan.tensors, { format: 'pt', converted_by: CONVERTED_BY, source: basename(options.weights) });
+    writeModelFiles(out, create, [
+      { name: 'model.safetensors', chunks: function* () {
+        yield header;
+        let done = 0;
+        for (const t of plan.tensors) {
+          const bytes = weights.source.read(t.from);
+          if (bytes.byteLength !== numel(t.shape) * DTYPE_BYTES[t.dtype]) throw new Error(`convert: ${t.from} read ${bytes.byteLength} bytes`);
+          yield bytes;
+          done += bytes.byteLength;
+          options.onProgress?.(done, dataLength);
+        }
+      } },
+      { name: 'config.json', chunks: function* () { yield new TextEncoder().encode(JSON.stringify(plan.config, null, 2) + '\n'); } },
+    ]);
+    return { out, tensors: plan.tensors.length, bytes: header.length + dataLength, notes: plan.notes };
+  } finally {
+    weights.close();
+  }
+}
+
+/**
+ * Writes `files` into OUT all-or-nothing: OUT is created when `create` (checked by the caller), each
+ * file is written to a temporary file beside its target (`.NAME.PID.RANDOM.tmp`), and only when
+ * all are complete are they renamed into place, in order. On any error the temporary files are
+ * removed, and so is OUT if this call created it.
+ */
+export function writeModelFiles(out: string, create: boolean, files: readonly { name: string; chunks: () => Generator<Uint8Array> }[]): void {
+  const temps: string[] = [];
+  let created = false;
+  try {
     if (create) {
       try {
         mkdirSync(out, { recursive: true });
@@ -127,32 +155,15 @@ export async function convertMor(options: ConvertMorOptions): Promise<ConvertMor
         throw writeError(out, `cannot create the directory (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'check that the parent directory exists and is writable');
       }
     }
-    const temp = (name: string): string => {
-      const path = join(out, `.${name}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`);
+    for (const f of files) {
+      const path = join(out, `.${f.name}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`);
       temps.push(path);
-      return path;
-    };
-    const weightsTemp = temp('model.safetensors');
-    writeFileChunks(weightsTemp, function* () {
-      yield header;
-      let done = 0;
-      for (const t of plan.tensors) {
-        const bytes = weights.source.read(t.from);
-        if (bytes.byteLength !== numel(t.shape) * DTYPE_BYTES[t.dtype]) throw new Error(`convert: ${t.from} read ${bytes.byteLength} bytes`);
-        yield bytes;
-        done += bytes.byteLength;
-        options.onProgress?.(done, dataLength);
-      }
-    });
-    const configTemp = temp('config.json');
-    writeFileChunks(configTemp, function* () { yield new TextEncoder().encode(JSON.stringify(plan.config, null, 2) + '\n'); });
-    rename(weightsTemp, join(out, 'model.safetensors'));
-    rename(configTemp, join(out, 'config.json'));
+      writeFileChunks(path, f.chunks);
+    }
+    files.forEach((f, i) => rename(temps[i], join(out, f.name)));
     temps.length = 0;
     created = false;
-    return { out, tensors: plan.tensors.length, bytes: header.length + dataLength, notes: plan.notes };
   } finally {
-    weights.close();
     for (const t of temps) {
       try { unlinkSync(t); } catch { /* already gone */ }
     }
@@ -163,7 +174,7 @@ export async function convertMor(options: ConvertMorOptions): Promise<ConvertMor
 }
 
 /** Writes `chunks` to a new file at `path` (refused if it exists), fsynced. */
-export function writeFileChunks(path: string, chunks: () => Generator<Uint8Array>): void {
+function writeFileChunks(path: string, chunks: () => Generator<Uint8Array>): void {
   let fd: number;
   try {
     fd = openSync(path, 'wx');
@@ -186,7 +197,7 @@ export function writeFileChunks(path: string, chunks: () => Generator<Uint8Array
   }
 }
 
-export function rename(from: string, to: string): void {
+function rename(from: string, to: string): void {
   try {
     renameSync(from, to);
   } catch (e) {

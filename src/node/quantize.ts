@@ -4,12 +4,12 @@
  * (src/convert/quantize.ts decides and computes; spec/quantization.md), and the tokenizer and
  * generation files copied.
  *
- * All-or-nothing, as `ponder convert`: every file is written to a temporary file beside its target
- * and renamed into place only when all are complete; on any error the temporary files are removed
- * and OUT is as it was. OUT must be absent, an empty directory, or a previous `ponder quantize`
+ * All-or-nothing, as `ponder convert` (writeModelFiles): every file is written to a temporary file
+ * beside its target and renamed into place only when all are complete; on any error the temporary
+ * files are removed and OUT is as it was. OUT must be absent, an empty directory, or a previous `ponder quantize`
  * output; a target that exists and is not a regular file is never replaced (IO_WRITE).
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PonderError } from '../errors.js';
 import { DEFAULT_KEEP, planQuantization, quantizeMatrix, type QuantizeSettings, type TensorPlan } from '../convert/quantize.js';
@@ -17,7 +17,7 @@ import { encodeSafetensorsHeader, type TensorToWrite } from '../format/safetenso
 import { familyOf } from '../models/registry.js';
 import { widenFloats, type FloatDType } from '../models/inputs.js';
 import { openModelDir, readSafetensorsHeaderFile } from './model-dir.js';
-import { rename, writeError, writeFileChunks } from './convert.js';
+import { writeError, writeModelFiles } from './convert.js';
 import { QUANT_BITS, QUANT_GROUP_SIZES } from '../models/quantized.js';
 
 export const QUANTIZED_BY = 'ponder quantize';
@@ -112,25 +112,9 @@ export async function quantizeModel(options: QuantizeOptions): Promise<QuantizeR
   const copied = dir.layout === 'file' ? [] : COPIED_FILES.filter((f) => existsSync(join(input, f)));
 
   const create = checkOutDir(out);
-  const temps: string[] = [];
-  let created = false;
-  try {
-    if (create) {
-      try {
-        mkdirSync(out, { recursive: true });
-        created = true;
-      } catch (e) {
-        throw writeError(out, `cannot create the directory (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'check that the parent directory exists and is writable');
-      }
-    }
-    const temp = (name: string): string => {
-      const path = join(out, `.${name}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`);
-      temps.push(path);
-      return path;
-    };
-    const weightsTemp = temp('model.safetensors');
-    let bytesIn = 0;
-    writeFileChunks(weightsTemp, function* () {
+  let bytesIn = 0;
+  writeModelFiles(out, create, [
+    { name: 'model.safetensors', chunks: function* () {
       yield header;
       let done = 0;
       for (const p of plan) {
@@ -151,28 +135,9 @@ export async function quantizeModel(options: QuantizeOptions): Promise<QuantizeR
         }
         options.onProgress?.(done, dataLength);
       }
-    });
-    const configTemp = temp('config.json');
-    writeFileChunks(configTemp, function* () { yield new TextEncoder().encode(JSON.stringify(config, null, 2) + '\n'); });
-    const copyTemps = copied.map((f) => {
-      const t = temp(f);
-      const bytes = new Uint8Array(readFileSync(join(input, f)));
-      writeFileChunks(t, function* () { yield bytes; });
-      return [t, f] as const;
-    });
-    rename(weightsTemp, join(out, 'model.safetensors'));
-    rename(configTemp, join(out, 'config.json'));
-    for (const [t, f] of copyTemps) rename(t, join(out, f));
-    temps.length = 0;
-    created = false;
-    return { out, quantized: plan.filter((p) => p.kind === 'quantize').length, kept, bytesIn, bytesOut: header.length + dataLength, copied };
-  } finally {
-    for (const t of temps) {
-      try { unlinkSync(t); } catch { /* already gone */ }
-    }
-    if (created) {
-      try { rmdirSync(out); } catch { /* not empty: leave it */ }
-    }
-  }
+    } },
+    { name: 'config.json', chunks: function* () { yield new TextEncoder().encode(JSON.stringify(config, null, 2) + '\n'); } },
+    ...copied.map((f) => ({ name: f, chunks: function* () { yield new Uint8Array(readFileSync(join(input, f))); } })),
+  ]);
+  return { out, quantized: plan.filter((p) => p.kind === 'quantize').length, kept, bytesIn, bytesOut: header.length + dataLength, copied };
 }
-
