@@ -21,8 +21,10 @@ export { morConfigFromRelease, parseExperimentYaml, planMorConversion, type Conv
 // sampling, stopping, tokenizer
 export { Sampler, resolveSamplingOptions, samplingFromGenerationConfig, type SamplingOptions, type ResolvedSamplingOptions } from './generate/sampling.js';
 export { StopCondition, type StopOptions } from './generate/stop.js';
-export { loadTokenizer, type TextTokenizer, type LoadTokenizerOptions } from './tokenizer.js';
+export { loadTokenizer, type TextTokenizer, type LoadTokenizerOptions, type SpecialTokenRule } from './tokenizer.js';
 export { loadChatTemplate, compileChatTemplate, specialTokenVariables, ChatTemplate, type ChatMessage, type ChatRenderOptions, type ChatTemplateFiles, type ChatTemplateOrigin, type LoadChatTemplateOptions } from './chat/template.js';
+export { assistantRole, endOfTurnToken, defaultStopIds } from './chat/stops.js';
+export { ThinkingSplitter, promptOpensThinking, type TextSegment } from './chat/thinking.js';
 
 // the HTTP server core (spec/serve.md): serve it with Deno.serve, Bun.serve, or listen() from ponder/node
 export { createServer, type PonderServer, type ServeOptions, type ServerState } from './serve/server.js';

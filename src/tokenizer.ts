@@ -33,11 +33,25 @@ export interface TokenTextStream {
   flush(): string;
 }
 
+/**
+ * What `encode(text, { addSpecialTokens: true })` adds around the text, and which setting decided
+ * it (transformers' rule): tokenizer_config.json's `add_bos_token` / `add_eos_token` when it sets
+ * either (then bos_token / eos_token are added as those flags say), or when tokenizer.json has no
+ * post-processor; otherwise tokenizer.json's post-processor.
+ */
+export interface SpecialTokenRule {
+  readonly prefix: readonly number[];
+  readonly suffix: readonly number[];
+  readonly source: 'tokenizer_config.json add_bos_token/add_eos_token' | 'tokenizer.json post_processor' | 'none';
+}
+
 export interface TextTokenizer {
   /** One more than the largest id the tokenizer knows. The model's vocabulary may be padded beyond it. */
   readonly vocabSize: number;
   /** Ids of the tokens tokenizer.json marks `special`. */
   readonly specialIds: ReadonlySet<number>;
+  /** The special tokens encode adds when asked to, and why. */
+  readonly specialTokenRule: SpecialTokenRule;
   encode(text: string, options?: EncodeOptions): number[];
   decode(ids: ArrayLike<number>, options?: DecodeOptions): string;
   decodeStream(options?: DecodeOptions): TokenTextStream;
@@ -74,6 +88,7 @@ const LIBRARY = '@huggingface/tokenizers';
 export async function loadTokenizer(tokenizerJsonText: string, configText?: string, options: LoadTokenizerOptions = {}): Promise<TextTokenizer> {
   const tokenizerJson = parseJsonObject(tokenizerJsonText, 'tokenizer.json');
   const config = configText === undefined ? {} : parseJsonObject(configText, 'tokenizer_config.json');
+  const flags = configFlags(config as Record<string, unknown>);
   const TokenizerClass = await importTokenizerClass(options.importLibrary);
   let inner: LibraryTokenizer;
   try {
@@ -85,7 +100,53 @@ export async function loadTokenizer(tokenizerJsonText: string, configText?: stri
       hint: 'check that tokenizer.json comes from the model directory and is not truncated',
     });
   }
-  return new WrappedTokenizer(inner);
+  const byConfig = flags.given || (tokenizerJson as { post_processor?: unknown }).post_processor == null;
+  return new WrappedTokenizer(inner, byConfig ? ruleFromConfig(inner, config as Record<string, unknown>, flags) : null);
+}
+
+/** tokenizer_config.json's add_bos_token / add_eos_token: each a boolean when present. */
+function configFlags(config: Record<string, unknown>): { given: boolean; bos: boolean; eos: boolean } {
+  for (const key of ['add_bos_token', 'add_eos_token']) {
+    if (config[key] !== undefined && config[key] !== null && typeof config[key] !== 'boolean') {
+      throw new PonderError('TOKENIZER_INVALID', `tokenizer_config.json: ${key} must be true or false, got ${JSON.stringify(config[key])}`, { path: 'tokenizer_config.json', field: key, hint: 'as transformers saves it: a boolean' });
+    }
+  }
+  return { given: typeof config.add_bos_token === 'boolean' || typeof config.add_eos_token === 'boolean', bos: config.add_bos_token === true, eos: config.add_eos_token === true };
+}
+
+/** The rule transformers' update_post_processor builds: bos_token before the text and eos_token after it, as the flags say. */
+function ruleFromConfig(inner: LibraryTokenizer, config: Record<string, unknown>, flags: { given: boolean; bos: boolean; eos: boolean }): SpecialTokenRule {
+  const idOf = (key: 'bos_token' | 'eos_token', flag: string): number[] => {
+    const raw = config[key];
+    const token = typeof raw === 'string' ? raw : typeof raw === 'object' && raw !== null && typeof (raw as { content?: unknown }).content === 'string' ? (raw as { content: string }).content : undefined;
+    if (!token) return []; // transformers turns the flag off when the token is unset
+    const id = inner.token_to_id(token);
+    if (id === undefined || id === null) {
+      throw new PonderError('TOKENIZER_INVALID', `tokenizer_config.json: ${flag} is true but ${key} ${JSON.stringify(token)} is not in tokenizer.json's vocabulary`, { path: 'tokenizer_config.json', field: key, hint: 'check that tokenizer.json and tokenizer_config.json come from the same model' });
+    }
+    return [id];
+  };
+  return {
+    prefix: flags.bos ? idOf('bos_token', 'add_bos_token') : [],
+    suffix: flags.eos ? idOf('eos_token', 'add_eos_token') : [],
+    source: flags.given ? 'tokenizer_config.json add_bos_token/add_eos_token' : 'none',
+  };
+}
+
+/** What the post-processor adds, found by encoding a probe text with and without special tokens. */
+function probeRule(inner: LibraryTokenizer): SpecialTokenRule {
+  for (const probe of ['a', '0', ' ', '.']) {
+    const base = inner.encode(probe, { add_special_tokens: false }).ids;
+    const full = inner.encode(probe, { add_special_tokens: true }).ids;
+    if (base.length === 0) continue;
+    for (let at = 0; at + base.length <= full.length; at++) {
+      if (base.every((id, i) => full[at + i] === id)) {
+        return { prefix: full.slice(0, at), suffix: full.slice(at + base.length), source: full.length > base.length ? 'tokenizer.json post_processor' : 'none' };
+      }
+    }
+  }
+  const full = inner.encode('', { add_special_tokens: true }).ids;
+  return { prefix: full, suffix: [], source: full.length > 0 ? 'tokenizer.json post_processor' : 'none' };
 }
 
 function parseJsonObject(text: string, name: string): object {
@@ -120,10 +181,15 @@ async function importTokenizerClass(importLibrary?: () => Promise<unknown>): Pro
 class WrappedTokenizer implements TextTokenizer {
   readonly vocabSize: number;
   readonly specialIds: ReadonlySet<number>;
+  readonly specialTokenRule: SpecialTokenRule;
   private readonly inner: LibraryTokenizer;
+  /** the rule is tokenizer_config.json's: encode adds its tokens itself instead of the post-processor */
+  private readonly configRule: boolean;
 
-  constructor(inner: LibraryTokenizer) {
+  constructor(inner: LibraryTokenizer, configRule: SpecialTokenRule | null) {
     this.inner = inner;
+    this.configRule = configRule !== null;
+    this.specialTokenRule = configRule ?? probeRule(inner);
     let maxId = -1;
     for (const id of inner.get_vocab(true).values()) if (id > maxId) maxId = id;
     this.vocabSize = maxId + 1;
@@ -136,8 +202,11 @@ class WrappedTokenizer implements TextTokenizer {
     if (typeof text !== 'string') {
       throw new PonderError('ARG_INVALID', `encode expects a string, got ${typeof text}`, { field: 'text', hint: 'pass the prompt as a string' });
     }
+    const add = options.addSpecialTokens ?? true;
     try {
-      return this.inner.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+      if (!this.configRule) return this.inner.encode(text, { add_special_tokens: add }).ids;
+      const ids = this.inner.encode(text, { add_special_tokens: false }).ids;
+      return add ? [...this.specialTokenRule.prefix, ...ids, ...this.specialTokenRule.suffix] : ids;
     } catch (err) {
       throw new PonderError('TOKENIZER_INVALID', `the tokenizer failed to encode the text: ${(err as Error).message}`, {
         path: 'tokenizer.json',

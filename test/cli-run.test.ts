@@ -8,29 +8,10 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main, type CliIO } from '../src/cli/main.js';
+import { assertUsageError, ponder as ponderIO, type Run } from './cli-support.js';
+
+const ponder = (argv: string[], isTTY = false): Promise<Run> => ponderIO(argv, { isTTY });
 import { parseTraceJSON, summarizeTrace } from '../src/trace/trace.js';
-
-interface Run { code: number; out: string; err: string }
-
-async function ponder(argv: string[], isTTY = false): Promise<Run> {
-  let out = '';
-  let err = '';
-  const io: CliIO = { out: (t) => { out += t; }, err: (t) => { err += t; }, bundledGoldenDir: 'spec/golden', isTTY };
-  const code = await main(argv, io);
-  return { code, out, err };
-}
-
-/** The contract for bad input: exit 2, empty stdout, one error line and one hint line, no stack. */
-function assertUsageError(r: Run, code: string): void {
-  assert.equal(r.code, 2, `exit 2, got ${r.code}: ${r.err}`);
-  assert.equal(r.out, '', 'nothing on stdout');
-  const lines = r.err.trimEnd().split('\n').filter((l) => !l.startsWith('no --model given'));
-  assert.match(lines[0], new RegExp(`^error\\[${code}\\]: \\S`), r.err);
-  assert.equal(lines.length, 2, `one error line plus a hint, got:\n${r.err}`);
-  assert.match(lines[1], /^ {2}hint: \S/);
-  assert.doesNotMatch(r.err, /\n\s+at /, 'no stack trace');
-}
 
 const root = mkdtempSync(join(tmpdir(), 'ponder-run-'));
 after(() => rmSync(root, { recursive: true, force: true }));

@@ -7,12 +7,15 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main, type CliIO } from '../src/cli/main.js';
 import { numel, parseSafetensors, writeSafetensors } from '../src/format/safetensors.js';
 import { entry, stFile } from './fixtures/safetensors-bytes.js';
+import { ensureBuilt } from './cli-support.js';
+import { loadModel } from '../src/node/index.js';
+import { randomWeights, tinyConfig } from './huginn-fixture.js';
 
 interface Run { code: number; out: string; err: string }
 
@@ -158,15 +161,6 @@ test('an unreadable file is IO_READ (skipped when running as root, who can read 
   assertUsageError(await run(path), 'IO_READ');
 });
 
-/** bin/ponder.js runs dist/; rebuild it when any source file is newer than the compiled CLI. */
-function ensureBuilt(): void {
-  const compiled = 'dist/src/cli/inspect.js';
-  const newest = (dir: string): number => Math.max(0, ...readdirSync(dir, { withFileTypes: true }).map((e) => (e.isDirectory() ? newest(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs)));
-  let builtAt = 0;
-  try { builtAt = statSync(compiled).mtimeMs; } catch { /* not built yet */ }
-  if (builtAt < newest('src')) spawnSync('npm', ['run', 'build:ts'], { stdio: 'ignore' }); // emits even if unrelated files have type errors
-}
-
 test('the real bin/ponder.js: exit 0 with a listing on a golden file, exit 2 and one error line on a bad one', { timeout: 120_000 }, () => {
   ensureBuilt();
   const ok = spawnSync(process.execPath, ['bin/ponder.js', 'inspect', golden], { encoding: 'utf8' });
@@ -207,3 +201,43 @@ test('inspect names the family of every bundled model (MoR included) from the on
   assert.deepEqual(JSON.parse((await run(dir, '--json')).out).unknown_config_keys, ['total_ut_step']);
 });
 
+
+test('inspect DIR names the chat template, the special tokens the tokenizer adds, and the stop ids with their sources — the same ids the API uses', async () => {
+  const chatml = 'test/fixtures/chat-models/ouro-chatml';
+  const r = await run(chatml);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /\nchat template: tokenizer_config\.json chat_template, first line "\{% for message in messages %\}"; answers as role "assistant"\n/);
+  assert.match(r.out, /\ntokenizer: vocab 405; special tokens added to a plain prompt: nothing \(no rule adds any\); to a chat prompt: none/);
+  assert.match(r.out, /\n {2}tokenizer_config\.json: add_bos_token unset, add_eos_token unset, bos_token unset, eos_token <\|im_end\|>\n/);
+  assert.match(r.out, /\nstop ids in chat: 400 "<\|endoftext\|>" \(config\.json eos_token_id\), 402 "<\|im_end\|>" \(chat template: ends an answer; tokenizer eos_token\)\n/);
+  const json = JSON.parse((await run(chatml, '--json')).out);
+  const model = await loadModel(chatml);
+  assert.deepEqual(json.stop_ids, model.stopIds());
+  assert.deepEqual(json.chat_stop_ids, model.stopIds({ chat: true }));
+  assert.equal(json.chat_template.assistant_role, 'assistant');
+  assert.match((await run('models/demo-ouro')).out, /\nchat template: none\nstop ids: 2 "\\u0002" \(config\.json eos_token_id\)\n/);
+
+  // Huginn-0125's layout: generation_config eos [65505, 65508], the post-processor's <|begin_text|>, header turns answered as "Huginn"
+  const dir = join(root, 'huginn-chat');
+  mkdirSync(dir);
+  const config = tinyConfig({ E: 8, H: 1, P: 1, R: 1, C: 1, V: 65536, I: 8, meanRecurrence: 2 });
+  const weights = randomWeights(config, 1, { dtype: 'BF16' });
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+  writeFileSync(join(dir, 'model.safetensors'), writeSafetensors(weights.names().map((name) => ({ name, dtype: weights.info(name)!.dtype, shape: weights.info(name)!.shape, data: weights.read(name) as ArrayBufferView }))));
+  writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ bos_token_id: 65504, eos_token_id: [65505, 65508], pad_token_id: 65509 }));
+  writeFileSync(join(dir, 'tokenizer.json'), readFileSync('test/fixtures/tokenizer-huginn-style.json', 'utf8'));
+  const fixture = JSON.parse(readFileSync('test/fixtures/chat/huginn-headers.json', 'utf8'));
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ ...fixture.tokenizer_config, chat_template: fixture.template }));
+  const h = await run(dir);
+  assert.equal(h.code, 0, h.err);
+  assert.match(h.out, /\n {2}model_type \(none\), family huginn\n/);
+  assert.match(h.out, /special tokens added to a plain prompt: "<\|begin_text\|>" before \(tokenizer\.json post_processor\)/);
+  assert.match(h.out, /answers as role "Huginn"\n/);
+  assert.match(h.out, /\nstop ids: 65505 "<\|end_text\|>" \(generation_config\.json eos_token_id; Huginn upstream: generation always stops on it \(_get_stops\)\), 65508 "<\|end_turn\|>" \(generation_config\.json eos_token_id; Huginn upstream: generation always stops on it \(_get_stops\)\), 65504 "<\|begin_text\|>" \(Huginn upstream: generation always stops on it \(_get_stops\)\)\n/);
+  assert.match(h.out, /\nstop ids in chat: .*65508 "<\|end_turn\|>" \(generation_config\.json eos_token_id; Huginn upstream: generation always stops on it \(_get_stops\); chat template: ends an answer\)/);
+
+  writeFileSync(join(dir, 'chat_template.jinja'), '{% for m in messages %}');
+  const broken = await run(dir);
+  assert.equal(broken.code, 2);
+  assert.match(broken.err, /^error\[CHAT_TEMPLATE_SYNTAX\]: chat template \(chat_template\.jinja\)/);
+});

@@ -57,9 +57,13 @@ test('the release files convert, and the converted model reproduces the golden c
   const out = fresh();
   const result = await convertMor({ ...release, out });
   assert.deepEqual(readdirSync(out).sort(), ['config.json', 'model.safetensors']);
-  // 78 state-dict entries: 36 aliases of the recursion-0 block dropped, the tied lm_head kept
-  assert.equal(result.tensors, 42);
-  assert.deepEqual(result.notes, ['36 shared-layer aliases dropped (each equal to the first layer of its group, which is written once)']);
+  // 78 state-dict entries: 36 aliases of the recursion-0 block dropped, the tied lm_head left out (the loader reads the embedding)
+  assert.equal(result.tensors, 41);
+  assert.deepEqual(result.notes, [
+    '36 shared-layer aliases dropped (each equal to the first layer of its group, which is written once)',
+    'lm_head.weight: the tied head (equal to model.embed_tokens.weight) is not written; the loader reads the embedding',
+  ]);
+  assert.ok(!parseSafetensors(new Uint8Array(readFileSync(join(out, 'model.safetensors'))), 'out').tensors.has('lm_head.weight'));
 
   const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
   assert.equal(config.model_config.max_position_embeddings, 64, 'max_length of the YAML replaces the base config\'s 2048');
@@ -78,7 +82,7 @@ test('`ponder convert mor` writes a directory `ponder run` loads; converting aga
   const argv = ['convert', 'mor', '--weights', release.weights, '--config', release.config, '--experiment', release.experiment, out];
   const first = await ponder(argv);
   assert.equal(first.code, 0, first.err);
-  assert.match(first.out, /wrote .*: config\.json, model\.safetensors \(42 tensors/);
+  assert.match(first.out, /wrote .*: config\.json, model\.safetensors \(41 tensors/);
   const run = await ponder(['run', '--model', out, '--ids', '5,6,7', '-n', '3', '--json']);
   assert.equal(run.code, 0, run.err);
   const tokens = JSON.parse(run.out).tokens as { phase?: string }[];
@@ -166,20 +170,21 @@ function goldenWeightsFile(edit: (tensors: Map<string, TensorToWrite>) => void):
   return path;
 }
 
-test('a safetensors state dict without the tied lm_head (a save_pretrained export) converts, with lm_head written from the embedding', async () => {
+test('a safetensors state dict without the tied lm_head (a save_pretrained export) converts to the same files', async () => {
   const weights = goldenWeightsFile((t) => {
     t.delete('lm_head.weight');
     t.set('model.rotary_emb.inv_freq', { name: 'model.rotary_emb.inv_freq', dtype: 'F32', shape: [8], data: new Float32Array(8) });
   });
   const out = fresh();
   const result = await convertMor({ ...release, weights, out });
-  assert.ok(result.notes.some((n) => /lm_head\.weight: not in the checkpoint \(tie_word_embeddings\)/.test(n)), result.notes.join('\n'));
+  assert.ok(!result.notes.some((n) => /lm_head/.test(n)), result.notes.join('\n'));
+  assert.equal(result.tensors, 41);
   assert.ok(result.notes.some((n) => /RoPE buffer/.test(n)), result.notes.join('\n'));
   const report = await runGoldenCase(caseWithConvertedModel(out), createScalarRuntime());
   assert.ok(report.pass, report.error);
 });
 
-test('an alias whose values differ, an unknown tensor, or a non-float weight is CONVERT_TENSORS naming it', async () => {
+test('an alias whose values differ (a tied lm_head too), an unknown tensor, or a non-float weight is CONVERT_TENSORS naming it', async () => {
   const differs = goldenWeightsFile((t) => {
     const name = 'model.layers.3.block.1.mlp.up_proj.weight';
     const data = Float32Array.from(t.get(name)!.data as Float32Array);
@@ -187,6 +192,12 @@ test('an alias whose values differ, an unknown tensor, or a non-float weight is 
     t.set(name, { ...t.get(name)!, data });
   });
   await assert.rejects(convertMor({ ...release, weights: differs, out: fresh() }), isCode('CONVERT_TENSORS', /model\.layers\.3\.block\.1\.mlp\.up_proj\.weight differs from model\.layers\.1\.block\.1\.mlp\.up_proj\.weight/));
+  const head = goldenWeightsFile((t) => {
+    const data = Float32Array.from(t.get('lm_head.weight')!.data as Float32Array);
+    data[0] += 1;
+    t.set('lm_head.weight', { ...t.get('lm_head.weight')!, data });
+  });
+  await assert.rejects(convertMor({ ...release, weights: head, out: fresh() }), isCode('CONVERT_TENSORS', /lm_head\.weight differs from model\.embed_tokens\.weight, though tie_word_embeddings is true/));
   const extra = goldenWeightsFile((t) => t.set('model.layers.0.lora_A', { name: 'model.layers.0.lora_A', dtype: 'F32', shape: [2], data: new Float32Array(2) }));
   await assert.rejects(convertMor({ ...release, weights: extra, out: fresh() }), isCode('CONVERT_TENSORS', /unexpected model\.layers\.0\.lora_A/));
   const ints = goldenWeightsFile((t) => t.set('model.norm.weight', { name: 'model.norm.weight', dtype: 'I32', shape: [64], data: new Int32Array(64) }));

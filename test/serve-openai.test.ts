@@ -12,10 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { loadModel, type Model } from '../src/node/index.js';
-import { listen, loadChatTemplateDir, type Listening } from '../src/node/serve.js';
+import { listen, type Listening } from '../src/node/serve.js';
 import { createServer, type ServeOptions } from '../src/serve/server.js';
 import type { DepthInfo } from '../src/serve/openai.js';
-import type { ChatTemplate } from '../src/chat/template.js';
 
 // demo-ouro's files plus a ChatML template (the bundled demo models have none: they are not chat models)
 const chatDir = mkdtempSync(join(tmpdir(), 'ponder-serve-'));
@@ -23,8 +22,9 @@ for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) copyFile
 const chatml = JSON.parse(readFileSync('test/fixtures/chat/chatml-default-system.json', 'utf8')) as { template: string; tokenizer_config: Record<string, unknown> };
 writeFileSync(join(chatDir, 'tokenizer_config.json'), JSON.stringify({ ...chatml.tokenizer_config, chat_template: chatml.template }));
 
-const model = await loadModel('models/demo-ouro');
-const template = (await loadChatTemplateDir(chatDir))!;
+// the served model: demo-ouro's weights and tokenizer, with the template (the server chats through model.chat)
+const model = await loadModel(chatDir);
+const template = model.chatTemplate!;
 const servers: Listening[] = [];
 after(async () => {
   for (const s of servers) await s.close();
@@ -32,7 +32,7 @@ after(async () => {
 });
 
 async function serve(options: Partial<ServeOptions> = {}, log?: string[]): Promise<{ url: string; client: OpenAI }> {
-  const server = createServer({ model, id: 'demo-ouro', chatTemplate: template, log: log ? (l) => log.push(l) : undefined, ...options });
+  const server = createServer({ model, id: 'demo-ouro', log: log ? (l) => log.push(l) : undefined, ...options });
   await server.ready;
   const listening = await listen(server, { port: 0 });
   servers.push(listening);
@@ -143,6 +143,23 @@ test('chat completions render the conversation with the model\'s template and st
   assert.equal(content, want.text);
 });
 
+test('chat completions are the library\'s model.chat: a chat model stops at its end-of-turn token (a stop id), streamed or not', async () => {
+  const dir = 'test/fixtures/chat-models/ouro-chatml'; // a scripted model that answers "<think>hm</think>\n\nHello!<|im_end|>"
+  const chatModel = await loadModel(dir);
+  const { client: greeter } = await serve({ model: chatModel });
+  const messages = [{ role: 'user' as const, content: 'Hi' }];
+  const want = await chatModel.chat(messages, { maxNewTokens: 50 }).result();
+  assert.equal(want.finishReason, 'stop_id');
+  const r = await greeter.chat.completions.create({ model: 'demo-ouro', messages, max_tokens: 50 });
+  assert.equal(r.choices[0].message.content, want.text);
+  assert.equal(r.choices[0].message.content, '<think>hm</think>\n\nHello!');
+  assert.equal(r.choices[0].finish_reason, 'stop');
+  assert.deepEqual(r.usage, { prompt_tokens: want.promptIds.length, completion_tokens: want.generatedIds.length, total_tokens: want.ids.length });
+  let content = '';
+  for await (const chunk of await greeter.chat.completions.create({ model: 'demo-ouro', messages, max_tokens: 50, stream: true })) content += chunk.choices[0]?.delta.content ?? '';
+  assert.equal(content, want.text);
+});
+
 test('the same seed gives the same text; another seed another text; omitted sampling fields take the model\'s defaults (greedy here)', async () => {
   const ask = (seed?: number, temperature?: number) => client.completions.create({ model: 'demo-ouro', prompt: 'x', max_tokens: 16, seed, temperature }).then((r) => r.choices[0].text);
   assert.equal(await ask(42, 1), await ask(42, 1));
@@ -190,7 +207,7 @@ test('errors in OpenAI\'s shape: a bad model name is 404, a bad, unknown or unsu
 });
 
 test('a server without a chat template answers chat requests with a 400 that says so', async () => {
-  const { client: plain } = await serve({ chatTemplate: null });
+  const { client: plain } = await serve({ model: await loadModel('models/demo-ouro') });
   await expectError(plain.chat.completions.create({ model: 'demo-ouro', messages: [{ role: 'user', content: 'x' }] }), 400, { param: 'messages', code: 'CHAT_TEMPLATE_MISSING' });
 });
 
@@ -285,7 +302,7 @@ test('the README\'s command and curl example work as written (on a free port)', 
   const block = /```bash\n([\s\S]*?)```/.exec(readFileSync('README.md', 'utf8'))![1];
   const dir = /npx ponder serve --model (\S+)/.exec(block)![1];
   const curl = /curl http:\/\/127\.0\.0\.1:8080(\S+) .*?-d '([^']*)'/s.exec(block)!;
-  const server = createServer({ model: await loadModel(dir), chatTemplate: await loadChatTemplateDir(dir) }); // the id is the directory's name, as the CLI's
+  const server = createServer({ model: await loadModel(dir) }); // the id is the directory's name, as the CLI's
   const listening = await listen(server, { port: 0 });
   servers.push(listening);
   const response = await fetch(`${listening.url}${curl[1]}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: curl[2] });

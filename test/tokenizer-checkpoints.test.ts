@@ -89,3 +89,27 @@ test('Huginn-style: the chat markers inside text are the special ids, and decode
   assert.deepEqual([...huginn.specialIds].sort((a, b) => a - b), [65504, 65505, 65506, 65507, 65508, 65509]);
   assert.equal(huginn.vocabSize, 65510);
 });
+
+const withConfig = (name: string, config: Record<string, unknown>) => loadTokenizer(readFileSync(new URL(`./fixtures/tokenizer-${name}-style.json`, import.meta.url), 'utf8'), JSON.stringify(config));
+
+test('special tokens: tokenizer.json\'s post-processor decides unless tokenizer_config.json sets add_bos_token / add_eos_token, which then decide alone (transformers\' update_post_processor)', async () => {
+  assert.deepEqual(huginn.specialTokenRule, { prefix: [65504], suffix: [], source: 'tokenizer.json post_processor' });
+  assert.deepEqual(qwen.specialTokenRule, { prefix: [], suffix: [], source: 'none' });
+  const both = await withConfig('huginn', { bos_token: '<|begin_text|>', eos_token: '<|end_text|>', add_bos_token: true, add_eos_token: true });
+  assert.deepEqual(both.encode('Hi'), [65504, 72, 105, 65505]);
+  assert.deepEqual(both.encode('Hi', { addSpecialTokens: false }), [72, 105]);
+  assert.equal(both.specialTokenRule.source, 'tokenizer_config.json add_bos_token/add_eos_token');
+  // one flag given: the other counts as false, so the post-processor's <|begin_text|> is gone
+  assert.deepEqual((await withConfig('huginn', { eos_token: '<|end_text|>', add_eos_token: true })).encode('Hi'), [72, 105, 65505]);
+  assert.deepEqual((await withConfig('huginn', { add_bos_token: false })).encode('Hi'), [72, 105]);
+  // Qwen2-style (ByteLevel post-processor adds nothing): a bos flag adds the config's bos_token
+  assert.deepEqual((await withConfig('qwen2', { bos_token: '<|endoftext|>', add_bos_token: true })).encode('Hi'), [400, 72, 105]);
+  // a flag without its token adds nothing, as transformers turns it off
+  assert.deepEqual((await withConfig('qwen2', { add_bos_token: true, bos_token: null })).encode('Hi'), [72, 105]);
+});
+
+test('special-token settings that cannot work are TOKENIZER_INVALID naming the field: a flag that is not a boolean, a token the vocabulary lacks', async () => {
+  const invalid = (field: string) => (e: unknown): boolean => e instanceof Error && (e as { code?: string }).code === 'TOKENIZER_INVALID' && (e as { field?: string }).field === field;
+  await assert.rejects(withConfig('qwen2', { add_bos_token: 'yes' }), invalid('add_bos_token'));
+  await assert.rejects(withConfig('qwen2', { add_eos_token: true, eos_token: '</s>' }), invalid('eos_token'));
+});

@@ -14,6 +14,7 @@ import { safetensorsWeights, type WeightSource } from '../models/weights.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { loadTokenizer, type TextTokenizer, type LoadTokenizerOptions } from '../tokenizer.js';
 import { familyOf, loadFamily } from '../models/registry.js';
+import { loadChatTemplate, type ChatTemplate, type LoadChatTemplateOptions } from '../chat/template.js';
 import { Model } from './model.js';
 
 export interface LoadProgress {
@@ -36,6 +37,10 @@ export interface LoadOptions {
   tokenizer?: boolean;
   /** how to import @huggingface/tokenizers (for bundlers) */
   importTokenizers?: LoadTokenizerOptions['importLibrary'];
+  /** false: do not load the chat template even when present (no @huggingface/jinja needed). Default true. */
+  chatTemplate?: boolean;
+  /** how to import @huggingface/jinja (for bundlers) */
+  importChatTemplates?: LoadChatTemplateOptions['importLibrary'];
   /** fetch to use for URL sources. Default globalThis.fetch. */
   fetch?: typeof fetch;
 }
@@ -49,6 +54,10 @@ export interface MemoryModelSource {
   /** tokenizer.json text, or a loaded tokenizer */
   tokenizer?: string | TextTokenizer;
   tokenizerConfig?: string;
+  /** chat_template.jinja text */
+  chatTemplate?: string;
+  /** special_tokens_map.json text */
+  specialTokensMap?: string;
   /** generation_config.json: parsed, or its text */
   generationConfig?: Record<string, unknown> | string;
   /** a name for messages and traces */
@@ -102,6 +111,8 @@ export interface ModelFiles {
   weights: WeightSource;
   tokenizerJson?: string | TextTokenizer;
   tokenizerConfig?: string;
+  chatTemplateJinja?: string;
+  specialTokensMap?: string;
   generationConfig?: ConfigObject;
   label: string;
   /** false when progress was reported in another unit (downloaded bytes) */
@@ -118,11 +129,41 @@ export async function modelFromFiles(files: ModelFiles, options: LoadOptions): P
       ? await loadTokenizer(files.tokenizerJson, files.tokenizerConfig, { importLibrary: options.importTokenizers })
       : files.tokenizerJson;
   }
+  const chat = tokenizer && options.chatTemplate !== false ? await chatTemplateOf(files, options) : { template: null, error: null };
   checkAborted(options.signal, `loading ${files.label}`);
-  const { adapter, unknownConfigKeys } = loadFamily(files.config, files.weights, runtime, { seed: options.seed ?? 0 });
+  const { adapter, stops, unknownConfigKeys } = loadFamily(files.config, files.weights, runtime, { seed: options.seed ?? 0 });
   // tensors the family never reads (a tied lm_head, an optional RoPE buffer) still count as done
   if (files.reportFinalProgress !== false) { const total = weightBytes(files.weights); options.onProgress?.({ bytesDone: total, bytesTotal: total }); }
-  return new Model({ adapter, tokenizer, generationConfig: files.generationConfig ? files.generationConfig.values as Record<string, unknown> : null, label: files.label, unknownConfigKeys });
+  return new Model({
+    adapter, stops, tokenizer, generationConfig: files.generationConfig ? files.generationConfig.values as Record<string, unknown> : null,
+    chatTemplate: chat.template, chatTemplateError: chat.error, label: files.label, unknownConfigKeys,
+  });
+}
+
+/** tokenizer_config.json names a chat_template (its JSON was checked when the tokenizer loaded). */
+function hasChatTemplate(tokenizerConfig: string | undefined): boolean {
+  if (tokenizerConfig === undefined) return false;
+  try {
+    const value = (JSON.parse(tokenizerConfig.replace(/^\uFEFF/, '')) as Record<string, unknown> | null)?.chat_template;
+    return value !== undefined && value !== null;
+  } catch {
+    return true; // loadChatTemplate names the error
+  }
+}
+
+/**
+ * The folder's chat template, if it has one. A template that cannot be loaded (the optional
+ * renderer missing, bad syntax) does not stop the model from loading: chat calls throw its error.
+ */
+async function chatTemplateOf(files: ModelFiles, options: LoadOptions): Promise<{ template: ChatTemplate | null; error: PonderError | null }> {
+  if (files.chatTemplateJinja === undefined && !hasChatTemplate(files.tokenizerConfig)) return { template: null, error: null };
+  try {
+    const template = await loadChatTemplate({ tokenizerConfig: files.tokenizerConfig, chatTemplateJinja: files.chatTemplateJinja, specialTokensMap: files.specialTokensMap }, { importLibrary: options.importChatTemplates });
+    return { template, error: null };
+  } catch (e) {
+    if (e instanceof PonderError && e.code.startsWith('CHAT_')) return { template: null, error: e };
+    throw e;
+  }
 }
 
 async function defaultRuntime(): Promise<Runtime> {
@@ -171,7 +212,7 @@ export async function loadModel(source: ModelSource, options: LoadOptions = {}):
   options.onProgress?.({ bytesDone: 0, bytesTotal: bytes });
   return modelFromFiles({
     config, weights: trackedWeights(weights, options), label,
-    tokenizerJson: source.tokenizer, tokenizerConfig: source.tokenizerConfig,
+    tokenizerJson: source.tokenizer, tokenizerConfig: source.tokenizerConfig, chatTemplateJinja: source.chatTemplate, specialTokensMap: source.specialTokensMap,
     generationConfig: source.generationConfig === undefined ? undefined : jsonRecord(source.generationConfig, `${label}/generation_config.json`),
   }, options);
 }
@@ -216,6 +257,9 @@ async function loadFromUrl(base: string, options: LoadOptions): Promise<Model> {
   const generation = await get('generation_config.json', true);
   const tokenizerJson = options.tokenizer === false ? null : await get('tokenizer.json', true);
   const tokenizerConfig = tokenizerJson ? await get('tokenizer_config.json', true) : null;
+  const wantChat = tokenizerJson !== null && options.chatTemplate !== false;
+  const chatTemplate = wantChat ? await get('chat_template.jinja', true) : null;
+  const specialTokensMap = wantChat ? await get('special_tokens_map.json', true) : null;
 
   const files: Record<string, Uint8Array> = {};
   let fetched = 0;
@@ -237,6 +281,8 @@ async function loadFromUrl(base: string, options: LoadOptions): Promise<Model> {
     config, weights: trackedWeights(weights, { ...options, onProgress: undefined }), label: root, reportFinalProgress: false,
     tokenizerJson: tokenizerJson ? text(tokenizerJson) : undefined,
     tokenizerConfig: tokenizerConfig ? text(tokenizerConfig) : undefined,
+    chatTemplateJinja: chatTemplate ? text(chatTemplate) : undefined,
+    specialTokensMap: specialTokensMap ? text(specialTokensMap) : undefined,
     generationConfig: generation ? parseConfigJson(text(generation), `${root}generation_config.json`) : undefined,
   }, options);
 }

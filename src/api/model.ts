@@ -1,17 +1,25 @@
 /**
- * The public model: `forward` (one uncached pass, last-position logits + trace) and `generate`
- * (an async iterator streaming one event per token), with one depth-policy option across
- * families. spec/api.md documents every option with an example.
+ * The public model: `forward` (one uncached pass, last-position logits + trace), `generate` (an
+ * async iterator streaming one event per token, src/api/generation.ts) with one depth-policy option
+ * across families, and chat: the model folder's template rendered, the chat stop ids, and sessions
+ * that keep their KV cache across turns where the family allows it. spec/api.md documents every
+ * option with an example.
  */
 import { PonderError } from '../errors.js';
 import { checkTokenIds } from '../models/inputs.js';
 import { Sampler, samplingFromGenerationConfig, type SamplingOptions } from '../generate/sampling.js';
-import { StopCondition, type StopReason } from '../generate/stop.js';
+import { StopCondition } from '../generate/stop.js';
 import { checkSeed } from '../generate/prng.js';
-import type { TextTokenizer, TokenTextStream } from '../tokenizer.js';
-import { summarizeTrace, traceToJSON, type RunTrace, type TokenTrace, type TraceSummary } from '../trace/trace.js';
-import type { FamilyAdapter, FamilySession, Family, SessionOptions, StepControl, StepOutput } from '../models/family.js';
+import type { TextTokenizer } from '../tokenizer.js';
+import type { RunTrace } from '../trace/trace.js';
+import type { FamilyAdapter, Family, FamilySession, FamilyStops, SessionOptions, StepOutput } from '../models/family.js';
 import { checkPolicy, describePolicy, type DepthPolicy } from '../depth/policy.js';
+import type { ChatMessage, ChatTemplate } from '../chat/template.js';
+import { assistantRole, defaultStopIds, endOfTurnToken, type StopId } from '../chat/stops.js';
+import { Generation, type GenerateOptions, type GenerationResult, type Prepared, type SessionStart } from './generation.js';
+
+export { Generation, type GenerateOptions, type GenerationResult, type TokenEvent, type FinishReason } from './generation.js';
+export type { StopId } from '../chat/stops.js';
 
 export interface ForwardOptions {
   /** depth policy (default: what upstream does without depth arguments) */
@@ -31,66 +39,40 @@ export interface ForwardResult {
   trace: RunTrace;
 }
 
-export interface GenerateOptions {
-  /** tokens to generate at most. Default 32. */
-  maxNewTokens?: number;
-  /** ids that end generation (the id is kept in `ids`, its text not shown). Default: generation_config.json eos_token_id, else none. */
-  stopIds?: readonly number[];
-  /** strings that end generation; never shown, not even in part (needs a tokenizer). */
-  stopStrings?: readonly string[];
-  /** seed of the sampling draws and of Huginn's initial state. Default 0. */
-  seed?: number;
-  /** temperature / topK / topP / minP / repetitionPenalty (spec/sampling.md). Default: generation_config.json, else greedy. */
-  sampling?: SamplingOptions;
-  /** depth policy (spec/policies.md). Default: what upstream does. */
-  policy?: DepthPolicy;
-  /** aborting ends the stream cleanly after the current token: finishReason 'aborted', the model stays usable. */
-  signal?: AbortSignal;
-  /** add the tokenizer's special tokens (e.g. BOS) when the prompt is text. Default true. */
+/** A chat call: the generate options (but Huginn's initialStates) and the template's. */
+export interface ChatOptions extends Omit<GenerateOptions, 'initialStates' | 'addSpecialTokens'> {
+  /** add the tokenizer's special tokens around the rendered prompt. Default false: the template writes them (as transformers' apply_chat_template). */
   addSpecialTokens?: boolean;
-  /** Huginn: cache lookup strategy ('full' default, 'latest-m4', 'latest-m4-compress-s4', ...); Ouro: 'copy-forward' (default) | 'exclude'; MoR: none */
-  kvStrategy?: string;
-  /**
-   * Huginn: the initial latent state s₀ of every position fed, in order — the prompt, then each
-   * generated token — as [positions, n_embd] row-major, instead of draws from `seed` (e.g. replaying
-   * the draws of a recorded run). A generation that feeds more positions than it holds is HUGINN_STATE_SHAPE.
-   */
-  initialStates?: Float32Array;
+  /** extra template variables, e.g. `{ enable_thinking: true }` */
+  templateKwargs?: Readonly<Record<string, unknown>>;
+  /** tool (function) JSON schemas, for templates that take them */
+  tools?: readonly unknown[];
+  /** documents (objects with title and text), for templates that take them */
+  documents?: readonly unknown[];
+  /** a named template of a template set (tokenizer_config.json's list form) */
+  templateName?: string;
+  /** continue the last message (no end of turn after it, no generation prompt) */
+  continueFinalMessage?: boolean;
 }
 
-export type FinishReason = StopReason | 'length' | 'context' | 'aborted';
-
-export interface TokenEvent {
-  /** 0-based index among generated tokens */
-  index: number;
-  id: number;
-  /** text this token makes visible ('' while held back: an incomplete character, a possible stop-string prefix; '' without tokenizer) */
-  text: string;
-  /** this token's depth trace */
-  trace: TokenTrace;
-  /** set on the last event when generation ended on it */
-  finishReason?: FinishReason;
-}
-
-export interface GenerationResult {
-  /** prompt ids followed by the generated ids */
-  ids: number[];
-  promptIds: number[];
-  generatedIds: number[];
-  /** the generated text (without a stop string), '' without tokenizer */
-  text: string;
-  finishReason: FinishReason;
-  trace: RunTrace;
-  summary: TraceSummary;
-  /** the trace as JSON (spec/trace.md §3) */
-  traceJSON(indent?: number): string;
+export interface ChatSessionOptions {
+  /** a system message put first in the history, and kept by reset() */
+  system?: string;
+  /** positions to allocate the session's KV cache for. Default: what the first turn needs (at least twice its prompt + maxNewTokens), grown when a turn needs more. */
+  capacity?: number;
 }
 
 /** What `loadModel` hands to the Model. */
 export interface ModelParts {
   adapter: FamilyAdapter;
+  /** the ids the family stops on by its config and upstream code */
+  stops: FamilyStops;
   tokenizer: TextTokenizer | null;
   generationConfig: Record<string, unknown> | null;
+  /** the model folder's chat template, or null */
+  chatTemplate?: ChatTemplate | null;
+  /** why the folder's chat template could not be loaded (thrown by chat calls) */
+  chatTemplateError?: PonderError | null;
   label: string;
   /** config.json keys the family never read (dotted paths), see unknownKeys */
   unknownConfigKeys?: readonly string[];
@@ -105,11 +87,16 @@ export class Model {
   readonly defaultDepth: number;
   readonly tokenizer: TextTokenizer | null;
   readonly generationConfig: Record<string, unknown> | null;
+  /** the chat template of the model folder (chat_template.jinja, else tokenizer_config.json), or null */
+  readonly chatTemplate: ChatTemplate | null;
   /** where it was loaded from */
   readonly label: string;
   /** config.json keys the family does not read (dotted paths such as `mor.capcity`): a typo, or a field ponder ignores */
   readonly unknownConfigKeys: readonly string[];
   private readonly adapter: FamilyAdapter;
+  private readonly stops: FamilyStops;
+  private readonly chatTemplateError: PonderError | null;
+  private chatFacts: { role: string; endOfTurn: { id: number; token: string } | null } | null = null;
 
   constructor(parts: ModelParts) {
     this.adapter = parts.adapter;
@@ -117,8 +104,11 @@ export class Model {
     this.vocabSize = parts.adapter.vocabSize;
     this.contextLength = parts.adapter.contextLength;
     this.defaultDepth = parts.adapter.defaultDepth;
+    this.stops = parts.stops;
     this.tokenizer = parts.tokenizer;
     this.generationConfig = parts.generationConfig;
+    this.chatTemplate = parts.chatTemplate ?? null;
+    this.chatTemplateError = parts.chatTemplateError ?? null;
     this.label = parts.label;
     this.unknownConfigKeys = [...(parts.unknownConfigKeys ?? [])];
   }
@@ -137,6 +127,32 @@ export class Model {
   checkPolicy(policy: DepthPolicy): void {
     checkPolicy(policy);
     this.adapter.checkPolicy(policy);
+  }
+
+  /**
+   * The stop ids generation uses unless `stopIds` is given, each with where it comes from:
+   * generation_config.json eos_token_id (else config.json's), the family's built-in stops, and for
+   * chat calls the template's end-of-turn token and the tokenizer's eos_token.
+   */
+  stopIds(options: { chat?: boolean } = {}): StopId[] {
+    const chat = options.chat ? { endOfTurn: this.chatTurn().endOfTurn, eosToken: stringToken(this.chatTemplate!.specialTokens.eos_token) } : undefined;
+    return defaultStopIds({ family: this.stops, generationConfig: this.generationConfig, tokenizer: this.tokenizer, chat });
+  }
+
+  /**
+   * The template's eos_token text when the tokenizer has no id for it (a template given to a model
+   * whose vocabulary lacks `<|im_end|>`): chat calls then stop at that text, as a stop string.
+   * null when the stop ids cover it.
+   */
+  chatStopText(): string | null {
+    const eos = stringToken(this.requireChatTemplate().specialTokens.eos_token);
+    if (eos === undefined || eos === '' || this.tokenizer!.tokenToId(eos) != null) return null;
+    return eos;
+  }
+
+  /** The role under which the template writes an answer ('assistant'; Huginn's template: 'Huginn'), or null without a template. */
+  get assistantRole(): string | null {
+    return this.chatTemplate ? this.chatTurn().role : null;
   }
 
   /** One uncached pass over `ids` under a depth policy: last-position logits and a trace per position. */
@@ -167,7 +183,28 @@ export class Model {
    * checked (ids, context length, policy, sampling) before any compute.
    */
   generate(promptOrIds: string | readonly number[], options: GenerateOptions = {}): Generation {
-    return new Generation(this.prepare(promptOrIds, options), this);
+    const promptIds = typeof promptOrIds === 'string' ? this.encode(promptOrIds, options.addSpecialTokens ?? true) : [...promptOrIds];
+    this.checkIds(promptIds, typeof promptOrIds === 'string' ? 'prompt' : 'ids');
+    return new Generation(this.prepare(promptIds, options, false), this);
+  }
+
+  /** The prompt text of a chat, exactly as transformers' apply_chat_template(tokenize=False, add_generation_prompt=True) renders it. */
+  renderChat(messages: readonly ChatMessage[], options: ChatOptions = {}): string {
+    return renderChatPrompt(this.requireChatTemplate(), messages, options);
+  }
+
+  /** Renders the conversation with the model's template, encodes it and streams the answer, like generate. */
+  chat(messages: readonly ChatMessage[], options: ChatOptions = {}): Generation {
+    const promptText = this.renderChat(messages, options);
+    const promptIds = this.encode(promptText, options.addSpecialTokens ?? false);
+    this.checkIds(promptIds, 'prompt');
+    return new Generation({ ...this.prepare(promptIds, options, true), promptText }, this);
+  }
+
+  /** A multi-turn conversation that keeps its KV cache across turns where the family allows it (spec/api.md §Chat). */
+  chatSession(options: ChatSessionOptions = {}): ChatSession {
+    this.requireChatTemplate();
+    return new ChatSession(this, { adapter: this.adapter, prepare: (ids, o) => this.prepare(ids, o, true), checkIds: (ids) => this.checkIds(ids, 'prompt') }, options);
   }
 
   private requireTokenizer(): TextTokenizer {
@@ -177,6 +214,26 @@ export class Model {
     return this.tokenizer;
   }
 
+  private requireChatTemplate(): ChatTemplate {
+    if (this.chatTemplate) { this.requireTokenizer(); return this.chatTemplate; }
+    if (this.chatTemplateError) throw this.chatTemplateError;
+    this.requireTokenizer();
+    throw new PonderError('CHAT_TEMPLATE_MISSING', `${this.label} has no chat template: neither chat_template.jinja nor a chat_template in tokenizer_config.json`, {
+      path: this.label, hint: 'this is not a chat model (the bundled demo models are not): give the prompt as plain text',
+    });
+  }
+
+  /** The assistant role and end-of-turn token, found once by rendering probes. */
+  private chatTurn(): { role: string; endOfTurn: { id: number; token: string } | null } {
+    const template = this.requireChatTemplate();
+    if (!this.chatFacts) {
+      const role = assistantRole(template);
+      this.chatFacts = { role, endOfTurn: endOfTurnToken(template, role, this.tokenizer!) };
+    }
+    return this.chatFacts;
+  }
+
+  /** Throws GEN_EMPTY / GEN_TOKEN_ID / GEN_CONTEXT for prompt ids this model cannot take. */
   private checkIds(ids: readonly number[], what: string): void {
     if (!Array.isArray(ids) && !ArrayBuffer.isView(ids)) throw new PonderError('ARG_INVALID', `${what} must be an array of token ids`, { field: what, hint: 'pass a string prompt (with a tokenizer) or an array of ids' });
     if (ids.length === 0) throw new PonderError('GEN_EMPTY', `${what} is empty: generation needs at least one prompt token`, { field: what, hint: 'pass a non-empty prompt' });
@@ -186,9 +243,8 @@ export class Model {
     }
   }
 
-  private prepare(promptOrIds: string | readonly number[], o: GenerateOptions): Prepared {
-    const promptIds = typeof promptOrIds === 'string' ? this.encode(promptOrIds, o.addSpecialTokens ?? true) : [...promptOrIds];
-    this.checkIds(promptIds, typeof promptOrIds === 'string' ? 'prompt' : 'ids');
+  /** Checks every option of a generation over checked `promptIds` (chat: the chat stop ids by default). */
+  private prepare(promptIds: number[], o: GenerateOptions, chat: boolean): Prepared {
     const maxNewTokens = o.maxNewTokens ?? 32;
     if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new PonderError('ARG_INVALID', `maxNewTokens must be an integer ≥ 0, got ${String(maxNewTokens)}`, { field: 'maxNewTokens', hint: 'e.g. maxNewTokens: 32' });
     const policy = o.policy ?? { kind: 'default' };
@@ -198,8 +254,11 @@ export class Model {
     checkSeed(seed);
     const sampler = new Sampler(this.vocabSize, { ...baseSampling, seed });
     if (o.stopStrings && o.stopStrings.length > 0 && !this.tokenizer) this.requireTokenizer();
-    const stopIds = o.stopIds ?? (this.generationConfig ? eosOf(this.generationConfig.eos_token_id) : []);
-    const stop = new StopCondition({ stopIds, stopStrings: o.stopStrings });
+    const stopIds = o.stopIds ?? this.stopIds({ chat }).map((s) => s.id);
+    const stopStrings = [...(o.stopStrings ?? [])];
+    const eosText = chat && o.stopIds === undefined ? this.chatStopText() : null;
+    if (eosText !== null && !stopStrings.includes(eosText)) stopStrings.push(eosText);
+    const stop = new StopCondition({ stopIds, stopStrings });
     if (o.signal !== undefined && !(typeof o.signal === 'object' && o.signal !== null && 'aborted' in o.signal)) throw new PonderError('ARG_INVALID', 'signal must be an AbortSignal', { field: 'signal', hint: 'pass controller.signal' });
     const session: SessionOptions = { seed, kvStrategy: o.kvStrategy, initialStates: o.initialStates };
     this.adapter.checkSessionOptions(session);
@@ -207,141 +266,169 @@ export class Model {
   }
 }
 
-interface Prepared {
-  promptIds: number[];
-  maxNewTokens: number;
-  policy: DepthPolicy;
-  sampler: Sampler;
-  stop: StopCondition;
-  signal: AbortSignal | null;
-  session: SessionOptions;
-  adapter: FamilyAdapter;
+/** A chat's prompt text: the conversation with a generation prompt (or its last message left open), as Model.renderChat renders it. */
+export function renderChatPrompt(template: ChatTemplate, messages: readonly ChatMessage[], options: ChatOptions = {}): string {
+  return template.render(messages, {
+    addGenerationPrompt: !options.continueFinalMessage, continueFinalMessage: options.continueFinalMessage,
+    tools: options.tools, documents: options.documents, templateKwargs: options.templateKwargs, templateName: options.templateName,
+  });
 }
 
-function eosOf(value: unknown): number[] {
-  if (typeof value === 'number') return [value];
-  if (Array.isArray(value)) return value.filter((x): x is number => typeof x === 'number');
-  return [];
+function stringToken(value: string | string[] | undefined): string | undefined {
+  return typeof value === 'string' ? value : undefined;
 }
 
 function now(): number {
   return globalThis.performance.now();
 }
 
-/** Gives timers and abort handlers a turn between tokens (only when there is a signal to watch). */
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
+/** What a ChatSession needs of its model beyond the public API (Model.chatSession hands it over). */
+interface ModelInternals {
+  adapter: FamilyAdapter;
+  prepare(promptIds: number[], options: GenerateOptions): Prepared;
+  checkIds(promptIds: number[]): void;
 }
 
-/** One generation: an async iterable of TokenEvents, and `result()` for the whole outcome. */
-export class Generation implements AsyncIterable<TokenEvent> {
-  private readonly events: AsyncGenerator<TokenEvent, void, undefined>;
-  private outcome: GenerationResult | null = null;
-  private started = false;
+/** What a chat session's KV cache holds: the ids fed, and their text (the prompt, then the generated tokens decoded with their special tokens). */
+interface CacheState {
+  session: FamilySession;
+  ids: number[];
+  /** null: the buffers may be reused, but they hold nothing a turn can continue */
+  text: string | null;
+}
 
-  constructor(private readonly p: Prepared, private readonly model: Model) {
-    this.events = this.run();
-  }
+/**
+ * A conversation: `send(content)` adds a user message and streams the answer, which joins the
+ * history when the generation ends; `chat(messages)` answers a whole conversation at once. A turn
+ * whose rendered prompt extends the text the cache holds feeds only the rest (spec/api.md §Chat).
+ */
+export class ChatSession {
+  private history: ChatMessage[];
+  private cache: CacheState | null = null;
+  private running = false;
+  /** bumped whenever a turn starts, so a turn prepared before another ran refuses to start on a cache it did not see */
+  private version = 0;
 
-  [Symbol.asyncIterator](): AsyncIterator<TokenEvent> {
-    if (this.started) throw new PonderError('ARG_INVALID', 'a generation can be iterated only once', { hint: 'call model.generate(...) again for a new one' });
-    this.started = true;
-    return this.events;
-  }
-
-  /** Runs the generation to its end (or continues it, after a partial iteration) and returns everything. */
-  async result(): Promise<GenerationResult> {
-    if (!this.started) {
-      this.started = true;
-      for await (const _event of this.events) { /* drain */ }
-    } else if (this.outcome === null) {
-      for (;;) { const r = await this.events.next(); if (r.done) break; }
+  constructor(private readonly model: Model, private readonly internals: ModelInternals, private readonly options: ChatSessionOptions) {
+    if (options.capacity !== undefined && (!Number.isInteger(options.capacity) || options.capacity < 1)) {
+      throw new PonderError('ARG_INVALID', `capacity must be a positive integer, got ${String(options.capacity)}`, { field: 'capacity', hint: `at most the model's context of ${model.contextLength}` });
     }
-    return this.outcome!;
+    if (options.system !== undefined && typeof options.system !== 'string') throw new PonderError('ARG_INVALID', 'system must be a string', { field: 'system', hint: 'e.g. { system: "Be brief." }' });
+    this.history = this.initialHistory();
   }
 
-  private async *run(): AsyncGenerator<TokenEvent, void, undefined> {
-    const { promptIds, maxNewTokens, policy, sampler, stop, signal, session: sessionOptions } = this.p;
+  /** The conversation so far (a copy). */
+  get messages(): ChatMessage[] {
+    return structuredClone(this.history);
+  }
+
+  /** Tokens the session's KV cache holds (0 before the first turn). */
+  get cachedTokens(): number {
+    return this.cache && this.cache.text !== null ? this.cache.ids.length : 0;
+  }
+
+  /** Starts over with `messages` (default: only the system message). The next turn reuses the cache only if its prompt still extends it. */
+  reset(messages?: readonly ChatMessage[]): void {
+    this.refuseWhileRunning();
+    this.history = messages === undefined ? this.initialHistory() : structuredClone([...messages]);
+  }
+
+  /**
+   * Gives the session's KV cache back to the model, whose later sessions and generations reuse it
+   * (WASM memory is never freed: a server holding many conversations closes the finished ones).
+   * The history stays; a later turn prefills the whole conversation again.
+   */
+  close(): void {
+    this.refuseWhileRunning();
+    if (this.cache) this.internals.adapter.endSession(this.cache.session);
+    this.cache = null;
+  }
+
+  /** Adds `{ role: 'user', content }` (or the message given) and streams the answer. */
+  send(content: string | ChatMessage, options: ChatOptions = {}): Generation {
+    const message: ChatMessage = typeof content === 'string' ? { role: 'user', content } : content;
+    return this.chat([...this.history, message], options);
+  }
+
+  /** Answers the conversation `messages`; when the generation ends they, with the answer, become the history. */
+  chat(messages: readonly ChatMessage[], options: ChatOptions = {}): Generation {
+    this.refuseWhileRunning();
     const model = this.model;
-    const adapter = this.p.adapter;
-    const perToken = policy.kind === 'budget' ? policy.perToken ?? { kind: 'default' as const } : policy;
-    const budgetSteps = policy.kind === 'budget' ? policy.maxStepsPerSequence : null;
-    const capacity = Math.min(model.contextLength, promptIds.length + maxNewTokens);
-    const trace: RunTrace = { family: model.family, model: model.label, policy: describePolicy(policy), sampling: { ...sampler.options }, tokens: [], decodeMs: 0, prefillMs: 0 };
-    const textStream: TokenTextStream | null = model.tokenizer ? model.tokenizer.decodeStream() : null;
-    const ids = [...promptIds];
-    const generated: number[] = [];
-    let text = '';
-    let finishReason: FinishReason = 'length';
-    let stepsSpent = 0;
-    let decodeMs = 0;
-    let session: FamilySession | null = null;
+    const conversation = structuredClone([...messages]);
+    const promptText = model.renderChat(conversation, options);
+    const addSpecial = options.addSpecialTokens ?? false;
+    const { adapter } = this.internals;
+    const prepared = this.internals.prepare([], options); // every option checked before any encode or compute
+    const control = { policy: perTokenPolicy(prepared.policy), budgeted: prepared.policy.kind === 'budget' };
+    const cache = this.cache;
+    const maxNew = prepared.maxNewTokens;
 
-    const finish = (): void => {
-      if (session) adapter.endSession(session); // its KV cache goes back for reuse (arena memory is never freed)
-      session = null;
-      const rest = (textStream ? stop.flush() + textStream.flush() : '');
-      text += rest;
-      trace.decodeMs = decodeMs;
-      const summary = summarizeTrace(trace);
-      const result: GenerationResult = {
-        ids: [...ids], promptIds: [...promptIds], generatedIds: [...generated], text, finishReason, trace, summary,
-        traceJSON: (indent?: number) => traceToJSON(trace, indent),
-      };
-      this.outcome = result;
-    };
-
-    try {
-      if (signal?.aborted) { finishReason = 'aborted'; return; }
-      session = adapter.newSession(capacity, sessionOptions);
-      const t0 = now();
-      let out = adapter.run(session, promptIds, { policy: perToken, cap: null, phase: 'prefill', stepsSpent: 0, budgeted: budgetSteps !== null });
-      trace.prefillMs = now() - t0;
-      if (model.tokenizer) {
-        const promptText = model.tokenizer.decodeStream();
-        for (const t of out.tokens) t.text = promptText.push(t.id);
-      }
-      trace.tokens.push(...out.tokens);
-
-      for (let k = 0; k < maxNewTokens; k++) {
-        if (signal) {
-          await yieldToEventLoop();
-          if (signal.aborted) { finishReason = 'aborted'; return; }
-        }
-        if (ids.length >= model.contextLength) { finishReason = 'context'; return; }
-        const tStart = now();
-        const id = sampler.sample(out.logits, ids);
-        ids.push(id);
-        generated.push(id);
-        const cap = budgetSteps === null ? null : Math.max(1, budgetSteps - stepsSpent);
-        const control: StepControl = { policy: perToken, cap, phase: 'decode', stepsSpent, budgeted: budgetSteps !== null };
-        // The token is fed at once, so its trace (the depth its position used) comes with its event.
-        out = adapter.run(session, [id], control);
-        decodeMs += now() - tStart;
-        const tokenTrace = out.tokens[0];
-        stepsSpent += tokenTrace.steps;
-        const piece = textStream ? textStream.push(id) : '';
-        if (textStream) tokenTrace.text = piece;
-        trace.tokens.push(tokenTrace);
-        const step = stop.push(id, piece);
-        let shown = step.text;
-        const last = step.stopped !== null || k === maxNewTokens - 1 || ids.length >= model.contextLength;
-        if (step.stopped !== null) finishReason = step.stopped;
-        else if (k === maxNewTokens - 1) finishReason = 'length';
-        else if (ids.length >= model.contextLength) finishReason = 'context';
-        if (last && step.stopped === null && textStream) shown += stop.flush() + textStream.flush();
-        text += shown;
-        const event: TokenEvent = { index: k, id, text: shown, trace: tokenTrace };
-        if (last) { event.finishReason = finishReason; finish(); }
-        yield event;
-        if (last) return;
-      }
-    } finally {
-      // a consumer that stops iterating early ends the generation like an abort
-      if (this.outcome === null) {
-        if (finishReason === 'length' && generated.length < maxNewTokens) finishReason = 'aborted';
-        finish();
-      }
+    let promptIds: number[] | null = null;
+    let cached = 0;
+    if (cache && cache.text !== null && !addSpecial && promptText.startsWith(cache.text) && promptText.length > cache.text.length
+      && adapter.continues(cache.session, control, prepared.session)) {
+      const rest = model.encode(promptText.slice(cache.text.length), false);
+      const ids = [...cache.ids, ...rest];
+      if (rest.length > 0 && cache.session.capacity >= Math.min(model.contextLength, ids.length + maxNew)) { promptIds = ids; cached = cache.ids.length; }
     }
+    promptIds ??= model.encode(promptText, addSpecial);
+    this.internals.checkIds(promptIds);
+    const version = this.version;
+
+    const start = (need: number): SessionStart => {
+      if (this.running || this.version !== version) {
+        throw new PonderError('CHAT_SESSION_BUSY', 'another turn of this chat session ran after this one was prepared', { hint: 'run one turn of a session at a time: await each generation before sending the next message' });
+      }
+      this.running = true;
+      this.version++;
+      if (cached > 0) return { session: cache!.session, cached };
+      // a full prefill: the old cache goes back to the model's pool, which hands the same buffers out again when they are large enough
+      const had = cache?.session.capacity ?? 0;
+      if (cache) adapter.endSession(cache.session);
+      const session = adapter.newSession(had >= need ? had : this.capacityFor(need, had), prepared.session);
+      this.cache = { session, ids: [], text: null };
+      return { session, cached: 0 };
+    };
+    const onEnd = (result: GenerationResult | null, session: FamilySession | null): void => {
+      this.running = false;
+      if (session === null) return; // ended before it started: nothing changed
+      if (result === null) { this.cache = { session, ids: [], text: null }; return; } // failed part-way: keep only the buffers
+      const generatedText = result.generatedIds.length > 0 ? model.decode(result.generatedIds) : '';
+      this.cache = { session, ids: result.ids, text: promptText + generatedText };
+      if (result.generatedIds.length === 0 && result.finishReason === 'aborted') return; // cancelled before a word: the turn is dropped
+      this.history = options.continueFinalMessage ? continued(conversation, result.text) : [...conversation, { role: model.assistantRole!, content: result.text }];
+    };
+    return new Generation({ ...prepared, promptIds, promptText, start, onEnd }, model);
   }
+
+  private initialHistory(): ChatMessage[] {
+    return this.options.system === undefined ? [] : [{ role: 'system', content: this.options.system }];
+  }
+
+  private refuseWhileRunning(): void {
+    if (this.running) throw new PonderError('CHAT_SESSION_BUSY', 'this chat session is still generating an answer', { hint: 'await the current generation (or abort it) before sending the next message' });
+  }
+
+  /** Positions to allocate: `capacity` when given, else room for this turn and about as much again, at most the context. */
+  private capacityFor(need: number, had: number): number {
+    const context = this.model.contextLength;
+    if (this.options.capacity !== undefined && this.options.capacity >= need) return Math.min(context, this.options.capacity);
+    return Math.min(context, Math.max(need * 2, had * 2));
+  }
+}
+
+function perTokenPolicy(policy: DepthPolicy): DepthPolicy {
+  return policy.kind === 'budget' ? policy.perToken ?? { kind: 'default' } : policy;
+}
+
+/** The conversation with `text` appended to its last message (continueFinalMessage). */
+function continued(conversation: ChatMessage[], text: string): ChatMessage[] {
+  const out = structuredClone(conversation);
+  const last = out[out.length - 1];
+  if (typeof last.content === 'string') last.content += text;
+  else if (Array.isArray(last.content)) {
+    const block = [...last.content].reverse().find((b) => typeof b === 'object' && b !== null && typeof (b as { text?: unknown }).text === 'string') as { text: string } | undefined;
+    if (block) block.text += text;
+  }
+  return out;
 }

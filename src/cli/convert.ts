@@ -21,7 +21,8 @@ OUT/model.safetensors.
   OUT                 the output directory: new, empty, or a previous conversion
 
 Shared layers, stored under every alias in the checkpoint, are checked equal and written once;
-a tied lm_head left out of the checkpoint is written from the embedding. Both files are written
+a tied lm_head is checked equal to the embedding and not written (the loader reads the embedding),
+whether or not the checkpoint holds it. Both files are written
 to temporary files and renamed, so OUT never holds a half-written model.
 
 Example:

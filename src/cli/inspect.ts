@@ -6,6 +6,11 @@ import { basename } from 'node:path';
 import { PonderError } from '../errors.js';
 import { unknownKeys, type ConfigObject } from '../format/config.js';
 import { FAMILIES, findFamily } from '../models/registry.js';
+import type { FamilyStops } from '../models/family.js';
+import { loadTokenizer, type TextTokenizer } from '../tokenizer.js';
+import { loadChatTemplate, type ChatTemplate } from '../chat/template.js';
+import { assistantRole, defaultStopIds, endOfTurnToken, type StopId } from '../chat/stops.js';
+import { readTokenizerFiles } from '../node/model-dir.js';
 import { displayName, numel } from '../format/safetensors.js';
 import { openModelDir, type ModelDir } from '../node/model-dir.js';
 import { parseFlags } from './args.js';
@@ -16,9 +21,13 @@ export const INSPECT_HELP = `ponder inspect FILE|DIR [--json] [--config]
 Checks a safetensors file, a sharded index (model.safetensors.index.json) or a Hugging Face model
 directory (config.json + model.safetensors or shards) against every format rule, then lists each
 tensor (name, dtype, shape, bytes), the model config (model_type, family, key sizes, keys the
-family does not read) and totals.
-Only headers are read. Exit 0 when the input is valid, 2 with one "error[CODE]: ..." line when
-it is not (codes in spec/errors.md).
+family does not read) and totals. For a directory also: the tokenizer and the special tokens it
+adds (tokenizer_config.json add_bos_token / add_eos_token, else tokenizer.json's post-processor),
+the chat template (its source and first line, or "none"), and the default stop ids with where each
+comes from (generation_config.json or config.json eos, the family's upstream stops, and for chat
+the template's end-of-turn token and the tokenizer's eos).
+Only headers and the small JSON/template files are read. Exit 0 when the input is valid, 2 with
+one "error[CODE]: ..." line when it is not (codes in spec/errors.md).
 
   --json      print one JSON object (tensors, full config, totals) instead of text
   --config    also print config.json and generation_config.json in full
@@ -36,12 +45,106 @@ const SUMMARY_KEYS = [
   'max_position_embeddings', 'block_size', 'tie_word_embeddings', 'tie_embeddings', 'torch_dtype',
 ];
 
-/** The family the registry detects for the config, with the config keys that family does not read (its parse runs: a bad field is an error). */
-function familyOf(config: ConfigObject | undefined): { family: string; unknownKeys: string[] } | undefined {
+/** The family the registry detects for the config, with its stop ids and the config keys that family does not read (its parse runs: a bad field is an error). */
+function familyOf(config: ConfigObject | undefined): { family: string; stops: FamilyStops; unknownKeys: string[] } | undefined {
   const family = config ? findFamily(config) : undefined;
   if (!config || !family) return undefined;
-  family.parseConfig(config);
-  return { family: family.family, unknownKeys: unknownKeys(config) };
+  const parsed = family.parseConfig(config);
+  return { family: family.family, stops: family.stops(parsed), unknownKeys: unknownKeys(config) };
+}
+
+/** What a model directory says about text: its tokenizer's special tokens, its chat template, its stop ids. */
+interface TextReport {
+  tokenizer: { vocab: number; adds: { prefix: string[]; suffix: string[]; source: string } } | null;
+  /** tokenizer_config.json's settings, as written (null: unset); null without the file */
+  settings: { add_bos_token: boolean | null; add_eos_token: boolean | null; bos_token: string | null; eos_token: string | null } | null;
+  template: { origin: string; names: string[]; firstLine: string; assistantRole: string } | null;
+  stopIds: StopId[] | null;
+  chatStopIds: StopId[] | null;
+  /** what could not be read without an optional package */
+  notes: string[];
+}
+
+async function textReport(model: ModelDir, stops: FamilyStops | undefined): Promise<TextReport | null> {
+  if (model.layout === 'file') return null;
+  const files = readTokenizerFiles(model.path);
+  const notes: string[] = [];
+  const config = files.tokenizerConfig === undefined ? {} : parseTokenizerConfig(files.tokenizerConfig);
+  let tokenizer: TextTokenizer | null = null;
+  if (files.tokenizerJson !== undefined) {
+    try {
+      tokenizer = await loadTokenizer(files.tokenizerJson, files.tokenizerConfig);
+    } catch (e) {
+      if (!(e instanceof PonderError && e.code === 'TOKENIZER_UNAVAILABLE')) throw e;
+      notes.push('install @huggingface/tokenizers to read the tokenizer');
+    }
+  }
+  let template: ChatTemplate | null = null;
+  if (files.chatTemplateJinja !== undefined || (config.chat_template !== undefined && config.chat_template !== null)) {
+    try {
+      template = await loadChatTemplate(files);
+    } catch (e) {
+      if (!(e instanceof PonderError && e.code === 'CHAT_TEMPLATE_UNAVAILABLE')) throw e;
+      notes.push('install @huggingface/jinja to read the chat template');
+    }
+  }
+  const tokenText = (ids: readonly number[]): string[] => ids.map((id) => tokenizer!.decode([id]));
+  const role = template ? assistantRole(template) : null;
+  const stopInputs = stops ? { family: stops, generationConfig: model.generationConfig ? model.generationConfig.values as Record<string, unknown> : null, tokenizer } : null;
+  const eos = template?.specialTokens.eos_token;
+  return {
+    tokenizer: tokenizer ? { vocab: tokenizer.vocabSize, adds: { prefix: tokenText(tokenizer.specialTokenRule.prefix), suffix: tokenText(tokenizer.specialTokenRule.suffix), source: tokenizer.specialTokenRule.source } } : null,
+    settings: files.tokenizerConfig === undefined ? null : { add_bos_token: boolOrNull(config.add_bos_token), add_eos_token: boolOrNull(config.add_eos_token), bos_token: tokenString(config.bos_token), eos_token: tokenString(config.eos_token) },
+    template: template ? { origin: template.origin === 'chat_template.jinja' ? 'chat_template.jinja' : 'tokenizer_config.json chat_template', names: [...template.names], firstLine: firstLine(files.chatTemplateJinja ?? config.chat_template), assistantRole: role! } : null,
+    stopIds: stopInputs ? defaultStopIds(stopInputs) : null,
+    chatStopIds: stopInputs && template && tokenizer
+      ? defaultStopIds({ ...stopInputs, chat: { endOfTurn: endOfTurnToken(template, role!, tokenizer), eosToken: typeof eos === 'string' ? eos : undefined } })
+      : null,
+    notes,
+  };
+}
+
+function parseTokenizerConfig(text: string): Record<string, unknown> {
+  try {
+    const value = JSON.parse(text.replace(/^\uFEFF/, '')) as unknown;
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as Record<string, unknown>;
+  } catch { /* below */ }
+  throw new PonderError('TOKENIZER_INVALID', 'tokenizer_config.json is not a JSON object', { path: 'tokenizer_config.json', hint: 'check that tokenizer_config.json is complete (a partial download?)' });
+}
+
+const boolOrNull = (v: unknown): boolean | null => (typeof v === 'boolean' ? v : null);
+const tokenString = (v: unknown): string | null => (typeof v === 'string' ? v : typeof v === 'object' && v !== null && typeof (v as { content?: unknown }).content === 'string' ? (v as { content: string }).content : null);
+
+/** The template's first non-blank line (of the `default` one in a named set), cut to 60 characters. */
+function firstLine(source: unknown): string {
+  const text = typeof source === 'string' ? source
+    : Array.isArray(source) ? String((source.find((t: { name?: unknown }) => t?.name === 'default') ?? source[0])?.template ?? '') : '';
+  const line = text.split('\n').map((l) => l.trim()).find((l) => l.length > 0) ?? '';
+  return line.length > 60 ? `${line.slice(0, 57)}...` : line;
+}
+
+function stopLine(ids: StopId[]): string {
+  return ids.length === 0 ? 'none' : ids.map((s) => `${s.id}${s.token === null ? '' : ` ${JSON.stringify(s.token)}`} (${s.sources.join('; ')})`).join(', ');
+}
+
+function textLines(t: TextReport): string[] {
+  const lines: string[] = [];
+  const setting = (v: boolean | string | null): string => (v === null ? 'unset' : String(v));
+  if (t.tokenizer) {
+    const adds = t.tokenizer.adds;
+    const what = adds.prefix.length + adds.suffix.length === 0 ? 'nothing' : [...adds.prefix.map((x) => `${JSON.stringify(x)} before`), ...adds.suffix.map((x) => `${JSON.stringify(x)} after`)].join(', ');
+    lines.push(`tokenizer: vocab ${t.tokenizer.vocab}; special tokens added to a plain prompt: ${what} (${adds.source === 'none' ? 'no rule adds any' : adds.source})${t.template ? '; to a chat prompt: none (its template writes them)' : ''}`);
+  } else {
+    lines.push('tokenizer: none (no tokenizer.json)');
+  }
+  if (t.settings) lines.push(`  tokenizer_config.json: add_bos_token ${setting(t.settings.add_bos_token)}, add_eos_token ${setting(t.settings.add_eos_token)}, bos_token ${setting(t.settings.bos_token)}, eos_token ${setting(t.settings.eos_token)}`);
+  lines.push(t.template
+    ? `chat template: ${t.template.origin}${t.template.names.length > 0 ? ` (named: ${t.template.names.join(', ')})` : ''}, first line ${JSON.stringify(t.template.firstLine)}; answers as role ${JSON.stringify(t.template.assistantRole)}`
+    : 'chat template: none');
+  if (t.stopIds) lines.push(`stop ids: ${stopLine(t.stopIds)}`);
+  if (t.chatStopIds) lines.push(`stop ids in chat: ${stopLine(t.chatStopIds)}`);
+  for (const note of t.notes) lines.push(`  note: ${note}`);
+  return lines;
 }
 
 interface Row {
@@ -96,7 +199,7 @@ function configSummary(config: ConfigObject): string {
   return parts.join(', ');
 }
 
-function textReport(model: ModelDir, rows: Row[], showConfig: boolean): string {
+function plainReport(model: ModelDir, rows: Row[], showConfig: boolean, text: TextReport | null): string {
   const lines: string[] = [];
   const totals = totalsOf(rows);
   const layout = model.layout === 'sharded' ? `sharded checkpoint, ${model.files.length} shard${model.files.length > 1 ? 's' : ''}`
@@ -119,6 +222,7 @@ function textReport(model: ModelDir, rows: Row[], showConfig: boolean): string {
     lines.push(`generation config: ${model.generationConfig.path}`);
     if (showConfig) lines.push(...JSON.stringify(model.generationConfig.values, null, 2).split('\n').map((l) => `  ${l}`));
   }
+  if (text) lines.push(...textLines(text));
   for (const f of model.files) {
     const meta = Object.entries(f.metadata);
     if (meta.length > 0) lines.push(`metadata${model.files.length > 1 ? ` (${basename(f.path)})` : ''}: ${meta.map(([k, v]) => `${displayName(k)}=${displayName(v)}`).join(', ')}`);
@@ -139,7 +243,7 @@ function textReport(model: ModelDir, rows: Row[], showConfig: boolean): string {
   return lines.join('\n') + '\n';
 }
 
-function jsonReport(model: ModelDir, rows: Row[]): string {
+function jsonReport(model: ModelDir, rows: Row[], text: TextReport | null): string {
   const totals = totalsOf(rows);
   const family = familyOf(model.config);
   const report = {
@@ -149,6 +253,12 @@ function jsonReport(model: ModelDir, rows: Row[]): string {
     unknown_config_keys: family?.unknownKeys ?? [],
     config: model.config ? { path: model.config.path, values: model.config.values } : null,
     generation_config: model.generationConfig ? { path: model.generationConfig.path, values: model.generationConfig.values } : null,
+    tokenizer: text?.tokenizer ? { vocab: text.tokenizer.vocab, special_tokens_added: text.tokenizer.adds } : null,
+    special_token_settings: text?.settings ?? null,
+    chat_template: text?.template ? { origin: text.template.origin, names: text.template.names, first_line: text.template.firstLine, assistant_role: text.template.assistantRole } : null,
+    stop_ids: text?.stopIds ?? null,
+    chat_stop_ids: text?.chatStopIds ?? null,
+    notes: text?.notes ?? [],
     index: model.index ? { path: model.index.path, metadata: model.index.metadata } : null,
     files: model.files.map((f) => ({ path: f.path, header_bytes: f.headerLength, data_bytes: f.dataLength, metadata: f.metadata, tensors: f.tensors.size })),
     tensors: rows.map((r) => ({ name: r.name, dtype: r.dtype, shape: r.shape, params: r.params, bytes: r.bytes, ...(model.layout === 'sharded' ? { file: r.file } : {}) })),
@@ -164,7 +274,8 @@ export async function inspectCommand(argv: string[], io: CliIO): Promise<number>
   if (positionals.length > 1) throw new PonderError('ARG_INVALID', `inspect takes one FILE or DIR, got ${positionals.length}`, { hint: 'usage: ponder inspect FILE|DIR [--json] [--config]' });
   const model = openModelDir(positionals[0]);
   const rows = rowsOf(model);
+  const text = await textReport(model, familyOf(model.config)?.stops);
   // the whole report is built before anything is printed: stdout never holds half a result
-  io.out(values.json ? jsonReport(model, rows) : textReport(model, rows, Boolean(values.config)));
+  io.out(values.json ? jsonReport(model, rows, text) : plainReport(model, rows, Boolean(values.config), text));
   return 0;
 }

@@ -3,6 +3,7 @@
  * Errors print one line `error[CODE]: message` (and a hint line) to stderr, never a stack trace.
  */
 import { PonderError } from '../errors.js';
+import { chatCommand } from './chat.js';
 import { conformCommand } from './conform.js';
 import { convertCommand } from './convert.js';
 import { inspectCommand } from './inspect.js';
@@ -22,6 +23,7 @@ Usage: ponder <command> [options]   (ponder <command> --help for each)
 
 Commands:
   run                generate text, each token coloured by the depth it used, then a summary
+  chat               talk with a chat model (its template, multi-turn, the KV cache kept across turns)
   trace --html FILE  the same generation as a self-contained HTML page (depth heatmap, criterion curves)
   conform [DIR]      run golden conformance cases (default: the bundled spec/golden)
   serve --model DIR  an OpenAI-compatible HTTP server (chat, completions, streaming) with per-token depth
@@ -37,6 +39,7 @@ Exit codes: 0 ok, 1 internal fault or failed check, 2 bad usage or input.
 
 const COMMANDS: Record<string, (argv: string[], io: CliIO) => Promise<number>> = {
   run: runCommand,
+  chat: chatCommand,
   trace: traceCommand,
   conform: conformCommand,
   inspect: inspectCommand,

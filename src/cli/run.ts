@@ -8,7 +8,10 @@ import { resolve } from 'node:path';
 import { PonderError } from '../errors.js';
 import { loadModelDir } from '../node/index.js';
 import { parsePolicy } from '../depth/policy.js';
-import type { GenerateOptions, GenerationResult, Model } from '../api/model.js';
+import { renderChatPrompt, type ChatOptions, type GenerateOptions, type Generation, type GenerationResult, type Model } from '../api/model.js';
+import { loadChatTemplate, type ChatMessage } from '../chat/template.js';
+import { ThinkingSplitter, promptOpensThinking, type TextSegment } from '../chat/thinking.js';
+import { readTokenizerFiles } from '../node/model-dir.js';
 import type { SamplingOptions } from '../generate/sampling.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { colorTokenByDepth, depthLegend, formatSummary } from '../trace/terminal.js';
@@ -34,7 +37,17 @@ export const GENERATION_FLAGS: FlagSpec = {
   stop: { type: 'string', multiple: true },
   threads: { type: 'string' },
   'kv-strategy': { type: 'string' },
+  'stop-id': { type: 'string', multiple: true },
+  'special-tokens': { type: 'boolean' },
+  'no-special-tokens': { type: 'boolean' },
   ...RUNTIME_FLAGS,
+};
+
+/** The conversation flags of `ponder run --chat` and `ponder chat`. */
+export const CHAT_FLAGS: FlagSpec = {
+  system: { type: 'string' },
+  'template-arg': { type: 'string', multiple: true },
+  'hide-thinking': { type: 'boolean' },
 };
 
 export const GENERATION_HELP = `  --model DIR, -m        model directory in Hugging Face layout (config.json, model.safetensors or
@@ -51,12 +64,26 @@ export const GENERATION_HELP = `  --model DIR, -m        model directory in Hugg
   --top-k K --top-p P --min-p P --repetition-penalty R   sampling filters (spec/sampling.md)
   --seed N                seed of the sampling draws and of Huginn's initial state (default 0)
   --stop TEXT             stop string (repeatable)
+  --stop-id N             also stop on token id N (repeatable); the default stop ids, and where each
+                          comes from, are listed by \`ponder inspect DIR\`
+  --special-tokens, --no-special-tokens
+                          add (or not) the tokenizer's special tokens (BOS, ...) to the prompt.
+                          Default: added to a plain prompt (tokenizer_config.json add_bos_token /
+                          add_eos_token, else tokenizer.json's post-processor), not to a chat prompt,
+                          whose template writes them
   --kv-strategy NAME      Huginn cache lookup (full, skip, latest-m4, available-m4, always-last-m4,
                           randomized, optionally -compress-s<N> / -compress-r<N> / -compress-anchor);
                           Ouro copy-forward | exclude (skipped loops after an early exit)
   --kernels wasm|scalar   kernels to run on (default wasm)
   --threads N             WASM kernel threads (default: the available cores, at most 8; results are
                           bit-identical on any count)`;
+
+export const CHAT_HELP = `  --system TEXT           a system message first in the conversation
+  --template-arg KEY=VALUE
+                          a chat-template variable (repeatable); VALUE is read as JSON when it
+                          parses, else as text: e.g. --template-arg enable_thinking=false
+  --hide-thinking         leave out what the model writes in <think>…</think> (on a terminal it is
+                          shown dimmed)`;
 
 export const RUN_HELP = `ponder run [options]
 
@@ -66,10 +93,18 @@ tokens/s, mean/min/max depth, compute saved versus full depth.
 
 ${GENERATION_HELP}
   --json                  print the trace as JSON (spec/trace.md) instead of text
+  --chat                  the prompt is a user message: render it with the model's chat template
+                          (tokenizer_config.json or chat_template.jinja) and stop at the end of the
+                          answer; see also \`ponder chat\`
+${CHAT_HELP}
+  --print-prompt          print exactly the prompt text that would be encoded (with --chat: the
+                          rendered template; no newline added) and exit without loading the weights
 
 Examples:
   ponder run --prompt "Hello" --policy "exit(kl, 5e-4)"
   ponder run --model models/demo-ouro --ids 1,2,3 --policy "exit(gate, 0.5)" --json
+  ponder run --model ~/models/Ouro-1.4B-Thinking --chat --system "Be brief." --prompt "Is 91 prime?"
+  ponder run --model ~/models/Ouro-1.4B-Thinking --chat --prompt "Hi" --print-prompt
 `;
 
 
@@ -96,7 +131,35 @@ function idsFlag(value: string): number[] {
   return parts.map(Number);
 }
 
-/** The runtime --kernels and --threads ask for (run, trace, serve). */
+function stopIdsFlag(values: string[] | undefined): number[] {
+  return (values ?? []).map((v) => {
+    if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))) throw new PonderError('ARG_INVALID', `--stop-id must be a token id (an integer ≥ 0), got ${JSON.stringify(v)}`, { field: 'stop-id', hint: 'e.g. --stop-id 2 (ids: ponder inspect DIR lists the default stop ids)' });
+    return Number(v);
+  });
+}
+
+/** --template-arg KEY=VALUE pairs as template kwargs: VALUE as JSON when it parses, else the text. */
+function templateArgs(values: string[] | undefined): Record<string, unknown> | undefined {
+  if (!values || values.length === 0) return undefined;
+  const out: Record<string, unknown> = {};
+  for (const v of values) {
+    const eq = v.indexOf('=');
+    if (eq <= 0) throw new PonderError('ARG_INVALID', `--template-arg must be KEY=VALUE, got ${JSON.stringify(v)}`, { field: 'template-arg', hint: 'e.g. --template-arg enable_thinking=false' });
+    const raw = v.slice(eq + 1);
+    let value: unknown = raw;
+    try { value = JSON.parse(raw); } catch { /* plain text */ }
+    out[v.slice(0, eq)] = value;
+  }
+  return out;
+}
+
+/** The chat options the conversation flags ask for (templateKwargs), merged into generation options. */
+export function chatFlags(values: Record<string, string | boolean | string[] | undefined>): { system?: string; templateKwargs?: Record<string, unknown>; hideThinking: boolean } {
+  const templateKwargs = templateArgs(values['template-arg'] as string[] | undefined);
+  return { system: values.system as string | undefined, ...(templateKwargs ? { templateKwargs } : {}), hideThinking: values['hide-thinking'] === true };
+}
+
+/** The runtime --kernels and --threads ask for (run, trace, chat, serve). */
 export async function runtimeFromFlags(command: string, values: Record<string, string | boolean | string[] | undefined>): Promise<Runtime> {
   // no --threads: as many kernel threads as the host offers (defaultThreadCount, at most 8); scalar kernels run on one
   const threads = values.threads !== undefined || values.kernels === 'scalar' ? intFlag(command, 'threads', values.threads as string | undefined, 1)
@@ -113,9 +176,21 @@ interface Prepared {
   options: GenerateOptions;
 }
 
-/** Parses the generation flags and loads the model; nothing is written to stdout. */
-export async function prepare(command: string, values: Record<string, string | boolean | string[] | undefined>, io: CliIO): Promise<Prepared> {
+/** The model directory the flags name (default: the bundled demo model, said on stderr). */
+export function modelDir(values: Record<string, string | boolean | string[] | undefined>, io: CliIO): string {
+  if (values.model !== undefined) return values.model as string;
+  io.err(`no --model given: using the bundled demo model ${DEMO_MODEL} (golden-case weights, so its text is noise)\n`);
+  return resolve(io.bundledGoldenDir, '..', '..', 'models', DEMO_MODEL);
+}
+
+/**
+ * Parses the generation flags and loads the model; nothing is written to stdout. `chat`: the
+ * prompt is rendered by the chat template (no special tokens added by default, the chat stop ids).
+ */
+export async function prepare(command: string, values: Record<string, string | boolean | string[] | undefined>, io: CliIO, chat = false): Promise<Prepared> {
   if (values.prompt !== undefined && values.ids !== undefined) throw new PonderError('ARG_INVALID', `${command}: give --prompt or --ids, not both`, { hint: `see \`ponder ${command} --help\`` });
+  if (values['special-tokens'] && values['no-special-tokens']) throw new PonderError('ARG_INVALID', `${command}: give --special-tokens or --no-special-tokens, not both`, { field: 'special-tokens', hint: `see \`ponder ${command} --help\`` });
+  const extraStops = stopIdsFlag(values['stop-id'] as string[] | undefined);
   const maxNewTokens = values['max-new-tokens'] === '0' ? 0 : intFlag(command, 'max-new-tokens', values['max-new-tokens'] as string | undefined, 32);
   const threshold = numberFlag('threshold', values.threshold as string | undefined);
   const policy = values.policy !== undefined ? parsePolicy(String(values.policy), threshold)
@@ -138,15 +213,10 @@ export async function prepare(command: string, values: Record<string, string | b
   const stopStrings = values.stop as string[] | undefined;
 
   const runtime = await runtimeFromFlags(command, values);
-  let dir = values.model as string | undefined;
-  if (dir === undefined) {
-    dir = resolve(io.bundledGoldenDir, '..', '..', 'models', DEMO_MODEL);
-    io.err(`no --model given: using the bundled demo model ${DEMO_MODEL} (golden-case weights, so its text is noise)\n`);
-  }
-  const model = await loadModelDir(dir, { runtime });
+  const model = await loadModelDir(modelDir(values, io), { runtime });
   if (model.unknownConfigKeys.length > 0) io.err(`note: config.json keys ponder does not read (a typo, or a field it ignores): ${model.unknownConfigKeys.join(', ')}\n`);
   const prompt = values.ids !== undefined ? idsFlag(String(values.ids)) : String(values.prompt ?? 'Once upon a time');
-  if (typeof prompt === 'string' && model.tokenizer) {
+  if (typeof prompt === 'string' && model.tokenizer && command !== 'chat') {
     // a tokenizer without an unknown token drops characters it cannot encode (demo-huginn's covers ASCII only): say so
     const seen = model.decode(model.encode(prompt, false));
     if (seen !== prompt) io.err(`note: the tokenizer reads the prompt as ${JSON.stringify(seen)} (characters it cannot encode are lost)\n`);
@@ -157,6 +227,12 @@ export async function prepare(command: string, values: Record<string, string | b
   if (seed !== undefined) options.seed = seed;
   if (stopStrings) options.stopStrings = stopStrings;
   if (values['kv-strategy'] !== undefined) options.kvStrategy = String(values['kv-strategy']);
+  if (values['special-tokens'] || values['no-special-tokens']) options.addSpecialTokens = values['special-tokens'] === true;
+  if (extraStops.length > 0) {
+    const outside = extraStops.find((id) => id >= model.vocabSize);
+    if (outside !== undefined) throw new PonderError('ARG_INVALID', `--stop-id ${outside} is outside the vocabulary of ${model.vocabSize}`, { field: 'stop-id', hint: 'give a token id of this model' });
+    options.stopIds = [...new Set([...model.stopIds({ chat }).map((s) => s.id), ...extraStops])];
+  }
   if (policy) model.checkPolicy(policy);
   return { model, prompt, options };
 }
@@ -166,30 +242,78 @@ function visible(text: string): string {
   return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, (c) => String.fromCodePoint(c === '\u007f' ? 0x2421 : 0x2400 + c.charCodeAt(0)));
 }
 
+/** Faint text (SGR 2), line by line like the depth colours. */
+function dim(text: string): string {
+  return text.split('\n').map((line) => (line.length === 0 ? line : `\x1b[2m${line}\x1b[0m`)).join('\n');
+}
+
+export interface StreamOptions {
+  hideThinking: boolean;
+  /** print the depth legend before the first token */
+  legend: boolean;
+}
+
+/**
+ * Streams a generation to stdout: each token's text on its depth colour (a terminal only), what the
+ * model writes in <think>…</think> dimmed or left out. Returns the result and whether any token came.
+ */
+export async function streamGeneration(generation: Generation, model: Model, io: CliIO, o: StreamOptions): Promise<{ result: GenerationResult; started: boolean }> {
+  const tty = io.isTTY === true;
+  // a chat prompt that leaves a <think> block open (a Thinking model's generation prompt): the answer starts inside it
+  const splitter = new ThinkingSplitter(generation.promptText !== undefined && promptOpensThinking(generation.promptText));
+  let started = false;
+  let trimAnswer = false; // after a hidden thinking block: drop the blank lines that followed it
+  const show = (segments: TextSegment[], steps: number, maxSteps: number): void => {
+    for (const seg of segments) {
+      if (seg.thinking && o.hideThinking) { trimAnswer = true; continue; }
+      let text = seg.text;
+      if (!seg.thinking && trimAnswer) { text = text.replace(/^\s+/, ''); trimAnswer = text.length === 0; }
+      if (text.length === 0) continue;
+      const colored = colorTokenByDepth(visible(text), steps, maxSteps, tty);
+      io.out(seg.thinking && tty ? dim(colored) : colored);
+    }
+  };
+  let last = { steps: model.defaultDepth, maxSteps: model.defaultDepth };
+  for await (const event of generation) {
+    if (!started && o.legend) io.out(`${depthLegend(event.trace.maxSteps, tty)}\n`);
+    started = true;
+    last = { steps: event.trace.steps, maxSteps: event.trace.maxSteps };
+    if (model.tokenizer) show(splitter.push(event.text), event.trace.steps, event.trace.maxSteps);
+    else io.out(colorTokenByDepth(`${event.id} `, event.trace.steps, event.trace.maxSteps, tty));
+  }
+  const result = await generation.result();
+  show(splitter.flush(), last.steps, last.maxSteps);
+  return { result, started };
+}
+
 export async function runCommand(argv: string[], io: CliIO): Promise<number> {
-  const { values, positionals } = parseFlags('run', argv, { ...GENERATION_FLAGS, json: { type: 'boolean' } });
+  const { values, positionals } = parseFlags('run', argv, { ...GENERATION_FLAGS, ...CHAT_FLAGS, json: { type: 'boolean' }, chat: { type: 'boolean' }, 'print-prompt': { type: 'boolean' } });
   if (values.help) { io.out(RUN_HELP); return 0; }
   if (positionals.length > 0) throw new PonderError('ARG_INVALID', `run: unexpected argument ${JSON.stringify(positionals[0])}`, { hint: 'put the prompt after --prompt; see `ponder run --help`' });
-  const { model, prompt, options } = await prepare('run', values, io);
-  const generation = model.generate(prompt, options); // validates ids, context, policy, sampling
-  const tty = io.isTTY === true;
-  let result: GenerationResult;
+  const chat = values.chat === true;
+  const conversation = chatFlags(values);
+  if (!chat) {
+    const given = ['system', 'template-arg'].find((k) => values[k] !== undefined);
+    if (given) throw new PonderError('ARG_INVALID', `run: --${given} needs --chat`, { field: given, hint: 'add --chat to render the prompt with the model\'s chat template' });
+  }
+  if (chat && values.ids !== undefined) throw new PonderError('ARG_INVALID', 'run: --chat takes the user message as text (--prompt), not --ids', { field: 'ids', hint: 'give --prompt TEXT' });
+  const messages: ChatMessage[] = [
+    ...(conversation.system !== undefined ? [{ role: 'system', content: conversation.system }] : []),
+    { role: 'user', content: String(values.prompt ?? 'Once upon a time') },
+  ];
+  const chatOptions: ChatOptions = conversation.templateKwargs ? { templateKwargs: conversation.templateKwargs } : {};
+  if (values['print-prompt']) return printPrompt(values, io, chat ? messages : null, chatOptions);
+
+  const { model, prompt, options } = await prepare('run', values, io, chat);
+  // validates ids, context, policy, sampling (and renders the chat) before anything is printed
+  const generation = chat ? model.chat(messages, { ...options, ...chatOptions }) : model.generate(prompt, options);
   if (values.json) {
-    result = await generation.result();
+    const result = await generation.result();
     io.out(result.traceJSON(2) + '\n');
     return 0;
   }
-  let started = false;
-  for await (const event of generation) {
-    if (!started) {
-      io.out(`${depthLegend(event.trace.maxSteps, tty)}\n`);
-      started = true;
-    }
-    const text = model.tokenizer ? visible(event.text) : `${event.id} `;
-    io.out(colorTokenByDepth(text, event.trace.steps, event.trace.maxSteps, tty));
-  }
-  result = await generation.result();
-  if (!started) io.out(`${depthLegend(model.defaultDepth, tty)}\n`);
+  const { result, started } = await streamGeneration(generation, model, io, { hideThinking: conversation.hideThinking, legend: true });
+  if (!started) io.out(`${depthLegend(model.defaultDepth, io.isTTY === true)}\n`);
   const prefill = result.trace.prefillMs ?? 0;
   const prefillRate = prefill > 0 ? ` (${((result.promptIds.length * 1000) / prefill).toFixed(1)} tok/s)` : '';
   io.out(`\n${formatSummary(result.summary)}\n`);
@@ -197,3 +321,19 @@ export async function runCommand(argv: string[], io: CliIO): Promise<number> {
   return 0;
 }
 
+/**
+ * --print-prompt: the exact prompt text, without a newline added, and no weights loaded (with
+ * --chat only the tokenizer files are read, to render the template).
+ */
+async function printPrompt(values: Record<string, string | boolean | string[] | undefined>, io: CliIO, messages: ChatMessage[] | null, options: ChatOptions): Promise<number> {
+  if (values.ids !== undefined) throw new PonderError('ARG_INVALID', 'run: --print-prompt prints prompt text; --ids has none', { field: 'ids', hint: 'give --prompt TEXT' });
+  if (messages === null) { io.out(String(values.prompt ?? 'Once upon a time')); return 0; }
+  const dir = modelDir(values, io);
+  const files = readTokenizerFiles(dir);
+  if (files.chatTemplateJinja === undefined && files.tokenizerConfig === undefined) {
+    throw new PonderError('CHAT_TEMPLATE_MISSING', `${dir} has no chat template: neither chat_template.jinja nor tokenizer_config.json`, { path: dir, hint: 'this is not a chat model (the bundled demo models are not): drop --chat' });
+  }
+  const template = await loadChatTemplate(files);
+  io.out(renderChatPrompt(template, messages, options));
+  return 0;
+}

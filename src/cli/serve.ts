@@ -7,7 +7,7 @@
 import { basename, resolve } from 'node:path';
 import { PonderError } from '../errors.js';
 import { loadModelDir } from '../node/index.js';
-import { listen, loadChatTemplateDir } from '../node/serve.js';
+import { listen } from '../node/serve.js';
 import { createServer } from '../serve/server.js';
 import { intFlag, parseFlags } from './args.js';
 import { RUNTIME_FLAGS } from './runtime-flags.js';
@@ -59,20 +59,15 @@ export async function serveCommand(argv: string[], io: CliIO): Promise<number> {
   const timeoutS = intFlag('serve', 'timeout', values.timeout, 600);
   const maxBody = intFlag('serve', 'max-body', values['max-body'], 1 << 20);
   const runtime = await runtimeFromFlags('serve', values);
-  const chatTemplate = await loadChatTemplateDir(dir).catch((e: unknown) => {
-    if (e instanceof PonderError) io.err(`note: /v1/chat/completions is off: ${e.message}\n`);
-    else throw e;
-    return null;
-  });
 
   const log = (line: string): void => io.err(`${new Date().toISOString()} ${line}\n`);
   const server = createServer({
     model: (onProgress) => loadModelDir(dir, { runtime, onProgress }),
     id: values.name !== undefined ? String(values.name) : basename(resolve(dir)),
-    apiKey, maxQueue: queue, timeoutMs: timeoutS * 1000, maxBodyBytes: maxBody, chatTemplate, log,
+    apiKey, maxQueue: queue, timeoutMs: timeoutS * 1000, maxBodyBytes: maxBody, log,
   });
   const listening = await listen(server, { host: values.host !== undefined ? String(values.host) : undefined, port });
-  log(`listening on ${listening.url} (model ${dir} loading${apiKey ? ', API key required' : ''}${chatTemplate ? '' : ', no chat template'})`);
+  log(`listening on ${listening.url} (model ${dir} loading${apiKey ? ', API key required' : ''})`);
 
   let closing: Promise<void> | null = null;
   const signalled = new Promise<void>((resolveSignal) => {

@@ -14,15 +14,16 @@
  *
  * The result is ponder's MoR config `{ model_config, cfg }` (src/models/mor.ts parseMorConfig),
  * and the state dict as the MoR loader accepts it: one tensor per shared group under the group's
- * first name (the loader's de-duplicated form), every other alias checked equal and dropped,
- * `lm_head.weight` written even when the checkpoint left the tied head out, RoPE buffers dropped.
+ * first name (the loader's de-duplicated form, from the family contract's tensor list), every
+ * other alias checked equal and dropped, a tied `lm_head.weight` checked equal to the embedding and
+ * left out (the loader reads the embedding), RoPE buffers dropped.
  * Any other tensor is an error, never silently dropped. Pure: the Node side (src/node/convert.ts)
  * reads and writes the files.
  */
 import { PonderError } from '../errors.js';
 import { configObject, parseConfigJson } from '../format/config.js';
 import type { DType } from '../format/safetensors.js';
-import { morLayout, parseMorConfig, type MorConfig } from '../models/mor-config.js';
+import { morTensors, parseMorConfig, type MorConfig } from '../models/mor-config.js';
 import { importOptional } from '../optional.js';
 
 /** The tensors of the checkpoint being converted. */
@@ -129,43 +130,24 @@ export function morConfigFromRelease(baseConfigText: string, basePath: string, e
   return { model_config: base, cfg };
 }
 
-/** The state-dict names the MoR loader binds (the first name of each shared group), with their shapes, and every alias → its group's first name. */
+/**
+ * The state-dict names the MoR loader binds (the first name of each shared group), with their
+ * shapes, and every alias → its group's first name: the family contract's tensor list
+ * (morTensors), so the converter writes exactly what the loader reads. A tied lm_head is neither:
+ * the loader reads the embedding, so it is not written (checked equal when the checkpoint has it).
+ */
 export function morStateDictPlan(config: MorConfig): { wanted: Map<string, readonly number[]>; aliasOf: Map<string, string> } {
-  const d = config.dims, H = d.hidden, R = config.numRecursion;
-  const layout = morLayout(config);
-  const qDim = d.nHeads * d.headDim, kvDim = d.nKvHeads * d.headDim;
-  const linear: [string, readonly number[]][] = [
-    ['self_attn.q_proj.weight', [qDim, H]], ['self_attn.k_proj.weight', [kvDim, H]], ['self_attn.v_proj.weight', [kvDim, H]],
-    ['self_attn.o_proj.weight', [H, qDim]], ['mlp.gate_proj.weight', [d.intermediate, H]], ['mlp.up_proj.weight', [d.intermediate, H]],
-    ['mlp.down_proj.weight', [H, d.intermediate]],
-  ];
-  const norms: [string, readonly number[]][] = [['input_layernorm.weight', [H]], ['post_attention_layernorm.weight', [H]]];
   const wanted = new Map<string, readonly number[]>();
   const aliasOf = new Map<string, string>();
-  wanted.set('model.embed_tokens.weight', [d.vocab, H]);
-  for (const site of layout.sites) {
-    for (const [params, owner] of [[linear, site.linearOwner], [norms, site.normOwner]] as const) {
-      for (const [param, shape] of params) {
-        const canonical = layout.sites[owner].path + param;
-        if (site.path + param === canonical) wanted.set(canonical, shape);
-        else aliasOf.set(site.path + param, canonical);
-      }
-    }
+  for (const t of morTensors(config)) {
+    if (t.name === TIED_HEAD && t.optional) continue;
+    if (t.sameAs !== undefined) aliasOf.set(t.name, t.sameAs);
+    else wanted.set(t.name, t.shape);
   }
-  const routerOut = config.variant === 'token' ? R : 1;
-  for (const rp of layout.routerPaths) {
-    const router = (prefix: string, out: number) => {
-      if (config.routerType === 'linear') wanted.set(`${rp}${prefix}.router.weight`, [out, H]);
-      else { wanted.set(`${rp}${prefix}.router.0.weight`, [2 * H, H]); wanted.set(`${rp}${prefix}.router.2.weight`, [out, 2 * H]); }
-    };
-    router('mor_router', routerOut);
-    if (config.expertAuxRouter) router('mlp_router', 1);
-  }
-  if (config.variant === 'token' && config.tokenLossFree) wanted.set(layout.routerPaths[0] + 'router_bias', [R]);
-  wanted.set('model.norm.weight', [H]);
-  wanted.set('lm_head.weight', [d.vocab, H]);
   return { wanted, aliasOf };
 }
+
+const TIED_HEAD = 'lm_head.weight';
 
 const sameShape = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
 const fmt = (shape: readonly number[]): string => `[${shape.join(', ')}]`;
@@ -191,11 +173,7 @@ export function planMorConversion(config: MorConversion['config'], source: Conve
   }
   const used = new Set<string>();
   for (const [name, shape] of wanted) {
-    let from: string | undefined = present.has(name) ? name : (groups.get(name) ?? []).find((a) => present.has(a));
-    if (from === undefined && name === 'lm_head.weight' && parsed.dims.tieEmbeddings && present.has('model.embed_tokens.weight')) {
-      from = 'model.embed_tokens.weight';
-      notes.push('lm_head.weight: not in the checkpoint (tie_word_embeddings); written as a copy of model.embed_tokens.weight');
-    }
+    const from: string | undefined = present.has(name) ? name : (groups.get(name) ?? []).find((a) => present.has(a));
     if (from === undefined) { problems.push(`missing ${name} ${fmt(shape)}`); continue; }
     const info = source.info(from)!;
     if (!sameShape(info.shape, shape)) { problems.push(`mis-shaped ${from}: ${fmt(info.shape)} in the checkpoint, ${fmt(shape)} expected`); continue; }
@@ -214,8 +192,10 @@ export function planMorConversion(config: MorConversion['config'], source: Conve
     droppedAliases++;
   }
   if (droppedAliases > 0) notes.push(`${droppedAliases} shared-layer aliases dropped (each equal to the first layer of its group, which is written once)`);
-  if (parsed.dims.tieEmbeddings && present.has('lm_head.weight') && present.has('model.embed_tokens.weight') && !sameTensor(source, 'lm_head.weight', 'model.embed_tokens.weight')) {
-    problems.push('lm_head.weight differs from model.embed_tokens.weight, though tie_word_embeddings is true');
+  if (parsed.dims.tieEmbeddings && present.has(TIED_HEAD)) {
+    if (present.has('model.embed_tokens.weight') && !sameTensor(source, TIED_HEAD, 'model.embed_tokens.weight')) problems.push(`${TIED_HEAD} differs from model.embed_tokens.weight, though tie_word_embeddings is true`);
+    else notes.push(`${TIED_HEAD}: the tied head (equal to model.embed_tokens.weight) is not written; the loader reads the embedding`);
+    used.add(TIED_HEAD);
   }
   const buffers = [...present].filter((n) => !used.has(n) && !wanted.has(n) && /(^|\.)rotary_emb\.inv_freq$/.test(n));
   if (buffers.length > 0) notes.push(`${buffers.length} RoPE buffer${buffers.length > 1 ? 's' : ''} (rotary_emb.inv_freq) dropped: recomputed from the config`);

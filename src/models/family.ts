@@ -78,6 +78,18 @@ export interface SessionOptions {
 export interface FamilySession {
   /** tokens the session's caches hold */
   length: number;
+  /** positions its buffers hold at most */
+  readonly capacity: number;
+}
+
+/** The ids a family's generation stops on by its config and its upstream code (spec/api.md §Chat). */
+export interface FamilyStops {
+  /** config.json eos_token_id (an id or a list); generation_config.json's, when present, replaces them */
+  readonly eosIds: readonly number[];
+  /** ids upstream's generation always stops on besides the eos ids (Huginn's _get_stops) */
+  readonly builtin: readonly number[];
+  /** where upstream says so, for inspect and model.stopIds() */
+  readonly builtinSource?: string;
 }
 
 /** The object the API (src/api/model.ts) drives: one sequence (batch 1), one `run` per call. */
@@ -88,8 +100,6 @@ export interface FamilyAdapter {
   readonly contextLength: number;
   /** the depth `default` runs, and the trace's maxSteps for fixed policies */
   readonly defaultDepth: number;
-  /** eos ids from config.json, if any */
-  readonly configEosIds: number[];
   /** Throws ARG_POLICY when this model cannot run `policy` (a budget with its per-token policy): src/depth/support.ts. */
   checkPolicy(policy: DepthPolicy): void;
   /** Throws before any compute when a session option does not apply to this family (a KV strategy it does not have, initial states it does not draw). */
@@ -98,6 +108,13 @@ export interface FamilyAdapter {
   newSession(capacity: number, options: SessionOptions): FamilySession;
   /** The session is done: its caches may be reused by a later session (arena memory is never freed, models/cache-pool.ts). Not used after. */
   endSession(session: FamilySession): void;
+  /**
+   * Whether `session`, which holds earlier tokens, may take a call of several more under this policy
+   * and these options and compute what upstream computes when it continues a cached sequence (a
+   * chat session's next turn); false when upstream defines no such continuation or the session was
+   * built another way (another KV strategy, another MoR decode mode). spec/api.md §Chat.
+   */
+  continues(session: FamilySession, control: Pick<StepControl, 'policy' | 'budgeted'>, options: SessionOptions): boolean;
   run(session: FamilySession, ids: readonly number[], control: StepControl): StepOutput;
 }
 
@@ -112,6 +129,8 @@ export interface FamilyDefinition<C = unknown, M = unknown> {
   parseConfig(config: ConfigObject): C;
   /** Every tensor the config implies, in upstream's state_dict order. */
   tensors(config: C): TensorSpec[];
+  /** The ids its generation stops on by the config and by upstream's code. */
+  stops(config: C): FamilyStops;
   /** Binds `source` (checked against `tensors` before any data is read) onto `runtime`. */
   load(config: C, source: WeightSource, runtime: Runtime, options?: LoadOptions): M;
   /** What the API drives for a loaded model. */

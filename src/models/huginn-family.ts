@@ -10,7 +10,7 @@ import type { DepthPolicy } from '../depth/policy.js';
 import type { TokenTrace } from '../trace/trace.js';
 import { DepthController } from '../depth/controller.js';
 import { checkPolicySupport } from '../depth/support.js';
-import type { FamilyAdapter, FamilyDefinition, FamilySession, SessionOptions, StepControl, StepOutput } from './family.js';
+import type { FamilyAdapter, FamilyDefinition, FamilySession, FamilyStops, SessionOptions, StepControl, StepOutput } from './family.js';
 import { huginnTensors, parseHuginnConfig, type HuginnConfig } from './huginn-config.js';
 import { bindHuginn, injectedInitialStates, seededInitialStates, type HuginnModel, type InitialStates } from './huginn.js';
 import { parseCacheStrategy, type HuginnCache } from './huginn-cache.js';
@@ -22,9 +22,21 @@ export const huginnFamily: FamilyDefinition<HuginnConfig, HuginnModel> = {
   detect: (v) => v.model_type === 'huginn_raven' || (v.model_type === undefined && 'n_embd' in v && 'mean_recurrence' in v),
   parseConfig: (config: ConfigObject) => parseHuginnConfig(config, config.path),
   tensors: huginnTensors,
+  stops: huginnStops,
   load: (config, source, runtime, options = {}) => bindHuginn(config, source, runtime, { seed: options.seed }),
   adapter: (model) => new HuginnAdapter(model),
 };
+
+/** Upstream's generate paths always stop on <|begin_text|>, <|end_text|> and <|end_turn|> (`_get_stops`). */
+export const HUGINN_BUILTIN_STOPS: readonly number[] = [65504, 65505, 65508];
+
+function huginnStops(c: HuginnConfig): FamilyStops {
+  return {
+    eosIds: c.eosIds,
+    builtin: HUGINN_BUILTIN_STOPS.filter((id) => id < c.vocabSize), // an id outside the vocabulary is never generated
+    builtinSource: 'Huginn upstream: generation always stops on it (_get_stops)',
+  };
+}
 
 interface HuginnSession extends FamilySession {
   readonly cache: HuginnCache;
@@ -36,14 +48,12 @@ class HuginnAdapter implements FamilyAdapter {
   readonly vocabSize: number;
   readonly contextLength: number;
   readonly defaultDepth: number;
-  readonly configEosIds: number[];
 
   constructor(readonly model: HuginnModel) {
     const c = model.config;
     this.vocabSize = c.vocabSize;
     this.contextLength = c.blockSize;
     this.defaultDepth = c.meanRecurrence;
-    this.configEosIds = [...c.eosIds];
   }
 
   checkPolicy(policy: DepthPolicy): void {
@@ -61,7 +71,16 @@ class HuginnAdapter implements FamilyAdapter {
   newSession(_capacity: number, o: SessionOptions): HuginnSession {
     const E = this.model.config.nEmbd;
     const initialStates = o.initialStates ? injectedInitialStates(o.initialStates, 1, o.initialStates.length / E, E) : seededInitialStates(o.seed);
-    return { length: 0, cache: this.model.newCache(o.kvStrategy ?? 'full'), initialStates };
+    return { length: 0, capacity: this.contextLength, cache: this.model.newCache(o.kvStrategy ?? 'full'), initialStates };
+  }
+
+  /**
+   * HuginnDynamicCache keeps every step's keys per position and upstream extends it call by call;
+   * a later call only has to look them up the same way (the same strategy).
+   */
+  continues(s: FamilySession, _control: Pick<StepControl, 'policy' | 'budgeted'>, o: SessionOptions): boolean {
+    const session = s as HuginnSession;
+    return o.initialStates === undefined && session.cache.strategyName === (o.kvStrategy ?? 'full');
   }
 
   /** Huginn's cache is ordinary JS memory (huginn-cache.ts), so the garbage collector frees it. */

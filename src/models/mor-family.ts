@@ -13,7 +13,7 @@ import { checkPolicySupport, type DepthKind } from '../depth/support.js';
 import { refuseInitialStates, type FamilyAdapter, type FamilyDefinition, type FamilySession, type SessionOptions, type StepControl, type StepOutput } from './family.js';
 import { morTensors, parseMorConfig, type MorConfig } from './mor-config.js';
 import { sigmoidF32 } from './mor-routing.js';
-import { bindMor, type MorModel, type MorSession } from './mor.js';
+import { bindMor, type DecodeMode, type MorModel, type MorSession } from './mor.js';
 import { CachePool } from './cache-pool.js';
 
 export const morFamily: FamilyDefinition<MorConfig, MorModel> = {
@@ -22,6 +22,7 @@ export const morFamily: FamilyDefinition<MorConfig, MorModel> = {
   detect: (v) => 'model_config' in v && 'cfg' in v,
   parseConfig: (config: ConfigObject) => parseMorConfig(config, config.path),
   tensors: (config) => morTensors(config),
+  stops: (c) => ({ eosIds: c.eosIds, builtin: [] }),
   load: (config, source, runtime, options = {}) => bindMor(config, source, runtime, { maxLen: options.context }),
   adapter: (model) => new MorAdapter(model),
 };
@@ -36,7 +37,6 @@ class MorAdapter implements FamilyAdapter {
   readonly vocabSize: number;
   readonly contextLength: number;
   readonly defaultDepth: number;
-  readonly configEosIds: number[];
   private readonly routed: boolean;
   private readonly kvRowBytes: number;
   private readonly sessions: CachePool<MorSession>;
@@ -49,7 +49,6 @@ class MorAdapter implements FamilyAdapter {
     this.routed = c.variant === 'expert' || c.variant === 'token';
     this.depthKind = c.variant === 'expert' ? 'mor-expert' : c.variant === 'token' ? 'mor-token' : 'mor-baseline';
     this.defaultDepth = Math.max(c.numRecursion, 1);
-    this.configEosIds = [...c.eosIds];
     this.kvRowBytes = 2 * c.dims.nKvHeads * c.dims.headDim * 4 + 4;
   }
 
@@ -67,24 +66,46 @@ class MorAdapter implements FamilyAdapter {
   newSession(capacity: number): MorAdapterSession {
     const session = this.sessions.take(capacity);
     session.reset();
-    return { length: 0, session };
+    return { length: 0, capacity: session.maxLen, session };
   }
 
   endSession(s: FamilySession): void {
     this.sessions.give((s as MorAdapterSession).session);
   }
 
+  /**
+   * Only where a call of several tokens after a cached sequence is upstream's own continuation, or our
+   * causal mode's (which equals one causal forward): not upstream expert-choice (top-k over the
+   * call's tokens; upstream gathers mask columns at call indices), not update_cache KV sharing
+   * (rows refreshed by index within the call). spec/api.md §Chat.
+   */
+  continues(s: FamilySession, control: Pick<StepControl, 'policy' | 'budgeted'>): boolean {
+    const { session } = s as MorAdapterSession;
+    const mode = this.decodeMode(control.policy, control.budgeted === true);
+    if (session.failed || (session.mode !== null && session.mode !== mode)) return false;
+    if (mode === 'causal') return true;
+    return this.model.config.variant !== 'expert' && !this.model.config.kvSharing?.updateCache;
+  }
+
+  /** Expert-choice under a policy the routers do not decide runs the causal decode mode, hooked to the depth controller. */
+  private hooked(policy: DepthPolicy, budgeted: boolean): boolean {
+    return this.model.config.variant === 'expert' && (policy.kind === 'fixed' || policy.kind === 'exit' || policy.kind === 'function' || (policy.kind === 'default' && budgeted));
+  }
+
+  private decodeMode(policy: DepthPolicy, budgeted: boolean): DecodeMode {
+    return this.hooked(policy, budgeted) ? 'causal' : policy.kind === 'router' ? policy.mode : 'upstream';
+  }
+
   run(s: FamilySession, ids: readonly number[], control: StepControl): StepOutput {
     const st = s as MorAdapterSession;
     const policy = control.policy;
-    const expert = this.model.config.variant === 'expert';
     // every policy but the routers' own, on expert-choice MoR (our extension): the causal decode mode
     // asks the depth controller before each recursion r ≥ 1 whether a token goes on, with its
     // residual stream and an early read-out lm_head(norm(h)) that skips the suffix layers; the
     // first recursion always runs, and the state before it counts as zero for latent criteria
-    const hooked = expert && (policy.kind === 'fixed' || policy.kind === 'exit' || policy.kind === 'function' || (policy.kind === 'default' && control.budgeted === true));
+    const hooked = this.hooked(policy, control.budgeted === true);
     const depth = hooked ? DepthController.forPolicy(policy, { defaultDepth: this.defaultDepth, depthLimit: this.defaultDepth, cap: control.cap, phase: control.phase, stepsSpent: control.stepsSpent, vocabSize: this.vocabSize }) : null;
-    const mode = depth ? 'causal' : policy.kind === 'router' ? policy.mode : 'upstream';
+    const mode = this.decodeMode(policy, control.budgeted === true);
     const threshold = policy.kind === 'router' ? policy.threshold : undefined;
     const H = this.model.config.dims.hidden, start = st.length;
     const stepCheck = depth ? (r: number, t: number, hidden: Float32Array, logits: () => Float32Array): boolean => r < depth.limit && !depth.token(t, start + t, H).after(r, hidden, logits).stops[0] : undefined;

@@ -20,6 +20,7 @@ export const ouroFamily: FamilyDefinition<OuroConfig, OuroModel> = {
   detect: (v) => v.model_type === 'ouro',
   parseConfig: (config: ConfigObject) => ouroConfigFromJson(config, config.path),
   tensors: ouroTensors,
+  stops: (c) => ({ eosIds: c.eosIds, builtin: [] }),
   load: (config, source, runtime) => OuroModel.bind(config, source, runtime),
   adapter: (model) => new OuroAdapter(model),
 };
@@ -35,7 +36,6 @@ class OuroAdapter implements FamilyAdapter {
   readonly vocabSize: number;
   readonly contextLength: number;
   readonly defaultDepth: number;
-  readonly configEosIds: number[];
   private readonly kvRowBytes: number;
   private readonly caches: CachePool<OuroCache>;
 
@@ -45,7 +45,6 @@ class OuroAdapter implements FamilyAdapter {
     this.vocabSize = c.vocabSize;
     this.contextLength = c.maxPositionEmbeddings;
     this.defaultDepth = c.totalUtSteps;
-    this.configEosIds = [...c.eosIds];
     this.kvRowBytes = c.totalUtSteps * c.numLayers * 2 * c.numKvHeads * c.headDim * 4;
   }
 
@@ -63,11 +62,16 @@ class OuroAdapter implements FamilyAdapter {
   newSession(capacity: number, o: SessionOptions): OuroSession {
     const cache = this.caches.take(capacity);
     cache.length = 0;
-    return { length: 0, cache, missingKv: (o.kvStrategy ?? 'copy-forward') as MissingKvPolicy };
+    return { length: 0, capacity: cache.capacity, cache, missingKv: (o.kvStrategy ?? 'copy-forward') as MissingKvPolicy };
   }
 
   endSession(s: FamilySession): void {
     this.caches.give((s as OuroSession).cache);
+  }
+
+  /** One KV slot per (loop, layer), causal over positions: more tokens are upstream's continuation with past_key_values. */
+  continues(s: FamilySession, _control: Pick<StepControl, 'policy' | 'budgeted'>, o: SessionOptions): boolean {
+    return (s as OuroSession).missingKv === (o.kvStrategy ?? 'copy-forward');
   }
 
   /**

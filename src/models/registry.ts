@@ -5,7 +5,7 @@
  */
 import { asConfigObject, unknownKeys, unsupportedModelType, type ConfigObject } from '../format/config.js';
 import type { Runtime } from '../runtime/runtime.js';
-import type { Family, FamilyAdapter, FamilyDefinition, LoadOptions } from './family.js';
+import type { Family, FamilyAdapter, FamilyDefinition, FamilyStops, LoadOptions } from './family.js';
 import { huginnFamily } from './huginn-family.js';
 import { morFamily } from './mor-family.js';
 import { ouroFamily } from './ouro-family.js';
@@ -37,11 +37,11 @@ export function detectFamily(config: ConfigObject | Record<string, unknown>, lab
   return familyOf(config, label).family;
 }
 
-/** Detects, parses, loads and adapts: what loadModel needs of a family, with the config keys nobody read. */
-export function loadFamily(config: ConfigObject, weights: WeightSource, runtime: Runtime, options: LoadOptions = {}): { adapter: FamilyAdapter; unknownConfigKeys: string[] } {
+/** Detects, parses, loads and adapts: what loadModel needs of a family, with its stop ids and the config keys nobody read. */
+export function loadFamily(config: ConfigObject, weights: WeightSource, runtime: Runtime, options: LoadOptions = {}): { adapter: FamilyAdapter; stops: FamilyStops; unknownConfigKeys: string[] } {
   const family = familyOf(config, config.path);
   const parsed = family.parseConfig(config);
   const source = quantizedWeights(weights, readQuantization(config)); // MLX-quantized modules as logical [N, K] weights
   const adapter = family.adapter(family.load(parsed, source, runtime, options));
-  return { adapter, unknownConfigKeys: unknownKeys(config) };
+  return { adapter, stops: family.stops(parsed), unknownConfigKeys: unknownKeys(config) };
 }

@@ -3,22 +3,19 @@
  * Hugging Face layout (config.json, model.safetensors or shards + index, tokenizer.json,
  * generation_config.json). Weights are read lazily from disk while the model binds them.
  */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { PonderError } from '../errors.js';
 import { loadModel as loadModelCore, modelFromFiles, trackedWeights, checkAborted, type LoadOptions, type ModelSource } from '../api/load.js';
 import type { Model } from '../api/model.js';
-import { openModelDir } from './model-dir.js';
-import { readText } from './files.js';
+import { openModelDir, readTokenizerFiles } from './model-dir.js';
 import { createNodeWasmRuntime, defaultThreadCount } from './pool-worker.js';
 
 export * from '../index.js';
-export { openModelDir, type ModelDir } from './model-dir.js';
+export { openModelDir, readTokenizerFiles, type ModelDir, type TokenizerFiles } from './model-dir.js';
 export { createNodeWasmRuntime, enableRelaxedSimd, defaultThreadCount } from './pool-worker.js';
 export { convertMor, type ConvertMorOptions, type ConvertMorResult } from './convert.js';
 export { quantizeModel, type QuantizeOptions, type QuantizeResult } from './quantize.js';
 export { openFileSource } from './files.js';
-export { listen, loadChatTemplateDir, type ListenOptions, type Listening } from './serve.js';
+export { listen, type ListenOptions, type Listening } from './serve.js';
 
 /** Without `runtime`: the WASM SIMD kernels on worker_threads, one thread per available core (at most 8). */
 async function withDefaultRuntime(options: LoadOptions): Promise<LoadOptions> {
@@ -43,14 +40,15 @@ export async function loadModelDir(path: string, options: LoadOptions = {}): Pro
       path, hint: 'a model directory holds config.json next to model.safetensors (Hugging Face layout)',
     });
   }
-  const tokenizerPath = join(path, 'tokenizer.json');
-  const tokenizerConfigPath = join(path, 'tokenizer_config.json');
-  const wantTokenizer = options.tokenizer !== false && existsSync(tokenizerPath);
+  const tokenizer = options.tokenizer !== false ? readTokenizerFiles(path) : {};
+  const wantChat = tokenizer.tokenizerJson !== undefined && options.chatTemplate !== false;
   return modelFromFiles({
     config: dir.config,
     weights: trackedWeights(dir.weights, options),
-    tokenizerJson: wantTokenizer ? readText(tokenizerPath) : undefined,
-    tokenizerConfig: wantTokenizer && existsSync(tokenizerConfigPath) ? readText(tokenizerConfigPath) : undefined,
+    tokenizerJson: tokenizer.tokenizerJson,
+    tokenizerConfig: tokenizer.tokenizerJson !== undefined ? tokenizer.tokenizerConfig : undefined,
+    chatTemplateJinja: wantChat ? tokenizer.chatTemplateJinja : undefined,
+    specialTokensMap: wantChat ? tokenizer.specialTokensMap : undefined,
     generationConfig: dir.generationConfig,
     label: path,
   }, options);

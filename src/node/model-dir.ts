@@ -15,6 +15,7 @@ import { firstInvalidUtf8 } from '../format/json.js';
 import { missingShard, parseShardIndex, readShards, SHARD_INDEX, SINGLE_WEIGHTS, type ShardIndex } from '../format/shard-index.js';
 import { parseSafetensorsHeader, readHeaderLength, tensorFromBytes, type SafetensorsHeader, type TensorArray, type TensorInfo } from '../format/safetensors.js';
 import { headerWeights, type WeightSource } from '../models/weights.js';
+import { readText } from './files.js';
 
 export { SHARD_INDEX, SINGLE_WEIGHTS, type ShardIndex } from '../format/shard-index.js';
 
@@ -178,6 +179,23 @@ export function openModelDir(path: string): ModelDir {
       ? 'ponder reads only safetensors; a MoR release checkpoint converts with `ponder convert mor`, others by loading them in transformers and save_pretrained(..., safe_serialization=True)'
       : `a model directory needs ${SINGLE_WEIGHTS}, or shards with ${SHARD_INDEX}`,
   });
+}
+
+/** The tokenizer's files of a model directory, as text (each undefined when absent). */
+export interface TokenizerFiles {
+  tokenizerJson?: string;
+  tokenizerConfig?: string;
+  chatTemplateJinja?: string;
+  specialTokensMap?: string;
+}
+
+/** Reads tokenizer.json, tokenizer_config.json, chat_template.jinja and special_tokens_map.json of `dir` when present. */
+export function readTokenizerFiles(dir: string): TokenizerFiles {
+  const text = (name: string): string | undefined => {
+    const path = join(dir, name);
+    return existsSync(path) ? readText(path) : undefined;
+  };
+  return { tokenizerJson: text('tokenizer.json'), tokenizerConfig: text('tokenizer_config.json'), chatTemplateJinja: text('chat_template.jinja'), specialTokensMap: text('special_tokens_map.json') };
 }
 
 /** Config and index files are small (kilobytes); a huge one is the wrong file, not a reason to allocate gigabytes. */

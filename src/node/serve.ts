@@ -7,12 +7,8 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { PonderError } from '../errors.js';
-import { loadChatTemplate, type ChatTemplate } from '../chat/template.js';
 import type { PonderServer } from '../serve/server.js';
-import { readText } from './files.js';
 
 export interface ListenOptions {
   /** Default 127.0.0.1 (loopback only). */
@@ -106,15 +102,4 @@ async function respond(server: PonderServer, req: IncomingMessage, res: ServerRe
     res.end();
     await sent;
   }
-}
-
-/**
- * The chat template of a model directory (chat_template.jinja, or tokenizer_config.json's
- * chat_template, with special_tokens_map.json), or null when it has none.
- */
-export async function loadChatTemplateDir(dir: string): Promise<ChatTemplate | null> {
-  const read = (name: string): string | undefined => (existsSync(join(dir, name)) ? readText(join(dir, name)) : undefined);
-  const files = { tokenizerConfig: read('tokenizer_config.json'), chatTemplateJinja: read('chat_template.jinja'), specialTokensMap: read('special_tokens_map.json') };
-  if (files.chatTemplateJinja === undefined && !(files.tokenizerConfig ?? '').includes('chat_template')) return null;
-  return loadChatTemplate(files);
 }

@@ -9,10 +9,9 @@
  * the ones in flight are done (SIGTERM).
  */
 import { PonderError } from '../errors.js';
-import type { Generation, GenerateOptions, Model } from '../api/model.js';
+import type { ChatOptions, Generation, GenerateOptions, Model } from '../api/model.js';
 import type { LoadProgress } from '../api/load.js';
 import { describePolicy } from '../depth/policy.js';
-import type { ChatTemplate } from '../chat/template.js';
 import type { TokenTrace } from '../trace/trace.js';
 import { TurnQueue, type Release } from './queue.js';
 import {
@@ -33,8 +32,6 @@ export interface ServeOptions {
   timeoutMs?: number;
   /** Largest request body in bytes (413 above). Default 1 MiB. */
   maxBodyBytes?: number;
-  /** The chat template for /v1/chat/completions (null: the endpoint answers that the model has none). */
-  chatTemplate?: ChatTemplate | null;
   /** One line per event (load progress, each request); default none. */
   log?: (line: string) => void;
 }
@@ -77,7 +74,7 @@ class Server implements PonderServer {
   private inFlight = 0;
   private drained: (() => void)[] = [];
 
-  constructor(private readonly options: ServeOptions) {
+  constructor(options: ServeOptions) {
     this.queue = new TurnQueue(positiveInt(options.maxQueue ?? DEFAULTS.maxQueue, 'maxQueue', 0));
     this.timeoutMs = positiveInt(options.timeoutMs ?? DEFAULTS.timeoutMs, 'timeoutMs', 1);
     this.maxBodyBytes = positiveInt(options.maxBodyBytes ?? DEFAULTS.maxBodyBytes, 'maxBodyBytes', 1);
@@ -107,7 +104,7 @@ class Server implements PonderServer {
     this.model = model;
     this.id ??= model.label.split(/[\\/]/).filter(Boolean).pop() ?? 'ponder';
     if (this.state === 'loading') this.state = 'ready';
-    this.log(`ready: ${this.id} (${model.family}, context ${model.contextLength} tokens, default depth ${model.defaultDepth})`);
+    this.log(`ready: ${this.id} (${model.family}, context ${model.contextLength} tokens, default depth ${model.defaultDepth}${model.chatTemplate ? '' : ', no chat template'})`);
     return model;
   }
 
@@ -235,30 +232,14 @@ class Server implements PonderServer {
         const echo = req.echo ? (typeof prompt === 'string' ? prompt : model.decode(prompt)) : '';
         return { generation, echo };
       }
-      const text = this.renderChat(req);
-      options.maxNewTokens = req.maxTokens ?? model.contextLength; // until a stop or the context is full
-      options.stopStrings = req.stop;
-      return { generation: model.generate(text, { ...options, addSpecialTokens: false }), echo: '' };
+      // the library's one chat path: the model folder's template, the chat stop ids (end of turn, eos), no added special tokens
+      const chat: ChatOptions = { ...options, maxNewTokens: req.maxTokens ?? model.contextLength }; // until a stop or the context is full
+      if (req.templateKwargs) chat.templateKwargs = req.templateKwargs;
+      return { generation: model.chat(req.messages!, chat), echo: '' };
     } catch (e) {
       if (e instanceof PonderError) throw requestErrorFrom(e, req.endpoint);
       throw e;
     }
-  }
-
-  /**
-   * The conversation as prompt text, by the model's chat template (rendered text is encoded
-   * without adding special tokens, as transformers does: the template writes them). Generation
-   * stops at the template's end-of-turn token (its eos_token) as well as the request's stops.
-   */
-  private renderChat(req: ParsedRequest): string {
-    const template = this.options.chatTemplate;
-    if (!template) {
-      throw new PonderError('CHAT_TEMPLATE_MISSING', `${this.id} has no chat template (no chat_template in tokenizer_config.json, no chat_template.jinja)`, { hint: 'use /v1/completions with a prompt, or serve a chat model' });
-    }
-    const text = template.render(req.messages!, { addGenerationPrompt: true, templateKwargs: req.templateKwargs });
-    const eos = template.specialTokens.eos_token;
-    if (typeof eos === 'string' && eos !== '' && !req.stop.includes(eos)) req.stop.push(eos);
-    return text;
   }
 
   /** Server-sent events: a chunk per token (its text and depth), the finish chunk (the whole choice's depth), usage if asked, [DONE]. */
