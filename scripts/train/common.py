@@ -28,21 +28,40 @@ class Data:
         self.prose_train = read('prose-train.u16')
         self.prose_val = read('prose-val.u16')
         self.synth_train = read('synth-train.u16')
-        with open(os.path.join(folder, 'synth-eval.json')) as f:
-            self.synth_eval = json.load(f)
+        with open(os.path.join(folder, 'mix-eval.json')) as f:
+            self.mix_eval = json.load(f)  # models/eval/heldout.txt in windows, with the synthetic queries
         with open(os.path.join(folder, 'token-bytes.json')) as f:
             self.token_bytes = torch.tensor(json.load(f), dtype=torch.float64)
         with open(os.path.join(folder, 'meta.json')) as f:
             self.meta = json.load(f)
+        with open(os.path.join(folder, 'tokenizer.json')) as f:
+            self.tokenizer_vocab = json.load(f)['model']['vocab']
 
     def batch(self, rng, batch, ctx, synth_fraction):
-        """[batch, ctx + 1] windows at random offsets: each row synthetic with probability synth_fraction."""
-        rows = []
+        """[batch, ctx + 1] windows at random offsets, each row synthetic with probability synth_fraction;
+        and which rows are synthetic [batch] (bool)."""
+        rows, synthetic = [], []
         for _ in range(batch):
-            stream = self.synth_train if rng.random() < synth_fraction else self.prose_train
+            synthetic.append(rng.random() < synth_fraction)
+            stream = self.synth_train if synthetic[-1] else self.prose_train
             start = int(rng.integers(0, len(stream) - ctx - 1))
             rows.append(stream[start:start + ctx + 1])
-        return torch.from_numpy(np.stack(rows))
+        return torch.from_numpy(np.stack(rows)), torch.tensor(synthetic)
+
+    def target_weights(self, batch, synthetic, random_digit_weight, answer_weight):
+        """Loss weight per target [B, ctx]: 1, except in synthetic rows, where a digit right after ':' is an
+        answer (answer_weight) and every other digit is a random start digit or operand (random_digit_weight:
+        its loss cannot go below ln 10, and at 0 its gradient noise no longer drowns the answers' signal)."""
+        vocab = self.tokenizer_vocab
+        digits = torch.tensor([vocab['\u0120' + str(i)] for i in range(10)])
+        prev, targets = batch[:, :-1], batch[:, 1:]
+        is_digit = torch.isin(targets, digits)
+        answer = is_digit & (prev == vocab[':'])
+        w = torch.ones(targets.shape, dtype=torch.float32)
+        rows = synthetic[:, None].expand_as(w)
+        w[rows & is_digit & ~answer] = random_digit_weight
+        w[rows & answer] = answer_weight
+        return w
 
     def val_windows(self, ctx, count):
         """The first count non-overlapping windows [count, ctx + 1] of the held-out prose."""
@@ -277,7 +296,7 @@ def log(run_dir, record):
 
 
 def train(family, model, data, args):
-    """AdamW with warmup + cosine; `family.loss(model, batch, step, rng)` → (loss, stats). Resumable."""
+    """AdamW with warmup + cosine; `family.loss(model, batch, weights, step, rng)` → (loss, stats). Resumable."""
     run_dir = args.run_dir
     os.makedirs(run_dir, exist_ok=True)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -307,12 +326,13 @@ def train(family, model, data, args):
     window_t, window_tokens = time.time(), 0
     for step in range(start, args.steps):
         rng = np.random.default_rng([args.seed, step])
-        batch = data.batch(rng, args.batch, args.ctx, args.synth_fraction)
+        batch, synthetic = data.batch(rng, args.batch, args.ctx, args.synth_fraction)
+        weights = data.target_weights(batch, synthetic, args.random_digit_weight, args.answer_weight)
         lr = lr_at(step, args.steps, args.lr, args.warmup)
         for g in opt.param_groups:
             g['lr'] = lr
         model.train()
-        loss, stats = family.loss(model, batch, step, rng)
+        loss, stats = family.loss(model, batch, weights, step, rng)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
@@ -345,15 +365,23 @@ def add_train_args(p):
     p.add_argument('--weight-decay', type=float, default=0.1)
     p.add_argument('--clip', type=float, default=1.0)
     p.add_argument('--synth-fraction', type=float, default=0.3)
+    p.add_argument('--random-digit-weight', type=float, default=1.0, help="loss weight of the synthetic lines' random digits (start, operands)")
+    p.add_argument('--answer-weight', type=float, default=1.0, help="loss weight of the synthetic lines' answers")
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--log-every', type=int, default=25)
     p.add_argument('--save-every', type=int, default=200)
+    p.add_argument('--init-from', default=None, help="a checkpoint.pt whose model weights a new run starts from (its optimizer and step are not taken)")
     p.add_argument('--stop-at', type=int, default=None, help='end after this step with a checkpoint (to replay a run that was stopped and resumed)')
 
 
 # ---------------------------------------------------------------------------------------------
 # evaluation
+
+
+def weighted_mean(values, weights):
+    """Σ w·x / Σ w over the targets (values [B, S], weights [B, S])."""
+    return (values * weights).sum() / weights.sum()
 
 
 def cross_entropy_rows(logits, targets):

@@ -10,9 +10,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import RMSNorm, causal_attention, ponder_initial_state, rope_interleaved, rope_interleaved_table
+from common import RMSNorm, causal_attention, cross_entropy_rows, weighted_mean, ponder_initial_state, rope_interleaved, rope_interleaved_table
 
-KL_THRESHOLDS = (1e-2, 3e-3, 1e-3, 3e-4)
+KL_THRESHOLDS = (1e-2, 1e-3)
+LATENT_THRESHOLDS = (0.1, 0.05, 0.03, 0.02, 0.01)
 
 
 class SandwichBlock(nn.Module):
@@ -32,17 +33,17 @@ class SandwichBlock(nn.Module):
         self.norm_3 = RMSNorm(E, c['norm_eps'])
         self.norm_4 = RMSNorm(E, c['norm_eps'])
 
-    def attention(self, x, freqs):
+    def attention(self, x, freqs, allowed=None):
         B, S, E = x.shape
         q, k, v = self.attn.Wqkv(x).view(B, S, 3, self.n_heads, self.head_dim).unbind(2)
         q = q + self.attn.qk_bias[0]
         k = k + self.attn.qk_bias[1]
         q, k = rope_interleaved(q, freqs), rope_interleaved(k, freqs)
-        y = causal_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        y = causal_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), allowed)
         return self.attn.proj(y.transpose(1, 2).reshape(B, S, E))
 
-    def forward(self, x, freqs):
-        x = self.norm_2(self.attention(self.norm_1(x), freqs) + x)
+    def forward(self, x, freqs, allowed=None):
+        x = self.norm_2(self.attention(self.norm_1(x), freqs, allowed) + x)
         g, u = self.mlp.fc(self.norm_3(x)).chunk(2, dim=-1)
         return self.norm_4(self.mlp.proj(F.silu(g) * u) + x)
 
@@ -89,10 +90,10 @@ class Huginn(nn.Module):
         nn.init.trunc_normal_(x, 0.0, std, -3 * std, 3 * std)
         return x * self.emb_scale
 
-    def core(self, s, e, freqs):
+    def core(self, s, e, freqs, allowed=None):
         x = self.transformer.adapter(torch.cat([s, e], dim=-1))
         for block in self.transformer.core_block:
-            x = block(x, freqs)
+            x = block(x, freqs, allowed)
         return x
 
     def decode(self, s, freqs):
@@ -167,7 +168,7 @@ class Family:
     def build(self):
         return Huginn(self.config)
 
-    def loss(self, model, batch, step, rng):
+    def loss(self, model, batch, weights, step, rng):
         ids, targets = batch[:, :-1], batch[:, 1:]
         n, k = sample_depth(rng, self.config['mean_recurrence'], self.config['mean_backprop_depth'])
         e, freqs = model.embed(ids)
@@ -179,34 +180,71 @@ class Family:
         for _ in range(k):
             s = model.core(s, e, freqs)
         logits = model.decode(s, freqs)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        loss = weighted_mean(cross_entropy_rows(logits, targets), weights)
         return loss, {'depth': n + k}
 
     def after_step(self, model, step):
         pass
 
     def policies(self, model, ids):
-        """(name, logits [B, S, V], depth [B, S]): fixed(1..2·default) from one trajectory, and upstream's
-        per-token KL exit (threshold t, at most the default depth) read off that trajectory."""
+        """(name, logits [B, S, V], depth [B, S]): fixed(1..2·default) from one trajectory, and the per-token
+        exits exit(kl, t) and exit(latent-diff, t) as ponder runs them (exit_run)."""
         D = self.default_depth
         trajectory = model(ids, 2 * D, trajectory=True)
         B, S = ids.shape
         for d, logits in enumerate(trajectory, start=1):
             yield f'fixed({d})', logits, torch.full((B, S), d)
-        logq = [torch.log_softmax(l, dim=-1) for l in trajectory[:D]]
-        V = logq[0].shape[-1]
         for thr in KL_THRESHOLDS:
-            depth = torch.full((B, S), D)
-            done = torch.zeros(B, S, dtype=torch.bool)
-            prev = torch.full_like(logq[0], -np.log(V))
-            for t, lq in enumerate(logq):
-                kl = (prev.exp() * (prev - lq)).sum(-1)
-                exits = ~done & (kl < thr)
-                depth[exits] = t + 1
-                done |= exits
-                prev = lq
-            logits = torch.stack(trajectory[:D], dim=0).gather(0, (depth - 1)[None, ..., None].expand(1, B, S, V))[0]
-            yield f'exit(kl, {thr:g})', logits, depth
+            yield (f'exit(kl, {thr:g})', *self.exit_run(model, ids, 'kl', thr))
+        for thr in LATENT_THRESHOLDS:
+            yield (f'exit(latent-diff, {thr:g})', *self.exit_run(model, ids, 'latent-diff', thr))
+
+    def exit_run(self, model, ids, criterion, thr):
+        """Per-token exits as ponder decodes token by token (at most the default depth): a token stops
+        after the first step whose criterion is below thr — KL of its next-token distribution to the
+        previous step's (uniform before the first), or ‖s_t − s_{t−1}‖ / ‖s_t‖ (s_0 the initial state)
+        — and later tokens' core attention at step t sees only the earlier tokens that ran step t
+        (cache lookup "full": an exited token has no entry there). Computed in parallel: at step t every
+        token still running attends to the running ones; an exited token's state stays as it was.
+        Exact for latent-diff; for kl the step logits' coda sees the other tokens' current states
+        (ponder's: their final ones). → (logits [B, S, V], depth [B, S])"""
+        B, S = ids.shape
+        e, freqs = model.embed(ids)
+        s = model.initial_state(e)
+        running = torch.ones(B, S, dtype=torch.bool)
+        depth = torch.zeros(B, S, dtype=torch.int64)
+        causal = torch.ones(S, S, dtype=torch.bool).tril()
+        eye = torch.eye(S, dtype=torch.bool)
+        V = self.config['vocab_size']
+        prev = torch.full((B, S, V), -np.log(V))
+        for _ in range(self.default_depth):
+            allowed = ((causal[None] & running[:, None, :]) | eye[None])[:, None]  # [B, 1, S, S]
+            new = torch.where(running[..., None], model.core(s, e, freqs, allowed), s)
+            depth += running.long()
+            if criterion == 'kl':
+                logq = torch.log_softmax(model.decode(new, freqs), dim=-1)
+                value = (prev.exp() * (prev - logq)).sum(-1)
+                prev = torch.where(running[..., None], logq, prev)
+            else:
+                value = (new - s).double().norm(dim=-1) / new.double().norm(dim=-1)
+            running = running & ~(value < thr)
+            s = new
+        return model.decode(s, freqs), depth
+
+    def relative_compute(self, policy, depth):
+        """linear FLOPs per token relative to fixed(default), as ponder counts them (multiply-add = 2,
+        attention scores left out): prelude + depth · (adapter + core) + coda + head, and for exit(kl)
+        the coda + head at every check."""
+        c = self.config
+        E, I, V = c['n_embd'], c['intermediate_size'], c['vocab_size']
+        block = 2 * (3 * E * E + E * E + 2 * I * E + I * E)
+        P, R, C = c['n_layers_in_prelude'], c['n_layers_in_recurrent_block'], c['n_layers_in_coda']
+        step, head, coda = 2 * 2 * E * E + R * block, 2 * V * E, C * block
+        full = P * block + self.default_depth * step + coda + head
+        d = depth.double()
+        if policy.startswith('exit(kl'):
+            return (P * block + d * (step + coda + head)) / full
+        return (P * block + d * step + coda + head) / full
 
     def fixture(self, model, ids):
         """ponder's forward: s₀ from its seeded stream (seed 0), last-position logits per policy."""

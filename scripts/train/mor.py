@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import GatedMLP, LlamaAttention, RMSNorm
+from common import GatedMLP, LlamaAttention, RMSNorm, cross_entropy_rows, weighted_mean
 
 
 class LlamaDecoderLayer(nn.Module):
@@ -165,11 +165,11 @@ class Family:
     def build(self):
         return MoR(self.config)
 
-    def loss(self, model, batch, step, rng):
+    def loss(self, model, batch, weights, step, rng):
         ids, targets = batch[:, :-1], batch[:, 1:]
         rec = {}
         logits = model(ids, 'upstream', record=rec)
-        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        ce = weighted_mean(cross_entropy_rows(logits, targets), weights)
         return ce + self.coeff * rec['aux'], {'ce': round(ce.item(), 4), 'aux': round(rec['aux'].item(), 4)}
 
     def after_step(self, model, step):
@@ -188,6 +188,17 @@ class Family:
             rec = {}
             logits = model(ids, 'causal', threshold=tau, record=rec)
             yield f'router(causal, {tau:g})', logits, rec['depth']
+
+    def relative_compute(self, policy, depth):
+        """linear FLOPs per token relative to fixed(num_recursion): first and last layer + depth · block + routers + head"""
+        mc = self.config['model_config']
+        H, I, V = mc['hidden_size'], mc['intermediate_size'], mc['vocab_size']
+        kv = mc['num_key_value_heads'] * mc['head_dim']
+        layer = 2 * (2 * H * mc['num_attention_heads'] * mc['head_dim'] + 2 * H * kv + 3 * H * I)
+        R = self.default_depth
+        bd = (mc['num_hidden_layers'] - 2) // R
+        full = 2 * layer + R * (bd * layer + 2 * H) + 2 * H * V
+        return (2 * layer + depth.double() * (bd * layer + 2 * H) + 2 * H * V) / full
 
     def fixture(self, model, ids):
         out = [{'policy': f'fixed({d})', 'logits': model(ids, 'fixed', depth=d)[0, -1]} for d in range(1, self.default_depth + 1)]

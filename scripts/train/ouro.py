@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import GatedMLP, LlamaAttention, RMSNorm
+from common import GatedMLP, LlamaAttention, RMSNorm, causal_attention, rope_rotate_half, weighted_mean
 
 
 class OuroDecoderLayer(nn.Module):
@@ -62,6 +62,50 @@ class Ouro(nn.Module):
             hs.append(x)
             gates.append(self.model.early_exit_gate(x).squeeze(-1))
         return hs, gates
+
+
+def skip_run(model, ids, tau):
+    """ponder's exit(gate, τ) in skip mode with copy-forward KV (spec/ouro.md §4): a token stops looping
+    at the first loop whose exit CDF ≥ τ (the last loop otherwise) and keeps that loop's state; later
+    loops' attention reads its keys/values of the exit loop, same layer. → (logits, loops [B, S])"""
+    c = model.c
+    B, S = ids.shape
+    T = c['total_ut_steps']
+    positions = torch.arange(S)[None].expand(B, S)
+    h = model.model.embed_tokens(ids)
+    running = torch.ones(B, S, dtype=torch.bool)
+    loops = torch.zeros(B, S, dtype=torch.int64)
+    cdf, rem = torch.zeros(B, S), torch.ones(B, S)
+    saved = [None] * len(model.model.layers)
+    out = h
+    for t in range(T):
+        x = h
+        for li, layer in enumerate(model.model.layers):
+            a = layer.self_attn
+            xn = layer.input_layernorm(x)
+            q = a.q_proj(xn).view(B, S, a.heads, a.head_dim).transpose(1, 2)
+            k = a.k_proj(xn).view(B, S, a.kv_heads, a.head_dim).transpose(1, 2)
+            v = a.v_proj(xn).view(B, S, a.kv_heads, a.head_dim).transpose(1, 2)
+            q, k = rope_rotate_half(q, positions, a.theta), rope_rotate_half(k, positions, a.theta)
+            if saved[li] is not None:  # copy-forward: exited tokens' rows from their exit loop
+                keep = running[:, None, :, None]
+                k, v = torch.where(keep, k, saved[li][0]), torch.where(keep, v, saved[li][1])
+            saved[li] = (k, v)
+            r = a.heads // a.kv_heads
+            kk, vv = (k.repeat_interleave(r, dim=1), v.repeat_interleave(r, dim=1)) if r > 1 else (k, v)
+            y = a.o_proj(causal_attention(q, kk, vv).transpose(1, 2).reshape(B, S, -1))
+            x = x + layer.input_layernorm_2(y)
+            x = x + layer.post_attention_layernorm_2(layer.mlp(layer.post_attention_layernorm(x)))
+        x = model.model.norm(x)
+        out = torch.where(running[..., None], x, out)
+        loops += running.long()
+        if t < T - 1:
+            lam = torch.sigmoid(model.model.early_exit_gate(x).squeeze(-1).float())
+            cdf = torch.where(running, cdf + lam * rem, cdf)
+            rem = torch.where(running, rem * (1 - lam), rem)
+            running = running & ~(cdf >= torch.tensor(tau, dtype=torch.float32))
+        h = x
+    return model.lm_head(out).float(), loops
 
 
 def exit_pdf(gate_logits):
@@ -125,7 +169,7 @@ class Family:
     def build(self):
         return Ouro(self.config)
 
-    def loss(self, model, batch, step, rng):
+    def loss(self, model, batch, weights, step, rng):
         a = self.args
         ids, targets = batch[:, :-1], batch[:, 1:]
         stage2 = step >= a.steps - a.gate_steps
@@ -134,7 +178,7 @@ class Family:
             ce = torch.stack([F.cross_entropy(model.lm_head(h).float().transpose(1, 2), targets, reduction='none') for h in hs], dim=-1)
             pdf = exit_pdf(gates)
             entropy = -(pdf * torch.log(pdf.clamp_min(1e-12))).sum(-1)
-            loss = (pdf * ce).sum(-1).mean() - a.entropy_beta * entropy.mean()
+            loss = weighted_mean((pdf * ce).sum(-1), weights) - a.entropy_beta * entropy.mean()
             return loss, {'ce_loops': [round(x, 3) for x in ce.mean((0, 1)).tolist()], 'exit_mean': round(float((pdf * torch.arange(1, pdf.shape[-1] + 1)).sum(-1).mean()), 3)}
         with torch.no_grad():
             hs, _ = model.loops(ids)
@@ -149,8 +193,8 @@ class Family:
         pass  # stage II needs no freezing: its loss reaches only the gate (the loops run under no_grad)
 
     def policies(self, model, ids):
-        """fixed(1..T) and the gate's threshold read-out (select: every loop runs, the read-out is the
-        first loop whose exit CDF ≥ τ; depth = that loop)."""
+        """fixed(1..T), the gate's threshold read-out (select: every loop runs, the read-out is the
+        first loop whose exit CDF ≥ τ; depth = that loop) and skip mode (skip_run)."""
         hs, gates = model.loops(ids)
         B, S = ids.shape
         per_loop = [model.lm_head(h).float() for h in hs]
@@ -162,6 +206,19 @@ class Family:
             exit_step = threshold_exit(pdf, tau)
             logits = stacked.gather(0, exit_step[None, ..., None].expand(1, B, S, stacked.shape[-1]))[0]
             yield f'exit(gate, {tau:g}, select)', logits, exit_step + 1
+        for tau in GATE_THRESHOLDS:
+            yield (f'exit(gate, {tau:g})', *skip_run(model, ids, tau))
+
+    def relative_compute(self, policy, depth):
+        """linear FLOPs per token relative to fixed(total_ut_steps): loops run · (layers + gate) + head
+        (select runs every loop)."""
+        c = self.config
+        H, I, V, L = c['hidden_size'], c['intermediate_size'], c['vocab_size'], c['num_hidden_layers']
+        kv = c['num_key_value_heads'] * c['head_dim']
+        layer = 2 * (2 * H * c['num_attention_heads'] * c['head_dim'] + 2 * H * kv + 3 * H * I)
+        loop, head = L * layer + 2 * H, 2 * H * V
+        loops = torch.full_like(depth, self.default_depth) if policy.endswith('select)') else depth
+        return (loops.double() * loop + head) / (self.default_depth * loop + head)
 
     def fixture(self, model, ids):
         hs, gates = model.loops(ids)

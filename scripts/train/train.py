@@ -51,6 +51,10 @@ def main():
         f.write(json.dumps({'argv': sys.argv, 'started': time.strftime('%Y-%m-%dT%H:%M:%S')}) + '\n')
     family = make_family(args.family, config, args)
     model = family.build()
+    if args.init_from and not os.path.exists(os.path.join(args.run_dir, 'checkpoint.pt')):
+        # start from another run's weights (not its optimizer or step): e.g. part 1's prose-trained model
+        model.load_state_dict(torch.load(args.init_from)['model'])
+        print(f'initialised from {args.init_from}', flush=True)
     n_params = sum(p.numel() for p in model.parameters())
     print(f'{args.family}: {n_params:,} parameters', flush=True)
     seconds = common.train(family, model, data, args)
