@@ -12,20 +12,44 @@ import { assertUsageError, ponder as ponderIO, type Run } from './cli-support.js
 
 const ponder = (argv: string[], isTTY = false): Promise<Run> => ponderIO(argv, { isTTY });
 import { parseTraceJSON, summarizeTrace } from '../src/trace/trace.js';
+import { DEFAULT_MODEL, DEFAULT_MODEL_POLICY } from '../src/defaults.js';
+import { loadModel } from '../src/node/index.js';
+
+const DEFAULT_DIR = join('models', DEFAULT_MODEL);
 
 const root = mkdtempSync(join(tmpdir(), 'ponder-run-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
-test('run without --model uses the bundled demo model, says so in one line, streams plain text then a summary', async () => {
+test('run without --model uses the bundled trained model with an adaptive policy, says so in one line, streams plain text then a summary', async () => {
   const r = await ponder(['run', '--prompt', 'Hello', '-n', '5']);
   assert.equal(r.code, 0, r.err);
-  assert.match(r.err, /^no --model given: using the bundled demo model demo-huginn/);
+  assert.match(r.err, new RegExp(`^no --model given: using the bundled trained model ${DEFAULT_MODEL} with --policy "${DEFAULT_MODEL_POLICY.replace(/[()]/g, '\\$&')}"`));
   assert.equal(r.err.trim().split('\n').length, 1);
   const lines = r.out.trimEnd().split('\n');
   assert.match(lines[0], /^depth: 1\.\.\d+ steps per token/);
   assert.doesNotMatch(r.out, /\x1b\[/, 'no escape codes without a terminal');
   assert.match(lines.at(-2)!, /^5 tokens, [\d.]+ tok\/s · depth mean [\d.]+ \(min \d+, max \d+, full \d+\) · compute saved [\d.]+% vs full depth$/);
-  assert.match(lines.at(-1)!, /^prompt \d+ tokens, prefill [\d.]+ ms .*policy default · huginn · finished: length$/);
+  assert.ok(lines.at(-1)!.startsWith('prompt '));
+  assert.ok(lines.at(-1)!.endsWith(` · policy ${DEFAULT_MODEL_POLICY} · huginn · finished: length`), lines.at(-1));
+  // a --policy, or a --model, replaces the pairing: the model's own default then
+  const own = await ponder(['run', '--prompt', 'Hello', '-n', '2', '--policy', 'default']);
+  assert.match(own.err, /^no --model given: using the bundled trained model huginn-sotu \(models/);
+  assert.match(own.out, / · policy default · huginn · /);
+});
+
+test('run without arguments prints English prose whose depth varies from token to token', async () => {
+  const r = await ponder(['run', '--json']);
+  assert.equal(r.code, 0, r.err);
+  const trace = parseTraceJSON(r.out);
+  const generated = trace.tokens.filter((t) => t.phase === 'decode');
+  assert.ok(new Set(generated.map((t) => t.steps)).size > 1, 'the depth varies');
+  const text = generated.map((t) => t.text).join('');
+  const words = text.match(/[A-Za-z]+/g) ?? [];
+  assert.ok(words.length >= 10, text);
+  // most words are words of the training corpus's language: the tokenizer keeps a whole common word as one token
+  const model = await loadModel(DEFAULT_DIR);
+  const whole = words.filter((w) => model.encode(' ' + w, false).length === 1);
+  assert.ok(whole.length / words.length > 0.6, `${whole.length} of ${words.length} words are single tokens: ${text}`);
 });
 
 test('on a terminal each token is coloured by its depth and the legend shows swatches', async () => {

@@ -5,6 +5,7 @@
  * rules. spec/api.md documents the events, the result and cancellation.
  */
 import { PonderError } from '../errors.js';
+import { now, yieldToEventLoop } from './event-loop.js';
 import type { Sampler } from '../generate/sampling.js';
 import type { StopCondition, StopReason } from '../generate/stop.js';
 import type { TextTokenizer, TokenTextStream } from '../tokenizer.js';
@@ -103,15 +104,6 @@ export interface GenerationModel {
   readonly label: string;
   readonly contextLength: number;
   readonly tokenizer: TextTokenizer | null;
-}
-
-function now(): number {
-  return globalThis.performance.now();
-}
-
-/** Gives timers and abort handlers a turn between tokens (only when there is a signal to watch). */
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 /** One generation: an async iterable of TokenEvents, and `result()` for the whole outcome. */

@@ -6,6 +6,7 @@
  * option with an example.
  */
 import { PonderError } from '../errors.js';
+import { now } from './event-loop.js';
 import { checkTokenIds } from '../models/inputs.js';
 import { Sampler, samplingFromGenerationConfig, type SamplingOptions } from '../generate/sampling.js';
 import { StopCondition } from '../generate/stop.js';
@@ -14,6 +15,7 @@ import type { TextTokenizer } from '../tokenizer.js';
 import type { RunTrace } from '../trace/trace.js';
 import type { FamilyAdapter, Family, FamilySession, FamilyStops, SessionOptions, StepOutput } from '../models/family.js';
 import { checkPolicy, describePolicy, type DepthPolicy } from '../depth/policy.js';
+import { checkScoreOptions, Scoring, type ScoreOptions } from './score.js';
 import type { ChatMessage, ChatTemplate } from '../chat/template.js';
 import { assistantRole, defaultStopIds, endOfTurnToken, type StopId } from '../chat/stops.js';
 import { Generation, type GenerateOptions, type GenerationResult, type Prepared, type SessionStart } from './generation.js';
@@ -207,6 +209,24 @@ export class Model {
     return new ChatSession(this, { adapter: this.adapter, prepare: (ids, o) => this.prepare(ids, o, true), checkIds: (ids) => this.checkIds(ids, 'prompt') }, options);
   }
 
+  /**
+   * Teacher-forced scoring (src/api/score.ts): every id after the first scored on the logits of the
+   * call that fed the id before it, one token per call as `generate` decodes, windows of at most the
+   * context. `for await (const chunk of model.score(ids))` streams each window's log-probabilities
+   * and traces; `await model.score(ids).result()` gives the totals. Checked before any compute.
+   */
+  score(textOrIds: string | readonly number[], options: ScoreOptions = {}): Scoring {
+    if (typeof textOrIds !== 'string' && !Array.isArray(textOrIds) && !ArrayBuffer.isView(textOrIds)) throw new PonderError('ARG_INVALID', 'score needs a text or an array of token ids', { field: 'ids', hint: 'pass a string (with a tokenizer) or an array of ids' });
+    const ids = typeof textOrIds === 'string' ? this.encode(textOrIds, options.addSpecialTokens ?? true) : Array.from(textOrIds);
+    checkTokenIds(ids, this.vocabSize, typeof textOrIds === 'string' ? 'text' : 'ids');
+    const { window, seed } = checkScoreOptions(options, ids, this.contextLength);
+    const policy = options.policy ?? { kind: 'default' };
+    this.checkPolicy(policy);
+    const session: SessionOptions = { seed, kvStrategy: options.kvStrategy };
+    this.adapter.checkSessionOptions(session);
+    return new Scoring({ ids, window, policy, session, signal: options.signal ?? null, onProgress: options.onProgress ?? null, adapter: this.adapter });
+  }
+
   private requireTokenizer(): TextTokenizer {
     if (!this.tokenizer) {
       throw new PonderError('GEN_NO_TOKENIZER', `${this.label} has no tokenizer, so text cannot be encoded or decoded`, { hint: 'pass token ids instead of text, or load a model directory with tokenizer.json (and install @huggingface/tokenizers)' });
@@ -276,10 +296,6 @@ export function renderChatPrompt(template: ChatTemplate, messages: readonly Chat
 
 function stringToken(value: string | string[] | undefined): string | undefined {
   return typeof value === 'string' ? value : undefined;
-}
-
-function now(): number {
-  return globalThis.performance.now();
 }
 
 /** What a ChatSession needs of its model beyond the public API (Model.chatSession hands it over). */

@@ -5,6 +5,7 @@
 import { PonderError } from '../errors.js';
 import { chatCommand } from './chat.js';
 import { conformCommand } from './conform.js';
+import { evalCommand } from './eval.js';
 import { convertCommand } from './convert.js';
 import { inspectCommand } from './inspect.js';
 import { benchCommand } from './bench.js';
@@ -25,6 +26,7 @@ Commands:
   run                generate text, each token coloured by the depth it used, then a summary
   chat               talk with a chat model (its template, multi-turn, the KV cache kept across turns)
   trace --html FILE  the same generation as a self-contained HTML page (depth heatmap, criterion curves)
+  eval [MODEL]       quality vs compute: bits/byte and task accuracy at every fixed depth and exit policy
   conform [DIR]      run golden conformance cases (default: the bundled spec/golden)
   serve --model DIR  an OpenAI-compatible HTTP server (chat, completions, streaming) with per-token depth
   inspect FILE|DIR   list the tensors of a safetensors file or model directory, and its config
@@ -41,13 +43,14 @@ const COMMANDS: Record<string, (argv: string[], io: CliIO) => Promise<number>> =
   run: runCommand,
   chat: chatCommand,
   trace: traceCommand,
+  // one command: `--compare A B` is quality per depth of one checkpoint against another (src/cli/eval-compare.ts)
+  eval: (argv, io) => (argv.includes('--compare') ? evalCompareCommand(argv, io) : evalCommand(argv, io)),
   conform: conformCommand,
   inspect: inspectCommand,
   bench: benchCommand,
   convert: convertCommand,
   serve: serveCommand,
   quantize: quantizeCommand,
-  eval: evalCompareCommand,
 };
 
 export async function main(argv: string[], io: CliIO): Promise<number> {

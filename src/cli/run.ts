@@ -8,6 +8,7 @@ import { resolve } from 'node:path';
 import { PonderError } from '../errors.js';
 import { loadModelDir } from '../node/index.js';
 import { parsePolicy } from '../depth/policy.js';
+import { DEFAULT_MODEL, DEFAULT_MODEL_POLICY, DEFAULT_PROMPT } from '../defaults.js';
 import { renderChatPrompt, type ChatOptions, type GenerateOptions, type Generation, type GenerationResult, type Model } from '../api/model.js';
 import { loadChatTemplate, type ChatMessage } from '../chat/template.js';
 import { ThinkingSplitter, promptOpensThinking, type TextSegment } from '../chat/thinking.js';
@@ -18,8 +19,6 @@ import { colorTokenByDepth, depthLegend, formatSummary } from '../trace/terminal
 import { intFlag, parseFlags, type FlagSpec } from './args.js';
 import { createRuntime, RUNTIME_FLAGS } from './runtime-flags.js';
 import type { CliIO } from './io.js';
-
-export const DEMO_MODEL = 'demo-huginn';
 
 export const GENERATION_FLAGS: FlagSpec = {
   model: { type: 'string', short: 'm' },
@@ -51,8 +50,9 @@ export const CHAT_FLAGS: FlagSpec = {
 };
 
 export const GENERATION_HELP = `  --model DIR, -m        model directory in Hugging Face layout (config.json, model.safetensors or
-                          shards + index, tokenizer.json); default: the bundled demo model
-  --prompt TEXT, -p       prompt text (needs tokenizer.json); default "Once upon a time"
+                          shards + index, tokenizer.json); default: the bundled trained model
+                          models/huginn-sotu, with --policy "${DEFAULT_MODEL_POLICY}" unless given
+  --prompt TEXT, -p       prompt text (needs tokenizer.json); default "${DEFAULT_PROMPT}"
   --ids 1,2,3             prompt as token ids instead of text
   --policy POLICY         depth policy: default, fixed(N), router(upstream), router(causal[, T]),
                           exit(CRITERION[, T|auto]), budget(N[, POLICY])  (spec/policies.md)
@@ -159,7 +159,7 @@ export function chatFlags(values: Record<string, string | boolean | string[] | u
   return { system: values.system as string | undefined, ...(templateKwargs ? { templateKwargs } : {}), hideThinking: values['hide-thinking'] === true };
 }
 
-/** The runtime --kernels and --threads ask for (run, trace, chat, serve). */
+/** The runtime --kernels and --threads ask for (run, trace, chat, eval, serve). */
 export async function runtimeFromFlags(command: string, values: Record<string, string | boolean | string[] | undefined>): Promise<Runtime> {
   // no --threads: as many kernel threads as the host offers (defaultThreadCount, at most 8); scalar kernels run on one
   const threads = values.threads !== undefined || values.kernels === 'scalar' ? intFlag(command, 'threads', values.threads as string | undefined, 1)
@@ -170,17 +170,25 @@ export async function runtimeFromFlags(command: string, values: Record<string, s
     : createRuntime(values as Record<string, string | boolean | undefined>);
 }
 
+/** The model a command runs on: --model (default: the bundled trained model) on the --kernels / --threads runtime; notes on stderr. */
+export async function openModel(command: string, values: Record<string, string | boolean | string[] | undefined>, io: CliIO, defaultNote = ''): Promise<Model> {
+  const runtime = await runtimeFromFlags(command, values);
+  const model = await loadModelDir(modelDir(values, io, defaultNote), { runtime });
+  if (model.unknownConfigKeys.length > 0) io.err(`note: config.json keys ponder does not read (a typo, or a field it ignores): ${model.unknownConfigKeys.join(', ')}\n`);
+  return model;
+}
+
 interface Prepared {
   model: Model;
   prompt: string | number[];
   options: GenerateOptions;
 }
 
-/** The model directory the flags name (default: the bundled demo model, said on stderr). */
-export function modelDir(values: Record<string, string | boolean | string[] | undefined>, io: CliIO): string {
+/** The model directory the flags name (default: the bundled trained model, said on stderr with `defaultNote`). */
+export function modelDir(values: Record<string, string | boolean | string[] | undefined>, io: CliIO, defaultNote = ''): string {
   if (values.model !== undefined) return values.model as string;
-  io.err(`no --model given: using the bundled demo model ${DEMO_MODEL} (golden-case weights, so its text is noise)\n`);
-  return resolve(io.bundledGoldenDir, '..', '..', 'models', DEMO_MODEL);
+  io.err(`no --model given: using the bundled trained model ${DEFAULT_MODEL}${defaultNote} (models/README.md)\n`);
+  return resolve(io.bundledGoldenDir, '..', '..', 'models', DEFAULT_MODEL);
 }
 
 /**
@@ -193,9 +201,10 @@ export async function prepare(command: string, values: Record<string, string | b
   const extraStops = stopIdsFlag(values['stop-id'] as string[] | undefined);
   const maxNewTokens = values['max-new-tokens'] === '0' ? 0 : intFlag(command, 'max-new-tokens', values['max-new-tokens'] as string | undefined, 32);
   const threshold = numberFlag('threshold', values.threshold as string | undefined);
+  const defaultPair = values.model === undefined && values.policy === undefined && threshold === undefined;
   const policy = values.policy !== undefined ? parsePolicy(String(values.policy), threshold)
     : threshold !== undefined ? (() => { throw new PonderError('ARG_INVALID', '--threshold needs --policy router(causal) or exit(CRITERION)', { field: 'threshold', hint: 'e.g. --policy "exit(kl)" --threshold 5e-4' }); })()
-    : undefined;
+    : defaultPair ? parsePolicy(DEFAULT_MODEL_POLICY) : undefined;
   const sampling: SamplingOptions = {};
   const temperature = numberFlag('temperature', values.temperature as string | undefined);
   const topK = numberFlag('top-k', values['top-k'] as string | undefined);
@@ -212,10 +221,8 @@ export async function prepare(command: string, values: Record<string, string | b
   const seed = seedFlag(values.seed as string | undefined);
   const stopStrings = values.stop as string[] | undefined;
 
-  const runtime = await runtimeFromFlags(command, values);
-  const model = await loadModelDir(modelDir(values, io), { runtime });
-  if (model.unknownConfigKeys.length > 0) io.err(`note: config.json keys ponder does not read (a typo, or a field it ignores): ${model.unknownConfigKeys.join(', ')}\n`);
-  const prompt = values.ids !== undefined ? idsFlag(String(values.ids)) : String(values.prompt ?? 'Once upon a time');
+  const model = await openModel(command, values, io, defaultPair ? ` with --policy "${DEFAULT_MODEL_POLICY}"` : '');
+  const prompt = values.ids !== undefined ? idsFlag(String(values.ids)) : String(values.prompt ?? DEFAULT_PROMPT);
   if (typeof prompt === 'string' && model.tokenizer && command !== 'chat') {
     // a tokenizer without an unknown token drops characters it cannot encode (demo-huginn's covers ASCII only): say so
     const seen = model.decode(model.encode(prompt, false));
@@ -299,7 +306,7 @@ export async function runCommand(argv: string[], io: CliIO): Promise<number> {
   if (chat && values.ids !== undefined) throw new PonderError('ARG_INVALID', 'run: --chat takes the user message as text (--prompt), not --ids', { field: 'ids', hint: 'give --prompt TEXT' });
   const messages: ChatMessage[] = [
     ...(conversation.system !== undefined ? [{ role: 'system', content: conversation.system }] : []),
-    { role: 'user', content: String(values.prompt ?? 'Once upon a time') },
+    { role: 'user', content: String(values.prompt ?? DEFAULT_PROMPT) },
   ];
   const chatOptions: ChatOptions = conversation.templateKwargs ? { templateKwargs: conversation.templateKwargs } : {};
   if (values['print-prompt']) return printPrompt(values, io, chat ? messages : null, chatOptions);
@@ -327,11 +334,11 @@ export async function runCommand(argv: string[], io: CliIO): Promise<number> {
  */
 async function printPrompt(values: Record<string, string | boolean | string[] | undefined>, io: CliIO, messages: ChatMessage[] | null, options: ChatOptions): Promise<number> {
   if (values.ids !== undefined) throw new PonderError('ARG_INVALID', 'run: --print-prompt prints prompt text; --ids has none', { field: 'ids', hint: 'give --prompt TEXT' });
-  if (messages === null) { io.out(String(values.prompt ?? 'Once upon a time')); return 0; }
+  if (messages === null) { io.out(String(values.prompt ?? DEFAULT_PROMPT)); return 0; }
   const dir = modelDir(values, io);
   const files = readTokenizerFiles(dir);
   if (files.chatTemplateJinja === undefined && files.tokenizerConfig === undefined) {
-    throw new PonderError('CHAT_TEMPLATE_MISSING', `${dir} has no chat template: neither chat_template.jinja nor tokenizer_config.json`, { path: dir, hint: 'this is not a chat model (the bundled demo models are not): drop --chat' });
+    throw new PonderError('CHAT_TEMPLATE_MISSING', `${dir} has no chat template: neither chat_template.jinja nor tokenizer_config.json`, { path: dir, hint: 'this is not a chat model (the bundled models are not): drop --chat' });
   }
   const template = await loadChatTemplate(files);
   io.out(renderChatPrompt(template, messages, options));

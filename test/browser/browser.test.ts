@@ -16,6 +16,7 @@ import { ROOT, comparableConformance, nodeReference } from '../portable/run-entr
 import type { SuiteResult } from '../../src/conform/portable.js';
 import { createScalarRuntime, loadModel, parsePolicy, type Runtime } from '../../src/node/index.js';
 import { depthRgb } from '../../src/trace/palette.js';
+import { DEFAULT_MODEL, DEFAULT_MODEL_POLICY } from '../../src/defaults.js';
 import { defaultThreads } from '../../src/runtime/pool.js';
 // @ts-expect-error: a plain .mjs script without type declarations
 import { startWebServer } from '../../scripts/serve-web.mjs';
@@ -94,15 +95,36 @@ async function finishedWithoutError(p: Page): Promise<void> {
 }
 
 /** What the Node run of the same model, prompt, seed and policy gives, as the page would paint it. */
-async function nodeRun(model: string, prompt: string, policy: string, maxNewTokens: number, seed: number, runtime?: Runtime): Promise<{ painted: PaintedToken[]; generated: number }> {
+async function nodeRun(model: string, prompt: string, policy: string, maxNewTokens: number, seed: number, runtime?: Runtime, temperature = 0): Promise<{ painted: PaintedToken[]; generated: number }> {
   const m = await loadModel(join(ROOT, 'models', model), runtime ? { runtime } : {});
-  const result = await m.generate(prompt, { maxNewTokens, seed, policy: parsePolicy(policy), sampling: { temperature: 0 } }).result();
+  const result = await m.generate(prompt, { maxNewTokens, seed, policy: parsePolicy(policy), sampling: { temperature } }).result();
   const painted = result.trace.tokens.map((t) => {
     const [r, g, b] = depthRgb(Math.min(t.steps, t.maxSteps), Math.max(1, t.maxSteps));
     return { id: t.id, phase: t.phase ?? 'decode', steps: t.steps, background: `rgb(${r}, ${g}, ${b})` };
   });
   return { painted, generated: result.generatedIds.length };
 }
+
+test('the page starts with the trained model and the policy it is paired with, and its first generation is prose whose depth varies', async () => {
+  await page.waitForSelector('#policy[data-state="ready"], #policy[data-state="error"]', { timeout: 60_000 });
+  assert.equal(await page.inputValue('#model'), DEFAULT_MODEL);
+  const paired = parsePolicy(DEFAULT_MODEL_POLICY);
+  assert.ok(paired.kind === 'exit' && typeof paired.threshold === 'number');
+  assert.equal(await page.inputValue('#policy'), `exit(${paired.criterion}, {T})`);
+  assert.equal(Number(await page.inputValue('#threshold')), paired.threshold);
+  await page.click('#generate');
+  await finishedWithoutError(page);
+  const painted = await readPainted(page);
+  const [prompt, maxNewTokens, seed, temperature] = [await page.inputValue('#prompt'), Number(await page.inputValue('#maxNewTokens')), Number(await page.inputValue('#seed')), Number(await page.inputValue('#temperature'))];
+  const expected = await nodeRun(DEFAULT_MODEL, prompt, DEFAULT_MODEL_POLICY, maxNewTokens, seed, undefined, temperature);
+  assert.deepEqual(painted, expected.painted, 'the heatmap shows the Node run of the same defaults');
+  const generated = painted.filter((t) => t.phase === 'decode');
+  assert.ok(new Set(generated.map((t) => t.steps)).size > 1, 'the depth varies');
+  const text: string = await page.$eval('#tokens', (el) => el.textContent ?? '');
+  assert.ok((text.match(/[A-Za-z]+/g) ?? []).length >= 20, text);
+  console.log(`  ${DEFAULT_MODEL} ${DEFAULT_MODEL_POLICY}: ${text.slice(0, 160)}…`);
+  await page.screenshot({ path: join(ARTIFACTS, `web-${DEFAULT_MODEL}.png`), fullPage: true });
+});
 
 for (const [model, policy, threshold] of [['demo-ouro', 'exit(gate, {T})', '0.5'], ['demo-huginn', 'exit(kl, {T})', '0.001'], ['demo-mor', 'router(causal, {T})', '0.5']] as const) {
   test(`the page streams a ${model} generation from its worker and paints every token with the depth the Node run gives (${policy.replace('{T}', threshold)})`, async () => {
@@ -245,6 +267,7 @@ test('served without COOP/COEP the page says so, falls back to the scalar kernel
     await plainPage.selectOption('#policy', 'exit(gate, {T})');
     await plainPage.fill('#threshold', '0.5');
     await plainPage.fill('#maxNewTokens', '8');
+    await plainPage.fill('#temperature', '0');
     await plainPage.click('#generate');
     await finishedWithoutError(plainPage);
     const painted = await readPainted(plainPage);

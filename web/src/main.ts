@@ -8,6 +8,8 @@ import { depthRgb, rgbHex, textRgbOn, DEPTH_STOPS } from '../../src/trace/palett
 import { escapeHtml } from '../../src/trace/html.js';
 import type { CaseResult, SuiteResult } from '../../src/conform/portable.js';
 import { parseTraceJSON } from '../../src/trace/trace.js';
+import { DEFAULT_MODEL, DEFAULT_MODEL_POLICY, DEFAULT_PROMPT } from '../../src/defaults.js';
+import { parsePolicy } from '../../src/depth/policy.js';
 import { renderTraceHtml } from '../../src/trace/html.js';
 import { defaultThreads } from '../../src/runtime/pool.js';
 import type { FromWorker, GenerateRequest, ModelChoice, ModelInfo, PolicyChoice, ToWorker, TokenEvent } from './protocol.js';
@@ -29,6 +31,7 @@ const state: PageState = { threadJobs: 0, conformance: null, model: null, tokens
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 const statusEl = $('status'), tokensEl = $('tokens'), legendEl = $('legend'), summaryEl = $('summary'), conformEl = $('conformance');
 const modelSelect = $<HTMLSelectElement>('model'), folderInput = $<HTMLInputElement>('folder');
+$<HTMLTextAreaElement>('prompt').value = DEFAULT_PROMPT;
 
 function setStatus(text: string, isError = false): void {
   statusEl.textContent = text;
@@ -157,11 +160,21 @@ function fillPolicies(info: ModelInfo): void {
   const previous = policySelect.value;
   policies = info.policies;
   policySelect.innerHTML = policies.map((p) => `<option value="${escapeHtml(p.template)}">${escapeHtml(p.label)}</option>`).join('');
-  // Keep the user's choice when the new model supports it; otherwise the first policy with a threshold shows depth best.
-  const keep = policies.find((p) => p.template === previous) ?? policies.find((p) => p.threshold !== undefined) ?? policies[0];
+  // Keep the user's choice when the new model supports it; the default model starts with the policy
+  // it is paired with (src/defaults.ts); otherwise the first policy with a threshold shows depth best.
+  const paired = info.label === DEFAULT_MODEL && previous === '' ? pairedPolicy() : null;
+  const keep = policies.find((p) => p.template === previous) ?? policies.find((p) => p.template === paired?.template)
+    ?? policies.find((p) => p.threshold !== undefined) ?? policies[0];
   if (keep) policySelect.value = keep.template;
   stepsInput.value = String(info.defaultDepth);
   onPolicyChange();
+  if (paired && keep?.template === paired.template) thresholdInput.value = String(paired.threshold);
+}
+
+/** DEFAULT_MODEL_POLICY as the page's template and threshold, e.g. exit(latent-diff, {T}) and 0.1. */
+function pairedPolicy(): { template: string; threshold: number } | null {
+  const p = parsePolicy(DEFAULT_MODEL_POLICY);
+  return p.kind === 'exit' && typeof p.threshold === 'number' ? { template: `exit(${p.criterion}, {T})`, threshold: p.threshold } : null;
 }
 
 function onPolicyChange(): void {
@@ -197,8 +210,8 @@ async function loadModelList(): Promise<void> {
   const models = r.ok ? ((await r.json()) as Array<{ name: string }>) : [];
   modelSelect.innerHTML = models.map((m) => `<option value="${escapeHtml(m.name)}">${escapeHtml(m.name)}</option>`).join('');
   if (models.length === 0) { setStatus('no bundled model is served; pick a local model folder', true); return; }
-  // The Ouro demo's learned exit gate gives the most varied depths, so it is the default.
-  modelSelect.value = models.some((m) => m.name === 'demo-ouro') ? 'demo-ouro' : models[0].name;
+  // The trained model writes prose (src/defaults.ts); without it, the Ouro demo's exit gate gives the most varied depths.
+  modelSelect.value = [DEFAULT_MODEL, 'demo-ouro'].find((name) => models.some((m) => m.name === name)) ?? models[0].name;
   loadModelChoice({ kind: 'bundled', name: modelSelect.value });
 }
 
