@@ -12,7 +12,7 @@
  */
 import { Bench } from 'tinybench';
 import { loadModelDir } from '../src/node/index.js';
-import { budget, exit, fixed, router, describePolicy, type DepthPolicy } from '../src/api/policy.js';
+import { budget, exit, fixed, router, describePolicy, type DepthPolicy } from '../src/api/index.js';
 import type { Runtime } from '../src/runtime/runtime.js';
 
 export interface E2eRow {

@@ -20,8 +20,9 @@
  */
 import { freemem } from 'node:os';
 import { parseArgs } from 'node:util';
-import { HUGINN_0125_CONFIG, loadHuginn, seededInitialStates } from '../src/models/huginn.js';
-import { createExitEvaluator, EXIT_CRITERIA } from '../src/models/huginn-exit.js';
+import { HUGINN_0125_CONFIG, seededInitialStates } from '../src/models/huginn.js';
+import { huginnFamily } from '../src/models/huginn-family.js';
+import { createExitEvaluator, EXIT_CRITERIA } from '../src/depth/criteria.js';
 import { generateAdaptive, generateMinimal } from '../src/models/huginn-generate.js';
 import { WASM_MAX_BYTES } from '../src/runtime/wasm-arena.js';
 import { createScalarRuntime, type Runtime } from '../src/runtime/runtime.js';
@@ -61,7 +62,7 @@ let runtime: Runtime;
 if (values.kernels === 'wasm') { const { createNodeWasmRuntime } = await import('../src/node/pool-worker.js'); runtime = await createNodeWasmRuntime({ threads: Number(values.threads) }); }
 else runtime = createScalarRuntime();
 const t0 = performance.now();
-const model = loadHuginn(source, runtime, config);
+const model = huginnFamily.load(config, source, runtime);
 console.log(`load ${((performance.now() - t0) / 1000).toFixed(0)} s`);
 const newTokens = Number(values.tokens);
 const prompt = Array.from({ length: Number(values.prompt) }, (_, i) => (i * 7919 + 13) % config.vocabSize);

@@ -16,8 +16,9 @@
  */
 import { parseArgs } from 'node:util';
 import { Bench } from 'tinybench';
-import { loadHuginn, type HuginnModel } from '../src/models/huginn.js';
-import { createExitEvaluator, EXIT_CRITERIA } from '../src/models/huginn-exit.js';
+import { huginnFamily } from '../src/models/huginn-family.js';
+import type { HuginnModel } from '../src/models/huginn.js';
+import { createExitEvaluator, EXIT_CRITERIA } from '../src/depth/criteria.js';
 import { generateAdaptive, generateMinimal } from '../src/models/huginn-generate.js';
 import { seededInitialStates } from '../src/models/huginn.js';
 import { createScalarRuntime, type Runtime } from '../src/runtime/runtime.js';
@@ -53,7 +54,7 @@ const runtime = await makeRuntime();
 const raw = scaledHuginnConfig(Number(values.heads), Number(values.vocab));
 const { config, source, parameters } = syntheticHuginnWeights(raw, 1, Number(values['out-gain']));
 const loadStart = performance.now();
-const model: HuginnModel = loadHuginn(source, runtime, config);
+const model: HuginnModel = huginnFamily.load(config, source, runtime);
 log(`# Huginn adaptive-compute benchmark: E=${config.nEmbd}, H=${config.nHeads}, I=${config.intermediateSize}, V=${config.vocabSize}, P/R/C=${config.nPrelude}/${config.nCore}/${config.nCoda}, ${(parameters / 1e6).toFixed(1)} M parameters (bf16), kernels ${runtime.kernels.name}, threads ${values.threads}`);
 log(`load ${((performance.now() - loadStart) / 1000).toFixed(1)} s`);
 

@@ -11,7 +11,9 @@
  */
 import { parseArgs } from 'node:util';
 import { Bench } from 'tinybench';
-import { loadMor, MorModel, type ForwardOptions, type MorSession } from '../src/models/mor.js';
+import { configObject } from '../src/format/config.js';
+import { morFamily } from '../src/models/mor-family.js';
+import { MorModel, type ForwardOptions, type MorSession } from '../src/models/mor.js';
 import { createScalarRuntime, type Runtime } from '../src/runtime/runtime.js';
 import { fixtureWeights, makeFixture } from '../test/mor-fixture.js';
 
@@ -41,7 +43,7 @@ const R = 3, bd = 2, V = 4096;
 const fx = makeFixture({ variant: 'expert', sharing: 'middle_cycle', R, bd, hidden: H, heads: H / 64, kvHeads: Math.max(1, H / 128), headDim: 64, intermediate: 3 * H, vocab: V, seed: 20260101 });
 (fx.config.model_config as Record<string, unknown>).max_position_embeddings = promptLength + newTokens + 1;
 const runtime = await makeRuntime();
-const model = loadMor(fixtureWeights(fx.tensors, 'synthetic MoR'), fx.config, runtime);
+const model = morFamily.load(morFamily.parseConfig(configObject(fx.config, 'synthetic MoR')), fixtureWeights(fx.tensors, 'synthetic MoR'), runtime);
 log(`# MoR decode benchmark: expert-choice middle_cycle, H=${H}, R=${R}, bd=${bd}, V=${V}; prompt ${promptLength}, ${newTokens} decoded tokens; kernels ${runtime.kernels.name}`);
 
 const prompt = [Array.from({ length: promptLength }, (_, i) => (i * 7919 + 13) % V)];

@@ -19,7 +19,9 @@
  */
 import { parseArgs } from 'node:util';
 import { Bench } from 'tinybench';
-import { OuroModel, ouroConfigFromJson, type OuroCache, type OuroForwardOptions, type OuroForwardResult } from '../src/models/ouro.js';
+import { ouroFamily } from '../src/models/ouro-family.js';
+import { ouroConfigFromJson } from '../src/models/ouro-config.js';
+import type { OuroCache, OuroForwardOptions, OuroForwardResult } from '../src/models/ouro.js';
 import { openModelDir } from '../src/node/model-dir.js';
 import { createScalarRuntime, type Runtime } from '../src/runtime/runtime.js';
 import { StreamBaseline } from './stream-baseline.js';
@@ -57,7 +59,7 @@ const loadStart = performance.now();
 const md = openModelDir(dir);
 if (!md.config) throw new Error(`${dir} has no config.json`);
 const config = ouroConfigFromJson(md.config);
-const model = OuroModel.load(runtime, config, md.weights);
+const model = ouroFamily.load(config, md.weights, runtime);
 const loadSeconds = (performance.now() - loadStart) / 1000;
 const T = config.totalUtSteps, V = config.vocabSize;
 log(`# Ouro decode benchmark: ${dir} (${md.layout}, L=${config.numLayers}, H=${config.hiddenSize}, T=${T}), kernels ${runtime.kernels.name}, threads ${values.threads}`);

@@ -11,7 +11,8 @@
  */
 import { parseArgs } from 'node:util';
 import { hasTensor, intTensor, tensorShape } from '../src/conform/golden.js';
-import { OuroModel, ouroConfigFromJson, type MissingKvPolicy, type OuroForwardOptions } from '../src/models/ouro.js';
+import { OuroModel, type MissingKvPolicy, type OuroForwardOptions } from '../src/models/ouro.js';
+import { ouroConfigFromJson } from '../src/models/ouro-config.js';
 import { safetensorsWeights } from '../src/models/weights.js';
 import { findGoldenCases, loadGoldenCase } from '../src/node/files.js';
 import { createScalarRuntime } from '../src/runtime/runtime.js';

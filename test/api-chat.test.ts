@@ -17,7 +17,7 @@ import { loadTokenizer, type TextTokenizer } from '../src/tokenizer.js';
 import type { WeightSource } from '../src/models/weights.js';
 import { GREETER, QWEN2, QWEN2_TOKENIZER, fixtureTokenizerConfig, safetensorsBytes, scriptedOuro } from './chat-fixture.js';
 import { smallConfigJson, smallWeights } from './ouro-fixture.js';
-import { ouroConfigFromJson } from '../src/models/ouro.js';
+import { ouroConfigFromJson } from '../src/models/ouro-config.js';
 import { randomWeights, tinyConfig } from './huginn-fixture.js';
 import { makeFixture } from './mor-fixture.js';
 import type { Runtime } from '../src/runtime/runtime.js';

@@ -2,7 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PonderError } from '../src/errors.js';
 import { parseSafetensors, writeSafetensors, type TensorToWrite } from '../src/format/safetensors.js';
-import { checkHuginnWeights, HUGINN_0125_CONFIG, huginnMemoryPlan, bindHuginn, parseHuginnConfig } from '../src/models/huginn.js';
+import { checkHuginnWeights, HUGINN_0125_CONFIG, bindHuginn, parseHuginnConfig } from '../src/models/huginn.js';
+import { huginnFamily } from '../src/models/huginn-family.js';
+import { planFamily } from '../src/models/placement.js';
+import { MEMORY_PLAN_LIMIT_BYTES } from '../src/runtime/plan.js';
 import { safetensorsWeights, type WeightInfo, type WeightSource } from '../src/models/weights.js';
 import { createScalarRuntime } from '../src/runtime/runtime.js';
 import { memorySource, randomWeights, tinyConfig } from './huginn-fixture.js';
@@ -140,11 +143,14 @@ test('token ids outside the vocabulary and positions beyond block_size are typed
   assert.throws(() => model.newCache('latest-m5'), (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_CACHE_STRATEGY');
 });
 
-test('on the wasm runtime, huginn-0125 in bf16 is refused before any tensor is read (7.1 GB > 4 GiB)', async () => {
+test('huginn-0125 in bf16 (7.1 GB) needs several memory shards: bound on a one-memory wasm runtime it is refused before any tensor is read', async () => {
   const wasm = await createWasmRuntime();
   const cfg = parseHuginnConfig(HUGINN_0125_CONFIG);
-  assert.throws(() => bindHuginn(cfg, huginn0125Infos(), wasm), (e: unknown) => e instanceof PonderError && e.code === 'MEM_MODEL_TOO_LARGE');
-  assert.ok(huginnMemoryPlan(huginn0125Infos(), cfg).weights > 6.5e9);
+  assert.throws(() => huginnFamily.load(cfg, huginn0125Infos(), wasm), (e: unknown) => e instanceof PonderError && e.code === 'MEM_SHARDS');
+  const plan = planFamily(huginnFamily, cfg, huginn0125Infos(), wasm);
+  assert.ok(plan.shards.length >= 2, `${plan.shards.length} shards`);
+  assert.ok(plan.shards.reduce((a, s) => a + s.weightBytes, 0) > 6.5e9);
+  for (const s of plan.shards) assert.ok(s.totalBytes <= MEMORY_PLAN_LIMIT_BYTES, `a shard of ${s.totalBytes} bytes`);
 });
 
 test('a sharded model directory (model.safetensors.index.json) loads like the in-memory weights', async () => {

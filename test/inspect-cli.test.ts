@@ -7,7 +7,9 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { ouroFamily } from '../src/models/ouro-family.js';
+import { configObject } from '../src/format/config.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { main, type CliIO } from '../src/cli/main.js';
@@ -201,6 +203,48 @@ test('inspect names the family of every bundled model (MoR included) from the on
   assert.deepEqual(JSON.parse((await run(dir, '--json')).out).unknown_config_keys, ['total_ut_step']);
 });
 
+
+/** A full-size checkpoint without its data: the safetensors header, then a sparse hole of the right length (no disk used). */
+function sparseCheckpoint(dir: string, config: Record<string, unknown>, tensors: { name: string; shape: readonly number[] }[]): void {
+  mkdirSync(dir, { recursive: true });
+  const header: Record<string, unknown> = {};
+  let offset = 0;
+  for (const t of tensors) {
+    const bytes = 2 * numel(t.shape);
+    header[t.name] = { dtype: 'BF16', shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (json.length % 8)) % 8);
+  const head = new Uint8Array(8 + json.length);
+  new DataView(head.buffer).setBigUint64(0, BigInt(json.length), true);
+  head.set(new TextEncoder().encode(json), 8);
+  const path = join(dir, 'model.safetensors');
+  writeFileSync(path, head);
+  truncateSync(path, head.length + offset);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+}
+
+test('Ouro-1.4B shapes (2.9 GB bf16): inspect --context 16384 --kv-dtype bf16 prints a plan over several memory shards; f32 at that context is refused naming what fits', async () => {
+  const config = {
+    model_type: 'ouro', vocab_size: 49152, hidden_size: 2048, intermediate_size: 5632, num_hidden_layers: 24, num_attention_heads: 16,
+    num_key_value_heads: 16, head_dim: 128, rope_theta: 1e6, rms_norm_eps: 1e-6, max_position_embeddings: 65536, total_ut_steps: 4,
+    early_exit_threshold: 1.0, tie_word_embeddings: false,
+  };
+  const dir = join(root, 'ouro-1.4b-sparse');
+  sparseCheckpoint(dir, config, ouroFamily.tensors(ouroFamily.parseConfig(configObject(config, 'config.json'))).filter((t) => !t.optional));
+  const r = await run(dir, '--context', '16384', '--kv-dtype', 'bf16', '--max-memory', '20GiB');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /memory plan: context 16384 tokens, bf16 KV cache, [4-9] memory shards/);
+  assert.match(r.out, /shard 3: /);
+  assert.match(r.out, /longest context within the limit: f32 \d+, bf16 \d+, f16 \d+ tokens/);
+  const json = JSON.parse((await run(dir, '--context', '16384', '--kv-dtype', 'bf16', '--max-memory', '20GiB', '--json')).out);
+  assert.equal(json.memory_plan.kv_dtype, 'bf16');
+  assert.equal(json.memory_plan.shards.reduce((a: number, s: { kv_bytes: number }) => a + s.kv_bytes, 0), 24 * 4 * 2 * 2048 * 2 * 16384);
+  const refused = await run(dir, '--context', '16384', '--max-memory', '20GiB');
+  assertUsageError(refused, 'MEM_OVER_LIMIT');
+  assert.match(refused.err, /--kv-dtype bf16 \(fits \d+ tokens\)/);
+});
 
 test('inspect DIR names the chat template, the special tokens the tokenizer adds, and the stop ids with their sources — the same ids the API uses', async () => {
   const chatml = 'test/fixtures/chat-models/ouro-chatml';

@@ -2,7 +2,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createWasmRuntime } from '../src/kernels/wasm.js';
 import { WasmArena, WASM_MAX_BYTES } from '../src/runtime/wasm-arena.js';
-import { checkMemoryPlan, memoryPlan, MEMORY_PLAN_LIMIT_BYTES } from '../src/runtime/plan.js';
 import { PonderError } from '../src/errors.js';
 
 test('arena views are 16-byte aligned, disjoint, and stay valid (same bytes) after the memory grows', async () => {
@@ -55,18 +54,4 @@ test('a host RangeError while growing becomes MEM_HOST_OOM', () => {
   memory.grow = () => { throw new RangeError('WebAssembly.Memory.grow(): Unable to grow instance memory'); };
   const arena = new WasmArena(memory, 1024);
   assert.throws(() => arena.f32(1 << 20), { code: 'MEM_HOST_OOM' });
-});
-
-test('checkMemoryPlan accepts a plan under the limit and names every part of one over it', () => {
-  checkMemoryPlan(memoryPlan(1e9, 5e8, 1e8), 'small model');
-  try {
-    checkMemoryPlan(memoryPlan(3.5e9, 6e8, 2e8), 'big model');
-    assert.fail('expected MEM_MODEL_TOO_LARGE');
-  } catch (e) {
-    assert.ok(e instanceof PonderError && e.code === 'MEM_MODEL_TOO_LARGE');
-    for (const part of ['big model', 'weights', 'KV cache', 'activations']) assert.match(e.message, new RegExp(part));
-  }
-  assert.throws(() => checkMemoryPlan(memoryPlan(MEMORY_PLAN_LIMIT_BYTES, 1, 0), 'edge'), { code: 'MEM_MODEL_TOO_LARGE' });
-  checkMemoryPlan(memoryPlan(MEMORY_PLAN_LIMIT_BYTES, 0, 0), 'exactly the limit');
-  assert.throws(() => checkMemoryPlan(memoryPlan(NaN, 0, 0), 'bad'), { code: 'MEM_BAD_SIZE' });
 });

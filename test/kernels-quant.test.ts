@@ -82,3 +82,26 @@ test('a quantized source that does not fit N, K and the group size is refused wi
     }
   }
 });
+
+test('a quantized weight bound in another memory shard runs there (x and y staged from home) and equals the scalar twin bit for bit, on 1 and 2 threads', async () => {
+  const rnd = prng(17);
+  const bits = 4, gs = 64, M = 37, N = 72, K = 4 * gs;
+  const src = randomQuantized(bits, gs, N, K, rnd);
+  const xs = fillUniform(new Float32Array(M * K), rnd), bs = fillUniform(new Float32Array(N), rnd);
+  const ref = new Float32Array(M * N);
+  twin.linear(ref, xs, twin.bindLinear(src, N, K), M, bs);
+  for (const rt of [await createWasmRuntime(), await createNodeWasmRuntime({ threads: 2 })]) {
+    try {
+      await rt.ensureShards(2);
+      const before = rt.shardArenas[1].bytesUsed;
+      const w = rt.kernels.bindLinear(src, N, K, 1);
+      assert.ok(rt.shardArenas[1].bytesUsed - before >= w.bytes, 'the packed weight lives in shard 1');
+      const y = rt.arena.f32(M * N);
+      rt.kernels.linear(y, inArena(rt.arena, xs), w, M, inArena(rt.arena, bs));
+      assertBitIdentical(y, ref, `${rt.threads} thread(s), weight in shard 1`);
+      if (rt.threads > 1) assert.ok(rt.splitJobs() > 0, 'the call was split across the threads (pool jobs in shard 1)');
+    } finally {
+      await rt.dispose();
+    }
+  }
+});

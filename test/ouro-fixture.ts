@@ -4,7 +4,8 @@
  * exit gate 3·N/√H with bias 0.5·N), held in an in-memory WeightSource.
  */
 import fc from 'fast-check';
-import { OuroModel, ouroConfigFromJson, type OuroConfig } from '../src/models/ouro.js';
+import { OuroModel } from '../src/models/ouro.js';
+import { ouroConfigFromJson, type OuroConfig } from '../src/models/ouro-config.js';
 import type { WeightSource } from '../src/models/weights.js';
 import { createScalarRuntime, type Runtime } from '../src/runtime/runtime.js';
 import { prng } from './kernels-support.js';

@@ -7,13 +7,16 @@
  * generation_config.json. The family is detected from config.json (spec/api.md §Loading).
  */
 import { PonderError } from '../errors.js';
-import { parseConfigJson, configObject, type ConfigObject } from '../format/config.js';
+import { parseConfigJson, configObject, unknownKeys, type ConfigObject } from '../format/config.js';
 import { parseSafetensors, DTYPE_BYTES, numel, type SafetensorsFile } from '../format/safetensors.js';
 import { missingShard, parseShardIndex, readShards, SHARD_INDEX, SINGLE_WEIGHTS } from '../format/shard-index.js';
 import { safetensorsWeights, type WeightSource } from '../models/weights.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { loadTokenizer, type TextTokenizer, type LoadTokenizerOptions } from '../tokenizer.js';
-import { familyOf, loadFamily } from '../models/registry.js';
+import { familyOf } from '../models/registry.js';
+import { planFamily } from '../models/placement.js';
+import { quantizedWeights, readQuantization } from '../models/quantized.js';
+import { parseByteSize, type KvDType } from '../runtime/plan.js';
 import { loadChatTemplate, type ChatTemplate, type LoadChatTemplateOptions } from '../chat/template.js';
 import { Model } from './model.js';
 
@@ -43,6 +46,16 @@ export interface LoadOptions {
   importChatTemplates?: LoadChatTemplateOptions['importLibrary'];
   /** fetch to use for URL sources. Default globalThis.fetch. */
   fetch?: typeof fetch;
+  /** tokens a sequence may hold (prompt + generated): the KV cache and work buffers are planned for this. Default: the config's context. */
+  context?: number;
+  /** how the KV cache stores keys and values: 'f32' (default, what conformance uses), 'bf16' or 'f16' */
+  kvDtype?: KvDType;
+  /** refuse (MEM_OVER_LIMIT) a plan over this many bytes, or a size such as "8GiB". Default: the machine's memory (os.totalmem() in Node, navigator.deviceMemory on a page), else none. */
+  maxMemory?: number | string;
+  /** the largest memory shard in bytes (default 4 GiB minus the reserve); smaller values force more shards */
+  maxShardBytes?: number;
+  /** what the host offers, when maxMemory is not given (the Node entry passes os.totalmem()) */
+  hostMemoryBytes?: number;
 }
 
 /** Everything in memory: config and files by their Hugging Face names. */
@@ -120,9 +133,19 @@ export interface ModelFiles {
 }
 
 export async function modelFromFiles(files: ModelFiles, options: LoadOptions): Promise<Model> {
-  familyOf(files.config, files.config.path); // CFG_MODEL_TYPE before anything is loaded
+  const family = familyOf(files.config, files.config.path); // CFG_MODEL_TYPE before anything is loaded
+  const config = family.parseConfig(files.config);
   checkAborted(options.signal, `loading ${files.label}`);
   const runtime = options.runtime ?? await defaultRuntime();
+  // the memory plan, from the config and the headers alone: refuses before any weight is read
+  const familyOptions = {
+    seed: options.seed ?? 0, context: options.context, kvDtype: options.kvDtype,
+    maxMemory: typeof options.maxMemory === 'string' ? parseByteSize(options.maxMemory, 'maxMemory') : options.maxMemory,
+    maxShardBytes: options.maxShardBytes, hostMemoryBytes: options.hostMemoryBytes ?? deviceMemoryBytes(),
+  };
+  const weights = quantizedWeights(files.weights, readQuantization(files.config)); // MLX-quantized modules as logical [N, K] weights
+  const plan = planFamily(family, config, weights, runtime, familyOptions);
+  await runtime.ensureShards?.(plan.shards.length);
   let tokenizer: TextTokenizer | null = null;
   if (options.tokenizer !== false && files.tokenizerJson !== undefined) {
     tokenizer = typeof files.tokenizerJson === 'string'
@@ -131,13 +154,21 @@ export async function modelFromFiles(files: ModelFiles, options: LoadOptions): P
   }
   const chat = tokenizer && options.chatTemplate !== false ? await chatTemplateOf(files, options) : { template: null, error: null };
   checkAborted(options.signal, `loading ${files.label}`);
-  const { adapter, stops, unknownConfigKeys } = loadFamily(files.config, files.weights, runtime, { seed: options.seed ?? 0 });
+  const adapter = family.adapter(family.load(config, weights, runtime, { ...familyOptions, plan }));
+  const stops = family.stops(config);
+  const unknownConfigKeys = unknownKeys(files.config);
   // tensors the family never reads (a tied lm_head, an optional RoPE buffer) still count as done
   if (files.reportFinalProgress !== false) { const total = weightBytes(files.weights); options.onProgress?.({ bytesDone: total, bytesTotal: total }); }
   return new Model({
     adapter, stops, tokenizer, generationConfig: files.generationConfig ? files.generationConfig.values as Record<string, unknown> : null,
-    chatTemplate: chat.template, chatTemplateError: chat.error, label: files.label, unknownConfigKeys,
+    chatTemplate: chat.template, chatTemplateError: chat.error, label: files.label, unknownConfigKeys, memoryPlan: plan,
   });
+}
+
+/** navigator.deviceMemory (GiB, rounded down by the browser) in bytes, where a page offers it. */
+function deviceMemoryBytes(): number | undefined {
+  const gib = (globalThis as { navigator?: { deviceMemory?: unknown } }).navigator?.deviceMemory;
+  return typeof gib === 'number' && gib > 0 ? gib * 2 ** 30 : undefined;
 }
 
 /** tokenizer_config.json names a chat_template (its JSON was checked when the tokenizer loaded). */

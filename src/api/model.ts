@@ -5,6 +5,7 @@
  * that keep their KV cache across turns where the family allows it. spec/api.md documents every
  * option with an example.
  */
+import type { MemoryPlan } from '../runtime/plan.js';
 import { PonderError } from '../errors.js';
 import { now } from './event-loop.js';
 import { checkTokenIds } from '../models/inputs.js';
@@ -78,6 +79,8 @@ export interface ModelParts {
   label: string;
   /** config.json keys the family never read (dotted paths), see unknownKeys */
   unknownConfigKeys?: readonly string[];
+  /** the memory plan it was loaded under */
+  memoryPlan?: MemoryPlan;
 }
 
 export class Model {
@@ -95,6 +98,8 @@ export class Model {
   readonly label: string;
   /** config.json keys the family does not read (dotted paths such as `mor.capcity`): a typo, or a field ponder ignores */
   readonly unknownConfigKeys: readonly string[];
+  /** the memory plan it was loaded under (shards, bytes, context, KV dtype), when loaded through loadModel */
+  readonly memoryPlan: MemoryPlan | null;
   private readonly adapter: FamilyAdapter;
   private readonly stops: FamilyStops;
   private readonly chatTemplateError: PonderError | null;
@@ -104,7 +109,9 @@ export class Model {
     this.adapter = parts.adapter;
     this.family = parts.adapter.family;
     this.vocabSize = parts.adapter.vocabSize;
-    this.contextLength = parts.adapter.contextLength;
+    // a sequence holds at most the context the memory plan was made for
+    this.contextLength = Math.min(parts.adapter.contextLength, parts.memoryPlan?.context ?? Infinity);
+    this.memoryPlan = parts.memoryPlan ?? null;
     this.defaultDepth = parts.adapter.defaultDepth;
     this.stops = parts.stops;
     this.tokenizer = parts.tokenizer;

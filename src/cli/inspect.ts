@@ -15,8 +15,14 @@ import { displayName, numel } from '../format/safetensors.js';
 import { openModelDir, type ModelDir } from '../node/model-dir.js';
 import { parseFlags } from './args.js';
 import type { CliIO } from './io.js';
+import { totalmem } from 'node:os';
+import { planFamily } from '../models/placement.js';
+import { quantizedWeights, readQuantization } from '../models/quantized.js';
+import type { MemoryPlan } from '../runtime/plan.js';
+import { defaultThreadCount } from '../node/pool-worker.js';
+import { MEMORY_FLAGS, MEMORY_HELP, memoryOptions, planJson, planLines, type MemoryFlagOptions } from './memory-flags.js';
 
-export const INSPECT_HELP = `ponder inspect FILE|DIR [--json] [--config]
+export const INSPECT_HELP = `ponder inspect FILE|DIR [--json] [--config] [--context N] [--kv-dtype D] [--max-memory BYTES]
 
 Checks a safetensors file, a sharded index (model.safetensors.index.json) or a Hugging Face model
 directory (config.json + model.safetensors or shards) against every format rule, then lists each
@@ -25,15 +31,19 @@ family does not read) and totals. For a directory also: the tokenizer and the sp
 adds (tokenizer_config.json add_bos_token / add_eos_token, else tokenizer.json's post-processor),
 the chat template (its source and first line, or "none"), and the default stop ids with where each
 comes from (generation_config.json or config.json eos, the family's upstream stops, and for chat
-the template's end-of-turn token and the tokenizer's eos).
+the template's end-of-turn token and the tokenizer's eos); and the memory plan 'ponder run' would
+load it under: the memory shards (bytes of weights, KV cache and work buffers each, and the layers
+they hold), the JS heap, the total against the machine's memory, and the longest context that
+fits at each KV dtype.
 Only headers and the small JSON/template files are read. Exit 0 when the input is valid, 2 with
-one "error[CODE]: ..." line when it is not (codes in spec/errors.md).
+one "error[CODE]: ..." line when it is not (codes in spec/errors.md), including a plan over the
+memory limit (MEM_OVER_LIMIT).
 
-  --json      print one JSON object (tensors, full config, totals) instead of text
+  --json      print one JSON object (tensors, full config, totals, plan) instead of text
   --config    also print config.json and generation_config.json in full
-
+${MEMORY_HELP}
 Examples:
-  ponder inspect ~/models/Ouro-1.4B
+  ponder inspect ~/models/Ouro-1.4B --context 16384 --kv-dtype bf16
   ponder inspect spec/golden/ouro/decode_cached.safetensors --json
 `;
 
@@ -147,6 +157,13 @@ function textLines(t: TextReport): string[] {
   return lines;
 }
 
+/** The memory plan `run` would load a model directory under (same threads default, this machine's memory), or null without a known family. */
+function planOf(model: ModelDir, options: MemoryFlagOptions): MemoryPlan | null {
+  const family = model.config ? findFamily(model.config) : undefined;
+  if (!model.config || !family) return null;
+  return planFamily(family, family.parseConfig(model.config), quantizedWeights(model.weights, readQuantization(model.config)), { threads: defaultThreadCount() }, { ...options, hostMemoryBytes: totalmem() });
+}
+
 interface Row {
   name: string;
   dtype: string;
@@ -199,7 +216,7 @@ function configSummary(config: ConfigObject): string {
   return parts.join(', ');
 }
 
-function plainReport(model: ModelDir, rows: Row[], showConfig: boolean, text: TextReport | null): string {
+function plainReport(model: ModelDir, rows: Row[], showConfig: boolean, text: TextReport | null, plan: MemoryPlan | null): string {
   const lines: string[] = [];
   const totals = totalsOf(rows);
   const layout = model.layout === 'sharded' ? `sharded checkpoint, ${model.files.length} shard${model.files.length > 1 ? 's' : ''}`
@@ -240,10 +257,11 @@ function plainReport(model: ModelDir, rows: Row[], showConfig: boolean, text: Te
   lines.push('');
   const perDtype = Object.entries(totals.byDtype).map(([d, t]) => `${d} ${group(t.params)}`).join(', ');
   lines.push(`total: ${group(totals.params)} params (${perDtype || 'none'}), ${group(totals.bytes)} bytes (${humanBytes(totals.bytes)}) in ${totals.tensors} tensors`);
+  if (plan) lines.push('', ...planLines(plan));
   return lines.join('\n') + '\n';
 }
 
-function jsonReport(model: ModelDir, rows: Row[], text: TextReport | null): string {
+function jsonReport(model: ModelDir, rows: Row[], text: TextReport | null, plan: MemoryPlan | null): string {
   const totals = totalsOf(rows);
   const family = familyOf(model.config);
   const report = {
@@ -263,19 +281,22 @@ function jsonReport(model: ModelDir, rows: Row[], text: TextReport | null): stri
     files: model.files.map((f) => ({ path: f.path, header_bytes: f.headerLength, data_bytes: f.dataLength, metadata: f.metadata, tensors: f.tensors.size })),
     tensors: rows.map((r) => ({ name: r.name, dtype: r.dtype, shape: r.shape, params: r.params, bytes: r.bytes, ...(model.layout === 'sharded' ? { file: r.file } : {}) })),
     totals: { tensors: totals.tensors, params: totals.params, bytes: totals.bytes, by_dtype: totals.byDtype },
+    memory_plan: plan ? planJson(plan) : null,
   };
   return JSON.stringify(report, null, 2) + '\n';
 }
 
 export async function inspectCommand(argv: string[], io: CliIO): Promise<number> {
-  const { values, positionals } = parseFlags('inspect', argv, { json: { type: 'boolean' }, config: { type: 'boolean' } });
+  const { values, positionals } = parseFlags('inspect', argv, { json: { type: 'boolean' }, config: { type: 'boolean' }, ...MEMORY_FLAGS });
   if (values.help) { io.out(INSPECT_HELP); return 0; }
   if (positionals.length === 0) throw new PonderError('ARG_MISSING_PATH', 'inspect needs a FILE or DIR to inspect', { hint: 'usage: ponder inspect FILE|DIR [--json] [--config]; see `ponder inspect --help`' });
   if (positionals.length > 1) throw new PonderError('ARG_INVALID', `inspect takes one FILE or DIR, got ${positionals.length}`, { hint: 'usage: ponder inspect FILE|DIR [--json] [--config]' });
+  const memory = memoryOptions(values);
   const model = openModelDir(positionals[0]);
   const rows = rowsOf(model);
+  const plan = planOf(model, memory);
   const text = await textReport(model, familyOf(model.config)?.stops);
   // the whole report is built before anything is printed: stdout never holds half a result
-  io.out(values.json ? jsonReport(model, rows, text) : plainReport(model, rows, Boolean(values.config), text));
+  io.out(values.json ? jsonReport(model, rows, text, plan) : plainReport(model, rows, Boolean(values.config), text, plan));
   return 0;
 }

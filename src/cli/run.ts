@@ -18,6 +18,7 @@ import type { Runtime } from '../runtime/runtime.js';
 import { colorTokenByDepth, depthLegend, formatSummary } from '../trace/terminal.js';
 import { intFlag, parseFlags, type FlagSpec } from './args.js';
 import { createRuntime, RUNTIME_FLAGS } from './runtime-flags.js';
+import { MEMORY_FLAGS, MEMORY_HELP, memoryOptions } from './memory-flags.js';
 import type { CliIO } from './io.js';
 
 export const GENERATION_FLAGS: FlagSpec = {
@@ -40,6 +41,7 @@ export const GENERATION_FLAGS: FlagSpec = {
   'special-tokens': { type: 'boolean' },
   'no-special-tokens': { type: 'boolean' },
   ...RUNTIME_FLAGS,
+  ...MEMORY_FLAGS,
 };
 
 /** The conversation flags of `ponder run --chat` and `ponder chat`. */
@@ -76,7 +78,8 @@ export const GENERATION_HELP = `  --model DIR, -m        model directory in Hugg
                           Ouro copy-forward | exclude (skipped loops after an early exit)
   --kernels wasm|scalar   kernels to run on (default wasm)
   --threads N             WASM kernel threads (default: the available cores, at most 8; results are
-                          bit-identical on any count)`;
+                          bit-identical on any count)
+${MEMORY_HELP.trimEnd()}`;
 
 export const CHAT_HELP = `  --system TEXT           a system message first in the conversation
   --template-arg KEY=VALUE
@@ -173,7 +176,9 @@ export async function runtimeFromFlags(command: string, values: Record<string, s
 /** The model a command runs on: --model (default: the bundled trained model) on the --kernels / --threads runtime; notes on stderr. */
 export async function openModel(command: string, values: Record<string, string | boolean | string[] | undefined>, io: CliIO, defaultNote = ''): Promise<Model> {
   const runtime = await runtimeFromFlags(command, values);
-  const model = await loadModelDir(modelDir(values, io, defaultNote), { runtime });
+  // chat's --context sizes its conversation cache (which may grow up to the model's context), not the plan
+  const memory = memoryOptions(command === 'chat' ? { ...values, context: undefined } : values);
+  const model = await loadModelDir(modelDir(values, io, defaultNote), { runtime, ...memory });
   if (model.unknownConfigKeys.length > 0) io.err(`note: config.json keys ponder does not read (a typo, or a field it ignores): ${model.unknownConfigKeys.join(', ')}\n`);
   return model;
 }

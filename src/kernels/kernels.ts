@@ -49,8 +49,11 @@ export type RopeLayout = 'half' | 'interleaved';
 export interface Kernels {
   readonly name: string;
 
-  /** Binds W[N,K] for `linear`. Copies (and packs) the data: the source may be dropped afterwards. */
-  bindLinear(src: LinearSource, N: number, K: number): LinearWeight;
+  /**
+   * Binds W[N,K] for `linear` into memory shard `shard` (default 0; a one-memory backend ignores it).
+   * Copies (and packs) the data: the source may be dropped afterwards.
+   */
+  bindLinear(src: LinearSource, N: number, K: number, shard?: number): LinearWeight;
 
   /**
    * y[M,N] = x[M,K] · W[N,K]^T (+ bias[N]). y must not alias x.

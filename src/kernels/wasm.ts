@@ -41,11 +41,21 @@ export interface WasmRuntimeOptions {
   workerFactory?: WorkerFactory;
   /** How long a job may wait for a worker to pick it up before the worker counts as lost (KERNEL_WORKER_LOST). Default 10 s. */
   pickupTimeoutMs?: number;
+  /**
+   * Memory shards created up front, and the number every model loaded on this runtime is split into
+   * (balanced by bytes). For tests: results are bit-identical at any shard count. Default: one memory,
+   * more added as a model's memory plan needs them (ensureShards).
+   */
+  shards?: number;
 }
 
 export interface WasmRuntime extends Runtime {
   readonly kernels: Kernels;
+  /** the home shard's arena (shard 0) */
   readonly arena: WasmArena;
+  /** every memory shard's arena, [0] = arena */
+  readonly shardArenas: readonly WasmArena[];
+  ensureShards(count: number): Promise<void>;
   readonly relaxed: boolean;
   readonly threads: number;
   /** The register tile linear's prefill path runs (every tile gives the same bits). */
@@ -62,6 +72,37 @@ export interface WasmRuntime extends Runtime {
 interface WasmLinearWeight extends LinearWeight {
   readonly packed: Uint8Array; // [ceil(N/16)][K][16] f32, bf16 in widening order, or quantized groups (assembly/linear-quant.ts)
   readonly owner: object;      // the runtime that packed it
+  readonly shard: number;      // the memory shard it lives in (where linear runs on it)
+}
+
+/**
+ * One memory shard: a WebAssembly memory with its own kernel instance, arena and scratch. A kernel
+ * call runs in one shard (linear: the weight's; attention: the keys'; the rest: the output's); an
+ * argument living in another shard is staged through that shard's staging buffer (copied in, and
+ * back out when the kernel writes it). Copies are exact, so results are the same bits at any shard
+ * count; with one shard nothing is ever staged.
+ */
+interface Shard {
+  readonly wasm: WasmKernelExports;
+  readonly memory: WebAssembly.Memory;
+  readonly arena: WasmArena;
+  readonly linearScratch: ScratchBuffer; // bf16 widening, main thread
+  readonly scoresScratch: ScratchBuffer; // attention scores, main thread
+  readonly staging: ScratchBuffer;       // arguments from other shards
+}
+
+function makeShard(wasm: WasmKernelExports, memory: WebAssembly.Memory): Shard {
+  const arena = new WasmArena(memory, wasm.heap_base());
+  return { wasm, memory, arena, linearScratch: new ScratchBuffer(arena), scoresScratch: new ScratchBuffer(arena), staging: new ScratchBuffer(arena) };
+}
+
+function newSharedMemory(): WebAssembly.Memory {
+  try {
+    return new WebAssembly.Memory({ initial: 1, maximum: WASM_MAX_PAGES, shared: true });
+  } catch (e) {
+    throw new PonderError('RUNTIME_UNSUPPORTED', `this JavaScript engine cannot create a shared WebAssembly memory: ${(e as Error).message}`,
+      { hint: 'browsers need cross-origin isolation (COOP/COEP headers) for shared memory; otherwise use --kernels scalar' });
+  }
 }
 
 const compiled = new Map<boolean, Promise<WebAssembly.Module>>();
@@ -145,64 +186,122 @@ export async function createWasmRuntime(options: WasmRuntimeOptions = {}): Promi
   const module = await kernelModule(relaxed);
   const measurement = tileOption === 'auto' ? await hostLinearTile(relaxed) : undefined;
   const linearTile = measurement?.tile ?? (tileOption as LinearTile);
-  let memory: WebAssembly.Memory;
-  try {
-    memory = new WebAssembly.Memory({ initial: 1, maximum: WASM_MAX_PAGES, shared: true });
-  } catch (e) {
-    throw new PonderError('RUNTIME_UNSUPPORTED', `this JavaScript engine cannot create a shared WebAssembly memory: ${(e as Error).message}`,
-      { hint: 'browsers need cross-origin isolation (COOP/COEP headers) for shared memory; otherwise use --kernels scalar' });
+  const forceShards = options.shards;
+  if (forceShards !== undefined && (!Number.isInteger(forceShards) || forceShards < 1 || forceShards > 64)) {
+    throw new PonderError('ARG_INVALID', `shards must be an integer from 1 to 64, got ${forceShards}`, { field: 'shards', hint: 'leave it out: the memory plan decides' });
   }
-  const wasm = await instantiateKernels(module, memory);
-  const arena = new WasmArena(memory, wasm.heap_base());
-  const pool = threads > 1 ? await ThreadPool.start(module, memory, arena, threads, options.workerFactory!, wasm, options.pickupTimeoutMs) : null;
-  const kernels = new WasmKernels(wasm, arena, pool, relaxed, linearTileIndex(linearTile));
+  const shards: Shard[] = [];
+  for (let i = 0; i < (forceShards ?? 1); i++) {
+    const memory = newSharedMemory();
+    shards.push(makeShard(await instantiateKernels(module, memory), memory));
+  }
+  const startPool = (): Promise<ThreadPool> => ThreadPool.start(module, shards.map((s) => s.memory), shards.map((s) => s.arena), threads, options.workerFactory!, shards.map((s) => s.wasm), options.pickupTimeoutMs);
+  const pool: { current: ThreadPool | null } = { current: threads > 1 ? await startPool() : null };
+  const kernels = new WasmKernels(shards, pool, relaxed, linearTileIndex(linearTile), threads);
+  const shardArenas: WasmArena[] = shards.map((s) => s.arena);
   return {
-    kernels, arena, relaxed, threads, linearTile, linearTileMeasurement: measurement,
-    async dispose() { if (pool) await pool.close(); },
-    splitJobs: () => pool?.splitJobs ?? 0,
+    kernels, arena: shards[0].arena, shardArenas, relaxed, threads, linearTile, linearTileMeasurement: measurement, forceShards,
+    async ensureShards(count: number) {
+      if (shards.length >= count) return;
+      while (shards.length < count) {
+        const memory = newSharedMemory();
+        shards.push(makeShard(await instantiateKernels(module, memory), memory));
+        shardArenas.push(shards[shards.length - 1].arena);
+      }
+      // the workers hold one kernel instance per memory: a new pool over all of them (threads do not multiply)
+      if (pool.current) { await pool.current.close(); pool.current = await startPool(); }
+    },
+    async dispose() { if (pool.current) await pool.current.close(); },
+    splitJobs: () => pool.current?.splitJobs ?? 0,
   };
 }
 
+type View = ArrayBufferView & { readonly length: number; readonly BYTES_PER_ELEMENT: number };
+
+/** One pointer argument of a kernel call: its view, the elements the call touches, whether the kernel writes it. */
+interface Arg { readonly name: string; readonly view: View | null; readonly need: number; readonly out?: boolean }
+
+const ALIGN = 16;
+
 class WasmKernels implements Kernels {
   readonly name: string;
-  private readonly wasm: WasmKernelExports;
-  private readonly arena: WasmArena;
-  private readonly pool: ThreadPool | null;
-  private readonly linearScratch: ScratchBuffer; // bf16 widening, main thread
-  private readonly scoresScratch: ScratchBuffer; // attention scores, main thread
+  private readonly shards: Shard[];
+  private readonly pool: { current: ThreadPool | null };
   private readonly tile: number; // linear's prefill tile (index into LINEAR_TILES)
 
-  constructor(wasm: WasmKernelExports, arena: WasmArena, pool: ThreadPool | null, relaxed: boolean, tile: number) {
-    this.name = `wasm-simd${relaxed ? '-relaxed' : ''}${pool ? `-x${pool.threads}` : ''}`;
-    this.wasm = wasm;
-    this.arena = arena;
+  constructor(shards: Shard[], pool: { current: ThreadPool | null }, relaxed: boolean, tile: number, threads: number) {
+    this.name = `wasm-simd${relaxed ? '-relaxed' : ''}${threads > 1 ? `-x${threads}` : ''}`;
+    this.shards = shards;
     this.pool = pool;
-    this.linearScratch = new ScratchBuffer(arena);
-    this.scoresScratch = new ScratchBuffer(arena);
     this.tile = tile;
   }
 
-  /** The pointer of `view`, after checking it is this runtime's memory and holds ≥ `need` elements. */
-  private ptr(kernel: string, name: string, view: ArrayBufferView & { length: number }, need: number): number {
-    if (!this.arena.owns(view)) {
-      throw new PonderError('KERNEL_FOREIGN_BUFFER',
-        `${kernel}: ${name} is not a view into this WASM runtime's memory`,
-        { hint: 'allocate every buffer passed to WASM kernels from runtime.arena (f32/u16/i32/u8), not with new Float32Array(...)' });
-    }
-    if (view.length < need) throw badArgs(kernel, `${name} has ${view.length} elements, needs ${need}`);
-    return view.byteOffset;
+  /** The shard whose memory holds `view`; KERNEL_FOREIGN_BUFFER when none does. */
+  private ownerOf(kernel: string, name: string, view: ArrayBufferView): number {
+    for (let i = 0; i < this.shards.length; i++) if (this.shards[i].arena.owns(view)) return i;
+    throw new PonderError('KERNEL_FOREIGN_BUFFER',
+      `${kernel}: ${name} is not a view into this WASM runtime's memory`,
+      { hint: 'allocate every buffer passed to WASM kernels from runtime.arena (f32/u16/i32/u8), not with new Float32Array(...)' });
   }
 
-  bindLinear(src: LinearSource, N: number, K: number): WasmLinearWeight {
+  /**
+   * Runs `body` in shard `exec` (null: the shard of the first argument) with a pointer for every
+   * argument (0 for null). Views of that shard pass as they are; views of another shard are copied
+   * into the shard's staging buffer first and, when the kernel writes them, copied back after.
+   */
+  private run(kernel: string, exec: number | null, args: readonly Arg[], body: (ptrs: number[], shard: Shard, index: number) => void): void {
+    const owners = args.map((a) => {
+      if (a.view === null) return -1;
+      const owner = this.ownerOf(kernel, a.name, a.view);
+      if (a.view.length < a.need) throw badArgs(kernel, `${a.name} has ${a.view.length} elements, needs ${a.need}`);
+      return owner;
+    });
+    const index = exec ?? Math.max(0, owners[0]);
+    const shard = this.shards[index];
+    const ptrs = args.map((a, i) => (a.view === null ? 0 : a.view.byteOffset));
+    const staged: { arg: Arg; at: number; bytes: number }[] = [];
+    let stagingBytes = 0;
+    for (let i = 0; i < args.length; i++) {
+      if (owners[i] === -1 || owners[i] === index) continue;
+      const bytes = args[i].need * args[i].view!.BYTES_PER_ELEMENT;
+      staged.push({ arg: args[i], at: stagingBytes, bytes });
+      stagingBytes += Math.ceil(bytes / ALIGN) * ALIGN;
+    }
+    if (staged.length > 0) {
+      const base = shard.staging.need(Math.max(stagingBytes, ALIGN));
+      const memory = shard.arena.sharedBuffer;
+      for (const st of staged) {
+        const v = st.arg.view!;
+        // one view passed twice (an in-place call) is staged once
+        const twin = staged.find((o) => o !== st && o.at < st.at && o.arg.view!.buffer === v.buffer && o.arg.view!.byteOffset === v.byteOffset && o.bytes >= st.bytes);
+        if (twin) st.at = twin.at;
+        else new Uint8Array(memory, base + st.at, st.bytes).set(new Uint8Array(v.buffer, v.byteOffset, st.bytes));
+        ptrs[args.indexOf(st.arg)] = base + st.at;
+      }
+      body(ptrs, shard, index);
+      const after = shard.arena.sharedBuffer;
+      for (const st of staged) {
+        if (!st.arg.out) continue;
+        const v = st.arg.view!;
+        new Uint8Array(v.buffer, v.byteOffset, st.bytes).set(new Uint8Array(after, base + st.at, st.bytes));
+      }
+      return;
+    }
+    body(ptrs, shard, index);
+  }
+
+  bindLinear(src: LinearSource, N: number, K: number, shardIndex = 0): WasmLinearWeight {
     checkCount('bindLinear', 'N', N);
     checkCount('bindLinear', 'K', K);
     if (N === 0) throw badArgs('bindLinear', 'N must be at least 1');
-    if (isQuantized(src)) return this.bindQuantized(src, N, K);
+    if (!Number.isInteger(shardIndex) || shardIndex < 0 || shardIndex >= this.shards.length) throw badArgs('bindLinear', `shard ${shardIndex} does not exist (the runtime has ${this.shards.length}; runtime.ensureShards adds them)`);
+    if (isQuantized(src)) return this.bindQuantized(src, N, K, shardIndex);
     if (src.data.length < N * K) throw badArgs('bindLinear', `source has ${src.data.length} elements, needs N*K = ${N * K}`);
+    const arena = this.shards[shardIndex].arena;
     const panels = Math.ceil(N / 16);
     if (src.dtype === 'f32') {
       // [panel][k][16]: W[n, k] → panel n>>4, column n&15.
-      const packed = this.arena.f32(panels * K * 16);
+      const packed = arena.f32(panels * K * 16);
       packed.fill(0);
       const w = src.data;
       for (let n = 0; n < N; n++) {
@@ -210,13 +309,13 @@ class WasmKernels implements Kernels {
         const row = n * K;
         for (let k = 0; k < K; k++) packed[base + k * 16] = w[row + k];
       }
-      return { N, K, dtype: 'f32', bytes: packed.byteLength, packed: new Uint8Array(packed.buffer, packed.byteOffset, packed.byteLength), owner: this };
+      return { N, K, dtype: 'f32', bytes: packed.byteLength, packed: new Uint8Array(packed.buffer, packed.byteOffset, packed.byteLength), owner: this, shard: shardIndex };
     }
     if (src.dtype === 'bf16') {
       // Panels in pairs, 2g and 2g+1 interleaved per k: [pair][k][2 panels][2 groups][8]; an odd last
       // panel alone: [k][2 groups][8]. Groups are columns 0-7 then 8-15, each in lane order
       // [c0,c4,c1,c5,c2,c6,c3,c7] so the kernel widens a group with one shl and one and (assembly/linear.ts).
-      const packed = this.arena.u16(panels * K * 16);
+      const packed = arena.u16(panels * K * 16);
       packed.fill(0);
       const w = src.data;
       for (let n = 0; n < N; n++) {
@@ -227,7 +326,7 @@ class WasmKernels implements Kernels {
         const row = n * K;
         for (let k = 0; k < K; k++) packed[base + k * stride] = w[row + k];
       }
-      return { N, K, dtype: 'bf16', bytes: packed.byteLength, packed: new Uint8Array(packed.buffer, packed.byteOffset, packed.byteLength), owner: this };
+      return { N, K, dtype: 'bf16', bytes: packed.byteLength, packed: new Uint8Array(packed.buffer, packed.byteOffset, packed.byteLength), owner: this, shard: shardIndex };
     }
     throw new PonderError('BIND_MISMATCH', `bindLinear: unsupported weight dtype ${(src as { dtype: string }).dtype}`, { hint: 'Linear weights must be f32, bf16, q8 or q4' });
   }
@@ -238,12 +337,12 @@ class WasmKernels implements Kernels {
    * c+8, c+12 from the low bits up (8 bits: four u32 per step; 4 bits: four u16). Padding columns
    * get scale 0, bias 0, code 0.
    */
-  private bindQuantized(src: QuantizedSource, N: number, K: number): WasmLinearWeight {
+  private bindQuantized(src: QuantizedSource, N: number, K: number, shardIndex: number): WasmLinearWeight {
     const bits = quantBits(src.dtype), gs = src.groupSize;
     checkQuantizedSource(src, N, K);
     const panels = Math.ceil(N / 16), groups = K / gs;
     const groupBytes = 128 + gs * 2 * bits, panelBytes = groups * groupBytes;
-    const packed = this.arena.u8(panels * panelBytes);
+    const packed = this.shards[shardIndex].arena.u8(panels * panelBytes);
     packed.fill(0);
     const f32 = new Float32Array(packed.buffer, packed.byteOffset, packed.byteLength >> 2);
     const u32 = new Uint32Array(packed.buffer, packed.byteOffset, packed.byteLength >> 2);
@@ -267,7 +366,7 @@ class WasmKernels implements Kernels {
         }
       }
     }
-    return { N, K, dtype: src.dtype, groupSize: gs, bytes: packed.byteLength, packed, owner: this };
+    return { N, K, dtype: src.dtype, groupSize: gs, bytes: packed.byteLength, packed, owner: this, shard: shardIndex };
   }
 
   linear(y: Float32Array, x: Float32Array, weight: LinearWeight, M: number, bias?: Float32Array | null): void {
@@ -277,31 +376,30 @@ class WasmKernels implements Kernels {
     }
     checkCount('linear', 'M', M);
     const { N, K } = w;
-    const yp = this.ptr('linear', 'y', y, M * N);
-    const xp = this.ptr('linear', 'x', x, M * K);
-    const bp = bias ? this.ptr('linear', 'bias', bias, N) : 0;
-    if (M === 0) return;
-    if (yp < xp + 4 * M * K && xp < yp + 4 * M * N) throw badArgs('linear', 'y must not overlap x');
-    const bf16 = w.dtype === 'bf16';
-    const bits = w.dtype === 'q8' || w.dtype === 'q4' ? quantBits(w.dtype) : 0, gs = w.groupSize ?? 0;
-    const panels = Math.ceil(N / 16);
-    const kc = linearBlockK(M, K, w.dtype);
-    const scratch = (bf16 || bits !== 0) && M > 1 ? this.linearScratch.need(linearScratchBytes(kc)) : 0;
-    if (this.pool && this.pool.worthSplitting(M * N * K, panels)) {
-      this.pool.linear(bf16, yp, xp, w.packed.byteOffset, bp, M, N, K, panels, kc, scratch, this.tile, bits, gs);
-      return;
-    }
-    if (bits !== 0) this.wasm.linear_quant(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, kc, scratch, this.tile, bits, gs);
-    else if (bf16) this.wasm.linear_bf16(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, kc, scratch, this.tile);
-    else this.wasm.linear_f32(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, kc, 0, this.tile);
+    // y must not overlap x (checked on the caller's views, before any staging)
+    if (this.ownerOf('linear', 'y', y) === this.ownerOf('linear', 'x', x) && y.byteOffset < x.byteOffset + 4 * M * K && x.byteOffset < y.byteOffset + 4 * M * N && M > 0) throw badArgs('linear', 'y must not overlap x');
+    this.run('linear', w.shard, [{ name: 'y', view: y, need: M * N, out: true }, { name: 'x', view: x, need: M * K }, { name: 'bias', view: bias ?? null, need: N }], ([yp, xp, bp], shard, index) => {
+      if (M === 0) return;
+      const bf16 = w.dtype === 'bf16';
+      const bits = w.dtype === 'q8' || w.dtype === 'q4' ? quantBits(w.dtype) : 0, gs = w.groupSize ?? 0;
+      const panels = Math.ceil(N / 16);
+      const kc = linearBlockK(M, K, w.dtype);
+      const scratch = (bf16 || bits !== 0) && M > 1 ? shard.linearScratch.need(linearScratchBytes(kc)) : 0;
+      const pool = this.pool.current;
+      if (pool && pool.worthSplitting(M * N * K, panels)) {
+        pool.linear(index, bf16, yp, xp, w.packed.byteOffset, bp, M, N, K, panels, kc, scratch, this.tile, bits, gs);
+        return;
+      }
+      if (bits !== 0) shard.wasm.linear_quant(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, kc, scratch, this.tile, bits, gs);
+      else if (bf16) shard.wasm.linear_bf16(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, kc, scratch, this.tile);
+      else shard.wasm.linear_f32(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, kc, 0, this.tile);
+    });
   }
 
   rmsnorm(y: Float32Array, x: Float32Array, weight: Float32Array | null, rows: number, dim: number, eps: number): void {
     checkCount('rmsnorm', 'rows', rows); checkCount('rmsnorm', 'dim', dim);
-    const yp = this.ptr('rmsnorm', 'y', y, rows * dim);
-    const xp = this.ptr('rmsnorm', 'x', x, rows * dim);
-    const wp = weight ? this.ptr('rmsnorm', 'weight', weight, dim) : 0;
-    this.wasm.rmsnorm_f32(yp, xp, wp, rows, dim, eps);
+    this.run('rmsnorm', null, [{ name: 'y', view: y, need: rows * dim, out: true }, { name: 'x', view: x, need: rows * dim }, { name: 'weight', view: weight, need: dim }],
+      ([yp, xp, wp], shard) => shard.wasm.rmsnorm_f32(yp, xp, wp, rows, dim, eps));
   }
 
   rope(x: Float32Array, rows: number, nHeads: number, headDim: number, rowStride: number,
@@ -312,15 +410,18 @@ class WasmKernels implements Kernels {
     if (layout !== 'half' && layout !== 'interleaved') throw badArgs('rope', `layout must be 'half' or 'interleaved', got ${String(layout)}`);
     if (rows === 0) return;
     const half = headDim / 2;
-    const xp = this.ptr('rope', 'x', x, (rows - 1) * rowStride + nHeads * headDim);
-    const pp = this.ptr('rope', 'positions', positions, rows);
+    if (positions.length < rows) throw badArgs('rope', `positions has ${positions.length} elements, needs ${rows}`);
     const tableRows = half === 0 ? Infinity : Math.min(cos.length, sin.length) / half;
+    let last = 0;
     for (let r = 0; r < rows; r++) {
       const p = positions[r];
       if (p < 0 || p + 1 > tableRows) throw badArgs('rope', `positions[${r}] = ${p} is outside the cos/sin tables (${Math.floor(tableRows)} positions)`);
+      last = Math.max(last, p);
     }
-    const cp = this.ptr('rope', 'cos', cos, 0), sp = this.ptr('rope', 'sin', sin, 0);
-    this.wasm.rope_f32(xp, rows, nHeads, headDim, rowStride, cp, sp, pp, layout === 'interleaved' ? 1 : 0);
+    const tableNeed = (last + 1) * half;
+    this.run('rope', null, [{ name: 'x', view: x, need: (rows - 1) * rowStride + nHeads * headDim, out: true }, { name: 'positions', view: positions, need: rows },
+      { name: 'cos', view: cos, need: tableNeed }, { name: 'sin', view: sin, need: tableNeed }],
+      ([xp, pp, cp, sp], shard) => shard.wasm.rope_f32(xp, rows, nHeads, headDim, rowStride, cp, sp, pp, layout === 'interleaved' ? 1 : 0));
   }
 
   attention(out: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array,
@@ -329,76 +430,79 @@ class WasmKernels implements Kernels {
     for (const [name, n] of [['Tq', Tq], ['Tk', Tk], ['nHeads', nHeads], ['nKvHeads', nKvHeads], ['headDim', headDim]] as const) checkCount('attention', name, n);
     if (nKvHeads === 0 || nHeads % nKvHeads !== 0) throw badArgs('attention', `nHeads (${nHeads}) must be a multiple of nKvHeads (${nKvHeads})`);
     const qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
-    const op = this.ptr('attention', 'out', out, Tq * qDim);
-    const qp = this.ptr('attention', 'q', q, Tq * qDim);
-    const kp = this.ptr('attention', 'k', k, Tk * kvDim);
-    const vp = this.ptr('attention', 'v', v, Tk * kvDim);
     const usePos = qPos !== null && kPos !== null;
-    const qpp = usePos ? this.ptr('attention', 'qPos', qPos, Tq) : 0;
-    const kpp = usePos ? this.ptr('attention', 'kPos', kPos, Tk) : 0;
-    const ap = allowed ? this.ptr('attention', 'allowed', allowed, Tq * Tk) : 0;
-    if (Tq === 0 || nHeads === 0) return;
-    const units = Tq * nHeads;
-    if (this.pool && this.pool.worthSplitting(units * Tk * headDim, units)) {
-      this.pool.attention(op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, units, this.scoresScratch);
-      return;
-    }
-    const scores = this.scoresScratch.need(attentionScratchBytes(Tq, Tk, units));
-    this.wasm.attention(op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, scores, 0, units);
+    // runs where the keys are: a layer's KV cache lives in its shard, the query is staged in
+    const exec = this.ownerOf('attention', 'k', k);
+    this.run('attention', exec, [{ name: 'out', view: out, need: Tq * qDim, out: true }, { name: 'q', view: q, need: Tq * qDim },
+      { name: 'k', view: k, need: Tk * kvDim }, { name: 'v', view: v, need: Tk * kvDim },
+      { name: 'qPos', view: usePos ? qPos : null, need: Tq }, { name: 'kPos', view: usePos ? kPos : null, need: Tk }, { name: 'allowed', view: allowed, need: Tq * Tk }],
+      ([op, qp, kp, vp, qpp, kpp, ap], shard, index) => {
+        if (Tq === 0 || nHeads === 0) return;
+        const units = Tq * nHeads;
+        const pool = this.pool.current;
+        if (pool && pool.worthSplitting(units * Tk * headDim, units)) {
+          pool.attention(index, op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, units, shard.scoresScratch);
+          return;
+        }
+        const scores = shard.scoresScratch.need(attentionScratchBytes(Tq, Tk, units));
+        shard.wasm.attention(op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, scores, 0, units);
+      });
   }
 
   softmax(y: Float32Array, x: Float32Array, rows: number, n: number): void {
     checkCount('softmax', 'rows', rows); checkCount('softmax', 'n', n);
-    this.wasm.softmax_f32(this.ptr('softmax', 'y', y, rows * n), this.ptr('softmax', 'x', x, rows * n), rows, n);
+    this.run('softmax', null, [{ name: 'y', view: y, need: rows * n, out: true }, { name: 'x', view: x, need: rows * n }], ([yp, xp], shard) => shard.wasm.softmax_f32(yp, xp, rows, n));
   }
 
   logSoftmax(y: Float32Array, x: Float32Array, rows: number, n: number): void {
     checkCount('logSoftmax', 'rows', rows); checkCount('logSoftmax', 'n', n);
-    this.wasm.log_softmax_f32(this.ptr('logSoftmax', 'y', y, rows * n), this.ptr('logSoftmax', 'x', x, rows * n), rows, n);
+    this.run('logSoftmax', null, [{ name: 'y', view: y, need: rows * n, out: true }, { name: 'x', view: x, need: rows * n }], ([yp, xp], shard) => shard.wasm.log_softmax_f32(yp, xp, rows, n));
   }
 
   siluMul(y: Float32Array, gate: Float32Array, up: Float32Array, n: number): void {
     checkCount('siluMul', 'n', n);
-    this.wasm.silu_mul_f32(this.ptr('siluMul', 'y', y, n), this.ptr('siluMul', 'gate', gate, n), this.ptr('siluMul', 'up', up, n), n);
+    this.run('siluMul', null, [{ name: 'y', view: y, need: n, out: true }, { name: 'gate', view: gate, need: n }, { name: 'up', view: up, need: n }], ([yp, gp, up2], shard) => shard.wasm.silu_mul_f32(yp, gp, up2, n));
   }
 
   silu(y: Float32Array, x: Float32Array, n: number): void {
     checkCount('silu', 'n', n);
-    this.wasm.silu_f32(this.ptr('silu', 'y', y, n), this.ptr('silu', 'x', x, n), n);
+    this.run('silu', null, [{ name: 'y', view: y, need: n, out: true }, { name: 'x', view: x, need: n }], ([yp, xp], shard) => shard.wasm.silu_f32(yp, xp, n));
   }
 
   sigmoid(y: Float32Array, x: Float32Array, n: number): void {
     checkCount('sigmoid', 'n', n);
-    this.wasm.sigmoid_f32(this.ptr('sigmoid', 'y', y, n), this.ptr('sigmoid', 'x', x, n), n);
+    this.run('sigmoid', null, [{ name: 'y', view: y, need: n, out: true }, { name: 'x', view: x, need: n }], ([yp, xp], shard) => shard.wasm.sigmoid_f32(yp, xp, n));
   }
 
   add(y: Float32Array, a: Float32Array, b: Float32Array, n: number): void {
     checkCount('add', 'n', n);
-    this.wasm.add_f32(this.ptr('add', 'y', y, n), this.ptr('add', 'a', a, n), this.ptr('add', 'b', b, n), n);
+    this.run('add', null, [{ name: 'y', view: y, need: n, out: true }, { name: 'a', view: a, need: n }, { name: 'b', view: b, need: n }], ([yp, ap, bp], shard) => shard.wasm.add_f32(yp, ap, bp, n));
   }
 
   axpy(y: Float32Array, alpha: number, x: Float32Array, n: number): void {
     checkCount('axpy', 'n', n);
-    this.wasm.axpy_f32(this.ptr('axpy', 'y', y, n), alpha, this.ptr('axpy', 'x', x, n), n);
+    this.run('axpy', null, [{ name: 'y', view: y, need: n, out: true }, { name: 'x', view: x, need: n }], ([yp, xp], shard) => shard.wasm.axpy_f32(yp, alpha, xp, n));
   }
 
   scale(y: Float32Array, alpha: number, x: Float32Array, n: number): void {
     checkCount('scale', 'n', n);
-    this.wasm.scale_f32(this.ptr('scale', 'y', y, n), alpha, this.ptr('scale', 'x', x, n), n);
+    this.run('scale', null, [{ name: 'y', view: y, need: n, out: true }, { name: 'x', view: x, need: n }], ([yp, xp], shard) => shard.wasm.scale_f32(yp, alpha, xp, n));
   }
 
   argmax(x: Float32Array, n: number): number {
     checkCount('argmax', 'n', n);
-    return this.wasm.argmax_f32(this.ptr('argmax', 'x', x, n), n);
+    let result = -1;
+    this.run('argmax', null, [{ name: 'x', view: x, need: n }], ([xp], shard) => { result = shard.wasm.argmax_f32(xp, n); });
+    return result;
   }
 
   bf16ToF32(y: Float32Array, x: Uint16Array, n: number): void {
     checkCount('bf16ToF32', 'n', n);
-    this.wasm.bf16_to_f32(this.ptr('bf16ToF32', 'y', y, n), this.ptr('bf16ToF32', 'x', x, n), n);
+    this.run('bf16ToF32', null, [{ name: 'y', view: y, need: n, out: true }, { name: 'x', view: x, need: n }], ([yp, xp], shard) => shard.wasm.bf16_to_f32(yp, xp, n));
   }
 
   f16ToF32(y: Float32Array, x: Uint16Array, n: number): void {
     checkCount('f16ToF32', 'n', n);
-    this.wasm.f16_to_f32(this.ptr('f16ToF32', 'y', y, n), this.ptr('f16ToF32', 'x', x, n), n);
+    this.run('f16ToF32', null, [{ name: 'y', view: y, need: n, out: true }, { name: 'x', view: x, need: n }], ([yp, xp], shard) => shard.wasm.f16_to_f32(yp, xp, n));
   }
 }

@@ -15,6 +15,9 @@ import type { Runtime } from '../runtime/runtime.js';
 import type { TokenTrace } from '../trace/trace.js';
 import type { WeightSource } from './weights.js';
 import { PonderError } from '../errors.js';
+import type { KvDType, MemoryNeeds, MemoryPlan } from '../runtime/plan.js';
+
+export type { MemoryNeeds } from '../runtime/plan.js';
 
 export type Family = 'mor' | 'huginn' | 'ouro';
 
@@ -41,9 +44,20 @@ export interface TensorSpec {
 export interface LoadOptions {
   /** Huginn: seed of the model's own initial-state stream. Default 0. */
   readonly seed?: number;
-  /** MoR: the longest sequence a session may hold, which its buffers are allocated for. Default: the config's context. */
+  /** The longest sequence a session may hold, which the memory plan and MoR's buffers are sized for. Default: the config's context. */
   readonly context?: number;
+  /** How KV caches store keys and values. Default f32 (what conformance uses). */
+  readonly kvDtype?: KvDType;
+  /** The machine limit in bytes the plan is checked against (default: what the runtime reports, else none). */
+  readonly maxMemory?: number;
+  /** The largest memory shard (default 4 GiB minus the reserve); smaller values force more shards. */
+  readonly maxShardBytes?: number;
+  /** What the host offers (os.totalmem(), navigator.deviceMemory): the limit when maxMemory is not given. */
+  readonly hostMemoryBytes?: number;
+  /** The plan computed (and shards made) by the caller, e.g. loadModel; else load computes it. */
+  readonly plan?: MemoryPlan;
 }
+
 
 /** What one adapter call is asked to do. */
 export interface StepControl {
@@ -129,6 +143,8 @@ export interface FamilyDefinition<C = unknown, M = unknown> {
   parseConfig(config: ConfigObject): C;
   /** Every tensor the config implies, in upstream's state_dict order. */
   tensors(config: C): TensorSpec[];
+  /** KV cache and work buffers the memory plan counts besides the tensors. */
+  memory(config: C): MemoryNeeds;
   /** The ids its generation stops on by the config and by upstream's code. */
   stops(config: C): FamilyStops;
   /** Binds `source` (checked against `tensors` before any data is read) onto `runtime`. */

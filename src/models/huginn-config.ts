@@ -8,7 +8,7 @@
  * `mean_backprop_depth`, ...) are accepted and ignored; any other key is left for unknownKeys.
  */
 import { asConfigObject, configInconsistent, hasField, ignoreFields, optionalBool, optionalInt, optionalIntList, optionalNumber, requireInt, section, unsupportedValue, type ConfigObject } from '../format/config.js';
-import type { TensorSpec } from './family.js';
+import type { MemoryNeeds, TensorSpec } from './family.js';
 
 export interface HuginnConfig {
   readonly nEmbd: number; // E
@@ -145,4 +145,24 @@ export function huginnTensors(cfg: HuginnConfig): TensorSpec[] {
 /** [name, shape] of every parameter (no buffers), as huginnTensors lists them (for synthetic checkpoints). */
 export function huginnTensorShapes(cfg: HuginnConfig): [string, number[]][] {
   return huginnTensors(cfg).filter((t) => t.bind !== 'buffer').map((t) => [t.name, [...t.shape]]);
+}
+
+/**
+ * The memory plan's view of Huginn: its KV cache lives on the JS heap (src/models/huginn-cache.ts),
+ * P + mean_recurrence·R + C layer slots × (K + V) per token at the default depth (deeper policies
+ * file more slots); the home shard holds the RoPE tables, one call's work buffers for `rows` tokens
+ * and the keys/values one attention call gathers over the whole context.
+ */
+export function huginnMemory(c: HuginnConfig): MemoryNeeds {
+  const kvDim = c.nKvHeads * c.headDim, qDim = c.nHeads * c.headDim, E = c.nEmbd;
+  return {
+    kvPerToken: new Map(),
+    hostKvPerToken: (c.nPrelude + c.meanRecurrence * c.nCore + c.nCoda) * 2 * kvDim,
+    workBytes: (context, rows) => 4 * c.blockSize * c.headDim // cos, sin [blockSize, hd/2]
+      + 4 * rows * (7 * E + 2 * (qDim + 2 * kvDim) + qDim + 3 * c.intermediateSize + c.vocabSize + 2)
+      + 4 * (2 * context * kvDim + context),
+    attentionUnits: c.nHeads,
+    maxContext: c.blockSize,
+    contextField: 'block_size',
+  };
 }

@@ -11,7 +11,8 @@ import type { TokenTrace } from '../trace/trace.js';
 import { DepthController } from '../depth/controller.js';
 import { checkPolicySupport } from '../depth/support.js';
 import type { FamilyAdapter, FamilyDefinition, FamilySession, FamilyStops, SessionOptions, StepControl, StepOutput } from './family.js';
-import { huginnTensors, parseHuginnConfig, type HuginnConfig } from './huginn-config.js';
+import { place } from './placement.js';
+import { huginnMemory, huginnTensors, parseHuginnConfig, type HuginnConfig } from './huginn-config.js';
 import { bindHuginn, injectedInitialStates, seededInitialStates, type HuginnModel, type InitialStates } from './huginn.js';
 import { parseCacheStrategy, type HuginnCache } from './huginn-cache.js';
 import { recur } from './huginn-generate.js';
@@ -22,8 +23,9 @@ export const huginnFamily: FamilyDefinition<HuginnConfig, HuginnModel> = {
   detect: (v) => v.model_type === 'huginn_raven' || (v.model_type === undefined && 'n_embd' in v && 'mean_recurrence' in v),
   parseConfig: (config: ConfigObject) => parseHuginnConfig(config, config.path),
   tensors: huginnTensors,
+  memory: huginnMemory,
   stops: huginnStops,
-  load: (config, source, runtime, options = {}) => bindHuginn(config, source, runtime, { seed: options.seed }),
+  load: (config, source, runtime, options = {}) => bindHuginn(config, source, runtime, { seed: options.seed, placement: place(huginnTensors(config), huginnMemory(config), source, runtime, options) }),
   adapter: (model) => new HuginnAdapter(model),
 };
 

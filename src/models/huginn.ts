@@ -22,11 +22,11 @@ import type { TensorArray } from '../format/safetensors.js';
 import { ropeTables } from './common.js';
 import { checkContext, checkTokenIds, widenFloats, type Embedding, type FloatDType } from './inputs.js';
 import { Workspace } from './workspace.js';
-import { checkMemoryPlan, memoryPlan, type MemoryPlan } from '../runtime/plan.js';
-import { boundLinearBytes, WeightBinder, type WeightSource } from './weights.js';
+import { place, type Placement } from './placement.js';
+import { WeightBinder, type WeightSource } from './weights.js';
 import { HuginnCache, type CacheEntry } from './huginn-cache.js';
 import { Prng } from '../generate/prng.js';
-import { huginnTensors, type HuginnConfig } from './huginn-config.js';
+import { huginnMemory, huginnTensors, type HuginnConfig } from './huginn-config.js';
 
 // bench/ (kept by the kernels branch) imports these from here
 export { HUGINN_0125_CONFIG, huginnTensorShapes, parseHuginnConfig, type HuginnConfig } from './huginn-config.js';
@@ -59,6 +59,8 @@ export interface LoadOptions {
    * cast back), to reproduce a bf16 run closely. Rounding is round-to-nearest-even.
    */
   readonly activations?: 'f32' | 'bf16';
+  /** where the blocks live (memory shards); none: everything in the runtime's arena */
+  readonly placement?: Placement | null;
 }
 
 /**
@@ -66,24 +68,19 @@ export interface LoadOptions {
  * mis-shaped and unexpected tensors — before any tensor data is read (so a source that only
  * reports shapes can be checked). Returns the binder, ready to read.
  */
-export function checkHuginnWeights(source: WeightSource, runtime: Runtime, config: HuginnConfig): WeightBinder {
-  const binder = new WeightBinder(source, runtime);
+export function checkHuginnWeights(source: WeightSource, runtime: Runtime, config: HuginnConfig, placement: Placement | null = null): WeightBinder {
+  const binder = new WeightBinder(source, runtime, placement);
   binder.declare(huginnTensors(config));
   binder.finish();
   return binder;
 }
 
-/** @deprecated bench/ (kept by the kernels branch) calls this; everything else uses huginnFamily.load (huginn-family.ts) = bindHuginn. */
-export function loadHuginn(source: WeightSource, runtime: Runtime, config: HuginnConfig, opts: LoadOptions = {}): HuginnModel {
-  return bindHuginn(config, source, runtime, opts);
-}
-
 /** Binds a Huginn checkpoint (single file or shards behind one WeightSource) to a runtime. */
 export function bindHuginn(config: HuginnConfig, source: WeightSource, runtime: Runtime, opts: LoadOptions = {}): HuginnModel {
-  const binder = checkHuginnWeights(source, runtime, config);
+  // the memory plan before any tensor is read (huginnFamily.load passes the one made for its options)
+  const binder = checkHuginnWeights(source, runtime, config, opts.placement ?? place(huginnTensors(config), huginnMemory(config), source, runtime));
   const hasFreqs = source.info('freqs_cis') !== undefined;
   // the WASM runtime holds every bound weight in one 4 GiB memory: fail before reading anything
-  if (runtime.kernels.name !== 'scalar') checkMemoryPlan(huginnMemoryPlan(source, config), source.label);
 
   const block = (prefix: string): SandwichBlock => {
     let qBias: Float32Array | null = null, kBias: Float32Array | null = null;
@@ -114,30 +111,11 @@ export function bindHuginn(config: HuginnConfig, source: WeightSource, runtime: 
     core: range(config.nCore).map((i) => block(`transformer.core_block.${i}`)),
     coda: range(config.nCoda).map((i) => block(`transformer.coda.${i}`)),
     lnF: binder.f32('transformer.ln_f.weight'),
-    lmHead: binder.linear(source.info('lm_head.weight') ? 'lm_head.weight' : 'transformer.wte.weight'),
+    lmHead: binder.linear(source.info('lm_head.weight') ? 'lm_head.weight' : 'transformer.wte.weight', 'head'),
   };
   const model = new HuginnModel(config, runtime, weights, opts.seed ?? 0, opts.activations ?? 'f32');
   if (hasFreqs) model.verifyFreqsCis(binder.raw('freqs_cis'), source.info('freqs_cis')!.dtype, source.label);
   return model;
-}
-
-/**
- * Arena bytes of a loaded model: linear weights in their stored dtype (BF16 stays BF16 in the WASM
- * kernels), f32 norms and biases, the RoPE tables and one decode step's workspace. The KV cache
- * lives on the JS heap and the embedding table stays in its file buffer, so neither counts here.
- */
-export function huginnMemoryPlan(source: WeightSource, config: HuginnConfig): MemoryPlan {
-  let weights = 0;
-  for (const t of huginnTensors(config)) {
-    if (t.bind === 'embedding' || t.bind === 'buffer') continue;
-    const n = t.shape.reduce((a, b) => a * b, 1);
-    const info = source.info(t.name) ?? (t.sameAs ? source.info(t.sameAs) : undefined); // a tied lm_head binds wte
-    weights += t.bind === 'linear' && info ? boundLinearBytes(info, t.shape[0], t.shape[1]) : 4 * n;
-  }
-  const { nEmbd: E, intermediateSize: I, vocabSize: V, headDim, nHeads, nKvHeads, blockSize } = config;
-  const rope = 2 * 4 * blockSize * (headDim / 2);
-  const step = 4 * (8 * E + (nHeads + 2 * nKvHeads) * headDim + 3 * I + V + 2 * blockSize * nKvHeads * headDim);
-  return memoryPlan(weights, 0, rope + step);
 }
 
 interface HuginnWeights {

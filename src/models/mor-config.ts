@@ -9,7 +9,7 @@ import {
   asConfigObject, optionalBool, optionalInt, optionalIntList, optionalNumber, optionalString, requireInt, requireNumber, requireString,
   hasField, section, ignoreFields, configInconsistent, unsupportedValue, type ConfigObject,
 } from '../format/config.js';
-import type { TensorSpec } from './family.js';
+import type { MemoryNeeds, TensorSpec } from './family.js';
 import type { ExpertRouterFunc, TokenRouterFunc } from './mor-routing.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -371,4 +371,32 @@ export function morTensors(cfg: MorConfig, layout: MorLayout = morLayout(cfg)): 
   }
   if (cfg.variant === 'token' && cfg.tokenLossFree) out.push({ name: layout.routerPaths[0] + 'router_bias', shape: [R], bind: 'f32', group: layout.routerPaths[0].slice(0, -1) });
   return out;
+}
+
+/**
+ * The memory plan's view of MoR: a KV slot (K + V, and a position per token) lives with the layer
+ * that writes it (recursive KV sharing: the first writer); the home shard holds the RoPE tables and
+ * the row buffers, which MoR sizes for the whole context at load (rowBuffers in mor.ts).
+ */
+export function morMemory(cfg: MorConfig): MemoryNeeds {
+  const d = cfg.dims, H = d.hidden, R = Math.max(cfg.numRecursion, 1);
+  const qDim = d.nHeads * d.headDim, kvDim = d.nKvHeads * d.headDim;
+  const layout = morLayout(cfg);
+  const kvPerToken = new Map<string, number>();
+  const written = new Set<number>();
+  for (const s of layout.sites) {
+    const slot = morKvRole(cfg, layout, s.slot, true).write;
+    if (slot === null || written.has(slot)) continue;
+    written.add(slot);
+    const group = s.path.slice(0, -1);
+    kvPerToken.set(group, (kvPerToken.get(group) ?? 0) + 2 * kvDim + 1); // + the slot's position (an i32, counted as one value)
+  }
+  return {
+    kvPerToken,
+    hostKvPerToken: 0,
+    workBytes: (context) => context * (4 * (9 * H + 2 * qDim + 4 * kvDim + 2 * d.intermediate + R + d.vocab) + 8) + 4 * (H + d.vocab) + 4 * context * d.headDim,
+    attentionUnits: d.nHeads,
+    maxContext: d.maxPositions,
+    contextField: 'max_position_embeddings',
+  };
 }

@@ -11,7 +11,8 @@ import type { TokenTrace } from '../trace/trace.js';
 import { DepthController } from '../depth/controller.js';
 import { checkPolicySupport, type DepthKind } from '../depth/support.js';
 import { refuseInitialStates, type FamilyAdapter, type FamilyDefinition, type FamilySession, type SessionOptions, type StepControl, type StepOutput } from './family.js';
-import { morTensors, parseMorConfig, type MorConfig } from './mor-config.js';
+import { place } from './placement.js';
+import { morMemory, morTensors, parseMorConfig, type MorConfig } from './mor-config.js';
 import { sigmoidF32 } from './mor-routing.js';
 import { bindMor, type DecodeMode, type MorModel, type MorSession } from './mor.js';
 import { CachePool } from './cache-pool.js';
@@ -22,8 +23,9 @@ export const morFamily: FamilyDefinition<MorConfig, MorModel> = {
   detect: (v) => 'model_config' in v && 'cfg' in v,
   parseConfig: (config: ConfigObject) => parseMorConfig(config, config.path),
   tensors: (config) => morTensors(config),
+  memory: morMemory,
   stops: (c) => ({ eosIds: c.eosIds, builtin: [] }),
-  load: (config, source, runtime, options = {}) => bindMor(config, source, runtime, { maxLen: options.context }),
+  load: (config, source, runtime, options = {}) => bindMor(config, source, runtime, { maxLen: options.context, placement: place(morTensors(config), morMemory(config), source, runtime, options) }),
   adapter: (model) => new MorAdapter(model),
 };
 

@@ -8,12 +8,12 @@
  */
 import { PonderError } from '../errors.js';
 import type { LinearWeight } from '../kernels/kernels.js';
-import { checkMemoryPlan, memoryPlan, type MemoryPlan } from '../runtime/plan.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { Embedding } from './inputs.js';
 import type { TensorSpec } from './family.js';
-import { MOR_LINEARS, MOR_NORMS, morTensors, morWriteSlots, type MorConfig, type MorLayout } from './mor-config.js';
-import { boundLinearBytes, WeightBinder, type WeightSource } from './weights.js';
+import { MOR_LINEARS, MOR_NORMS, morTensors, type MorConfig, type MorLayout } from './mor-config.js';
+import type { Placement } from './placement.js';
+import { WeightBinder, type WeightSource } from './weights.js';
 
 export interface LayerWeights {
   readonly inputNorm: Float32Array; // [H]
@@ -34,26 +34,20 @@ export interface MorWeights {
   readonly finalNorm: Float32Array; // [H]
 }
 
-/** Checks `source` against the config, plans the memory for sessions of up to `maxLen` tokens, then binds. */
-export function bindMorWeights(cfg: MorConfig, layout: MorLayout, source: WeightSource, runtime: Runtime, maxLen: number): { weights: MorWeights; plan: MemoryPlan } {
+/** Checks `source` against the config, then binds (the memory plan ran before: `placement`). */
+export function bindMorWeights(cfg: MorConfig, layout: MorLayout, source: WeightSource, runtime: Runtime, placement: Placement | null): MorWeights {
   const d = cfg.dims, H = d.hidden, R = cfg.numRecursion;
-  const qDim = d.nHeads * d.headDim, kvDim = d.nKvHeads * d.headDim;
-  const binder = new WeightBinder(source, runtime);
+  const binder = new WeightBinder(source, runtime, placement);
   // alias groups: a parameter's canonical name (its owner's) → every state_dict name of it
   const groups = new Map<string, { names: string[]; shape: readonly number[]; bind: TensorSpec['bind'] }>();
-  let weightBytes = 0;
   for (const t of morTensors(cfg, layout)) {
     if (t.optional) { binder.need(t.name, t.shape, { optional: true, bind: t.bind }); continue; } // a tied lm_head
     const canonical = t.sameAs ?? t.name;
     if (!groups.has(canonical)) {
       groups.set(canonical, { names: [], shape: t.shape, bind: t.bind });
-      const info = source.info(t.name);
-      if (t.bind === 'linear' && info?.quant) weightBytes += boundLinearBytes(info, t.shape[0], t.shape[1]);
-      else if (t.bind !== 'embedding') weightBytes += 4 * t.shape.reduce((a, b) => a * b, 1);
     }
     groups.get(canonical)!.names.push(t.name);
   }
-  if (!source.info('lm_head.weight')) weightBytes += 4 * d.vocab * H; // a tied head binds the embedding as a Linear
   const shared = [...groups.values()].filter((g) => g.names.length > 1);
   const deduplicated = shared.length > 0 && shared.every((g) => g.names.filter((n) => source.info(n) !== undefined).length === 1);
   const stored = new Map<string, string>(); // canonical name → the name its values are read from
@@ -67,12 +61,6 @@ export function bindMorWeights(cfg: MorConfig, layout: MorLayout, source: Weight
       stored.set(canonical, canonical);
     }
   }
-
-  // the memory plan before any tensor is read
-  const kvBytes = morWriteSlots(cfg, layout, true).size * maxLen * (2 * kvDim * 4 + 4);
-  const act = maxLen * (4 * (9 * H + 2 * qDim + 4 * kvDim + 2 * d.intermediate + Math.max(R, 1) + d.vocab) + 8) + 4 * (H + d.vocab); // rowBuffers()
-  const plan = memoryPlan(weightBytes, kvBytes, act + 4 * d.maxPositions * d.headDim);
-  checkMemoryPlan(plan, source.label);
 
   binder.finish();
   if (!deduplicated) checkAliases(source, binder, shared.map((g) => g.names));
@@ -104,10 +92,10 @@ export function bindMorWeights(cfg: MorConfig, layout: MorLayout, source: Weight
     // the head reads lm_head.weight when stored: with tie_word_embeddings it holds the embedding's values, and a
     // checkpoint whose model did not tie them (the recursive baseline's class) keeps its own head; a tied head
     // that was not saved (save_pretrained drops it) is the embedding
-    lmHead: binder.linear(source.info('lm_head.weight') ? 'lm_head.weight' : 'model.embed_tokens.weight'),
+    lmHead: binder.linear(source.info('lm_head.weight') ? 'lm_head.weight' : 'model.embed_tokens.weight', 'head'),
     finalNorm: binder.f32('model.norm.weight'),
   };
-  return { weights, plan };
+  return weights;
 }
 
 /** Every alias of a shared tensor must hold the same values (upstream aliases one Parameter). */

@@ -15,13 +15,13 @@
  */
 import { PonderError } from '../errors.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { checkMemoryPlan, memoryPlan, type MemoryPlan } from '../runtime/plan.js';
 import { ropeTables } from './common.js';
 import { cacheFull, checkContext, checkTokenIds } from './inputs.js';
 import { Workspace } from './workspace.js';
+import { place, type Placement } from './placement.js';
 import type { WeightSource } from './weights.js';
 import { assignRecursion, causalRuns, DEFAULT_CAUSAL_THRESHOLD, expertProbs, expertTopK, geluErf, tokenProbs, topKAscending } from './mor-routing.js';
-import { morKvRole, morLayout, morWriteSlots, parseMorConfig, type KvRole, type MorConfig, type MorLayout } from './mor-config.js';
+import { morKvRole, morLayout, morMemory, morTensors, morWriteSlots, type KvRole, type MorConfig, type MorLayout } from './mor-config.js';
 import { bindMorWeights, type MorWeights, type RouterWeights } from './mor-weights.js';
 
 const f32 = Math.fround;
@@ -160,11 +160,8 @@ interface CacheRefresh { readonly rows: number[]; readonly byPosition: boolean }
 export interface LoadOptions {
   /** longest sequence a session may hold (prompt + generated); default max_position_embeddings */
   readonly maxLen?: number;
-}
-
-/** @deprecated bench/ (kept by the kernels branch) calls this; everything else uses morFamily.load (mor-family.ts) = bindMor. */
-export function loadMor(source: WeightSource, config: unknown, runtime: Runtime, opts: LoadOptions = {}): MorModel {
-  return bindMor(parseMorConfig(config, source.label), source, runtime, opts);
+  /** where the layers and their KV slots live (memory shards); none: everything in the runtime's arena */
+  readonly placement?: Placement | null;
 }
 
 /** Binds a MoR / recursive / vanilla checkpoint named by upstream state_dict names. */
@@ -172,8 +169,10 @@ export function bindMor(config: MorConfig, source: WeightSource, runtime: Runtim
   const maxLen = opts.maxLen ?? config.dims.maxPositions;
   if (!Number.isInteger(maxLen) || maxLen < 1) throw new PonderError('CFG_FIELD', `maxLen is ${maxLen}`, { field: 'maxLen', hint: 'a positive integer' });
   const layout = morLayout(config);
-  const { weights, plan } = bindMorWeights(config, layout, source, runtime, maxLen);
-  return new MorModel(config, layout, weights, plan, runtime, maxLen);
+  // the memory plan before any tensor is read (morFamily.load passes the one made for its options)
+  const placement = opts.placement ?? place(morTensors(config), morMemory(config), source, runtime, { context: maxLen });
+  const weights = bindMorWeights(config, layout, source, runtime, placement);
+  return new MorModel(config, layout, weights, runtime, maxLen, placement);
 }
 
 export class MorModel {
@@ -182,7 +181,8 @@ export class MorModel {
   private readonly sin: Float32Array;
   private readonly scratch: RowBuffers;
 
-  constructor(readonly config: MorConfig, readonly layout: MorLayout, private readonly w: MorWeights, readonly plan: MemoryPlan, readonly runtime: Runtime, readonly maxLen: number) {
+  constructor(readonly config: MorConfig, readonly layout: MorLayout, private readonly w: MorWeights, readonly runtime: Runtime, readonly maxLen: number,
+    private readonly placement: Placement | null = null) {
     ({ cos: this.cos, sin: this.sin } = ropeTables(runtime, config.dims.headDim, Math.max(maxLen, 1), config.dims.ropeTheta));
     this.scratch = rowBuffers(new Workspace(runtime), config, maxLen);
   }
@@ -200,14 +200,22 @@ export class MorModel {
     if (!Number.isInteger(maxLen) || maxLen < 1) throw new PonderError('INPUT_SHAPE', `session length ${maxLen}`, { field: 'maxLen', hint: 'a positive integer' });
     checkContext(maxLen, this.maxLen, `a session of ${maxLen} tokens`, 'max_position_embeddings (or the maxLen the model was loaded with)');
     const sharesKv = opts.useCache ?? true;
-    const a = this.runtime.arena, d = this.config.dims;
+    const d = this.config.dims;
     const kvDim = d.nKvHeads * d.headDim;
-    const kvBytes = batch * morWriteSlots(this.config, this.layout, sharesKv).size * maxLen * (2 * kvDim * 4 + 4);
-    checkMemoryPlan(memoryPlan(this.plan.weights, kvBytes, this.plan.activations), `a session of ${batch} × ${maxLen} tokens`);
+    // a slot lives in the memory shard of the layer that writes it (the first, under KV sharing)
+    const slotGroup = new Map<number, string>();
+    for (const site of this.layout.sites) {
+      const write = this.kvRole(site.slot, sharesKv).write;
+      if (write !== null && !slotGroup.has(write)) slotGroup.set(write, site.path.slice(0, -1));
+    }
+    const arenaOf = (slot: number) => (this.placement ? this.placement.arena(slotGroup.get(slot)!) : this.runtime.arena);
     const rows: RowCache[] = [];
     for (let b = 0; b < batch; b++) {
       const slots = new Map<number, KvSlot>();
-      for (const s of [...morWriteSlots(this.config, this.layout, sharesKv)].sort((x, y) => x - y)) slots.set(s, { k: a.f32(maxLen * kvDim), v: a.f32(maxLen * kvDim), pos: a.i32(maxLen), len: 0 });
+      for (const s of [...morWriteSlots(this.config, this.layout, sharesKv)].sort((x, y) => x - y)) {
+        const a = arenaOf(s);
+        slots.set(s, { k: a.f32(maxLen * kvDim), v: a.f32(maxLen * kvDim), pos: a.i32(maxLen), len: 0 });
+      }
       rows.push({ slots, seen: 0 });
     }
     return new MorSession(this, batch, maxLen, sharesKv, rows);

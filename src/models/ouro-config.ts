@@ -3,7 +3,7 @@
  * upstream's field names, and the tensors it implies (ouro.md §2).
  */
 import { asConfigObject, configInconsistent, hasField, ignoreFields, optionalBool, optionalInt, optionalIntList, optionalNumber, optionalString, requireInt, requireString, section, type ConfigObject } from '../format/config.js';
-import type { TensorSpec } from './family.js';
+import type { MemoryNeeds, TensorSpec } from './family.js';
 
 export interface OuroConfig {
   readonly vocabSize: number;
@@ -98,4 +98,27 @@ export function ouroTensors(c: OuroConfig): TensorSpec[] {
   out.push({ name: 'lm_head.weight', shape: [c.vocabSize, H], bind: 'linear', group: 'head', ...(c.tieWordEmbeddings ? { optional: true, sameAs: 'model.embed_tokens.weight' } : {}) });
   out.push({ name: 'model.rotary_emb.inv_freq', shape: [c.headDim / 2], bind: 'buffer', group: 'rope', optional: true });
   return out;
+}
+
+/**
+ * The memory plan's view of Ouro: each layer's KV cache holds T loops × (K + V) per token and lives
+ * with the layer; the home shard holds the RoPE tables and key positions for the whole context and
+ * one call's work buffers (callBuffers in ouro.ts) for `rows` tokens.
+ */
+export function ouroMemory(c: OuroConfig): MemoryNeeds {
+  const kvDim = c.numKvHeads * c.headDim, qDim = c.numHeads * c.headDim, H = c.hiddenSize;
+  const kvPerToken = new Map<string, number>();
+  for (let l = 0; l < c.numLayers; l++) kvPerToken.set(`layers.${l}`, c.totalUtSteps * 2 * kvDim);
+  return {
+    kvPerToken,
+    hostKvPerToken: 0,
+    workBytes: (context, rows) => {
+      const tables = 4 * c.maxPositionEmbeddings * (c.headDim + 1); // cos, sin [maxPos, hd/2]; key positions [maxPos]
+      const call = 4 * rows * (4 * H + 2 * qDim + 2 * kvDim + 2 * c.intermediateSize + 2 + c.vocabSize) + rows * context; // + the exclude mask
+      return tables + call;
+    },
+    attentionUnits: c.numHeads,
+    maxContext: c.maxPositionEmbeddings,
+    contextField: 'max_position_embeddings',
+  };
 }

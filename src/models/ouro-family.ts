@@ -10,7 +10,8 @@ import type { ExitReason, TokenTrace } from '../trace/trace.js';
 import { DepthController } from '../depth/controller.js';
 import { checkPolicySupport } from '../depth/support.js';
 import { refuseInitialStates, type FamilyAdapter, type FamilyDefinition, type FamilySession, type SessionOptions, type StepControl, type StepOutput } from './family.js';
-import { ouroConfigFromJson, ouroTensors, type OuroConfig } from './ouro-config.js';
+import { place } from './placement.js';
+import { ouroConfigFromJson, ouroMemory, ouroTensors, type OuroConfig } from './ouro-config.js';
 import { OuroModel, type MissingKvPolicy, type OuroCache, type OuroForwardOptions } from './ouro.js';
 import { CachePool } from './cache-pool.js';
 
@@ -20,8 +21,9 @@ export const ouroFamily: FamilyDefinition<OuroConfig, OuroModel> = {
   detect: (v) => v.model_type === 'ouro',
   parseConfig: (config: ConfigObject) => ouroConfigFromJson(config, config.path),
   tensors: ouroTensors,
+  memory: ouroMemory,
   stops: (c) => ({ eosIds: c.eosIds, builtin: [] }),
-  load: (config, source, runtime) => OuroModel.bind(config, source, runtime),
+  load: (config, source, runtime, options = {}) => OuroModel.bind(config, source, runtime, place(ouroTensors(config), ouroMemory(config), source, runtime, options)),
   adapter: (model) => new OuroAdapter(model),
 };
 

@@ -20,10 +20,9 @@ import { cacheFull, checkContext, checkTokenIds, type Embedding } from './inputs
 import { Workspace } from './workspace.js';
 import { ExitAccumulator, gateLambda, reachesThreshold, resolveReadout, thresholdExitStep, type ReadoutRule } from './ouro-exit.js';
 import { WeightBinder, type WeightSource } from './weights.js';
-import { ouroTensors, type OuroConfig } from './ouro-config.js';
-
-// bench/ (kept by the kernels branch) imports these from here
-export { ouroConfigFromJson, type OuroConfig } from './ouro-config.js';
+import { place, type Placement } from './placement.js';
+import type { Arena } from '../runtime/arena.js';
+import { ouroMemory, ouroTensors, type OuroConfig } from './ouro-config.js';
 
 const f32 = Math.fround;
 
@@ -67,10 +66,11 @@ export class OuroCache {
   /** tokens stored; every slot holds this many rows (upstream: get_seq_length() = length of slot 0) */
   length = 0;
 
-  constructor(runtime: Runtime, readonly slots: number, readonly capacity: number, readonly kvDim: number) {
+  /** `arenaOf(s)`: where slot s lives (its layer's memory shard) */
+  constructor(arenaOf: (slot: number) => Arena, readonly slots: number, readonly capacity: number, readonly kvDim: number) {
     for (let s = 0; s < slots; s++) {
-      this.keys.push(runtime.arena.f32(capacity * kvDim));
-      this.values.push(runtime.arena.f32(capacity * kvDim));
+      this.keys.push(arenaOf(s).f32(capacity * kvDim));
+      this.values.push(arenaOf(s).f32(capacity * kvDim));
     }
     this.loopsRun = new Int32Array(capacity);
   }
@@ -201,6 +201,7 @@ export class OuroModel {
     private readonly exitGate: LinearWeight, // [1, H]
     private readonly exitGateBias: Float32Array, // [1]
     private readonly lmHead: LinearWeight, // [V, H]
+    private readonly placement: Placement | null,
   ) {
     this.kernels = runtime.kernels;
     this.earlyExitThreshold = config.earlyExitThreshold;
@@ -213,14 +214,9 @@ export class OuroModel {
     this.ws = new Workspace(runtime);
   }
 
-  /** @deprecated bench/ (kept by the kernels branch) calls this; everything else uses ouroFamily.load (ouro-family.ts) = OuroModel.bind. */
-  static load(runtime: Runtime, config: OuroConfig, source: WeightSource): OuroModel {
-    return OuroModel.bind(config, source, runtime);
-  }
-
   /** Binds a checkpoint by upstream state_dict names (ouroFamily.load); every mismatch is reported at once before any data is read. */
-  static bind(config: OuroConfig, source: WeightSource, runtime: Runtime): OuroModel {
-    const binder = new WeightBinder(source, runtime);
+  static bind(config: OuroConfig, source: WeightSource, runtime: Runtime, placement: Placement = place(ouroTensors(config), ouroMemory(config), source, runtime)): OuroModel {
+    const binder = new WeightBinder(source, runtime, placement);
     binder.declare(ouroTensors(config));
     binder.finish();
     // The embedding stays in its stored dtype outside the arena: only S rows are widened per call
@@ -243,9 +239,9 @@ export class OuroModel {
         wDown: binder.linear(p + 'mlp.down_proj.weight'),
       });
     }
-    const lmHead = binder.linear(config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight'); // tied: the same parameter
+    const lmHead = binder.linear(config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight', 'head'); // tied: the same parameter
     return new OuroModel(runtime, config, embedding, layers,
-      binder.f32('model.norm.weight'), binder.linear('model.early_exit_gate.weight'), binder.f32('model.early_exit_gate.bias'), lmHead);
+      binder.f32('model.norm.weight'), binder.linear('model.early_exit_gate.weight'), binder.f32('model.early_exit_gate.bias'), lmHead, placement);
   }
 
   get totalSteps(): number { return this.config.totalUtSteps; }
@@ -255,7 +251,10 @@ export class OuroModel {
   newCache(capacity: number): OuroCache {
     if (!Number.isInteger(capacity) || capacity <= 0) throw new PonderError('ARG_INVALID', `cache capacity must be a positive integer, got ${capacity}`, { field: 'capacity', hint: 'pass prompt length + tokens to generate' });
     checkContext(capacity, this.config.maxPositionEmbeddings, `a cache of ${capacity} tokens`, 'max_position_embeddings');
-    return new OuroCache(this.runtime, this.config.totalUtSteps * this.config.numLayers, capacity, this.kvDim);
+    // slot t·L + l lives with layer l
+    const L = this.config.numLayers;
+    const arenaOf = (slot: number): Arena => (this.placement ? this.placement.arena(`layers.${slot % L}`) : this.runtime.arena);
+    return new OuroCache(arenaOf, this.config.totalUtSteps * L, capacity, this.kvDim);
   }
 
   /** Flops of the per-token linear work of one layer (projections + MLP), multiply-add = 2. */

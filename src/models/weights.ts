@@ -11,13 +11,11 @@ import { displayName, readTensor, type DType, type SafetensorsFile, type Safeten
 import { f16BitsToF32 } from '../kernels/scalar.js';
 import { EmbeddingTable, QuantizedEmbeddingTable, widenFloats, type Embedding, type FloatDType } from './inputs.js';
 import type { LinearWeight, QuantizedSource } from '../kernels/kernels.js';
+import type { StoredQuant } from '../runtime/plan.js';
 import type { Runtime } from '../runtime/runtime.js';
 
-/** A weight stored in MLX's quantized layout (src/models/quantized.ts). */
-export interface QuantInfo {
-  readonly bits: 8 | 4;
-  readonly groupSize: number;
-}
+/** A weight stored in MLX's quantized layout (src/models/quantized.ts); the plan counts its bytes (boundTensorBytes). */
+export type QuantInfo = StoredQuant;
 
 export interface WeightInfo {
   /** the stored dtype; for a quantized weight, that of its scales and biases */
@@ -41,16 +39,6 @@ export interface WeightSource {
 }
 
 type Bind = 'linear' | 'f32' | 'embedding' | 'buffer';
-
-/**
- * Bytes a Linear weight takes once bound by the WASM kernels: the quantized panels of
- * assembly/linear-quant.ts (16-column panels, per group 16 f32 scales and biases and the codes),
- * BF16 kept as BF16, else f32. The memory plans count Linear weights with this.
- */
-export function boundLinearBytes(info: WeightInfo, N: number, K: number): number {
-  if (info.quant) return Math.ceil(N / 16) * (K / info.quant.groupSize) * (128 + info.quant.groupSize * 2 * info.quant.bits);
-  return N * K * (info.dtype === 'BF16' ? 2 : 4);
-}
 
 /**
  * Tensors of one or more safetensors files (headers validated), read on demand by `read` (from a
@@ -86,6 +74,12 @@ export function safetensorsWeights(files: readonly SafetensorsFile[], prefix = '
 
 type Shape = readonly number[];
 
+/** Which memory shard a tensor binds into (models/placement.ts Placement). */
+export interface ShardAssignment {
+  shardOf(group: string): number;
+  shardOfTensor(name: string): number;
+}
+
 /**
  * Collects a family's tensor declarations against a source, reports every mismatch at once, then
  * hands out bound weights. `optional` tensors may be absent; `alias` tensors (e.g. a tied lm_head
@@ -96,7 +90,8 @@ export class WeightBinder {
   private readonly problems: string[] = [];
   private checked = false;
 
-  constructor(readonly source: WeightSource, readonly runtime: Runtime) {}
+  /** `placement`: which memory shard each tensor's group lives in (none: everything in the home shard). */
+  constructor(readonly source: WeightSource, readonly runtime: Runtime, private readonly placement: ShardAssignment | null = null) {}
 
   /**
    * Declares a tensor; returns whether it is present (with the right shape). `bind` says what it
@@ -160,16 +155,22 @@ export class WeightBinder {
     return out;
   }
 
-  /** A Linear weight [N,K], bound in the backend's streaming layout (BF16 kept as BF16, quantized kept quantized). */
-  linear(name: string): LinearWeight {
+  /**
+   * A Linear weight [N,K], bound in the backend's streaming layout (BF16 kept as BF16, quantized kept
+   * quantized), in the memory
+   * shard of its group — or of `group` when the values are another tensor's (a tied lm_head binds the
+   * embedding's values as part of the head).
+   */
+  linear(name: string, group?: string): LinearWeight {
     this.assertChecked(name);
     const info = this.source.info(name)!;
     const [N, K] = info.shape;
-    if (info.quant) return this.runtime.kernels.bindLinear(this.quantized(name), N, K);
+    const shard = this.placement ? (group !== undefined ? this.placement.shardOf(group) : this.placement.shardOfTensor(name)) : 0;
+    if (info.quant) return this.runtime.kernels.bindLinear(this.quantized(name), N, K, shard);
     const raw = this.source.read(name);
-    if (info.dtype === 'BF16') return this.runtime.kernels.bindLinear({ dtype: 'bf16', data: raw as Uint16Array }, N, K);
+    if (info.dtype === 'BF16') return this.runtime.kernels.bindLinear({ dtype: 'bf16', data: raw as Uint16Array }, N, K, shard);
     const data = info.dtype === 'F32' ? (raw as Float32Array) : Float32Array.from(raw as Uint16Array, f16BitsToF32);
-    return this.runtime.kernels.bindLinear({ dtype: 'f32', data }, N, K);
+    return this.runtime.kernels.bindLinear({ dtype: 'f32', data }, N, K, shard);
   }
 
   /** A token embedding [V, width] kept outside the arena in its stored form (quantized: as codes). */

@@ -3,6 +3,7 @@
  * Hugging Face layout (config.json, model.safetensors or shards + index, tokenizer.json,
  * generation_config.json). Weights are read lazily from disk while the model binds them.
  */
+import { totalmem } from 'node:os';
 import { PonderError } from '../errors.js';
 import { loadModel as loadModelCore, modelFromFiles, trackedWeights, checkAborted, type LoadOptions, type ModelSource } from '../api/load.js';
 import type { Model } from '../api/model.js';
@@ -19,6 +20,8 @@ export { listen, type ListenOptions, type Listening } from './serve.js';
 
 /** Without `runtime`: the WASM SIMD kernels on worker_threads, one thread per available core (at most 8). */
 async function withDefaultRuntime(options: LoadOptions): Promise<LoadOptions> {
+  // the memory plan's machine limit: this machine's memory unless the caller gave one
+  if (options.hostMemoryBytes === undefined) options = { ...options, hostMemoryBytes: totalmem() };
   return options.runtime ? options : { ...options, runtime: await createNodeWasmRuntime({ threads: defaultThreadCount() }) };
 }
 

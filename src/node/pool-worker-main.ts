@@ -1,13 +1,13 @@
 /**
  * Entry point of one kernel worker thread (started by nodeWorkerFactory in pool-worker.ts):
- * instantiates the kernel module on the shared memory, says ready, then serves jobs until stopped.
+ * instantiates the kernel module on every shared memory shard, says ready, then serves jobs until stopped.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { instantiateKernels } from '../kernels/wasm.js';
 import { runPoolWorker, type PoolWorkerInit } from '../runtime/pool.js';
 
 const init = workerData as PoolWorkerInit;
-const wasm = await instantiateKernels(init.module, init.memory);
+const instances = await Promise.all(init.memories.map((memory) => instantiateKernels(init.module, memory)));
 parentPort!.postMessage('ready');
-runPoolWorker(init, wasm, () => performance.now());
+runPoolWorker(init, instances, () => performance.now());
 process.exit(0);

@@ -23,8 +23,9 @@ import { ScratchBuffer, type WasmArena } from './wasm-arena.js';
 /** What a worker needs to join the pool. Structured-cloneable (Module and Memory are shareable). */
 export interface PoolWorkerInit {
   module: WebAssembly.Module;
-  memory: WebAssembly.Memory;
-  control: number;    // byte offset of the control block
+  /** every memory shard (the worker instantiates the kernels once on each); [0] holds the control block */
+  memories: WebAssembly.Memory[];
+  control: number;    // byte offset of the control block in memories[0]
   index: number;      // worker index, 0-based (the main thread is not counted)
 }
 
@@ -56,6 +57,7 @@ const STATUS = 2;    // 0 ok, 1 the job threw (message is not transported; the m
 const OP = 3;
 const ARGS = 4;      // up to 16 arguments
 const TAKEN = 20;    // last job counter the worker picked up (tells a slow job from a lost worker)
+const SHARD = 21;    // the memory shard the job runs in
 const OP_LINEAR_F32 = 1, OP_LINEAR_BF16 = 2, OP_ATTENTION = 3, OP_LINEAR_QUANT = 4, OP_STOP = 99;
 
 const WORKER_SPIN_MS = 1;
@@ -67,43 +69,44 @@ const MIN_SPLIT_WORK = 1 << 16;
 
 export class ThreadPool {
   readonly threads: number;
-  private readonly wasm: WasmKernelExports;
+  private readonly instances: readonly WasmKernelExports[]; // the main thread's, one per memory shard
   private readonly control: Int32Array;
   private readonly controlF32: Float32Array;
   private readonly handles: PoolWorkerHandle[];
-  private readonly linearScratch: ScratchBuffer[]; // per worker
-  private readonly scoresScratch: ScratchBuffer[]; // per worker
+  private readonly linearScratch: ScratchBuffer[][]; // [shard][worker]: scratch lives in the memory the job runs in
+  private readonly scoresScratch: ScratchBuffer[][]; // [shard][worker]
   private generation = 0;
   private closed = false;
   private broken = false; // a worker was lost: every later call runs on the main thread alone
   /** Jobs that were split across the threads (the rest ran on the main thread alone). */
   splitJobs = 0;
 
-  private constructor(wasm: WasmKernelExports, arena: WasmArena, threads: number, control: Int32Array, handles: PoolWorkerHandle[],
+  private constructor(instances: readonly WasmKernelExports[], arenas: readonly WasmArena[], threads: number, control: Int32Array, handles: PoolWorkerHandle[],
                       private readonly pickupTimeoutMs: number) {
-    this.wasm = wasm;
+    this.instances = instances;
     this.threads = threads;
     this.control = control;
     this.controlF32 = new Float32Array(control.buffer, control.byteOffset, control.length);
     this.handles = handles;
-    this.linearScratch = handles.map(() => new ScratchBuffer(arena));
-    this.scoresScratch = handles.map(() => new ScratchBuffer(arena));
+    this.linearScratch = arenas.map((arena) => handles.map(() => new ScratchBuffer(arena)));
+    this.scoresScratch = arenas.map((arena) => handles.map(() => new ScratchBuffer(arena)));
   }
 
-  static async start(module: WebAssembly.Module, memory: WebAssembly.Memory, arena: WasmArena, threads: number,
-                     factory: WorkerFactory, wasm: WasmKernelExports, pickupTimeoutMs = DEFAULT_PICKUP_TIMEOUT_MS): Promise<ThreadPool> {
+  /** A pool over every memory shard: memories[i] is arenas[i]'s and instances[i] the main thread's kernels on it; the control block lives in shard 0. */
+  static async start(module: WebAssembly.Module, memories: WebAssembly.Memory[], arenas: readonly WasmArena[], threads: number,
+                     factory: WorkerFactory, instances: readonly WasmKernelExports[], pickupTimeoutMs = DEFAULT_PICKUP_TIMEOUT_MS): Promise<ThreadPool> {
     const workers = threads - 1;
-    const control = arena.i32(workers * SLOT_INTS);
+    const control = arenas[0].i32(workers * SLOT_INTS);
     control.fill(0);
     const handles: PoolWorkerHandle[] = [];
     try {
-      for (let i = 0; i < workers; i++) handles.push(factory({ module, memory, control: control.byteOffset, index: i }));
+      for (let i = 0; i < workers; i++) handles.push(factory({ module, memories, control: control.byteOffset, index: i }));
       await Promise.all(handles.map((h) => h.ready));
     } catch (e) {
       await Promise.all(handles.map((h) => h.terminate().catch(() => undefined)));
       throw new PonderError('RUNTIME_UNSUPPORTED', `could not start ${workers} kernel worker thread(s): ${(e as Error).message}`, { field: 'threads', hint: 'run with threads: 1' });
     }
-    return new ThreadPool(wasm, arena, threads, control, handles, pickupTimeoutMs);
+    return new ThreadPool(instances, arenas, threads, control, handles, pickupTimeoutMs);
   }
 
   /** Whether a job of `work` multiply-adds over `parts` independent parts is worth splitting. */
@@ -112,10 +115,11 @@ export class ThreadPool {
   }
 
   /**
-   * linear over panels [0, panels), split in contiguous panel ranges. `scratch`: the main thread's.
-   * `bits`: 0 for f32 or bf16 panels (told apart by `bf16`), else 8 or 4 (quantized, group size `gs`).
+   * linear in memory shard `shard` over panels [0, panels), split in contiguous panel ranges.
+   * `scratch`: the main thread's. `bits`: 0 for f32 or bf16 panels (told apart by `bf16`), else 8 or
+   * 4 (quantized, group size `gs`).
    */
-  linear(bf16: boolean, y: number, x: number, w: number, bias: number, M: number, N: number, K: number, panels: number, kc: number, scratch: number, tile: number, bits = 0, gs = 0): void {
+  linear(shard: number, bf16: boolean, y: number, x: number, w: number, bias: number, M: number, N: number, K: number, panels: number, kc: number, scratch: number, tile: number, bits = 0, gs = 0): void {
     const op = bits !== 0 ? OP_LINEAR_QUANT : bf16 ? OP_LINEAR_BF16 : OP_LINEAR_F32;
     const scratchBytes = (bf16 || bits !== 0) && M > 1 ? linearScratchBytes(kc) : 0;
     const ranges = split(panels, this.threads);
@@ -123,17 +127,18 @@ export class ThreadPool {
     this.splitJobs++;
     for (let i = 0; i < this.handles.length; i++) {
       const [p0, p1] = ranges[i + 1];
-      this.post(i, gen, op, [y, x, w, bias, M, N, K, p0, p1, kc, scratchBytes ? this.linearScratch[i].need(scratchBytes) : 0, tile, bits, gs]);
+      this.post(i, gen, op, [y, x, w, bias, M, N, K, p0, p1, kc, scratchBytes ? this.linearScratch[shard][i].need(scratchBytes) : 0, tile, bits, gs], shard);
     }
     const [p0, p1] = ranges[0];
-    if (bits !== 0) this.wasm.linear_quant(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile, bits, gs);
-    else if (bf16) this.wasm.linear_bf16(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile);
-    else this.wasm.linear_f32(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile);
+    const wasm = this.mainInstance(shard);
+    if (bits !== 0) wasm.linear_quant(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile, bits, gs);
+    else if (bf16) wasm.linear_bf16(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile);
+    else wasm.linear_f32(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile);
     this.join(gen, 'linear');
   }
 
-  /** attention over units [0, units) (unit = query row × head), split in contiguous ranges. `scores`: the main thread's scratch. */
-  attention(out: number, q: number, k: number, v: number, Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number,
+  /** attention in memory shard `shard` over units [0, units) (unit = query row × head), split in contiguous ranges. `scores`: the main thread's scratch. */
+  attention(shard: number, out: number, q: number, k: number, v: number, Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number,
             scale: number, qPos: number, kPos: number, allowed: number, units: number, scores: ScratchBuffer): void {
     const ranges = split(units, this.threads);
     const gen = this.nextGeneration();
@@ -143,10 +148,10 @@ export class ThreadPool {
       const slot = i * SLOT_INTS;
       this.controlF32[slot + ARGS + 9] = scale; // the one f32 argument, stored as its bits
       this.post(i, gen, OP_ATTENTION, [out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, null, qPos, kPos, allowed,
-        this.scoresScratch[i].need(attentionScratchBytes(Tq, Tk, u1 - u0)), u0, u1]);
+        this.scoresScratch[shard][i].need(attentionScratchBytes(Tq, Tk, u1 - u0)), u0, u1], shard);
     }
     const [u0, u1] = ranges[0];
-    this.wasm.attention(out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, scores.need(attentionScratchBytes(Tq, Tk, u1 - u0)), u0, u1);
+    this.mainInstance(shard).attention(out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, scores.need(attentionScratchBytes(Tq, Tk, u1 - u0)), u0, u1);
     this.join(gen, 'attention');
   }
 
@@ -158,6 +163,11 @@ export class ThreadPool {
     await Promise.all(this.handles.map((h) => h.terminate()));
   }
 
+  /** The main thread's kernel instance on memory shard `shard`. */
+  private mainInstance(shard: number): WasmKernelExports {
+    return this.instances[shard];
+  }
+
   private nextGeneration(): number {
     this.generation = (this.generation + 1) | 0;
     return this.generation;
@@ -165,10 +175,11 @@ export class ThreadPool {
 
   // Writes a job into worker i's slot and publishes it by bumping GEN (the Atomics.store orders the
   // plain argument writes before it for the worker's Atomics.load).
-  private post(i: number, gen: number, op: number, args: (number | null)[]): void {
+  private post(i: number, gen: number, op: number, args: (number | null)[], shard = 0): void {
     const slot = i * SLOT_INTS;
     const c = this.control;
     c[slot + OP] = op;
+    c[slot + SHARD] = shard;
     for (let a = 0; a < args.length; a++) if (args[a] !== null) c[slot + ARGS + a] = args[a]!;
     Atomics.store(c, slot + GEN, gen);
     Atomics.notify(c, slot + GEN);
@@ -213,10 +224,10 @@ function split(n: number, parts: number): [number, number][] {
 
 /**
  * The worker side: polls slot `init.index` of the control block, runs each job on its own kernel
- * instance, reports done. Returns when told to stop. Blocks its thread (it is a worker).
+ * instance of the job's memory shard (`instances[i]` on `init.memories[i]`), reports done. Returns when told to stop. Blocks its thread (it is a worker).
  */
-export function runPoolWorker(init: PoolWorkerInit, wasm: WasmKernelExports, now: () => number): void {
-  const control = new Int32Array(init.memory.buffer, init.control + init.index * SLOT_INTS * 4, SLOT_INTS);
+export function runPoolWorker(init: PoolWorkerInit, instances: readonly WasmKernelExports[], now: () => number): void {
+  const control = new Int32Array(init.memories[0].buffer, init.control + init.index * SLOT_INTS * 4, SLOT_INTS);
   const controlF32 = new Float32Array(control.buffer, control.byteOffset, SLOT_INTS);
   // Generation 0: ThreadPool.start zeroes the control block before any worker starts. Reading GEN
   // here instead would race with the first job, which may be posted as soon as 'ready' arrives
@@ -237,6 +248,7 @@ export function runPoolWorker(init: PoolWorkerInit, wasm: WasmKernelExports, now
     const op = control[OP];
     if (op === OP_STOP) { Atomics.store(control, DONE, gen); return; }
     const a = (i: number) => control[ARGS + i];
+    const wasm = instances[control[SHARD]];
     let status = 0;
     try {
       if (op === OP_LINEAR_F32) wasm.linear_f32(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11));
