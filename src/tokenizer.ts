@@ -8,7 +8,8 @@
  * to the same string as a one-shot decode. Token ids are what the model and the golden cases see;
  * the text is theirs, unedited.
  */
-import { PonderError } from './errors.js';
+import { describeValue, PonderError } from './errors.js';
+import { LIMITS, limitNote } from './limits.js';
 import { importOptional } from './optional.js';
 
 export interface EncodeOptions {
@@ -87,6 +88,7 @@ const LIBRARY = '@huggingface/tokenizers';
  */
 export async function loadTokenizer(tokenizerJsonText: string, configText?: string, options: LoadTokenizerOptions = {}): Promise<TextTokenizer> {
   const tokenizerJson = parseJsonObject(tokenizerJsonText, 'tokenizer.json');
+  checkTokenIds(tokenizerJson);
   const config = configText === undefined ? {} : parseJsonObject(configText, 'tokenizer_config.json');
   const flags = configFlags(config as Record<string, unknown>);
   const TokenizerClass = await importTokenizerClass(options.importLibrary);
@@ -147,6 +149,35 @@ function probeRule(inner: LibraryTokenizer): SpecialTokenRule {
   }
   const full = inner.encode('', { add_special_tokens: true }).ids;
   return { prefix: full, suffix: [], source: full.length > 0 ? 'tokenizer.json post_processor' : 'none' };
+}
+
+/**
+ * Every token id tokenizer.json assigns (model.vocab's values, added_tokens' ids) is an integer in
+ * [0, LIMITS.vocab): the library sizes arrays and loops by the largest id, so one id of 2^31 would
+ * make it build a 2-billion-entry vocabulary (a hang) rather than fail.
+ */
+function checkTokenIds(json: object): void {
+  const bad = (where: string, id: unknown): PonderError => new PonderError('TOKENIZER_INVALID',
+    `tokenizer.json: ${where} has the id ${describeValue(id)}, not an integer in [0, ${LIMITS.vocab}) (${limitNote('vocab')})`,
+    { path: 'tokenizer.json', hint: 'check that tokenizer.json comes from the model directory and is not corrupt' });
+  const isId = (id: unknown): boolean => Number.isSafeInteger(id) && (id as number) >= 0 && (id as number) < LIMITS.vocab;
+  const { model, added_tokens: added } = json as { model?: { vocab?: unknown }; added_tokens?: unknown };
+  const vocab = model !== null && typeof model === 'object' ? model.vocab : undefined;
+  if (vocab !== null && typeof vocab === 'object' && !Array.isArray(vocab)) {
+    const owner = new Map<number, string>();
+    for (const [token, id] of Object.entries(vocab)) {
+      if (!isId(id)) throw bad(`model.vocab[${describeValue(token)}]`, id);
+      // two tokens with one id leave another id without a token: its text would fail only when generated
+      const other = owner.get(id as number);
+      if (other !== undefined) throw new PonderError('TOKENIZER_INVALID', `tokenizer.json: model.vocab gives the id ${id} to both ${describeValue(other)} and ${describeValue(token)}`, { path: 'tokenizer.json', hint: 'each token needs its own id; tokenizer.json is corrupt' });
+      owner.set(id as number, token);
+    }
+  } else if (Array.isArray(vocab) && vocab.length > LIMITS.vocab) {
+    throw bad('model.vocab (a list)', vocab.length);
+  }
+  if (Array.isArray(added)) {
+    added.forEach((t, i) => { const id = (t as { id?: unknown } | null)?.id; if (!isId(id)) throw bad(`added_tokens[${i}]`, id); });
+  }
 }
 
 function parseJsonObject(text: string, name: string): object {

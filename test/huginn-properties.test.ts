@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { PonderError } from '../src/errors.js';
 import { seededInitialStates, type HuginnModel, type InitialStates } from '../src/models/huginn.js';
 import { createExitEvaluator, EXIT_CRITERIA, type ExitCriterion } from '../src/depth/criteria.js';
 import { generateAdaptive, generateMinimal, generateSpeculative } from '../src/models/huginn-generate.js';
@@ -56,14 +57,22 @@ test('cached incremental decoding equals the full forward at a fixed step count'
   }), { numRuns: 12 });
 });
 
-test('no token exceeds the step cap, even with NaN in the state', () => {
+test('no token exceeds the step cap, even with NaN in the state: a check that reads the NaN is NUM_NONFINITE, never a silent run to the cap', () => {
   const nanStates: InitialStates = { next: (B, S, E) => new Float32Array(B * S * E).fill(NaN) };
   fc.assert(fc.property(shapeArb, fc.constantFrom(...EXIT_CRITERIA), fc.integer({ min: 0, max: 5 }), fc.integer({ min: 0, max: 3 }), fc.integer({ min: 1, max: 3 }), fc.boolean(), (si, criterion, cap, minSteps, every, continuous) => {
     const m = model(si, 1);
-    const r = generateAdaptive(m, {
-      inputIds: [1, 2, 3], B: 1, maxNewTokens: 3, numSteps: cap, minSteps, checkCriterionEveryNSteps: every, continuousCompute: continuous,
-      evaluator: createExitEvaluator(criterion, 'auto', m.config.vocabSize), initialStates: nanStates,
-    });
+    let r;
+    try {
+      r = generateAdaptive(m, {
+        inputIds: [1, 2, 3], B: 1, maxNewTokens: 3, numSteps: cap, minSteps, checkCriterionEveryNSteps: every, continuousCompute: continuous,
+        evaluator: createExitEvaluator(criterion, 'auto', m.config.vocabSize), initialStates: nanStates,
+      });
+    } catch (e) {
+      // a check ran on the NaN state: it must say so (a criterion never met would run every token to the cap)
+      assert.ok(e instanceof PonderError && e.code === 'NUM_NONFINITE' && /step \d+/.test(e.message), String(e));
+      assert.ok(cap > minSteps, `${criterion}: no check can run with cap ${cap} and minSteps ${minSteps}, yet one raised`);
+      return;
+    }
     assert.equal(r.sequences[0].length, 3 + 3);
     for (const t of r.trace) {
       assert.ok(t.iterationsRun <= cap && t.steps[0] <= cap, `${criterion}: ${t.iterationsRun} iterations, ${t.steps[0]} steps, cap ${cap}`);

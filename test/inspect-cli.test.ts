@@ -12,33 +12,14 @@ import { ouroFamily } from '../src/models/ouro-family.js';
 import { configObject } from '../src/format/config.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main, type CliIO } from '../src/cli/main.js';
+import { assertUsageError, ensureBuilt, ponder, type Run } from './cli-support.js';
 import { numel, parseSafetensors, writeSafetensors } from '../src/format/safetensors.js';
 import { entry, stFile } from './fixtures/safetensors-bytes.js';
-import { ensureBuilt } from './cli-support.js';
 import { loadModel } from '../src/node/index.js';
 import { randomWeights, tinyConfig } from './huginn-fixture.js';
 
-interface Run { code: number; out: string; err: string }
-
-async function run(...argv: string[]): Promise<Run> {
-  let out = '';
-  let err = '';
-  const io: CliIO = { out: (t) => { out += t; }, err: (t) => { err += t; }, bundledGoldenDir: 'spec/golden' };
-  const code = await main(['inspect', ...argv], io);
-  return { code, out, err };
-}
-
-/** The contract for bad input: exit 2, empty stdout, one error line and at most one hint line. */
-function assertUsageError(r: Run, code: string): void {
-  assert.equal(r.code, 2, `exit 2, got ${r.code}: ${r.err}`);
-  assert.equal(r.out, '', 'nothing on stdout');
-  const lines = r.err.trimEnd().split('\n');
-  assert.match(lines[0], new RegExp(`^error\\[${code}\\]: \\S`), r.err);
-  assert.ok(lines.length <= 2, `one error line plus an optional hint, got:\n${r.err}`);
-  if (lines.length === 2) assert.match(lines[1], /^ {2}hint: \S/);
-  assert.doesNotMatch(r.err, /\n\s+at /, 'no stack trace');
-}
+/** `ponder inspect ...argv` */
+const run = (...argv: string[]): Promise<Run> => ponder(['inspect', ...argv]);
 
 const root = mkdtempSync(join(tmpdir(), 'ponder-inspect-'));
 after(() => rmSync(root, { recursive: true, force: true }));

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main, type CliIO } from '../src/cli/main.js';
+import { ponder } from './cli-support.js';
 import { convertMor } from '../src/node/convert.js';
 import { morConfigFromRelease } from '../src/convert/mor.js';
 import { loadGoldenCase } from '../src/node/files.js';
@@ -34,11 +34,6 @@ const isCode = (code: string, text?: RegExp) => (e: unknown) => {
   return true;
 };
 
-async function ponder(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '', err = '';
-  const io: CliIO = { out: (t) => { out += t; }, err: (t) => { err += t; }, bundledGoldenDir: 'spec/golden' };
-  return { code: await main(argv, io), out, err };
-}
 
 /** The golden case with its weights replaced by the converted model's, and its config by the converted config. */
 function caseWithConvertedModel(out: string) {

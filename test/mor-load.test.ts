@@ -87,11 +87,15 @@ test('config errors name the field', () => {
   field(load(withCfg((c) => { c.cfg.mor.expert.router_func = 'relu'; })), 'router_func');
 });
 
-test('a model that cannot fit the WASM memory fails before binding with MEM_MODEL_TOO_LARGE', () => {
+test('a model that cannot fit the WASM memory fails before binding with MEM_MODEL_TOO_LARGE; a context over ponder\'s limit is CFG_FIELD before that', () => {
   const fx = makeFixture({ variant: 'vanilla', seed: 1 });
-  const config = structuredClone(fx.config) as any;
-  config.model_config.max_position_embeddings = 1 << 26;
-  assert.throws(() => bindMor(parseMorConfig(config), fixtureWeights(fx.tensors), createScalarRuntime()), (e: unknown) => e instanceof PonderError && e.code === 'MEM_MODEL_TOO_LARGE');
+  const big = structuredClone(fx.config) as any;
+  big.model_config.hidden_size = 8192; // the plan is computed from the config, before the (small) weights are checked against it
+  big.model_config.intermediate_size = 65536;
+  assert.throws(() => bindMor(parseMorConfig(big), fixtureWeights(fx.tensors), createScalarRuntime()), (e: unknown) => e instanceof PonderError && e.code === 'MEM_MODEL_TOO_LARGE');
+  const long = structuredClone(fx.config) as any;
+  long.model_config.max_position_embeddings = 1 << 26;
+  assert.throws(() => parseMorConfig(long), (e: unknown) => e instanceof PonderError && e.code === 'CFG_FIELD' && e.field === 'model_config.max_position_embeddings');
 });
 
 test('bad inputs are typed errors: out-of-vocab ids, ragged rows, overlong sessions, mixed decode modes', () => {

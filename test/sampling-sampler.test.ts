@@ -23,11 +23,14 @@ test('every out-of-range sampling option is ARG_INVALID naming that option', () 
     ['topP', 0], ['topP', -0.5], ['topP', 1.01], ['topP', NaN],
     ['minP', -0.01], ['minP', 1.01], ['minP', NaN],
     ['repetitionPenalty', 0], ['repetitionPenalty', -1], ['repetitionPenalty', NaN], ['repetitionPenalty', Infinity],
+    ['repetitionPenalty', 1e-320], ['repetitionPenalty', 1e-39], ['repetitionPenalty', 1e39], // 0, subnormal, Infinity in float32
     ['seed', -1], ['seed', 2 ** 32], ['seed', 0.5],
   ];
   for (const [field, value] of bad) {
     assert.throws(() => new Sampler(V, { [field]: value }), isCode('ARG_INVALID', field), `${field} = ${value}`);
   }
+  const deep = JSON.parse(`${'['.repeat(5000)}${']'.repeat(5000)}`) as never; // a message never String()s a caller's value: this one overflows the stack
+  for (const field of ['temperature', 'topK', 'topP', 'minP', 'repetitionPenalty'] as const) assert.throws(() => new Sampler(V, { [field]: deep }), isCode('ARG_INVALID', field));
 });
 
 test('boundary values of every range are accepted and defaults are filled in', () => {
@@ -305,6 +308,13 @@ test('the penalised logit is torch\'s f32 result: x × f32(p) or x ÷ f32(p), ro
     assert.equal(sampler.sample(rivalEqual, [0]), 0);
     assert.equal(sampler.sample(rivalAbove, [0]), 1);
   }));
+});
+
+test('a penalised logit that overflows float32 is NUM_NONFINITE naming the penalty, and the next call is unaffected', () => {
+  const sampler = new Sampler(3, { temperature: 0, repetitionPenalty: 1e-30 });
+  assert.throws(() => sampler.sample(Float32Array.of(1e10, 1, 2), [0, 1]), (e: unknown) => e instanceof PonderError && e.code === 'NUM_NONFINITE' && e.field === 'repetitionPenalty');
+  // the failed call's ids were unmarked: id 0 is penalised again (0.5 ÷ 1e-30 = 5e29 wins), not skipped as already seen
+  assert.equal(sampler.sample(Float32Array.of(0.5, 1, 0.9), [0]), 0);
 });
 
 test('the repetition penalty applies once per distinct id, however often it repeats', () => {

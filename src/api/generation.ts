@@ -184,7 +184,7 @@ export class Generation implements AsyncIterable<TokenEvent> {
         const promptText = model.tokenizer.decodeStream();
         for (const t of out.tokens) t.text = promptText.push(t.id);
       }
-      trace.tokens.push(...out.tokens);
+      for (const t of out.tokens) trace.tokens.push(t); // a loop: a prompt may have more tokens than a call takes arguments
 
       for (let k = 0; k < maxNewTokens; k++) {
         if (signal) {

@@ -6,7 +6,8 @@
  * model.safetensors.index.json), optionally tokenizer.json (+ tokenizer_config.json) and
  * generation_config.json. The family is detected from config.json (spec/api.md §Loading).
  */
-import { PonderError } from '../errors.js';
+import { bytesArgument, callCallback, describeValue, invalidArgument, optionsArgument, PonderError } from '../errors.js';
+import { checkSeed } from '../generate/prng.js';
 import { parseConfigJson, configObject, unknownKeys, type ConfigObject } from '../format/config.js';
 import { parseSafetensors, DTYPE_BYTES, numel, type SafetensorsFile } from '../format/safetensors.js';
 import { missingShard, parseShardIndex, readShards, SHARD_INDEX, SINGLE_WEIGHTS } from '../format/shard-index.js';
@@ -87,6 +88,37 @@ export function checkAborted(signal: AbortSignal | undefined, what: string): voi
   if (signal?.aborted) throw abortError(what);
 }
 
+const LOAD_OPTIONS = ['runtime', 'onProgress', 'signal', 'seed', 'tokenizer', 'importTokenizers', 'chatTemplate', 'importChatTemplates', 'fetch', 'context', 'kvDtype', 'maxMemory', 'maxShardBytes', 'hostMemoryBytes'] as const;
+
+/** loadModel's options, each of the right type (a misspelt one is ARG_INVALID, not ignored). */
+export function checkLoadOptions(options: LoadOptions | undefined): LoadOptions {
+  const o = optionsArgument(options, 'loadModel options');
+  for (const key of Object.keys(o)) {
+    if (!(LOAD_OPTIONS as readonly string[]).includes(key)) throw new PonderError('ARG_INVALID', `loadModel options has an unknown option ${JSON.stringify(key)}`, { field: key, hint: `the options are ${LOAD_OPTIONS.join(', ')} (spec/api.md)` });
+  }
+  if (o.runtime !== undefined && !(typeof o.runtime === 'object' && o.runtime !== null && typeof (o.runtime as { kernels?: unknown }).kernels === 'object')) throw invalidArgument('loadModel options.runtime', 'a runtime (createWasmRuntime(), createScalarRuntime())', o.runtime);
+  for (const key of ['onProgress', 'importTokenizers', 'importChatTemplates', 'fetch'] as const) {
+    if (o[key] !== undefined && typeof o[key] !== 'function') throw invalidArgument(`loadModel options.${key}`, 'a function', o[key]);
+  }
+  if (o.signal !== undefined && !(typeof o.signal === 'object' && o.signal !== null && typeof (o.signal as AbortSignal).aborted === 'boolean')) throw invalidArgument('loadModel options.signal', 'an AbortSignal', o.signal, 'pass controller.signal');
+  if (o.seed !== undefined) checkSeed(o.seed, 'seed');
+  if (o.tokenizer !== undefined && typeof o.tokenizer !== 'boolean') throw invalidArgument('loadModel options.tokenizer', 'true or false', o.tokenizer);
+  if (o.chatTemplate !== undefined && typeof o.chatTemplate !== 'boolean') throw invalidArgument('loadModel options.chatTemplate', 'true or false', o.chatTemplate);
+  // the memory plan checks their values (range, the model's context); here only their types
+  if (o.context !== undefined && !Number.isSafeInteger(o.context)) throw invalidArgument('loadModel options.context', 'an integer number of tokens', o.context);
+  if (o.kvDtype !== undefined && typeof o.kvDtype !== 'string') throw invalidArgument('loadModel options.kvDtype', "'f32', 'bf16' or 'f16'", o.kvDtype);
+  if (o.maxMemory !== undefined && typeof o.maxMemory !== 'string' && !(typeof o.maxMemory === 'number' && o.maxMemory > 0)) throw invalidArgument('loadModel options.maxMemory', 'a positive number of bytes or a size such as "8GiB"', o.maxMemory);
+  for (const key of ['maxShardBytes', 'hostMemoryBytes'] as const) {
+    if (o[key] !== undefined && !(typeof o[key] === 'number' && (o[key] as number) > 0)) throw invalidArgument(`loadModel options.${key}`, 'a positive number of bytes', o[key]);
+  }
+  return o;
+}
+
+/** Reports progress through the caller's callback; what it throws is ARG_CALLBACK. */
+export function reportProgress(options: LoadOptions, progress: LoadProgress): void {
+  if (options.onProgress) callCallback('onProgress', options.onProgress, progress);
+}
+
 /** Wraps a WeightSource so every read reports progress and honours the signal. */
 export function trackedWeights(source: WeightSource, options: LoadOptions, startBytes = 0, totalBytes?: number): WeightSource {
   let done = startBytes;
@@ -99,7 +131,7 @@ export function trackedWeights(source: WeightSource, options: LoadOptions, start
       checkAborted(options.signal, `loading ${source.label}`);
       const data = source.read(name);
       done += data.byteLength;
-      options.onProgress?.({ bytesDone: Math.min(done, total), bytesTotal: total });
+      reportProgress(options, { bytesDone: Math.min(done, total), bytesTotal: total });
       return data;
     },
   };
@@ -158,7 +190,7 @@ export async function modelFromFiles(files: ModelFiles, options: LoadOptions): P
   const stops = family.stops(config);
   const unknownConfigKeys = unknownKeys(files.config);
   // tensors the family never reads (a tied lm_head, an optional RoPE buffer) still count as done
-  if (files.reportFinalProgress !== false) { const total = weightBytes(files.weights); options.onProgress?.({ bytesDone: total, bytesTotal: total }); }
+  if (files.reportFinalProgress !== false) { const total = weightBytes(files.weights); reportProgress(options, { bytesDone: total, bytesTotal: total }); }
   return new Model({
     adapter, stops, tokenizer, generationConfig: files.generationConfig ? files.generationConfig.values as Record<string, unknown> : null,
     chatTemplate: chat.template, chatTemplateError: chat.error, label: files.label, unknownConfigKeys, memoryPlan: plan,
@@ -204,10 +236,7 @@ async function defaultRuntime(): Promise<Runtime> {
 
 /** Safetensors files from named buffers: model.safetensors, or the shards an index lists. */
 function memoryWeights(files: Record<string, Uint8Array | ArrayBuffer>, label: string): { weights: WeightSource; bytes: number } {
-  const bytesOf = (name: string): Uint8Array => {
-    const b = files[name];
-    return b instanceof Uint8Array ? b : new Uint8Array(b);
-  };
+  const bytesOf = (name: string): Uint8Array => bytesArgument(files[name], `loadModel files[${JSON.stringify(name)}]`);
   const at = (name: string): string => (label.endsWith('/') ? label + name : `${label}/${name}`);
   let parsed: SafetensorsFile[];
   if (files[SINGLE_WEIGHTS] !== undefined) parsed = [parseSafetensors(bytesOf(SINGLE_WEIGHTS), at(SINGLE_WEIGHTS))];
@@ -231,16 +260,24 @@ function memoryWeights(files: Record<string, Uint8Array | ArrayBuffer>, label: s
  * config.json, model.safetensors or the index and shards, tokenizer.json, generation_config.json).
  * Errors: CFG_* (config), CFG_MODEL_TYPE (no family handles it), BIND_MISMATCH, ST_*, IO_FETCH, ABORTED.
  */
-export async function loadModel(source: ModelSource, options: LoadOptions = {}): Promise<Model> {
+export async function loadModel(source: ModelSource, loadOptions?: LoadOptions): Promise<Model> {
+  const options = checkLoadOptions(loadOptions);
   checkAborted(options.signal, 'loadModel');
   if (typeof source === 'string' || source instanceof URL) return loadFromUrl(String(source), options);
-  if (source === null || typeof source !== 'object' || source.config === undefined || source.files === undefined) {
-    throw new PonderError('ARG_INVALID', 'loadModel needs { config, files } in memory, or a URL base', { field: 'source', hint: 'e.g. loadModel({ config, files: { "model.safetensors": bytes } })' });
-  }
+  const bad = (what: string, got: unknown): PonderError => new PonderError('ARG_INVALID', `loadModel needs { config, files } in memory, or a URL base: ${what}, got ${describeValue(got)}`, { field: 'source', hint: 'e.g. loadModel({ config, files: { "model.safetensors": bytes } })' });
+  if (source === null || typeof source !== 'object' || Array.isArray(source)) throw bad('the source is not an object', source);
+  if (source.config === null || (typeof source.config !== 'string' && typeof source.config !== 'object')) throw bad('config is not config.json\'s text or parsed object', source.config);
+  if (source.files === null || typeof source.files !== 'object' || Array.isArray(source.files)) throw bad('files is not an object of file name → bytes', source.files);
+  if (source.label !== undefined && typeof source.label !== 'string') throw bad('label is not a string', source.label);
+  if (source.tokenizerConfig !== undefined && typeof source.tokenizerConfig !== 'string') throw bad('tokenizerConfig is not tokenizer_config.json\'s text', source.tokenizerConfig);
+  if (source.chatTemplate !== undefined && typeof source.chatTemplate !== 'string') throw bad('chatTemplate is not chat_template.jinja\'s text', source.chatTemplate);
+  if (source.specialTokensMap !== undefined && typeof source.specialTokensMap !== 'string') throw bad('specialTokensMap is not special_tokens_map.json\'s text', source.specialTokensMap);
+  if (source.tokenizer !== undefined && typeof source.tokenizer !== 'string' && (source.tokenizer === null || typeof source.tokenizer !== 'object')) throw bad('tokenizer is not tokenizer.json\'s text or a loaded tokenizer', source.tokenizer);
+  if (source.generationConfig !== undefined && source.generationConfig !== null && typeof source.generationConfig !== 'string' && typeof source.generationConfig !== 'object') throw bad('generationConfig is not generation_config.json\'s text or parsed object', source.generationConfig);
   const label = source.label ?? 'in-memory model';
   const config = jsonRecord(source.config, `${label}/config.json`);
   const { weights, bytes } = memoryWeights(source.files, label);
-  options.onProgress?.({ bytesDone: 0, bytesTotal: bytes });
+  reportProgress(options, { bytesDone: 0, bytesTotal: bytes });
   return modelFromFiles({
     config, weights: trackedWeights(weights, options), label,
     tokenizerJson: source.tokenizer, tokenizerConfig: source.tokenizerConfig, chatTemplateJinja: source.chatTemplate, specialTokensMap: source.specialTokensMap,
@@ -294,7 +331,7 @@ async function loadFromUrl(base: string, options: LoadOptions): Promise<Model> {
 
   const files: Record<string, Uint8Array> = {};
   let fetched = 0;
-  const progress = (n: number, total: number): void => options.onProgress?.({ bytesDone: fetched + n, bytesTotal: Math.max(total, fetched + n) });
+  const progress = (n: number, total: number): void => reportProgress(options, { bytesDone: fetched + n, bytesTotal: Math.max(total, fetched + n) });
   const single = await get(SINGLE_WEIGHTS, true, progress);
   if (single) files[SINGLE_WEIGHTS] = single;
   else {

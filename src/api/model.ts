@@ -6,7 +6,8 @@
  * option with an example.
  */
 import type { MemoryPlan } from '../runtime/plan.js';
-import { PonderError } from '../errors.js';
+import { describeValue, invalidArgument, optionsArgument, PonderError } from '../errors.js';
+import { LIMITS, limitNote } from '../limits.js';
 import { now } from './event-loop.js';
 import { checkTokenIds } from '../models/inputs.js';
 import { Sampler, samplingFromGenerationConfig, type SamplingOptions } from '../generate/sampling.js';
@@ -124,12 +125,15 @@ export class Model {
 
   /** Text → ids (needs a tokenizer). */
   encode(text: string, addSpecialTokens = true): number[] {
+    if (typeof text !== 'string') throw invalidArgument('encode text', 'a string', text);
+    if (typeof addSpecialTokens !== 'boolean') throw invalidArgument('encode addSpecialTokens', 'true or false', addSpecialTokens);
     return this.requireTokenizer().encode(text, { addSpecialTokens });
   }
 
   /** Ids → text (needs a tokenizer). */
   decode(ids: ArrayLike<number>): string {
-    return this.requireTokenizer().decode(ids);
+    if (!Array.isArray(ids) && !ArrayBuffer.isView(ids)) throw invalidArgument('decode ids', 'an array of token ids', ids);
+    return this.requireTokenizer().decode(ids); // TOKENIZER_UNKNOWN_ID for an id it does not have
   }
 
   /** Throws ARG_POLICY if this model's family cannot run `policy`. */
@@ -165,16 +169,17 @@ export class Model {
   }
 
   /** One uncached pass over `ids` under a depth policy: last-position logits and a trace per position. */
-  forward(ids: readonly number[], options: ForwardOptions = {}): ForwardResult {
+  forward(ids: readonly number[], forwardOptions?: ForwardOptions): ForwardResult {
+    const options = checkOptions(forwardOptions, 'forward options', FORWARD_OPTIONS);
     const policy = options.policy ?? { kind: 'default' };
     this.checkPolicy(policy);
     const seed = options.seed ?? 0;
     checkSeed(seed);
     this.checkIds(ids, 'ids');
-    const sessionOptions = { seed, kvStrategy: options.kvStrategy, initialStates: options.initialStates };
-    this.adapter.checkSessionOptions(sessionOptions);
+    const session0 = sessionOptions(seed, options, 'forward');
+    this.adapter.checkSessionOptions(session0);
     const perToken = policy.kind === 'budget' ? policy.perToken ?? { kind: 'default' } : policy;
-    const session = this.adapter.newSession(ids.length, sessionOptions);
+    const session = this.adapter.newSession(ids.length, session0);
     const start = now();
     let out: StepOutput;
     try {
@@ -191,19 +196,25 @@ export class Model {
    * `await model.generate(prompt, options).result()` for everything at once. Every argument is
    * checked (ids, context length, policy, sampling) before any compute.
    */
-  generate(promptOrIds: string | readonly number[], options: GenerateOptions = {}): Generation {
-    const promptIds = typeof promptOrIds === 'string' ? this.encode(promptOrIds, options.addSpecialTokens ?? true) : [...promptOrIds];
+  generate(promptOrIds: string | readonly number[], generateOptions?: GenerateOptions): Generation {
+    const options = checkOptions(generateOptions, 'generate options', GENERATE_OPTIONS);
+    if (typeof promptOrIds !== 'string' && !Array.isArray(promptOrIds) && !ArrayBuffer.isView(promptOrIds)) {
+      throw invalidArgument('generate prompt', 'a string (with a tokenizer) or an array of token ids', promptOrIds, 'e.g. model.generate([1, 2, 3], { maxNewTokens: 8 })');
+    }
+    if (options.addSpecialTokens !== undefined && typeof options.addSpecialTokens !== 'boolean') throw invalidArgument('generate options.addSpecialTokens', 'true or false', options.addSpecialTokens);
+    const promptIds = typeof promptOrIds === 'string' ? this.encode(promptOrIds, options.addSpecialTokens ?? true) : Array.from(promptOrIds as ArrayLike<number>);
     this.checkIds(promptIds, typeof promptOrIds === 'string' ? 'prompt' : 'ids');
     return new Generation(this.prepare(promptIds, options, false), this);
   }
 
   /** The prompt text of a chat, exactly as transformers' apply_chat_template(tokenize=False, add_generation_prompt=True) renders it. */
-  renderChat(messages: readonly ChatMessage[], options: ChatOptions = {}): string {
-    return renderChatPrompt(this.requireChatTemplate(), messages, options);
+  renderChat(messages: readonly ChatMessage[], chatOptions?: ChatOptions): string {
+    return renderChatPrompt(this.requireChatTemplate(), messages, checkChatOptions(chatOptions, 'renderChat options'));
   }
 
   /** Renders the conversation with the model's template, encodes it and streams the answer, like generate. */
-  chat(messages: readonly ChatMessage[], options: ChatOptions = {}): Generation {
+  chat(messages: readonly ChatMessage[], chatOptions?: ChatOptions): Generation {
+    const options = checkChatOptions(chatOptions, 'chat options');
     const promptText = this.renderChat(messages, options);
     const promptIds = this.encode(promptText, options.addSpecialTokens ?? false);
     this.checkIds(promptIds, 'prompt');
@@ -211,7 +222,8 @@ export class Model {
   }
 
   /** A multi-turn conversation that keeps its KV cache across turns where the family allows it (spec/api.md §Chat). */
-  chatSession(options: ChatSessionOptions = {}): ChatSession {
+  chatSession(sessionOptions?: ChatSessionOptions): ChatSession {
+    const options = checkOptions(sessionOptions, 'chatSession options', CHAT_SESSION_OPTIONS);
     this.requireChatTemplate();
     return new ChatSession(this, { adapter: this.adapter, prepare: (ids, o) => this.prepare(ids, o, true), checkIds: (ids) => this.checkIds(ids, 'prompt') }, options);
   }
@@ -273,21 +285,25 @@ export class Model {
   /** Checks every option of a generation over checked `promptIds` (chat: the chat stop ids by default). */
   private prepare(promptIds: number[], o: GenerateOptions, chat: boolean): Prepared {
     const maxNewTokens = o.maxNewTokens ?? 32;
-    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new PonderError('ARG_INVALID', `maxNewTokens must be an integer ≥ 0, got ${String(maxNewTokens)}`, { field: 'maxNewTokens', hint: 'e.g. maxNewTokens: 32' });
+    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new PonderError('ARG_INVALID', `maxNewTokens must be an integer ≥ 0, got ${describeValue(maxNewTokens)}`, { field: 'maxNewTokens', hint: 'e.g. maxNewTokens: 32' });
+    if (maxNewTokens > LIMITS.newTokens) throw new PonderError('ARG_INVALID', `maxNewTokens is ${maxNewTokens}, over ${LIMITS.newTokens} (${limitNote('newTokens')})`, { field: 'maxNewTokens', hint: `a generation ends at the model's context (${this.contextLength} positions) anyway` });
     const policy = o.policy ?? { kind: 'default' };
     this.checkPolicy(policy);
-    const baseSampling: SamplingOptions = o.sampling ?? (this.generationConfig ? samplingFromGenerationConfig(this.generationConfig) : { temperature: 0 });
+    const baseSampling: SamplingOptions = o.sampling !== undefined ? checkOptions(o.sampling, 'generate options.sampling', SAMPLING_OPTIONS)
+      : this.generationConfig ? samplingFromGenerationConfig(this.generationConfig) : { temperature: 0 };
     const seed = o.seed ?? baseSampling.seed ?? 0;
     checkSeed(seed);
-    const sampler = new Sampler(this.vocabSize, { ...baseSampling, seed });
+    const sampler = withGenerationConfigField(o.sampling === undefined && this.generationConfig !== null, () => new Sampler(this.vocabSize, { ...baseSampling, seed }));
+    if (o.stopStrings !== undefined && !(Array.isArray(o.stopStrings) && o.stopStrings.every((x) => typeof x === 'string'))) throw invalidArgument('generate options.stopStrings', 'a list of strings', o.stopStrings);
+    if (o.stopIds !== undefined && !(Array.isArray(o.stopIds) && o.stopIds.every((x) => Number.isSafeInteger(x) && x >= 0))) throw invalidArgument('generate options.stopIds', 'a list of token ids (integers ≥ 0)', o.stopIds);
     if (o.stopStrings && o.stopStrings.length > 0 && !this.tokenizer) this.requireTokenizer();
     const stopIds = o.stopIds ?? this.stopIds({ chat }).map((s) => s.id);
     const stopStrings = [...(o.stopStrings ?? [])];
     const eosText = chat && o.stopIds === undefined ? this.chatStopText() : null;
     if (eosText !== null && !stopStrings.includes(eosText)) stopStrings.push(eosText);
     const stop = new StopCondition({ stopIds, stopStrings });
-    if (o.signal !== undefined && !(typeof o.signal === 'object' && o.signal !== null && 'aborted' in o.signal)) throw new PonderError('ARG_INVALID', 'signal must be an AbortSignal', { field: 'signal', hint: 'pass controller.signal' });
-    const session: SessionOptions = { seed, kvStrategy: o.kvStrategy, initialStates: o.initialStates };
+    if (o.signal !== undefined && !(typeof o.signal === 'object' && o.signal !== null && typeof (o.signal as AbortSignal).aborted === 'boolean')) throw new PonderError('ARG_INVALID', `signal must be an AbortSignal, got ${describeValue(o.signal)}`, { field: 'signal', hint: 'pass controller.signal' });
+    const session = sessionOptions(seed, o, chat ? 'chat' : 'generate');
     this.adapter.checkSessionOptions(session);
     return { promptIds, maxNewTokens, policy, sampler, stop, signal: o.signal ?? null, session, adapter: this.adapter };
   }
@@ -299,6 +315,58 @@ export function renderChatPrompt(template: ChatTemplate, messages: readonly Chat
     addGenerationPrompt: !options.continueFinalMessage, continueFinalMessage: options.continueFinalMessage,
     tools: options.tools, documents: options.documents, templateKwargs: options.templateKwargs, templateName: options.templateName,
   });
+}
+
+/** The option names each call takes: a misspelt one (maxNewToken) is ARG_INVALID, not silently ignored. */
+const FORWARD_OPTIONS = ['policy', 'seed', 'kvStrategy', 'initialStates'] as const;
+const GENERATE_OPTIONS = ['maxNewTokens', 'stopIds', 'stopStrings', 'seed', 'sampling', 'policy', 'signal', 'addSpecialTokens', 'kvStrategy', 'initialStates'] as const;
+/** A chat call takes the generate options (Huginn's initialStates aside) and the template's. */
+const CHAT_OPTIONS = [...GENERATE_OPTIONS.filter((k) => k !== 'initialStates'), 'templateKwargs', 'tools', 'documents', 'templateName', 'continueFinalMessage'] as const;
+const CHAT_SESSION_OPTIONS = ['system', 'capacity'] as const;
+const SAMPLING_OPTIONS = ['temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'seed'] as const;
+
+/** An options object (undefined → {}) whose keys are all known; ARG_INVALID naming an unknown one and the known ones. */
+function checkOptions<T extends object>(options: T | undefined, what: string, known: readonly string[]): T {
+  const o = optionsArgument(options, what);
+  for (const key of Object.keys(o)) {
+    if (!known.includes(key)) throw new PonderError('ARG_INVALID', `${what} has an unknown option ${JSON.stringify(key)}`, { field: key, hint: `the options are ${known.join(', ')} (spec/api.md)` });
+  }
+  return o as T;
+}
+
+/** A chat call's options: known names, the template's options of the right type (the generate options are checked where generate's are). */
+function checkChatOptions(options: ChatOptions | undefined, what: string): ChatOptions {
+  const o = checkOptions(options, what, CHAT_OPTIONS);
+  if (o.templateKwargs !== undefined && (o.templateKwargs === null || typeof o.templateKwargs !== 'object' || Array.isArray(o.templateKwargs))) throw invalidArgument(`${what}.templateKwargs`, 'an object of template variables', o.templateKwargs, 'e.g. { templateKwargs: { enable_thinking: true } }');
+  for (const key of ['tools', 'documents'] as const) {
+    if (o[key] !== undefined && !Array.isArray(o[key])) throw invalidArgument(`${what}.${key}`, 'a list', o[key]);
+  }
+  if (o.templateName !== undefined && typeof o.templateName !== 'string') throw invalidArgument(`${what}.templateName`, 'a template name (a string)', o.templateName);
+  if (o.continueFinalMessage !== undefined && typeof o.continueFinalMessage !== 'boolean') throw invalidArgument(`${what}.continueFinalMessage`, 'true or false', o.continueFinalMessage);
+  if (o.addSpecialTokens !== undefined && typeof o.addSpecialTokens !== 'boolean') throw invalidArgument(`${what}.addSpecialTokens`, 'true or false', o.addSpecialTokens);
+  return o;
+}
+
+/** The session options of a call, their types checked (what each family accepts is its adapter's to check). */
+function sessionOptions(seed: number, o: { kvStrategy?: unknown; initialStates?: unknown; addSpecialTokens?: unknown; signal?: unknown }, call: string): SessionOptions {
+  if (o.kvStrategy !== undefined && typeof o.kvStrategy !== 'string') throw invalidArgument(`${call} options.kvStrategy`, 'a strategy name (a string)', o.kvStrategy);
+  if (o.initialStates !== undefined && !(o.initialStates instanceof Float32Array)) throw invalidArgument(`${call} options.initialStates`, 'a Float32Array', o.initialStates);
+  if (o.addSpecialTokens !== undefined && typeof o.addSpecialTokens !== 'boolean') throw invalidArgument(`${call} options.addSpecialTokens`, 'true or false', o.addSpecialTokens);
+  return { seed, kvStrategy: o.kvStrategy as string | undefined, initialStates: o.initialStates as Float32Array | undefined };
+}
+
+/** generation_config.json's name of each sampling option. */
+const GENERATION_CONFIG_KEYS: Readonly<Record<string, string>> = { temperature: 'temperature', topK: 'top_k', topP: 'top_p', minP: 'min_p', repetitionPenalty: 'repetition_penalty' };
+
+/** Runs `make`; when the sampling options came from generation_config.json, a value out of range there is CFG_FIELD naming the file's field (not ARG_INVALID naming an option the caller never gave). */
+function withGenerationConfigField<T>(fromConfig: boolean, make: () => T): T {
+  try {
+    return make();
+  } catch (e) {
+    const key = e instanceof PonderError && e.field !== undefined ? GENERATION_CONFIG_KEYS[e.field] : undefined;
+    if (!fromConfig || !(e instanceof PonderError) || e.code !== 'ARG_INVALID' || key === undefined) throw e;
+    throw new PonderError('CFG_FIELD', `generation_config.json: "${key}" cannot be used: ${e.message}`, { path: 'generation_config.json', field: key, hint: `fix "${key}" in generation_config.json, or pass sampling options explicitly` });
+  }
 }
 
 function stringToken(value: string | string[] | undefined): string | undefined {
@@ -334,9 +402,9 @@ export class ChatSession {
 
   constructor(private readonly model: Model, private readonly internals: ModelInternals, private readonly options: ChatSessionOptions) {
     if (options.capacity !== undefined && (!Number.isInteger(options.capacity) || options.capacity < 1)) {
-      throw new PonderError('ARG_INVALID', `capacity must be a positive integer, got ${String(options.capacity)}`, { field: 'capacity', hint: `at most the model's context of ${model.contextLength}` });
+      throw new PonderError('ARG_INVALID', `capacity must be a positive integer, got ${describeValue(options.capacity)}`, { field: 'capacity', hint: `at most the model's context of ${model.contextLength}` });
     }
-    if (options.system !== undefined && typeof options.system !== 'string') throw new PonderError('ARG_INVALID', 'system must be a string', { field: 'system', hint: 'e.g. { system: "Be brief." }' });
+    if (options.system !== undefined && typeof options.system !== 'string') throw new PonderError('ARG_INVALID', `system must be a string, got ${describeValue(options.system)}`, { field: 'system', hint: 'e.g. { system: "Be brief." }' });
     this.history = this.initialHistory();
   }
 
@@ -368,15 +436,18 @@ export class ChatSession {
   }
 
   /** Adds `{ role: 'user', content }` (or the message given) and streams the answer. */
-  send(content: string | ChatMessage, options: ChatOptions = {}): Generation {
+  send(content: string | ChatMessage, options?: ChatOptions): Generation {
+    if (typeof content !== 'string' && (content === null || typeof content !== 'object' || Array.isArray(content))) throw invalidArgument('chat session send', 'the user message text, or a message object { role, content }', content, 'e.g. session.send("Hello")');
     const message: ChatMessage = typeof content === 'string' ? { role: 'user', content } : content;
     return this.chat([...this.history, message], options);
   }
 
   /** Answers the conversation `messages`; when the generation ends they, with the answer, become the history. */
-  chat(messages: readonly ChatMessage[], options: ChatOptions = {}): Generation {
+  chat(messages: readonly ChatMessage[], chatOptions?: ChatOptions): Generation {
     this.refuseWhileRunning();
+    const options = checkChatOptions(chatOptions, 'chat options');
     const model = this.model;
+    if (!Array.isArray(messages)) model.renderChat(messages, options); // the template's CHAT_MESSAGES for what is not a list, before it is copied
     const conversation = structuredClone([...messages]);
     const promptText = model.renderChat(conversation, options);
     const addSpecial = options.addSpecialTokens ?? false;

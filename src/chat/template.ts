@@ -18,7 +18,7 @@
  * The rules, and where @huggingface/jinja's semantics differ from jinja2's, are in spec/chat.md.
  * Pure: takes text, never touches the file system.
  */
-import { PonderError } from '../errors.js';
+import { describeValue, optionsArgument, PonderError } from '../errors.js';
 import { importOptional } from '../optional.js';
 import { strftime } from './strftime.js';
 
@@ -154,7 +154,9 @@ function tokenText(value: unknown): string | undefined {
  * mask_token (strings) and additional_special_tokens (a list), each only when set and non-empty.
  * `overrides` (special_tokens_map.json) replace the config's entries.
  */
-export function specialTokenVariables(config: Readonly<Record<string, unknown>>, overrides: Readonly<Record<string, unknown>> = {}): Record<string, string | string[]> {
+export function specialTokenVariables(tokenizerConfig: Readonly<Record<string, unknown>>, overrideValues?: Readonly<Record<string, unknown>>): Record<string, string | string[]> {
+  const config = optionsArgument(tokenizerConfig as Record<string, unknown>, 'specialTokenVariables config');
+  const overrides = optionsArgument(overrideValues as Record<string, unknown> | undefined, 'specialTokenVariables overrides');
   const out: Record<string, string | string[]> = {};
   for (const key of SPECIAL_TOKEN_KEYS) {
     const raw = Object.hasOwn(overrides, key) ? overrides[key] : config[key];
@@ -175,7 +177,12 @@ export function specialTokenVariables(config: Readonly<Record<string, unknown>>,
  * tokenizer_config.json's `chat_template`. Errors: CHAT_TEMPLATE_MISSING (neither has one),
  * CHAT_TEMPLATE_INVALID, CHAT_TEMPLATE_SYNTAX, CHAT_TEMPLATE_UNAVAILABLE, TOKENIZER_INVALID.
  */
-export async function loadChatTemplate(files: ChatTemplateFiles, options: LoadChatTemplateOptions = {}): Promise<ChatTemplate> {
+export async function loadChatTemplate(chatFiles: ChatTemplateFiles, loadOptions?: LoadChatTemplateOptions): Promise<ChatTemplate> {
+  const files = optionsArgument(chatFiles, 'loadChatTemplate files');
+  const options = optionsArgument(loadOptions, 'loadChatTemplate options');
+  for (const key of ['tokenizerConfig', 'specialTokensMap', 'chatTemplateJinja'] as const) {
+    if (files[key] !== undefined && typeof files[key] !== 'string') throw new PonderError('ARG_INVALID', `loadChatTemplate files.${key} must be the file's text, got ${describeValue(files[key])}`, { field: key, hint: 'read the file as UTF-8 text and pass the string' });
+  }
   const config = files.tokenizerConfig === undefined ? {} : parseJsonFile(files.tokenizerConfig, 'tokenizer_config.json');
   const overrides = files.specialTokensMap === undefined ? {} : parseJsonFile(files.specialTokensMap, 'special_tokens_map.json');
   let templates: string | Map<string, string> | null;

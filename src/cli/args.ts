@@ -9,9 +9,33 @@ export interface ParsedArgs {
   positionals: string[];
 }
 
+/**
+ * `-n -5`, `--threshold -1`: a value that starts with '-' looks like a flag to parseArgs ("argument
+ * is ambiguous"); a number after a flag that takes a value is that flag's value (`--flag=-5`), so
+ * the flag's own check can say what is wrong with it.
+ */
+function joinNegativeValues(argv: string[], options: FlagSpec): string[] {
+  const takesValue = new Set<string>();
+  for (const [name, o] of Object.entries(options)) {
+    if (o.type !== 'string') continue;
+    takesValue.add(`--${name}`);
+    if (o.short) takesValue.add(`-${o.short}`);
+  }
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i], next = argv[i + 1];
+    if (flag === '--') { out.push(...argv.slice(i)); break; }
+    if (takesValue.has(flag) && next !== undefined && /^-(\d|\.\d|Infinity\b|NaN\b)/.test(next)) {
+      out.push(flag.startsWith('--') ? `${flag}=${next}` : `${flag}${next}`);
+      i++;
+    } else out.push(flag);
+  }
+  return out;
+}
+
 export function parseFlags(command: string, argv: string[], options: FlagSpec): ParsedArgs {
   try {
-    const { values, positionals } = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    const { values, positionals } = parseArgs({ args: joinNegativeValues(argv, options), options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
     return { values: values as ParsedArgs['values'], positionals };
   } catch (e) {
     const err = e as Error & { code?: string };

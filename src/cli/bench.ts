@@ -147,7 +147,7 @@ function tableLine(row: BenchRow): string {
 /** The most cores other processes used while this row or its peers were timed ('' off Linux). */
 function busyCores(row: BenchRow): string {
   const loads = [row.foreignCores, ...row.peers.map((p) => p.foreignCores)].filter((l): l is number => l !== undefined);
-  return loads.length === 0 ? '' : Math.max(...loads).toFixed(2);
+  return loads.length === 0 ? '' : loads.reduce((a, b) => Math.max(a, b)).toFixed(2);
 }
 
 function barSummary(rows: BenchRow[]): string {

@@ -11,7 +11,7 @@ import { PonderError } from '../errors.js';
 import { depthLegend, formatSummary } from '../trace/terminal.js';
 import type { ChatOptions, ChatSession, Model } from '../api/model.js';
 import { intFlag, parseFlags } from './args.js';
-import { CHAT_FLAGS, CHAT_HELP, GENERATION_FLAGS, GENERATION_HELP, chatFlags, prepare, streamGeneration } from './run.js';
+import { CHAT_FLAGS, CHAT_HELP, GENERATION_FLAGS, GENERATION_HELP, chatFlags, disposeRuntime, prepare, printNotes, streamGeneration } from './run.js';
 import type { CliIO } from './io.js';
 
 /** An answer may be longer than `run`'s 32-token default. */
@@ -67,17 +67,22 @@ export async function chatCommand(argv: string[], io: CliIO): Promise<number> {
   if (positionals.length > 0) throw new PonderError('ARG_INVALID', `chat: unexpected argument ${JSON.stringify(positionals[0])}`, { hint: 'type the messages after it starts; see `ponder chat --help`' });
   if (!io.input) throw new PonderError('ARG_INVALID', 'chat: there is no input to read messages from', { hint: 'run it in a terminal, or pipe the messages in' });
   const conversation = chatFlags(values);
-  const { model, options } = await prepare('chat', { 'max-new-tokens': String(CHAT_MAX_NEW_TOKENS), ...values }, io, true);
   const capacity = values.context === undefined ? undefined : intFlag('chat', 'context', values.context as string, 0);
-  // CHAT_TEMPLATE_MISSING before any output
-  const session = model.chatSession({ ...(conversation.system === undefined ? {} : { system: conversation.system }), ...(capacity === undefined ? {} : { capacity }) });
-  const turnOptions: ChatOptions = { ...options, ...(conversation.templateKwargs ? { templateKwargs: conversation.templateKwargs } : {}) };
-  model.renderChat([...session.messages, { role: 'user', content: '' }], turnOptions); // the template and its arguments work, before the prompt appears
+  const { model, options, notes, runtime } = await prepare('chat', { 'max-new-tokens': String(CHAT_MAX_NEW_TOKENS), ...values }, io, true);
+  try {
+    // CHAT_TEMPLATE_MISSING before any output
+    const session = model.chatSession({ ...(conversation.system === undefined ? {} : { system: conversation.system }), ...(capacity === undefined ? {} : { capacity }) });
+    const turnOptions: ChatOptions = { ...options, ...(conversation.templateKwargs ? { templateKwargs: conversation.templateKwargs } : {}) };
+    model.renderChat([...session.messages, { role: 'user', content: '' }], turnOptions); // the template and its arguments work, before the prompt appears
+    printNotes(notes, io);
 
-  const interactive = io.inputIsTTY === true;
-  io.err(`ponder chat · ${model.label} (${model.family}) · /reset starts over, /exit quits, Ctrl-C cancels an answer\n`);
-  io.err(`${depthLegend(model.defaultDepth, io.isTTY === true)}\n`);
-  return converse(model, session, turnOptions, conversation.hideThinking, io, interactive);
+    const interactive = io.inputIsTTY === true;
+    io.err(`ponder chat · ${model.label} (${model.family}) · /reset starts over, /exit quits, Ctrl-C cancels an answer\n`);
+    io.err(`${depthLegend(model.defaultDepth, io.isTTY === true)}\n`);
+    return await converse(model, session, turnOptions, conversation.hideThinking, io, interactive);
+  } finally {
+    await disposeRuntime(runtime); // an in-process chat leaves no kernel threads behind
+  }
 }
 
 async function converse(model: Model, session: ChatSession, turnOptions: ChatOptions, hideThinking: boolean, io: CliIO, interactive: boolean): Promise<number> {

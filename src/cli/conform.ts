@@ -1,6 +1,6 @@
 import { PonderError } from '../errors.js';
 import { runGoldenCase, type CaseReport } from '../conform/runner.js';
-import { findGoldenCases, loadGoldenCase } from '../node/files.js';
+import { checkGoldenCase, findGoldenCases, loadGoldenCase } from '../node/files.js';
 import { parseFlags } from './args.js';
 import { createRuntime, RUNTIME_FLAGS } from './runtime-flags.js';
 import type { CliIO } from './io.js';
@@ -27,6 +27,8 @@ export async function conformCommand(argv: string[], io: CliIO): Promise<number>
   const dir = positionals[0] ?? io.bundledGoldenDir;
   const cases = findGoldenCases(dir);
   if (cases.length === 0) throw new PonderError('CONFORM_NO_CASES', `${dir}: no golden cases (CASE.json beside CASE.safetensors) found`, { path: dir, hint: 'point at a directory laid out as golden/FORMAT.md describes' });
+  // a malformed case is bad input (exit 2, nothing on stdout), not a failing one: every description and tensor header is checked first
+  for (const casePath of cases) checkGoldenCase(casePath);
   const runtime = await createRuntime(values);
   const reports: CaseReport[] = [];
   for (const casePath of cases) {
@@ -48,7 +50,7 @@ export async function conformCommand(argv: string[], io: CliIO): Promise<number>
 }
 
 function printCase(r: CaseReport, io: CliIO, verbose: boolean): void {
-  const worst = Math.max(0, ...r.tensors.filter((t) => !t.exact && Number.isFinite(t.maxAbsError)).map((t) => t.maxAbsError));
+  const worst = r.tensors.reduce((m, t) => (!t.exact && Number.isFinite(t.maxAbsError) ? Math.max(m, t.maxAbsError) : m), 0);
   const summary = r.error ? 'error' : `${r.tensors.length} tensors, max abs error ${worst.toExponential(2)}`;
   io.out(`${r.pass ? 'PASS' : 'FAIL'} ${r.name} (${summary}, ${r.seconds.toFixed(2)} s)\n`);
   if (r.error) io.out(`  ${r.error.split('\n').join('\n  ')}\n`);

@@ -52,6 +52,9 @@ export async function convertCommand(argv: string[], io: CliIO): Promise<number>
       const percent = total === 0 ? 100 : Math.floor((100 * done) / total);
       if (percent >= lastShown + 10 || done === total) { lastShown = percent; io.err(`\rwriting ${out}/model.safetensors: ${percent}%`); }
     },
+  }).catch((e: unknown) => {
+    if (lastShown >= 0) io.err('\n'); // the error starts a line of its own
+    throw e;
   });
   if (lastShown >= 0) io.err('\n');
   for (const note of result.notes) io.out(`note: ${note}\n`);

@@ -6,7 +6,8 @@
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { PonderError } from '../errors.js';
-import { readText } from '../node/files.js';
+import { checkWriteTarget, readText, writeFileAtomic, type ReadLimit } from '../node/files.js';
+import { LIMITS } from '../limits.js';
 import type { Model } from '../api/model.js';
 import { evaluate, type EvalReport, type EvalRow } from '../eval/evaluate.js';
 import { idsFile, taskLines, textSet, type EvalSet } from '../eval/inputs.js';
@@ -16,8 +17,7 @@ import { renderEvalHtml, renderEvalSvg } from '../eval/plot.js';
 import { defaultScoreWindow } from '../api/score.js';
 import { checkSeed } from '../generate/prng.js';
 import { intFlag, parseFlags } from './args.js';
-import { openModel } from './run.js';
-import { writeFileAtomic } from './trace.js';
+import { disposeRuntime, openModel, runtimeFromFlags } from './run.js';
 import { RUNTIME_FLAGS } from './runtime-flags.js';
 import type { CliIO } from './io.js';
 
@@ -69,10 +69,15 @@ const EVAL_FLAGS = {
   json: { type: 'boolean' }, html: { type: 'string' }, svg: { type: 'string' }, from: { type: 'string' }, threads: { type: 'string' }, ...RUNTIME_FLAGS,
 } as const;
 
+/** Eval inputs and reports are read whole (spec/limits.md): a FIFO, a device or a huge file is a typed error, never a hang. */
+const INPUT_LIMIT: ReadLimit = { maxBytes: LIMITS.jsonFileBytes, code: 'EVAL_INPUT', what: 'an eval input' };
+const REPORT_LIMIT: ReadLimit = { maxBytes: LIMITS.jsonFileBytes, code: 'EVAL_REPORT', what: 'an eval report' };
+
 function outputPath(flag: string, value: unknown): string | undefined {
   if (value === undefined) return undefined;
   const dir = dirname(resolve(String(value)));
   if (!existsSync(dir)) throw new PonderError('IO_NOT_FOUND', `${dir}: no such directory for --${flag} ${String(value)}`, { path: String(value), hint: 'create the directory first' });
+  checkWriteTarget(String(value)); // refused before any scoring: something at FILE that is not a regular file
   return String(value);
 }
 
@@ -97,7 +102,7 @@ export async function evalCommand(argv: string[], io: CliIO): Promise<number> {
     const scoring = [...positionals, ...Object.keys(values).filter((k) => values[k] !== undefined && !['from', 'json', 'svg', 'html'].includes(k)).map((k) => `--${k}`)];
     if (scoring.length > 0) throw new PonderError('ARG_INVALID', `eval: --from draws an existing report; ${scoring[0]} does not apply`, { hint: 'drop it, or drop --from to score' });
     const html = outputPath('html', values.html), svg = outputPath('svg', values.svg);
-    return writeReport(parseEvalReport(readText(String(values.from)), String(values.from)), { json: values.json === true, svg, html }, io);
+    return writeReport(parseEvalReport(readText(String(values.from), REPORT_LIMIT), String(values.from)), { json: values.json === true, svg, html }, io);
   }
   if (values.text === undefined && values.tasks === undefined && values.ids === undefined) throw new PonderError('ARG_INVALID', 'eval: give --text FILE, --tasks FILE or --ids FILE', { hint: 'see `ponder eval --help`' });
   if (values.policy !== undefined && values.criteria !== undefined) throw new PonderError('ARG_INVALID', 'eval: give --policy or --criteria, not both', { hint: '--policy lists the adaptive policies to run; --criteria narrows the sweeps' });
@@ -109,42 +114,47 @@ export async function evalCommand(argv: string[], io: CliIO): Promise<number> {
     checkSeed(seed);
   }
   // the inputs are read before the model loads, so a missing file fails at once
-  const textSource = values.text === undefined ? null : readText(String(values.text));
-  const taskSource = values.tasks === undefined ? null : readText(String(values.tasks));
-  const idsSource = values.ids === undefined ? null : readText(String(values.ids));
+  const textSource = values.text === undefined ? null : readText(String(values.text), INPUT_LIMIT);
+  const taskSource = values.tasks === undefined ? null : readText(String(values.tasks), INPUT_LIMIT);
+  const idsSource = values.ids === undefined ? null : readText(String(values.ids), INPUT_LIMIT);
 
-  const model = await openModel('eval', { ...values, model: positionals[0] }, io);
-  const check = (p: Parameters<Model['checkPolicy']>[0]): void => model.checkPolicy(p);
-  const window = values.window === undefined ? defaultScoreWindow(model.contextLength) : intFlag('eval', 'window', values.window as string, 0);
-  if (window > model.contextLength) throw new PonderError('ARG_INVALID', `eval: --window ${window} is beyond the model's context of ${model.contextLength}`, { field: 'window', hint: `use at most --window ${model.contextLength}` });
-  const depths = values.depths === undefined ? null : parseDepthList(String(values.depths));
-  const fixedPolicies = depths === null ? fixedSweep(check, model.defaultDepth) : depths.map((d) => parsePolicies([`fixed(${d})`], check)[0]);
-  const adaptive = values.policy !== undefined ? parsePolicies(values.policy as unknown as string[], check)
-    : adaptiveSweep(check, values.criteria === undefined ? undefined : String(values.criteria).split(',').map((s) => s.trim()));
+  const runtime = await runtimeFromFlags('eval', values);
+  try {
+    const model = await openModel({ ...values, model: positionals[0] }, io, runtime);
+    const check = (p: Parameters<Model['checkPolicy']>[0]): void => model.checkPolicy(p);
+    const window = values.window === undefined ? defaultScoreWindow(model.contextLength) : intFlag('eval', 'window', values.window as string, 0);
+    if (window > model.contextLength) throw new PonderError('ARG_INVALID', `eval: --window ${window} is beyond the model's context of ${model.contextLength}`, { field: 'window', hint: `use at most --window ${model.contextLength}` });
+    const depths = values.depths === undefined ? null : parseDepthList(String(values.depths));
+    const fixedPolicies = depths === null ? fixedSweep(check, model.defaultDepth) : depths.map((d) => parsePolicies([`fixed(${d})`], check)[0]);
+    const adaptive = values.policy !== undefined ? parsePolicies(values.policy as unknown as string[], check)
+      : adaptiveSweep(check, values.criteria === undefined ? undefined : String(values.criteria).split(',').map((s) => s.trim()));
 
-  let text: EvalSet | undefined;
-  let tasks: EvalSet | undefined;
-  if (textSource !== null) text = textSet(textSource, String(values.text), requireTokenizer(model, 'text'), window, { maxTokens });
-  if (taskSource !== null) tasks = taskLines(taskSource, String(values.tasks), requireTokenizer(model, 'tasks'), window);
-  if (idsSource !== null) {
-    // windows with queries are a task set, and the text too unless --text is given; plain ids are a text
-    const read = idsFile(idsSource, String(values.ids), model.vocabSize, model.contextLength, window, model.tokenizer);
-    if (read.queries > 0) {
-      if (tasks) throw new PonderError('ARG_INVALID', 'eval: --tasks and an --ids file with queries are two task sets; give one', { hint: 'score them in two runs' });
-      tasks = read;
-      text ??= read;
-    } else {
-      if (text) throw new PonderError('ARG_INVALID', 'eval: --text and an --ids file without queries are two texts; give one', { hint: 'score them in two runs' });
-      text = read;
+    let text: EvalSet | undefined;
+    let tasks: EvalSet | undefined;
+    if (textSource !== null) text = textSet(textSource, String(values.text), requireTokenizer(model, 'text'), window, { maxTokens });
+    if (taskSource !== null) tasks = taskLines(taskSource, String(values.tasks), requireTokenizer(model, 'tasks'), window);
+    if (idsSource !== null) {
+      // windows with queries are a task set, and the text too unless --text is given; plain ids are a text
+      const read = idsFile(idsSource, String(values.ids), model.vocabSize, model.contextLength, window, model.tokenizer);
+      if (read.queries > 0) {
+        if (tasks) throw new PonderError('ARG_INVALID', 'eval: --tasks and an --ids file with queries are two task sets; give one', { hint: 'score them in two runs' });
+        tasks = read;
+        text ??= read;
+      } else {
+        if (text) throw new PonderError('ARG_INVALID', 'eval: --text and an --ids file without queries are two texts; give one', { hint: 'score them in two runs' });
+        text = read;
+      }
     }
+    const policies = [...fixedPolicies, ...adaptive];
+    io.err(`eval: ${policies.length} policies on ${[text ? `${text.tokens} tokens of ${text.label}` : '', tasks ? `${tasks.queries} queries of ${tasks.label}` : ''].filter(Boolean).join(' and ')}, one token per call\n`);
+    const report = await evaluate(model, {
+      policies, text, tasks, seed, kvStrategy: values['kv-strategy'] as string | undefined,
+      onRow: (row, index, count) => io.err(progressLine(row, index, count)),
+    });
+    return writeReport(report, { json: values.json === true, svg, html }, io);
+  } finally {
+    await disposeRuntime(runtime); // an in-process eval leaves no kernel threads behind
   }
-  const policies = [...fixedPolicies, ...adaptive];
-  io.err(`eval: ${policies.length} policies on ${[text ? `${text.tokens} tokens of ${text.label}` : '', tasks ? `${tasks.queries} queries of ${tasks.label}` : ''].filter(Boolean).join(' and ')}, one token per call\n`);
-  const report = await evaluate(model, {
-    policies, text, tasks, seed, kvStrategy: values['kv-strategy'] as string | undefined,
-    onRow: (row, index, count) => io.err(progressLine(row, index, count)),
-  });
-  return writeReport(report, { json: values.json === true, svg, html }, io);
 }
 
 function writeReport(report: EvalReport, o: { json: boolean; svg?: string; html?: string }, io: CliIO): number {

@@ -231,13 +231,13 @@ function plainReport(model: ModelDir, rows: Row[], showConfig: boolean, text: Te
     if (family && family.unknownKeys.length > 0) lines.push(`  keys ponder does not read (a typo, or a field it ignores): ${family.unknownKeys.join(', ')}`);
     const summary = configSummary(model.config);
     if (summary) lines.push(`  ${summary}`);
-    if (showConfig) lines.push(...JSON.stringify(model.config.values, null, 2).split('\n').map((l) => `  ${l}`));
+    if (showConfig) for (const l of JSON.stringify(model.config.values, null, 2).split('\n')) lines.push(`  ${l}`);
   } else if (model.layout !== 'file') {
     lines.push('config: none (no config.json)');
   }
   if (model.generationConfig) {
     lines.push(`generation config: ${model.generationConfig.path}`);
-    if (showConfig) lines.push(...JSON.stringify(model.generationConfig.values, null, 2).split('\n').map((l) => `  ${l}`));
+    if (showConfig) for (const l of JSON.stringify(model.generationConfig.values, null, 2).split('\n')) lines.push(`  ${l}`);
   }
   if (text) lines.push(...textLines(text));
   for (const f of model.files) {
@@ -249,7 +249,7 @@ function plainReport(model: ModelDir, rows: Row[], showConfig: boolean, text: Te
   const sharded = model.layout === 'sharded';
   const table = rows.map((r) => [displayName(r.name), r.dtype, `[${r.shape.join(', ')}]`, group(r.bytes), ...(sharded ? [basename(r.file)] : [])]);
   const head = ['name', 'dtype', 'shape', 'bytes', ...(sharded ? ['file'] : [])];
-  const widths = head.map((h, c) => Math.max(h.length, ...table.map((row) => row[c].length)));
+  const widths = head.map((h, c) => table.reduce((w, row) => Math.max(w, row[c].length), h.length));
   const fmt = (row: string[]): string => row.map((cell, c) => (c === 3 ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join('  ').trimEnd();
   lines.push(fmt(head));
   for (const row of table) lines.push(fmt(row));

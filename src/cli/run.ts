@@ -173,13 +173,14 @@ export async function runtimeFromFlags(command: string, values: Record<string, s
     : createRuntime(values as Record<string, string | boolean | undefined>);
 }
 
-/** The model a command runs on: --model (default: the bundled trained model) on the --kernels / --threads runtime; notes on stderr. */
-export async function openModel(command: string, values: Record<string, string | boolean | string[] | undefined>, io: CliIO, defaultNote = ''): Promise<Model> {
-  const runtime = await runtimeFromFlags(command, values);
-  // chat's --context sizes its conversation cache (which may grow up to the model's context), not the plan
-  const memory = memoryOptions(command === 'chat' ? { ...values, context: undefined } : values);
-  const model = await loadModelDir(modelDir(values, io, defaultNote), { runtime, ...memory });
-  if (model.unknownConfigKeys.length > 0) io.err(`note: config.json keys ponder does not read (a typo, or a field it ignores): ${model.unknownConfigKeys.join(', ')}\n`);
+/**
+ * The model a command runs on: --model (default: the bundled trained model) on `runtime` (the
+ * caller's to dispose: runtimeFromFlags), planned with the memory flags (--context, --kv-dtype,
+ * --max-memory); what was assumed goes to `note` (default: stderr).
+ */
+export async function openModel(values: Record<string, string | boolean | string[] | undefined>, io: CliIO, runtime: Runtime, defaultNote = '', note: (line: string) => void = (line) => io.err(`${line}\n`)): Promise<Model> {
+  const model = await loadModelDir(modelDir(values, io, note, defaultNote), { runtime, ...memoryOptions(values) });
+  if (model.unknownConfigKeys.length > 0) note(`note: config.json keys ponder does not read (a typo, or a field it ignores): ${model.unknownConfigKeys.join(', ')}`);
   return model;
 }
 
@@ -187,20 +188,32 @@ interface Prepared {
   model: Model;
   prompt: string | number[];
   options: GenerateOptions;
+  /** notes for stderr ("no --model given: ...", unread config keys), printed by the caller once every argument has been checked, so an error line always comes first */
+  notes: string[];
+  /** the runtime the model runs on: the caller releases it (disposeRuntime) when done, so a command run in-process leaves no kernel threads behind */
+  runtime: Runtime;
 }
 
-/** The model directory the flags name (default: the bundled trained model, said on stderr with `defaultNote`). */
-export function modelDir(values: Record<string, string | boolean | string[] | undefined>, io: CliIO, defaultNote = ''): string {
+/** Stops a runtime's kernel threads (a wasm runtime with threads > 1); other runtimes hold nothing. */
+export async function disposeRuntime(runtime: Runtime): Promise<void> {
+  const d = (runtime as { dispose?: () => Promise<void> }).dispose;
+  if (typeof d === 'function') await d.call(runtime);
+}
+
+/** The model directory the flags name (default: the bundled trained model, which `note` says with `defaultNote`). */
+export function modelDir(values: Record<string, string | boolean | string[] | undefined>, io: CliIO, note: (line: string) => void, defaultNote = ''): string {
   if (values.model !== undefined) return values.model as string;
-  io.err(`no --model given: using the bundled trained model ${DEFAULT_MODEL}${defaultNote} (models/README.md)\n`);
+  note(`no --model given: using the bundled trained model ${DEFAULT_MODEL}${defaultNote} (models/README.md)`);
   return resolve(io.bundledGoldenDir, '..', '..', 'models', DEFAULT_MODEL);
 }
 
 /**
- * Parses the generation flags and loads the model; nothing is written to stdout. `chat`: the
- * prompt is rendered by the chat template (no special tokens added by default, the chat stop ids).
+ * Parses the generation flags and loads the model; nothing is written to stdout or stderr (the
+ * notes are the caller's to print). `chat`: the prompt is rendered by the chat template (no special
+ * tokens added by default, the chat stop ids).
  */
 export async function prepare(command: string, values: Record<string, string | boolean | string[] | undefined>, io: CliIO, chat = false): Promise<Prepared> {
+  const notes: string[] = [];
   if (values.prompt !== undefined && values.ids !== undefined) throw new PonderError('ARG_INVALID', `${command}: give --prompt or --ids, not both`, { hint: `see \`ponder ${command} --help\`` });
   if (values['special-tokens'] && values['no-special-tokens']) throw new PonderError('ARG_INVALID', `${command}: give --special-tokens or --no-special-tokens, not both`, { field: 'special-tokens', hint: `see \`ponder ${command} --help\`` });
   const extraStops = stopIdsFlag(values['stop-id'] as string[] | undefined);
@@ -225,14 +238,6 @@ export async function prepare(command: string, values: Record<string, string | b
   if (samplingGiven && sampling.temperature === undefined) sampling.temperature = 1; // a filter asks for sampling
   const seed = seedFlag(values.seed as string | undefined);
   const stopStrings = values.stop as string[] | undefined;
-
-  const model = await openModel(command, values, io, defaultPair ? ` with --policy "${DEFAULT_MODEL_POLICY}"` : '');
-  const prompt = values.ids !== undefined ? idsFlag(String(values.ids)) : String(values.prompt ?? DEFAULT_PROMPT);
-  if (typeof prompt === 'string' && model.tokenizer && command !== 'chat') {
-    // a tokenizer without an unknown token drops characters it cannot encode (demo-huginn's covers ASCII only): say so
-    const seen = model.decode(model.encode(prompt, false));
-    if (seen !== prompt) io.err(`note: the tokenizer reads the prompt as ${JSON.stringify(seen)} (characters it cannot encode are lost)\n`);
-  }
   const options: GenerateOptions = { maxNewTokens };
   if (policy) options.policy = policy;
   if (samplingGiven) options.sampling = sampling;
@@ -240,13 +245,39 @@ export async function prepare(command: string, values: Record<string, string | b
   if (stopStrings) options.stopStrings = stopStrings;
   if (values['kv-strategy'] !== undefined) options.kvStrategy = String(values['kv-strategy']);
   if (values['special-tokens'] || values['no-special-tokens']) options.addSpecialTokens = values['special-tokens'] === true;
-  if (extraStops.length > 0) {
-    const outside = extraStops.find((id) => id >= model.vocabSize);
-    if (outside !== undefined) throw new PonderError('ARG_INVALID', `--stop-id ${outside} is outside the vocabulary of ${model.vocabSize}`, { field: 'stop-id', hint: 'give a token id of this model' });
-    options.stopIds = [...new Set([...model.stopIds({ chat }).map((s) => s.id), ...extraStops])];
+
+  const runtime = await runtimeFromFlags(command, values);
+  try {
+    const { model, prompt } = await loadForGeneration(command, values, io, runtime, notes, defaultPair ? ` with --policy "${DEFAULT_MODEL_POLICY}"` : '');
+    if (extraStops.length > 0) {
+      const outside = extraStops.find((id) => id >= model.vocabSize);
+      if (outside !== undefined) throw new PonderError('ARG_INVALID', `--stop-id ${outside} is outside the vocabulary of ${model.vocabSize}`, { field: 'stop-id', hint: 'give a token id of this model' });
+      options.stopIds = [...new Set([...model.stopIds({ chat }).map((s) => s.id), ...extraStops])];
+    }
+    if (policy) model.checkPolicy(policy);
+    return { model, prompt, options, notes, runtime };
+  } catch (e) {
+    await disposeRuntime(runtime);
+    throw e;
   }
-  if (policy) model.checkPolicy(policy);
-  return { model, prompt, options };
+}
+
+/** The model (on `runtime`) and the prompt; notes on what was assumed or lost go to `notes`. */
+async function loadForGeneration(command: string, values: Record<string, string | boolean | string[] | undefined>, io: CliIO, runtime: Runtime, notes: string[], defaultNote: string): Promise<{ model: Model; prompt: string | number[] }> {
+  // chat's --context sizes its conversation cache (which may grow up to the model's context), not the plan
+  const model = await openModel(command === 'chat' ? { ...values, context: undefined } : values, io, runtime, defaultNote, (line) => notes.push(line));
+  const prompt = values.ids !== undefined ? idsFlag(String(values.ids)) : String(values.prompt ?? DEFAULT_PROMPT);
+  if (typeof prompt === 'string' && model.tokenizer && command !== 'chat') {
+    // a tokenizer without an unknown token drops characters it cannot encode (demo-huginn's covers ASCII only): say so
+    const seen = model.decode(model.encode(prompt, false));
+    if (seen !== prompt) notes.push(`note: the tokenizer reads the prompt as ${JSON.stringify(seen)} (characters it cannot encode are lost)`);
+  }
+  return { model, prompt };
+}
+
+/** Prints prepare's notes on stderr. */
+export function printNotes(notes: readonly string[], io: CliIO): void {
+  for (const note of notes) io.err(`${note}\n`);
 }
 
 /** Control characters of (noise) model output shown as their visible symbols, so they cannot drive the terminal. */
@@ -316,15 +347,24 @@ export async function runCommand(argv: string[], io: CliIO): Promise<number> {
   const chatOptions: ChatOptions = conversation.templateKwargs ? { templateKwargs: conversation.templateKwargs } : {};
   if (values['print-prompt']) return printPrompt(values, io, chat ? messages : null, chatOptions);
 
-  const { model, prompt, options } = await prepare('run', values, io, chat);
+  const prepared = await prepare('run', values, io, chat);
+  try {
+    return await runPrepared(prepared, values, io, chat ? { messages, chatOptions } : null, conversation.hideThinking);
+  } finally {
+    await disposeRuntime(prepared.runtime);
+  }
+}
+
+async function runPrepared({ model, prompt, options, notes }: Prepared, values: Record<string, string | boolean | string[] | undefined>, io: CliIO, chat: { messages: ChatMessage[]; chatOptions: ChatOptions } | null, hideThinking: boolean): Promise<number> {
   // validates ids, context, policy, sampling (and renders the chat) before anything is printed
-  const generation = chat ? model.chat(messages, { ...options, ...chatOptions }) : model.generate(prompt, options);
+  const generation = chat ? model.chat(chat.messages, { ...options, ...chat.chatOptions }) : model.generate(prompt, options);
+  printNotes(notes, io);
   if (values.json) {
     const result = await generation.result();
     io.out(result.traceJSON(2) + '\n');
     return 0;
   }
-  const { result, started } = await streamGeneration(generation, model, io, { hideThinking: conversation.hideThinking, legend: true });
+  const { result, started } = await streamGeneration(generation, model, io, { hideThinking, legend: true });
   if (!started) io.out(`${depthLegend(model.defaultDepth, io.isTTY === true)}\n`);
   const prefill = result.trace.prefillMs ?? 0;
   const prefillRate = prefill > 0 ? ` (${((result.promptIds.length * 1000) / prefill).toFixed(1)} tok/s)` : '';
@@ -340,7 +380,7 @@ export async function runCommand(argv: string[], io: CliIO): Promise<number> {
 async function printPrompt(values: Record<string, string | boolean | string[] | undefined>, io: CliIO, messages: ChatMessage[] | null, options: ChatOptions): Promise<number> {
   if (values.ids !== undefined) throw new PonderError('ARG_INVALID', 'run: --print-prompt prints prompt text; --ids has none', { field: 'ids', hint: 'give --prompt TEXT' });
   if (messages === null) { io.out(String(values.prompt ?? DEFAULT_PROMPT)); return 0; }
-  const dir = modelDir(values, io);
+  const dir = modelDir(values, io, (line) => io.err(`${line}\n`));
   const files = readTokenizerFiles(dir);
   if (files.chatTemplateJinja === undefined && files.tokenizerConfig === undefined) {
     throw new PonderError('CHAT_TEMPLATE_MISSING', `${dir} has no chat template: neither chat_template.jinja nor tokenizer_config.json`, { path: dir, hint: 'this is not a chat model (the bundled models are not): drop --chat' });

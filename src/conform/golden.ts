@@ -17,25 +17,29 @@ export interface GoldenCase {
   readonly file: SafetensorsFile;
 }
 
-export function parseGoldenCase(name: string, jsonText: string, tensorBytes: Uint8Array, path = name): GoldenCase {
-  let json: Record<string, unknown>;
+/** CASE.json's fields, checked: GOLDEN_JSON naming what is wrong. */
+export function parseGoldenJson(jsonText: string, path: string): { family: string; config: Record<string, unknown>; procedure: unknown[]; json: Record<string, unknown> } {
+  const bad = (what: string, field?: string): PonderError => new PonderError('GOLDEN_JSON', `${path}.json ${what}`, { path: `${path}.json`, field, hint: 'see golden/FORMAT.md' });
+  let json: unknown;
   try {
-    json = JSON.parse(jsonText) as Record<string, unknown>;
+    json = JSON.parse(jsonText);
   } catch (e) {
-    throw new PonderError('GOLDEN_JSON', `${path}.json is not valid JSON (${(e as Error).message})`, { path: `${path}.json`, hint: 'see golden/FORMAT.md' });
+    throw bad(`is not valid JSON (${(e as Error).message})`);
   }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw bad(`is ${json === null ? 'null' : Array.isArray(json) ? 'a list' : typeof json}, not a JSON object`);
+  const o = json as Record<string, unknown>;
   for (const field of ['family', 'config', 'procedure', 'tolerance'] as const) {
-    if (!(field in json)) throw new PonderError('GOLDEN_JSON', `${path}.json has no "${field}"`, { path: `${path}.json`, field, hint: 'see golden/FORMAT.md' });
+    if (!(field in o)) throw bad(`has no "${field}"`, field);
   }
-  if (!Array.isArray(json.procedure)) throw new PonderError('GOLDEN_JSON', `${path}.json: "procedure" is not a list`, { path: `${path}.json`, field: 'procedure', hint: 'see golden/FORMAT.md' });
-  return {
-    name,
-    family: String(json.family),
-    config: json.config as Record<string, unknown>,
-    procedure: json.procedure,
-    json,
-    file: parseSafetensors(tensorBytes, `${path}.safetensors`),
-  };
+  if (typeof o.family !== 'string') throw bad('has a "family" that is not a string', 'family');
+  if (o.config === null || typeof o.config !== 'object' || Array.isArray(o.config)) throw bad('has a "config" that is not an object', 'config');
+  if (!Array.isArray(o.procedure)) throw bad(': "procedure" is not a list', 'procedure');
+  if (o.tolerance === null || typeof o.tolerance !== 'object' || Array.isArray(o.tolerance)) throw bad('has a "tolerance" that is not an object', 'tolerance');
+  return { family: o.family, config: o.config as Record<string, unknown>, procedure: o.procedure, json: o };
+}
+
+export function parseGoldenCase(name: string, jsonText: string, tensorBytes: Uint8Array, path = name): GoldenCase {
+  return { name, ...parseGoldenJson(jsonText, path), file: parseSafetensors(tensorBytes, `${path}.safetensors`) };
 }
 
 /** Names of the case's tensors that start with `prefix` (e.g. 'weights.'), in file order. */

@@ -94,7 +94,7 @@ export async function runPortableConformance(
 
 /** One line per case, then the totals and the digest: what each runtime prints. */
 export function formatCase(r: CaseResult): string {
-  const worst = Math.max(0, ...r.tensors.filter((t) => Number.isFinite(t.maxAbsError)).map((t) => t.maxAbsError));
+  const worst = r.tensors.reduce((m, t) => (Number.isFinite(t.maxAbsError) ? Math.max(m, t.maxAbsError) : m), 0);
   const detail = r.error ? `error: ${r.error.split('\n')[0]}` : `${r.tensors.length} tensors, max error ${worst.toExponential(2)}`;
   return `${r.pass ? 'PASS' : 'FAIL'} ${r.name} (${detail}, ${r.seconds.toFixed(2)} s)`;
 }

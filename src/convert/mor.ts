@@ -20,7 +20,7 @@
  * Any other tensor is an error, never silently dropped. Pure: the Node side (src/node/convert.ts)
  * reads and writes the files.
  */
-import { PonderError } from '../errors.js';
+import { describeValue, optionsArgument, PonderError, stringArgument } from '../errors.js';
 import { configObject, parseConfigJson } from '../format/config.js';
 import type { DType } from '../format/safetensors.js';
 import { morTensors, parseMorConfig, type MorConfig } from '../models/mor-config.js';
@@ -73,6 +73,8 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
  * like OmegaConf's loader (yes/no are booleans), refusing duplicate keys.
  */
 export async function parseExperimentYaml(text: string, path: string, importLibrary?: () => Promise<unknown>): Promise<Record<string, unknown>> {
+  stringArgument(path, 'parseExperimentYaml path');
+  stringArgument(text, `parseExperimentYaml text of ${path}`);
   const library = await importOptional('yaml', importLibrary, (err) => new PonderError('CONVERT_UNAVAILABLE', `reading the experiment YAML needs the optional package yaml, which could not be loaded: ${err.message}`, {
     hint: 'install it with `npm install yaml`',
   })) as { parse(text: string, options: object): unknown };
@@ -88,6 +90,8 @@ export async function parseExperimentYaml(text: string, path: string, importLibr
 
 /** ponder's MoR config from the base config.json text and the parsed experiment YAML, as upstream builds its model config. */
 export function morConfigFromRelease(baseConfigText: string, basePath: string, experiment: Record<string, unknown>, experimentPath: string): MorConversion['config'] {
+  stringArgument(experimentPath, 'morConfigFromRelease experimentPath');
+  optionsArgument(experiment, 'morConfigFromRelease experiment (the parsed YAML)');
   const base = { ...parseConfigJson(baseConfigText, basePath).values } as Record<string, unknown>;
   if (base.model_type !== undefined && base.model_type !== 'llama') {
     throw new PonderError('CFG_MODEL_TYPE', `${basePath}: model_type ${JSON.stringify(base.model_type)} is not a Llama config; the MoR release builds on SmolLM (model_type "llama")`, {
@@ -158,6 +162,9 @@ const fmt = (shape: readonly number[]): string => `[${shape.join(', ')}]`;
  * aliases whose values differ).
  */
 export function planMorConversion(config: MorConversion['config'], source: ConversionSource, configLabel = 'config'): MorConversion {
+  if (source === null || typeof source !== 'object' || typeof source.names !== 'function' || typeof source.info !== 'function' || typeof source.read !== 'function') {
+    throw new PonderError('ARG_INVALID', `planMorConversion needs a source { label, names(), info(name), read(name) }, got ${describeValue(source)}`, { field: 'source', hint: 'see src/node/convert.ts for one over a checkpoint file' });
+  }
   const parsed = parseMorConfig(configObject(config, configLabel).values, configLabel);
   const { wanted, aliasOf } = morStateDictPlan(parsed);
   const present = new Set(source.names());

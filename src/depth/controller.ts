@@ -20,6 +20,17 @@
 import type { DepthFunction, DepthPolicy, StepSummary } from './policy.js';
 import type { ExitReason, TokenTrace } from '../trace/trace.js';
 import { createExitEvaluator, type ExitEvaluator } from './criteria.js';
+import { callCallback, describeValue, PonderError } from '../errors.js';
+
+/** What the family hands a check, by name, for NUM_NONFINITE messages. */
+export interface CriterionInputs {
+  /** the state after a step, e.g. 'the recurrent state s_t' */
+  readonly state: string;
+  /** the logits a check reads out of it, e.g. 'the coda + lm_head logits' */
+  readonly logits: string;
+}
+
+const HUGINN_INPUTS: CriterionInputs = { state: 'the recurrent state s_t (before ln_f)', logits: 'the next-token logits (coda + ln_f + lm_head)' };
 
 /** Where a call runs: the family's depths, the budget left, and what a depth function is told. */
 export interface DepthContext {
@@ -33,6 +44,8 @@ export interface DepthContext {
   /** steps spent on generated tokens before this call (for depth functions) */
   readonly stepsSpent: number;
   readonly vocabSize: number;
+  /** what the state and logits a check reads are, for messages (default: Huginn's) */
+  readonly inputs?: CriterionInputs;
 }
 
 type Rule =
@@ -62,7 +75,7 @@ export class DepthController {
   private readonly tokens = new Map<number, DepthRun>();
 
   private constructor(readonly rule: Rule, maxSteps: number, cap: number | null, private readonly open: boolean,
-    readonly context: Pick<DepthContext, 'phase' | 'stepsSpent' | 'vocabSize'>) {
+    readonly context: Pick<DepthContext, 'phase' | 'stepsSpent' | 'vocabSize' | 'inputs'>) {
     this.maxSteps = maxSteps;
     this.limit = cap === null ? maxSteps : Math.max(1, Math.min(maxSteps, cap));
     if (rule.kind === 'criterion') {
@@ -195,8 +208,17 @@ export class DepthRun {
     const values = new Array<number>(B).fill(NaN);
     const stops = new Array<boolean>(B).fill(false);
     if (!this.checks || !this.depth.asksAfter(steps)) return { checked: false, values, stops };
+    // NaN never crosses a threshold (every comparison is false), so a non-finite input would run
+    // silently to the cap: a check that runs on one is NUM_NONFINITE, naming the input and step
+    this.requireFinite(this.depth.context.inputs?.state ?? HUGINN_INPUTS.state, state, this.positions * this.width, steps);
     let cached: Float32Array | null = null;
-    const lazyLogits = (): Float32Array => (cached ??= logits());
+    const lazyLogits = (): Float32Array => {
+      if (cached === null) {
+        cached = logits();
+        this.requireFinite(this.depth.context.inputs?.logits ?? HUGINN_INPUTS.logits, cached, this.depth.context.vocabSize, steps);
+      }
+      return cached;
+    };
     if (rule.kind === 'criterion') {
       const V = this.depth.context.vocabSize;
       const check = this.evaluator!.check({ state, B, S: this.positions, E: this.width, V, evaluate: lazyLogits });
@@ -218,7 +240,10 @@ export class DepthRun {
           latentChange: before ? relativeChange(before, b * E, state, at, E) : NaN,
           logits: () => (B === 1 ? lazyLogits() : lazyLogits().slice(b * V, (b + 1) * V)),
         };
-        const decision = rule.decide(steps, summary);
+        const decision = callCallback('the depth function', rule.decide, steps, summary);
+        if (decision !== 'stop' && decision !== 'continue' && decision !== true && decision !== false) {
+          throw new PonderError('ARG_CALLBACK', `the depth function returned ${describeValue(decision)} at step ${steps}, not 'continue', 'stop', true or false`, { field: 'policy', hint: 'return \'continue\' (or true) to go on, \'stop\' (or false) to stop' });
+        }
         if (decision === 'stop' || decision === false) { stops[b] = true; this.stoppedBy[b] = 'policy'; }
       }
     }
@@ -237,6 +262,24 @@ export class DepthRun {
     const recorded = this.values[row];
     for (let s = 0; s < Math.min(steps, recorded.length); s++) out[s] = recorded[s] ?? null;
     return out;
+  }
+
+  /** NUM_NONFINITE at the first NaN/Inf of a running row of `data` ([rows, perRow]), naming the input, the step, the position and the index. */
+  private requireFinite(what: string, data: Float32Array, perRow: number, steps: number): void {
+    for (let b = 0; b < this.rows; b++) {
+      if (!this.running(b)) continue;
+      const base = b * perRow;
+      for (let i = 0; i < perRow; i++) {
+        const v = data[base + i];
+        if (v - v === 0) continue; // finite (NaN − NaN and Inf − Inf are NaN)
+        const where = perRow === this.positions * this.width && this.positions > 1
+          ? `position ${this.position - (this.positions - 1) + Math.floor(i / this.width)}, index ${i % this.width}`
+          : `position ${this.position}, index ${i}`;
+        const criterion = this.depth.criterion !== null ? `the exit criterion ${this.depth.criterion}` : 'the depth function';
+        throw new PonderError('NUM_NONFINITE', `${what} is ${v} at step ${steps} (${where}${this.rows > 1 ? `, row ${b}` : ''}), an input of ${criterion}`,
+          { hint: 'the checkpoint holds NaN/Inf or values that overflow float32 (a NaN never meets an exit threshold, so the check cannot decide); check the weights' });
+      }
+    }
   }
 
   private record(row: number, steps: number, value: number): void {

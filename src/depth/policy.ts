@@ -6,7 +6,8 @@
  * A policy is a plain object (JSON-able except `depthFunction`), built with the helpers below or
  * parsed from the CLI spelling by `parsePolicy`, e.g. "exit(kl, 5e-4)".
  */
-import { PonderError } from '../errors.js';
+import { describeValue as show, PonderError } from '../errors.js';
+import { LIMITS, limitNote, type LimitName } from '../limits.js';
 
 /** What a user depth function sees after each step of one token (or of the prefill call). */
 export interface StepSummary {
@@ -70,50 +71,55 @@ function policyError(message: string, hint = 'see spec/policies.md for the polic
   return new PonderError('ARG_POLICY', message, { field: 'policy', hint });
 }
 
-function positiveInt(value: unknown, what: string): void {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) throw policyError(`${what} must be a positive integer, got ${String(value)}`);
+/** An integer in [min, LIMITS[limit]] (ponder's hard limits, spec/limits.md): fixed(1e9) is refused here, before anything is sized or looped by it. */
+function count(value: unknown, what: string, limit: LimitName, min = 1): void {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) throw policyError(`${what} must be ${min === 1 ? 'a positive integer' : `an integer ≥ ${min}`}, got ${show(value)}`);
+  if (value > LIMITS[limit]) throw policyError(`${what} is ${value}, over ${LIMITS[limit]} (${limitNote(limit)})`);
 }
+
 
 /** Checks the policy's own fields (not whether a family supports it); returns it. Errors: ARG_POLICY. */
 export function checkPolicy(policy: DepthPolicy): DepthPolicy {
-  if (policy === null || typeof policy !== 'object') throw policyError(`a depth policy must be an object, got ${String(policy)}`);
+  if (policy === null || typeof policy !== 'object' || Array.isArray(policy)) throw policyError(`a depth policy must be an object such as fixed(4), got ${show(policy)}`);
   switch (policy.kind) {
     case 'default': return policy;
-    case 'fixed': positiveInt(policy.steps, 'fixed(n): n'); return policy;
+    case 'fixed': count(policy.steps, 'fixed(n): n', 'depth'); return policy;
     case 'router':
-      if (policy.mode !== 'upstream' && policy.mode !== 'causal') throw policyError(`router mode must be 'upstream' or 'causal', got ${String(policy.mode)}`);
+      if (policy.mode !== 'upstream' && policy.mode !== 'causal') throw policyError(`router mode must be 'upstream' or 'causal', got ${show(policy.mode)}`);
       if (policy.threshold !== undefined) {
         if (policy.mode !== 'causal') throw policyError('router(upstream) takes no threshold: upstream routing is top-k, not a threshold', 'use router(causal, threshold)');
-        if (typeof policy.threshold !== 'number' || !(policy.threshold >= 0 && policy.threshold <= 1)) throw policyError(`router threshold must be a number in [0, 1], got ${String(policy.threshold)}`);
+        if (typeof policy.threshold !== 'number' || !(policy.threshold >= 0 && policy.threshold <= 1)) throw policyError(`router threshold must be a number in [0, 1], got ${show(policy.threshold)}`);
       }
       return policy;
     case 'exit':
-      if (typeof policy.criterion !== 'string' || policy.criterion.length === 0) throw policyError(`exit criterion must be a name such as 'kl', got ${String(policy.criterion)}`);
-      if (policy.threshold !== 'auto' && (typeof policy.threshold !== 'number' || Number.isNaN(policy.threshold))) throw policyError(`exit threshold must be a number or 'auto', got ${String(policy.threshold)}`);
-      if (policy.maxSteps !== undefined) positiveInt(policy.maxSteps, 'exit maxSteps');
-      if (policy.checkEvery !== undefined) positiveInt(policy.checkEvery, 'exit checkEvery');
-      if (policy.minSteps !== undefined && !(Number.isInteger(policy.minSteps) && policy.minSteps >= 0)) throw policyError(`exit minSteps must be an integer ≥ 0, got ${String(policy.minSteps)}`);
-      if (policy.mode !== undefined && policy.mode !== 'skip' && policy.mode !== 'select') throw policyError(`exit mode must be 'skip' or 'select', got ${String(policy.mode)}`);
-      if (policy.exitInPrefill !== undefined && typeof policy.exitInPrefill !== 'boolean') throw policyError(`exit exitInPrefill must be true or false, got ${String(policy.exitInPrefill)}`);
+      if (typeof policy.criterion !== 'string' || policy.criterion.length === 0) throw policyError(`exit criterion must be a name such as 'kl', got ${show(policy.criterion)}`);
+      if (policy.threshold !== 'auto' && (typeof policy.threshold !== 'number' || Number.isNaN(policy.threshold))) throw policyError(`exit threshold must be a number or 'auto', got ${show(policy.threshold)}`);
+      if (policy.maxSteps !== undefined) count(policy.maxSteps, 'exit maxSteps', 'depth');
+      if (policy.checkEvery !== undefined) count(policy.checkEvery, 'exit checkEvery', 'depth');
+      if (policy.minSteps !== undefined) count(policy.minSteps, 'exit minSteps', 'depth', 0);
+      if (policy.mode !== undefined && policy.mode !== 'skip' && policy.mode !== 'select') throw policyError(`exit mode must be 'skip' or 'select', got ${show(policy.mode)}`);
+      if (policy.exitInPrefill !== undefined && typeof policy.exitInPrefill !== 'boolean') throw policyError(`exit exitInPrefill must be true or false, got ${show(policy.exitInPrefill)}`);
       return policy;
     case 'budget':
-      positiveInt(policy.maxStepsPerSequence, 'budget(maxStepsPerSequence)');
+      count(policy.maxStepsPerSequence, 'budget(maxStepsPerSequence)', 'budgetSteps');
       if (policy.perToken !== undefined) {
+        if (policy.perToken !== null && typeof policy.perToken === 'object' && policy.perToken.kind === 'budget') throw policyError('budget inside budget is not supported');
         checkPolicy(policy.perToken);
-        if (policy.perToken.kind === 'budget') throw policyError('budget inside budget is not supported');
       }
       return policy;
     case 'function':
       if (typeof policy.decide !== 'function') throw policyError('depthFunction needs a function (step, state) → "continue" | "stop"');
-      if (policy.maxSteps !== undefined) positiveInt(policy.maxSteps, 'depthFunction maxSteps');
+      if (policy.maxSteps !== undefined) count(policy.maxSteps, 'depthFunction maxSteps', 'depth');
+      if (policy.name !== undefined && typeof policy.name !== 'string') throw policyError(`depthFunction name must be a string, got ${show(policy.name)}`);
       return policy;
     default:
-      throw policyError(`unknown depth policy kind ${JSON.stringify((policy as { kind: unknown }).kind)}`, 'use default, fixed, router, exit, budget or function');
+      throw policyError(`unknown depth policy kind ${show((policy as { kind: unknown }).kind)}`, 'use default, fixed, router, exit, budget or function');
   }
 }
 
 /** The policy as a user would write it, e.g. "exit(kl, 0.0005)" (used in traces and summaries). */
 export function describePolicy(policy: DepthPolicy): string {
+  checkPolicy(policy);
   switch (policy.kind) {
     case 'default': return 'default';
     case 'fixed': return `fixed(${policy.steps})`;
@@ -129,6 +135,26 @@ export function describePolicy(policy: DepthPolicy): string {
  * `exit(CRITERION[, T|auto])`, `budget(N[, inner])`. A separate --threshold applies to router(causal) and exit.
  */
 export function parsePolicy(text: string, threshold?: number): DepthPolicy {
+  if (typeof text !== 'string') throw policyError(`a depth policy as text must be a string, got ${show(text)}`);
+  if (threshold !== undefined && (typeof threshold !== 'number' || Number.isNaN(threshold))) throw policyError(`the threshold must be a number, got ${show(threshold)}`);
+  if (text.length > LIMITS.policyText) throw policyError(`the depth policy is ${text.length} characters long, over ${LIMITS.policyText} (${limitNote('policyText')})`, 'write e.g. budget(64, exit(kl, 5e-4))');
+  let nesting = 0, deepest = 0;
+  for (const ch of text) {
+    if (ch === '(') deepest = Math.max(deepest, ++nesting);
+    else if (ch === ')' && --nesting < 0) break;
+  }
+  if (nesting !== 0) throw policyError(`cannot read depth policy ${show(text)}: its parentheses do not balance`, 'write e.g. fixed(8), router(causal, 0.5), exit(kl, 5e-4), budget(64)');
+  if (deepest > LIMITS.policyNesting) throw policyError(`the depth policy nests ${deepest} parentheses deep, over ${LIMITS.policyNesting} (${limitNote('policyNesting')})`, 'write e.g. budget(64, exit(kl, 5e-4))');
+  const used = { threshold: false };
+  const policy = parsePolicyText(text, threshold, used);
+  // a threshold nothing reads would be silently ignored: fixed(4) with --threshold 0.5
+  if (threshold !== undefined && !used.threshold) {
+    throw policyError(`a separate threshold (${threshold}) does not apply to ${describePolicy(policy)}`, 'a threshold goes with router(causal) or exit(CRITERION) that do not write their own; drop it, or write it in the policy');
+  }
+  return policy;
+}
+
+function parsePolicyText(text: string, threshold: number | undefined, used: { threshold: boolean }): DepthPolicy {
   const src = text.trim();
   const m = /^([a-z]+)(?:\((.*)\)|:(.*))?$/.exec(src);
   if (!m) throw policyError(`cannot read depth policy ${JSON.stringify(text)}`, 'write e.g. fixed(8), router(causal, 0.5), exit(kl, 5e-4), budget(64)');
@@ -151,19 +177,21 @@ export function parsePolicy(text: string, threshold?: number): DepthPolicy {
       const mode = args[0] ?? 'upstream';
       if (mode !== 'upstream' && mode !== 'causal') throw policyError(`router mode must be upstream or causal, got ${JSON.stringify(mode)}`);
       const t = args[1] !== undefined ? num(args[1], 'threshold') : threshold;
+      if (args[1] === undefined && threshold !== undefined) used.threshold = true;
       if (args.length > 2) throw policyError('router takes at most two arguments: router(causal, T)');
       return mode === 'causal' ? router('causal', t ?? 0.5) : (t !== undefined ? router('upstream', t) : router('upstream'));
     }
     case 'exit': {
       if (args.length < 1 || args.length > 3) throw policyError('exit needs a criterion: exit(kl, 5e-4)');
       const t = args[1] === undefined ? (threshold ?? 'auto') : args[1] === 'auto' ? 'auto' : num(args[1], 'threshold');
+      if (args[1] === undefined && threshold !== undefined) used.threshold = true;
       const mode = args[2];
       if (mode !== undefined && mode !== 'skip' && mode !== 'select') throw policyError(`exit mode must be skip or select, got ${JSON.stringify(mode)}`);
       return exit(args[0], t, mode ? { mode } : {});
     }
     case 'budget': {
       if (args.length < 1) throw policyError('budget needs a step count: budget(64)');
-      const inner = args.length > 1 ? parsePolicy(args.slice(1).join(','), threshold) : undefined;
+      const inner = args.length > 1 ? parsePolicyText(args.slice(1).join(','), threshold, used) : undefined;
       return budget(num(args[0], 'maxStepsPerSequence'), inner);
     }
     default:

@@ -15,8 +15,9 @@
  * warnings (a typo in a field name should not pass silently, but must not stop a real checkpoint
  * that carries extra bookkeeping keys either).
  */
-import { PonderError } from '../errors.js';
+import { describeValue, PonderError, stringArgument } from '../errors.js';
 import { describeJson, findDuplicateKeyDeep, JsonSyntaxError, parseJsonStrict, toPlain, type JsonNode } from './json.js';
+import { LIMITS, limitNote, type LimitName } from '../limits.js';
 
 export interface ConfigObject {
   /** the file (or golden case) the values came from, for messages */
@@ -34,6 +35,8 @@ export interface ConfigObject {
 export const BOOKKEEPING_KEYS = ['architectures', 'auto_map', 'torch_dtype', 'dtype', 'transformers_version', '_name_or_path', '_attn_implementation', '_commit_hash'];
 
 export function parseConfigJson(text: string, path: string): ConfigObject {
+  stringArgument(path, 'parseConfigJson path');
+  stringArgument(text, `parseConfigJson text of ${path}`);
   const bad = (what: string): PonderError => new PonderError('CFG_JSON', `${path}: ${what}`, { path, hint: 'config files must be a JSON object as written by transformers (config.save_pretrained)' });
   const start = text.replace(/^\uFEFF/, '').trimStart().slice(0, 64).toLowerCase();
   if (start.startsWith('<!doctype') || start.startsWith('<html')) throw bad('is an HTML page, not JSON (an error page saved instead of the file?)');
@@ -55,6 +58,7 @@ export function parseConfigJson(text: string, path: string): ConfigObject {
 
 /** Wraps already-parsed values (e.g. a golden case's `config`) for the field readers. */
 export function configObject(values: unknown, path: string, prefix = ''): ConfigObject {
+  stringArgument(path, 'the config\'s path (label)');
   if (values === null || typeof values !== 'object' || Array.isArray(values)) {
     throw new PonderError('CFG_JSON', `${path}: ${prefix ? `section ${prefix.slice(0, -1)}` : 'the config'} is ${values === null ? 'null' : Array.isArray(values) ? 'an array' : typeof values}, not an object`,
       { path, field: prefix ? prefix.slice(0, -1) : undefined, hint: 'config files must be a JSON object' });
@@ -78,9 +82,21 @@ export interface NumberRange {
   max?: number;
   gt?: number;
   lt?: number;
+  /** `max` is this hard limit of ponder's (src/limits.ts), named in the message */
+  limit?: LimitName;
+}
+
+/** A count bounded by one of ponder's hard limits: an integer in [min, LIMITS[limit]]. */
+export function upTo(limit: LimitName, min = 0): NumberRange {
+  return { min, max: LIMITS[limit], limit };
 }
 
 function describeRange(r: NumberRange, integer: boolean): string {
+  const text = describeBounds(r, integer);
+  return r.limit ? `${text} (${limitNote(r.limit)})` : text;
+}
+
+function describeBounds(r: NumberRange, integer: boolean): string {
   const kind = integer ? 'an integer' : 'a number';
   const low = r.gt !== undefined ? `> ${r.gt}` : r.min !== undefined ? `>= ${r.min}` : undefined;
   const high = r.lt !== undefined ? `< ${r.lt}` : r.max !== undefined ? `<= ${r.max}` : undefined;
@@ -104,11 +120,7 @@ function fieldError(c: ConfigObject, field: string, what: string, allowed: strin
 }
 
 function show(v: unknown): string {
-  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
-  if (Array.isArray(v)) return 'a list';
-  if (v === null) return 'null';
-  if (typeof v === 'object') return 'an object';
-  return String(v);
+  return typeof v === 'string' ? `the string ${describeValue(v)}` : describeValue(v);
 }
 
 /** The raw value, marking the key as read; null counts as absent (transformers writes unset fields as null). */

@@ -173,7 +173,7 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions): PickleVal
       case 0x87: { const c = pop(), b = pop(), a = pop(); stack.push(new PickleTuple([a, b, c])); break; } // TUPLE3
       case 0x5d: stack.push([]); break; // EMPTY_LIST
       case 0x61: { const v = pop(); const list = top(); if (!Array.isArray(list)) fail(`appends to ${describePickleValue(list)}, not a list`); (list as PickleValue[]).push(v); break; } // APPEND
-      case 0x65: { const items = popMark(); const list = top(); if (!Array.isArray(list)) fail(`appends to ${describePickleValue(list)}, not a list`); (list as PickleValue[]).push(...items); break; } // APPENDS
+      case 0x65: { const items = popMark(); const list = top(); if (!Array.isArray(list)) fail(`appends to ${describePickleValue(list)}, not a list`); for (const item of items) (list as PickleValue[]).push(item); break; } // APPENDS (a loop: a list may have more items than a call takes arguments)
       case 0x7d: stack.push(new PickleDict(false)); break; // EMPTY_DICT
       case 0x73: { const v = pop(), k = pop(); setItems(top(), [k, v]); break; } // SETITEM
       case 0x75: { const items = popMark(); setItems(top(), items); break; } // SETITEMS

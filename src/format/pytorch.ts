@@ -10,7 +10,7 @@
  * nothing is ever executed. Every tensor's extent is checked against its storage before a byte is
  * read. Tensors that share a storage (aliases, tied weights) say so through `storageKey`.
  */
-import { PonderError } from '../errors.js';
+import { describeValue, PonderError } from '../errors.js';
 import { numel, type DType, type TensorArray } from './safetensors.js';
 import { describePickleValue, PickleDict, PickleTuple, unpickle, type PickleGlobal, type PickleObject, type PickleValue } from './pickle.js';
 import { ZipArchive, type ByteSource, type ZipEntry } from './zip.js';
@@ -45,6 +45,8 @@ export interface PytorchCheckpoint {
   readonly tensors: ReadonlyMap<string, PytorchTensorInfo>;
   /** A copy of the tensor's elements in row-major order (BF16/F16 as raw u16 bits). */
   read(name: string): TensorArray;
+  /** Checks every storage's CRC-32 now (PT_ZIP_CRC), so a corrupt archive is refused before anything is written from it. */
+  verify(): void;
 }
 
 interface StorageRef extends PickleObject {
@@ -82,6 +84,9 @@ function sniff(head: Uint8Array): string | undefined {
 
 /** Opens a torch.save checkpoint. Errors: PT_* (spec/errors.md). */
 export function openPytorchCheckpoint(source: ByteSource): PytorchCheckpoint {
+  if (source === null || typeof source !== 'object' || typeof source.read !== 'function' || !Number.isSafeInteger(source.size) || source.size < 0 || typeof source.label !== 'string') {
+    throw new PonderError('ARG_INVALID', `openPytorchCheckpoint needs a ByteSource { label, size, read(offset, length) }, got ${describeValue(source)}`, { field: 'source', hint: 'bytesSource(bytes, label) in memory, openFileSource(path) in Node' });
+  }
   const label = source.label;
   const head = source.read(0, Math.min(source.size, 64));
   if (!(head[0] === 0x50 && head[1] === 0x4b)) {
@@ -151,6 +156,9 @@ export function openPytorchCheckpoint(source: ByteSource): PytorchCheckpoint {
   return {
     label,
     tensors,
+    verify(): void {
+      for (const t of tensors.values()) zip.verify(storages.get(t.storageKey)!.entry);
+    },
     read(name: string): TensorArray {
       const t = tensors.get(name);
       if (!t) throw new PonderError('PT_TENSOR', `${label}: no tensor named ${name}`, { path: label, tensor: name, hint: 'list the checkpoint\'s tensors with `ponder inspect`' });

@@ -12,7 +12,7 @@
  *
  * Pure: takes bytes, never touches the file system (src/node/ does that).
  */
-import { PonderError } from '../errors.js';
+import { bytesArgument, describeValue, invalidArgument, PonderError, stringArgument } from '../errors.js';
 import { describeJson, findDuplicateKey, firstInvalidUtf8, JsonSyntaxError, parseJsonStrict, utf8Offset, type JsonNode } from './json.js';
 
 export type DType = 'F32' | 'BF16' | 'F16' | 'I64' | 'I32' | 'U32' | 'BOOL' | 'U8';
@@ -128,9 +128,12 @@ export function readHeaderLength(bytes: Uint8Array, fileLength: number, path: st
  * including that the data section has exactly the length the tensors need.
  */
 export function parseSafetensorsHeader(bytes: Uint8Array, fileLength: number, path = '<buffer>'): SafetensorsHeader {
+  bytesArgument(bytes, 'parseSafetensorsHeader bytes');
+  stringArgument(path, 'parseSafetensorsHeader path');
+  if (!Number.isSafeInteger(fileLength) || fileLength < bytes.byteLength) throw invalidArgument('parseSafetensorsHeader fileLength', `the file's length in bytes (an integer ≥ the ${bytes.byteLength} bytes given)`, fileLength);
   const headerLength = readHeaderLength(bytes, fileLength, path);
   const dataStart = 8 + headerLength;
-  if (bytes.byteLength < dataStart) throw new Error(`parseSafetensorsHeader: given ${bytes.byteLength} bytes, the header needs ${dataStart}`);
+  if (bytes.byteLength < dataStart) throw new PonderError('ARG_INVALID', `parseSafetensorsHeader: given ${bytes.byteLength} bytes, the header needs ${dataStart}`, { field: 'bytes', hint: 'pass the first 8 + N bytes of the file (N: the header length in its first 8 bytes)' });
   const headerBytes = bytes.subarray(8, dataStart);
 
   const headerError = (what: string, headerPos?: number): PonderError => new PonderError('ST_HEADER_JSON',
@@ -318,6 +321,7 @@ function fmtShape(shape: readonly number[]): string {
 
 /** Parses a whole safetensors file held in memory. */
 export function parseSafetensors(bytes: Uint8Array, path = '<buffer>'): SafetensorsFile {
+  bytes = bytesArgument(bytes, 'parseSafetensors bytes');
   const header = parseSafetensorsHeader(bytes, bytes.byteLength, path);
   return { ...header, data: bytes.subarray(header.dataStart) };
 }
@@ -394,6 +398,16 @@ export function encodeSafetensorsHeader(tensors: readonly Omit<TensorToWrite, 'd
  * Used for synthetic checkpoints (benchmarks, tests). Refuses what the reader would reject.
  */
 export function writeSafetensors(tensors: readonly TensorToWrite[], metadata?: Readonly<Record<string, string>>): Uint8Array {
+  const bad = (what: string): PonderError => new PonderError('ST_WRITE', `writeSafetensors: ${what}`, { hint: 'pass [{ name, dtype, shape, data }], and metadata as an object of strings' });
+  if (!Array.isArray(tensors as unknown)) throw bad(`tensors must be a list, got ${describeValue(tensors)}`);
+  tensors.forEach((t, i) => {
+    if (t === null || typeof t !== 'object') throw bad(`tensors[${i}] must be { name, dtype, shape, data }, got ${describeValue(t)}`);
+    if (typeof t.name !== 'string') throw bad(`tensors[${i}].name must be a string, got ${describeValue(t.name)}`);
+    if (typeof t.dtype !== 'string') throw bad(`tensor ${t.name}: dtype must be a string, got ${describeValue(t.dtype)}`);
+    if (!Array.isArray(t.shape as unknown)) throw bad(`tensor ${t.name}: shape must be a list of integers, got ${describeValue(t.shape)}`);
+    if (!ArrayBuffer.isView(t.data)) throw bad(`tensor ${t.name}: data must be a typed array, got ${describeValue(t.data)}`);
+  });
+  if (metadata !== undefined && (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata))) throw bad(`metadata must be an object of strings, got ${describeValue(metadata)}`);
   for (const t of tensors) {
     const size = Object.hasOwn(DTYPE_BYTES, t.dtype) && t.shape.every((d) => Number.isSafeInteger(d) && d >= 0) ? numel(t.shape) * DTYPE_BYTES[t.dtype] : -1;
     if (size >= 0 && t.data.byteLength !== size) {

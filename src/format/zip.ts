@@ -14,7 +14,7 @@
  *
  * Pure: reads through a ByteSource, so a multi-GB file is never held in memory.
  */
-import { PonderError } from '../errors.js';
+import { bytesArgument, PonderError, stringArgument } from '../errors.js';
 
 /** Random access to the bytes of a file (or a buffer). */
 export interface ByteSource {
@@ -26,6 +26,8 @@ export interface ByteSource {
 }
 
 export function bytesSource(bytes: Uint8Array, label = '<buffer>'): ByteSource {
+  bytes = bytesArgument(bytes, 'bytesSource bytes');
+  stringArgument(label, 'bytesSource label');
   return { label, size: bytes.byteLength, read: (offset, length) => bytes.subarray(offset, offset + length) };
 }
 

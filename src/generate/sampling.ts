@@ -9,7 +9,8 @@
  * One `Sampler` per generation: it owns its scratch buffers (allocated once, for the vocabulary
  * size) and its PRNG, so `sample` allocates nothing per token.
  */
-import { PonderError } from '../errors.js';
+import { describeValue, optionsArgument, PonderError } from '../errors.js';
+import { LIMITS, limitNote } from '../limits.js';
 import { Prng, checkSeed } from './prng.js';
 
 export interface SamplingOptions {
@@ -45,32 +46,39 @@ function badArg(field: string, message: string, hint: string): PonderError {
  * Checks every option against its documented range and fills in defaults. Nothing is clamped:
  * an out-of-range value is an ARG_INVALID error whose `field` is the option name.
  */
-export function resolveSamplingOptions(options: SamplingOptions, vocabSize: number): ResolvedSamplingOptions {
-  if (!Number.isInteger(vocabSize) || vocabSize <= 0) {
-    throw badArg('vocabSize', `vocabSize must be a positive integer, got ${String(vocabSize)}`, 'pass the number of logits per row');
+export function resolveSamplingOptions(samplingOptions: SamplingOptions, vocabSize: number): ResolvedSamplingOptions {
+  const options = optionsArgument(samplingOptions, 'sampling options');
+  if (!Number.isInteger(vocabSize) || vocabSize <= 0 || vocabSize > LIMITS.vocab) {
+    throw badArg('vocabSize', `vocabSize must be an integer in [1, ${LIMITS.vocab}] (${limitNote('vocab')}), got ${describeValue(vocabSize)}`, 'pass the number of logits per row');
   }
   const temperature = options.temperature ?? 1;
   if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) {
-    throw badArg('temperature', `temperature must be a finite number ≥ 0, got ${String(temperature)}`,
+    throw badArg('temperature', `temperature must be a finite number ≥ 0, got ${describeValue(temperature)}`,
       'use temperature 0 for greedy decoding, or a positive value such as 0.7 to sample');
   }
   const topK = options.topK ?? null;
   if (topK !== null && (typeof topK !== 'number' || !Number.isInteger(topK) || topK <= 0 || topK > vocabSize)) {
-    throw badArg('topK', `topK must be an integer in [1, ${vocabSize}] (the vocabulary size), got ${String(topK)}`,
+    throw badArg('topK', `topK must be an integer in [1, ${vocabSize}] (the vocabulary size), got ${describeValue(topK)}`,
       'leave topK unset to disable it');
   }
   const topP = options.topP ?? 1;
   if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) {
-    throw badArg('topP', `topP must be in (0, 1], got ${String(topP)}`, 'use topP 1 (the default) to disable nucleus filtering');
+    throw badArg('topP', `topP must be in (0, 1], got ${describeValue(topP)}`, 'use topP 1 (the default) to disable nucleus filtering');
   }
   const minP = options.minP ?? 0;
   if (typeof minP !== 'number' || !(minP >= 0 && minP <= 1)) {
-    throw badArg('minP', `minP must be in [0, 1], got ${String(minP)}`, 'use minP 0 (the default) to disable it');
+    throw badArg('minP', `minP must be in [0, 1], got ${describeValue(minP)}`, 'use minP 0 (the default) to disable it');
   }
   const repetitionPenalty = options.repetitionPenalty ?? 1;
   if (typeof repetitionPenalty !== 'number' || !Number.isFinite(repetitionPenalty) || repetitionPenalty <= 0) {
-    throw badArg('repetitionPenalty', `repetitionPenalty must be a finite number > 0, got ${String(repetitionPenalty)}`,
+    throw badArg('repetitionPenalty', `repetitionPenalty must be a finite number > 0, got ${describeValue(repetitionPenalty)}`,
       'use 1 (the default) for no penalty; values above 1 discourage repeats');
+  }
+  // it is applied in float32 (as torch does): one that rounds to 0 or Infinity would turn logits into ±Infinity or 0
+  const penalty32 = Math.fround(repetitionPenalty);
+  if (penalty32 < MIN_NORMAL_F32 || penalty32 === Infinity) {
+    throw badArg('repetitionPenalty', `repetitionPenalty ${String(repetitionPenalty)} is ${penalty32 === Infinity ? 'Infinity' : penalty32 === 0 ? '0' : 'subnormal'} in float32, in which it is applied`,
+      'use a value near 1 (1.1 to 1.5 is usual); 1 means no penalty');
   }
   const seed = options.seed ?? 0;
   checkSeed(seed);
@@ -87,7 +95,11 @@ export function resolveSamplingOptions(options: SamplingOptions, vocabSize: numb
  * Unknown fields are ignored; a known field of the wrong type is CFG_FIELD, and so is
  * dry_multiplier > 0 (upstream Huginn's DRY penalty, not implemented here) rather than ignored.
  */
-export function samplingFromGenerationConfig(config: Record<string, unknown>, seed?: number): SamplingOptions {
+export function samplingFromGenerationConfig(generationConfig: Record<string, unknown>, seed?: number): SamplingOptions {
+  if (generationConfig === null || typeof generationConfig !== 'object' || Array.isArray(generationConfig)) {
+    throw new PonderError('ARG_INVALID', `samplingFromGenerationConfig needs generation_config.json as an object, got ${describeValue(generationConfig)}`, { field: 'config', hint: 'pass JSON.parse of generation_config.json' });
+  }
+  const config = generationConfig;
   /** The number, null for an explicit null, undefined when absent. */
   const field = (key: string): number | null | undefined => {
     const v = config[key];
@@ -136,6 +148,9 @@ export function argmaxFinite(logits: ArrayLike<number>): number {
 }
 
 /** NaN or +Infinity anywhere, or no finite logit at all, is NUM_NONFINITE. -Infinity marks a banned token. */
+/** The smallest normal float32, 2^-126. */
+const MIN_NORMAL_F32 = 2 ** -126;
+
 function checkLogitsFinite(logits: ArrayLike<number>): void {
   let finiteCount = 0;
   for (let i = 0; i < logits.length; i++) {
@@ -343,7 +358,7 @@ export class Sampler {
       const id = context[j];
       if (!Number.isInteger(id) || id < 0 || id >= V) {
         for (let r = 0; r < j; r++) this.seen[context[r]] = 0;
-        throw new PonderError('ARG_INVALID', `context[${j}] = ${String(id)} is not a token id in [0, ${V})`, {
+        throw new PonderError('ARG_INVALID', `context[${j}] = ${describeValue(id)} is not a token id in [0, ${V})`, {
           field: 'context',
           hint: 'the context passed for the repetition penalty must hold token ids of this model',
         });
@@ -351,6 +366,13 @@ export class Sampler {
       if (this.seen[id]) continue;
       this.seen[id] = 1;
       x[id] = x[id] < 0 ? x[id] * penalty : x[id] / penalty;
+      if (!Number.isFinite(x[id])) {
+        for (let r = 0; r <= j; r++) this.seen[context[r]] = 0;
+        throw new PonderError('NUM_NONFINITE', `logits[${id}] = ${String(logits[id])} with repetitionPenalty ${String(this.options.repetitionPenalty)} is ${String(x[id])} in float32`, {
+          tensor: 'logits', field: 'repetitionPenalty',
+          hint: 'a penalty this far from 1 overflows the penalised logits; use a value near 1 (1.1 to 1.5 is usual)',
+        });
+      }
     }
     for (let j = 0; j < context.length; j++) this.seen[context[j]] = 0;
   }

@@ -7,7 +7,7 @@
  * never appears in the streamed text, not even in part. (Upstream Huginn turns each stop string
  * into the first token id of its encoding instead; spec/sampling.md §Stopping.)
  */
-import { PonderError } from '../errors.js';
+import { invalidArgument, optionsArgument, PonderError } from '../errors.js';
 
 export interface StopOptions {
   /** Token ids that end generation, e.g. the model's eos ids. */
@@ -31,7 +31,10 @@ export class StopCondition {
   private held = ''; // decoded text not yet shown: a suffix that is a prefix of some stop string
   private done = false;
 
-  constructor(options: StopOptions = {}) {
+  constructor(stopOptions?: StopOptions) {
+    const options = optionsArgument(stopOptions, 'StopCondition options');
+    if (options.stopIds !== undefined && !Array.isArray(options.stopIds as unknown)) throw invalidArgument('stopIds', 'a list of token ids', options.stopIds);
+    if (options.stopStrings !== undefined && !Array.isArray(options.stopStrings as unknown)) throw invalidArgument('stopStrings', 'a list of strings', options.stopStrings);
     const ids = new Set<number>();
     for (const id of options.stopIds ?? []) {
       if (!Number.isInteger(id) || id < 0) {

@@ -20,7 +20,8 @@
  *            core cannot start threads itself: in Node, createNodeWasmRuntime
  *            (src/node/pool-worker.ts) passes one on worker_threads.
  */
-import { PonderError } from '../errors.js';
+import { optionsArgument, PonderError } from '../errors.js';
+import { LIMITS, limitNote } from '../limits.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { WasmArena, ScratchBuffer, WASM_MAX_PAGES } from '../runtime/wasm-arena.js';
 import type { Kernels, LinearSource, LinearWeight, QuantizedSource, RopeLayout } from './kernels.js';
@@ -170,11 +171,12 @@ function checkCount(kernel: string, name: string, n: number): void {
   if (!Number.isInteger(n) || n < 0 || n > 0x7fffffff) throw badArgs(kernel, `${name} must be a non-negative integer, got ${n}`);
 }
 
-export async function createWasmRuntime(options: WasmRuntimeOptions = {}): Promise<WasmRuntime> {
+export async function createWasmRuntime(runtimeOptions?: WasmRuntimeOptions): Promise<WasmRuntime> {
+  const options = optionsArgument(runtimeOptions, 'createWasmRuntime options');
   const relaxed = options.relaxed === true;
   const threads = options.threads ?? 1;
-  if (!Number.isInteger(threads) || threads < 1 || threads > 64) {
-    throw new PonderError('ARG_INVALID', `threads must be an integer from 1 to 64, got ${threads}`, { field: 'threads', hint: 'use 1 (default) or the number of cores' });
+  if (!Number.isInteger(threads) || threads < 1 || threads > LIMITS.threads) {
+    throw new PonderError('ARG_INVALID', `threads must be an integer from 1 to ${LIMITS.threads} (${limitNote('threads')}), got ${String(threads)}`, { field: 'threads', hint: 'use 1 (default) or the number of cores' });
   }
   if (threads > 1 && !options.workerFactory) {
     throw new PonderError('RUNTIME_UNSUPPORTED', `threads: ${threads} needs a worker factory`, { field: 'threads', hint: 'in Node use createNodeWasmRuntime from ponder/node (src/node/pool-worker.ts), or pass workerFactory' });

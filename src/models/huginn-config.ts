@@ -7,7 +7,8 @@
  * spelling is read. Fields upstream hard-wires or uses only in training (`block_class_name`,
  * `mean_backprop_depth`, ...) are accepted and ignored; any other key is left for unknownKeys.
  */
-import { asConfigObject, configInconsistent, hasField, ignoreFields, optionalBool, optionalInt, optionalIntList, optionalNumber, requireInt, section, unsupportedValue, type ConfigObject } from '../format/config.js';
+import { asConfigObject, configInconsistent, hasField, ignoreFields, optionalBool, optionalInt, optionalIntList, optionalNumber, requireInt, section, unsupportedValue, upTo, type ConfigObject } from '../format/config.js';
+import type { LimitName } from '../limits.js';
 import type { MemoryNeeds, TensorSpec } from './family.js';
 
 export interface HuginnConfig {
@@ -59,21 +60,22 @@ export function parseHuginnConfig(raw: ConfigObject | unknown, label = 'config')
     for (const c of derived ? [top, derived] : [top]) for (const n of names) if (hasField(c, n)) return [c, n];
     return [top, names[0]];
   };
-  const int = (names: string[], min: number, fallback?: number): number => {
+  /** A count, bounded below by `min` and above by ponder's hard limit on `limit` (src/limits.ts). */
+  const int = (names: string[], min: number, limit: LimitName, fallback?: number): number => {
     const [c, n] = at(...names);
-    return fallback === undefined ? requireInt(c, n, { min }) : optionalInt(c, n, fallback, { min });
+    return fallback === undefined ? requireInt(c, n, upTo(limit, min)) : optionalInt(c, n, fallback, upTo(limit, min));
   };
   const num = (name: string, fallback: number): number => { const [c, n] = at(name); return optionalNumber(c, n, fallback, { gt: 0 }); };
   const bool = (names: string[], fallback: boolean): boolean => { const [c, n] = at(...names); return optionalBool(c, n, fallback); };
 
-  const nEmbd = int(['n_embd', 'hidden_size'], 1);
-  const nHeads = int(['n_heads', 'num_attention_heads'], 1);
+  const nEmbd = int(['n_embd', 'hidden_size'], 1, 'width');
+  const nHeads = int(['n_heads', 'num_attention_heads'], 1, 'heads');
   if (nEmbd % nHeads !== 0) throw configInconsistent(top, 'n_heads', `n_heads (${nHeads}) must divide n_embd (${nEmbd})`);
   const headDim = nEmbd / nHeads;
   if (headDim % 2 !== 0) throw configInconsistent(top, 'n_heads', `n_embd / n_heads = ${headDim} is odd; RoPE rotates channel pairs`);
   const [hdAt, hdName] = at('head_dim');
   if (optionalInt(hdAt, hdName, headDim) !== headDim) throw configInconsistent(hdAt, 'head_dim', `head_dim must be n_embd / n_heads = ${headDim}`);
-  const nKvHeads = int(['num_key_value_heads'], 1, nHeads);
+  const nKvHeads = int(['num_key_value_heads'], 1, 'heads', nHeads);
   if (nHeads % nKvHeads !== 0) throw configInconsistent(top, 'num_key_value_heads', `num_key_value_heads (${nKvHeads}) must divide n_heads (${nHeads})`);
   const qkBias = bool(['qk_bias'], true);
   if (qkBias && nKvHeads !== nHeads) throw configInconsistent(top, 'num_key_value_heads', 'num_key_value_heads must equal n_heads when qk_bias is set (upstream adds a [H, head_dim] bias to k)');
@@ -90,13 +92,13 @@ export function parseHuginnConfig(raw: ConfigObject | unknown, label = 'config')
   const [eosAt, eosName] = at('eos_token_id');
   return {
     nEmbd, nHeads, nKvHeads, headDim,
-    intermediateSize: int(['intermediate_size'], 1),
-    vocabSize: int(['padded_vocab_size', 'vocab_size'], 1),
-    blockSize: int(['block_size'], 1),
-    nPrelude: int(['n_layers_in_prelude'], 0),
-    nCore: int(['n_layers_in_recurrent_block'], 1),
-    nCoda: int(['n_layers_in_coda'], 0),
-    meanRecurrence: int(['mean_recurrence'], 0),
+    intermediateSize: int(['intermediate_size'], 1, 'intermediate'),
+    vocabSize: int(['padded_vocab_size', 'vocab_size'], 1, 'vocab'),
+    blockSize: int(['block_size'], 1, 'context'),
+    nPrelude: int(['n_layers_in_prelude'], 0, 'layers'),
+    nCore: int(['n_layers_in_recurrent_block'], 1, 'layers'),
+    nCoda: int(['n_layers_in_coda'], 0, 'layers'),
+    meanRecurrence: int(['mean_recurrence'], 0, 'depth'),
     ropeBase: num('rope_base', 50000),
     normEps: num('norm_eps', 1e-6),
     qkBias,

@@ -17,6 +17,7 @@
  * criterion), so NaN in a state or a criterion never keeps a token iterating.
  */
 import { PonderError } from '../errors.js';
+import { LIMITS, limitNote } from '../limits.js';
 import { checkContext } from './inputs.js';
 import type { HuginnCache } from './huginn-cache.js';
 import { torchArgmax, type ExitEvaluator } from '../depth/criteria.js';
@@ -305,7 +306,7 @@ export function generateAdaptive(model: HuginnModel, o: AdaptiveOptions): Adapti
   const L = validatePrompt(model, o);
   const { B } = o;
   const maxSteps = o.numSteps ?? model.config.meanRecurrence;
-  if (!Number.isInteger(maxSteps) || maxSteps < 0) throw new PonderError('HUGINN_NUM_STEPS', `num_steps ${maxSteps} is not a non-negative integer`, { field: 'num_steps', hint: 'the step cap must be an integer' });
+  if (!Number.isInteger(maxSteps) || maxSteps < 0 || maxSteps > LIMITS.depth) throw new PonderError('HUGINN_NUM_STEPS', `num_steps ${maxSteps} is not an integer in [0, ${LIMITS.depth}] (${limitNote('depth')})`, { field: 'num_steps', hint: 'the step cap must be an integer' });
   const every = o.checkCriterionEveryNSteps ?? 1;
   if (!Number.isInteger(every) || every < 1) throw new PonderError('HUGINN_INPUT', `check_criterion_every_n_steps ${every} must be a positive integer`, { field: 'check_criterion_every_n_steps', hint: 'use 1 to check after every iteration' });
   const initScale = o.initScale ?? 1;

@@ -22,6 +22,7 @@ import type { TensorArray } from '../format/safetensors.js';
 import { ropeTables } from './common.js';
 import { checkContext, checkTokenIds, widenFloats, type Embedding, type FloatDType } from './inputs.js';
 import { Workspace } from './workspace.js';
+import { LIMITS, limitNote } from '../limits.js';
 import { place, type Placement } from './placement.js';
 import { WeightBinder, type WeightSource } from './weights.js';
 import { HuginnCache, type CacheEntry } from './huginn-cache.js';
@@ -235,10 +236,11 @@ export interface ForwardResult {
 /** Number of iterations for num_steps given as n or (n, k). */
 export function totalSteps(numSteps: number | readonly [number, number]): number {
   const parts = typeof numSteps === 'number' ? [numSteps] : [...numSteps];
-  if (parts.length < 1 || parts.length > 2 || parts.some((n) => !Number.isInteger(n) || n < 0)) {
-    throw new PonderError('HUGINN_NUM_STEPS', `num_steps ${JSON.stringify(numSteps)} is not a non-negative integer or a pair of them`, { field: 'num_steps', hint: 'pass n, or [n, k] for n + k iterations' });
+  const total = parts.reduce((a, b) => a + b, 0);
+  if (parts.length < 1 || parts.length > 2 || parts.some((n) => !Number.isInteger(n) || n < 0) || !(total <= LIMITS.depth)) {
+    throw new PonderError('HUGINN_NUM_STEPS', `num_steps ${JSON.stringify(numSteps)} is not a non-negative integer or a pair of them, at most ${LIMITS.depth} in all (${limitNote('depth')})`, { field: 'num_steps', hint: 'pass n, or [n, k] for n + k iterations' });
   }
-  return parts.reduce((a, b) => a + b, 0);
+  return total;
 }
 
 const bf16Scratch = new Float32Array(1);

@@ -7,7 +7,7 @@
 import { PonderError } from '../errors.js';
 import {
   asConfigObject, optionalBool, optionalInt, optionalIntList, optionalNumber, optionalString, requireInt, requireNumber, requireString,
-  hasField, section, ignoreFields, configInconsistent, unsupportedValue, type ConfigObject,
+  hasField, section, ignoreFields, configInconsistent, unsupportedValue, upTo, type ConfigObject,
 } from '../format/config.js';
 import type { MemoryNeeds, TensorSpec } from './family.js';
 import type { ExpertRouterFunc, TokenRouterFunc } from './mor-routing.js';
@@ -63,10 +63,10 @@ export interface MorConfig {
 export function parseMorConfig(config: ConfigObject | unknown, path = 'config'): MorConfig {
   const root = asConfigObject(config, path);
   const mc = section(root, 'model_config');
-  const hidden = requireInt(mc, 'hidden_size', { min: 1 });
-  const nHeads = requireInt(mc, 'num_attention_heads', { min: 1 });
-  const nKvHeads = optionalInt(mc, 'num_key_value_heads', nHeads, { min: 1 });
-  const headDim = optionalInt(mc, 'head_dim', Math.floor(hidden / nHeads), { min: 2 });
+  const hidden = requireInt(mc, 'hidden_size', upTo('width', 1));
+  const nHeads = requireInt(mc, 'num_attention_heads', upTo('heads', 1));
+  const nKvHeads = optionalInt(mc, 'num_key_value_heads', nHeads, upTo('heads', 1));
+  const headDim = optionalInt(mc, 'head_dim', Math.floor(hidden / nHeads), upTo('width', 2));
   if (nHeads % nKvHeads !== 0) throw configInconsistent(mc, 'num_key_value_heads', `num_key_value_heads (${nKvHeads}) must divide num_attention_heads (${nHeads})`);
   if (headDim % 2 !== 0) throw configInconsistent(mc, 'head_dim', `head_dim (${headDim}) must be even for RoPE`);
   const act = optionalString<string>(mc, 'hidden_act', 'silu');
@@ -76,14 +76,14 @@ export function parseMorConfig(config: ConfigObject | unknown, path = 'config'):
   const tp = optionalInt(mc, 'pretraining_tp', 1);
   if (tp !== 1) throw unsupportedValue(mc, 'pretraining_tp', String(tp), '1');
   const dims: LlamaDims = {
-    vocab: requireInt(mc, 'vocab_size', { min: 1 }),
+    vocab: requireInt(mc, 'vocab_size', upTo('vocab', 1)),
     hidden,
-    intermediate: requireInt(mc, 'intermediate_size', { min: 1 }),
-    layers: requireInt(mc, 'num_hidden_layers', { min: 1 }),
+    intermediate: requireInt(mc, 'intermediate_size', upTo('intermediate', 1)),
+    layers: requireInt(mc, 'num_hidden_layers', upTo('layers', 1)),
     nHeads, nKvHeads, headDim,
     eps: optionalNumber(mc, 'rms_norm_eps', 1e-6, { gt: 0 }),
     ropeTheta: optionalNumber(mc, 'rope_theta', 10000, { gt: 0 }),
-    maxPositions: optionalInt(mc, 'max_position_embeddings', 2048, { min: 1 }),
+    maxPositions: optionalInt(mc, 'max_position_embeddings', 2048, upTo('context', 1)),
     tieEmbeddings: optionalBool(mc, 'tie_word_embeddings', false),
   };
   // kv_sharing: the experiment's cfg.kv_sharing, copied into the LlamaConfig by upstream's training script
@@ -105,7 +105,7 @@ export function parseMorConfig(config: ConfigObject | unknown, path = 'config'):
   if (!rec || !optionalBool(rec, 'enable', false)) return { ...base, variant: 'vanilla' };
   ignoreFields(rec, 'initialization', 'base_depth');
   const sharing = requireString(rec, 'sharing', ['cycle', 'sequence', 'middle_cycle', 'middle_sequence'] as const);
-  const R = requireInt(rec, 'num_recursion', { min: 1 });
+  const R = requireInt(rec, 'num_recursion', upTo('depth', 1));
   if (R === 1) throw unsupportedValue(rec, 'num_recursion', '1', 'an integer >= 2 (num_recursion 1 means a plain, truncated Llama)');
   const middle = sharing.startsWith('middle');
   const bd = Math.floor((dims.layers - (middle ? 2 : 0)) / R);
@@ -119,7 +119,7 @@ export function parseMorConfig(config: ConfigObject | unknown, path = 'config'):
     if (optionalBool(kv, 'enable', false)) {
       kvSharing = {
         sharing: requireString(kv, 'sharing', ['cycle', 'middle_cycle', 'sequence'] as const),
-        numRecursion: requireInt(kv, 'num_recursion', { min: 1 }),
+        numRecursion: requireInt(kv, 'num_recursion', upTo('depth', 1)),
         updateCache: optionalBool(kv, 'update_cache', false),
       };
     } else ignoreFields(kv, 'sharing', 'num_recursion', 'update_cache');

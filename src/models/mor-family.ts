@@ -17,6 +17,9 @@ import { sigmoidF32 } from './mor-routing.js';
 import { bindMor, type DecodeMode, type MorModel, type MorSession } from './mor.js';
 import { CachePool } from './cache-pool.js';
 
+/** What a criterion checks before each recursion (for NUM_NONFINITE messages). */
+const MOR_CRITERION_INPUTS = { state: 'the residual stream h', logits: 'the early read-out lm_head(norm(h))' };
+
 export const morFamily: FamilyDefinition<MorConfig, MorModel> = {
   family: 'mor',
   recognisedBy: 'MoR (model_config + cfg: the config `ponder convert mor` writes from the release\'s base config.json and experiment YAML)',
@@ -106,7 +109,7 @@ class MorAdapter implements FamilyAdapter {
     // residual stream and an early read-out lm_head(norm(h)) that skips the suffix layers; the
     // first recursion always runs, and the state before it counts as zero for latent criteria
     const hooked = this.hooked(policy, control.budgeted === true);
-    const depth = hooked ? DepthController.forPolicy(policy, { defaultDepth: this.defaultDepth, depthLimit: this.defaultDepth, cap: control.cap, phase: control.phase, stepsSpent: control.stepsSpent, vocabSize: this.vocabSize }) : null;
+    const depth = hooked ? DepthController.forPolicy(policy, { defaultDepth: this.defaultDepth, depthLimit: this.defaultDepth, cap: control.cap, phase: control.phase, stepsSpent: control.stepsSpent, vocabSize: this.vocabSize, inputs: MOR_CRITERION_INPUTS }) : null;
     const mode = this.decodeMode(policy, control.budgeted === true);
     const threshold = policy.kind === 'router' ? policy.threshold : undefined;
     const H = this.model.config.dims.hidden, start = st.length;

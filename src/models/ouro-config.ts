@@ -2,7 +2,7 @@
  * Ouro's config (upstream `OuroConfig`, research/ouro.md §1) read through src/format/config.ts with
  * upstream's field names, and the tensors it implies (ouro.md §2).
  */
-import { asConfigObject, configInconsistent, hasField, ignoreFields, optionalBool, optionalInt, optionalIntList, optionalNumber, optionalString, requireInt, requireString, section, type ConfigObject } from '../format/config.js';
+import { asConfigObject, configInconsistent, hasField, ignoreFields, optionalBool, optionalInt, optionalIntList, optionalNumber, optionalString, requireInt, requireString, section, upTo, type ConfigObject } from '../format/config.js';
 import type { MemoryNeeds, TensorSpec } from './family.js';
 
 export interface OuroConfig {
@@ -31,11 +31,11 @@ export interface OuroConfig {
  */
 export function ouroConfigFromJson(json: ConfigObject | Record<string, unknown>, label = 'config.json'): OuroConfig {
   const cfg = asConfigObject(json, label);
-  const hiddenSize = optionalInt(cfg, 'hidden_size', 4096, { min: 1 });
-  const numHeads = optionalInt(cfg, 'num_attention_heads', 32, { min: 1 });
+  const hiddenSize = optionalInt(cfg, 'hidden_size', 4096, upTo('width', 1));
+  const numHeads = optionalInt(cfg, 'num_attention_heads', 32, upTo('heads', 1));
   // num_key_value_heads: None → = heads (Cfg); head_dim is an extra kwarg: absent → H // heads.
-  const numKvHeads = optionalInt(cfg, 'num_key_value_heads', numHeads, { min: 1 });
-  const headDim = optionalInt(cfg, 'head_dim', Math.floor(hiddenSize / numHeads), { min: 2 });
+  const numKvHeads = optionalInt(cfg, 'num_key_value_heads', numHeads, upTo('heads', 1));
+  const headDim = optionalInt(cfg, 'head_dim', Math.floor(hiddenSize / numHeads), upTo('width', 2));
   if (numHeads % numKvHeads !== 0) throw configInconsistent(cfg, 'num_key_value_heads', `num_key_value_heads (${numKvHeads}) must divide num_attention_heads (${numHeads})`);
   if (headDim % 2 !== 0) throw configInconsistent(cfg, 'head_dim', `head_dim (${headDim}) must be even for rotary embeddings`);
   optionalString(cfg, 'hidden_act', 'silu', ['silu']);
@@ -54,17 +54,17 @@ export function ouroConfigFromJson(json: ConfigObject | Record<string, unknown>,
   ignoreFields(cfg, 'model_type', 'layer_types', 'sliding_window', 'max_window_layers', 'attention_dropout', 'initializer_range',
     'use_cache', 'bos_token_id', 'pad_token_id', 'chunk_size');
   return {
-    vocabSize: optionalInt(cfg, 'vocab_size', 151936, { min: 1 }),
+    vocabSize: optionalInt(cfg, 'vocab_size', 151936, upTo('vocab', 1)),
     hiddenSize,
-    intermediateSize: optionalInt(cfg, 'intermediate_size', 22016, { min: 1 }),
-    numLayers: optionalInt(cfg, 'num_hidden_layers', 32, { min: 1 }),
+    intermediateSize: optionalInt(cfg, 'intermediate_size', 22016, upTo('intermediate', 1)),
+    numLayers: optionalInt(cfg, 'num_hidden_layers', 32, upTo('layers', 1)),
     numHeads,
     numKvHeads,
     headDim,
     ropeTheta: optionalNumber(cfg, 'rope_theta', 10000, { gt: 0 }),
     rmsNormEps: optionalNumber(cfg, 'rms_norm_eps', 1e-6, { min: 0 }),
-    maxPositionEmbeddings: optionalInt(cfg, 'max_position_embeddings', 32768, { min: 1 }),
-    totalUtSteps: optionalInt(cfg, 'total_ut_steps', 4, { min: 1 }),
+    maxPositionEmbeddings: optionalInt(cfg, 'max_position_embeddings', 32768, upTo('context', 1)),
+    totalUtSteps: optionalInt(cfg, 'total_ut_steps', 4, upTo('depth', 1)),
     earlyExitThreshold,
     earlyExitStep,
     tieWordEmbeddings: optionalBool(cfg, 'tie_word_embeddings', false),

@@ -15,6 +15,9 @@ import { ouroConfigFromJson, ouroMemory, ouroTensors, type OuroConfig } from './
 import { OuroModel, type MissingKvPolicy, type OuroCache, type OuroForwardOptions } from './ouro.js';
 import { CachePool } from './cache-pool.js';
 
+/** What a criterion checks after each loop (for NUM_NONFINITE messages). */
+const OURO_CRITERION_INPUTS = { state: 'the hidden state h_t after model.norm', logits: 'the loop\'s logits lm_head(h_t)' };
+
 export const ouroFamily: FamilyDefinition<OuroConfig, OuroModel> = {
   family: 'ouro',
   recognisedBy: 'ouro (Ouro-1.4B, Ouro-2.6B and their Thinking variants)',
@@ -92,7 +95,7 @@ class OuroAdapter implements FamilyAdapter {
     let depth: DepthController | null = null;
     let gate = false;
     if (!gateReadout) {
-      depth = DepthController.forPolicy(policy, { defaultDepth: T, depthLimit: T, cap: control.cap, phase: control.phase, stepsSpent: control.stepsSpent, vocabSize: this.vocabSize });
+      depth = DepthController.forPolicy(policy, { defaultDepth: T, depthLimit: T, cap: control.cap, phase: control.phase, stepsSpent: control.stepsSpent, vocabSize: this.vocabSize, inputs: OURO_CRITERION_INPUTS });
       opts.exitAtStep = depth.limit - 1;
       opts.exitMode = 'skip';
       if (policy.kind === 'exit' || policy.kind === 'function') {

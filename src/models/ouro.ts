@@ -300,6 +300,7 @@ export class OuroModel {
     const skipping = mode === 'skip';
     const skipAfter = skipping && readout.kind === 'exit-at-step' ? readout.step : T - 1;
     const skipThreshold = skipping && readout.kind === 'threshold' ? readout.threshold : null;
+    const gateDecides = readout.kind === 'threshold' || readout.kind === 'weighted';
 
     const sc = this.sc = callBuffers(this.ws, c, S);
     const record = opts.record ?? false;
@@ -353,6 +354,12 @@ export class OuroModel {
         const i = active[a];
         hidden[t].set(sc.x.subarray(a * H, (a + 1) * H), i * H);
         const g = sc.gateLogit[a];
+        // the threshold and weighted read-outs decide on the gate: a NaN never reaches a threshold
+        // (the token would silently run every loop), so a non-finite gate they read is an error
+        if (gateDecides && !Number.isFinite(g)) {
+          throw new PonderError('NUM_NONFINITE', `the exit gate's logit (model.early_exit_gate applied to the hidden state after model.norm) is ${g} after loop ${t + 1} for the token at position ${positions[i]}`,
+            { tensor: 'model.early_exit_gate.weight', hint: 'the checkpoint holds NaN/Inf (in the gate or the layers before it) or values that overflow float32; check the weights' });
+        }
         const lam = gateLambda(g);
         gateLogits[t][i] = g;
         lambda[t][i] = lam;

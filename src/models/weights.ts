@@ -6,7 +6,7 @@
  * throws one BIND_MISMATCH error listing every missing, extra and mis-shaped tensor, before any
  * compute. Tensors are read only after the whole declaration checked out.
  */
-import { PonderError } from '../errors.js';
+import { describeValue, PonderError, stringArgument } from '../errors.js';
 import { displayName, readTensor, type DType, type SafetensorsFile, type SafetensorsHeader, type TensorArray, type TensorInfo } from '../format/safetensors.js';
 import { f16BitsToF32 } from '../kernels/scalar.js';
 import { EmbeddingTable, QuantizedEmbeddingTable, widenFloats, type Embedding, type FloatDType } from './inputs.js';
@@ -68,11 +68,19 @@ export function headerWeights<H extends SafetensorsHeader>(files: readonly H[], 
 }
 
 /** Tensors of safetensors files held in memory. */
-export function safetensorsWeights(files: readonly SafetensorsFile[], prefix = '', label = files.map((f) => f.path).join(', ')): WeightSource {
+export function safetensorsWeights(files: readonly SafetensorsFile[], prefix = '', label?: string): WeightSource {
+  if (!Array.isArray(files as unknown) || files.some((f) => f === null || typeof f !== 'object' || !(f.tensors instanceof Map) || !(f.data instanceof Uint8Array))) {
+    throw new PonderError('ARG_INVALID', `safetensorsWeights needs a list of parsed safetensors files (parseSafetensors), got ${describeValue(files)}`, { field: 'files', hint: 'safetensorsWeights([parseSafetensors(bytes, name)])' });
+  }
+  stringArgument(prefix, 'safetensorsWeights prefix');
+  label = label === undefined ? files.map((f) => f.path).join(', ') : stringArgument(label, 'safetensorsWeights label');
   return headerWeights(files, (f, info) => readTensor(f, info.name), prefix, label);
 }
 
 type Shape = readonly number[];
+
+/** BIND_MISMATCH names at most this many problems (and counts the rest). */
+export const MAX_LISTED_PROBLEMS = 20;
 
 /** Which memory shard a tensor binds into (models/placement.ts Placement). */
 export interface ShardAssignment {
@@ -134,7 +142,9 @@ export class WeightBinder {
     const extra = this.source.names().filter((n) => !this.declared.has(n));
     const problems = [...this.problems, ...extra.map((n) => `unexpected ${n} ${fmtShape(this.source.info(n)!.shape)}`)];
     if (problems.length > 0) {
-      throw new PonderError('BIND_MISMATCH', `${this.source.label}: the weights do not match the config (${problems.length} problem${problems.length > 1 ? 's' : ''}): ${problems.join('; ')}`,
+      // every problem counts, but a config that implies thousands of absent layers lists the first few: one readable line
+      const shown = problems.length > MAX_LISTED_PROBLEMS ? [...problems.slice(0, MAX_LISTED_PROBLEMS), summarizeProblems(problems.slice(MAX_LISTED_PROBLEMS))] : problems;
+      throw new PonderError('BIND_MISMATCH', `${this.source.label}: the weights do not match the config (${problems.length} problem${problems.length > 1 ? 's' : ''}): ${shown.join('; ')}`,
         { path: this.source.label, hint: 'check that config.json belongs to these weights (layer counts, sizes, sharing strategy)' });
     }
     this.checked = true;
@@ -192,6 +202,19 @@ export class WeightBinder {
     this.assertChecked(name);
     return this.source.read(name);
   }
+}
+
+/** "… and 244 more: unexpected model.layers.25.x [2048] … unexpected model.layers.47.y [2048] (244 unexpected)": the problems not listed one by one, with the first and last of each kind and its count. */
+function summarizeProblems(rest: readonly string[]): string {
+  const kinds = new Map<string, string[]>();
+  for (const p of rest) {
+    const kind = /^(mis-shaped|wrong dtype|missing|unexpected)/.exec(p)?.[1] ?? 'other';
+    let all = kinds.get(kind);
+    if (!all) kinds.set(kind, all = []);
+    all.push(p);
+  }
+  const parts = [...kinds].map(([kind, all]) => (all.length === 1 ? all[0] : `${all[0]} … ${all[all.length - 1]} (${all.length} ${kind})`));
+  return `… and ${rest.length} more: ${parts.join('; ')}`;
 }
 
 function fmtShape(shape: Shape): string {

@@ -9,14 +9,14 @@
  * model.safetensors whose metadata says `ponder convert mor`); anything else is IO_WRITE, so a
  * conversion never replaces a directory it did not make.
  */
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, unlinkSync, writeSync, existsSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { PonderError } from '../errors.js';
+import { callCallback, invalidArgument, optionsArgument, PonderError, stringArgument } from '../errors.js';
 import { morConfigFromRelease, parseExperimentYaml, planMorConversion, type ConversionSource } from '../convert/mor.js';
 import { openPytorchCheckpoint } from '../format/pytorch.js';
 import { encodeSafetensorsHeader, numel, DTYPE_BYTES } from '../format/safetensors.js';
-import { openFileSource, readText } from './files.js';
-import { readSafetensorsHeaderFile, readTensorFromFile } from './model-dir.js';
+import { LIMITS } from '../limits.js';
+import { beginAtomicWrite, ioError, openFileSource, readSafetensorsHeaderFile, readTensorFromFile, readText, type PendingFile } from './files.js';
 
 export const CONVERTED_BY = 'ponder convert mor';
 
@@ -54,16 +54,18 @@ function checkOutDir(out: string): boolean {
     return true;
   }
   if (!st.isDirectory()) throw writeError(out, 'exists and is not a directory', 'choose a new output directory');
-  const entries = readdirSync(out).filter((e) => !/^\.(config\.json|model\.safetensors)\.\d+\.\w+\.tmp$/.test(e)); // leftovers of an interrupted run
+  let all: string[];
+  try {
+    all = readdirSync(out);
+  } catch (e) {
+    throw ioError(out, e);
+  }
+  const entries = all.filter((e) => !/^\.(config\.json|model\.safetensors)\.\d+\.\w+\.tmp$/.test(e)); // leftovers of an interrupted run
   if (entries.length === 0) return false;
   const previous = entries.every((e) => e === 'config.json' || e === 'model.safetensors') && entries.includes('model.safetensors')
     && isPreviousConversion(join(out, 'model.safetensors'));
   if (!previous) throw writeError(out, `is not empty (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''}) and is not a previous \`${CONVERTED_BY}\` output`, 'choose a new or empty output directory');
-  for (const name of ['config.json', 'model.safetensors']) {
-    const target = join(out, name);
-    if (existsSync(target) && !lstatSync(target).isFile()) throw writeError(target, 'is not a regular file', 'remove it, or choose another output directory');
-  }
-  return false;
+  return false; // each file is checked again as it is written (beginAtomicWrite refuses what is not a regular file)
 }
 
 function isPreviousConversion(path: string): boolean {
@@ -75,7 +77,7 @@ function isPreviousConversion(path: string): boolean {
 }
 
 /** The checkpoint as a conversion source, and how to close it. */
-function openWeights(path: string): { source: ConversionSource; close(): void } {
+function openWeights(path: string): { source: ConversionSource; verify(): void; close(): void } {
   const file = openFileSource(path);
   const head = file.read(0, Math.min(file.size, 2));
   if ((head[0] === 0x50 && head[1] === 0x4b) || head[0] === 0x80) {
@@ -91,7 +93,7 @@ function openWeights(path: string): { source: ConversionSource; close(): void } 
         },
         read: (name) => { const a = ckpt.read(name); return new Uint8Array(a.buffer, a.byteOffset, a.byteLength); },
       };
-      return { source, close: () => file.close() };
+      return { source, verify: () => ckpt.verify(), close: () => file.close() };
     } catch (e) {
       file.close();
       throw e;
@@ -105,18 +107,23 @@ function openWeights(path: string): { source: ConversionSource; close(): void } 
     info: (name) => header.tensors.get(name),
     read: (name) => { const a = readTensorFromFile(header, header.tensors.get(name)!); return new Uint8Array(a.buffer, a.byteOffset, a.byteLength); },
   };
-  return { source, close: () => {} };
+  return { source, verify: () => {}, close: () => {} };
 }
 
-export async function convertMor(options: ConvertMorOptions): Promise<ConvertMorResult> {
+export async function convertMor(convertOptions: ConvertMorOptions): Promise<ConvertMorResult> {
+  const options = optionsArgument(convertOptions, 'convertMor options') as ConvertMorOptions;
+  for (const key of ['weights', 'config', 'experiment', 'out'] as const) stringArgument(options[key], `convertMor options.${key}`);
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw invalidArgument('convertMor options.onProgress', 'a function', options.onProgress);
   const { out } = options;
-  const experiment = await parseExperimentYaml(readText(options.experiment), options.experiment, options.importYaml);
-  const config = morConfigFromRelease(readText(options.config), options.config, experiment, options.experiment);
+  const text = (path: string, what: string, code: string): string => readText(path, { maxBytes: LIMITS.jsonFileBytes, code, what });
+  const experiment = await parseExperimentYaml(text(options.experiment, 'an experiment YAML', 'CFG_YAML'), options.experiment, options.importYaml);
+  const config = morConfigFromRelease(text(options.config, 'a JSON config', 'CFG_JSON'), options.config, experiment, options.experiment);
   const create = checkOutDir(out);
   const weights = openWeights(options.weights);
   try {
     const plan = planMorConversion(config, weights.source, `${options.config} + ${options.experiment}`);
     const { header, dataLength } = encodeSafetensorsHeader(plan.tensors, { format: 'pt', converted_by: CONVERTED_BY, source: basename(options.weights) });
+    weights.verify(); // every storage's CRC before the first byte is written: a corrupt checkpoint fails now, not at 45 %
     writeModelFiles(out, create, [
       { name: 'model.safetensors', chunks: function* () {
         yield header;
@@ -126,7 +133,7 @@ export async function convertMor(options: ConvertMorOptions): Promise<ConvertMor
           if (bytes.byteLength !== numel(t.shape) * DTYPE_BYTES[t.dtype]) throw new Error(`convert: ${t.from} read ${bytes.byteLength} bytes`);
           yield bytes;
           done += bytes.byteLength;
-          options.onProgress?.(done, dataLength);
+          if (options.onProgress) callCallback('onProgress', options.onProgress, done, dataLength);
         }
       } },
       { name: 'config.json', chunks: function* () { yield new TextEncoder().encode(JSON.stringify(plan.config, null, 2) + '\n'); } },
@@ -139,12 +146,12 @@ export async function convertMor(options: ConvertMorOptions): Promise<ConvertMor
 
 /**
  * Writes `files` into OUT all-or-nothing: OUT is created when `create` (checked by the caller), each
- * file is written to a temporary file beside its target (`.NAME.PID.RANDOM.tmp`), and only when
- * all are complete are they renamed into place, in order. On any error the temporary files are
- * removed, and so is OUT if this call created it.
+ * file goes to a temporary file beside its target (files.ts beginAtomicWrite: never replaces what is
+ * not a regular file), and only when all are complete are they renamed into place, in order. On any
+ * error the temporary files are removed, and so is OUT if this call created it.
  */
 export function writeModelFiles(out: string, create: boolean, files: readonly { name: string; chunks: () => Generator<Uint8Array> }[]): void {
-  const temps: string[] = [];
+  const pending: PendingFile[] = [];
   let created = false;
   try {
     if (create) {
@@ -156,51 +163,17 @@ export function writeModelFiles(out: string, create: boolean, files: readonly { 
       }
     }
     for (const f of files) {
-      const path = join(out, `.${f.name}.${process.pid}.${Math.random().toString(36).slice(2, 10)}.tmp`);
-      temps.push(path);
-      writeFileChunks(path, f.chunks);
+      const file = beginAtomicWrite(join(out, f.name));
+      pending.push(file);
+      for (const chunk of f.chunks()) file.write(chunk);
     }
-    files.forEach((f, i) => rename(temps[i], join(out, f.name)));
-    temps.length = 0;
+    for (const file of pending) file.commit();
+    pending.length = 0;
     created = false;
   } finally {
-    for (const t of temps) {
-      try { unlinkSync(t); } catch { /* already gone */ }
-    }
+    for (const file of pending) file.discard();
     if (created) {
       try { rmdirSync(out); } catch { /* not empty: leave it */ }
     }
-  }
-}
-
-/** Writes `chunks` to a new file at `path` (refused if it exists), fsynced. */
-function writeFileChunks(path: string, chunks: () => Generator<Uint8Array>): void {
-  let fd: number;
-  try {
-    fd = openSync(path, 'wx');
-  } catch (e) {
-    throw writeError(path, `cannot create (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'check that the output directory is writable');
-  }
-  try {
-    for (const chunk of chunks()) {
-      for (let done = 0; done < chunk.byteLength;) {
-        try {
-          done += writeSync(fd, chunk, done, chunk.byteLength - done);
-        } catch (e) {
-          throw writeError(path, `cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'check the free disk space');
-        }
-      }
-    }
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function rename(from: string, to: string): void {
-  try {
-    renameSync(from, to);
-  } catch (e) {
-    throw writeError(to, `cannot be replaced (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'check the output directory\'s permissions');
   }
 }

@@ -4,8 +4,8 @@
  * generation_config.json). Weights are read lazily from disk while the model binds them.
  */
 import { totalmem } from 'node:os';
-import { PonderError } from '../errors.js';
-import { loadModel as loadModelCore, modelFromFiles, trackedWeights, checkAborted, type LoadOptions, type ModelSource } from '../api/load.js';
+import { PonderError, stringArgument } from '../errors.js';
+import { loadModel as loadModelCore, modelFromFiles, trackedWeights, checkAborted, checkLoadOptions, type LoadOptions, type ModelSource } from '../api/load.js';
 import type { Model } from '../api/model.js';
 import { openModelDir, readTokenizerFiles } from './model-dir.js';
 import { createNodeWasmRuntime, defaultThreadCount } from './pool-worker.js';
@@ -18,25 +18,42 @@ export { quantizeModel, type QuantizeOptions, type QuantizeResult } from './quan
 export { openFileSource } from './files.js';
 export { listen, type ListenOptions, type Listening } from './serve.js';
 
-/** Without `runtime`: the WASM SIMD kernels on worker_threads, one thread per available core (at most 8). */
-async function withDefaultRuntime(options: LoadOptions): Promise<LoadOptions> {
-  // the memory plan's machine limit: this machine's memory unless the caller gave one
+/**
+ * Loads with `options.runtime`, or without one with the WASM SIMD kernels on worker_threads, one
+ * thread per available core (at most 8) — whose threads are stopped again when loading fails, so a
+ * bad model leaves nothing running. The memory plan's machine limit is this machine's memory
+ * unless the caller gave one.
+ */
+async function withDefaultRuntime(options: LoadOptions, load: (options: LoadOptions) => Promise<Model>): Promise<Model> {
   if (options.hostMemoryBytes === undefined) options = { ...options, hostMemoryBytes: totalmem() };
-  return options.runtime ? options : { ...options, runtime: await createNodeWasmRuntime({ threads: defaultThreadCount() }) };
+  if (options.runtime) return load(options);
+  const runtime = await createNodeWasmRuntime({ threads: defaultThreadCount() });
+  try {
+    return await load({ ...options, runtime });
+  } catch (e) {
+    await runtime.dispose();
+    throw e;
+  }
 }
 
 /** A directory path (or file: URL), an http(s) URL base, or in-memory files. */
-export async function loadModel(source: ModelSource, options: LoadOptions = {}): Promise<Model> {
-  options = await withDefaultRuntime(options);
-  if (source instanceof URL && source.protocol === 'file:') return loadModelDir(decodeURIComponent(source.pathname), options);
-  if (typeof source === 'string' && !/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) return loadModelDir(source, options);
-  return loadModelCore(source, options);
+export async function loadModel(source: ModelSource, loadOptions?: LoadOptions): Promise<Model> {
+  return withDefaultRuntime(checkLoadOptions(loadOptions), (options) => {
+    if (source instanceof URL && source.protocol === 'file:') return loadModelDir(decodeURIComponent(source.pathname), options);
+    if (typeof source === 'string' && !/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) return loadModelDir(source, options);
+    return loadModelCore(source, options);
+  });
 }
 
 /** Loads a model directory. Errors: IO_NOT_FOUND, MODEL_NO_WEIGHTS, MODEL_NO_CONFIG, CFG_*, BIND_MISMATCH, ... */
-export async function loadModelDir(path: string, options: LoadOptions = {}): Promise<Model> {
-  checkAborted(options.signal, `loading ${path}`);
-  options = await withDefaultRuntime(options);
+export async function loadModelDir(path: string, loadOptions?: LoadOptions): Promise<Model> {
+  stringArgument(path, 'loadModelDir path');
+  const checked = checkLoadOptions(loadOptions);
+  checkAborted(checked.signal, `loading ${path}`);
+  return withDefaultRuntime(checked, (options) => loadDir(path, options));
+}
+
+async function loadDir(path: string, options: LoadOptions): Promise<Model> {
   const dir = openModelDir(path);
   if (dir.layout === 'file' || !dir.config) {
     throw new PonderError('MODEL_NO_CONFIG', `${path} is not a model directory: ${dir.layout === 'file' ? 'it is a single weights file' : 'it has weights but no config.json'}`, {

@@ -7,17 +7,19 @@
  * one tensor at a time, so a multi-GB checkpoint is never held in memory twice (and files over
  * Node's 2 GiB readFileSync limit work).
  */
-import { closeSync, existsSync, fstatSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { basename, dirname, join, normalize, sep } from 'node:path';
-import { PonderError } from '../errors.js';
+import { PonderError, stringArgument } from '../errors.js';
 import { parseConfigJson, type ConfigObject } from '../format/config.js';
 import { firstInvalidUtf8 } from '../format/json.js';
 import { missingShard, parseShardIndex, readShards, SHARD_INDEX, SINGLE_WEIGHTS, type ShardIndex } from '../format/shard-index.js';
-import { parseSafetensorsHeader, readHeaderLength, tensorFromBytes, type SafetensorsHeader, type TensorArray, type TensorInfo } from '../format/safetensors.js';
+import type { SafetensorsHeader } from '../format/safetensors.js';
 import { headerWeights, type WeightSource } from '../models/weights.js';
-import { readText } from './files.js';
+import { LIMITS } from '../limits.js';
+import { entryExists, ioError, readBytes, readText, readSafetensorsHeaderFile, readTensorFromFile, statPath, type ReadLimit } from './files.js';
 
 export { SHARD_INDEX, SINGLE_WEIGHTS, type ShardIndex } from '../format/shard-index.js';
+export { readSafetensorsHeaderFile, readTensorFromFile } from './files.js';
 
 export interface ModelDir {
   /** the path that was opened */
@@ -34,64 +36,6 @@ export interface ModelDir {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Files
-
-function ioError(path: string, e: unknown): PonderError {
-  const code = (e as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return new PonderError('IO_NOT_FOUND', `${path}: no such file or directory`, { path, hint: 'check the path' });
-  if (code === 'EISDIR') return new PonderError('IO_IS_DIRECTORY', `${path} is a directory, not a file`, { path, hint: 'pass a file inside it' });
-  return new PonderError('IO_READ', `${path}: cannot read (${code ?? (e as Error).message})`, { path, hint: code === 'EACCES' || code === 'EPERM' ? 'check the file permissions' : 'check the file and the disk' });
-}
-
-/** Reads exactly `length` bytes at `position` of an open file, or throws IO_READ (the file shrank). */
-function readExactly(fd: number, path: string, length: number, position: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let done = 0;
-  while (done < length) {
-    let got: number;
-    try {
-      got = readSync(fd, out, done, Math.min(length - done, 1 << 30), position + done);
-    } catch (e) {
-      throw ioError(path, e);
-    }
-    if (got === 0) throw new PonderError('IO_READ', `${path}: the file ended after ${position + done} bytes while reading ${length} bytes at ${position} (did it change while open?)`, { path, hint: 'do not modify model files while ponder reads them' });
-    done += got;
-  }
-  return out;
-}
-
-function withFile<T>(path: string, body: (fd: number, size: number) => T): T {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    throw ioError(path, e);
-  }
-  try {
-    const st = fstatSync(fd);
-    if (st.isDirectory()) throw ioError(path, Object.assign(new Error('is a directory'), { code: 'EISDIR' }));
-    return body(fd, st.size);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Reads and validates a safetensors file's header (not its data). Allocates at most 8 + N bytes, N ≤ 100 MB and ≤ the file size. */
-export function readSafetensorsHeaderFile(path: string): SafetensorsHeader {
-  return withFile(path, (fd, size) => {
-    const first = readExactly(fd, path, Math.min(size, 64), 0);
-    const headerLength = readHeaderLength(first, size, path);
-    const headerBytes = readExactly(fd, path, 8 + headerLength, 0);
-    return parseSafetensorsHeader(headerBytes, size, path);
-  });
-}
-
-/** One tensor's data, read from the file of a validated header. */
-export function readTensorFromFile(header: SafetensorsHeader, info: TensorInfo): TensorArray {
-  return withFile(header.path, (fd) => tensorFromBytes(info, readExactly(fd, header.path, info.end - info.begin, header.dataStart + info.begin)));
-}
-
-// ---------------------------------------------------------------------------------------------
 // Shards
 
 /** Reads the header of every shard the index names (SHARD_MISSING_FILE for an absent one), then checks them against the index. */
@@ -99,7 +43,7 @@ function openShards(index: ShardIndex): SafetensorsHeader[] {
   const dir = dirname(index.path);
   return readShards(index, (shard) => {
     const shardPath = join(dir, normalize(shard).split(/[\\/]/).join(sep));
-    if (!existsSync(shardPath)) throw missingShard(index, shard, shardPath);
+    if (!entryExists(shardPath)) throw missingShard(index, shard, shardPath);
     return readSafetensorsHeaderFile(shardPath);
   });
 }
@@ -113,7 +57,7 @@ export function fileWeights(files: readonly SafetensorsHeader[], label = files.m
 }
 
 function readOptionalConfig(path: string): ConfigObject | undefined {
-  if (!existsSync(path)) return undefined;
+  if (!entryExists(path)) return undefined; // a dangling or looping symlink is there: reading it says so
   const bytes = readJsonFileBytes(path, 'CFG_JSON');
   let text: string;
   try {
@@ -130,12 +74,8 @@ function readOptionalConfig(path: string): ConfigObject | undefined {
  * file, or one .safetensors file.
  */
 export function openModelDir(path: string): ModelDir {
-  let st;
-  try {
-    st = statSync(path);
-  } catch (e) {
-    throw ioError(path, e);
-  }
+  stringArgument(path, 'openModelDir path');
+  const st = statPath(path);
   if (!st.isDirectory()) {
     if (basename(path).endsWith('.index.json')) {
       const index = parseShardIndex(readJsonFileBytes(path, 'SHARD_INDEX'), path);
@@ -150,11 +90,11 @@ export function openModelDir(path: string): ModelDir {
   const generationConfig = readOptionalConfig(join(path, 'generation_config.json'));
   const single = join(path, SINGLE_WEIGHTS);
   const indexPath = join(path, SHARD_INDEX);
-  if (existsSync(single)) {
+  if (entryExists(single)) {
     const header = readSafetensorsHeaderFile(single);
     return { path, layout: 'single', config, generationConfig, files: [header], weights: fileWeights([header], path) };
   }
-  if (existsSync(indexPath)) {
+  if (entryExists(indexPath)) {
     const index = parseShardIndex(readJsonFileBytes(indexPath, 'SHARD_INDEX'), indexPath);
     const files = openShards(index);
     return { path, layout: 'sharded', config, generationConfig, index, files, weights: fileWeights(files, path) };
@@ -189,21 +129,28 @@ export interface TokenizerFiles {
   specialTokensMap?: string;
 }
 
-/** Reads tokenizer.json, tokenizer_config.json, chat_template.jinja and special_tokens_map.json of `dir` when present. */
+const TOKENIZER_FILE_LIMIT: ReadLimit = { maxBytes: LIMITS.jsonFileBytes, code: 'TOKENIZER_INVALID', what: 'a tokenizer file' };
+const CHAT_FILE_LIMIT: ReadLimit = { maxBytes: LIMITS.jsonFileBytes, code: 'CHAT_TEMPLATE_INVALID', what: 'a chat template file' };
+
+/**
+ * Reads tokenizer.json, tokenizer_config.json, chat_template.jinja and special_tokens_map.json of
+ * `dir` when present, each bounded (spec/limits.md): a FIFO, a device or a huge file is a typed
+ * error, never a hang or gigabytes read. A dangling symlink is present, and reading it says why.
+ */
 export function readTokenizerFiles(dir: string): TokenizerFiles {
-  const text = (name: string): string | undefined => {
+  const text = (name: string, limit: ReadLimit): string | undefined => {
     const path = join(dir, name);
-    return existsSync(path) ? readText(path) : undefined;
+    return entryExists(path) ? readText(path, limit) : undefined;
   };
-  return { tokenizerJson: text('tokenizer.json'), tokenizerConfig: text('tokenizer_config.json'), chatTemplateJinja: text('chat_template.jinja'), specialTokensMap: text('special_tokens_map.json') };
+  return {
+    tokenizerJson: text('tokenizer.json', TOKENIZER_FILE_LIMIT), tokenizerConfig: text('tokenizer_config.json', TOKENIZER_FILE_LIMIT),
+    chatTemplateJinja: text('chat_template.jinja', CHAT_FILE_LIMIT), specialTokensMap: text('special_tokens_map.json', CHAT_FILE_LIMIT),
+  };
 }
 
 /** Config and index files are small (kilobytes); a huge one is the wrong file, not a reason to allocate gigabytes. */
-export const MAX_JSON_FILE_BYTES = 100_000_000;
+export const MAX_JSON_FILE_BYTES = LIMITS.jsonFileBytes;
 
 function readJsonFileBytes(path: string, code: 'CFG_JSON' | 'SHARD_INDEX'): Uint8Array {
-  return withFile(path, (fd, size) => {
-    if (size > MAX_JSON_FILE_BYTES) throw new PonderError(code, `${path}: ${size} bytes is too large for a JSON ${code === 'CFG_JSON' ? 'config' : 'index'} (limit ${MAX_JSON_FILE_BYTES})`, { path, hint: 'this is not the right file' });
-    return readExactly(fd, path, size, 0);
-  });
+  return readBytes(path, { maxBytes: MAX_JSON_FILE_BYTES, code, what: code === 'CFG_JSON' ? 'a JSON config' : 'a JSON shard index' });
 }

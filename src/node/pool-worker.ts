@@ -2,6 +2,7 @@
  * Node glue for the WASM kernel thread pool (src/runtime/pool.ts): a WorkerFactory on
  * worker_threads, and createNodeWasmRuntime, which passes it to createWasmRuntime.
  */
+import { optionsArgument } from '../errors.js';
 import { Worker } from 'node:worker_threads';
 import { setFlagsFromString } from 'node:v8';
 import { availableParallelism } from 'node:os';
@@ -50,11 +51,12 @@ export function enableRelaxedSimd(): void {
  * `linearTile` option, the environment variable PONDER_LINEAR_TILE names one (else the fastest on
  * this host is measured).
  */
-export function createNodeWasmRuntime(options: WasmRuntimeOptions = {}): Promise<WasmRuntime> {
+export async function createNodeWasmRuntime(runtimeOptions?: WasmRuntimeOptions): Promise<WasmRuntime> {
+  const options = optionsArgument(runtimeOptions, 'createNodeWasmRuntime options');
   if (options.relaxed) enableRelaxedSimd();
   const envTile = process.env.PONDER_LINEAR_TILE;
   if (options.linearTile === undefined && envTile !== undefined && envTile !== '' && envTile !== 'auto' && !isLinearTile(envTile)) {
-    return Promise.reject(new PonderError('ARG_INVALID', `PONDER_LINEAR_TILE=${envTile} is not a linear tile`, { field: 'linearTile', hint: `use one of ${LINEAR_TILES.join(', ')}, or auto (measure the fastest), or unset it` }));
+    throw new PonderError('ARG_INVALID', `PONDER_LINEAR_TILE=${envTile} is not a linear tile`, { field: 'linearTile', hint: `use one of ${LINEAR_TILES.join(', ')}, or auto (measure the fastest), or unset it` });
   }
   const linearTile = options.linearTile ?? (isLinearTile(envTile) ? envTile : undefined);
   return createWasmRuntime({ workerFactory: nodeWorkerFactory, ...options, linearTile });

@@ -281,9 +281,11 @@ class Server implements PonderServer {
               detail = ` ${result.generatedIds.length} tokens, ${finish}, streamed`;
             }
           } catch (e) {
-            const error = this.errorResponse(e);
-            send({ error: { message: (e as Error).message ?? String(e), type: 'server_error', param: null, code: null } });
-            detail = ` ${(e as Error).message} (${error.status})`;
+            // the headers (200) are sent: the error is the stream's last event, with ponder's code when it has one (null: a bug, logged)
+            const typed = e instanceof PonderError;
+            const message = typed ? `${e.message}${e.hint ? ` (${e.hint})` : ''}` : `internal error: ${(e as Error).message ?? String(e)}`;
+            send({ error: { message, type: typed ? 'invalid_request_error' : 'server_error', param: null, code: typed ? e.code : null } });
+            detail = ` ${message} (${typed ? e.code : 'internal'})`;
           } finally {
             release();
             try { sink.close(); } catch { /* already cancelled */ }

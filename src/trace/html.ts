@@ -8,8 +8,11 @@
 import { DEPTH_STOPS, depthRgb, rgbHex, textRgbOn } from './palette.js';
 import { summarizeTrace, type RunTrace, type TokenTrace, type TraceSummary } from './trace.js';
 
+const HTML_ENTITIES: Readonly<Record<string, string>> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+const HTML_SPECIAL = /[&<>"']/;
+
 export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+  return HTML_SPECIAL.test(text) ? text.replace(/[&<>"']/g, (c) => HTML_ENTITIES[c]) : text; // most token texts have nothing to escape
 }
 
 /** Short, readable numbers: integers as is, others with 4 significant digits (exponent when tiny or huge). */
@@ -62,9 +65,36 @@ export interface TraceHtmlOptions {
   title?: string;
 }
 
+/**
+ * What every mark of a token shares, computed once per token (a trace may hold 100,000s of tokens):
+ * its escaped hover text and its colours, cached by depth.
+ */
+interface TokenMarks {
+  readonly titles: string[];
+  /** background and text colour of a depth, as '#rrggbb' */
+  colours(steps: number): { bg: string; fg: string };
+}
+
+function tokenMarks(tokens: readonly TokenTrace[], fullDepth: number): TokenMarks {
+  const cache = new Map<number, { bg: string; fg: string }>();
+  return {
+    titles: tokens.map((t, i) => escapeHtml(tokenTitle(t, i))),
+    colours(steps: number) {
+      let c = cache.get(steps);
+      if (!c) {
+        const bg = depthRgb(steps, fullDepth);
+        cache.set(steps, c = { bg: rgbHex(bg), fg: rgbHex(textRgbOn(bg)) });
+      }
+      return c;
+    },
+  };
+}
+
 export function renderTraceHtml(run: RunTrace, options: TraceHtmlOptions = {}): string {
   const summary = summarizeTrace(run); // also validates the trace
-  const fullDepth = Math.max(1, ...run.tokens.map((t) => t.maxSteps));
+  let fullDepth = 1; // a loop, not Math.max(...tokens): a trace may hold more tokens than a call may take arguments
+  for (const t of run.tokens) fullDepth = Math.max(fullDepth, t.maxSteps);
+  const marks = tokenMarks(run.tokens, fullDepth);
   const title = options.title ?? `ponder trace: ${run.family}, ${run.policy}`;
   const parts = [
     '<!doctype html>',
@@ -77,14 +107,14 @@ export function renderTraceHtml(run: RunTrace, options: TraceHtmlOptions = {}): 
     factsTable(run, summary),
     '<h2>Tokens by depth</h2>',
     legend(fullDepth),
-    tokenHeatmap(run.tokens, fullDepth),
+    tokenHeatmap(run.tokens, marks),
     '<h2>Depth per token</h2>',
-    depthBars(run.tokens, fullDepth),
+    depthBars(run.tokens, fullDepth, marks),
     '<h2>Exit criterion per step</h2>',
-    curves(run.tokens, fullDepth, 'criterionValues', 'criterion value'),
+    curves(run.tokens, fullDepth, 'criterionValues', 'criterion value', marks),
   ];
   if (run.tokens.some((t) => t.routerScores.some((v) => typeof v === 'number'))) {
-    parts.push('<h2>Router score per recursion</h2>', curves(run.tokens, fullDepth, 'routerScores', 'router score'));
+    parts.push('<h2>Router score per recursion</h2>', curves(run.tokens, fullDepth, 'routerScores', 'router score', marks));
   }
   parts.push(`<script>${SCRIPT}</script>`, '</body></html>', '');
   return parts.join('\n');
@@ -118,24 +148,21 @@ function legend(fullDepth: number): string {
 }
 
 function tokenTitle(t: TokenTrace, index: number): string {
-  const lastValue = [...t.criterionValues].reverse().find((v) => typeof v === 'number');
-  return [
-    `#${index} id ${t.id}${t.phase === 'prefill' ? ' (prompt)' : ''}`,
-    `depth ${t.steps}/${t.maxSteps}, exit: ${t.exitReason}`,
-    ...(t.criterion !== undefined ? [`${t.criterion}${t.threshold !== undefined ? ` < ${formatNumber(t.threshold)}?` : ''}${lastValue !== undefined ? ` last value ${formatNumber(lastValue)}` : ''}`] : []),
-    `${formatNumber(t.flops)} FLOPs, KV ${formatBytes(t.kvBytes)}`,
-  ].join('\n');
+  let lastValue: number | undefined;
+  for (let s = t.criterionValues.length - 1; s >= 0 && lastValue === undefined; s--) { const v = t.criterionValues[s]; if (typeof v === 'number') lastValue = v; }
+  const criterion = t.criterion !== undefined ? `${t.criterion}${t.threshold !== undefined ? ` < ${formatNumber(t.threshold)}?` : ''}${lastValue !== undefined ? ` last value ${formatNumber(lastValue)}` : ''}\n` : '';
+  return `#${index} id ${t.id}${t.phase === 'prefill' ? ' (prompt)' : ''}\ndepth ${t.steps}/${t.maxSteps}, exit: ${t.exitReason}\n${criterion}${formatNumber(t.flops)} FLOPs, KV ${formatBytes(t.kvBytes)}`;
 }
 
-function tokenHeatmap(tokens: TokenTrace[], fullDepth: number): string {
+function tokenHeatmap(tokens: TokenTrace[], marks: TokenMarks): string {
   if (tokens.length === 0) return '<p class="note">no tokens in this trace</p>';
   const spans = tokens.map((t, i) => {
     const text = t.text ?? `[${t.id}]`;
-    const bg = depthRgb(t.steps, fullDepth);
+    const { bg, fg } = marks.colours(t.steps);
     const whitespace = text.length === 0 || /^\s+$/.test(text);
     const shown = text.length === 0 ? '\u2205' : text;
     const classes = `tok${whitespace ? ' ws' : ''}${t.phase === 'prefill' ? ' prompt' : ''}`;
-    return `<span class="${classes}" data-i="${i}" style="background:${rgbHex(bg)};color:${rgbHex(textRgbOn(bg))}" title="${escapeHtml(tokenTitle(t, i))}">${escapeHtml(shown)}</span>`;
+    return `<span class="${classes}" data-i="${i}" style="background:${bg};color:${fg}" title="${marks.titles[i]}">${escapeHtml(shown)}</span>`;
   });
   const note = tokens.some((t) => t.phase === 'prefill') ? '<p class="note">prompt tokens are underlined; the summary counts generated tokens only</p>' : '';
   return `<div class="tokens">${spans.join('')}</div>${note}`;
@@ -145,23 +172,42 @@ function tokenHeatmap(tokens: TokenTrace[], fullDepth: number): string {
 
 const W = 1000; // viewBox width
 const PAD = { left: 64, right: 16, top: 12, bottom: 34 };
+/**
+ * Per-token marks a chart draws at most: more bars than the plot is wide cannot be seen one by one,
+ * nor can more curves on top of each other. A longer trace's bars each cover a run of consecutive
+ * tokens (their mean depth), and its curves are every k-th token's, said in a note; the heatmap
+ * always shows every token.
+ */
+export const MAX_CHART_TOKENS = 2000;
 
-function depthBars(tokens: TokenTrace[], fullDepth: number): string {
+function depthBars(tokens: TokenTrace[], fullDepth: number, marks: TokenMarks): string {
   if (tokens.length === 0) return '<p class="note">no tokens in this trace</p>';
   const H = 180;
   const plotW = W - PAD.left - PAD.right;
   const plotH = H - PAD.top - PAD.bottom;
-  const barW = plotW / tokens.length;
+  const per = Math.ceil(tokens.length / MAX_CHART_TOKENS); // tokens per bar
+  const bars = Math.ceil(tokens.length / per);
+  const barW = plotW / bars;
   const y = (steps: number) => PAD.top + plotH - (steps / fullDepth) * plotH;
   const out = [`<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="steps used per token">`];
   for (const d of yTicksInteger(fullDepth)) {
     out.push(`<line class="grid" x1="${PAD.left}" x2="${W - PAD.right}" y1="${y(d)}" y2="${y(d)}"/>`, `<text x="${PAD.left - 6}" y="${y(d) + 4}" text-anchor="end">${d}</text>`);
   }
-  tokens.forEach((t, i) => {
-    const x = PAD.left + i * barW;
-    out.push(`<rect data-i="${i}" x="${x.toFixed(2)}" y="${y(t.steps).toFixed(2)}" width="${Math.max(barW - (barW > 3 ? 1 : 0), 0.5).toFixed(2)}" height="${(PAD.top + plotH - y(t.steps)).toFixed(2)}" fill="${rgbHex(depthRgb(t.steps, fullDepth))}"><title>${escapeHtml(tokenTitle(t, i))}</title></rect>`);
-  });
-  out.push(axes(H, 'token', 'steps'), '</svg>');
+  for (let bar = 0; bar < bars; bar++) {
+    const x = PAD.left + bar * barW;
+    const width = Math.max(barW - (barW > 3 ? 1 : 0), 0.5).toFixed(2);
+    if (per === 1) {
+      const t = tokens[bar];
+      out.push(`<rect data-i="${bar}" x="${x.toFixed(2)}" y="${y(t.steps).toFixed(2)}" width="${width}" height="${(PAD.top + plotH - y(t.steps)).toFixed(2)}" fill="${marks.colours(t.steps).bg}"><title>${marks.titles[bar]}</title></rect>`);
+      continue;
+    }
+    const first = bar * per, last = Math.min(tokens.length, first + per) - 1;
+    let sum = 0, lo = Infinity, hi = 0;
+    for (let i = first; i <= last; i++) { const st = tokens[i].steps; sum += st; lo = Math.min(lo, st); hi = Math.max(hi, st); }
+    const mean = sum / (last - first + 1);
+    out.push(`<rect x="${x.toFixed(2)}" y="${y(mean).toFixed(2)}" width="${width}" height="${(PAD.top + plotH - y(mean)).toFixed(2)}" fill="${marks.colours(Math.round(mean)).bg}"><title>tokens #${first}–#${last}: mean depth ${mean.toFixed(2)} (min ${lo}, max ${hi})</title></rect>`);
+  }
+  out.push(axes(H, per === 1 ? 'token' : `token (each bar: the mean of ${per} consecutive tokens)`, 'steps'), '</svg>');
   return out.join('');
 }
 
@@ -182,7 +228,7 @@ function axes(H: number, xLabel: string, yLabel: string): string {
 }
 
 /** One polyline per token over steps 1..fullDepth; broken where a value is missing or not finite. */
-function curves(tokens: TokenTrace[], fullDepth: number, key: 'criterionValues' | 'routerScores', yLabel: string): string {
+function curves(tokens: TokenTrace[], fullDepth: number, key: 'criterionValues' | 'routerScores', yLabel: string, marks: TokenMarks): string {
   const values: number[] = [];
   for (const t of tokens) for (const v of t[key]) if (typeof v === 'number' && Number.isFinite(v)) values.push(v);
   const thresholds = key === 'criterionValues'
@@ -193,9 +239,8 @@ function curves(tokens: TokenTrace[], fullDepth: number, key: 'criterionValues' 
   const H = 320;
   const plotW = W - PAD.left - PAD.right;
   const plotH = H - PAD.top - PAD.bottom;
-  const all = values.concat(thresholds);
-  let lo = Math.min(...all);
-  let hi = Math.max(...all);
+  let lo = Infinity, hi = -Infinity;
+  for (const v of values.concat(thresholds)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
   // Criterion values typically fall over orders of magnitude: use a log axis when they are all
   // positive and span at least two decades.
   const logScale = lo > 0 && hi / lo >= 100;
@@ -223,12 +268,17 @@ function curves(tokens: TokenTrace[], fullDepth: number, key: 'criterionValues' 
   for (const th of thresholds) {
     out.push(`<line class="threshold" x1="${PAD.left}" x2="${W - PAD.right}" y1="${y(th).toFixed(2)}" y2="${y(th).toFixed(2)}"><title>threshold ${escapeHtml(formatNumber(th))}</title></line>`);
   }
-  tokens.forEach((t, i) => {
-    const colour = rgbHex(depthRgb(t.steps, fullDepth));
+  // every k-th token with values, when there are more than the chart can show apart
+  const drawn: number[] = [];
+  for (let i = 0; i < tokens.length; i++) if (tokens[i][key].some((v) => typeof v === 'number' && Number.isFinite(v))) drawn.push(i);
+  const every = Math.ceil(drawn.length / MAX_CHART_TOKENS);
+  for (let n = 0; n < drawn.length; n += every) {
+    const i = drawn[n], t = tokens[i];
+    const colour = marks.colours(t.steps).bg;
     // split into runs of consecutive finite values
     let run: string[] = [];
     const flush = () => {
-      const label = `<title>${escapeHtml(tokenTitle(t, i))}</title>`;
+      const label = `<title>${marks.titles[i]}</title>`;
       if (run.length === 1) {
         // a lone value (one check, or neighbours missing) has no line to draw: mark it with a dot
         const [cx, cy] = run[0].split(',');
@@ -243,7 +293,8 @@ function curves(tokens: TokenTrace[], fullDepth: number, key: 'criterionValues' 
       else flush();
     });
     flush();
-  });
+  }
   out.push(axes(H, 'step', yLabel + (logScale ? ' (log scale)' : '')), '</svg>');
-  return out.join('');
+  const note = every > 1 ? `<p class="note">${Math.ceil(drawn.length / every)} of the ${drawn.length} tokens with ${escapeHtml(yLabel)}s are drawn (every ${every}th), so the curves stay apart</p>` : '';
+  return out.join('') + note;
 }

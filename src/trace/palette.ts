@@ -4,7 +4,7 @@
  * stop to the next, so even after rounding to 8 bits the relative luminance falls with depth: the
  * order survives grey-scale printing and most colour-vision deficiencies.
  */
-import { PonderError } from '../errors.js';
+import { describeValue, PonderError } from '../errors.js';
 
 export type Rgb = readonly [number, number, number];
 
@@ -25,10 +25,10 @@ export const DEPTH_ANSI_INDICES: readonly number[] = CUBE_STOPS.map(([r, g, b]) 
 /** depth / maxDepth in [0, 1]; ARG_INVALID unless 0 ≤ depth ≤ maxDepth and maxDepth ≥ 1 (integers not required). */
 export function depthFraction(depth: number, maxDepth: number): number {
   if (!(Number.isFinite(maxDepth) && maxDepth >= 1)) {
-    throw new PonderError('ARG_INVALID', `maxDepth must be a finite number ≥ 1, got ${String(maxDepth)}`, { field: 'maxDepth', hint: 'pass the full depth (max steps) of the model' });
+    throw new PonderError('ARG_INVALID', `maxDepth must be a finite number ≥ 1, got ${describeValue(maxDepth)}`, { field: 'maxDepth', hint: 'pass the full depth (max steps) of the model' });
   }
   if (!(Number.isFinite(depth) && depth >= 0 && depth <= maxDepth)) {
-    throw new PonderError('ARG_INVALID', `depth must be in [0, ${maxDepth}], got ${String(depth)}`, { field: 'depth', hint: 'a token cannot use more steps than the full depth' });
+    throw new PonderError('ARG_INVALID', `depth must be in [0, ${maxDepth}], got ${describeValue(depth)}`, { field: 'depth', hint: 'a token cannot use more steps than the full depth' });
   }
   return depth / maxDepth;
 }

@@ -2,7 +2,7 @@
  * The per-token depth trace every family returns with its output, the run summary computed from
  * it, and its JSON form. Field meanings are normative in spec/trace.md.
  */
-import { PonderError } from '../errors.js';
+import { describeValue as show, PonderError } from '../errors.js';
 
 /**
  * Why a token stopped recursing:
@@ -85,33 +85,55 @@ function invalid(message: string, field: string): PonderError {
   return new PonderError('TRACE_INVALID', message, { field, hint: 'the trace must follow spec/trace.md; this is a bug in whatever produced it' });
 }
 
-/** Throws TRACE_INVALID, naming the token and field, on the first entry that breaks spec/trace.md. */
+
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+
+/**
+ * Throws TRACE_INVALID, naming the token and field, on the first entry that breaks spec/trace.md:
+ * every field of the run and of every token is checked for its type (a trace may come from a file,
+ * so nothing is assumed), before anything reads it.
+ */
 export function checkTrace(run: RunTrace): void {
-  if (typeof run.family !== 'string' || typeof run.policy !== 'string') throw invalid('a trace needs string family and policy fields', 'family');
-  if (!Array.isArray(run.tokens)) throw invalid('trace.tokens must be an array', 'tokens');
-  if (!(Number.isFinite(run.decodeMs) && run.decodeMs >= 0)) throw invalid(`trace.decodeMs must be a finite number ≥ 0, got ${String(run.decodeMs)}`, 'decodeMs');
-  run.tokens.forEach((t, i) => {
-    const where = `tokens[${i}]`;
-    if (!Number.isInteger(t.id) || t.id < 0) throw invalid(`${where}.id must be an integer ≥ 0, got ${String(t.id)}`, `${where}.id`);
-    if (!Number.isInteger(t.maxSteps) || t.maxSteps < 1) throw invalid(`${where}.maxSteps must be an integer ≥ 1, got ${String(t.maxSteps)}`, `${where}.maxSteps`);
-    if (!Number.isInteger(t.steps) || t.steps < 0 || t.steps > t.maxSteps) {
-      throw invalid(`${where}.steps must be an integer in [0, maxSteps = ${t.maxSteps}], got ${String(t.steps)}`, `${where}.steps`);
+  const r = run as unknown as Record<string, unknown>;
+  if (r === null || typeof r !== 'object' || Array.isArray(r)) throw invalid(`a trace must be an object, got ${show(r)}`, 'trace');
+  if (typeof r.family !== 'string') throw invalid(`trace.family must be a string, got ${show(r.family)}`, 'family');
+  if (typeof r.policy !== 'string') throw invalid(`trace.policy must be a string, got ${show(r.policy)}`, 'policy');
+  if (r.model !== undefined && typeof r.model !== 'string') throw invalid(`trace.model must be a string, got ${show(r.model)}`, 'model');
+  if (r.sampling !== undefined) {
+    if (r.sampling === null || typeof r.sampling !== 'object' || Array.isArray(r.sampling)) throw invalid(`trace.sampling must be an object of numbers, got ${show(r.sampling)}`, 'sampling');
+    for (const [k, v] of Object.entries(r.sampling)) {
+      if (v !== null && !(typeof v === 'number' && Number.isFinite(v))) throw invalid(`trace.sampling.${k} must be a number or null, got ${show(v)}`, `sampling.${k}`);
     }
-    if (!EXIT_REASONS.includes(t.exitReason)) throw invalid(`${where}.exitReason must be one of ${EXIT_REASONS.join(', ')}, got ${String(t.exitReason)}`, `${where}.exitReason`);
-    if (t.phase !== undefined && t.phase !== 'prefill' && t.phase !== 'decode') throw invalid(`${where}.phase must be 'prefill' or 'decode'`, `${where}.phase`);
-    if (t.text !== undefined && typeof t.text !== 'string') throw invalid(`${where}.text must be a string`, `${where}.text`);
-    if (t.criterion !== undefined && typeof t.criterion !== 'string') throw invalid(`${where}.criterion must be a string`, `${where}.criterion`);
-    if (t.threshold !== undefined && typeof t.threshold !== 'number') throw invalid(`${where}.threshold must be a number`, `${where}.threshold`);
+  }
+  if (!Array.isArray(r.tokens)) throw invalid(`trace.tokens must be an array, got ${show(r.tokens)}`, 'tokens');
+  if (!isCount(r.decodeMs)) throw invalid(`trace.decodeMs must be a finite number ≥ 0, got ${show(r.decodeMs)}`, 'decodeMs');
+  if (r.prefillMs !== undefined && !isCount(r.prefillMs)) throw invalid(`trace.prefillMs must be a finite number ≥ 0, got ${show(r.prefillMs)}`, 'prefillMs');
+  const tokens = r.tokens as unknown[];
+  for (let i = 0; i < tokens.length; i++) {
+    const where = `tokens[${i}]`;
+    const t = tokens[i] as Record<string, unknown>;
+    if (t === null || typeof t !== 'object' || Array.isArray(t)) throw invalid(`${where} must be an object, got ${show(t)}`, where);
+    if (!Number.isSafeInteger(t.id) || (t.id as number) < 0) throw invalid(`${where}.id must be an integer ≥ 0, got ${show(t.id)}`, `${where}.id`);
+    if (!Number.isSafeInteger(t.maxSteps) || (t.maxSteps as number) < 1) throw invalid(`${where}.maxSteps must be an integer ≥ 1, got ${show(t.maxSteps)}`, `${where}.maxSteps`);
+    const maxSteps = t.maxSteps as number;
+    if (!Number.isInteger(t.steps) || (t.steps as number) < 0 || (t.steps as number) > maxSteps) {
+      throw invalid(`${where}.steps must be an integer in [0, maxSteps = ${maxSteps}], got ${show(t.steps)}`, `${where}.steps`);
+    }
+    if (!EXIT_REASONS.includes(t.exitReason as ExitReason)) throw invalid(`${where}.exitReason must be one of ${EXIT_REASONS.join(', ')}, got ${show(t.exitReason)}`, `${where}.exitReason`);
+    if (t.phase !== undefined && t.phase !== 'prefill' && t.phase !== 'decode') throw invalid(`${where}.phase must be 'prefill' or 'decode', got ${show(t.phase)}`, `${where}.phase`);
+    if (t.text !== undefined && typeof t.text !== 'string') throw invalid(`${where}.text must be a string, got ${show(t.text)}`, `${where}.text`);
+    if (t.criterion !== undefined && typeof t.criterion !== 'string') throw invalid(`${where}.criterion must be a string, got ${show(t.criterion)}`, `${where}.criterion`);
+    if (t.threshold !== undefined && typeof t.threshold !== 'number') throw invalid(`${where}.threshold must be a number, got ${show(t.threshold)}`, `${where}.threshold`);
     for (const key of ['criterionValues', 'routerScores'] as const) {
       const values = t[key];
-      if (!Array.isArray(values) || values.length > t.maxSteps || values.some((v) => v !== null && typeof v !== 'number')) {
+      if (!Array.isArray(values) || values.length > maxSteps || values.some((v) => v !== null && typeof v !== 'number')) {
         throw invalid(`${where}.${key} must be an array of at most maxSteps numbers or nulls`, `${where}.${key}`);
       }
     }
     for (const key of ['flops', 'kvBytes'] as const) {
-      if (!(Number.isFinite(t[key]) && t[key] >= 0)) throw invalid(`${where}.${key} must be a finite number ≥ 0, got ${String(t[key])}`, `${where}.${key}`);
+      if (!isCount(t[key])) throw invalid(`${where}.${key} must be a finite number ≥ 0, got ${show(t[key])}`, `${where}.${key}`);
     }
-  });
+  }
 }
 
 export function summarizeTrace(run: RunTrace): TraceSummary {
@@ -179,7 +201,7 @@ export function parseTraceJSON(text: string): RunTrace {
     throw new PonderError('TRACE_INVALID', 'this JSON is not a ponder trace (no "format": "ponder-trace")', { field: 'format', hint: 'pass a file written by `ponder run --json` or traceToJSON' });
   }
   if (d.version !== TRACE_FORMAT_VERSION) {
-    throw new PonderError('TRACE_INVALID', `trace format version ${String(d.version)} is not supported (this ponder reads version ${TRACE_FORMAT_VERSION})`, { field: 'version', hint: 'regenerate the trace with this version of ponder' });
+    throw new PonderError('TRACE_INVALID', `trace format version ${show(d.version)} is not supported (this ponder reads version ${TRACE_FORMAT_VERSION})`, { field: 'version', hint: 'regenerate the trace with this version of ponder' });
   }
   const { format: _format, version: _version, summary: _summary, ...rest } = d;
   const run = rest as unknown as RunTrace;
@@ -187,13 +209,17 @@ export function parseTraceJSON(text: string): RunTrace {
     for (const t of run.tokens as unknown as Record<string, unknown>[]) {
       if (typeof t !== 'object' || t === null) continue;
       // the fields that may hold NaN / ±Infinity, written as strings by traceToJSON
-      if (Array.isArray(t.criterionValues)) t.criterionValues = t.criterionValues.map(nonFiniteFromString);
-      if (Array.isArray(t.routerScores)) t.routerScores = t.routerScores.map(nonFiniteFromString);
+      if (Array.isArray(t.criterionValues) && t.criterionValues.some(isString)) t.criterionValues = t.criterionValues.map(nonFiniteFromString);
+      if (Array.isArray(t.routerScores) && t.routerScores.some(isString)) t.routerScores = t.routerScores.map(nonFiniteFromString);
       if (t.threshold !== undefined) t.threshold = nonFiniteFromString(t.threshold);
     }
   }
   checkTrace(run);
   return run;
+}
+
+function isString(value: unknown): boolean {
+  return typeof value === 'string';
 }
 
 function nonFiniteFromString(value: unknown): unknown {

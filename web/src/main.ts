@@ -77,7 +77,7 @@ function tokenSpan(t: TokenEvent): HTMLSpanElement {
 // ---- conformance table ----
 
 function caseRow(r: CaseResult): string {
-  const worst = Math.max(0, ...r.tensors.filter((t) => Number.isFinite(t.maxAbsError)).map((t) => t.maxAbsError));
+  const worst = r.tensors.reduce((m, t) => (Number.isFinite(t.maxAbsError) ? Math.max(m, t.maxAbsError) : m), 0);
   return `<tr><td class="${r.pass ? 'pass' : 'fail'}">${r.pass ? 'PASS' : 'FAIL'}</td><td>${escapeHtml(r.name)}</td>`
     + `<td>${r.error ? escapeHtml(r.error.split('\n')[0]) : `${r.tensors.length} tensors`}</td><td>${r.error ? '' : worst.toExponential(2)}</td><td>${r.seconds.toFixed(2)} s</td></tr>`;
 }
