@@ -31,7 +31,7 @@ const TILE_4X8: i32 = 2;
 
 // Adds bias (if any) and stores one 16-column row of results, clipping to the valid columns.
 // @ts-ignore: decorator
-@inline function storeRow(yp: usize, c0: v128, c1: v128, c2: v128, c3: v128, biasp: usize, cols: i32): void {
+@inline export function storeRow(yp: usize, c0: v128, c1: v128, c2: v128, c3: v128, biasp: usize, cols: i32): void {
   if (cols == 16) {
     if (biasp != 0) {
       c0 = f32x4.add(c0, v128.load(biasp)); c1 = f32x4.add(c1, v128.load(biasp, 16));
@@ -237,7 +237,7 @@ function widenBlockBF16(dst: usize, src: usize, stride: usize, kc: i32): void {
 
 // Rows [0, M) of one panel's k-block with register tile `tile` (TILE_*); leftover rows go through
 // the 2x16 and 1x16 tiles (the same arithmetic per output, so any mix is bit-identical).
-function panelRows(tile: i32, yp: usize, rowY: usize, xp: usize, rowX: usize, bp: usize, M: i32, kc: i32, first: bool, biasp: usize, cols: i32): void {
+export function panelRows(tile: i32, yp: usize, rowY: usize, xp: usize, rowX: usize, bp: usize, M: i32, kc: i32, first: bool, biasp: usize, cols: i32): void {
   let m = 0;
   if (tile == TILE_4X8) {
     const biasHi = biasp != 0 ? biasp + 32 : 0;

@@ -18,6 +18,10 @@
  *         16 + j in its high nibble                                                (18 bytes)
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
+import { f32ToF16Bits, f32ToBf16Bits } from '../src/kernels/scalar.js';
+
+// f32 → f16 / bf16 bits live with their inverses in src/kernels/scalar.ts (ponder quantize writes them too)
+export { f32ToF16Bits, f32ToBf16Bits };
 
 export type GgmlType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0';
 
@@ -157,41 +161,6 @@ function writeTensorData(fd: number, t: TensorSpec): void {
     writeSync(fd, encode(chunk, t.type));
     left -= n;
   }
-}
-
-const f32 = new Float32Array(1), u32 = new Uint32Array(f32.buffer);
-
-/** f32 → IEEE half bits, round to nearest even (overflow to Inf, NaN kept). */
-export function f32ToF16Bits(x: number): number {
-  f32[0] = x;
-  const bits = u32[0];
-  const sign = (bits >>> 16) & 0x8000;
-  const exp = (bits >>> 23) & 0xff;
-  let mant = bits & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let half = mant >>> shift;
-    const rest = mant & ((1 << shift) - 1), halfway = 1 << (shift - 1);
-    if (rest > halfway || (rest === halfway && (half & 1))) half++;
-    return sign | half;
-  }
-  let half = (e << 10) | (mant >>> 13);
-  const rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && (half & 1))) half++;
-  return sign | half; // a carry into the exponent is the correct rounding (up to Inf)
-}
-
-/** f32 → bf16 bits, round to nearest even. */
-export function f32ToBf16Bits(x: number): number {
-  f32[0] = x;
-  const bits = u32[0];
-  if ((bits & 0x7fffffff) > 0x7f800000) return (bits >>> 16) | 0x40; // NaN stays NaN
-  return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
 function encode(x: Float32Array, type: GgmlType): Uint8Array {

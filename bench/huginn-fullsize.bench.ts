@@ -7,7 +7,11 @@
  *   - the scalar runtime widens weights to f32 (14.3 GB) and needs that much free RAM (and it is
  *     slow: expect minutes per token).
  *
- *   node --import tsx bench/huginn-fullsize.bench.ts [--kernels scalar|wasm] [--tokens 2] [--prompt 4] --run
+ *   - quantized (--bits 4|8, the weights quantized as they are read, as `ponder quantize` would
+ *     write them: MLX layout, group 32 as n_embd = 5280 is no multiple of 64): 4-bit weights take about 2.5 GB, so the WASM kernels hold
+ *     the model in one memory (issue 17).
+ *
+ *   node --import tsx bench/huginn-fullsize.bench.ts [--kernels scalar|wasm] [--bits 4|8] [--threads N] [--tokens 2] [--prompt 4] [--criteria kl,...] --run
  *
  * Without --run it only prints whether the machine can hold the model (the load alone takes
  * many minutes and most of the RAM; do not start it on a shared machine by accident).
@@ -23,12 +27,24 @@ import { generateAdaptive, generateMinimal } from '../src/models/huginn-generate
 import { WASM_MAX_BYTES } from '../src/runtime/wasm-arena.js';
 import { createScalarRuntime, type Runtime } from '../src/runtime/runtime.js';
 import { syntheticHuginnWeights } from './huginn-synthetic.js';
+import { quantizedOnRead } from './quantized-on-read.js';
+import { huginnTensors } from '../src/models/huginn-config.js';
+import { DEFAULT_KEEP } from '../src/convert/quantize.js';
+import { loadavg } from 'node:os';
+import { describeCpu, hostCpu } from './cpu.js';
 
-const { values } = parseArgs({ options: { kernels: { type: 'string', default: 'scalar' }, tokens: { type: 'string', default: '2' }, prompt: { type: 'string', default: '4' }, run: { type: 'boolean', default: false } } });
-const { config, source, parameters } = syntheticHuginnWeights({ ...HUGINN_0125_CONFIG }, 1);
+const { values } = parseArgs({ options: { kernels: { type: 'string', default: 'scalar' }, bits: { type: 'string' }, 'group-size': { type: 'string', default: '32' }, threads: { type: 'string', default: '1' }, criteria: { type: 'string' }, tokens: { type: 'string', default: '2' }, prompt: { type: 'string', default: '4' }, run: { type: 'boolean', default: false } } });
+const synthetic = syntheticHuginnWeights({ ...HUGINN_0125_CONFIG }, 1);
+const { config, parameters } = synthetic;
+const bits = values.bits === undefined ? null : Number(values.bits) as 4 | 8;
+// group 32 by default: n_embd = 5280 = 32·165 is no multiple of 64, so with group 64 every Linear reading the residual stream stays bf16
+const groupSize = Number(values['group-size']);
+const source = bits === null ? synthetic.source : quantizedOnRead(synthetic.source, huginnTensors(config), { bits, groupSize, keep: DEFAULT_KEEP });
 const gb = (n: number): string => `${(n / 1e9).toFixed(1)} GB`;
-const weightBytes = values.kernels === 'wasm' ? 2 * parameters : 4 * (parameters - config.vocabSize * config.nEmbd) + 2 * config.vocabSize * config.nEmbd + 4 * config.vocabSize * config.nEmbd;
-console.log(`# huginn-0125 shapes, random bf16 weights: ${(parameters / 1e9).toFixed(3)} B parameters; ${values.kernels} kernels need about ${gb(weightBytes)} for weights`);
+// quantized: codes plus an f32 scale and bias per 64 weights, in the WASM memory (the embedding's codes stay outside it, but a tied lm_head binds them)
+const weightBytes = bits !== null ? parameters * (bits / 8 + 8 / groupSize) : values.kernels === 'wasm' ? 2 * parameters : 4 * (parameters - config.vocabSize * config.nEmbd) + 2 * config.vocabSize * config.nEmbd + 4 * config.vocabSize * config.nEmbd;
+console.log(`# ${describeCpu(hostCpu())}; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+console.log(`# huginn-0125 shapes, random bf16 weights${bits !== null ? `, quantized to ${bits} bits (group ${groupSize}) on read` : ''}: ${(parameters / 1e9).toFixed(3)} B parameters; ${values.kernels} kernels need about ${gb(weightBytes)} for weights`);
 if (values.kernels === 'wasm' && weightBytes > WASM_MAX_BYTES) {
   console.log(`not run: the WASM runtime's memory is limited to ${gb(WASM_MAX_BYTES)} (32-bit addresses); the weights alone need ${gb(weightBytes)}`);
   process.exit(0);
@@ -43,7 +59,7 @@ if (!values.run) {
 }
 
 let runtime: Runtime;
-if (values.kernels === 'wasm') { const { createWasmRuntime } = await import('../src/kernels/wasm.js'); runtime = await createWasmRuntime(); }
+if (values.kernels === 'wasm') { const { createNodeWasmRuntime } = await import('../src/node/pool-worker.js'); runtime = await createNodeWasmRuntime({ threads: Number(values.threads) }); }
 else runtime = createScalarRuntime();
 const t0 = performance.now();
 const model = huginnFamily.load(config, source, runtime);
@@ -53,10 +69,12 @@ const prompt = Array.from({ length: Number(values.prompt) }, (_, i) => (i * 7919
 const time = (run: () => number): { tps: number; steps: number } => { const s = performance.now(); const steps = run(); return { tps: newTokens / ((performance.now() - s) / 1000), steps }; };
 const fixed = time(() => { generateMinimal(model, { inputIds: prompt, B: 1, maxNewTokens: newTokens, numSteps: 32, initialStates: seededInitialStates(7) }); return 32; });
 console.log(`| fixed depth 32 | ${fixed.tps.toFixed(4)} tokens/s | 32 steps/token |`);
-for (const criterion of EXIT_CRITERIA) {
+for (const criterion of values.criteria ? values.criteria.split(',') : EXIT_CRITERIA) {
   const r = time(() => {
     const g = generateAdaptive(model, { inputIds: prompt, B: 1, maxNewTokens: newTokens, numSteps: 32, initialStates: seededInitialStates(7), evaluator: createExitEvaluator(criterion, 'auto', config.vocabSize) });
     return g.trace.reduce((a, t) => a + t.steps[0], 0) / g.trace.length;
   });
   console.log(`| adaptive ${criterion} | ${r.tps.toFixed(4)} tokens/s | ${r.steps.toFixed(1)} steps/token |`);
 }
+console.log(`# load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} at the end`);
+process.exit(0); // the pool's workers

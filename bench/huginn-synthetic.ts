@@ -7,6 +7,7 @@
 import { huginnTensorShapes, parseHuginnConfig, type HuginnConfig } from '../src/models/huginn.js';
 import type { WeightSource } from '../src/models/weights.js';
 import { Prng } from '../src/generate/prng.js';
+import { f32ToBf16Bits } from '../src/kernels/scalar.js';
 
 /** huginn-0125's layer structure (P=2, R=4, C=2, head_dim 96, I/E = 17920/5280) at a smaller width. */
 export function scaledHuginnConfig(heads: number, vocab: number, blockSize = 512): Record<string, unknown> {
@@ -19,10 +20,8 @@ export function scaledHuginnConfig(heads: number, vocab: number, blockSize = 512
   };
 }
 
-function bf16Bits(x: number): number {
-  const u = new Uint32Array(new Float32Array([x]).buffer)[0];
-  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
-}
+// (src/kernels/scalar.ts: no typed arrays allocated per value, which made a full-size read take many minutes)
+const bf16Bits = f32ToBf16Bits;
 
 export function syntheticHuginnWeights(rawConfig: Record<string, unknown>, seed = 1, outGain = 1): { config: HuginnConfig; source: WeightSource; parameters: number } {
   const config = parseHuginnConfig(rawConfig, 'synthetic');

@@ -326,7 +326,7 @@ function linearData(M: number, K: number, N: number): LinearData {
   return { x, weightNK, weightBf16NK };
 }
 
-async function timeLinear(runtime: Runtime, data: LinearData, dtype: WeightDType, M: number, K: number, N: number,
+async function timeLinear(runtime: Runtime, data: LinearData, dtype: 'f32' | 'bf16', M: number, K: number, N: number,
                           copies: number, timing: TimingOptions): Promise<Timing> {
   const { kernels, arena } = runtime;
   const source = dtype === 'f32' ? { dtype, data: data.weightNK } as const : { dtype, data: data.weightBf16NK } as const;

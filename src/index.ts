@@ -29,6 +29,9 @@ export { ThinkingSplitter, promptOpensThinking, type TextSegment } from './chat/
 // the HTTP server core (spec/serve.md): serve it with Deno.serve, Bun.serve, or listen() from ponder/node
 export { createServer, type PonderServer, type ServeOptions, type ServerState } from './serve/server.js';
 
+// quality per depth of one checkpoint against another (e.g. quantized against its source)
+export { compareModels, defaultComparePolicies, windowsOf, formatCompareTable, type CompareOptions, type CompareReport, type CompareRow } from './compare/quality.js';
+
 // traces
 export { checkTrace, summarizeTrace, traceToJSON, parseTraceJSON, type RunTrace, type TokenTrace, type TraceSummary, type ExitReason } from './trace/trace.js';
 export { renderTraceHtml, type TraceHtmlOptions } from './trace/html.js';

@@ -87,8 +87,8 @@ test('linear propagates NaN and Inf like the reference (NaN in ⇒ NaN out, ±In
     const xs = fillUniform(new Float32Array(M * K), rnd);
     injectSpecials(xs, rnd, 0.05, specials);
     let src = source(dtype, N, K, rnd);
-    if (dtype === 'f32') injectSpecials(src.data as Float32Array, rnd, 0.05, specials);
-    else { const d = src.data as Uint16Array; for (let i = 0; i < d.length; i++) if (rnd() < 0.05) d[i] = [0x7f80, 0xff80, 0x7fc0, 0x8000, 0x0001][Math.floor(rnd() * 5)]; src = { dtype, data: d }; }
+    if (dtype === 'f32') injectSpecials((src as { data: Float32Array }).data, rnd, 0.05, specials);
+    else { const d = (src as { data: Uint16Array }).data; for (let i = 0; i < d.length; i++) if (rnd() < 0.05) d[i] = [0x7f80, 0xff80, 0x7fc0, 0x8000, 0x0001][Math.floor(rnd() * 5)]; src = { dtype, data: d }; }
     const x = inArena(arena, xs);
     const bias = withBias ? inArena(arena, fillUniform(new Float32Array(N), rnd)) : null;
     if (bias) injectSpecials(bias, rnd, 0.1, specials);

@@ -97,12 +97,12 @@ test('a group larger than one memory shard is MEM_MODEL_TOO_LARGE naming the gro
 });
 
 test('bound bytes per weight: bf16 linear weights stay 2 bytes, f32/f16 ones become 4, norms 4, embeddings stay off the shards', () => {
-  assert.equal(boundTensorBytes('linear', 'BF16', 10), 20);
-  assert.equal(boundTensorBytes('linear', 'F16', 10), 40);
-  assert.equal(boundTensorBytes('linear', 'F32', 10), 40);
-  assert.equal(boundTensorBytes('f32', 'BF16', 10), 40);
-  assert.equal(boundTensorBytes('embedding', 'BF16', 10), 0);
-  assert.equal(boundTensorBytes('buffer', 'F32', 10), 0);
+  assert.equal(boundTensorBytes('linear', 'BF16', [10]), 20);
+  assert.equal(boundTensorBytes('linear', 'F16', [10]), 40);
+  assert.equal(boundTensorBytes('linear', 'F32', [10]), 40);
+  assert.equal(boundTensorBytes('f32', 'BF16', [10]), 40);
+  assert.equal(boundTensorBytes('embedding', 'BF16', [10]), 0);
+  assert.equal(boundTensorBytes('buffer', 'F32', [10]), 0);
   const plan = planFamily(ouroFamily, config, headersOnly(), {}, { context: 1 });
   const H = 2048, I = 5632, V = 49152, L = 24;
   const linearParams = L * (4 * H * H + 3 * H * I) + H /* exit gate */ + V * H /* lm_head */;
@@ -148,4 +148,24 @@ test('without a context asked for, the plan takes the longest the machine holds 
   assert.ok(plan.context < config.maxPositionEmbeddings);
   assert.equal(plan.context, plan.contextCapacity.f32);
   assert.ok(plan.totalBytes <= 12 * GiB, `${plan.totalBytes}`);
+});
+
+test('a 4-bit checkpoint is planned at its quantized size: every Linear as panels of 16 columns × groups of 16 f32 scales, 16 f32 biases and 4-bit codes', () => {
+  const gs = 64;
+  const bf16 = headersOnly();
+  const linears = ouroFamily.tensors(config).filter((t) => t.bind === 'linear' && !t.optional);
+  const q4 = new Set(linears.map((t) => t.name));
+  const quantized: WeightSource = { ...bf16, info: (n) => { const i = bf16.info(n); return i && q4.has(n) ? { ...i, quant: { bits: 4, groupSize: gs } } : i; } };
+  const wide = planFamily(ouroFamily, config, bf16, {}, { context: 1 });
+  const narrow = planFamily(ouroFamily, config, quantized, {}, { context: 1 });
+  const weightBytes = (p: MemoryPlan): number => p.shards.reduce((a, s) => a + s.weightBytes, 0);
+  // per panel of 16 output columns and group of gs inputs: 16 scales + 16 biases (f32), 16 × gs codes of 4 bits
+  const panelGroupBytes = 16 * 4 + 16 * 4 + (16 * gs * 4) / 8;
+  const linearBytes = (shape: readonly number[]): number => Math.ceil(shape[0] / 16) * (shape[1] / gs) * panelGroupBytes;
+  const bf16Linear = linears.reduce((a, t) => a + 2 * t.shape[0] * t.shape[1], 0);
+  const q4Linear = linears.reduce((a, t) => a + linearBytes(t.shape), 0);
+  assert.equal(weightBytes(wide) - weightBytes(narrow), bf16Linear - q4Linear, 'only the Linear weights change size');
+  assert.equal(boundTensorBytes('linear', 'BF16', [4096, 2048], { bits: 4, groupSize: gs }), linearBytes([4096, 2048]));
+  assert.ok(q4Linear < bf16Linear / 3, `4-bit Linear weights ${q4Linear} bytes vs bf16 ${bf16Linear}`);
+  assert.ok(narrow.totalBytes < wide.totalBytes, `4-bit plan ${narrow.totalBytes} bytes < bf16 plan ${wide.totalBytes}`);
 });

@@ -16,6 +16,7 @@ import type { Runtime } from '../runtime/runtime.js';
 import { loadTokenizer, type TextTokenizer, type LoadTokenizerOptions } from '../tokenizer.js';
 import { familyOf } from '../models/registry.js';
 import { planFamily } from '../models/placement.js';
+import { quantizedWeights, readQuantization } from '../models/quantized.js';
 import { parseByteSize, type KvDType } from '../runtime/plan.js';
 import { loadChatTemplate, type ChatTemplate, type LoadChatTemplateOptions } from '../chat/template.js';
 import { Model } from './model.js';
@@ -174,7 +175,8 @@ export async function modelFromFiles(files: ModelFiles, options: LoadOptions): P
     maxMemory: typeof options.maxMemory === 'string' ? parseByteSize(options.maxMemory, 'maxMemory') : options.maxMemory,
     maxShardBytes: options.maxShardBytes, hostMemoryBytes: options.hostMemoryBytes ?? deviceMemoryBytes(),
   };
-  const plan = planFamily(family, config, files.weights, runtime, familyOptions);
+  const weights = quantizedWeights(files.weights, readQuantization(files.config)); // MLX-quantized modules as logical [N, K] weights
+  const plan = planFamily(family, config, weights, runtime, familyOptions);
   await runtime.ensureShards?.(plan.shards.length);
   let tokenizer: TextTokenizer | null = null;
   if (options.tokenizer !== false && files.tokenizerJson !== undefined) {
@@ -184,7 +186,7 @@ export async function modelFromFiles(files: ModelFiles, options: LoadOptions): P
   }
   const chat = tokenizer && options.chatTemplate !== false ? await chatTemplateOf(files, options) : { template: null, error: null };
   checkAborted(options.signal, `loading ${files.label}`);
-  const adapter = family.adapter(family.load(config, files.weights, runtime, { ...familyOptions, plan }));
+  const adapter = family.adapter(family.load(config, weights, runtime, { ...familyOptions, plan }));
   const stops = family.stops(config);
   const unknownConfigKeys = unknownKeys(files.config);
   // tensors the family never reads (a tied lm_head, an optional RoPE buffer) still count as done

@@ -22,6 +22,7 @@ import { RUNTIME_FLAGS } from './runtime-flags.js';
 import type { CliIO } from './io.js';
 
 export const EVAL_HELP = `ponder eval [MODEL] --text FILE [--tasks FILE | --ids FILE] [options]
+ponder eval --compare A B (--text FILE | --ids FILE)   quality per depth of B against A: ponder eval --compare --help
 
 Scores held-out data teacher-forced, one token per call (each token's depth decided by the policy,
 the compute it skips not spent), under every fixed depth 1..full and every adaptive rule the model

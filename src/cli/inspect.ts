@@ -17,6 +17,7 @@ import { parseFlags } from './args.js';
 import type { CliIO } from './io.js';
 import { totalmem } from 'node:os';
 import { planFamily } from '../models/placement.js';
+import { quantizedWeights, readQuantization } from '../models/quantized.js';
 import type { MemoryPlan } from '../runtime/plan.js';
 import { defaultThreadCount } from '../node/pool-worker.js';
 import { MEMORY_FLAGS, MEMORY_HELP, memoryOptions, planJson, planLines, type MemoryFlagOptions } from './memory-flags.js';
@@ -160,7 +161,7 @@ function textLines(t: TextReport): string[] {
 function planOf(model: ModelDir, options: MemoryFlagOptions): MemoryPlan | null {
   const family = model.config ? findFamily(model.config) : undefined;
   if (!model.config || !family) return null;
-  return planFamily(family, family.parseConfig(model.config), model.weights, { threads: defaultThreadCount() }, { ...options, hostMemoryBytes: totalmem() });
+  return planFamily(family, family.parseConfig(model.config), quantizedWeights(model.weights, readQuantization(model.config)), { threads: defaultThreadCount() }, { ...options, hostMemoryBytes: totalmem() });
 }
 
 interface Row {

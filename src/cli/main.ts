@@ -10,6 +10,8 @@ import { convertCommand } from './convert.js';
 import { inspectCommand } from './inspect.js';
 import { benchCommand } from './bench.js';
 import { runCommand } from './run.js';
+import { evalCompareCommand } from './eval-compare.js';
+import { quantizeCommand } from './quantize.js';
 import { serveCommand } from './serve.js';
 import { traceCommand } from './trace.js';
 import type { CliIO } from './io.js';
@@ -29,6 +31,8 @@ Commands:
   serve --model DIR  an OpenAI-compatible HTTP server (chat, completions, streaming) with per-token depth
   inspect FILE|DIR   list the tensors of a safetensors file or model directory, and its config
   convert mor ...    the MoR release (pytorch_model.bin + config.json + experiment YAML) as a model directory
+  quantize IN OUT    8- or 4-bit weights in MLX's layout (--bits 4|8), for every family
+  eval --compare A B quality per depth of B against A (KL, top-1 and exit-step agreement)
   bench kernels      kernel benchmarks against XNNPACK (tfjs-backend-wasm) and onnxruntime-web
   bench e2e          end-to-end prefill/decode tokens/s per bundled model and depth policy
 
@@ -39,12 +43,14 @@ const COMMANDS: Record<string, (argv: string[], io: CliIO) => Promise<number>> =
   run: runCommand,
   chat: chatCommand,
   trace: traceCommand,
-  eval: evalCommand,
+  // one command: `--compare A B` is quality per depth of one checkpoint against another (src/cli/eval-compare.ts)
+  eval: (argv, io) => (argv.includes('--compare') ? evalCompareCommand(argv, io) : evalCommand(argv, io)),
   conform: conformCommand,
   inspect: inspectCommand,
   bench: benchCommand,
   convert: convertCommand,
   serve: serveCommand,
+  quantize: quantizeCommand,
 };
 
 export async function main(argv: string[], io: CliIO): Promise<number> {

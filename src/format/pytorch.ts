@@ -23,7 +23,7 @@ const UNSUPPORTED_STORAGES: Readonly<Record<string, string>> = {
   DoubleStorage: 'float64', ShortStorage: 'int16', CharStorage: 'int8', ComplexFloatStorage: 'complex64', ComplexDoubleStorage: 'complex128',
   QInt8Storage: 'qint8', QUInt8Storage: 'quint8', QInt32Storage: 'qint32', UntypedStorage: 'untyped bytes',
 };
-const ITEM_BYTES: Readonly<Record<DType, number>> = { F32: 4, BF16: 2, F16: 2, I64: 8, I32: 4, BOOL: 1, U8: 1 };
+const ITEM_BYTES: Readonly<Record<DType, number>> = { F32: 4, BF16: 2, F16: 2, I64: 8, I32: 4, U32: 4, BOOL: 1, U8: 1 };
 /** data.pkl larger than this is refused (a state dict's pickle is kilobytes to a few megabytes). */
 const MAX_PICKLE_BYTES = 256 << 20;
 
@@ -186,6 +186,7 @@ export function openPytorchCheckpoint(source: ByteSource): PytorchCheckpoint {
         case 'BF16': case 'F16': return new Uint16Array(raw.buffer);
         case 'I64': return new BigInt64Array(raw.buffer);
         case 'I32': return new Int32Array(raw.buffer);
+        case 'U32': return new Uint32Array(raw.buffer);
         case 'BOOL': case 'U8': return raw;
       }
     },

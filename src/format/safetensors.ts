@@ -15,11 +15,12 @@
 import { bytesArgument, describeValue, invalidArgument, PonderError, stringArgument } from '../errors.js';
 import { describeJson, findDuplicateKey, firstInvalidUtf8, JsonSyntaxError, parseJsonStrict, utf8Offset, type JsonNode } from './json.js';
 
-export type DType = 'F32' | 'BF16' | 'F16' | 'I64' | 'I32' | 'BOOL' | 'U8';
-export const DTYPE_BYTES: Record<DType, number> = { F32: 4, BF16: 2, F16: 2, I64: 8, I32: 4, BOOL: 1, U8: 1 };
+export type DType = 'F32' | 'BF16' | 'F16' | 'I64' | 'I32' | 'U32' | 'BOOL' | 'U8';
+/** U32: the packed codes of MLX-quantized weights (spec/quantization.md). */
+export const DTYPE_BYTES: Record<DType, number> = { F32: 4, BF16: 2, F16: 2, I64: 8, I32: 4, U32: 4, BOOL: 1, U8: 1 };
 
 /** Valid safetensors dtypes that ponder does not read, so the error can say "valid but unsupported". */
-const OTHER_REFERENCE_DTYPES = ['I8', 'I16', 'U16', 'U32', 'U64', 'F64', 'C64', 'F8_E4M3', 'F8_E5M2', 'F8_E8M0', 'F4', 'F6_E2M3', 'F6_E3M2'];
+const OTHER_REFERENCE_DTYPES = ['I8', 'I16', 'U16', 'U64', 'F64', 'C64', 'F8_E4M3', 'F8_E5M2', 'F8_E8M0', 'F4', 'F6_E2M3', 'F6_E3M2'];
 
 export interface TensorInfo {
   readonly name: string;
@@ -49,7 +50,7 @@ export interface SafetensorsFile extends SafetensorsHeader {
   readonly data: Uint8Array;
 }
 
-export type TensorArray = Float32Array | Uint16Array | BigInt64Array | Int32Array | Uint8Array;
+export type TensorArray = Float32Array | Uint16Array | BigInt64Array | Int32Array | Uint32Array | Uint8Array;
 
 /** Element count of a validated shape ([] is a scalar: 1). */
 export function numel(shape: readonly number[]): number {
@@ -339,6 +340,7 @@ export function tensorFromBytes(info: TensorInfo, bytes: Uint8Array): TensorArra
     case 'BF16': case 'F16': return new Uint16Array(raw.buffer, 0, count);
     case 'I64': return new BigInt64Array(raw.buffer, 0, count);
     case 'I32': return new Int32Array(raw.buffer, 0, count);
+    case 'U32': return new Uint32Array(raw.buffer, 0, count);
     case 'BOOL': case 'U8': return raw;
   }
 }

@@ -9,7 +9,8 @@
  * Unless a kernel says otherwise, `out` may alias an input element-for-element (in-place use).
  */
 
-export type WeightDType = 'f32' | 'bf16';
+/** How a bound Linear weight is stored: f32, bf16, or affine-quantized with 8- or 4-bit codes (spec/quantization.md). */
+export type WeightDType = 'f32' | 'bf16' | 'q8' | 'q4';
 
 /**
  * A Linear weight W[N,K] (PyTorch layout: out_features × in_features), bound once at load time in
@@ -20,10 +21,28 @@ export interface LinearWeight {
   readonly K: number; // in features
   readonly dtype: WeightDType;
   readonly bytes: number; // bytes held by the bound copy
+  /** quantized weights: k-steps per scale and bias */
+  readonly groupSize?: number;
 }
 
-/** Source data for a Linear weight: row-major [N,K], f32 values or raw bf16 bits. */
-export type LinearSource = { dtype: 'f32'; data: Float32Array } | { dtype: 'bf16'; data: Uint16Array };
+/**
+ * An affine-quantized weight in MLX's layout (spec/quantization.md): W[n, k] = scales[n, g]·code + biases[n, g]
+ * with g = floor(k / groupSize) and code the `bits`-bit field k of row n, packed from the low bits of
+ * little-endian u32 words (32/bits codes per word).
+ *   codes  [N, K·bits/32] u32
+ *   scales [N, K/groupSize] f32 (widened exactly from the file's dtype)
+ *   biases [N, K/groupSize] f32
+ */
+export interface QuantizedSource {
+  readonly dtype: 'q8' | 'q4';
+  readonly groupSize: number;
+  readonly codes: Uint32Array;
+  readonly scales: Float32Array;
+  readonly biases: Float32Array;
+}
+
+/** Source data for a Linear weight: row-major [N,K], f32 values, raw bf16 bits, or quantized codes. */
+export type LinearSource = { dtype: 'f32'; data: Float32Array } | { dtype: 'bf16'; data: Uint16Array } | QuantizedSource;
 
 export type RopeLayout = 'half' | 'interleaved';
 
@@ -38,7 +57,8 @@ export interface Kernels {
 
   /**
    * y[M,N] = x[M,K] · W[N,K]^T (+ bias[N]). y must not alias x.
-   * Accumulation is f32 in k order per output (the scalar twin accumulates the same way in f64).
+   * Accumulation is f32 in k order per output (the scalar twin accumulates the same way in f64;
+   * for quantized weights it accumulates in f32 like the kernel and equals the plain build bit for bit).
    */
   linear(y: Float32Array, x: Float32Array, w: LinearWeight, M: number, bias?: Float32Array | null): void;
 

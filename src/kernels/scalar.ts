@@ -4,9 +4,10 @@
  * once, so they are at least as accurate as the f32 SIMD kernels.
  */
 import type { Kernels, LinearSource, LinearWeight, RopeLayout } from './kernels.js';
+import { checkQuantizedSource, dequantizeRow, isQuantized } from './quant.js';
 
 interface ScalarLinearWeight extends LinearWeight {
-  readonly w: Float32Array; // [N, K] row-major, widened to f32
+  readonly w: Float32Array; // [N, K] row-major, widened (or dequantized) to f32
 }
 
 export function bf16BitsToF32(bits: number): number {
@@ -25,6 +26,41 @@ export function f16BitsToF32(bits: number): number {
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
+const toBitsF32 = new Float32Array(1), toBitsU32 = new Uint32Array(toBitsF32.buffer);
+
+/** f32 → IEEE half bits, round to nearest even (overflow to Inf, NaN kept). */
+export function f32ToF16Bits(x: number): number {
+  toBitsF32[0] = x;
+  const bits = toBitsU32[0];
+  const sign = (bits >>> 16) & 0x8000;
+  const exp = (bits >>> 23) & 0xff;
+  let mant = bits & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  let e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    let half = mant >>> shift;
+    const rest = mant & ((1 << shift) - 1), halfway = 1 << (shift - 1);
+    if (rest > halfway || (rest === halfway && (half & 1))) half++;
+    return sign | half;
+  }
+  let half = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && (half & 1))) half++;
+  return sign | half; // a carry into the exponent is the correct rounding (up to Inf)
+}
+
+/** f32 → bf16 bits, round to nearest even. */
+export function f32ToBf16Bits(x: number): number {
+  toBitsF32[0] = x;
+  const bits = toBitsU32[0];
+  if ((bits & 0x7fffffff) > 0x7f800000) return (bits >>> 16) | 0x40; // NaN stays NaN
+  return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
 const fround = Math.fround;
 
 export const scalarKernels: Kernels = {
@@ -32,13 +68,29 @@ export const scalarKernels: Kernels = {
 
   bindLinear(src: LinearSource, N: number, K: number): ScalarLinearWeight {
     const w = new Float32Array(N * K);
+    if (isQuantized(src)) {
+      checkQuantizedSource(src, N, K);
+      for (let n = 0; n < N; n++) dequantizeRow(src, K, n, w, n * K);
+      return { N, K, dtype: src.dtype, groupSize: src.groupSize, bytes: w.byteLength, w };
+    }
     if (src.dtype === 'f32') w.set(src.data.subarray(0, N * K));
     else for (let i = 0; i < N * K; i++) w[i] = bf16BitsToF32(src.data[i]);
     return { N, K, dtype: src.dtype, bytes: w.byteLength, w };
   },
 
   linear(y, x, weight, M, bias) {
-    const { N, K, w } = weight as ScalarLinearWeight;
+    const { N, K, w, dtype } = weight as ScalarLinearWeight;
+    if (dtype === 'q8' || dtype === 'q4') { // f32 accumulation in k order: the kernel's bits (assembly/linear-quant.ts)
+      for (let m = 0; m < M; m++) {
+        for (let n = 0; n < N; n++) {
+          let acc = 0;
+          const wo = n * K, xo = m * K;
+          for (let k = 0; k < K; k++) acc = fround(acc + fround(x[xo + k] * w[wo + k]));
+          y[m * N + n] = bias ? fround(acc + bias[n]) : acc;
+        }
+      }
+      return;
+    }
     for (let m = 0; m < M; m++) {
       for (let n = 0; n < N; n++) {
         let acc = 0;

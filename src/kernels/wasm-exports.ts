@@ -23,6 +23,8 @@ export interface WasmKernelExports {
   /** tile: index into LINEAR_TILES (src/kernels/linear-tiles.ts); used when M > 1. */
   linear_f32(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, kcMax: number, scratch: number, tile: number): void;
   linear_bf16(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, kcMax: number, scratch: number, tile: number): void;
+  /** Affine-quantized panels (assembly/linear-quant.ts): bits 8 or 4, gs the group size. */
+  linear_quant(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, kcMax: number, scratch: number, tile: number, bits: number, gs: number): void;
   attention(out: number, q: number, k: number, v: number, Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
             qPos: number, kPos: number, allowed: number, scores: number, u0: number, u1: number): void;
 }
@@ -33,14 +35,14 @@ export interface WasmKernelExports {
  * is read once as one sequential stream (small batches: speculative drafts, a few tokens; measured
  * 1.3-1.9× faster than KC = 256 for M = 2..16 at 4096²). Above that, 256 (perf.md §3: KC between
  * 64 and 4096 changes less than 3% for M ≥ 64).
- * bf16: always 256, so the widened block ([256][16] f32, 16 KiB) stays in L1.
+ * bf16 and quantized: always 256, so the widened block ([256][16] f32, 16 KiB) stays in L1.
  * The choice does not change results: every output still accumulates in k order.
  */
-export function linearBlockK(M: number, K: number, dtype: 'f32' | 'bf16'): number {
+export function linearBlockK(M: number, K: number, dtype: 'f32' | 'bf16' | 'q8' | 'q4'): number {
   return dtype === 'f32' && M * K * 4 <= 512 * 1024 ? Math.max(1, K) : 256;
 }
 
-/** Bytes of per-thread scratch linear_bf16 needs for one widened k-block of kc steps. */
+/** Bytes of per-thread scratch linear_bf16 and linear_quant need for one widened k-block of kc steps. */
 export function linearScratchBytes(kc: number): number {
   return kc * 16 * 4;
 }

@@ -24,7 +24,8 @@ import { optionsArgument, PonderError } from '../errors.js';
 import { LIMITS, limitNote } from '../limits.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { WasmArena, ScratchBuffer, WASM_MAX_PAGES } from '../runtime/wasm-arena.js';
-import type { Kernels, LinearSource, LinearWeight, RopeLayout } from './kernels.js';
+import type { Kernels, LinearSource, LinearWeight, QuantizedSource, RopeLayout } from './kernels.js';
+import { checkQuantizedSource, isQuantized, quantBits } from './quant.js';
 import { KERNELS_RELAXED_WASM, KERNELS_WASM } from './wasm-binary.js';
 import { type WorkerFactory, ThreadPool } from '../runtime/pool.js';
 import { attentionScratchBytes, linearBlockK, linearScratchBytes, type WasmKernelExports } from './wasm-exports.js';
@@ -70,7 +71,7 @@ export interface WasmRuntime extends Runtime {
 
 /** A Linear weight bound into the runtime's memory in the packed panel layout (assembly/linear.ts). */
 interface WasmLinearWeight extends LinearWeight {
-  readonly packed: Uint8Array; // [ceil(N/16)][K][16] f32, or bf16 in widening order
+  readonly packed: Uint8Array; // [ceil(N/16)][K][16] f32, bf16 in widening order, or quantized groups (assembly/linear-quant.ts)
   readonly owner: object;      // the runtime that packed it
   readonly shard: number;      // the memory shard it lives in (where linear runs on it)
 }
@@ -295,8 +296,9 @@ class WasmKernels implements Kernels {
     checkCount('bindLinear', 'N', N);
     checkCount('bindLinear', 'K', K);
     if (N === 0) throw badArgs('bindLinear', 'N must be at least 1');
-    if (src.data.length < N * K) throw badArgs('bindLinear', `source has ${src.data.length} elements, needs N*K = ${N * K}`);
     if (!Number.isInteger(shardIndex) || shardIndex < 0 || shardIndex >= this.shards.length) throw badArgs('bindLinear', `shard ${shardIndex} does not exist (the runtime has ${this.shards.length}; runtime.ensureShards adds them)`);
+    if (isQuantized(src)) return this.bindQuantized(src, N, K, shardIndex);
+    if (src.data.length < N * K) throw badArgs('bindLinear', `source has ${src.data.length} elements, needs N*K = ${N * K}`);
     const arena = this.shards[shardIndex].arena;
     const panels = Math.ceil(N / 16);
     if (src.dtype === 'f32') {
@@ -328,7 +330,45 @@ class WasmKernels implements Kernels {
       }
       return { N, K, dtype: 'bf16', bytes: packed.byteLength, packed: new Uint8Array(packed.buffer, packed.byteOffset, packed.byteLength), owner: this, shard: shardIndex };
     }
-    throw new PonderError('BIND_MISMATCH', `bindLinear: unsupported weight dtype ${(src as { dtype: string }).dtype}`, { hint: 'Linear weights must be f32 or bf16' });
+    throw new PonderError('BIND_MISMATCH', `bindLinear: unsupported weight dtype ${(src as { dtype: string }).dtype}`, { hint: 'Linear weights must be f32, bf16, q8 or q4' });
+  }
+
+  /**
+   * Quantized panels (assembly/linear-quant.ts): per panel of 16 columns and group of `gs` k-steps,
+   * 16 f32 scales, 16 f32 biases, then gs k-steps of codes, lane c of a step holding columns c, c+4,
+   * c+8, c+12 from the low bits up (8 bits: four u32 per step; 4 bits: four u16). Padding columns
+   * get scale 0, bias 0, code 0.
+   */
+  private bindQuantized(src: QuantizedSource, N: number, K: number, shardIndex: number): WasmLinearWeight {
+    const bits = quantBits(src.dtype), gs = src.groupSize;
+    checkQuantizedSource(src, N, K);
+    const panels = Math.ceil(N / 16), groups = K / gs;
+    const groupBytes = 128 + gs * 2 * bits, panelBytes = groups * groupBytes;
+    const packed = this.shards[shardIndex].arena.u8(panels * panelBytes);
+    packed.fill(0);
+    const f32 = new Float32Array(packed.buffer, packed.byteOffset, packed.byteLength >> 2);
+    const u32 = new Uint32Array(packed.buffer, packed.byteOffset, packed.byteLength >> 2);
+    const u16 = new Uint16Array(packed.buffer, packed.byteOffset, packed.byteLength >> 1);
+    const perWord = 32 / bits, mask = (1 << bits) - 1, wordsPerRow = K / perWord;
+    for (let n = 0; n < N; n++) {
+      const p = n >> 4, c = n & 15, lane = c & 3, field = c >> 2;
+      for (let g = 0; g < groups; g++) {
+        const gp = p * panelBytes + g * groupBytes; // byte offset of the group in the panel block
+        f32[(gp >> 2) + c] = src.scales[n * groups + g];
+        f32[(gp >> 2) + 16 + c] = src.biases[n * groups + g];
+        // the group's codes: gs / perWord whole words (gs is a multiple of 32 / bits)
+        const word0 = n * wordsPerRow + (g * gs) / perWord;
+        for (let wi = 0; wi < gs / perWord; wi++) {
+          let word = src.codes[word0 + wi];
+          for (let i = 0; i < perWord; i++, word >>>= bits) {
+            const step = gp + 128 + (wi * perWord + i) * 2 * bits; // byte offset of the k-step's codes
+            if (bits === 8) u32[(step >> 2) + lane] = (u32[(step >> 2) + lane] | ((word & mask) << (8 * field))) >>> 0;
+            else u16[(step >> 1) + lane] |= (word & mask) << (4 * field);
+          }
+        }
+      }
+    }
+    return { N, K, dtype: src.dtype, groupSize: gs, bytes: packed.byteLength, packed, owner: this, shard: shardIndex };
   }
 
   linear(y: Float32Array, x: Float32Array, weight: LinearWeight, M: number, bias?: Float32Array | null): void {
@@ -343,15 +383,17 @@ class WasmKernels implements Kernels {
     this.run('linear', w.shard, [{ name: 'y', view: y, need: M * N, out: true }, { name: 'x', view: x, need: M * K }, { name: 'bias', view: bias ?? null, need: N }], ([yp, xp, bp], shard, index) => {
       if (M === 0) return;
       const bf16 = w.dtype === 'bf16';
+      const bits = w.dtype === 'q8' || w.dtype === 'q4' ? quantBits(w.dtype) : 0, gs = w.groupSize ?? 0;
       const panels = Math.ceil(N / 16);
       const kc = linearBlockK(M, K, w.dtype);
-      const scratch = bf16 && M > 1 ? shard.linearScratch.need(linearScratchBytes(kc)) : 0;
+      const scratch = (bf16 || bits !== 0) && M > 1 ? shard.linearScratch.need(linearScratchBytes(kc)) : 0;
       const pool = this.pool.current;
       if (pool && pool.worthSplitting(M * N * K, panels)) {
-        pool.linear(index, bf16, yp, xp, w.packed.byteOffset, bp, M, N, K, panels, kc, scratch, this.tile);
+        pool.linear(index, bf16, yp, xp, w.packed.byteOffset, bp, M, N, K, panels, kc, scratch, this.tile, bits, gs);
         return;
       }
-      if (bf16) shard.wasm.linear_bf16(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, kc, scratch, this.tile);
+      if (bits !== 0) shard.wasm.linear_quant(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, kc, scratch, this.tile, bits, gs);
+      else if (bf16) shard.wasm.linear_bf16(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, kc, scratch, this.tile);
       else shard.wasm.linear_f32(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, kc, 0, this.tile);
     });
   }

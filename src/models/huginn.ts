@@ -20,7 +20,7 @@ import type { LinearWeight } from '../kernels/kernels.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { TensorArray } from '../format/safetensors.js';
 import { ropeTables } from './common.js';
-import { checkContext, checkTokenIds, EmbeddingTable, widenFloats, type FloatDType } from './inputs.js';
+import { checkContext, checkTokenIds, widenFloats, type Embedding, type FloatDType } from './inputs.js';
 import { Workspace } from './workspace.js';
 import { LIMITS, limitNote } from '../limits.js';
 import { place, type Placement } from './placement.js';
@@ -104,9 +104,8 @@ export function bindHuginn(config: HuginnConfig, source: WeightSource, runtime: 
     };
   };
   const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
-  const wteInfo = source.info('transformer.wte.weight')!;
   const weights: HuginnWeights = {
-    wte: new EmbeddingTable(wteInfo.dtype as FloatDType, binder.raw('transformer.wte.weight'), config.vocabSize, config.nEmbd),
+    wte: binder.embedding('transformer.wte.weight'),
     prelude: range(config.nPrelude).map((i) => block(`transformer.prelude.${i}`)),
     adapter: binder.linear('transformer.adapter.weight'),
     adapterBias: config.bias ? binder.f32('transformer.adapter.bias') : null,
@@ -121,7 +120,7 @@ export function bindHuginn(config: HuginnConfig, source: WeightSource, runtime: 
 }
 
 interface HuginnWeights {
-  readonly wte: EmbeddingTable;
+  readonly wte: Embedding;
   readonly prelude: SandwichBlock[];
   readonly adapter: LinearWeight; // [E, 2E], input = concat(state, embedding)
   readonly adapterBias: Float32Array | null;

@@ -9,6 +9,8 @@
 import { PonderError } from '../errors.js';
 import type { TensorArray } from '../format/safetensors.js';
 import { bf16BitsToF32, f16BitsToF32 } from '../kernels/scalar.js';
+import type { QuantizedSource } from '../kernels/kernels.js';
+import { dequantizeRow } from '../kernels/quant.js';
 
 export type FloatDType = 'F32' | 'BF16' | 'F16';
 
@@ -19,11 +21,21 @@ export function widenFloats(dtype: FloatDType, data: TensorArray, begin: number,
   for (let i = 0; i < n; i++) out[at + i] = widen(bits[begin + i]);
 }
 
+/** A token embedding [V, width]: rows looked up as f32. */
+export interface Embedding {
+  readonly vocabSize: number;
+  readonly width: number;
+  /** out[at, at + width) = row `id` in f32 (ids checked by the caller: checkTokenIds). */
+  row(id: number, out: Float32Array, at?: number): void;
+  /** out[t·width, (t+1)·width) = row ids[t] for every t. */
+  rows(ids: ArrayLike<number>, out: Float32Array): void;
+}
+
 /**
  * A token embedding [V, width] kept in its stored dtype outside the arena: only the rows a call
  * looks up are widened (a widened bf16 table would cost 2·V·width more bytes of wasm32 memory).
  */
-export class EmbeddingTable {
+export class EmbeddingTable implements Embedding {
   constructor(readonly dtype: FloatDType, readonly data: TensorArray, readonly vocabSize: number, readonly width: number) {}
 
   /** out[at, at + width) = row `id` in f32 (ids checked by the caller: checkTokenIds). */
@@ -32,6 +44,19 @@ export class EmbeddingTable {
   }
 
   /** out[t·width, (t+1)·width) = row ids[t] for every t. */
+  rows(ids: ArrayLike<number>, out: Float32Array): void {
+    for (let t = 0; t < ids.length; t++) this.row(ids[t], out, t * this.width);
+  }
+}
+
+/** An MLX-quantized embedding (QuantizedEmbedding) kept as codes: rows are dequantized on lookup, w = scale·code + bias in f32. */
+export class QuantizedEmbeddingTable implements Embedding {
+  constructor(readonly source: QuantizedSource, readonly vocabSize: number, readonly width: number) {}
+
+  row(id: number, out: Float32Array, at = 0): void {
+    dequantizeRow(this.source, this.width, id, out, at);
+  }
+
   rows(ids: ArrayLike<number>, out: Float32Array): void {
     for (let t = 0; t < ids.length; t++) this.row(ids[t], out, t * this.width);
   }

@@ -9,7 +9,8 @@
 import { PonderError } from '../errors.js';
 import type { LinearWeight } from '../kernels/kernels.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { EmbeddingTable, type FloatDType } from './inputs.js';
+import type { Embedding } from './inputs.js';
+import type { TensorSpec } from './family.js';
 import { MOR_LINEARS, MOR_NORMS, morTensors, type MorConfig, type MorLayout } from './mor-config.js';
 import type { Placement } from './placement.js';
 import { WeightBinder, type WeightSource } from './weights.js';
@@ -28,7 +29,7 @@ export interface MorWeights {
   readonly layers: LayerWeights[];
   readonly routers: RouterWeights[];
   readonly routerBias: Float32Array | null; // [R] token-choice loss-free balancing
-  readonly embedding: EmbeddingTable; // [V, H] in its stored dtype
+  readonly embedding: Embedding; // [V, H] in its stored dtype (or quantized)
   readonly lmHead: LinearWeight; // [V, H]
   readonly finalNorm: Float32Array; // [H]
 }
@@ -38,12 +39,12 @@ export function bindMorWeights(cfg: MorConfig, layout: MorLayout, source: Weight
   const d = cfg.dims, H = d.hidden, R = cfg.numRecursion;
   const binder = new WeightBinder(source, runtime, placement);
   // alias groups: a parameter's canonical name (its owner's) → every state_dict name of it
-  const groups = new Map<string, { names: string[]; shape: readonly number[] }>();
+  const groups = new Map<string, { names: string[]; shape: readonly number[]; bind: TensorSpec['bind'] }>();
   for (const t of morTensors(cfg, layout)) {
-    if (t.optional) { binder.need(t.name, t.shape, { optional: true }); continue; } // a tied lm_head
+    if (t.optional) { binder.need(t.name, t.shape, { optional: true, bind: t.bind }); continue; } // a tied lm_head
     const canonical = t.sameAs ?? t.name;
     if (!groups.has(canonical)) {
-      groups.set(canonical, { names: [], shape: t.shape });
+      groups.set(canonical, { names: [], shape: t.shape, bind: t.bind });
     }
     groups.get(canonical)!.names.push(t.name);
   }
@@ -53,10 +54,10 @@ export function bindMorWeights(cfg: MorConfig, layout: MorLayout, source: Weight
   for (const [canonical, g] of groups) {
     if (deduplicated && g.names.length > 1) {
       const present = g.names.find((n) => source.info(n) !== undefined)!;
-      binder.need(present, g.shape);
+      binder.need(present, g.shape, { bind: g.bind });
       stored.set(canonical, present);
     } else {
-      for (const n of g.names) binder.need(n, g.shape);
+      for (const n of g.names) binder.need(n, g.shape, { bind: g.bind });
       stored.set(canonical, canonical);
     }
   }
@@ -84,11 +85,10 @@ export function bindMorWeights(cfg: MorConfig, layout: MorLayout, source: Weight
   const routers = layout.routerPaths.map((rp): RouterWeights => (cfg.routerType === 'linear'
     ? { linear: binder.linear(rp + 'mor_router.router.weight'), mlpIn: null, mlpOut: null, out: routerOut }
     : { linear: null, mlpIn: binder.linear(rp + 'mor_router.router.0.weight'), mlpOut: binder.linear(rp + 'mor_router.router.2.weight'), out: routerOut }));
-  const embedInfo = source.info('model.embed_tokens.weight')!;
   const weights: MorWeights = {
     layers, routers,
     routerBias: cfg.variant === 'token' && cfg.tokenLossFree ? binder.f32(layout.routerPaths[0] + 'router_bias') : null,
-    embedding: new EmbeddingTable(embedInfo.dtype as FloatDType, binder.raw('model.embed_tokens.weight'), d.vocab, H),
+    embedding: binder.embedding('model.embed_tokens.weight'),
     // the head reads lm_head.weight when stored: with tie_word_embeddings it holds the embedding's values, and a
     // checkpoint whose model did not tie them (the recursive baseline's class) keeps its own head; a tied head
     // that was not saved (save_pretrained drops it) is the embedding
@@ -101,10 +101,16 @@ export function bindMorWeights(cfg: MorConfig, layout: MorLayout, source: Weight
 /** Every alias of a shared tensor must hold the same values (upstream aliases one Parameter). */
 function checkAliases(source: WeightSource, binder: WeightBinder, groups: string[][]): void {
   const problems: string[] = [];
+  // a quantized alias compares its codes, scales and biases
+  const stored = (name: string): Uint8Array => {
+    if (!source.info(name)!.quant) return bytesOf(binder.raw(name));
+    const q = source.readQuantized!(name);
+    return new Uint8Array([...bytesOf(q.codes), ...bytesOf(q.scales), ...bytesOf(q.biases)]);
+  };
   for (const g of groups) {
-    const ref = bytesOf(binder.raw(g[0]));
+    const ref = stored(g[0]);
     for (const name of g.slice(1)) {
-      const other = bytesOf(binder.raw(name));
+      const other = stored(name);
       let same = ref.length === other.length && source.info(name)!.dtype === source.info(g[0])!.dtype;
       for (let i = 0; same && i < ref.length; i++) if (ref[i] !== other[i]) same = false;
       if (!same) problems.push(`${name} differs from ${g[0]} (they alias one shared parameter)`);

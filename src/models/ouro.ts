@@ -16,7 +16,7 @@ import { PonderError } from '../errors.js';
 import type { Kernels, LinearWeight } from '../kernels/kernels.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { ropeTables } from './common.js';
-import { cacheFull, checkContext, checkTokenIds, EmbeddingTable, type FloatDType } from './inputs.js';
+import { cacheFull, checkContext, checkTokenIds, type Embedding } from './inputs.js';
 import { Workspace } from './workspace.js';
 import { ExitAccumulator, gateLambda, reachesThreshold, resolveReadout, thresholdExitStep, type ReadoutRule } from './ouro-exit.js';
 import { WeightBinder, type WeightSource } from './weights.js';
@@ -195,7 +195,7 @@ export class OuroModel {
   private constructor(
     readonly runtime: Runtime,
     readonly config: OuroConfig,
-    private readonly embedding: EmbeddingTable, // [V, H] in its stored dtype
+    private readonly embedding: Embedding, // [V, H] in its stored dtype (or quantized)
     private readonly layers: OuroLayerWeights[],
     private readonly finalNorm: Float32Array, // [H]
     private readonly exitGate: LinearWeight, // [1, H]
@@ -219,10 +219,9 @@ export class OuroModel {
     const binder = new WeightBinder(source, runtime, placement);
     binder.declare(ouroTensors(config));
     binder.finish();
-    const embedInfo = source.info('model.embed_tokens.weight')!;
     // The embedding stays in its stored dtype outside the arena: only S rows are widened per call
     // (a widened 1.4B table would cost 400 MB of wasm32 memory).
-    const embedding = new EmbeddingTable(embedInfo.dtype as FloatDType, binder.raw('model.embed_tokens.weight'), config.vocabSize, config.hiddenSize);
+    const embedding = binder.embedding('model.embed_tokens.weight');
     const layers: OuroLayerWeights[] = [];
     for (let l = 0; l < config.numLayers; l++) {
       const p = `model.layers.${l}.`;

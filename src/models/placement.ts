@@ -6,20 +6,20 @@
  */
 import { PonderError } from '../errors.js';
 import type { Arena } from '../runtime/arena.js';
-import { planMemory, type MemoryPlan } from '../runtime/plan.js';
+import { planMemory, type MemoryPlan, type StoredQuant } from '../runtime/plan.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { DType } from '../format/safetensors.js';
 import type { FamilyDefinition, LoadOptions, MemoryNeeds, TensorSpec } from './family.js';
 
-/** What the plan reads of a checkpoint: names and stored dtypes, never data. */
+/** What the plan reads of a checkpoint: names, stored dtypes and quantization, never data. */
 export interface TensorHeaders {
   readonly label: string;
-  info(name: string): { readonly dtype: DType } | undefined;
+  info(name: string): { readonly dtype: DType; readonly quant?: StoredQuant } | undefined;
 }
 
 /** The memory plan of a model's tensors and needs on `runtime` under the load options: refuses (MEM_OVER_LIMIT, ...) before anything is read. */
 export function planModel(tensors: readonly TensorSpec[], needs: MemoryNeeds, headers: TensorHeaders, runtime: Pick<Runtime, 'forceShards' | 'threads'>, options: LoadOptions = {}): MemoryPlan {
-  return planMemory({ label: headers.label, tensors, needs, dtypeOf: (name) => headers.info(name)?.dtype }, {
+  return planMemory({ label: headers.label, tensors, needs, dtypeOf: (name) => headers.info(name)?.dtype, quantOf: (name) => headers.info(name)?.quant }, {
     context: options.context, kvDtype: options.kvDtype, maxMemory: options.maxMemory, hostMemoryBytes: options.hostMemoryBytes,
     maxShardBytes: options.maxShardBytes, shards: runtime.forceShards, threads: runtime.threads,
   });

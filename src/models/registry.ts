@@ -10,6 +10,7 @@ import { huginnFamily } from './huginn-family.js';
 import { morFamily } from './mor-family.js';
 import { ouroFamily } from './ouro-family.js';
 import type { WeightSource } from './weights.js';
+import { quantizedWeights, readQuantization } from './quantized.js';
 
 export const FAMILIES: readonly FamilyDefinition[] = [ouroFamily, huginnFamily, morFamily];
 
@@ -40,6 +41,7 @@ export function detectFamily(config: ConfigObject | Record<string, unknown>, lab
 export function loadFamily(config: ConfigObject, weights: WeightSource, runtime: Runtime, options: LoadOptions = {}): { adapter: FamilyAdapter; stops: FamilyStops; unknownConfigKeys: string[] } {
   const family = familyOf(config, config.path);
   const parsed = family.parseConfig(config);
-  const adapter = family.adapter(family.load(parsed, weights, runtime, options));
+  const source = quantizedWeights(weights, readQuantization(config)); // MLX-quantized modules as logical [N, K] weights
+  const adapter = family.adapter(family.load(parsed, source, runtime, options));
   return { adapter, stops: family.stops(parsed), unknownConfigKeys: unknownKeys(config) };
 }

@@ -9,13 +9,21 @@
 import { describeValue, PonderError, stringArgument } from '../errors.js';
 import { displayName, readTensor, type DType, type SafetensorsFile, type SafetensorsHeader, type TensorArray, type TensorInfo } from '../format/safetensors.js';
 import { f16BitsToF32 } from '../kernels/scalar.js';
-import { widenFloats, type FloatDType } from './inputs.js';
-import type { LinearWeight } from '../kernels/kernels.js';
+import { EmbeddingTable, QuantizedEmbeddingTable, widenFloats, type Embedding, type FloatDType } from './inputs.js';
+import type { LinearWeight, QuantizedSource } from '../kernels/kernels.js';
+import type { StoredQuant } from '../runtime/plan.js';
 import type { Runtime } from '../runtime/runtime.js';
 
+/** A weight stored in MLX's quantized layout (src/models/quantized.ts); the plan counts its bytes (boundTensorBytes). */
+export type QuantInfo = StoredQuant;
+
 export interface WeightInfo {
+  /** the stored dtype; for a quantized weight, that of its scales and biases */
   readonly dtype: DType;
+  /** the logical shape ([N, K] for a quantized weight, not the packed words') */
   readonly shape: readonly number[];
+  /** present when the weight is quantized */
+  readonly quant?: QuantInfo;
 }
 
 /** Named tensors from somewhere. Names are exactly the upstream state_dict names. */
@@ -24,9 +32,13 @@ export interface WeightSource {
   readonly label: string;
   names(): string[];
   info(name: string): WeightInfo | undefined;
-  /** The tensor's data (BF16/F16 as raw u16 bits). */
+  /** The tensor's data (BF16/F16 as raw u16 bits). Not for quantized weights. */
   read(name: string): TensorArray;
+  /** A quantized weight's codes, scales and biases (present on sources that have quantized weights). */
+  readQuantized?(name: string): QuantizedSource;
 }
+
+type Bind = 'linear' | 'f32' | 'embedding' | 'buffer';
 
 /**
  * Tensors of one or more safetensors files (headers validated), read on demand by `read` (from a
@@ -89,8 +101,11 @@ export class WeightBinder {
   /** `placement`: which memory shard each tensor's group lives in (none: everything in the home shard). */
   constructor(readonly source: WeightSource, readonly runtime: Runtime, private readonly placement: ShardAssignment | null = null) {}
 
-  /** Declares a tensor; returns whether it is present (with the right shape). */
-  need(name: string, shape: Shape, opts: { optional?: boolean } = {}): boolean {
+  /**
+   * Declares a tensor; returns whether it is present (with the right shape). `bind` says what it
+   * becomes (models/family.ts TensorSpec): only a Linear or an embedding may be quantized.
+   */
+  need(name: string, shape: Shape, opts: { optional?: boolean; bind?: Bind } = {}): boolean {
     this.declared.set(name, { shape, optional: opts.optional ?? false });
     const info = this.source.info(name);
     if (!info) {
@@ -105,12 +120,16 @@ export class WeightBinder {
       this.problems.push(`wrong dtype ${name}: ${info.dtype} (weights must be F32, BF16 or F16)`);
       return false;
     }
+    if (info.quant && opts.bind !== 'linear' && opts.bind !== 'embedding') {
+      this.problems.push(`quantized ${name}: only Linear and Embedding weights may be quantized, this one is bound as ${opts.bind ?? 'a float tensor'}`);
+      return false;
+    }
     return true;
   }
 
-  /** Declares every tensor of a family's list (models/family.ts TensorSpec: name, shape, optional). */
-  declare(tensors: readonly { readonly name: string; readonly shape: Shape; readonly optional?: boolean }[]): void {
-    for (const t of tensors) this.need(t.name, t.shape, { optional: t.optional ?? false });
+  /** Declares every tensor of a family's list (models/family.ts TensorSpec: name, shape, bind, optional). */
+  declare(tensors: readonly { readonly name: string; readonly shape: Shape; readonly bind?: Bind; readonly optional?: boolean }[]): void {
+    for (const t of tensors) this.need(t.name, t.shape, { optional: t.optional ?? false, bind: t.bind });
   }
 
   /** Marks names that may be present but are not bound (aliases, buffers recomputed by the model). */
@@ -139,6 +158,7 @@ export class WeightBinder {
   f32(name: string): Float32Array {
     this.assertChecked(name);
     const info = this.source.info(name)!;
+    if (info.quant) throw new Error(`WeightBinder: ${name} is quantized; need() refuses quantized f32 tensors`);
     const raw = this.source.read(name);
     const out = this.runtime.arena.f32(raw.length);
     widenFloats(info.dtype as FloatDType, raw, 0, raw.length, out);
@@ -146,7 +166,8 @@ export class WeightBinder {
   }
 
   /**
-   * A Linear weight [N,K], bound in the backend's streaming layout (BF16 kept as BF16), in the memory
+   * A Linear weight [N,K], bound in the backend's streaming layout (BF16 kept as BF16, quantized kept
+   * quantized), in the memory
    * shard of its group — or of `group` when the values are another tensor's (a tied lm_head binds the
    * embedding's values as part of the head).
    */
@@ -155,10 +176,25 @@ export class WeightBinder {
     const info = this.source.info(name)!;
     const [N, K] = info.shape;
     const shard = this.placement ? (group !== undefined ? this.placement.shardOf(group) : this.placement.shardOfTensor(name)) : 0;
+    if (info.quant) return this.runtime.kernels.bindLinear(this.quantized(name), N, K, shard);
     const raw = this.source.read(name);
     if (info.dtype === 'BF16') return this.runtime.kernels.bindLinear({ dtype: 'bf16', data: raw as Uint16Array }, N, K, shard);
     const data = info.dtype === 'F32' ? (raw as Float32Array) : Float32Array.from(raw as Uint16Array, f16BitsToF32);
     return this.runtime.kernels.bindLinear({ dtype: 'f32', data }, N, K, shard);
+  }
+
+  /** A token embedding [V, width] kept outside the arena in its stored form (quantized: as codes). */
+  embedding(name: string): Embedding {
+    this.assertChecked(name);
+    const info = this.source.info(name)!;
+    const [V, width] = info.shape;
+    if (info.quant) return new QuantizedEmbeddingTable(this.quantized(name), V, width);
+    return new EmbeddingTable(info.dtype as FloatDType, this.source.read(name), V, width);
+  }
+
+  private quantized(name: string): QuantizedSource {
+    if (!this.source.readQuantized) throw new Error(`WeightBinder: ${name} is quantized but ${this.source.label} cannot read quantized weights`);
+    return this.source.readQuantized(name);
   }
 
   /** Raw tensor data (for non-weight buffers such as Huginn's freqs_cis when it is used). */

@@ -41,7 +41,7 @@ export interface ConvertMorResult {
   readonly notes: readonly string[];
 }
 
-function writeError(path: string, what: string, hint: string): PonderError {
+export function writeError(path: string, what: string, hint: string): PonderError {
   return new PonderError('IO_WRITE', `${path}: ${what}`, { path, hint });
 }
 
@@ -120,12 +120,40 @@ export async function convertMor(convertOptions: ConvertMorOptions): Promise<Con
   const config = morConfigFromRelease(text(options.config, 'a JSON config', 'CFG_JSON'), options.config, experiment, options.experiment);
   const create = checkOutDir(out);
   const weights = openWeights(options.weights);
-  const pending: PendingFile[] = [];
-  let created = false;
   try {
     const plan = planMorConversion(config, weights.source, `${options.config} + ${options.experiment}`);
     const { header, dataLength } = encodeSafetensorsHeader(plan.tensors, { format: 'pt', converted_by: CONVERTED_BY, source: basename(options.weights) });
     weights.verify(); // every storage's CRC before the first byte is written: a corrupt checkpoint fails now, not at 45 %
+    writeModelFiles(out, create, [
+      { name: 'model.safetensors', chunks: function* () {
+        yield header;
+        let done = 0;
+        for (const t of plan.tensors) {
+          const bytes = weights.source.read(t.from);
+          if (bytes.byteLength !== numel(t.shape) * DTYPE_BYTES[t.dtype]) throw new Error(`convert: ${t.from} read ${bytes.byteLength} bytes`);
+          yield bytes;
+          done += bytes.byteLength;
+          if (options.onProgress) callCallback('onProgress', options.onProgress, done, dataLength);
+        }
+      } },
+      { name: 'config.json', chunks: function* () { yield new TextEncoder().encode(JSON.stringify(plan.config, null, 2) + '\n'); } },
+    ]);
+    return { out, tensors: plan.tensors.length, bytes: header.length + dataLength, notes: plan.notes };
+  } finally {
+    weights.close();
+  }
+}
+
+/**
+ * Writes `files` into OUT all-or-nothing: OUT is created when `create` (checked by the caller), each
+ * file goes to a temporary file beside its target (files.ts beginAtomicWrite: never replaces what is
+ * not a regular file), and only when all are complete are they renamed into place, in order. On any
+ * error the temporary files are removed, and so is OUT if this call created it.
+ */
+export function writeModelFiles(out: string, create: boolean, files: readonly { name: string; chunks: () => Generator<Uint8Array> }[]): void {
+  const pending: PendingFile[] = [];
+  let created = false;
+  try {
     if (create) {
       try {
         mkdirSync(out, { recursive: true });
@@ -134,28 +162,16 @@ export async function convertMor(convertOptions: ConvertMorOptions): Promise<Con
         throw writeError(out, `cannot create the directory (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'check that the parent directory exists and is writable');
       }
     }
-    const weightsFile = beginAtomicWrite(join(out, 'model.safetensors'));
-    pending.push(weightsFile);
-    weightsFile.write(header);
-    let done = 0;
-    for (const t of plan.tensors) {
-      const bytes = weights.source.read(t.from);
-      if (bytes.byteLength !== numel(t.shape) * DTYPE_BYTES[t.dtype]) throw new Error(`convert: ${t.from} read ${bytes.byteLength} bytes`);
-      weightsFile.write(bytes);
-      done += bytes.byteLength;
-      if (options.onProgress) callCallback('onProgress', options.onProgress, done, dataLength);
+    for (const f of files) {
+      const file = beginAtomicWrite(join(out, f.name));
+      pending.push(file);
+      for (const chunk of f.chunks()) file.write(chunk);
     }
-    const configFile = beginAtomicWrite(join(out, 'config.json'));
-    pending.push(configFile);
-    configFile.write(new TextEncoder().encode(JSON.stringify(plan.config, null, 2) + '\n'));
-    weightsFile.commit();
-    configFile.commit();
+    for (const file of pending) file.commit();
     pending.length = 0;
     created = false;
-    return { out, tensors: plan.tensors.length, bytes: header.length + dataLength, notes: plan.notes };
   } finally {
-    weights.close();
-    for (const p of pending) p.discard();
+    for (const file of pending) file.discard();
     if (created) {
       try { rmdirSync(out); } catch { /* not empty: leave it */ }
     }

@@ -14,6 +14,7 @@ export * from '../index.js';
 export { openModelDir, readTokenizerFiles, type ModelDir, type TokenizerFiles } from './model-dir.js';
 export { createNodeWasmRuntime, enableRelaxedSimd, defaultThreadCount } from './pool-worker.js';
 export { convertMor, type ConvertMorOptions, type ConvertMorResult } from './convert.js';
+export { quantizeModel, type QuantizeOptions, type QuantizeResult } from './quantize.js';
 export { openFileSource } from './files.js';
 export { listen, type ListenOptions, type Listening } from './serve.js';
 

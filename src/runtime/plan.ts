@@ -38,14 +38,28 @@ export const MEMORY_PLAN_LIMIT_BYTES = WASM_MAX_BYTES - MEMORY_PLAN_RESERVE_BYTE
 /** Work buffers are planned for calls of up to this many tokens at once (a longer prompt grows them). */
 export const PLAN_CALL_ROWS = 512;
 
+/** How a weight stored in MLX's quantized layout is quantized (src/models/quantized.ts). */
+export interface StoredQuant {
+  readonly bits: 8 | 4;
+  readonly groupSize: number;
+}
+
 /**
  * Bytes a tensor occupies once bound, from its stored dtype: what WeightBinder does with it. The one
- * place a weight format's bytes per weight enter the plan (quantized formats add their case here).
- *   linear  BF16 stays BF16 (2 bytes); F32 and F16 become f32 (4)
+ * place a weight format's bytes per weight enter the plan. `shape` is the logical one ([N, K] for a
+ * quantized weight, not its packed words').
+ *   linear  quantized: the panels of assembly/linear-quant.ts (16-column panels; per group of
+ *           `groupSize` k-steps 16 f32 scales, 16 f32 biases and the codes);
+ *           BF16 stays BF16 (2 bytes); F32 and F16 become f32 (4)
  *   f32     widened to f32 (4)
- *   embedding, buffer: 0 in the shards (the embedding stays on the JS heap in its stored dtype)
+ *   embedding, buffer: 0 in the shards (the embedding stays on the JS heap in its stored form)
  */
-export function boundTensorBytes(bind: PlanTensor['bind'], stored: DType, elements: number): number {
+export function boundTensorBytes(bind: PlanTensor['bind'], stored: DType, shape: readonly number[], quant?: StoredQuant): number {
+  const elements = shape.reduce((a, b) => a * b, 1);
+  if (bind === 'linear' && quant) {
+    const [N, K] = shape;
+    return Math.ceil(N / 16) * (K / quant.groupSize) * (128 + quant.groupSize * 2 * quant.bits);
+  }
   if (bind === 'linear') return (stored === 'BF16' ? 2 : 4) * elements;
   if (bind === 'f32') return 4 * elements;
   return 0;
@@ -79,7 +93,9 @@ export interface PlanTensor {
 }
 
 /** Bytes of a stored tensor (safetensors dtypes the binder accepts). */
-function storedBytes(dtype: DType, elements: number): number {
+/** Bytes of a tensor as stored in the checkpoint (quantized: its codes, scales and biases). */
+function storedBytes(dtype: DType, elements: number, quant?: StoredQuant): number {
+  if (quant) return (elements * quant.bits) / 8 + 2 * (elements / quant.groupSize) * (dtype === 'F32' ? 4 : 2);
   return (dtype === 'F32' ? 4 : 2) * elements;
 }
 
@@ -135,6 +151,8 @@ export interface PlanInput {
   readonly needs: MemoryNeeds;
   /** the stored dtype of a tensor, undefined when absent from the checkpoint */
   readonly dtypeOf: (name: string) => DType | undefined;
+  /** how a tensor is quantized, when it is stored quantized */
+  readonly quantOf?: (name: string) => StoredQuant | undefined;
 }
 
 function mib(n: number): string {
@@ -163,12 +181,13 @@ function groupsOf(input: PlanInput): { groups: GroupBytes[]; homeWeights: number
     const g = groupOf(t.group);
     const elements = t.shape.reduce((a, b) => a * b, 1);
     let dtype = input.dtypeOf(t.name);
-    if (dtype !== undefined) largestTensor = Math.max(largestTensor, storedBytes(dtype, elements));
+    let quant = input.quantOf?.(t.name);
+    if (dtype !== undefined) largestTensor = Math.max(largestTensor, storedBytes(dtype, elements, quant));
     let bind = t.bind;
     const tiedTo = t.sameAs !== undefined && byName.get(t.sameAs)?.bind === 'embedding' ? t.sameAs : undefined;
     if (tiedTo !== undefined) {
       // a tied lm_head binds the embedding's values as a linear weight, stored or not
-      dtype ??= input.dtypeOf(tiedTo);
+      if (dtype === undefined) { dtype = input.dtypeOf(tiedTo); quant = input.quantOf?.(tiedTo); }
       bind = 'linear';
     } else {
       const canonical = t.sameAs ?? t.name;
@@ -176,10 +195,10 @@ function groupsOf(input: PlanInput): { groups: GroupBytes[]; homeWeights: number
       counted.add(canonical);
     }
     if (dtype === undefined) continue;
-    if (bind === 'embedding') hostFixed += storedBytes(dtype, elements);
+    if (bind === 'embedding') hostFixed += storedBytes(dtype, elements, quant);
     // norms and biases live in the home shard, beside the hidden state they scale
-    if (bind === 'f32') homeWeights += boundTensorBytes(bind, dtype, elements);
-    else g.weights += boundTensorBytes(bind, dtype, elements);
+    if (bind === 'f32') homeWeights += boundTensorBytes(bind, dtype, t.shape, quant);
+    else g.weights += boundTensorBytes(bind, dtype, t.shape, quant);
     if (bind === 'linear') g.maxDim = Math.max(g.maxDim, ...t.shape);
   }
   for (const [name, values] of input.needs.kvPerToken) groupOf(name).kvPerToken += values;

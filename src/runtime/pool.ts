@@ -58,7 +58,7 @@ const OP = 3;
 const ARGS = 4;      // up to 16 arguments
 const TAKEN = 20;    // last job counter the worker picked up (tells a slow job from a lost worker)
 const SHARD = 21;    // the memory shard the job runs in
-const OP_LINEAR_F32 = 1, OP_LINEAR_BF16 = 2, OP_ATTENTION = 3, OP_STOP = 99;
+const OP_LINEAR_F32 = 1, OP_LINEAR_BF16 = 2, OP_ATTENTION = 3, OP_LINEAR_QUANT = 4, OP_STOP = 99;
 
 const WORKER_SPIN_MS = 1;
 // A live worker picks a job up within microseconds (spinning) or about 0.2 ms (woken from
@@ -114,20 +114,25 @@ export class ThreadPool {
     return !this.closed && !this.broken && parts >= 2 && work >= MIN_SPLIT_WORK;
   }
 
-  /** linear in memory shard `shard` over panels [0, panels), split in contiguous panel ranges. `scratch`: the main thread's. */
-  linear(shard: number, bf16: boolean, y: number, x: number, w: number, bias: number, M: number, N: number, K: number, panels: number, kc: number, scratch: number, tile: number): void {
-    const op = bf16 ? OP_LINEAR_BF16 : OP_LINEAR_F32;
-    const scratchBytes = bf16 && M > 1 ? linearScratchBytes(kc) : 0;
+  /**
+   * linear in memory shard `shard` over panels [0, panels), split in contiguous panel ranges.
+   * `scratch`: the main thread's. `bits`: 0 for f32 or bf16 panels (told apart by `bf16`), else 8 or
+   * 4 (quantized, group size `gs`).
+   */
+  linear(shard: number, bf16: boolean, y: number, x: number, w: number, bias: number, M: number, N: number, K: number, panels: number, kc: number, scratch: number, tile: number, bits = 0, gs = 0): void {
+    const op = bits !== 0 ? OP_LINEAR_QUANT : bf16 ? OP_LINEAR_BF16 : OP_LINEAR_F32;
+    const scratchBytes = (bf16 || bits !== 0) && M > 1 ? linearScratchBytes(kc) : 0;
     const ranges = split(panels, this.threads);
     const gen = this.nextGeneration();
     this.splitJobs++;
     for (let i = 0; i < this.handles.length; i++) {
       const [p0, p1] = ranges[i + 1];
-      this.post(i, gen, op, [y, x, w, bias, M, N, K, p0, p1, kc, scratchBytes ? this.linearScratch[shard][i].need(scratchBytes) : 0, tile], shard);
+      this.post(i, gen, op, [y, x, w, bias, M, N, K, p0, p1, kc, scratchBytes ? this.linearScratch[shard][i].need(scratchBytes) : 0, tile, bits, gs], shard);
     }
     const [p0, p1] = ranges[0];
     const wasm = this.mainInstance(shard);
-    if (bf16) wasm.linear_bf16(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile);
+    if (bits !== 0) wasm.linear_quant(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile, bits, gs);
+    else if (bf16) wasm.linear_bf16(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile);
     else wasm.linear_f32(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile);
     this.join(gen, 'linear');
   }
@@ -248,6 +253,7 @@ export function runPoolWorker(init: PoolWorkerInit, instances: readonly WasmKern
     try {
       if (op === OP_LINEAR_F32) wasm.linear_f32(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11));
       else if (op === OP_LINEAR_BF16) wasm.linear_bf16(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11));
+      else if (op === OP_LINEAR_QUANT) wasm.linear_quant(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11), a(12), a(13));
       else if (op === OP_ATTENTION) wasm.attention(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), controlF32[ARGS + 9], a(10), a(11), a(12), a(13), a(14), a(15));
       else status = 1;
     } catch {

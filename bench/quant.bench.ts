@@ -1,0 +1,102 @@
+/**
+ * Quantized weights (issue 17), one run, same process:
+ *  1. kernels: decode GEMV (M = 1) and prefill GEMM (M = 64) on Ouro-1.4B's MLP shapes for bf16, q8
+ *     and q4 (group 64) weights, cold (rotating through copies larger than the caches) and hot (one
+ *     small matrix that stays in L2), next to a same-run stream read of the same bytes: where the
+ *     decode time goes at 1 thread (dequantization compute = the hot rate; memory = bytes ÷ stream).
+ *  2. model: decode tokens/s of an Ouro-1.4B-shaped checkpoint (synthetic weights) in bf16 and in
+ *     its `ponder quantize` 8- and 4-bit versions, at 1 and 2 threads, fixed depth 4 (all loops).
+ *
+ *   node bin/ponder.js quantize DIR DIR-q4 --bits 4; node bin/ponder.js quantize DIR DIR-q8 --bits 8
+ *   node --import tsx bench/quant.bench.ts [--model DIR --q8 DIR-q8 --q4 DIR-q4] [--tokens 8] [--kernels-only | --skip-kernels]
+ *
+ * Not part of `npm test` nor of CI. Prints the CPU model and the load average with every table.
+ */
+import { parseArgs } from 'node:util';
+import { loadavg } from 'node:os';
+import { createWasmRuntime } from '../src/kernels/wasm.js';
+import { createNodeWasmRuntime } from '../src/node/pool-worker.js';
+import { loadModelDir } from '../src/node/index.js';
+import type { LinearSource, LinearWeight } from '../src/kernels/kernels.js';
+import { quantizeMatrix } from '../src/convert/quantize.js';
+import { fixed } from '../src/depth/policy.js';
+import { StreamBaseline } from './stream-baseline.js';
+import { describeCpu, hostCpu } from './cpu.js';
+import { FULL_TIMING, timeSync } from './timing.js';
+
+const { values } = parseArgs({ options: {
+  model: { type: 'string' }, q8: { type: 'string' }, q4: { type: 'string' }, tokens: { type: 'string', default: '8' }, 'kernels-only': { type: 'boolean', default: false }, 'skip-kernels': { type: 'boolean', default: false },
+} });
+const load = (): string => loadavg().map((l) => l.toFixed(1)).join(' ');
+console.log(`# ${describeCpu(hostCpu())}; load average ${load()} at start`);
+
+// ---- 1. kernels
+type Format = 'bf16' | 'q8' | 'q4';
+const FORMATS: Format[] = ['bf16', 'q8', 'q4'];
+function sourceOf(format: Format, w: Float32Array, N: number, K: number): LinearSource {
+  if (format === 'bf16') return { dtype: 'bf16', data: new Uint16Array(new Uint32Array(w.buffer).map((b) => b >>> 16)) };
+  const bits = format === 'q8' ? 8 : 4;
+  const q = quantizeMatrix(w, N, K, bits, 64, 'F32');
+  return { dtype: format, groupSize: 64, codes: q.codes, scales: q.scales as Float32Array, biases: q.biases as Float32Array };
+}
+/** bytes of weight data a decode reads: 2 per bf16 weight; codes plus one f32 scale and bias per group */
+const streamBytes = (format: Format, N: number, K: number): number => format === 'bf16' ? 2 * N * K : N * K * (format === 'q8' ? 1 : 0.5) + 8 * N * K / 64;
+
+const rows: string[] = [];
+if (!values['skip-kernels']) await kernelRows();
+async function kernelRows(): Promise<void> {
+const rt = await createWasmRuntime();
+const stream = await StreamBaseline.create(512 * 2 ** 20);
+for (const [N, K, what] of [[5632, 2048, 'gate/up 5632×2048'], [2048, 5632, 'down 2048×5632']] as const) {
+  const w = new Float32Array(N * K);
+  for (let i = 0; i < w.length; i++) w[i] = Math.sin(i * 0.61803) * 0.05;
+  for (const format of FORMATS) {
+    const src = sourceOf(format, w, N, K);
+    const copies: LinearWeight[] = [];
+    let bound = 0;
+    while (bound < 160 * 2 ** 20) { const b = rt.kernels.bindLinear(src, N, K); copies.push(b); bound += b.bytes; }
+    const x = rt.arena.f32(64 * K); x.set(w.subarray(0, 64 * K));
+    const y = rt.arena.f32(64 * N);
+    let c = 0;
+    const cold = await timeSync(() => { rt.kernels.linear(y, x, copies[c], 1); c = (c + 1) % copies.length; }, FULL_TIMING);
+    const hotN = 128, hot = rt.kernels.bindLinear(sourceOf(format, w.subarray(0, hotN * K), hotN, K), hotN, K);
+    const hotT = await timeSync(() => rt.kernels.linear(y, x, hot, 1), FULL_TIMING);
+    const prefill = await timeSync(() => { rt.kernels.linear(y, x, copies[c], 64); c = (c + 1) % copies.length; }, FULL_TIMING);
+    const bytes = streamBytes(format, N, K);
+    const gbps = await stream.gbps(Math.min(bytes, 64 * 2 ** 20), FULL_TIMING);
+    const nsPerWeight = (cold.seconds * 1e9) / (N * K), hotNs = (hotT.seconds * 1e9) / (hotN * K), memNs = (bytes / (gbps * 1e9)) * 1e9 / (N * K);
+    rows.push(`| ${what} | ${format} | ${(cold.seconds * 1e3).toFixed(3)} ms | ${(bytes / cold.seconds / 1e9).toFixed(1)} GB/s (${(100 * bytes / cold.seconds / 1e9 / gbps).toFixed(0)} % of a ${gbps.toFixed(1)} GB/s stream) | ${nsPerWeight.toFixed(3)} | ${hotNs.toFixed(3)} | ${memNs.toFixed(3)} | ${(2 * 64 * N * K / prefill.seconds / 1e9).toFixed(1)} |`);
+    console.log(rows[rows.length - 1]);
+  }
+}
+await stream.dispose();
+console.log(`\n## kernels, 1 thread (load average ${load()} at the end)\n`);
+console.log('| matrix | weights | decode (M = 1) | read rate | ns/weight cold | ns/weight hot (compute alone) | ns/weight memory (bytes ÷ stream) | prefill M = 64 GFLOP/s |');
+console.log('|---|---|---|---|---|---|---|---|');
+for (const r of rows) console.log(r);
+}
+if (values['kernels-only'] || (!values.model && !values.q8 && !values.q4)) process.exit(0);
+
+// ---- 2. model decode
+const tokens = Number(values.tokens);
+const prompt = [17, 4, 99, 1024, 7, 300, 12, 5];
+const table: string[] = [];
+for (const [label, dir] of [['bf16', values.model], ['q8', values.q8], ['q4', values.q4]] as const) {
+  if (!dir) continue;
+  for (const threads of [1, 2]) {
+    const runtime = threads === 1 ? await createWasmRuntime() : await createNodeWasmRuntime({ threads });
+    const t0 = performance.now();
+    const model = await loadModelDir(dir, { runtime, tokenizer: false });
+    const loadS = (performance.now() - t0) / 1000;
+    await model.generate(prompt, { maxNewTokens: 1, policy: fixed(4) }).result(); // warm-up: TurboFan, caches
+    const r = await model.generate(prompt, { maxNewTokens: tokens, policy: fixed(4) }).result();
+    const tps = (r.trace.tokens.filter((t) => t.phase === 'decode').length) / (r.trace.decodeMs / 1000);
+    table.push(`| ${label} | ${threads} | ${tps.toFixed(3)} | ${(runtime.arena.bytesUsed / 2 ** 30).toFixed(2)} GiB | ${loadS.toFixed(0)} s | ${load()} |`);
+    console.log(table[table.length - 1]);
+    await (runtime as { dispose?: () => Promise<void> }).dispose?.();
+  }
+}
+console.log(`\n## Ouro-1.4B shapes, decode at fixed depth 4, ${tokens} tokens after an 8-token prompt\n`);
+console.log('| weights | threads | tok/s | WASM memory used | load | load average |');
+console.log('|---|---|---|---|---|---|');
+for (const r of table) console.log(r);

@@ -1,0 +1,53 @@
+/**
+ * Affine group-wise quantization in MLX's layout (spec/quantization.md), the parts every backend
+ * and the loaders share: the code of one weight, its dequantized value, and the checks on a
+ * quantized source. The arithmetic here is the reference the WASM kernels equal bit for bit.
+ */
+import { PonderError } from '../errors.js';
+import type { LinearSource, QuantizedSource } from './kernels.js';
+
+const fround = Math.fround;
+
+export function isQuantized(src: LinearSource): src is QuantizedSource {
+  return src.dtype === 'q8' || src.dtype === 'q4';
+}
+
+/** Bits per code of a quantized dtype. */
+export function quantBits(dtype: 'q8' | 'q4'): 8 | 4 {
+  return dtype === 'q8' ? 8 : 4;
+}
+
+/** The quantized dtype with `bits` bits per code. */
+export function quantDType(bits: number): 'q8' | 'q4' {
+  return bits === 8 ? 'q8' : 'q4';
+}
+
+/** Code k of a row whose codes start at word `rowWord` of `words` (MLX: 32/bits codes per u32, from the low bits up). */
+export function codeAt(words: Uint32Array, rowWord: number, k: number, bits: number): number {
+  const perWord = 32 / bits;
+  return (words[rowWord + Math.floor(k / perWord)] >>> ((k % perWord) * bits)) & ((1 << bits) - 1);
+}
+
+/** w = scale·code + bias in f32: the product rounded to f32, then the sum (never fused). */
+export function dequantizeValue(scale: number, code: number, bias: number): number {
+  return fround(fround(scale * code) + bias);
+}
+
+/** out[at, at + K) = row n of a quantized [N, K] matrix, dequantized. */
+export function dequantizeRow(src: QuantizedSource, K: number, n: number, out: Float32Array, at = 0): void {
+  const bits = src.dtype === 'q8' ? 8 : 4, gs = src.groupSize, groups = K / gs, rowWord = n * (K * bits / 32);
+  for (let k = 0; k < K; k++) {
+    const g = n * groups + Math.floor(k / gs);
+    out[at + k] = dequantizeValue(src.scales[g], codeAt(src.codes, rowWord, k, bits), src.biases[g]);
+  }
+}
+
+/** KERNEL_BAD_ARGS unless `src` holds a quantized [N, K] matrix (a bug in the caller: loaders check files first). */
+export function checkQuantizedSource(src: QuantizedSource, N: number, K: number): void {
+  const bits = quantBits(src.dtype), gs = src.groupSize;
+  const bad = (m: string) => new PonderError('KERNEL_BAD_ARGS', `bindLinear: ${m}`, { hint: 'the quantized buffers do not match N, K and the group size; this is a bug in the loader' });
+  if (!Number.isInteger(gs) || gs < 1 || K % gs !== 0) throw bad(`K = ${K} is not a multiple of the group size ${gs}`);
+  if (gs % (32 / bits) !== 0) throw bad(`a group of ${gs} codes of ${bits} bits does not fill whole u32 words`);
+  if (src.codes.length < N * K * bits / 32) throw bad(`codes has ${src.codes.length} words, needs ${N * K * bits / 32}`);
+  if (src.scales.length < N * K / gs || src.biases.length < N * K / gs) throw bad(`scales and biases need ${N * K / gs} values each`);
+}

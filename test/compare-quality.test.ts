@@ -1,0 +1,64 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { compareModels, defaultComparePolicies, windowsOf } from '../src/compare/quality.js';
+import { loadModelDir } from '../src/node/index.js';
+import { quantizeModel } from '../src/node/quantize.js';
+import { createWasmRuntime } from '../src/kernels/wasm.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'ponder-compare-'));
+test.after(() => rmSync(tmp, { recursive: true, force: true }));
+const load = async (dir: string) => loadModelDir(dir, { runtime: await createWasmRuntime() });
+const IDS = [[3, 17, 5, 42, 8, 11, 29, 2, 7, 7, 19], [4, 4, 9, 12]];
+
+for (const family of ['ouro', 'mor', 'huginn'] as const) {
+  test(`${family}: a model against itself agrees exactly at every depth and under every adaptive policy`, async () => {
+    const a = await load(`models/${family}-sotu`), b = await load(`models/${family}-sotu`);
+    const report = compareModels(a, b, IDS);
+    assert.equal(report.positions, 10 + 3);
+    assert.deepEqual(report.rows.filter((r) => r.kind === 'fixed').map((r) => r.policy), Array.from({ length: a.defaultDepth }, (_, i) => `fixed(${i + 1})`));
+    assert.ok(report.rows.some((r) => r.kind === 'adaptive'));
+    for (const r of report.rows) {
+      assert.equal(r.kl, 0, r.policy); assert.equal(r.klMax, 0, r.policy);
+      assert.equal(r.top1, 1, r.policy); assert.equal(r.exitAgreement, 1, r.policy);
+      assert.equal(r.meanStepsA, r.meanStepsB, r.policy);
+    }
+  });
+}
+
+test('against its 4-bit quantization: A\'s steps are its own, fixed depths agree on steps, KL is positive and top-1 is a fraction', async () => {
+  const out = join(tmp, 'ouro-4');
+  await quantizeModel({ input: 'models/ouro-sotu', out, bits: 4 });
+  const a = await load('models/ouro-sotu'), b = await load(out), self = await load('models/ouro-sotu');
+  const policies = defaultComparePolicies(a);
+  const report = compareModels(a, b, IDS, { policies });
+  const alone = compareModels(a, self, IDS, { policies });
+  report.rows.forEach((r, i) => {
+    assert.equal(r.meanStepsA, alone.rows[i].meanStepsA, `${r.policy}: A's depth does not depend on B`);
+    assert.ok(r.kl > 0 && r.klMax >= r.kl, `${r.policy}: KL ${r.kl}, max ${r.klMax}`);
+    assert.ok(r.top1 >= 0 && r.top1 <= 1 && r.exitAgreement >= 0 && r.exitAgreement <= 1);
+    if (r.kind === 'fixed') assert.equal(r.exitAgreement, 1, r.policy);
+  });
+});
+
+test('models of different families, ids outside the vocabulary and windows past the context are refused before any compute', async () => {
+  const ouro = await load('models/ouro-sotu'), mor = await load('models/mor-sotu');
+  assert.throws(() => compareModels(ouro, mor, IDS), (e: { code?: string }) => e.code === 'ARG_INVALID');
+  assert.throws(() => compareModels(ouro, ouro, [[1, ouro.vocabSize]]), (e: { code?: string }) => e.code === 'GEN_TOKEN_ID');
+  assert.throws(() => compareModels(ouro, ouro, [new Array(ouro.contextLength + 2).fill(1)]), (e: { code?: string }) => e.code === 'GEN_CONTEXT');
+  assert.throws(() => compareModels(ouro, ouro, [[1]]), (e: { code?: string }) => e.code === 'ARG_INVALID');
+  assert.deepEqual(windowsOf([1, 2, 3, 4, 5], 2), [[1, 2], [3, 4], [5]]);
+});
+
+test('ponder eval --compare A A --ids FILE --json: one row per policy, all in exact agreement', () => {
+  const ids = join(tmp, 'ids.txt');
+  writeFileSync(ids, '# two windows\n3 17 5 42 8\n4,4,9\n');
+  const stdout = execFileSync(process.execPath, ['bin/ponder.js', 'eval', '--compare', 'models/huginn-sotu', 'models/huginn-sotu', '--ids', ids, '--policy', 'fixed(2)', '--policy', 'exit(kl, 1e-2)', '--json', '--threads', '1'], { encoding: 'utf8' });
+  const report = JSON.parse(stdout);
+  assert.deepEqual(report.rows.map((r: { policy: string }) => r.policy), ['fixed(2)', 'exit(kl, 0.01)']);
+  assert.equal(report.positions, 4 + 2);
+  for (const r of report.rows) assert.ok(r.kl === 0 && r.top1 === 1 && r.exitAgreement === 1);
+});

@@ -1,0 +1,107 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { createWasmRuntime, type WasmRuntime } from '../src/kernels/wasm.js';
+import { createNodeWasmRuntime } from '../src/node/pool-worker.js';
+import { LINEAR_TILES } from '../src/kernels/linear-tiles.js';
+import { scalarKernels as twin } from '../src/kernels/scalar.js';
+import type { QuantizedSource } from '../src/kernels/kernels.js';
+import { prng, fillUniform, inArena, assertBitIdentical } from './kernels-support.js';
+
+// The plain build under every tile, on 1 and 2 threads: each must equal the scalar twin bit for bit.
+const runtimes: { label: string; rt: WasmRuntime }[] = [];
+for (const tile of LINEAR_TILES) {
+  runtimes.push({ label: `${tile} 1 thread`, rt: await createWasmRuntime({ linearTile: tile }) });
+  runtimes.push({ label: `${tile} 2 threads`, rt: await createNodeWasmRuntime({ linearTile: tile, threads: 2 }) });
+}
+after(() => Promise.all(runtimes.map(({ rt }) => rt.dispose())));
+
+/** f32 values that are exact bf16 (what scales and biases widened from a bf16 checkpoint look like). */
+function bf16Values(n: number, rnd: () => number, scale: number): Float32Array {
+  const a = fillUniform(new Float32Array(n), rnd, scale);
+  const bits = new Uint32Array(a.buffer);
+  for (let i = 0; i < n; i++) bits[i] &= 0xffff0000;
+  return a;
+}
+
+/** Random codes (every bit pattern of the u32 words is a valid set of codes) and bf16-exact scales and biases. */
+function randomQuantized(bits: 8 | 4, gs: number, N: number, K: number, rnd: () => number): QuantizedSource {
+  const codes = new Uint32Array(N * K * bits / 32);
+  for (let i = 0; i < codes.length; i++) codes[i] = Math.floor(rnd() * 2 ** 32);
+  return { dtype: bits === 8 ? 'q8' : 'q4', groupSize: gs, codes, scales: bf16Values(N * K / gs, rnd, 0.02), biases: bf16Values(N * K / gs, rnd, 0.1) };
+}
+
+const problem = fc.record({
+  bits: fc.constantFrom(8 as const, 4 as const),
+  gs: fc.constantFrom(32, 64, 128),
+  M: fc.oneof(fc.constant(1), fc.integer({ min: 1, max: 9 }), fc.constant(37)),
+  N: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.constantFrom(16, 32, 72)),
+  groups: fc.integer({ min: 1, max: 6 }),   // K = groups · gs: up to 768, past the 256 k-block
+  withBias: fc.boolean(),
+  seed: fc.integer(),
+});
+
+test('quantized linear equals its scalar twin bit for bit, under every tile and on 2 threads, writing only y', () => {
+  fc.assert(fc.property(problem, ({ bits, gs, M, N, groups, withBias, seed }) => {
+    const K = groups * gs, rnd = prng(seed);
+    const src = randomQuantized(bits, gs, N, K, rnd);
+    const xs = fillUniform(new Float32Array(M * K), rnd), bs = fillUniform(new Float32Array(N), rnd);
+    const ref = new Float32Array(M * N);
+    twin.linear(ref, xs, twin.bindLinear(src, N, K), M, withBias ? bs : null);
+    for (const { label, rt } of runtimes) {
+      const whole = rt.arena.f32(M * N + 2);
+      whole.fill(-7);
+      const y = whole.subarray(1, 1 + M * N);
+      rt.kernels.linear(y, inArena(rt.arena, xs), rt.kernels.bindLinear(src, N, K), M, withBias ? inArena(rt.arena, bs) : null);
+      assertBitIdentical(y, ref, `${label}: q${bits} g${gs} M=${M} N=${N} K=${K} bias=${withBias}`);
+      assert.ok(whole[0] === -7 && whole[M * N + 1] === -7, `${label}: wrote outside y`);
+    }
+  }), { numRuns: 60, examples: [[{ bits: 4, gs: 64, M: 300, N: 130, groups: 8, withBias: true, seed: 1 }], [{ bits: 8, gs: 128, M: 37, N: 24, groups: 3, withBias: false, seed: 2 }]] });
+  for (const { label, rt } of runtimes) if (rt.threads > 1) assert.ok(rt.splitJobs() > 0, `${label}: the big calls were split across the threads`);
+});
+
+test('the scalar twin dequantizes w = scale·code + bias with MLX\'s packing (low bits first in each u32 word)', () => {
+  // one row, K = 32 at 4 bits: codes 0..15 then 15..0, in 4 words of 8 codes each
+  const K = 32, codes = new Uint32Array(4);
+  const want: number[] = [];
+  for (let k = 0; k < K; k++) {
+    const code = k < 16 ? k : 31 - k;
+    codes[k >> 3] |= code << (4 * (k & 7));
+    want.push(Math.fround(Math.fround(0.5 * code) + -3));
+  }
+  const w = twin.bindLinear({ dtype: 'q4', groupSize: 32, codes, scales: new Float32Array([0.5]), biases: new Float32Array([-3]) }, 1, K) as unknown as { w: Float32Array };
+  assert.deepEqual([...w.w], want);
+});
+
+test('a quantized source that does not fit N, K and the group size is refused with KERNEL_BAD_ARGS', () => {
+  const rt = runtimes[0].rt;
+  const src = randomQuantized(4, 32, 2, 64, prng(1));
+  for (const [N, K, gs] of [[2, 48, 32], [3, 64, 32], [2, 64, 0]]) {
+    for (const kernels of [rt.kernels, twin]) {
+      assert.throws(() => kernels.bindLinear({ ...src, groupSize: gs }, N, K), (e: { code?: string }) => e.code === 'KERNEL_BAD_ARGS', `${kernels.name} N=${N} K=${K} gs=${gs}`);
+    }
+  }
+});
+
+test('a quantized weight bound in another memory shard runs there (x and y staged from home) and equals the scalar twin bit for bit, on 1 and 2 threads', async () => {
+  const rnd = prng(17);
+  const bits = 4, gs = 64, M = 37, N = 72, K = 4 * gs;
+  const src = randomQuantized(bits, gs, N, K, rnd);
+  const xs = fillUniform(new Float32Array(M * K), rnd), bs = fillUniform(new Float32Array(N), rnd);
+  const ref = new Float32Array(M * N);
+  twin.linear(ref, xs, twin.bindLinear(src, N, K), M, bs);
+  for (const rt of [await createWasmRuntime(), await createNodeWasmRuntime({ threads: 2 })]) {
+    try {
+      await rt.ensureShards(2);
+      const before = rt.shardArenas[1].bytesUsed;
+      const w = rt.kernels.bindLinear(src, N, K, 1);
+      assert.ok(rt.shardArenas[1].bytesUsed - before >= w.bytes, 'the packed weight lives in shard 1');
+      const y = rt.arena.f32(M * N);
+      rt.kernels.linear(y, inArena(rt.arena, xs), w, M, inArena(rt.arena, bs));
+      assertBitIdentical(y, ref, `${rt.threads} thread(s), weight in shard 1`);
+      if (rt.threads > 1) assert.ok(rt.splitJobs() > 0, 'the call was split across the threads (pool jobs in shard 1)');
+    } finally {
+      await rt.dispose();
+    }
+  }
+});

@@ -1,0 +1,127 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { quantizeModel } from '../src/node/quantize.js';
+import { loadModelDir } from '../src/node/index.js';
+import { openModelDir } from '../src/node/model-dir.js';
+import { createWasmRuntime } from '../src/kernels/wasm.js';
+import { writeSafetensors, type TensorToWrite } from '../src/format/safetensors.js';
+import { quantizedWeights, readQuantization } from '../src/models/quantized.js';
+import { dequantizeRow } from '../src/kernels/quant.js';
+import { widenFloats, type FloatDType } from '../src/models/inputs.js';
+import { configObject } from '../src/format/config.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'ponder-quantize-'));
+test.after(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** A copy of a quantized directory with every quantized weight written back as its dequantized F32 values (and no `quantization`). */
+function dequantizedCopy(dir: string, out: string): void {
+  const d = openModelDir(dir);
+  const source = quantizedWeights(d.weights, readQuantization(configObject(d.config!.values, 'c')));
+  const tensors: TensorToWrite[] = source.names().map((name) => {
+    const info = source.info(name)!;
+    if (!info.quant) return { name, dtype: info.dtype, shape: info.shape, data: source.read(name) };
+    const [N, K] = info.shape, w = new Float32Array(N * K), q = source.readQuantized!(name);
+    for (let n = 0; n < N; n++) dequantizeRow(q, K, n, w, n * K);
+    return { name, dtype: 'F32', shape: info.shape, data: w };
+  });
+  mkdirSync(out);
+  writeFileSync(join(out, 'model.safetensors'), writeSafetensors(tensors));
+  const { quantization: _q, quantization_config: _c, ...config } = d.config!.values as Record<string, unknown>;
+  writeFileSync(join(out, 'config.json'), JSON.stringify(config));
+}
+
+const IDS = [3, 17, 5, 42, 8, 11, 29, 2];
+
+for (const family of ['ouro', 'mor', 'huginn'] as const) {
+  for (const [bits, groupSize] of [[4, 64], [8, 32]] as const) {
+    test(`${family}-sotu at ${bits} bits (group ${groupSize}): quantize writes MLX's layout within 1.5 steps of every weight, and the quantized model runs bit-identically to its dequantized weights in f32`, async () => {
+      const input = `models/${family}-sotu`, out = join(tmp, `${family}-${bits}`);
+      const result = await quantizeModel({ input, out, bits, groupSize });
+      assert.ok(result.quantized > 0);
+      const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+      assert.equal(config.quantization.bits, bits);
+      assert.equal(config.quantization.group_size, groupSize);
+      assert.deepEqual(config.quantization_config, config.quantization);
+      for (const f of readdirSync(input).filter((f) => f !== 'model.safetensors' && f !== 'config.json')) {
+        assert.deepEqual(readFileSync(join(out, f)), readFileSync(join(input, f)), `${f} copied`);
+      }
+
+      // each quantized weight against its source: codes computed against the stored (bf16-rounded) scale
+      // and bias are within half a step of w on the grid; the grid's ends move by the rounding of the
+      // scale (≤ 2^-9 relative, times up to 2^bits − 1 steps) and of the bias (≤ 2^-9·|edge|, the
+      // edge ≤ (2^bits − 1)·|scale|): together at most 1.5 steps.
+      const src = openModelDir(input).weights;
+      const q = quantizedWeights(openModelDir(out).weights, readQuantization(configObject(config, 'c')));
+      let checked = 0;
+      for (const name of q.names()) {
+        const info = q.info(name)!;
+        if (!info.quant) continue;
+        const [N, K] = info.shape, raw = src.read(name), w = new Float32Array(N * K), deq = new Float32Array(K), data = q.readQuantized!(name);
+        widenFloats(src.info(name)!.dtype as FloatDType, raw, 0, N * K, w);
+        for (let n = 0; n < N; n++) {
+          dequantizeRow(data, K, n, deq);
+          for (let k = 0; k < K; k++) {
+            const step = Math.abs(data.scales[n * (K / groupSize) + Math.floor(k / groupSize)]);
+            assert.ok(Math.abs(deq[k] - w[n * K + k]) <= 1.5 * step + 1e-7, `${name}[${n},${k}]: ${w[n * K + k]} → ${deq[k]} (step ${step})`);
+          }
+        }
+        checked++;
+      }
+      assert.equal(checked, result.quantized);
+
+      const f32Dir = join(tmp, `${family}-${bits}-dequantized`);
+      dequantizedCopy(out, f32Dir);
+      const quantized = await loadModelDir(out, { runtime: await createWasmRuntime() });
+      const reference = await loadModelDir(f32Dir, { runtime: await createWasmRuntime() });
+      const a = quantized.forward(IDS), b = reference.forward(IDS);
+      assert.deepEqual(a.trace.tokens.map((t) => t.steps), b.trace.tokens.map((t) => t.steps));
+      assert.deepEqual(new Uint32Array(a.logits.buffer, a.logits.byteOffset, a.logits.length), new Uint32Array(b.logits.buffer, b.logits.byteOffset, b.logits.length), 'logits bit for bit');
+    });
+  }
+}
+
+test('quantize never writes into a directory it did not make, nor over a target that is not a regular file; a previous output is replaced', async () => {
+  const busy = join(tmp, 'busy');
+  mkdirSync(busy);
+  writeFileSync(join(busy, 'notes.txt'), 'mine');
+  await assert.rejects(quantizeModel({ input: 'models/ouro-sotu', out: busy, bits: 4 }), (e: { code?: string }) => e.code === 'IO_WRITE');
+  assert.deepEqual(readdirSync(busy), ['notes.txt']);
+
+  const again = join(tmp, 'again');
+  await quantizeModel({ input: 'models/ouro-sotu', out: again, bits: 4 });
+  const first = readFileSync(join(again, 'model.safetensors'));
+  await quantizeModel({ input: 'models/ouro-sotu', out: again, bits: 8 });
+  assert.notDeepEqual(readFileSync(join(again, 'model.safetensors')), first);
+  assert.equal(JSON.parse(readFileSync(join(again, 'config.json'), 'utf8')).quantization.bits, 8);
+  assert.ok(readdirSync(again).every((f) => !f.endsWith('.tmp')), 'no temporary file left');
+
+  const odd = join(tmp, 'odd');
+  await quantizeModel({ input: 'models/ouro-sotu', out: odd, bits: 4 });
+  rmSync(join(odd, 'tokenizer.json'));
+  mkdirSync(join(odd, 'tokenizer.json'));
+  await assert.rejects(quantizeModel({ input: 'models/ouro-sotu', out: odd, bits: 4 }), (e: { code?: string }) => e.code === 'IO_WRITE');
+});
+
+test('quantize refuses bits and group sizes ponder cannot run, and an already quantized model', async () => {
+  await assert.rejects(quantizeModel({ input: 'models/ouro-sotu', out: join(tmp, 'x'), bits: 3 as 4 }), (e: { code?: string; field?: string }) => e.code === 'ARG_INVALID' && e.field === 'bits');
+  await assert.rejects(quantizeModel({ input: 'models/ouro-sotu', out: join(tmp, 'x'), bits: 4, groupSize: 48 }), (e: { code?: string; field?: string }) => e.code === 'ARG_INVALID' && e.field === 'group-size');
+  const q = join(tmp, 'q-once');
+  await quantizeModel({ input: 'models/ouro-sotu', out: q, bits: 4 });
+  await assert.rejects(quantizeModel({ input: q, out: join(tmp, 'q-twice'), bits: 4 }), (e: { code?: string }) => e.code === 'QUANT_CONFIG');
+});
+
+test('the default keeps exit gates and routers in their dtype; --keep adds patterns; --no-default-keep quantizes them', async () => {
+  const kept = await quantizeModel({ input: 'models/ouro-sotu', out: join(tmp, 'k1'), bits: 4, keep: ['model.layers.*.mlp.down_proj'] });
+  const keptNames = kept.kept.map((k) => k.name);
+  assert.ok(keptNames.includes('model.early_exit_gate.weight'));
+  assert.ok(keptNames.some((n) => /^model\.layers\.\d+\.mlp\.down_proj\.weight$/.test(n)));
+  const config = JSON.parse(readFileSync(join(tmp, 'k1', 'config.json'), 'utf8'));
+  assert.equal(config.quantization['model.early_exit_gate'], false);
+  const all = await quantizeModel({ input: 'models/ouro-sotu', out: join(tmp, 'k2'), bits: 4, noDefaultKeep: true });
+  assert.ok(!all.kept.some((k) => k.name === 'model.early_exit_gate.weight'));
+  const m = await loadModelDir(join(tmp, 'k2'), { runtime: await createWasmRuntime() });
+  assert.equal(m.forward(IDS).trace.tokens.length, IDS.length);
+});
