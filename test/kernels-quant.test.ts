@@ -60,8 +60,9 @@ test('quantized linear equals its scalar twin bit for bit, under every tile and 
   for (const { label, rt } of runtimes) if (rt.threads > 1) assert.ok(rt.splitJobs() > 0, `${label}: the big calls were split across the threads`);
 });
 
-test('the scalar twin dequantizes w = scale·code + bias with MLX\'s packing (low bits first in each u32 word)', () => {
-  // one row, K = 32 at 4 bits: codes 0..15 then 15..0, in 4 words of 8 codes each
+test('on the unit vectors, quantized linear (twin and kernel) gives w = scale·code + bias with MLX\'s packing (low bits first in each u32 word)', () => {
+  // one row, K = 32 at 4 bits: codes 0..15 then 15..0, in 4 words of 8 codes each. Row m of x = e_m,
+  // so y[m] = +0 + (scale·code_m + bias·1): the dequantized weight, rounded as dequantizeValue does.
   const K = 32, codes = new Uint32Array(4);
   const want: number[] = [];
   for (let k = 0; k < K; k++) {
@@ -69,8 +70,15 @@ test('the scalar twin dequantizes w = scale·code + bias with MLX\'s packing (lo
     codes[k >> 3] |= code << (4 * (k & 7));
     want.push(Math.fround(Math.fround(0.5 * code) + -3));
   }
-  const w = twin.bindLinear({ dtype: 'q4', groupSize: 32, codes, scales: new Float32Array([0.5]), biases: new Float32Array([-3]) }, 1, K) as unknown as { w: Float32Array };
-  assert.deepEqual([...w.w], want);
+  const src: QuantizedSource = { dtype: 'q4', groupSize: 32, codes, scales: new Float32Array([0.5]), biases: new Float32Array([-3]) };
+  const eye = new Float32Array(K * K);
+  for (let k = 0; k < K; k++) eye[k * K + k] = 1;
+  const y = new Float32Array(K);
+  twin.linear(y, eye, twin.bindLinear(src, 1, K), K);
+  assert.deepEqual([...y], want);
+  const rt = runtimes[0].rt, yk = rt.arena.f32(K);
+  rt.kernels.linear(yk, inArena(rt.arena, eye), rt.kernels.bindLinear(src, 1, K), K);
+  assert.deepEqual([...yk], want);
 });
 
 test('a quantized source that does not fit N, K and the group size is refused with KERNEL_BAD_ARGS', () => {

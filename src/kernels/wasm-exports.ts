@@ -47,6 +47,16 @@ export function linearScratchBytes(kc: number): number {
   return kc * 16 * 4;
 }
 
+/**
+ * Bytes of per-thread scratch linear_quant needs (assembly/linear-quant.ts): the group sums of the
+ * M activation rows (rounded up to 16 bytes), then for prefill (M > 1) one [M][16] f32 block of
+ * group dots and one group of codes widened to f32 ([gs][16]).
+ */
+export function quantScratchBytes(M: number, K: number, gs: number): number {
+  const sums = (M * (K / gs) * 4 + 15) & ~15;
+  return M > 1 ? sums + M * 64 + gs * 64 : sums;
+}
+
 // assembly/attention.ts: units per block in prefill, and the ints of each unit's descriptor.
 const ATTENTION_PREFILL_BLOCK = 16;
 const ATTENTION_UNIT_INTS = 4;

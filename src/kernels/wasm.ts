@@ -28,7 +28,7 @@ import type { Kernels, LinearSource, LinearWeight, QuantizedSource, RopeLayout }
 import { checkQuantizedSource, isQuantized, quantBits } from './quant.js';
 import { KERNELS_RELAXED_WASM, KERNELS_WASM } from './wasm-binary.js';
 import { type WorkerFactory, ThreadPool } from '../runtime/pool.js';
-import { attentionScratchBytes, linearBlockK, linearScratchBytes, type WasmKernelExports } from './wasm-exports.js';
+import { attentionScratchBytes, linearBlockK, linearScratchBytes, quantScratchBytes, type WasmKernelExports } from './wasm-exports.js';
 import { isLinearTile, LINEAR_TILES, linearTileIndex, measureLinearTiles, TILE_PROBE_BYTES, type LinearTile, type TileMeasurement } from './linear-tiles.js';
 
 export interface WasmRuntimeOptions {
@@ -386,7 +386,7 @@ class WasmKernels implements Kernels {
       const bits = w.dtype === 'q8' || w.dtype === 'q4' ? quantBits(w.dtype) : 0, gs = w.groupSize ?? 0;
       const panels = Math.ceil(N / 16);
       const kc = linearBlockK(M, K, w.dtype);
-      const scratch = (bf16 || bits !== 0) && M > 1 ? shard.linearScratch.need(linearScratchBytes(kc)) : 0;
+      const scratch = bits !== 0 ? shard.linearScratch.need(quantScratchBytes(M, K, gs)) : bf16 && M > 1 ? shard.linearScratch.need(linearScratchBytes(kc)) : 0;
       const pool = this.pool.current;
       if (pool && pool.worthSplitting(M * N * K, panels)) {
         pool.linear(index, bf16, yp, xp, w.packed.byteOffset, bp, M, N, K, panels, kc, scratch, this.tile, bits, gs);
