@@ -42,7 +42,7 @@ import { storeRow, loadRow, panelRows } from './linear';
 }
 
 // sums[g] = Σ_{k∈g} x[k] in k order from +0, one per group of the row at x (f32 adds).
-function groupSums(sums: usize, x: usize, K: i32, gs: i32): void {
+export function groupSums(sums: usize, x: usize, K: i32, gs: i32): void {
   for (let k0 = 0; k0 < K; k0 += gs) {
     let s: f32 = 0;
     for (let k = k0; k < k0 + gs; k++) s += load<f32>(x + (<usize>k << 2));

@@ -25,6 +25,8 @@ export interface WasmKernelExports {
   linear_bf16(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, kcMax: number, scratch: number, tile: number): void;
   /** Affine-quantized panels (assembly/linear-quant.ts): bits 8 or 4, gs the group size. */
   linear_quant(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, kcMax: number, scratch: number, tile: number, bits: number, gs: number): void;
+  /** The int16-activation mode over quads of 4 rows [q0, q1) (assembly/linear-quant-i16.ts). */
+  linear_quant_i16(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, q0: number, q1: number, scratch: number, bits: number, gs: number): void;
   attention(out: number, q: number, k: number, v: number, Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
             qPos: number, kPos: number, allowed: number, scores: number, u0: number, u1: number): void;
 }
@@ -45,6 +47,11 @@ export function linearBlockK(M: number, K: number, dtype: 'f32' | 'bf16' | 'q8' 
 /** Bytes of per-thread scratch linear_bf16 and linear_quant need for one widened k-block of kc steps. */
 export function linearScratchBytes(kc: number): number {
   return kc * 16 * 4;
+}
+
+/** Bytes of per-thread scratch linear_quant_i16 needs (assembly/linear-quant-i16.ts): group sums and xscales of the M rows, and the rows as int16. */
+export function quantI16ScratchBytes(M: number, K: number, gs: number): number {
+  return 2 * ((M * (K / gs) * 4 + 15) & ~15) + M * K * 2;
 }
 
 /**
