@@ -127,27 +127,34 @@ function quadRow(yp: usize, xq: usize, xscale: usize, xsum: usize, bp: usize, K:
   }
 }
 
-// Quads [q0, q1) of y = x·W^T (+ bias). scratch, private to the calling thread: [M][K/gs] f32 group
-// sums, [M][K/gs] f32 xscales (each rounded up to 16 bytes), [M][K] i16 quantized activations
-// (quantI16ScratchBytes in src/kernels/wasm-exports.ts). bits: 8 or 4; gs: a multiple of 32.
+// Activation rows per block: the scratch holds one block's quantized rows, whatever M is.
+export const QUANT_I16_ROW_BLOCK = 16;
+
+// Quads [q0, q1) of y = x·W^T (+ bias). scratch, private to the calling thread, for R =
+// min(M, QUANT_I16_ROW_BLOCK) rows: [R][K/gs] f32 group sums, [R][K/gs] f32 xscales (each rounded
+// up to 16 bytes), [R][K] i16 quantized activations (quantI16ScratchBytes in
+// src/kernels/wasm-exports.ts). bits: 8 or 4; gs: a multiple of 32.
 export function linear_quant_i16(y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, q0: i32, q1: i32, scratch: usize, bits: i32, gs: i32): void {
   const groups = K / gs;
-  const vecBytes = (<usize>M * <usize>groups * 4 + 15) & ~15;
+  const vecBytes = (<usize>min(M, QUANT_I16_ROW_BLOCK) * <usize>groups * 4 + 15) & ~15;
   const sums = scratch, xscales = scratch + vecBytes, xq = scratch + 2 * vecBytes;
   const rowBytesX = <usize>K << 2, rowBytesY = <usize>N << 2, groupStride = <usize>groups << 2;
-  for (let m = 0; m < M; m++) {
-    const xr = x + <usize>m * rowBytesX;
-    groupSums(sums + <usize>m * groupStride, xr, K, gs);
-    quantizeRow(xq + (<usize>m * <usize>K << 1), xscales + <usize>m * groupStride, xr, K, bits, gs);
-  }
   const quadBytes = <usize>groups * groupBytesI16(bits, gs);
-  for (let q = q0; q < q1; q++) {
-    const rows = min(4, N - q * 4);
-    const biasp = bias != 0 ? bias + (<usize>q << 4) : 0;
-    const bp = w + <usize>q * quadBytes;
-    // every activation row against this quad's weights while they are in L1
-    for (let m = 0; m < M; m++) {
-      quadRow(y + <usize>m * rowBytesY + (<usize>q << 4), xq + (<usize>m * <usize>K << 1), xscales + <usize>m * groupStride, sums + <usize>m * groupStride, bp, K, bits, gs, biasp, rows);
+  for (let m0 = 0; m0 < M; m0 += QUANT_I16_ROW_BLOCK) {
+    const rows = min(QUANT_I16_ROW_BLOCK, M - m0);
+    for (let m = 0; m < rows; m++) {
+      const xr = x + <usize>(m0 + m) * rowBytesX;
+      groupSums(sums + <usize>m * groupStride, xr, K, gs);
+      quantizeRow(xq + (<usize>m * <usize>K << 1), xscales + <usize>m * groupStride, xr, K, bits, gs);
+    }
+    for (let q = q0; q < q1; q++) {
+      const outRows = min(4, N - q * 4);
+      const biasp = bias != 0 ? bias + (<usize>q << 4) : 0;
+      const bp = w + <usize>q * quadBytes;
+      // the block's activation rows against this quad's weights while they are in L1
+      for (let m = 0; m < rows; m++) {
+        quadRow(y + <usize>(m0 + m) * rowBytesY + (<usize>q << 4), xq + (<usize>m * <usize>K << 1), xscales + <usize>m * groupStride, sums + <usize>m * groupStride, bp, K, bits, gs, biasp, outRows);
+      }
     }
   }
 }

@@ -138,28 +138,32 @@ function groupRows(yp: usize, rowY: usize, gp: usize, dots: usize, sums: usize, 
   }
 }
 
+// Prefill runs rows in blocks of this many, so its scratch does not grow with M.
+export const QUANT_ROW_BLOCK = 256;
+
 // bits: 8 or 4; gs: the group size (K a multiple of it, checked by bindLinear). scratch, private to
-// the calling thread, bytes laid out as quantScratchBytes (src/kernels/wasm-exports.ts) says:
-// [M][K/gs] f32 group sums of x, rounded up to 16 bytes; then, for M > 1, [M][16] f32 group dots
-// and [gs][16] f32 codes. tile: TILE_* of linear.ts. kcMax: k-steps per block (rounded down to
-// whole groups).
+// the calling thread, bytes laid out as quantScratchBytes (src/kernels/wasm-exports.ts) says: for
+// M = 1, the [K/gs] f32 group sums of x; for M > 1, per block of rows R ≤ QUANT_ROW_BLOCK and k-block,
+// [R][kc/gs] f32 group sums (rounded up to 16 bytes), [R][16] f32 group dots and [gs][16] f32
+// codes. tile: TILE_* of linear.ts. kcMax: k-steps per block (rounded down to whole groups).
 export function linear_quant(y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, p0: i32, p1: i32, kcMax: i32, scratch: usize, tile: i32, bits: i32, gs: i32): void {
   const groups = K / gs;
   const gbytes = groupBytes(bits, gs);
   const panelBytes = <usize>groups * gbytes;
   const rowBytesX = <usize>K << 2, rowBytesY = <usize>N << 2;
   const sums = scratch;
-  for (let m = 0; m < M; m++) groupSums(sums + (<usize>m * <usize>groups << 2), x + <usize>m * rowBytesX, K, gs);
   if (M == 1) {
+    groupSums(sums, x, K, gs);
     for (let p = p0; p < p1; p++) {
       const biasp = bias != 0 ? bias + (<usize>p << 6) : 0;
       gemvPanelQuant(y + (<usize>p << 6), x, w + <usize>p * panelBytes, K, bits, gs, sums, biasp, min(16, N - p * 16));
     }
     return;
   }
-  const dots = sums + ((<usize>M * <usize>groups * 4 + 15) & ~15);
-  const codeBlock = dots + (<usize>M << 6);
   const kc = max(gs, kcMax - kcMax % gs);
+  const blockGroups = kc / gs;
+  const dots = sums + ((<usize>min(M, QUANT_ROW_BLOCK) * <usize>blockGroups * 4 + 15) & ~15);
+  const codeBlock = dots + (<usize>min(M, QUANT_ROW_BLOCK) << 6);
   if (K == 0) { // y = 0 + bias
     for (let p = p0; p < p1; p++) {
       const biasp = bias != 0 ? bias + (<usize>p << 6) : 0;
@@ -167,18 +171,22 @@ export function linear_quant(y: usize, x: usize, w: usize, bias: usize, M: i32, 
     }
     return;
   }
-  // k-blocks outermost, so the x block of M rows stays in cache across the panels
-  for (let kb = 0; kb < K; kb += kc) {
-    const gEnd = min(K, kb + kc) / gs;
-    for (let p = p0; p < p1; p++) {
-      const cols = min(16, N - p * 16);
-      const yp = y + (<usize>p << 6);
-      for (let g = kb / gs; g < gEnd; g++) {
-        const gp = w + <usize>p * panelBytes + <usize>g * gbytes;
-        widenGroupCodes(codeBlock, gp, bits, gs);
-        panelRows(tile, dots, 64, x + (<usize>(g * gs) << 2), rowBytesX, codeBlock, M, gs, true, 0, 16);
-        const biasp = g == groups - 1 && bias != 0 ? bias + (<usize>p << 6) : 0;
-        groupRows(yp, rowBytesY, gp, dots, sums + (<usize>g << 2), groups, M, g == 0, biasp, cols);
+  for (let m0 = 0; m0 < M; m0 += QUANT_ROW_BLOCK) {
+    const rows = min(QUANT_ROW_BLOCK, M - m0);
+    const xb = x + <usize>m0 * rowBytesX, yb = y + <usize>m0 * rowBytesY;
+    // k-blocks outside the panels, so the x block stays in cache across them
+    for (let kb = 0; kb < K; kb += kc) {
+      const g0 = kb / gs, gEnd = min(K, kb + kc) / gs, ng = gEnd - g0;
+      for (let m = 0; m < rows; m++) groupSums(sums + (<usize>(m * ng) << 2), xb + <usize>m * rowBytesX + (<usize>kb << 2), ng * gs, gs);
+      for (let p = p0; p < p1; p++) {
+        const cols = min(16, N - p * 16);
+        for (let g = g0; g < gEnd; g++) {
+          const gp = w + <usize>p * panelBytes + <usize>g * gbytes;
+          widenGroupCodes(codeBlock, gp, bits, gs);
+          panelRows(tile, dots, 64, xb + (<usize>(g * gs) << 2), rowBytesX, codeBlock, rows, gs, true, 0, 16);
+          const biasp = g == groups - 1 && bias != 0 ? bias + (<usize>p << 6) : 0;
+          groupRows(yb + (<usize>p << 6), rowBytesY, gp, dots, sums + (<usize>(g - g0) << 2), ng, rows, g == 0, biasp, cols);
+        }
       }
     }
   }

@@ -49,19 +49,26 @@ export function linearScratchBytes(kc: number): number {
   return kc * 16 * 4;
 }
 
-/** Bytes of per-thread scratch linear_quant_i16 needs (assembly/linear-quant-i16.ts): group sums and xscales of the M rows, and the rows as int16. */
+// assembly/linear-quant.ts and linear-quant-i16.ts: rows per block of prefill.
+const QUANT_ROW_BLOCK = 256;
+const QUANT_I16_ROW_BLOCK = 16;
+
+/** Bytes of per-thread scratch linear_quant_i16 needs (assembly/linear-quant-i16.ts): group sums and xscales of a block of min(M, 16) rows, and those rows as int16. */
 export function quantI16ScratchBytes(M: number, K: number, gs: number): number {
-  return 2 * ((M * (K / gs) * 4 + 15) & ~15) + M * K * 2;
+  const rows = Math.min(M, QUANT_I16_ROW_BLOCK);
+  return 2 * ((rows * (K / gs) * 4 + 15) & ~15) + rows * K * 2;
 }
 
 /**
- * Bytes of per-thread scratch linear_quant needs (assembly/linear-quant.ts): the group sums of the
- * M activation rows (rounded up to 16 bytes), then for prefill (M > 1) one [M][16] f32 block of
- * group dots and one group of codes widened to f32 ([gs][16]).
+ * Bytes of per-thread scratch linear_quant needs (assembly/linear-quant.ts) with k-blocks of kc:
+ * decode (M = 1), the row's K/gs group sums; prefill, for a block of R = min(M, 256) rows, the
+ * group sums of one k-block (rounded up to 16 bytes), an [R][16] f32 block of group dots and one
+ * group of codes widened to f32 ([gs][16]). At most 32 KiB for kc = 256, whatever M and K are.
  */
-export function quantScratchBytes(M: number, K: number, gs: number): number {
-  const sums = (M * (K / gs) * 4 + 15) & ~15;
-  return M > 1 ? sums + M * 64 + gs * 64 : sums;
+export function quantScratchBytes(M: number, K: number, gs: number, kc: number): number {
+  if (M <= 1) return (K / gs) * 4;
+  const rows = Math.min(M, QUANT_ROW_BLOCK), blockGroups = Math.max(1, Math.floor(kc / gs));
+  return ((rows * blockGroups * 4 + 15) & ~15) + rows * 64 + gs * 64;
 }
 
 // assembly/attention.ts: units per block in prefill, and the ints of each unit's descriptor.

@@ -440,7 +440,7 @@ class WasmKernels implements Kernels {
       const bits = w.dtype === 'q8' || w.dtype === 'q4' ? quantBits(w.dtype) : 0, gs = w.groupSize ?? 0;
       const panels = Math.ceil(N / 16);
       const kc = linearBlockK(M, K, w.dtype);
-      const scratch = bits !== 0 ? shard.linearScratch.need(quantScratchBytes(M, K, gs)) : bf16 && M > 1 ? shard.linearScratch.need(linearScratchBytes(kc)) : 0;
+      const scratch = bits !== 0 ? shard.linearScratch.need(quantScratchBytes(M, K, gs, kc)) : bf16 && M > 1 ? shard.linearScratch.need(linearScratchBytes(kc)) : 0;
       const pool = this.pool.current;
       if (pool && pool.worthSplitting(M * N * K, panels)) {
         pool.linear(index, bf16, yp, xp, w.packed.byteOffset, bp, M, N, K, panels, kc, scratch, this.tile, bits, gs);

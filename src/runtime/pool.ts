@@ -121,7 +121,7 @@ export class ThreadPool {
    */
   linear(shard: number, bf16: boolean, y: number, x: number, w: number, bias: number, M: number, N: number, K: number, panels: number, kc: number, scratch: number, tile: number, bits = 0, gs = 0): void {
     const op = bits !== 0 ? OP_LINEAR_QUANT : bf16 ? OP_LINEAR_BF16 : OP_LINEAR_F32;
-    const scratchBytes = bits !== 0 ? quantScratchBytes(M, K, gs) : bf16 && M > 1 ? linearScratchBytes(kc) : 0;
+    const scratchBytes = bits !== 0 ? quantScratchBytes(M, K, gs, kc) : bf16 && M > 1 ? linearScratchBytes(kc) : 0;
     const ranges = split(panels, this.threads);
     const gen = this.nextGeneration();
     this.splitJobs++;
