@@ -59,7 +59,7 @@ const TILE_4X8: i32 = 2;
 }
 
 // @ts-ignore: decorator
-@inline function loadRow(yp: usize, q: i32, cols: i32): v128 {
+@inline export function loadRow(yp: usize, q: i32, cols: i32): v128 {
   return cols == 16 ? v128.load(yp + (<usize>q << 4)) : loadPartial(yp + (<usize>q << 4), lanesIn(cols, q));
 }
 

@@ -6,6 +6,8 @@
  *     decode time goes at 1 thread (dequantization compute = the hot rate; memory = bytes ÷ stream).
  *  2. model: decode tokens/s of an Ouro-1.4B-shaped checkpoint (synthetic weights) in bf16 and in
  *     its `ponder quantize` 8- and 4-bit versions, at 1 and 2 threads, fixed depth 4 (all loops).
+ *  Quantized weights run in both modes: q8/q4 the exact mode (f32 activations), q8·i16/q4·i16 the
+ *  opt-in int16-activation mode (spec/quantization.md).
  *
  *   node bin/ponder.js quantize DIR DIR-q4 --bits 4; node bin/ponder.js quantize DIR DIR-q8 --bits 8
  *   node --import tsx bench/quant.bench.ts [--model DIR --q8 DIR-q8 --q4 DIR-q4] [--tokens 8] [--kernels-only | --skip-kernels]
@@ -25,32 +27,35 @@ import { describeCpu, hostCpu } from './cpu.js';
 import { FULL_TIMING, timeSync } from './timing.js';
 
 const { values } = parseArgs({ options: {
+  'int16-only': { type: 'boolean', default: false },
   model: { type: 'string' }, q8: { type: 'string' }, q4: { type: 'string' }, tokens: { type: 'string', default: '8' }, 'kernels-only': { type: 'boolean', default: false }, 'skip-kernels': { type: 'boolean', default: false },
 } });
 const load = (): string => loadavg().map((l) => l.toFixed(1)).join(' ');
 console.log(`# ${describeCpu(hostCpu())}; load average ${load()} at start`);
 
 // ---- 1. kernels
-type Format = 'bf16' | 'q8' | 'q4';
-const FORMATS: Format[] = ['bf16', 'q8', 'q4'];
+// q8/q4: the exact mode (f32 activations); q8·i16/q4·i16: the same weights with int16 activations
+type Format = 'bf16' | 'q8' | 'q4' | 'q8·i16' | 'q4·i16';
+const FORMATS: Format[] = ['bf16', 'q8', 'q4', 'q8·i16', 'q4·i16'];
 function sourceOf(format: Format, w: Float32Array, N: number, K: number): LinearSource {
   if (format === 'bf16') return { dtype: 'bf16', data: new Uint16Array(new Uint32Array(w.buffer).map((b) => b >>> 16)) };
-  const bits = format === 'q8' ? 8 : 4;
+  const bits = format.startsWith('q8') ? 8 : 4;
   const q = quantizeMatrix(w, N, K, bits, 64, 'F32');
-  return { dtype: format, groupSize: 64, codes: q.codes, scales: q.scales as Float32Array, biases: q.biases as Float32Array };
+  return { dtype: bits === 8 ? 'q8' : 'q4', groupSize: 64, codes: q.codes, scales: q.scales as Float32Array, biases: q.biases as Float32Array };
 }
 /** bytes of weight data a decode reads: 2 per bf16 weight; codes plus one f32 scale and bias per group */
-const streamBytes = (format: Format, N: number, K: number): number => format === 'bf16' ? 2 * N * K : N * K * (format === 'q8' ? 1 : 0.5) + 8 * N * K / 64;
+const streamBytes = (format: Format, N: number, K: number): number => format === 'bf16' ? 2 * N * K : N * K * (format.startsWith('q8') ? 1 : 0.5) + 8 * N * K / 64;
 
 const rows: string[] = [];
 if (!values['skip-kernels']) await kernelRows();
 async function kernelRows(): Promise<void> {
-const rt = await createWasmRuntime();
+const exact = await createWasmRuntime(), int16 = await createWasmRuntime({ quantActivations: 'int16' });
 const stream = await StreamBaseline.create(512 * 2 ** 20);
 for (const [N, K, what] of [[5632, 2048, 'gate/up 5632×2048'], [2048, 5632, 'down 2048×5632']] as const) {
   const w = new Float32Array(N * K);
   for (let i = 0; i < w.length; i++) w[i] = Math.sin(i * 0.61803) * 0.05;
   for (const format of FORMATS) {
+    const rt = format.endsWith('i16') ? int16 : exact;
     const src = sourceOf(format, w, N, K);
     const copies: LinearWeight[] = [];
     let bound = 0;
@@ -81,10 +86,11 @@ if (values['kernels-only'] || (!values.model && !values.q8 && !values.q4)) proce
 const tokens = Number(values.tokens);
 const prompt = [17, 4, 99, 1024, 7, 300, 12, 5];
 const table: string[] = [];
-for (const [label, dir] of [['bf16', values.model], ['q8', values.q8], ['q4', values.q4]] as const) {
-  if (!dir) continue;
+const models = [['bf16', values.model, 'f32'], ['q8', values.q8, 'f32'], ['q4', values.q4, 'f32'], ['q8·i16', values.q8, 'int16'], ['q4·i16', values.q4, 'int16']] as const;
+for (const [label, dir, quantActivations] of models) {
+  if (!dir || (values['int16-only'] && quantActivations !== 'int16' && label !== 'bf16')) continue;
   for (const threads of [1, 2]) {
-    const runtime = threads === 1 ? await createWasmRuntime() : await createNodeWasmRuntime({ threads });
+    const runtime = threads === 1 ? await createWasmRuntime({ quantActivations }) : await createNodeWasmRuntime({ threads, quantActivations });
     const t0 = performance.now();
     const model = await loadModelDir(dir, { runtime, tokenizer: false });
     const loadS = (performance.now() - t0) / 1000;
@@ -97,6 +103,7 @@ for (const [label, dir] of [['bf16', values.model], ['q8', values.q8], ['q4', va
   }
 }
 console.log(`\n## Ouro-1.4B shapes, decode at fixed depth 4, ${tokens} tokens after an 8-token prompt\n`);
+console.log('(q8·i16, q4·i16: the same checkpoints with int16 activations, WasmRuntimeOptions.quantActivations)\n');
 console.log('| weights | threads | tok/s | WASM memory used | load | load average |');
 console.log('|---|---|---|---|---|---|');
 for (const r of table) console.log(r);

@@ -64,6 +64,22 @@ test('ponder eval --compare A A --ids FILE --json: one row per policy, all in ex
   for (const r of report.rows) assert.ok(r.kl === 0 && r.top1 === 1 && r.exitAgreement === 1);
 });
 
+test('ponder eval --compare Q Q --quant-activations-b int16: B runs the int16 mode (a small positive KL, the same depths); bad modes are ARG_INVALID before any load', async () => {
+  const q = join(tmp, 'ouro-4-int16');
+  await quantizeModel({ input: 'models/ouro-sotu', out: q, bits: 4 });
+  const ids = join(tmp, 'ids-int16.txt');
+  writeFileSync(ids, '3 17 5 42 8 11 29 2 7 7 19\n');
+  const stdout = execFileSync(process.execPath, ['bin/ponder.js', 'eval', '--compare', q, q, '--quant-activations-b', 'int16', '--ids', ids, '--policy', 'fixed(4)', '--json', '--threads', '1'], { encoding: 'utf8' });
+  const [row] = JSON.parse(stdout).rows;
+  assert.ok(row.kl > 0 && row.kl < 1e-4, `KL ${row.kl}: int16 activations deviate from the exact mode, by little`);
+  assert.equal(row.exitAgreement, 1);
+  for (const [flags, field] of [[['--quant-activations', 'int8'], 'quant-activations'], [['--quant-activations-b', 'f16'], 'quant-activations-b'], [['--kernels', 'scalar', '--quant-activations', 'int16'], 'quant-activations']] as const) {
+    const r = await ponder(['eval', '--compare', q, q, '--ids', ids, ...flags]);
+    assertUsageError(r, 'ARG_INVALID');
+    assert.match(r.err, new RegExp(`--${field}`));
+  }
+});
+
 test('ponder eval --compare --ids reads ponder eval\'s formats: JSON windows give the report of the same lines; a bad line is EVAL_INPUT naming it', async () => {
   const lines = join(tmp, 'same.txt'), json = join(tmp, 'same.json'), bad = join(tmp, 'bad.txt');
   writeFileSync(lines, '3 17 5 42 8\n4,4,9\n');

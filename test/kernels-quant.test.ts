@@ -5,6 +5,7 @@ import { createWasmRuntime, type WasmRuntime } from '../src/kernels/wasm.js';
 import { createNodeWasmRuntime } from '../src/node/pool-worker.js';
 import { LINEAR_TILES } from '../src/kernels/linear-tiles.js';
 import { scalarKernels as twin } from '../src/kernels/scalar.js';
+import { linearQuantI16 } from '../src/kernels/quant.js';
 import type { QuantizedSource } from '../src/kernels/kernels.js';
 import { prng, fillUniform, inArena, assertBitIdentical } from './kernels-support.js';
 
@@ -60,8 +61,9 @@ test('quantized linear equals its scalar twin bit for bit, under every tile and 
   for (const { label, rt } of runtimes) if (rt.threads > 1) assert.ok(rt.splitJobs() > 0, `${label}: the big calls were split across the threads`);
 });
 
-test('the scalar twin dequantizes w = scale·code + bias with MLX\'s packing (low bits first in each u32 word)', () => {
-  // one row, K = 32 at 4 bits: codes 0..15 then 15..0, in 4 words of 8 codes each
+test('on the unit vectors, quantized linear (twin and kernel) gives w = scale·code + bias with MLX\'s packing (low bits first in each u32 word)', () => {
+  // one row, K = 32 at 4 bits: codes 0..15 then 15..0, in 4 words of 8 codes each. Row m of x = e_m,
+  // so y[m] = +0 + (scale·code_m + bias·1): the dequantized weight, rounded as dequantizeValue does.
   const K = 32, codes = new Uint32Array(4);
   const want: number[] = [];
   for (let k = 0; k < K; k++) {
@@ -69,8 +71,15 @@ test('the scalar twin dequantizes w = scale·code + bias with MLX\'s packing (lo
     codes[k >> 3] |= code << (4 * (k & 7));
     want.push(Math.fround(Math.fround(0.5 * code) + -3));
   }
-  const w = twin.bindLinear({ dtype: 'q4', groupSize: 32, codes, scales: new Float32Array([0.5]), biases: new Float32Array([-3]) }, 1, K) as unknown as { w: Float32Array };
-  assert.deepEqual([...w.w], want);
+  const src: QuantizedSource = { dtype: 'q4', groupSize: 32, codes, scales: new Float32Array([0.5]), biases: new Float32Array([-3]) };
+  const eye = new Float32Array(K * K);
+  for (let k = 0; k < K; k++) eye[k * K + k] = 1;
+  const y = new Float32Array(K);
+  twin.linear(y, eye, twin.bindLinear(src, 1, K), K);
+  assert.deepEqual([...y], want);
+  const rt = runtimes[0].rt, yk = rt.arena.f32(K);
+  rt.kernels.linear(yk, inArena(rt.arena, eye), rt.kernels.bindLinear(src, 1, K), K);
+  assert.deepEqual([...yk], want);
 });
 
 test('a quantized source that does not fit N, K and the group size is refused with KERNEL_BAD_ARGS', () => {
@@ -102,6 +111,57 @@ test('a quantized weight bound in another memory shard runs there (x and y stage
       if (rt.threads > 1) assert.ok(rt.splitJobs() > 0, 'the call was split across the threads (pool jobs in shard 1)');
     } finally {
       await rt.dispose();
+    }
+  }
+});
+
+// The int16-activation mode (opt-in) on 1 and 2 threads, each equal to its scalar twin bit for bit
+// (integer dots and an f32 epilogue that never fuses: the relaxed build runs the same code).
+const int16Runtimes: { label: string; rt: WasmRuntime }[] = [
+  { label: 'int16 1 thread', rt: await createWasmRuntime({ quantActivations: 'int16' }) },
+  { label: 'int16 2 threads', rt: await createNodeWasmRuntime({ quantActivations: 'int16', threads: 2 }) },
+];
+after(() => Promise.all(int16Runtimes.map(({ rt }) => rt.dispose())));
+
+test('int16 activations: quantized linear equals linearQuantI16 (its scalar twin) bit for bit, on 1 and 2 threads, writing only y', () => {
+  fc.assert(fc.property(problem, fc.constantFrom('uniform', 'zeros', 'spiky'), ({ bits, gs, M, N, groups, withBias, seed }, kind) => {
+    const K = groups * gs, rnd = prng(seed);
+    const src = randomQuantized(bits, gs, N, K, rnd);
+    const xs = fillUniform(new Float32Array(M * K), rnd), bs = fillUniform(new Float32Array(N), rnd);
+    if (kind === 'zeros') xs.fill(0, 0, Math.min(xs.length, 2 * gs)); // all-zero groups: amax = 0
+    if (kind === 'spiky') for (let i = 0; i < xs.length; i += 37) xs[i] *= 1e4; // one large value per group or so: ties and saturation edges
+    const ref = new Float32Array(M * N);
+    linearQuantI16(ref, xs, src, N, K, M, withBias ? bs : null);
+    for (const { label, rt } of int16Runtimes) {
+      const whole = rt.arena.f32(M * N + 2);
+      whole.fill(-7);
+      const y = whole.subarray(1, 1 + M * N);
+      rt.kernels.linear(y, inArena(rt.arena, xs), rt.kernels.bindLinear(src, N, K), M, withBias ? inArena(rt.arena, bs) : null);
+      assertBitIdentical(y, ref, `${label}: q${bits} g${gs} M=${M} N=${N} K=${K} bias=${withBias} ${kind}`);
+      assert.ok(whole[0] === -7 && whole[M * N + 1] === -7, `${label}: wrote outside y`);
+    }
+  }), { numRuns: 60, examples: [[{ bits: 4, gs: 64, M: 300, N: 130, groups: 8, withBias: true, seed: 1 }, 'uniform'], [{ bits: 8, gs: 128, M: 37, N: 24, groups: 3, withBias: false, seed: 2 }, 'spiky']] });
+  assert.ok(int16Runtimes[1].rt.splitJobs() > 0, 'the big calls were split across the threads');
+});
+
+test('int16 activations stay within the int16 rounding of the exact mode: |y_int16 − y_exact| ≤ Σ_g |scale|·(2^bits − 1)·gs·xscale_g/2 + f32 rounding', () => {
+  const rnd = prng(5);
+  for (const [bits, gs] of [[4, 64], [8, 32]] as const) {
+    const M = 3, N = 20, K = 4 * gs;
+    const src = randomQuantized(bits, gs, N, K, rnd);
+    const xs = fillUniform(new Float32Array(M * K), rnd);
+    const exact = new Float32Array(M * N), approx = new Float32Array(M * N);
+    twin.linear(exact, xs, twin.bindLinear(src, N, K), M);
+    linearQuantI16(approx, xs, src, N, K, M);
+    for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
+      let bound = 0, mag = 0;
+      for (let g = 0; g < K / gs; g++) {
+        let amax = 0;
+        for (let k = g * gs; k < (g + 1) * gs; k++) { amax = Math.max(amax, Math.abs(xs[m * K + k])); mag += Math.abs(xs[m * K + k]) * (Math.abs(src.scales[n * K / gs + g]) * (2 ** bits - 1) + Math.abs(src.biases[n * K / gs + g])); }
+        bound += Math.abs(src.scales[n * K / gs + g]) * (2 ** bits - 1) * gs * (amax / 32767) / 2;
+      }
+      const d = Math.abs(approx[m * N + n] - exact[m * N + n]);
+      assert.ok(d <= bound + 2 ** -20 * mag, `q${bits} [${m},${n}]: |${approx[m * N + n]} − ${exact[m * N + n]}| = ${d} > ${bound}`);
     }
   }
 });

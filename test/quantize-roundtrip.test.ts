@@ -37,7 +37,7 @@ const IDS = [3, 17, 5, 42, 8, 11, 29, 2];
 
 for (const family of ['ouro', 'mor', 'huginn'] as const) {
   for (const [bits, groupSize] of [[4, 64], [8, 32]] as const) {
-    test(`${family}-sotu at ${bits} bits (group ${groupSize}): quantize writes MLX's layout within 1.5 steps of every weight, and the quantized model runs bit-identically to its dequantized weights in f32`, async () => {
+    test(`${family}-sotu at ${bits} bits (group ${groupSize}): quantize writes MLX's layout within 1.5 steps of every weight, and the quantized model runs as its dequantized weights in f32 (the same depths, logits to f32 rounding)`, async () => {
       const input = `models/${family}-sotu`, out = join(tmp, `${family}-${bits}`);
       const result = await quantizeModel({ input, out, bits, groupSize });
       assert.ok(result.quantized > 0);
@@ -78,7 +78,12 @@ for (const family of ['ouro', 'mor', 'huginn'] as const) {
       const reference = await loadModelDir(f32Dir, { runtime: await createWasmRuntime() });
       const a = quantized.forward(IDS), b = reference.forward(IDS);
       assert.deepEqual(a.trace.tokens.map((t) => t.steps), b.trace.tokens.map((t) => t.steps));
-      assert.deepEqual(new Uint32Array(a.logits.buffer, a.logits.byteOffset, a.logits.length), new Uint32Array(b.logits.buffer, b.logits.byteOffset, b.logits.length), 'logits bit for bit');
+      // the quantized Linear sums scale·Σ code·x + bias·Σ x per group (spec/quantization.md), the f32 one
+      // Σ x·w over the same dequantized values: the same real sums rounded differently, so the logits
+      // agree to f32 rounding through the layers (measured ≤ 1.4e-6 of the largest logit), not bit for bit
+      let maxDiff = 0, maxAbs = 0;
+      for (let i = 0; i < b.logits.length; i++) { maxDiff = Math.max(maxDiff, Math.abs(a.logits[i] - b.logits[i])); maxAbs = Math.max(maxAbs, Math.abs(b.logits[i])); }
+      assert.ok(maxDiff <= 2 ** -16 * maxAbs, `logits within 2^-16 of the largest: ${maxDiff} vs ${maxAbs}`);
     });
   }
 }

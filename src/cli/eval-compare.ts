@@ -13,7 +13,7 @@ import { readText } from '../node/files.js';
 import { INPUT_LIMIT } from './eval.js';
 import { intFlag, parseFlags } from './args.js';
 import type { CliIO } from './io.js';
-import { RUNTIME_FLAGS } from './runtime-flags.js';
+import { quantActivationsFlag, RUNTIME_FLAGS } from './runtime-flags.js';
 import { runtimeFromFlags } from './run.js';
 
 export const EVAL_COMPARE_HELP = `ponder eval --compare A B (--text FILE | --ids FILE) [options]
@@ -36,7 +36,9 @@ to the same depth as A).
                      exit(latent-diff, 0.05), router(causal, 0.5)
   --seed N           Huginn's initial-state seed, the same for both (default 0)
   --json             the report as JSON on stdout
-  --kernels wasm|scalar, --threads N   as for ponder run
+  --kernels wasm|scalar, --threads N, --quant-activations f32|int16   as for ponder run (both A and B)
+  --quant-activations-b f32|int16   B's quantized activations only: the int16 mode against the
+                     exact mode of the same checkpoint is --compare Q Q --quant-activations-b int16
 
 Example:
   ponder quantize models/ouro-sotu /tmp/ouro-4bit --bits 4
@@ -46,6 +48,7 @@ Example:
 export const EVAL_COMPARE_FLAGS = {
   compare: { type: 'boolean' }, text: { type: 'string' }, ids: { type: 'string' }, window: { type: 'string' }, 'max-positions': { type: 'string' },
   policy: { type: 'string', multiple: true }, seed: { type: 'string' }, json: { type: 'boolean' }, threads: { type: 'string' }, ...RUNTIME_FLAGS,
+  'quant-activations-b': { type: 'string' },
 } as const;
 
 export async function evalCompareCommand(argv: string[], io: CliIO): Promise<number> {
@@ -59,8 +62,9 @@ export async function evalCompareCommand(argv: string[], io: CliIO): Promise<num
   const maxPositions = intFlag('eval', 'max-positions', values['max-positions'] as string | undefined, 1024);
   const seed = values.seed === undefined ? 0 : intFlag('eval', 'seed', values.seed as string, 0);
   const policies = (values.policy as unknown as string[] | undefined)?.map((p) => parsePolicy(p));
+  const valuesB = values['quant-activations-b'] === undefined ? values : { ...values, 'quant-activations': quantActivationsFlag(values, 'quant-activations-b') };
   const a = await loadModelDir(dirA, { runtime: await runtimeFromFlags('eval', values) });
-  const b = await loadModelDir(dirB, { runtime: await runtimeFromFlags('eval', values) });
+  const b = await loadModelDir(dirB, { runtime: await runtimeFromFlags('eval', valuesB) });
   const window = intFlag('eval', 'window', values.window as string | undefined, 256);
   let windows: number[][];
   if (values.ids !== undefined) {

@@ -17,7 +17,7 @@ import type { SamplingOptions } from '../generate/sampling.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { colorTokenByDepth, depthLegend, formatSummary } from '../trace/terminal.js';
 import { intFlag, parseFlags, type FlagSpec } from './args.js';
-import { createRuntime, RUNTIME_FLAGS } from './runtime-flags.js';
+import { createRuntime, quantActivationsFlag, RUNTIME_FLAGS } from './runtime-flags.js';
 import { MEMORY_FLAGS, MEMORY_HELP, memoryOptions } from './memory-flags.js';
 import type { CliIO } from './io.js';
 
@@ -79,6 +79,10 @@ export const GENERATION_HELP = `  --model DIR, -m        model directory in Hugg
   --kernels wasm|scalar   kernels to run on (default wasm)
   --threads N             WASM kernel threads (default: the available cores, at most 8; results are
                           bit-identical on any count)
+  --quant-activations f32|int16
+                          activations of quantized (4-/8-bit) weights: f32 (default, the exact
+                          mode) or int16 (quantized per group for an integer dot product: faster
+                          decode, results deviate slightly; see bench/RESULTS.md)
 ${MEMORY_HELP.trimEnd()}`;
 
 export const CHAT_HELP = `  --system TEXT           a system message first in the conversation
@@ -168,8 +172,9 @@ export async function runtimeFromFlags(command: string, values: Record<string, s
   const threads = values.threads !== undefined || values.kernels === 'scalar' ? intFlag(command, 'threads', values.threads as string | undefined, 1)
     : (await import('../node/pool-worker.js')).defaultThreadCount();
   if (threads > 1 && values.kernels === 'scalar') throw new PonderError('ARG_INVALID', `${command}: --threads needs the wasm kernels`, { field: 'threads', hint: 'drop --kernels scalar or --threads' });
+  const quantActivations = quantActivationsFlag(values);
   return threads > 1
-    ? (await import('../node/pool-worker.js')).createNodeWasmRuntime({ threads })
+    ? (await import('../node/pool-worker.js')).createNodeWasmRuntime({ threads, quantActivations })
     : createRuntime(values as Record<string, string | boolean | undefined>);
 }
 

@@ -51,3 +51,44 @@ export function checkQuantizedSource(src: QuantizedSource, N: number, K: number)
   if (src.codes.length < N * K * bits / 32) throw bad(`codes has ${src.codes.length} words, needs ${N * K * bits / 32}`);
   if (src.scales.length < N * K / gs || src.biases.length < N * K / gs) throw bad(`scales and biases need ${N * K / gs} values each`);
 }
+
+/** Round half to even (f32x4.nearest) of a value well inside the safe integers. */
+function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * The int16-activation mode of a quantized Linear (spec/quantization.md): per row and group,
+ * xq = round(x · f32(32767/amax)) (ties to even; amax = max |x|, 0 when amax = 0), xscale =
+ * f32(amax/32767), the dot Σ code·xq exact in integers, then acc = acc + ((scale·xscale)·f32(idot) +
+ * bias·xsum) in f32. The twin of assembly/linear-quant-i16.ts, bit for bit.
+ */
+export function linearQuantI16(y: Float32Array, x: Float32Array, src: QuantizedSource, N: number, K: number, M: number, bias?: Float32Array | null): void {
+  const bits = quantBits(src.dtype), gs = src.groupSize, groups = K / gs, wordsPerRow = K * bits / 32;
+  const xq = new Int32Array(K), xscale = new Float32Array(groups), xsum = new Float32Array(groups);
+  for (let m = 0; m < M; m++) {
+    const xo = m * K;
+    for (let g = 0; g < groups; g++) {
+      let amax = 0, s = 0;
+      for (let k = g * gs; k < (g + 1) * gs; k++) { amax = Math.max(amax, Math.abs(x[xo + k])); s = fround(s + x[xo + k]); }
+      const inv = amax === 0 ? 0 : fround(32767 / amax);
+      xscale[g] = fround(amax / 32767);
+      xsum[g] = s;
+      for (let k = g * gs; k < (g + 1) * gs; k++) {
+        const v = fround(x[xo + k] * inv);
+        xq[k] = Number.isNaN(v) ? 0 : Math.max(-32768, Math.min(32767, roundHalfEven(v)));
+      }
+    }
+    for (let n = 0; n < N; n++) {
+      let acc = 0;
+      for (let g = 0; g < groups; g++) {
+        let idot = 0;
+        for (let k = g * gs; k < (g + 1) * gs; k++) idot += codeAt(src.codes, n * wordsPerRow, k, bits) * xq[k];
+        const scale = src.scales[n * groups + g], groupBias = src.biases[n * groups + g];
+        acc = fround(acc + fround(fround(fround(scale * xscale[g]) * fround(idot)) + fround(groupBias * xsum[g])));
+      }
+      y[m * N + n] = bias ? fround(acc + bias[n]) : acc;
+    }
+  }
+}

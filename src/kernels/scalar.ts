@@ -4,10 +4,12 @@
  * once, so they are at least as accurate as the f32 SIMD kernels.
  */
 import type { Kernels, LinearSource, LinearWeight, RopeLayout } from './kernels.js';
-import { checkQuantizedSource, dequantizeRow, isQuantized } from './quant.js';
+import { checkQuantizedSource, codeAt, isQuantized, quantBits } from './quant.js';
 
 interface ScalarLinearWeight extends LinearWeight {
-  readonly w: Float32Array; // [N, K] row-major, widened (or dequantized) to f32
+  readonly w: Float32Array; // [N, K] row-major, widened (or, for quantized weights, the codes) to f32
+  readonly scales?: Float32Array; // quantized: [N, K / groupSize]
+  readonly biases?: Float32Array; // quantized: [N, K / groupSize]
 }
 
 export function bf16BitsToF32(bits: number): number {
@@ -70,8 +72,10 @@ export const scalarKernels: Kernels = {
     const w = new Float32Array(N * K);
     if (isQuantized(src)) {
       checkQuantizedSource(src, N, K);
-      for (let n = 0; n < N; n++) dequantizeRow(src, K, n, w, n * K);
-      return { N, K, dtype: src.dtype, groupSize: src.groupSize, bytes: w.byteLength, w };
+      const bits = quantBits(src.dtype), groups = K / src.groupSize;
+      for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) w[n * K + k] = codeAt(src.codes, n * (K * bits / 32), k, bits);
+      const scales = Float32Array.from(src.scales.subarray(0, N * groups)), biases = Float32Array.from(src.biases.subarray(0, N * groups));
+      return { N, K, dtype: src.dtype, groupSize: src.groupSize, bytes: w.byteLength, w, scales, biases };
     }
     if (src.dtype === 'f32') w.set(src.data.subarray(0, N * K));
     else for (let i = 0; i < N * K; i++) w[i] = bf16BitsToF32(src.data[i]);
@@ -79,13 +83,26 @@ export const scalarKernels: Kernels = {
   },
 
   linear(y, x, weight, M, bias) {
-    const { N, K, w, dtype } = weight as ScalarLinearWeight;
-    if (dtype === 'q8' || dtype === 'q4') { // f32 accumulation in k order: the kernel's bits (assembly/linear-quant.ts)
+    const { N, K, w, dtype, scales, biases } = weight as ScalarLinearWeight;
+    if (scales && biases) { // quantized, per group: scale·Σ code·x + bias·Σ x in f32, the kernel's order (assembly/linear-quant.ts)
+      const gs = weight.groupSize!, groups = K / gs;
+      const xsum = new Float32Array(groups);
       for (let m = 0; m < M; m++) {
+        const xo = m * K;
+        for (let g = 0; g < groups; g++) {
+          let s = 0;
+          for (let k = g * gs; k < (g + 1) * gs; k++) s = fround(s + x[xo + k]);
+          xsum[g] = s;
+        }
         for (let n = 0; n < N; n++) {
           let acc = 0;
-          const wo = n * K, xo = m * K;
-          for (let k = 0; k < K; k++) acc = fround(acc + fround(x[xo + k] * w[wo + k]));
+          const wo = n * K;
+          for (let g = 0; g < groups; g++) {
+            let dot = 0;
+            for (let k = g * gs; k < (g + 1) * gs; k++) dot = fround(dot + fround(x[xo + k] * w[wo + k]));
+            const scale = scales[n * groups + g], groupBias = biases[n * groups + g];
+            acc = fround(acc + fround(fround(scale * dot) + fround(groupBias * xsum[g])));
+          }
           y[m * N + n] = bias ? fround(acc + bias[n]) : acc;
         }
       }

@@ -25,6 +25,8 @@ export interface WasmKernelExports {
   linear_bf16(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, kcMax: number, scratch: number, tile: number): void;
   /** Affine-quantized panels (assembly/linear-quant.ts): bits 8 or 4, gs the group size. */
   linear_quant(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, kcMax: number, scratch: number, tile: number, bits: number, gs: number): void;
+  /** The int16-activation mode over quads of 4 rows [q0, q1) (assembly/linear-quant-i16.ts). */
+  linear_quant_i16(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, q0: number, q1: number, scratch: number, bits: number, gs: number): void;
   attention(out: number, q: number, k: number, v: number, Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
             qPos: number, kPos: number, allowed: number, scores: number, u0: number, u1: number): void;
 }
@@ -45,6 +47,28 @@ export function linearBlockK(M: number, K: number, dtype: 'f32' | 'bf16' | 'q8' 
 /** Bytes of per-thread scratch linear_bf16 and linear_quant need for one widened k-block of kc steps. */
 export function linearScratchBytes(kc: number): number {
   return kc * 16 * 4;
+}
+
+// assembly/linear-quant.ts and linear-quant-i16.ts: rows per block of prefill.
+const QUANT_ROW_BLOCK = 256;
+const QUANT_I16_ROW_BLOCK = 16;
+
+/** Bytes of per-thread scratch linear_quant_i16 needs (assembly/linear-quant-i16.ts): group sums and xscales of a block of min(M, 16) rows, and those rows as int16. */
+export function quantI16ScratchBytes(M: number, K: number, gs: number): number {
+  const rows = Math.min(M, QUANT_I16_ROW_BLOCK);
+  return 2 * ((rows * (K / gs) * 4 + 15) & ~15) + rows * K * 2;
+}
+
+/**
+ * Bytes of per-thread scratch linear_quant needs (assembly/linear-quant.ts) with k-blocks of kc:
+ * decode (M = 1), the row's K/gs group sums; prefill, for a block of R = min(M, 256) rows, the
+ * group sums of one k-block (rounded up to 16 bytes), an [R][16] f32 block of group dots and one
+ * group of codes widened to f32 ([gs][16]). At most 32 KiB for kc = 256, whatever M and K are.
+ */
+export function quantScratchBytes(M: number, K: number, gs: number, kc: number): number {
+  if (M <= 1) return (K / gs) * 4;
+  const rows = Math.min(M, QUANT_ROW_BLOCK), blockGroups = Math.max(1, Math.floor(kc / gs));
+  return ((rows * blockGroups * 4 + 15) & ~15) + rows * 64 + gs * 64;
 }
 
 // assembly/attention.ts: units per block in prefill, and the ints of each unit's descriptor.

@@ -28,12 +28,19 @@ import type { Kernels, LinearSource, LinearWeight, QuantizedSource, RopeLayout }
 import { checkQuantizedSource, isQuantized, quantBits } from './quant.js';
 import { KERNELS_RELAXED_WASM, KERNELS_WASM } from './wasm-binary.js';
 import { type WorkerFactory, ThreadPool } from '../runtime/pool.js';
-import { attentionScratchBytes, linearBlockK, linearScratchBytes, type WasmKernelExports } from './wasm-exports.js';
+import { attentionScratchBytes, linearBlockK, linearScratchBytes, quantI16ScratchBytes, quantScratchBytes, type WasmKernelExports } from './wasm-exports.js';
 import { isLinearTile, LINEAR_TILES, linearTileIndex, measureLinearTiles, TILE_PROBE_BYTES, type LinearTile, type TileMeasurement } from './linear-tiles.js';
 
 export interface WasmRuntimeOptions {
   /** Use the relaxed-SIMD build (not bit-identical to the default build). Default false. */
   relaxed?: boolean;
+  /**
+   * Activations of quantized (q8, q4) Linear weights: 'f32' (default, the exact mode) or 'int16':
+   * each group of activations quantized to int16 and dotted with the codes in integer arithmetic
+   * (faster, not the exact mode's numbers; spec/quantization.md). Weights whose group size is not a
+   * multiple of 32 stay in the exact mode.
+   */
+  quantActivations?: 'f32' | 'int16';
   /** The register tile of linear's prefill path, or 'auto' (default): the fastest on this host, measured once per process. */
   linearTile?: LinearTile | 'auto';
   /** Total threads (main thread included). Default 1. */
@@ -59,6 +66,8 @@ export interface WasmRuntime extends Runtime {
   ensureShards(count: number): Promise<void>;
   readonly relaxed: boolean;
   readonly threads: number;
+  /** How quantized Linear weights treat their activations (WasmRuntimeOptions.quantActivations). */
+  readonly quantActivations: 'f32' | 'int16';
   /** The register tile linear's prefill path runs (every tile gives the same bits). */
   readonly linearTile: LinearTile;
   /** The host measurement the tile was chosen by; absent when the option named the tile. */
@@ -73,6 +82,7 @@ export interface WasmRuntime extends Runtime {
 interface WasmLinearWeight extends LinearWeight {
   readonly packed: Uint8Array; // [ceil(N/16)][K][16] f32, bf16 in widening order, or quantized groups (assembly/linear-quant.ts)
   readonly owner: object;      // the runtime that packed it
+  readonly int16?: boolean;    // quantized, packed in quads for int16 activations (assembly/linear-quant-i16.ts)
   readonly shard: number;      // the memory shard it lives in (where linear runs on it)
 }
 
@@ -185,6 +195,10 @@ export async function createWasmRuntime(runtimeOptions?: WasmRuntimeOptions): Pr
   if (tileOption !== 'auto' && !isLinearTile(tileOption)) {
     throw new PonderError('ARG_INVALID', `linearTile must be 'auto' or one of ${LINEAR_TILES.join(', ')}, got ${JSON.stringify(tileOption)}`, { field: 'linearTile', hint: `leave it out (the fastest tile on this host is measured) or name one of ${LINEAR_TILES.join(', ')}` });
   }
+  const quantActivations = options.quantActivations ?? 'f32';
+  if (quantActivations !== 'f32' && quantActivations !== 'int16') {
+    throw new PonderError('ARG_INVALID', `quantActivations must be 'f32' or 'int16', got ${JSON.stringify(quantActivations)}`, { field: 'quantActivations', hint: "leave it out for the exact mode ('f32'), or 'int16' for the faster integer-dot mode" });
+  }
   const module = await kernelModule(relaxed);
   const measurement = tileOption === 'auto' ? await hostLinearTile(relaxed) : undefined;
   const linearTile = measurement?.tile ?? (tileOption as LinearTile);
@@ -199,10 +213,10 @@ export async function createWasmRuntime(runtimeOptions?: WasmRuntimeOptions): Pr
   }
   const startPool = (): Promise<ThreadPool> => ThreadPool.start(module, shards.map((s) => s.memory), shards.map((s) => s.arena), threads, options.workerFactory!, shards.map((s) => s.wasm), options.pickupTimeoutMs);
   const pool: { current: ThreadPool | null } = { current: threads > 1 ? await startPool() : null };
-  const kernels = new WasmKernels(shards, pool, relaxed, linearTileIndex(linearTile), threads);
+  const kernels = new WasmKernels(shards, pool, relaxed, linearTileIndex(linearTile), threads, quantActivations);
   const shardArenas: WasmArena[] = shards.map((s) => s.arena);
   return {
-    kernels, arena: shards[0].arena, shardArenas, relaxed, threads, linearTile, linearTileMeasurement: measurement, forceShards,
+    kernels, arena: shards[0].arena, shardArenas, relaxed, threads, quantActivations, linearTile, linearTileMeasurement: measurement, forceShards,
     async ensureShards(count: number) {
       if (shards.length >= count) return;
       while (shards.length < count) {
@@ -230,12 +244,14 @@ class WasmKernels implements Kernels {
   private readonly shards: Shard[];
   private readonly pool: { current: ThreadPool | null };
   private readonly tile: number; // linear's prefill tile (index into LINEAR_TILES)
+  private readonly int16: boolean; // quantized weights bound for int16 activations
 
-  constructor(shards: Shard[], pool: { current: ThreadPool | null }, relaxed: boolean, tile: number, threads: number) {
-    this.name = `wasm-simd${relaxed ? '-relaxed' : ''}${threads > 1 ? `-x${threads}` : ''}`;
+  constructor(shards: Shard[], pool: { current: ThreadPool | null }, relaxed: boolean, tile: number, threads: number, quantActivations: 'f32' | 'int16') {
+    this.name = `wasm-simd${relaxed ? '-relaxed' : ''}${threads > 1 ? `-x${threads}` : ''}${quantActivations === 'int16' ? '-qi16' : ''}`;
     this.shards = shards;
     this.pool = pool;
     this.tile = tile;
+    this.int16 = quantActivations === 'int16';
   }
 
   /** The shard whose memory holds `view`; KERNEL_FOREIGN_BUFFER when none does. */
@@ -342,6 +358,7 @@ class WasmKernels implements Kernels {
   private bindQuantized(src: QuantizedSource, N: number, K: number, shardIndex: number): WasmLinearWeight {
     const bits = quantBits(src.dtype), gs = src.groupSize;
     checkQuantizedSource(src, N, K);
+    if (this.int16 && gs % 32 === 0) return this.bindQuantizedI16(src, N, K, shardIndex);
     const panels = Math.ceil(N / 16), groups = K / gs;
     const groupBytes = 128 + gs * 2 * bits, panelBytes = groups * groupBytes;
     const packed = this.shards[shardIndex].arena.u8(panels * panelBytes);
@@ -371,6 +388,35 @@ class WasmKernels implements Kernels {
     return { N, K, dtype: src.dtype, groupSize: gs, bytes: packed.byteLength, packed, owner: this, shard: shardIndex };
   }
 
+  /**
+   * Quantized quads for int16 activations (assembly/linear-quant-i16.ts): per quad of 4 rows and group
+   * of `gs` k, 4 f32 scales, 4 f32 biases, then the rows' MLX words 16 bytes at a time, the 4 rows'
+   * chunks interleaved. Padding rows get scale 0, bias 0, code 0.
+   */
+  private bindQuantizedI16(src: QuantizedSource, N: number, K: number, shardIndex: number): WasmLinearWeight {
+    const bits = quantBits(src.dtype), gs = src.groupSize;
+    const quads = Math.ceil(N / 4), groups = K / gs, chunks = gs * bits / 128;
+    const groupBytes = 32 + 64 * chunks, quadBytes = groups * groupBytes;
+    const packed = this.shards[shardIndex].arena.u8(quads * quadBytes);
+    packed.fill(0);
+    const f32 = new Float32Array(packed.buffer, packed.byteOffset, packed.byteLength >> 2);
+    const u32 = new Uint32Array(packed.buffer, packed.byteOffset, packed.byteLength >> 2);
+    const wordsPerRow = K * bits / 32;
+    for (let n = 0; n < N; n++) {
+      const q = n >> 2, r = n & 3;
+      for (let g = 0; g < groups; g++) {
+        const gw = (q * quadBytes + g * groupBytes) >> 2; // word offset of the group in the quad block
+        f32[gw + r] = src.scales[n * groups + g];
+        f32[gw + 4 + r] = src.biases[n * groups + g];
+        for (let c = 0; c < chunks; c++) {
+          const from = n * wordsPerRow + (g * chunks + c) * 4, to = gw + 8 + c * 16 + r * 4;
+          for (let i = 0; i < 4; i++) u32[to + i] = src.codes[from + i];
+        }
+      }
+    }
+    return { N, K, dtype: src.dtype, groupSize: gs, bytes: packed.byteLength, packed, owner: this, shard: shardIndex, int16: true };
+  }
+
   linear(y: Float32Array, x: Float32Array, weight: LinearWeight, M: number, bias?: Float32Array | null): void {
     const w = weight as WasmLinearWeight;
     if (w.owner !== this) {
@@ -382,11 +428,19 @@ class WasmKernels implements Kernels {
     if (this.ownerOf('linear', 'y', y) === this.ownerOf('linear', 'x', x) && y.byteOffset < x.byteOffset + 4 * M * K && x.byteOffset < y.byteOffset + 4 * M * N && M > 0) throw badArgs('linear', 'y must not overlap x');
     this.run('linear', w.shard, [{ name: 'y', view: y, need: M * N, out: true }, { name: 'x', view: x, need: M * K }, { name: 'bias', view: bias ?? null, need: N }], ([yp, xp, bp], shard, index) => {
       if (M === 0) return;
+      if (w.int16) {
+        const bits = quantBits(w.dtype as 'q8' | 'q4'), gs = w.groupSize!, quads = Math.ceil(N / 4);
+        const scratch = shard.linearScratch.need(quantI16ScratchBytes(M, K, gs));
+        const pool = this.pool.current;
+        if (pool && pool.worthSplitting(M * N * K, quads)) pool.linearQuantI16(index, yp, xp, w.packed.byteOffset, bp, M, N, K, quads, scratch, bits, gs);
+        else shard.wasm.linear_quant_i16(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, quads, scratch, bits, gs);
+        return;
+      }
       const bf16 = w.dtype === 'bf16';
       const bits = w.dtype === 'q8' || w.dtype === 'q4' ? quantBits(w.dtype) : 0, gs = w.groupSize ?? 0;
       const panels = Math.ceil(N / 16);
       const kc = linearBlockK(M, K, w.dtype);
-      const scratch = (bf16 || bits !== 0) && M > 1 ? shard.linearScratch.need(linearScratchBytes(kc)) : 0;
+      const scratch = bits !== 0 ? shard.linearScratch.need(quantScratchBytes(M, K, gs, kc)) : bf16 && M > 1 ? shard.linearScratch.need(linearScratchBytes(kc)) : 0;
       const pool = this.pool.current;
       if (pool && pool.worthSplitting(M * N * K, panels)) {
         pool.linear(index, bf16, yp, xp, w.packed.byteOffset, bp, M, N, K, panels, kc, scratch, this.tile, bits, gs);

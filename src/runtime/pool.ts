@@ -17,7 +17,7 @@
  * Node's worker_threads). The worker side runs `runPoolWorker` below.
  */
 import { PonderError } from '../errors.js';
-import { attentionScratchBytes, linearScratchBytes, type WasmKernelExports } from '../kernels/wasm-exports.js';
+import { attentionScratchBytes, linearScratchBytes, quantI16ScratchBytes, quantScratchBytes, type WasmKernelExports } from '../kernels/wasm-exports.js';
 import { ScratchBuffer, type WasmArena } from './wasm-arena.js';
 
 /** What a worker needs to join the pool. Structured-cloneable (Module and Memory are shareable). */
@@ -58,7 +58,7 @@ const OP = 3;
 const ARGS = 4;      // up to 16 arguments
 const TAKEN = 20;    // last job counter the worker picked up (tells a slow job from a lost worker)
 const SHARD = 21;    // the memory shard the job runs in
-const OP_LINEAR_F32 = 1, OP_LINEAR_BF16 = 2, OP_ATTENTION = 3, OP_LINEAR_QUANT = 4, OP_STOP = 99;
+const OP_LINEAR_F32 = 1, OP_LINEAR_BF16 = 2, OP_ATTENTION = 3, OP_LINEAR_QUANT = 4, OP_LINEAR_QUANT_I16 = 5, OP_STOP = 99;
 
 const WORKER_SPIN_MS = 1;
 // A live worker picks a job up within microseconds (spinning) or about 0.2 ms (woken from
@@ -121,7 +121,7 @@ export class ThreadPool {
    */
   linear(shard: number, bf16: boolean, y: number, x: number, w: number, bias: number, M: number, N: number, K: number, panels: number, kc: number, scratch: number, tile: number, bits = 0, gs = 0): void {
     const op = bits !== 0 ? OP_LINEAR_QUANT : bf16 ? OP_LINEAR_BF16 : OP_LINEAR_F32;
-    const scratchBytes = (bf16 || bits !== 0) && M > 1 ? linearScratchBytes(kc) : 0;
+    const scratchBytes = bits !== 0 ? quantScratchBytes(M, K, gs, kc) : bf16 && M > 1 ? linearScratchBytes(kc) : 0;
     const ranges = split(panels, this.threads);
     const gen = this.nextGeneration();
     this.splitJobs++;
@@ -134,6 +134,20 @@ export class ThreadPool {
     if (bits !== 0) wasm.linear_quant(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile, bits, gs);
     else if (bf16) wasm.linear_bf16(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile);
     else wasm.linear_f32(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile);
+    this.join(gen, 'linear');
+  }
+
+  /** linear_quant_i16 (int16 activations) in memory shard `shard` over quads [0, quads), split in contiguous ranges. `scratch`: the main thread's. */
+  linearQuantI16(shard: number, y: number, x: number, w: number, bias: number, M: number, N: number, K: number, quads: number, scratch: number, bits: number, gs: number): void {
+    const ranges = split(quads, this.threads);
+    const gen = this.nextGeneration();
+    this.splitJobs++;
+    for (let i = 0; i < this.handles.length; i++) {
+      const [q0, q1] = ranges[i + 1];
+      this.post(i, gen, OP_LINEAR_QUANT_I16, [y, x, w, bias, M, N, K, q0, q1, this.linearScratch[shard][i].need(quantI16ScratchBytes(M, K, gs)), bits, gs], shard);
+    }
+    const [q0, q1] = ranges[0];
+    this.mainInstance(shard).linear_quant_i16(y, x, w, bias, M, N, K, q0, q1, scratch, bits, gs);
     this.join(gen, 'linear');
   }
 
@@ -254,6 +268,7 @@ export function runPoolWorker(init: PoolWorkerInit, instances: readonly WasmKern
       if (op === OP_LINEAR_F32) wasm.linear_f32(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11));
       else if (op === OP_LINEAR_BF16) wasm.linear_bf16(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11));
       else if (op === OP_LINEAR_QUANT) wasm.linear_quant(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11), a(12), a(13));
+      else if (op === OP_LINEAR_QUANT_I16) wasm.linear_quant_i16(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11));
       else if (op === OP_ATTENTION) wasm.attention(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), controlF32[ARGS + 9], a(10), a(11), a(12), a(13), a(14), a(15));
       else status = 1;
     } catch {
