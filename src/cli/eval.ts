@@ -58,7 +58,7 @@ Options:
   --html FILE             also write a self-contained HTML report (plot and tables)
   --svg FILE              also write the plot as a standalone SVG (e.g. for docs/)
   --from REPORT.json      print and draw a report written by --json instead of scoring
-  --kernels wasm|scalar, --threads N   as for ponder run
+  --kernels wasm|scalar, --threads N, --quant-activations f32|int16   as for ponder run
 
 Example:
   ponder eval models/huginn-sotu --text models/eval/sotu-heldout.txt --tasks models/eval/chase-heldout.tsv \\

@@ -33,7 +33,11 @@ GET /health ("loading" / "ready"). Each choice and streamed chunk also carries a
   --timeout S         time limit of one request in seconds, waiting included (default 600)
   --max-body BYTES    largest request body (default 1048576)
   --kernels wasm|scalar   kernels to run on (default wasm)
-  --threads N         WASM kernel threads (default 1; results are bit-identical on any count)
+  --threads N         WASM kernel threads (default: the available cores, at most 8; results are
+                      bit-identical on any count)
+  --quant-activations f32|int16
+                      activations of quantized weights: f32 (default, exact) or int16 (faster
+                      decode, a measured small deviation; see ponder run --help)
 
 Example:
   ponder serve --model models/demo-ouro --port 8080
