@@ -22,8 +22,10 @@ import { PonderError } from '../errors.js';
 import type { DType } from '../format/safetensors.js';
 import { WASM_MAX_BYTES } from './wasm-arena.js';
 
-/** How the KV cache stores keys and values. f32 is what conformance uses. */
-export type KvDType = 'f32' | 'bf16' | 'f16';
+import type { KvDType } from '../kernels/kernels.js';
+
+/** How the KV cache stores keys and values (src/kernels/kernels.ts). f32 is what conformance uses. */
+export type { KvDType };
 export const KV_DTYPES: readonly KvDType[] = ['f32', 'bf16', 'f16'];
 export const KV_DTYPE_BYTES: Readonly<Record<KvDType, number>> = { f32: 4, bf16: 2, f16: 2 };
 
