@@ -19,6 +19,8 @@ import { createWasmRuntime } from '../src/kernels/wasm.js';
 import type { Kernels, KvDType } from '../src/kernels/kernels.js';
 import { parseGoldenCase, rawTensor, type GoldenCase } from '../src/conform/golden.js';
 import { U } from './kernels-support.js';
+import { PonderError } from '../src/errors.js';
+import { parseSafetensors, readTensor } from '../src/format/safetensors.js';
 
 const base = await createWasmRuntime();
 after(() => base.dispose());
@@ -167,5 +169,26 @@ test('bf16 / f16 KV caches against f32, end to end: logit deviation and agreemen
       parts.push(`${d}: max |Δlogit| ${maxErr.toExponential(2)} (max |logit| ${maxAbs.toFixed(2)}), greedy ids agree ${sameIds}/${ref.ids.length} before the first difference, steps agree ${sameSteps}/${n}`);
     }
     t.diagnostic(parts.join(' · '));
+  }
+});
+
+test('a NaN the f32 cache carries into the state (NaN value rows) is carried by a bf16 / f16 cache too: NUM_NONFINITE in every family', async () => {
+  const poisoned: Record<string, string> = { 'demo-ouro': 'model.layers.0.self_attn.v_proj.weight', 'demo-mor': 'model.layers.0.self_attn.v_proj.weight', 'demo-huginn': 'transformer.prelude.0.attn.Wqkv.weight' };
+  for (const [name, tensor] of Object.entries(poisoned)) {
+    const file = parseSafetensors(new Uint8Array(readFileSync(`models/${name}/model.safetensors`)), name);
+    const tensors = [...file.tensors.values()].map((t) => {
+      const a = readTensor(file, t.name);
+      const data = new Uint8Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength));
+      // the value projection's rows only (Huginn's fused Wqkv: its last third, n_kv_heads = n_heads), so
+      // the scores stay finite and the NaN reaches the attention output (a key row of NaN scores counts as unseen)
+      const values = t.dtype === 'F32' ? new Float32Array(data.buffer) : new Uint16Array(data.buffer);
+      if (t.name === tensor) values.fill(t.dtype === 'F32' ? NaN : 0x7fc0, tensor.endsWith('Wqkv.weight') ? (2 * values.length) / 3 : 0);
+      return { name: t.name, dtype: t.dtype, shape: [...t.shape], data };
+    });
+    const source = { config: readFileSync(`models/${name}/config.json`, 'utf8'), files: { 'model.safetensors': writeSafetensors(tensors) }, label: `${name} with NaN in ${tensor}` };
+    for (const kvDtype of ['f32', 'bf16', 'f16'] as const) {
+      const model = await loadModel(source, { runtime: base, kvDtype, tokenizer: false, chatTemplate: false });
+      await assert.rejects(model.generate([1, 2, 3, 4], { maxNewTokens: 2 }).result(), (e: unknown) => e instanceof PonderError && e.code === 'NUM_NONFINITE', `${name} ${kvDtype}`);
+    }
   }
 });
