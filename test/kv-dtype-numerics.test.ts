@@ -20,6 +20,7 @@ import type { Kernels, KvDType } from '../src/kernels/kernels.js';
 import { parseGoldenCase, rawTensor, type GoldenCase } from '../src/conform/golden.js';
 import { U } from './kernels-support.js';
 import { PonderError } from '../src/errors.js';
+import { assertUsageError, ponder } from './cli-support.js';
 import { parseSafetensors, readTensor } from '../src/format/safetensors.js';
 
 const base = await createWasmRuntime();
@@ -191,4 +192,23 @@ test('a NaN the f32 cache carries into the state (NaN value rows) is carried by 
       await assert.rejects(model.generate([1, 2, 3, 4], { maxNewTokens: 2 }).result(), (e: unknown) => e instanceof PonderError && e.code === 'NUM_NONFINITE', `${name} ${kvDtype}`);
     }
   }
+});
+
+test('--kv-dtype runs every family from the CLI (run, eval) and a bad dtype is a usage error naming the flag', async () => {
+  for (const family of ['ouro', 'mor', 'huginn']) {
+    const kvBytes: Record<string, number> = {};
+    for (const kvDtype of ['f32', 'bf16']) {
+      const r = await ponder(['run', '--model', `models/demo-${family}`, '--ids', '1,2,3,4', '-n', '3', '--kv-dtype', kvDtype, '--json']);
+      assert.equal(r.code, 0, r.err);
+      const tokens = JSON.parse(r.out).tokens as { phase: string; kvBytes: number }[];
+      assert.equal(tokens.filter((t) => t.phase === 'decode').length, 3, `${family} ${kvDtype}: three tokens generated`);
+      kvBytes[kvDtype] = tokens[tokens.length - 1].kvBytes;
+    }
+    // the trace counts the cache at its dtype (MoR adds a 4-byte position per row in either)
+    assert.ok(kvBytes.bf16 < kvBytes.f32 && kvBytes.bf16 >= kvBytes.f32 / 2, `${family}: KV bytes ${kvBytes.bf16} (bf16) vs ${kvBytes.f32} (f32)`);
+  }
+  const e = await ponder(['eval', 'models/demo-ouro', '--text', 'models/eval/sotu-heldout.txt', '--max-tokens', '24', '--depths', '4', '--criteria', 'gate', '--kv-dtype', 'f16', '--json']);
+  assert.equal(e.code, 0, e.err);
+  assertUsageError(await ponder(['run', '--model', 'models/demo-ouro', '--ids', '1,2', '--kv-dtype', 'f8']), 'ARG_INVALID');
+  assertUsageError(await ponder(['serve', '--model', 'models/demo-ouro', '--kv-dtype', 'f8']), 'ARG_INVALID');
 });
