@@ -31,7 +31,18 @@
 //
 // `scores` is scratch private to the calling thread: attentionScratchBytes (src/kernels/wasm-exports.ts)
 // = 4·(Tk + UNIT_INTS)·(units per block) bytes: each unit's scores row, then its descriptor.
+//
+// A narrow KV cache (attention_bf16, attention_f16: k and v hold 16-bit values) is read where it
+// lies and widened in registers, exactly (bf16: a shift; f16: integer ops and one exact multiply by
+// 2^112, halfToFloat4 in elementwise.ts; no table, no f16 arithmetic). Every widened value then
+// meets exactly the f32 arithmetic above, so a narrow call equals, bit for bit, the f32 call on the
+// widened cache:
+// - decode (Tq = 1) reads K and V rows in place (decodeScoresHalf, decodeAccumulateHalf);
+// - prefill widens the key block of the block's one KV head into scratch (WIDE_ROWS rows of hd f32
+//   after the descriptors; unblocked prefill widens the head's Tk rows, ≤ 256 KiB by its bound)
+//   and runs the f32 passes on it.
 import { expShifted, rowMax } from './simd';
+import { halfToFloat4 } from './elementwise';
 
 // @ts-ignore: decorator
 @inline function visible(i: i32, j: i32, Tk: i32, qPosI: i32, kPos: usize, allowed: usize): bool {
@@ -420,10 +431,167 @@ function decodeAccumulate(out: usize, scores: usize, desc: usize, n: i32, v: usi
   }
 }
 
+// Four narrow KV values at p, widened exactly to f32 lanes: T = u16 marks bf16, T = i16 IEEE half.
+// @ts-ignore: decorator
+@inline function widen4<T>(p: usize): v128 {
+  const h = v128.load16x4_u(p);
+  if (isSigned<T>()) return halfToFloat4(h);
+  return i32x4.shl(h, 16);
+}
+
+// One narrow KV value at p, widened exactly (lane 0 of widen4's arithmetic).
+// @ts-ignore: decorator
+@inline function widen1<T>(p: usize): f32 {
+  const h = <i32>load<u16>(p);
+  if (isSigned<T>()) return f32x4.extract_lane(halfToFloat4(i32x4.splat(h)), 0);
+  return reinterpret<f32>(h << 16);
+}
+
+// dot() over a narrow key row: the same accumulator, lane sums and tail.
+// @ts-ignore: decorator
+@inline function dotHalf<T>(q: usize, k: usize, hd: i32): f32 {
+  let acc = f32x4.splat(0);
+  let d = 0;
+  for (; d + 4 <= hd; d += 4) acc = f32x4.add(acc, f32x4.mul(v128.load(q + (<usize>d << 2)), widen4<T>(k + (<usize>d << 1))));
+  let s = (f32x4.extract_lane(acc, 0) + f32x4.extract_lane(acc, 2)) + (f32x4.extract_lane(acc, 1) + f32x4.extract_lane(acc, 3));
+  if (d < hd) {
+    let t: f32 = 0;
+    for (; d < hd; d++) t += load<f32>(q + (<usize>d << 2)) * widen1<T>(k + (<usize>d << 1));
+    s += t;
+  }
+  return s;
+}
+
+// decodeScores over a narrow cache: kvRow is the narrow row's bytes, a unit's KV head starts at
+// half its f32 offset (D_KV). Each accumulator adds the same products in the same d order, so
+// every score is the one decodeScores gives on the widened cache.
+function decodeScoresHalf<T>(scores: usize, desc: usize, n: i32, q: usize, k: usize, kvRow: usize, Tk: i32, hd: i32, scale: f32,
+                             qPosI: i32, kPos: usize, allowed: usize): void {
+  const hd4 = hd & ~3;
+  const rowBytes = <usize>Tk << 2;
+  const scaleV = f32x4.splat(scale);
+  const n4 = n & ~3;
+  const step = UNIT_INTS << 2;
+  for (let j = 0; j < Tk; j++) {
+    const sj = scores + (<usize>j << 2);
+    if (!visible(0, j, Tk, qPosI, kPos, allowed)) {
+      for (let a = 0; a < n; a++) store<f32>(sj + <usize>a * rowBytes, -Infinity);
+      continue;
+    }
+    const kRow = k + <usize>j * kvRow;
+    let dp = desc;
+    let a = 0;
+    for (; a < n4; a += 4, dp += 4 * step) {
+      const q0 = q + <usize>load<u32>(dp, D_Q), q1 = q + <usize>load<u32>(dp, step + D_Q);
+      const q2 = q + <usize>load<u32>(dp, 2 * step + D_Q), q3 = q + <usize>load<u32>(dp, 3 * step + D_Q);
+      const k0 = kRow + (<usize>load<u32>(dp, D_KV) >> 1), k1 = kRow + (<usize>load<u32>(dp, step + D_KV) >> 1);
+      const k2 = kRow + (<usize>load<u32>(dp, 2 * step + D_KV) >> 1), k3 = kRow + (<usize>load<u32>(dp, 3 * step + D_KV) >> 1);
+      let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+      let p0 = q0, p1 = q1, p2 = q2, p3 = q3, r0 = k0, r1 = k1, r2 = k2, r3 = k3;
+      const end8 = q0 + (<usize>(hd4 & ~7) << 2), end4 = q0 + (<usize>hd4 << 2);
+      while (p0 < end8) {
+        a0 = f32x4.add(a0, f32x4.mul(v128.load(p0), widen4<T>(r0))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1), widen4<T>(r1)));
+        a2 = f32x4.add(a2, f32x4.mul(v128.load(p2), widen4<T>(r2))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3), widen4<T>(r3)));
+        a0 = f32x4.add(a0, f32x4.mul(v128.load(p0, 16), widen4<T>(r0 + 8))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1, 16), widen4<T>(r1 + 8)));
+        a2 = f32x4.add(a2, f32x4.mul(v128.load(p2, 16), widen4<T>(r2 + 8))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3, 16), widen4<T>(r3 + 8)));
+        p0 += 32; p1 += 32; p2 += 32; p3 += 32; r0 += 16; r1 += 16; r2 += 16; r3 += 16;
+      }
+      if (p0 < end4) {
+        a0 = f32x4.add(a0, f32x4.mul(v128.load(p0), widen4<T>(r0))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1), widen4<T>(r1)));
+        a2 = f32x4.add(a2, f32x4.mul(v128.load(p2), widen4<T>(r2))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3), widen4<T>(r3)));
+      }
+      let s = transposeAdd(a0, a1, a2, a3);
+      if (hd4 != hd) { // addUnitTails on narrow keys
+        let t0: f32 = 0, t1: f32 = 0, t2: f32 = 0, t3: f32 = 0;
+        for (let d = hd4; d < hd; d++) {
+          const o = <usize>d << 2, h = <usize>d << 1;
+          t0 += load<f32>(q0 + o) * widen1<T>(k0 + h); t1 += load<f32>(q1 + o) * widen1<T>(k1 + h);
+          t2 += load<f32>(q2 + o) * widen1<T>(k2 + h); t3 += load<f32>(q3 + o) * widen1<T>(k3 + h);
+        }
+        s = f32x4.add(s, f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(t0), 1, t1), 2, t2), 3, t3));
+      }
+      s = f32x4.mul(s, scaleV);
+      const sp = sj + <usize>a * rowBytes;
+      store<f32>(sp, f32x4.extract_lane(s, 0)); store<f32>(sp + rowBytes, f32x4.extract_lane(s, 1));
+      store<f32>(sp + 2 * rowBytes, f32x4.extract_lane(s, 2)); store<f32>(sp + 3 * rowBytes, f32x4.extract_lane(s, 3));
+    }
+    for (; a < n; a++, dp += step) {
+      store<f32>(sj + <usize>a * rowBytes, dotHalf<T>(q + <usize>load<u32>(dp, D_Q), kRow + (<usize>load<u32>(dp, D_KV) >> 1), hd) * scale);
+    }
+  }
+}
+
+// decodeAccumulate over a narrow cache: every element still adds p_j·v_j[d] from +0 over j in order.
+function decodeAccumulateHalf<T>(out: usize, scores: usize, desc: usize, n: i32, v: usize, kvRow: usize, Tk: i32, hd: i32): void {
+  const rowBytes = <usize>Tk << 2;
+  const step = UNIT_INTS << 2;
+  const end16 = <usize>(hd & ~15) << 2, end4 = <usize>(hd & ~3) << 2, end = <usize>hd << 2;
+  let dp = desc;
+  for (let a = 0; a < n; a++, dp += step) if (load<f32>(dp, D_QPOS) != 0) zeroRow(out + <usize>load<u32>(dp, D_Q), hd);
+  for (let j = 0; j < Tk; j++) {
+    const vRow = v + <usize>j * kvRow;
+    dp = desc;
+    let sp = scores + (<usize>j << 2);
+    for (let a = 0; a < n; a++, dp += step, sp += rowBytes) {
+      const p = load<f32>(sp);
+      if (p == 0 || load<f32>(dp, D_QPOS) == 0) continue;
+      const pv = f32x4.splat(p);
+      const op = out + <usize>load<u32>(dp, D_Q), vp = vRow + (<usize>load<u32>(dp, D_KV) >> 1);
+      let o: usize = 0;
+      for (; o < end16; o += 64) { // o: output bytes; the value row advances half as far
+        const h = vp + (o >> 1);
+        v128.store(op + o, f32x4.add(v128.load(op + o), f32x4.mul(pv, widen4<T>(h))));
+        v128.store(op + o, f32x4.add(v128.load(op + o, 16), f32x4.mul(pv, widen4<T>(h + 8))), 16);
+        v128.store(op + o, f32x4.add(v128.load(op + o, 32), f32x4.mul(pv, widen4<T>(h + 16))), 32);
+        v128.store(op + o, f32x4.add(v128.load(op + o, 48), f32x4.mul(pv, widen4<T>(h + 24))), 48);
+      }
+      for (; o < end4; o += 16) v128.store(op + o, f32x4.add(v128.load(op + o), f32x4.mul(pv, widen4<T>(vp + (o >> 1)))));
+      for (; o < end; o += 4) store<f32>(op + o, load<f32>(op + o) + p * widen1<T>(vp + (o >> 1)));
+    }
+  }
+}
+
+// Widens rows [j0, j1) of one KV head (at `src`, narrow rows of kvRow bytes) into dst[j1 − j0][hd] f32.
+function widenHead<T>(dst: usize, src: usize, kvRow: usize, j0: i32, j1: i32, hd: i32): void {
+  const hd4 = hd & ~3;
+  for (let j = j0; j < j1; j++) {
+    const s = src + <usize>j * kvRow, o = dst + <usize>(j - j0) * (<usize>hd << 2);
+    let d = 0;
+    for (; d < hd4; d += 4) v128.store(o + (<usize>d << 2), widen4<T>(s + (<usize>d << 1)));
+    for (; d < hd; d++) store<f32>(o + (<usize>d << 2), widen1<T>(s + (<usize>d << 1)));
+  }
+}
+
+// Bytes of the narrow-prefill widening area after the descriptors (see attentionScratchBytes).
+// @ts-ignore: decorator
+@inline function wideOffset(n: i32, Tk: i32): usize {
+  return (<usize>n * ((<usize>Tk << 2) + (UNIT_INTS << 2)) + 15) & ~15;
+}
+
 export function attention(out: usize, q: usize, k: usize, v: usize, Tq: i32, Tk: i32, nHeads: i32, nKvHeads: i32, hd: i32, scale: f32,
+                          qPos: usize, kPos: usize, allowed: usize, scores: usize, u0: i32, u1: i32): void {
+  attentionOf<f32>(out, q, k, v, Tq, Tk, nHeads, nKvHeads, hd, scale, qPos, kPos, allowed, scores, u0, u1);
+}
+
+// attention over a bf16 KV cache (k and v: [Tk, nKvHeads*hd] bf16 bits).
+export function attention_bf16(out: usize, q: usize, k: usize, v: usize, Tq: i32, Tk: i32, nHeads: i32, nKvHeads: i32, hd: i32, scale: f32,
+                               qPos: usize, kPos: usize, allowed: usize, scores: usize, u0: i32, u1: i32): void {
+  attentionOf<u16>(out, q, k, v, Tq, Tk, nHeads, nKvHeads, hd, scale, qPos, kPos, allowed, scores, u0, u1);
+}
+
+// attention over an IEEE half KV cache (k and v: [Tk, nKvHeads*hd] f16 bits).
+export function attention_f16(out: usize, q: usize, k: usize, v: usize, Tq: i32, Tk: i32, nHeads: i32, nKvHeads: i32, hd: i32, scale: f32,
+                              qPos: usize, kPos: usize, allowed: usize, scores: usize, u0: i32, u1: i32): void {
+  attentionOf<i16>(out, q, k, v, Tq, Tk, nHeads, nKvHeads, hd, scale, qPos, kPos, allowed, scores, u0, u1);
+}
+
+// T: the KV element (f32; u16 = bf16; i16 = IEEE half). The f32 instance is the kernel as it was.
+// @ts-ignore: decorator
+@inline function attentionOf<T>(out: usize, q: usize, k: usize, v: usize, Tq: i32, Tk: i32, nHeads: i32, nKvHeads: i32, hd: i32, scale: f32,
                           qPos: usize, kPos: usize, allowed: usize, scores: usize, u0: i32, u1: i32): void {
   const group = nHeads / nKvHeads;
   const qRow = <usize>(nHeads * hd) << 2, kvRow = <usize>(nKvHeads * hd) << 2, headBytes = <usize>hd << 2;
+  const narrow = sizeof<T>() != 4, kvRowT = <usize>(nKvHeads * hd) * sizeof<T>(); // a cache row's bytes as stored
   const usePos = qPos != 0 && kPos != 0;
   const kPosp = usePos ? kPos : 0;
   const unitsPerKvHead = Tq * group;
@@ -448,21 +616,27 @@ export function attention(out: usize, q: usize, k: usize, v: usize, Tq: i32, Tk:
       store<u32>(dp, <u32>(<usize>kvh * headBytes), D_KV);
     }
     // Pass 1: scores, key blocks outer.
-    if (Tq == 1) decodeScores(scores, desc, n, q, k, kvRow, Tk, hd, scale, load<i32>(desc, D_QPOS), kPosp, allowed);
-    else for (let j0 = 0; j0 < Tk; j0 += kb) {
+    if (Tq == 1) {
+      if (narrow) decodeScoresHalf<T>(scores, desc, n, q, k, kvRowT, Tk, hd, scale, load<i32>(desc, D_QPOS), kPosp, allowed);
+      else decodeScores(scores, desc, n, q, k, kvRow, Tk, hd, scale, load<i32>(desc, D_QPOS), kPosp, allowed);
+    } else for (let j0 = 0; j0 < Tk; j0 += kb) {
       const j1 = min(Tk, j0 + kb);
+      // narrow: the block's one KV head, keys [j0, j1), widened into scratch and read from there
+      const wide = scores + wideOffset(n, Tk);
+      if (narrow) widenHead<T>(wide, k + (<usize>load<u32>(desc, D_KV) >> 1), kvRowT, j0, j1, hd);
       let a = 0;
       while (a < n) {
         const dp = desc + <usize>a * (UNIT_INTS << 2);
         const kvOff = <usize>load<u32>(dp, D_KV);
+        const kB = narrow ? wide - <usize>j0 * headBytes : k + kvOff, kR = narrow ? headBytes : kvRow; // row j at kB + j·kR
         const sa = scores + <usize>a * rowBytes;
         if (a + 1 < n && <usize>load<u32>(dp, D_KV + (UNIT_INTS << 2)) == kvOff) {
           const dq = dp + (UNIT_INTS << 2);
           scoresTwo(sa, sa + rowBytes, q + <usize>load<u32>(dp, D_Q), q + <usize>load<u32>(dq, D_Q), load<i32>(dp, D_ROW), load<i32>(dq, D_ROW),
-                    load<i32>(dp, D_QPOS), load<i32>(dq, D_QPOS), k + kvOff, kvRow, j0, j1, Tk, hd, scale, kPosp, allowed);
+                    load<i32>(dp, D_QPOS), load<i32>(dq, D_QPOS), kB, kR, j0, j1, Tk, hd, scale, kPosp, allowed);
           a += 2;
         } else {
-          scoresOne(sa, q + <usize>load<u32>(dp, D_Q), load<i32>(dp, D_ROW), load<i32>(dp, D_QPOS), k + kvOff, kvRow, j0, j1, Tk, hd, scale, kPosp, allowed);
+          scoresOne(sa, q + <usize>load<u32>(dp, D_Q), load<i32>(dp, D_ROW), load<i32>(dp, D_QPOS), kB, kR, j0, j1, Tk, hd, scale, kPosp, allowed);
           a += 1;
         }
       }
@@ -476,25 +650,30 @@ export function attention(out: usize, q: usize, k: usize, v: usize, Tq: i32, Tk:
       if (sum == 0) zeroRow(out + <usize>load<u32>(dp, D_Q), hd);
     }
     // Pass 3: P·V, key blocks outer, partial sums in out.
-    if (Tq == 1) decodeAccumulate(out, scores, desc, n, v, kvRow, Tk, hd);
-    else for (let j0 = 0; j0 < Tk; j0 += kb) {
+    if (Tq == 1) {
+      if (narrow) decodeAccumulateHalf<T>(out, scores, desc, n, v, kvRowT, Tk, hd);
+      else decodeAccumulate(out, scores, desc, n, v, kvRow, Tk, hd);
+    } else for (let j0 = 0; j0 < Tk; j0 += kb) {
       const j1 = min(Tk, j0 + kb);
       const first = j0 == 0;
+      const wide = scores + wideOffset(n, Tk);
+      if (narrow) widenHead<T>(wide, v + (<usize>load<u32>(desc, D_KV) >> 1), kvRowT, j0, j1, hd);
       let a = 0;
       while (a < n) {
         const dp = desc + <usize>a * (UNIT_INTS << 2);
         const sa = scores + <usize>a * rowBytes;
         const kvOff = <usize>load<u32>(dp, D_KV);
+        const vB = narrow ? wide - <usize>j0 * headBytes : v + kvOff, vR = narrow ? headBytes : kvRow; // row j at vB + j·vR
         const live = load<f32>(dp, D_QPOS) != 0;
         if (a + 1 < n && <usize>load<u32>(dp, D_KV + (UNIT_INTS << 2)) == kvOff) {
           const dq = dp + (UNIT_INTS << 2);
           const liveB = load<f32>(dq, D_QPOS) != 0;
-          if (live && liveB) accumulateTwo(out + <usize>load<u32>(dp, D_Q), out + <usize>load<u32>(dq, D_Q), sa, sa + rowBytes, v + kvOff, kvRow, j0, j1, hd, first);
-          else if (live) accumulateOne(out + <usize>load<u32>(dp, D_Q), sa, v + kvOff, kvRow, j0, j1, hd, first);
-          else if (liveB) accumulateOne(out + <usize>load<u32>(dq, D_Q), sa + rowBytes, v + kvOff, kvRow, j0, j1, hd, first);
+          if (live && liveB) accumulateTwo(out + <usize>load<u32>(dp, D_Q), out + <usize>load<u32>(dq, D_Q), sa, sa + rowBytes, vB, vR, j0, j1, hd, first);
+          else if (live) accumulateOne(out + <usize>load<u32>(dp, D_Q), sa, vB, vR, j0, j1, hd, first);
+          else if (liveB) accumulateOne(out + <usize>load<u32>(dq, D_Q), sa + rowBytes, vB, vR, j0, j1, hd, first);
           a += 2;
         } else {
-          if (live) accumulateOne(out + <usize>load<u32>(dp, D_Q), sa, v + kvOff, kvRow, j0, j1, hd, first);
+          if (live) accumulateOne(out + <usize>load<u32>(dp, D_Q), sa, vB, vR, j0, j1, hd, first);
           a += 1;
         }
       }

@@ -249,7 +249,7 @@ export function bf16_to_f32(y: usize, x: usize, n: i32): void {
 // an f32 and multiplied by 2^112 rebias the exponent and normalise subnormals exactly; exponent 31
 // (Inf/NaN) maps to f32 exponent 255 with the mantissa kept.
 // @ts-ignore: decorator
-@inline function halfToFloat4(h: v128): v128 {
+@inline export function halfToFloat4(h: v128): v128 {
   const sign = i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16);
   const em = v128.and(h, i32x4.splat(0x7fff));
   const shifted = i32x4.shl(em, 13);
@@ -270,5 +270,49 @@ export function f16_to_f32(y: usize, x: usize, n: i32): void {
   for (; i < n; i++) {
     const h = i32x4.splat(<i32>load<u16>(x + (<usize>i << 1)));
     store<f32>(y + (<usize>i << 2), f32x4.extract_lane(halfToFloat4(h), 0));
+  }
+}
+
+// f32 → bf16 bits, round to nearest even; NaN stays a (quiet) NaN with its sign. The twin is
+// f32ToBf16Bits (src/kernels/scalar.ts), bit for bit. Writes of a narrow KV cache.
+export function f32_to_bf16(y: usize, x: usize, n: i32): void {
+  for (let i = 0; i < n; i++) {
+    const bits = load<u32>(x + (<usize>i << 2));
+    const h: u32 = (bits & 0x7fffffff) > 0x7f800000 ? (bits >>> 16) | 0x40 : (bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16;
+    store<u16>(y + (<usize>i << 1), <u16>h);
+  }
+}
+
+// f32 → IEEE half bits, round to nearest even: subnormal halves kept (rounded once, from the exact
+// value), magnitudes from 65520 up to ±Inf, NaN a quiet NaN. The twin is f32ToF16Bits, bit for bit.
+export function f32_to_f16(y: usize, x: usize, n: i32): void {
+  for (let i = 0; i < n; i++) {
+    const bits = load<u32>(x + (<usize>i << 2));
+    const sign = (bits >>> 16) & 0x8000;
+    const exp = <i32>((bits >>> 23) & 0xff);
+    let mant = bits & 0x7fffff;
+    let h: u32;
+    if (exp == 0xff) h = sign | 0x7c00 | (mant != 0 ? 0x200 : 0);
+    else {
+      const e = exp - 127 + 15;
+      if (e >= 0x1f) h = sign | 0x7c00;
+      else if (e <= 0) {
+        if (e < -10) h = sign;
+        else {
+          mant |= 0x800000;
+          const shift = <u32>(14 - e);
+          let half = mant >>> shift;
+          const rest = mant & ((<u32>1 << shift) - 1), halfway = <u32>1 << (shift - 1);
+          if (rest > halfway || (rest == halfway && (half & 1) != 0)) half++;
+          h = sign | half;
+        }
+      } else {
+        let half = (<u32>e << 10) | (mant >>> 13);
+        const rest = mant & 0x1fff;
+        if (rest > 0x1000 || (rest == 0x1000 && (half & 1) != 0)) half++;
+        h = sign | half; // a carry into the exponent is the correct rounding (up to Inf)
+      }
+    }
+    store<u16>(y + (<usize>i << 1), <u16>h);
   }
 }

@@ -11,9 +11,18 @@
  *    result moves from upstream (all loops computed, same threshold): max |Δ logits|, argmax and
  *    exit-step agreement on the same tokens, and agreement of the greedy continuations.
  *
+ *
+ * Long context (--context N, issue 12): decode at all T loops with a cache already holding N tokens
+ * (of --kv-dtype f32 | bf16 | f16), as a share of the DRAM-bound limit (weights + the KV bytes read
+ * per token ÷ the same-run stream read). The shortcut that makes N cheap: the cache rows are written
+ * directly with random values (|x| < 1, rounded to the cache's dtype) instead of prefilling N
+ * tokens, whose cost is quadratic and irrelevant to decode speed: attention reads every row the
+ * same way whatever it holds. The model is planned for N + tokens (memory shards as needed).
+ *
  *   node --import tsx scripts/ouro-synthetic.ts /tmp/ouro-1.4b-synthetic
  *   node --import tsx bench/ouro.bench.ts /tmp/ouro-1.4b-synthetic [--kernels wasm|scalar] [--threads 1]
  *        [--prompt 8] [--tokens 8] [--reps 2] [--thresholds 0.5,0.9] [--json]
+ *        [--context 4096 --kv-dtype bf16]
  *
  * Not part of `npm test` (its file name does not end in .test.ts).
  */
@@ -23,6 +32,11 @@ import { ouroFamily } from '../src/models/ouro-family.js';
 import { ouroConfigFromJson } from '../src/models/ouro-config.js';
 import type { OuroCache, OuroForwardOptions, OuroForwardResult } from '../src/models/ouro.js';
 import { openModelDir } from '../src/node/model-dir.js';
+import { planFamily } from '../src/models/placement.js';
+import { KV_DTYPE_BYTES, type KvDType } from '../src/runtime/plan.js';
+import { f32ToBf16Bits, f32ToF16Bits } from '../src/kernels/scalar.js';
+import { hostCpu } from './cpu.js';
+import { totalmem } from 'node:os';
 import { createScalarRuntime, type Runtime } from '../src/runtime/runtime.js';
 import { StreamBaseline } from './stream-baseline.js';
 import { FULL_TIMING } from './timing.js';
@@ -37,8 +51,12 @@ const { values, positionals } = parseArgs({
     reps: { type: 'string', default: '2' },
     thresholds: { type: 'string', default: '0.5,0.9' },
     json: { type: 'boolean', default: false },
+    context: { type: 'string' },
+    'kv-dtype': { type: 'string', default: 'f32' },
   },
 });
+const longContext = values.context === undefined ? 0 : Number(values.context);
+const kvDtype = values['kv-dtype'] as KvDType;
 const dir = positionals[0] ?? '/tmp/ouro-1.4b-synthetic';
 const promptLength = Number(values.prompt), newTokens = Number(values.tokens), reps = Number(values.reps);
 const thresholds = values.thresholds!.split(',').map(Number);
@@ -59,10 +77,16 @@ const loadStart = performance.now();
 const md = openModelDir(dir);
 if (!md.config) throw new Error(`${dir} has no config.json`);
 const config = ouroConfigFromJson(md.config);
-const model = ouroFamily.load(config, md.weights, runtime);
+// planned for the run's context and KV dtype: shards added as the plan needs them
+const planOptions = { context: (longContext || promptLength) + newTokens, kvDtype, hostMemoryBytes: totalmem() };
+const plan = planFamily(ouroFamily, config, md.weights, runtime, planOptions);
+await runtime.ensureShards?.(plan.shards.length);
+const model = ouroFamily.load(config, md.weights, runtime, { ...planOptions, plan });
 const loadSeconds = (performance.now() - loadStart) / 1000;
 const T = config.totalUtSteps, V = config.vocabSize;
-log(`# Ouro decode benchmark: ${dir} (${md.layout}, L=${config.numLayers}, H=${config.hiddenSize}, T=${T}), kernels ${runtime.kernels.name}, threads ${values.threads}`);
+const cpu = hostCpu();
+log(`# Ouro decode benchmark: ${dir} (${md.layout}, L=${config.numLayers}, H=${config.hiddenSize}, T=${T}), kernels ${runtime.kernels.name}, threads ${values.threads}, ${kvDtype} KV cache, ${plan.shards.length} memory shard(s)`);
+log(`host: ${cpu.modelName} (${cpu.vendor} family ${cpu.family ?? '?'} model ${cpu.model ?? '?'})`);
 log(`load: ${loadSeconds.toFixed(1)} s; max RSS after load ${gib(maxRssBytes())}; arena ${gib(runtime.arena.bytesUsed)}`);
 
 // A fixed pseudo-random prompt (the weights are random: any ids will do).
@@ -108,6 +132,61 @@ class Decoder {
   }
 
   get flopsPerToken(): number { return this.run.steps.reduce((n, r) => n + r.trace[0].flops, 0) / newTokens; }
+}
+
+if (longContext > 0) {
+  await longContextRun();
+  process.exit(0);
+}
+
+/**
+ * Decode at all T loops after `longContext` cached tokens (rows written directly, see the header),
+ * `reps` runs of `newTokens` tokens, each rewound to the same cache; medians against the stream read.
+ */
+async function longContextRun(): Promise<void> {
+  const cache = model.newCache(longContext + newTokens);
+  const round = kvDtype === 'bf16' ? f32ToBf16Bits : kvDtype === 'f16' ? f32ToF16Bits : null;
+  let seed = 0x2545f491;
+  const rows = new Float32Array(longContext * model.kvDim);
+  for (let s = 0; s < cache.slots; s++) {
+    for (const buf of [cache.keys[s], cache.values[s]]) {
+      for (let i = 0; i < rows.length; i++) { seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0; rows[i] = seed / 2 ** 31 - 1; }
+      if (round) for (let i = 0; i < rows.length; i++) buf[i] = round(rows[i]); else (buf as Float32Array).set(rows);
+    }
+  }
+  cache.loopsRun.fill(T, 0, longContext);
+  const decodeOnce = (): number => {
+    cache.length = longContext;
+    let next = 1;
+    const t0 = performance.now();
+    for (let s = 0; s < newTokens; s++) {
+      const r = model.forward([next], { cache });
+      next = argmaxRow(r.logits, 0);
+    }
+    return (performance.now() - t0) / 1000;
+  };
+  decodeOnce(); // warm-up
+  const stream = await StreamBaseline.create(512 * 2 ** 20, values.kernels === 'scalar' ? 1 : Number(values.threads));
+  const before = await stream.gbps(64 * 2 ** 20, FULL_TIMING);
+  const seconds: number[] = [];
+  for (let r = 0; r < reps; r++) seconds.push(decodeOnce());
+  const after = await stream.gbps(64 * 2 ** 20, FULL_TIMING);
+  await stream.dispose();
+  seconds.sort((a, b) => a - b);
+  const tokensPerSecond = newTokens / seconds[Math.floor(seconds.length / 2)];
+  const { hiddenSize: H, intermediateSize: I, numLayers: L, numKvHeads, headDim } = config;
+  const meanContext = longContext + (newTokens + 1) / 2;
+  const weightBytes = T * L * 2 * (4 * H * H + 3 * H * I) + 2 * V * H + 2 * H;
+  const kvBytes = T * L * meanContext * 2 * numKvHeads * headDim * KV_DTYPE_BYTES[kvDtype];
+  const streamGbps = (before + after) / 2;
+  const bound = (streamGbps * 1e9) / (weightBytes + kvBytes);
+  const row = { context: longContext, kvDtype, threads: Number(values.threads), tokensPerSecond, weightBytesPerToken: weightBytes, kvBytesPerToken: kvBytes, streamGbps: [before, after],
+    boundTokensPerSecond: bound, pctOfDramBound: (100 * tokensPerSecond) / bound, shards: plan.shards.length, cpu: cpu.modelName, cpuFamily: cpu.family, cpuModel: cpu.model,
+    peakRssBytes: maxRssBytes(), loadSeconds };
+  log(`stream read (${stream.threads} thread${stream.threads > 1 ? 's' : ''}): ${before.toFixed(1)} GB/s before, ${after.toFixed(1)} after`);
+  log(`decode ${T} loops at context ${longContext} (${kvDtype} KV): ${tokensPerSecond.toFixed(3)} tok/s; ${(weightBytes / 1e9).toFixed(2)} GB weights + ${(kvBytes / 1e9).toFixed(2)} GB KV per token: ${row.pctOfDramBound.toFixed(0)}% of the DRAM bound (${bound.toFixed(3)} tok/s); median of ${reps} runs of ${newTokens} tokens; max RSS ${gib(row.peakRssBytes)}`);
+  if (values.json) console.log(JSON.stringify(row, null, 2));
+  await (runtime as { dispose?: () => Promise<void> }).dispose?.();
 }
 
 const decoders: Decoder[] = [];

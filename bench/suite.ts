@@ -64,7 +64,7 @@ export interface BarCheck {
 export interface BenchRow {
   kernel: 'linear' | 'attention';
   shape: string; // linear "MxKxN"; attention "1xTxD": one query, T cached positions, head dim D
-  dtype: WeightDType; // weight dtype (attention: f32 everything)
+  dtype: WeightDType; // weight dtype (attention: the KV cache's, f32 or bf16; q and out are f32)
   gflops: number;
   ms: number; // median milliseconds per call
   threads: number;
@@ -84,6 +84,7 @@ export interface BenchRow {
   pctOfStream?: number;
   heads?: number;
   speedupVsOneThread?: number;
+  speedupVsF32?: number; // attention over a bf16 KV cache: time of the f32 call ÷ this one
   bars?: BarCheck[];
 }
 
@@ -232,6 +233,22 @@ export async function runKernelBench(plan: BenchPlan, deps: BenchDeps): Promise<
     if (streamBefore !== undefined && streamAfter !== undefined) Object.assign(row, streamShare(row.gbps!, streamBefore, streamAfter));
     row.bars = attentionBars(row, T, D);
     rows.push(emit(row));
+
+    // The same call over a bf16 KV cache (issue 12): half the bytes, widened in registers.
+    const kvBytes16 = kvBytes / 2;
+    const copies16 = copiesFor(plan.coldBytes, kvBytes16);
+    const stream16Before = stream ? await stream.gbps(kvBytes16, plan.timing) : undefined;
+    const runtime16 = await deps.createRuntime();
+    const t16 = await timeAttention(runtime16, data, H, T, D, scale, copies16, plan.timing, 'bf16');
+    const stream16After = stream ? await stream.gbps(kvBytes16, plan.timing) : undefined;
+    const row16: BenchRow = {
+      kernel: 'attention', shape: `1x${T}x${D}`, dtype: 'bf16', gflops: flops / t16.seconds / 1e9, ms: t16.seconds * 1e3,
+      threads: 1, heads: H, implementation, cpu: cpuName, foreignCores: t16.foreignCores, peers: [],
+      cold: true, gbps: kvBytes16 / t16.seconds / 1e9, speedupVsF32: t.seconds / t16.seconds,
+    };
+    if (stream16Before !== undefined && stream16After !== undefined) Object.assign(row16, streamShare(row16.gbps!, stream16Before, stream16After));
+    row16.bars = attentionBars(row16, T, D);
+    rows.push(emit(row16));
   }
   return { rows, notes, cpu };
 }
@@ -378,20 +395,29 @@ function attentionData(H: number, T: number, D: number): AttentionData {
 }
 
 async function timeAttention(runtime: Runtime, data: AttentionData, H: number, T: number, D: number, scale: number,
-                             copies: number, timing: TimingOptions): Promise<Timing> {
+                             copies: number, timing: TimingOptions, kvDtype: 'f32' | 'bf16' = 'f32'): Promise<Timing> {
   const { kernels, arena } = runtime;
   const q = arena.f32(H * D); q.set(data.q);
-  const caches: { k: Float32Array; v: Float32Array }[] = [];
+  const caches: { k: Float32Array | Uint16Array; v: Float32Array | Uint16Array }[] = [];
+  const n = T * H * D;
+  const f32k = kvDtype === 'f32' ? null : arena.f32(n), f32v = kvDtype === 'f32' ? null : arena.f32(n);
+  if (f32k && f32v) { f32k.set(data.k); f32v.set(data.v); }
   for (let c = 0; c < copies; c++) {
-    const k = arena.f32(T * H * D); k.set(data.k);
-    const v = arena.f32(T * H * D); v.set(data.v);
+    if (f32k && f32v) { // a bf16 cache holds K and V rounded to nearest even, as a model writes them
+      const k = arena.u16(n), v = arena.u16(n);
+      kernels.f32ToBf16(k, f32k, n); kernels.f32ToBf16(v, f32v, n);
+      caches.push({ k, v });
+      continue;
+    }
+    const k = arena.f32(n); k.set(data.k);
+    const v = arena.f32(n); v.set(data.v);
     caches.push({ k, v });
   }
   const out = arena.f32(H * D);
   let next = 0;
   const t = await timeSync(() => {
     const { k, v } = caches[next];
-    kernels.attention(out, q, k, v, 1, T, H, H, D, scale, null, null, null);
+    kernels.attention(out, q, k, v, 1, T, H, H, D, scale, null, null, null, kvDtype);
     next = (next + 1) % copies;
   }, timing);
   await release(runtime);

@@ -266,3 +266,25 @@ test('inspect DIR names the chat template, the special tokens the tokenizer adds
   assert.equal(broken.code, 2);
   assert.match(broken.err, /^error\[CHAT_TEMPLATE_SYNTAX\]: chat template \(chat_template\.jinja\)/);
 });
+
+test('a folder with only config.json (Ouro-1.4B): inspect --context 16384 --kv-dtype bf16 plans from the config alone, as for the checkpoint\'s headers, and exits 0', async () => {
+  const config = {
+    model_type: 'ouro', vocab_size: 49152, hidden_size: 2048, intermediate_size: 5632, num_hidden_layers: 24, num_attention_heads: 16,
+    num_key_value_heads: 16, head_dim: 128, rope_theta: 1e6, rms_norm_eps: 1e-6, max_position_embeddings: 65536, total_ut_steps: 4,
+    early_exit_threshold: 1.0, tie_word_embeddings: false, torch_dtype: 'bfloat16',
+  };
+  const dir = join(root, 'ouro-1.4b-config-only');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+  const r = await run(dir, '--context', '16384', '--kv-dtype', 'bf16', '--max-memory', '20GiB');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /config\.json only, no weights: every tensor assumed stored as BF16 \(torch_dtype bfloat16\)/);
+  assert.match(r.out, /memory plan: context 16384 tokens, bf16 KV cache, [4-9] memory shards/);
+  const fromConfig = JSON.parse((await run(dir, '--context', '16384', '--kv-dtype', 'bf16', '--max-memory', '20GiB', '--json')).out);
+  // the same plan the checkpoint's own headers give (a sparse bf16 checkpoint of the same config)
+  const sparse = join(root, 'ouro-1.4b-sparse-2');
+  sparseCheckpoint(sparse, config, ouroFamily.tensors(ouroFamily.parseConfig(configObject(config, 'config.json'))).filter((t) => !t.optional));
+  const fromHeaders = JSON.parse((await run(sparse, '--context', '16384', '--kv-dtype', 'bf16', '--max-memory', '20GiB', '--json')).out);
+  assert.deepEqual(fromConfig.memory_plan, fromHeaders.memory_plan);
+  assert.equal(fromConfig.weights, null);
+});

@@ -2,8 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { createWasmRuntime } from '../src/kernels/wasm.js';
-import { scalarKernels as twin } from '../src/kernels/scalar.js';
-import { U, prng, fillUniform, injectSpecials, guardedF32, inArena, assertClose, assertBitIdentical } from './kernels-support.js';
+import { scalarKernels as twin, f32ToBf16Bits, f32ToF16Bits, bf16BitsToF32, f16BitsToF32 } from '../src/kernels/scalar.js';
+import type { KvDType } from '../src/kernels/kernels.js';
+import { U, prng, fillUniform, injectSpecials, guardedF32, inArena, assertClose, assertBitIdentical, sameF32 } from './kernels-support.js';
 
 const { kernels: wasm, arena } = await createWasmRuntime();
 
@@ -52,14 +53,32 @@ function setUp(p: Problem, specials: boolean) {
   return { nHeads, qDim, kvDim, q: inArena(arena, qs), k: inArena(arena, ks), v: inArena(arena, vs), qPos, kPos, allowed, scale: 1 / Math.sqrt(p.headDim) };
 }
 
-function check(p: Problem, specials: boolean): void {
+/**
+ * k and v stored as a `kvDtype` cache: the 16-bit bits (the twin's rounding) in arena views, and k
+ * and v themselves replaced by the exact widening, which is what the narrow call must compute on.
+ */
+function narrowed(s: ReturnType<typeof setUp>, kvDtype: Exclude<KvDType, 'f32'>): { kn: Uint16Array; vn: Uint16Array } {
+  const round = kvDtype === 'bf16' ? f32ToBf16Bits : f32ToF16Bits, widen = kvDtype === 'bf16' ? bf16BitsToF32 : f16BitsToF32;
+  const kn = arena.u16(s.k.length), vn = arena.u16(s.v.length);
+  for (let i = 0; i < s.k.length; i++) { kn[i] = round(s.k[i]); s.k[i] = widen(kn[i]); }
+  for (let i = 0; i < s.v.length; i++) { vn[i] = round(s.v[i]); s.v[i] = widen(vn[i]); }
+  return { kn, vn };
+}
+
+function check(p: Problem, specials: boolean, kvDtype: KvDType = 'f32'): void {
   const s = setUp(p, specials);
   const { nHeads, qDim, kvDim, q, k, v, qPos, kPos, allowed, scale } = s;
   const out = guardedF32(arena, p.Tq * qDim);
-  wasm.attention(out.view, q, k, v, p.Tq, p.Tk, nHeads, p.nKvHeads, p.headDim, scale, qPos, kPos, allowed);
-  out.check('attention');
   const ref = new Float32Array(p.Tq * qDim);
-  twin.attention(ref, q, k, v, p.Tq, p.Tk, nHeads, p.nKvHeads, p.headDim, scale, qPos, kPos, allowed);
+  if (kvDtype === 'f32') {
+    wasm.attention(out.view, q, k, v, p.Tq, p.Tk, nHeads, p.nKvHeads, p.headDim, scale, qPos, kPos, allowed);
+    twin.attention(ref, q, k, v, p.Tq, p.Tk, nHeads, p.nKvHeads, p.headDim, scale, qPos, kPos, allowed);
+  } else {
+    const { kn, vn } = narrowed(s, kvDtype);
+    wasm.attention(out.view, q, kn, vn, p.Tq, p.Tk, nHeads, p.nKvHeads, p.headDim, scale, qPos, kPos, allowed, kvDtype);
+    twin.attention(ref, q, kn, vn, p.Tq, p.Tk, nHeads, p.nKvHeads, p.headDim, scale, qPos, kPos, allowed, kvDtype);
+  }
+  out.check('attention');
   const hd = p.headDim;
   for (let i = 0; i < p.Tq; i++) for (let h = 0; h < nHeads; h++) {
     const kvh = Math.floor(h / p.group);
@@ -91,6 +110,32 @@ test('attention matches its scalar twin (GQA, positions and/or allowed mask) wit
 
 test('attention with NaN/Inf/zero inputs: NaN where the reference is NaN, fully masked rows still zero', () => {
   fc.assert(fc.property(problem, (p) => check(p, true)), { numRuns: 100 });
+});
+
+for (const kvDtype of ['bf16', 'f16'] as const) {
+  test(`attention over a ${kvDtype} KV cache matches its scalar twin within the f32 bound (K and V as the cache holds them)`, () => {
+    fc.assert(fc.property(problem, (p) => check(p, false, kvDtype)), { numRuns: 80, examples: blockedPrefill });
+  });
+
+  test(`attention over a ${kvDtype} KV cache equals, bit for bit, the f32 attention over its exact widening (decode reads in place, prefill widens key blocks; NaN/Inf included)`, () => {
+    fc.assert(fc.property(problem, fc.boolean(), (p, specials) => {
+      const s = setUp(p, specials);
+      const { kn, vn } = narrowed(s, kvDtype);
+      const out = guardedF32(arena, p.Tq * s.qDim), wide = arena.f32(p.Tq * s.qDim);
+      wasm.attention(out.view, s.q, kn, vn, p.Tq, p.Tk, s.nHeads, p.nKvHeads, p.headDim, s.scale, s.qPos, s.kPos, s.allowed, kvDtype);
+      out.check(`attention ${kvDtype}`);
+      wasm.attention(wide, s.q, s.k, s.v, p.Tq, p.Tk, s.nHeads, p.nKvHeads, p.headDim, s.scale, s.qPos, s.kPos, s.allowed);
+      // bit for bit; a NaN's payload may differ (the kernel keeps a stored NaN's, the widened copy is JS's NaN)
+      for (let i = 0; i < wide.length; i++) assert.ok(sameF32(out.view[i], wide[i]), `Tq=${p.Tq} Tk=${p.Tk} heads=${s.nHeads}/${p.nKvHeads} hd=${p.headDim} ${p.masking} ${kvDtype}: element ${i} differs: ${out.view[i]} vs ${wide[i]}`);
+    }), { numRuns: 150, examples: blockedPrefill.map(([p]) => [p, false] as [Problem, boolean]) });
+  });
+}
+
+test('attention refuses a KV dtype its k and v do not hold', () => {
+  const f = arena.f32(64), h = arena.u16(64);
+  assert.throws(() => wasm.attention(f, f, f, f, 1, 2, 1, 1, 8, 1, null, null, null, 'bf16'), { code: 'KERNEL_BAD_ARGS' });
+  assert.throws(() => wasm.attention(f, f, h, h, 1, 2, 1, 1, 8, 1, null, null, null), { code: 'KERNEL_BAD_ARGS' });
+  assert.throws(() => wasm.attention(f, f, h, h, 1, 2, 1, 1, 8, 1, null, null, null, 'f8' as KvDType), { code: 'KERNEL_BAD_ARGS' });
 });
 
 test('attention rows do not depend on the batch: each query row equals the Tq=1 call for that row, bit for bit', () => {

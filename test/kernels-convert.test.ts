@@ -43,3 +43,63 @@ for (const kernel of ['bf16ToF32', 'f16ToF32'] as const) {
     }
   });
 }
+
+// The writes of a narrow KV cache: f32 → bf16 / half, round to nearest even.
+const narrowings = [
+  { kernel: 'f32ToBf16', widen: 'bf16ToF32', mantissa: 8, maxFinite: 0x7f7f, name: 'bf16' },
+  { kernel: 'f32ToF16', widen: 'f16ToF32', mantissa: 11, maxFinite: 0x7bff, name: 'f16' },
+] as const;
+
+for (const { kernel, widen, name } of narrowings) {
+  test(`${kernel} is bit-exact against its twin on random f32 bit patterns, NaN, ±Inf, subnormals and rounding ties`, () => {
+    const edges = [0, -0, Infinity, -Infinity, NaN, 65504, 65519.996, 65520, -65520, 2 ** -24, 2 ** -25, 3 * 2 ** -26, 2 ** -26, 1e-40, 3.4e38, 3.3895e38, 3.3896e38, 1 + 2 ** -8, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 1 + 3 * 2 ** -8];
+    const n = 200_003;
+    const x = arena.f32(n), bits = new Uint32Array(x.buffer, x.byteOffset, n);
+    let seed = 0x9e3779b9;
+    for (let i = 0; i < n; i++) { seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0; bits[i] = seed; }
+    x.set(edges);
+    const y = arena.u16(n + 2);
+    y[0] = 0xbeef; y[n + 1] = 0xbeef;
+    wasm[kernel](y.subarray(1, n + 1), x, n);
+    assert.equal(y[0], 0xbeef, 'wrote before the output');
+    assert.equal(y[n + 1], 0xbeef, 'wrote after the output');
+    const ref = new Uint16Array(n);
+    twin[kernel](ref, x, n);
+    for (let i = 0; i < n; i++) assert.equal(y[i + 1], ref[i], `${kernel}(${x[i]} = 0x${bits[i].toString(16)}): 0x${y[i + 1].toString(16)} vs twin 0x${ref[i].toString(16)}`);
+  });
+
+  test(`${kernel} then ${widen} is the identity on every ${name} value except NaN (which stays NaN)`, () => {
+    const wide = arena.f32(65536), back = arena.u16(65536);
+    wasm[widen](wide, all, 65536);
+    wasm[kernel](back, wide, 65536);
+    for (let h = 0; h < 65536; h++) {
+      if (Number.isNaN(wide[h])) assert.ok(Number.isNaN(name === 'bf16' ? bf16(back[h]) : f16(back[h])), `0x${h.toString(16)} NaN`);
+      else assert.equal(back[h], h, `0x${h.toString(16)} = ${wide[h]} came back as 0x${back[h].toString(16)}`);
+    }
+  });
+}
+
+const one32 = new Float32Array(1), one16 = new Uint16Array(1);
+function bf16(h: number): number { one16[0] = h; twin.bf16ToF32(one32, one16, 1); return one32[0]; }
+function f16(h: number): number { one16[0] = h; twin.f16ToF32(one32, one16, 1); return one32[0]; }
+
+test('a narrow KV write rounds to nearest even within half an ulp: |x − w| ≤ 2^-8·|x| (bf16) and 2^-11·|x| (f16, normal range), f16 overflow from 65520 is ±Inf', () => {
+  const n = 100_000;
+  const x = arena.f32(n);
+  let seed = 12345;
+  for (let i = 0; i < n; i++) { seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0; x[i] = ((seed / 2 ** 32) * 2 - 1) * 2 ** ((i % 60) - 30); }
+  for (const { kernel, widen, mantissa } of narrowings) {
+    const h = arena.u16(n), w = arena.f32(n);
+    wasm[kernel](h, x, n);
+    wasm[widen](w, h, n);
+    for (let i = 0; i < n; i++) {
+      const ax = Math.abs(x[i]);
+      if (kernel === 'f32ToF16' && (ax < 2 ** -14 || ax >= 65520)) continue; // subnormal: absolute 2^-25; overflow below
+      assert.ok(Math.abs(x[i] - w[i]) <= 2 ** -mantissa * ax, `${kernel}(${x[i]}) = ${w[i]}`);
+    }
+  }
+  const big = arena.f32(4), out = arena.u16(4);
+  big.set([65519, 65520, -1e5, 65504]);
+  wasm.f32ToF16(out, big, 4);
+  assert.deepEqual([...out].map(f16), [65504, Infinity, -Infinity, 65504]);
+});

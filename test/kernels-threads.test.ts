@@ -31,29 +31,38 @@ test('linear with 2 threads is bit-identical to 1 thread (split by 16-column pan
   assert.ok(pooled.splitJobs() >= 2, 'the big calls were split across the threads');
 });
 
-test('attention with 2 threads is bit-identical to 1 thread (split by query row × head)', () => {
-  let split = 0;
-  fc.assert(fc.property(
-    fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 300 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 2 }),
-    fc.constantFrom(8, 16, 36, 64), fc.integer(),
-    (Tq, Tk, nHeads, nKvHeads, hd, seed) => {
-      const rnd = prng(seed);
-      const heads = nHeads * nKvHeads;
-      const qs = fillUniform(new Float32Array(Tq * heads * hd), rnd), ks = fillUniform(new Float32Array(Tk * nKvHeads * hd), rnd), vs = fillUniform(new Float32Array(Tk * nKvHeads * hd), rnd);
-      const run = (rt: typeof single) => {
-        const qPos = rt.arena.i32(Tq), kPos = rt.arena.i32(Tk);
-        for (let i = 0; i < Tq; i++) qPos[i] = Tk - Tq + i;
-        for (let j = 0; j < Tk; j++) kPos[j] = j;
-        const out = rt.arena.f32(Tq * heads * hd);
-        rt.kernels.attention(out, inArena(rt.arena, qs), inArena(rt.arena, ks), inArena(rt.arena, vs), Tq, Tk, heads, nKvHeads, hd, 0.125, qPos, kPos, null);
-        return out;
-      };
-      const before = pooled.splitJobs();
-      assertBitIdentical(run(pooled), run(single), `Tq=${Tq} Tk=${Tk} heads=${heads}/${nKvHeads} hd=${hd}`);
-      split += pooled.splitJobs() - before;
-    }), { numRuns: 40, examples: [[8, 300, 4, 2, 64, 3], [1, 300, 4, 2, 64, 4]] });
-  assert.ok(split >= 2, 'the big calls were split across the threads');
-});
+for (const kvDtype of ['f32', 'bf16', 'f16'] as const) {
+  test(`attention over a ${kvDtype} KV cache with 2 threads is bit-identical to 1 thread (split by query row × head)`, () => {
+    let split = 0;
+    fc.assert(fc.property(
+      fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 300 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 2 }),
+      fc.constantFrom(8, 16, 36, 64), fc.integer(),
+      (Tq, Tk, nHeads, nKvHeads, hd, seed) => {
+        const rnd = prng(seed);
+        const heads = nHeads * nKvHeads;
+        const qs = fillUniform(new Float32Array(Tq * heads * hd), rnd), ks = fillUniform(new Float32Array(Tk * nKvHeads * hd), rnd), vs = fillUniform(new Float32Array(Tk * nKvHeads * hd), rnd);
+        const run = (rt: typeof single) => {
+          const qPos = rt.arena.i32(Tq), kPos = rt.arena.i32(Tk);
+          for (let i = 0; i < Tq; i++) qPos[i] = Tk - Tq + i;
+          for (let j = 0; j < Tk; j++) kPos[j] = j;
+          const out = rt.arena.f32(Tq * heads * hd);
+          const k = inArena(rt.arena, ks), v = inArena(rt.arena, vs);
+          if (kvDtype === 'f32') rt.kernels.attention(out, inArena(rt.arena, qs), k, v, Tq, Tk, heads, nKvHeads, hd, 0.125, qPos, kPos, null);
+          else {
+            const kn = rt.arena.u16(k.length), vn = rt.arena.u16(v.length);
+            const narrow = kvDtype === 'bf16' ? rt.kernels.f32ToBf16.bind(rt.kernels) : rt.kernels.f32ToF16.bind(rt.kernels);
+            narrow(kn, k, k.length); narrow(vn, v, v.length);
+            rt.kernels.attention(out, inArena(rt.arena, qs), kn, vn, Tq, Tk, heads, nKvHeads, hd, 0.125, qPos, kPos, null, kvDtype);
+          }
+          return out;
+        };
+        const before = pooled.splitJobs();
+        assertBitIdentical(run(pooled), run(single), `Tq=${Tq} Tk=${Tk} heads=${heads}/${nKvHeads} hd=${hd} ${kvDtype}`);
+        split += pooled.splitJobs() - before;
+      }), { numRuns: 40, examples: [[8, 300, 4, 2, 64, 3], [1, 300, 4, 2, 64, 4]] });
+    assert.ok(split >= 2, 'the big calls were split across the threads');
+  });
+}
 
 test('a thread count that is not a positive integer, or threads without a worker factory, is refused', async () => {
   await assert.rejects(createWasmRuntime({ threads: 0 }), { code: 'ARG_INVALID' });

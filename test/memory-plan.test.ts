@@ -119,12 +119,13 @@ test('byte sizes for --max-memory: units, and typed errors naming the flag', () 
   for (const bad of ['', 'lots', '-1GiB', '0', '4 GiBs']) assert.throws(() => parseByteSize(bad, 'max-memory'), (e: unknown) => e instanceof PonderError && e.code === 'ARG_INVALID' && e.field === 'max-memory');
 });
 
-test('what a loaded model allocates in each memory shard stays within the plan (the golden Ouro model over 2 shards, after generating)', async () => {
+for (const kvDtype of KV_DTYPES) test(`what a loaded model allocates in each memory shard stays within the plan (the golden Ouro model over 2 shards, ${kvDtype} KV cache, after generating)`, async () => {
   const runtime = await createWasmRuntime({ shards: 2 });
   try {
-    const model = await loadModel('models/demo-ouro', { runtime, context: 64 });
+    const model = await loadModel('models/demo-ouro', { runtime, context: 64, kvDtype });
     const plan = model.memoryPlan!;
     assert.equal(plan.shards.length, 2);
+    assert.equal(plan.kvDtype, kvDtype);
     for await (const event of model.generate([1, 2, 3], { maxNewTokens: 8 })) void event;
     for (const [i, s] of plan.shards.entries()) {
       const used = runtime.shardArenas[i].bytesUsed;
@@ -136,11 +137,15 @@ test('what a loaded model allocates in each memory shard stays within the plan (
   }
 });
 
-test('a bf16 KV cache is planned (inspect) but refused at load, before any tensor is read, until the narrow-KV kernel exists', () => {
-  const plan = planFamily(ouroFamily, config, headersOnly(), {}, { context: 16384, kvDtype: 'bf16' });
-  assert.equal(plan.kvDtype, 'bf16');
-  assert.throws(() => ouroFamily.load(config, headersOnly(), { kernels: {} as never, arena: {} as never }, { context: 64, kvDtype: 'bf16' }),
-    (e: unknown) => e instanceof PonderError && e.code === 'ARG_INVALID' && e.field === 'kvDtype');
+test('a bf16 / f16 KV cache is planned at half the f32 cache\'s bytes (Ouro-1.4B shapes, 16k context)', () => {
+  const f32 = planFamily(ouroFamily, config, headersOnly(), {}, { context: 16384, kvDtype: 'f32' });
+  for (const kvDtype of ['bf16', 'f16'] as const) {
+    const plan = planFamily(ouroFamily, config, headersOnly(), {}, { context: 16384, kvDtype });
+    assert.equal(plan.kvDtype, kvDtype);
+    const kv = (p: MemoryPlan) => p.shards.reduce((a, s) => a + s.kvBytes, 0);
+    assert.equal(kv(plan), kv(f32) / 2);
+    assert.equal(kv(plan), 16384 * 24 * 4 * 2 * 16 * 128 * 2, 'context × layers × loops × (K, V) × kv heads × head dim × 2 bytes');
+  }
 });
 
 test('without a context asked for, the plan takes the longest the machine holds (whole plan, shards and heap, within the limit)', () => {

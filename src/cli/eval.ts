@@ -17,6 +17,7 @@ import { renderEvalHtml, renderEvalSvg } from '../eval/plot.js';
 import { defaultScoreWindow } from '../api/score.js';
 import { checkSeed } from '../generate/prng.js';
 import { intFlag, parseFlags } from './args.js';
+import { MEMORY_FLAGS } from './memory-flags.js';
 import { disposeRuntime, openModel, runtimeFromFlags } from './run.js';
 import { RUNTIME_FLAGS } from './runtime-flags.js';
 import type { CliIO } from './io.js';
@@ -59,6 +60,8 @@ Options:
   --svg FILE              also write the plot as a standalone SVG (e.g. for docs/)
   --from REPORT.json      print and draw a report written by --json instead of scoring
   --kernels wasm|scalar, --threads N, --quant-activations f32|int16   as for ponder run
+  --context N, --kv-dtype f32|bf16|f16, --max-memory BYTES   the memory plan, as for ponder run
+                          (a bf16 / f16 KV cache scores within spec/numerics.md's bound of f32)
 
 Example:
   ponder eval models/huginn-sotu --text models/eval/sotu-heldout.txt --tasks models/eval/chase-heldout.tsv \\
@@ -69,7 +72,7 @@ const EVAL_FLAGS = {
   text: { type: 'string' }, tasks: { type: 'string' }, ids: { type: 'string' },
   depths: { type: 'string' }, criteria: { type: 'string' }, policy: { type: 'string', multiple: true },
   'max-tokens': { type: 'string' }, window: { type: 'string' }, seed: { type: 'string' }, 'kv-strategy': { type: 'string' },
-  json: { type: 'boolean' }, html: { type: 'string' }, svg: { type: 'string' }, from: { type: 'string' }, threads: { type: 'string' }, ...RUNTIME_FLAGS,
+  json: { type: 'boolean' }, html: { type: 'string' }, svg: { type: 'string' }, from: { type: 'string' }, threads: { type: 'string' }, ...RUNTIME_FLAGS, ...MEMORY_FLAGS,
 } as const;
 
 /** Eval inputs and reports are read whole (spec/limits.md): a FIFO, a device or a huge file is a typed error, never a hang (eval --compare reads its --ids with INPUT_LIMIT too). */

@@ -2,7 +2,10 @@
  * `ponder inspect FILE|DIR`: what a checkpoint holds, read from headers only (no tensor data is
  * loaded, so it is instant on multi-GB files), after every format/shard rule has been checked.
  */
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
+import { readdirSync } from 'node:fs';
+import { readOptionalConfig } from '../node/model-dir.js';
+import type { DType } from '../format/safetensors.js';
 import { PonderError } from '../errors.js';
 import { unknownKeys, type ConfigObject } from '../format/config.js';
 import { FAMILIES, findFamily } from '../models/registry.js';
@@ -34,7 +37,8 @@ comes from (generation_config.json or config.json eos, the family's upstream sto
 the template's end-of-turn token and the tokenizer's eos); and the memory plan 'ponder run' would
 load it under: the memory shards (bytes of weights, KV cache and work buffers each, and the layers
 they hold), the JS heap, the total against the machine's memory, and the longest context that
-fits at each KV dtype.
+fits at each KV dtype. A directory with only config.json (no weights yet) gets the memory plan
+alone, every tensor assumed stored as the config's torch_dtype (bf16 when it names none).
 Only headers and the small JSON/template files are read. Exit 0 when the input is valid, 2 with
 one "error[CODE]: ..." line when it is not (codes in spec/errors.md), including a plan over the
 memory limit (MEM_OVER_LIMIT).
@@ -162,6 +166,34 @@ function planOf(model: ModelDir, options: MemoryFlagOptions): MemoryPlan | null 
   const family = model.config ? findFamily(model.config) : undefined;
   if (!model.config || !family) return null;
   return planFamily(family, family.parseConfig(model.config), quantizedWeights(model.weights, readQuantization(model.config)), { threads: defaultThreadCount() }, { ...options, hostMemoryBytes: totalmem() });
+}
+
+const TORCH_DTYPES: Record<string, DType> = { bfloat16: 'BF16', float16: 'F16', float32: 'F32' };
+
+/**
+ * A directory holding config.json but no weights (e.g. a published model's config, to see what it
+ * would need before downloading it): the memory plan from the config alone, every tensor assumed
+ * stored as the config's torch_dtype (bf16 when it names none), as the published checkpoints are.
+ * Null when the directory has weights, or no config of a known family (the normal report says why).
+ */
+function configOnlyPlan(path: string, options: MemoryFlagOptions): { lines: string[]; json: Record<string, unknown> } | null {
+  let entries: string[];
+  try { entries = readdirSync(path); } catch { return null; }
+  if (!entries.includes('config.json') || entries.some((e) => e.endsWith('.safetensors') || e === 'model.safetensors.index.json')) return null;
+  const config = readOptionalConfig(join(path, 'config.json'));
+  const family = config ? findFamily(config) : undefined;
+  if (!config || !family) return null;
+  const torchDtype = typeof config.values.torch_dtype === 'string' ? config.values.torch_dtype : undefined;
+  const dtype: DType = (torchDtype !== undefined ? TORCH_DTYPES[torchDtype] : undefined) ?? 'BF16';
+  const parsed = family.parseConfig(config);
+  const required = new Set(family.tensors(parsed).filter((t) => !t.optional).map((t) => t.name));
+  const headers = { label: path, info: (name: string) => (required.has(name) ? { dtype } : undefined) };
+  const plan = planFamily(family, parsed, headers, { threads: defaultThreadCount() }, { ...options, hostMemoryBytes: totalmem() });
+  const assumed = `config.json only, no weights: every tensor assumed stored as ${dtype} (${torchDtype !== undefined ? `torch_dtype ${torchDtype}` : 'config.json names no torch_dtype'})`;
+  return {
+    lines: [`${path}: ${family.family} model, ${assumed}`, '', ...planLines(plan)],
+    json: { path, family: family.family, weights: null, assumed_dtype: dtype, config: config.values, memory_plan: planJson(plan) },
+  };
 }
 
 interface Row {
@@ -292,6 +324,8 @@ export async function inspectCommand(argv: string[], io: CliIO): Promise<number>
   if (positionals.length === 0) throw new PonderError('ARG_MISSING_PATH', 'inspect needs a FILE or DIR to inspect', { hint: 'usage: ponder inspect FILE|DIR [--json] [--config]; see `ponder inspect --help`' });
   if (positionals.length > 1) throw new PonderError('ARG_INVALID', `inspect takes one FILE or DIR, got ${positionals.length}`, { hint: 'usage: ponder inspect FILE|DIR [--json] [--config]' });
   const memory = memoryOptions(values);
+  const configOnly = configOnlyPlan(positionals[0], memory);
+  if (configOnly) { io.out(values.json ? `${JSON.stringify(configOnly.json, null, 2)}\n` : `${configOnly.lines.join('\n')}\n`); return 0; }
   const model = openModelDir(positionals[0]);
   const rows = rowsOf(model);
   const plan = planOf(model, memory);

@@ -12,6 +12,7 @@ import { createServer } from '../serve/server.js';
 import { intFlag, parseFlags } from './args.js';
 import { RUNTIME_FLAGS } from './runtime-flags.js';
 import { runtimeFromFlags } from './run.js';
+import { MEMORY_FLAGS, MEMORY_HELP, memoryOptions } from './memory-flags.js';
 import type { CliIO } from './io.js';
 
 export const SERVE_HELP = `ponder serve --model DIR [options]
@@ -38,7 +39,7 @@ GET /health ("loading" / "ready"). Each choice and streamed chunk also carries a
   --quant-activations f32|int16
                       activations of quantized weights: f32 (default, exact) or int16 (faster
                       decode, a measured small deviation; see ponder run --help)
-
+${MEMORY_HELP}
 Example:
   ponder serve --model models/demo-ouro --port 8080
   curl http://127.0.0.1:8080/v1/completions -H 'content-type: application/json' \\
@@ -49,7 +50,7 @@ export async function serveCommand(argv: string[], io: CliIO): Promise<number> {
   const { values, positionals } = parseFlags('serve', argv, {
     model: { type: 'string', short: 'm' }, host: { type: 'string' }, port: { type: 'string' }, 'api-key': { type: 'string' },
     name: { type: 'string' }, queue: { type: 'string' }, timeout: { type: 'string' }, 'max-body': { type: 'string' },
-    threads: { type: 'string' }, ...RUNTIME_FLAGS,
+    threads: { type: 'string' }, ...RUNTIME_FLAGS, ...MEMORY_FLAGS,
   });
   if (values.help) { io.out(SERVE_HELP); return 0; }
   if (positionals.length > 0) throw new PonderError('ARG_INVALID', `serve: unexpected argument ${JSON.stringify(positionals[0])}`, { hint: 'give the model with --model DIR; see `ponder serve --help`' });
@@ -62,11 +63,12 @@ export async function serveCommand(argv: string[], io: CliIO): Promise<number> {
   const queue = values.queue === '0' ? 0 : intFlag('serve', 'queue', values.queue, 16);
   const timeoutS = intFlag('serve', 'timeout', values.timeout, 600);
   const maxBody = intFlag('serve', 'max-body', values['max-body'], 1 << 20);
+  const memory = memoryOptions(values);
   const runtime = await runtimeFromFlags('serve', values);
 
   const log = (line: string): void => io.err(`${new Date().toISOString()} ${line}\n`);
   const server = createServer({
-    model: (onProgress) => loadModelDir(dir, { runtime, onProgress }),
+    model: (onProgress) => loadModelDir(dir, { runtime, onProgress, ...memory }),
     id: values.name !== undefined ? String(values.name) : basename(resolve(dir)),
     apiKey, maxQueue: queue, timeoutMs: timeoutS * 1000, maxBodyBytes: maxBody, log,
   });

@@ -46,6 +46,14 @@ export type LinearSource = { dtype: 'f32'; data: Float32Array } | { dtype: 'bf16
 
 export type RopeLayout = 'half' | 'interleaved';
 
+/**
+ * How a KV cache stores keys and values: f32 (default; what conformance uses), or 16-bit bf16 /
+ * IEEE half, written rounded to nearest even (f32ToBf16, f32ToF16) and read back exactly widened.
+ */
+export type KvDType = 'f32' | 'bf16' | 'f16';
+/** Keys or values as a cache of that dtype holds them: f32 values, or 16-bit bf16 / half bits. */
+export type KvBuffer = Float32Array | Uint16Array;
+
 export interface Kernels {
   readonly name: string;
 
@@ -84,10 +92,13 @@ export interface Kernels {
    * original positions, so any subset of tokens works); if `allowed` is given ([Tq,Tk], 1 = visible)
    * it must also be 1; with neither, every key is visible.
    * A query row that sees no key gets an all-zero output (spec/numerics.md), never NaN.
+   * `kvDtype` (default f32) says how k and v are stored: bf16 / f16 caches pass Uint16Array bits,
+   * which the kernel widens exactly as it reads them, so the result is, bit for bit, the f32 call on
+   * the widened K and V (spec/numerics.md, KV cache dtype).
    */
-  attention(out: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array,
+  attention(out: Float32Array, q: Float32Array, k: KvBuffer, v: KvBuffer,
             Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
-            qPos: Int32Array | null, kPos: Int32Array | null, allowed: Uint8Array | null): void;
+            qPos: Int32Array | null, kPos: Int32Array | null, allowed: Uint8Array | null, kvDtype?: KvDType): void;
 
   /** Row-wise softmax of x[rows,n], max-subtracted. A row of all -Inf gives zeros. */
   softmax(y: Float32Array, x: Float32Array, rows: number, n: number): void;
@@ -114,4 +125,8 @@ export interface Kernels {
   bf16ToF32(y: Float32Array, x: Uint16Array, n: number): void;
   /** IEEE half bits → f32 (exact, subnormals and Inf/NaN included). */
   f16ToF32(y: Float32Array, x: Uint16Array, n: number): void;
+  /** f32 → bf16 bits, round to nearest even (NaN stays NaN): a bf16 KV cache's writes. */
+  f32ToBf16(y: Uint16Array, x: Float32Array, n: number): void;
+  /** f32 → IEEE half bits, round to nearest even: subnormal halves kept, |x| ≥ 65520 → ±Inf, NaN stays NaN. */
+  f32ToF16(y: Uint16Array, x: Float32Array, n: number): void;
 }

@@ -150,7 +150,14 @@ export const scalarKernels: Kernels = {
     }
   },
 
-  attention(out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed) {
+  attention(out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, kvDtype = 'f32') {
+    if (kvDtype !== 'f32') { // a narrow cache: the f32 attention on its exact widening
+      const widen = kvDtype === 'bf16' ? bf16BitsToF32 : f16BitsToF32;
+      const n = Tk * nKvHeads * headDim;
+      const kw = new Float32Array(n), vw = new Float32Array(n);
+      for (let i = 0; i < n; i++) { kw[i] = widen(k[i]); vw[i] = widen(v[i]); }
+      k = kw; v = vw;
+    }
     const group = nHeads / nKvHeads;
     const qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
     const scores = new Float64Array(Tk);
@@ -244,5 +251,11 @@ export const scalarKernels: Kernels = {
   },
   f16ToF32(y, x, n) {
     for (let i = 0; i < n; i++) y[i] = f16BitsToF32(x[i]);
+  },
+  f32ToBf16(y, x, n) {
+    for (let i = 0; i < n; i++) y[i] = f32ToBf16Bits(x[i]);
+  },
+  f32ToF16(y, x, n) {
+    for (let i = 0; i < n; i++) y[i] = f32ToF16Bits(x[i]);
   },
 };

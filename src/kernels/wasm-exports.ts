@@ -3,6 +3,7 @@
  * the compiled module: its raw exports, the k-block of linear and the per-thread scratch sizes. A
  * module of its own so that neither of the two imports the other for it.
  */
+import type { KvDType } from './kernels.js';
 
 /** The raw exports of assembly/index.ts. Pointers are byte offsets into the shared memory. */
 export interface WasmKernelExports {
@@ -20,6 +21,8 @@ export interface WasmKernelExports {
   argmax_f32(x: number, n: number): number;
   bf16_to_f32(y: number, x: number, n: number): void;
   f16_to_f32(y: number, x: number, n: number): void;
+  f32_to_bf16(y: number, x: number, n: number): void;
+  f32_to_f16(y: number, x: number, n: number): void;
   /** tile: index into LINEAR_TILES (src/kernels/linear-tiles.ts); used when M > 1. */
   linear_f32(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, kcMax: number, scratch: number, tile: number): void;
   linear_bf16(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, kcMax: number, scratch: number, tile: number): void;
@@ -29,6 +32,17 @@ export interface WasmKernelExports {
   linear_quant_i16(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, q0: number, q1: number, scratch: number, bits: number, gs: number): void;
   attention(out: number, q: number, k: number, v: number, Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
             qPos: number, kPos: number, allowed: number, scores: number, u0: number, u1: number): void;
+  /** attention over a bf16 / IEEE half KV cache (k, v: 16-bit values), widened exactly in registers */
+  attention_bf16(out: number, q: number, k: number, v: number, Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
+                 qPos: number, kPos: number, allowed: number, scores: number, u0: number, u1: number): void;
+  attention_f16(out: number, q: number, k: number, v: number, Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
+                qPos: number, kPos: number, allowed: number, scores: number, u0: number, u1: number): void;
+}
+
+
+/** The attention export for a KV element type. */
+export function attentionKernel(wasm: WasmKernelExports, kv: KvDType): WasmKernelExports['attention'] {
+  return kv === 'bf16' ? wasm.attention_bf16 : kv === 'f16' ? wasm.attention_f16 : wasm.attention;
 }
 
 /**
@@ -75,12 +89,24 @@ export function quantScratchBytes(M: number, K: number, gs: number, kc: number):
 const ATTENTION_PREFILL_BLOCK = 16;
 const ATTENTION_UNIT_INTS = 4;
 
+// assembly/attention.ts: prefill runs unblocked while one head's K and V take at most this many bytes (as f32), else key blocks of this many rows.
+const ATTENTION_PREFILL_UNBLOCKED_BYTES = 512 * 1024;
+const ATTENTION_PREFILL_KEY_BLOCK = 64;
+
 /**
  * Bytes of per-thread scratch `attention` needs for `units` units (query row × head) of a call
  * with Tq query rows over Tk keys: one scores row and one descriptor per unit of its largest block
- * (decode, Tq = 1: every unit the thread computes; prefill: at most 16).
+ * (decode, Tq = 1: every unit the thread computes; prefill: at most 16). Prefill over a narrow
+ * cache (kv bf16 / f16) adds, 16-byte aligned, one key block of one head widened to f32 (unblocked
+ * prefill: all Tk keys, at most 256 KiB; blocked: 64 keys).
  */
-export function attentionScratchBytes(Tq: number, Tk: number, units: number): number {
-  const block = Tq === 1 ? units : Math.min(units, ATTENTION_PREFILL_BLOCK);
-  return 4 * (Tk + ATTENTION_UNIT_INTS) * Math.max(1, block);
+export function attentionScratchBytes(Tq: number, Tk: number, units: number, headDim = 0, kv: KvDType = 'f32'): number {
+  const block = Math.max(1, Tq === 1 ? units : Math.min(units, ATTENTION_PREFILL_BLOCK));
+  const base = 4 * (Tk + ATTENTION_UNIT_INTS) * block;
+  if (kv === 'f32' || Tq === 1) return base;
+  const keys = Tk * headDim * 8 <= ATTENTION_PREFILL_UNBLOCKED_BYTES ? Math.max(Tk, 1) : ATTENTION_PREFILL_KEY_BLOCK;
+  return Math.ceil(base / 16) * 16 + 4 * keys * headDim;
 }
+
+/** The most widening scratch a narrow-cache prefill adds per thread (attentionScratchBytes): what the memory plan reserves. */
+export const ATTENTION_WIDEN_MAX_BYTES = ATTENTION_PREFILL_UNBLOCKED_BYTES / 2 + 16;

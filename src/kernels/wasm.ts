@@ -24,11 +24,11 @@ import { optionsArgument, PonderError } from '../errors.js';
 import { LIMITS, limitNote } from '../limits.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { WasmArena, ScratchBuffer, WASM_MAX_PAGES } from '../runtime/wasm-arena.js';
-import type { Kernels, LinearSource, LinearWeight, QuantizedSource, RopeLayout } from './kernels.js';
+import type { Kernels, KvBuffer, KvDType, LinearSource, LinearWeight, QuantizedSource, RopeLayout } from './kernels.js';
 import { checkQuantizedSource, isQuantized, quantBits } from './quant.js';
 import { KERNELS_RELAXED_WASM, KERNELS_WASM } from './wasm-binary.js';
 import { type WorkerFactory, ThreadPool } from '../runtime/pool.js';
-import { attentionScratchBytes, linearBlockK, linearScratchBytes, quantI16ScratchBytes, quantScratchBytes, type WasmKernelExports } from './wasm-exports.js';
+import { attentionKernel, attentionScratchBytes, linearBlockK, linearScratchBytes, quantI16ScratchBytes, quantScratchBytes, type WasmKernelExports } from './wasm-exports.js';
 import { isLinearTile, LINEAR_TILES, linearTileIndex, measureLinearTiles, TILE_PROBE_BYTES, type LinearTile, type TileMeasurement } from './linear-tiles.js';
 
 export interface WasmRuntimeOptions {
@@ -480,10 +480,13 @@ class WasmKernels implements Kernels {
       ([xp, pp, cp, sp], shard) => shard.wasm.rope_f32(xp, rows, nHeads, headDim, rowStride, cp, sp, pp, layout === 'interleaved' ? 1 : 0));
   }
 
-  attention(out: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array,
+  attention(out: Float32Array, q: Float32Array, k: KvBuffer, v: KvBuffer,
             Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
-            qPos: Int32Array | null, kPos: Int32Array | null, allowed: Uint8Array | null): void {
+            qPos: Int32Array | null, kPos: Int32Array | null, allowed: Uint8Array | null, kvDtype: KvDType = 'f32'): void {
     for (const [name, n] of [['Tq', Tq], ['Tk', Tk], ['nHeads', nHeads], ['nKvHeads', nKvHeads], ['headDim', headDim]] as const) checkCount('attention', name, n);
+    if (kvDtype !== 'f32' && kvDtype !== 'bf16' && kvDtype !== 'f16') throw badArgs('attention', `kvDtype must be f32, bf16 or f16, got ${String(kvDtype)}`);
+    const elementBytes = kvDtype === 'f32' ? 4 : 2;
+    if (k.BYTES_PER_ELEMENT !== elementBytes || v.BYTES_PER_ELEMENT !== elementBytes) throw badArgs('attention', `a ${kvDtype} KV cache needs ${elementBytes === 4 ? 'Float32Array' : 'Uint16Array'} k and v`);
     if (nKvHeads === 0 || nHeads % nKvHeads !== 0) throw badArgs('attention', `nHeads (${nHeads}) must be a multiple of nKvHeads (${nKvHeads})`);
     const qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
     const usePos = qPos !== null && kPos !== null;
@@ -497,11 +500,11 @@ class WasmKernels implements Kernels {
         const units = Tq * nHeads;
         const pool = this.pool.current;
         if (pool && pool.worthSplitting(units * Tk * headDim, units)) {
-          pool.attention(index, op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, units, shard.scoresScratch);
+          pool.attention(index, op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, units, shard.scoresScratch, kvDtype);
           return;
         }
-        const scores = shard.scoresScratch.need(attentionScratchBytes(Tq, Tk, units));
-        shard.wasm.attention(op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, scores, 0, units);
+        const scores = shard.scoresScratch.need(attentionScratchBytes(Tq, Tk, units, headDim, kvDtype));
+        attentionKernel(shard.wasm, kvDtype)(op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, scores, 0, units);
       });
   }
 
@@ -560,5 +563,15 @@ class WasmKernels implements Kernels {
   f16ToF32(y: Float32Array, x: Uint16Array, n: number): void {
     checkCount('f16ToF32', 'n', n);
     this.run('f16ToF32', null, [{ name: 'y', view: y, need: n, out: true }, { name: 'x', view: x, need: n }], ([yp, xp], shard) => shard.wasm.f16_to_f32(yp, xp, n));
+  }
+
+  f32ToBf16(y: Uint16Array, x: Float32Array, n: number): void {
+    checkCount('f32ToBf16', 'n', n);
+    this.run('f32ToBf16', null, [{ name: 'y', view: y, need: n, out: true }, { name: 'x', view: x, need: n }], ([yp, xp], shard) => shard.wasm.f32_to_bf16(yp, xp, n));
+  }
+
+  f32ToF16(y: Uint16Array, x: Float32Array, n: number): void {
+    checkCount('f32ToF16', 'n', n);
+    this.run('f32ToF16', null, [{ name: 'y', view: y, need: n, out: true }, { name: 'x', view: x, need: n }], ([yp, xp], shard) => shard.wasm.f32_to_f16(yp, xp, n));
   }
 }

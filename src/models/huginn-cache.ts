@@ -19,11 +19,12 @@
  * layer needs into arena buffers before calling the attention kernel.
  */
 import { PonderError } from '../errors.js';
+import type { KvBuffer, KvDType } from './kv-store.js';
 
-/** One cached position of one slot: keys/values of every batch row, [B, kvDim] each. */
+/** One cached position of one slot: keys/values of every batch row, [B, kvDim] each, stored as the cache's kvDtype. */
 export interface CacheEntry {
-  readonly k: Float32Array;
-  readonly v: Float32Array;
+  readonly k: KvBuffer;
+  readonly v: KvBuffer;
 }
 
 type Lookup = 'full' | 'skip' | 'latest-m4' | 'available-m4' | 'always-last-m4' | 'randomized';
@@ -76,7 +77,8 @@ export class HuginnCache {
   /** slot → (position → entry), in insertion order like upstream's dicts */
   private readonly slots = new Map<number, Map<number, CacheEntry>>();
 
-  constructor(strategyName = 'full', private readonly randomIndex: RandomIndex | null = null) {
+  /** `kvDtype`: how entries store keys and values (f32, or bf16 / f16 bits rounded by the model when it files them) */
+  constructor(strategyName = 'full', private readonly randomIndex: RandomIndex | null = null, readonly kvDtype: KvDType = 'f32') {
     this.strategyName = strategyName;
     this.strategy = parseCacheStrategy(strategyName);
     if (this.strategy.lookup === 'randomized' && !randomIndex) {
@@ -181,7 +183,7 @@ export class HuginnCache {
     return this.slots.get(slot)?.get(pos);
   }
 
-  /** Bytes held by keys and values (f32 storage). */
+  /** Bytes held by keys and values (at the cache's kvDtype). */
   memoryBytes(): number {
     let bytes = 0;
     for (const entries of this.slots.values()) for (const e of entries.values()) bytes += e.k.byteLength + e.v.byteLength;

@@ -23,6 +23,7 @@ import { ropeTables } from './common.js';
 import { checkContext, checkTokenIds, widenFloats, type Embedding, type FloatDType } from './inputs.js';
 import { Workspace } from './workspace.js';
 import { LIMITS, limitNote } from '../limits.js';
+import { copyKv, narrowOnHeap, type KvDType } from './kv-store.js';
 import { place, type Placement } from './placement.js';
 import { WeightBinder, type WeightSource } from './weights.js';
 import { HuginnCache, type CacheEntry } from './huginn-cache.js';
@@ -79,7 +80,8 @@ export function checkHuginnWeights(source: WeightSource, runtime: Runtime, confi
 /** Binds a Huginn checkpoint (single file or shards behind one WeightSource) to a runtime. */
 export function bindHuginn(config: HuginnConfig, source: WeightSource, runtime: Runtime, opts: LoadOptions = {}): HuginnModel {
   // the memory plan before any tensor is read (huginnFamily.load passes the one made for its options)
-  const binder = checkHuginnWeights(source, runtime, config, opts.placement ?? place(huginnTensors(config), huginnMemory(config), source, runtime));
+  const placement = opts.placement ?? place(huginnTensors(config), huginnMemory(config), source, runtime);
+  const binder = checkHuginnWeights(source, runtime, config, placement);
   const hasFreqs = source.info('freqs_cis') !== undefined;
   // the WASM runtime holds every bound weight in one 4 GiB memory: fail before reading anything
 
@@ -114,7 +116,7 @@ export function bindHuginn(config: HuginnConfig, source: WeightSource, runtime: 
     lnF: binder.f32('transformer.ln_f.weight'),
     lmHead: binder.linear(source.info('lm_head.weight') ? 'lm_head.weight' : 'transformer.wte.weight', 'head'),
   };
-  const model = new HuginnModel(config, runtime, weights, opts.seed ?? 0, opts.activations ?? 'f32');
+  const model = new HuginnModel(config, runtime, weights, opts.seed ?? 0, opts.activations ?? 'f32', placement.plan.kvDtype);
   if (hasFreqs) model.verifyFreqsCis(binder.raw('freqs_cis'), source.info('freqs_cis')!.dtype, source.label);
   return model;
 }
@@ -268,7 +270,9 @@ export class HuginnModel {
   /** our PRNG for the "randomized" cache lookup */
   readonly random: Prng;
 
-  constructor(readonly config: HuginnConfig, readonly runtime: Runtime, private readonly w: HuginnWeights, seed: number, readonly activations: 'f32' | 'bf16' = 'f32') {
+  /** kvDtype: how this model's KV caches store keys and values (the memory plan's; loadModel's kvDtype) */
+  constructor(readonly config: HuginnConfig, readonly runtime: Runtime, private readonly w: HuginnWeights, seed: number, readonly activations: 'f32' | 'bf16' = 'f32',
+              readonly kvDtype: KvDType = 'f32') {
     this.ws = new Workspace(runtime);
     const t = ropeTables(runtime, config.headDim, config.blockSize, config.ropeBase);
     this.cos = t.cos; this.sin = t.sin;
@@ -280,7 +284,7 @@ export class HuginnModel {
 
   /** A fresh KV cache with this lookup strategy ("full", "latest-m4-compress-s4", ...). */
   newCache(strategy = 'full'): HuginnCache {
-    return new HuginnCache(strategy, (n) => this.random.nextIndex(n));
+    return new HuginnCache(strategy, (n) => this.random.nextIndex(n), this.kvDtype);
   }
 
   /**
@@ -459,6 +463,7 @@ export class HuginnModel {
     const scale = 1 / Math.sqrt(hd);
     let Tk = S; // keys the call's queries attend over (aligned lower-right: query s sees Tk − S + s + 1)
     if (ctx.cache) {
+      const kvDtype = ctx.cache.kvDtype;
       const fresh: CacheEntry[] = [];
       for (let s = 0; s < S; s++) {
         const ek = new Float32Array(B * kvDim), ev = new Float32Array(B * kvDim);
@@ -466,18 +471,20 @@ export class HuginnModel {
           ek.set(kk.subarray((b * S + s) * kvDim, (b * S + s + 1) * kvDim), b * kvDim);
           ev.set(v.subarray((b * S + s) * kvDim, (b * S + s + 1) * kvDim), b * kvDim);
         }
-        fresh.push({ k: ek, v: ev });
+        // filed in the cache's dtype (rounded to nearest even; the heap twin of the kernels' writes)
+        fresh.push({ k: narrowOnHeap(kvDtype, ek), v: narrowOnHeap(kvDtype, ev) });
       }
       const visible = ctx.cache.update(slot, fresh);
       Tk = visible.length;
-      const K = this.ws.f32('K', Tk * kvDim), Vv = this.ws.f32('V', Tk * kvDim);
+      const K = kvDtype === 'f32' ? this.ws.f32('K', Tk * kvDim) : this.ws.u16('K', Tk * kvDim);
+      const Vv = kvDtype === 'f32' ? this.ws.f32('V', Tk * kvDim) : this.ws.u16('V', Tk * kvDim);
       const { qPos, kPos } = this.lowerRight(S, Tk);
       for (let b = 0; b < B; b++) {
         for (let j = 0; j < Tk; j++) {
-          K.set(visible[j].k.subarray(b * kvDim, (b + 1) * kvDim), j * kvDim);
-          Vv.set(visible[j].v.subarray(b * kvDim, (b + 1) * kvDim), j * kvDim);
+          copyKv(K, j * kvDim, visible[j].k, b * kvDim, kvDim);
+          copyKv(Vv, j * kvDim, visible[j].v, b * kvDim, kvDim);
         }
-        k.attention(y.subarray(b * S * qDim, (b + 1) * S * qDim), q.subarray(b * S * qDim, (b + 1) * S * qDim), K, Vv, S, Tk, H, Hkv, hd, scale, qPos, kPos, null);
+        k.attention(y.subarray(b * S * qDim, (b + 1) * S * qDim), q.subarray(b * S * qDim, (b + 1) * S * qDim), K, Vv, S, Tk, H, Hkv, hd, scale, qPos, kPos, null, kvDtype);
       }
     } else {
       const { qPos, kPos } = this.lowerRight(S, S);

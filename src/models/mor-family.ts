@@ -11,6 +11,7 @@ import type { TokenTrace } from '../trace/trace.js';
 import { DepthController } from '../depth/controller.js';
 import { checkPolicySupport, type DepthKind } from '../depth/support.js';
 import { refuseInitialStates, type FamilyAdapter, type FamilyDefinition, type FamilySession, type SessionOptions, type StepControl, type StepOutput } from './family.js';
+import { KV_DTYPE_BYTES } from '../runtime/plan.js';
 import { place } from './placement.js';
 import { morMemory, morTensors, parseMorConfig, type MorConfig } from './mor-config.js';
 import { sigmoidF32 } from './mor-routing.js';
@@ -54,7 +55,7 @@ class MorAdapter implements FamilyAdapter {
     this.routed = c.variant === 'expert' || c.variant === 'token';
     this.depthKind = c.variant === 'expert' ? 'mor-expert' : c.variant === 'token' ? 'mor-token' : 'mor-baseline';
     this.defaultDepth = Math.max(c.numRecursion, 1);
-    this.kvRowBytes = 2 * c.dims.nKvHeads * c.dims.headDim * 4 + 4;
+    this.kvRowBytes = 2 * c.dims.nKvHeads * c.dims.headDim * KV_DTYPE_BYTES[model.kvDtype] + 4; // K and V at the cache's dtype, and the i32 position
   }
 
   checkPolicy(policy: DepthPolicy): void {

@@ -16,6 +16,7 @@
 import { PonderError } from '../errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { ropeTables } from './common.js';
+import { allocKv, copyKv, widenOnHeap, writeKv, type KvBuffer, type KvDType } from './kv-store.js';
 import { cacheFull, checkContext, checkTokenIds } from './inputs.js';
 import { Workspace } from './workspace.js';
 import { place, type Placement } from './placement.js';
@@ -31,8 +32,8 @@ const f32 = Math.fround;
 // roles from mor-config.ts (morKvRole)
 
 export interface KvSlot {
-  readonly k: Float32Array;   // [capacity, nKv*headDim], post-RoPE keys
-  readonly v: Float32Array;   // [capacity, nKv*headDim]
+  readonly k: KvBuffer;       // [capacity, nKv*headDim], post-RoPE keys, stored as the model's kvDtype
+  readonly v: KvBuffer;       // [capacity, nKv*headDim]
   readonly pos: Int32Array;   // [capacity] absolute position of each stored token
   len: number;
 }
@@ -73,7 +74,7 @@ export class MorSession {
 }
 
 /** The activation buffers of one batch row of up to `n` tokens (rows run one at a time), from the model's Workspace. */
-function rowBuffers(ws: Workspace, cfg: MorConfig, n: number) {
+function rowBuffers(ws: Workspace, cfg: MorConfig, n: number, kvDtype: KvDType) {
   const d = cfg.dims, H = d.hidden, R = Math.max(cfg.numRecursion, 1);
   const qDim = d.nHeads * d.headDim, kvDim = d.nKvHeads * d.headDim;
   return {
@@ -95,8 +96,9 @@ function rowBuffers(ws: Workspace, cfg: MorConfig, n: number) {
     logits: ws.f32('logits', n * d.vocab),     // [n, V]
     pos: ws.i32('pos', n),            // [n] positions of the compacted rows
     allPos: ws.i32('allPos', n),      // [n] positions of the call's tokens
-    kvK: ws.f32('kvK', n * kvDim),    // [n, nKv*headDim] update_cache: temporary refreshed copy of a shared slot
-    kvV: ws.f32('kvV', n * kvDim),
+    // [n, nKv*headDim] update_cache: temporary refreshed copy of a shared slot, in the cache's dtype
+    kvK: (kvDtype === 'f32' ? ws.f32('kvK', n * kvDim) : ws.u16('kvK', n * kvDim)) as KvBuffer,
+    kvV: (kvDtype === 'f32' ? ws.f32('kvV', n * kvDim) : ws.u16('kvV', n * kvDim)) as KvBuffer,
     probeIn: ws.f32('probeIn', H),    // [H] early read-out input
     probeOut: ws.f32('probeOut', d.vocab), // [V] early read-out logits
   };
@@ -185,8 +187,11 @@ export class MorModel {
   constructor(readonly config: MorConfig, readonly layout: MorLayout, private readonly w: MorWeights, readonly runtime: Runtime, readonly maxLen: number,
     private readonly placement: Placement | null = null) {
     ({ cos: this.cos, sin: this.sin } = ropeTables(runtime, config.dims.headDim, Math.max(maxLen, 1), config.dims.ropeTheta));
-    this.scratch = rowBuffers(new Workspace(runtime), config, maxLen);
+    this.scratch = rowBuffers(new Workspace(runtime), config, maxLen, this.kvDtype);
   }
+
+  /** How this model's KV caches store keys and values: the memory plan's (loadModel's kvDtype), else f32. */
+  get kvDtype(): KvDType { return this.placement?.plan.kvDtype ?? 'f32'; }
 
   private kvRole(layerIdx: number, sharesKv: boolean): KvRole {
     return morKvRole(this.config, this.layout, layerIdx, sharesKv);
@@ -215,7 +220,7 @@ export class MorModel {
       const slots = new Map<number, KvSlot>();
       for (const s of [...morWriteSlots(this.config, this.layout, sharesKv)].sort((x, y) => x - y)) {
         const a = arenaOf(s);
-        slots.set(s, { k: a.f32(maxLen * kvDim), v: a.f32(maxLen * kvDim), pos: a.i32(maxLen), len: 0 });
+        slots.set(s, { k: allocKv(a, this.kvDtype, maxLen * kvDim), v: allocKv(a, this.kvDtype, maxLen * kvDim), pos: a.i32(maxLen), len: 0 });
       }
       rows.push({ slots, seen: 0 });
     }
@@ -347,12 +352,13 @@ export class MorModel {
     k.rope(s.q, n, d.nHeads, d.headDim, qDim, this.cos, this.sin, pos, 'half');
     k.rope(s.k, n, d.nKvHeads, d.headDim, kvDim, this.cos, this.sin, pos, 'half');
     const role = this.kvRole(this.layout.sites[site].slot, session.sharesKv);
-    let keys: Float32Array, values: Float32Array, kPos: Int32Array, Tk: number;
+    const kvDtype = this.kvDtype;
+    let keys: KvBuffer, values: KvBuffer, kPos: Int32Array, Tk: number;
     if (role.write !== null) {
       const slot = row.slots.get(role.write)!;
       if (slot.len + n > session.maxLen) throw cacheFull(slot.len, n, session.maxLen);
-      slot.k.set(s.k.subarray(0, n * kvDim), slot.len * kvDim);
-      slot.v.set(s.v.subarray(0, n * kvDim), slot.len * kvDim);
+      writeKv(k, kvDtype, slot.k, slot.len * kvDim, s.k, 0, n * kvDim);
+      writeKv(k, kvDtype, slot.v, slot.len * kvDim, s.v, 0, n * kvDim);
       slot.pos.set(pos.subarray(0, n), slot.len);
       slot.len += n;
       keys = slot.k; values = slot.v; kPos = slot.pos; Tk = slot.len;
@@ -364,19 +370,19 @@ export class MorModel {
         // RecursiveDynamicCache with update_cache: a temporary copy of the shared slot whose rows of the
         // selected tokens hold this layer's fresh K/V. Upstream scatters at the tokens' indices within the
         // current call (so a decode step refreshes cache row 0); our causal mode uses the token's position.
-        s.kvK.set(slot.k.subarray(0, Tk * kvDim));
-        s.kvV.set(slot.v.subarray(0, Tk * kvDim));
+        copyKv(s.kvK, 0, slot.k, 0, Tk * kvDim);
+        copyKv(s.kvV, 0, slot.v, 0, Tk * kvDim);
         for (const i of update.rows) {
           let cacheRow = i;
           if (update.byPosition) { cacheRow = -1; for (let j = 0; j < Tk; j++) if (kPos[j] === pos[i]) cacheRow = j; }
           if (cacheRow < 0 || cacheRow >= Tk) continue;
-          s.kvK.set(s.k.subarray(i * kvDim, (i + 1) * kvDim), cacheRow * kvDim);
-          s.kvV.set(s.v.subarray(i * kvDim, (i + 1) * kvDim), cacheRow * kvDim);
+          writeKv(k, kvDtype, s.kvK, cacheRow * kvDim, s.k, i * kvDim, kvDim);
+          writeKv(k, kvDtype, s.kvV, cacheRow * kvDim, s.v, i * kvDim, kvDim);
         }
         keys = s.kvK; values = s.kvV;
       }
     }
-    k.attention(s.att, s.q, keys, values, n, Tk, d.nHeads, d.nKvHeads, d.headDim, 1 / Math.sqrt(d.headDim), causal ? pos : null, causal ? kPos : null, null);
+    k.attention(s.att, s.q, keys, values, n, Tk, d.nHeads, d.nKvHeads, d.headDim, 1 / Math.sqrt(d.headDim), causal ? pos : null, causal ? kPos : null, null, kvDtype);
     k.linear(s.proj, s.att, w.o, n);
     k.add(x, x, s.proj, n * H);
     k.rmsnorm(s.xn, x, w.postNorm, n, H, d.eps);
@@ -593,11 +599,12 @@ export class MorModel {
     if (!sl) return null;
     const d = this.config.dims, kvDim = d.nKvHeads * d.headDim, n = sl.len;
     const key = new Float32Array(n * kvDim), value = new Float32Array(n * kvDim);
+    const slotK = widenOnHeap(this.kvDtype, sl.k, n * kvDim), slotV = widenOnHeap(this.kvDtype, sl.v, n * kvDim);
     for (let h = 0; h < d.nKvHeads; h++) {
       for (let t = 0; t < n; t++) {
         for (let i = 0; i < d.headDim; i++) {
-          key[(h * n + t) * d.headDim + i] = sl.k[t * kvDim + h * d.headDim + i];
-          value[(h * n + t) * d.headDim + i] = sl.v[t * kvDim + h * d.headDim + i];
+          key[(h * n + t) * d.headDim + i] = slotK[t * kvDim + h * d.headDim + i];
+          value[(h * n + t) * d.headDim + i] = slotV[t * kvDim + h * d.headDim + i];
         }
       }
     }

@@ -10,6 +10,7 @@ import type { ExitReason, TokenTrace } from '../trace/trace.js';
 import { DepthController } from '../depth/controller.js';
 import { checkPolicySupport } from '../depth/support.js';
 import { refuseInitialStates, type FamilyAdapter, type FamilyDefinition, type FamilySession, type SessionOptions, type StepControl, type StepOutput } from './family.js';
+import { KV_DTYPE_BYTES } from '../runtime/plan.js';
 import { place } from './placement.js';
 import { ouroConfigFromJson, ouroMemory, ouroTensors, type OuroConfig } from './ouro-config.js';
 import { OuroModel, type MissingKvPolicy, type OuroCache, type OuroForwardOptions } from './ouro.js';
@@ -50,7 +51,7 @@ class OuroAdapter implements FamilyAdapter {
     this.vocabSize = c.vocabSize;
     this.contextLength = c.maxPositionEmbeddings;
     this.defaultDepth = c.totalUtSteps;
-    this.kvRowBytes = c.totalUtSteps * c.numLayers * 2 * c.numKvHeads * c.headDim * 4;
+    this.kvRowBytes = c.totalUtSteps * c.numLayers * 2 * c.numKvHeads * c.headDim * KV_DTYPE_BYTES[model.kvDtype];
   }
 
   checkPolicy(policy: DepthPolicy): void {

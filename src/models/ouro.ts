@@ -16,6 +16,7 @@ import { PonderError } from '../errors.js';
 import type { Kernels, LinearWeight } from '../kernels/kernels.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { ropeTables } from './common.js';
+import { allocKv, copyKv, writeKv, type KvBuffer, type KvDType } from './kv-store.js';
 import { cacheFull, checkContext, checkTokenIds, type Embedding } from './inputs.js';
 import { Workspace } from './workspace.js';
 import { ExitAccumulator, gateLambda, reachesThreshold, resolveReadout, thresholdExitStep, type ReadoutRule } from './ouro-exit.js';
@@ -57,20 +58,20 @@ export function checkOuroWeights(source: WeightSource, config: OuroConfig, runti
 // KV cache: one slot per (loop t, layer l), index t·L + l, exactly upstream's UniversalTransformerCache.
 
 export class OuroCache {
-  /** keys[t*L + l]: [capacity, kvHeads*hd] post-RoPE keys, row = position */
-  readonly keys: Float32Array[] = [];
+  /** keys[t*L + l]: [capacity, kvHeads*hd] post-RoPE keys, row = position, stored as `kvDtype` */
+  readonly keys: KvBuffer[] = [];
   /** values[t*L + l]: [capacity, kvHeads*hd] */
-  readonly values: Float32Array[] = [];
+  readonly values: KvBuffer[] = [];
   /** loopsRun[p]: how many loops the token at position p ran (T unless it exited early in skip mode) */
   readonly loopsRun: Int32Array;
   /** tokens stored; every slot holds this many rows (upstream: get_seq_length() = length of slot 0) */
   length = 0;
 
   /** `arenaOf(s)`: where slot s lives (its layer's memory shard) */
-  constructor(arenaOf: (slot: number) => Arena, readonly slots: number, readonly capacity: number, readonly kvDim: number) {
+  constructor(arenaOf: (slot: number) => Arena, readonly slots: number, readonly capacity: number, readonly kvDim: number, readonly kvDtype: KvDType = 'f32') {
     for (let s = 0; s < slots; s++) {
-      this.keys.push(arenaOf(s).f32(capacity * kvDim));
-      this.values.push(arenaOf(s).f32(capacity * kvDim));
+      this.keys.push(allocKv(arenaOf(s), kvDtype, capacity * kvDim));
+      this.values.push(allocKv(arenaOf(s), kvDtype, capacity * kvDim));
     }
     this.loopsRun = new Int32Array(capacity);
   }
@@ -246,6 +247,8 @@ export class OuroModel {
 
   get totalSteps(): number { return this.config.totalUtSteps; }
   get kvDim(): number { return this.config.numKvHeads * this.config.headDim; }
+  /** How this model's KV caches store keys and values: the memory plan's (loadModel's kvDtype), else f32. */
+  get kvDtype(): KvDType { return this.placement?.plan.kvDtype ?? 'f32'; }
 
   /** A KV cache with T·L slots for up to `capacity` tokens. */
   newCache(capacity: number): OuroCache {
@@ -254,7 +257,7 @@ export class OuroModel {
     // slot t·L + l lives with layer l
     const L = this.config.numLayers;
     const arenaOf = (slot: number): Arena => (this.placement ? this.placement.arena(`layers.${slot % L}`) : this.runtime.arena);
-    return new OuroCache(arenaOf, this.config.totalUtSteps * L, capacity, this.kvDim);
+    return new OuroCache(arenaOf, this.config.totalUtSteps * L, capacity, this.kvDim, this.kvDtype);
   }
 
   /** Flops of the per-token linear work of one layer (projections + MLP), multiply-add = 2. */
@@ -289,7 +292,7 @@ export class OuroModel {
       cache = this.localCache;
       cache.length = 0;
     }
-    if (cache.slots !== T * L || cache.kvDim !== this.kvDim) throw new PonderError('CACHE_MISMATCH', `the cache has ${cache.slots} slots of width ${cache.kvDim}, this model needs ${T * L} of width ${this.kvDim}`, { hint: 'create the cache with this model\'s newCache()' });
+    if (cache.slots !== T * L || cache.kvDim !== this.kvDim || cache.kvDtype !== this.kvDtype) throw new PonderError('CACHE_MISMATCH', `the cache has ${cache.slots} ${cache.kvDtype} slots of width ${cache.kvDim}, this model needs ${T * L} ${this.kvDtype} slots of width ${this.kvDim}`, { hint: 'create the cache with this model\'s newCache()' });
     const past = cache.length;
     if (past + S > cache.capacity) throw cacheFull(past, S, cache.capacity);
     const kvLen = past + S;
@@ -463,12 +466,12 @@ export class OuroModel {
     const keys = cache.keys[slot], values = cache.values[slot];
     for (let a = 0; a < A; a++) {
       const p = sc.positions[a];
-      keys.set(sc.k.subarray(a * kvDim, (a + 1) * kvDim), p * kvDim);
-      values.set(sc.v.subarray(a * kvDim, (a + 1) * kvDim), p * kvDim);
+      writeKv(k, cache.kvDtype, keys, p * kvDim, sc.k, a * kvDim, kvDim);
+      writeKv(k, cache.kvDtype, values, p * kvDim, sc.v, a * kvDim, kvDim);
     }
     // Causal over positions: a row sees cache rows 0..its position (the standard mask; ouro.md §5.3).
     k.attention(sc.att, sc.q, keys, values, A, kvLen, c.numHeads, c.numKvHeads, hd, f32(hd ** -0.5),
-      sc.positions, this.kvPositions, allowed);
+      sc.positions, this.kvPositions, allowed, cache.kvDtype);
     k.linear(sc.o, sc.att, w.wo, A);
     k.rmsnorm(sc.o, sc.o, w.inputNorm2, A, H, eps);
     k.add(sc.x, sc.x, sc.o, A * H);
@@ -494,8 +497,8 @@ export class OuroModel {
     for (let l = 0; l < L; l++) {
       const src = lastLoop * L + l;
       for (let t = lastLoop + 1; t < T; t++) {
-        cache.keys[t * L + l].set(cache.keys[src].subarray(from, to), from);
-        cache.values[t * L + l].set(cache.values[src].subarray(from, to), from);
+        copyKv(cache.keys[t * L + l], from, cache.keys[src], from, to - from);
+        copyKv(cache.values[t * L + l], from, cache.values[src], from, to - from);
       }
     }
   }

@@ -65,11 +65,5 @@ export class Placement {
 
 /** The plan (given in the options, or computed now) placed on `runtime`: what a family's bind starts with. */
 export function place(tensors: readonly TensorSpec[], needs: MemoryNeeds, headers: TensorHeaders, runtime: Runtime, options: LoadOptions = {}): Placement {
-  const kvDtype = options.plan?.kvDtype ?? options.kvDtype ?? 'f32';
-  if (kvDtype !== 'f32') {
-    // planned (ponder inspect --kv-dtype prints it), not yet run: the narrow-KV attention kernel is not written
-    throw new PonderError('ARG_INVALID', `${headers.label}: a ${kvDtype} KV cache can be planned but not yet run (only f32 is implemented)`,
-      { field: 'kvDtype', hint: 'load with kvDtype f32 (the default); `ponder inspect DIR --kv-dtype bf16` shows what a narrow cache would fit' });
-  }
   return new Placement(options.plan ?? planModel(tensors, needs, headers, runtime, options), runtime, tensors);
 }

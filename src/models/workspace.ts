@@ -9,7 +9,7 @@
  */
 import type { Runtime } from '../runtime/runtime.js';
 
-type WorkBuffer = Float32Array | Int32Array | Uint8Array;
+type WorkBuffer = Float32Array | Int32Array | Uint16Array | Uint8Array;
 
 export class Workspace {
   private readonly buffers = new Map<string, WorkBuffer>(); // 'f32:x', 'i32:positions', ...
@@ -23,6 +23,10 @@ export class Workspace {
 
   i32(name: string, n: number): Int32Array {
     return this.get(`i32:${name}`, n, (m) => this.runtime.arena.i32(m));
+  }
+
+  u16(name: string, n: number): Uint16Array {
+    return this.get(`u16:${name}`, n, (m) => this.runtime.arena.u16(m));
   }
 
   u8(name: string, n: number): Uint8Array {

@@ -56,7 +56,7 @@ export function fileWeights(files: readonly SafetensorsHeader[], label = files.m
   return headerWeights(files, readTensorFromFile, '', label);
 }
 
-function readOptionalConfig(path: string): ConfigObject | undefined {
+export function readOptionalConfig(path: string): ConfigObject | undefined {
   if (!entryExists(path)) return undefined; // a dangling or looping symlink is there: reading it says so
   const bytes = readJsonFileBytes(path, 'CFG_JSON');
   let text: string;

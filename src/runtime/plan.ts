@@ -21,9 +21,12 @@
 import { PonderError } from '../errors.js';
 import type { DType } from '../format/safetensors.js';
 import { WASM_MAX_BYTES } from './wasm-arena.js';
+import { ATTENTION_WIDEN_MAX_BYTES } from '../kernels/wasm-exports.js';
 
-/** How the KV cache stores keys and values. f32 is what conformance uses. */
-export type KvDType = 'f32' | 'bf16' | 'f16';
+import type { KvDType } from '../kernels/kernels.js';
+
+/** How the KV cache stores keys and values (src/kernels/kernels.ts). f32 is what conformance uses. */
+export type { KvDType };
 export const KV_DTYPES: readonly KvDType[] = ['f32', 'bf16', 'f16'];
 export const KV_DTYPE_BYTES: Readonly<Record<KvDType, number>> = { f32: 4, bf16: 2, f16: 2 };
 
@@ -222,8 +225,12 @@ export function planMemory(input: PlanInput, options: PlanOptions = {}): MemoryP
   // (the context is final when assign runs: the requested one, or the longest that fits)
   const rowsOf = (): number => Math.min(context, PLAN_CALL_ROWS);
   // a shard other than home stages the hidden state in and out of each linear and attention call;
-  // every shard keeps per-thread kernel scratch (attention scores over the context, bf16 widening)
-  const threadScratchOf = (): number => threads * (4 * (context + 4) * needs.attentionUnits + 64 * 1024);
+  // every shard keeps per-thread kernel scratch (attention scores over the context, bf16 weight
+  // widening, and with a narrow KV cache prefill's widened key block)
+  const threadScratchAt = (tokens: number, dtype: KvDType): number =>
+    threads * (4 * (tokens + 4) * needs.attentionUnits + 64 * 1024 + (dtype === 'f32' ? 0 : ATTENTION_WIDEN_MAX_BYTES));
+  let assignDtype: KvDType = kvDtype; // the dtype `assign` plans for (wholeAt sets it)
+  const threadScratchOf = (): number => threadScratchAt(context, assignDtype);
   const stagingOf = (maxDim: number): number => 4 * rowsOf() * 3 * maxDim;
 
   const assign = (kvTokens: number, kvBytes: number): { shards: ShardPlan[]; shardOf: Map<string, number> } => {
@@ -273,7 +280,7 @@ export function planMemory(input: PlanInput, options: PlanOptions = {}): MemoryP
   const weightsTotal = groups.reduce((a, g) => a + g.weights, homeWeights);
   const kvValuesPerToken = groups.reduce((a, g) => a + g.kvPerToken, 0);
   const partsAt = (tokens: number, dtype: KvDType) => {
-    const work = needs.workBytes(tokens, Math.min(tokens, PLAN_CALL_ROWS)) + threads * (4 * (tokens + 4) * needs.attentionUnits + 64 * 1024);
+    const work = needs.workBytes(tokens, Math.min(tokens, PLAN_CALL_ROWS)) + threadScratchAt(tokens, dtype);
     const kv = kvValuesPerToken * tokens * KV_DTYPE_BYTES[dtype];
     const host = hostFixed + largestTensor + needs.hostKvPerToken * tokens * KV_DTYPE_BYTES[dtype];
     return { kv, work, host, total: weightsTotal + kv + work + host };
@@ -315,10 +322,10 @@ export function planMemory(input: PlanInput, options: PlanOptions = {}): MemoryP
   }
   // the shards add their own staging and per-thread scratch: the whole, shards and heap, must fit too
   const wholeAt = (tokens: number, dtype: KvDType) => {
-    const saved = context;
-    context = tokens;
+    const saved = context, savedDtype = assignDtype;
+    context = tokens; assignDtype = dtype;
     let placed: ReturnType<typeof assign>;
-    try { placed = assign(tokens, KV_DTYPE_BYTES[dtype]); } finally { context = saved; }
+    try { placed = assign(tokens, KV_DTYPE_BYTES[dtype]); } finally { context = saved; assignDtype = savedDtype; }
     const host = partsAt(tokens, dtype).host;
     return { ...placed, host, total: placed.shards.reduce((a, sh) => a + sh.totalBytes, 0) + host };
   };

@@ -17,7 +17,8 @@
  * Node's worker_threads). The worker side runs `runPoolWorker` below.
  */
 import { PonderError } from '../errors.js';
-import { attentionScratchBytes, linearScratchBytes, quantI16ScratchBytes, quantScratchBytes, type WasmKernelExports } from '../kernels/wasm-exports.js';
+import { attentionKernel, attentionScratchBytes, linearScratchBytes, quantI16ScratchBytes, quantScratchBytes, type WasmKernelExports } from '../kernels/wasm-exports.js';
+import type { KvDType } from '../kernels/kernels.js';
 import { ScratchBuffer, type WasmArena } from './wasm-arena.js';
 
 /** What a worker needs to join the pool. Structured-cloneable (Module and Memory are shareable). */
@@ -58,7 +59,8 @@ const OP = 3;
 const ARGS = 4;      // up to 16 arguments
 const TAKEN = 20;    // last job counter the worker picked up (tells a slow job from a lost worker)
 const SHARD = 21;    // the memory shard the job runs in
-const OP_LINEAR_F32 = 1, OP_LINEAR_BF16 = 2, OP_ATTENTION = 3, OP_LINEAR_QUANT = 4, OP_LINEAR_QUANT_I16 = 5, OP_STOP = 99;
+const OP_LINEAR_F32 = 1, OP_LINEAR_BF16 = 2, OP_ATTENTION = 3, OP_LINEAR_QUANT = 4, OP_LINEAR_QUANT_I16 = 5, OP_ATTENTION_BF16 = 6, OP_ATTENTION_F16 = 7, OP_STOP = 99;
+const ATTENTION_OPS: Readonly<Record<KvDType, number>> = { f32: OP_ATTENTION, bf16: OP_ATTENTION_BF16, f16: OP_ATTENTION_F16 };
 
 const WORKER_SPIN_MS = 1;
 // A live worker picks a job up within microseconds (spinning) or about 0.2 ms (woken from
@@ -151,9 +153,9 @@ export class ThreadPool {
     this.join(gen, 'linear');
   }
 
-  /** attention in memory shard `shard` over units [0, units) (unit = query row × head), split in contiguous ranges. `scores`: the main thread's scratch. */
+  /** attention in memory shard `shard` over units [0, units) (unit = query row × head), split in contiguous ranges; K and V stored as `kv`. `scores`: the main thread's scratch. */
   attention(shard: number, out: number, q: number, k: number, v: number, Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number,
-            scale: number, qPos: number, kPos: number, allowed: number, units: number, scores: ScratchBuffer): void {
+            scale: number, qPos: number, kPos: number, allowed: number, units: number, scores: ScratchBuffer, kv: KvDType = 'f32'): void {
     const ranges = split(units, this.threads);
     const gen = this.nextGeneration();
     this.splitJobs++;
@@ -161,11 +163,11 @@ export class ThreadPool {
       const [u0, u1] = ranges[i + 1];
       const slot = i * SLOT_INTS;
       this.controlF32[slot + ARGS + 9] = scale; // the one f32 argument, stored as its bits
-      this.post(i, gen, OP_ATTENTION, [out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, null, qPos, kPos, allowed,
-        this.scoresScratch[shard][i].need(attentionScratchBytes(Tq, Tk, u1 - u0)), u0, u1], shard);
+      this.post(i, gen, ATTENTION_OPS[kv], [out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, null, qPos, kPos, allowed,
+        this.scoresScratch[shard][i].need(attentionScratchBytes(Tq, Tk, u1 - u0, headDim, kv)), u0, u1], shard);
     }
     const [u0, u1] = ranges[0];
-    this.mainInstance(shard).attention(out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, scores.need(attentionScratchBytes(Tq, Tk, u1 - u0)), u0, u1);
+    attentionKernel(this.mainInstance(shard), kv)(out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, scores.need(attentionScratchBytes(Tq, Tk, u1 - u0, headDim, kv)), u0, u1);
     this.join(gen, 'attention');
   }
 
@@ -269,7 +271,10 @@ export function runPoolWorker(init: PoolWorkerInit, instances: readonly WasmKern
       else if (op === OP_LINEAR_BF16) wasm.linear_bf16(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11));
       else if (op === OP_LINEAR_QUANT) wasm.linear_quant(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11), a(12), a(13));
       else if (op === OP_LINEAR_QUANT_I16) wasm.linear_quant_i16(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11));
-      else if (op === OP_ATTENTION) wasm.attention(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), controlF32[ARGS + 9], a(10), a(11), a(12), a(13), a(14), a(15));
+      else if (op === OP_ATTENTION || op === OP_ATTENTION_BF16 || op === OP_ATTENTION_F16) {
+        const kernel = attentionKernel(wasm, op === OP_ATTENTION_BF16 ? 'bf16' : op === OP_ATTENTION_F16 ? 'f16' : 'f32');
+        kernel(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), controlF32[ARGS + 9], a(10), a(11), a(12), a(13), a(14), a(15));
+      }
       else status = 1;
     } catch {
       status = 1;
