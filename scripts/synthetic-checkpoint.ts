@@ -15,8 +15,9 @@
  *   ouro-1.4b/2.6b  config.json as published (24 / 48 layers), one bf16 model.safetensors (2.9 / 5.3 GB).
  * `--shards N` splits the tensors over N files with an index (by bytes, in tensor order).
  *
- * Tensors are streamed to disk one at a time (memory stays at one tensor). The values are drawn by
- * bench/huginn-synthetic.ts (Huginn: upstream's init scales) and ouroTensors below (Ouro: the golden
+ * Tensors are streamed to disk one at a time (memory stays at one tensor, two while Huginn's tied
+ * embedding waits for its copy). The values are drawn by
+ * huginnCheckpoint (upstream's init scales) and ouroCheckpoint (the golden
  * generator's scales); they are meaningless, only their shapes, names, dtypes and scale matter.
  * A file is written under a temporary name and renamed when complete, so an interrupted run
  * leaves no half-written checkpoint that looks whole.
@@ -30,7 +31,7 @@ import { huginnTensors } from '../src/models/huginn-config.js';
 import { ropeTables } from '../src/models/common.js';
 import { createScalarRuntime } from '../src/runtime/runtime.js';
 import { f32ToBf16Bits } from '../src/kernels/scalar.js';
-import { syntheticHuginnWeights } from '../bench/huginn-synthetic.js';
+import { huginnInitScales } from '../bench/huginn-synthetic.js';
 
 /** One bf16 tensor to write: `fill` writes its values (bf16 bits) into `out`. */
 export interface SyntheticTensor {
@@ -141,10 +142,17 @@ export function huginnPublishedConfig(overrides: Record<string, unknown> = {}): 
 /** The repo's generation config (vllm/generation_config.json): stops 65505 and 65508, sampling at 0.7. */
 export const HUGINN_GENERATION_CONFIG = { bos_token_id: 65504, eos_token_id: [65505, 65508], pad_token_id: 65509, do_sample: true, temperature: 0.7 };
 
-/** A Huginn checkpoint as upstream saves it: every state_dict entry, the tied copy and freqs_cis included. */
+/**
+ * A Huginn checkpoint as upstream saves it: every state_dict entry, the tied copy and freqs_cis
+ * included. Values at upstream's "takase" init scales (bench/huginn-synthetic.ts: std √(2/(5E)),
+ * output projections std/√(2·effective depth), norms 1, qk_bias 0), drawn uniform with that standard
+ * deviation by the same fast stream as Ouro's (the truncated normal of bench/huginn-synthetic.ts
+ * costs ~100 ns per value: 6 minutes for the full size).
+ */
 export function huginnCheckpoint(rawConfig: Record<string, unknown>, seed = 1): SyntheticCheckpoint {
   const config = parseHuginnConfig(rawConfig, 'synthetic huginn');
-  const { source } = syntheticHuginnWeights(rawConfig, seed);
+  const { std, outStd } = huginnInitScales(config);
+  const draw = uniformStream(seed);
   const tensors: SyntheticTensor[] = huginnTensors(config).map((t) => {
     if (t.name === 'freqs_cis') {
       // [1, block_size, 1, hd/2, 2]: (cos, sin) per position and pair, upstream's table in bf16 (model.to(bfloat16))
@@ -155,11 +163,37 @@ export function huginnCheckpoint(rawConfig: Record<string, unknown>, seed = 1): 
         },
       };
     }
-    // the tied lm_head is saved as a second copy of the embedding
-    const from = t.name === 'lm_head.weight' && config.tieEmbeddings ? 'transformer.wte.weight' : t.name;
-    return { name: t.name, shape: t.shape, fill: (out) => out.set(source.read(from) as Uint16Array) };
+    const isNorm = t.name.includes('norm') || t.name.endsWith('ln_f.weight');
+    const sd = isNorm || t.name.endsWith('qk_bias') ? 0 : t.name.endsWith('proj.weight') ? outStd : std;
+    return { name: t.name, shape: t.shape, fill: (out) => draw(out, sd, isNorm ? 1 : 0) };
   });
+  // the tied lm_head is saved as a second copy of the embedding: the same values
+  if (config.tieEmbeddings) {
+    const wte = tensors.find((t) => t.name === 'transformer.wte.weight')!;
+    let copy: Uint16Array | null = null;
+    const wteFill = wte.fill;
+    tensors[tensors.indexOf(wte)] = { ...wte, fill: (out) => { wteFill(out); copy = out.slice(); } };
+    const head = tensors.findIndex((t) => t.name === 'lm_head.weight');
+    tensors[head] = { ...tensors[head], fill: (out) => { out.set(copy!); copy = null; } };
+  }
   return { config: rawConfig, generationConfig: HUGINN_GENERATION_CONFIG, tensors };
+}
+
+/**
+ * Fills bf16 tensors with mean + uniform noise of standard deviation `std` from one xorshift32
+ * stream (uniform in [-1, 1) scaled by √3·std), tensor after tensor in the order they are filled.
+ */
+function uniformStream(seed: number): (out: Uint16Array, std: number, mean: number) => void {
+  let state = (seed * 2654435761) >>> 0 || 1;
+  return (out, std, mean) => {
+    const scale = Math.sqrt(3) * std;
+    for (let i = 0; i < out.length; i++) {
+      state ^= state << 13; state >>>= 0;
+      state ^= state >>> 17;
+      state ^= state << 5; state >>>= 0;
+      out[i] = f32ToBf16Bits(mean + (state / 2147483648 - 1) * scale);
+    }
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -182,7 +216,7 @@ export function ouroPublishedConfig(layers: number, overrides: Record<string, un
 /**
  * Ouro's tensors with values drawn like the golden generator's (linears std 1/√fan_in, norms 1 ± 0.1,
  * exit gate 3/√H so tokens exit at different loops), uniform with that standard deviation (fast; the
- * distribution's shape does not matter for speed or memory). One xorshift32 stream in tensor order.
+ * distribution's shape does not matter for speed or memory): uniformStream in tensor order.
  */
 export function ouroCheckpoint(config: Record<string, unknown>, seed = 1): SyntheticCheckpoint {
   const H = config.hidden_size as number, I = config.intermediate_size as number, V = config.vocab_size as number, layers = config.num_hidden_layers as number;
@@ -201,20 +235,12 @@ export function ouroCheckpoint(config: Record<string, unknown>, seed = 1): Synth
   specs.push({ name: 'model.early_exit_gate.bias', shape: [1], draw: 'gate_bias' });
   specs.push({ name: 'lm_head.weight', shape: [V, H], draw: 'linear' });
 
-  // xorshift32 → uniform in [-1, 1); scaled by √3·σ it has standard deviation σ. Tensors are filled in order.
-  let state = (seed * 2654435761) >>> 0 || 1;
-  const sqrt3 = Math.sqrt(3);
+  const draw = uniformStream(seed);
   const tensors = specs.map((s): SyntheticTensor => ({
     name: s.name, shape: s.shape, fill: (out) => {
       const fanIn = s.shape[s.shape.length - 1];
-      const scale = sqrt3 * (s.draw === 'linear' ? 1 / Math.sqrt(fanIn) : s.draw === 'embed' ? 1 : s.draw === 'norm' ? 0.1 : s.draw === 'gate' ? 3 / Math.sqrt(H) : 0.5);
-      const offset = s.draw === 'norm' ? 1 : 0;
-      for (let i = 0; i < out.length; i++) {
-        state ^= state << 13; state >>>= 0;
-        state ^= state >>> 17;
-        state ^= state << 5; state >>>= 0;
-        out[i] = f32ToBf16Bits(offset + (state / 2147483648 - 1) * scale);
-      }
+      const std = s.draw === 'linear' ? 1 / Math.sqrt(fanIn) : s.draw === 'embed' ? 1 : s.draw === 'norm' ? 0.1 : s.draw === 'gate' ? 3 / Math.sqrt(H) : 0.5;
+      draw(out, std, s.draw === 'norm' ? 1 : 0);
     },
   }));
   return { config, tensors };
