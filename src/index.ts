@@ -33,6 +33,6 @@ export { createServer, type PonderServer, type ServeOptions, type ServerState } 
 export { compareModels, defaultComparePolicies, windowsOf, formatCompareTable, type CompareOptions, type CompareReport, type CompareRow } from './compare/quality.js';
 
 // traces
-export { checkTrace, summarizeTrace, traceToJSON, parseTraceJSON, type RunTrace, type TokenTrace, type TraceSummary, type ExitReason } from './trace/trace.js';
+export { checkTrace, summarizeTrace, traceToJSON, parseTraceJSON, type RunTrace, type TokenTrace, type TraceSummary, type DepthStats, type ExitReason } from './trace/trace.js';
 export { renderTraceHtml, type TraceHtmlOptions } from './trace/html.js';
 export { colorTokenByDepth, depthLegend, formatSummary } from './trace/terminal.js';

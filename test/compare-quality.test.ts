@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { assertUsageError, ponder } from './cli-support.js';
 import { compareModels, defaultComparePolicies, windowsOf } from '../src/compare/quality.js';
 import { loadModelDir } from '../src/node/index.js';
 import { quantizeModel } from '../src/node/quantize.js';
@@ -61,4 +62,21 @@ test('ponder eval --compare A A --ids FILE --json: one row per policy, all in ex
   assert.deepEqual(report.rows.map((r: { policy: string }) => r.policy), ['fixed(2)', 'exit(kl, 0.01)']);
   assert.equal(report.positions, 4 + 2);
   for (const r of report.rows) assert.ok(r.kl === 0 && r.top1 === 1 && r.exitAgreement === 1);
+});
+
+test('ponder eval --compare --ids reads ponder eval\'s formats: JSON windows give the report of the same lines; a bad line is EVAL_INPUT naming it', async () => {
+  const lines = join(tmp, 'same.txt'), json = join(tmp, 'same.json'), bad = join(tmp, 'bad.txt');
+  writeFileSync(lines, '3 17 5 42 8\n4,4,9\n');
+  writeFileSync(json, JSON.stringify({ windows: [{ ids: [3, 17, 5, 42, 8] }, { ids: [4, 4, 9] }] }));
+  writeFileSync(bad, '3 17 5\n4 four 9\n');
+  const argv = (ids: string): string[] => ['eval', '--compare', 'models/ouro-sotu', 'models/ouro-sotu', '--ids', ids, '--policy', 'fixed(2)', '--json', '--threads', '1'];
+  const a = await ponder(argv(lines)), b = await ponder(argv(json));
+  assert.equal(a.code, 0, a.err);
+  assert.equal(b.code, 0, b.err);
+  const [ra, rb] = [JSON.parse(a.out), JSON.parse(b.out)];
+  assert.equal(ra.positions, 4 + 2);
+  assert.deepEqual({ ...rb, b: ra.b, a: ra.a }, ra);
+  const r = await ponder(argv(bad));
+  assertUsageError(r, 'EVAL_INPUT');
+  assert.match(r.err, /bad\.txt:2: "four" is not a token id/);
 });

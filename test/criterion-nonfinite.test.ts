@@ -90,18 +90,31 @@ test('a check that ran is never null in a trace: Ouro\'s gate values and every c
   }
 });
 
-test('under ponder serve, a NaN met while generating is a typed error: a 400 with NUM_NONFINITE, or the stream\'s last event carrying the code', async () => {
+test('under ponder serve, a NaN met while generating is the served model\'s fault, typed: a 500 server_error with NUM_NONFINITE (no retry), or the stream\'s last event carrying the code', async () => {
   const broken = await loadModel(modelWith('demo-ouro', 'lm_head.weight', NaN), { runtime: await createWasmRuntime() });
   const server = createServer({ model: broken, id: 'broken' });
   const post = (body: object): Promise<Response> => server.handle(new Request('http://x/v1/completions', { method: 'POST', body: JSON.stringify({ model: 'broken', prompt: 'Hi', max_tokens: 2, ...body }) }));
   const plain = await post({});
-  assert.equal(plain.status, 400);
-  assert.equal(((await plain.json()) as { error: { code: string } }).error.code, 'NUM_NONFINITE');
+  assert.equal(plain.status, 500);
+  assert.equal(plain.headers.get('x-should-retry'), 'false'); // OpenAI's clients would retry a 500 that fails the same way again
+  const body = (await plain.json()) as { error: { code: string; type: string; param: unknown; message: string } };
+  assert.deepEqual([body.error.code, body.error.type, body.error.param], ['NUM_NONFINITE', 'server_error', null]);
+  assert.match(body.error.message, /logits.*NaN.*\(.+\)$/);
   const streamed = await post({ stream: true });
   assert.equal(streamed.status, 200); // the headers went out before the first token
   const events = (await streamed.text()).split('\n\n').filter(Boolean);
   const last = JSON.parse(events[events.length - 1].slice('data: '.length)) as { error: { code: string; type: string; message: string } };
   assert.equal(last.error.code, 'NUM_NONFINITE');
-  assert.equal(last.error.type, 'invalid_request_error');
+  assert.equal(last.error.type, 'server_error');
   assert.match(last.error.message, /logits.*NaN.*\(.+\)$/); // the message, then the hint
+});
+
+test('under ponder serve, a non-finite logit the request\'s own repetition_penalty made is the request\'s fault: a 400 NUM_NONFINITE', async () => {
+  const model = await loadModel('models/ouro-sotu', { runtime: await createWasmRuntime() });
+  const server = createServer({ model, id: 'ouro' });
+  const response = await server.handle(new Request('http://x/v1/completions', { method: 'POST', body: JSON.stringify({ model: 'ouro', prompt: 'The quick brown fox jumps over the lazy dog and then', max_tokens: 3, repetition_penalty: 1e38 }) }));
+  assert.equal(response.status, 400);
+  const body = (await response.json()) as { error: { code: string; type: string; message: string } };
+  assert.deepEqual([body.error.code, body.error.type], ['NUM_NONFINITE', 'invalid_request_error']);
+  assert.match(body.error.message, /with repetitionPenalty 1e\+38 is -?Infinity in float32/);
 });

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadModel, exit, fixed, type Model } from '../src/node/index.js';
-import { isPonderError } from '../src/errors.js';
+import { isPonderError, type PonderError } from '../src/errors.js';
 import { idsFile, taskLines, textSet, tokenBytes } from '../src/eval/inputs.js';
 import { evaluate, matchFixed, type EvalReport, type EvalRow, type TextScore } from '../src/eval/evaluate.js';
 import { adaptiveSweep, fixedSweep, parseDepthList, SWEEP_THRESHOLDS } from '../src/eval/sweep.js';
@@ -122,6 +122,43 @@ test('an ids file: a plain array is cut like a text; windows stay as they are, w
     assert.throws(() => idsFile(JSON.stringify(value), 's.json', huginn.vocabSize, huginn.contextLength, 256, tok), (e) => evalError('EVAL_INPUT')(e) && message.test((e as Error).message), JSON.stringify(value).slice(0, 80));
   }
   assert.throws(() => idsFile('{"windows": [', 's.json', huginn.vocabSize, huginn.contextLength, 256, tok), evalError('EVAL_INPUT'));
+});
+
+test('an ids file of lines: one window per line, ids separated by spaces or commas, the same windows as the JSON windows form', () => {
+  const ids = tok.encode(PROSE);
+  const a = ids.slice(0, 7), b = ids.slice(7, 12);
+  const lines = idsFile(`# two windows\n\n  ${a.join(' ')}\n${b.join(', ')}\r\n`, 'ids.txt', huginn.vocabSize, huginn.contextLength, 256, tok);
+  const json = idsFile(JSON.stringify({ windows: [{ ids: a }, { ids: b }] }), 'ids.json', huginn.vocabSize, huginn.contextLength, 256, tok);
+  assert.deepEqual(lines.windows.map((w) => w.ids), [a, b], 'windows as they are, not cut');
+  assert.deepEqual(lines.windows, json.windows);
+  assert.equal(lines.bytes, json.bytes);
+  assert.equal(lines.queries, 0);
+  assert.equal(lines.tokens, a.length + b.length);
+  const long = Array.from({ length: huginn.contextLength + 1 }, (_, i) => ids[i % ids.length]);
+  assert.equal(idsFile(long.join(' '), 'long.txt', huginn.vocabSize, huginn.contextLength, 256, null).windows[0].ids.length, huginn.contextLength + 1);
+});
+
+test('a bad ids file of lines is EVAL_INPUT naming the file and the line, with a hint', () => {
+  const bad: Array<[string, string, RegExp]> = [
+    ['3 4 5\n6 x 7\n', 'ids.txt:2', /"x" is not a token id of this model \(integers in \[0, \d+\)\)/],
+    ['3 4 5\n# note\n6 -7\n', 'ids.txt:3', /"-7" is not a token id/],
+    ['3 4 5\n6 7.5\n', 'ids.txt:2', /"7\.5" is not a token id/],
+    [`3 4\n1 ${huginn.vocabSize}\n`, 'ids.txt:2', new RegExp(`"${huginn.vocabSize}" is not a token id of this model \\(integers in \\[0, ${huginn.vocabSize}\\)\\)`)],
+    ['3 4 5\n\n9\n', 'ids.txt:3', /the window has 1 id; a window holds 2 to \d+/],
+    [`${new Array(huginn.contextLength + 2).fill(1).join(',')}\n`, 'ids.txt:1', new RegExp(`has ${huginn.contextLength + 2} ids; a window holds 2 to ${huginn.contextLength + 1}`)],
+    ['# nothing\n\n', 'ids.txt', /has no ids/],
+  ];
+  for (const [text, path, message] of bad) {
+    assert.throws(() => idsFile(text, 'ids.txt', huginn.vocabSize, huginn.contextLength, 256, tok), (e) => {
+      assert.ok(evalError('EVAL_INPUT')(e), String(e));
+      const err = e as PonderError;
+      assert.equal(err.path, path, text);
+      assert.ok(err.message.startsWith(`${path}: `), err.message);
+      assert.match(err.message, message);
+      assert.ok(err.hint && err.hint.length > 0);
+      return true;
+    }, JSON.stringify(text).slice(0, 80));
+  }
 });
 
 test('sweeps: fixed 1..n and every adaptive rule the model runs, as the support table says', async () => {

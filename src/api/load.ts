@@ -15,11 +15,12 @@ import { safetensorsWeights, type WeightSource } from '../models/weights.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { loadTokenizer, type TextTokenizer, type LoadTokenizerOptions } from '../tokenizer.js';
 import { familyOf } from '../models/registry.js';
+import type { FamilyDefinition } from '../models/family.js';
 import { planFamily } from '../models/placement.js';
 import { quantizedWeights, readQuantization } from '../models/quantized.js';
 import { parseByteSize, type KvDType } from '../runtime/plan.js';
 import { loadChatTemplate, type ChatTemplate, type LoadChatTemplateOptions } from '../chat/template.js';
-import { Model } from './model.js';
+import { giveRuntime, Model } from './model.js';
 
 export interface LoadProgress {
   /** bytes read (or bound) so far */
@@ -168,7 +169,18 @@ export async function modelFromFiles(files: ModelFiles, options: LoadOptions): P
   const family = familyOf(files.config, files.config.path); // CFG_MODEL_TYPE before anything is loaded
   const config = family.parseConfig(files.config);
   checkAborted(options.signal, `loading ${files.label}`);
-  const runtime = options.runtime ?? await defaultRuntime();
+  if (options.runtime) return modelOnRuntime(files, family, config, options, options.runtime);
+  // no runtime given: one made for this model alone, which model.dispose() stops (and a failed load at once)
+  const runtime = await defaultRuntime();
+  try {
+    return giveRuntime(await modelOnRuntime(files, family, config, options, runtime), runtime);
+  } catch (e) {
+    await runtime.dispose?.();
+    throw e;
+  }
+}
+
+async function modelOnRuntime(files: ModelFiles, family: FamilyDefinition, config: unknown, options: LoadOptions, runtime: Runtime): Promise<Model> {
   // the memory plan, from the config and the headers alone: refuses before any weight is read
   const familyOptions = {
     seed: options.seed ?? 0, context: options.context, kvDtype: options.kvDtype,

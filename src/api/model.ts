@@ -6,6 +6,7 @@
  * option with an example.
  */
 import type { MemoryPlan } from '../runtime/plan.js';
+import type { Runtime } from '../runtime/runtime.js';
 import { describeValue, invalidArgument, optionsArgument, PonderError } from '../errors.js';
 import { LIMITS, limitNote } from '../limits.js';
 import { now } from './event-loop.js';
@@ -84,6 +85,32 @@ export interface ModelParts {
   memoryPlan?: MemoryPlan;
 }
 
+/** Runtimes a loader made for one model (not the caller's): that model's dispose() frees them. */
+const ownedRuntimes = new WeakMap<Model, Runtime>();
+
+/** The loader's side: `runtime` was made for `model` alone (no options.runtime was given), so model.dispose() stops it. */
+export function giveRuntime(model: Model, runtime: Runtime): Model {
+  ownedRuntimes.set(model, runtime);
+  return model;
+}
+
+/**
+ * The family adapter behind the model's liveness: once the model is disposed, starting a session
+ * or running a step is MODEL_DISPOSED, so a generation, scoring or chat session still under way
+ * stops at its next step instead of running on a runtime that is gone.
+ */
+function liveAdapter(adapter: FamilyAdapter, checkLive: () => void): FamilyAdapter {
+  return {
+    family: adapter.family, vocabSize: adapter.vocabSize, contextLength: adapter.contextLength, defaultDepth: adapter.defaultDepth,
+    checkPolicy: (policy) => adapter.checkPolicy(policy),
+    checkSessionOptions: (options) => adapter.checkSessionOptions(options),
+    newSession: (capacity, options) => { checkLive(); return adapter.newSession(capacity, options); },
+    endSession: (session) => adapter.endSession(session),
+    continues: (session, control, options) => adapter.continues(session, control, options),
+    run: (session, ids, control) => { checkLive(); return adapter.run(session, ids, control); },
+  };
+}
+
 export class Model {
   readonly family: Family;
   readonly vocabSize: number;
@@ -105,9 +132,10 @@ export class Model {
   private readonly stops: FamilyStops;
   private readonly chatTemplateError: PonderError | null;
   private chatFacts: { role: string; endOfTurn: { id: number; token: string } | null } | null = null;
+  private disposal: Promise<void> | null = null;
 
   constructor(parts: ModelParts) {
-    this.adapter = parts.adapter;
+    this.adapter = liveAdapter(parts.adapter, () => this.checkLive());
     this.family = parts.adapter.family;
     this.vocabSize = parts.adapter.vocabSize;
     // a sequence holds at most the context the memory plan was made for
@@ -123,8 +151,34 @@ export class Model {
     this.unknownConfigKeys = [...(parts.unknownConfigKeys ?? [])];
   }
 
+  /**
+   * Frees what the model owns: the kernel threads of the runtime loadModel made for it when no
+   * `runtime` was passed (a runtime passed in stays the caller's, to dispose when done with every
+   * model on it). The weights' memory goes with the model once nothing references it. Idempotent;
+   * every later call on the model is MODEL_DISPOSED, and a generation, scoring or chat session
+   * still under way stops with it at its next step.
+   */
+  dispose(): Promise<void> {
+    this.disposal ??= (async () => {
+      const runtime = ownedRuntimes.get(this);
+      ownedRuntimes.delete(this);
+      await runtime?.dispose?.();
+    })();
+    return this.disposal;
+  }
+
+  /** Whether dispose() was called. */
+  get disposed(): boolean {
+    return this.disposal !== null;
+  }
+
+  private checkLive(): void {
+    if (this.disposal) throw new PonderError('MODEL_DISPOSED', `${this.label}: the model was disposed (model.dispose()), so it runs nothing more`, { hint: 'load the model again to use it' });
+  }
+
   /** Text → ids (needs a tokenizer). */
   encode(text: string, addSpecialTokens = true): number[] {
+    this.checkLive();
     if (typeof text !== 'string') throw invalidArgument('encode text', 'a string', text);
     if (typeof addSpecialTokens !== 'boolean') throw invalidArgument('encode addSpecialTokens', 'true or false', addSpecialTokens);
     return this.requireTokenizer().encode(text, { addSpecialTokens });
@@ -132,12 +186,14 @@ export class Model {
 
   /** Ids → text (needs a tokenizer). */
   decode(ids: ArrayLike<number>): string {
+    this.checkLive();
     if (!Array.isArray(ids) && !ArrayBuffer.isView(ids)) throw invalidArgument('decode ids', 'an array of token ids', ids);
     return this.requireTokenizer().decode(ids); // TOKENIZER_UNKNOWN_ID for an id it does not have
   }
 
   /** Throws ARG_POLICY if this model's family cannot run `policy`. */
   checkPolicy(policy: DepthPolicy): void {
+    this.checkLive();
     checkPolicy(policy);
     this.adapter.checkPolicy(policy);
   }
@@ -148,6 +204,7 @@ export class Model {
    * chat calls the template's end-of-turn token and the tokenizer's eos_token.
    */
   stopIds(options: { chat?: boolean } = {}): StopId[] {
+    this.checkLive();
     const chat = options.chat ? { endOfTurn: this.chatTurn().endOfTurn, eosToken: stringToken(this.chatTemplate!.specialTokens.eos_token) } : undefined;
     return defaultStopIds({ family: this.stops, generationConfig: this.generationConfig, tokenizer: this.tokenizer, chat });
   }
@@ -158,6 +215,7 @@ export class Model {
    * null when the stop ids cover it.
    */
   chatStopText(): string | null {
+    this.checkLive();
     const eos = stringToken(this.requireChatTemplate().specialTokens.eos_token);
     if (eos === undefined || eos === '' || this.tokenizer!.tokenToId(eos) != null) return null;
     return eos;
@@ -170,6 +228,7 @@ export class Model {
 
   /** One uncached pass over `ids` under a depth policy: last-position logits and a trace per position. */
   forward(ids: readonly number[], forwardOptions?: ForwardOptions): ForwardResult {
+    this.checkLive();
     const options = checkOptions(forwardOptions, 'forward options', FORWARD_OPTIONS);
     const policy = options.policy ?? { kind: 'default' };
     this.checkPolicy(policy);
@@ -197,6 +256,7 @@ export class Model {
    * checked (ids, context length, policy, sampling) before any compute.
    */
   generate(promptOrIds: string | readonly number[], generateOptions?: GenerateOptions): Generation {
+    this.checkLive();
     const options = checkOptions(generateOptions, 'generate options', GENERATE_OPTIONS);
     if (typeof promptOrIds !== 'string' && !Array.isArray(promptOrIds) && !ArrayBuffer.isView(promptOrIds)) {
       throw invalidArgument('generate prompt', 'a string (with a tokenizer) or an array of token ids', promptOrIds, 'e.g. model.generate([1, 2, 3], { maxNewTokens: 8 })');
@@ -209,11 +269,13 @@ export class Model {
 
   /** The prompt text of a chat, exactly as transformers' apply_chat_template(tokenize=False, add_generation_prompt=True) renders it. */
   renderChat(messages: readonly ChatMessage[], chatOptions?: ChatOptions): string {
+    this.checkLive();
     return renderChatPrompt(this.requireChatTemplate(), messages, checkChatOptions(chatOptions, 'renderChat options'));
   }
 
   /** Renders the conversation with the model's template, encodes it and streams the answer, like generate. */
   chat(messages: readonly ChatMessage[], chatOptions?: ChatOptions): Generation {
+    this.checkLive();
     const options = checkChatOptions(chatOptions, 'chat options');
     const promptText = this.renderChat(messages, options);
     const promptIds = this.encode(promptText, options.addSpecialTokens ?? false);
@@ -223,6 +285,7 @@ export class Model {
 
   /** A multi-turn conversation that keeps its KV cache across turns where the family allows it (spec/api.md §Chat). */
   chatSession(sessionOptions?: ChatSessionOptions): ChatSession {
+    this.checkLive();
     const options = checkOptions(sessionOptions, 'chatSession options', CHAT_SESSION_OPTIONS);
     this.requireChatTemplate();
     return new ChatSession(this, { adapter: this.adapter, prepare: (ids, o) => this.prepare(ids, o, true), checkIds: (ids) => this.checkIds(ids, 'prompt') }, options);
@@ -235,6 +298,7 @@ export class Model {
    * and traces; `await model.score(ids).result()` gives the totals. Checked before any compute.
    */
   score(textOrIds: string | readonly number[], options: ScoreOptions = {}): Scoring {
+    this.checkLive();
     if (typeof textOrIds !== 'string' && !Array.isArray(textOrIds) && !ArrayBuffer.isView(textOrIds)) throw new PonderError('ARG_INVALID', 'score needs a text or an array of token ids', { field: 'ids', hint: 'pass a string (with a tokenizer) or an array of ids' });
     const ids = typeof textOrIds === 'string' ? this.encode(textOrIds, options.addSpecialTokens ?? true) : Array.from(textOrIds);
     checkTokenIds(ids, this.vocabSize, typeof textOrIds === 'string' ? 'text' : 'ids');

@@ -14,7 +14,7 @@
 import { PonderError } from '../errors.js';
 import { now, yieldToEventLoop } from './event-loop.js';
 import { checkSeed } from '../generate/prng.js';
-import type { TokenTrace } from '../trace/trace.js';
+import { DepthTally, type DepthStats, type TokenTrace } from '../trace/trace.js';
 import type { FamilyAdapter, SessionOptions, StepControl } from '../models/family.js';
 import { describePolicy, type DepthPolicy } from '../depth/policy.js';
 
@@ -60,7 +60,8 @@ export interface ScoreChunk {
   tokens: TokenTrace[];
 }
 
-export interface ScoreSummary {
+/** The scoring's totals; its DepthStats are over the positions. */
+export interface ScoreSummary extends DepthStats {
   /** the policy as written, e.g. "exit(kl, 0.001)" */
   policy: string;
   /** positions scored (ids − 1) */
@@ -74,15 +75,6 @@ export interface ScoreSummary {
   perplexity: number;
   /** fraction of positions whose argmax is the target */
   top1: number;
-  /** depth statistics over the positions */
-  meanDepth: number;
-  minDepth: number;
-  maxDepth: number;
-  /** the largest maxSteps seen */
-  fullDepth: number;
-  /** Σ steps and Σ maxSteps */
-  stepsUsed: number;
-  stepsFull: number;
   /** Σ FLOPs spent on the positions */
   flops: number;
   /** positions that ended for each exit reason */
@@ -160,7 +152,8 @@ export class Scoring implements AsyncIterable<ScoreChunk> {
     const budgetSteps = policy.kind === 'budget' ? policy.maxStepsPerSequence : null;
     const total = ids.length - 1;
     const t0 = now();
-    let nats = 0, correct = 0, stepsUsed = 0, stepsFull = 0, flops = 0, minDepth = Infinity, maxDepth = 0, fullDepth = 0, windows = 0;
+    let nats = 0, correct = 0, flops = 0, windows = 0;
+    const depth = new DepthTally();
     const exitReasons: Record<string, number> = {};
     for (let start = 0; start < total; start += window) {
       if (signal) {
@@ -188,12 +181,8 @@ export class Scoring implements AsyncIterable<ScoreChunk> {
         chunk.tokens.push(trace);
         nats -= logProb;
         if (argmax === chunk.targets[i]) correct++;
-        stepsUsed += trace.steps;
-        stepsFull += trace.maxSteps;
+        depth.add(trace);
         flops += trace.flops;
-        minDepth = Math.min(minDepth, trace.steps);
-        maxDepth = Math.max(maxDepth, trace.steps);
-        fullDepth = Math.max(fullDepth, trace.maxSteps);
         exitReasons[trace.exitReason] = (exitReasons[trace.exitReason] ?? 0) + 1;
       }
       windows++;
@@ -202,7 +191,7 @@ export class Scoring implements AsyncIterable<ScoreChunk> {
     }
     this.summary = {
       policy: describePolicy(policy), positions: total, windows, nats, bitsPerToken: nats / total / Math.LN2, perplexity: Math.exp(nats / total),
-      top1: correct / total, meanDepth: stepsUsed / total, minDepth, maxDepth, fullDepth, stepsUsed, stepsFull, flops, exitReasons, ms: now() - t0,
+      top1: correct / total, ...depth.stats(), flops, exitReasons, ms: now() - t0,
     };
   }
 }

@@ -8,6 +8,9 @@ import { PonderError } from '../errors.js';
 import { parsePolicy } from '../depth/policy.js';
 import { compareModels, formatCompareTable, windowsOf } from '../compare/quality.js';
 import { loadModelDir } from '../node/index.js';
+import { idsFile } from '../eval/inputs.js';
+import { readText } from '../node/files.js';
+import { INPUT_LIMIT } from './eval.js';
 import { intFlag, parseFlags } from './args.js';
 import type { CliIO } from './io.js';
 import { RUNTIME_FLAGS } from './runtime-flags.js';
@@ -22,8 +25,11 @@ largest value at one position, the top-1 agreement, and the exit-step agreement 
 to the same depth as A).
 
   --text FILE        text, tokenized with A's tokenizer and cut into windows of --window tokens
-  --ids FILE         token ids: one window per line, ids separated by spaces or commas
-  --window N         tokens per window for --text (default 256, at most the model's context)
+  --ids FILE         token ids, as for ponder eval: one window per line, ids separated by spaces
+                     or commas; or JSON, an array of ids (cut into windows of --window) or
+                     {"windows": [{"ids": [...]}, ...]} (spec/eval.md)
+  --window N         tokens per window for --text and a JSON array (default 256, at most the
+                     model's context)
   --max-positions N  stop after this many predicted positions (default 1024)
   --policy POLICY    compare under this policy only (repeatable); default: fixed(1..full), default,
                      and the adaptive rules the model runs: exit(gate, 0.5), exit(kl, 1e-2),
@@ -42,16 +48,6 @@ export const EVAL_COMPARE_FLAGS = {
   policy: { type: 'string', multiple: true }, seed: { type: 'string' }, json: { type: 'boolean' }, threads: { type: 'string' }, ...RUNTIME_FLAGS,
 } as const;
 
-function readIdsFile(path: string): number[][] {
-  const text = readFileSync(path, 'utf8');
-  return text.split('\n').map((l, i) => [l.trim(), i] as const).filter(([l]) => l !== '' && !l.startsWith('#')).map(([l, i]) => {
-    const parts = l.split(/[\s,]+/).filter((p) => p !== '');
-    const bad = parts.find((p) => !/^\d+$/.test(p));
-    if (bad !== undefined) throw new PonderError('ARG_INVALID', `${path}:${i + 1}: ${JSON.stringify(bad)} is not a token id`, { path, field: 'ids', hint: 'one window per line, non-negative integer ids separated by spaces or commas' });
-    return parts.map(Number);
-  });
-}
-
 export async function evalCompareCommand(argv: string[], io: CliIO): Promise<number> {
   const { values, positionals } = parseFlags('eval', argv, EVAL_COMPARE_FLAGS);
   if (values.help) { io.out(EVAL_COMPARE_HELP); return 0; }
@@ -65,12 +61,15 @@ export async function evalCompareCommand(argv: string[], io: CliIO): Promise<num
   const policies = (values.policy as unknown as string[] | undefined)?.map((p) => parsePolicy(p));
   const a = await loadModelDir(dirA, { runtime: await runtimeFromFlags('eval', values) });
   const b = await loadModelDir(dirB, { runtime: await runtimeFromFlags('eval', values) });
+  const window = intFlag('eval', 'window', values.window as string | undefined, 256);
   let windows: number[][];
-  if (values.ids !== undefined) windows = readIdsFile(String(values.ids));
-  else {
+  if (values.ids !== undefined) {
+    // the reader ponder eval uses: one window per line, or JSON (an array cut into windows of --window positions, or windows)
+    const context = Math.min(a.contextLength, b.contextLength);
+    windows = idsFile(readText(String(values.ids), INPUT_LIMIT), String(values.ids), a.vocabSize, context, Math.min(window, context), null).windows.map((w) => [...w.ids]);
+  } else {
     if (!a.tokenizer) throw new PonderError('ARG_INVALID', `eval --compare --text: ${dirA} has no tokenizer.json`, { field: 'text', hint: 'use --ids FILE' });
-    const window = Math.min(intFlag('eval', 'window', values.window as string | undefined, 256), a.contextLength + 1);
-    windows = windowsOf(a.encode(readFileSync(String(values.text), 'utf8')), window);
+    windows = windowsOf(a.encode(readFileSync(String(values.text), 'utf8')), Math.min(window, a.contextLength + 1));
   }
   // at most maxPositions predicted positions (a window of n ids predicts n − 1)
   const limited: number[][] = [];

@@ -34,9 +34,12 @@ bits/byte is within 1 % of its own. MODEL defaults to the bundled trained model 
 Inputs (at least one; formats in spec/eval.md):
   --text FILE             plain UTF-8 text, scored in windows (bits/byte, perplexity)
   --tasks FILE            task lines K<TAB>PROMPT<TAB>ANSWER (accuracy and depth at the query per K)
-  --ids FILE              JSON: an array of ids (like --text), or windows with queries
+  --ids FILE              token ids, in either format (told apart by the first character):
+                          JSON: an array of ids (like --text), or windows with queries
                           {"windows": [{"ids": [...], "queries": [{"pos", "answer", "k"}]}]},
-                          each window a sequence: the task set, and the text unless --text is given
+                          each window a sequence: the task set, and the text unless --text is given;
+                          or lines: one window per line, ids separated by spaces or commas
+                          ("#" lines skipped), scored as a text
 
 Policies:
   --depths LIST           fixed depths to run, e.g. 1-12 or 1,2,4,8 (default 1..full depth)
@@ -69,8 +72,8 @@ const EVAL_FLAGS = {
   json: { type: 'boolean' }, html: { type: 'string' }, svg: { type: 'string' }, from: { type: 'string' }, threads: { type: 'string' }, ...RUNTIME_FLAGS,
 } as const;
 
-/** Eval inputs and reports are read whole (spec/limits.md): a FIFO, a device or a huge file is a typed error, never a hang. */
-const INPUT_LIMIT: ReadLimit = { maxBytes: LIMITS.jsonFileBytes, code: 'EVAL_INPUT', what: 'an eval input' };
+/** Eval inputs and reports are read whole (spec/limits.md): a FIFO, a device or a huge file is a typed error, never a hang (eval --compare reads its --ids with INPUT_LIMIT too). */
+export const INPUT_LIMIT: ReadLimit = { maxBytes: LIMITS.jsonFileBytes, code: 'EVAL_INPUT', what: 'an eval input' };
 const REPORT_LIMIT: ReadLimit = { maxBytes: LIMITS.jsonFileBytes, code: 'EVAL_REPORT', what: 'an eval report' };
 
 function outputPath(flag: string, value: unknown): string | undefined {

@@ -8,7 +8,8 @@
  *   tasks   "K<TAB>PROMPT<TAB>ANSWER" lines, more triples for more queries on a line (spec/eval.md
  *           §2): K is the answer's difficulty (hops, steps). Lines are packed whole into windows.
  *   ids     JSON: an array of ids (cut like text), or windows as they are, with their queries:
- *           {"windows": [{"ids": [...], "queries": [{"pos", "answer", "hops" | "k"}]}]} (spec/eval.md)
+ *           {"windows": [{"ids": [...], "queries": [{"pos", "answer", "hops" | "k"}]}]} (spec/eval.md);
+ *           or lines, one window per line, ids separated by spaces or commas (no queries)
  *
  * A query is a position whose next id is a known answer: accuracy is argmax == answer at every
  * position of the answer, and "the depth at the query" is the depth of the position that predicts
@@ -156,13 +157,42 @@ export function taskLines(text: string, label: string, tokenizer: TextTokenizer,
   return evalSet(label, windows, windows.reduce((n, w) => n + w.ids.length, 0));
 }
 
-/** `--ids FILE`: a JSON array of ids (cut into windows of `window` positions), or windows as they are, with their queries. */
-export function idsFile(json: string, label: string, vocabSize: number, contextLength: number, window: number, tokenizer: TextTokenizer | null): EvalSet {
+const IDS_HINT = 'an ids file is a JSON array of ids, or {"windows": [{"ids": [...], "queries": [...]}]}, or one window per line of ids separated by spaces or commas (spec/eval.md)';
+
+/**
+ * `--ids FILE` (ponder eval, and eval --compare), in either format, told apart by its first
+ * character other than white space: "[" or "{" is JSON, a JSON array of ids (cut into windows of
+ * `window` positions like a text) or windows as they are, with their queries; anything else is
+ * lines, one window per line of ids separated by spaces or commas, "#" lines and blank lines
+ * skipped. A window holds 2 to context + 1 ids (it feeds all but its last). Errors: EVAL_INPUT
+ * naming the file and the line or JSON field.
+ */
+export function idsFile(source: string, label: string, vocabSize: number, contextLength: number, window: number, tokenizer: TextTokenizer | null): EvalSet {
+  const windowSize = (n: number): string | null => n < 2 || n > contextLength + 1
+    ? `has ${n} id${n === 1 ? '' : 's'}; a window holds 2 to ${contextLength + 1} (the model's context of ${contextLength} positions, and the id the last one predicts)` : null;
+  if (!/^\s*[[{]/.test(source)) {
+    const windows: EvalWindow[] = [];
+    source.split(/\r?\n/).forEach((line, index) => {
+      const text = line.trim();
+      if (text === '' || text.startsWith('#')) return;
+      const where = `${label}:${index + 1}`;
+      const ids = text.split(/[\s,]+/).filter((p) => p !== '').map((part) => {
+        const id = /^\d+$/.test(part) ? Number(part) : NaN;
+        if (!(id < vocabSize)) throw taskError(`${JSON.stringify(part)} is not a token id of this model (integers in [0, ${vocabSize}))`, where, IDS_HINT);
+        return id;
+      });
+      const size = windowSize(ids.length);
+      if (size) throw taskError(`the window ${size}`, where, 'split the line, or join it to the next');
+      windows.push({ ids, bytes: tokenizer ? tokenBytes(tokenizer, ids) : null, queries: [] });
+    });
+    if (windows.length === 0) throw taskError('has no ids', label, IDS_HINT);
+    return evalSet(label, windows, windows.reduce((n, w) => n + w.ids.length, 0));
+  }
   let doc: unknown;
   try {
-    doc = JSON.parse(json);
+    doc = JSON.parse(source);
   } catch (e) {
-    throw taskError(`is not JSON: ${(e as Error).message}`, label, 'an ids file is a JSON array of ids, or {"windows": [{"ids": [...], "queries": [...]}]} (spec/eval.md)');
+    throw taskError(`is not JSON: ${(e as Error).message}`, label, IDS_HINT);
   }
   const idList = (value: unknown, where: string): number[] => {
     if (!Array.isArray(value) || value.some((v) => !Number.isInteger(v) || v < 0 || v >= vocabSize)) {
@@ -175,12 +205,13 @@ export function idsFile(json: string, label: string, vocabSize: number, contextL
     return cutSequence(label, ids, tokenizer ? tokenBytes(tokenizer, ids) : null, window);
   }
   const windowsValue = (doc as { windows?: unknown } | null)?.windows;
-  if (!Array.isArray(windowsValue) || windowsValue.length === 0) throw taskError('has no "windows" array', label, 'an ids file is a JSON array of ids, or {"windows": [{"ids": [...], "queries": [...]}]} (spec/eval.md)');
+  if (!Array.isArray(windowsValue) || windowsValue.length === 0) throw taskError('has no "windows" array', label, IDS_HINT);
   const windows = windowsValue.map((w, wi): EvalWindow => {
     const where = `windows[${wi}]`;
     const ids = idList((w as { ids?: unknown })?.ids, `${where}.ids`);
     // a window of n ids feeds n − 1 positions (its last id is only predicted), so it holds up to the context + 1
-    if (ids.length < 2 || ids.length > contextLength + 1) throw taskError(`${where}.ids has ${ids.length} ids; a window holds 2 to ${contextLength + 1} (the model's context of ${contextLength} positions, and the id the last one predicts)`, label, 'split the window');
+    const size = windowSize(ids.length);
+    if (size) throw taskError(`${where}.ids ${size}`, label, 'split the window');
     const qs = (w as { queries?: unknown }).queries ?? [];
     if (!Array.isArray(qs)) throw taskError(`${where}.queries must be an array`, label, 'queries: [{"pos": P, "answer": ID, "hops": K}]');
     const queries = qs.map((q, qi): TaskQuery => {

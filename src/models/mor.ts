@@ -158,7 +158,7 @@ export interface ForwardOptions {
 interface CacheRefresh { readonly rows: number[]; readonly byPosition: boolean }
 
 export interface LoadOptions {
-  /** longest sequence a session may hold (prompt + generated); default max_position_embeddings */
+  /** longest sequence a session may hold (prompt + generated); default the memory plan's context (max_position_embeddings when it fits) */
   readonly maxLen?: number;
   /** where the layers and their KV slots live (memory shards); none: everything in the runtime's arena */
   readonly placement?: Placement | null;
@@ -166,11 +166,12 @@ export interface LoadOptions {
 
 /** Binds a MoR / recursive / vanilla checkpoint named by upstream state_dict names. */
 export function bindMor(config: MorConfig, source: WeightSource, runtime: Runtime, opts: LoadOptions = {}): MorModel {
-  const maxLen = opts.maxLen ?? config.dims.maxPositions;
-  if (!Number.isInteger(maxLen) || maxLen < 1) throw new PonderError('CFG_FIELD', `maxLen is ${maxLen}`, { field: 'maxLen', hint: 'a positive integer' });
+  if (opts.maxLen !== undefined && (!Number.isInteger(opts.maxLen) || opts.maxLen < 1)) throw new PonderError('CFG_FIELD', `maxLen is ${opts.maxLen}`, { field: 'maxLen', hint: 'a positive integer' });
   const layout = morLayout(config);
   // the memory plan before any tensor is read (morFamily.load passes the one made for its options)
-  const placement = opts.placement ?? place(morTensors(config), morMemory(config), source, runtime, { context: maxLen });
+  const placement = opts.placement ?? place(morTensors(config), morMemory(config), source, runtime, { context: opts.maxLen });
+  // without a length asked for, the plan's context: the longest that fits (max_position_embeddings may not)
+  const maxLen = opts.maxLen ?? placement.plan.context;
   const weights = bindMorWeights(config, layout, source, runtime, placement);
   return new MorModel(config, layout, weights, runtime, maxLen, placement);
 }

@@ -7,7 +7,7 @@
  * renamed into place only when complete; on any error the temporary files are removed and OUT is
  * as it was. OUT must be absent, an empty directory, or a previous conversion (config.json and a
  * model.safetensors whose metadata says `ponder convert mor`); anything else is IO_WRITE, so a
- * conversion never replaces a directory it did not make.
+ * conversion never replaces a directory it did not make (checkModelOutDir, shared with quantize).
  */
 import { lstatSync, mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -43,37 +43,6 @@ export interface ConvertMorResult {
 
 export function writeError(path: string, what: string, hint: string): PonderError {
   return new PonderError('IO_WRITE', `${path}: ${what}`, { path, hint });
-}
-
-/** Checks OUT can take the conversion; returns whether it must be created. */
-function checkOutDir(out: string): boolean {
-  let st;
-  try {
-    st = lstatSync(out);
-  } catch {
-    return true;
-  }
-  if (!st.isDirectory()) throw writeError(out, 'exists and is not a directory', 'choose a new output directory');
-  let all: string[];
-  try {
-    all = readdirSync(out);
-  } catch (e) {
-    throw ioError(out, e);
-  }
-  const entries = all.filter((e) => !/^\.(config\.json|model\.safetensors)\.\d+\.\w+\.tmp$/.test(e)); // leftovers of an interrupted run
-  if (entries.length === 0) return false;
-  const previous = entries.every((e) => e === 'config.json' || e === 'model.safetensors') && entries.includes('model.safetensors')
-    && isPreviousConversion(join(out, 'model.safetensors'));
-  if (!previous) throw writeError(out, `is not empty (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''}) and is not a previous \`${CONVERTED_BY}\` output`, 'choose a new or empty output directory');
-  return false; // each file is checked again as it is written (beginAtomicWrite refuses what is not a regular file)
-}
-
-function isPreviousConversion(path: string): boolean {
-  try {
-    return lstatSync(path).isFile() && readSafetensorsHeaderFile(path).metadata.converted_by === CONVERTED_BY;
-  } catch {
-    return false;
-  }
 }
 
 /** The checkpoint as a conversion source, and how to close it. */
@@ -118,7 +87,7 @@ export async function convertMor(convertOptions: ConvertMorOptions): Promise<Con
   const text = (path: string, what: string, code: string): string => readText(path, { maxBytes: LIMITS.jsonFileBytes, code, what });
   const experiment = await parseExperimentYaml(text(options.experiment, 'an experiment YAML', 'CFG_YAML'), options.experiment, options.importYaml);
   const config = morConfigFromRelease(text(options.config, 'a JSON config', 'CFG_JSON'), options.config, experiment, options.experiment);
-  const create = checkOutDir(out);
+  const create = checkModelOutDir(out, { files: ['config.json', 'model.safetensors'], writtenBy: { key: 'converted_by', value: CONVERTED_BY } });
   const weights = openWeights(options.weights);
   try {
     const plan = planMorConversion(config, weights.source, `${options.config} + ${options.experiment}`);
@@ -141,6 +110,59 @@ export async function convertMor(convertOptions: ConvertMorOptions): Promise<Con
     return { out, tensors: plan.tensors.length, bytes: header.length + dataLength, notes: plan.notes };
   } finally {
     weights.close();
+  }
+}
+
+/** What may already be in OUT: the files a previous run wrote, and how its model.safetensors says it wrote them. */
+export interface ModelOutDir {
+  /** the names a previous run may have left (model.safetensors among them) */
+  readonly files: readonly string[];
+  /** the metadata entry of model.safetensors that marks a previous run, e.g. converted_by: "ponder convert mor" */
+  readonly writtenBy: { readonly key: string; readonly value: string };
+}
+
+const escapeRegExp = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/**
+ * Checks OUT can take writeModelFiles' output; returns whether it must be created. OUT must be
+ * absent, an empty directory, or a previous run's output: only `files` (model.safetensors among
+ * them, marked `writtenBy`), each a regular file, besides temporary files an interrupted run left
+ * (files.ts beginAtomicWrite names them `.NAME.PID.RANDOM.tmp`). Anything else is IO_WRITE, so a
+ * run never replaces a directory it did not make.
+ */
+export function checkModelOutDir(out: string, dir: ModelOutDir): boolean {
+  let st;
+  try {
+    st = lstatSync(out);
+  } catch {
+    return true;
+  }
+  if (!st.isDirectory()) throw writeError(out, 'exists and is not a directory', 'choose a new output directory');
+  let all: string[];
+  try {
+    all = readdirSync(out);
+  } catch (e) {
+    throw ioError(out, e);
+  }
+  const leftover = new RegExp(`^\\.(${dir.files.map(escapeRegExp).join('|')})\\.\\d+\\.\\w+\\.tmp$`);
+  const entries = all.filter((e) => !leftover.test(e));
+  if (entries.length === 0) return false;
+  const previous = entries.includes('model.safetensors') && entries.every((e) => dir.files.includes(e))
+    && isPreviousRun(join(out, 'model.safetensors'), dir.writtenBy);
+  if (!previous) throw writeError(out, `is not empty (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''}) and is not a previous \`${dir.writtenBy.value}\` output`, 'choose a new or empty output directory');
+  for (const name of entries) {
+    let file = false;
+    try { file = lstatSync(join(out, name)).isFile(); } catch { /* gone meanwhile: not a regular file */ }
+    if (!file) throw writeError(join(out, name), 'is not a regular file', 'remove it, or choose another output directory');
+  }
+  return false;
+}
+
+function isPreviousRun(path: string, writtenBy: ModelOutDir['writtenBy']): boolean {
+  try {
+    return lstatSync(path).isFile() && readSafetensorsHeaderFile(path).metadata[writtenBy.key] === writtenBy.value;
+  } catch {
+    return false;
   }
 }
 

@@ -6,7 +6,7 @@
 import { totalmem } from 'node:os';
 import { PonderError, stringArgument } from '../errors.js';
 import { loadModel as loadModelCore, modelFromFiles, trackedWeights, checkAborted, checkLoadOptions, type LoadOptions, type ModelSource } from '../api/load.js';
-import type { Model } from '../api/model.js';
+import { giveRuntime, type Model } from '../api/model.js';
 import { openModelDir, readTokenizerFiles } from './model-dir.js';
 import { createNodeWasmRuntime, defaultThreadCount } from './pool-worker.js';
 
@@ -21,7 +21,7 @@ export { listen, type ListenOptions, type Listening } from './serve.js';
 /**
  * Loads with `options.runtime`, or without one with the WASM SIMD kernels on worker_threads, one
  * thread per available core (at most 8) — whose threads are stopped again when loading fails, so a
- * bad model leaves nothing running. The memory plan's machine limit is this machine's memory
+ * bad model leaves nothing running, and by model.dispose() once it loaded. The memory plan's machine limit is this machine's memory
  * unless the caller gave one.
  */
 async function withDefaultRuntime(options: LoadOptions, load: (options: LoadOptions) => Promise<Model>): Promise<Model> {
@@ -29,7 +29,7 @@ async function withDefaultRuntime(options: LoadOptions, load: (options: LoadOpti
   if (options.runtime) return load(options);
   const runtime = await createNodeWasmRuntime({ threads: defaultThreadCount() });
   try {
-    return await load({ ...options, runtime });
+    return giveRuntime(await load({ ...options, runtime }), runtime); // the model's own: model.dispose() stops its threads
   } catch (e) {
     await runtime.dispose();
     throw e;

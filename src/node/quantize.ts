@@ -7,17 +7,18 @@
  * All-or-nothing, as `ponder convert` (writeModelFiles): every file is written to a temporary file
  * beside its target and renamed into place only when all are complete; on any error the temporary
  * files are removed and OUT is as it was. OUT must be absent, an empty directory, or a previous `ponder quantize`
- * output; a target that exists and is not a regular file is never replaced (IO_WRITE).
+ * output; a target that exists and is not a regular file is never replaced (IO_WRITE; convert.ts
+ * checkModelOutDir).
  */
-import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PonderError } from '../errors.js';
 import { DEFAULT_KEEP, planQuantization, quantizeMatrix, type QuantizeSettings, type TensorPlan } from '../convert/quantize.js';
 import { encodeSafetensorsHeader, type TensorToWrite } from '../format/safetensors.js';
 import { familyOf } from '../models/registry.js';
 import { widenFloats, type FloatDType } from '../models/inputs.js';
-import { openModelDir, readSafetensorsHeaderFile } from './model-dir.js';
-import { writeError, writeModelFiles } from './convert.js';
+import { openModelDir } from './model-dir.js';
+import { checkModelOutDir, writeModelFiles } from './convert.js';
 import { QUANT_BITS, QUANT_GROUP_SIZES } from '../models/quantized.js';
 
 export const QUANTIZED_BY = 'ponder quantize';
@@ -45,33 +46,6 @@ export interface QuantizeResult {
   readonly bytesIn: number;
   readonly bytesOut: number;
   readonly copied: readonly string[];
-}
-
-function checkOutDir(out: string): boolean {
-  let st;
-  try {
-    st = lstatSync(out);
-  } catch {
-    return true;
-  }
-  if (!st.isDirectory()) throw writeError(out, 'exists and is not a directory', 'choose a new output directory');
-  const entries = readdirSync(out).filter((e) => !/^\..+\.\d+\.\w+\.tmp$/.test(e));
-  if (entries.length === 0) return false;
-  const previous = entries.includes('model.safetensors') && entries.every((e) => e === 'config.json' || e === 'model.safetensors' || COPIED_FILES.includes(e))
-    && isPreviousQuantization(join(out, 'model.safetensors'));
-  if (!previous) throw writeError(out, `is not empty (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', …' : ''}) and is not a previous \`${QUANTIZED_BY}\` output`, 'choose a new or empty output directory');
-  for (const name of entries) {
-    if (!lstatSync(join(out, name)).isFile()) throw writeError(join(out, name), 'is not a regular file', 'remove it, or choose another output directory');
-  }
-  return false;
-}
-
-function isPreviousQuantization(path: string): boolean {
-  try {
-    return lstatSync(path).isFile() && readSafetensorsHeaderFile(path).metadata.quantized_by === QUANTIZED_BY;
-  } catch {
-    return false;
-  }
 }
 
 function argError(field: string, what: string, hint: string): PonderError {
@@ -111,7 +85,7 @@ export async function quantizeModel(options: QuantizeOptions): Promise<QuantizeR
   const config = { ...dir.config.values as Record<string, unknown>, quantization, quantization_config: quantization };
   const copied = dir.layout === 'file' ? [] : COPIED_FILES.filter((f) => existsSync(join(input, f)));
 
-  const create = checkOutDir(out);
+  const create = checkModelOutDir(out, { files: ['config.json', 'model.safetensors', ...COPIED_FILES], writtenBy: { key: 'quantized_by', value: QUANTIZED_BY } });
   let bytesIn = 0;
   writeModelFiles(out, create, [
     { name: 'model.safetensors', chunks: function* () {

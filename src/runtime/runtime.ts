@@ -18,6 +18,8 @@ export interface Runtime {
   readonly forceShards?: number;
   /** kernel threads (per-thread scratch in the memory plan). Default 1. */
   readonly threads?: number;
+  /** Stops the runtime's kernel threads, if it has any (the WASM runtime's pool). */
+  dispose?(): Promise<void>;
 }
 
 /** The plain-TypeScript runtime: slow, dependency-free, the reference every SIMD kernel is tested against. One memory: the JS heap. */

@@ -277,7 +277,25 @@ function readContent(value: unknown, param: string): string | null | undefined {
   }).join('\n');
 }
 
-/** A PonderError raised while preparing a generation, as the 400 naming the request field it came from. */
+/**
+ * Whether a library error is a fault of the served model, not of the request: a NaN/Inf inside the
+ * model (its weights, or values that overflow float32) is a 500 server_error carrying the code, with
+ * `x-should-retry: false` (OpenAI's clients retry a 500 otherwise, and the same request fails the
+ * same way). A non-finite value the request's own repetition_penalty made (field repetitionPenalty,
+ * spec/sampling.md) stays the request's: a 400.
+ */
+export function isServerFault(e: PonderError): boolean {
+  return e.code === 'NUM_NONFINITE' && e.field !== 'repetitionPenalty';
+}
+
+/** A library error as its HTTP error: the served model's fault a 500, anything else a 400 naming `param`, with `code` (default: the library's). */
+export function httpErrorFrom(e: PonderError, param: string | null = null, code: string = e.code): HttpError {
+  const message = `${e.message}${e.hint ? ` (${e.hint})` : ''}`;
+  if (isServerFault(e)) return new HttpError(500, message, 'server_error', null, e.code, { 'x-should-retry': 'false' });
+  return badRequest(param, message, code);
+}
+
+/** A PonderError raised while preparing a generation, as the 400 naming the request field it came from (or the served model's fault, a 500). */
 export function requestErrorFrom(e: PonderError, endpoint: Endpoint): HttpError {
   const input = endpoint === 'chat' ? 'messages' : 'prompt';
   const fields: Record<string, string> = {
@@ -287,8 +305,7 @@ export function requestErrorFrom(e: PonderError, endpoint: Endpoint): HttpError 
   const param = e.code === 'ARG_POLICY' ? 'policy'
     : e.code.startsWith('GEN_') || e.code.startsWith('CHAT_') ? input
       : e.field !== undefined ? fields[e.field] ?? e.field : null;
-  const code = e.code === 'GEN_CONTEXT' ? 'context_length_exceeded' : e.code;
-  return badRequest(param, `${e.message}${e.hint ? ` (${e.hint})` : ''}`, code);
+  return httpErrorFrom(e, param, e.code === 'GEN_CONTEXT' ? 'context_length_exceeded' : e.code);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import { describePolicy } from '../depth/policy.js';
 import type { TokenTrace } from '../trace/trace.js';
 import { TurnQueue, type Release } from './queue.js';
 import {
-  HttpError, badRequest, chatObject, chunkObject, completionObject, depthInfo, finishReasonOf, parseRequest, requestErrorFrom,
+  HttpError, badRequest, chatObject, chunkObject, completionObject, depthInfo, finishReasonOf, httpErrorFrom, isServerFault, parseRequest, requestErrorFrom,
   usage, usageChunk, type Endpoint, type ParsedRequest, type ResponseHead,
 } from './openai.js';
 
@@ -284,7 +284,7 @@ class Server implements PonderServer {
             // the headers (200) are sent: the error is the stream's last event, with ponder's code when it has one (null: a bug, logged)
             const typed = e instanceof PonderError;
             const message = typed ? `${e.message}${e.hint ? ` (${e.hint})` : ''}` : `internal error: ${(e as Error).message ?? String(e)}`;
-            send({ error: { message, type: typed ? 'invalid_request_error' : 'server_error', param: null, code: typed ? e.code : null } });
+            send({ error: { message, type: typed && !isServerFault(e) ? 'invalid_request_error' : 'server_error', param: null, code: typed ? e.code : null } });
             detail = ` ${message} (${typed ? e.code : 'internal'})`;
           } finally {
             release();
@@ -339,7 +339,10 @@ class Server implements PonderServer {
 
   private errorResponse(e: unknown): Response {
     if (e instanceof HttpError) return json(e.status, e.body(), e.headers);
-    if (e instanceof PonderError) return json(400, badRequest(null, `${e.message}${e.hint ? ` (${e.hint})` : ''}`, e.code).body());
+    if (e instanceof PonderError) {
+      const error = httpErrorFrom(e);
+      return json(error.status, error.body(), error.headers);
+    }
     const message = `internal error: ${(e as Error).message ?? String(e)}`;
     return json(500, new HttpError(500, message, 'server_error').body());
   }

@@ -59,20 +59,52 @@ export interface RunTrace {
   prefillMs?: number;
 }
 
-export interface TraceSummary {
+/** Depth statistics over a set of tokens (a trace's generated tokens, the positions Model.score fed). */
+export interface DepthStats {
+  /** mean, least and largest steps; 0 when there are no tokens */
+  meanDepth: number;
+  minDepth: number;
+  maxDepth: number;
+  /** the largest maxSteps */
+  fullDepth: number;
+  /** Σ steps and Σ maxSteps */
+  stepsUsed: number;
+  stepsFull: number;
+}
+
+/** DepthStats as a running tally (Model.score keeps no tokens once a window is handed over): add each token, then read stats(). */
+export class DepthTally {
+  private count = 0;
+  private stepsUsed = 0;
+  private stepsFull = 0;
+  private minDepth = Infinity;
+  private maxDepth = 0;
+  private fullDepth = 0;
+
+  add(token: Pick<TokenTrace, 'steps' | 'maxSteps'>): void {
+    this.count++;
+    this.stepsUsed += token.steps;
+    this.stepsFull += token.maxSteps;
+    this.minDepth = Math.min(this.minDepth, token.steps);
+    this.maxDepth = Math.max(this.maxDepth, token.steps);
+    this.fullDepth = Math.max(this.fullDepth, token.maxSteps);
+  }
+
+  stats(): DepthStats {
+    const n = this.count;
+    return {
+      meanDepth: n > 0 ? this.stepsUsed / n : 0, minDepth: n > 0 ? this.minDepth : 0, maxDepth: this.maxDepth, fullDepth: this.fullDepth,
+      stepsUsed: this.stepsUsed, stepsFull: this.stepsFull,
+    };
+  }
+}
+
+/** Depth statistics over generated tokens (phase 'decode'), and what else a trace adds up to. */
+export interface TraceSummary extends DepthStats {
   /** Generated tokens (phase 'decode'). */
   tokens: number;
   /** Generated tokens per second of decode time; null when no time was measured. */
   tokensPerSecond: number | null;
-  /** Depth statistics over generated tokens; 0 when there are none. */
-  meanDepth: number;
-  minDepth: number;
-  maxDepth: number;
-  /** The largest maxSteps among generated tokens. */
-  fullDepth: number;
-  /** Σ steps and Σ maxSteps over generated tokens. */
-  stepsUsed: number;
-  stepsFull: number;
   /** 1 − stepsUsed / stepsFull: the fraction of recurrent-block applications skipped. 0 when stepsFull is 0. */
   computeSaved: number;
   /** Σ flops over all tokens, prefill included. */
@@ -139,18 +171,8 @@ export function checkTrace(run: RunTrace): void {
 export function summarizeTrace(run: RunTrace): TraceSummary {
   checkTrace(run);
   const generated = run.tokens.filter((t) => (t.phase ?? 'decode') === 'decode');
-  let stepsUsed = 0;
-  let stepsFull = 0;
-  let minDepth = Infinity;
-  let maxDepth = 0;
-  let fullDepth = 0;
-  for (const t of generated) {
-    stepsUsed += t.steps;
-    stepsFull += t.maxSteps;
-    minDepth = Math.min(minDepth, t.steps);
-    maxDepth = Math.max(maxDepth, t.steps);
-    fullDepth = Math.max(fullDepth, t.maxSteps);
-  }
+  const depth = new DepthTally();
+  for (const t of generated) depth.add(t);
   let flops = 0;
   let kvBytesPeak = 0;
   for (const t of run.tokens) {
@@ -158,16 +180,12 @@ export function summarizeTrace(run: RunTrace): TraceSummary {
     kvBytesPeak = Math.max(kvBytesPeak, t.kvBytes);
   }
   const n = generated.length;
+  const stats = depth.stats();
   return {
     tokens: n,
     tokensPerSecond: run.decodeMs > 0 ? (n * 1000) / run.decodeMs : null,
-    meanDepth: n > 0 ? stepsUsed / n : 0,
-    minDepth: n > 0 ? minDepth : 0,
-    maxDepth,
-    fullDepth,
-    stepsUsed,
-    stepsFull,
-    computeSaved: stepsFull > 0 ? 1 - stepsUsed / stepsFull : 0,
+    ...stats,
+    computeSaved: stats.stepsFull > 0 ? 1 - stats.stepsUsed / stats.stepsFull : 0,
     flops,
     kvBytesPeak,
   };

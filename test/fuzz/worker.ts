@@ -123,8 +123,9 @@ const OPENAI_CODE = /^[a-z][a-z_]*$/;
 /**
  * Posts a (mutated) request body to a fresh server core over a bundled model and checks the answer:
  * a 2xx whose body is a completion or a stream ending in [DONE], or an OpenAI error object
- * `{error: {message, type, param, code}}` with a 4xx status (504 for the time limit). A 500, an
- * error object in a stream that is not typed, or a body that is not JSON is a failure.
+ * `{error: {message, type, param, code}}` with a 4xx status (504 for the time limit, a 500 carrying
+ * a spec/errors.md code such as NUM_NONFINITE). A 500 without such a code, an error object in a
+ * stream that is not typed, or a body that is not JSON is a failure.
  */
 async function runServe(corpus: Corpus, argv: readonly string[], body: Uint8Array): Promise<StepOutcome> {
   const [, modelName, endpoint] = argv;
@@ -158,7 +159,9 @@ async function runServe(corpus: Corpus, argv: readonly string[], body: Uint8Arra
       const error = parseError(text);
       if (!error) problems.push(`HTTP ${response.status} without an OpenAI error object: ${text.slice(0, 200)}`);
       else { code = error.code ?? `HTTP ${response.status}`; firstLine = `HTTP ${response.status} ${error.type}: ${error.message}`; }
-      if (response.status >= 500 && response.status !== 504) { code = 'INTERNAL'; exit = 1; }
+      // a 5xx is judged by its code: one of spec/errors.md's (NUM_NONFINITE: a fault of the model, not of the request)
+      // is typed; none, or an HTTP-level one, is INTERNAL (504, the time limit, is accepted)
+      if (response.status >= 500 && response.status !== 504 && (error?.code == null || OPENAI_CODE.test(error.code))) { code = 'INTERNAL'; exit = 1; }
     }
   } catch (e) {
     return { argv, exit: -1, code: null, firstLine: String((e as Error)?.stack ?? e).slice(0, 300), problems: ['the server threw (handle() must never reject)'], ms: performance.now() - t0 };
