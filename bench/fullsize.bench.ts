@@ -142,7 +142,8 @@ async function parent(): Promise<void> {
     if (values.context !== undefined) args.push('--context', values.context);
     if (!values.json) console.log(`# ${threads} thread${threads > 1 ? 's' : ''}: load average ${load()}`);
     const r = spawnSync(process.execPath, args, { stdio: ['ignore', 'pipe', values.json ? 'ignore' : 'inherit'], encoding: 'utf8', maxBuffer: 1 << 24 });
-    if (r.status !== 0) { console.error(`the ${threads}-thread run failed (exit ${r.status}):\n${r.stdout}`); process.exit(1); }
+    // (the runs done so far are printed first: a full-size run takes many minutes)
+    if (r.status !== 0) { console.error(`the ${threads}-thread run failed (exit ${r.status ?? r.signal}); the runs before it: ${JSON.stringify(reports)}\n${r.stdout}`); process.exit(1); }
     reports.push(JSON.parse(r.stdout.trim().split('\n').pop()!));
   }
   if (values.json) { console.log(JSON.stringify({ dir, policy: values.policy ?? 'default', prompt: Number(values.prompt), tokens: Number(values.tokens), reports }, null, 2)); return; }
