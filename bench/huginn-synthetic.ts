@@ -23,12 +23,18 @@ export function scaledHuginnConfig(heads: number, vocab: number, blockSize = 512
 // (src/kernels/scalar.ts: no typed arrays allocated per value, which made a full-size read take many minutes)
 const bf16Bits = f32ToBf16Bits;
 
+/** Upstream's "takase" init scales: std √(2/(5E)); output projections std/√(2·effective depth). */
+export function huginnInitScales(config: HuginnConfig): { std: number; outStd: number } {
+  const std = Math.sqrt(2 / (5 * config.nEmbd));
+  const depth = config.nPrelude + config.nCoda + config.nCore * config.meanRecurrence;
+  return { std, outStd: std / Math.sqrt(2 * depth) };
+}
+
 export function syntheticHuginnWeights(rawConfig: Record<string, unknown>, seed = 1, outGain = 1): { config: HuginnConfig; source: WeightSource; parameters: number } {
   const config = parseHuginnConfig(rawConfig, 'synthetic');
   const shapes = new Map(huginnTensorShapes(config).filter(([n]) => n !== 'lm_head.weight')); // tied: wte serves as lm_head
-  const std = Math.sqrt(2 / (5 * config.nEmbd));
-  const depth = config.nPrelude + config.nCoda + config.nCore * config.meanRecurrence;
-  const outStd = (std / Math.sqrt(2 * depth)) * outGain;
+  const { std, outStd: baseOutStd } = huginnInitScales(config);
+  const outStd = baseOutStd * outGain;
   let parameters = 0;
   for (const s of shapes.values()) parameters += s.reduce((a, b) => a * b, 1);
   const source: WeightSource = {

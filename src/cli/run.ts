@@ -15,11 +15,12 @@ import { ThinkingSplitter, promptOpensThinking, type TextSegment } from '../chat
 import { readTokenizerFiles } from '../node/model-dir.js';
 import type { SamplingOptions } from '../generate/sampling.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { colorTokenByDepth, depthLegend, formatSummary } from '../trace/terminal.js';
+import { colorTokenByDepth, depthLegend, formatRate, formatSummary } from '../trace/terminal.js';
 import { intFlag, parseFlags, type FlagSpec } from './args.js';
 import { createRuntime, quantActivationsFlag, RUNTIME_FLAGS } from './runtime-flags.js';
 import { MEMORY_FLAGS, MEMORY_HELP, memoryOptions } from './memory-flags.js';
 import type { CliIO } from './io.js';
+import type { LoadProgress } from '../api/load.js';
 
 export const GENERATION_FLAGS: FlagSpec = {
   model: { type: 'string', short: 'm' },
@@ -178,13 +179,26 @@ export async function runtimeFromFlags(command: string, values: Record<string, s
     : createRuntime(values as Record<string, string | boolean | undefined>);
 }
 
+/** Checkpoints from this size on show their load progress. */
+const LOAD_PROGRESS_MIN_BYTES = 256 * 2 ** 20;
+
 /**
  * The model a command runs on: --model (default: the bundled trained model) on `runtime` (the
  * caller's to dispose: runtimeFromFlags), planned with the memory flags (--context, --kv-dtype,
  * --max-memory); what was assumed goes to `note` (default: stderr).
  */
 export async function openModel(values: Record<string, string | boolean | string[] | undefined>, io: CliIO, runtime: Runtime, defaultNote = '', note: (line: string) => void = (line) => io.err(`${line}\n`)): Promise<Model> {
-  const model = await loadModelDir(modelDir(values, io, note, defaultNote), { runtime, ...memoryOptions(values) });
+  const dir = modelDir(values, io, note, defaultNote);
+  // a checkpoint of gigabytes takes a while: its progress on stderr (one line, rewritten); a small one loads at once
+  let shown = -1;
+  const onProgress = ({ bytesDone, bytesTotal }: LoadProgress): void => {
+    if (bytesTotal < LOAD_PROGRESS_MIN_BYTES) return;
+    const percent = Math.floor((100 * bytesDone) / bytesTotal);
+    if (percent < shown + 5 && bytesDone < bytesTotal) return;
+    shown = percent;
+    io.err(`\rloading ${dir}: ${percent}% of ${(bytesTotal / 2 ** 30).toFixed(2)} GiB${bytesDone >= bytesTotal ? '\n' : ''}`);
+  };
+  const model = await loadModelDir(dir, { runtime, onProgress, ...memoryOptions(values) });
   if (model.unknownConfigKeys.length > 0) note(`note: config.json keys ponder does not read (a typo, or a field it ignores): ${model.unknownConfigKeys.join(', ')}`);
   return model;
 }
@@ -372,7 +386,7 @@ async function runPrepared({ model, prompt, options, notes }: Prepared, values: 
   const { result, started } = await streamGeneration(generation, model, io, { hideThinking, legend: true });
   if (!started) io.out(`${depthLegend(model.defaultDepth, io.isTTY === true)}\n`);
   const prefill = result.trace.prefillMs ?? 0;
-  const prefillRate = prefill > 0 ? ` (${((result.promptIds.length * 1000) / prefill).toFixed(1)} tok/s)` : '';
+  const prefillRate = prefill > 0 ? ` (${formatRate((result.promptIds.length * 1000) / prefill)} tok/s)` : '';
   io.out(`\n${formatSummary(result.summary)}\n`);
   io.out(`prompt ${result.promptIds.length} tokens, prefill ${prefill.toFixed(1)} ms${prefillRate} · policy ${result.trace.policy} · ${model.family} · finished: ${result.finishReason}\n`);
   return 0;

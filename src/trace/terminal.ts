@@ -42,6 +42,11 @@ export function depthLegend(maxDepth: number, isTTY: boolean): string {
   return `depth ${swatches} of ${maxDepth} (lighter = fewer steps)`;
 }
 
+/** A rate with one decimal, or three significant digits below 10 (a full-size model decodes at 0.05 tok/s, not "0.0"). */
+export function formatRate(perSecond: number): string {
+  return perSecond >= 10 || perSecond === 0 || !Number.isFinite(perSecond) ? perSecond.toFixed(1) : perSecond.toPrecision(3);
+}
+
 /** The run summary as one line, e.g. "12 tokens, 35.3 tok/s · depth mean 3.25 (min 1, max 4, full 4) · compute saved 18.8%". */
 export function formatSummary(summary: TraceSummary): string {
   const s = summary as unknown as Record<string, unknown>;
@@ -50,7 +55,7 @@ export function formatSummary(summary: TraceSummary): string {
     if (typeof s[key] !== 'number') throw invalidArgument(`formatSummary summary.${key}`, 'a number', s[key]);
   }
   if (s.tokensPerSecond !== null && typeof s.tokensPerSecond !== 'number') throw invalidArgument('formatSummary summary.tokensPerSecond', 'a number or null', s.tokensPerSecond);
-  const speed = summary.tokensPerSecond === null ? 'time not measured' : `${summary.tokensPerSecond.toFixed(1)} tok/s`;
+  const speed = summary.tokensPerSecond === null ? 'time not measured' : `${formatRate(summary.tokensPerSecond)} tok/s`;
   return `${summary.tokens} tokens, ${speed} · depth mean ${summary.meanDepth.toFixed(2)} (min ${summary.minDepth}, max ${summary.maxDepth}, full ${summary.fullDepth})`
     + ` · compute saved ${(summary.computeSaved * 100).toFixed(1)}% vs full depth`;
 }
