@@ -24,7 +24,8 @@
 //    the 4 dot products in one vector, lane i = (l0 + l2) + (l1 + l3) of accumulator i, whichever
 //    q and k fed it (no scalar horizontal sums). Invisible keys get −Inf and are not read.
 // 2. max over visible scores (NaN-ignoring, like the scalar twin), exp(s − max) with the SIMD exp,
-//    f32 sum in 4 lanes. A query that sees no key (max = −Inf) gets zeros.
+//    f32 sum in 4 lanes. A query that sees no key (max = −Inf) gets zeros; one whose visible
+//    scores are all NaN gets NaN.
 // 3. out = Σ_j p_j v_j / sum, each output element accumulated over j in order from +0 (partial sums
 //    wait in `out`, exactly, between key blocks), then divided by the sum; keys with p_j = 0
 //    (masked or underflowed) are skipped, so Inf/NaN in a masked V row cannot leak in.
@@ -193,9 +194,20 @@ function scoresTwo(sa: usize, sb: usize, qa: usize, qb: usize, ia: i32, ib: i32,
 
 // Step 2 in place on sp[0..Tk): p_j = exp(s_j − max); returns Σ p_j, or 0 (leaving sp as it is)
 // when no key is visible. Otherwise the sum is ≥ 1 (the max itself contributes exp(0) = 1) or NaN.
+// Every visible score NaN (a NaN query, or NaN keys: NaN in the K projection's weights) also leaves
+// max = −Inf; that row is NaN, not "sees no key", so the NaN reaches the logits as in upstream's
+// softmax, where the non-finite check names it.
 function softmaxScores(sp: usize, Tk: i32): f32 {
   const max = rowMax(sp, Tk); // NaN never wins
-  if (max == -Infinity) return 0;
+  if (max == -Infinity) {
+    for (let j = 0; j < Tk; j++) {
+      if (isNaN(load<f32>(sp + (<usize>j << 2)))) {
+        for (let i = 0; i < Tk; i++) store<f32>(sp + (<usize>i << 2), NaN);
+        return NaN;
+      }
+    }
+    return 0;
+  }
   return expShifted(sp, sp, Tk, max);
 }
 

@@ -79,6 +79,18 @@ test('NaN weights under a criterion are NUM_NONFINITE at the first check, naming
   await assert.rejects(ouro.generate([1, 2], { maxNewTokens: 2, policy: exit('latent-diff') }).result(), nonFinite(/^the hidden state h_t after model\.norm is NaN at step 1/));
 });
 
+test('NaN in the key projection (every score of a query NaN) is NaN out of attention, not a query that sees no key: NUM_NONFINITE in every family (before: zeros, and silent tokens)', async () => {
+  const cases: [string, string][] = [
+    ['demo-ouro', 'model.layers.0.self_attn.k_proj.weight'],
+    ['demo-mor', 'model.layers.0.self_attn.k_proj.weight'],
+    ['demo-huginn', 'transformer.coda.0.attn.Wqkv.weight'],
+  ];
+  for (const [name, tensor] of cases) {
+    const model = await loadModel(modelWith(name, tensor, NaN), { runtime: await createWasmRuntime() });
+    await assert.rejects(model.generate([1, 2, 3], { maxNewTokens: 3 }).result(), nonFinite(/NaN/), `${name}: ${tensor} all NaN`);
+  }
+});
+
 test('a check that ran is never null in a trace: Ouro\'s gate values and every criterion value are numbers for each step run', async () => {
   const model = await loadModel('models/demo-ouro', { runtime: await createWasmRuntime() });
   for (const policy of [exit('gate', 0.9), exit('kl', 1e-9)]) {

@@ -176,8 +176,9 @@ export const scalarKernels: Kernels = {
           if (scores[j] > max) max = scores[j];
         }
         const oo = i * qDim + h * headDim;
-        if (max === -Infinity) { // no visible key: zeros by contract
-          for (let d = 0; d < headDim; d++) out[oo + d] = 0;
+        if (max === -Infinity) { // no visible key: zeros by contract; every visible score NaN: NaN
+          const fill = scores.subarray(0, Tk).some(Number.isNaN) ? NaN : 0;
+          for (let d = 0; d < headDim; d++) out[oo + d] = fill;
           continue;
         }
         let sum = 0;
