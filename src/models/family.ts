@@ -15,7 +15,7 @@ import type { Runtime } from '../runtime/runtime.js';
 import type { TokenTrace } from '../trace/trace.js';
 import type { WeightSource } from './weights.js';
 import { PonderError } from '../errors.js';
-import type { KvDType, MemoryNeeds, MemoryPlan } from '../runtime/plan.js';
+import type { KvDType, MemoryNeeds, MemoryPlan, PlanTensor } from '../runtime/plan.js';
 
 export type { MemoryNeeds } from '../runtime/plan.js';
 
@@ -29,16 +29,9 @@ export type Family = 'mor' | 'huginn' | 'ouro';
  *   embedding  kept as stored outside the kernels' memory; the rows a call needs are widened
  *   buffer     not a parameter (a RoPE table): checked against the config, never bound
  */
-export interface TensorSpec {
-  readonly name: string;
-  readonly shape: readonly number[];
-  readonly bind: 'linear' | 'f32' | 'embedding' | 'buffer';
-  /** the layer or block it belongs to ('embed', 'prelude.0', 'core.3', 'layers.7', 'head', …): what a memory plan partitions by */
-  readonly group: string;
+export interface TensorSpec extends PlanTensor {
   /** may be absent from a checkpoint (a tied lm_head, a buffer the model recomputes) */
   readonly optional?: boolean;
-  /** another name of the same parameter (a tied lm_head is its embedding; MoR's shared layers): stored under every name, or once */
-  readonly sameAs?: string;
 }
 
 export interface LoadOptions {

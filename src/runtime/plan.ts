@@ -86,12 +86,14 @@ export interface MemoryNeeds {
   readonly contextField: string;
 }
 
-/** What the plan reads of a tensor the family lists (models/family.ts TensorSpec). */
+/** What the plan reads of a tensor the family lists (models/family.ts TensorSpec extends it). */
 export interface PlanTensor {
   readonly name: string;
   readonly shape: readonly number[];
   readonly bind: 'linear' | 'f32' | 'embedding' | 'buffer';
+  /** the layer or block it belongs to ('embed', 'prelude.0', 'core.3', 'layers.7', 'head', …): what a memory plan partitions by */
   readonly group: string;
+  /** another name of the same parameter (a tied lm_head is its embedding; MoR's shared layers): stored under every name, or once */
   readonly sameAs?: string;
 }
 
