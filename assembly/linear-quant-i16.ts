@@ -15,12 +15,18 @@
 // each quad K/gs groups, each group
 //   [4 f32 scales][4 f32 biases][gs·bits/128 chunks of 4 rows × 16 bytes of codes]
 // A row's 16 bytes are its MLX words unchanged: 8 bits, 16 consecutive codes; 4 bits, 32 codes,
-// byte b holding k = 2b (low nibble) and 2b + 1 (high nibble). The quantized activations are laid
-// out to match: 8 bits, k in order; 4 bits, per chunk of 32 k the 16 even k then the 16 odd k, so
-// `v & 0x0f` and `v >> 4` meet their activations without a shuffle.
+// byte b holding k = 2b (low nibble) and 2b + 1 (high nibble). Read as eight u16 lanes, lane i holds
+// 8 bits: k = 2i (low byte) and 2i + 1 (high byte); 4 bits: k = 4i, 4i+1, 4i+2, 4i+3 (bits 0, 4, 8,
+// 12). So each field is one shift and/or one and within i16 lanes, already 16 bits wide for the dot
+// (no byte shifts, which x86 lacks, and no widening). The quantized activations are laid out to
+// match, once per activation row: 8 bits, per chunk of 16 k the 8 even k then the 8 odd k; 4 bits,
+// per chunk of 32 k four vectors, vector j holding k = 4i + j (i = 0..7).
 //
-// Per 16 weights (4 bits): one load, an and, a shift, two widenings to i16, two dots, two adds —
-// against the exact mode's extraction, convert and multiply-add per four weights.
+// Ops per 32 weights of one row (decode, M = 1), the activation loads shared by the quad's 4 rows:
+//   4 bits: 1 load, 3 ands, 3 shifts (the fields), 4 dots, 4 adds                       = 15
+//   8 bits: 2 loads, 2 ands, 2 shifts, 4 dots, 4 adds                                   = 14
+// then per group and quad a transpose-add of the 4 rows' i32x4 sums (6 shuffles, 3 adds) and the f32
+// epilogue. The exact mode (assembly/linear-quant.ts) spends ~19 ops per 16 weights.
 import { groupSums } from './linear-quant';
 
 const XMAX: f32 = 32767;
@@ -49,13 +55,18 @@ function quantizeRow(xq: usize, xscale: usize, x: usize, K: i32, bits: i32, gs: 
         i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 32), iv))),
         i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 48), iv))));
       if (bits == 8) {
-        v128.store(xq, n0); v128.store(xq, n1, 16);
+        // k0+k .. +15 = one chunk: the 8 even k, then the 8 odd k
+        v128.store(xq, i8x16.shuffle(n0, n1, 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29));
+        v128.store(xq, i8x16.shuffle(n0, n1, 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31), 16);
         xq += 32;
       } else {
-        // k0+k .. +15 of a 32-k chunk: evens to the chunk's first half, odds to its second
-        const half = (k & 16) != 0 ? 16 : 0;
-        v128.store(xq + half, i8x16.shuffle(n0, n1, 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29));
-        v128.store(xq + half + 32, i8x16.shuffle(n0, n1, 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31));
+        // k0+k .. +15 = half h of a 32-k chunk: its k = 16h + 4i' + j (i' < 4) go to lanes 4h + i'
+        // of vector j, 8 bytes each
+        const half: usize = (k & 16) != 0 ? 8 : 0;
+        v128.store64_lane(xq + half, i8x16.shuffle(n0, n1, 0, 1, 8, 9, 16, 17, 24, 25, 0, 1, 8, 9, 16, 17, 24, 25), 0);
+        v128.store64_lane(xq + half, i8x16.shuffle(n0, n1, 2, 3, 10, 11, 18, 19, 26, 27, 2, 3, 10, 11, 18, 19, 26, 27), 0, 16);
+        v128.store64_lane(xq + half, i8x16.shuffle(n0, n1, 4, 5, 12, 13, 20, 21, 28, 29, 4, 5, 12, 13, 20, 21, 28, 29), 0, 32);
+        v128.store64_lane(xq + half, i8x16.shuffle(n0, n1, 6, 7, 14, 15, 22, 23, 30, 31, 6, 7, 14, 15, 22, 23, 30, 31), 0, 48);
         if (half != 0) xq += 64;
       }
     }
@@ -70,17 +81,18 @@ function quantizeRow(xq: usize, xscale: usize, x: usize, K: i32, bits: i32, gs: 
   return i32x4.add(i8x16.shuffle(s01, s23, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27), i8x16.shuffle(s01, s23, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31));
 }
 
-// The 4 (8 bits) or 2 × 4 (4 bits) dot products of one row's 16 code bytes.
+// Σ code·x over one row's 32 codes (4 bits): the four nibble fields of each u16 lane against the
+// activation vectors x0..x3 (vector j: k ≡ j mod 4), as 4 i32 lanes (exact).
 // @ts-ignore: decorator
-@inline function rowDot4(v: v128, xe0: v128, xe1: v128, xo0: v128, xo1: v128): v128 {
-  const lo = v128.and(v, i8x16.splat(0x0f)), hi = i8x16.shr_u(v, 4);
+@inline function rowDot4(v: v128, x0: v128, x1: v128, x2: v128, x3: v128, m15: v128): v128 {
   return i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), xe0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), xe1)),
-    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), xo0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), xo1)));
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(v, m15), x0), i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(v, 4), m15), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(v128.and(i16x8.shr_u(v, 8), m15), x2), i32x4.dot_i16x8_s(i16x8.shr_u(v, 12), x3)));
 }
+// The same over 16 codes (8 bits): the low and high byte of each u16 lane against the even and odd k.
 // @ts-ignore: decorator
-@inline function rowDot8(v: v128, x0: v128, x1: v128): v128 {
-  return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(v), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(v), x1));
+@inline function rowDot8(v: v128, xe: v128, xo: v128, m255: v128): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(v128.and(v, m255), xe), i32x4.dot_i16x8_s(i16x8.shr_u(v, 8), xo));
 }
 
 // One quad (4 output rows) of one activation row over the whole of K; y at yp, `rows` of 4 valid.
@@ -91,21 +103,24 @@ function quadRow(yp: usize, xq: usize, xscale: usize, xsum: usize, bp: usize, K:
     let a0 = i32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
     let cp = bp + 32;
     if (bits == 4) {
-      for (let ch = 0; ch < chunks; ch++) {
-        const xe0 = v128.load(xq), xe1 = v128.load(xq, 16), xo0 = v128.load(xq, 32), xo1 = v128.load(xq, 48);
-        a0 = i32x4.add(a0, rowDot4(v128.load(cp), xe0, xe1, xo0, xo1));
-        a1 = i32x4.add(a1, rowDot4(v128.load(cp, 16), xe0, xe1, xo0, xo1));
-        a2 = i32x4.add(a2, rowDot4(v128.load(cp, 32), xe0, xe1, xo0, xo1));
-        a3 = i32x4.add(a3, rowDot4(v128.load(cp, 48), xe0, xe1, xo0, xo1));
+      const m15 = i16x8.splat(0xf);
+      let ch = 0;
+      for (; ch < chunks; ch++) {
+        const x0 = v128.load(xq), x1 = v128.load(xq, 16), x2 = v128.load(xq, 32), x3 = v128.load(xq, 48);
+        a0 = i32x4.add(a0, rowDot4(v128.load(cp), x0, x1, x2, x3, m15));
+        a1 = i32x4.add(a1, rowDot4(v128.load(cp, 16), x0, x1, x2, x3, m15));
+        a2 = i32x4.add(a2, rowDot4(v128.load(cp, 32), x0, x1, x2, x3, m15));
+        a3 = i32x4.add(a3, rowDot4(v128.load(cp, 48), x0, x1, x2, x3, m15));
         xq += 64; cp += 64;
       }
     } else {
+      const m255 = i16x8.splat(0xff);
       for (let ch = 0; ch < chunks; ch++) {
-        const x0 = v128.load(xq), x1 = v128.load(xq, 16);
-        a0 = i32x4.add(a0, rowDot8(v128.load(cp), x0, x1));
-        a1 = i32x4.add(a1, rowDot8(v128.load(cp, 16), x0, x1));
-        a2 = i32x4.add(a2, rowDot8(v128.load(cp, 32), x0, x1));
-        a3 = i32x4.add(a3, rowDot8(v128.load(cp, 48), x0, x1));
+        const xe = v128.load(xq), xo = v128.load(xq, 16);
+        a0 = i32x4.add(a0, rowDot8(v128.load(cp), xe, xo, m255));
+        a1 = i32x4.add(a1, rowDot8(v128.load(cp, 16), xe, xo, m255));
+        a2 = i32x4.add(a2, rowDot8(v128.load(cp, 32), xe, xo, m255));
+        a3 = i32x4.add(a3, rowDot8(v128.load(cp, 48), xe, xo, m255));
         xq += 32; cp += 64;
       }
     }
