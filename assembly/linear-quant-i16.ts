@@ -124,11 +124,20 @@ function quadRow(yp: usize, xq: usize, xscale: usize, xsum: usize, bp: usize, K:
         xq += 32; cp += 64;
       }
     }
-    const idot = f32x4.convert_i32x4_s(hsum4(a0, a1, a2, a3));
-    const term = f32x4.add(f32x4.mul(f32x4.mul(v128.load(bp), v128.load32_splat(xscale)), idot), f32x4.mul(v128.load(bp, 16), v128.load32_splat(xsum)));
-    c = f32x4.add(c, term);
+    c = groupTerm(c, hsum4(a0, a1, a2, a3), bp, xscale, xsum);
     bp = cp; xscale += 4; xsum += 4;
   }
+  storeQuad(yp, c, biasp, rows);
+}
+
+// c + ((scale·xscale)·f32(idot) + bias·xsum) for the quad's 4 rows of one group (scales at gp).
+// @ts-ignore: decorator
+@inline function groupTerm(c: v128, idot: v128, gp: usize, xscale: usize, xsum: usize): v128 {
+  return f32x4.add(c, f32x4.add(f32x4.mul(f32x4.mul(v128.load(gp), v128.load32_splat(xscale)), f32x4.convert_i32x4_s(idot)), f32x4.mul(v128.load(gp, 16), v128.load32_splat(xsum))));
+}
+
+// y[0, rows) = c (+ bias).
+function storeQuad(yp: usize, c: v128, biasp: usize, rows: i32): void {
   if (rows == 4) {
     if (biasp != 0) c = f32x4.add(c, v128.load(biasp));
     v128.store(yp, c);
@@ -142,17 +151,73 @@ function quadRow(yp: usize, xq: usize, xscale: usize, xsum: usize, bp: usize, K:
   }
 }
 
+// Prefill: Σ code·xq over one group of one weight row (its chunks at cp, 64 bytes apart) against two
+// activation rows (xq and xq + xqStride), each field extracted once for both: returns the first
+// row's i32x4 sums and stores the second's at `second`. Per 32 weights and activation row: half a
+// load, 3 (4 bits) or 2 (8 bits) field ops, 4 dots, 4 adds.
+// @ts-ignore: decorator
+@inline function rowGroupPair(cp: usize, xq: usize, xqStride: usize, chunks: i32, bits: i32, second: usize): v128 {
+  let a = i32x4.splat(0), b = a;
+  if (bits == 4) {
+    const m15 = i16x8.splat(0xf);
+    for (let ch = 0; ch < chunks; ch++) {
+      const v = v128.load(cp);
+      const f0 = v128.and(v, m15), f1 = v128.and(i16x8.shr_u(v, 4), m15), f2 = v128.and(i16x8.shr_u(v, 8), m15), f3 = i16x8.shr_u(v, 12);
+      a = i32x4.add(a, i32x4.add(
+        i32x4.add(i32x4.dot_i16x8_s(f0, v128.load(xq)), i32x4.dot_i16x8_s(f1, v128.load(xq, 16))),
+        i32x4.add(i32x4.dot_i16x8_s(f2, v128.load(xq, 32)), i32x4.dot_i16x8_s(f3, v128.load(xq, 48)))));
+      const x1 = xq + xqStride;
+      b = i32x4.add(b, i32x4.add(
+        i32x4.add(i32x4.dot_i16x8_s(f0, v128.load(x1)), i32x4.dot_i16x8_s(f1, v128.load(x1, 16))),
+        i32x4.add(i32x4.dot_i16x8_s(f2, v128.load(x1, 32)), i32x4.dot_i16x8_s(f3, v128.load(x1, 48)))));
+      cp += 64; xq += 64;
+    }
+  } else {
+    const m255 = i16x8.splat(0xff);
+    for (let ch = 0; ch < chunks; ch++) {
+      const v = v128.load(cp);
+      const lo = v128.and(v, m255), hi = i16x8.shr_u(v, 8);
+      a = i32x4.add(a, i32x4.add(i32x4.dot_i16x8_s(lo, v128.load(xq)), i32x4.dot_i16x8_s(hi, v128.load(xq, 16))));
+      const x1 = xq + xqStride;
+      b = i32x4.add(b, i32x4.add(i32x4.dot_i16x8_s(lo, v128.load(x1)), i32x4.dot_i16x8_s(hi, v128.load(x1, 16))));
+      cp += 64; xq += 32;
+    }
+  }
+  v128.store(second, b);
+  return a;
+}
+
+// One quad of two activation rows (the second's xq, xscale and xsum one stride after the first's)
+// over the whole of K; y at yp and yp + rowBytesY. pair: 64 bytes of scratch.
+function quadRowPair(yp: usize, rowBytesY: usize, xq: usize, xqStride: usize, xscale: usize, xsum: usize, vecStride: usize, bp: usize, K: i32, bits: i32, gs: i32, biasp: usize, rows: i32, pair: usize): void {
+  let c0 = f32x4.splat(0), c1 = c0;
+  const chunks = (gs * bits) >> 7, gbytes = groupBytesI16(bits, gs), xqGroup = <usize>gs << 1;
+  for (let k0 = 0; k0 < K; k0 += gs) {
+    const cp = bp + 32;
+    const a0 = rowGroupPair(cp, xq, xqStride, chunks, bits, pair);
+    const a1 = rowGroupPair(cp + 16, xq, xqStride, chunks, bits, pair + 16);
+    const a2 = rowGroupPair(cp + 32, xq, xqStride, chunks, bits, pair + 32);
+    const a3 = rowGroupPair(cp + 48, xq, xqStride, chunks, bits, pair + 48);
+    c0 = groupTerm(c0, hsum4(a0, a1, a2, a3), bp, xscale, xsum);
+    c1 = groupTerm(c1, hsum4(v128.load(pair), v128.load(pair, 16), v128.load(pair, 32), v128.load(pair, 48)), bp, xscale + vecStride, xsum + vecStride);
+    bp += gbytes; xq += xqGroup; xscale += 4; xsum += 4;
+  }
+  storeQuad(yp, c0, biasp, rows);
+  storeQuad(yp + rowBytesY, c1, biasp, rows);
+}
+
 // Activation rows per block: the scratch holds one block's quantized rows, whatever M is.
 export const QUANT_I16_ROW_BLOCK = 16;
 
 // Quads [q0, q1) of y = x·W^T (+ bias). scratch, private to the calling thread, for R =
 // min(M, QUANT_I16_ROW_BLOCK) rows: [R][K/gs] f32 group sums, [R][K/gs] f32 xscales (each rounded
-// up to 16 bytes), [R][K] i16 quantized activations (quantI16ScratchBytes in
-// src/kernels/wasm-exports.ts). bits: 8 or 4; gs: a multiple of 32.
+// up to 16 bytes), [R][K] i16 quantized activations (rounded up to 16 bytes), 64 bytes for
+// quadRowPair (quantI16ScratchBytes in src/kernels/wasm-exports.ts). bits: 8 or 4; gs: a multiple of 32.
 export function linear_quant_i16(y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, q0: i32, q1: i32, scratch: usize, bits: i32, gs: i32): void {
   const groups = K / gs;
   const vecBytes = (<usize>min(M, QUANT_I16_ROW_BLOCK) * <usize>groups * 4 + 15) & ~15;
   const sums = scratch, xscales = scratch + vecBytes, xq = scratch + 2 * vecBytes;
+  const pair = xq + ((<usize>min(M, QUANT_I16_ROW_BLOCK) * <usize>K << 1) + 15 & ~15);
   const rowBytesX = <usize>K << 2, rowBytesY = <usize>N << 2, groupStride = <usize>groups << 2;
   const quadBytes = <usize>groups * groupBytesI16(bits, gs);
   for (let m0 = 0; m0 < M; m0 += QUANT_I16_ROW_BLOCK) {
@@ -167,7 +232,11 @@ export function linear_quant_i16(y: usize, x: usize, w: usize, bias: usize, M: i
       const biasp = bias != 0 ? bias + (<usize>q << 4) : 0;
       const bp = w + <usize>q * quadBytes;
       // the block's activation rows against this quad's weights while they are in L1
-      for (let m = 0; m < rows; m++) {
+      let m = 0;
+      for (; m + 2 <= rows; m += 2) {
+        quadRowPair(y + <usize>(m0 + m) * rowBytesY + (<usize>q << 4), rowBytesY, xq + (<usize>m * <usize>K << 1), <usize>K << 1, xscales + <usize>m * groupStride, sums + <usize>m * groupStride, groupStride, bp, K, bits, gs, biasp, outRows, pair);
+      }
+      if (m < rows) {
         quadRow(y + <usize>(m0 + m) * rowBytesY + (<usize>q << 4), xq + (<usize>m * <usize>K << 1), xscales + <usize>m * groupStride, sums + <usize>m * groupStride, bp, K, bits, gs, biasp, outRows);
       }
     }
