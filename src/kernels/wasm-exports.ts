@@ -64,7 +64,7 @@ export function linearScratchBytes(kc: number): number {
 }
 
 // assembly/linear-quant.ts and linear-quant-i16.ts: rows per block of prefill.
-const QUANT_ROW_BLOCK = 256;
+const QUANT_ROW_BLOCK = 64;
 const QUANT_I16_ROW_BLOCK = 16;
 
 /** Bytes of per-thread scratch linear_quant_i16 needs (assembly/linear-quant-i16.ts): group sums and xscales of a block of min(M, 16) rows, those rows as int16, and 64 bytes for a row pair's sums. */
@@ -75,7 +75,7 @@ export function quantI16ScratchBytes(M: number, K: number, gs: number): number {
 
 /**
  * Bytes of per-thread scratch linear_quant needs (assembly/linear-quant.ts) with k-blocks of kc:
- * decode (M = 1), the row's K/gs group sums; prefill, for a block of R = min(M, 256) rows, the
+ * decode (M = 1), the row's K/gs group sums; prefill, for a block of R = min(M, 64) rows, the
  * group sums of one k-block (rounded up to 16 bytes), an [R][16] f32 block of group dots and one
  * group of codes widened to f32 ([gs][16]). At most 32 KiB for kc = 256, whatever M and K are.
  */
