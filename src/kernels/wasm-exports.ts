@@ -67,10 +67,10 @@ export function linearScratchBytes(kc: number): number {
 const QUANT_ROW_BLOCK = 64;
 const QUANT_I16_ROW_BLOCK = 16;
 
-/** Bytes of per-thread scratch linear_quant_i16 needs (assembly/linear-quant-i16.ts): group sums and xscales of a block of min(M, 16) rows, those rows as int16, and 64 bytes for a row pair's sums. */
+/** Bytes of per-thread scratch linear_quant_i16 needs (assembly/linear-quant-i16.ts): group sums and xscales of a block of min(M, 16) rows, those rows as int16, and 192 bytes for the sums of 4 rows. */
 export function quantI16ScratchBytes(M: number, K: number, gs: number): number {
   const rows = Math.min(M, QUANT_I16_ROW_BLOCK);
-  return 2 * ((rows * (K / gs) * 4 + 15) & ~15) + ((rows * K * 2 + 15) & ~15) + 64;
+  return 2 * ((rows * (K / gs) * 4 + 15) & ~15) + ((rows * K * 2 + 15) & ~15) + 192;
 }
 
 /**
