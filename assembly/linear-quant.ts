@@ -11,16 +11,22 @@
 // K/gs groups, each group
 //   [16 f32 scales][16 f32 biases][gs k-steps of codes]                (128 + gs·2·bits bytes)
 // A k-step's codes are four 32-bit lanes (8 bits: one i32 each; 4 bits: one u16 each, widened to
-// i32 lanes by v128.load16x4_u); lane c holds columns c, c+4, c+8, c+12 from the low bits up, so
-// `(lane >> bits·j) & mask` yields columns 4j..4j+3 in lane order with one shift and one and.
+// i32 lanes by v128.load16x4_u); lane c holds columns c, c+4, c+8, c+12 from the low bits up: field
+// j (bits·j .. bits·j + bits − 1) holds columns 4j..4j+3 in lane order. Fields 0..2 are taken in
+// place, with one and (as MLX's Metal qdot takes 4-bit codes): they read code·2^(bits·j), exact in
+// f32; field 3 with one shift (its top bits need no mask). To keep the products those of the codes,
+// the stored scale of a column in field j < 3 is scale·2^−(bits·j) (exact): (scale·2^−bj)·(Σ x·code·2^bj)
+// rounds as scale·(Σ x·code) unless a product or sum leaves the normal f32 range, and the scalar twin
+// does the same arithmetic, so they agree bit for bit in every case.
 //
-// In f32, per output: acc = +0; per group in k order: dot = +0, then dot = dot + x·f32(code) for
-// k in order (the fma of simd.ts: two roundings in the plain build); xsum = +0, then xsum = xsum +
-// x (k order); acc = acc + (scale·dot + bias·xsum), each product and sum rounded (never fused, in
-// both builds). The layer bias is added last. So decode (M = 1), prefill (M > 1: the group's codes
-// widened once and run through the f32 register tiles of linear.ts for all M rows) and any split
-// of the panels across threads give the same bits, and the scalar twin (src/kernels/scalar.ts)
-// equals the plain build bit for bit.
+// In f32, per output (column n, field j = (n mod 16) div 4, f = 2^(bits·j) for j < 3 else 1): acc =
+// +0; per group in k order: dot = +0, then dot = dot + x·f32(code·f) for k in order (the fma of
+// simd.ts: two roundings in the plain build); xsum = +0, then xsum = xsum + x (k order); acc = acc +
+// (f32(scale/f)·dot + bias·xsum), each product and sum rounded (never fused, in both builds). The
+// layer bias is added last. So decode (M = 1), prefill (M > 1: the group's codes widened once and
+// run through the f32 register tiles of linear.ts for all M rows) and any split of the panels across
+// threads give the same bits, and the scalar twin (src/kernels/scalar.ts) equals the plain build bit
+// for bit.
 import { fma } from './simd';
 import { storeRow, loadRow, panelRows } from './linear';
 
@@ -29,11 +35,11 @@ import { storeRow, loadRow, panelRows } from './linear';
   return 128 + ((<usize>gs * <usize>bits) << 1);
 }
 
-// Columns 4j..4j+3 of one k-step as f32 (lanes of `v`: see the layout note).
+// Columns 4j..4j+3 of one k-step as f32, code·2^(bits·j) for j < 3 (lanes of `v`: see the layout note).
 // @ts-ignore: decorator
 @inline function codes(v: v128, bits: i32, j: i32): v128 {
-  const mask = i32x4.splat((1 << bits) - 1);
-  return f32x4.convert_i32x4_s(v128.and(i32x4.shr_u(v, bits * j), mask));
+  if (j == 3) return f32x4.convert_i32x4_s(i32x4.shr_u(v, bits * 3));
+  return f32x4.convert_i32x4_s(v128.and(v, i32x4.splat(((1 << bits) - 1) << (bits * j))));
 }
 
 // @ts-ignore: decorator
@@ -82,27 +88,28 @@ function gemvPanelQuant(yp: usize, x: usize, bp: usize, K: i32, bits: i32, gs: i
     let d0 = f32x4.splat(0), d1 = f32x4.splat(0), d2 = f32x4.splat(0), d3 = f32x4.splat(0);
     let cp = bp + 128;
     const end = cp + <usize>gs * step;
-    // one loop per width, so that each has its own load and constant shift counts; the top field
-    // needs no mask (8 bits: an i32 lane; 4 bits: a u16 widened to i32)
+    // one loop per width, so that each has its own load and constant masks; fields 0..2 in place
+    // (code·2^(bits·j), the scale compensates), the top one shifted down (no mask needed: 8 bits,
+    // an i32 lane; 4 bits, a u16 widened to i32)
     if (bits == 8) {
-      const mask = i32x4.splat(0xff);
+      const m0 = i32x4.splat(0xff), m1 = i32x4.splat(0xff00), m2 = i32x4.splat(0xff0000);
       while (cp < end) {
         const av = v128.load32_splat(a);
         const v = v128.load(cp);
-        d0 = fma(av, f32x4.convert_i32x4_s(v128.and(v, mask)), d0);
-        d1 = fma(av, f32x4.convert_i32x4_s(v128.and(i32x4.shr_u(v, 8), mask)), d1);
-        d2 = fma(av, f32x4.convert_i32x4_s(v128.and(i32x4.shr_u(v, 16), mask)), d2);
+        d0 = fma(av, f32x4.convert_i32x4_s(v128.and(v, m0)), d0);
+        d1 = fma(av, f32x4.convert_i32x4_s(v128.and(v, m1)), d1);
+        d2 = fma(av, f32x4.convert_i32x4_s(v128.and(v, m2)), d2);
         d3 = fma(av, f32x4.convert_i32x4_s(i32x4.shr_u(v, 24)), d3);
         a += 4; cp += 16;
       }
     } else {
-      const mask = i32x4.splat(0xf);
+      const m0 = i32x4.splat(0xf), m1 = i32x4.splat(0xf0), m2 = i32x4.splat(0xf00);
       while (cp < end) {
         const av = v128.load32_splat(a);
         const v = v128.load16x4_u(cp);
-        d0 = fma(av, f32x4.convert_i32x4_s(v128.and(v, mask)), d0);
-        d1 = fma(av, f32x4.convert_i32x4_s(v128.and(i32x4.shr_u(v, 4), mask)), d1);
-        d2 = fma(av, f32x4.convert_i32x4_s(v128.and(i32x4.shr_u(v, 8), mask)), d2);
+        d0 = fma(av, f32x4.convert_i32x4_s(v128.and(v, m0)), d0);
+        d1 = fma(av, f32x4.convert_i32x4_s(v128.and(v, m1)), d1);
+        d2 = fma(av, f32x4.convert_i32x4_s(v128.and(v, m2)), d2);
         d3 = fma(av, f32x4.convert_i32x4_s(i32x4.shr_u(v, 12)), d3);
         a += 4; cp += 8;
       }

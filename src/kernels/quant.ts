@@ -42,6 +42,18 @@ export function dequantizeRow(src: QuantizedSource, K: number, n: number, out: F
   }
 }
 
+/**
+ * The exact mode's kernels (assembly/linear-quant.ts) read the codes of the columns in field j of a
+ * packed lane (j = (n mod 16) div 4) in place, as code·2^(bits·j) for j < 3, and compensate in the
+ * scale: these are the code factor and the stored scale of such a column (both exact powers of two).
+ */
+export function fieldFactor(bits: number, field: number): number {
+  return field < 3 ? 2 ** (bits * field) : 1;
+}
+export function fieldScale(scale: number, bits: number, field: number): number {
+  return fround(scale / fieldFactor(bits, field));
+}
+
 /** KERNEL_BAD_ARGS unless `src` holds a quantized [N, K] matrix (a bug in the caller: loaders check files first). */
 export function checkQuantizedSource(src: QuantizedSource, N: number, K: number): void {
   const bits = quantBits(src.dtype), gs = src.groupSize;

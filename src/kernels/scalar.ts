@@ -4,10 +4,10 @@
  * once, so they are at least as accurate as the f32 SIMD kernels.
  */
 import type { Kernels, LinearSource, LinearWeight, RopeLayout } from './kernels.js';
-import { checkQuantizedSource, codeAt, isQuantized, quantBits } from './quant.js';
+import { checkQuantizedSource, codeAt, fieldFactor, fieldScale, isQuantized, quantBits } from './quant.js';
 
 interface ScalarLinearWeight extends LinearWeight {
-  readonly w: Float32Array; // [N, K] row-major, widened (or, for quantized weights, the codes) to f32
+  readonly w: Float32Array; // [N, K] row-major, widened (or, for quantized weights, the codes · fieldFactor) to f32
   readonly scales?: Float32Array; // quantized: [N, K / groupSize]
   readonly biases?: Float32Array; // quantized: [N, K / groupSize]
 }
@@ -72,9 +72,15 @@ export const scalarKernels: Kernels = {
     const w = new Float32Array(N * K);
     if (isQuantized(src)) {
       checkQuantizedSource(src, N, K);
+      // the kernel's arithmetic (assembly/linear-quant.ts): column n in field j = (n mod 16) div 4
+      // multiplies x by code·2^(bits·j) (j < 3) and its scale is scale·2^−(bits·j)
       const bits = quantBits(src.dtype), groups = K / src.groupSize;
-      for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) w[n * K + k] = codeAt(src.codes, n * (K * bits / 32), k, bits);
-      const scales = Float32Array.from(src.scales.subarray(0, N * groups)), biases = Float32Array.from(src.biases.subarray(0, N * groups));
+      const scales = new Float32Array(N * groups), biases = Float32Array.from(src.biases.subarray(0, N * groups));
+      for (let n = 0; n < N; n++) {
+        const field = (n & 15) >> 2, f = fieldFactor(bits, field);
+        for (let k = 0; k < K; k++) w[n * K + k] = codeAt(src.codes, n * (K * bits / 32), k, bits) * f;
+        for (let g = 0; g < groups; g++) scales[n * groups + g] = fieldScale(src.scales[n * groups + g], bits, field);
+      }
       return { N, K, dtype: src.dtype, groupSize: src.groupSize, bytes: w.byteLength, w, scales, biases };
     }
     if (src.dtype === 'f32') w.set(src.data.subarray(0, N * K));

@@ -25,7 +25,7 @@ import { LIMITS, limitNote } from '../limits.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { WasmArena, ScratchBuffer, WASM_MAX_PAGES } from '../runtime/wasm-arena.js';
 import type { Kernels, KvBuffer, KvDType, LinearSource, LinearWeight, QuantizedSource, RopeLayout } from './kernels.js';
-import { checkQuantizedSource, isQuantized, quantBits } from './quant.js';
+import { checkQuantizedSource, fieldScale, isQuantized, quantBits } from './quant.js';
 import { KERNELS_RELAXED_WASM, KERNELS_WASM } from './wasm-binary.js';
 import { type WorkerFactory, ThreadPool } from '../runtime/pool.js';
 import { attentionKernel, attentionScratchBytes, linearBlockK, linearScratchBytes, quantI16ScratchBytes, quantScratchBytes, type WasmKernelExports } from './wasm-exports.js';
@@ -352,8 +352,9 @@ class WasmKernels implements Kernels {
   /**
    * Quantized panels (assembly/linear-quant.ts): per panel of 16 columns and group of `gs` k-steps,
    * 16 f32 scales, 16 f32 biases, then gs k-steps of codes, lane c of a step holding columns c, c+4,
-   * c+8, c+12 from the low bits up (8 bits: four u32 per step; 4 bits: four u16). Padding columns
-   * get scale 0, bias 0, code 0.
+   * c+8, c+12 from the low bits up (8 bits: four u32 per step; 4 bits: four u16); the scale of a
+   * column in field j < 3, whose codes the kernel reads in place as code·2^(bits·j), is stored as
+   * scale·2^−(bits·j) (fieldScale). Padding columns get scale 0, bias 0, code 0.
    */
   private bindQuantized(src: QuantizedSource, N: number, K: number, shardIndex: number): WasmLinearWeight {
     const bits = quantBits(src.dtype), gs = src.groupSize;
@@ -371,7 +372,7 @@ class WasmKernels implements Kernels {
       const p = n >> 4, c = n & 15, lane = c & 3, field = c >> 2;
       for (let g = 0; g < groups; g++) {
         const gp = p * panelBytes + g * groupBytes; // byte offset of the group in the panel block
-        f32[(gp >> 2) + c] = src.scales[n * groups + g];
+        f32[(gp >> 2) + c] = fieldScale(src.scales[n * groups + g], bits, field);
         f32[(gp >> 2) + 16 + c] = src.biases[n * groups + g];
         // the group's codes: gs / perWord whole words (gs is a multiple of 32 / bits)
         const word0 = n * wordsPerRow + (g * gs) / perWord;
