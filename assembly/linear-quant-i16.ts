@@ -151,53 +151,49 @@ function storeQuad(yp: usize, c: v128, biasp: usize, rows: i32): void {
   }
 }
 
-// Prefill: Σ code·xq over one group of one weight row (its chunks at cp, 64 bytes apart) against two
-// activation rows (xq and xq + xqStride), each field extracted once for both: returns the first
-// row's i32x4 sums and stores the second's at `second`. Per 32 weights and activation row: half a
-// load, 3 (4 bits) or 2 (8 bits) field ops, 4 dots, 4 adds.
+// Σ code·xq of one chunk of 32 codes (4 bits, their four fields f0..f3) or 16 codes (8 bits, the low
+// and high bytes) against the activation row at x, as 4 exact i32 lanes.
 // @ts-ignore: decorator
-@inline function rowGroupPair(cp: usize, xq: usize, xqStride: usize, chunks: i32, bits: i32, second: usize): v128 {
+@inline function nibbleDots(f0: v128, f1: v128, f2: v128, f3: v128, x: usize): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(f0, v128.load(x)), i32x4.dot_i16x8_s(f1, v128.load(x, 16))),
+    i32x4.add(i32x4.dot_i16x8_s(f2, v128.load(x, 32)), i32x4.dot_i16x8_s(f3, v128.load(x, 48))));
+}
+// @ts-ignore: decorator
+@inline function byteDots(lo: v128, hi: v128, x: usize): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(lo, v128.load(x)), i32x4.dot_i16x8_s(hi, v128.load(x, 16)));
+}
+
+// Prefill, 4 bits: Σ code·xq over one group of one weight row (its chunks at cp, 64 bytes apart)
+// against two activation rows (xq and xq + xqStride), each field extracted once for both: returns
+// the first row's i32x4 sums and stores the second's at `second`. Per 32 weights and activation
+// row: half a load, 3 field ops, 4 dots, 4 adds.
+// @ts-ignore: decorator
+@inline function rowGroupPair4(cp: usize, xq: usize, xqStride: usize, chunks: i32, second: usize): v128 {
   let a = i32x4.splat(0), b = a;
-  if (bits == 4) {
-    const m15 = i16x8.splat(0xf);
-    for (let ch = 0; ch < chunks; ch++) {
-      const v = v128.load(cp);
-      const f0 = v128.and(v, m15), f1 = v128.and(i16x8.shr_u(v, 4), m15), f2 = v128.and(i16x8.shr_u(v, 8), m15), f3 = i16x8.shr_u(v, 12);
-      a = i32x4.add(a, i32x4.add(
-        i32x4.add(i32x4.dot_i16x8_s(f0, v128.load(xq)), i32x4.dot_i16x8_s(f1, v128.load(xq, 16))),
-        i32x4.add(i32x4.dot_i16x8_s(f2, v128.load(xq, 32)), i32x4.dot_i16x8_s(f3, v128.load(xq, 48)))));
-      const x1 = xq + xqStride;
-      b = i32x4.add(b, i32x4.add(
-        i32x4.add(i32x4.dot_i16x8_s(f0, v128.load(x1)), i32x4.dot_i16x8_s(f1, v128.load(x1, 16))),
-        i32x4.add(i32x4.dot_i16x8_s(f2, v128.load(x1, 32)), i32x4.dot_i16x8_s(f3, v128.load(x1, 48)))));
-      cp += 64; xq += 64;
-    }
-  } else {
-    const m255 = i16x8.splat(0xff);
-    for (let ch = 0; ch < chunks; ch++) {
-      const v = v128.load(cp);
-      const lo = v128.and(v, m255), hi = i16x8.shr_u(v, 8);
-      a = i32x4.add(a, i32x4.add(i32x4.dot_i16x8_s(lo, v128.load(xq)), i32x4.dot_i16x8_s(hi, v128.load(xq, 16))));
-      const x1 = xq + xqStride;
-      b = i32x4.add(b, i32x4.add(i32x4.dot_i16x8_s(lo, v128.load(x1)), i32x4.dot_i16x8_s(hi, v128.load(x1, 16))));
-      cp += 64; xq += 32;
-    }
+  const m15 = i16x8.splat(0xf);
+  for (let ch = 0; ch < chunks; ch++) {
+    const v = v128.load(cp);
+    const f0 = v128.and(v, m15), f1 = v128.and(i16x8.shr_u(v, 4), m15), f2 = v128.and(i16x8.shr_u(v, 8), m15), f3 = i16x8.shr_u(v, 12);
+    a = i32x4.add(a, nibbleDots(f0, f1, f2, f3, xq));
+    b = i32x4.add(b, nibbleDots(f0, f1, f2, f3, xq + xqStride));
+    cp += 64; xq += 64;
   }
   v128.store(second, b);
   return a;
 }
 
-// One quad of two activation rows (the second's xq, xscale and xsum one stride after the first's)
-// over the whole of K; y at yp and yp + rowBytesY. pair: 64 bytes of scratch (of the 192 below).
-function quadRowPair(yp: usize, rowBytesY: usize, xq: usize, xqStride: usize, xscale: usize, xsum: usize, vecStride: usize, bp: usize, K: i32, bits: i32, gs: i32, biasp: usize, rows: i32, pair: usize): void {
+// 4 bits: one quad of two activation rows (the second's xq, xscale and xsum one stride after the
+// first's) over the whole of K; y at yp and yp + rowBytesY. pair: 64 bytes of scratch.
+function quadRowPair4(yp: usize, rowBytesY: usize, xq: usize, xqStride: usize, xscale: usize, xsum: usize, vecStride: usize, bp: usize, K: i32, gs: i32, biasp: usize, rows: i32, pair: usize): void {
   let c0 = f32x4.splat(0), c1 = c0;
-  const chunks = (gs * bits) >> 7, gbytes = groupBytesI16(bits, gs), xqGroup = <usize>gs << 1;
+  const chunks = gs >> 5, gbytes = groupBytesI16(4, gs), xqGroup = <usize>gs << 1;
   for (let k0 = 0; k0 < K; k0 += gs) {
     const cp = bp + 32;
-    const a0 = rowGroupPair(cp, xq, xqStride, chunks, bits, pair);
-    const a1 = rowGroupPair(cp + 16, xq, xqStride, chunks, bits, pair + 16);
-    const a2 = rowGroupPair(cp + 32, xq, xqStride, chunks, bits, pair + 32);
-    const a3 = rowGroupPair(cp + 48, xq, xqStride, chunks, bits, pair + 48);
+    const a0 = rowGroupPair4(cp, xq, xqStride, chunks, pair);
+    const a1 = rowGroupPair4(cp + 16, xq, xqStride, chunks, pair + 16);
+    const a2 = rowGroupPair4(cp + 32, xq, xqStride, chunks, pair + 32);
+    const a3 = rowGroupPair4(cp + 48, xq, xqStride, chunks, pair + 48);
     c0 = groupTerm(c0, hsum4(a0, a1, a2, a3), bp, xscale, xsum);
     c1 = groupTerm(c1, hsum4(v128.load(pair), v128.load(pair, 16), v128.load(pair, 32), v128.load(pair, 48)), bp, xscale + vecStride, xsum + vecStride);
     bp += gbytes; xq += xqGroup; xscale += 4; xsum += 4;
@@ -206,50 +202,22 @@ function quadRowPair(yp: usize, rowBytesY: usize, xq: usize, xqStride: usize, xs
   storeQuad(yp + rowBytesY, c1, biasp, rows);
 }
 
-// The same against four activation rows (xq + j·xqStride): returns row 0's sums and stores row j's
-// at second + 64·(j − 1). Per 32 weights and activation row: a quarter of a load, 1.5 (4 bits) or 1
-// (8 bits) field ops, 4 dots, 4 adds.
+// 8 bits: the same against four activation rows (xq + j·xqStride): returns row 0's sums and stores
+// row j's at second + 64·(j − 1). Per 32 weights and activation row: half a load, 1 field op, 4 dots,
+// 4 adds. (At 4 bits, four fields against four rows spill registers: 1 thread, Ouro MLP shapes,
+// M = 64, ~42 GFLOP/s against ~50 in pairs.)
 // @ts-ignore: decorator
-@inline function rowGroupFour(cp: usize, xq: usize, xqStride: usize, chunks: i32, bits: i32, second: usize): v128 {
+@inline function rowGroupFour8(cp: usize, xq: usize, xqStride: usize, chunks: i32, second: usize): v128 {
   let a = i32x4.splat(0), b = a, c = a, d = a;
-  if (bits == 4) {
-    const m15 = i16x8.splat(0xf);
-    for (let ch = 0; ch < chunks; ch++) {
-      const v = v128.load(cp);
-      const f0 = v128.and(v, m15), f1 = v128.and(i16x8.shr_u(v, 4), m15), f2 = v128.and(i16x8.shr_u(v, 8), m15), f3 = i16x8.shr_u(v, 12);
-      let x = xq;
-      a = i32x4.add(a, i32x4.add(
-        i32x4.add(i32x4.dot_i16x8_s(f0, v128.load(x)), i32x4.dot_i16x8_s(f1, v128.load(x, 16))),
-        i32x4.add(i32x4.dot_i16x8_s(f2, v128.load(x, 32)), i32x4.dot_i16x8_s(f3, v128.load(x, 48)))));
-      x += xqStride;
-      b = i32x4.add(b, i32x4.add(
-        i32x4.add(i32x4.dot_i16x8_s(f0, v128.load(x)), i32x4.dot_i16x8_s(f1, v128.load(x, 16))),
-        i32x4.add(i32x4.dot_i16x8_s(f2, v128.load(x, 32)), i32x4.dot_i16x8_s(f3, v128.load(x, 48)))));
-      x += xqStride;
-      c = i32x4.add(c, i32x4.add(
-        i32x4.add(i32x4.dot_i16x8_s(f0, v128.load(x)), i32x4.dot_i16x8_s(f1, v128.load(x, 16))),
-        i32x4.add(i32x4.dot_i16x8_s(f2, v128.load(x, 32)), i32x4.dot_i16x8_s(f3, v128.load(x, 48)))));
-      x += xqStride;
-      d = i32x4.add(d, i32x4.add(
-        i32x4.add(i32x4.dot_i16x8_s(f0, v128.load(x)), i32x4.dot_i16x8_s(f1, v128.load(x, 16))),
-        i32x4.add(i32x4.dot_i16x8_s(f2, v128.load(x, 32)), i32x4.dot_i16x8_s(f3, v128.load(x, 48)))));
-      cp += 64; xq += 64;
-    }
-  } else {
-    const m255 = i16x8.splat(0xff);
-    for (let ch = 0; ch < chunks; ch++) {
-      const v = v128.load(cp);
-      const lo = v128.and(v, m255), hi = i16x8.shr_u(v, 8);
-      let x = xq;
-      a = i32x4.add(a, i32x4.add(i32x4.dot_i16x8_s(lo, v128.load(x)), i32x4.dot_i16x8_s(hi, v128.load(x, 16))));
-      x += xqStride;
-      b = i32x4.add(b, i32x4.add(i32x4.dot_i16x8_s(lo, v128.load(x)), i32x4.dot_i16x8_s(hi, v128.load(x, 16))));
-      x += xqStride;
-      c = i32x4.add(c, i32x4.add(i32x4.dot_i16x8_s(lo, v128.load(x)), i32x4.dot_i16x8_s(hi, v128.load(x, 16))));
-      x += xqStride;
-      d = i32x4.add(d, i32x4.add(i32x4.dot_i16x8_s(lo, v128.load(x)), i32x4.dot_i16x8_s(hi, v128.load(x, 16))));
-      cp += 64; xq += 32;
-    }
+  const m255 = i16x8.splat(0xff);
+  for (let ch = 0; ch < chunks; ch++) {
+    const v = v128.load(cp);
+    const lo = v128.and(v, m255), hi = i16x8.shr_u(v, 8);
+    a = i32x4.add(a, byteDots(lo, hi, xq));
+    b = i32x4.add(b, byteDots(lo, hi, xq + xqStride));
+    c = i32x4.add(c, byteDots(lo, hi, xq + 2 * xqStride));
+    d = i32x4.add(d, byteDots(lo, hi, xq + 3 * xqStride));
+    cp += 64; xq += 32;
   }
   v128.store(second, b);
   v128.store(second, c, 64);
@@ -257,17 +225,17 @@ function quadRowPair(yp: usize, rowBytesY: usize, xq: usize, xqStride: usize, xs
   return a;
 }
 
-// One quad of four activation rows (row j's xq, xscale and xsum j strides after row 0's) over the
-// whole of K; y at yp + j·rowBytesY. four: 192 bytes of scratch.
-function quadRowFour(yp: usize, rowBytesY: usize, xq: usize, xqStride: usize, xscale: usize, xsum: usize, vecStride: usize, bp: usize, K: i32, bits: i32, gs: i32, biasp: usize, rows: i32, four: usize): void {
+// 8 bits: one quad of four activation rows (row j's xq, xscale and xsum j strides after row 0's) over
+// the whole of K; y at yp + j·rowBytesY. four: 192 bytes of scratch.
+function quadRowFour8(yp: usize, rowBytesY: usize, xq: usize, xqStride: usize, xscale: usize, xsum: usize, vecStride: usize, bp: usize, K: i32, gs: i32, biasp: usize, rows: i32, four: usize): void {
   let c0 = f32x4.splat(0), c1 = c0, c2 = c0, c3 = c0;
-  const chunks = (gs * bits) >> 7, gbytes = groupBytesI16(bits, gs), xqGroup = <usize>gs << 1;
+  const chunks = gs >> 4, gbytes = groupBytesI16(8, gs), xqGroup = <usize>gs << 1;
   for (let k0 = 0; k0 < K; k0 += gs) {
     const cp = bp + 32;
-    const a0 = rowGroupFour(cp, xq, xqStride, chunks, bits, four);
-    const a1 = rowGroupFour(cp + 16, xq, xqStride, chunks, bits, four + 16);
-    const a2 = rowGroupFour(cp + 32, xq, xqStride, chunks, bits, four + 32);
-    const a3 = rowGroupFour(cp + 48, xq, xqStride, chunks, bits, four + 48);
+    const a0 = rowGroupFour8(cp, xq, xqStride, chunks, four);
+    const a1 = rowGroupFour8(cp + 16, xq, xqStride, chunks, four + 16);
+    const a2 = rowGroupFour8(cp + 32, xq, xqStride, chunks, four + 32);
+    const a3 = rowGroupFour8(cp + 48, xq, xqStride, chunks, four + 48);
     c0 = groupTerm(c0, hsum4(a0, a1, a2, a3), bp, xscale, xsum);
     c1 = groupTerm(c1, hsum4(v128.load(four), v128.load(four, 16), v128.load(four, 32), v128.load(four, 48)), bp, xscale + vecStride, xsum + vecStride);
     c2 = groupTerm(c2, hsum4(v128.load(four, 64), v128.load(four, 80), v128.load(four, 96), v128.load(four, 112)), bp, xscale + 2 * vecStride, xsum + 2 * vecStride);
@@ -286,7 +254,7 @@ export const QUANT_I16_ROW_BLOCK = 16;
 // Quads [q0, q1) of y = x·W^T (+ bias). scratch, private to the calling thread, for R =
 // min(M, QUANT_I16_ROW_BLOCK) rows: [R][K/gs] f32 group sums, [R][K/gs] f32 xscales (each rounded
 // up to 16 bytes), [R][K] i16 quantized activations (rounded up to 16 bytes), 192 bytes for
-// quadRowFour and quadRowPair (quantI16ScratchBytes in src/kernels/wasm-exports.ts). bits: 8 or 4; gs: a multiple of 32.
+// quadRowFour8 and quadRowPair4 (quantI16ScratchBytes in src/kernels/wasm-exports.ts). bits: 8 or 4; gs: a multiple of 32.
 export function linear_quant_i16(y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, q0: i32, q1: i32, scratch: usize, bits: i32, gs: i32): void {
   const groups = K / gs;
   const vecBytes = (<usize>min(M, QUANT_I16_ROW_BLOCK) * <usize>groups * 4 + 15) & ~15;
@@ -306,16 +274,15 @@ export function linear_quant_i16(y: usize, x: usize, w: usize, bias: usize, M: i
       const biasp = bias != 0 ? bias + (<usize>q << 4) : 0;
       const bp = w + <usize>q * quadBytes;
       // the block's activation rows against this quad's weights while they are in L1
-      // 8 bits: four activation rows per pass; 4 bits: two (its four fields against four rows spill
-      // registers: 1 thread, Ouro MLP shapes, M = 64, ~42 GFLOP/s against ~50 in pairs)
+      // four activation rows per pass at 8 bits, two at 4 bits (see rowGroupFour8), the rest one by one
+      const step = bits == 8 ? 4 : 2;
       let m = 0;
-      if (bits == 8) for (; m + 4 <= rows; m += 4) {
-        quadRowFour(y + <usize>(m0 + m) * rowBytesY + (<usize>q << 4), rowBytesY, xq + (<usize>m * <usize>K << 1), <usize>K << 1, xscales + <usize>m * groupStride, sums + <usize>m * groupStride, groupStride, bp, K, bits, gs, biasp, outRows, pair);
+      for (; m + step <= rows; m += step) {
+        const ym = y + <usize>(m0 + m) * rowBytesY + (<usize>q << 4), xqm = xq + (<usize>m * <usize>K << 1), off = <usize>m * groupStride;
+        if (bits == 8) quadRowFour8(ym, rowBytesY, xqm, <usize>K << 1, xscales + off, sums + off, groupStride, bp, K, gs, biasp, outRows, pair);
+        else quadRowPair4(ym, rowBytesY, xqm, <usize>K << 1, xscales + off, sums + off, groupStride, bp, K, gs, biasp, outRows, pair);
       }
-      for (; m + 2 <= rows; m += 2) {
-        quadRowPair(y + <usize>(m0 + m) * rowBytesY + (<usize>q << 4), rowBytesY, xq + (<usize>m * <usize>K << 1), <usize>K << 1, xscales + <usize>m * groupStride, sums + <usize>m * groupStride, groupStride, bp, K, bits, gs, biasp, outRows, pair);
-      }
-      if (m < rows) {
+      for (; m < rows; m++) {
         quadRow(y + <usize>(m0 + m) * rowBytesY + (<usize>q << 4), xq + (<usize>m * <usize>K << 1), xscales + <usize>m * groupStride, sums + <usize>m * groupStride, bp, K, bits, gs, biasp, outRows);
       }
     }
