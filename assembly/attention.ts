@@ -364,14 +364,14 @@ const D_ROW = 0, D_QPOS = 4, D_Q = 8, D_KV = 12;
 // units at a time (their heads lie side by side in the row), the four dot products reduced by one
 // transposeAdd; lane i of it is exactly the score scoresOne computes for that unit and key (any
 // four dot products reduce lane by lane the same way), and a leftover unit uses dot().
-function decodeScores(scores: usize, desc: usize, n: i32, q: usize, k: usize, kvRow: usize, Tk: i32, hd: i32, scale: f32,
+function decodeScores(scores: usize, desc: usize, n: i32, q: usize, k: usize, kvRow: usize, Tk: i32, j0: i32, j1: i32, hd: i32, scale: f32,
                       qPosI: i32, kPos: usize, allowed: usize): void {
   const hd4 = hd & ~3;
   const rowBytes = <usize>Tk << 2;
   const scaleV = f32x4.splat(scale);
   const n4 = n & ~3;
   const step = UNIT_INTS << 2;
-  for (let j = 0; j < Tk; j++) {
+  for (let j = j0; j < j1; j++) {
     const sj = scores + (<usize>j << 2);
     if (!visible(0, j, Tk, qPosI, kPos, allowed)) {
       for (let a = 0; a < n; a++) store<f32>(sj + <usize>a * rowBytes, -Infinity);
@@ -477,14 +477,14 @@ function decodeAccumulate(out: usize, scores: usize, desc: usize, n: i32, v: usi
 // decodeScores over a narrow cache: kvRow is the narrow row's bytes, a unit's KV head starts at
 // half its f32 offset (D_KV). Each accumulator adds the same products in the same d order, so
 // every score is the one decodeScores gives on the widened cache.
-function decodeScoresHalf<T>(scores: usize, desc: usize, n: i32, q: usize, k: usize, kvRow: usize, Tk: i32, hd: i32, scale: f32,
+function decodeScoresHalf<T>(scores: usize, desc: usize, n: i32, q: usize, k: usize, kvRow: usize, Tk: i32, j0: i32, j1: i32, hd: i32, scale: f32,
                              qPosI: i32, kPos: usize, allowed: usize): void {
   const hd4 = hd & ~3;
   const rowBytes = <usize>Tk << 2;
   const scaleV = f32x4.splat(scale);
   const n4 = n & ~3;
   const step = UNIT_INTS << 2;
-  for (let j = 0; j < Tk; j++) {
+  for (let j = j0; j < j1; j++) {
     const sj = scores + (<usize>j << 2);
     if (!visible(0, j, Tk, qPosI, kPos, allowed)) {
       for (let a = 0; a < n; a++) store<f32>(sj + <usize>a * rowBytes, -Infinity);
@@ -580,6 +580,80 @@ function widenHead<T>(dst: usize, src: usize, kvRow: usize, j0: i32, j1: i32, hd
   return (<usize>n * ((<usize>Tk << 2) + (UNIT_INTS << 2)) + 15) & ~15;
 }
 
+// The descriptors of units [ub0, ub0 + n) at desc (qPos = 0: positions unused).
+function writeDescriptors(desc: usize, ub0: i32, n: i32, Tq: i32, group: i32, qRow: usize, headBytes: usize, qPos: usize): void {
+  for (let a = 0; a < n; a++) {
+    const u = ub0 + a;
+    const g = u % group, r = u / group;
+    const i = r % Tq, kvh = r / Tq;
+    const h = kvh * group + g;
+    const dp = desc + <usize>a * (UNIT_INTS << 2);
+    store<i32>(dp, i, D_ROW);
+    store<i32>(dp, qPos != 0 ? load<i32>(qPos + (<usize>i << 2)) : 0, D_QPOS);
+    store<u32>(dp, <u32>(<usize>i * qRow + <usize>h * headBytes), D_Q); // the same offset in q and out
+    store<u32>(dp, <u32>(<usize>kvh * headBytes), D_KV);
+  }
+}
+
+// Decode (Tq = 1) split into phases so that several threads share one call with every thread
+// reading whole K and V rows (a split by heads gives each thread a slice of every row: on Zen 5
+// two threads that way read at half the speed of one). `scores`: one scratch shared by all
+// threads ([nHeads][Tk] scores, then the descriptors). The phases run in order, each thread on its
+// own range [lo, hi) of the phase's axis:
+//   0 DECODE_DESCRIPTORS: the descriptors of every unit (one thread; lo, hi unused),
+//   1 DECODE_SCORES: the scores of key rows [lo, hi), every unit,
+//   2 DECODE_SOFTMAX: the softmax of units [lo, hi) (a unit that sees no key gets a zero row),
+//   3 DECODE_VALUES: every unit's output, Σ_j p_j v_j ÷ sum (one thread; lo, hi unused).
+// Each element gets exactly the arithmetic of the one-thread decode, so any split gives its bits.
+// Why the values take one thread: V rows can only be split by head or head-dim slices (each output
+// element sums over all j in order), and two threads reading alternate slices of every row were
+// slower on Zen 5 than one reading the rows whole (bf16 4 ms vs 1.2 ms, f32 no faster, 16 × 128 at
+// 4096 keys), while the scores split by rows read at up to 2× one thread.
+const DECODE_DESCRIPTORS = 0, DECODE_SCORES = 1, DECODE_SOFTMAX = 2;
+// @ts-ignore: decorator
+@inline function attentionDecodeOf<T>(phase: i32, out: usize, q: usize, k: usize, v: usize, Tk: i32, nHeads: i32, nKvHeads: i32, hd: i32, scale: f32,
+                                      qPos: usize, kPos: usize, allowed: usize, scores: usize, lo: i32, hi: i32): void {
+  const narrow = sizeof<T>() != 4;
+  const kvRowT = <usize>(nKvHeads * hd) * sizeof<T>(); // a cache row's bytes as stored
+  const rowBytes = <usize>Tk << 2;
+  const desc = scores + <usize>nHeads * rowBytes;
+  const usePos = qPos != 0 && kPos != 0;
+  if (phase == DECODE_DESCRIPTORS) {
+    writeDescriptors(desc, 0, nHeads, 1, nHeads / nKvHeads, <usize>(nHeads * hd) << 2, <usize>hd << 2, usePos ? qPos : 0);
+  } else if (phase == DECODE_SCORES) {
+    if (narrow) decodeScoresHalf<T>(scores, desc, nHeads, q, k, kvRowT, Tk, lo, hi, hd, scale, load<i32>(desc, D_QPOS), usePos ? kPos : 0, allowed);
+    else decodeScores(scores, desc, nHeads, q, k, kvRowT, Tk, lo, hi, hd, scale, load<i32>(desc, D_QPOS), usePos ? kPos : 0, allowed);
+  } else if (phase == DECODE_SOFTMAX) {
+    for (let a = lo; a < hi; a++) {
+      const dp = desc + <usize>a * (UNIT_INTS << 2);
+      const sum = softmaxScores(scores + <usize>a * rowBytes, Tk);
+      store<f32>(dp, sum, D_QPOS);
+      if (sum == 0) zeroRow(out + <usize>load<u32>(dp, D_Q), hd);
+    }
+  } else {
+    if (narrow) decodeAccumulateHalf<T>(out, scores, desc, nHeads, v, kvRowT, Tk, hd);
+    else decodeAccumulate(out, scores, desc, nHeads, v, kvRowT, Tk, hd);
+    for (let a = 0; a < nHeads; a++) {
+      const dp = desc + <usize>a * (UNIT_INTS << 2);
+      const sum = load<f32>(dp, D_QPOS);
+      if (sum != 0) divideRow(out + <usize>load<u32>(dp, D_Q), hd, sum);
+    }
+  }
+}
+
+export function attention_decode(phase: i32, out: usize, q: usize, k: usize, v: usize, Tk: i32, nHeads: i32, nKvHeads: i32, hd: i32, scale: f32,
+                                 qPos: usize, kPos: usize, allowed: usize, scores: usize, lo: i32, hi: i32): void {
+  attentionDecodeOf<f32>(phase, out, q, k, v, Tk, nHeads, nKvHeads, hd, scale, qPos, kPos, allowed, scores, lo, hi);
+}
+export function attention_decode_bf16(phase: i32, out: usize, q: usize, k: usize, v: usize, Tk: i32, nHeads: i32, nKvHeads: i32, hd: i32, scale: f32,
+                                      qPos: usize, kPos: usize, allowed: usize, scores: usize, lo: i32, hi: i32): void {
+  attentionDecodeOf<u16>(phase, out, q, k, v, Tk, nHeads, nKvHeads, hd, scale, qPos, kPos, allowed, scores, lo, hi);
+}
+export function attention_decode_f16(phase: i32, out: usize, q: usize, k: usize, v: usize, Tk: i32, nHeads: i32, nKvHeads: i32, hd: i32, scale: f32,
+                                     qPos: usize, kPos: usize, allowed: usize, scores: usize, lo: i32, hi: i32): void {
+  attentionDecodeOf<i16>(phase, out, q, k, v, Tk, nHeads, nKvHeads, hd, scale, qPos, kPos, allowed, scores, lo, hi);
+}
+
 export function attention(out: usize, q: usize, k: usize, v: usize, Tq: i32, Tk: i32, nHeads: i32, nKvHeads: i32, hd: i32, scale: f32,
                           qPos: usize, kPos: usize, allowed: usize, scores: usize, u0: i32, u1: i32): void {
   attentionOf<f32>(out, q, k, v, Tq, Tk, nHeads, nKvHeads, hd, scale, qPos, kPos, allowed, scores, u0, u1);
@@ -616,21 +690,11 @@ export function attention_f16(out: usize, q: usize, k: usize, v: usize, Tq: i32,
     const n = ub1 - ub0;
     const rowBytes = <usize>Tk << 2;
     const desc = scores + <usize>n * rowBytes; // [n][UNIT_INTS]
-    for (let a = 0; a < n; a++) {
-      const u = ub0 + a;
-      const g = u % group, r = u / group;
-      const i = r % Tq, kvh = r / Tq;
-      const h = kvh * group + g;
-      const dp = desc + <usize>a * (UNIT_INTS << 2);
-      store<i32>(dp, i, D_ROW);
-      store<i32>(dp, usePos ? load<i32>(qPos + (<usize>i << 2)) : 0, D_QPOS);
-      store<u32>(dp, <u32>(<usize>i * qRow + <usize>h * headBytes), D_Q); // the same offset in q and out
-      store<u32>(dp, <u32>(<usize>kvh * headBytes), D_KV);
-    }
+    writeDescriptors(desc, ub0, n, Tq, group, qRow, headBytes, usePos ? qPos : 0);
     // Pass 1: scores, key blocks outer.
     if (Tq == 1) {
-      if (narrow) decodeScoresHalf<T>(scores, desc, n, q, k, kvRowT, Tk, hd, scale, load<i32>(desc, D_QPOS), kPosp, allowed);
-      else decodeScores(scores, desc, n, q, k, kvRow, Tk, hd, scale, load<i32>(desc, D_QPOS), kPosp, allowed);
+      if (narrow) decodeScoresHalf<T>(scores, desc, n, q, k, kvRowT, Tk, 0, Tk, hd, scale, load<i32>(desc, D_QPOS), kPosp, allowed);
+      else decodeScores(scores, desc, n, q, k, kvRow, Tk, 0, Tk, hd, scale, load<i32>(desc, D_QPOS), kPosp, allowed);
     } else for (let j0 = 0; j0 < Tk; j0 += kb) {
       const j1 = min(Tk, j0 + kb);
       // narrow: the block's one KV head, keys [j0, j1), widened into scratch and read from there

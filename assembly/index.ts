@@ -6,7 +6,7 @@ export { add_f32, axpy_f32, scale_f32, sigmoid_f32, silu_f32, silu_mul_f32, rmsn
 export { linear_f32, linear_bf16 } from './linear';
 export { linear_quant } from './linear-quant';
 export { linear_quant_i16 } from './linear-quant-i16';
-export { attention, attention_bf16, attention_f16 } from './attention';
+export { attention, attention_bf16, attention_f16, attention_decode, attention_decode_bf16, attention_decode_f16 } from './attention';
 export { stream_read_f32, clock_chain } from './stream';
 
 // First byte the arena may hand out (after the module's static data: Mathf's tables).

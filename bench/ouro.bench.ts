@@ -22,7 +22,11 @@
  *   node --import tsx scripts/ouro-synthetic.ts /tmp/ouro-1.4b-synthetic
  *   node --import tsx bench/ouro.bench.ts /tmp/ouro-1.4b-synthetic [--kernels wasm|scalar] [--threads 1]
  *        [--prompt 8] [--tokens 8] [--reps 2] [--thresholds 0.5,0.9] [--json]
- *        [--context 4096 --kv-dtype bf16]
+ *        [--context 4096 --kv-dtype bf16] [--profile]
+ *
+ * --profile: after the timed runs, one more decode (all loops) with every kernel call timed:
+ * per token, GEMV / lm_head / attention / other kernels / outside kernels, and how long the main
+ * thread waited for the workers (bench/decode-profile.ts). The timed runs are not instrumented.
  *
  * Not part of `npm test` (its file name does not end in .test.ts).
  */
@@ -40,6 +44,7 @@ import { totalmem } from 'node:os';
 import { createScalarRuntime, type Runtime } from '../src/runtime/runtime.js';
 import { StreamBaseline } from './stream-baseline.js';
 import { FULL_TIMING } from './timing.js';
+import { describeProfile, profileDecode } from './decode-profile.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -53,6 +58,7 @@ const { values, positionals } = parseArgs({
     json: { type: 'boolean', default: false },
     context: { type: 'string' },
     'kv-dtype': { type: 'string', default: 'f32' },
+    profile: { type: 'boolean', default: false },
   },
 });
 const longContext = values.context === undefined ? 0 : Number(values.context);
@@ -185,6 +191,11 @@ async function longContextRun(): Promise<void> {
     peakRssBytes: maxRssBytes(), loadSeconds };
   log(`stream read (${stream.threads} thread${stream.threads > 1 ? 's' : ''}): ${before.toFixed(1)} GB/s before, ${after.toFixed(1)} after`);
   log(`decode ${T} loops at context ${longContext} (${kvDtype} KV): ${tokensPerSecond.toFixed(3)} tok/s; ${(weightBytes / 1e9).toFixed(2)} GB weights + ${(kvBytes / 1e9).toFixed(2)} GB KV per token: ${row.pctOfDramBound.toFixed(0)}% of the DRAM bound (${bound.toFixed(3)} tok/s); median of ${reps} runs of ${newTokens} tokens; max RSS ${gib(row.peakRssBytes)}`);
+  if (values.profile) {
+    const p = profileDecode(runtime, V, newTokens, () => { decodeOnce(); });
+    for (const line of describeProfile(p, T * L * 2 * (4 * H * H + 3 * H * I), 2 * V * H, streamGbps)) log(line);
+    (row as Record<string, unknown>).profile = p;
+  }
   if (values.json) console.log(JSON.stringify(row, null, 2));
   await (runtime as { dispose?: () => Promise<void> }).dispose?.();
 }
@@ -267,8 +278,14 @@ thresholds.forEach((tau, k) => {
   log(`   vs upstream (all loops, τ=${tau}) on the same tokens: max |Δlogits| ${maxAbs.toExponential(2)}, argmax agree ${(100 * row.argmaxAgreement).toFixed(0)}%, exit step agree ${(100 * row.exitStepAgreement).toFixed(0)}%; greedy tokens agree with upstream's own continuation ${(100 * row.greedyTokensAgreeing).toFixed(0)}% (its read-out loops ${JSON.stringify(upstreamExits)})`);
 });
 
+let profile: ReturnType<typeof profileDecode> | undefined;
+if (values.profile) {
+  profile = profileDecode(runtime, V, newTokens, () => { decoders[T - 1].decode(); });
+  for (const line of describeProfile(profile, T * layerWeightBytes * L, 2 * V * H, streamGbps)) log(line);
+}
+
 const peak = maxRssBytes();
 const committed = (runtime.arena as { bytesCommitted?: number }).bytesCommitted;
 log(`peak memory: max RSS ${gib(peak)}${committed !== undefined ? `, WASM memory committed ${gib(committed)}` : ''}; prompt ${promptLength} tokens, ${newTokens} decoded per run, median of ${reps} interleaved rounds`);
-if (values.json) console.log(JSON.stringify({ dir, kernels: runtime.kernels.name, threads: Number(values.threads), loadSeconds, peakRssBytes: peak, wasmCommittedBytes: committed, promptLength, newTokens, reps, streamGbps: [streamBefore, streamAfter], rows }, null, 2));
+if (values.json) console.log(JSON.stringify({ dir, kernels: runtime.kernels.name, threads: Number(values.threads), loadSeconds, peakRssBytes: peak, wasmCommittedBytes: committed, promptLength, newTokens, reps, streamGbps: [streamBefore, streamAfter], rows, profile }, null, 2));
 await (runtime as { dispose?: () => Promise<void> }).dispose?.();

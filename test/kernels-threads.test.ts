@@ -32,7 +32,7 @@ test('linear with 2 threads is bit-identical to 1 thread (split by 16-column pan
 });
 
 for (const kvDtype of ['f32', 'bf16', 'f16'] as const) {
-  test(`attention over a ${kvDtype} KV cache with 2 threads is bit-identical to 1 thread (split by query row × head)`, () => {
+  test(`attention over a ${kvDtype} KV cache with 2 threads is bit-identical to 1 thread (prefill split by query row × head; decode by key rows)`, () => {
     let split = 0;
     fc.assert(fc.property(
       fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 300 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 2 }),
@@ -61,6 +61,43 @@ for (const kvDtype of ['f32', 'bf16', 'f16'] as const) {
         split += pooled.splitJobs() - before;
       }), { numRuns: 40, examples: [[8, 300, 4, 2, 64, 3], [1, 300, 4, 2, 64, 4]] });
     assert.ok(split >= 2, 'the big calls were split across the threads');
+  });
+}
+
+for (const kvDtype of ['f32', 'bf16', 'f16'] as const) {
+  test(`decode attention (one query row) over a ${kvDtype} KV cache with 2 threads is bit-identical to 1 thread (scores split by key rows), masks and keys nobody sees included`, () => {
+    let split = 0;
+    fc.assert(fc.property(
+      fc.integer({ min: 64, max: 700 }), fc.integer({ min: 1, max: 8 }), fc.integer({ min: 1, max: 2 }), fc.constantFrom(36, 64, 128),
+      fc.constantFrom('causal', 'allowed', 'none-visible', 'unmasked'), fc.integer(),
+      (Tk, nHeads, nKvHeads, hd, mask, seed) => {
+        const rnd = prng(seed);
+        const heads = nHeads * nKvHeads;
+        const qs = fillUniform(new Float32Array(heads * hd), rnd), ks = fillUniform(new Float32Array(Tk * nKvHeads * hd), rnd), vs = fillUniform(new Float32Array(Tk * nKvHeads * hd), rnd);
+        const allowedBits = Uint8Array.from({ length: Tk }, () => (mask === 'none-visible' ? 0 : rnd() < 0.7 ? 1 : 0));
+        const run = (rt: typeof single) => {
+          const qPos = rt.arena.i32(1), kPos = rt.arena.i32(Tk);
+          qPos[0] = Tk - 1 - (seed & 7); // a few keys past the query's position are masked
+          for (let j = 0; j < Tk; j++) kPos[j] = j;
+          let allowed: Uint8Array | null = null;
+          if (mask === 'allowed' || mask === 'none-visible') { allowed = rt.arena.u8(Tk); allowed.set(allowedBits); }
+          const out = rt.arena.f32(heads * hd);
+          const k = inArena(rt.arena, ks), v = inArena(rt.arena, vs);
+          const positions = mask === 'unmasked' ? [null, null] as const : [qPos, kPos] as const;
+          if (kvDtype === 'f32') rt.kernels.attention(out, inArena(rt.arena, qs), k, v, 1, Tk, heads, nKvHeads, hd, 0.125, positions[0], positions[1], allowed);
+          else {
+            const kn = rt.arena.u16(k.length), vn = rt.arena.u16(v.length);
+            const narrow = kvDtype === 'bf16' ? rt.kernels.f32ToBf16.bind(rt.kernels) : rt.kernels.f32ToF16.bind(rt.kernels);
+            narrow(kn, k, k.length); narrow(vn, v, v.length);
+            rt.kernels.attention(out, inArena(rt.arena, qs), kn, vn, 1, Tk, heads, nKvHeads, hd, 0.125, positions[0], positions[1], allowed, kvDtype);
+          }
+          return out;
+        };
+        const before = pooled.splitJobs();
+        assertBitIdentical(run(pooled), run(single), `Tk=${Tk} heads=${heads}/${nKvHeads} hd=${hd} ${mask} ${kvDtype}`);
+        split += pooled.splitJobs() - before;
+      }), { numRuns: 30, examples: [[4096, 16, 1, 128, 'causal', 1], [300, 4, 2, 36, 'none-visible', 2], [513, 3, 1, 64, 'allowed', 3]] });
+    assert.ok(split >= 2, 'the decode calls were split across the threads');
   });
 }
 

@@ -37,6 +37,13 @@ export interface WasmKernelExports {
                  qPos: number, kPos: number, allowed: number, scores: number, u0: number, u1: number): void;
   attention_f16(out: number, q: number, k: number, v: number, Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
                 qPos: number, kPos: number, allowed: number, scores: number, u0: number, u1: number): void;
+  /** One phase (DECODE_PHASES) of a decode attention call (Tq = 1) shared by threads, over [lo, hi) of the phase's axis; `scores`: one scratch for all threads. */
+  attention_decode(phase: number, out: number, q: number, k: number, v: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
+                   qPos: number, kPos: number, allowed: number, scores: number, lo: number, hi: number): void;
+  attention_decode_bf16(phase: number, out: number, q: number, k: number, v: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
+                        qPos: number, kPos: number, allowed: number, scores: number, lo: number, hi: number): void;
+  attention_decode_f16(phase: number, out: number, q: number, k: number, v: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
+                       qPos: number, kPos: number, allowed: number, scores: number, lo: number, hi: number): void;
 }
 
 
@@ -44,6 +51,17 @@ export interface WasmKernelExports {
 export function attentionKernel(wasm: WasmKernelExports, kv: KvDType): WasmKernelExports['attention'] {
   return kv === 'bf16' ? wasm.attention_bf16 : kv === 'f16' ? wasm.attention_f16 : wasm.attention;
 }
+
+/** The phased decode attention export for a KV element type. */
+export function attentionDecodeKernel(wasm: WasmKernelExports, kv: KvDType): WasmKernelExports['attention_decode'] {
+  return kv === 'bf16' ? wasm.attention_decode_bf16 : kv === 'f16' ? wasm.attention_decode_f16 : wasm.attention_decode;
+}
+
+/**
+ * The phases of attention_decode (assembly/attention.ts), in the order they run, and the axis each
+ * splits: descriptors (one thread), scores by key rows, softmax by heads, values (one thread).
+ */
+export const DECODE_PHASES = { descriptors: 0, scores: 1, softmax: 2, values: 3 } as const;
 
 /**
  * The k-block length for linear with M rows (assembly/linear.ts).

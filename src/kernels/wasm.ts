@@ -27,7 +27,7 @@ import { WasmArena, ScratchBuffer, WASM_MAX_PAGES } from '../runtime/wasm-arena.
 import type { Kernels, KvBuffer, KvDType, LinearSource, LinearWeight, QuantizedSource, RopeLayout } from './kernels.js';
 import { checkQuantizedSource, fieldScale, isQuantized, quantBits } from './quant.js';
 import { KERNELS_RELAXED_WASM, KERNELS_WASM } from './wasm-binary.js';
-import { type WorkerFactory, ThreadPool } from '../runtime/pool.js';
+import { type PoolProfile, type WorkerFactory, ThreadPool } from '../runtime/pool.js';
 import { attentionKernel, attentionScratchBytes, linearBlockK, linearScratchBytes, quantI16ScratchBytes, quantScratchBytes, type WasmKernelExports } from './wasm-exports.js';
 import { isLinearTile, LINEAR_TILES, linearTileIndex, measureLinearTiles, TILE_PROBE_BYTES, type LinearTile, type TileMeasurement } from './linear-tiles.js';
 
@@ -76,6 +76,8 @@ export interface WasmRuntime extends Runtime {
   dispose(): Promise<void>;
   /** Kernel calls split across the pool's threads so far (0 with one thread). */
   splitJobs(): number;
+  /** Benchmarks: sum where split calls spend their time into `profile` (PoolProfile), or stop (null). No-op with one thread. */
+  profilePool(profile: PoolProfile | null): void;
 }
 
 /** A Linear weight bound into the runtime's memory in the packed panel layout (assembly/linear.ts). */
@@ -225,10 +227,11 @@ export async function createWasmRuntime(runtimeOptions?: WasmRuntimeOptions): Pr
         shardArenas.push(shards[shards.length - 1].arena);
       }
       // the workers hold one kernel instance per memory: a new pool over all of them (threads do not multiply)
-      if (pool.current) { await pool.current.close(); pool.current = await startPool(); }
+      if (pool.current) { const profile = pool.current.profile; await pool.current.close(); pool.current = await startPool(); pool.current.profile = profile; }
     },
     async dispose() { if (pool.current) await pool.current.close(); },
     splitJobs: () => pool.current?.splitJobs ?? 0,
+    profilePool(profile: PoolProfile | null) { if (pool.current) pool.current.profile = profile; },
   };
 }
 
@@ -500,6 +503,10 @@ class WasmKernels implements Kernels {
         if (Tq === 0 || nHeads === 0) return;
         const units = Tq * nHeads;
         const pool = this.pool.current;
+        if (Tq === 1 && pool && pool.worthSplitting(units * Tk * headDim, Tk)) {
+          pool.attentionDecode(index, op, qp, kp, vp, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, shard.scoresScratch.need(attentionScratchBytes(1, Tk, units, headDim, kvDtype)), kvDtype);
+          return;
+        }
         if (pool && pool.worthSplitting(units * Tk * headDim, units)) {
           pool.attention(index, op, qp, kp, vp, Tq, Tk, nHeads, nKvHeads, headDim, scale, qpp, kpp, ap, units, shard.scoresScratch, kvDtype);
           return;

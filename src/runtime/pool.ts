@@ -17,7 +17,7 @@
  * Node's worker_threads). The worker side runs `runPoolWorker` below.
  */
 import { PonderError } from '../errors.js';
-import { attentionKernel, attentionScratchBytes, linearScratchBytes, quantI16ScratchBytes, quantScratchBytes, type WasmKernelExports } from '../kernels/wasm-exports.js';
+import { attentionDecodeKernel, attentionKernel, attentionScratchBytes, DECODE_PHASES, linearScratchBytes, quantI16ScratchBytes, quantScratchBytes, type WasmKernelExports } from '../kernels/wasm-exports.js';
 import type { KvDType } from '../kernels/kernels.js';
 import { ScratchBuffer, type WasmArena } from './wasm-arena.js';
 
@@ -60,14 +60,29 @@ const ARGS = 4;      // up to 16 arguments
 const TAKEN = 20;    // last job counter the worker picked up (tells a slow job from a lost worker)
 const SHARD = 21;    // the memory shard the job runs in
 const OP_LINEAR_F32 = 1, OP_LINEAR_BF16 = 2, OP_ATTENTION = 3, OP_LINEAR_QUANT = 4, OP_LINEAR_QUANT_I16 = 5, OP_ATTENTION_BF16 = 6, OP_ATTENTION_F16 = 7, OP_STOP = 99;
+const OP_DECODE_F32 = 8, OP_DECODE_BF16 = 9, OP_DECODE_F16 = 10;
 const ATTENTION_OPS: Readonly<Record<KvDType, number>> = { f32: OP_ATTENTION, bf16: OP_ATTENTION_BF16, f16: OP_ATTENTION_F16 };
+const DECODE_OPS: Readonly<Record<KvDType, number>> = { f32: OP_DECODE_F32, bf16: OP_DECODE_BF16, f16: OP_DECODE_F16 };
+const DECODE_KV: Readonly<Record<number, KvDType>> = { [OP_DECODE_F32]: 'f32', [OP_DECODE_BF16]: 'bf16', [OP_DECODE_F16]: 'f16' };
 
-const WORKER_SPIN_MS = 1;
+// How long a worker spins for its next job, and the main thread for the workers to finish, before
+// sleeping in Atomics.wait: a wake-up costs ~0.2 ms under KVM, and decode issues ~700 jobs a token
+// with gaps well under a millisecond between them, except around work the main thread does alone
+// (decode attention's value pass: 1-2 ms at 4k tokens of context), which the worker's spin covers.
+const WORKER_SPIN_MS = 3;
+const MAIN_SPIN_MS = 2;
 // A live worker picks a job up within microseconds (spinning) or about 0.2 ms (woken from
 // Atomics.wait). One that has not done so after this long has died or was never scheduled.
 const DEFAULT_PICKUP_TIMEOUT_MS = 10_000;
 // Below this many multiply-adds a job is not split: the dispatch round trip would cost more.
 const MIN_SPLIT_WORK = 1 << 16;
+
+/**
+ * Where a split call's time goes, summed over calls (ThreadPool.profile; null = not measured, the
+ * default: then the pool reads no clock). `mainMs`: the main thread running its own share;
+ * `waitMs`: the main thread waiting for the workers after its share (imbalance and wake-up cost).
+ */
+export interface PoolProfile { calls: number; mainMs: number; waitMs: number }
 
 export class ThreadPool {
   readonly threads: number;
@@ -82,6 +97,8 @@ export class ThreadPool {
   private broken = false; // a worker was lost: every later call runs on the main thread alone
   /** Jobs that were split across the threads (the rest ran on the main thread alone). */
   splitJobs = 0;
+  /** Set to measure where split calls spend their time (benchmarks); null: nothing is timed. */
+  profile: PoolProfile | null = null;
 
   private constructor(instances: readonly WasmKernelExports[], arenas: readonly WasmArena[], threads: number, control: Int32Array, handles: PoolWorkerHandle[],
                       private readonly pickupTimeoutMs: number) {
@@ -133,10 +150,11 @@ export class ThreadPool {
     }
     const [p0, p1] = ranges[0];
     const wasm = this.mainInstance(shard);
+    const t0 = this.profile ? performance.now() : 0;
     if (bits !== 0) wasm.linear_quant(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile, bits, gs);
     else if (bf16) wasm.linear_bf16(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile);
     else wasm.linear_f32(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile);
-    this.join(gen, 'linear');
+    this.finish(gen, 'linear', t0);
   }
 
   /** linear_quant_i16 (int16 activations) in memory shard `shard` over quads [0, quads), split in contiguous ranges. `scratch`: the main thread's. */
@@ -149,8 +167,9 @@ export class ThreadPool {
       this.post(i, gen, OP_LINEAR_QUANT_I16, [y, x, w, bias, M, N, K, q0, q1, this.linearScratch[shard][i].need(quantI16ScratchBytes(M, K, gs)), bits, gs], shard);
     }
     const [q0, q1] = ranges[0];
+    const t0 = this.profile ? performance.now() : 0;
     this.mainInstance(shard).linear_quant_i16(y, x, w, bias, M, N, K, q0, q1, scratch, bits, gs);
-    this.join(gen, 'linear');
+    this.finish(gen, 'linear', t0);
   }
 
   /** attention in memory shard `shard` over units [0, units) (unit = query row × head), split in contiguous ranges; K and V stored as `kv`. `scores`: the main thread's scratch. */
@@ -167,8 +186,34 @@ export class ThreadPool {
         this.scoresScratch[shard][i].need(attentionScratchBytes(Tq, Tk, u1 - u0, headDim, kv)), u0, u1], shard);
     }
     const [u0, u1] = ranges[0];
+    const t0 = this.profile ? performance.now() : 0;
     attentionKernel(this.mainInstance(shard), kv)(out, q, k, v, Tq, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, scores.need(attentionScratchBytes(Tq, Tk, u1 - u0, headDim, kv)), u0, u1);
-    this.join(gen, 'attention');
+    this.finish(gen, 'attention', t0);
+  }
+
+  /**
+   * Decode attention (one query row) in memory shard `shard` through the phases of attention_decode:
+   * descriptors on the main thread, scores split by key rows and softmax by heads across the threads
+   * (each thread reads whole K rows), values on the main thread (why: assembly/attention.ts).
+   * `scores`: the one scratch all threads share (attentionScratchBytes for nHeads units).
+   */
+  attentionDecode(shard: number, out: number, q: number, k: number, v: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number,
+                  scale: number, qPos: number, kPos: number, allowed: number, scores: number, kv: KvDType): void {
+    const kernel = attentionDecodeKernel(this.mainInstance(shard), kv);
+    kernel(DECODE_PHASES.descriptors, out, q, k, v, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, scores, 0, 0);
+    for (const [phase, n] of [[DECODE_PHASES.scores, Tk], [DECODE_PHASES.softmax, nHeads]]) {
+      const ranges = split(n, this.threads);
+      const gen = this.nextGeneration();
+      this.splitJobs++;
+      for (let i = 0; i < this.handles.length; i++) {
+        this.controlF32[i * SLOT_INTS + ARGS + 9] = scale; // the one f32 argument, stored as its bits
+        this.post(i, gen, DECODE_OPS[kv], [phase, out, q, k, v, Tk, nHeads, nKvHeads, headDim, null, qPos, kPos, allowed, scores, ranges[i + 1][0], ranges[i + 1][1]], shard);
+      }
+      const t0 = this.profile ? performance.now() : 0;
+      kernel(phase, out, q, k, v, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, scores, ranges[0][0], ranges[0][1]);
+      this.finish(gen, 'attention', t0);
+    }
+    kernel(DECODE_PHASES.values, out, q, k, v, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, scores, 0, 0);
   }
 
   async close(): Promise<void> {
@@ -201,16 +246,30 @@ export class ThreadPool {
     Atomics.notify(c, slot + GEN);
   }
 
-  // Waits until every worker has finished job `gen`. Spins (the job is usually short); where the
-  // main thread may block (Node), it sleeps in 1 ms Atomics.wait slices after a while.
+  // Joins job `gen` after the main thread's share (started at t0 when profiling).
+  private finish(gen: number, kernel: string, t0: number): void {
+    const profile = this.profile;
+    if (profile === null) { this.join(gen, kernel); return; }
+    const t1 = performance.now();
+    this.join(gen, kernel);
+    profile.calls++;
+    profile.mainMs += t1 - t0;
+    profile.waitMs += performance.now() - t1;
+  }
+
+  // Waits until every worker has finished job `gen`. Spins for MAIN_SPIN_MS (a worker's share
+  // usually ends within microseconds of the main thread's); then, where the main thread may block
+  // (Node), it sleeps in 1 ms Atomics.wait slices.
   private join(gen: number, kernel: string): void {
     const c = this.control;
+    let spinUntil = 0;
     for (let i = 0; i < this.handles.length; i++) {
       const slot = i * SLOT_INTS;
       let spins = 0;
       let slowSince = 0;
       while (Atomics.load(c, slot + DONE) !== gen) {
-        if (++spins > 4096) {
+        if ((++spins & 1023) === 0 && spinUntil === 0) spinUntil = performance.now() + MAIN_SPIN_MS;
+        if (spinUntil !== 0 && (spins & 1023) === 0 && performance.now() > spinUntil) {
           try { Atomics.wait(c, slot + DONE, Atomics.load(c, slot + DONE), 1); } catch { /* main thread of a browser: keep spinning */ }
           // Only a job nobody picked up can be waited on forever; a long job that was taken is just long.
           if (Atomics.load(c, slot + TAKEN) !== gen) {
@@ -274,6 +333,9 @@ export function runPoolWorker(init: PoolWorkerInit, instances: readonly WasmKern
       else if (op === OP_ATTENTION || op === OP_ATTENTION_BF16 || op === OP_ATTENTION_F16) {
         const kernel = attentionKernel(wasm, op === OP_ATTENTION_BF16 ? 'bf16' : op === OP_ATTENTION_F16 ? 'f16' : 'f32');
         kernel(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), controlF32[ARGS + 9], a(10), a(11), a(12), a(13), a(14), a(15));
+      }
+      else if (op === OP_DECODE_F32 || op === OP_DECODE_BF16 || op === OP_DECODE_F16) {
+        attentionDecodeKernel(wasm, DECODE_KV[op])(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), controlF32[ARGS + 9], a(10), a(11), a(12), a(13), a(14), a(15));
       }
       else status = 1;
     } catch {
