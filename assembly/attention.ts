@@ -337,6 +337,15 @@ function divideRow(op: usize, hd: i32, sum: f32): void {
 const KB_PREFILL: i32 = 64;
 const QB_PREFILL: i32 = 16;
 const PREFILL_UNBLOCKED_BYTES: usize = 512 * 1024;
+// The bytes from one unit's scores row to the next in scratch: Tk floats and one cache line more.
+// Decode writes (and reads back) one score of every unit per key; at exactly Tk floats apart with
+// Tk a multiple of 1024 those 16 lines of a 16-head model fall in one L1 set (64 sets of 12 ways on
+// Zen 5) and evict each other on every key; a line of padding spreads them over 16 sets.
+// @ts-ignore: decorator
+@inline function scoresRowBytes(Tk: i32): usize {
+  return (<usize>Tk << 2) + 64;
+}
+
 // A unit's descriptor in scratch, after the scores rows: its query row, that row's position (the
 // softmax sum after pass 2), the byte offset of its head in q and out, and of its KV head in k and v.
 const UNIT_INTS: i32 = 4;
@@ -367,7 +376,7 @@ const D_ROW = 0, D_QPOS = 4, D_Q = 8, D_KV = 12;
 function decodeScores(scores: usize, desc: usize, n: i32, q: usize, k: usize, kvRow: usize, Tk: i32, j0: i32, j1: i32, hd: i32, scale: f32,
                       qPosI: i32, kPos: usize, allowed: usize): void {
   const hd4 = hd & ~3;
-  const rowBytes = <usize>Tk << 2;
+  const rowBytes = scoresRowBytes(Tk);
   const scaleV = f32x4.splat(scale);
   const n4 = n & ~3;
   const step = UNIT_INTS << 2;
@@ -415,7 +424,7 @@ function decodeScores(scores: usize, desc: usize, n: i32, q: usize, k: usize, kv
 // p_j·v_j added into its output row (zeroed first), so each element still accumulates from +0
 // over j in order, skipping p_j = 0, exactly as accumulateOne does.
 function decodeAccumulate(out: usize, scores: usize, desc: usize, n: i32, v: usize, kvRow: usize, Tk: i32, hd: i32): void {
-  const rowBytes = <usize>Tk << 2;
+  const rowBytes = scoresRowBytes(Tk);
   const step = UNIT_INTS << 2;
   const end16 = <usize>(hd & ~15) << 2, end4 = <usize>(hd & ~3) << 2, end = <usize>hd << 2;
   let dp = desc;
@@ -480,7 +489,7 @@ function decodeAccumulate(out: usize, scores: usize, desc: usize, n: i32, v: usi
 function decodeScoresHalf<T>(scores: usize, desc: usize, n: i32, q: usize, k: usize, kvRow: usize, Tk: i32, j0: i32, j1: i32, hd: i32, scale: f32,
                              qPosI: i32, kPos: usize, allowed: usize): void {
   const hd4 = hd & ~3;
-  const rowBytes = <usize>Tk << 2;
+  const rowBytes = scoresRowBytes(Tk);
   const scaleV = f32x4.splat(scale);
   const n4 = n & ~3;
   const step = UNIT_INTS << 2;
@@ -535,7 +544,7 @@ function decodeScoresHalf<T>(scores: usize, desc: usize, n: i32, q: usize, k: us
 
 // decodeAccumulate over a narrow cache: every element still adds p_j·v_j[d] from +0 over j in order.
 function decodeAccumulateHalf<T>(out: usize, scores: usize, desc: usize, n: i32, v: usize, kvRow: usize, Tk: i32, hd: i32): void {
-  const rowBytes = <usize>Tk << 2;
+  const rowBytes = scoresRowBytes(Tk);
   const step = UNIT_INTS << 2;
   const end16 = <usize>(hd & ~15) << 2, end4 = <usize>(hd & ~3) << 2, end = <usize>hd << 2;
   let dp = desc;
@@ -577,7 +586,7 @@ function widenHead<T>(dst: usize, src: usize, kvRow: usize, j0: i32, j1: i32, hd
 // Bytes of the narrow-prefill widening area after the descriptors (see attentionScratchBytes).
 // @ts-ignore: decorator
 @inline function wideOffset(n: i32, Tk: i32): usize {
-  return (<usize>n * ((<usize>Tk << 2) + (UNIT_INTS << 2)) + 15) & ~15;
+  return (<usize>n * (scoresRowBytes(Tk) + (UNIT_INTS << 2)) + 15) & ~15;
 }
 
 // The descriptors of units [ub0, ub0 + n) at desc (qPos = 0: positions unused).
@@ -615,7 +624,7 @@ const DECODE_DESCRIPTORS = 0, DECODE_SCORES = 1, DECODE_SOFTMAX = 2;
                                       qPos: usize, kPos: usize, allowed: usize, scores: usize, lo: i32, hi: i32): void {
   const narrow = sizeof<T>() != 4;
   const kvRowT = <usize>(nKvHeads * hd) * sizeof<T>(); // a cache row's bytes as stored
-  const rowBytes = <usize>Tk << 2;
+  const rowBytes = scoresRowBytes(Tk);
   const desc = scores + <usize>nHeads * rowBytes;
   const usePos = qPos != 0 && kPos != 0;
   if (phase == DECODE_DESCRIPTORS) {
@@ -688,7 +697,7 @@ export function attention_f16(out: usize, q: usize, k: usize, v: usize, Tq: i32,
     // This block: decode, every unit (one row); prefill, a pair or up to QB_PREFILL units of one KV head.
     const ub1 = Tq == 1 ? u1 : min(u1, min(ub0 + qb, (ub0 / unitsPerKvHead + 1) * unitsPerKvHead));
     const n = ub1 - ub0;
-    const rowBytes = <usize>Tk << 2;
+    const rowBytes = scoresRowBytes(Tk);
     const desc = scores + <usize>n * rowBytes; // [n][UNIT_INTS]
     writeDescriptors(desc, ub0, n, Tq, group, qRow, headBytes, usePos ? qPos : 0);
     // Pass 1: scores, key blocks outer.

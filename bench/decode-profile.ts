@@ -15,7 +15,7 @@ import type { PoolProfile } from '../src/runtime/pool.js';
 import type { Runtime } from '../src/runtime/runtime.js';
 
 interface Bucket { ms: number; calls: number; pool: PoolProfile }
-const bucket = (): Bucket => ({ ms: 0, calls: 0, pool: { calls: 0, mainMs: 0, waitMs: 0 } });
+const bucket = (): Bucket => ({ ms: 0, calls: 0, pool: { jobs: 0, mainMs: 0, waitMs: 0, soloMs: 0 } });
 
 export interface DecodeProfile {
   tokens: number;
@@ -38,11 +38,12 @@ export function profileDecode(runtime: PoolRuntime, vocab: number, tokens: numbe
   const k = runtime.kernels as unknown as Record<string, unknown>;
   const profile: DecodeProfile = { tokens, totalMs: 0, gemv: bucket(), lmHead: bucket(), attention: bucket(), other: bucket(), otherByKernel: {} };
   // the pool's own profile is redirected to the bucket of the call running
-  const poolProfile: PoolProfile = { calls: 0, mainMs: 0, waitMs: 0 };
+  const poolProfile: PoolProfile = { jobs: 0, mainMs: 0, waitMs: 0, soloMs: 0 };
   const charge = (b: Bucket, before: PoolProfile): void => {
-    b.pool.calls += poolProfile.calls - before.calls;
+    b.pool.jobs += poolProfile.jobs - before.jobs;
     b.pool.mainMs += poolProfile.mainMs - before.mainMs;
     b.pool.waitMs += poolProfile.waitMs - before.waitMs;
+    b.pool.soloMs += poolProfile.soloMs - before.soloMs;
   };
   const originals = new Map<string, unknown>();
   const proto = Object.getPrototypeOf(k) as Record<string, unknown>;
@@ -85,8 +86,8 @@ export function profileDecode(runtime: PoolRuntime, vocab: number, tokens: numbe
 export function describeProfile(p: DecodeProfile, gemvBytes: number, lmHeadBytes: number, streamGbps: number): string[] {
   const per = (ms: number): string => `${(ms / p.tokens).toFixed(1)} ms`;
   const pct = (ms: number): string => `${((100 * ms) / p.totalMs).toFixed(1)}%`;
-  const split = (b: Bucket): string => (b.pool.calls > 0
-    ? ` (${b.pool.calls / p.tokens} split calls/token: main share ${per(b.pool.mainMs)}, waiting for workers ${per(b.pool.waitMs)}; ${b.calls - b.pool.calls} unsplit)`
+  const split = (b: Bucket): string => (b.pool.jobs > 0
+    ? ` (${b.pool.jobs / p.tokens} pool jobs/token: main thread's shares ${per(b.pool.mainMs)}, waiting for workers ${per(b.pool.waitMs)}${b.pool.soloMs > 0 ? `, main thread alone ${per(b.pool.soloMs)}` : ''})`
     : '');
   const gbps = (bytes: number, ms: number): string => `${((bytes * p.tokens) / (ms * 1e6)).toFixed(1)} GB/s = ${((100 * (bytes * p.tokens)) / (ms * 1e6) / streamGbps).toFixed(0)}% of the stream read`;
   const kernelMs = p.gemv.ms + p.lmHead.ms + p.attention.ms + p.other.ms;

@@ -106,6 +106,8 @@ export function quantScratchBytes(M: number, K: number, gs: number, kc: number):
 // assembly/attention.ts: units per block in prefill, and the ints of each unit's descriptor.
 const ATTENTION_PREFILL_BLOCK = 16;
 const ATTENTION_UNIT_INTS = 4;
+// assembly/attention.ts (scoresRowBytes): each unit's scores row is padded by one cache line.
+const ATTENTION_ROW_PAD_BYTES = 64;
 
 // assembly/attention.ts: prefill runs unblocked while one head's K and V take at most this many bytes (as f32), else key blocks of this many rows.
 const ATTENTION_PREFILL_UNBLOCKED_BYTES = 512 * 1024;
@@ -114,13 +116,13 @@ const ATTENTION_PREFILL_KEY_BLOCK = 64;
 /**
  * Bytes of per-thread scratch `attention` needs for `units` units (query row × head) of a call
  * with Tq query rows over Tk keys: one scores row and one descriptor per unit of its largest block
- * (decode, Tq = 1: every unit the thread computes; prefill: at most 16). Prefill over a narrow
+ * (decode, Tq = 1: every unit the thread computes; prefill: at most 16), each row padded by 64 bytes. Prefill over a narrow
  * cache (kv bf16 / f16) adds, 16-byte aligned, one key block of one head widened to f32 (unblocked
  * prefill: all Tk keys, at most 256 KiB; blocked: 64 keys).
  */
 export function attentionScratchBytes(Tq: number, Tk: number, units: number, headDim = 0, kv: KvDType = 'f32'): number {
   const block = Math.max(1, Tq === 1 ? units : Math.min(units, ATTENTION_PREFILL_BLOCK));
-  const base = 4 * (Tk + ATTENTION_UNIT_INTS) * block;
+  const base = (4 * Tk + ATTENTION_ROW_PAD_BYTES + 4 * ATTENTION_UNIT_INTS) * block;
   if (kv === 'f32' || Tq === 1) return base;
   const keys = Tk * headDim * 8 <= ATTENTION_PREFILL_UNBLOCKED_BYTES ? Math.max(Tk, 1) : ATTENTION_PREFILL_KEY_BLOCK;
   return Math.ceil(base / 16) * 16 + 4 * keys * headDim;

@@ -230,7 +230,7 @@ export function planMemory(input: PlanInput, options: PlanOptions = {}): MemoryP
   // every shard keeps per-thread kernel scratch (attention scores over the context, bf16 weight
   // widening, and with a narrow KV cache prefill's widened key block)
   const threadScratchAt = (tokens: number, dtype: KvDType): number =>
-    threads * (4 * (tokens + 4) * needs.attentionUnits + 64 * 1024 + (dtype === 'f32' ? 0 : ATTENTION_WIDEN_MAX_BYTES));
+    threads * ((4 * (tokens + 4) + 64) * needs.attentionUnits + 64 * 1024 + (dtype === 'f32' ? 0 : ATTENTION_WIDEN_MAX_BYTES)); // attentionScratchBytes: a padded scores row and a descriptor per head
   let assignDtype: KvDType = kvDtype; // the dtype `assign` plans for (wholeAt sets it)
   const threadScratchOf = (): number => threadScratchAt(context, assignDtype);
   const stagingOf = (maxDim: number): number => 4 * rowsOf() * 3 * maxDim;

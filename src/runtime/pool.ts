@@ -79,10 +79,12 @@ const MIN_SPLIT_WORK = 1 << 16;
 
 /**
  * Where a split call's time goes, summed over calls (ThreadPool.profile; null = not measured, the
- * default: then the pool reads no clock). `mainMs`: the main thread running its own share;
- * `waitMs`: the main thread waiting for the workers after its share (imbalance and wake-up cost).
+ * default: then the pool reads no clock). `jobs`: jobs posted to the workers; `mainMs`: the main
+ * thread running its own share; `waitMs`: the main thread waiting for the workers after its share
+ * (imbalance and wake-up cost); `soloMs`: parts of a split call that run on the main thread alone
+ * (decode attention's descriptors and value pass).
  */
-export interface PoolProfile { calls: number; mainMs: number; waitMs: number }
+export interface PoolProfile { jobs: number; mainMs: number; waitMs: number; soloMs: number }
 
 export class ThreadPool {
   readonly threads: number;
@@ -200,6 +202,7 @@ export class ThreadPool {
   attentionDecode(shard: number, out: number, q: number, k: number, v: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number,
                   scale: number, qPos: number, kPos: number, allowed: number, scores: number, kv: KvDType): void {
     const kernel = attentionDecodeKernel(this.mainInstance(shard), kv);
+    let t0 = this.profile ? performance.now() : 0;
     kernel(DECODE_PHASES.descriptors, out, q, k, v, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, scores, 0, 0);
     for (const [phase, n] of [[DECODE_PHASES.scores, Tk], [DECODE_PHASES.softmax, nHeads]]) {
       const ranges = split(n, this.threads);
@@ -209,11 +212,13 @@ export class ThreadPool {
         this.controlF32[i * SLOT_INTS + ARGS + 9] = scale; // the one f32 argument, stored as its bits
         this.post(i, gen, DECODE_OPS[kv], [phase, out, q, k, v, Tk, nHeads, nKvHeads, headDim, null, qPos, kPos, allowed, scores, ranges[i + 1][0], ranges[i + 1][1]], shard);
       }
-      const t0 = this.profile ? performance.now() : 0;
+      if (this.profile) { this.profile.soloMs += performance.now() - t0; t0 = performance.now(); }
       kernel(phase, out, q, k, v, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, scores, ranges[0][0], ranges[0][1]);
       this.finish(gen, 'attention', t0);
+      t0 = this.profile ? performance.now() : 0;
     }
     kernel(DECODE_PHASES.values, out, q, k, v, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, scores, 0, 0);
+    if (this.profile) this.profile.soloMs += performance.now() - t0;
   }
 
   async close(): Promise<void> {
@@ -252,7 +257,7 @@ export class ThreadPool {
     if (profile === null) { this.join(gen, kernel); return; }
     const t1 = performance.now();
     this.join(gen, kernel);
-    profile.calls++;
+    profile.jobs++;
     profile.mainMs += t1 - t0;
     profile.waitMs += performance.now() - t1;
   }
