@@ -59,6 +59,7 @@ const OP = 3;
 const ARGS = 4;      // up to 16 arguments
 const TAKEN = 20;    // last job counter the worker picked up (tells a slow job from a lost worker)
 const SHARD = 21;    // the memory shard the job runs in
+const ELAPSED = 22;  // f32: how long the worker's last job ran, in ms (its own clock)
 const OP_LINEAR_F32 = 1, OP_LINEAR_BF16 = 2, OP_ATTENTION = 3, OP_LINEAR_QUANT = 4, OP_LINEAR_QUANT_I16 = 5, OP_ATTENTION_BF16 = 6, OP_ATTENTION_F16 = 7, OP_STOP = 99;
 const OP_DECODE_F32 = 8, OP_DECODE_BF16 = 9, OP_DECODE_F16 = 10;
 const ATTENTION_OPS: Readonly<Record<KvDType, number>> = { f32: OP_ATTENTION, bf16: OP_ATTENTION_BF16, f16: OP_ATTENTION_F16 };
@@ -95,6 +96,11 @@ export class ThreadPool {
   private readonly linearScratch: ScratchBuffer[][]; // [shard][worker]: scratch lives in the memory the job runs in
   private readonly scoresScratch: ScratchBuffer[][]; // [shard][worker]
   private generation = 0;
+  // Each thread's recent linear speed (panels per ms, a moving average; [0] = main thread): linear
+  // splits its panels in proportion, so a thread that streams slower (measured: a worker's share
+  // of a decode GEMV taking ~20 % longer than the main thread's) gets less and nobody waits.
+  // Which thread computes a panel never changes its bits.
+  private readonly linearSpeed: Float64Array;
   private closed = false;
   private broken = false; // a worker was lost: every later call runs on the main thread alone
   /** Jobs that were split across the threads (the rest ran on the main thread alone). */
@@ -109,6 +115,7 @@ export class ThreadPool {
     this.control = control;
     this.controlF32 = new Float32Array(control.buffer, control.byteOffset, control.length);
     this.handles = handles;
+    this.linearSpeed = new Float64Array(threads).fill(1);
     this.linearScratch = arenas.map((arena) => handles.map(() => new ScratchBuffer(arena)));
     this.scoresScratch = arenas.map((arena) => handles.map(() => new ScratchBuffer(arena)));
   }
@@ -143,7 +150,7 @@ export class ThreadPool {
   linear(shard: number, bf16: boolean, y: number, x: number, w: number, bias: number, M: number, N: number, K: number, panels: number, kc: number, scratch: number, tile: number, bits = 0, gs = 0): void {
     const op = bits !== 0 ? OP_LINEAR_QUANT : bf16 ? OP_LINEAR_BF16 : OP_LINEAR_F32;
     const scratchBytes = bits !== 0 ? quantScratchBytes(M, K, gs, kc) : bf16 && M > 1 ? linearScratchBytes(kc) : 0;
-    const ranges = split(panels, this.threads);
+    const ranges = splitWeighted(panels, this.linearSpeed, 2); // whole bf16 panel pairs (assembly/linear.ts)
     const gen = this.nextGeneration();
     this.splitJobs++;
     for (let i = 0; i < this.handles.length; i++) {
@@ -152,11 +159,13 @@ export class ThreadPool {
     }
     const [p0, p1] = ranges[0];
     const wasm = this.mainInstance(shard);
-    const t0 = this.profile ? performance.now() : 0;
+    const t0 = performance.now();
     if (bits !== 0) wasm.linear_quant(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile, bits, gs);
     else if (bf16) wasm.linear_bf16(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile);
     else wasm.linear_f32(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile);
+    const mainMs = performance.now() - t0;
     this.finish(gen, 'linear', t0);
+    this.updateSpeed(this.linearSpeed, ranges, mainMs);
   }
 
   /** linear_quant_i16 (int16 activations) in memory shard `shard` over quads [0, quads), split in contiguous ranges. `scratch`: the main thread's. */
@@ -251,6 +260,16 @@ export class ThreadPool {
     Atomics.notify(c, slot + GEN);
   }
 
+  // Folds the last split's timings (the main thread's `mainMs`, each worker's own) into `speed`.
+  // Shares that ran too briefly for the clocks to mean much are left out.
+  private updateSpeed(speed: Float64Array, ranges: [number, number][], mainMs: number): void {
+    for (let i = 0; i < ranges.length; i++) {
+      const ms = i === 0 ? mainMs : this.controlF32[(i - 1) * SLOT_INTS + ELAPSED];
+      const n = ranges[i][1] - ranges[i][0];
+      if (n > 0 && ms > 0.05) speed[i] = 0.8 * speed[i] + 0.2 * (n / ms);
+    }
+  }
+
   // Joins job `gen` after the main thread's share (started at t0 when profiling).
   private finish(gen: number, kernel: string, t0: number): void {
     const profile = this.profile;
@@ -295,6 +314,24 @@ export class ThreadPool {
   }
 }
 
+/**
+ * Splits [0, n) into contiguous ranges in proportion to `weights` (one per range), every boundary a
+ * multiple of `align` (n itself excepted).
+ */
+function splitWeighted(n: number, weights: Float64Array, align: number): [number, number][] {
+  let total = 0;
+  for (const w of weights) total += w;
+  const ranges: [number, number][] = [];
+  let start = 0, acc = 0;
+  for (let i = 0; i < weights.length; i++) {
+    acc += weights[i];
+    const end = i === weights.length - 1 ? n : Math.min(n, Math.max(start, Math.round((n * acc) / total / align) * align));
+    ranges.push([start, end]);
+    start = end;
+  }
+  return ranges;
+}
+
 /** Splits [0, n) into `parts` contiguous ranges whose sizes differ by at most one. */
 function split(n: number, parts: number): [number, number][] {
   const ranges: [number, number][] = [];
@@ -325,6 +362,7 @@ export function runPoolWorker(init: PoolWorkerInit, instances: readonly WasmKern
     }
     seen = gen;
     Atomics.store(control, TAKEN, gen);
+    const started = now();
     const op = control[OP];
     if (op === OP_STOP) { Atomics.store(control, DONE, gen); return; }
     const a = (i: number) => control[ARGS + i];
@@ -346,6 +384,7 @@ export function runPoolWorker(init: PoolWorkerInit, instances: readonly WasmKern
     } catch {
       status = 1;
     }
+    controlF32[ELAPSED] = now() - started;
     Atomics.store(control, STATUS, status);
     Atomics.store(control, DONE, gen);
     Atomics.notify(control, DONE);
