@@ -11,6 +11,13 @@
  *
  *   node bin/ponder.js quantize DIR DIR-q4 --bits 4; node bin/ponder.js quantize DIR DIR-q8 --bits 8
  *   node --import tsx bench/quant.bench.ts [--model DIR --q8 DIR-q8 --q4 DIR-q4] [--tokens 8] [--kernels-only | --skip-kernels]
+ *        [--int16-only] [--rounds N]
+ *
+ * --rounds N (N > 1): per thread count, every model is loaded once and the models then decode in N
+ * interleaved rounds (bf16, q8, q4, … , bf16, q8, …), so a burst of foreign load or a slow spell of the
+ * host hits every row alike; each row reports the median tok/s of its rounds, their range, and the
+ * ratio of medians to bf16 at the same thread count. (2-thread decode on this 2-vCPU KVM host swings
+ * by up to 1.5× between single runs of the same build; one round per row cannot show a ratio.)
  *
  * Not part of `npm test` nor of CI. Prints the CPU model and the load average with every table.
  */
@@ -28,7 +35,7 @@ import { FULL_TIMING, timeSync } from './timing.js';
 
 const { values } = parseArgs({ options: {
   'int16-only': { type: 'boolean', default: false },
-  model: { type: 'string' }, q8: { type: 'string' }, q4: { type: 'string' }, tokens: { type: 'string', default: '8' }, 'kernels-only': { type: 'boolean', default: false }, 'skip-kernels': { type: 'boolean', default: false },
+  model: { type: 'string' }, q8: { type: 'string' }, q4: { type: 'string' }, tokens: { type: 'string', default: '8' }, rounds: { type: 'string', default: '1' }, 'kernels-only': { type: 'boolean', default: false }, 'skip-kernels': { type: 'boolean', default: false },
 } });
 const load = (): string => loadavg().map((l) => l.toFixed(1)).join(' ');
 console.log(`# ${describeCpu(hostCpu())}; load average ${load()} at start`);
@@ -87,23 +94,44 @@ const tokens = Number(values.tokens);
 const prompt = [17, 4, 99, 1024, 7, 300, 12, 5];
 const table: string[] = [];
 const models = [['bf16', values.model, 'f32'], ['q8', values.q8, 'f32'], ['q4', values.q4, 'f32'], ['q8·i16', values.q8, 'int16'], ['q4·i16', values.q4, 'int16']] as const;
-for (const [label, dir, quantActivations] of models) {
-  if (!dir || (values['int16-only'] && quantActivations !== 'int16' && label !== 'bf16')) continue;
-  for (const threads of [1, 2]) {
+const rounds = Number(values.rounds);
+const chosen = models.filter(([label, dir, quantActivations]) => dir && !(values['int16-only'] && quantActivations !== 'int16' && label !== 'bf16'));
+const decodeTokS = async (model: Awaited<ReturnType<typeof loadModelDir>>): Promise<number> => {
+  const r = await model.generate(prompt, { maxNewTokens: tokens, policy: fixed(4) }).result();
+  return r.trace.tokens.filter((t) => t.phase === 'decode').length / (r.trace.decodeMs / 1000);
+};
+const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
+for (const threads of [1, 2]) {
+  const loaded: { label: string; runtime: Awaited<ReturnType<typeof createWasmRuntime>>; model: Awaited<ReturnType<typeof loadModelDir>>; loadS: number; tps: number[] }[] = [];
+  for (const [label, dir, quantActivations] of chosen) {
     const runtime = threads === 1 ? await createWasmRuntime({ quantActivations }) : await createNodeWasmRuntime({ threads, quantActivations });
     const t0 = performance.now();
-    const model = await loadModelDir(dir, { runtime, tokenizer: false });
+    const model = await loadModelDir(dir!, { runtime, tokenizer: false });
     const loadS = (performance.now() - t0) / 1000;
     await model.generate(prompt, { maxNewTokens: 1, policy: fixed(4) }).result(); // warm-up: TurboFan, caches
-    const r = await model.generate(prompt, { maxNewTokens: tokens, policy: fixed(4) }).result();
-    const tps = (r.trace.tokens.filter((t) => t.phase === 'decode').length) / (r.trace.decodeMs / 1000);
-    table.push(`| ${label} | ${threads} | ${tps.toFixed(3)} | ${(runtime.arena.bytesUsed / 2 ** 30).toFixed(2)} GiB | ${loadS.toFixed(0)} s | ${load()} |`);
+    loaded.push({ label, runtime, model, loadS, tps: [] });
+    if (rounds <= 1) { // one model in memory at a time, as before
+      loaded[loaded.length - 1].tps.push(await decodeTokS(model));
+      const row = loaded.pop()!;
+      table.push(`| ${label} | ${threads} | ${row.tps[0].toFixed(3)} | ${(runtime.arena.bytesUsed / 2 ** 30).toFixed(2)} GiB | ${loadS.toFixed(0)} s | ${load()} |`);
+      console.log(table[table.length - 1]);
+      await (runtime as { dispose?: () => Promise<void> }).dispose?.();
+    }
+  }
+  for (let round = 0; round < rounds && rounds > 1; round++) {
+    for (const row of loaded) row.tps.push(await decodeTokS(row.model));
+    console.log(`# threads ${threads}, round ${round + 1}/${rounds}: ${loaded.map((r) => `${r.label} ${r.tps[round].toFixed(3)}`).join(', ')}; load ${load()}`);
+  }
+  const base = loaded.find((r) => r.label === 'bf16');
+  for (const row of loaded) {
+    const m = median(row.tps);
+    table.push(`| ${row.label} | ${threads} | ${m.toFixed(3)} (${Math.min(...row.tps).toFixed(3)}–${Math.max(...row.tps).toFixed(3)}, ${row.tps.length} rounds) | ${base ? (m / median(base.tps)).toFixed(2) + '×' : '–'} | ${(row.runtime.arena.bytesUsed / 2 ** 30).toFixed(2)} GiB | ${row.loadS.toFixed(0)} s | ${load()} |`);
     console.log(table[table.length - 1]);
-    await (runtime as { dispose?: () => Promise<void> }).dispose?.();
+    await (row.runtime as { dispose?: () => Promise<void> }).dispose?.();
   }
 }
 console.log(`\n## Ouro-1.4B shapes, decode at fixed depth 4, ${tokens} tokens after an 8-token prompt\n`);
 console.log('(q8·i16, q4·i16: the same checkpoints with int16 activations, WasmRuntimeOptions.quantActivations)\n');
-console.log('| weights | threads | tok/s | WASM memory used | load | load average |');
-console.log('|---|---|---|---|---|---|');
+console.log(rounds > 1 ? '| weights | threads | tok/s, median (min–max) | × bf16 (medians) | WASM memory used | load | load average |' : '| weights | threads | tok/s | WASM memory used | load | load average |');
+console.log(rounds > 1 ? '|---|---|---|---|---|---|---|' : '|---|---|---|---|---|---|');
 for (const r of table) console.log(r);
