@@ -64,7 +64,10 @@ const OP_LINEAR_F32 = 1, OP_LINEAR_BF16 = 2, OP_ATTENTION = 3, OP_LINEAR_QUANT =
 const OP_DECODE_F32 = 8, OP_DECODE_BF16 = 9, OP_DECODE_F16 = 10;
 const ATTENTION_OPS: Readonly<Record<KvDType, number>> = { f32: OP_ATTENTION, bf16: OP_ATTENTION_BF16, f16: OP_ATTENTION_F16 };
 const DECODE_OPS: Readonly<Record<KvDType, number>> = { f32: OP_DECODE_F32, bf16: OP_DECODE_BF16, f16: OP_DECODE_F16 };
-const DECODE_KV: Readonly<Record<number, KvDType>> = { [OP_DECODE_F32]: 'f32', [OP_DECODE_BF16]: 'bf16', [OP_DECODE_F16]: 'f16' };
+// The worker's way back from an op to its KV element type.
+const kvOfOp = (ops: Readonly<Record<KvDType, number>>): ReadonlyMap<number, KvDType> =>
+  new Map(Object.entries(ops).map(([kv, op]) => [op, kv as KvDType]));
+const ATTENTION_KV = kvOfOp(ATTENTION_OPS), DECODE_KV = kvOfOp(DECODE_OPS);
 
 // How long a worker spins for its next job, and the main thread for the workers to finish, before
 // sleeping in Atomics.wait: a wake-up costs ~0.2 ms under KVM, and decode issues ~700 jobs a token
@@ -80,7 +83,7 @@ const MIN_SPLIT_WORK = 1 << 16;
 
 /**
  * Where a split call's time goes, summed over calls (ThreadPool.profile; null = not measured, the
- * default: then the pool reads no clock). `jobs`: jobs posted to the workers; `mainMs`: the main
+ * default: then only linear reads the clock, for its speed-weighted split). `jobs`: jobs posted to the workers; `mainMs`: the main
  * thread running its own share; `waitMs`: the main thread waiting for the workers after its share
  * (imbalance and wake-up cost); `soloMs`: parts of a split call that run on the main thread alone
  * (decode attention's descriptors and value pass).
@@ -105,7 +108,7 @@ export class ThreadPool {
   private broken = false; // a worker was lost: every later call runs on the main thread alone
   /** Jobs that were split across the threads (the rest ran on the main thread alone). */
   splitJobs = 0;
-  /** Set to measure where split calls spend their time (benchmarks); null: nothing is timed. */
+  /** Set to measure where split calls spend their time (benchmarks); null: nothing is summed. */
   profile: PoolProfile | null = null;
 
   private constructor(instances: readonly WasmKernelExports[], arenas: readonly WasmArena[], threads: number, control: Int32Array, handles: PoolWorkerHandle[],
@@ -373,12 +376,11 @@ export function runPoolWorker(init: PoolWorkerInit, instances: readonly WasmKern
       else if (op === OP_LINEAR_BF16) wasm.linear_bf16(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11));
       else if (op === OP_LINEAR_QUANT) wasm.linear_quant(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11), a(12), a(13));
       else if (op === OP_LINEAR_QUANT_I16) wasm.linear_quant_i16(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11));
-      else if (op === OP_ATTENTION || op === OP_ATTENTION_BF16 || op === OP_ATTENTION_F16) {
-        const kernel = attentionKernel(wasm, op === OP_ATTENTION_BF16 ? 'bf16' : op === OP_ATTENTION_F16 ? 'f16' : 'f32');
-        kernel(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), controlF32[ARGS + 9], a(10), a(11), a(12), a(13), a(14), a(15));
+      else if (ATTENTION_KV.has(op)) {
+        attentionKernel(wasm, ATTENTION_KV.get(op)!)(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), controlF32[ARGS + 9], a(10), a(11), a(12), a(13), a(14), a(15));
       }
-      else if (op === OP_DECODE_F32 || op === OP_DECODE_BF16 || op === OP_DECODE_F16) {
-        attentionDecodeKernel(wasm, DECODE_KV[op])(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), controlF32[ARGS + 9], a(10), a(11), a(12), a(13), a(14), a(15));
+      else if (DECODE_KV.has(op)) {
+        attentionDecodeKernel(wasm, DECODE_KV.get(op)!)(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), controlF32[ARGS + 9], a(10), a(11), a(12), a(13), a(14), a(15));
       }
       else status = 1;
     } catch {
