@@ -109,16 +109,13 @@ for (const threads of [1, 2]) {
     const model = await loadModelDir(dir!, { runtime, tokenizer: false });
     const loadS = (performance.now() - t0) / 1000;
     await model.generate(prompt, { maxNewTokens: 1, policy: fixed(4) }).result(); // warm-up: TurboFan, caches
-    loaded.push({ label, runtime, model, loadS, tps: [] });
-    if (rounds <= 1) { // one model in memory at a time, as before
-      loaded[loaded.length - 1].tps.push(await decodeTokS(model));
-      const row = loaded.pop()!;
-      table.push(`| ${label} | ${threads} | ${row.tps[0].toFixed(3)} | ${(runtime.arena.bytesUsed / 2 ** 30).toFixed(2)} GiB | ${loadS.toFixed(0)} s | ${load()} |`);
-      console.log(table[table.length - 1]);
-      await (runtime as { dispose?: () => Promise<void> }).dispose?.();
-    }
+    if (rounds > 1) { loaded.push({ label, runtime, model, loadS, tps: [] }); continue; }
+    // one round: one model in memory at a time
+    table.push(`| ${label} | ${threads} | ${(await decodeTokS(model)).toFixed(3)} | ${(runtime.arena.bytesUsed / 2 ** 30).toFixed(2)} GiB | ${loadS.toFixed(0)} s | ${load()} |`);
+    console.log(table[table.length - 1]);
+    await runtime.dispose?.();
   }
-  for (let round = 0; round < rounds && rounds > 1; round++) {
+  for (let round = 0; round < rounds && loaded.length > 0; round++) {
     for (const row of loaded) row.tps.push(await decodeTokS(row.model));
     console.log(`# threads ${threads}, round ${round + 1}/${rounds}: ${loaded.map((r) => `${r.label} ${r.tps[round].toFixed(3)}`).join(', ')}; load ${load()}`);
   }
@@ -127,7 +124,7 @@ for (const threads of [1, 2]) {
     const m = median(row.tps);
     table.push(`| ${row.label} | ${threads} | ${m.toFixed(3)} (${Math.min(...row.tps).toFixed(3)}–${Math.max(...row.tps).toFixed(3)}, ${row.tps.length} rounds) | ${base ? (m / median(base.tps)).toFixed(2) + '×' : '–'} | ${(row.runtime.arena.bytesUsed / 2 ** 30).toFixed(2)} GiB | ${row.loadS.toFixed(0)} s | ${load()} |`);
     console.log(table[table.length - 1]);
-    await (row.runtime as { dispose?: () => Promise<void> }).dispose?.();
+    await row.runtime.dispose?.();
   }
 }
 console.log(`\n## Ouro-1.4B shapes, decode at fixed depth 4, ${tokens} tokens after an 8-token prompt\n`);
