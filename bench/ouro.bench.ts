@@ -197,7 +197,7 @@ async function longContextRun(): Promise<void> {
     (row as Record<string, unknown>).profile = p;
   }
   if (values.json) console.log(JSON.stringify(row, null, 2));
-  await (runtime as { dispose?: () => Promise<void> }).dispose?.();
+  await runtime.dispose?.();
 }
 
 const decoders: Decoder[] = [];
@@ -288,4 +288,4 @@ const peak = maxRssBytes();
 const committed = (runtime.arena as { bytesCommitted?: number }).bytesCommitted;
 log(`peak memory: max RSS ${gib(peak)}${committed !== undefined ? `, WASM memory committed ${gib(committed)}` : ''}; prompt ${promptLength} tokens, ${newTokens} decoded per run, median of ${reps} interleaved rounds`);
 if (values.json) console.log(JSON.stringify({ dir, kernels: runtime.kernels.name, threads: Number(values.threads), loadSeconds, peakRssBytes: peak, wasmCommittedBytes: committed, promptLength, newTokens, reps, streamGbps: [streamBefore, streamAfter], rows, profile }, null, 2));
-await (runtime as { dispose?: () => Promise<void> }).dispose?.();
+await runtime.dispose?.();

@@ -215,8 +215,7 @@ interface Prepared {
 
 /** Stops a runtime's kernel threads (a wasm runtime with threads > 1); other runtimes hold nothing. */
 export async function disposeRuntime(runtime: Runtime): Promise<void> {
-  const d = (runtime as { dispose?: () => Promise<void> }).dispose;
-  if (typeof d === 'function') await d.call(runtime);
+  await runtime.dispose?.();
 }
 
 /** The model directory the flags name (default: the bundled trained model, which `note` says with `defaultNote`). */
