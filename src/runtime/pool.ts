@@ -5,8 +5,10 @@
  * thread's arena, and jobs are pointers.
  *
  * Work is split so that every output element is computed by exactly one thread with exactly the
- * code a single thread would run on it: linear by 16-column panels, attention by (query row, head)
- * units. Results are therefore bit-identical to one thread.
+ * code a single thread would run on it: linear by 16-column panels (quads of 4 rows with int16
+ * activations), a linear group (linears sharing their input: q/k/v, gate/up) by its members' units
+ * laid end to end as one job, attention by (query row, head) units. Results are therefore
+ * bit-identical to one thread.
  *
  * Dispatch is spin-then-wait through Atomics on a control block in shared memory: a worker spins on
  * its job counter for about a millisecond after each job (a wake-up from Atomics.wait costs about
