@@ -27,7 +27,7 @@ import { WasmArena, ScratchBuffer, WASM_MAX_PAGES } from '../runtime/wasm-arena.
 import type { Kernels, KvBuffer, KvDType, LinearSource, LinearWeight, QuantizedSource, RopeLayout } from './kernels.js';
 import { checkQuantizedSource, fieldScale, isQuantized, quantBits } from './quant.js';
 import { KERNELS_RELAXED_WASM, KERNELS_WASM } from './wasm-binary.js';
-import { LINEAR_GROUP_MAX, linearJobScratchBytes, type LinearKind, type PoolProfile, type WorkerFactory, ThreadPool } from '../runtime/pool.js';
+import { LINEAR_GROUP_MAX, linearJobScratchBytes, linearUnits, type LinearKind, type PoolProfile, type WorkerFactory, ThreadPool } from '../runtime/pool.js';
 import { attentionKernel, attentionScratchBytes, linearBlockK, type WasmKernelExports } from './wasm-exports.js';
 import { isLinearTile, LINEAR_TILES, linearTileIndex, measureLinearTiles, TILE_PROBE_BYTES, type LinearTile, type TileMeasurement } from './linear-tiles.js';
 
@@ -438,7 +438,7 @@ class WasmKernels implements Kernels {
       const scratchBytes = linearJobScratchBytes(kind, M, K, kc);
       const scratch = scratchBytes ? shard.linearScratch.need(scratchBytes) : 0;
       const pool = this.pool.current;
-      const units = kind.int16 ? Math.ceil(N / 4) : Math.ceil(N / 16);
+      const units = linearUnits(kind, N);
       if (pool && pool.worthSplitting(M * N * K, units)) {
         pool.linear(index, kind, yp, xp, w.packed.byteOffset, bp, M, N, K, kc, scratch, this.tile);
         return;
@@ -462,7 +462,7 @@ class WasmKernels implements Kernels {
     const first = ws[0], pool = this.pool.current;
     const kind = first ? linearKind(first) : null;
     const same = (w: WasmLinearWeight): boolean => w.shard === first.shard && w.K === first.K && w.dtype === first.dtype && w.groupSize === first.groupSize && !!w.int16 === !!first.int16;
-    const units = ws.reduce((n, w) => n + (kind?.int16 ? Math.ceil(w.N / 4) : Math.ceil(w.N / 16)), 0);
+    const units = kind ? ws.reduce((n, w) => n + linearUnits(kind, w.N), 0) : 0;
     const work = ws.reduce((n, w) => n + M * w.N * w.K, 0);
     // one job only where it pays and fits: otherwise the separate calls (the same bits)
     if (!pool || !kind || ws.length < 2 || ws.length > LINEAR_GROUP_MAX || !ws.every(same) || !pool.worthSplitting(work, units)) {

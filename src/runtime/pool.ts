@@ -352,7 +352,7 @@ export class ThreadPool {
 }
 
 /** The units a linear of N rows is split in: quads of 4 rows (int16 activations) or 16-column panels. */
-function linearUnits(kind: LinearKind, N: number): number {
+export function linearUnits(kind: LinearKind, N: number): number {
   return kind.int16 ? Math.ceil(N / 4) : Math.ceil(N / 16);
 }
 
@@ -382,7 +382,7 @@ function runLinearGroup(wasm: WasmKernelExports, op: number, table: Int32Array, 
                         u0: number, u1: number, kc: number, scratch: number, tile: number, bits: number, gs: number): void {
   for (let j = 0; j < count; j++) {
     const r = j * GROUP_INTS, N = table[r + 3], first = table[r + 4];
-    const units = op === OP_LINEAR_QUANT_I16 ? Math.ceil(N / 4) : Math.ceil(N / 16);
+    const units = op === OP_LINEAR_QUANT_I16 ? Math.ceil(N / 4) : Math.ceil(N / 16); // linearUnits of the op's kind
     const lo = Math.max(u0, first), hi = Math.min(u1, first + units);
     if (lo < hi) runLinear(wasm, op, table[r], x, table[r + 1], table[r + 2], M, N, K, lo - first, hi - first, kc, scratch, tile, bits, gs);
   }
