@@ -593,7 +593,9 @@ function writeDescriptors(desc: usize, ub0: i32, n: i32, Tq: i32, group: i32, qR
 // Why the values take one thread: V rows can only be split by head or head-dim slices (each output
 // element sums over all j in order), and two threads reading alternate slices of every row were
 // slower on Zen 5 than one reading the rows whole (bf16 4 ms vs 1.2 ms, f32 no faster, 16 × 128 at
-// 4096 keys), while the scores split by rows read at up to 2× one thread.
+// 4096 keys), while the scores split by rows read at up to 2× one thread. A worker loading the
+// value rows ahead of the main thread's pass (one load per line, into the shared cache) was tried
+// too: Ouro-1.4B shapes, 2 threads, bf16 KV at 4096 keys, decode 1.975 vs 1.925 tok/s, within noise.
 const DECODE_DESCRIPTORS = 0, DECODE_SCORES = 1, DECODE_SOFTMAX = 2;
 // @ts-ignore: decorator
 @inline function attentionDecodeOf<T>(phase: i32, out: usize, q: usize, k: usize, v: usize, Tk: i32, nHeads: i32, nKvHeads: i32, hd: i32, scale: f32,
