@@ -38,7 +38,7 @@
 // 2^112, halfToFloat4 in elementwise.ts; no table, no f16 arithmetic). Every widened value then
 // meets exactly the f32 arithmetic above, so a narrow call equals, bit for bit, the f32 call on the
 // widened cache:
-// - decode (Tq = 1) reads K and V rows in place (decodeScoresHalf, decodeAccumulateHalf);
+// - decode (Tq = 1) reads K and V rows in place (decodeScores<T>, decodeAccumulate<T>);
 // - prefill widens the key block of the block's one KV head into scratch (WIDE_ROWS rows of hd f32
 //   after the descriptors; unblocked prefill widens the head's Tk rows, ≤ 256 KiB by its bound)
 //   and runs the f32 passes on it.
@@ -351,107 +351,6 @@ const PREFILL_UNBLOCKED_BYTES: usize = 512 * 1024;
 const UNIT_INTS: i32 = 4;
 const D_ROW = 0, D_QPOS = 4, D_Q = 8, D_KV = 12;
 
-// Decode (one query row, every head in one block) reads K and V strictly row by row, front to back:
-// the only order in which the hardware prefetcher keeps up with DRAM (4 rows read side by side, a
-// head's chunk of each in turn, stream at 40-65 % of a sequential read on Zen 5; each head over
-// every row, the old order, at ~50 %).
-
-// The head-dim tails (d from hd4 to hd) of q_i·k_i for four units, summed from 0, added to lane i.
-// @ts-ignore: decorator
-@inline function addUnitTails(s: v128, q0: usize, q1: usize, q2: usize, q3: usize, k0: usize, k1: usize, k2: usize, k3: usize, hd4: i32, hd: i32): v128 {
-  if (hd4 == hd) return s;
-  let t0: f32 = 0, t1: f32 = 0, t2: f32 = 0, t3: f32 = 0;
-  for (let d = hd4; d < hd; d++) {
-    const o = <usize>d << 2;
-    t0 += load<f32>(q0 + o) * load<f32>(k0 + o); t1 += load<f32>(q1 + o) * load<f32>(k1 + o);
-    t2 += load<f32>(q2 + o) * load<f32>(k2 + o); t3 += load<f32>(q3 + o) * load<f32>(k3 + o);
-  }
-  return f32x4.add(s, f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(t0), 1, t1), 2, t2), 3, t3));
-}
-
-// Step 1 in decode for units [0, n) of the one query row: for each key row, the scores of four
-// units at a time (their heads lie side by side in the row), the four dot products reduced by one
-// transposeAdd; lane i of it is exactly the score scoresOne computes for that unit and key (any
-// four dot products reduce lane by lane the same way), and a leftover unit uses dot().
-function decodeScores(scores: usize, desc: usize, n: i32, q: usize, k: usize, kvRow: usize, Tk: i32, j0: i32, j1: i32, hd: i32, scale: f32,
-                      qPosI: i32, kPos: usize, allowed: usize): void {
-  const hd4 = hd & ~3;
-  const rowBytes = scoresRowBytes(Tk);
-  const scaleV = f32x4.splat(scale);
-  const n4 = n & ~3;
-  const step = UNIT_INTS << 2;
-  for (let j = j0; j < j1; j++) {
-    const sj = scores + (<usize>j << 2);
-    if (!visible(0, j, Tk, qPosI, kPos, allowed)) {
-      for (let a = 0; a < n; a++) store<f32>(sj + <usize>a * rowBytes, -Infinity);
-      continue;
-    }
-    const kRow = k + <usize>j * kvRow;
-    let dp = desc;
-    let a = 0;
-    for (; a < n4; a += 4, dp += 4 * step) {
-      const q0 = q + <usize>load<u32>(dp, D_Q), q1 = q + <usize>load<u32>(dp, step + D_Q);
-      const q2 = q + <usize>load<u32>(dp, 2 * step + D_Q), q3 = q + <usize>load<u32>(dp, 3 * step + D_Q);
-      const k0 = kRow + <usize>load<u32>(dp, D_KV), k1 = kRow + <usize>load<u32>(dp, step + D_KV);
-      const k2 = kRow + <usize>load<u32>(dp, 2 * step + D_KV), k3 = kRow + <usize>load<u32>(dp, 3 * step + D_KV);
-      let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-      // 8 floats per step on pointers with immediate offsets, then 4: each accumulator still adds in d order
-      let p0 = q0, p1 = q1, p2 = q2, p3 = q3, r0 = k0, r1 = k1, r2 = k2, r3 = k3;
-      const end8 = q0 + (<usize>(hd4 & ~7) << 2), end4 = q0 + (<usize>hd4 << 2);
-      while (p0 < end8) {
-        a0 = f32x4.add(a0, f32x4.mul(v128.load(p0), v128.load(r0))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1), v128.load(r1)));
-        a2 = f32x4.add(a2, f32x4.mul(v128.load(p2), v128.load(r2))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3), v128.load(r3)));
-        a0 = f32x4.add(a0, f32x4.mul(v128.load(p0, 16), v128.load(r0, 16))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1, 16), v128.load(r1, 16)));
-        a2 = f32x4.add(a2, f32x4.mul(v128.load(p2, 16), v128.load(r2, 16))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3, 16), v128.load(r3, 16)));
-        p0 += 32; p1 += 32; p2 += 32; p3 += 32; r0 += 32; r1 += 32; r2 += 32; r3 += 32;
-      }
-      if (p0 < end4) {
-        a0 = f32x4.add(a0, f32x4.mul(v128.load(p0), v128.load(r0))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1), v128.load(r1)));
-        a2 = f32x4.add(a2, f32x4.mul(v128.load(p2), v128.load(r2))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3), v128.load(r3)));
-      }
-      const s = f32x4.mul(addUnitTails(transposeAdd(a0, a1, a2, a3), q0, q1, q2, q3, k0, k1, k2, k3, hd4, hd), scaleV);
-      const sp = sj + <usize>a * rowBytes;
-      store<f32>(sp, f32x4.extract_lane(s, 0)); store<f32>(sp + rowBytes, f32x4.extract_lane(s, 1));
-      store<f32>(sp + 2 * rowBytes, f32x4.extract_lane(s, 2)); store<f32>(sp + 3 * rowBytes, f32x4.extract_lane(s, 3));
-    }
-    for (; a < n; a++, dp += step) {
-      store<f32>(sj + <usize>a * rowBytes, dot(q + <usize>load<u32>(dp, D_Q), kRow + <usize>load<u32>(dp, D_KV), hd) * scale);
-    }
-  }
-}
-
-// Step 3 in decode for units [0, n) of the one query row: for each value row, every live unit's
-// p_j·v_j added into its output row (zeroed first), so each element still accumulates from +0
-// over j in order, skipping p_j = 0, exactly as accumulateOne does.
-function decodeAccumulate(out: usize, scores: usize, desc: usize, n: i32, v: usize, kvRow: usize, Tk: i32, hd: i32): void {
-  const rowBytes = scoresRowBytes(Tk);
-  const step = UNIT_INTS << 2;
-  const end16 = <usize>(hd & ~15) << 2, end4 = <usize>(hd & ~3) << 2, end = <usize>hd << 2;
-  let dp = desc;
-  for (let a = 0; a < n; a++, dp += step) if (load<f32>(dp, D_QPOS) != 0) zeroRow(out + <usize>load<u32>(dp, D_Q), hd);
-  for (let j = 0; j < Tk; j++) {
-    const vRow = v + <usize>j * kvRow;
-    dp = desc;
-    let sp = scores + (<usize>j << 2);
-    for (let a = 0; a < n; a++, dp += step, sp += rowBytes) {
-      const p = load<f32>(sp);
-      // p = 0: masked or underflowed; a unit that sees no key keeps its zeros (its scores are −Inf)
-      if (p == 0 || load<f32>(dp, D_QPOS) == 0) continue;
-      const pv = f32x4.splat(p);
-      const op = out + <usize>load<u32>(dp, D_Q), vp = vRow + <usize>load<u32>(dp, D_KV);
-      let o: usize = 0;
-      for (; o < end16; o += 64) {
-        v128.store(op + o, f32x4.add(v128.load(op + o), f32x4.mul(pv, v128.load(vp + o))));
-        v128.store(op + o, f32x4.add(v128.load(op + o, 16), f32x4.mul(pv, v128.load(vp + o, 16))), 16);
-        v128.store(op + o, f32x4.add(v128.load(op + o, 32), f32x4.mul(pv, v128.load(vp + o, 32))), 32);
-        v128.store(op + o, f32x4.add(v128.load(op + o, 48), f32x4.mul(pv, v128.load(vp + o, 48))), 48);
-      }
-      for (; o < end4; o += 16) v128.store(op + o, f32x4.add(v128.load(op + o), f32x4.mul(pv, v128.load(vp + o))));
-      for (; o < end; o += 4) store<f32>(op + o, load<f32>(op + o) + p * load<f32>(vp + o));
-    }
-  }
-}
-
 // Four narrow KV values at p, widened exactly to f32 lanes: T = u16 marks bf16, T = i16 IEEE half.
 // @ts-ignore: decorator
 @inline function widen4<T>(p: usize): v128 {
@@ -483,16 +382,90 @@ function decodeAccumulate(out: usize, scores: usize, desc: usize, n: i32, v: usi
   return s;
 }
 
-// decodeScores over a narrow cache: kvRow is the narrow row's bytes, a unit's KV head starts at
-// half its f32 offset (D_KV). Each accumulator adds the same products in the same d order, so
-// every score is the one decodeScores gives on the widened cache.
-function decodeScoresHalf<T>(scores: usize, desc: usize, n: i32, q: usize, k: usize, kvRow: usize, Tk: i32, j0: i32, j1: i32, hd: i32, scale: f32,
-                             qPosI: i32, kPos: usize, allowed: usize): void {
+// Decode passes (any KV element type T: f32, or narrow, widened in registers). Both read K and V
+// row by row, front to back, every unit of a row before the next row: the one order in which the
+// prefetcher keeps up with DRAM (Zen 5, 16 × 128 heads, 4096 keys: reading two rows side by side to
+// reuse each query vector for both keys, or four value rows to keep each output vector in a
+// register over them, was 1.2-2.3× faster from cache and 1.3-2.3× slower from DRAM). So the work
+// per byte is cut instead: 16 floats per loop step on pointers with immediate offsets, and a narrow
+// row loaded 8 values at a time and widened in two register ops (bf16: an interleave with zeros),
+// where widen4 took a load and a shift for every 4.
+
+// Eight narrow values (one v128 load), widened exactly: elements 0-3 (lo) and 4-7 (hi). bf16 is the
+// value in the high half of an f32 (an interleave with zeros); IEEE half goes through halfToFloat4.
+// @ts-ignore: decorator
+@inline function widenLo<T>(h8: v128): v128 {
+  if (isSigned<T>()) return halfToFloat4(i32x4.extend_low_i16x8_u(h8));
+  return v128.shuffle<i16>(i16x8.splat(0), h8, 0, 8, 1, 9, 2, 10, 3, 11);
+}
+// @ts-ignore: decorator
+@inline function widenHi<T>(h8: v128): v128 {
+  if (isSigned<T>()) return halfToFloat4(i32x4.extend_high_i16x8_u(h8));
+  return v128.shuffle<i16>(i16x8.splat(0), h8, 4, 12, 5, 13, 6, 14, 7, 15);
+}
+
+// One cached value as f32 (f32 as stored; narrow widened exactly).
+// @ts-ignore: decorator
+@inline function kvAt<T>(p: usize): f32 {
+  if (sizeof<T>() == 4) return load<f32>(p);
+  return widen1<T>(p);
+}
+
+// Four units' dot products over one key row: [q0·k0, q1·k1, q2·k2, q3·k3] over d < hd4, each
+// accumulator adding in d order (lane l over d ≡ l mod 4), reduced by transposeAdd.
+// @ts-ignore: decorator
+@inline function dotUnits4<T>(q0: usize, q1: usize, q2: usize, q3: usize, k0: usize, k1: usize, k2: usize, k3: usize, hd4: i32): v128 {
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+  let p0 = q0, p1 = q1, p2 = q2, p3 = q3, r0 = k0, r1 = k1, r2 = k2, r3 = k3;
+  const end16 = q0 + (<usize>(hd4 & ~15) << 2), end4 = q0 + (<usize>hd4 << 2);
+  if (sizeof<T>() == 4) {
+    while (p0 < end16) {
+      a0 = f32x4.add(a0, f32x4.mul(v128.load(p0), v128.load(r0))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1), v128.load(r1)));
+      a2 = f32x4.add(a2, f32x4.mul(v128.load(p2), v128.load(r2))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3), v128.load(r3)));
+      a0 = f32x4.add(a0, f32x4.mul(v128.load(p0, 16), v128.load(r0, 16))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1, 16), v128.load(r1, 16)));
+      a2 = f32x4.add(a2, f32x4.mul(v128.load(p2, 16), v128.load(r2, 16))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3, 16), v128.load(r3, 16)));
+      a0 = f32x4.add(a0, f32x4.mul(v128.load(p0, 32), v128.load(r0, 32))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1, 32), v128.load(r1, 32)));
+      a2 = f32x4.add(a2, f32x4.mul(v128.load(p2, 32), v128.load(r2, 32))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3, 32), v128.load(r3, 32)));
+      a0 = f32x4.add(a0, f32x4.mul(v128.load(p0, 48), v128.load(r0, 48))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1, 48), v128.load(r1, 48)));
+      a2 = f32x4.add(a2, f32x4.mul(v128.load(p2, 48), v128.load(r2, 48))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3, 48), v128.load(r3, 48)));
+      p0 += 64; p1 += 64; p2 += 64; p3 += 64; r0 += 64; r1 += 64; r2 += 64; r3 += 64;
+    }
+    while (p0 < end4) {
+      a0 = f32x4.add(a0, f32x4.mul(v128.load(p0), v128.load(r0))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1), v128.load(r1)));
+      a2 = f32x4.add(a2, f32x4.mul(v128.load(p2), v128.load(r2))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3), v128.load(r3)));
+      p0 += 16; p1 += 16; p2 += 16; p3 += 16; r0 += 16; r1 += 16; r2 += 16; r3 += 16;
+    }
+  } else {
+    const end8 = q0 + (<usize>(hd4 & ~7) << 2);
+    while (p0 < end8) {
+      const h0 = v128.load(r0), h1 = v128.load(r1), h2 = v128.load(r2), h3 = v128.load(r3);
+      a0 = f32x4.add(a0, f32x4.mul(v128.load(p0), widenLo<T>(h0))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1), widenLo<T>(h1)));
+      a2 = f32x4.add(a2, f32x4.mul(v128.load(p2), widenLo<T>(h2))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3), widenLo<T>(h3)));
+      a0 = f32x4.add(a0, f32x4.mul(v128.load(p0, 16), widenHi<T>(h0))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1, 16), widenHi<T>(h1)));
+      a2 = f32x4.add(a2, f32x4.mul(v128.load(p2, 16), widenHi<T>(h2))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3, 16), widenHi<T>(h3)));
+      p0 += 32; p1 += 32; p2 += 32; p3 += 32; r0 += 16; r1 += 16; r2 += 16; r3 += 16;
+    }
+    if (p0 < end4) {
+      a0 = f32x4.add(a0, f32x4.mul(v128.load(p0), widen4<T>(r0))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1), widen4<T>(r1)));
+      a2 = f32x4.add(a2, f32x4.mul(v128.load(p2), widen4<T>(r2))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3), widen4<T>(r3)));
+    }
+  }
+  return transposeAdd(a0, a1, a2, a3);
+}
+
+// Step 1 in decode for units [0, n) of the one query row, key rows [j0, j1): for each key row, the
+// scores of four units at a time (their heads lie side by side in the row), the four dot products
+// reduced by one transposeAdd; lane i of it is exactly the score scoresOne computes for that unit
+// and key (any four dot products reduce lane by lane the same way; a narrow key widens exactly, so
+// the score equals the f32 call's on the widened cache), and a leftover unit uses dot()/dotHalf().
+function decodeScores<T>(scores: usize, desc: usize, n: i32, q: usize, k: usize, kvRow: usize, Tk: i32, j0: i32, j1: i32, hd: i32, scale: f32,
+                            qPosI: i32, kPos: usize, allowed: usize): void {
   const hd4 = hd & ~3;
   const rowBytes = scoresRowBytes(Tk);
   const scaleV = f32x4.splat(scale);
   const n4 = n & ~3;
   const step = UNIT_INTS << 2;
+  const kvShift: u32 = sizeof<T>() == 4 ? 0 : 1;
   for (let j = j0; j < j1; j++) {
     const sj = scores + (<usize>j << 2);
     if (!visible(0, j, Tk, qPosI, kPos, allowed)) {
@@ -505,29 +478,15 @@ function decodeScoresHalf<T>(scores: usize, desc: usize, n: i32, q: usize, k: us
     for (; a < n4; a += 4, dp += 4 * step) {
       const q0 = q + <usize>load<u32>(dp, D_Q), q1 = q + <usize>load<u32>(dp, step + D_Q);
       const q2 = q + <usize>load<u32>(dp, 2 * step + D_Q), q3 = q + <usize>load<u32>(dp, 3 * step + D_Q);
-      const k0 = kRow + (<usize>load<u32>(dp, D_KV) >> 1), k1 = kRow + (<usize>load<u32>(dp, step + D_KV) >> 1);
-      const k2 = kRow + (<usize>load<u32>(dp, 2 * step + D_KV) >> 1), k3 = kRow + (<usize>load<u32>(dp, 3 * step + D_KV) >> 1);
-      let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-      let p0 = q0, p1 = q1, p2 = q2, p3 = q3, r0 = k0, r1 = k1, r2 = k2, r3 = k3;
-      const end8 = q0 + (<usize>(hd4 & ~7) << 2), end4 = q0 + (<usize>hd4 << 2);
-      while (p0 < end8) {
-        a0 = f32x4.add(a0, f32x4.mul(v128.load(p0), widen4<T>(r0))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1), widen4<T>(r1)));
-        a2 = f32x4.add(a2, f32x4.mul(v128.load(p2), widen4<T>(r2))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3), widen4<T>(r3)));
-        a0 = f32x4.add(a0, f32x4.mul(v128.load(p0, 16), widen4<T>(r0 + 8))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1, 16), widen4<T>(r1 + 8)));
-        a2 = f32x4.add(a2, f32x4.mul(v128.load(p2, 16), widen4<T>(r2 + 8))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3, 16), widen4<T>(r3 + 8)));
-        p0 += 32; p1 += 32; p2 += 32; p3 += 32; r0 += 16; r1 += 16; r2 += 16; r3 += 16;
-      }
-      if (p0 < end4) {
-        a0 = f32x4.add(a0, f32x4.mul(v128.load(p0), widen4<T>(r0))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1), widen4<T>(r1)));
-        a2 = f32x4.add(a2, f32x4.mul(v128.load(p2), widen4<T>(r2))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3), widen4<T>(r3)));
-      }
-      let s = transposeAdd(a0, a1, a2, a3);
-      if (hd4 != hd) { // addUnitTails on narrow keys
+      const k0 = kRow + <usize>(load<u32>(dp, D_KV) >> kvShift), k1 = kRow + <usize>(load<u32>(dp, step + D_KV) >> kvShift);
+      const k2 = kRow + <usize>(load<u32>(dp, 2 * step + D_KV) >> kvShift), k3 = kRow + <usize>(load<u32>(dp, 3 * step + D_KV) >> kvShift);
+      let s = dotUnits4<T>(q0, q1, q2, q3, k0, k1, k2, k3, hd4);
+      if (hd4 != hd) {
         let t0: f32 = 0, t1: f32 = 0, t2: f32 = 0, t3: f32 = 0;
         for (let d = hd4; d < hd; d++) {
-          const o = <usize>d << 2, h = <usize>d << 1;
-          t0 += load<f32>(q0 + o) * widen1<T>(k0 + h); t1 += load<f32>(q1 + o) * widen1<T>(k1 + h);
-          t2 += load<f32>(q2 + o) * widen1<T>(k2 + h); t3 += load<f32>(q3 + o) * widen1<T>(k3 + h);
+          const o = <usize>d << 2, e = <usize>d * sizeof<T>();
+          t0 += load<f32>(q0 + o) * kvAt<T>(k0 + e); t1 += load<f32>(q1 + o) * kvAt<T>(k1 + e);
+          t2 += load<f32>(q2 + o) * kvAt<T>(k2 + e); t3 += load<f32>(q3 + o) * kvAt<T>(k3 + e);
         }
         s = f32x4.add(s, f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(t0), 1, t1), 2, t2), 3, t3));
       }
@@ -537,15 +496,19 @@ function decodeScoresHalf<T>(scores: usize, desc: usize, n: i32, q: usize, k: us
       store<f32>(sp + 2 * rowBytes, f32x4.extract_lane(s, 2)); store<f32>(sp + 3 * rowBytes, f32x4.extract_lane(s, 3));
     }
     for (; a < n; a++, dp += step) {
-      store<f32>(sj + <usize>a * rowBytes, dotHalf<T>(q + <usize>load<u32>(dp, D_Q), kRow + (<usize>load<u32>(dp, D_KV) >> 1), hd) * scale);
+      const qa = q + <usize>load<u32>(dp, D_Q), ka = kRow + <usize>(load<u32>(dp, D_KV) >> kvShift);
+      store<f32>(sj + <usize>a * rowBytes, (sizeof<T>() == 4 ? dot(qa, ka, hd) : dotHalf<T>(qa, ka, hd)) * scale);
     }
   }
 }
 
-// decodeAccumulate over a narrow cache: every element still adds p_j·v_j[d] from +0 over j in order.
-function decodeAccumulateHalf<T>(out: usize, scores: usize, desc: usize, n: i32, v: usize, kvRow: usize, Tk: i32, hd: i32): void {
+// Step 3 in decode for units [0, n) of the one query row: for each value row, every live unit's
+// p_j·v_j added into its output row (zeroed first), so each element still accumulates from +0
+// over j in order, skipping p_j = 0, exactly as accumulateOne does (on the widened row if narrow).
+function decodeAccumulate<T>(out: usize, scores: usize, desc: usize, n: i32, v: usize, kvRow: usize, Tk: i32, hd: i32): void {
   const rowBytes = scoresRowBytes(Tk);
   const step = UNIT_INTS << 2;
+  const kvShift: u32 = sizeof<T>() == 4 ? 0 : 1;
   const end16 = <usize>(hd & ~15) << 2, end4 = <usize>(hd & ~3) << 2, end = <usize>hd << 2;
   let dp = desc;
   for (let a = 0; a < n; a++, dp += step) if (load<f32>(dp, D_QPOS) != 0) zeroRow(out + <usize>load<u32>(dp, D_Q), hd);
@@ -557,17 +520,30 @@ function decodeAccumulateHalf<T>(out: usize, scores: usize, desc: usize, n: i32,
       const p = load<f32>(sp);
       if (p == 0 || load<f32>(dp, D_QPOS) == 0) continue;
       const pv = f32x4.splat(p);
-      const op = out + <usize>load<u32>(dp, D_Q), vp = vRow + (<usize>load<u32>(dp, D_KV) >> 1);
+      const op = out + <usize>load<u32>(dp, D_Q), vp = vRow + <usize>(load<u32>(dp, D_KV) >> kvShift);
       let o: usize = 0;
-      for (; o < end16; o += 64) { // o: output bytes; the value row advances half as far
-        const h = vp + (o >> 1);
-        v128.store(op + o, f32x4.add(v128.load(op + o), f32x4.mul(pv, widen4<T>(h))));
-        v128.store(op + o, f32x4.add(v128.load(op + o, 16), f32x4.mul(pv, widen4<T>(h + 8))), 16);
-        v128.store(op + o, f32x4.add(v128.load(op + o, 32), f32x4.mul(pv, widen4<T>(h + 16))), 32);
-        v128.store(op + o, f32x4.add(v128.load(op + o, 48), f32x4.mul(pv, widen4<T>(h + 24))), 48);
+      if (sizeof<T>() == 4) {
+        for (; o < end16; o += 64) {
+          v128.store(op + o, f32x4.add(v128.load(op + o), f32x4.mul(pv, v128.load(vp + o))));
+          v128.store(op + o, f32x4.add(v128.load(op + o, 16), f32x4.mul(pv, v128.load(vp + o, 16))), 16);
+          v128.store(op + o, f32x4.add(v128.load(op + o, 32), f32x4.mul(pv, v128.load(vp + o, 32))), 32);
+          v128.store(op + o, f32x4.add(v128.load(op + o, 48), f32x4.mul(pv, v128.load(vp + o, 48))), 48);
+        }
+      } else {
+        for (; o < end16; o += 64) {
+          const h = vp + (o >> 1);
+          const h0 = v128.load(h), h1 = v128.load(h, 16);
+          v128.store(op + o, f32x4.add(v128.load(op + o), f32x4.mul(pv, widenLo<T>(h0))));
+          v128.store(op + o, f32x4.add(v128.load(op + o, 16), f32x4.mul(pv, widenHi<T>(h0))), 16);
+          v128.store(op + o, f32x4.add(v128.load(op + o, 32), f32x4.mul(pv, widenLo<T>(h1))), 32);
+          v128.store(op + o, f32x4.add(v128.load(op + o, 48), f32x4.mul(pv, widenHi<T>(h1))), 48);
+        }
       }
-      for (; o < end4; o += 16) v128.store(op + o, f32x4.add(v128.load(op + o), f32x4.mul(pv, widen4<T>(vp + (o >> 1)))));
-      for (; o < end; o += 4) store<f32>(op + o, load<f32>(op + o) + p * widen1<T>(vp + (o >> 1)));
+      for (; o < end4; o += 16) {
+        const x = sizeof<T>() == 4 ? v128.load(vp + o) : widen4<T>(vp + (o >> 1));
+        v128.store(op + o, f32x4.add(v128.load(op + o), f32x4.mul(pv, x)));
+      }
+      for (; o < end; o += 4) store<f32>(op + o, load<f32>(op + o) + p * kvAt<T>(vp + (o >> 2) * sizeof<T>()));
     }
   }
 }
@@ -617,12 +593,13 @@ function writeDescriptors(desc: usize, ub0: i32, n: i32, Tq: i32, group: i32, qR
 // Why the values take one thread: V rows can only be split by head or head-dim slices (each output
 // element sums over all j in order), and two threads reading alternate slices of every row were
 // slower on Zen 5 than one reading the rows whole (bf16 4 ms vs 1.2 ms, f32 no faster, 16 × 128 at
-// 4096 keys), while the scores split by rows read at up to 2× one thread.
+// 4096 keys), while the scores split by rows read at up to 2× one thread. A worker loading the
+// value rows ahead of the main thread's pass (one load per line, into the shared cache) was tried
+// too: Ouro-1.4B shapes, 2 threads, bf16 KV at 4096 keys, decode 1.975 vs 1.925 tok/s, within noise.
 const DECODE_DESCRIPTORS = 0, DECODE_SCORES = 1, DECODE_SOFTMAX = 2;
 // @ts-ignore: decorator
 @inline function attentionDecodeOf<T>(phase: i32, out: usize, q: usize, k: usize, v: usize, Tk: i32, nHeads: i32, nKvHeads: i32, hd: i32, scale: f32,
                                       qPos: usize, kPos: usize, allowed: usize, scores: usize, lo: i32, hi: i32): void {
-  const narrow = sizeof<T>() != 4;
   const kvRowT = <usize>(nKvHeads * hd) * sizeof<T>(); // a cache row's bytes as stored
   const rowBytes = scoresRowBytes(Tk);
   const desc = scores + <usize>nHeads * rowBytes;
@@ -630,8 +607,7 @@ const DECODE_DESCRIPTORS = 0, DECODE_SCORES = 1, DECODE_SOFTMAX = 2;
   if (phase == DECODE_DESCRIPTORS) {
     writeDescriptors(desc, 0, nHeads, 1, nHeads / nKvHeads, <usize>(nHeads * hd) << 2, <usize>hd << 2, usePos ? qPos : 0);
   } else if (phase == DECODE_SCORES) {
-    if (narrow) decodeScoresHalf<T>(scores, desc, nHeads, q, k, kvRowT, Tk, lo, hi, hd, scale, load<i32>(desc, D_QPOS), usePos ? kPos : 0, allowed);
-    else decodeScores(scores, desc, nHeads, q, k, kvRowT, Tk, lo, hi, hd, scale, load<i32>(desc, D_QPOS), usePos ? kPos : 0, allowed);
+    decodeScores<T>(scores, desc, nHeads, q, k, kvRowT, Tk, lo, hi, hd, scale, load<i32>(desc, D_QPOS), usePos ? kPos : 0, allowed);
   } else if (phase == DECODE_SOFTMAX) {
     for (let a = lo; a < hi; a++) {
       const dp = desc + <usize>a * (UNIT_INTS << 2);
@@ -640,8 +616,7 @@ const DECODE_DESCRIPTORS = 0, DECODE_SCORES = 1, DECODE_SOFTMAX = 2;
       if (sum == 0) zeroRow(out + <usize>load<u32>(dp, D_Q), hd);
     }
   } else {
-    if (narrow) decodeAccumulateHalf<T>(out, scores, desc, nHeads, v, kvRowT, Tk, hd);
-    else decodeAccumulate(out, scores, desc, nHeads, v, kvRowT, Tk, hd);
+    decodeAccumulate<T>(out, scores, desc, nHeads, v, kvRowT, Tk, hd);
     for (let a = 0; a < nHeads; a++) {
       const dp = desc + <usize>a * (UNIT_INTS << 2);
       const sum = load<f32>(dp, D_QPOS);
@@ -702,8 +677,7 @@ export function attention_f16(out: usize, q: usize, k: usize, v: usize, Tq: i32,
     writeDescriptors(desc, ub0, n, Tq, group, qRow, headBytes, usePos ? qPos : 0);
     // Pass 1: scores, key blocks outer.
     if (Tq == 1) {
-      if (narrow) decodeScoresHalf<T>(scores, desc, n, q, k, kvRowT, Tk, 0, Tk, hd, scale, load<i32>(desc, D_QPOS), kPosp, allowed);
-      else decodeScores(scores, desc, n, q, k, kvRow, Tk, 0, Tk, hd, scale, load<i32>(desc, D_QPOS), kPosp, allowed);
+      decodeScores<T>(scores, desc, n, q, k, kvRowT, Tk, 0, Tk, hd, scale, load<i32>(desc, D_QPOS), kPosp, allowed);
     } else for (let j0 = 0; j0 < Tk; j0 += kb) {
       const j1 = min(Tk, j0 + kb);
       // narrow: the block's one KV head, keys [j0, j1), widened into scratch and read from there
@@ -736,8 +710,7 @@ export function attention_f16(out: usize, q: usize, k: usize, v: usize, Tq: i32,
     }
     // Pass 3: P·V, key blocks outer, partial sums in out.
     if (Tq == 1) {
-      if (narrow) decodeAccumulateHalf<T>(out, scores, desc, n, v, kvRowT, Tk, hd);
-      else decodeAccumulate(out, scores, desc, n, v, kvRow, Tk, hd);
+      decodeAccumulate<T>(out, scores, desc, n, v, kvRowT, Tk, hd);
     } else for (let j0 = 0; j0 < Tk; j0 += kb) {
       const j1 = min(Tk, j0 + kb);
       const first = j0 == 0;
