@@ -1,7 +1,7 @@
 /**
  * Where a decode token's time goes (issue 16): wraps a runtime's kernel methods with clocks for
  * the duration of a measurement and sorts the time into
- *   - gemv: linear calls of the decoder layers (with threads: the main thread's own share, and
+ *   - gemv: linear and linearGroup calls of the decoder layers (with threads: the main thread's own share, and
  *     `wait`, the main thread waiting for the workers after it),
  *   - lm_head: linear calls whose output is the vocabulary (same split),
  *   - attention (same split),
@@ -46,6 +46,7 @@ export function profileDecode(runtime: PoolRuntime, vocab: number, tokens: numbe
     b.pool.soloMs += poolProfile.soloMs - before.soloMs;
   };
   const originals = new Map<string, unknown>();
+  let depth = 0;
   const proto = Object.getPrototypeOf(k) as Record<string, unknown>;
   for (const name of Object.getOwnPropertyNames(proto)) {
     const fn = proto[name];
@@ -53,12 +54,16 @@ export function profileDecode(runtime: PoolRuntime, vocab: number, tokens: numbe
     originals.set(name, Object.prototype.hasOwnProperty.call(k, name) ? k[name] : undefined);
     const method = fn as (...args: unknown[]) => unknown;
     k[name] = function (this: Kernels, ...args: unknown[]): unknown {
+      if (depth > 0) return method.apply(this, args); // a kernel method inside another (linearGroup's separate calls): its caller's time
       const before = { ...poolProfile };
       const t0 = performance.now();
-      const result = method.apply(this, args);
+      let result: unknown;
+      depth++;
+      try { result = method.apply(this, args); } finally { depth--; }
       const ms = performance.now() - t0;
       let b: Bucket;
       if (name === 'linear') b = (args[2] as LinearWeight).N === vocab ? profile.lmHead : profile.gemv;
+      else if (name === 'linearGroup') b = profile.gemv;
       else if (name === 'attention') b = profile.attention;
       else {
         b = profile.other;

@@ -22,11 +22,14 @@
  *   node --import tsx scripts/ouro-synthetic.ts /tmp/ouro-1.4b-synthetic
  *   node --import tsx bench/ouro.bench.ts /tmp/ouro-1.4b-synthetic [--kernels wasm|scalar] [--threads 1]
  *        [--prompt 8] [--tokens 8] [--reps 2] [--thresholds 0.5,0.9] [--json]
- *        [--context 4096 --kv-dtype bf16] [--profile]
+ *        [--context 4096 --kv-dtype bf16] [--profile] [--quant-activations int16]
  *
  * --profile: after the timed runs, one more decode (all loops) with every kernel call timed:
  * per token, GEMV / lm_head / attention / other kernels / outside kernels, and how long the main
  * thread waited for the workers (bench/decode-profile.ts). The timed runs are not instrumented.
+ *
+ * --quant-activations int16: a quantized checkpoint (`ponder quantize`) with int16 activations
+ * (WasmRuntimeOptions.quantActivations); the DRAM-bound shares still count bf16 weight bytes.
  *
  * Not part of `npm test` (its file name does not end in .test.ts).
  */
@@ -37,6 +40,7 @@ import { ouroConfigFromJson } from '../src/models/ouro-config.js';
 import type { OuroCache, OuroForwardOptions, OuroForwardResult } from '../src/models/ouro.js';
 import { openModelDir } from '../src/node/model-dir.js';
 import { planFamily } from '../src/models/placement.js';
+import { quantizedWeights, readQuantization } from '../src/models/quantized.js';
 import { KV_DTYPE_BYTES, type KvDType } from '../src/runtime/plan.js';
 import { f32ToBf16Bits, f32ToF16Bits } from '../src/kernels/scalar.js';
 import { hostCpu } from './cpu.js';
@@ -59,6 +63,7 @@ const { values, positionals } = parseArgs({
     context: { type: 'string' },
     'kv-dtype': { type: 'string', default: 'f32' },
     profile: { type: 'boolean', default: false },
+    'quant-activations': { type: 'string', default: 'f32' },
   },
 });
 const longContext = values.context === undefined ? 0 : Number(values.context);
@@ -71,7 +76,7 @@ const log = (line: string): void => { if (!values.json) console.log(line); };
 async function makeRuntime(): Promise<Runtime & { arena: { bytesUsed: number; bytesCommitted?: number } }> {
   if (values.kernels === 'scalar') return createScalarRuntime();
   const { createNodeWasmRuntime } = await import('../src/node/pool-worker.js');
-  return createNodeWasmRuntime({ threads: Number(values.threads) });
+  return createNodeWasmRuntime({ threads: Number(values.threads), quantActivations: values['quant-activations'] === 'int16' ? 'int16' : 'f32' });
 }
 
 const maxRssBytes = (): number => process.resourceUsage().maxRSS * 1024;
@@ -85,9 +90,10 @@ if (!md.config) throw new Error(`${dir} has no config.json`);
 const config = ouroConfigFromJson(md.config);
 // planned for the run's context and KV dtype: shards added as the plan needs them
 const planOptions = { context: (longContext || promptLength) + newTokens, kvDtype, hostMemoryBytes: totalmem() };
-const plan = planFamily(ouroFamily, config, md.weights, runtime, planOptions);
+const weights = quantizedWeights(md.weights, readQuantization(md.config)); // a `ponder quantize` checkpoint as logical [N, K] weights
+const plan = planFamily(ouroFamily, config, weights, runtime, planOptions);
 await runtime.ensureShards?.(plan.shards.length);
-const model = ouroFamily.load(config, md.weights, runtime, { ...planOptions, plan });
+const model = ouroFamily.load(config, weights, runtime, { ...planOptions, plan });
 const loadSeconds = (performance.now() - loadStart) / 1000;
 const T = config.totalUtSteps, V = config.vocabSize;
 const cpu = hostCpu();

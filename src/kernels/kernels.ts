@@ -71,6 +71,14 @@ export interface Kernels {
   linear(y: Float32Array, x: Float32Array, w: LinearWeight, M: number, bias?: Float32Array | null): void;
 
   /**
+   * Several linears that read the same x (q/k/v, gate/up): ys[i][M,N_i] = x[M,K] · ws[i]^T (+ biases[i]).
+   * Bit for bit the separate `linear` calls (the scalar twin makes them, in order); a threaded
+   * backend runs weights of one dtype and shard as one job split across its threads by their total
+   * rows, instead of one job per weight. No y may overlap x or another y.
+   */
+  linearGroup(ys: readonly Float32Array[], x: Float32Array, ws: readonly LinearWeight[], M: number, biases?: readonly (Float32Array | null)[] | null): void;
+
+  /**
    * RMSNorm over rows: y[r,:] = x[r,:] / sqrt(mean(x[r,:]^2) + eps) * weight[:]
    * (eps inside the sqrt, weight multiplied after normalising; weight null means 1).
    */

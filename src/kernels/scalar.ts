@@ -125,6 +125,10 @@ export const scalarKernels: Kernels = {
     }
   },
 
+  linearGroup(ys, x, ws, M, biases) {
+    for (let i = 0; i < ws.length; i++) this.linear(ys[i], x, ws[i], M, biases?.[i] ?? null);
+  },
+
   rmsnorm(y, x, weight, rows, dim, eps) {
     for (let r = 0; r < rows; r++) {
       const o = r * dim;

@@ -27,8 +27,8 @@ import { WasmArena, ScratchBuffer, WASM_MAX_PAGES } from '../runtime/wasm-arena.
 import type { Kernels, KvBuffer, KvDType, LinearSource, LinearWeight, QuantizedSource, RopeLayout } from './kernels.js';
 import { checkQuantizedSource, fieldScale, isQuantized, quantBits } from './quant.js';
 import { KERNELS_RELAXED_WASM, KERNELS_WASM } from './wasm-binary.js';
-import { type PoolProfile, type WorkerFactory, ThreadPool } from '../runtime/pool.js';
-import { attentionKernel, attentionScratchBytes, linearBlockK, linearScratchBytes, quantI16ScratchBytes, quantScratchBytes, type WasmKernelExports } from './wasm-exports.js';
+import { LINEAR_GROUP_MAX, linearJobScratchBytes, linearUnits, type LinearKind, type PoolProfile, type WorkerFactory, ThreadPool } from '../runtime/pool.js';
+import { attentionKernel, attentionScratchBytes, linearBlockK, type WasmKernelExports } from './wasm-exports.js';
 import { isLinearTile, LINEAR_TILES, linearTileIndex, measureLinearTiles, TILE_PROBE_BYTES, type LinearTile, type TileMeasurement } from './linear-tiles.js';
 
 export interface WasmRuntimeOptions {
@@ -102,6 +102,12 @@ interface Shard {
   readonly linearScratch: ScratchBuffer; // bf16 widening, main thread
   readonly scoresScratch: ScratchBuffer; // attention scores, main thread
   readonly staging: ScratchBuffer;       // arguments from other shards
+}
+
+/** How the pool and the kernels run a bound weight (LinearKind). */
+function linearKind(w: WasmLinearWeight): LinearKind {
+  const quantized = w.dtype === 'q8' || w.dtype === 'q4';
+  return { bf16: w.dtype === 'bf16', bits: quantized ? quantBits(w.dtype as 'q8' | 'q4') : 0, gs: w.groupSize ?? 0, int16: !!w.int16 };
 }
 
 function makeShard(wasm: WasmKernelExports, memory: WebAssembly.Memory): Shard {
@@ -422,38 +428,72 @@ class WasmKernels implements Kernels {
   }
 
   linear(y: Float32Array, x: Float32Array, weight: LinearWeight, M: number, bias?: Float32Array | null): void {
-    const w = weight as WasmLinearWeight;
-    if (w.owner !== this) {
-      throw new PonderError('KERNEL_FOREIGN_BUFFER', 'linear: the weight was not bound by this WASM runtime', { hint: 'bind weights with runtime.kernels.bindLinear of the runtime that runs them' });
-    }
+    const w = this.ownWeight('linear', weight);
     checkCount('linear', 'M', M);
     const { N, K } = w;
-    // y must not overlap x (checked on the caller's views, before any staging)
-    if (this.ownerOf('linear', 'y', y) === this.ownerOf('linear', 'x', x) && y.byteOffset < x.byteOffset + 4 * M * K && x.byteOffset < y.byteOffset + 4 * M * N && M > 0) throw badArgs('linear', 'y must not overlap x');
+    this.checkNoOverlap('linear', 'y', y, M * N, x, M * K);
     this.run('linear', w.shard, [{ name: 'y', view: y, need: M * N, out: true }, { name: 'x', view: x, need: M * K }, { name: 'bias', view: bias ?? null, need: N }], ([yp, xp, bp], shard, index) => {
       if (M === 0) return;
-      if (w.int16) {
-        const bits = quantBits(w.dtype as 'q8' | 'q4'), gs = w.groupSize!, quads = Math.ceil(N / 4);
-        const scratch = shard.linearScratch.need(quantI16ScratchBytes(M, K, gs));
-        const pool = this.pool.current;
-        if (pool && pool.worthSplitting(M * N * K, quads)) pool.linearQuantI16(index, yp, xp, w.packed.byteOffset, bp, M, N, K, quads, scratch, bits, gs);
-        else shard.wasm.linear_quant_i16(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, quads, scratch, bits, gs);
-        return;
-      }
-      const bf16 = w.dtype === 'bf16';
-      const bits = w.dtype === 'q8' || w.dtype === 'q4' ? quantBits(w.dtype) : 0, gs = w.groupSize ?? 0;
-      const panels = Math.ceil(N / 16);
-      const kc = linearBlockK(M, K, w.dtype);
-      const scratch = bits !== 0 ? shard.linearScratch.need(quantScratchBytes(M, K, gs, kc)) : bf16 && M > 1 ? shard.linearScratch.need(linearScratchBytes(kc)) : 0;
+      const kind = linearKind(w), kc = linearBlockK(M, K, w.dtype);
+      const scratchBytes = linearJobScratchBytes(kind, M, K, kc);
+      const scratch = scratchBytes ? shard.linearScratch.need(scratchBytes) : 0;
       const pool = this.pool.current;
-      if (pool && pool.worthSplitting(M * N * K, panels)) {
-        pool.linear(index, bf16, yp, xp, w.packed.byteOffset, bp, M, N, K, panels, kc, scratch, this.tile, bits, gs);
+      const units = linearUnits(kind, N);
+      if (pool && pool.worthSplitting(M * N * K, units)) {
+        pool.linear(index, kind, yp, xp, w.packed.byteOffset, bp, M, N, K, kc, scratch, this.tile);
         return;
       }
-      if (bits !== 0) shard.wasm.linear_quant(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, kc, scratch, this.tile, bits, gs);
-      else if (bf16) shard.wasm.linear_bf16(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, kc, scratch, this.tile);
-      else shard.wasm.linear_f32(yp, xp, w.packed.byteOffset, bp, M, N, K, 0, panels, kc, 0, this.tile);
+      const p = w.packed.byteOffset;
+      if (kind.int16) shard.wasm.linear_quant_i16(yp, xp, p, bp, M, N, K, 0, units, scratch, kind.bits, kind.gs);
+      else if (kind.bits !== 0) shard.wasm.linear_quant(yp, xp, p, bp, M, N, K, 0, units, kc, scratch, this.tile, kind.bits, kind.gs);
+      else if (kind.bf16) shard.wasm.linear_bf16(yp, xp, p, bp, M, N, K, 0, units, kc, scratch, this.tile);
+      else shard.wasm.linear_f32(yp, xp, p, bp, M, N, K, 0, units, kc, 0, this.tile);
     });
+  }
+
+  linearGroup(ys: readonly Float32Array[], x: Float32Array, weights: readonly LinearWeight[], M: number, biases?: readonly (Float32Array | null)[] | null): void {
+    if (ys.length !== weights.length || (biases && biases.length !== weights.length)) throw badArgs('linearGroup', `${ys.length} outputs, ${weights.length} weights${biases ? `, ${biases.length} biases` : ''}: one of each per member`);
+    const ws = weights.map((w) => this.ownWeight('linearGroup', w));
+    checkCount('linearGroup', 'M', M);
+    for (let i = 0; i < ws.length; i++) {
+      this.checkNoOverlap('linearGroup', `ys[${i}]`, ys[i], M * ws[i].N, x, M * ws[i].K);
+      for (let j = 0; j < i; j++) this.checkNoOverlap('linearGroup', `ys[${i}]`, ys[i], M * ws[i].N, ys[j], M * ws[j].N, `ys[${j}]`);
+    }
+    const first = ws[0], pool = this.pool.current;
+    const kind = first ? linearKind(first) : null;
+    const same = (w: WasmLinearWeight): boolean => w.shard === first.shard && w.K === first.K && w.dtype === first.dtype && w.groupSize === first.groupSize && !!w.int16 === !!first.int16;
+    const units = kind ? ws.reduce((n, w) => n + linearUnits(kind, w.N), 0) : 0;
+    const work = ws.reduce((n, w) => n + M * w.N * w.K, 0);
+    // one job only where it pays and fits: otherwise the separate calls (the same bits)
+    if (!pool || !kind || ws.length < 2 || ws.length > LINEAR_GROUP_MAX || !ws.every(same) || !pool.worthSplitting(work, units)) {
+      for (let i = 0; i < ws.length; i++) this.linear(ys[i], x, ws[i], M, biases?.[i] ?? null);
+      return;
+    }
+    const K = first.K;
+    const args: Arg[] = [{ name: 'x', view: x, need: M * K }];
+    for (let i = 0; i < ws.length; i++) args.push({ name: `ys[${i}]`, view: ys[i], need: M * ws[i].N, out: true }, { name: `biases[${i}]`, view: biases?.[i] ?? null, need: ws[i].N });
+    this.run('linearGroup', first.shard, args, ([xp, ...rest], shard, index) => {
+      const kc = linearBlockK(M, K, first.dtype);
+      const scratchBytes = linearJobScratchBytes(kind, M, K, kc);
+      pool.linearGroup(index, kind, ws.map((_, i) => rest[2 * i]), xp, ws.map((w) => w.packed.byteOffset), ws.map((_, i) => rest[2 * i + 1]), ws.map((w) => w.N),
+        M, K, kc, scratchBytes ? shard.linearScratch.need(scratchBytes) : 0, this.tile);
+    });
+  }
+
+  /** The weight as this runtime bound it (else KERNEL_FOREIGN_BUFFER). */
+  private ownWeight(kernel: string, weight: LinearWeight): WasmLinearWeight {
+    const w = weight as WasmLinearWeight;
+    if (w.owner !== this) {
+      throw new PonderError('KERNEL_FOREIGN_BUFFER', `${kernel}: the weight was not bound by this WASM runtime`, { hint: 'bind weights with runtime.kernels.bindLinear of the runtime that runs them' });
+    }
+    return w;
+  }
+
+  /** An output must not overlap an input of the same call (checked on the caller's views, before any staging). */
+  private checkNoOverlap(kernel: string, name: string, y: Float32Array, yn: number, x: Float32Array, xn: number, xName = 'x'): void {
+    if (yn > 0 && xn > 0 && this.ownerOf(kernel, name, y) === this.ownerOf(kernel, xName, x) && y.byteOffset < x.byteOffset + 4 * xn && x.byteOffset < y.byteOffset + 4 * yn) {
+      throw badArgs(kernel, `${name} must not overlap ${xName}`);
+    }
   }
 
   rmsnorm(y: Float32Array, x: Float32Array, weight: Float32Array | null, rows: number, dim: number, eps: number): void {

@@ -346,9 +346,7 @@ export class MorModel {
     const d = this.config.dims, k = this.runtime.kernels, s = this.scratch, w = this.w.layers[site];
     const H = d.hidden, qDim = d.nHeads * d.headDim, kvDim = d.nKvHeads * d.headDim;
     k.rmsnorm(s.xn, x, w.inputNorm, n, H, d.eps);
-    k.linear(s.q, s.xn, w.q, n);
-    k.linear(s.k, s.xn, w.k, n);
-    k.linear(s.v, s.xn, w.v, n);
+    k.linearGroup([s.q, s.k, s.v], s.xn, [w.q, w.k, w.v], n);
     k.rope(s.q, n, d.nHeads, d.headDim, qDim, this.cos, this.sin, pos, 'half');
     k.rope(s.k, n, d.nKvHeads, d.headDim, kvDim, this.cos, this.sin, pos, 'half');
     const role = this.kvRole(this.layout.sites[site].slot, session.sharesKv);
@@ -386,8 +384,7 @@ export class MorModel {
     k.linear(s.proj, s.att, w.o, n);
     k.add(x, x, s.proj, n * H);
     k.rmsnorm(s.xn, x, w.postNorm, n, H, d.eps);
-    k.linear(s.gate, s.xn, w.gate, n);
-    k.linear(s.up, s.xn, w.up, n);
+    k.linearGroup([s.gate, s.up], s.xn, [w.gate, w.up], n);
     k.siluMul(s.gate, s.gate, s.up, n * d.intermediate);
     k.linear(s.proj, s.gate, w.down, n);
     k.add(x, x, s.proj, n * H);

@@ -456,9 +456,7 @@ export class OuroModel {
     this.counters.layerRows += A;
 
     k.rmsnorm(sc.xn, sc.x, w.inputNorm, A, H, eps);
-    k.linear(sc.q, sc.xn, w.wq, A);
-    k.linear(sc.k, sc.xn, w.wk, A);
-    k.linear(sc.v, sc.xn, w.wv, A);
+    k.linearGroup([sc.q, sc.k, sc.v], sc.xn, [w.wq, w.wk, w.wv], A);
     k.rope(sc.q, A, c.numHeads, hd, qDim, this.ropeCos, this.ropeSin, sc.positions, 'half');
     k.rope(sc.k, A, c.numKvHeads, hd, kvDim, this.ropeCos, this.ropeSin, sc.positions, 'half');
     // cache.update(k, v, t·L + l): rows go to their positions in slot (t, l).
@@ -477,8 +475,7 @@ export class OuroModel {
     k.add(sc.x, sc.x, sc.o, A * H);
 
     k.rmsnorm(sc.xn, sc.x, w.postAttnNorm, A, H, eps);
-    k.linear(sc.gate, sc.xn, w.wGate, A);
-    k.linear(sc.up, sc.xn, w.wUp, A);
+    k.linearGroup([sc.gate, sc.up], sc.xn, [w.wGate, w.wUp], A);
     k.siluMul(sc.gate, sc.gate, sc.up, A * c.intermediateSize);
     k.linear(sc.o, sc.gate, w.wDown, A);
     k.rmsnorm(sc.o, sc.o, w.postAttnNorm2, A, H, eps);

@@ -5,8 +5,10 @@
  * thread's arena, and jobs are pointers.
  *
  * Work is split so that every output element is computed by exactly one thread with exactly the
- * code a single thread would run on it: linear by 16-column panels, attention by (query row, head)
- * units. Results are therefore bit-identical to one thread.
+ * code a single thread would run on it: linear by 16-column panels (quads of 4 rows with int16
+ * activations), a linear group (linears sharing their input: q/k/v, gate/up) by its members' units
+ * laid end to end as one job, attention by (query row, head) units. Results are therefore
+ * bit-identical to one thread.
  *
  * Dispatch is spin-then-wait through Atomics on a control block in shared memory: a worker spins on
  * its job counter for about a millisecond after each job (a wake-up from Atomics.wait costs about
@@ -62,6 +64,8 @@ const SHARD = 21;    // the memory shard the job runs in
 const ELAPSED = 22;  // f32: how long the worker's last job ran, in ms (its own clock)
 const OP_LINEAR_F32 = 1, OP_LINEAR_BF16 = 2, OP_ATTENTION = 3, OP_LINEAR_QUANT = 4, OP_LINEAR_QUANT_I16 = 5, OP_ATTENTION_BF16 = 6, OP_ATTENTION_F16 = 7, OP_STOP = 99;
 const OP_DECODE_F32 = 8, OP_DECODE_BF16 = 9, OP_DECODE_F16 = 10;
+const OP_LINEAR_GROUP = 11;
+const LINEAR_OPS: ReadonlySet<number> = new Set([OP_LINEAR_F32, OP_LINEAR_BF16, OP_LINEAR_QUANT, OP_LINEAR_QUANT_I16]);
 const ATTENTION_OPS: Readonly<Record<KvDType, number>> = { f32: OP_ATTENTION, bf16: OP_ATTENTION_BF16, f16: OP_ATTENTION_F16 };
 const DECODE_OPS: Readonly<Record<KvDType, number>> = { f32: OP_DECODE_F32, bf16: OP_DECODE_BF16, f16: OP_DECODE_F16 };
 // The worker's way back from an op to its KV element type.
@@ -80,6 +84,16 @@ const MAIN_SPIN_MS = 2;
 const DEFAULT_PICKUP_TIMEOUT_MS = 10_000;
 // Below this many multiply-adds a job is not split: the dispatch round trip would cost more.
 const MIN_SPLIT_WORK = 1 << 16;
+// A linear group's members, at most (linearGroup): one row of GROUP_INTS i32 each in the group table.
+export const LINEAR_GROUP_MAX = 8;
+const GROUP_INTS = 5; // y, w, bias, N, first unit of the member in the group's unit range
+
+/**
+ * What a linear call's weights are, for the pool: the op of the kernel that runs them and its
+ * arguments beyond the buffers. `bits` 0 with `bf16` false: f32 panels; `int16`: quads of
+ * assembly/linear-quant-i16.ts (else 16-column panels).
+ */
+export interface LinearKind { readonly bf16: boolean; readonly bits: number; readonly gs: number; readonly int16: boolean }
 
 /**
  * Where a split call's time goes, summed over calls (ThreadPool.profile; null = not measured, the
@@ -104,6 +118,8 @@ export class ThreadPool {
   // of a decode GEMV taking ~20 % longer than the main thread's) gets less and nobody waits.
   // Which thread computes a panel never changes its bits.
   private readonly linearSpeed: Float64Array;
+  private readonly quadSpeed: Float64Array; // the same for linear_quant_i16, in quads per ms
+  private readonly groupTable: Int32Array;  // [LINEAR_GROUP_MAX][GROUP_INTS] in shard 0: the members of the running linear group
   private closed = false;
   private broken = false; // a worker was lost: every later call runs on the main thread alone
   /** Jobs that were split across the threads (the rest ran on the main thread alone). */
@@ -111,7 +127,7 @@ export class ThreadPool {
   /** Set to measure where split calls spend their time (benchmarks); null: nothing is summed. */
   profile: PoolProfile | null = null;
 
-  private constructor(instances: readonly WasmKernelExports[], arenas: readonly WasmArena[], threads: number, control: Int32Array, handles: PoolWorkerHandle[],
+  private constructor(instances: readonly WasmKernelExports[], arenas: readonly WasmArena[], threads: number, control: Int32Array, groupTable: Int32Array, handles: PoolWorkerHandle[],
                       private readonly pickupTimeoutMs: number) {
     this.instances = instances;
     this.threads = threads;
@@ -119,6 +135,8 @@ export class ThreadPool {
     this.controlF32 = new Float32Array(control.buffer, control.byteOffset, control.length);
     this.handles = handles;
     this.linearSpeed = new Float64Array(threads).fill(1);
+    this.quadSpeed = new Float64Array(threads).fill(1);
+    this.groupTable = groupTable;
     this.linearScratch = arenas.map((arena) => handles.map(() => new ScratchBuffer(arena)));
     this.scoresScratch = arenas.map((arena) => handles.map(() => new ScratchBuffer(arena)));
   }
@@ -129,6 +147,7 @@ export class ThreadPool {
     const workers = threads - 1;
     const control = arenas[0].i32(workers * SLOT_INTS);
     control.fill(0);
+    const groupTable = arenas[0].i32(LINEAR_GROUP_MAX * GROUP_INTS);
     const handles: PoolWorkerHandle[] = [];
     try {
       for (let i = 0; i < workers; i++) handles.push(factory({ module, memories, control: control.byteOffset, index: i }));
@@ -137,7 +156,7 @@ export class ThreadPool {
       await Promise.all(handles.map((h) => h.terminate().catch(() => undefined)));
       throw new PonderError('RUNTIME_UNSUPPORTED', `could not start ${workers} kernel worker thread(s): ${(e as Error).message}`, { field: 'threads', hint: 'run with threads: 1' });
     }
-    return new ThreadPool(instances, arenas, threads, control, handles, pickupTimeoutMs);
+    return new ThreadPool(instances, arenas, threads, control, groupTable, handles, pickupTimeoutMs);
   }
 
   /** Whether a job of `work` multiply-adds over `parts` independent parts is worth splitting. */
@@ -146,44 +165,59 @@ export class ThreadPool {
   }
 
   /**
-   * linear in memory shard `shard` over panels [0, panels), split in contiguous panel ranges.
-   * `scratch`: the main thread's. `bits`: 0 for f32 or bf16 panels (told apart by `bf16`), else 8 or
-   * 4 (quantized, group size `gs`).
+   * linear in memory shard `shard` over its units [0, units) (16-column panels, or quads of 4 rows for
+   * int16 activations), split in contiguous ranges in proportion to each thread's measured speed.
+   * `scratch`: the main thread's.
    */
-  linear(shard: number, bf16: boolean, y: number, x: number, w: number, bias: number, M: number, N: number, K: number, panels: number, kc: number, scratch: number, tile: number, bits = 0, gs = 0): void {
-    const op = bits !== 0 ? OP_LINEAR_QUANT : bf16 ? OP_LINEAR_BF16 : OP_LINEAR_F32;
-    const scratchBytes = bits !== 0 ? quantScratchBytes(M, K, gs, kc) : bf16 && M > 1 ? linearScratchBytes(kc) : 0;
-    const ranges = splitWeighted(panels, this.linearSpeed, 2); // whole bf16 panel pairs (assembly/linear.ts)
+  linear(shard: number, kind: LinearKind, y: number, x: number, w: number, bias: number, M: number, N: number, K: number, kc: number, scratch: number, tile: number): void {
+    const units = linearUnits(kind, N);
+    const speed = kind.int16 ? this.quadSpeed : this.linearSpeed;
+    const ranges = splitWeighted(units, speed, kind.int16 ? 1 : 2); // whole bf16 panel pairs (assembly/linear.ts)
+    const op = linearOp(kind), scratchBytes = linearJobScratchBytes(kind, M, K, kc);
     const gen = this.nextGeneration();
     this.splitJobs++;
     for (let i = 0; i < this.handles.length; i++) {
-      const [p0, p1] = ranges[i + 1];
-      this.post(i, gen, op, [y, x, w, bias, M, N, K, p0, p1, kc, scratchBytes ? this.linearScratch[shard][i].need(scratchBytes) : 0, tile, bits, gs], shard);
+      const [u0, u1] = ranges[i + 1];
+      this.post(i, gen, op, [y, x, w, bias, M, N, K, u0, u1, kc, scratchBytes ? this.linearScratch[shard][i].need(scratchBytes) : 0, tile, kind.bits, kind.gs], shard);
     }
-    const [p0, p1] = ranges[0];
-    const wasm = this.mainInstance(shard);
     const t0 = performance.now();
-    if (bits !== 0) wasm.linear_quant(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile, bits, gs);
-    else if (bf16) wasm.linear_bf16(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile);
-    else wasm.linear_f32(y, x, w, bias, M, N, K, p0, p1, kc, scratch, tile);
+    runLinear(this.mainInstance(shard), op, y, x, w, bias, M, N, K, ranges[0][0], ranges[0][1], kc, scratch, tile, kind.bits, kind.gs);
     const mainMs = performance.now() - t0;
     this.finish(gen, 'linear', t0);
-    this.updateSpeed(this.linearSpeed, ranges, mainMs);
+    this.updateSpeed(speed, ranges, mainMs);
   }
 
-  /** linear_quant_i16 (int16 activations) in memory shard `shard` over quads [0, quads), split in contiguous ranges. `scratch`: the main thread's. */
-  linearQuantI16(shard: number, y: number, x: number, w: number, bias: number, M: number, N: number, K: number, quads: number, scratch: number, bits: number, gs: number): void {
-    const ranges = split(quads, this.threads);
+  /**
+   * Several linears that read the same x[M,K] (weights of one `kind`, in memory shard `shard`) as one
+   * job: their units laid end to end (each member's first unit aligned to a bf16 panel pair), split
+   * by speed like `linear`. Every output is computed by the code `linear` runs on it, so the bits are
+   * those of the separate calls. ys, ws, biases, Ns: per member (at most LINEAR_GROUP_MAX).
+   */
+  linearGroup(shard: number, kind: LinearKind, ys: readonly number[], x: number, ws: readonly number[], biases: readonly number[], Ns: readonly number[],
+              M: number, K: number, kc: number, scratch: number, tile: number): void {
+    const count = ys.length, align = kind.int16 ? 1 : 2;
+    if (count > LINEAR_GROUP_MAX) throw new PonderError('KERNEL_BAD_ARGS', `linearGroup: at most ${LINEAR_GROUP_MAX} weights per call, got ${count}`);
+    const table = this.groupTable;
+    let units = 0;
+    for (let j = 0; j < count; j++) {
+      units = Math.ceil(units / align) * align;
+      table.set([ys[j], ws[j], biases[j], Ns[j], units], j * GROUP_INTS);
+      units += linearUnits(kind, Ns[j]);
+    }
+    const speed = kind.int16 ? this.quadSpeed : this.linearSpeed;
+    const ranges = splitWeighted(units, speed, align);
+    const op = linearOp(kind), scratchBytes = linearJobScratchBytes(kind, M, K, kc);
     const gen = this.nextGeneration();
     this.splitJobs++;
     for (let i = 0; i < this.handles.length; i++) {
-      const [q0, q1] = ranges[i + 1];
-      this.post(i, gen, OP_LINEAR_QUANT_I16, [y, x, w, bias, M, N, K, q0, q1, this.linearScratch[shard][i].need(quantI16ScratchBytes(M, K, gs)), bits, gs], shard);
+      const [u0, u1] = ranges[i + 1];
+      this.post(i, gen, OP_LINEAR_GROUP, [op, table.byteOffset, count, x, M, K, u0, u1, kc, scratchBytes ? this.linearScratch[shard][i].need(scratchBytes) : 0, tile, kind.bits, kind.gs], shard);
     }
-    const [q0, q1] = ranges[0];
-    const t0 = this.profile ? performance.now() : 0;
-    this.mainInstance(shard).linear_quant_i16(y, x, w, bias, M, N, K, q0, q1, scratch, bits, gs);
+    const t0 = performance.now();
+    runLinearGroup(this.mainInstance(shard), op, table, count, x, M, K, ranges[0][0], ranges[0][1], kc, scratch, tile, kind.bits, kind.gs);
+    const mainMs = performance.now() - t0;
     this.finish(gen, 'linear', t0);
+    this.updateSpeed(speed, ranges, mainMs);
   }
 
   /** attention in memory shard `shard` over units [0, units) (unit = query row × head), split in contiguous ranges; K and V stored as `kv`. `scores`: the main thread's scratch. */
@@ -317,6 +351,43 @@ export class ThreadPool {
   }
 }
 
+/** The units a linear of N rows is split in: quads of 4 rows (int16 activations) or 16-column panels. */
+export function linearUnits(kind: LinearKind, N: number): number {
+  return kind.int16 ? Math.ceil(N / 4) : Math.ceil(N / 16);
+}
+
+function linearOp(kind: LinearKind): number {
+  return kind.int16 ? OP_LINEAR_QUANT_I16 : kind.bits !== 0 ? OP_LINEAR_QUANT : kind.bf16 ? OP_LINEAR_BF16 : OP_LINEAR_F32;
+}
+
+/** Bytes of the private scratch a thread's share of a linear job needs (0: none). */
+export function linearJobScratchBytes(kind: LinearKind, M: number, K: number, kc: number): number {
+  if (kind.int16) return quantI16ScratchBytes(M, K, kind.gs);
+  if (kind.bits !== 0) return quantScratchBytes(M, K, kind.gs, kc);
+  return kind.bf16 && M > 1 ? linearScratchBytes(kc) : 0;
+}
+
+// Units [u0, u1) of one linear through the kernel of `op` (a thread's share; the same code on any thread).
+function runLinear(wasm: WasmKernelExports, op: number, y: number, x: number, w: number, bias: number, M: number, N: number, K: number,
+                   u0: number, u1: number, kc: number, scratch: number, tile: number, bits: number, gs: number): void {
+  if (op === OP_LINEAR_QUANT_I16) wasm.linear_quant_i16(y, x, w, bias, M, N, K, u0, u1, scratch, bits, gs);
+  else if (op === OP_LINEAR_QUANT) wasm.linear_quant(y, x, w, bias, M, N, K, u0, u1, kc, scratch, tile, bits, gs);
+  else if (op === OP_LINEAR_BF16) wasm.linear_bf16(y, x, w, bias, M, N, K, u0, u1, kc, scratch, tile);
+  else wasm.linear_f32(y, x, w, bias, M, N, K, u0, u1, kc, scratch, tile);
+}
+
+// Units [u0, u1) of a linear group (the members in `table`, ThreadPool.linearGroup): each member's
+// part of the range, member after member.
+function runLinearGroup(wasm: WasmKernelExports, op: number, table: Int32Array, count: number, x: number, M: number, K: number,
+                        u0: number, u1: number, kc: number, scratch: number, tile: number, bits: number, gs: number): void {
+  for (let j = 0; j < count; j++) {
+    const r = j * GROUP_INTS, N = table[r + 3], first = table[r + 4];
+    const units = op === OP_LINEAR_QUANT_I16 ? Math.ceil(N / 4) : Math.ceil(N / 16); // linearUnits of the op's kind
+    const lo = Math.max(u0, first), hi = Math.min(u1, first + units);
+    if (lo < hi) runLinear(wasm, op, table[r], x, table[r + 1], table[r + 2], M, N, K, lo - first, hi - first, kc, scratch, tile, bits, gs);
+  }
+}
+
 /**
  * Splits [0, n) into contiguous ranges in proportion to `weights` (one per range), every boundary a
  * multiple of `align` (n itself excepted).
@@ -372,10 +443,11 @@ export function runPoolWorker(init: PoolWorkerInit, instances: readonly WasmKern
     const wasm = instances[control[SHARD]];
     let status = 0;
     try {
-      if (op === OP_LINEAR_F32) wasm.linear_f32(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11));
-      else if (op === OP_LINEAR_BF16) wasm.linear_bf16(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11));
-      else if (op === OP_LINEAR_QUANT) wasm.linear_quant(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11), a(12), a(13));
-      else if (op === OP_LINEAR_QUANT_I16) wasm.linear_quant_i16(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11));
+      if (LINEAR_OPS.has(op)) runLinear(wasm, op, a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11), a(12), a(13));
+      else if (op === OP_LINEAR_GROUP) {
+        const table = new Int32Array(init.memories[0].buffer, a(1), LINEAR_GROUP_MAX * GROUP_INTS);
+        runLinearGroup(wasm, a(0), table, a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11), a(12));
+      }
       else if (ATTENTION_KV.has(op)) {
         attentionKernel(wasm, ATTENTION_KV.get(op)!)(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), controlF32[ARGS + 9], a(10), a(11), a(12), a(13), a(14), a(15));
       }
