@@ -221,16 +221,7 @@ def main():
         prose_loss, n, k = None, 0, 0
         if args.family == 'huginn':
             n, k = huginn.sample_depth(rng, args.mean_recurrence, args.backprop_depth)
-            inp = rows[:, :-1]
-            e, freqs = model.embed(inp)
-            s = model.initial_state(e)
-            with torch.no_grad():
-                for _ in range(n):
-                    s = model.core(s, e, freqs)
-            s = s.detach()
-            for _ in range(k):
-                s = model.core(s, e, freqs)
-            logits = model.decode(s, freqs)
+            logits = model.truncated_forward(rows[:, :-1], n, k)
             la = logits[r, t]
             loss = torch.nn.functional.cross_entropy(la, y)
             if n_prose:
