@@ -7,7 +7,9 @@
  *   - llama.cpp in WebAssembly through wllama, in Debian's headless Chromium (the browser tests' one),
  *     served cross-origin isolated so its multi-thread build can run;
  * the latter two on the same shapes written as a Llama GGUF (bench/ouro-gguf.ts) in BF16 (ponder's
- * bytes per weight), Q8_0 and Q4_0 (ponder's 8- and 4-bit rows come with issue 17).
+ * bytes per weight), Q8_0 and Q4_0; ponder also runs the same checkpoint quantized by `ponder quantize`
+ * (MLX layout, group size 64) for each of Q8_0 / Q4_0 in --types, with int16 activations (its
+ * fastest mode; opt-in in the runtime): rows q8·i16 / q4·i16.
  * Not CI: it writes ~8 GB of random checkpoints (under --dir, never committed) and runs for minutes.
  *
  *   node --import tsx bench/llama.bench.ts [--dir /work/big/ouro-peer] [--threads 1,2] [--prompt 64]
@@ -29,6 +31,7 @@ import { fileURLToPath } from 'node:url';
 import { existingOuroLoopGguf, writeOuroLoopGguf, OURO_LOOP } from './ouro-gguf.js';
 import { describeCpu, hostCpu } from './cpu.js';
 import type { GgmlType } from './gguf.js';
+import { quantizeModel } from '../src/node/quantize.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
@@ -79,12 +82,25 @@ const promptIds = Array.from({ length: P }, (_, i) => 259 + ((i * 7919 + 13) % (
 
 // ---- files
 
-function prepareFiles(): { ouroDir: string; gguf: Record<string, string[]> } {
+async function prepareFiles(): Promise<{ ouroDir: string; quantDirs: [string, string][]; gguf: Record<string, string[]> }> {
   const ouroDir = join(dir, 'ouro-1.4b-synthetic');
   if (!values['no-ponder'] && !existsSync(join(ouroDir, 'config.json'))) {
     log(`writing ponder's Ouro-1.4B checkpoint to ${ouroDir} (scripts/ouro-synthetic.ts)…`);
     const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts/ouro-synthetic.ts'), ouroDir, '--layers', String(layers)], { stdio: values.json ? 'ignore' : 'inherit', cwd: ROOT });
     if (r.status !== 0) throw new Error('scripts/ouro-synthetic.ts failed');
+  }
+  // ponder's quantized rows: the same checkpoint through `ponder quantize` (written once, next to it)
+  const quantDirs: [label: string, dir: string][] = [];
+  if (!values['no-ponder']) {
+    for (const [type, bits] of [['Q8_0', 8], ['Q4_0', 4]] as const) {
+      if (!types.includes(type)) continue;
+      const out = `${ouroDir}-q${bits}`;
+      if (!existsSync(join(out, 'config.json'))) {
+        log(`writing ponder's ${bits}-bit checkpoint to ${out} (ponder quantize --bits ${bits} --group-size 64)…`);
+        await quantizeModel({ input: ouroDir, out, bits, groupSize: 64 });
+      }
+      quantDirs.push([`q${bits}·i16`, out]);
+    }
   }
   const gguf: Record<string, string[]> = {};
   if (!values['no-native'] || !values['no-wllama']) {
@@ -97,14 +113,15 @@ function prepareFiles(): { ouroDir: string; gguf: Record<string, string[]> } {
       gguf[type] = paths;
     }
   }
-  return { ouroDir, gguf };
+  return { ouroDir, quantDirs, gguf };
 }
 
 // ---- ponder
 
-async function runPonder(ouroDir: string, threads: number): Promise<PeerRow> {
+/** ponder's row for one checkpoint: `weights` bf16, or q8·i16 / q4·i16 (a quantized folder, int16 activations). */
+async function runPonder(ouroDir: string, threads: number, weights = 'bf16'): Promise<PeerRow> {
   const { createNodeWasmRuntime, loadModelDir, fixed } = await import('../src/node/index.js');
-  const runtime = await createNodeWasmRuntime({ threads });
+  const runtime = await createNodeWasmRuntime({ threads, quantActivations: weights === 'bf16' ? undefined : 'int16' });
   try {
     const model = await loadModelDir(ouroDir, { runtime, tokenizer: false });
     const once = async (prompt: number[], n: number) => (await model.generate(prompt, { maxNewTokens: n, policy: fixed(1), stopIds: [] }).result()).trace;
@@ -115,7 +132,7 @@ async function runPonder(ouroDir: string, threads: number): Promise<PeerRow> {
       pp.push((P * 1000) / trace.prefillMs!);
       tg.push((N * 1000) / trace.decodeMs);
     }
-    return { engine: 'ponder', weights: 'bf16', threads, promptTokens: P, newTokens: N, ppTokensPerSecond: median(pp), tgTokensPerSecond: median(tg), note: `Ouro fixed(1), ${runtime.kernels.name}, tile ${runtime.linearTile}` };
+    return { engine: 'ponder', weights, threads, promptTokens: P, newTokens: N, ppTokensPerSecond: median(pp), tgTokensPerSecond: median(tg), note: `Ouro fixed(1), ${runtime.kernels.name}, tile ${runtime.linearTile}` };
   } finally {
     await runtime.dispose();
   }
@@ -258,7 +275,7 @@ async function runWllama(gguf: Record<string, string[]>): Promise<PeerRow[]> {
 
 function line(r: PeerRow): string {
   const f = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : '—').padStart(10);
-  return `${r.engine.padEnd(26)}${r.weights.padEnd(6)}${String(r.threads).padStart(4)}${f(r.ppTokensPerSecond)}${f(r.tgTokensPerSecond)}  ${r.note ?? ''}`;
+  return `${r.engine.padEnd(26)}${r.weights.padEnd(8)}${String(r.threads).padStart(4)}${f(r.ppTokensPerSecond)}${f(r.tgTokensPerSecond)}  ${r.note ?? ''}`;
 }
 
 /** A package's version from its package.json (found from its entry point: not every package exports it). */
@@ -288,7 +305,7 @@ function bars(rows: PeerRow[]): string[] {
   const out: string[] = [];
   const figure = (r: PeerRow | undefined): r is PeerRow => r !== undefined && Number.isFinite(r.tgTokensPerSecond);
   for (const t of threadCounts) {
-    const ponder = rows.find((r) => r.engine === 'ponder' && r.threads === t);
+    const ponder = rows.find((r) => r.engine === 'ponder' && r.weights === 'bf16' && r.threads === t);
     if (!ponder) continue;
     const peer = (engine: PeerRow['engine']): PeerRow | undefined => {
       const bf16 = rows.find((r) => r.engine === engine && r.weights === 'BF16' && r.threads === t);
@@ -311,11 +328,14 @@ log(`# llama.cpp peer benchmark, ${new Date().toISOString()}`);
 log(`CPU: ${describeCpu(cpu)} × ${os.cpus().length}; Node ${process.version}; load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}`);
 log(`versions: node-llama-cpp ${versionOf('node-llama-cpp')}, @wllama/wllama ${versionOf('@wllama/wllama')}, Chromium at ${process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'}`);
 log(`shapes: ${layers} layers, hidden ${OURO_LOOP.hidden}, ${OURO_LOOP.heads} heads × ${OURO_LOOP.headDim}, FFN ${OURO_LOOP.ffn}, vocab ${OURO_LOOP.vocab}; prompt ${P} tokens, ${N} generated, median of ${reps}`);
-const { ouroDir, gguf } = prepareFiles();
-log(`\n${'engine'.padEnd(26)}${'weights'.padEnd(6)}${'thr'.padStart(4)}${'pp tok/s'.padStart(10)}${'tg tok/s'.padStart(10)}`);
+const { ouroDir, quantDirs, gguf } = await prepareFiles();
+log(`\n${'engine'.padEnd(26)}${'weights'.padEnd(8)}${'thr'.padStart(4)}${'pp tok/s'.padStart(10)}${'tg tok/s'.padStart(10)}`);
 const rows: PeerRow[] = [];
 for (const threads of threadCounts) {
-  if (!values['no-ponder']) { rows.push(await runPonder(ouroDir, threads)); log(line(rows[rows.length - 1])); }
+  if (!values['no-ponder']) {
+    rows.push(await runPonder(ouroDir, threads)); log(line(rows[rows.length - 1]));
+    for (const [label, quantDir] of quantDirs) { rows.push(await runPonder(quantDir, threads, label)); log(line(rows[rows.length - 1])); }
+  }
   if (!values['no-native']) {
     for (const type of types) {
       try { rows.push(await runNative(type, gguf[type], threads)); }
