@@ -65,7 +65,6 @@ const ELAPSED = 22;  // f32: how long the worker's last job ran, in ms (its own 
 const OP_LINEAR_F32 = 1, OP_LINEAR_BF16 = 2, OP_ATTENTION = 3, OP_LINEAR_QUANT = 4, OP_LINEAR_QUANT_I16 = 5, OP_ATTENTION_BF16 = 6, OP_ATTENTION_F16 = 7, OP_STOP = 99;
 const OP_DECODE_F32 = 8, OP_DECODE_BF16 = 9, OP_DECODE_F16 = 10;
 const OP_LINEAR_GROUP = 11;
-const LINEAR_OPS: ReadonlySet<number> = new Set([OP_LINEAR_F32, OP_LINEAR_BF16, OP_LINEAR_QUANT, OP_LINEAR_QUANT_I16]);
 const ATTENTION_OPS: Readonly<Record<KvDType, number>> = { f32: OP_ATTENTION, bf16: OP_ATTENTION_BF16, f16: OP_ATTENTION_F16 };
 const DECODE_OPS: Readonly<Record<KvDType, number>> = { f32: OP_DECODE_F32, bf16: OP_DECODE_BF16, f16: OP_DECODE_F16 };
 // The worker's way back from an op to its KV element type.
@@ -170,21 +169,7 @@ export class ThreadPool {
    * `scratch`: the main thread's.
    */
   linear(shard: number, kind: LinearKind, y: number, x: number, w: number, bias: number, M: number, N: number, K: number, kc: number, scratch: number, tile: number): void {
-    const units = linearUnits(kind, N);
-    const speed = kind.int16 ? this.quadSpeed : this.linearSpeed;
-    const ranges = splitWeighted(units, speed, kind.int16 ? 1 : 2); // whole bf16 panel pairs (assembly/linear.ts)
-    const op = linearOp(kind), scratchBytes = linearJobScratchBytes(kind, M, K, kc);
-    const gen = this.nextGeneration();
-    this.splitJobs++;
-    for (let i = 0; i < this.handles.length; i++) {
-      const [u0, u1] = ranges[i + 1];
-      this.post(i, gen, op, [y, x, w, bias, M, N, K, u0, u1, kc, scratchBytes ? this.linearScratch[shard][i].need(scratchBytes) : 0, tile, kind.bits, kind.gs], shard);
-    }
-    const t0 = performance.now();
-    runLinear(this.mainInstance(shard), op, y, x, w, bias, M, N, K, ranges[0][0], ranges[0][1], kc, scratch, tile, kind.bits, kind.gs);
-    const mainMs = performance.now() - t0;
-    this.finish(gen, 'linear', t0);
-    this.updateSpeed(speed, ranges, mainMs);
+    this.linearGroup(shard, kind, [y], x, [w], [bias], [N], M, K, kc, scratch, tile); // a group of one: the same kernel calls over the same units
   }
 
   /**
@@ -443,8 +428,7 @@ export function runPoolWorker(init: PoolWorkerInit, instances: readonly WasmKern
     const wasm = instances[control[SHARD]];
     let status = 0;
     try {
-      if (LINEAR_OPS.has(op)) runLinear(wasm, op, a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11), a(12), a(13));
-      else if (op === OP_LINEAR_GROUP) {
+      if (op === OP_LINEAR_GROUP) {
         const table = new Int32Array(init.memories[0].buffer, a(1), LINEAR_GROUP_MAX * GROUP_INTS);
         runLinearGroup(wasm, a(0), table, a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11), a(12));
       }
