@@ -80,3 +80,48 @@ test('the m4 lookups report a missing candidate instead of crashing', () => {
   c.update(0, [entry(2)]);
   assert.throws(() => c.update(3, [entry(5)]), (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_CACHE_LOOKUP');
 });
+
+/** Files one token through prelude slots 0..P-1, core slots P + k·R + j for `iterations`, then coda slots -1..-C. */
+function fileShaped(cache: HuginnCache, P: number, R: number, iterations: number, tag: number): void {
+  for (let i = 0; i < P; i++) cache.update(i, [entry(tag)]);
+  for (let k = 0; k < iterations; k++) for (let j = 0; j < R; j++) cache.update(P + k * R + j, [entry(tag * 100 + k * 10 + j)]);
+  cache.update(-1, [entry(-tag)]);
+}
+
+test('the "latest" lookup is latest-m4 on huginn-0125\'s shape (P=2, R=4)', () => {
+  fc.assert(fc.property(fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 6 }), fc.integer({ min: 1, max: 4 }), fc.nat(3), (past, iteration, j) => {
+    const read = (strategy: string): number[] => {
+      const c = new HuginnCache(strategy, null, 'f32', { prelude: 2, core: 4 });
+      past.forEach((n, i) => fileShaped(c, 2, 4, n, i + 1));
+      fileShaped(c, 2, 4, iteration - 1, 9);
+      for (let jj = 0; jj < j; jj++) c.update(2 + (iteration - 1) * 4 + jj, [entry(-1)]);
+      return tags(c.update(2 + (iteration - 1) * 4 + j, [entry(999)]));
+    };
+    assert.deepEqual(read('latest'), read('latest-m4'));
+  }), { numRuns: 60 });
+});
+
+test('on any shape the "latest" lookup gives an exited position the same core layer\'s entry of its last iteration', () => {
+  fc.assert(fc.property(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 3 }), fc.array(fc.integer({ min: 1, max: 5 }), { minLength: 1, maxLength: 5 }), fc.integer({ min: 1, max: 6 }), (P, R, past, iteration) => {
+    const c = new HuginnCache('latest', null, 'f32', { prelude: P, core: R });
+    past.forEach((n, i) => fileShaped(c, P, R, n, i + 1));
+    for (let i = 0; i < P; i++) c.update(i, [entry(9)]);
+    for (let k = 0; k < iteration; k++) {
+      for (let j = 0; j < R; j++) {
+        const seen = tags(c.update(P + k * R + j, [entry(900 + k * 10 + j)]));
+        // every past position is visible, at its own iteration k if it ran it, else at its last one
+        assert.deepEqual(seen, [...past.map((n, i) => (i + 1) * 100 + Math.min(k, n - 1) * 10 + j), 900 + k * 10 + j]);
+      }
+    }
+    // prelude and coda slots hold every position: nothing is filled there
+    assert.deepEqual(tags(c.update(-1, [entry(-9)])), [...past.map((_, i) => -(i + 1)), -9]);
+  }), { numRuns: 80 });
+});
+
+test('the "latest" lookup needs the model\'s shape and takes no compression', () => {
+  for (const make of [() => new HuginnCache('latest'), () => new HuginnCache('latest-compress-s4', null, 'f32', { prelude: 1, core: 1 })]) {
+    assert.throws(make, (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_CACHE_STRATEGY');
+  }
+  assert.equal(parseCacheStrategy('latest-m4').lookup, 'latest-m4');
+  assert.equal(parseCacheStrategy('latest').lookup, 'latest');
+});

@@ -107,6 +107,56 @@ def accuracy_per_k(family, model, rows, answers, depth):
     return out
 
 
+def byte_decoder(tokenizer_json):
+    """id → bytes of the byte-level BPE vocabulary (GPT-2's printable stand-ins for the 256 bytes)."""
+    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    stand_in, n = {}, 0
+    for b in range(256):
+        if b in printable:
+            stand_in[chr(b)] = b
+        else:
+            stand_in[chr(256 + n)] = b
+            n += 1
+    with open(tokenizer_json) as f:
+        vocab = json.load(f)['model']['vocab']
+    return {i: bytes(stand_in[c] for c in s) for s, i in vocab.items()}
+
+
+def write_eval(args, ids, ops, out_dir, windows=28, seed=5):
+    """The held-out set in the form the model trains on: `windows` prose windows (held-out documents,
+    prose-val.u16, evenly spaced) interleaved with as many windows of hop lines (seed 5, k uniform in
+    1..--k-max), each 256 predicted positions and a fresh sequence. Written as heldout.ids.json (the
+    windows and the answer queries, spec/eval.md's format), heldout.txt (the windows' text, a blank
+    line between windows) and heldout.tasks.tsv (the lines of the line windows as K, prompt, answer)."""
+    os.makedirs(out_dir, exist_ok=True)
+    ctx = args.ctx
+    prose = np.fromfile(os.path.join(args.data, 'prose-val.u16'), dtype='<u2').astype(np.int64)
+    step = (len(prose) - ctx - 1) // windows
+    rows, answers = make_rows(np.random.default_rng(seed), windows, ctx, ops, ids, lambda rng: 1 + int(rng.integers(args.k_max)))
+    by_row = {}
+    for r, t, a, k in answers:
+        by_row.setdefault(r, []).append({'pos': t, 'answer': a, 'k': k})
+    out, tasks = [], []
+    for i in range(windows):
+        out.append({'ids': [int(x) for x in prose[i * step:i * step + ctx + 1]], 'queries': []})
+        out.append({'ids': rows[i].tolist(), 'queries': by_row.get(i, [])})
+    decode = byte_decoder(args.tokenizer)
+    text = lambda seq: b''.join(decode[x] for x in seq).decode('utf-8', errors='replace')
+    for w in out:
+        for q in w['queries']:
+            start = q['pos']
+            while start > 0 and w['ids'][start - 1] != ids['newline']:
+                start -= 1
+            tasks.append(f"{q['k']}\t{text(w['ids'][start:q['pos'] + 1])}\t{text(w['ids'][q['pos'] + 1:q['pos'] + 3])}")
+    with open(os.path.join(out_dir, 'heldout.ids.json'), 'w') as f:
+        json.dump({'window': ctx, 'windows': out}, f, separators=(',', ':'))
+    with open(os.path.join(out_dir, 'heldout.txt'), 'w') as f:
+        f.write('\n\n'.join(text(w['ids']) for w in out) + '\n')
+    with open(os.path.join(out_dir, 'heldout.tasks.tsv'), 'w') as f:
+        f.write('\n'.join(tasks) + '\n')
+    print(f'{out_dir}: {len(out)} windows of {ctx + 1} ids, {len(tasks)} queries', flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--run-dir', required=True)
@@ -143,7 +193,14 @@ def main():
     p.add_argument('--init-from', default=None)
     p.add_argument('--data', default='/work/big/sotu-data2', help='a prepare-data.ts folder: the prose rows come from its prose-train.u16')
     p.add_argument('--prose-fraction', type=float, default=0.0, help='share of rows that are prose windows (loss on every token)')
+    p.add_argument('--line-weight', type=float, default=0.0,
+                   help="weight of the mean loss over the synthetic lines' other tokens (start digit, ops, ':', '.', newline), "
+                        "added to the answers' mean; 0 = answers only (the probe), 1 = a model that also writes the lines' format")
+    p.add_argument('--write-eval', metavar='DIR', help='write the held-out set (prose and line windows) to DIR and exit')
     args = p.parse_args()
+    if args.write_eval:
+        write_eval(args, vocab_ids(args.tokenizer), op_tables(args.ops), args.write_eval)
+        return
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     os.makedirs(args.run_dir, exist_ok=True)
@@ -224,13 +281,22 @@ def main():
             logits = model.truncated_forward(rows[:, :-1], n, k)
             la = logits[r, t]
             loss = torch.nn.functional.cross_entropy(la, y)
+            if args.line_weight > 0:
+                n_syn = args.batch - n_prose
+                other = torch.ones(n_syn, args.ctx)
+                other[r, t] = 0.0  # the answers have their own mean
+                ce = common.cross_entropy_rows(logits[:n_syn], rows[:n_syn, 1:])
+                loss = loss + args.line_weight * (ce * other).sum() / other.sum()
             if n_prose:
                 prose_loss = common.cross_entropy_rows(logits[-n_prose:], rows[-n_prose:, 1:]).mean()
                 loss = loss + prose_loss
         else:
             # upstream's stage I / II objective with weights: the answers' mean + the prose tokens' mean
-            # (every other synthetic token 0)
+            # + --line-weight × the other synthetic tokens' mean
             w = torch.zeros(rows.shape[0], args.ctx)
+            if args.line_weight > 0:
+                n_syn = args.batch - n_prose
+                w[:n_syn] = args.line_weight / (n_syn * args.ctx - len(answers))
             w[r, t] = 1.0 / len(answers)
             if n_prose:
                 w[-n_prose:] = 1.0 / (n_prose * args.ctx)

@@ -75,7 +75,8 @@ export const GENERATION_HELP = `  --model DIR, -m        model directory in Hugg
                           add_eos_token, else tokenizer.json's post-processor), not to a chat prompt,
                           whose template writes them
   --kv-strategy NAME      Huginn cache lookup (full, skip, latest-m4, available-m4, always-last-m4,
-                          randomized, optionally -compress-s<N> / -compress-r<N> / -compress-anchor);
+                          randomized, optionally -compress-s<N> / -compress-r<N> / -compress-anchor;
+                          latest: latest-m4 for any shape, what an exited token's later iterations read);
                           Ouro copy-forward | exclude (skipped loops after an early exit)
   --kernels wasm|scalar   kernels to run on (default wasm)
   --threads N             WASM kernel threads (default: the available cores, at most 8; results are

@@ -7,6 +7,8 @@
  * Lookup strategies decide what a later token attends to where a past token has no entry:
  *   full, skip              — only the entries that exist (identical results)
  *   latest-m4, available-m4 — the same core layer from the latest earlier iteration of that token
+ *   latest                  — ours, not upstream's: latest-m4 for any shape (the model's own P and R;
+ *                             for huginn-0125's P=2, R=4 it is latest-m4)
  *   always-last-m4          — the same core layer from that token's last iteration overall
  *   randomized              — a random earlier iteration of the same layer (our seeded PRNG; not
  *                             bit-compatible with torch.randint)
@@ -27,7 +29,7 @@ export interface CacheEntry {
   readonly v: KvBuffer;
 }
 
-type Lookup = 'full' | 'skip' | 'latest-m4' | 'available-m4' | 'always-last-m4' | 'randomized';
+type Lookup = 'full' | 'skip' | 'latest-m4' | 'available-m4' | 'always-last-m4' | 'randomized' | 'latest';
 type Compression = { kind: 'none' } | { kind: 's'; n: number } | { kind: 'r'; n: number } | { kind: 'anchor' };
 
 export interface ParsedStrategy {
@@ -35,7 +37,14 @@ export interface ParsedStrategy {
   readonly compression: Compression;
 }
 
-const LOOKUPS: readonly Lookup[] = ['full', 'skip', 'latest-m4', 'available-m4', 'always-last-m4', 'randomized'];
+// matched by prefix in this order: "latest-m4" before its prefix "latest"
+const LOOKUPS: readonly Lookup[] = ['full', 'skip', 'latest-m4', 'available-m4', 'always-last-m4', 'randomized', 'latest'];
+
+/** The block counts the shape-generic `latest` lookup needs: prelude layers P and core layers R. */
+export interface CacheShape {
+  readonly prelude: number;
+  readonly core: number;
+}
 
 /**
  * Parses a strategy name as upstream matches it: the lookup by prefix (`startsWith`), compression by
@@ -78,9 +87,15 @@ export class HuginnCache {
   private readonly slots = new Map<number, Map<number, CacheEntry>>();
 
   /** `kvDtype`: how entries store keys and values (f32, or bf16 / f16 bits rounded by the model when it files them) */
-  constructor(strategyName = 'full', private readonly randomIndex: RandomIndex | null = null, readonly kvDtype: KvDType = 'f32') {
+  constructor(strategyName = 'full', private readonly randomIndex: RandomIndex | null = null, readonly kvDtype: KvDType = 'f32', private readonly shape: CacheShape | null = null) {
     this.strategyName = strategyName;
     this.strategy = parseCacheStrategy(strategyName);
+    if (this.strategy.lookup === 'latest' && this.strategy.compression.kind !== 'none') {
+      throw new PonderError('HUGINN_CACHE_STRATEGY', `cache lookup strategy ${JSON.stringify(strategyName)}: the "latest" lookup takes no compression`, { field: 'cache_lookup_strategy', hint: 'the compressions hard-code huginn-0125 as upstream does; use them with latest-m4' });
+    }
+    if (this.strategy.lookup === 'latest' && !shape) {
+      throw new PonderError('HUGINN_CACHE_STRATEGY', 'the "latest" lookup needs the model\'s prelude and core layer counts', { field: 'cache_lookup_strategy', hint: 'create the cache with the model\'s newCache()' });
+    }
     if (this.strategy.lookup === 'randomized' && !randomIndex) {
       throw new PonderError('HUGINN_CACHE_STRATEGY', 'the "randomized" lookup needs a random source', { field: 'cache_lookup_strategy', hint: 'pass a seed (our PRNG; not bit-compatible with torch)' });
     }
@@ -125,6 +140,7 @@ export class HuginnCache {
       for (let p = 0; p < this.seenTokens; p++) { const e = own.get(p); if (e) out.push(e); }
       return out;
     }
+    if (lookup === 'latest') return this.lookupLatest(slot);
     for (let p = 0; p < this.seenTokens; p++) {
       let from: number;
       if (slot < 2) {
@@ -149,6 +165,24 @@ export class HuginnCache {
     return out;
   }
 
+  /**
+   * `latest`: a position missing from core slot P + k·R + j (it exited before iteration k) is read
+   * from its latest earlier iteration of the same core layer j — the KV it exited with. Prelude and
+   * coda slots hold every position (every token runs them).
+   */
+  private lookupLatest(slot: number): CacheEntry[] {
+    const { prelude: P, core: R } = this.shape!;
+    const own = this.slots.get(slot)!;
+    const out: CacheEntry[] = [];
+    for (let p = 0; p < this.seenTokens; p++) {
+      let e = own.get(p);
+      for (let s = slot - R; !e && slot >= P && s >= P; s -= R) e = this.slots.get(s)?.get(p);
+      if (!e) this.noCandidate(p, slot);
+      out.push(e);
+    }
+    return out;
+  }
+
   /** Largest slot s ≥ 2 with s ≡ slot (mod 4), s ≤ limit, that holds position p. */
   private latestSameLayer(p: number, slot: number, limit: number): number {
     let best = -1;
@@ -160,7 +194,7 @@ export class HuginnCache {
   }
 
   private noCandidate(p: number, slot: number): never {
-    throw new PonderError('HUGINN_CACHE_LOOKUP', `lookup "${this.strategyName}" finds no entry for position ${p} at slot ${slot}`, { field: 'cache_lookup_strategy', hint: 'the m4 lookups hard-code huginn-0125 (2 prelude layers, 4 core layers), as upstream does; use "full" or "skip" for other shapes' });
+    throw new PonderError('HUGINN_CACHE_LOOKUP', `lookup "${this.strategyName}" finds no entry for position ${p} at slot ${slot}`, { field: 'cache_lookup_strategy', hint: 'the m4 lookups hard-code huginn-0125 (2 prelude layers, 4 core layers), as upstream does; use "latest", "full" or "skip" for other shapes' });
   }
 
   /** Drops every position ≥ seenTokens − k from every slot (upstream `clear_last_k_entries`). */

@@ -284,7 +284,7 @@ export class HuginnModel {
 
   /** A fresh KV cache with this lookup strategy ("full", "latest-m4-compress-s4", ...). */
   newCache(strategy = 'full'): HuginnCache {
-    return new HuginnCache(strategy, (n) => this.random.nextIndex(n), this.kvDtype);
+    return new HuginnCache(strategy, (n) => this.random.nextIndex(n), this.kvDtype, { prelude: this.config.nPrelude, core: this.config.nCore });
   }
 
   /**
