@@ -118,10 +118,11 @@ test('on any shape the "latest" lookup gives an exited position the same core la
   }), { numRuns: 80 });
 });
 
-test('the "latest" lookup needs the model\'s shape and takes no compression', () => {
+test('the "latest" lookup needs the model\'s shape, is matched whole and takes no compression', () => {
   for (const make of [() => new HuginnCache('latest'), () => new HuginnCache('latest-compress-s4', null, 'f32', { prelude: 1, core: 1 })]) {
     assert.throws(make, (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_CACHE_STRATEGY');
   }
   assert.equal(parseCacheStrategy('latest-m4').lookup, 'latest-m4');
   assert.equal(parseCacheStrategy('latest').lookup, 'latest');
+  for (const typo of ['latest-m5', 'latestm4', 'latest-compress-s4']) assert.throws(() => parseCacheStrategy(typo), (e: unknown) => e instanceof PonderError && e.code === 'HUGINN_CACHE_STRATEGY', typo);
 });

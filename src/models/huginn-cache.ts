@@ -37,8 +37,8 @@ export interface ParsedStrategy {
   readonly compression: Compression;
 }
 
-// matched by prefix in this order: "latest-m4" before its prefix "latest"
-const LOOKUPS: readonly Lookup[] = ['full', 'skip', 'latest-m4', 'available-m4', 'always-last-m4', 'randomized', 'latest'];
+/** upstream's lookups, matched by prefix; our `latest` is matched whole (it takes no compression) */
+const LOOKUPS: readonly Lookup[] = ['full', 'skip', 'latest-m4', 'available-m4', 'always-last-m4', 'randomized'];
 
 /** The block counts the shape-generic `latest` lookup needs: prelude layers P and core layers R. */
 export interface CacheShape {
@@ -54,6 +54,7 @@ export interface CacheShape {
  * present, so we treat it as "full" lookup (the fast path upstream takes in that case).
  */
 export function parseCacheStrategy(name: string): ParsedStrategy {
+  if (name === 'latest') return { lookup: 'latest', compression: { kind: 'none' } };
   let compression: Compression = { kind: 'none' };
   const at = name.indexOf('compress-');
   if (at >= 0) {
@@ -70,7 +71,7 @@ export function parseCacheStrategy(name: string): ParsedStrategy {
   const lookup = LOOKUPS.find((l) => name.startsWith(l));
   if (!lookup) {
     if (at === 0) return { lookup: 'full', compression };
-    throw new PonderError('HUGINN_CACHE_STRATEGY', `unknown cache lookup strategy ${JSON.stringify(name)}`, { field: 'cache_lookup_strategy', hint: `use one of ${LOOKUPS.join(', ')}, optionally followed by -compress-s<N> / -compress-r<N> / -compress-anchor` });
+    throw new PonderError('HUGINN_CACHE_STRATEGY', `unknown cache lookup strategy ${JSON.stringify(name)}`, { field: 'cache_lookup_strategy', hint: `use one of ${LOOKUPS.join(', ')}, optionally followed by -compress-s<N> / -compress-r<N> / -compress-anchor, or latest` });
   }
   return { lookup, compression };
 }
@@ -90,9 +91,6 @@ export class HuginnCache {
   constructor(strategyName = 'full', private readonly randomIndex: RandomIndex | null = null, readonly kvDtype: KvDType = 'f32', private readonly shape: CacheShape | null = null) {
     this.strategyName = strategyName;
     this.strategy = parseCacheStrategy(strategyName);
-    if (this.strategy.lookup === 'latest' && this.strategy.compression.kind !== 'none') {
-      throw new PonderError('HUGINN_CACHE_STRATEGY', `cache lookup strategy ${JSON.stringify(strategyName)}: the "latest" lookup takes no compression`, { field: 'cache_lookup_strategy', hint: 'the compressions hard-code huginn-0125 as upstream does; use them with latest-m4' });
-    }
     if (this.strategy.lookup === 'latest' && !shape) {
       throw new PonderError('HUGINN_CACHE_STRATEGY', 'the "latest" lookup needs the model\'s prelude and core layer counts', { field: 'cache_lookup_strategy', hint: 'create the cache with the model\'s newCache()' });
     }
