@@ -59,6 +59,23 @@ test('eval --json is the report: fixed depths from --depths, every row with its 
   assertUsageError(await ponder(['eval', '--from', saved]), 'EVAL_REPORT');
 });
 
+test('the report records the KV strategy the rows ran with; a report from before the field reads as the default', async () => {
+  const ids = join(root, 'ids-kv.json');
+  writeFileSync(ids, JSON.stringify([464, 1110, 286, 262, 1578, 1829, 318, 257]));
+  const r = await ponder(['eval', 'models/huginn-sotu', '--ids', ids, '--depths', '2', '--policy', 'exit(latent-diff, 0.1)', '--kv-strategy', 'latest', '--json']);
+  assert.equal(r.code, 0, r.err);
+  const report = JSON.parse(r.out) as EvalReport;
+  assert.equal(report.kvStrategy, 'latest');
+  assert.match(formatEvalReport(report).split('\n')[0], /· KV strategy latest ·/);
+  const old = JSON.parse(r.out) as Record<string, unknown>;
+  delete old.kvStrategy;
+  const saved = join(root, 'report-old.json');
+  writeFileSync(saved, JSON.stringify(old));
+  const back = await ponder(['eval', '--from', saved, '--json']);
+  assert.equal(back.code, 0, back.err);
+  assert.equal((JSON.parse(back.out) as EvalReport).kvStrategy, null);
+});
+
 test('an --ids file of windows with queries is the task set and, without --text, the text too', async () => {
   const ids = join(root, 'windows.json');
   // ' b = 4, k = 7. b? 4\n' as the models' tokenizer writes it, twice; the query predicts the 4 after "b?"

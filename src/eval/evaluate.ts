@@ -99,6 +99,8 @@ export interface EvalReport {
   /** the policy compute is relative to (fixed(full depth), or default where fixed is not run) */
   reference: string;
   tolerance: number;
+  /** the KV cache strategy the rows ran with (--kv-strategy), or null for the family's default */
+  kvStrategy: string | null;
   text: { label: string; tokens: number; bytes: number | null; windows: number } | null;
   tasks: { label: string; windows: number; queries: number; ks: number[] } | null;
   rows: EvalRow[];
@@ -167,7 +169,7 @@ export async function evaluate(model: Model, o: EvalOptions): Promise<EvalReport
     if (row.matchedFixed && (best === null || row.matchedFixed.saving > best.saving)) best = { policy: row.policy, matchedFixed: row.matchedFixed.policy, saving: row.matchedFixed.saving };
   }
   return {
-    format: 'ponder-eval', version: 1, model: model.label, family: model.family, defaultDepth: model.defaultDepth, reference: referenceName, tolerance,
+    format: 'ponder-eval', version: 1, model: model.label, family: model.family, defaultDepth: model.defaultDepth, reference: referenceName, tolerance, kvStrategy: o.kvStrategy ?? null,
     text: o.text ? { label: o.text.label, tokens: o.text.tokens, bytes: o.text.bytes, windows: o.text.windows.length } : null,
     tasks: o.tasks ? { label: o.tasks.label, windows: o.tasks.windows.length, queries: o.tasks.queries, ks: ksOf(o.tasks) } : null,
     rows, best,

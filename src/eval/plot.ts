@@ -153,6 +153,7 @@ export function renderEvalHtml(report: EvalReport): string {
   const facts: Array<[string, string]> = [
     ['model', `${report.model} (${report.family}, full depth ${report.defaultDepth})`],
     ['compute', `FLOPs relative to ${report.reference} on the same positions`],
+    ...(report.kvStrategy ? [['KV strategy', report.kvStrategy] as [string, string]] : []),
     ...(report.text ? [['held-out text', `${report.text.label}: ${plural(report.text.tokens, 'token')}${report.text.bytes === null ? '' : `, ${plural(report.text.bytes, 'byte')}`} in ${plural(report.text.windows, 'window')}`] as [string, string]] : []),
     ...(report.tasks ? [['tasks', `${report.tasks.label}: ${plural(report.tasks.queries, 'query', 'queries')} in ${plural(report.tasks.windows, 'window')}, k = ${report.tasks.ks.join(', ')}`] as [string, string]] : []),
   ];

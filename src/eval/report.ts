@@ -63,7 +63,7 @@ export function depthVerdict(report: EvalReport): string | null {
 
 export function formatEvalReport(report: EvalReport): string {
   const out: string[] = [];
-  out.push(`ponder eval ${report.model} · ${report.family}, full depth ${report.defaultDepth} · compute = FLOPs relative to ${report.reference} on the same positions`);
+  out.push(`ponder eval ${report.model} · ${report.family}, full depth ${report.defaultDepth}${report.kvStrategy ? ` · KV strategy ${report.kvStrategy}` : ''} · compute = FLOPs relative to ${report.reference} on the same positions`);
   if (report.text) {
     const t = report.text;
     out.push('', `held-out text ${t.label}: ${thousands(t.tokens)} tokens${t.bytes === null ? '' : `, ${thousands(t.bytes)} bytes`} in ${plural(t.windows, 'window')}`);
@@ -153,6 +153,8 @@ export function parseEvalReport(text: string, label: string): EvalReport {
   if (best && !textInfo) fail('best', 'must be null: the report has no text');
   return {
     format: 'ponder-eval', version: 1, model: str(d.model, 'model'), family: str(d.family, 'family'), defaultDepth: int(d.defaultDepth, 'defaultDepth', 1),
-    reference: str(d.reference, 'reference'), tolerance: num(d.tolerance, 'tolerance'), text: textInfo, tasks: tasksInfo, rows, best,
+    reference: str(d.reference, 'reference'), tolerance: num(d.tolerance, 'tolerance'),
+    kvStrategy: d.kvStrategy === undefined ? null : nullable(d.kvStrategy, 'kvStrategy', str), // absent in reports written before it existed
+    text: textInfo, tasks: tasksInfo, rows, best,
   };
 }
