@@ -1,5 +1,5 @@
 /**
- * The trained models in models/*-sotu against the torch code that trained them
+ * The trained models in models/*-sotu and models/*-hops against the torch code that trained them
  * (scripts/train/export.py): for a few fixed id sequences, ponder's public API (loadModel from
  * ponder/node, Model.forward) reproduces the last-position logits torch computed from the same bf16
  * weights at every fixed depth, under the default policy and under the family's adaptive read-out,
@@ -74,7 +74,7 @@ async function checkModel(fx: Fixture, runtime: Runtime): Promise<void> {
   }
 }
 
-for (const name of ['huginn-sotu', 'mor-sotu', 'ouro-sotu']) {
+for (const name of ['huginn-sotu', 'mor-sotu', 'ouro-sotu', 'huginn-hops', 'ouro-hops']) {
   const path = `test/fixtures/trained/${name}.safetensors`;
   test(`${name}: a fixture of torch logits exists for the shipped model`, () => {
     assert.ok(existsSync(path), `${path} is missing (scripts/train/export.py writes it)`);
