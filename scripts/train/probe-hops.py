@@ -275,31 +275,26 @@ def main():
         r = torch.tensor([a[0] for a in answers])
         t = torch.tensor([a[1] for a in answers])
         y = torch.tensor([a[2] for a in answers])
+        # the objective, one weight per target for both families: the answers' mean + --line-weight × the
+        # other synthetic tokens' mean + the prose tokens' mean
+        w = torch.zeros(rows.shape[0], args.ctx)
+        if args.line_weight > 0:
+            n_syn = args.batch - n_prose
+            w[:n_syn] = args.line_weight / (n_syn * args.ctx - len(answers))
+        w[r, t] = 1.0 / len(answers)
+        if n_prose:
+            w[-n_prose:] = 1.0 / (n_prose * args.ctx)
         prose_loss, n, k = None, 0, 0
         if args.family == 'huginn':
             n, k = huginn.sample_depth(rng, args.mean_recurrence, args.backprop_depth)
             logits = model.truncated_forward(rows[:, :-1], n, k)
             la = logits[r, t]
-            loss = torch.nn.functional.cross_entropy(la, y)
-            if args.line_weight > 0:
-                n_syn = args.batch - n_prose
-                other = torch.ones(n_syn, args.ctx)
-                other[r, t] = 0.0  # the answers have their own mean
-                ce = common.cross_entropy_rows(logits[:n_syn], rows[:n_syn, 1:])
-                loss = loss + args.line_weight * (ce * other).sum() / other.sum()
+            ce = common.cross_entropy_rows(logits, rows[:, 1:])
+            loss = (ce * w).sum()
             if n_prose:
-                prose_loss = common.cross_entropy_rows(logits[-n_prose:], rows[-n_prose:, 1:]).mean()
-                loss = loss + prose_loss
+                prose_loss = ce[-n_prose:].mean()
         else:
-            # upstream's stage I / II objective with weights: the answers' mean + the prose tokens' mean
-            # + --line-weight × the other synthetic tokens' mean
-            w = torch.zeros(rows.shape[0], args.ctx)
-            if args.line_weight > 0:
-                n_syn = args.batch - n_prose
-                w[:n_syn] = args.line_weight / (n_syn * args.ctx - len(answers))
-            w[r, t] = 1.0 / len(answers)
-            if n_prose:
-                w[-n_prose:] = 1.0 / (n_prose * args.ctx)
+            # upstream's stage I / II objective with these weights
             loss, stats = ouro_family.loss(model, rows, w, step, rng)
             loss = loss * w.sum()
             la = None
