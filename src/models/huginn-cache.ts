@@ -174,7 +174,7 @@ export class HuginnCache {
     const out: CacheEntry[] = [];
     for (let p = 0; p < this.seenTokens; p++) {
       let e = own.get(p);
-      for (let s = slot - R; !e && slot >= P && s >= P; s -= R) e = this.slots.get(s)?.get(p);
+      for (let s = slot - R; !e && s >= P; s -= R) e = this.slots.get(s)?.get(p);
       if (!e) this.noCandidate(p, slot);
       out.push(e);
     }
