@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createWasmRuntime } from '../src/kernels/wasm.js';
-import { WasmArena, WASM_MAX_BYTES } from '../src/runtime/wasm-arena.js';
+import { LARGE_BYTES, LINE_ALIGN, PAGE_ALIGN, WasmArena, WASM_MAX_BYTES } from '../src/runtime/wasm-arena.js';
 import { PonderError } from '../src/errors.js';
 
-test('arena views are 16-byte aligned, disjoint, and stay valid (same bytes) after the memory grows', async () => {
+test('arena views start on a cache line, are disjoint, and stay valid (same bytes) after the memory grows', async () => {
   const { arena } = await createWasmRuntime();
   const a = arena.f32(3), b = arena.u16(5), c = arena.u8(1), d = arena.i32(7);
-  for (const v of [a, b, c, d]) assert.equal(v.byteOffset % 16, 0);
+  for (const v of [a, b, c, d]) assert.equal(v.byteOffset % LINE_ALIGN, 0);
   const spans = [a, b, c, d].map((v) => [v.byteOffset, v.byteOffset + v.byteLength]).sort((x, y) => x[0] - y[0]);
   for (let i = 1; i < spans.length; i++) assert.ok(spans[i][0] >= spans[i - 1][1], 'views overlap');
   a.set([1.5, 2.5, 3.5]);
@@ -16,6 +16,21 @@ test('arena views are 16-byte aligned, disjoint, and stay valid (same bytes) aft
   assert.ok(arena.bytesCommitted > before);
   assert.deepEqual([...a], [1.5, 2.5, 3.5]);
   assert.ok(arena.owns(a) && arena.owns(big));
+});
+
+test('buffers of LARGE_BYTES or more start on a 4 KiB page, whatever was allocated before them; smaller ones stay packed on cache lines', async () => {
+  const { arena } = await createWasmRuntime();
+  const views: ArrayBufferView[] = [];
+  for (const [kind, n] of [['u8', 3], ['u16', LARGE_BYTES / 2], ['f32', 5], ['u8', LARGE_BYTES + 1], ['u8', LARGE_BYTES - 1], ['i32', 7], ['u16', 3 * LARGE_BYTES]] as const) {
+    const v = arena[kind](n);
+    if (v.byteLength >= LARGE_BYTES) assert.equal(v.byteOffset % PAGE_ALIGN, 0, `${kind}(${n}) starts on a page`);
+    else assert.equal(v.byteOffset % LINE_ALIGN, 0, `${kind}(${n}) starts on a cache line`);
+    views.push(v);
+  }
+  const spans = views.map((v) => [v.byteOffset, v.byteOffset + v.byteLength]).sort((x, y) => x[0] - y[0]);
+  for (let i = 1; i < spans.length; i++) assert.ok(spans[i][0] >= spans[i - 1][1], 'views overlap');
+  const after = arena.u8(1);
+  assert.ok(after.byteOffset - (views[6].byteOffset + views[6].byteLength) < LINE_ALIGN, 'a small buffer after a large one is not padded to a page');
 });
 
 test('kernels refuse views from another runtime and plain typed arrays', async () => {

@@ -32,7 +32,7 @@ export const KV_DTYPE_BYTES: Readonly<Record<KvDType, number>> = { f32: 4, bf16:
 
 /**
  * Headroom kept below the wasm32 4 GiB ceiling of every shard for what the plan does not count
- * exactly: the module's static data, 16-byte alignment padding of every allocation, and the
+ * exactly: the module's static data, the alignment padding of every allocation (src/runtime/wasm-arena.ts), and the
  * geometric growth of work buffers (src/models/workspace.ts).
  */
 export const MEMORY_PLAN_RESERVE_BYTES = 64 * 1024 * 1024;

@@ -3,9 +3,10 @@
  *
  * Every buffer a WASM kernel touches is a typed-array view into this memory, and kernels receive
  * `view.byteOffset` as a pointer. The memory is shared (SharedArrayBuffer-backed), so growing it
- * does not detach views handed out earlier: they keep pointing at the same bytes. Allocations are
- * 16-byte aligned (one v128) and never freed: a model allocates everything up front from its
- * memory plan (src/runtime/plan.ts), ideally after one `reserve(plan.total)`.
+ * does not detach views handed out earlier: they keep pointing at the same bytes. Allocations start on
+ * a cache line (64 bytes), those of LARGE_BYTES or more on a 4 KiB page (see PAGE_ALIGN), and are never
+ * freed: a model allocates everything up front from its memory plan (src/runtime/plan.ts), ideally
+ * after one `reserve(plan.total)`.
  *
  * wasm32 caps the memory at 65536 pages = 4 GiB; asking for more is MEM_MODEL_TOO_LARGE with the
  * number of bytes that was needed. A host that cannot commit the pages (RangeError from grow) is
@@ -17,7 +18,17 @@ import type { Arena } from './arena.js';
 export const WASM_PAGE_BYTES = 65536;
 export const WASM_MAX_PAGES = 65536;
 export const WASM_MAX_BYTES = WASM_PAGE_BYTES * WASM_MAX_PAGES; // 4 GiB
-const ALIGN = 16;
+const ALIGN = 64;
+// Buffers of LARGE_BYTES or more (packed weights, KV caches) start on a 4 KiB page, the rest on a
+// cache line. Measured on Zen 5 (bench/RESULTS.md, "Where a buffer starts"): the bf16 decode GEMV
+// reads the same bytes in the same order at ~27–31 GB/s (the stream read's rate) or at ~19–23 GB/s
+// depending only on where the weights and the activation row start — fast with the weights on a
+// 1 KiB boundary and x on a cache line (and for a few other pairs), slow for most (the stream read
+// itself does not care; the mechanism is not identified). Fixing both makes the rate a property of the kernel, not of what was allocated before.
+// The cost: under 4 KiB of padding per large buffer, under 64 bytes per small one.
+export const LARGE_BYTES = 64 * 1024;
+export const PAGE_ALIGN = 4096;
+export const LINE_ALIGN = ALIGN;
 // Grow in steps of at least this many bytes so a run of small allocations does not grow page by page.
 const GROW_STEP_BYTES = 16 * 1024 * 1024;
 
@@ -61,7 +72,7 @@ export class WasmArena implements Arena {
   i32(n: number): Int32Array { const at = this.alloc(4 * n, 'i32', n); return new Int32Array(this.buffer(), at, n); }
   u8(n: number): Uint8Array { const at = this.alloc(n, 'u8', n); return new Uint8Array(this.buffer(), at, n); }
 
-  /** Raw allocation: the byte offset of `bytes` fresh, 16-byte aligned bytes. */
+  /** Raw allocation: the byte offset of `bytes` fresh bytes, 64-byte aligned (4 KiB aligned from LARGE_BYTES up). */
   allocBytes(bytes: number): number {
     return this.alloc(bytes, 'bytes', bytes);
   }
@@ -80,7 +91,7 @@ export class WasmArena implements Arena {
     if (!Number.isInteger(n) || n < 0) {
       throw new PonderError('MEM_BAD_SIZE', `arena.${kind}(${n}): size must be a non-negative integer`, { hint: 'this is a bug in the caller: sizes come from the model config' });
     }
-    const start = this.top;
+    const start = bytes >= LARGE_BYTES ? Math.ceil(this.top / PAGE_ALIGN) * PAGE_ALIGN : this.top;
     const end = start + alignUp(bytes);
     this.ensure(end, bytes, kind);
     this.top = end;
