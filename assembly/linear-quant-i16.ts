@@ -1,4 +1,5 @@
-// The opt-in integer-dot mode of quantized Linear (spec/quantization.md, "int16 activations"):
+// The opt-in integer-dot modes of quantized Linear (spec/quantization.md, "int16 activations" and
+// "int8 activations"; below for int16, int8 the same with 127 in place of 32767):
 // y[M,N] = x[M,K] · W[N,K]^T (+ bias[N]) with each group of `gs` activations of a row quantized to
 // int16 (xq = round(x · 32767/amax), amax = max |x| of the group) and the group's dot product
 // Σ code·xq taken in exact integer arithmetic with i32x4.dot_i16x8_s (8 products, pairwise summed,
@@ -22,22 +23,35 @@
 // match, once per activation row: 8 bits, per chunk of 16 k the 8 even k then the 8 odd k; 4 bits,
 // per chunk of 32 k four vectors, vector j holding k = 4i + j (i = 0..7).
 //
+// int8 activations at 4 bits in the relaxed build (quadRowI8): the activations in bytes, per chunk
+// of 32 k the 16 even k then the 16 odd k, against the low and high nibbles of the row's 16 bytes with
+// i16x8.relaxed_dot_i8x16_i7x16_s (x86: pmaddubsw, 16 products pairwise summed per instruction). The
+// codes (0..15) are its 7-bit operand, so every engine computes it exactly; the i16 lanes sum at most
+// 4·gs/32 products of |code·xq| ≤ 15·127 (≤ 30480 for gs ≤ 128: no overflow, no saturation), then
+// widen to i32 once per group. The integer dot is the same number as the int16 kernel's on the same
+// xq, so this path equals the plain build's int8 results (and the twin) bit for bit.
+//
 // Ops per 32 weights of one row (decode, M = 1), the activation loads shared by the quad's 4 rows:
 //   4 bits: 1 load, 3 ands, 3 shifts (the fields), 4 dots, 4 adds                       = 15
 //   8 bits: 2 loads, 2 ands, 2 shifts, 4 dots, 4 adds                                   = 14
+//   4 bits, int8 (relaxed): 1 load, 3 field ops (and, shift, and), 2 dots, 2 adds            = 8
 // then per group and quad a transpose-add of the 4 rows' i32x4 sums (6 shuffles, 3 adds) and the f32
 // epilogue. The exact mode (assembly/linear-quant.ts) spends ~19 ops per 16 weights.
 import { groupSums } from './linear-quant';
 
-const XMAX: f32 = 32767;
+// The largest quantized activation: xbits 16 → 32767, 8 → 127.
+// @ts-ignore: decorator
+@inline function xmaxOf(xbits: i32): f32 {
+  return xbits == 8 ? 127 : 32767;
+}
 
 // @ts-ignore: decorator
 @inline function groupBytesI16(bits: i32, gs: i32): usize {
   return 32 + ((<usize>gs * <usize>bits) >> 1);
 }
 
-// Quantizes one activation row: xq [K] i16 in the layout above, xscale [K/gs] f32.
-function quantizeRow(xq: usize, xscale: usize, x: usize, K: i32, bits: i32, gs: i32): void {
+// Quantizes one activation row: xq [K] i16 in the layout above (bytes: quadRowI8's layout), xscale [K/gs] f32.
+function quantizeRow(xq: usize, xscale: usize, x: usize, K: i32, bits: i32, gs: i32, XMAX: f32, bytes: bool): void {
   for (let k0 = 0; k0 < K; k0 += gs) {
     let m4 = f32x4.splat(0);
     for (let k = 0; k < gs; k += 4) m4 = f32x4.max(m4, f32x4.abs(v128.load(x + (<usize>(k0 + k) << 2))));
@@ -54,7 +68,15 @@ function quantizeRow(xq: usize, xscale: usize, x: usize, K: i32, bits: i32, gs: 
       const n1 = i16x8.narrow_i32x4_s(
         i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 32), iv))),
         i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p, 48), iv))));
-      if (bits == 8) {
+      if (bytes) {
+        // k0+k .. +15 = half h of a 32-k chunk: its 8 even k go to bytes 8h.. of the even vector, its
+        // 8 odd k to bytes 8h.. of the odd one (|xq| ≤ 127, so the narrowing is exact)
+        const b = i8x16.narrow_i16x8_s(n0, n1);
+        const half: usize = (k & 16) != 0 ? 8 : 0;
+        v128.store64_lane(xq + half, i8x16.shuffle(b, b, 0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14), 0);
+        v128.store64_lane(xq + half, i8x16.shuffle(b, b, 1, 3, 5, 7, 9, 11, 13, 15, 1, 3, 5, 7, 9, 11, 13, 15), 0, 16);
+        if (half != 0) xq += 32;
+      } else if (bits == 8) {
         // k0+k .. +15 = one chunk: the 8 even k, then the 8 odd k
         v128.store(xq, i8x16.shuffle(n0, n1, 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29));
         v128.store(xq, i8x16.shuffle(n0, n1, 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31), 16);
@@ -128,6 +150,38 @@ function quadRow(yp: usize, xq: usize, xscale: usize, xsum: usize, bp: usize, K:
     bp = cp; xscale += 4; xsum += 4;
   }
   storeQuad(yp, c, biasp, rows);
+}
+
+// The same at 4 bits with int8 activations in bytes (relaxed build only; see the header).
+function quadRowI8(yp: usize, xq: usize, xscale: usize, xsum: usize, bp: usize, K: i32, gs: i32, biasp: usize, rows: i32): void {
+  let c = f32x4.splat(0);
+  const chunks = gs >> 5;
+  const m15 = i8x16.splat(0xf), ones = i16x8.splat(1);
+  for (let k0 = 0; k0 < K; k0 += gs) {
+    let a0 = i16x8.splat(0), a1 = a0, a2 = a0, a3 = a0;
+    let cp = bp + 32;
+    for (let ch = 0; ch < chunks; ch++) {
+      const xe = v128.load(xq), xo = v128.load(xq, 16);
+      a0 = i16x8.add(a0, rowDotBytes(v128.load(cp), xe, xo, m15));
+      a1 = i16x8.add(a1, rowDotBytes(v128.load(cp, 16), xe, xo, m15));
+      a2 = i16x8.add(a2, rowDotBytes(v128.load(cp, 32), xe, xo, m15));
+      a3 = i16x8.add(a3, rowDotBytes(v128.load(cp, 48), xe, xo, m15));
+      xq += 32; cp += 64;
+    }
+    c = groupTerm(c, hsum4(i32x4.dot_i16x8_s(a0, ones), i32x4.dot_i16x8_s(a1, ones), i32x4.dot_i16x8_s(a2, ones), i32x4.dot_i16x8_s(a3, ones)), bp, xscale, xsum);
+    bp = cp; xscale += 4; xsum += 4;
+  }
+  storeQuad(yp, c, biasp, rows);
+}
+
+// Σ code·xq of one row's 32 codes (4 bits) against the even-k and odd-k activation bytes, as 8 i16
+// lanes (4 products each, exact). The relaxed dot's second operand is the 7-bit one: the codes.
+// @ts-ignore: decorator
+@inline function rowDotBytes(v: v128, xe: v128, xo: v128, m15: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xe, v128.and(v, m15)), i16x8.relaxed_dot_i8x16_i7x16_s(xo, v128.and(i16x8.shr_u(v, 4), m15)));
+  }
+  return unreachable();
 }
 
 // c + ((scale·xscale)·f32(idot) + bias·xsum) for the quad's 4 rows of one group (scales at gp).
@@ -254,20 +308,25 @@ export const QUANT_I16_ROW_BLOCK = 16;
 // Quads [q0, q1) of y = x·W^T (+ bias). scratch, private to the calling thread, for R =
 // min(M, QUANT_I16_ROW_BLOCK) rows: [R][K/gs] f32 group sums, [R][K/gs] f32 xscales (each rounded
 // up to 16 bytes), [R][K] i16 quantized activations (rounded up to 16 bytes), 192 bytes for
-// quadRowFour8 and quadRowPair4 (quantI16ScratchBytes in src/kernels/wasm-exports.ts). bits: 8 or 4; gs: a multiple of 32.
-export function linear_quant_i16(y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, q0: i32, q1: i32, scratch: usize, bits: i32, gs: i32): void {
+// quadRowFour8 and quadRowPair4 (quantI16ScratchBytes in src/kernels/wasm-exports.ts). bits: 8 or 4; gs: a multiple of 32
+// (at most 128 with xbits 8); xbits: 16 or 8, the activations' integer width.
+export function linear_quant_i16(y: usize, x: usize, w: usize, bias: usize, M: i32, N: i32, K: i32, q0: i32, q1: i32, scratch: usize, bits: i32, gs: i32, xbits: i32): void {
   const groups = K / gs;
   const vecBytes = (<usize>min(M, QUANT_I16_ROW_BLOCK) * <usize>groups * 4 + 15) & ~15;
   const sums = scratch, xscales = scratch + vecBytes, xq = scratch + 2 * vecBytes;
   const pair = xq + ((<usize>min(M, QUANT_I16_ROW_BLOCK) * <usize>K << 1) + 15 & ~15);
   const rowBytesX = <usize>K << 2, rowBytesY = <usize>N << 2, groupStride = <usize>groups << 2;
   const quadBytes = <usize>groups * groupBytesI16(bits, gs);
+  const XMAX = xmaxOf(xbits);
+  // int8 activations at 4 bits run the byte dot where the build has it; elsewhere the int16 kernels
+  // take the same xq (|xq| ≤ 127) and give the same integer dots
+  const bytes = ASC_FEATURE_RELAXED_SIMD && xbits == 8 && bits == 4;
   for (let m0 = 0; m0 < M; m0 += QUANT_I16_ROW_BLOCK) {
     const rows = min(QUANT_I16_ROW_BLOCK, M - m0);
     for (let m = 0; m < rows; m++) {
       const xr = x + <usize>(m0 + m) * rowBytesX;
       groupSums(sums + <usize>m * groupStride, xr, K, gs);
-      quantizeRow(xq + (<usize>m * <usize>K << 1), xscales + <usize>m * groupStride, xr, K, bits, gs);
+      quantizeRow(xq + (<usize>m * <usize>K << 1), xscales + <usize>m * groupStride, xr, K, bits, gs, XMAX, bytes);
     }
     for (let q = q0; q < q1; q++) {
       const outRows = min(4, N - q * 4);
@@ -275,7 +334,7 @@ export function linear_quant_i16(y: usize, x: usize, w: usize, bias: usize, M: i
       const bp = w + <usize>q * quadBytes;
       // the block's activation rows against this quad's weights while they are in L1
       // four activation rows per pass at 8 bits, two at 4 bits (see rowGroupFour8), the rest one by one
-      const step = bits == 8 ? 4 : 2;
+      const step = bytes ? M + 1 : bits == 8 ? 4 : 2; // bytes: no multi-row pass, every row below
       let m = 0;
       for (; m + step <= rows; m += step) {
         const ym = y + <usize>(m0 + m) * rowBytesY + (<usize>q << 4), xqm = xq + (<usize>m * <usize>K << 1), off = <usize>m * groupStride;
@@ -283,6 +342,10 @@ export function linear_quant_i16(y: usize, x: usize, w: usize, bias: usize, M: i
         else quadRowPair4(ym, rowBytesY, xqm, <usize>K << 1, xscales + off, sums + off, groupStride, bp, K, gs, biasp, outRows, pair);
       }
       for (; m < rows; m++) {
+        if (bytes) {
+          quadRowI8(y + <usize>(m0 + m) * rowBytesY + (<usize>q << 4), xq + (<usize>m * <usize>K << 1), xscales + <usize>m * groupStride, sums + <usize>m * groupStride, bp, K, gs, biasp, outRows);
+          continue;
+        }
         quadRow(y + <usize>(m0 + m) * rowBytesY + (<usize>q << 4), xq + (<usize>m * <usize>K << 1), xscales + <usize>m * groupStride, sums + <usize>m * groupStride, bp, K, bits, gs, biasp, outRows);
       }
     }

@@ -11,7 +11,10 @@
  *
  *   node bin/ponder.js quantize DIR DIR-q4 --bits 4; node bin/ponder.js quantize DIR DIR-q8 --bits 8
  *   node --import tsx bench/quant.bench.ts [--model DIR --q8 DIR-q8 --q4 DIR-q4] [--tokens 8] [--kernels-only | --skip-kernels]
- *        [--int16-only] [--rounds N]
+ *        [--int16-only] [--int8] [--rounds N]
+ *
+ * --int8: also the relaxed-SIMD build, bf16 and q4 with int8 activations (its byte dot; Node 20 gets
+ * --experimental-wasm-relaxed-simd through enableRelaxedSimd).
  *
  * --rounds N (N > 1): per thread count, every model is loaded once and the models then decode in N
  * interleaved rounds (bf16, q8, q4, … , bf16, q8, …), so a burst of foreign load or a slow spell of the
@@ -24,7 +27,7 @@
 import { parseArgs } from 'node:util';
 import { loadavg } from 'node:os';
 import { createWasmRuntime } from '../src/kernels/wasm.js';
-import { createNodeWasmRuntime } from '../src/node/pool-worker.js';
+import { createNodeWasmRuntime, enableRelaxedSimd } from '../src/node/pool-worker.js';
 import { loadModelDir } from '../src/node/index.js';
 import type { LinearSource, LinearWeight } from '../src/kernels/kernels.js';
 import { quantizeMatrix } from '../src/convert/quantize.js';
@@ -34,7 +37,7 @@ import { describeCpu, hostCpu } from './cpu.js';
 import { FULL_TIMING, timeSync } from './timing.js';
 
 const { values } = parseArgs({ options: {
-  'int16-only': { type: 'boolean', default: false },
+  'int16-only': { type: 'boolean', default: false }, int8: { type: 'boolean', default: false },
   model: { type: 'string' }, q8: { type: 'string' }, q4: { type: 'string' }, tokens: { type: 'string', default: '8' }, rounds: { type: 'string', default: '1' }, 'kernels-only': { type: 'boolean', default: false }, 'skip-kernels': { type: 'boolean', default: false },
 } });
 const load = (): string => loadavg().map((l) => l.toFixed(1)).join(' ');
@@ -93,9 +96,12 @@ if (values['kernels-only'] || (!values.model && !values.q8 && !values.q4)) proce
 const tokens = Number(values.tokens);
 const prompt = [17, 4, 99, 1024, 7, 300, 12, 5];
 const table: string[] = [];
-const models = [['bf16', values.model, 'f32'], ['q8', values.q8, 'f32'], ['q4', values.q4, 'f32'], ['q8·i16', values.q8, 'int16'], ['q4·i16', values.q4, 'int16']] as const;
+// [label, checkpoint, quantActivations, relaxed build]
+const models = [['bf16', values.model, 'f32', false], ['q8', values.q8, 'f32', false], ['q4', values.q4, 'f32', false], ['q8·i16', values.q8, 'int16', false], ['q4·i16', values.q4, 'int16', false],
+  ['bf16 relaxed', values.model, 'f32', true], ['q4·i8 relaxed', values.q4, 'int8', true]] as const;
 const rounds = Number(values.rounds);
-const chosen = models.filter(([label, dir, quantActivations]) => dir && !(values['int16-only'] && quantActivations !== 'int16' && label !== 'bf16'));
+if (values.int8) enableRelaxedSimd();
+const chosen = models.filter(([label, dir, quantActivations, relaxed]) => dir && (!relaxed || values.int8) && !(values['int16-only'] && quantActivations === 'f32' && label !== 'bf16' && label !== 'bf16 relaxed'));
 const decodeTokS = async (model: Awaited<ReturnType<typeof loadModelDir>>): Promise<number> => {
   const r = await model.generate(prompt, { maxNewTokens: tokens, policy: fixed(4) }).result();
   return r.trace.tokens.filter((t) => t.phase === 'decode').length / (r.trace.decodeMs / 1000);
@@ -103,8 +109,8 @@ const decodeTokS = async (model: Awaited<ReturnType<typeof loadModelDir>>): Prom
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
 for (const threads of [1, 2]) {
   const loaded: { label: string; runtime: Awaited<ReturnType<typeof createWasmRuntime>>; model: Awaited<ReturnType<typeof loadModelDir>>; loadS: number; tps: number[] }[] = [];
-  for (const [label, dir, quantActivations] of chosen) {
-    const runtime = threads === 1 ? await createWasmRuntime({ quantActivations }) : await createNodeWasmRuntime({ threads, quantActivations });
+  for (const [label, dir, quantActivations, relaxed] of chosen) {
+    const runtime = threads === 1 ? await createWasmRuntime({ quantActivations, relaxed }) : await createNodeWasmRuntime({ threads, quantActivations, relaxed });
     const t0 = performance.now();
     const model = await loadModelDir(dir!, { runtime, tokenizer: false });
     const loadS = (performance.now() - t0) / 1000;
@@ -128,7 +134,7 @@ for (const threads of [1, 2]) {
   }
 }
 console.log(`\n## Ouro-1.4B shapes, decode at fixed depth 4, ${tokens} tokens after an 8-token prompt\n`);
-console.log('(q8·i16, q4·i16: the same checkpoints with int16 activations, WasmRuntimeOptions.quantActivations)\n');
+console.log('(q8·i16, q4·i16: the same checkpoints with int16 activations, WasmRuntimeOptions.quantActivations; with --int8, "relaxed" rows run the relaxed-SIMD build, q4·i8 with int8 activations)\n');
 console.log(rounds > 1 ? '| weights | threads | tok/s, median (min–max) | × bf16 (medians) | WASM memory used | load | load average |' : '| weights | threads | tok/s | WASM memory used | load | load average |');
 console.log(rounds > 1 ? '|---|---|---|---|---|---|---|' : '|---|---|---|---|---|---|');
 for (const r of table) console.log(r);

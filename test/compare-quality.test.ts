@@ -73,8 +73,28 @@ test('ponder eval --compare Q Q --quant-activations-b int16: B runs the int16 mo
   const [row] = JSON.parse(stdout).rows;
   assert.ok(row.kl > 0 && row.kl < 1e-4, `KL ${row.kl}: int16 activations deviate from the exact mode, by little`);
   assert.equal(row.exitAgreement, 1);
-  for (const [flags, field] of [[['--quant-activations', 'int8'], 'quant-activations'], [['--quant-activations-b', 'f16'], 'quant-activations-b'], [['--kernels', 'scalar', '--quant-activations', 'int16'], 'quant-activations']] as const) {
+  for (const [flags, field] of [[['--quant-activations', 'int4'], 'quant-activations'], [['--quant-activations-b', 'f16'], 'quant-activations-b'], [['--kernels', 'scalar', '--quant-activations', 'int16'], 'quant-activations']] as const) {
     const r = await ponder(['eval', '--compare', q, q, '--ids', ids, ...flags]);
+    assertUsageError(r, 'ARG_INVALID');
+    assert.match(r.err, new RegExp(`--${field}`));
+  }
+});
+
+test('ponder eval --compare Q Q --quant-activations-b int8, B deviates more than int16 but keeps the depths; --relaxed runs it; conform and --kernels scalar refuse --relaxed', async () => {
+  const q = join(tmp, 'ouro-4-int8');
+  await quantizeModel({ input: 'models/ouro-sotu', out: q, bits: 4 });
+  const ids = join(tmp, 'ids-int8.txt');
+  writeFileSync(ids, '3 17 5 42 8 11 29 2 7 7 19\n');
+  const rows = (extra: string[]) => JSON.parse(execFileSync(process.execPath, ['bin/ponder.js', 'eval', '--compare', q, q, '--ids', ids, '--policy', 'fixed(4)', '--json', '--threads', '1', ...extra], { encoding: 'utf8' })).rows[0];
+  const int16 = rows(['--quant-activations-b', 'int16']), int8 = rows(['--quant-activations-b', 'int8']);
+  assert.ok(int8.kl > int16.kl && int8.kl < 1e-2, `KL int8 ${int8.kl} vs int16 ${int16.kl}: int8 rounds 256 times coarser, still far below the 4-bit weights' own error`);
+  assert.equal(int8.exitAgreement, 1);
+  // --relaxed with int8 for A and B: the byte-dot path runs end to end and is deterministic (the
+  // kernels' bit-identity with the default build's int8 is test/kernels-quant.test.ts's)
+  const relaxed = rows(['--quant-activations', 'int8', '--relaxed']);
+  assert.ok(relaxed.kl === 0 && relaxed.top1 === 1, `KL ${relaxed.kl}: the same run twice`);
+  for (const [flags, field] of [[['conform', '--relaxed'], 'relaxed'], [['run', '--model', q, '--kernels', 'scalar', '--relaxed', '--prompt', 'a'], 'relaxed']] as const) {
+    const r = await ponder([...flags]);
     assertUsageError(r, 'ARG_INVALID');
     assert.match(r.err, new RegExp(`--${field}`));
   }

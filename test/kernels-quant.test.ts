@@ -2,7 +2,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { createWasmRuntime, type WasmRuntime } from '../src/kernels/wasm.js';
-import { createNodeWasmRuntime } from '../src/node/pool-worker.js';
+import { createNodeWasmRuntime, enableRelaxedSimd } from '../src/node/pool-worker.js';
 import { LINEAR_TILES } from '../src/kernels/linear-tiles.js';
 import { scalarKernels as twin } from '../src/kernels/scalar.js';
 import { linearQuantI16 } from '../src/kernels/quant.js';
@@ -142,6 +142,55 @@ test('int16 activations: quantized linear equals linearQuantI16 (its scalar twin
     }
   }), { numRuns: 60, examples: [[{ bits: 4, gs: 64, M: 300, N: 130, groups: 8, withBias: true, seed: 1 }, 'uniform'], [{ bits: 8, gs: 128, M: 37, N: 24, groups: 3, withBias: false, seed: 2 }, 'spiky']] });
   assert.ok(int16Runtimes[1].rt.splitJobs() > 0, 'the big calls were split across the threads');
+});
+
+// The int8-activation mode: the plain build runs the int16 kernels on int8-range activations, the
+// relaxed build a byte dot at 4 bits; all of them, on 1 and 2 threads, equal the twin bit for bit
+// (integer dots are exact, the f32 epilogue never fuses).
+enableRelaxedSimd();
+const int8Runtimes: { label: string; rt: WasmRuntime }[] = [
+  { label: 'int8 1 thread', rt: await createWasmRuntime({ quantActivations: 'int8' }) },
+  { label: 'int8 2 threads', rt: await createNodeWasmRuntime({ quantActivations: 'int8', threads: 2 }) },
+  { label: 'int8 relaxed 1 thread', rt: await createWasmRuntime({ quantActivations: 'int8', relaxed: true }) },
+  { label: 'int8 relaxed 2 threads', rt: await createNodeWasmRuntime({ quantActivations: 'int8', relaxed: true, threads: 2 }) },
+];
+after(() => Promise.all(int8Runtimes.map(({ rt }) => rt.dispose())));
+
+test('int8 activations: quantized linear equals linearQuantI16(…, 8) bit for bit in the plain and the relaxed build, on 1 and 2 threads, writing only y', () => {
+  fc.assert(fc.property(problem, fc.constantFrom('uniform', 'zeros', 'spiky'), ({ bits, gs, M, N, groups, withBias, seed }, kind) => {
+    const K = groups * gs, rnd = prng(seed);
+    const src = randomQuantized(bits, gs, N, K, rnd);
+    const xs = fillUniform(new Float32Array(M * K), rnd), bs = fillUniform(new Float32Array(N), rnd);
+    if (kind === 'zeros') xs.fill(0, 0, Math.min(xs.length, 2 * gs));
+    if (kind === 'spiky') for (let i = 0; i < xs.length; i += 37) xs[i] *= 1e4;
+    const ref = new Float32Array(M * N);
+    linearQuantI16(ref, xs, src, N, K, M, withBias ? bs : null, 8);
+    for (const { label, rt } of int8Runtimes) {
+      const whole = rt.arena.f32(M * N + 2);
+      whole.fill(-7);
+      const y = whole.subarray(1, 1 + M * N);
+      rt.kernels.linear(y, inArena(rt.arena, xs), rt.kernels.bindLinear(src, N, K), M, withBias ? inArena(rt.arena, bs) : null);
+      assertBitIdentical(y, ref, `${label}: q${bits} g${gs} M=${M} N=${N} K=${K} bias=${withBias} ${kind}`);
+      assert.ok(whole[0] === -7 && whole[M * N + 1] === -7, `${label}: wrote outside y`);
+    }
+  }), { numRuns: 60, examples: [[{ bits: 4, gs: 128, M: 300, N: 130, groups: 8, withBias: true, seed: 1 }, 'spiky'], [{ bits: 4, gs: 32, M: 1, N: 7, groups: 5, withBias: false, seed: 2 }, 'uniform']] });
+  assert.ok(int8Runtimes[1].rt.splitJobs() > 0 && int8Runtimes[3].rt.splitJobs() > 0, 'the big calls were split across the threads');
+});
+
+test('int8 activations at the largest codes and activations of the widest group (g128, 4 bits) do not overflow the byte dot\'s i16 lanes', () => {
+  const N = 8, K = 256, gs = 128;
+  const src: QuantizedSource = { dtype: 'q4', groupSize: gs, codes: new Uint32Array(N * K / 8).fill(0xffffffff), scales: new Float32Array(N * K / gs).fill(1), biases: new Float32Array(N * K / gs) };
+  for (const sign of [1, -1]) {
+    const xs = new Float32Array(K).fill(sign * 0.5); // every xq = ±127, every code 15: Σ per group = ±15·127·128
+    const ref = new Float32Array(N);
+    linearQuantI16(ref, xs, src, N, K, 1, null, 8);
+    assert.equal(ref[0], sign * 15 * 0.5 * K, 'the twin: 15 · x summed over K');
+    for (const { label, rt } of int8Runtimes) {
+      const y = rt.arena.f32(N);
+      rt.kernels.linear(y, inArena(rt.arena, xs), rt.kernels.bindLinear(src, N, K), 1);
+      assertBitIdentical(y, ref, `${label} sign ${sign}`);
+    }
+  }
 });
 
 test('int16 activations stay within the int16 rounding of the exact mode: |y_int16 − y_exact| ≤ Σ_g |scale|·(2^bits − 1)·gs·xscale_g/2 + f32 rounding', () => {

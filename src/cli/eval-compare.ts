@@ -36,8 +36,9 @@ to the same depth as A).
                      exit(latent-diff, 0.05), router(causal, 0.5)
   --seed N           Huginn's initial-state seed, the same for both (default 0)
   --json             the report as JSON on stdout
-  --kernels wasm|scalar, --threads N, --quant-activations f32|int16   as for ponder run (both A and B)
-  --quant-activations-b f32|int16   B's quantized activations only: the int16 mode against the
+  --kernels wasm|scalar, --threads N, --quant-activations f32|int16|int8, --relaxed
+                     as for ponder run (both A and B)
+  --quant-activations-b f32|int16|int8   B's quantized activations only: the int16 mode against the
                      exact mode of the same checkpoint is --compare Q Q --quant-activations-b int16
 
 Example:

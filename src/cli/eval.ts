@@ -59,7 +59,7 @@ Options:
   --html FILE             also write a self-contained HTML report (plot and tables)
   --svg FILE              also write the plot as a standalone SVG (e.g. for docs/)
   --from REPORT.json      print and draw a report written by --json instead of scoring
-  --kernels wasm|scalar, --threads N, --quant-activations f32|int16   as for ponder run
+  --kernels wasm|scalar, --threads N, --quant-activations f32|int16|int8, --relaxed   as for ponder run
   --context N, --kv-dtype f32|bf16|f16, --max-memory BYTES   the memory plan, as for ponder run
                           (a bf16 / f16 KV cache scores within spec/numerics.md's bound of f32)
 

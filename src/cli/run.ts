@@ -17,7 +17,7 @@ import type { SamplingOptions } from '../generate/sampling.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { colorTokenByDepth, depthLegend, formatRate, formatSummary } from '../trace/terminal.js';
 import { intFlag, parseFlags, type FlagSpec } from './args.js';
-import { createRuntime, quantActivationsFlag, RUNTIME_FLAGS } from './runtime-flags.js';
+import { createRuntime, quantActivationsFlag, relaxedFlag, RUNTIME_FLAGS } from './runtime-flags.js';
 import { MEMORY_FLAGS, MEMORY_HELP, memoryOptions } from './memory-flags.js';
 import type { CliIO } from './io.js';
 import type { LoadProgress } from '../api/load.js';
@@ -81,10 +81,13 @@ export const GENERATION_HELP = `  --model DIR, -m        model directory in Hugg
   --kernels wasm|scalar   kernels to run on (default wasm)
   --threads N             WASM kernel threads (default: the available cores, at most 8; results are
                           bit-identical on any count)
-  --quant-activations f32|int16
+  --quant-activations f32|int16|int8
                           activations of quantized (4-/8-bit) weights: f32 (default, the exact
-                          mode) or int16 (quantized per group for an integer dot product: faster
-                          decode, results deviate slightly; see bench/RESULTS.md)
+                          mode), int16 or int8 (quantized per group for an integer dot product:
+                          faster decode, results deviate slightly; see bench/RESULTS.md); int8 is
+                          the fastest at 4 bits with --relaxed
+  --relaxed               the relaxed-SIMD kernels (fused multiply-add: not bit-identical to the
+                          default build; never used by conform)
 ${MEMORY_HELP.trimEnd()}`;
 
 export const CHAT_HELP = `  --system TEXT           a system message first in the conversation
@@ -176,7 +179,7 @@ export async function runtimeFromFlags(command: string, values: Record<string, s
   if (threads > 1 && values.kernels === 'scalar') throw new PonderError('ARG_INVALID', `${command}: --threads needs the wasm kernels`, { field: 'threads', hint: 'drop --kernels scalar or --threads' });
   const quantActivations = quantActivationsFlag(values);
   return threads > 1
-    ? (await import('../node/pool-worker.js')).createNodeWasmRuntime({ threads, quantActivations })
+    ? (await import('../node/pool-worker.js')).createNodeWasmRuntime({ threads, quantActivations, relaxed: await relaxedFlag(values) })
     : createRuntime(values as Record<string, string | boolean | undefined>);
 }
 

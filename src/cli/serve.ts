@@ -36,9 +36,10 @@ GET /health ("loading" / "ready"). Each choice and streamed chunk also carries a
   --kernels wasm|scalar   kernels to run on (default wasm)
   --threads N         WASM kernel threads (default: the available cores, at most 8; results are
                       bit-identical on any count)
-  --quant-activations f32|int16
-                      activations of quantized weights: f32 (default, exact) or int16 (faster
-                      decode, a measured small deviation; see ponder run --help)
+  --quant-activations f32|int16|int8
+                      activations of quantized weights: f32 (default, exact), int16 or int8
+                      (faster decode, a measured small deviation; see ponder run --help)
+  --relaxed           the relaxed-SIMD kernels (see ponder run --help)
 ${MEMORY_HELP}
 Example:
   ponder serve --model models/demo-ouro --port 8080

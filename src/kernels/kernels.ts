@@ -51,6 +51,10 @@ export type RopeLayout = 'half' | 'interleaved';
  * IEEE half, written rounded to nearest even (f32ToBf16, f32ToF16) and read back exactly widened.
  */
 export type KvDType = 'f32' | 'bf16' | 'f16';
+
+/** How the WASM kernels run quantized Linear weights (spec/quantization.md): 'f32' is the exact mode; 'int16' and 'int8' quantize each group of activations for an integer dot. */
+export type QuantActivations = 'f32' | 'int16' | 'int8';
+export const QUANT_ACTIVATIONS: readonly QuantActivations[] = ['f32', 'int16', 'int8'];
 /** Keys or values as a cache of that dtype holds them: f32 values, or 16-bit bf16 / half bits. */
 export type KvBuffer = Float32Array | Uint16Array;
 

@@ -71,12 +71,14 @@ function roundHalfEven(v: number): number {
 }
 
 /**
- * The int16-activation mode of a quantized Linear (spec/quantization.md): per row and group,
- * xq = round(x · f32(32767/amax)) (ties to even; amax = max |x|, 0 when amax = 0), xscale =
- * f32(amax/32767), the dot Σ code·xq exact in integers, then acc = acc + ((scale·xscale)·f32(idot) +
- * bias·xsum) in f32. The twin of assembly/linear-quant-i16.ts, bit for bit.
+ * The integer-dot modes of a quantized Linear (spec/quantization.md), xbits 16 (int16 activations,
+ * XMAX = 32767) or 8 (int8, XMAX = 127): per row and group, xq = round(x · f32(XMAX/amax)) (ties to
+ * even; amax = max |x|, 0 when amax = 0), xscale = f32(amax/XMAX), the dot Σ code·xq exact in
+ * integers, then acc = acc + ((scale·xscale)·f32(idot) + bias·xsum) in f32. The twin of
+ * assembly/linear-quant-i16.ts (both of its int8 paths), bit for bit.
  */
-export function linearQuantI16(y: Float32Array, x: Float32Array, src: QuantizedSource, N: number, K: number, M: number, bias?: Float32Array | null): void {
+export function linearQuantI16(y: Float32Array, x: Float32Array, src: QuantizedSource, N: number, K: number, M: number, bias?: Float32Array | null, xbits: 16 | 8 = 16): void {
+  const XMAX = xbits === 8 ? 127 : 32767;
   const bits = quantBits(src.dtype), gs = src.groupSize, groups = K / gs, wordsPerRow = K * bits / 32;
   const xq = new Int32Array(K), xscale = new Float32Array(groups), xsum = new Float32Array(groups);
   for (let m = 0; m < M; m++) {
@@ -84,8 +86,8 @@ export function linearQuantI16(y: Float32Array, x: Float32Array, src: QuantizedS
     for (let g = 0; g < groups; g++) {
       let amax = 0, s = 0;
       for (let k = g * gs; k < (g + 1) * gs; k++) { amax = Math.max(amax, Math.abs(x[xo + k])); s = fround(s + x[xo + k]); }
-      const inv = amax === 0 ? 0 : fround(32767 / amax);
-      xscale[g] = fround(amax / 32767);
+      const inv = amax === 0 ? 0 : fround(XMAX / amax);
+      xscale[g] = fround(amax / XMAX);
       xsum[g] = s;
       for (let k = g * gs; k < (g + 1) * gs; k++) {
         const v = fround(x[xo + k] * inv);

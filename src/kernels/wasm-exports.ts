@@ -28,8 +28,8 @@ export interface WasmKernelExports {
   linear_bf16(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, kcMax: number, scratch: number, tile: number): void;
   /** Affine-quantized panels (assembly/linear-quant.ts): bits 8 or 4, gs the group size. */
   linear_quant(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, p0: number, p1: number, kcMax: number, scratch: number, tile: number, bits: number, gs: number): void;
-  /** The int16-activation mode over quads of 4 rows [q0, q1) (assembly/linear-quant-i16.ts). */
-  linear_quant_i16(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, q0: number, q1: number, scratch: number, bits: number, gs: number): void;
+  /** The integer-dot modes (int16 or int8 activations: xbits 16 or 8) over quads of 4 rows [q0, q1) (assembly/linear-quant-i16.ts). */
+  linear_quant_i16(y: number, x: number, w: number, bias: number, M: number, N: number, K: number, q0: number, q1: number, scratch: number, bits: number, gs: number, xbits: number): void;
   attention(out: number, q: number, k: number, v: number, Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
             qPos: number, kPos: number, allowed: number, scores: number, u0: number, u1: number): void;
   /** attention over a bf16 / IEEE half KV cache (k, v: 16-bit values), widened exactly in registers */

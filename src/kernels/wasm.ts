@@ -24,7 +24,7 @@ import { optionsArgument, PonderError } from '../errors.js';
 import { LIMITS, limitNote } from '../limits.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { WasmArena, ScratchBuffer, WASM_MAX_PAGES } from '../runtime/wasm-arena.js';
-import type { Kernels, KvBuffer, KvDType, LinearSource, LinearWeight, QuantizedSource, RopeLayout } from './kernels.js';
+import { QUANT_ACTIVATIONS, type Kernels, type KvBuffer, type KvDType, type LinearSource, type LinearWeight, type QuantActivations, type QuantizedSource, type RopeLayout } from './kernels.js';
 import { checkQuantizedSource, fieldScale, isQuantized, quantBits } from './quant.js';
 import { KERNELS_RELAXED_WASM, KERNELS_WASM } from './wasm-binary.js';
 import { LINEAR_GROUP_MAX, linearJobScratchBytes, linearUnits, type LinearKind, type PoolProfile, type WorkerFactory, ThreadPool } from '../runtime/pool.js';
@@ -35,12 +35,13 @@ export interface WasmRuntimeOptions {
   /** Use the relaxed-SIMD build (not bit-identical to the default build). Default false. */
   relaxed?: boolean;
   /**
-   * Activations of quantized (q8, q4) Linear weights: 'f32' (default, the exact mode) or 'int16':
-   * each group of activations quantized to int16 and dotted with the codes in integer arithmetic
-   * (faster, not the exact mode's numbers; spec/quantization.md). Weights whose group size is not a
-   * multiple of 32 stay in the exact mode.
+   * Activations of quantized (q8, q4) Linear weights: 'f32' (default, the exact mode), 'int16' or
+   * 'int8': each group of activations quantized to int16 (int8) and dotted with the codes in integer
+   * arithmetic (faster, not the exact mode's numbers; spec/quantization.md). 'int8' gives the same
+   * numbers in both builds; 4-bit weights run it fastest in the relaxed build (a byte dot). Weights
+   * whose group size is not a multiple of 32 (int8: not 32, 64 or 128) stay in the exact mode.
    */
-  quantActivations?: 'f32' | 'int16';
+  quantActivations?: QuantActivations;
   /** The register tile of linear's prefill path, or 'auto' (default): the fastest on this host, measured once per process. */
   linearTile?: LinearTile | 'auto';
   /** Total threads (main thread included). Default 1. */
@@ -67,7 +68,7 @@ export interface WasmRuntime extends Runtime {
   readonly relaxed: boolean;
   readonly threads: number;
   /** How quantized Linear weights treat their activations (WasmRuntimeOptions.quantActivations). */
-  readonly quantActivations: 'f32' | 'int16';
+  readonly quantActivations: QuantActivations;
   /** The register tile linear's prefill path runs (every tile gives the same bits). */
   readonly linearTile: LinearTile;
   /** The host measurement the tile was chosen by; absent when the option named the tile. */
@@ -84,7 +85,8 @@ export interface WasmRuntime extends Runtime {
 interface WasmLinearWeight extends LinearWeight {
   readonly packed: Uint8Array; // [ceil(N/16)][K][16] f32, bf16 in widening order, or quantized groups (assembly/linear-quant.ts)
   readonly owner: object;      // the runtime that packed it
-  readonly int16?: boolean;    // quantized, packed in quads for int16 activations (assembly/linear-quant-i16.ts)
+  readonly int16?: boolean;    // quantized, packed in quads for integer activations (assembly/linear-quant-i16.ts)
+  readonly xbits?: 16 | 8;     // with int16: the activations' width
   readonly shard: number;      // the memory shard it lives in (where linear runs on it)
 }
 
@@ -107,7 +109,7 @@ interface Shard {
 /** How the pool and the kernels run a bound weight (LinearKind). */
 function linearKind(w: WasmLinearWeight): LinearKind {
   const quantized = w.dtype === 'q8' || w.dtype === 'q4';
-  return { bf16: w.dtype === 'bf16', bits: quantized ? quantBits(w.dtype as 'q8' | 'q4') : 0, gs: w.groupSize ?? 0, int16: !!w.int16 };
+  return { bf16: w.dtype === 'bf16', bits: quantized ? quantBits(w.dtype as 'q8' | 'q4') : 0, gs: w.groupSize ?? 0, int16: !!w.int16, xbits: w.xbits ?? 0 };
 }
 
 function makeShard(wasm: WasmKernelExports, memory: WebAssembly.Memory): Shard {
@@ -204,8 +206,8 @@ export async function createWasmRuntime(runtimeOptions?: WasmRuntimeOptions): Pr
     throw new PonderError('ARG_INVALID', `linearTile must be 'auto' or one of ${LINEAR_TILES.join(', ')}, got ${JSON.stringify(tileOption)}`, { field: 'linearTile', hint: `leave it out (the fastest tile on this host is measured) or name one of ${LINEAR_TILES.join(', ')}` });
   }
   const quantActivations = options.quantActivations ?? 'f32';
-  if (quantActivations !== 'f32' && quantActivations !== 'int16') {
-    throw new PonderError('ARG_INVALID', `quantActivations must be 'f32' or 'int16', got ${JSON.stringify(quantActivations)}`, { field: 'quantActivations', hint: "leave it out for the exact mode ('f32'), or 'int16' for the faster integer-dot mode" });
+  if (!QUANT_ACTIVATIONS.includes(quantActivations)) {
+    throw new PonderError('ARG_INVALID', `quantActivations must be 'f32', 'int16' or 'int8', got ${JSON.stringify(quantActivations)}`, { field: 'quantActivations', hint: "leave it out for the exact mode ('f32'), or 'int16' / 'int8' for the faster integer-dot modes" });
   }
   const module = await kernelModule(relaxed);
   const measurement = tileOption === 'auto' ? await hostLinearTile(relaxed) : undefined;
@@ -253,14 +255,14 @@ class WasmKernels implements Kernels {
   private readonly shards: Shard[];
   private readonly pool: { current: ThreadPool | null };
   private readonly tile: number; // linear's prefill tile (index into LINEAR_TILES)
-  private readonly int16: boolean; // quantized weights bound for int16 activations
+  private readonly xbits: 0 | 16 | 8; // quantized weights bound for integer activations this wide (0: the exact mode)
 
-  constructor(shards: Shard[], pool: { current: ThreadPool | null }, relaxed: boolean, tile: number, threads: number, quantActivations: 'f32' | 'int16') {
-    this.name = `wasm-simd${relaxed ? '-relaxed' : ''}${threads > 1 ? `-x${threads}` : ''}${quantActivations === 'int16' ? '-qi16' : ''}`;
+  constructor(shards: Shard[], pool: { current: ThreadPool | null }, relaxed: boolean, tile: number, threads: number, quantActivations: QuantActivations) {
+    this.name = `wasm-simd${relaxed ? '-relaxed' : ''}${threads > 1 ? `-x${threads}` : ''}${quantActivations === 'int16' ? '-qi16' : quantActivations === 'int8' ? '-qi8' : ''}`;
     this.shards = shards;
     this.pool = pool;
     this.tile = tile;
-    this.int16 = quantActivations === 'int16';
+    this.xbits = quantActivations === 'int16' ? 16 : quantActivations === 'int8' ? 8 : 0;
   }
 
   /** The shard whose memory holds `view`; KERNEL_FOREIGN_BUFFER when none does. */
@@ -368,7 +370,8 @@ class WasmKernels implements Kernels {
   private bindQuantized(src: QuantizedSource, N: number, K: number, shardIndex: number): WasmLinearWeight {
     const bits = quantBits(src.dtype), gs = src.groupSize;
     checkQuantizedSource(src, N, K);
-    if (this.int16 && gs % 32 === 0) return this.bindQuantizedI16(src, N, K, shardIndex);
+    // int8's i16 lanes hold a group's sums only up to gs = 128 (assembly/linear-quant-i16.ts)
+    if (this.xbits !== 0 && gs % 32 === 0 && (this.xbits === 16 || gs <= 128)) return this.bindQuantizedI16(src, N, K, shardIndex);
     const panels = Math.ceil(N / 16), groups = K / gs;
     const groupBytes = 128 + gs * 2 * bits, panelBytes = groups * groupBytes;
     const packed = this.shards[shardIndex].arena.u8(panels * panelBytes);
@@ -424,7 +427,7 @@ class WasmKernels implements Kernels {
         }
       }
     }
-    return { N, K, dtype: src.dtype, groupSize: gs, bytes: packed.byteLength, packed, owner: this, shard: shardIndex, int16: true };
+    return { N, K, dtype: src.dtype, groupSize: gs, bytes: packed.byteLength, packed, owner: this, shard: shardIndex, int16: true, xbits: this.xbits as 16 | 8 };
   }
 
   linear(y: Float32Array, x: Float32Array, weight: LinearWeight, M: number, bias?: Float32Array | null): void {
@@ -444,7 +447,7 @@ class WasmKernels implements Kernels {
         return;
       }
       const p = w.packed.byteOffset;
-      if (kind.int16) shard.wasm.linear_quant_i16(yp, xp, p, bp, M, N, K, 0, units, scratch, kind.bits, kind.gs);
+      if (kind.int16) shard.wasm.linear_quant_i16(yp, xp, p, bp, M, N, K, 0, units, scratch, kind.bits, kind.gs, kind.xbits);
       else if (kind.bits !== 0) shard.wasm.linear_quant(yp, xp, p, bp, M, N, K, 0, units, kc, scratch, this.tile, kind.bits, kind.gs);
       else if (kind.bf16) shard.wasm.linear_bf16(yp, xp, p, bp, M, N, K, 0, units, kc, scratch, this.tile);
       else shard.wasm.linear_f32(yp, xp, p, bp, M, N, K, 0, units, kc, 0, this.tile);
@@ -461,7 +464,7 @@ class WasmKernels implements Kernels {
     }
     const first = ws[0], pool = this.pool.current;
     const kind = first ? linearKind(first) : null;
-    const same = (w: WasmLinearWeight): boolean => w.shard === first.shard && w.K === first.K && w.dtype === first.dtype && w.groupSize === first.groupSize && !!w.int16 === !!first.int16;
+    const same = (w: WasmLinearWeight): boolean => w.shard === first.shard && w.K === first.K && w.dtype === first.dtype && w.groupSize === first.groupSize && !!w.int16 === !!first.int16 && w.xbits === first.xbits;
     const units = kind ? ws.reduce((n, w) => n + linearUnits(kind, w.N), 0) : 0;
     const work = ws.reduce((n, w) => n + M * w.N * w.K, 0);
     // one job only where it pays and fits: otherwise the separate calls (the same bits)

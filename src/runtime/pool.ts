@@ -90,9 +90,9 @@ const GROUP_INTS = 5; // y, w, bias, N, first unit of the member in the group's 
 /**
  * What a linear call's weights are, for the pool: the op of the kernel that runs them and its
  * arguments beyond the buffers. `bits` 0 with `bf16` false: f32 panels; `int16`: quads of
- * assembly/linear-quant-i16.ts (else 16-column panels).
+ * assembly/linear-quant-i16.ts (else 16-column panels), whose activations are `xbits` (16 or 8) wide.
  */
-export interface LinearKind { readonly bf16: boolean; readonly bits: number; readonly gs: number; readonly int16: boolean }
+export interface LinearKind { readonly bf16: boolean; readonly bits: number; readonly gs: number; readonly int16: boolean; readonly xbits: number }
 
 /**
  * Where a split call's time goes, summed over calls (ThreadPool.profile; null = not measured, the
@@ -196,10 +196,10 @@ export class ThreadPool {
     this.splitJobs++;
     for (let i = 0; i < this.handles.length; i++) {
       const [u0, u1] = ranges[i + 1];
-      this.post(i, gen, OP_LINEAR_GROUP, [op, table.byteOffset, count, x, M, K, u0, u1, kc, scratchBytes ? this.linearScratch[shard][i].need(scratchBytes) : 0, tile, kind.bits, kind.gs], shard);
+      this.post(i, gen, OP_LINEAR_GROUP, [op, table.byteOffset, count, x, M, K, u0, u1, kc, scratchBytes ? this.linearScratch[shard][i].need(scratchBytes) : 0, tile, kind.bits, kind.gs, kind.xbits], shard);
     }
     const t0 = performance.now();
-    runLinearGroup(this.mainInstance(shard), op, table, count, x, M, K, ranges[0][0], ranges[0][1], kc, scratch, tile, kind.bits, kind.gs);
+    runLinearGroup(this.mainInstance(shard), op, table, count, x, M, K, ranges[0][0], ranges[0][1], kc, scratch, tile, kind.bits, kind.gs, kind.xbits);
     const mainMs = performance.now() - t0;
     this.finish(gen, 'linear', t0);
     this.updateSpeed(speed, ranges, mainMs);
@@ -354,8 +354,8 @@ export function linearJobScratchBytes(kind: LinearKind, M: number, K: number, kc
 
 // Units [u0, u1) of one linear through the kernel of `op` (a thread's share; the same code on any thread).
 function runLinear(wasm: WasmKernelExports, op: number, y: number, x: number, w: number, bias: number, M: number, N: number, K: number,
-                   u0: number, u1: number, kc: number, scratch: number, tile: number, bits: number, gs: number): void {
-  if (op === OP_LINEAR_QUANT_I16) wasm.linear_quant_i16(y, x, w, bias, M, N, K, u0, u1, scratch, bits, gs);
+                   u0: number, u1: number, kc: number, scratch: number, tile: number, bits: number, gs: number, xbits: number): void {
+  if (op === OP_LINEAR_QUANT_I16) wasm.linear_quant_i16(y, x, w, bias, M, N, K, u0, u1, scratch, bits, gs, xbits);
   else if (op === OP_LINEAR_QUANT) wasm.linear_quant(y, x, w, bias, M, N, K, u0, u1, kc, scratch, tile, bits, gs);
   else if (op === OP_LINEAR_BF16) wasm.linear_bf16(y, x, w, bias, M, N, K, u0, u1, kc, scratch, tile);
   else wasm.linear_f32(y, x, w, bias, M, N, K, u0, u1, kc, scratch, tile);
@@ -364,12 +364,12 @@ function runLinear(wasm: WasmKernelExports, op: number, y: number, x: number, w:
 // Units [u0, u1) of a linear group (the members in `table`, ThreadPool.linearGroup): each member's
 // part of the range, member after member.
 function runLinearGroup(wasm: WasmKernelExports, op: number, table: Int32Array, count: number, x: number, M: number, K: number,
-                        u0: number, u1: number, kc: number, scratch: number, tile: number, bits: number, gs: number): void {
+                        u0: number, u1: number, kc: number, scratch: number, tile: number, bits: number, gs: number, xbits: number): void {
   for (let j = 0; j < count; j++) {
     const r = j * GROUP_INTS, N = table[r + 3], first = table[r + 4];
     const units = op === OP_LINEAR_QUANT_I16 ? Math.ceil(N / 4) : Math.ceil(N / 16); // linearUnits of the op's kind
     const lo = Math.max(u0, first), hi = Math.min(u1, first + units);
-    if (lo < hi) runLinear(wasm, op, table[r], x, table[r + 1], table[r + 2], M, N, K, lo - first, hi - first, kc, scratch, tile, bits, gs);
+    if (lo < hi) runLinear(wasm, op, table[r], x, table[r + 1], table[r + 2], M, N, K, lo - first, hi - first, kc, scratch, tile, bits, gs, xbits);
   }
 }
 
@@ -430,7 +430,7 @@ export function runPoolWorker(init: PoolWorkerInit, instances: readonly WasmKern
     try {
       if (op === OP_LINEAR_GROUP) {
         const table = new Int32Array(init.memories[0].buffer, a(1), LINEAR_GROUP_MAX * GROUP_INTS);
-        runLinearGroup(wasm, a(0), table, a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11), a(12));
+        runLinearGroup(wasm, a(0), table, a(2), a(3), a(4), a(5), a(6), a(7), a(8), a(9), a(10), a(11), a(12), a(13));
       }
       else if (ATTENTION_KV.has(op)) {
         attentionKernel(wasm, ATTENTION_KV.get(op)!)(a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7), a(8), controlF32[ARGS + 9], a(10), a(11), a(12), a(13), a(14), a(15));
