@@ -22,14 +22,15 @@
  *   node --import tsx scripts/ouro-synthetic.ts /tmp/ouro-1.4b-synthetic
  *   node --import tsx bench/ouro.bench.ts /tmp/ouro-1.4b-synthetic [--kernels wasm|scalar] [--threads 1]
  *        [--prompt 8] [--tokens 8] [--reps 2] [--thresholds 0.5,0.9] [--json]
- *        [--context 4096 --kv-dtype bf16] [--profile] [--quant-activations int16]
+ *        [--context 4096 --kv-dtype bf16] [--profile] [--quant-activations int16|int8] [--relaxed]
  *
  * --profile: after the timed runs, one more decode (all loops) with every kernel call timed:
  * per token, GEMV / lm_head / attention / other kernels / outside kernels, and how long the main
  * thread waited for the workers (bench/decode-profile.ts). The timed runs are not instrumented.
  *
- * --quant-activations int16: a quantized checkpoint (`ponder quantize`) with int16 activations
+ * --quant-activations int16|int8: a quantized checkpoint (`ponder quantize`) with integer activations
  * (WasmRuntimeOptions.quantActivations); the DRAM-bound shares still count bf16 weight bytes.
+ * --relaxed: the relaxed-SIMD build (int8 at 4 bits runs its byte dot there).
  *
  * Not part of `npm test` (its file name does not end in .test.ts).
  */
@@ -64,6 +65,7 @@ const { values, positionals } = parseArgs({
     'kv-dtype': { type: 'string', default: 'f32' },
     profile: { type: 'boolean', default: false },
     'quant-activations': { type: 'string', default: 'f32' },
+    relaxed: { type: 'boolean', default: false },
   },
 });
 const longContext = values.context === undefined ? 0 : Number(values.context);
@@ -76,7 +78,8 @@ const log = (line: string): void => { if (!values.json) console.log(line); };
 async function makeRuntime(): Promise<Runtime & { arena: { bytesUsed: number; bytesCommitted?: number } }> {
   if (values.kernels === 'scalar') return createScalarRuntime();
   const { createNodeWasmRuntime } = await import('../src/node/pool-worker.js');
-  return createNodeWasmRuntime({ threads: Number(values.threads), quantActivations: values['quant-activations'] === 'int16' ? 'int16' : 'f32' });
+  const quantActivations = values['quant-activations'] === 'int16' || values['quant-activations'] === 'int8' ? values['quant-activations'] : 'f32';
+  return createNodeWasmRuntime({ threads: Number(values.threads), quantActivations, relaxed: values.relaxed });
 }
 
 const maxRssBytes = (): number => process.resourceUsage().maxRSS * 1024;
