@@ -123,7 +123,11 @@ const int16Runtimes: { label: string; rt: WasmRuntime }[] = [
 ];
 after(() => Promise.all(int16Runtimes.map(({ rt }) => rt.dispose())));
 
-test('int16 activations: quantized linear equals linearQuantI16 (its scalar twin) bit for bit, on 1 and 2 threads, writing only y', () => {
+type Problem = typeof problem extends fc.Arbitrary<infer T> ? T : never;
+
+// The integer-dot modes against their twin over random problems: every runtime of `runtimes` equal to
+// linearQuantI16(…, xbits) bit for bit, writing only y.
+function assertIntegerModeEqualsTwin(runtimes: { label: string; rt: WasmRuntime }[], xbits: 16 | 8, examples: [Problem, string][]): void {
   fc.assert(fc.property(problem, fc.constantFrom('uniform', 'zeros', 'spiky'), ({ bits, gs, M, N, groups, withBias, seed }, kind) => {
     const K = groups * gs, rnd = prng(seed);
     const src = randomQuantized(bits, gs, N, K, rnd);
@@ -131,8 +135,8 @@ test('int16 activations: quantized linear equals linearQuantI16 (its scalar twin
     if (kind === 'zeros') xs.fill(0, 0, Math.min(xs.length, 2 * gs)); // all-zero groups: amax = 0
     if (kind === 'spiky') for (let i = 0; i < xs.length; i += 37) xs[i] *= 1e4; // one large value per group or so: ties and saturation edges
     const ref = new Float32Array(M * N);
-    linearQuantI16(ref, xs, src, N, K, M, withBias ? bs : null);
-    for (const { label, rt } of int16Runtimes) {
+    linearQuantI16(ref, xs, src, N, K, M, withBias ? bs : null, xbits);
+    for (const { label, rt } of runtimes) {
       const whole = rt.arena.f32(M * N + 2);
       whole.fill(-7);
       const y = whole.subarray(1, 1 + M * N);
@@ -140,7 +144,11 @@ test('int16 activations: quantized linear equals linearQuantI16 (its scalar twin
       assertBitIdentical(y, ref, `${label}: q${bits} g${gs} M=${M} N=${N} K=${K} bias=${withBias} ${kind}`);
       assert.ok(whole[0] === -7 && whole[M * N + 1] === -7, `${label}: wrote outside y`);
     }
-  }), { numRuns: 60, examples: [[{ bits: 4, gs: 64, M: 300, N: 130, groups: 8, withBias: true, seed: 1 }, 'uniform'], [{ bits: 8, gs: 128, M: 37, N: 24, groups: 3, withBias: false, seed: 2 }, 'spiky']] });
+  }), { numRuns: 60, examples });
+}
+
+test('int16 activations: quantized linear equals linearQuantI16 (its scalar twin) bit for bit, on 1 and 2 threads, writing only y', () => {
+  assertIntegerModeEqualsTwin(int16Runtimes, 16, [[{ bits: 4, gs: 64, M: 300, N: 130, groups: 8, withBias: true, seed: 1 }, 'uniform'], [{ bits: 8, gs: 128, M: 37, N: 24, groups: 3, withBias: false, seed: 2 }, 'spiky']]);
   assert.ok(int16Runtimes[1].rt.splitJobs() > 0, 'the big calls were split across the threads');
 });
 
@@ -157,23 +165,7 @@ const int8Runtimes: { label: string; rt: WasmRuntime }[] = [
 after(() => Promise.all(int8Runtimes.map(({ rt }) => rt.dispose())));
 
 test('int8 activations: quantized linear equals linearQuantI16(…, 8) bit for bit in the plain and the relaxed build, on 1 and 2 threads, writing only y', () => {
-  fc.assert(fc.property(problem, fc.constantFrom('uniform', 'zeros', 'spiky'), ({ bits, gs, M, N, groups, withBias, seed }, kind) => {
-    const K = groups * gs, rnd = prng(seed);
-    const src = randomQuantized(bits, gs, N, K, rnd);
-    const xs = fillUniform(new Float32Array(M * K), rnd), bs = fillUniform(new Float32Array(N), rnd);
-    if (kind === 'zeros') xs.fill(0, 0, Math.min(xs.length, 2 * gs));
-    if (kind === 'spiky') for (let i = 0; i < xs.length; i += 37) xs[i] *= 1e4;
-    const ref = new Float32Array(M * N);
-    linearQuantI16(ref, xs, src, N, K, M, withBias ? bs : null, 8);
-    for (const { label, rt } of int8Runtimes) {
-      const whole = rt.arena.f32(M * N + 2);
-      whole.fill(-7);
-      const y = whole.subarray(1, 1 + M * N);
-      rt.kernels.linear(y, inArena(rt.arena, xs), rt.kernels.bindLinear(src, N, K), M, withBias ? inArena(rt.arena, bs) : null);
-      assertBitIdentical(y, ref, `${label}: q${bits} g${gs} M=${M} N=${N} K=${K} bias=${withBias} ${kind}`);
-      assert.ok(whole[0] === -7 && whole[M * N + 1] === -7, `${label}: wrote outside y`);
-    }
-  }), { numRuns: 60, examples: [[{ bits: 4, gs: 128, M: 300, N: 130, groups: 8, withBias: true, seed: 1 }, 'spiky'], [{ bits: 4, gs: 32, M: 1, N: 7, groups: 5, withBias: false, seed: 2 }, 'uniform']] });
+  assertIntegerModeEqualsTwin(int8Runtimes, 8, [[{ bits: 4, gs: 128, M: 300, N: 130, groups: 8, withBias: true, seed: 1 }, 'spiky'], [{ bits: 4, gs: 32, M: 1, N: 7, groups: 5, withBias: false, seed: 2 }, 'uniform']]);
   assert.ok(int8Runtimes[1].rt.splitJobs() > 0 && int8Runtimes[3].rt.splitJobs() > 0, 'the big calls were split across the threads');
 });
 
