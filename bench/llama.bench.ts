@@ -8,8 +8,9 @@
  *     served cross-origin isolated so its multi-thread build can run;
  * the latter two on the same shapes written as a Llama GGUF (bench/ouro-gguf.ts) in BF16 (ponder's
  * bytes per weight), Q8_0 and Q4_0; ponder also runs the same checkpoint quantized by `ponder quantize`
- * (MLX layout, group size 64) for each of Q8_0 / Q4_0 in --types, with int16 activations (its
- * fastest mode; opt-in in the runtime): rows q8·i16 / q4·i16.
+ * (MLX layout, group size 64) for each of Q8_0 / Q4_0 in --types, with int16 activations (opt-in
+ * in the runtime): rows q8·i16 / q4·i16; and the 4-bit one with int8 activations on the relaxed
+ * build's byte dot (its fastest 4-bit mode): row q4·i8 relaxed.
  * Not CI: it writes ~8 GB of random checkpoints (under --dir, never committed) and runs for minutes.
  *
  *   node --import tsx bench/llama.bench.ts [--dir /work/big/ouro-peer] [--threads 1,2] [--prompt 64]
@@ -100,6 +101,7 @@ async function prepareFiles(): Promise<{ ouroDir: string; quantDirs: [string, st
         await quantizeModel({ input: ouroDir, out, bits, groupSize: 64 });
       }
       quantDirs.push([`q${bits}·i16`, out]);
+      if (bits === 4) quantDirs.push(['q4·i8 relaxed', out]); // int8 activations on the relaxed build's byte dot
     }
   }
   const gguf: Record<string, string[]> = {};
@@ -118,10 +120,11 @@ async function prepareFiles(): Promise<{ ouroDir: string; quantDirs: [string, st
 
 // ---- ponder
 
-/** ponder's row for one checkpoint: `weights` bf16, or q8·i16 / q4·i16 (a quantized folder, int16 activations). */
+/** ponder's row for one checkpoint: `weights` bf16, or q8·i16 / q4·i16 (a quantized folder, int16 activations), or q4·i8 relaxed (int8 activations, relaxed build). */
 async function runPonder(ouroDir: string, threads: number, weights = 'bf16'): Promise<PeerRow> {
   const { createNodeWasmRuntime, loadModelDir, fixed } = await import('../src/node/index.js');
-  const runtime = await createNodeWasmRuntime({ threads, quantActivations: weights === 'bf16' ? undefined : 'int16' });
+  const int8 = weights === 'q4·i8 relaxed';
+  const runtime = await createNodeWasmRuntime({ threads, quantActivations: weights === 'bf16' ? undefined : int8 ? 'int8' : 'int16', relaxed: int8 });
   try {
     const model = await loadModelDir(ouroDir, { runtime, tokenizer: false });
     const once = async (prompt: number[], n: number) => (await model.generate(prompt, { maxNewTokens: n, policy: fixed(1), stopIds: [] }).result()).trace;
@@ -275,7 +278,7 @@ async function runWllama(gguf: Record<string, string[]>): Promise<PeerRow[]> {
 
 function line(r: PeerRow): string {
   const f = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : '—').padStart(10);
-  return `${r.engine.padEnd(26)}${r.weights.padEnd(8)}${String(r.threads).padStart(4)}${f(r.ppTokensPerSecond)}${f(r.tgTokensPerSecond)}  ${r.note ?? ''}`;
+  return `${r.engine.padEnd(26)}${r.weights.padEnd(14)}${String(r.threads).padStart(4)}${f(r.ppTokensPerSecond)}${f(r.tgTokensPerSecond)}  ${r.note ?? ''}`;
 }
 
 /** A package's version from its package.json (found from its entry point: not every package exports it). */
@@ -329,7 +332,7 @@ log(`CPU: ${describeCpu(cpu)} × ${os.cpus().length}; Node ${process.version}; l
 log(`versions: node-llama-cpp ${versionOf('node-llama-cpp')}, @wllama/wllama ${versionOf('@wllama/wllama')}, Chromium at ${process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'}`);
 log(`shapes: ${layers} layers, hidden ${OURO_LOOP.hidden}, ${OURO_LOOP.heads} heads × ${OURO_LOOP.headDim}, FFN ${OURO_LOOP.ffn}, vocab ${OURO_LOOP.vocab}; prompt ${P} tokens, ${N} generated, median of ${reps}`);
 const { ouroDir, quantDirs, gguf } = await prepareFiles();
-log(`\n${'engine'.padEnd(26)}${'weights'.padEnd(8)}${'thr'.padStart(4)}${'pp tok/s'.padStart(10)}${'tg tok/s'.padStart(10)}`);
+log(`\n${'engine'.padEnd(26)}${'weights'.padEnd(14)}${'thr'.padStart(4)}${'pp tok/s'.padStart(10)}${'tg tok/s'.padStart(10)}`);
 const rows: PeerRow[] = [];
 for (const threads of threadCounts) {
   if (!values['no-ponder']) {
