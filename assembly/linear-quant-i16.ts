@@ -332,21 +332,22 @@ export function linear_quant_i16(y: usize, x: usize, w: usize, bias: usize, M: i
       const outRows = min(4, N - q * 4);
       const biasp = bias != 0 ? bias + (<usize>q << 4) : 0;
       const bp = w + <usize>q * quadBytes;
-      // the block's activation rows against this quad's weights while they are in L1
-      // four activation rows per pass at 8 bits, two at 4 bits (see rowGroupFour8), the rest one by one
-      const step = bytes ? M + 1 : bits == 8 ? 4 : 2; // bytes: no multi-row pass, every row below
+      // the block's activation rows against this quad's weights while they are in L1: four
+      // activation rows per pass at 8 bits, two at 4 bits (see rowGroupFour8), the rest one by one;
+      // the byte dot one by one
       let m = 0;
-      for (; m + step <= rows; m += step) {
-        const ym = y + <usize>(m0 + m) * rowBytesY + (<usize>q << 4), xqm = xq + (<usize>m * <usize>K << 1), off = <usize>m * groupStride;
-        if (bits == 8) quadRowFour8(ym, rowBytesY, xqm, <usize>K << 1, xscales + off, sums + off, groupStride, bp, K, gs, biasp, outRows, pair);
-        else quadRowPair4(ym, rowBytesY, xqm, <usize>K << 1, xscales + off, sums + off, groupStride, bp, K, gs, biasp, outRows, pair);
+      if (!bytes) {
+        const step = bits == 8 ? 4 : 2;
+        for (; m + step <= rows; m += step) {
+          const ym = y + <usize>(m0 + m) * rowBytesY + (<usize>q << 4), xqm = xq + (<usize>m * <usize>K << 1), off = <usize>m * groupStride;
+          if (bits == 8) quadRowFour8(ym, rowBytesY, xqm, <usize>K << 1, xscales + off, sums + off, groupStride, bp, K, gs, biasp, outRows, pair);
+          else quadRowPair4(ym, rowBytesY, xqm, <usize>K << 1, xscales + off, sums + off, groupStride, bp, K, gs, biasp, outRows, pair);
+        }
       }
       for (; m < rows; m++) {
-        if (bytes) {
-          quadRowI8(y + <usize>(m0 + m) * rowBytesY + (<usize>q << 4), xq + (<usize>m * <usize>K << 1), xscales + <usize>m * groupStride, sums + <usize>m * groupStride, bp, K, gs, biasp, outRows);
-          continue;
-        }
-        quadRow(y + <usize>(m0 + m) * rowBytesY + (<usize>q << 4), xq + (<usize>m * <usize>K << 1), xscales + <usize>m * groupStride, sums + <usize>m * groupStride, bp, K, bits, gs, biasp, outRows);
+        const ym = y + <usize>(m0 + m) * rowBytesY + (<usize>q << 4), xqm = xq + (<usize>m * <usize>K << 1), off = <usize>m * groupStride;
+        if (bytes) quadRowI8(ym, xqm, xscales + off, sums + off, bp, K, gs, biasp, outRows);
+        else quadRow(ym, xqm, xscales + off, sums + off, bp, K, bits, gs, biasp, outRows);
       }
     }
   }
