@@ -85,8 +85,7 @@ export interface WasmRuntime extends Runtime {
 interface WasmLinearWeight extends LinearWeight {
   readonly packed: Uint8Array; // [ceil(N/16)][K][16] f32, bf16 in widening order, or quantized groups (assembly/linear-quant.ts)
   readonly owner: object;      // the runtime that packed it
-  readonly int16?: boolean;    // quantized, packed in quads for integer activations (assembly/linear-quant-i16.ts)
-  readonly xbits?: 16 | 8;     // with int16: the activations' width
+  readonly xbits?: 16 | 8;     // quantized, packed in quads for integer activations this wide (assembly/linear-quant-i16.ts)
   readonly shard: number;      // the memory shard it lives in (where linear runs on it)
 }
 
@@ -109,7 +108,7 @@ interface Shard {
 /** How the pool and the kernels run a bound weight (LinearKind). */
 function linearKind(w: WasmLinearWeight): LinearKind {
   const quantized = w.dtype === 'q8' || w.dtype === 'q4';
-  return { bf16: w.dtype === 'bf16', bits: quantized ? quantBits(w.dtype as 'q8' | 'q4') : 0, gs: w.groupSize ?? 0, int16: !!w.int16, xbits: w.xbits ?? 0 };
+  return { bf16: w.dtype === 'bf16', bits: quantized ? quantBits(w.dtype as 'q8' | 'q4') : 0, gs: w.groupSize ?? 0, xbits: w.xbits ?? 0 };
 }
 
 function makeShard(wasm: WasmKernelExports, memory: WebAssembly.Memory): Shard {
@@ -427,7 +426,7 @@ class WasmKernels implements Kernels {
         }
       }
     }
-    return { N, K, dtype: src.dtype, groupSize: gs, bytes: packed.byteLength, packed, owner: this, shard: shardIndex, int16: true, xbits: this.xbits as 16 | 8 };
+    return { N, K, dtype: src.dtype, groupSize: gs, bytes: packed.byteLength, packed, owner: this, shard: shardIndex, xbits: this.xbits as 16 | 8 };
   }
 
   linear(y: Float32Array, x: Float32Array, weight: LinearWeight, M: number, bias?: Float32Array | null): void {
@@ -447,7 +446,7 @@ class WasmKernels implements Kernels {
         return;
       }
       const p = w.packed.byteOffset;
-      if (kind.int16) shard.wasm.linear_quant_i16(yp, xp, p, bp, M, N, K, 0, units, scratch, kind.bits, kind.gs, kind.xbits);
+      if (kind.xbits !== 0) shard.wasm.linear_quant_i16(yp, xp, p, bp, M, N, K, 0, units, scratch, kind.bits, kind.gs, kind.xbits);
       else if (kind.bits !== 0) shard.wasm.linear_quant(yp, xp, p, bp, M, N, K, 0, units, kc, scratch, this.tile, kind.bits, kind.gs);
       else if (kind.bf16) shard.wasm.linear_bf16(yp, xp, p, bp, M, N, K, 0, units, kc, scratch, this.tile);
       else shard.wasm.linear_f32(yp, xp, p, bp, M, N, K, 0, units, kc, 0, this.tile);
@@ -464,7 +463,7 @@ class WasmKernels implements Kernels {
     }
     const first = ws[0], pool = this.pool.current;
     const kind = first ? linearKind(first) : null;
-    const same = (w: WasmLinearWeight): boolean => w.shard === first.shard && w.K === first.K && w.dtype === first.dtype && w.groupSize === first.groupSize && !!w.int16 === !!first.int16 && w.xbits === first.xbits;
+    const same = (w: WasmLinearWeight): boolean => w.shard === first.shard && w.K === first.K && w.dtype === first.dtype && w.groupSize === first.groupSize && w.xbits === first.xbits;
     const units = kind ? ws.reduce((n, w) => n + linearUnits(kind, w.N), 0) : 0;
     const work = ws.reduce((n, w) => n + M * w.N * w.K, 0);
     // one job only where it pays and fits: otherwise the separate calls (the same bits)

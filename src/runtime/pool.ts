@@ -89,10 +89,10 @@ const GROUP_INTS = 5; // y, w, bias, N, first unit of the member in the group's 
 
 /**
  * What a linear call's weights are, for the pool: the op of the kernel that runs them and its
- * arguments beyond the buffers. `bits` 0 with `bf16` false: f32 panels; `int16`: quads of
- * assembly/linear-quant-i16.ts (else 16-column panels), whose activations are `xbits` (16 or 8) wide.
+ * arguments beyond the buffers. `bits` 0 with `bf16` false: f32 panels; `xbits` 16 or 8: quads of
+ * assembly/linear-quant-i16.ts with activations that wide (0: 16-column panels).
  */
-export interface LinearKind { readonly bf16: boolean; readonly bits: number; readonly gs: number; readonly int16: boolean; readonly xbits: number }
+export interface LinearKind { readonly bf16: boolean; readonly bits: number; readonly gs: number; readonly xbits: number }
 
 /**
  * Where a split call's time goes, summed over calls (ThreadPool.profile; null = not measured, the
@@ -165,7 +165,7 @@ export class ThreadPool {
 
   /**
    * linear in memory shard `shard` over its units [0, units) (16-column panels, or quads of 4 rows for
-   * int16 activations), split in contiguous ranges in proportion to each thread's measured speed.
+   * integer activations), split in contiguous ranges in proportion to each thread's measured speed.
    * `scratch`: the main thread's.
    */
   linear(shard: number, kind: LinearKind, y: number, x: number, w: number, bias: number, M: number, N: number, K: number, kc: number, scratch: number, tile: number): void {
@@ -180,7 +180,7 @@ export class ThreadPool {
    */
   linearGroup(shard: number, kind: LinearKind, ys: readonly number[], x: number, ws: readonly number[], biases: readonly number[], Ns: readonly number[],
               M: number, K: number, kc: number, scratch: number, tile: number): void {
-    const count = ys.length, align = kind.int16 ? 1 : 2;
+    const count = ys.length, align = kind.xbits !== 0 ? 1 : 2;
     if (count > LINEAR_GROUP_MAX) throw new PonderError('KERNEL_BAD_ARGS', `linearGroup: at most ${LINEAR_GROUP_MAX} weights per call, got ${count}`);
     const table = this.groupTable;
     let units = 0;
@@ -189,7 +189,7 @@ export class ThreadPool {
       table.set([ys[j], ws[j], biases[j], Ns[j], units], j * GROUP_INTS);
       units += linearUnits(kind, Ns[j]);
     }
-    const speed = kind.int16 ? this.quadSpeed : this.linearSpeed;
+    const speed = kind.xbits !== 0 ? this.quadSpeed : this.linearSpeed;
     const ranges = splitWeighted(units, speed, align);
     const op = linearOp(kind), scratchBytes = linearJobScratchBytes(kind, M, K, kc);
     const gen = this.nextGeneration();
@@ -336,18 +336,18 @@ export class ThreadPool {
   }
 }
 
-/** The units a linear of N rows is split in: quads of 4 rows (int16 activations) or 16-column panels. */
+/** The units a linear of N rows is split in: quads of 4 rows (integer activations) or 16-column panels. */
 export function linearUnits(kind: LinearKind, N: number): number {
-  return kind.int16 ? Math.ceil(N / 4) : Math.ceil(N / 16);
+  return kind.xbits !== 0 ? Math.ceil(N / 4) : Math.ceil(N / 16);
 }
 
 function linearOp(kind: LinearKind): number {
-  return kind.int16 ? OP_LINEAR_QUANT_I16 : kind.bits !== 0 ? OP_LINEAR_QUANT : kind.bf16 ? OP_LINEAR_BF16 : OP_LINEAR_F32;
+  return kind.xbits !== 0 ? OP_LINEAR_QUANT_I16 : kind.bits !== 0 ? OP_LINEAR_QUANT : kind.bf16 ? OP_LINEAR_BF16 : OP_LINEAR_F32;
 }
 
 /** Bytes of the private scratch a thread's share of a linear job needs (0: none). */
 export function linearJobScratchBytes(kind: LinearKind, M: number, K: number, kc: number): number {
-  if (kind.int16) return quantI16ScratchBytes(M, K, kind.gs);
+  if (kind.xbits !== 0) return quantI16ScratchBytes(M, K, kind.gs);
   if (kind.bits !== 0) return quantScratchBytes(M, K, kind.gs, kc);
   return kind.bf16 && M > 1 ? linearScratchBytes(kc) : 0;
 }
