@@ -23,13 +23,13 @@ Example:
 export async function conformCommand(argv: string[], io: CliIO): Promise<number> {
   const { values, positionals } = parseFlags('conform', argv, { json: { type: 'boolean' }, verbose: { type: 'boolean' }, ...RUNTIME_FLAGS });
   if (values.help) { io.out(CONFORM_HELP); return 0; }
+  if (values.relaxed) throw new PonderError('ARG_INVALID', 'conform runs the default build only: --relaxed is not bit-identical to the golden cases', { field: 'relaxed', hint: 'drop --relaxed' });
   if (positionals.length > 1) throw new PonderError('ARG_INVALID', 'conform takes at most one directory', { hint: 'see `ponder conform --help`' });
   const dir = positionals[0] ?? io.bundledGoldenDir;
   const cases = findGoldenCases(dir);
   if (cases.length === 0) throw new PonderError('CONFORM_NO_CASES', `${dir}: no golden cases (CASE.json beside CASE.safetensors) found`, { path: dir, hint: 'point at a directory laid out as golden/FORMAT.md describes' });
   // a malformed case is bad input (exit 2, nothing on stdout), not a failing one: every description and tensor header is checked first
   for (const casePath of cases) checkGoldenCase(casePath);
-  if (values.relaxed) throw new PonderError('ARG_INVALID', 'conform runs the default build only: --relaxed is not bit-identical to the golden cases', { field: 'relaxed', hint: 'drop --relaxed' });
   const runtime = await createRuntime(values);
   const reports: CaseReport[] = [];
   for (const casePath of cases) {
