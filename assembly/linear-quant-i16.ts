@@ -51,13 +51,13 @@ import { groupSums } from './linear-quant';
 }
 
 // Quantizes one activation row: xq [K] i16 in the layout above (bytes: quadRowI8's layout), xscale [K/gs] f32.
-function quantizeRow(xq: usize, xscale: usize, x: usize, K: i32, bits: i32, gs: i32, XMAX: f32, bytes: bool): void {
+function quantizeRow(xq: usize, xscale: usize, x: usize, K: i32, bits: i32, gs: i32, xmax: f32, bytes: bool): void {
   for (let k0 = 0; k0 < K; k0 += gs) {
     let m4 = f32x4.splat(0);
     for (let k = 0; k < gs; k += 4) m4 = f32x4.max(m4, f32x4.abs(v128.load(x + (<usize>(k0 + k) << 2))));
     const amax = max(max(f32x4.extract_lane(m4, 0), f32x4.extract_lane(m4, 1)), max(f32x4.extract_lane(m4, 2), f32x4.extract_lane(m4, 3)));
-    const inv: f32 = amax == 0 ? 0 : XMAX / amax; // +Inf: 0 (and xscale +Inf); NaN: NaN (xq 0, xscale NaN)
-    store<f32>(xscale, amax / XMAX);
+    const inv: f32 = amax == 0 ? 0 : xmax / amax; // +Inf: 0 (and xscale +Inf); NaN: NaN (xq 0, xscale NaN)
+    store<f32>(xscale, amax / xmax);
     xscale += 4;
     const iv = f32x4.splat(inv);
     for (let k = 0; k < gs; k += 16) {
@@ -152,7 +152,9 @@ function quadRow(yp: usize, xq: usize, xscale: usize, xsum: usize, bp: usize, K:
   storeQuad(yp, c, biasp, rows);
 }
 
-// The same at 4 bits with int8 activations in bytes (relaxed build only; see the header).
+// The same at 4 bits with int8 activations in bytes (relaxed build only; see the header). Its own
+// function, not a third branch of quadRow: folded in, the byte dot ran ~4 % slower (medians 0.0305
+// against 0.0292 ns per weight over 4 alternating runs each, 5632 × 2048, 1 thread, Zen 5).
 function quadRowI8(yp: usize, xq: usize, xscale: usize, xsum: usize, bp: usize, K: i32, gs: i32, biasp: usize, rows: i32): void {
   let c = f32x4.splat(0);
   const chunks = gs >> 5;
@@ -317,7 +319,7 @@ export function linear_quant_i16(y: usize, x: usize, w: usize, bias: usize, M: i
   const pair = xq + ((<usize>min(M, QUANT_I16_ROW_BLOCK) * <usize>K << 1) + 15 & ~15);
   const rowBytesX = <usize>K << 2, rowBytesY = <usize>N << 2, groupStride = <usize>groups << 2;
   const quadBytes = <usize>groups * groupBytesI16(bits, gs);
-  const XMAX = xmaxOf(xbits);
+  const xmax = xmaxOf(xbits);
   // int8 activations at 4 bits run the byte dot where the build has it; elsewhere the int16 kernels
   // take the same xq (|xq| ≤ 127) and give the same integer dots
   const bytes = ASC_FEATURE_RELAXED_SIMD && xbits == 8 && bits == 4;
@@ -326,7 +328,7 @@ export function linear_quant_i16(y: usize, x: usize, w: usize, bias: usize, M: i
     for (let m = 0; m < rows; m++) {
       const xr = x + <usize>(m0 + m) * rowBytesX;
       groupSums(sums + <usize>m * groupStride, xr, K, gs);
-      quantizeRow(xq + (<usize>m * <usize>K << 1), xscales + <usize>m * groupStride, xr, K, bits, gs, XMAX, bytes);
+      quantizeRow(xq + (<usize>m * <usize>K << 1), xscales + <usize>m * groupStride, xr, K, bits, gs, xmax, bytes);
     }
     for (let q = q0; q < q1; q++) {
       const outRows = min(4, N - q * 4);

@@ -18,7 +18,7 @@ import type { Arena } from './arena.js';
 export const WASM_PAGE_BYTES = 65536;
 export const WASM_MAX_PAGES = 65536;
 export const WASM_MAX_BYTES = WASM_PAGE_BYTES * WASM_MAX_PAGES; // 4 GiB
-const ALIGN = 64;
+export const LINE_ALIGN = 64;
 // Buffers of LARGE_BYTES or more (packed weights, KV caches) start on a 4 KiB page, the rest on a
 // cache line. Measured on Zen 5 (bench/RESULTS.md, "Where a buffer starts"): the bf16 decode GEMV
 // reads the same bytes in the same order at ~27–31 GB/s (the stream read's rate) or at ~19–23 GB/s
@@ -28,7 +28,6 @@ const ALIGN = 64;
 // The cost: under 4 KiB of padding per large buffer, under 64 bytes per small one.
 export const LARGE_BYTES = 64 * 1024;
 export const PAGE_ALIGN = 4096;
-export const LINE_ALIGN = ALIGN;
 // Grow in steps of at least this many bytes so a run of small allocations does not grow page by page.
 const GROW_STEP_BYTES = 16 * 1024 * 1024;
 
@@ -132,7 +131,7 @@ export class WasmArena implements Arena {
 }
 
 function alignUp(n: number): number {
-  return Math.ceil(n / ALIGN) * ALIGN;
+  return Math.ceil(n / LINE_ALIGN) * LINE_ALIGN;
 }
 
 /**
