@@ -22,7 +22,10 @@ const CONTROL = 32768;
 const SLOT_INTS = 16;
 
 // A worker: instantiates the module on the shared memory, then reads its share whenever the job
-// counter moves; -1 stops it. Blocks its thread (spins, then Atomics.wait).
+// counter moves; -1 stops it. Blocks its thread: spins for the next block of a measurement, then
+// sleeps in Atomics.wait until the next job's notify. No timeout: a worker that woke every 50 ms to
+// spin again took ~15 % of a core for as long as it lived, which on a 2-core host preempted the
+// decode threads being measured beside it for milliseconds at a time.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { module, memory, slot } = workerData;
@@ -32,7 +35,7 @@ parentPort.postMessage('ready');
 let seen = 0, sink = 0;
 for (;;) {
   let spins = 0;
-  while (Atomics.load(c, 0) === seen) if (++spins > 1e6) { Atomics.wait(c, 0, seen, 50); spins = 0; }
+  while (Atomics.load(c, 0) === seen) if (++spins > 1e6) Atomics.wait(c, 0, seen);
   seen = Atomics.load(c, 0);
   if (seen === -1) break;
   sink += read(c[2], c[3]);
