@@ -17,6 +17,31 @@ for (const tile of LINEAR_TILES) {
 }
 after(() => Promise.all(runtimes.map(({ rt }) => rt.dispose())));
 
+// Every runtime is created here, before the first test: the runner may end the file's root test
+// (and run these `after` hooks, closing the pools) while a later top-level await is pending, and a
+// test declared after that await would then run its "2 threads" runtimes on one thread (seen with
+// a test that counted the worker's share of a job: its int16 pool had been closed).
+
+// The int16-activation mode (opt-in) on 1 and 2 threads, each equal to its scalar twin bit for bit
+// (integer dots and an f32 epilogue that never fuses: the relaxed build runs the same code).
+const int16Runtimes: { label: string; rt: WasmRuntime }[] = [
+  { label: 'int16 1 thread', rt: await createWasmRuntime({ quantActivations: 'int16' }) },
+  { label: 'int16 2 threads', rt: await createNodeWasmRuntime({ quantActivations: 'int16', threads: 2 }) },
+];
+after(() => Promise.all(int16Runtimes.map(({ rt }) => rt.dispose())));
+
+// The int8-activation mode: the plain build runs the int16 kernels on int8-range activations, the
+// relaxed build a byte dot at 4 bits; all of them, on 1 and 2 threads, equal the twin bit for bit
+// (integer dots are exact, the f32 epilogue never fuses).
+enableRelaxedSimd();
+const int8Runtimes: { label: string; rt: WasmRuntime }[] = [
+  { label: 'int8 1 thread', rt: await createWasmRuntime({ quantActivations: 'int8' }) },
+  { label: 'int8 2 threads', rt: await createNodeWasmRuntime({ quantActivations: 'int8', threads: 2 }) },
+  { label: 'int8 relaxed 1 thread', rt: await createWasmRuntime({ quantActivations: 'int8', relaxed: true }) },
+  { label: 'int8 relaxed 2 threads', rt: await createNodeWasmRuntime({ quantActivations: 'int8', relaxed: true, threads: 2 }) },
+];
+after(() => Promise.all(int8Runtimes.map(({ rt }) => rt.dispose())));
+
 /** f32 values that are exact bf16 (what scales and biases widened from a bf16 checkpoint look like). */
 function bf16Values(n: number, rnd: () => number, scale: number): Float32Array {
   const a = fillUniform(new Float32Array(n), rnd, scale);
@@ -115,14 +140,6 @@ test('a quantized weight bound in another memory shard runs there (x and y stage
   }
 });
 
-// The int16-activation mode (opt-in) on 1 and 2 threads, each equal to its scalar twin bit for bit
-// (integer dots and an f32 epilogue that never fuses: the relaxed build runs the same code).
-const int16Runtimes: { label: string; rt: WasmRuntime }[] = [
-  { label: 'int16 1 thread', rt: await createWasmRuntime({ quantActivations: 'int16' }) },
-  { label: 'int16 2 threads', rt: await createNodeWasmRuntime({ quantActivations: 'int16', threads: 2 }) },
-];
-after(() => Promise.all(int16Runtimes.map(({ rt }) => rt.dispose())));
-
 type Problem = typeof problem extends fc.Arbitrary<infer T> ? T : never;
 
 // The integer-dot modes against their twin over random problems: every runtime of `runtimes` equal to
@@ -151,18 +168,6 @@ test('int16 activations: quantized linear equals linearQuantI16 (its scalar twin
   assertIntegerModeEqualsTwin(int16Runtimes, 16, [[{ bits: 4, gs: 64, M: 300, N: 130, groups: 8, withBias: true, seed: 1 }, 'uniform'], [{ bits: 8, gs: 128, M: 37, N: 24, groups: 3, withBias: false, seed: 2 }, 'spiky']]);
   assert.ok(int16Runtimes[1].rt.splitJobs() > 0, 'the big calls were split across the threads');
 });
-
-// The int8-activation mode: the plain build runs the int16 kernels on int8-range activations, the
-// relaxed build a byte dot at 4 bits; all of them, on 1 and 2 threads, equal the twin bit for bit
-// (integer dots are exact, the f32 epilogue never fuses).
-enableRelaxedSimd();
-const int8Runtimes: { label: string; rt: WasmRuntime }[] = [
-  { label: 'int8 1 thread', rt: await createWasmRuntime({ quantActivations: 'int8' }) },
-  { label: 'int8 2 threads', rt: await createNodeWasmRuntime({ quantActivations: 'int8', threads: 2 }) },
-  { label: 'int8 relaxed 1 thread', rt: await createWasmRuntime({ quantActivations: 'int8', relaxed: true }) },
-  { label: 'int8 relaxed 2 threads', rt: await createNodeWasmRuntime({ quantActivations: 'int8', relaxed: true, threads: 2 }) },
-];
-after(() => Promise.all(int8Runtimes.map(({ rt }) => rt.dispose())));
 
 test('int8 activations: quantized linear equals linearQuantI16(…, 8) bit for bit in the plain and the relaxed build, on 1 and 2 threads, writing only y', () => {
   assertIntegerModeEqualsTwin(int8Runtimes, 8, [[{ bits: 4, gs: 128, M: 300, N: 130, groups: 8, withBias: true, seed: 1 }, 'spiky'], [{ bits: 4, gs: 32, M: 1, N: 7, groups: 5, withBias: false, seed: 2 }, 'uniform']]);
