@@ -44,6 +44,7 @@ import { planFamily } from '../src/models/placement.js';
 import { quantizedWeights, readQuantization } from '../src/models/quantized.js';
 import { KV_DTYPE_BYTES, type KvDType } from '../src/runtime/plan.js';
 import { f32ToBf16Bits, f32ToF16Bits } from '../src/kernels/scalar.js';
+import { QUANT_ACTIVATIONS, type QuantActivations } from '../src/kernels/kernels.js';
 import { hostCpu } from './cpu.js';
 import { totalmem } from 'node:os';
 import { createScalarRuntime, type Runtime } from '../src/runtime/runtime.js';
@@ -78,7 +79,8 @@ const log = (line: string): void => { if (!values.json) console.log(line); };
 async function makeRuntime(): Promise<Runtime & { arena: { bytesUsed: number; bytesCommitted?: number } }> {
   if (values.kernels === 'scalar') return createScalarRuntime();
   const { createNodeWasmRuntime } = await import('../src/node/pool-worker.js');
-  const quantActivations = values['quant-activations'] === 'int16' || values['quant-activations'] === 'int8' ? values['quant-activations'] : 'f32';
+  const mode = values['quant-activations'] as QuantActivations;
+  const quantActivations = QUANT_ACTIVATIONS.includes(mode) ? mode : 'f32';
   return createNodeWasmRuntime({ threads: Number(values.threads), quantActivations, relaxed: values.relaxed });
 }
 
