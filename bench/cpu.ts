@@ -4,8 +4,11 @@
  * per-family table of flops per cycle and the clock measured in the same run.
  *
  * The clock: `clock_chain` (assembly/stream.ts) runs a chain of dependent integer adds and xors,
- * one cycle each on every x86 and ARM core, so chain steps per second = cycles per second; the
- * best of several short runs is kept (a run the scheduler interrupted only reads lower).
+ * one cycle each on every x86 and ARM core, so chain ops per second = cycles per second (a chain
+ * step is an add and an xor: two ops, two cycles); the best of several short runs is kept (a run
+ * the scheduler interrupted only reads lower). Counting a step as one cycle, as this file did from
+ * 504047e to the fix, read half the clock (1.75–1.79 GHz on the 3.49 GHz Zen 5 host, where a chain
+ * of 3-cycle imuls and one of 2-cycle f32 adds both read 3.49) and so doubled every % of peak.
  *
  * f32 flops per cycle at 128 bits, plain (separate mul and add, what the default build emits) and
  * fused (relaxed_madd):
@@ -78,7 +81,7 @@ export async function measureClockGHz(runs = 60): Promise<number> {
     clockChain = instance.exports.clock_chain as unknown as typeof clockChain;
     if (typeof clockChain !== 'function') throw new Error('the kernels module has no clock_chain export (rebuild with `npm run build:wasm`)');
   }
-  const iterations = 20_000; // × 32 dependent steps ≈ 0.2 ms at 3.5 GHz
+  const iterations = 10_000; // × 32 dependent steps × 2 cycles ≈ 0.2 ms at 3.5 GHz
   clockChain(iterations, 3, 5); // tier-up: the first calls may run unoptimised
   clockChain(iterations, 3, 5);
   let best = Infinity;
@@ -87,7 +90,7 @@ export async function measureClockGHz(runs = 60): Promise<number> {
     clockChain(iterations, 3, 5);
     best = Math.min(best, performance.now() - t0);
   }
-  return (iterations * 32) / (best * 1e6);
+  return (iterations * 64) / (best * 1e6);
 }
 
 /** GFLOP/s that `threads` cores can issue in 128-bit f32 SIMD at `clockGHz`. */
