@@ -12,6 +12,11 @@ OPS is a few fixed digit permutations (seed 3, drawn here; `--ops` of them, lett
 learned into the weights — 10 entries per op, never shown in the text. Position j's running value
 depends on position j − 1's, so a causal looped model needs about one recurrence per op.
 Only the answers carry loss (the start digit and the ops are random; the format tokens are trivial).
+
+--task chase (part 1e) generates in-context chains instead, whose hops are written in the line and
+so cannot be learned into the weights or composed ahead of the query (make_chase_line):
+
+  " d c, c a, a b, b 7, e f, f 2: d 0, g 3.\n"   x y: x = y + 1; x 7: x = 7 (mod 10); two queries
 k follows a curriculum: k_max starts at 1 and grows by one whenever the training answers at k_max
 reach --advance accuracy (a moving average over the last steps); k is uniform in 1..k_max, with
 half of the lines at k_max.
@@ -46,7 +51,7 @@ def vocab_ids(tokenizer_json):
         vocab = json.load(f)['model']['vocab']
     one = lambda s: vocab[s.replace(' ', '\u0120').replace('\n', '\u010a')]
     return {'digit': [one(' ' + str(i)) for i in range(10)], 'op': [one(' ' + c) for c in LETTERS],
-            'colon': one(':'), 'period': one('.'), 'newline': one('\n'), 'vocab': len(vocab)}
+            'colon': one(':'), 'period': one('.'), 'comma': one(','), 'newline': one('\n'), 'vocab': len(vocab)}
 
 
 def op_tables(n_ops, seed=3):
@@ -55,7 +60,7 @@ def op_tables(n_ops, seed=3):
 
 
 def make_line(rng, k, ops, ids):
-    """(token ids, offset of the answer token in them, answer digit)"""
+    """(token ids, [(offset of an answer token in them, answer digit, k)]): the ops task"""
     v = int(rng.integers(10))
     out = [ids['digit'][v]]
     for _ in range(k):
@@ -65,10 +70,53 @@ def make_line(rng, k, ops, ids):
     out.append(ids['colon'])
     pos = len(out)
     out += [ids['digit'][v], ids['period'], ids['newline']]
-    return out, pos, v
+    return out, [(pos, v, k)]
 
 
-def make_rows(rng, batch, ctx, ops, ids, k_of_line):
+def make_chase_line(rng, k, ops, ids):
+    """The chase task: " d c, c a, a b, b 7, e f, f 2: d 0, g 3." — all 8 letters defined once, in
+    chains; "x y" means x = y + 1 and "x 7" means x = 7 (mod 10). Each chain is written head first, so
+    a definition's right-hand letter is always defined later in the line: no definition can be
+    resolved where it stands, and the value of a letter k definitions from its chain's digit needs k
+    lookups in sequence at the query itself. The queried chain (its head asked first) has k
+    definitions; the other 8 − k letters form one or two more chains; the second query asks another
+    letter at most k definitions from its digit (its own k). Every answer is the digit after a queried letter."""
+    letters = [int(x) for x in rng.permutation(len(LETTERS))]
+    rest = letters[k:]
+    cut = int(rng.integers(1, len(rest))) if len(rest) >= 2 and rng.random() < 0.5 else len(rest)
+    chains = [letters[:k], *[c for c in (rest[:cut], rest[cut:]) if c]]
+    roots = [int(x) for x in rng.choice(10, len(chains), replace=False)]
+    value, depth = {}, {}
+    for chain, root in zip(chains, roots):
+        for i, x in enumerate(chain):
+            depth[x] = len(chain) - i
+            value[x] = (root + len(chain) - 1 - i) % 10
+    left = [list(c) for c in chains]
+    out = []
+    while any(left):
+        n = np.array([len(c) for c in left], dtype=float)
+        c = int(rng.choice(len(left), p=n / n.sum()))
+        x = left[c].pop(0)
+        ci = [i for i, ch in enumerate(chains) if x in ch][0]
+        j = chains[ci].index(x)
+        rhs = ids['op'][chains[ci][j + 1]] if j + 1 < len(chains[ci]) else ids['digit'][roots[ci]]
+        out += [ids['op'][x], rhs, ids['comma']]
+    out[-1] = ids['colon']
+    answers = []
+    easier = [x for x in letters if x != letters[0] and depth[x] <= k]
+    second = easier[int(rng.integers(len(easier)))]
+    for qi, x in enumerate((letters[0], second)):
+        out.append(ids['op'][x])
+        answers.append((len(out), value[x], depth[x]))
+        out += [ids['digit'][value[x]], ids['comma'] if qi == 0 else ids['period']]
+    out.append(ids['newline'])
+    return out, answers
+
+
+LINES = {'ops': make_line, 'chase': make_chase_line}  # --task
+
+
+def make_rows(rng, batch, ctx, ops, ids, k_of_line, line=make_line):
     """[batch, ctx + 1] rows of whole lines (a partial line at the end), and the answers in them as
     (row, target index, answer id, k); target index t means the token at t + 1 is predicted from t."""
     rows, answers = [], []
@@ -76,10 +124,11 @@ def make_rows(rng, batch, ctx, ops, ids, k_of_line):
         row = []
         while len(row) < ctx + 1:
             k = k_of_line(rng)
-            line, pos, v = make_line(rng, k, ops, ids)
-            if len(row) + pos < ctx + 1:
-                answers.append((r, len(row) + pos - 1, ids['digit'][v], k))
-            row += line
+            tokens, line_answers = line(rng, k, ops, ids)
+            for pos, v, kk in line_answers:
+                if len(row) + pos < ctx + 1:
+                    answers.append((r, len(row) + pos - 1, ids['digit'][v], kk))
+            row += tokens
         rows.append(row[:ctx + 1])
     return torch.tensor(rows, dtype=torch.int64), answers
 
@@ -132,7 +181,7 @@ def write_eval(args, ids, ops, out_dir, windows=28, seed=5):
     ctx = args.ctx
     prose = np.fromfile(os.path.join(args.data, 'prose-val.u16'), dtype='<u2').astype(np.int64)
     step = (len(prose) - ctx - 1) // windows
-    rows, answers = make_rows(np.random.default_rng(seed), windows, ctx, ops, ids, lambda rng: 1 + int(rng.integers(args.k_max)))
+    rows, answers = make_rows(np.random.default_rng(seed), windows, ctx, ops, ids, lambda rng: 1 + int(rng.integers(args.k_max)), LINES[args.task])
     by_row = {}
     for r, t, a, k in answers:
         by_row.setdefault(r, []).append({'pos': t, 'answer': a, 'k': k})
@@ -168,6 +217,7 @@ def main():
     p.add_argument('--gate-k', type=float, default=50.0)
     p.add_argument('--gate-gamma', type=float, default=0.005)
     p.add_argument('--tokenizer', default='/work/big/sotu-data2/tokenizer.json')
+    p.add_argument('--task', choices=('ops', 'chase'), default='ops', help="ops: the digit-permutation lines; chase: in-context chains (make_chase_line)")
     p.add_argument('--ops', type=int, default=3)
     p.add_argument('--k-max', type=int, default=6)
     p.add_argument('--advance', type=float, default=0.8)
@@ -240,7 +290,7 @@ def main():
     prose = np.fromfile(os.path.join(args.data, 'prose-train.u16'), dtype='<u2').astype(np.int64) if args.prose_fraction > 0 else None
     print(f'{sum(q.numel() for q in model.parameters()):,} parameters; ops {[list(o) for o in ops]}', flush=True)
     eval_rows, eval_answers = make_rows(np.random.default_rng(4), 6144 // args.ctx, args.ctx, ops, ids,
-                                        lambda rng: 1 + int(rng.integers(args.k_max)))
+                                        lambda rng: 1 + int(rng.integers(args.k_max)), LINES[args.task])
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     t0 = time.time() - elapsed
@@ -264,7 +314,7 @@ def main():
         km = k_max
         k_of_line = lambda g: km if g.random() < 0.5 else 1 + int(g.integers(km))
         n_prose = min(int(rng.binomial(args.batch, args.prose_fraction)), args.batch - 1) if args.prose_fraction > 0 else 0
-        rows, answers = make_rows(rng, args.batch - n_prose, args.ctx, ops, ids, k_of_line)
+        rows, answers = make_rows(rng, args.batch - n_prose, args.ctx, ops, ids, k_of_line, LINES[args.task])
         if n_prose:
             starts = rng.integers(0, len(prose) - args.ctx - 1, n_prose)
             rows = torch.cat([rows, torch.from_numpy(np.stack([prose[a:a + args.ctx + 1] for a in starts]))])
