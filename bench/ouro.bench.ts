@@ -76,11 +76,15 @@ const promptLength = Number(values.prompt), newTokens = Number(values.tokens), r
 const thresholds = values.thresholds!.split(',').map(Number);
 const log = (line: string): void => { if (!values.json) console.log(line); };
 
+// a mistyped mode must not time the f32 path under another name
+const quantActivations = values['quant-activations'] as QuantActivations;
+if (!QUANT_ACTIVATIONS.includes(quantActivations)) {
+  throw new Error(`--quant-activations ${quantActivations}: expected one of ${QUANT_ACTIVATIONS.join(', ')}`);
+}
+
 async function makeRuntime(): Promise<Runtime & { arena: { bytesUsed: number; bytesCommitted?: number } }> {
   if (values.kernels === 'scalar') return createScalarRuntime();
   const { createNodeWasmRuntime } = await import('../src/node/pool-worker.js');
-  const mode = values['quant-activations'] as QuantActivations;
-  const quantActivations = QUANT_ACTIVATIONS.includes(mode) ? mode : 'f32';
   return createNodeWasmRuntime({ threads: Number(values.threads), quantActivations, relaxed: values.relaxed });
 }
 
