@@ -15,7 +15,8 @@ const problem = fc.record({
   Tk: fc.oneof(fc.integer({ min: 0, max: 13 }), fc.constantFrom(4, 31, 64, 65, 131, 300)),
   nKvHeads: fc.integer({ min: 1, max: 3 }),
   group: fc.integer({ min: 1, max: 3 }),
-  headDim: fc.oneof(fc.integer({ min: 1, max: 20 }), fc.constantFrom(4, 32, 36, 64)),
+  // 128: the head dim of Huginn-0125 and Ouro (heads of 512 bytes in f32); 132: the same with a tail
+  headDim: fc.oneof(fc.integer({ min: 1, max: 20 }), fc.constantFrom(4, 32, 36, 64, 128, 132)),
   masking: fc.constantFrom('none', 'positions', 'allowed', 'both'),
   seed: fc.integer(),
 });
