@@ -13,13 +13,14 @@ learned into the weights — 10 entries per op, never shown in the text. Positio
 depends on position j − 1's, so a causal looped model needs about one recurrence per op.
 Only the answers carry loss (the start digit and the ops are random; the format tokens are trivial).
 
+k follows a curriculum: k_max starts at 1 and grows by one whenever the training answers at k_max
+reach --advance accuracy (a moving average over the last steps); k is uniform in 1..k_max, with
+half of the lines at k_max.
+
 --task chase (part 1e) generates in-context chains instead, whose hops are written in the line and
 so cannot be learned into the weights or composed ahead of the query (make_chase_line):
 
   " d c, c a, a b, b 7, e f, f 2: d 0, g 3.\n"   x y: x = y + 1; x 7: x = 7 (mod 10); two queries
-k follows a curriculum: k_max starts at 1 and grows by one whenever the training answers at k_max
-reach --advance accuracy (a moving average over the last steps); k is uniform in 1..k_max, with
-half of the lines at k_max.
 
 Every --eval-every steps: answer accuracy per k on fixed held-out lines (seed 4) at every fixed
 depth 1..--eval-depth, logged to log.jsonl. The checkpoint has train.py's layout ({'model', 'opt',
@@ -97,9 +98,7 @@ def make_chase_line(rng, k, ops, ids):
         n = np.array([len(c) for c in left], dtype=float)
         c = int(rng.choice(len(left), p=n / n.sum()))
         x = left[c].pop(0)
-        ci = [i for i, ch in enumerate(chains) if x in ch][0]
-        j = chains[ci].index(x)
-        rhs = ids['op'][chains[ci][j + 1]] if j + 1 < len(chains[ci]) else ids['digit'][roots[ci]]
+        rhs = ids['op'][left[c][0]] if left[c] else ids['digit'][roots[c]]  # left[c]: chains[c] after x
         out += [ids['op'][x], rhs, ids['comma']]
     out[-1] = ids['colon']
     answers = []
@@ -217,7 +216,7 @@ def main():
     p.add_argument('--gate-k', type=float, default=50.0)
     p.add_argument('--gate-gamma', type=float, default=0.005)
     p.add_argument('--tokenizer', default='/work/big/sotu-data2/tokenizer.json')
-    p.add_argument('--task', choices=('ops', 'chase'), default='ops', help="ops: the digit-permutation lines; chase: in-context chains (make_chase_line)")
+    p.add_argument('--task', choices=tuple(LINES), default='ops', help="ops: the digit-permutation lines; chase: in-context chains (make_chase_line)")
     p.add_argument('--ops', type=int, default=3)
     p.add_argument('--k-max', type=int, default=6)
     p.add_argument('--advance', type=float, default=0.8)
