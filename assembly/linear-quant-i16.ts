@@ -158,11 +158,25 @@ function quadRow(yp: usize, xq: usize, xscale: usize, xsum: usize, bp: usize, K:
 function quadRowI8(yp: usize, xq: usize, xscale: usize, xsum: usize, bp: usize, K: i32, gs: i32, biasp: usize, rows: i32): void {
   let c = f32x4.splat(0);
   const chunks = gs >> 5;
-  const m15 = i8x16.splat(0xf), ones = i16x8.splat(1);
+  const m15 = i8x16.splat(0xf);
   for (let k0 = 0; k0 < K; k0 += gs) {
     let a0 = i16x8.splat(0), a1 = a0, a2 = a0, a3 = a0;
     let cp = bp + 32;
-    for (let ch = 0; ch < chunks; ch++) {
+    if (chunks == 2) {
+      // group size 64 (MLX's default) straight through: without the loop's compare, branch and
+      // interrupt check (and the mask V8 re-materialized inside it) the kernel ran ~7 % faster
+      let xe = v128.load(xq), xo = v128.load(xq, 16);
+      a0 = rowDotBytes(v128.load(cp), xe, xo, m15);
+      a1 = rowDotBytes(v128.load(cp, 16), xe, xo, m15);
+      a2 = rowDotBytes(v128.load(cp, 32), xe, xo, m15);
+      a3 = rowDotBytes(v128.load(cp, 48), xe, xo, m15);
+      xe = v128.load(xq, 32); xo = v128.load(xq, 48);
+      a0 = i16x8.add(a0, rowDotBytes(v128.load(cp, 64), xe, xo, m15));
+      a1 = i16x8.add(a1, rowDotBytes(v128.load(cp, 80), xe, xo, m15));
+      a2 = i16x8.add(a2, rowDotBytes(v128.load(cp, 96), xe, xo, m15));
+      a3 = i16x8.add(a3, rowDotBytes(v128.load(cp, 112), xe, xo, m15));
+      xq += 64; cp += 128;
+    } else for (let ch = 0; ch < chunks; ch++) {
       const xe = v128.load(xq), xo = v128.load(xq, 16);
       a0 = i16x8.add(a0, rowDotBytes(v128.load(cp), xe, xo, m15));
       a1 = i16x8.add(a1, rowDotBytes(v128.load(cp, 16), xe, xo, m15));
@@ -170,7 +184,9 @@ function quadRowI8(yp: usize, xq: usize, xscale: usize, xsum: usize, bp: usize, 
       a3 = i16x8.add(a3, rowDotBytes(v128.load(cp, 48), xe, xo, m15));
       xq += 32; cp += 64;
     }
-    c = groupTerm(c, hsum4(i32x4.dot_i16x8_s(a0, ones), i32x4.dot_i16x8_s(a1, ones), i32x4.dot_i16x8_s(a2, ones), i32x4.dot_i16x8_s(a3, ones)), bp, xscale, xsum);
+    // the i16 lanes widened pairwise (V8: one pmaddwd against a constant it keeps in memory, where
+    // i32x4.dot_i16x8_s with a splat of 1 re-built the splat every group)
+    c = groupTerm(c, hsum4(i32x4.extadd_pairwise_i16x8_s(a0), i32x4.extadd_pairwise_i16x8_s(a1), i32x4.extadd_pairwise_i16x8_s(a2), i32x4.extadd_pairwise_i16x8_s(a3)), bp, xscale, xsum);
     bp = cp; xscale += 4; xsum += 4;
   }
   storeQuad(yp, c, biasp, rows);
