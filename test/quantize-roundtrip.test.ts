@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { quantizeModel } from '../src/node/quantize.js';
@@ -116,6 +116,19 @@ test('quantize refuses bits and group sizes ponder cannot run, and an already qu
   const q = join(tmp, 'q-once');
   await quantizeModel({ input: 'models/ouro-sotu', out: q, bits: 4 });
   await assert.rejects(quantizeModel({ input: q, out: join(tmp, 'q-twice'), bits: 4 }), (e: { code?: string }) => e.code === 'QUANT_CONFIG');
+});
+
+test('a --keep pattern that matches no Linear or embedding module is refused, naming it, before OUT is touched', async () => {
+  const out = join(tmp, 'keep-typo');
+  await assert.rejects(quantizeModel({ input: 'models/ouro-sotu', out, bits: 4, keep: ['*down_proj', '*lmhead'] }),
+    (e: { code?: string; field?: string; message?: string; hint?: string }) =>
+      e.code === 'ARG_INVALID' && e.field === 'keep' && /'\*lmhead'/.test(e.message ?? '') && !/down_proj/.test(e.message ?? '') && /model\.layers\.\d+\./.test(e.hint ?? ''));
+  assert.ok(!existsSync(out), 'nothing written');
+  // a norm is not a module --keep can keep (norms are never quantized), so naming one is refused too
+  await assert.rejects(quantizeModel({ input: 'models/ouro-sotu', out, bits: 4, keep: ['*input_layernorm'] }), (e: { code?: string }) => e.code === 'ARG_INVALID');
+  // the default patterns match nothing on Huginn (no gate, no router) and are not refused
+  const h = await quantizeModel({ input: 'models/huginn-sotu', out: join(tmp, 'keep-huginn'), bits: 4, keep: ['lm_head.weight'] });
+  assert.ok(h.kept.some((k) => k.name === 'lm_head.weight'), 'the tensor-name form of a module path works as a pattern');
 });
 
 test('the default keeps exit gates and routers in their dtype; --keep adds patterns; --no-default-keep quantizes them', async () => {

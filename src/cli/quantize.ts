@@ -19,7 +19,8 @@ tokenizer and generation files are copied. mlx-lm loads the result; ponder loads
   --bits 4|8          bits per weight code
   --group-size N      weights per scale and bias along the input axis: 32, 64 (default) or 128
   --keep PATTERN      keep matching modules in their dtype; * matches any text, matched against the
-                      module path (e.g. 'model.layers.*.mlp.down_proj', '*lm_head'); repeatable
+                      module path (e.g. 'model.layers.*.mlp.down_proj', '*lm_head'); repeatable;
+                      a pattern that matches no Linear or embedding module is an error
   --no-default-keep   also quantize what is kept by default: ${DEFAULT_KEEP.join(', ')}
                       (exit gates and routers: tiny, and they decide the depth)
   OUT                 new, empty, or a previous \`ponder quantize\` output

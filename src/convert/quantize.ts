@@ -52,6 +52,23 @@ export function planQuantization(specs: readonly TensorSpec[], names: readonly s
   });
 }
 
+/**
+ * The module paths a --keep pattern can keep: every 2-D Linear or embedding weight of `names`
+ * (what planQuantization would otherwise quantize, whatever the group size).
+ */
+export function keepableModules(specs: readonly TensorSpec[], names: readonly string[]): string[] {
+  const byName = new Map(specs.map((s) => [s.name, s]));
+  return names.filter((name) => {
+    const spec = byName.get(name);
+    return spec !== undefined && (spec.bind === 'linear' || spec.bind === 'embedding') && spec.shape.length === 2 && name.endsWith('.weight');
+  }).map((name) => name.slice(0, -'.weight'.length));
+}
+
+/** The patterns of `keep` that match none of `modules` (by module path or by tensor name). */
+export function unmatchedKeepPatterns(keep: readonly string[], modules: readonly string[]): string[] {
+  return keep.filter((p) => !modules.some((m) => globMatch(p, m) || globMatch(p, `${m}.weight`)));
+}
+
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 

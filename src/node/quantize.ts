@@ -13,7 +13,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PonderError } from '../errors.js';
-import { DEFAULT_KEEP, planQuantization, quantizeMatrix, type QuantizeSettings, type TensorPlan } from '../convert/quantize.js';
+import { DEFAULT_KEEP, keepableModules, planQuantization, quantizeMatrix, unmatchedKeepPatterns, type QuantizeSettings, type TensorPlan } from '../convert/quantize.js';
 import { encodeSafetensorsHeader, type TensorToWrite } from '../format/safetensors.js';
 import { familyOf } from '../models/registry.js';
 import { widenFloats, type FloatDType } from '../models/inputs.js';
@@ -67,6 +67,16 @@ export async function quantizeModel(options: QuantizeOptions): Promise<QuantizeR
   const settings: QuantizeSettings = { bits, groupSize, keep: [...(options.noDefaultKeep ? [] : DEFAULT_KEEP), ...(options.keep ?? [])] };
   const source = dir.weights;
   const names = source.names();
+  // A --keep pattern that keeps nothing is a typo or another model's name: refused before anything
+  // is written, or the module it meant would be quantized without a word. (The default patterns
+  // may match nothing: Huginn has no gate or router.)
+  const modules = keepableModules(specs, names);
+  const unmatched = unmatchedKeepPatterns(options.keep ?? [], modules);
+  if (unmatched.length > 0) {
+    const sample = modules.filter((m, i) => i < 3 || i === modules.length - 1).join(', ');
+    throw argError('keep', `--keep ${unmatched.map((p) => `'${p}'`).join(', ')} matches no Linear or embedding module of ${input}`,
+      `patterns match module paths with * as any text, e.g. ${sample}`);
+  }
   const plan = planQuantization(specs, names, (n) => source.info(n)!.dtype, settings);
 
   // the output header, from shapes alone
