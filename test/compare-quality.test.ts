@@ -116,3 +116,12 @@ test('ponder eval --compare --ids reads ponder eval\'s formats: JSON windows giv
   assertUsageError(r, 'EVAL_INPUT');
   assert.match(r.err, /bad\.txt:2: "four" is not a token id/);
 });
+
+test('ponder eval --compare --text or --ids naming a missing file is IO_NOT_FOUND naming it, not an internal error', async () => {
+  for (const flag of ['--text', '--ids']) {
+    const missing = join(tmp, `missing-${flag.slice(2)}.txt`);
+    const r = await ponder(['eval', '--compare', 'models/ouro-sotu', 'models/ouro-sotu', flag, missing, '--threads', '1']);
+    assertUsageError(r, 'IO_NOT_FOUND');
+    assert.ok(r.err.includes(missing), `${flag}: the message names the file: ${r.err}`);
+  }
+});

@@ -3,7 +3,6 @@
  * `ponder quantize` output against its source. Kept apart from `ponder eval MODEL` (one model's
  * bits/byte per depth) so that the two compose: the eval command hands `--compare` here.
  */
-import { readFileSync } from 'node:fs';
 import { PonderError } from '../errors.js';
 import { parsePolicy } from '../depth/policy.js';
 import { compareModels, formatCompareTable, windowsOf } from '../compare/quality.js';
@@ -74,7 +73,7 @@ export async function evalCompareCommand(argv: string[], io: CliIO): Promise<num
     windows = idsFile(readText(String(values.ids), INPUT_LIMIT), String(values.ids), a.vocabSize, context, Math.min(window, context), null).windows.map((w) => [...w.ids]);
   } else {
     if (!a.tokenizer) throw new PonderError('ARG_INVALID', `eval --compare --text: ${dirA} has no tokenizer.json`, { field: 'text', hint: 'use --ids FILE' });
-    windows = windowsOf(a.encode(readFileSync(String(values.text), 'utf8')), Math.min(window, a.contextLength + 1));
+    windows = windowsOf(a.encode(readText(String(values.text), INPUT_LIMIT)), Math.min(window, a.contextLength + 1));
   }
   // at most maxPositions predicted positions (a window of n ids predicts n − 1)
   const limited: number[][] = [];
