@@ -26,12 +26,16 @@
 // 2. max over visible scores (NaN-ignoring, like the scalar twin), exp(s − max) with the SIMD exp,
 //    f32 sum in 4 lanes. A query that sees no key (max = −Inf) gets zeros; one whose visible
 //    scores are all NaN gets NaN.
-// 3. out = Σ_j p_j v_j / sum, each output element accumulated over j in order from +0 (partial sums
-//    wait in `out`, exactly, between key blocks), then divided by the sum; keys with p_j = 0
-//    (masked or underflowed) are skipped, so Inf/NaN in a masked V row cannot leak in.
+// 3. out = Σ_j p_j v_j / sum over value chunks of VALUE_CHUNK keys: within a chunk each output
+//    element accumulates over j in order from +0 (partial sums wait, exactly, between key blocks),
+//    the chunks' sums are added in chunk order, then divided by the sum; keys with p_j = 0 (masked
+//    or underflowed) are skipped, so Inf/NaN in a masked V row cannot leak in. (With Tk ≤ 512: one
+//    chunk, the plain in-order sum.) Chunks let decode split its value pass across threads.
 //
 // `scores` is scratch private to the calling thread: attentionScratchBytes (src/kernels/wasm-exports.ts)
-// = 4·(Tk + UNIT_INTS)·(units per block) bytes: each unit's scores row, then its descriptor.
+// = 4·(Tk + UNIT_INTS)·(units per block) bytes: each unit's scores row, then its descriptor; then
+// (16-byte aligned) a narrow prefill's widened key block, then the rows of the value chunks after the
+// first (decode: every later chunk's, [chunk − 1][unit][hd]; prefill: the current chunk's, [unit][hd]).
 //
 // A narrow KV cache (attention_bf16, attention_f16: k and v hold 16-bit values) is read where it
 // lies and widened in registers, exactly (bf16: a shift; f16: integer ops and one exact multiply by
@@ -335,6 +339,11 @@ function divideRow(op: usize, hd: i32, sum: f32): void {
 // The prefill key-block length (a multiple of 4) and unit-block length past L2, and the K plus V
 // bytes of one head below which prefill does not block; none of them changes a result.
 const KB_PREFILL: i32 = 64;
+// Keys per value chunk (spec/numerics.md, P·V): within a chunk each output element sums p_j·v_j in
+// key order from +0; the chunks' sums are then added in chunk order. Decode splits its value pass
+// across threads by chunks (the same bits on any thread count); a multiple of KB_PREFILL, so no
+// prefill key block straddles two chunks.
+const VALUE_CHUNK: i32 = 512;
 const QB_PREFILL: i32 = 16;
 const PREFILL_UNBLOCKED_BYTES: usize = 512 * 1024;
 // The bytes from one unit's scores row to the next in scratch: Tk floats and one cache line more.
@@ -502,17 +511,22 @@ function decodeScores<T>(scores: usize, desc: usize, n: i32, q: usize, k: usize,
   }
 }
 
-// Step 3 in decode for units [0, n) of the one query row: for each value row, every live unit's
-// p_j·v_j added into its output row (zeroed first), so each element still accumulates from +0
-// over j in order, skipping p_j = 0, exactly as accumulateOne does (on the widened row if narrow).
-function decodeAccumulate<T>(out: usize, scores: usize, desc: usize, n: i32, v: usize, kvRow: usize, Tk: i32, hd: i32): void {
+// Step 3 in decode for units [0, n) of the one query row over the keys of chunk c: for each value
+// row, every live unit's p_j·v_j added into its chunk row (zeroed first) — chunk 0's is the unit's
+// output row, a later chunk's its row in `partials` ([chunk − 1][n][hd] f32) — so each element
+// accumulates from +0 over the chunk's keys in order, skipping p_j = 0, exactly as accumulateOne
+// does (on the widened row if narrow).
+function decodeAccumulate<T>(out: usize, partials: usize, scores: usize, desc: usize, n: i32, v: usize, kvRow: usize, Tk: i32, c: i32, hd: i32): void {
   const rowBytes = scoresRowBytes(Tk);
   const step = UNIT_INTS << 2;
   const kvShift: u32 = sizeof<T>() == 4 ? 0 : 1;
   const end16 = <usize>(hd & ~15) << 2, end4 = <usize>(hd & ~3) << 2, end = <usize>hd << 2;
+  const headBytes = <usize>hd << 2;
+  const rows = c == 0 ? 0 : partials + <usize>(c - 1) * <usize>n * headBytes;
+  const j0 = c * VALUE_CHUNK, j1 = min(Tk, j0 + VALUE_CHUNK);
   let dp = desc;
-  for (let a = 0; a < n; a++, dp += step) if (load<f32>(dp, D_QPOS) != 0) zeroRow(out + <usize>load<u32>(dp, D_Q), hd);
-  for (let j = 0; j < Tk; j++) {
+  for (let a = 0; a < n; a++, dp += step) if (load<f32>(dp, D_QPOS) != 0) zeroRow(c == 0 ? out + <usize>load<u32>(dp, D_Q) : rows + <usize>a * headBytes, hd);
+  for (let j = j0; j < j1; j++) {
     const vRow = v + <usize>j * kvRow;
     dp = desc;
     let sp = scores + (<usize>j << 2);
@@ -520,7 +534,7 @@ function decodeAccumulate<T>(out: usize, scores: usize, desc: usize, n: i32, v: 
       const p = load<f32>(sp);
       if (p == 0 || load<f32>(dp, D_QPOS) == 0) continue;
       const pv = f32x4.splat(p);
-      const op = out + <usize>load<u32>(dp, D_Q), vp = vRow + <usize>(load<u32>(dp, D_KV) >> kvShift);
+      const op = c == 0 ? out + <usize>load<u32>(dp, D_Q) : rows + <usize>a * headBytes, vp = vRow + <usize>(load<u32>(dp, D_KV) >> kvShift);
       let o: usize = 0;
       if (sizeof<T>() == 4) {
         for (; o < end16; o += 64) {
@@ -545,6 +559,28 @@ function decodeAccumulate<T>(out: usize, scores: usize, desc: usize, n: i32, v: 
       }
       for (; o < end; o += 4) store<f32>(op + o, load<f32>(op + o) + p * kvAt<T>(vp + (o >> 2) * sizeof<T>()));
     }
+  }
+}
+
+// op[d] = op[d] + rp[d] for d < hd (a chunk's sums added to the total, lane by lane as a scalar).
+function addRow(op: usize, rp: usize, hd: i32): void {
+  let d = 0;
+  for (; d + 4 <= hd; d += 4) v128.store(op + (<usize>d << 2), f32x4.add(v128.load(op + (<usize>d << 2)), v128.load(rp + (<usize>d << 2))));
+  for (; d < hd; d++) store<f32>(op + (<usize>d << 2), load<f32>(op + (<usize>d << 2)) + load<f32>(rp + (<usize>d << 2)));
+}
+
+// The end of decode's step 3 for units [lo, hi): each live unit's output (chunk 0's sums) plus the
+// later chunks' sums in chunk order, then divided by the unit's softmax sum.
+function decodeCombine(out: usize, partials: usize, desc: usize, n: i32, Tk: i32, hd: i32, lo: i32, hi: i32): void {
+  const chunks = (Tk + VALUE_CHUNK - 1) / VALUE_CHUNK;
+  const headBytes = <usize>hd << 2;
+  for (let a = lo; a < hi; a++) {
+    const dp = desc + <usize>a * (UNIT_INTS << 2);
+    const sum = load<f32>(dp, D_QPOS);
+    if (sum == 0) continue;
+    const op = out + <usize>load<u32>(dp, D_Q);
+    for (let c = 1; c < chunks; c++) addRow(op, partials + (<usize>(c - 1) * <usize>n + <usize>a) * headBytes, hd);
+    divideRow(op, hd, sum);
   }
 }
 
@@ -583,26 +619,25 @@ function writeDescriptors(desc: usize, ub0: i32, n: i32, Tq: i32, group: i32, qR
 // Decode (Tq = 1) split into phases so that several threads share one call with every thread
 // reading whole K and V rows (a split by heads gives each thread a slice of every row: on Zen 5
 // two threads that way read at half the speed of one). `scores`: one scratch shared by all
-// threads ([nHeads][Tk] scores, then the descriptors). The phases run in order, each thread on its
-// own range [lo, hi) of the phase's axis:
+// threads ([nHeads][Tk] scores, the descriptors, then the later value chunks' rows). The phases run
+// in order, each thread on its own range [lo, hi) of the phase's axis:
 //   0 DECODE_DESCRIPTORS: the descriptors of every unit (one thread; lo, hi unused),
 //   1 DECODE_SCORES: the scores of key rows [lo, hi), every unit,
 //   2 DECODE_SOFTMAX: the softmax of units [lo, hi) (a unit that sees no key gets a zero row),
-//   3 DECODE_VALUES: every unit's output, Σ_j p_j v_j ÷ sum (one thread; lo, hi unused).
+//   3 DECODE_VALUES: Σ_j p_j v_j of value chunks [lo, hi) (VALUE_CHUNK keys each), every unit,
+//   4 DECODE_COMBINE: the outputs of units [lo, hi): the chunks' sums added in order, ÷ sum.
 // Each element gets exactly the arithmetic of the one-thread decode, so any split gives its bits.
-// Why the values take one thread: V rows can only be split by head or head-dim slices (each output
-// element sums over all j in order), and two threads reading alternate slices of every row were
-// slower on Zen 5 than one reading the rows whole (bf16 4 ms vs 1.2 ms, f32 no faster, 16 × 128 at
-// 4096 keys), while the scores split by rows read at up to 2× one thread. A worker loading the
-// value rows ahead of the main thread's pass (one load per line, into the shared cache) was tried
-// too: Ouro-1.4B shapes, 2 threads, bf16 KV at 4096 keys, decode 1.975 vs 1.925 tok/s, within noise.
-const DECODE_DESCRIPTORS = 0, DECODE_SCORES = 1, DECODE_SOFTMAX = 2;
+// The values split by chunks of whole rows, not by heads: two threads reading alternate slices of
+// every row were slower on Zen 5 than one reading the rows whole (bf16 4 ms vs 1.2 ms, f32 no
+// faster, 16 × 128 at 4096 keys).
+const DECODE_DESCRIPTORS = 0, DECODE_SCORES = 1, DECODE_SOFTMAX = 2, DECODE_VALUES = 3;
 // @ts-ignore: decorator
 @inline function attentionDecodeOf<T>(phase: i32, out: usize, q: usize, k: usize, v: usize, Tk: i32, nHeads: i32, nKvHeads: i32, hd: i32, scale: f32,
                                       qPos: usize, kPos: usize, allowed: usize, scores: usize, lo: i32, hi: i32): void {
   const kvRowT = <usize>(nKvHeads * hd) * sizeof<T>(); // a cache row's bytes as stored
   const rowBytes = scoresRowBytes(Tk);
   const desc = scores + <usize>nHeads * rowBytes;
+  const partials = scores + wideOffset(nHeads, Tk);
   const usePos = qPos != 0 && kPos != 0;
   if (phase == DECODE_DESCRIPTORS) {
     writeDescriptors(desc, 0, nHeads, 1, nHeads / nKvHeads, <usize>(nHeads * hd) << 2, <usize>hd << 2, usePos ? qPos : 0);
@@ -615,13 +650,10 @@ const DECODE_DESCRIPTORS = 0, DECODE_SCORES = 1, DECODE_SOFTMAX = 2;
       store<f32>(dp, sum, D_QPOS);
       if (sum == 0) zeroRow(out + <usize>load<u32>(dp, D_Q), hd);
     }
+  } else if (phase == DECODE_VALUES) {
+    for (let c = lo; c < hi; c++) decodeAccumulate<T>(out, partials, scores, desc, nHeads, v, kvRowT, Tk, c, hd);
   } else {
-    decodeAccumulate<T>(out, scores, desc, nHeads, v, kvRowT, Tk, hd);
-    for (let a = 0; a < nHeads; a++) {
-      const dp = desc + <usize>a * (UNIT_INTS << 2);
-      const sum = load<f32>(dp, D_QPOS);
-      if (sum != 0) divideRow(out + <usize>load<u32>(dp, D_Q), hd, sum);
-    }
+    decodeCombine(out, partials, desc, nHeads, Tk, hd, lo, hi);
   }
 }
 
@@ -708,13 +740,25 @@ export function attention_f16(out: usize, q: usize, k: usize, v: usize, Tq: i32,
       store<f32>(dp, sum, D_QPOS);
       if (sum == 0) zeroRow(out + <usize>load<u32>(dp, D_Q), hd);
     }
-    // Pass 3: P·V, key blocks outer, partial sums in out.
+    // Pass 3: P·V, key blocks outer, partial sums in out (and, past the first value chunk, in the
+    // chunk rows).
     if (Tq == 1) {
-      decodeAccumulate<T>(out, scores, desc, n, v, kvRowT, Tk, hd);
-    } else for (let j0 = 0; j0 < Tk; j0 += kb) {
-      const j1 = min(Tk, j0 + kb);
-      const first = j0 == 0;
-      const wide = scores + wideOffset(n, Tk);
+      const partials = scores + wideOffset(n, Tk);
+      const chunks = (Tk + VALUE_CHUNK - 1) / VALUE_CHUNK;
+      for (let c = 0; c < chunks; c++) decodeAccumulate<T>(out, partials, scores, desc, n, v, kvRowT, Tk, c, hd);
+      decodeCombine(out, partials, desc, n, Tk, hd, 0, n);
+      ub0 = ub1;
+      continue;
+    }
+    // Key blocks cut at value-chunk boundaries: chunk 0 sums in the output rows, a later chunk in
+    // the block's rows after the scratch's widening area ([n][hd] f32), added to the output rows
+    // when the chunk ends — the same sums, in the same order, as decode's.
+    const wide = scores + wideOffset(n, Tk);
+    const chunkRows = wide + (narrow ? <usize>kb * headBytes : 0);
+    for (let j0 = 0; j0 < Tk; ) {
+      const c = j0 / VALUE_CHUNK, chunkEnd = min(Tk, (c + 1) * VALUE_CHUNK);
+      const j1 = min(chunkEnd, j0 + kb);
+      const first = j0 == c * VALUE_CHUNK;
       if (narrow) widenHead<T>(wide, v + (<usize>load<u32>(desc, D_KV) >> 1), kvRowT, j0, j1, hd);
       let a = 0;
       while (a < n) {
@@ -723,18 +767,27 @@ export function attention_f16(out: usize, q: usize, k: usize, v: usize, Tq: i32,
         const kvOff = <usize>load<u32>(dp, D_KV);
         const vB = narrow ? wide - <usize>j0 * headBytes : v + kvOff, vR = narrow ? headBytes : kvRow; // row j at vB + j·vR
         const live = load<f32>(dp, D_QPOS) != 0;
+        const oa = c == 0 ? out + <usize>load<u32>(dp, D_Q) : chunkRows + <usize>a * headBytes;
         if (a + 1 < n && <usize>load<u32>(dp, D_KV + (UNIT_INTS << 2)) == kvOff) {
           const dq = dp + (UNIT_INTS << 2);
           const liveB = load<f32>(dq, D_QPOS) != 0;
-          if (live && liveB) accumulateTwo(out + <usize>load<u32>(dp, D_Q), out + <usize>load<u32>(dq, D_Q), sa, sa + rowBytes, vB, vR, j0, j1, hd, first);
-          else if (live) accumulateOne(out + <usize>load<u32>(dp, D_Q), sa, vB, vR, j0, j1, hd, first);
-          else if (liveB) accumulateOne(out + <usize>load<u32>(dq, D_Q), sa + rowBytes, vB, vR, j0, j1, hd, first);
+          const ob = c == 0 ? out + <usize>load<u32>(dq, D_Q) : oa + headBytes;
+          if (live && liveB) accumulateTwo(oa, ob, sa, sa + rowBytes, vB, vR, j0, j1, hd, first);
+          else if (live) accumulateOne(oa, sa, vB, vR, j0, j1, hd, first);
+          else if (liveB) accumulateOne(ob, sa + rowBytes, vB, vR, j0, j1, hd, first);
           a += 2;
         } else {
-          if (live) accumulateOne(out + <usize>load<u32>(dp, D_Q), sa, vB, vR, j0, j1, hd, first);
+          if (live) accumulateOne(oa, sa, vB, vR, j0, j1, hd, first);
           a += 1;
         }
       }
+      if (c > 0 && j1 == chunkEnd) {
+        for (let a = 0; a < n; a++) {
+          const dp = desc + <usize>a * (UNIT_INTS << 2);
+          if (load<f32>(dp, D_QPOS) != 0) addRow(out + <usize>load<u32>(dp, D_Q), chunkRows + <usize>a * headBytes, hd);
+        }
+      }
+      j0 = j1;
     }
     for (let a = 0; a < n; a++) {
       const dp = desc + <usize>a * (UNIT_INTS << 2);

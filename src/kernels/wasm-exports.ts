@@ -59,9 +59,10 @@ export function attentionDecodeKernel(wasm: WasmKernelExports, kv: KvDType): Was
 
 /**
  * The phases of attention_decode (assembly/attention.ts), in the order they run, and the axis each
- * splits: descriptors (one thread), scores by key rows, softmax by heads, values (one thread).
+ * splits: descriptors (one thread), scores by key rows, softmax by heads, values by value chunks
+ * (ATTENTION_VALUE_CHUNK keys), combine by heads.
  */
-export const DECODE_PHASES = { descriptors: 0, scores: 1, softmax: 2, values: 3 } as const;
+export const DECODE_PHASES = { descriptors: 0, scores: 1, softmax: 2, values: 3, combine: 4 } as const;
 
 /**
  * The k-block length for linear with M rows (assembly/linear.ts).
@@ -113,19 +114,26 @@ const ATTENTION_ROW_PAD_BYTES = 64;
 const ATTENTION_PREFILL_UNBLOCKED_BYTES = 512 * 1024;
 const ATTENTION_PREFILL_KEY_BLOCK = 64;
 
+// assembly/attention.ts (VALUE_CHUNK): keys per value chunk; each chunk past the first sums into its own rows.
+export const ATTENTION_VALUE_CHUNK = 512;
+
 /**
  * Bytes of per-thread scratch `attention` needs for `units` units (query row × head) of a call
  * with Tq query rows over Tk keys: one scores row and one descriptor per unit of its largest block
- * (decode, Tq = 1: every unit the thread computes; prefill: at most 16), each row padded by 64 bytes. Prefill over a narrow
- * cache (kv bf16 / f16) adds, 16-byte aligned, one key block of one head widened to f32 (unblocked
- * prefill: all Tk keys, at most 256 KiB; blocked: 64 keys).
+ * (decode, Tq = 1: every unit the thread computes; prefill: at most 16), each row padded by 64 bytes;
+ * then, 16-byte aligned, prefill over a narrow cache (kv bf16 / f16) adds one key block of one head
+ * widened to f32 (unblocked prefill: all Tk keys, at most 256 KiB; blocked: 64 keys); and past one
+ * value chunk (Tk > 512) the chunk rows, hd f32 per unit: every later chunk's in decode, one
+ * chunk's in prefill.
  */
-export function attentionScratchBytes(Tq: number, Tk: number, units: number, headDim = 0, kv: KvDType = 'f32'): number {
+export function attentionScratchBytes(Tq: number, Tk: number, units: number, headDim: number, kv: KvDType = 'f32'): number {
   const block = Math.max(1, Tq === 1 ? units : Math.min(units, ATTENTION_PREFILL_BLOCK));
-  const base = (4 * Tk + ATTENTION_ROW_PAD_BYTES + 4 * ATTENTION_UNIT_INTS) * block;
-  if (kv === 'f32' || Tq === 1) return base;
+  const base = Math.ceil(((4 * Tk + ATTENTION_ROW_PAD_BYTES + 4 * ATTENTION_UNIT_INTS) * block) / 16) * 16;
+  const chunks = Math.ceil(Tk / ATTENTION_VALUE_CHUNK);
+  const chunkRows = chunks <= 1 ? 0 : (Tq === 1 ? chunks - 1 : 1) * block * 4 * headDim;
+  if (kv === 'f32' || Tq === 1) return base + chunkRows;
   const keys = Tk * headDim * 8 <= ATTENTION_PREFILL_UNBLOCKED_BYTES ? Math.max(Tk, 1) : ATTENTION_PREFILL_KEY_BLOCK;
-  return Math.ceil(base / 16) * 16 + 4 * keys * headDim;
+  return base + 4 * keys * headDim + chunkRows;
 }
 
 /** The most widening scratch a narrow-cache prefill adds per thread (attentionScratchBytes): what the memory plan reserves. */

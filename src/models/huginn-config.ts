@@ -164,6 +164,7 @@ export function huginnMemory(c: HuginnConfig): MemoryNeeds {
       + 4 * rows * (7 * E + 2 * (qDim + 2 * kvDim) + qDim + 3 * c.intermediateSize + c.vocabSize + 2)
       + 4 * (2 * context * kvDim + context),
     attentionUnits: c.nHeads,
+    attentionHeadDim: c.headDim,
     maxContext: c.blockSize,
     contextField: 'block_size',
   };

@@ -396,6 +396,7 @@ export function morMemory(cfg: MorConfig): MemoryNeeds {
     hostKvPerToken: 0,
     workBytes: (context) => context * (4 * (9 * H + 2 * qDim + 4 * kvDim + 2 * d.intermediate + R + d.vocab) + 8) + 4 * (H + d.vocab) + 4 * context * d.headDim,
     attentionUnits: d.nHeads,
+    attentionHeadDim: d.headDim,
     maxContext: d.maxPositions,
     contextField: 'max_position_embeddings',
   };

@@ -118,6 +118,7 @@ export function ouroMemory(c: OuroConfig): MemoryNeeds {
       return tables + call;
     },
     attentionUnits: c.numHeads,
+    attentionHeadDim: c.headDim,
     maxContext: c.maxPositionEmbeddings,
     contextField: 'max_position_embeddings',
   };

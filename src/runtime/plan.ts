@@ -21,7 +21,7 @@
 import { PonderError } from '../errors.js';
 import type { DType } from '../format/safetensors.js';
 import { WASM_MAX_BYTES } from './wasm-arena.js';
-import { ATTENTION_WIDEN_MAX_BYTES } from '../kernels/wasm-exports.js';
+import { ATTENTION_VALUE_CHUNK, ATTENTION_WIDEN_MAX_BYTES } from '../kernels/wasm-exports.js';
 
 import type { KvDType } from '../kernels/kernels.js';
 
@@ -81,6 +81,8 @@ export interface MemoryNeeds {
   workBytes(context: number, rows: number): number;
   /** query heads: attention's per-thread scratch is one score row per head */
   readonly attentionUnits: number;
+  /** their head dim: past one value chunk, decode's scratch adds a row of that many f32 per head and chunk */
+  readonly attentionHeadDim: number;
   /** the longest context the config allows, and the field that says so */
   readonly maxContext: number;
   readonly contextField: string;
@@ -230,7 +232,8 @@ export function planMemory(input: PlanInput, options: PlanOptions = {}): MemoryP
   // every shard keeps per-thread kernel scratch (attention scores over the context, bf16 weight
   // widening, and with a narrow KV cache prefill's widened key block)
   const threadScratchAt = (tokens: number, dtype: KvDType): number =>
-    threads * ((4 * (tokens + 4) + 64) * needs.attentionUnits + 64 * 1024 + (dtype === 'f32' ? 0 : ATTENTION_WIDEN_MAX_BYTES)); // attentionScratchBytes: a padded scores row and a descriptor per head
+    threads * ((4 * (tokens + 4) + 64) * needs.attentionUnits + 64 * 1024 + (dtype === 'f32' ? 0 : ATTENTION_WIDEN_MAX_BYTES) // attentionScratchBytes: a padded scores row and a descriptor per head,
+      + 4 * needs.attentionHeadDim * needs.attentionUnits * Math.max(1, Math.ceil(tokens / ATTENTION_VALUE_CHUNK) - 1)); // and the value chunks' rows
   let assignDtype: KvDType = kvDtype; // the dtype `assign` plans for (wholeAt sets it)
   const threadScratchOf = (): number => threadScratchAt(context, assignDtype);
   const stagingOf = (maxDim: number): number => 4 * rowsOf() * 3 * maxDim;

@@ -19,7 +19,7 @@
  * Node's worker_threads). The worker side runs `runPoolWorker` below.
  */
 import { PonderError } from '../errors.js';
-import { attentionDecodeKernel, attentionKernel, attentionScratchBytes, DECODE_PHASES, linearScratchBytes, quantI16ScratchBytes, quantScratchBytes, type WasmKernelExports } from '../kernels/wasm-exports.js';
+import { ATTENTION_VALUE_CHUNK, attentionDecodeKernel, attentionKernel, attentionScratchBytes, DECODE_PHASES, linearScratchBytes, quantI16ScratchBytes, quantScratchBytes, type WasmKernelExports } from '../kernels/wasm-exports.js';
 import type { KvDType } from '../kernels/kernels.js';
 import { ScratchBuffer, type WasmArena } from './wasm-arena.js';
 
@@ -75,7 +75,7 @@ const ATTENTION_KV = kvOfOp(ATTENTION_OPS), DECODE_KV = kvOfOp(DECODE_OPS);
 // How long a worker spins for its next job, and the main thread for the workers to finish, before
 // sleeping in Atomics.wait: a wake-up costs ~0.2 ms under KVM, and decode issues ~700 jobs a token
 // with gaps well under a millisecond between them, except around work the main thread does alone
-// (decode attention's value pass: 1-2 ms at 4k tokens of context), which the worker's spin covers.
+// (decode attention's descriptors; its value pass too below 512 keys), which the worker's spin covers.
 const WORKER_SPIN_MS = 3;
 const MAIN_SPIN_MS = 2;
 // A live worker picks a job up within microseconds (spinning) or about 0.2 ms (woken from
@@ -99,7 +99,7 @@ export interface LinearKind { readonly bf16: boolean; readonly bits: number; rea
  * default: then only linear reads the clock, for its speed-weighted split). `jobs`: jobs posted to the workers; `mainMs`: the main
  * thread running its own share; `waitMs`: the main thread waiting for the workers after its share
  * (imbalance and wake-up cost); `soloMs`: parts of a split call that run on the main thread alone
- * (decode attention's descriptors and value pass).
+ * (decode attention's descriptors, and its value pass when the keys fit one value chunk).
  */
 export interface PoolProfile { jobs: number; mainMs: number; waitMs: number; soloMs: number }
 
@@ -226,8 +226,9 @@ export class ThreadPool {
 
   /**
    * Decode attention (one query row) in memory shard `shard` through the phases of attention_decode:
-   * descriptors on the main thread, scores split by key rows and softmax by heads across the threads
-   * (each thread reads whole K rows), values on the main thread (why: assembly/attention.ts).
+   * descriptors on the main thread, scores split by key rows, softmax by heads, values by chunks of
+   * key rows and their combination by heads across the threads (each thread reads whole K and V
+   * rows: assembly/attention.ts).
    * `scores`: the one scratch all threads share (attentionScratchBytes for nHeads units).
    */
   attentionDecode(shard: number, out: number, q: number, k: number, v: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number,
@@ -235,7 +236,11 @@ export class ThreadPool {
     const kernel = attentionDecodeKernel(this.mainInstance(shard), kv);
     let t0 = this.profile ? performance.now() : 0;
     kernel(DECODE_PHASES.descriptors, out, q, k, v, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, scores, 0, 0);
-    for (const [phase, n] of [[DECODE_PHASES.scores, Tk], [DECODE_PHASES.softmax, nHeads]]) {
+    const chunks = Math.ceil(Tk / ATTENTION_VALUE_CHUNK);
+    const phases: [number, number][] = [[DECODE_PHASES.scores, Tk], [DECODE_PHASES.softmax, nHeads]];
+    // one value chunk (Tk ≤ 512) is not worth a dispatch: the main thread sums it alone below
+    if (chunks > 1) phases.push([DECODE_PHASES.values, chunks], [DECODE_PHASES.combine, nHeads]);
+    for (const [phase, n] of phases) {
       const ranges = split(n, this.threads);
       const gen = this.nextGeneration();
       this.splitJobs++;
@@ -248,7 +253,10 @@ export class ThreadPool {
       this.finish(gen, 'attention', t0);
       t0 = this.profile ? performance.now() : 0;
     }
-    kernel(DECODE_PHASES.values, out, q, k, v, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, scores, 0, 0);
+    if (chunks <= 1) {
+      kernel(DECODE_PHASES.values, out, q, k, v, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, scores, 0, chunks);
+      kernel(DECODE_PHASES.combine, out, q, k, v, Tk, nHeads, nKvHeads, headDim, scale, qPos, kPos, allowed, scores, 0, nHeads);
+    }
     if (this.profile) this.profile.soloMs += performance.now() - t0;
   }
 
