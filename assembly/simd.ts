@@ -30,6 +30,7 @@ const LN2_LO: f32 = -2.12194440e-4;
 // as f32x4.nearest does), which then sits in the low mantissa bits.
 const ROUND_MAGIC: f32 = 12582912.0;
 const ROUND_MAGIC_BITS: i32 = 0x4b400000;
+const CANONICAL_NAN_BITS: i32 = 0xffc00000;
 
 // @ts-ignore: decorator
 @inline export function exp4(x: v128): v128 {
@@ -56,8 +57,11 @@ const ROUND_MAGIC_BITS: i32 = 0x4b400000;
   const n2 = i32x4.sub(ni, n1);
   const s1 = i32x4.shl(i32x4.add(n1, i32x4.splat(127)), 23);
   const s2 = i32x4.shl(i32x4.add(n2, i32x4.splat(127)), 23);
-  const y = f32x4.mul(f32x4.mul(p, s1), s2);
-  return v128.andnot(y, f32x4.lt(x, f32x4.splat(EXP_LO)));
+  const y = v128.andnot(f32x4.mul(f32x4.mul(p, s1), s2), f32x4.lt(x, f32x4.splat(EXP_LO)));
+  // A NaN lane leaves as the one NaN V8's f32x4.min/max made of every NaN (0xffc00000): a NaN that
+  // kept its own sign and payload made sums of mixed NaNs depend on the order a compiler gave the
+  // operands of one add, which Liftoff and TurboFan do not always give alike.
+  return v128.bitselect(i32x4.splat(CANONICAL_NAN_BITS), y, f32x4.ne(x, x));
 }
 
 // Scalar exp with the same arithmetic as exp4 (lane 0), so tails match the vector body bit-for-bit.

@@ -191,3 +191,22 @@ test('argmax equals its twin exactly: ties go to the lower index, any NaN gives 
     assert.equal(wasm.argmax(x, n), twin.argmax(x, n));
   }), { numRuns: 300 });
 });
+
+test('the vector exp makes one NaN of every NaN (sign and payload dropped), so NaN results do not depend on the order a compiler gives an add its operands', () => {
+  // f32 bit patterns of NaNs: both signs, quiet and signalling, small and large payloads
+  const patterns = [0x7fc00000, 0xffc00000, 0x7f800001, 0xff800001, 0x7fa00000, 0xffa5a5a5, 0x7fffffff, 0xffffffff];
+  const bits = new Uint32Array(patterns.length * 3);
+  for (let i = 0; i < bits.length; i++) bits[i] = patterns[i % patterns.length];
+  const x = inArena(arena, new Float32Array(bits.buffer));
+  // sigmoid(x) = e / (1 + e) with e = exp(−|x|): the exp's NaN on both sides (silu's numerator is x itself)
+  const s = arena.f32(x.length);
+  wasm.sigmoid(s, x, x.length);
+  const sb = new Uint32Array(s.buffer, s.byteOffset, s.length);
+  for (let i = 0; i < sb.length; i++) assert.equal(sb[i], 0xffc00000, `sigmoid(NaN 0x${bits[i].toString(16)}) = 0x${sb[i].toString(16)}`);
+  // a softmax row whose NaNs come from a NaN input and from Inf − Inf: every output the same NaN
+  const row = inArena(arena, Float32Array.from([1, NaN, Infinity, 2, -Infinity, Infinity, 3, 4, 5]));
+  const y = arena.f32(row.length);
+  wasm.softmax(y, row, 1, row.length);
+  const out = new Uint32Array(y.buffer, y.byteOffset, y.length);
+  assert.ok(out.every((b) => b === out[0]) && Number.isNaN(y[0]), `one NaN: ${Array.from(out, (b) => b.toString(16)).join(' ')}`);
+});
