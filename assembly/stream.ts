@@ -21,8 +21,8 @@ export function stream_read_f32(p: usize, n: i32): f32 {
 
 // Clock probe for the benchmark (bench/cpu.ts): n iterations of 32 dependent steps, each an add
 // then an xor that needs the add's result: two 1-cycle ops in sequence on every x86 and ARM core,
-// so a step takes 2 cycles and the loop 64·n. b and c
-// come from the caller, so the compiler cannot fold the chain.
+// so a step takes 2 cycles and the loop 64·n. b and c come from the caller, so the compiler cannot
+// fold the chain.
 export function clock_chain(n: i32, b: i32, c: i32): i32 {
   let a = n;
   for (let i = 0; i < n; i++) {

@@ -36,16 +36,28 @@ export type TensorPlan =
   | { readonly kind: 'copy'; readonly name: string; readonly reason?: string }
   | { readonly kind: 'quantize'; readonly name: string; readonly module: string; readonly N: number; readonly K: number };
 
+/** The module path of `name` when the family binds it as a 2-D Linear or embedding weight (what
+ * quantize can quantize, or --keep keep), else null. */
+function moduleOf(spec: TensorSpec | undefined, name: string): string | null {
+  if (!spec || (spec.bind !== 'linear' && spec.bind !== 'embedding') || spec.shape.length !== 2 || !name.endsWith('.weight')) return null;
+  return name.slice(0, -'.weight'.length);
+}
+
+/** Whether a --keep pattern names `module`, by its path or by its tensor name. */
+function keepMatches(pattern: string, module: string): boolean {
+  return globMatch(pattern, module) || globMatch(pattern, `${module}.weight`);
+}
+
 /** What happens to each stored tensor (`names` in file order, `dtypeOf` their dtypes). */
 export function planQuantization(specs: readonly TensorSpec[], names: readonly string[], dtypeOf: (name: string) => DType, settings: QuantizeSettings): TensorPlan[] {
   const byName = new Map(specs.map((s) => [s.name, s]));
   return names.map((name): TensorPlan => {
     const spec = byName.get(name);
-    if (!spec || (spec.bind !== 'linear' && spec.bind !== 'embedding') || spec.shape.length !== 2 || !name.endsWith('.weight')) return { kind: 'copy', name };
-    const module = name.slice(0, -'.weight'.length);
-    const [N, K] = spec.shape;
+    const module = moduleOf(spec, name);
+    if (module === null) return { kind: 'copy', name };
+    const [N, K] = spec!.shape;
     if (!['F32', 'BF16', 'F16'].includes(dtypeOf(name))) return { kind: 'copy', name, reason: `${dtypeOf(name)} is not a float dtype` };
-    const pattern = settings.keep.find((p) => globMatch(p, module) || globMatch(p, name));
+    const pattern = settings.keep.find((p) => keepMatches(p, module));
     if (pattern !== undefined) return { kind: 'copy', name, reason: `matches the keep pattern ${pattern}` };
     if (K % settings.groupSize !== 0) return { kind: 'copy', name, reason: `its ${K} inputs are not a multiple of group size ${settings.groupSize}` };
     return { kind: 'quantize', name, module, N, K };
@@ -58,15 +70,12 @@ export function planQuantization(specs: readonly TensorSpec[], names: readonly s
  */
 export function keepableModules(specs: readonly TensorSpec[], names: readonly string[]): string[] {
   const byName = new Map(specs.map((s) => [s.name, s]));
-  return names.filter((name) => {
-    const spec = byName.get(name);
-    return spec !== undefined && (spec.bind === 'linear' || spec.bind === 'embedding') && spec.shape.length === 2 && name.endsWith('.weight');
-  }).map((name) => name.slice(0, -'.weight'.length));
+  return names.map((name) => moduleOf(byName.get(name), name)).filter((m): m is string => m !== null);
 }
 
 /** The patterns of `keep` that match none of `modules` (by module path or by tensor name). */
 export function unmatchedKeepPatterns(keep: readonly string[], modules: readonly string[]): string[] {
-  return keep.filter((p) => !modules.some((m) => globMatch(p, m) || globMatch(p, `${m}.weight`)));
+  return keep.filter((p) => !modules.some((m) => keepMatches(p, m)));
 }
 
 const f32 = new Float32Array(1);
