@@ -33,19 +33,40 @@ class SandwichBlock(nn.Module):
         self.norm_3 = RMSNorm(E, c['norm_eps'])
         self.norm_4 = RMSNorm(E, c['norm_eps'])
 
-    def attention(self, x, freqs, allowed=None):
+    def qkv(self, x, freqs):
+        """q, k, v [B, S, H, d] of x (already normed), the qk bias added and RoPE applied."""
         B, S, E = x.shape
         q, k, v = self.attn.Wqkv(x).view(B, S, 3, self.n_heads, self.head_dim).unbind(2)
         q = q + self.attn.qk_bias[0]
         k = k + self.attn.qk_bias[1]
-        q, k = rope_interleaved(q, freqs), rope_interleaved(k, freqs)
-        y = causal_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), allowed)
-        return self.attn.proj(y.transpose(1, 2).reshape(B, S, E))
+        return rope_interleaved(q, freqs), rope_interleaved(k, freqs), v
 
-    def forward(self, x, freqs, allowed=None):
-        x = self.norm_2(self.attention(self.norm_1(x), freqs, allowed) + x)
+    def attend(self, q, k, v, allowed=None):
+        B, S, H, d = q.shape
+        y = causal_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), allowed)
+        return self.attn.proj(y.transpose(1, 2).reshape(B, S, H * d))
+
+    def attention(self, x, freqs, allowed=None):
+        return self.attend(*self.qkv(x, freqs), allowed)
+
+    def rest(self, x, a):
+        """the block after its attention output a"""
+        x = self.norm_2(a + x)
         g, u = self.mlp.fc(self.norm_3(x)).chunk(2, dim=-1)
         return self.norm_4(self.mlp.proj(F.silu(g) * u) + x)
+
+    def forward(self, x, freqs, allowed=None):
+        return self.rest(x, self.attention(self.norm_1(x), freqs, allowed))
+
+    def forward_latest(self, x, freqs, running, kv):
+        """One step of a token-by-token depth (Huginn.per_token_forward): the tokens not `running` [B, S]
+        any more are read with the keys and values of their last step (kv, from the previous call; None at
+        the first step, when every token runs). → (output, this step's keys and values)"""
+        q, k, v = self.qkv(self.norm_1(x), freqs)
+        if kv is not None:
+            m = running[:, :, None, None]
+            k, v = torch.where(m, k, kv[0]), torch.where(m, v, kv[1])
+        return self.rest(x, self.attend(q, k, v)), (k, v)
 
 
 class Huginn(nn.Module):
@@ -112,6 +133,23 @@ class Huginn(nn.Module):
         s = s.detach()
         for _ in range(k):
             s = self.core(s, e, freqs)
+        return self.decode(s, freqs)
+
+    def per_token_forward(self, ids, depth, state=None):
+        """The forward with a depth per token (depth [B, S], each ≥ 1), as per-token exits run it in ponder
+        with the cache lookup `latest` (spec/huginn.md §3): a token runs the core for its own number of
+        steps and then keeps its state, and at later steps the tokens after it read, in every core layer,
+        the keys and values of its last step. Training with sampled depths per token on it teaches the
+        model what exits will give it at inference: earlier tokens of any depth. Backprop through every step."""
+        e, freqs = self.embed(ids)
+        s = self.initial_state(e) if state is None else state
+        kv = [None] * len(self.transformer.core_block)
+        for t in range(int(depth.max())):
+            running = depth > t
+            x = self.transformer.adapter(torch.cat([s, e], dim=-1))
+            for j, block in enumerate(self.transformer.core_block):
+                x, kv[j] = block.forward_latest(x, freqs, running, kv[j])
+            s = torch.where(running[..., None], x, s)
         return self.decode(s, freqs)
 
     def forward(self, ids, steps, state=None, trajectory=False):

@@ -64,6 +64,30 @@ class Ouro(nn.Module):
         return hs, gates
 
 
+def copy_forward_loop(model, x, positions, running, saved):
+    """One loop of the decoder over x [B, S, H] as skip mode runs it (spec/ouro.md §4): the tokens no
+    longer `running` [B, S] are read with the keys and values of their exit loop, same layer (`saved`,
+    one (k, v) per layer, None before the first loop; updated in place). → the loop's post-norm output"""
+    B, S, _ = x.shape
+    for li, layer in enumerate(model.model.layers):
+        a = layer.self_attn
+        xn = layer.input_layernorm(x)
+        q = a.q_proj(xn).view(B, S, a.heads, a.head_dim).transpose(1, 2)
+        k = a.k_proj(xn).view(B, S, a.kv_heads, a.head_dim).transpose(1, 2)
+        v = a.v_proj(xn).view(B, S, a.kv_heads, a.head_dim).transpose(1, 2)
+        q, k = rope_rotate_half(q, positions, a.theta), rope_rotate_half(k, positions, a.theta)
+        if saved[li] is not None:  # copy-forward: exited tokens' rows from their exit loop
+            keep = running[:, None, :, None]
+            k, v = torch.where(keep, k, saved[li][0]), torch.where(keep, v, saved[li][1])
+        saved[li] = (k, v)
+        r = a.heads // a.kv_heads
+        kk, vv = (k.repeat_interleave(r, dim=1), v.repeat_interleave(r, dim=1)) if r > 1 else (k, v)
+        y = a.o_proj(causal_attention(q, kk, vv).transpose(1, 2).reshape(B, S, -1))
+        x = x + layer.input_layernorm_2(y)
+        x = x + layer.post_attention_layernorm_2(layer.mlp(layer.post_attention_layernorm(x)))
+    return model.model.norm(x)
+
+
 def skip_run(model, ids, tau):
     """ponder's exit(gate, τ) in skip mode with copy-forward KV (spec/ouro.md §4): a token stops looping
     at the first loop whose exit CDF ≥ τ (the last loop otherwise) and keeps that loop's state; later
@@ -79,24 +103,7 @@ def skip_run(model, ids, tau):
     saved = [None] * len(model.model.layers)
     out = h
     for t in range(T):
-        x = h
-        for li, layer in enumerate(model.model.layers):
-            a = layer.self_attn
-            xn = layer.input_layernorm(x)
-            q = a.q_proj(xn).view(B, S, a.heads, a.head_dim).transpose(1, 2)
-            k = a.k_proj(xn).view(B, S, a.kv_heads, a.head_dim).transpose(1, 2)
-            v = a.v_proj(xn).view(B, S, a.kv_heads, a.head_dim).transpose(1, 2)
-            q, k = rope_rotate_half(q, positions, a.theta), rope_rotate_half(k, positions, a.theta)
-            if saved[li] is not None:  # copy-forward: exited tokens' rows from their exit loop
-                keep = running[:, None, :, None]
-                k, v = torch.where(keep, k, saved[li][0]), torch.where(keep, v, saved[li][1])
-            saved[li] = (k, v)
-            r = a.heads // a.kv_heads
-            kk, vv = (k.repeat_interleave(r, dim=1), v.repeat_interleave(r, dim=1)) if r > 1 else (k, v)
-            y = a.o_proj(causal_attention(q, kk, vv).transpose(1, 2).reshape(B, S, -1))
-            x = x + layer.input_layernorm_2(y)
-            x = x + layer.post_attention_layernorm_2(layer.mlp(layer.post_attention_layernorm(x)))
-        x = model.model.norm(x)
+        x = copy_forward_loop(model, h, positions, running, saved)
         out = torch.where(running[..., None], x, out)
         loops += running.long()
         if t < T - 1:
@@ -106,6 +113,23 @@ def skip_run(model, ids, tau):
             running = running & ~(cdf >= torch.tensor(tau, dtype=torch.float32))
         h = x
     return model.lm_head(out).float(), loops
+
+
+def per_token_forward(model, ids, loops):
+    """Logits with a loop count per token (loops [B, S], each in 1..total_ut_steps), run as skip mode
+    runs exits: a token keeps its state after its own last loop and later tokens read its keys and values
+    of that loop. Training on sampled counts teaches the loops what exits give them at inference."""
+    B, S = ids.shape
+    positions = torch.arange(S)[None].expand(B, S)
+    h = model.model.embed_tokens(ids)
+    saved = [None] * len(model.model.layers)
+    out = h
+    for t in range(int(loops.max())):
+        running = loops > t
+        x = copy_forward_loop(model, h, positions, running, saved)
+        out = torch.where(running[..., None], x, out)
+        h = x
+    return model.lm_head(out).float()
 
 
 def exit_pdf(gate_logits):

@@ -228,6 +228,10 @@ def main():
     p.add_argument('--coda', type=int, default=1)
     p.add_argument('--mean-recurrence', type=int, default=8)
     p.add_argument('--backprop-depth', type=int, default=4)
+    p.add_argument('--per-token-depth', type=int, default=0, metavar='D',
+                   help='every token its own depth, uniform in 1..D, run as per-token exits run at inference: Huginn with the '
+                        'lookup `latest` (Huginn.per_token_forward), Ouro in skip mode with copy-forward (ouro.per_token_forward; D = '
+                        '--loops; stage II still trains the gate alone); backprop through every step. 0: one depth for all tokens')
     p.add_argument('--ctx', type=int, default=64)
     p.add_argument('--block-size', type=int, default=256, help='the RoPE table length (config block_size)')
     p.add_argument('--batch', type=int, default=32)
@@ -334,15 +338,30 @@ def main():
         if n_prose:
             w[-n_prose:] = 1.0 / (n_prose * args.ctx)
         prose_loss, n, k = None, 0, 0
-        if args.family == 'huginn':
+        token_depth = None
+        stage2 = args.family == 'ouro' and step >= args.steps - args.gate_steps
+        if args.family == 'ouro' and args.per_token_depth and not stage2:
+            token_depth = torch.from_numpy(rng.integers(1, args.per_token_depth + 1, size=tuple(rows[:, :-1].shape)))
+            logits = ouro.per_token_forward(model, rows[:, :-1], token_depth)
+            ce = common.cross_entropy_rows(logits, rows[:, 1:])
+            loss = (ce * w).sum()
+            la, stats = None, {}  # Ouro's curriculum follows the eval at the last loop
+            if n_prose:
+                prose_loss = ce[-n_prose:].mean()
+        elif args.family == 'huginn' and args.per_token_depth:
+            token_depth = torch.from_numpy(rng.integers(1, args.per_token_depth + 1, size=tuple(rows[:, :-1].shape)))
+            n, k = 0, args.per_token_depth
+            logits = model.per_token_forward(rows[:, :-1], token_depth)
+        elif args.family == 'huginn':
             n, k = huginn.sample_depth(rng, args.mean_recurrence, args.backprop_depth)
             logits = model.truncated_forward(rows[:, :-1], n, k)
+        if args.family == 'huginn':
             la = logits[r, t]
             ce = common.cross_entropy_rows(logits, rows[:, 1:])
             loss = (ce * w).sum()
             if n_prose:
                 prose_loss = ce[-n_prose:].mean()
-        else:
+        elif token_depth is None:
             # upstream's stage I / II objective with these weights
             loss, stats = ouro_family.loss(model, rows, w, step, rng)
             loss = loss * w.sum()
@@ -353,7 +372,9 @@ def main():
         opt.step()
         if la is not None and n + k >= k_max + 2:  # only steps deep enough to reach k_max count for the curriculum
             correct = (la.argmax(-1) == y).tolist()
-            recent += [(a[3], c) for a, c in zip(answers, correct)]
+            # with a depth per token, only the answers whose own depth could reach k_max
+            deep = [True] * len(answers) if token_depth is None else (token_depth[r, t] >= k_max + 2).tolist()
+            recent += [(a[3], c) for a, c, ok in zip(answers, correct, deep) if ok]
             recent = recent[-4000:]
             at_max = [c for kk, c in recent if kk == k_max]
             if len(at_max) >= 400 and np.mean(at_max[-400:]) >= args.advance and k_max < args.k_max:
