@@ -251,6 +251,8 @@ def main():
                         "added to the answers' mean; 0 = answers only (the probe), 1 = a model that also writes the lines' format")
     p.add_argument('--write-eval', metavar='DIR', help='write the held-out set (prose and line windows) to DIR and exit')
     args = p.parse_args()
+    if args.family == 'ouro' and args.per_token_depth > args.loops:
+        p.error(f'--per-token-depth {args.per_token_depth} is more than --loops {args.loops}: an Ouro token runs at most total_ut_steps loops')
     if args.write_eval:
         write_eval(args, vocab_ids(args.tokenizer), op_tables(args.ops), args.write_eval)
         return
