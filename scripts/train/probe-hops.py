@@ -340,34 +340,30 @@ def main():
         if n_prose:
             w[-n_prose:] = 1.0 / (n_prose * args.ctx)
         prose_loss, n, k = None, 0, 0
-        token_depth = None
         stage2 = args.family == 'ouro' and step >= args.steps - args.gate_steps
-        if args.family == 'ouro' and args.per_token_depth and not stage2:
+        token_depth = None  # [rows, ctx]: each token's own depth (--per-token-depth; Ouro's stage II runs every loop)
+        if args.per_token_depth and not stage2:
             token_depth = torch.from_numpy(rng.integers(1, args.per_token_depth + 1, size=tuple(rows[:, :-1].shape)))
-            logits = ouro.per_token_forward(model, rows[:, :-1], token_depth)
-            ce = common.cross_entropy_rows(logits, rows[:, 1:])
-            loss = (ce * w).sum()
-            la, stats = None, {}  # Ouro's curriculum follows the eval at the last loop
-            if n_prose:
-                prose_loss = ce[-n_prose:].mean()
-        elif args.family == 'huginn' and args.per_token_depth:
-            token_depth = torch.from_numpy(rng.integers(1, args.per_token_depth + 1, size=tuple(rows[:, :-1].shape)))
+        logits, la, stats = None, None, {}
+        if args.family == 'huginn' and token_depth is not None:
             n, k = 0, args.per_token_depth
             logits = model.per_token_forward(rows[:, :-1], token_depth)
         elif args.family == 'huginn':
             n, k = huginn.sample_depth(rng, args.mean_recurrence, args.backprop_depth)
             logits = model.truncated_forward(rows[:, :-1], n, k)
-        if args.family == 'huginn':
-            la = logits[r, t]
+        elif token_depth is not None:
+            logits = ouro.per_token_forward(model, rows[:, :-1], token_depth)
+        if logits is not None:
             ce = common.cross_entropy_rows(logits, rows[:, 1:])
             loss = (ce * w).sum()
             if n_prose:
                 prose_loss = ce[-n_prose:].mean()
-        elif token_depth is None:
+            if args.family == 'huginn':
+                la = logits[r, t]  # Ouro's curriculum follows the eval at the last loop
+        else:
             # upstream's stage I / II objective with these weights
             loss, stats = ouro_family.loss(model, rows, w, step, rng)
             loss = loss * w.sum()
-            la = None
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
