@@ -122,22 +122,6 @@ import { halfToFloat4 } from './elementwise';
   return s;
 }
 
-// Dot product q·k for a key outside a block of 4, with exactly the arithmetic the block applies
-// to each of its keys, so a key's score does not depend on whether Tk put it in a block.
-// @ts-ignore: decorator
-@inline function dot(q: usize, k: usize, hd: i32): f32 {
-  let acc = f32x4.splat(0);
-  let d = 0;
-  for (; d + 4 <= hd; d += 4) acc = f32x4.add(acc, f32x4.mul(v128.load(q + (<usize>d << 2)), v128.load(k + (<usize>d << 2))));
-  let s = (f32x4.extract_lane(acc, 0) + f32x4.extract_lane(acc, 2)) + (f32x4.extract_lane(acc, 1) + f32x4.extract_lane(acc, 3));
-  if (d < hd) {
-    let t: f32 = 0;
-    for (; d < hd; d++) t += load<f32>(q + (<usize>d << 2)) * load<f32>(k + (<usize>d << 2));
-    s += t;
-  }
-  return s;
-}
-
 // Step 1 for one query over keys [j0, j1): sp[j] = scale·q·k_j, or −Inf where key j is invisible to row i.
 function scoresOne(sp: usize, qp: usize, i: i32, qPosI: i32, kBase: usize, kvRow: usize, j0: i32, j1: i32, Tk: i32, hd: i32, scale: f32, kPos: usize, allowed: usize): void {
   const hd4 = hd & ~3;
@@ -152,7 +136,7 @@ function scoresOne(sp: usize, qp: usize, i: i32, qPosI: i32, kBase: usize, kvRow
     v128.store(out, maskBlock(s, vis0, vis1, vis2, vis3));
   }
   for (; j < j1; j++) {
-    store<f32>(sp + (<usize>j << 2), visible(i, j, Tk, qPosI, kPos, allowed) ? dot(qp, kBase + <usize>j * kvRow, hd) * scale : -Infinity);
+    store<f32>(sp + (<usize>j << 2), visible(i, j, Tk, qPosI, kPos, allowed) ? dotRow<f32>(qp, kBase + <usize>j * kvRow, hd) * scale : -Infinity);
   }
 }
 
@@ -191,8 +175,8 @@ function scoresTwo(sa: usize, sb: usize, qa: usize, qb: usize, ia: i32, ib: i32,
   }
   for (; j < j1; j++) {
     const kj = kBase + <usize>j * kvRow;
-    store<f32>(sa + (<usize>j << 2), visible(ia, j, Tk, qPosA, kPos, allowed) ? dot(qa, kj, hd) * scale : -Infinity);
-    store<f32>(sb + (<usize>j << 2), visible(ib, j, Tk, qPosB, kPos, allowed) ? dot(qb, kj, hd) * scale : -Infinity);
+    store<f32>(sa + (<usize>j << 2), visible(ia, j, Tk, qPosA, kPos, allowed) ? dotRow<f32>(qa, kj, hd) * scale : -Infinity);
+    store<f32>(sb + (<usize>j << 2), visible(ib, j, Tk, qPosB, kPos, allowed) ? dotRow<f32>(qb, kj, hd) * scale : -Infinity);
   }
 }
 
@@ -376,29 +360,15 @@ const D_ROW = 0, D_QPOS = 4, D_Q = 8, D_KV = 12;
   return reinterpret<f32>(h << 16);
 }
 
-// dot() over a narrow key row: the same accumulator, lane sums and tail.
-// @ts-ignore: decorator
-@inline function dotHalf<T>(q: usize, k: usize, hd: i32): f32 {
-  let acc = f32x4.splat(0);
-  let d = 0;
-  for (; d + 4 <= hd; d += 4) acc = f32x4.add(acc, f32x4.mul(v128.load(q + (<usize>d << 2)), widen4<T>(k + (<usize>d << 1))));
-  let s = (f32x4.extract_lane(acc, 0) + f32x4.extract_lane(acc, 2)) + (f32x4.extract_lane(acc, 1) + f32x4.extract_lane(acc, 3));
-  if (d < hd) {
-    let t: f32 = 0;
-    for (; d < hd; d++) t += load<f32>(q + (<usize>d << 2)) * widen1<T>(k + (<usize>d << 1));
-    s += t;
-  }
-  return s;
-}
-
 // Decode passes (any KV element type T: f32, or narrow, widened in registers). Both read K and V
-// row by row, front to back, every unit of a row before the next row: the one order in which the
-// prefetcher keeps up with DRAM (Zen 5, 16 × 128 heads, 4096 keys: reading two rows side by side to
-// reuse each query vector for both keys, or four value rows to keep each output vector in a
-// register over them, was 1.2-2.3× faster from cache and 1.3-2.3× slower from DRAM). So the work
-// per byte is cut instead: 16 floats per loop step on pointers with immediate offsets, and a narrow
-// row loaded 8 values at a time and widened in two register ops (bf16: an interleave with zeros),
-// where widen4 took a load and a shift for every 4.
+// row by row and each row front to back: the one order in which the prefetcher keeps up with DRAM
+// (Zen 5, 16 × 128 heads, 4096 keys: reading two rows side by side to reuse each query vector for
+// both keys, or four value rows to keep each output vector in a register over them, was 1.2-2.3×
+// faster from cache and 1.3-2.3× slower from DRAM; scoring four heads of a row at a time, four
+// streams 512 bytes apart, read K at 14 GB/s where one head after another reads it at 33, f32).
+// So the work per byte is cut instead: 16 floats per loop step on pointers with immediate offsets,
+// and a narrow row loaded 8 values at a time and widened in two register ops (bf16: an interleave
+// with zeros), where widen4 took a load and a shift for every 4.
 
 // Eight narrow values (one v128 load), widened exactly: elements 0-3 (lo) and 4-7 (hi). bf16 is the
 // value in the high half of an f32 (an interleave with zeros); IEEE half goes through halfToFloat4.
@@ -420,59 +390,53 @@ const D_ROW = 0, D_QPOS = 4, D_Q = 8, D_KV = 12;
   return widen1<T>(p);
 }
 
-// Four units' dot products over one key row: [q0·k0, q1·k1, q2·k2, q3·k3] over d < hd4, each
-// accumulator adding in d order (lane l over d ≡ l mod 4), reduced by transposeAdd.
+// One query head's q·k over a key row: one accumulator adding q[d..d+3]·k[d..d+3] in d order, its
+// lanes summed (l0 + l2) + (l1 + l3), then the tail d ≥ hd & ~3 summed from +0 and added last —
+// lane for lane the arithmetic of dot4 and transposeAdd, so a key's score does not depend on
+// whether Tk put it in a block of 4 (prefill) or on the path that computed it (decode). 16 values
+// a loop step on pointers with immediate offsets; a narrow row loaded 8 values at a time and
+// widened exactly in two register ops, so its score equals the f32 call's on the widened cache.
 // @ts-ignore: decorator
-@inline function dotUnits4<T>(q0: usize, q1: usize, q2: usize, q3: usize, k0: usize, k1: usize, k2: usize, k3: usize, hd4: i32): v128 {
-  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-  let p0 = q0, p1 = q1, p2 = q2, p3 = q3, r0 = k0, r1 = k1, r2 = k2, r3 = k3;
-  const end16 = q0 + (<usize>(hd4 & ~15) << 2), end4 = q0 + (<usize>hd4 << 2);
+@inline function dotRow<T>(q: usize, k: usize, hd: i32): f32 {
+  let acc = f32x4.splat(0);
+  let qp = q, kp = k;
+  const end16 = q + (<usize>(hd & ~15) << 2), end4 = q + (<usize>(hd & ~3) << 2), end = q + (<usize>hd << 2);
   if (sizeof<T>() == 4) {
-    while (p0 < end16) {
-      a0 = f32x4.add(a0, f32x4.mul(v128.load(p0), v128.load(r0))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1), v128.load(r1)));
-      a2 = f32x4.add(a2, f32x4.mul(v128.load(p2), v128.load(r2))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3), v128.load(r3)));
-      a0 = f32x4.add(a0, f32x4.mul(v128.load(p0, 16), v128.load(r0, 16))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1, 16), v128.load(r1, 16)));
-      a2 = f32x4.add(a2, f32x4.mul(v128.load(p2, 16), v128.load(r2, 16))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3, 16), v128.load(r3, 16)));
-      a0 = f32x4.add(a0, f32x4.mul(v128.load(p0, 32), v128.load(r0, 32))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1, 32), v128.load(r1, 32)));
-      a2 = f32x4.add(a2, f32x4.mul(v128.load(p2, 32), v128.load(r2, 32))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3, 32), v128.load(r3, 32)));
-      a0 = f32x4.add(a0, f32x4.mul(v128.load(p0, 48), v128.load(r0, 48))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1, 48), v128.load(r1, 48)));
-      a2 = f32x4.add(a2, f32x4.mul(v128.load(p2, 48), v128.load(r2, 48))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3, 48), v128.load(r3, 48)));
-      p0 += 64; p1 += 64; p2 += 64; p3 += 64; r0 += 64; r1 += 64; r2 += 64; r3 += 64;
-    }
-    while (p0 < end4) {
-      a0 = f32x4.add(a0, f32x4.mul(v128.load(p0), v128.load(r0))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1), v128.load(r1)));
-      a2 = f32x4.add(a2, f32x4.mul(v128.load(p2), v128.load(r2))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3), v128.load(r3)));
-      p0 += 16; p1 += 16; p2 += 16; p3 += 16; r0 += 16; r1 += 16; r2 += 16; r3 += 16;
+    while (qp < end16) {
+      acc = f32x4.add(acc, f32x4.mul(v128.load(qp), v128.load(kp)));
+      acc = f32x4.add(acc, f32x4.mul(v128.load(qp, 16), v128.load(kp, 16)));
+      acc = f32x4.add(acc, f32x4.mul(v128.load(qp, 32), v128.load(kp, 32)));
+      acc = f32x4.add(acc, f32x4.mul(v128.load(qp, 48), v128.load(kp, 48)));
+      qp += 64; kp += 64;
     }
   } else {
-    const end8 = q0 + (<usize>(hd4 & ~7) << 2);
-    while (p0 < end8) {
-      const h0 = v128.load(r0), h1 = v128.load(r1), h2 = v128.load(r2), h3 = v128.load(r3);
-      a0 = f32x4.add(a0, f32x4.mul(v128.load(p0), widenLo<T>(h0))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1), widenLo<T>(h1)));
-      a2 = f32x4.add(a2, f32x4.mul(v128.load(p2), widenLo<T>(h2))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3), widenLo<T>(h3)));
-      a0 = f32x4.add(a0, f32x4.mul(v128.load(p0, 16), widenHi<T>(h0))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1, 16), widenHi<T>(h1)));
-      a2 = f32x4.add(a2, f32x4.mul(v128.load(p2, 16), widenHi<T>(h2))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3, 16), widenHi<T>(h3)));
-      p0 += 32; p1 += 32; p2 += 32; p3 += 32; r0 += 16; r1 += 16; r2 += 16; r3 += 16;
-    }
-    if (p0 < end4) {
-      a0 = f32x4.add(a0, f32x4.mul(v128.load(p0), widen4<T>(r0))); a1 = f32x4.add(a1, f32x4.mul(v128.load(p1), widen4<T>(r1)));
-      a2 = f32x4.add(a2, f32x4.mul(v128.load(p2), widen4<T>(r2))); a3 = f32x4.add(a3, f32x4.mul(v128.load(p3), widen4<T>(r3)));
+    while (qp < end16) {
+      const h0 = v128.load(kp), h1 = v128.load(kp, 16);
+      acc = f32x4.add(acc, f32x4.mul(v128.load(qp), widenLo<T>(h0)));
+      acc = f32x4.add(acc, f32x4.mul(v128.load(qp, 16), widenHi<T>(h0)));
+      acc = f32x4.add(acc, f32x4.mul(v128.load(qp, 32), widenLo<T>(h1)));
+      acc = f32x4.add(acc, f32x4.mul(v128.load(qp, 48), widenHi<T>(h1)));
+      qp += 64; kp += 32;
     }
   }
-  return transposeAdd(a0, a1, a2, a3);
+  while (qp < end4) {
+    acc = f32x4.add(acc, f32x4.mul(v128.load(qp), sizeof<T>() == 4 ? v128.load(kp) : widen4<T>(kp)));
+    qp += 16; kp += 4 * sizeof<T>();
+  }
+  let s = (f32x4.extract_lane(acc, 0) + f32x4.extract_lane(acc, 2)) + (f32x4.extract_lane(acc, 1) + f32x4.extract_lane(acc, 3));
+  if (qp < end) {
+    let t: f32 = 0;
+    for (; qp < end; qp += 4, kp += sizeof<T>()) t += load<f32>(qp) * kvAt<T>(kp);
+    s += t;
+  }
+  return s;
 }
 
 // Step 1 in decode for units [0, n) of the one query row, key rows [j0, j1): for each key row, the
-// scores of four units at a time (their heads lie side by side in the row), the four dot products
-// reduced by one transposeAdd; lane i of it is exactly the score scoresOne computes for that unit
-// and key (any four dot products reduce lane by lane the same way; a narrow key widens exactly, so
-// the score equals the f32 call's on the widened cache), and a leftover unit uses dot()/dotHalf().
+// score of every unit in turn, so the row is read front to back, one head's values after another.
 function decodeScores<T>(scores: usize, desc: usize, n: i32, q: usize, k: usize, kvRow: usize, Tk: i32, j0: i32, j1: i32, hd: i32, scale: f32,
                             qPosI: i32, kPos: usize, allowed: usize): void {
-  const hd4 = hd & ~3;
   const rowBytes = scoresRowBytes(Tk);
-  const scaleV = f32x4.splat(scale);
-  const n4 = n & ~3;
   const step = UNIT_INTS << 2;
   const kvShift: u32 = sizeof<T>() == 4 ? 0 : 1;
   for (let j = j0; j < j1; j++) {
@@ -483,30 +447,9 @@ function decodeScores<T>(scores: usize, desc: usize, n: i32, q: usize, k: usize,
     }
     const kRow = k + <usize>j * kvRow;
     let dp = desc;
-    let a = 0;
-    for (; a < n4; a += 4, dp += 4 * step) {
-      const q0 = q + <usize>load<u32>(dp, D_Q), q1 = q + <usize>load<u32>(dp, step + D_Q);
-      const q2 = q + <usize>load<u32>(dp, 2 * step + D_Q), q3 = q + <usize>load<u32>(dp, 3 * step + D_Q);
-      const k0 = kRow + <usize>(load<u32>(dp, D_KV) >> kvShift), k1 = kRow + <usize>(load<u32>(dp, step + D_KV) >> kvShift);
-      const k2 = kRow + <usize>(load<u32>(dp, 2 * step + D_KV) >> kvShift), k3 = kRow + <usize>(load<u32>(dp, 3 * step + D_KV) >> kvShift);
-      let s = dotUnits4<T>(q0, q1, q2, q3, k0, k1, k2, k3, hd4);
-      if (hd4 != hd) {
-        let t0: f32 = 0, t1: f32 = 0, t2: f32 = 0, t3: f32 = 0;
-        for (let d = hd4; d < hd; d++) {
-          const o = <usize>d << 2, e = <usize>d * sizeof<T>();
-          t0 += load<f32>(q0 + o) * kvAt<T>(k0 + e); t1 += load<f32>(q1 + o) * kvAt<T>(k1 + e);
-          t2 += load<f32>(q2 + o) * kvAt<T>(k2 + e); t3 += load<f32>(q3 + o) * kvAt<T>(k3 + e);
-        }
-        s = f32x4.add(s, f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(t0), 1, t1), 2, t2), 3, t3));
-      }
-      s = f32x4.mul(s, scaleV);
-      const sp = sj + <usize>a * rowBytes;
-      store<f32>(sp, f32x4.extract_lane(s, 0)); store<f32>(sp + rowBytes, f32x4.extract_lane(s, 1));
-      store<f32>(sp + 2 * rowBytes, f32x4.extract_lane(s, 2)); store<f32>(sp + 3 * rowBytes, f32x4.extract_lane(s, 3));
-    }
-    for (; a < n; a++, dp += step) {
+    for (let a = 0; a < n; a++, dp += step) {
       const qa = q + <usize>load<u32>(dp, D_Q), ka = kRow + <usize>(load<u32>(dp, D_KV) >> kvShift);
-      store<f32>(sj + <usize>a * rowBytes, (sizeof<T>() == 4 ? dot(qa, ka, hd) : dotHalf<T>(qa, ka, hd)) * scale);
+      store<f32>(sj + <usize>a * rowBytes, dotRow<T>(qa, ka, hd) * scale);
     }
   }
 }
