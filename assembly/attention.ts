@@ -454,9 +454,15 @@ function decodeScores<T>(scores: usize, desc: usize, n: i32, q: usize, k: usize,
   }
 }
 
+// Where unit a's sums over value chunk c go: chunk 0's into the unit's output row, a later chunk's
+// into its row in `partials` ([chunk − 1][n][hd] f32).
+// @ts-ignore: decorator
+@inline function chunkRow(out: usize, partials: usize, dp: usize, n: i32, a: i32, c: i32, headBytes: usize): usize {
+  return c == 0 ? out + <usize>load<u32>(dp, D_Q) : partials + (<usize>(c - 1) * <usize>n + <usize>a) * headBytes;
+}
+
 // Step 3 in decode for units [0, n) of the one query row over the keys of chunk c: for each value
-// row, every live unit's p_j·v_j added into its chunk row (zeroed first) — chunk 0's is the unit's
-// output row, a later chunk's its row in `partials` ([chunk − 1][n][hd] f32) — so each element
+// row, every live unit's p_j·v_j added into its chunk row (chunkRow, zeroed first), so each element
 // accumulates from +0 over the chunk's keys in order, skipping p_j = 0, exactly as accumulateOne
 // does (on the widened row if narrow).
 function decodeAccumulate<T>(out: usize, partials: usize, scores: usize, desc: usize, n: i32, v: usize, kvRow: usize, Tk: i32, c: i32, hd: i32): void {
@@ -465,10 +471,9 @@ function decodeAccumulate<T>(out: usize, partials: usize, scores: usize, desc: u
   const kvShift: u32 = sizeof<T>() == 4 ? 0 : 1;
   const end16 = <usize>(hd & ~15) << 2, end4 = <usize>(hd & ~3) << 2, end = <usize>hd << 2;
   const headBytes = <usize>hd << 2;
-  const rows = c == 0 ? 0 : partials + <usize>(c - 1) * <usize>n * headBytes;
   const j0 = c * VALUE_CHUNK, j1 = min(Tk, j0 + VALUE_CHUNK);
   let dp = desc;
-  for (let a = 0; a < n; a++, dp += step) if (load<f32>(dp, D_QPOS) != 0) zeroRow(c == 0 ? out + <usize>load<u32>(dp, D_Q) : rows + <usize>a * headBytes, hd);
+  for (let a = 0; a < n; a++, dp += step) if (load<f32>(dp, D_QPOS) != 0) zeroRow(chunkRow(out, partials, dp, n, a, c, headBytes), hd);
   for (let j = j0; j < j1; j++) {
     const vRow = v + <usize>j * kvRow;
     dp = desc;
@@ -477,7 +482,7 @@ function decodeAccumulate<T>(out: usize, partials: usize, scores: usize, desc: u
       const p = load<f32>(sp);
       if (p == 0 || load<f32>(dp, D_QPOS) == 0) continue;
       const pv = f32x4.splat(p);
-      const op = c == 0 ? out + <usize>load<u32>(dp, D_Q) : rows + <usize>a * headBytes, vp = vRow + <usize>(load<u32>(dp, D_KV) >> kvShift);
+      const op = chunkRow(out, partials, dp, n, a, c, headBytes), vp = vRow + <usize>(load<u32>(dp, D_KV) >> kvShift);
       let o: usize = 0;
       if (sizeof<T>() == 4) {
         for (; o < end16; o += 64) {
@@ -522,7 +527,7 @@ function decodeCombine(out: usize, partials: usize, desc: usize, n: i32, Tk: i32
     const sum = load<f32>(dp, D_QPOS);
     if (sum == 0) continue;
     const op = out + <usize>load<u32>(dp, D_Q);
-    for (let c = 1; c < chunks; c++) addRow(op, partials + (<usize>(c - 1) * <usize>n + <usize>a) * headBytes, hd);
+    for (let c = 1; c < chunks; c++) addRow(op, chunkRow(out, partials, dp, n, a, c, headBytes), hd);
     divideRow(op, hd, sum);
   }
 }
