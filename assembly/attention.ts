@@ -366,9 +366,11 @@ const D_ROW = 0, D_QPOS = 4, D_Q = 8, D_KV = 12;
 // both keys, or four value rows to keep each output vector in a register over them, was 1.2-2.3×
 // faster from cache and 1.3-2.3× slower from DRAM; scoring four heads of a row at a time, four
 // streams 512 bytes apart, read K at 14 GB/s where one head after another reads it at 33, f32).
-// So the work per byte is cut instead: 16 floats per loop step on pointers with immediate offsets,
-// and a narrow row loaded 8 values at a time and widened in two register ops (bf16: an interleave
-// with zeros), where widen4 took a load and a shift for every 4.
+// So the work per byte is cut instead: 16 floats per loop step with immediate load offsets, and a
+// narrow row loaded 8 values at a time and widened in two register ops (bf16: an interleave with
+// zeros), where widen4 took a load and a shift for every 4. (Stepping the value pass's pointers
+// instead of adding an offset to them, and 32 narrow values a step in the score pass, measured no
+// faster: the score pass waits on its one accumulator chain per head.)
 
 // Eight narrow values (one v128 load), widened exactly: elements 0-3 (lo) and 4-7 (hi). bf16 is the
 // value in the high half of an f32 (an interleave with zeros); IEEE half goes through halfToFloat4.
